@@ -1,0 +1,23 @@
+"""What an RPC handler knows about the request it serves."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["RpcContext"]
+
+
+@dataclass(frozen=True, slots=True)
+class RpcContext:
+    """Per-request context passed to every handler as its first argument.
+
+    ``node`` is the :class:`aspen.node.NodeAPI` of the serving node; ``peer`` the client's
+    address; ``identity`` who the token belongs to (``"root"`` for the root token);
+    ``connection_id`` is unique per client connection on this node.
+    """
+
+    node: Any
+    peer: str
+    identity: str
+    connection_id: int
