@@ -88,4 +88,9 @@ SUBSCRIBER_CALL_TIMEOUT_SECONDS = 5.0
 #: Seconds an ``aspen_startup``/``aspen_shutdown`` hook may take.
 LIFECYCLE_HOOK_TIMEOUT_SECONDS = 30.0
 
+
+# --- Log ------------------------------------------------------------------------------
+#: Log entries kept behind the applied index before the log is compacted.
+LOG_RETAIN_ENTRIES = 10_000
+
 __all__ = [name for name in list(globals()) if name.isupper()]

@@ -9,7 +9,15 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     from aspen.rpc.context import RpcContext
 
-__all__ = ["ConfigOption", "ConfigSection", "PluginInfo", "RpcHandler", "UnaryHandler", "StreamHandler"]
+__all__ = [
+    "ConfigOption",
+    "ConfigSection",
+    "PluginInfo",
+    "PluginStatus",
+    "RpcHandler",
+    "StreamHandler",
+    "UnaryHandler",
+]
 
 #: A unary handler: ``async def handler(ctx, params) -> result``.
 UnaryHandler = Callable[["RpcContext", dict[str, Any]], Awaitable[Any]]

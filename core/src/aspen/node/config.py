@@ -1,0 +1,66 @@
+"""Where a node keeps its data and how it is reached."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = [
+    "DEFAULT_LISTEN",
+    "DEFAULT_PORT",
+    "ROOT_TOKEN_FILE",
+    "NodeConfig",
+    "default_data_dir",
+    "parse_hostport",
+]
+
+#: The client port a node listens on when not told otherwise.
+DEFAULT_PORT = 7379
+#: The default listen address: loopback only.
+DEFAULT_LISTEN = f"127.0.0.1:{DEFAULT_PORT}"
+#: Name of the root token file inside a node's data directory (mode 0600).
+ROOT_TOKEN_FILE = "root-token"
+
+
+def default_data_dir() -> Path:
+    """Return the data directory used when none is given: ``$ASPEN_DATA_DIR`` or
+    ``$XDG_DATA_HOME/aspen/node`` (``~/.local/share/aspen/node``)."""
+    explicit = os.environ.get("ASPEN_DATA_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "aspen" / "node"
+
+
+def parse_hostport(text: str, *, default_port: int = DEFAULT_PORT) -> tuple[str, int]:
+    """Split ``host:port`` (or ``host``, ``[v6]:port``, ``tcp://host:port``) into its parts."""
+    text = text.strip().split("://", 1)[-1].rstrip("/")
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest.lstrip(":")
+    else:
+        host, sep, port = text.rpartition(":")
+        if not sep:
+            host, port = text, ""
+    if not host:
+        raise ValueError(f"no host in address {text!r}")
+    try:
+        port_no = int(port) if port else default_port
+    except ValueError:
+        raise ValueError(f"bad port in address {text!r}") from None
+    if not 0 <= port_no <= 65535:
+        raise ValueError(f"port out of range in address {text!r}")
+    return host, port_no
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    """Everything needed to start one node."""
+
+    data_dir: Path = field(default_factory=default_data_dir)
+    listen: str = DEFAULT_LISTEN
+    #: Optional TOML file with ``[<plugin>]`` sections for plugin configuration.
+    config_file: Path | None = None
+    #: fsync every group commit (turn off only for throwaway test nodes).
+    sync: bool = True

@@ -1,0 +1,212 @@
+"""The node: wires storage, the state machine, the writer, leases, watches, the event bus,
+the RPC server and the plugins together, and is the API plugins get (``NodeAPI``)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tomllib
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+import aspen
+from aspen.errors import InvalidArgumentError, UnavailableError
+from aspen.events import Event
+from aspen.kv.state_machine import KVStateMachine
+from aspen.node.auth import TokenAuthenticator, load_or_create_root_token
+from aspen.node.bus import EventBus
+from aspen.node.config import NodeConfig, parse_hostport
+from aspen.node.handlers import core_handlers
+from aspen.node.leases import LeaseKeeper
+from aspen.node.watch import WatchHub
+from aspen.node.writer import GroupCommitWriter
+from aspen.plugins.config import resolve_config
+from aspen.rpc.context import RpcContext
+from aspen.rpc.registry import MethodRegistry
+from aspen.rpc.server import RpcServer
+from aspen.storage import Storage
+from aspen.storage.log import Log
+from aspen.transport.identity import load_or_create_identity
+
+__all__ = ["NOTIFICATION_HOOKS", "Node", "NodeAPI"]
+
+log = logging.getLogger(__name__)
+
+#: The bus hooks a node subscribes plugins to.
+NOTIFICATION_HOOKS = ("aspen_on_kv_event", "aspen_on_raft_event", "aspen_on_cluster_event")
+#: Name of the LMDB environment directory inside the data directory.
+DB_DIR = "db"
+
+
+class Node:
+    """One Aspen node. Plugins receive it as ``node`` in hooks (see ``NodeAPI``)."""
+
+    def __init__(self, config: NodeConfig, pm: Any | None = None) -> None:
+        """``pm`` is an :class:`aspen.plugins.manager.AspenPluginManager` (None = no plugins)."""
+        self.config_ = config
+        self.pm = pm
+        self.data_dir = Path(config.data_dir)
+        self.endpoint = ""
+        self.id = ""
+        self._tg: TaskGroup | None = None
+        self._plugin_config: dict[str, dict[str, Any]] = {}
+        self._stop: anyio.Event | None = None
+        self._stopping = False
+
+    # ------------------------------------------------------------------ the API for plugins
+    def config(self, plugin: str) -> dict[str, Any]:
+        """The resolved configuration section of ``plugin`` (defaults applied)."""
+        return dict(self._plugin_config.get(plugin, {}))
+
+    async def propose(self, command: dict) -> Any:
+        """Commit one core command (see :mod:`aspen.kv.commands`) and return its result."""
+        return await self.writer.propose(command)
+
+    async def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
+        """Call any RPC method in-process, as the node itself (unary methods only)."""
+        handler = self.registry.get(method)
+        if handler is None or handler.streaming:
+            raise UnavailableError(f"no unary method {method!r} on this node")
+        ctx = RpcContext(node=self, peer="local", identity="node", connection_id=0)
+        return await handler.func(ctx, params or {})
+
+    def spawn(self, func: Callable[..., Awaitable[Any]], *args: Any, name: str = "") -> None:
+        """Run ``func(*args)`` in the background until the node stops."""
+        if self._tg is None:
+            raise RuntimeError("the node is not running")
+        self._tg.start_soon(func, *args, name=name or getattr(func, "__name__", "task"))
+
+    def status(self) -> dict[str, Any]:
+        """Identity, revisions, sizes, and event bus counters of this node."""
+        with self.storage.begin() as txn:
+            revision = self.state_machine.current_revision(txn)
+            compacted = self.state_machine.compact_revision(txn)
+        return {
+            "node_id": self.id,
+            "endpoint": self.endpoint,
+            "version": aspen.__version__,
+            "revision": revision,
+            "compact_revision": compacted,
+            "applied_index": self.writer.applied_index,
+            "db_size": self.storage.size_bytes(),
+            "leases": len(self.leases),
+            "watches": self.watch_hub.active,
+            "writes": {"batches": self.writer.batches, "commands": self.writer.commands},
+            "rpc": self.server.stats(),
+            "bus": self.bus.stats(),
+            "plugins": [info.to_json() for info in self.pm.infos()] if self.pm else [],
+        }
+
+    # ------------------------------------------------------------------ life
+    def _open(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        identity = load_or_create_identity(self.data_dir)
+        self.id = identity.node_id
+        self.token = load_or_create_root_token(self.data_dir)
+        self.storage = Storage(self.data_dir / DB_DIR, sync=self.config_.sync)
+        self.state_machine = KVStateMachine(self.storage)
+        self.writer = GroupCommitWriter(
+            self.storage, self.state_machine, Log(self.storage), self._on_applied
+        )
+        self.watch_hub = WatchHub(self.storage, self.state_machine, self.writer.revision)
+        self.leases = LeaseKeeper(self.propose)
+        with self.storage.begin() as txn:
+            granted = [
+                (i, self.state_machine.lease_info(txn, i, False)["granted_ttl"])
+                for i in self.state_machine.lease_ids(txn)
+            ]
+        self.leases.load(granted)
+        self._plugin_config = self._load_plugin_config()
+        self.registry = self._build_registry()
+        subscribers: dict[str, list[tuple[str, Callable[..., Any]]]] = {}
+        if self.pm is not None:
+            for hook in NOTIFICATION_HOOKS:
+                subscribers[hook] = [(s.plugin, s.function) for s in self.pm.subscribers(hook)]
+        self.bus = EventBus(subscribers, self)
+        self.server = RpcServer(
+            self.registry,
+            node=self,
+            authenticate=TokenAuthenticator(self.token),
+            node_id=self.id,
+            features=("watch", "leases", "txn"),
+        )
+
+    def _load_plugin_config(self) -> dict[str, dict[str, Any]]:
+        if self.pm is None:
+            return {}
+        file_data: dict[str, Any] = {}
+        if self.config_.config_file is not None:
+            try:
+                file_data = tomllib.loads(Path(self.config_.config_file).read_text())
+            except (OSError, tomllib.TOMLDecodeError) as exc:
+                raise InvalidArgumentError(f"cannot read config {self.config_.config_file}: {exc}")
+        return resolve_config(self.pm.config_sections(), file_data, os.environ)
+
+    def _build_registry(self) -> MethodRegistry:
+        registry = MethodRegistry()
+        for handler in core_handlers():
+            registry.add(handler)
+        if self.pm is not None:
+            for handler in self.pm.rpc_handlers():
+                try:
+                    registry.add(handler)
+                except Exception as exc:
+                    log.error("plugin %s: handler %s refused: %s", handler.plugin, handler.name, exc)
+        return registry
+
+    def stop(self) -> None:
+        """Ask a running node to stop: plugins shut down while storage is still writable.
+
+        Call it from the node's event loop (``portal.call(node.stop)`` from other threads).
+        """
+        self._stopping = True
+        if self._stop is not None:
+            self._stop.set()
+
+    async def _shutdown_plugins(self) -> None:
+        if self.pm is not None:
+            await self.pm.run_lifecycle("aspen_shutdown", self)
+        self.bus.close()
+
+    def _on_applied(self, events: list[Event], revision: int) -> None:
+        """After every commit: wake watchers, hand events to the bus."""
+        self.watch_hub.advance(revision)
+        if events:
+            self.bus.publish(events)
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[str] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Open storage and serve until :meth:`stop` (or cancellation), then shut plugins
+        down (storage still writable) and close storage."""
+        self._stop = anyio.Event()
+        if self._stopping:
+            self._stop.set()
+        self._open()
+        host, port = parse_hostport(self.config_.listen)
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                tg.start_soon(self.writer.run, name="writer")
+                tg.start_soon(self.leases.run, name="leases")
+                await self.bus.run(tg)
+                bound = await tg.start(self.server.serve, host, port)
+                self.endpoint = f"{host}:{bound}"
+                if self.pm is not None:
+                    await self.pm.run_lifecycle("aspen_startup", self)
+                task_status.started(self.endpoint)
+                try:
+                    await self._stop.wait()
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await self._shutdown_plugins()
+                    tg.cancel_scope.cancel()
+        finally:
+            self._tg = None
+            self.storage.close()
+
+
+#: What plugins are given as ``node``: the documented public part of :class:`Node`.
+NodeAPI = Node

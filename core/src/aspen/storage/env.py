@@ -1,0 +1,76 @@
+"""The LMDB environment every piece of node state lives in.
+
+One environment per node, opened with ``sync=True`` by default so a committed write
+transaction survives ``kill -9`` and power loss (LMDB's copy-on-write B-tree never
+overwrites live pages, so a crash at any moment leaves the last committed state).
+``writemap`` stays off: the state machine runs every command in a nested transaction,
+which LMDB does not allow with a writable memory map.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lmdb
+
+from aspen import limits
+
+__all__ = ["DB_NAMES", "Storage"]
+
+#: The named databases of the environment.
+DB_NAMES: tuple[str, ...] = ("meta", "log", "kv", "history", "leases", "lease_keys")
+
+
+class Storage:
+    """One LMDB environment in directory ``path`` with Aspen's named databases."""
+
+    def __init__(self, path: Path | str, *, sync: bool = True) -> None:
+        """Open (creating if missing) the environment at ``path``."""
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.env: lmdb.Environment = lmdb.open(
+            str(self.path),
+            subdir=True,
+            map_size=limits.LMDB_MAP_SIZE,
+            max_dbs=limits.LMDB_MAX_DBS,
+            max_readers=limits.LMDB_MAX_READERS,
+            sync=sync,
+            metasync=sync,
+            writemap=False,
+            readahead=False,
+        )
+        self._dbs: dict[str, Any] = {}
+        with self.env.begin(write=True) as txn:
+            for name in DB_NAMES:
+                self._dbs[name] = self.env.open_db(name.encode(), txn=txn, create=True)
+
+    def db(self, name: str) -> Any:
+        """Return the handle of the named database (one of :data:`DB_NAMES`)."""
+        try:
+            return self._dbs[name]
+        except KeyError:
+            raise KeyError(f"unknown database {name!r}; known: {', '.join(DB_NAMES)}") from None
+
+    def begin(self, write: bool = False) -> lmdb.Transaction:
+        """Start a transaction (use it as a context manager: commit on success, abort on error)."""
+        return self.env.begin(write=write)
+
+    def sync(self) -> None:
+        """Flush to disk (only needed when opened with ``sync=False``)."""
+        self.env.sync(True)
+
+    def size_bytes(self) -> int:
+        """Bytes of the data file in use (pages up to the highest allocated one)."""
+        info = self.env.info()
+        return (info["last_pgno"] + 1) * self.env.stat()["psize"]
+
+    def close(self) -> None:
+        """Close the environment; the object is unusable afterwards."""
+        self.env.close()
+
+    def __enter__(self) -> Storage:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

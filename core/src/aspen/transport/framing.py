@@ -1,0 +1,122 @@
+"""Length-prefixed msgpack frames (docs/protocol.md).
+
+A frame is a 4-byte big-endian unsigned length, then that many bytes of one msgpack map
+with string keys (packed with ``use_bin_type=True``, unpacked with ``raw=False`` so bytes
+stay bytes and str stays str). :class:`FrameDecoder` parses every complete frame in what
+it is fed, copying only a partial trailing frame.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+from aspen.errors import InvalidArgumentError
+from aspen.limits import MAX_FRAME_BYTES
+
+__all__ = ["HEADER_BYTES", "FrameDecoder", "FrameError", "encode_frame", "pack"]
+
+#: Size of the length prefix.
+HEADER_BYTES = 4
+
+_packb = msgpack.Packer(use_bin_type=True).pack
+_unpackb = msgpack.unpackb
+_from_bytes = int.from_bytes
+
+
+class FrameError(InvalidArgumentError):
+    """A frame is oversized, not msgpack, or not a map with string keys."""
+
+
+def pack(obj: Any) -> bytes:
+    """Return the msgpack encoding of ``obj`` (no length prefix)."""
+    return _packb(obj)
+
+
+def encode_frame(obj: Any, *, max_frame: int = MAX_FRAME_BYTES) -> bytes:
+    """Return ``obj`` as one frame: 4-byte big-endian length + msgpack body.
+
+    Raises :class:`FrameError` if the body would exceed ``max_frame`` bytes (the peer
+    would refuse it and close the connection).
+    """
+    try:
+        body = _packb(obj)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise FrameError(f"cannot encode message as msgpack: {exc}") from exc
+    n = len(body)
+    if n > max_frame:
+        raise FrameError(
+            f"message of {n} bytes exceeds MAX_FRAME_BYTES ({max_frame})",
+            size=n,
+            limit=max_frame,
+        )
+    return n.to_bytes(HEADER_BYTES, "big") + body
+
+
+class FrameDecoder:
+    """Incremental frame parser: :meth:`feed` bytes in, get every complete message out."""
+
+    __slots__ = ("_buf", "max_frame")
+
+    def __init__(self, max_frame: int = MAX_FRAME_BYTES) -> None:
+        self.max_frame = max_frame
+        self._buf = bytearray()
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held back waiting for the rest of a frame."""
+        return len(self._buf)
+
+    def feed(self, data: bytes | bytearray | memoryview) -> list[dict[str, Any]]:
+        """Parse every complete frame in the buffered bytes plus ``data``.
+
+        Raises :class:`FrameError` on an oversized length prefix (before buffering the
+        body), on a body that is not msgpack, or on a message that is not a map with string
+        keys. After an error the decoder is unusable: close the connection.
+        """
+        buf = self._buf
+        if buf:
+            buf += data
+            src: Any = buf
+        else:
+            src = data
+        total = len(src)
+        out: list[dict[str, Any]] = []
+        pos = 0
+        max_frame = self.max_frame
+        with memoryview(src) as view:
+            while total - pos >= HEADER_BYTES:
+                start = pos + HEADER_BYTES
+                length = _from_bytes(view[pos:start], "big")
+                if length > max_frame:
+                    raise FrameError(
+                        f"frame of {length} bytes exceeds MAX_FRAME_BYTES ({max_frame})",
+                        size=length,
+                        limit=max_frame,
+                    )
+                end = start + length
+                if end > total:
+                    break
+                out.append(_decode(view[start:end]))
+                pos = end
+        if src is buf:
+            if pos:
+                del buf[:pos]
+        elif pos < total:
+            buf += src[pos:]
+        return out
+
+
+def _decode(body: memoryview) -> dict[str, Any]:
+    """Unpack one frame body, checking it is a map with string keys."""
+    try:
+        obj = _unpackb(body, raw=False)
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise FrameError(f"frame is not valid msgpack: {exc}") from exc
+    if type(obj) is not dict:
+        raise FrameError(f"frame is not a msgpack map but {type(obj).__name__}")
+    for key in obj:
+        if type(key) is not str:
+            raise FrameError(f"frame has a non-string key {key!r}")
+    return obj
