@@ -93,7 +93,7 @@ class ResourceExhaustedError(AspenError):
     code = "resource_exhausted"
 
 
-class TimeoutError(AspenError):  # noqa: A001 - deliberate: aspen.errors.TimeoutError
+class TimeoutError(AspenError):
     """The request did not complete before its deadline."""
 
     code = "timeout"

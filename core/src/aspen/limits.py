@@ -93,4 +93,12 @@ LIFECYCLE_HOOK_TIMEOUT_SECONDS = 30.0
 #: Log entries kept behind the applied index before the log is compacted.
 LOG_RETAIN_ENTRIES = 10_000
 
+# --- Client ---------------------------------------------------------------------------
+#: Unread items one client stream (e.g. a watch) buffers before the connection stops reading.
+CLIENT_MAX_STREAM_BUFFERED_ITEMS = 10_000
+#: Most ``not_leader`` redirects (or leaderless retries) the client follows for one request.
+CLIENT_MAX_REDIRECTS = 5
+#: Default page size of the client's ``kv.scan``.
+CLIENT_SCAN_PAGE_SIZE = 1000
+
 __all__ = [name for name in list(globals()) if name.isupper()]

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 from aspen.errors import NotFoundError
 from aspen.kv import commands
-from aspen.node.watch import parse_watch_request
 from aspen.plugins.types import RpcHandler
 from aspen.rpc import params as p
 from aspen.rpc.context import RpcContext
@@ -58,7 +57,7 @@ async def kv_range(ctx: RpcContext, params: dict[str, Any]) -> Any:
 async def kv_watch(ctx: RpcContext, params: dict[str, Any]) -> AsyncIterator[Any]:
     """Stream changes of a key or range from a start revision."""
     node: Node = ctx.node
-    async for item in node.watch_hub.stream(parse_watch_request(params)):
+    async for item in node.watch_hub.stream(commands.watch_request(params)):
         yield item
 
 
@@ -82,14 +81,14 @@ async def lease_revoke(ctx: RpcContext, params: dict[str, Any]) -> Any:
 
 async def lease_keepalive(ctx: RpcContext, params: dict[str, Any]) -> Any:
     """Renew a lease to its full TTL."""
-    lease_id = p.require_int(params, "id", min=1)
+    lease_id = commands.lease_id_param(params)
     return {"id": lease_id, "ttl": ctx.node.leases.keepalive(lease_id)}
 
 
 async def lease_ttl(ctx: RpcContext, params: dict[str, Any]) -> Any:
     """Remaining and granted TTL of a lease, optionally with its keys."""
     node: Node = ctx.node
-    lease_id = p.require_int(params, "id", min=1)
+    lease_id = commands.lease_id_param(params)
     with_keys = bool(p.optional_bool(params, "keys"))
     with node.storage.begin() as txn:
         info = node.state_machine.lease_info(txn, lease_id, with_keys)

@@ -115,11 +115,7 @@ class Node:
         self.watch_hub = WatchHub(self.storage, self.state_machine, self.writer.revision)
         self.leases = LeaseKeeper(self.propose)
         with self.storage.begin() as txn:
-            granted = [
-                (i, self.state_machine.lease_info(txn, i, False)["granted_ttl"])
-                for i in self.state_machine.lease_ids(txn)
-            ]
-        self.leases.load(granted)
+            self.leases.load(self.state_machine.lease_ttls(txn))
         self._plugin_config = self._load_plugin_config()
         self.registry = self._build_registry()
         subscribers: dict[str, list[tuple[str, Callable[..., Any]]]] = {}

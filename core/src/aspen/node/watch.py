@@ -9,52 +9,17 @@ is behind, catches up from history, and is told ``compacted`` if compaction over
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import anyio
 
 from aspen import limits
-from aspen.errors import CompactedError, InvalidArgumentError
+from aspen.errors import CompactedError
+from aspen.kv.commands import WatchRequest
 from aspen.kv.state_machine import KVStateMachine
-from aspen.rpc import params as p
 from aspen.storage import Storage
 
-__all__ = ["WatchHub", "WatchRequest", "parse_watch_request"]
-
-#: Event filters a watch may ask for, as in etcd.
-WATCH_FILTERS = frozenset({"noput", "nodelete"})
-
-
-@dataclass(frozen=True, slots=True)
-class WatchRequest:
-    """A validated ``kv.watch`` request."""
-
-    key: bytes
-    end: bytes | None
-    start_revision: int
-    prev_kv: bool
-    progress_notify: bool
-    filters: frozenset[str]
-
-
-def parse_watch_request(params: dict[str, Any]) -> WatchRequest:
-    """Validate ``kv.watch`` params (see docs/protocol.md)."""
-    filters = p.optional_list(params, "filters") or []
-    unknown = [f for f in filters if f not in WATCH_FILTERS]
-    if unknown:
-        raise InvalidArgumentError(
-            f"unknown watch filter(s) {unknown!r}; known: {sorted(WATCH_FILTERS)}"
-        )
-    return WatchRequest(
-        key=p.require_bytes(params, "key", max_len=limits.MAX_KEY_BYTES),
-        end=p.optional_bytes(params, "end", max_len=limits.MAX_KEY_BYTES),
-        start_revision=p.optional_int(params, "start_revision", min=0) or 0,
-        prev_kv=bool(p.optional_bool(params, "prev_kv")),
-        progress_notify=bool(p.optional_bool(params, "progress_notify")),
-        filters=frozenset(filters),
-    )
-
+__all__ = ["WatchHub"]
 
 class WatchHub:
     """Tells waiting watchers when the store revision moves."""

@@ -109,5 +109,5 @@ def _from_file(opt: ConfigOption, value: Any, where: str) -> Any:
     if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
         return value
     raise InvalidArgumentError(
-        f"{where} must be a {kind.__name__}, got {type(value).__name__} {value!r}"
+        f"{where} must be {kind.__name__}, got {type(value).__name__} {value!r}"
     )

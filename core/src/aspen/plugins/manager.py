@@ -23,9 +23,11 @@ import anyio
 import pluggy
 
 from aspen import hookspecs
+from aspen.errors import InvalidArgumentError
 from aspen.hookspecs import PROJECT_NAME
 from aspen.limits import LIFECYCLE_HOOK_TIMEOUT_SECONDS
 from aspen.plugins.types import ConfigSection, PluginInfo, PluginStatus, RpcHandler
+from aspen.rpc.registry import check_method_name
 
 __all__ = [
     "DISABLE_ENV",
@@ -339,7 +341,11 @@ def _check_rpc_handlers(plugin: str, items: list[Any]) -> list[RpcHandler]:
     for item in items:
         if not isinstance(item, RpcHandler):
             raise _ContractError(f"expected RpcHandler, got {type(item).__name__}")
-        if not item.name.startswith(f"{plugin}.") or item.name == f"{plugin}.":
+        try:
+            check_method_name(item.name)
+        except InvalidArgumentError as exc:
+            raise _ContractError(exc.message) from None
+        if not item.name.startswith(f"{plugin}."):
             raise _ContractError(
                 f"RPC method {item.name!r} must be named '{plugin}.<verb>' "
                 f"(the plugin's entry-point name, then a dot)"

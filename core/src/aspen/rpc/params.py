@@ -81,9 +81,7 @@ def optional_bytes(
 def _check_int(name: str, value: object, min: int | None, max: int | None) -> int:
     """Check that ``value`` is an int (not a bool) within [min, max]."""
     if type(value) is not int:
-        raise InvalidArgumentError(
-            f"{name!r} must be an int, not {_type_name(value)}", field=name
-        )
+        raise InvalidArgumentError(f"{name!r} must be an int, not {_type_name(value)}", field=name)
     if min is not None and value < min:
         raise InvalidArgumentError(
             f"{name!r} is {value}, below the minimum of {min}", field=name, limit=min
@@ -126,9 +124,7 @@ def optional_bool(params: dict[str, Any], name: str, default: bool = False) -> b
     if value is None:
         return default
     if type(value) is not bool:
-        raise InvalidArgumentError(
-            f"{name!r} must be a bool, not {_type_name(value)}", field=name
-        )
+        raise InvalidArgumentError(f"{name!r} must be a bool, not {_type_name(value)}", field=name)
     return value
 
 
@@ -174,17 +170,13 @@ def optional_str(
     return _check_str(name, value, max_len, choices)
 
 
-def optional_list(
-    params: dict[str, Any], name: str, *, max_len: int | None = None
-) -> list[Any]:
+def optional_list(params: dict[str, Any], name: str, *, max_len: int | None = None) -> list[Any]:
     """Return ``params[name]`` (a list of at most ``max_len`` items), or ``[]`` when absent."""
     value = params.get(name)
     if value is None:
         return []
     if not isinstance(value, (list, tuple)):
-        raise InvalidArgumentError(
-            f"{name!r} must be a list, not {_type_name(value)}", field=name
-        )
+        raise InvalidArgumentError(f"{name!r} must be a list, not {_type_name(value)}", field=name)
     if max_len is not None and len(value) > max_len:
         raise InvalidArgumentError(
             f"{name!r} has {len(value)} items, over the limit of {max_len}",

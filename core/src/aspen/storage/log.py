@@ -23,7 +23,7 @@ import msgpack
 
 from aspen.storage.env import Storage
 
-__all__ = ["LogCompactedError", "LogEntry", "Log"]
+__all__ = ["Log", "LogCompactedError", "LogEntry"]
 
 _U64 = struct.Struct(">Q")
 _U64x2 = struct.Struct(">QQ")

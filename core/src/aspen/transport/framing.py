@@ -8,6 +8,8 @@ it is fed, copying only a partial trailing frame.
 
 from __future__ import annotations
 
+import asyncio
+import struct
 from typing import Any
 
 import msgpack
@@ -15,14 +17,25 @@ import msgpack
 from aspen.errors import InvalidArgumentError
 from aspen.limits import MAX_FRAME_BYTES
 
-__all__ = ["HEADER_BYTES", "FrameDecoder", "FrameError", "encode_frame", "pack"]
+__all__ = [
+    "HEADER_BYTES",
+    "FrameDecoder",
+    "FrameError",
+    "encode_frame",
+    "pack",
+    "running_on_asyncio",
+]
 
 #: Size of the length prefix.
 HEADER_BYTES = 4
 
 _packb = msgpack.Packer(use_bin_type=True).pack
 _unpackb = msgpack.unpackb
-_from_bytes = int.from_bytes
+_header = struct.Struct(">I")
+_pack_header = _header.pack
+_unpack_header = _header.unpack_from
+#: Frames smaller than this are decoded from a copy (cheaper than a memoryview slice).
+_COPY_BELOW = 16 * 1024
 
 
 class FrameError(InvalidArgumentError):
@@ -51,7 +64,7 @@ def encode_frame(obj: Any, *, max_frame: int = MAX_FRAME_BYTES) -> bytes:
             size=n,
             limit=max_frame,
         )
-    return n.to_bytes(HEADER_BYTES, "big") + body
+    return _pack_header(n) + body
 
 
 class FrameDecoder:
@@ -85,21 +98,24 @@ class FrameDecoder:
         out: list[dict[str, Any]] = []
         pos = 0
         max_frame = self.max_frame
-        with memoryview(src) as view:
-            while total - pos >= HEADER_BYTES:
-                start = pos + HEADER_BYTES
-                length = _from_bytes(view[pos:start], "big")
-                if length > max_frame:
-                    raise FrameError(
-                        f"frame of {length} bytes exceeds MAX_FRAME_BYTES ({max_frame})",
-                        size=length,
-                        limit=max_frame,
-                    )
-                end = start + length
-                if end > total:
-                    break
-                out.append(_decode(view[start:end]))
-                pos = end
+        while total - pos >= HEADER_BYTES:
+            (length,) = _unpack_header(src, pos)
+            if length > max_frame:
+                raise FrameError(
+                    f"frame of {length} bytes exceeds MAX_FRAME_BYTES ({max_frame})",
+                    size=length,
+                    limit=max_frame,
+                )
+            start = pos + HEADER_BYTES
+            end = start + length
+            if end > total:
+                break
+            if length < _COPY_BELOW:
+                out.append(_decode(src[start:end]))
+            else:
+                with memoryview(src) as view:
+                    out.append(_decode(view[start:end]))
+            pos = end
         if src is buf:
             if pos:
                 del buf[:pos]
@@ -108,7 +124,7 @@ class FrameDecoder:
         return out
 
 
-def _decode(body: memoryview) -> dict[str, Any]:
+def _decode(body: Any) -> dict[str, Any]:
     """Unpack one frame body, checking it is a map with string keys."""
     try:
         obj = _unpackb(body, raw=False)
@@ -120,3 +136,12 @@ def _decode(body: memoryview) -> dict[str, Any]:
         if type(key) is not str:
             raise FrameError(f"frame has a non-string key {key!r}")
     return obj
+
+
+def running_on_asyncio() -> bool:
+    """Whether the running event loop is asyncio's (or uvloop's): picks the fast I/O driver."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True

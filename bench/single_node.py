@@ -1,0 +1,133 @@
+"""Single-node Aspen vs single-node etcd, same workload, same run (the core issue's figures).
+
+Runs ../shared/bench/loadgen.py (closed loop, 100-byte values) against a 1-node etcd
+(../shared/bench/etcd_cluster.sh) and then a 1-node Aspen started as a real process, for
+put and linearizable get at the given concurrencies, and prints throughput and latency
+ratios (Aspen / etcd). The machine has 2 cores shared by the servers and the load generator.
+
+    .venv/bin/python bench/single_node.py [--duration 10] [--repeat 3] [--concurrency 1,16,64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_BENCH = Path(os.environ.get("ASPEN_SHARED_BENCH", ROOT.parent / "shared" / "bench"))
+LOADGEN = SHARED_BENCH / "loadgen.py"
+ETCD = SHARED_BENCH / "etcd_cluster.sh"
+#: Seconds the Aspen node has to come up.
+START_TIMEOUT = 30.0
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def loadgen(target: str, endpoints: str, pids: str, op: str, args, out: Path, env=None) -> None:
+    """Run the shared load generator once for ``op`` at every concurrency."""
+    cmd = [sys.executable, str(LOADGEN), "--target", target, "--endpoints", endpoints,
+           "--server-pids", pids, "--op", op, "--concurrency", args.concurrency,
+           "--duration", str(args.duration), "--repeat", str(args.repeat),
+           "--label", f"{target}-1", "--json", str(out), "--quiet-wait", "30"]
+    if op == "get":
+        cmd.append("--prefill")
+    subprocess.run(cmd, check=True, env={**os.environ, **(env or {})})
+
+
+def start_aspen(data_dir: Path, port: int) -> subprocess.Popen:
+    """Start a node process and wait until its token file exists and the port answers."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aspen", "node", "start", "--data-dir", str(data_dir),
+         "--listen", f"127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL, stderr=open(data_dir.parent / "aspen.log", "wb"),  # noqa: SIM115
+    )
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                if (data_dir / "root-token").exists():
+                    return proc
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise SystemExit("aspen node did not start")
+
+
+def summarize(path: Path) -> None:
+    """Print medians per (target, op, concurrency) and Aspen/etcd ratios."""
+    rows: dict[tuple[str, str, int], list[dict]] = {}
+    for line in path.read_text().splitlines():
+        r = json.loads(line)
+        if r.get("noisy") and r.get("attempt", 0) < 2:
+            continue
+        rows.setdefault((r["target"], r["op"], r["concurrency"]), []).append(r)
+
+    def med(target, op, c, field):
+        vals = [r.get(field, 0) for r in rows.get((target, op, c), [])]
+        return statistics.median(vals) if vals else float("nan")
+
+    print("\nop   clients | etcd ops/s  p50/p99 ms   | aspen ops/s  p50/p99 ms   | ratio ops  p99")
+    for op in ("put", "get"):
+        for c in sorted({k[2] for k in rows if k[1] == op}):
+            e, a = med("etcd", op, c, "ops_per_s"), med("aspen", op, c, "ops_per_s")
+            e50, e99 = med("etcd", op, c, "p50_us") / 1e3, med("etcd", op, c, "p99_us") / 1e3
+            a50, a99 = med("aspen", op, c, "p50_us") / 1e3, med("aspen", op, c, "p99_us") / 1e3
+            print(f"{op:4} {c:7} | {e:10.0f}  {e50:5.2f}/{e99:6.2f} | {a:11.0f}  "
+                  f"{a50:5.2f}/{a99:6.2f} | {a / e:8.2f}x  {a99 / e99:5.2f}x")
+    print("(2 cores shared by the server and the load generator; medians of the repeats)")
+
+
+def main() -> None:
+    """Run etcd then Aspen with the same workload and print the comparison."""
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--duration", type=float, default=10.0)
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--concurrency", default="1,16,64")
+    ap.add_argument("--ops", default="put,get")
+    ap.add_argument("--skip-etcd", action="store_true")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "single_node.jsonl")
+    args = ap.parse_args()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.unlink(missing_ok=True)
+    ops = args.ops.split(",")
+    if not args.skip_etcd:
+        subprocess.run(["bash", str(ETCD), "start", "1"], check=True)
+        try:
+            eps = subprocess.run(["bash", str(ETCD), "endpoints", "1"], check=True,
+                                 capture_output=True, text=True).stdout.strip()
+            pids = subprocess.run(["bash", str(ETCD), "pids", "1"], check=True,
+                                  capture_output=True, text=True).stdout.strip()
+            for op in ops:
+                loadgen("etcd", eps, pids, op, args, args.out)
+        finally:
+            subprocess.run(["bash", str(ETCD), "stop", "1"], check=False)
+    with tempfile.TemporaryDirectory(prefix="aspen-bench-") as tmp:
+        data_dir, port = Path(tmp) / "node", free_port()
+        proc = start_aspen(data_dir, port)
+        try:
+            token = (data_dir / "root-token").read_text().strip()
+            for op in ops:
+                loadgen("aspen", f"127.0.0.1:{port}", str(proc.pid), op, args, args.out,
+                        env={"ASPEN_TOKEN": token})
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(30)
+    summarize(args.out)
+
+
+if __name__ == "__main__":
+    main()

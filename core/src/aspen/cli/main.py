@@ -1,0 +1,150 @@
+"""The ``aspen`` command: global options, built-in commands, lazily attached plugin commands."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+import aspen
+from aspen.cli.context import CliContext, json_option, pass_cli
+from aspen.cli.output import EXIT_ERROR, echo_json, exit_code_for, fail
+from aspen.errors import AspenError
+from aspen.limits import DEFAULT_REQUEST_TIMEOUT_SECONDS
+from aspen.node.config import DEFAULT_LISTEN
+
+__all__ = ["AspenGroup", "main", "make_cli"]
+
+_EPILOG = """\b
+Exit codes: 0 ok; 1 not found or compare failed; 2 usage or invalid argument;
+3 node unavailable (cannot connect, not leader, timeout); 4 any other error.
+"""
+
+
+class AspenGroup(click.Group):
+    """The root group: built-in commands first; plugin commands are attached on first need.
+
+    Looking up a built-in command (``aspen kv get``) never loads plugins. Listing commands
+    (``aspen --help``) or running a name that is not built in asks the plugin manager.
+    """
+
+    def __init__(self, *args: Any, pm: Any = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._pm = pm
+        self._plugin_commands: dict[str, click.Command] | None = None
+
+    def plugin_manager(self) -> Any:
+        """The plugin manager, created (installed plugins loaded) on first use."""
+        if self._pm is None:
+            from aspen.plugins.manager import make_plugin_manager
+
+            self._pm = make_plugin_manager()
+        return self._pm
+
+    def plugin_commands(self) -> dict[str, click.Command]:
+        """Plugin commands by name; one colliding with a built-in is refused (and reported)."""
+        if self._plugin_commands is None:
+            pm = self.plugin_manager()
+            attached: dict[str, click.Command] = {}
+            for name, command in pm.cli_commands().items():
+                if name in self.commands:
+                    error = f"its command {name!r} collides with the built-in 'aspen {name}'"
+                    click.echo(f"error: plugin {name!r} refused: {error}", err=True)
+                    pm.mark_failed(name, error)
+                else:
+                    attached[name] = command
+            self._plugin_commands = attached
+        return self._plugin_commands
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Built-in and plugin command names, sorted."""
+        return sorted({*self.commands, *self.plugin_commands()})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """A built-in command, else a plugin's."""
+        return self.commands.get(cmd_name) or self.plugin_commands().get(cmd_name)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; expected errors become a message on stderr and an exit code."""
+        try:
+            return super().invoke(ctx)
+        except AspenError as exc:
+            fail(f"error: {exc.message}", exit_code_for(exc))
+        except OSError as exc:
+            endpoint = ctx.obj.endpoint if isinstance(ctx.obj, CliContext) else "?"
+            code = exit_code_for(exc)
+            where = f"cannot reach the node at {endpoint}: " if code != EXIT_ERROR else ""
+            fail(f"error: {where}{exc.strerror or exc}", code)
+
+
+def make_cli(pm: Any = None) -> click.Group:
+    """Build the ``aspen`` command; ``pm`` is the plugin manager (None: load on first need)."""
+    from aspen.cli.kv import kv
+    from aspen.cli.lease import lease
+    from aspen.cli.node import node
+    from aspen.cli.plugins import plugins
+
+    @click.group(cls=AspenGroup, pm=pm, epilog=_EPILOG)
+    @click.option(
+        "--endpoint",
+        envvar="ASPEN_ENDPOINT",
+        default=DEFAULT_LISTEN,
+        show_default=True,
+        help="host:port of a node (env ASPEN_ENDPOINT).",
+    )
+    @click.option(
+        "--token-file",
+        envvar="ASPEN_TOKEN_FILE",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="File holding the token (else env ASPEN_TOKEN, else the default node's root token).",
+    )
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+    @click.option(
+        "--timeout",
+        type=click.FloatRange(min=0, min_open=True),
+        default=DEFAULT_REQUEST_TIMEOUT_SECONDS,
+        show_default=True,
+        help="Seconds to wait for each request.",
+    )
+    @click.version_option(aspen.__version__, prog_name="aspen")
+    @click.pass_context
+    def cli(
+        ctx: click.Context, endpoint: str, token_file: Path | None, as_json: bool, timeout: float
+    ) -> None:
+        """Aspen: a strongly consistent key-value store with plugins."""
+        group = ctx.command
+        assert isinstance(group, AspenGroup)
+        ctx.obj = CliContext(endpoint, token_file, as_json, timeout, group.plugin_manager)
+
+    for command in (kv, lease, node, plugins, status):
+        cli.add_command(command)
+    return cli
+
+
+@click.command()
+@json_option
+@pass_cli
+def status(cli: CliContext) -> None:
+    """Show the node's status (identity, revisions, sizes, plugins)."""
+    info = cli.client().status()
+    if cli.json:
+        echo_json(info)
+        return
+    for key, value in info.items():
+        if key == "plugins" and isinstance(value, list):
+            value = ", ".join(f"{p.get('name')} ({p.get('status')})" for p in value) or "none"
+        elif isinstance(value, dict | list):
+            value = json.dumps(value, separators=(", ", ": "), default=str)
+        click.echo(f"{key}: {value}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``aspen`` console script."""
+    make_cli().main(args=argv, prog_name="aspen")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

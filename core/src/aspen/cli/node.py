@@ -1,0 +1,58 @@
+"""``aspen node …``: run a node."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from aspen.cli.context import CliContext, pass_cli
+from aspen.node.config import DEFAULT_LISTEN, NodeConfig, default_data_dir, parse_hostport
+
+__all__ = ["node"]
+
+
+def _check_listen(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    try:
+        parse_hostport(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return value
+
+
+@click.group()
+def node() -> None:
+    """Run an Aspen node."""
+
+
+@node.command()
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where the node keeps its data (created if missing). "
+    "Default: $ASPEN_DATA_DIR or ~/.local/share/aspen/node.",
+)
+@click.option(
+    "--listen",
+    envvar="ASPEN_LISTEN",
+    default=DEFAULT_LISTEN,
+    show_default=True,
+    callback=_check_listen,
+    help="host:port to serve clients on (port 0 picks a free one).",
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="TOML file with [<plugin>] sections for plugin configuration.",
+)
+@pass_cli
+def start(cli: CliContext, data_dir: Path | None, listen: str, config_file: Path | None) -> None:
+    """Start a single node with every installed plugin; runs until Ctrl-C or SIGTERM."""
+    from aspen.node.runner import run_node
+
+    data_dir = data_dir or default_data_dir()
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    config = NodeConfig(data_dir=data_dir, listen=listen, config_file=config_file)
+    run_node(config, cli.plugin_manager())

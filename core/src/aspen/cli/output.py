@@ -1,0 +1,133 @@
+"""Output helpers for the CLI: exit codes, error reporting, JSON and tables.
+
+Exit codes (stable, documented in ``aspen --help``):
+
+* 0: success
+* 1: the answer is "no": key or lease not found, a transaction's compares failed
+* 2: usage: bad arguments or options, ``invalid_argument`` / ``compacted`` from the node
+* 3: unavailable: cannot connect, ``unavailable``, ``not_leader``, ``timeout``
+* 4: any other error (``unauthorized``, ``resource_exhausted``, ``internal``, local I/O)
+
+Bytes in JSON: a key or value that is valid UTF-8 appears as a string under its own
+name (``"key": "a"``); otherwise that field is left out and ``<field>_b64`` carries the
+bytes in standard base64 (``"value_b64": "/w=="``).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import sys
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import click
+
+from aspen.errors import AspenError
+
+if TYPE_CHECKING:
+    from aspen.events import KeyValue
+
+__all__ = [
+    "EXIT_ERROR",
+    "EXIT_NO",
+    "EXIT_OK",
+    "EXIT_UNAVAILABLE",
+    "EXIT_USAGE",
+    "bytes_field",
+    "echo_json",
+    "exit_code_for",
+    "fail",
+    "format_table",
+    "kv_to_json",
+    "show_bytes",
+    "write_bytes",
+]
+
+EXIT_OK = 0
+EXIT_NO = 1
+EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 3
+EXIT_ERROR = 4
+
+_EXIT_BY_CODE = {
+    "not_found": EXIT_NO,
+    "compare_failed": EXIT_NO,
+    "invalid_argument": EXIT_USAGE,
+    "compacted": EXIT_USAGE,
+    "unavailable": EXIT_UNAVAILABLE,
+    "not_leader": EXIT_UNAVAILABLE,
+    "timeout": EXIT_UNAVAILABLE,
+}
+
+
+def exit_code_for(exc: BaseException) -> int:
+    """The exit code for an error (see the module docstring)."""
+    if isinstance(exc, AspenError):
+        return _EXIT_BY_CODE.get(exc.code, EXIT_ERROR)
+    if isinstance(exc, ConnectionError | TimeoutError | socket.gaierror | EOFError):
+        return EXIT_UNAVAILABLE
+    return EXIT_ERROR
+
+
+def fail(message: str, code: int) -> NoReturn:
+    """Print ``message`` on stderr and exit with ``code``."""
+    click.echo(message, err=True)
+    raise click.exceptions.Exit(code)
+
+
+def bytes_field(name: str, data: bytes | None) -> dict[str, Any]:
+    """``{name: text}`` when ``data`` is UTF-8, else ``{name_b64: base64}`` (None stays None)."""
+    if data is None:
+        return {name: None}
+    try:
+        return {name: data.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {f"{name}_b64": base64.b64encode(data).decode("ascii")}
+
+
+def kv_to_json(kv: KeyValue | None, *, keys_only: bool = False) -> dict[str, Any] | None:
+    """A :class:`~aspen.events.KeyValue` as JSON (bytes by the rule in the module docstring)."""
+    if kv is None:
+        return None
+    out = bytes_field("key", kv.key)
+    if not keys_only:
+        out.update(bytes_field("value", kv.value))
+    out.update(
+        create_revision=kv.create_revision,
+        mod_revision=kv.mod_revision,
+        version=kv.version,
+        lease=kv.lease,
+    )
+    return out
+
+
+def echo_json(obj: Any, *, lines: bool = False) -> None:
+    """Print ``obj`` as JSON: indented, or on one line (``lines``) for JSON-lines streams."""
+    text = json.dumps(obj, separators=(",", ":")) if lines else json.dumps(obj, indent=2)
+    click.echo(text)
+
+
+def show_bytes(data: bytes) -> str:
+    """Bytes for people: UTF-8 text, undecodable bytes as ``\\xNN`` escapes."""
+    return data.decode("utf-8", "backslashreplace")
+
+
+def write_bytes(data: bytes) -> None:
+    """Write raw bytes to stdout (a newline follows only when stdout is a terminal)."""
+    out = sys.stdout.buffer
+    out.write(data)
+    if sys.stdout.isatty():
+        out.write(b"\n")
+    out.flush()
+
+
+def format_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """Left-aligned columns separated by two spaces, header first."""
+    cells = [[str(h) for h in headers], *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in cells
+    )

@@ -1,0 +1,598 @@
+"""One client connection to a node: hello, request multiplexing, streams, deadlines.
+
+Requests carry ids chosen here; a response is matched to its waiter by id, so many
+requests may be in flight on one connection. Two drivers share the logic of
+:class:`Connection`: an ``asyncio.Protocol`` (the fast path under asyncio and uvloop: no
+task per connection, a timer handle per deadline) and a portable one on anyio byte streams
+with a reader and a writer task (trio).
+
+Invariants: ``pending`` maps every unanswered request id to its waiter (a future-like
+object) or :class:`ClientStream`; an entry leaves it once, when its final frame arrives,
+when its caller gives up (then a ``cancel`` frame is sent), or when the connection is lost
+(then every waiter fails with :class:`~aspen.errors.UnavailableError`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import deque
+from collections.abc import Generator
+from typing import Any
+
+import anyio
+import anyio.abc
+
+from aspen.errors import AspenError, UnavailableError, error_from_wire
+from aspen.errors import TimeoutError as AspenTimeoutError
+from aspen.limits import CLIENT_MAX_STREAM_BUFFERED_ITEMS
+from aspen.transport.framing import FrameDecoder, FrameError, encode_frame, running_on_asyncio
+
+__all__ = [
+    "CLIENT_NAME",
+    "PROTOCOL_VERSION",
+    "ClientStream",
+    "Connection",
+    "open_connection",
+    "parse_endpoint",
+]
+
+#: The protocol version this client speaks.
+PROTOCOL_VERSION = 1
+#: What the client calls itself in its hello.
+CLIENT_NAME = "aspen-py/0.1.0"
+_READ_CHUNK_BYTES = 64 * 1024
+_INF = float("inf")
+
+
+def parse_endpoint(endpoint: str) -> tuple[str, int]:
+    """Split ``[tcp://]host:port`` (or ``[v6addr]:port``) into host and port."""
+    text = endpoint.strip()
+    if "://" in text:
+        scheme, text = text.split("://", 1)
+        if scheme != "tcp":
+            raise ValueError(f"endpoint {endpoint!r}: only tcp:// is supported")
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"endpoint {endpoint!r} is not host:port")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, int(port)
+
+
+class _Waiter:
+    """A future for the anyio driver: ``set_result``/``set_exception`` once, then ``await``."""
+
+    __slots__ = ("_event", "_exc", "_result")
+
+    def __init__(self) -> None:
+        self._event = anyio.Event()
+        self._result: Any = None
+        self._exc: BaseException | None = None
+
+    def done(self) -> bool:
+        """Whether a result or exception was set."""
+        return self._event.is_set()
+
+    def set_result(self, result: Any) -> None:
+        """Resolve with ``result``."""
+        if not self._event.is_set():
+            self._result = result
+            self._event.set()
+
+    def set_exception(self, exc: BaseException) -> None:
+        """Resolve with ``exc``."""
+        if not self._event.is_set():
+            self._exc = exc
+            self._event.set()
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        """Wait for the resolution; return the result or raise the exception."""
+        yield from self._event.wait().__await__()
+        if self._exc is not None:
+            raise self._exc
+        return self._result
+
+
+class ClientStream:
+    """The items of one streaming request, in arrival order; an async iterator.
+
+    Closing it (``aclose``) before the end sends ``cancel`` to the server. At most
+    ``CLIENT_MAX_STREAM_BUFFERED_ITEMS`` unread items are held; beyond that the connection
+    stops reading until the consumer catches up.
+    """
+
+    __slots__ = (
+        "conn",
+        "error",
+        "finished",
+        "items",
+        "method",
+        "result",
+        "rid",
+        "throttled",
+        "waiter",
+    )
+
+    def __init__(self, conn: Connection, rid: int, method: str) -> None:
+        self.conn = conn
+        self.rid = rid
+        self.method = method
+        self.items: deque[Any] = deque()
+        self.finished = False
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.waiter: Any = None
+        self.throttled = False
+
+    def done(self) -> bool:
+        """Whether the stream has ended (or was closed)."""
+        return self.finished
+
+    def _wake(self) -> None:
+        """Wake a consumer waiting in :meth:`__anext__`."""
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            waiter.set_result(None)
+
+    def push(self, item: Any) -> None:
+        """Add an item received from the server."""
+        self.items.append(item)
+        if len(self.items) > CLIENT_MAX_STREAM_BUFFERED_ITEMS and not self.throttled:
+            self.throttled = True
+            self.conn._pause_reading()
+        self._wake()
+
+    def set_result(self, result: Any) -> None:
+        """The server ended the stream normally."""
+        self.finished = True
+        self.result = result
+        self._wake()
+
+    def set_exception(self, exc: BaseException) -> None:
+        """The stream ended with an error (or the connection was lost)."""
+        self.finished = True
+        self.error = exc
+        self._wake()
+
+    def __aiter__(self) -> ClientStream:
+        """Return self."""
+        return self
+
+    async def __anext__(self) -> Any:
+        """Return the next item; raise the stream's error, or stop at its end."""
+        while True:
+            items = self.items
+            if items:
+                item = items.popleft()
+                if self.throttled and len(items) <= CLIENT_MAX_STREAM_BUFFERED_ITEMS // 2:
+                    self.throttled = False
+                    self.conn._resume_reading()
+                return item
+            if self.finished:
+                if self.error is not None:
+                    raise self.error
+                raise StopAsyncIteration
+            waiter = self.waiter = self.conn._new_waiter()
+            await waiter
+
+    async def aclose(self) -> None:
+        """Stop the stream; tell the server to cancel it if it is still running."""
+        if self.throttled:
+            self.throttled = False
+            self.conn._resume_reading()
+        self.items.clear()
+        if not self.finished:
+            self.finished = True
+            self.conn._forget(self.rid)
+        self._wake()
+
+
+class Connection:
+    """One connection to one endpoint; see :func:`open_connection`."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+        self.pending: dict[int, Any] = {}
+        self.decoder = FrameDecoder()
+        self.closed = False
+        #: The server's hello reply (``node_id``, ``server``, ``features``).
+        self.server_hello: dict[str, Any] = {}
+        self.hello_waiter: Any = None
+        self.close_when_idle = False
+        self._ids = itertools.count(1)
+
+    # ------------------------------------------------------------------ driver hooks
+    def _send(self, data: bytes) -> None:
+        """Queue one encoded frame for sending."""
+        raise NotImplementedError
+
+    def _new_waiter(self) -> Any:
+        """Return a fresh future-like waiter."""
+        raise NotImplementedError
+
+    async def _wait(self, waiter: Any, timeout: float, what: str) -> Any:
+        """Await ``waiter`` for at most ``timeout`` seconds (then raise ``timeout``)."""
+        raise NotImplementedError
+
+    def _pause_reading(self) -> None:
+        """Stop reading from the socket."""
+
+    def _resume_reading(self) -> None:
+        """Read again."""
+
+    def _close_transport(self) -> None:
+        """Close the socket (its loss is reported through :meth:`_lost`)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ requests
+    async def hello(self, token: str | None, timeout: float) -> dict[str, Any]:
+        """Say hello with ``token``; return the server's hello or raise its error."""
+        self.hello_waiter = self._new_waiter()
+        self._send(
+            encode_frame(
+                {
+                    "type": "hello",
+                    "version": PROTOCOL_VERSION,
+                    "token": token,
+                    "client": CLIENT_NAME,
+                    "features": [],
+                }
+            )
+        )
+        self.server_hello = await self._wait(self.hello_waiter, timeout, "hello")
+        return self.server_hello
+
+    async def request(self, method: str, params: dict[str, Any], timeout: float) -> Any:
+        """Send one request and return its result (or raise its error)."""
+        if self.closed:
+            raise self._closed_error()
+        rid = next(self._ids)
+        data = encode_frame({"id": rid, "method": method, "params": params})
+        waiter = self._new_waiter()
+        self.pending[rid] = waiter
+        self._send(data)
+        try:
+            return await self._wait(waiter, timeout, method)
+        finally:
+            self._forget(rid)
+
+    def stream(self, method: str, params: dict[str, Any]) -> ClientStream:
+        """Start a streaming request; iterate the returned stream, ``aclose`` it to cancel."""
+        if self.closed:
+            raise self._closed_error()
+        rid = next(self._ids)
+        data = encode_frame({"id": rid, "method": method, "params": params})
+        stream = ClientStream(self, rid, method)
+        self.pending[rid] = stream
+        self._send(data)
+        return stream
+
+    def _forget(self, rid: int) -> None:
+        """Drop ``rid``; if it was still unanswered, ask the server to cancel it."""
+        if self.pending.pop(rid, None) is not None and not self.closed:
+            self._send(encode_frame({"cancel": rid}))
+        if self.close_when_idle and not self.pending:
+            self.close()
+
+    def _closed_error(self) -> UnavailableError:
+        """The error for using a closed connection."""
+        return UnavailableError(f"connection to {self.endpoint} is closed", endpoint=self.endpoint)
+
+    # ------------------------------------------------------------------ input
+    def _on_data(self, data: bytes) -> None:
+        """Parse received bytes and resolve the waiters they answer."""
+        try:
+            frames = self.decoder.feed(data)
+        except FrameError as exc:
+            self._lost(
+                UnavailableError(f"bad frame from {self.endpoint}: {exc}", endpoint=self.endpoint)
+            )
+            self._close_transport()
+            return
+        if self.hello_waiter is not None and frames:
+            self._on_hello(frames.pop(0))
+        pending = self.pending
+        for frame in frames:
+            rid = frame.get("id")
+            target = pending.get(rid) if type(rid) is int else None
+            if target is None:
+                if "error" in frame and rid is None:
+                    self._lost(error_from_wire(frame["error"]))
+                continue
+            if "item" in frame:
+                if type(target) is ClientStream:
+                    target.push(frame["item"])
+                continue
+            del pending[rid]
+            if "error" in frame:
+                target.set_exception(error_from_wire(frame["error"]))
+            else:
+                target.set_result(frame.get("result"))
+        if self.close_when_idle and not pending:
+            self.close()
+
+    def _on_hello(self, frame: dict[str, Any]) -> None:
+        """Resolve the hello waiter with the server's first frame."""
+        waiter, self.hello_waiter = self.hello_waiter, None
+        if frame.get("type") == "hello":
+            waiter.set_result(frame)
+        elif "error" in frame:
+            waiter.set_exception(error_from_wire(frame["error"]))
+        else:
+            waiter.set_exception(
+                UnavailableError(f"{self.endpoint} did not answer the hello: {frame!r}")
+            )
+
+    def _lost(self, exc: AspenError) -> None:
+        """The connection is gone: fail every waiter with ``exc``."""
+        self.closed = True
+        if self.hello_waiter is not None:
+            self.hello_waiter.set_exception(exc)
+            self.hello_waiter = None
+        pending, self.pending = self.pending, {}
+        for target in pending.values():
+            if not target.done():
+                target.set_exception(exc)
+
+    def _lost_error(self, cause: BaseException | None) -> UnavailableError:
+        """The error in-flight requests get when the connection drops."""
+        reason = f": {cause}" if cause else ""
+        return UnavailableError(
+            f"connection to {self.endpoint} lost{reason}", endpoint=self.endpoint
+        )
+
+    # ------------------------------------------------------------------ closing
+    def close(self) -> None:
+        """Close the connection; in-flight requests fail with ``unavailable``."""
+        if not self.closed:
+            self._lost(self._closed_error())
+        self._close_transport()
+
+    async def aclose(self) -> None:
+        """Close the connection (async form of :meth:`close`)."""
+        self.close()
+
+
+class _AsyncioConnection(Connection, asyncio.Protocol):
+    """A connection driven by an asyncio transport (no tasks of its own)."""
+
+    def __init__(self, endpoint: str, loop: asyncio.AbstractEventLoop) -> None:
+        Connection.__init__(self, endpoint)
+        self.loop = loop
+        self.transport: asyncio.Transport | None = None
+        self.out: list[bytes] = []
+        self.flush_pending = False
+        #: waiter -> (deadline, what, timeout): one timer per connection, not per request.
+        self.deadlines: dict[Any, tuple[float, str, float]] = {}
+        self.timer: asyncio.TimerHandle | None = None
+        self.timer_at = _INF
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Keep the transport."""
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        """Feed received bytes."""
+        self._on_data(data)
+
+    def eof_received(self) -> bool:
+        """The server closed its side: close ours."""
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Fail everything still waiting."""
+        if not self.closed:
+            self._lost(self._lost_error(exc))
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _send(self, data: bytes) -> None:
+        """Write at once when this is the only request in flight, else coalesce the frames
+        queued in this loop iteration into one write."""
+        if self.flush_pending:
+            self.out.append(data)
+            return
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if len(self.pending) > 1:
+            self.out.append(data)
+            self.flush_pending = True
+            self.loop.call_soon(self._flush)
+        else:
+            transport.write(data)
+
+    def _flush(self) -> None:
+        """Write what was queued since the last write, in one go."""
+        self.flush_pending = False
+        out = self.out
+        if out:
+            data = out[0] if len(out) == 1 else b"".join(out)
+            out.clear()
+            transport = self.transport
+            if transport is not None and not transport.is_closing():
+                transport.write(data)
+
+    def _new_waiter(self) -> asyncio.Future[Any]:
+        """An asyncio future."""
+        return self.loop.create_future()
+
+    async def _wait(self, waiter: Any, timeout: float, what: str) -> Any:
+        """Await the future; deadlines share one timer per connection (re-armed lazily)."""
+        deadline = self.loop.time() + timeout
+        deadlines = self.deadlines
+        deadlines[waiter] = (deadline, what, timeout)
+        if deadline < self.timer_at:
+            self._arm(deadline)
+        try:
+            return await waiter
+        finally:
+            del deadlines[waiter]
+
+    def _arm(self, when: float) -> None:
+        """(Re)arm the deadline timer for ``when``."""
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = self.loop.call_at(when, self._check_deadlines)
+        self.timer_at = when
+
+    def _check_deadlines(self) -> None:
+        """Fail every waiter past its deadline; re-arm for the earliest remaining one."""
+        self.timer = None
+        self.timer_at = _INF
+        now = self.loop.time()
+        earliest = _INF
+        for waiter, (deadline, what, timeout) in list(self.deadlines.items()):
+            if deadline <= now:
+                _expire(waiter, what, timeout, self.endpoint)
+            elif deadline < earliest:
+                earliest = deadline
+        if earliest < _INF and not self.closed:
+            self._arm(earliest)
+
+    def _pause_reading(self) -> None:
+        """Pause the transport."""
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        """Resume the transport."""
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def _close_transport(self) -> None:
+        """Close the transport after writing what is queued."""
+        if self.transport is not None:
+            self._flush()
+            self.transport.close()
+
+
+def _expire(waiter: Any, what: str, timeout: float, endpoint: str) -> None:
+    """Fail ``waiter`` with ``timeout`` if it is still waiting."""
+    if not waiter.done():
+        waiter.set_exception(
+            AspenTimeoutError(
+                f"{what} to {endpoint} did not complete within {timeout:g} s",
+                endpoint=endpoint,
+                timeout=timeout,
+            )
+        )
+
+
+class _AnyioConnection(Connection):
+    """A connection on an anyio byte stream with a reader and a writer task."""
+
+    def __init__(self, endpoint: str, stream: anyio.abc.ByteStream) -> None:
+        super().__init__(endpoint)
+        self.stream = stream
+        self.out: list[bytes] = []
+        self.wake_writer = anyio.Event()
+        self.read_resumed: anyio.Event | None = None
+        self.scope = anyio.CancelScope()
+
+    async def run(self) -> None:
+        """Read and write until the connection closes; report its loss."""
+        cause: BaseException | None = None
+        with self.scope:
+            try:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._write_loop)
+                    await self._read_loop()
+                    tg.cancel_scope.cancel()
+            except Exception as exc:
+                cause = exc
+        if not self.closed:
+            self._lost(self._lost_error(cause))
+        with anyio.CancelScope(shield=True):
+            await self.stream.aclose()
+
+    async def _read_loop(self) -> None:
+        """Receive big chunks until EOF."""
+        try:
+            while not self.closed:
+                if self.read_resumed is not None:
+                    await self.read_resumed.wait()
+                    continue
+                self._on_data(await self.stream.receive(_READ_CHUNK_BYTES))
+        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            pass
+
+    async def _write_loop(self) -> None:
+        """Send everything queued in one ``send`` per wake-up."""
+        while True:
+            await self.wake_writer.wait()
+            self.wake_writer = anyio.Event()
+            if self.out:
+                data = b"".join(self.out)
+                self.out.clear()
+                await self.stream.send(data)
+
+    def _send(self, data: bytes) -> None:
+        """Queue ``data`` and wake the writer."""
+        self.out.append(data)
+        self.wake_writer.set()
+
+    def _new_waiter(self) -> _Waiter:
+        """An anyio-based waiter."""
+        return _Waiter()
+
+    async def _wait(self, waiter: Any, timeout: float, what: str) -> Any:
+        """Await ``waiter`` under a ``move_on_after`` deadline."""
+        with anyio.move_on_after(timeout):
+            return await waiter
+        _expire(waiter, what, timeout, self.endpoint)
+        return await waiter
+
+    def _pause_reading(self) -> None:
+        """Make the reader wait."""
+        if self.read_resumed is None:
+            self.read_resumed = anyio.Event()
+
+    def _resume_reading(self) -> None:
+        """Let the reader go on."""
+        event, self.read_resumed = self.read_resumed, None
+        if event is not None:
+            event.set()
+
+    def _close_transport(self) -> None:
+        """Stop the reader and writer (the stream is closed by :meth:`run`)."""
+        self.scope.cancel()
+
+
+async def open_connection(
+    endpoint: str,
+    token: str | None,
+    *,
+    connect_timeout: float,
+    hello_timeout: float,
+    task_group: anyio.abc.TaskGroup | None = None,
+) -> Connection:
+    """Connect to ``endpoint`` and say hello; raise the server's error if it refuses.
+
+    Under asyncio no task is needed; other backends need ``task_group`` to run the
+    connection's reader and writer in.
+    """
+    host, port = parse_endpoint(endpoint)
+    conn: Connection
+    if running_on_asyncio():
+        loop = asyncio.get_running_loop()
+        with anyio.fail_after(connect_timeout):
+            _, conn = await loop.create_connection(
+                lambda: _AsyncioConnection(endpoint, loop), host, port
+            )
+    else:
+        if task_group is None:
+            raise RuntimeError("open_connection needs a task group outside asyncio")
+        with anyio.fail_after(connect_timeout):
+            stream = await anyio.connect_tcp(host, port)
+        conn = _AnyioConnection(endpoint, stream)
+        task_group.start_soon(conn.run)
+    try:
+        await conn.hello(token, hello_timeout)
+    except BaseException:
+        conn.close()
+        raise
+    return conn

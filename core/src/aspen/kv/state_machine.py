@@ -1,0 +1,446 @@
+"""The replicated state machine: etcd's MVCC key-value model over LMDB.
+
+The store revision starts at 1 on an empty store; every command that changes at least one
+key bumps it by one, and all changes of one command share that revision. Each key record
+carries ``create_revision``, ``mod_revision``, ``version`` (1 on create, +1 per put; a
+deleted key is gone) and ``lease``. Every change is also appended to the ``history`` db
+(``revision + sub-index`` → ``[type, kv, prev]``), which serves watches and reads at old
+revisions until it is compacted.
+
+:meth:`KVStateMachine.apply` is a pure function of (stored state, command): it never reads
+a clock or randomness. Each command runs in a nested write transaction, so a command that
+fails half-way (an :class:`~aspen.errors.AspenError`) leaves nothing behind; its error is
+returned as the result. The applied index is recorded for every command, failed or not.
+
+Meta keys: ``kv/state`` = applied index, applied term, revision (three 8-byte BE ints);
+``kv/compact_revision`` = 8 bytes BE.
+"""
+
+from __future__ import annotations
+
+import itertools
+import struct
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import lmdb
+import msgpack
+
+from aspen import limits
+from aspen.errors import (
+    AspenError,
+    CompactedError,
+    InvalidArgumentError,
+    NotFoundError,
+    ResourceExhaustedError,
+)
+from aspen.events import Event, KeyValue, KvBatch, KvDelete, KvPut, LeaseExpired
+from aspen.kv.commands import RangeRequest
+from aspen.kv.keycodec import encode_key
+from aspen.kv.leases import LeaseTable
+from aspen.kv.reads import KVReader
+from aspen.kv.records import U64, Record, history_key, record_to_kv, record_to_wire, tombstone
+from aspen.storage.env import Storage
+
+__all__ = ["FIRST_REVISION", "KVStateMachine"]
+
+#: The revision of an empty store (the first write makes it 2, as in etcd).
+FIRST_REVISION = 1
+
+_STATE_KEY = b"kv/state"
+_COMPACT_KEY = b"kv/compact_revision"
+_STATE = struct.Struct(">QQQ")
+
+
+class KVStateMachine:
+    """Applies commands to, and answers reads from, the kv/history/lease databases."""
+
+    def __init__(self, storage: Storage) -> None:
+        """Bind to ``storage``."""
+        self._env = storage.env
+        self._meta = storage.db("meta")
+        self._kv = storage.db("kv")
+        self._history = storage.db("history")
+        self.reader = KVReader(storage)
+        self.leases = LeaseTable(storage)
+        self._packer = msgpack.Packer(use_bin_type=True)
+        # Revision cache, valid only for the write transaction it was read in: a new parent
+        # transaction (e.g. after the caller aborted one) reloads it from meta.
+        self._cached_txn: lmdb.Transaction | None = None
+        self._revision = FIRST_REVISION
+
+    # ------------------------------------------------------------------ apply
+    def apply(
+        self, txn: lmdb.Transaction, index: int, term: int, command: dict[str, Any]
+    ) -> tuple[dict[str, Any] | AspenError, list[Event]]:
+        """Apply one command in write transaction ``txn``; return (result or error, events)."""
+        if txn is not self._cached_txn:
+            self._revision = self.current_revision(txn)
+            self._cached_txn = txn
+        revision = self._revision
+        op = command.get("op") if isinstance(command, dict) else None
+        handler = _HANDLERS.get(op) if isinstance(op, str) else None
+        ctx = _Apply(self, index, term, revision + 1)
+        result: dict[str, Any] | AspenError
+        try:
+            if handler is None:
+                raise InvalidArgumentError(f"unknown command op {op!r}")
+            with self._env.begin(write=True, parent=txn) as child:
+                ctx.txn = child
+                result = handler(ctx, command)
+                result["header"] = ctx.header()
+        except AspenError as exc:
+            result = exc
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            result = InvalidArgumentError(f"malformed {op} command: {exc!r}")
+        else:
+            if ctx.sub:
+                self._revision = revision + 1
+        events = ctx.finish() if not isinstance(result, AspenError) else []
+        txn.put(_STATE_KEY, _STATE.pack(index, term, self._revision), db=self._meta)
+        return result, events
+
+    def pack(self, obj: Any) -> bytes:
+        """msgpack ``obj`` with the apply loop's reused packer."""
+        return self._packer.pack(obj)
+
+    # ------------------------------------------------------------------ reads
+    @contextmanager
+    def _reading(self, txn: lmdb.Transaction | None) -> Iterator[lmdb.Transaction]:
+        """Use ``txn``, or a fresh read transaction when it is None."""
+        if txn is not None:
+            yield txn
+        else:
+            with self._env.begin() as fresh:
+                yield fresh
+
+    def _state(self, txn: lmdb.Transaction | None) -> tuple[int, int, int]:
+        """(applied index, applied term, revision)."""
+        with self._reading(txn) as t:
+            raw = t.get(_STATE_KEY, db=self._meta)
+        return _STATE.unpack(raw) if raw is not None else (0, 0, FIRST_REVISION)
+
+    def current_revision(self, txn: lmdb.Transaction | None = None) -> int:
+        """The store revision."""
+        return self._state(txn)[2]
+
+    def applied_index(self, txn: lmdb.Transaction | None = None) -> int:
+        """Index of the last applied log entry (0 if none)."""
+        return self._state(txn)[0]
+
+    def applied_term(self, txn: lmdb.Transaction | None = None) -> int:
+        """Term of the last applied log entry (0 if none)."""
+        return self._state(txn)[1]
+
+    def compact_revision(self, txn: lmdb.Transaction | None = None) -> int:
+        """The revision history was last compacted to (0 if never)."""
+        with self._reading(txn) as t:
+            raw = t.get(_COMPACT_KEY, db=self._meta)
+        return U64.unpack(raw)[0] if raw is not None else 0
+
+    def range(self, txn: lmdb.Transaction | None, req: RangeRequest) -> dict[str, Any]:
+        """The ``kv.range`` result: ``{header, kvs, more, count}``."""
+        with self._reading(txn) as t:
+            current = self.current_revision(t)
+            result = self.reader.range(t, req, current, self.compact_revision(t))
+        result["header"] = {"revision": current}
+        return result
+
+    def get(self, txn: lmdb.Transaction | None, key: bytes) -> KeyValue | None:
+        """The current record of ``key``, or None."""
+        with self._reading(txn) as t:
+            rec = self.reader.get_record(t, key)
+        return None if rec is None else record_to_kv(rec)
+
+    def history(
+        self,
+        txn: lmdb.Transaction | None,
+        start_revision: int,
+        key: bytes,
+        end: bytes | None = None,
+        limit: int = limits.MAX_WATCH_EVENTS_PER_MESSAGE,
+    ) -> list[dict[str, Any]]:
+        """Up to ``limit`` watch events (``{type, kv, prev_kv, revision}``) from ``start_revision``.
+
+        Key range semantics as for range (see :meth:`KVReader.history`). Raises
+        :class:`~aspen.errors.CompactedError` if ``start_revision`` was compacted away.
+        """
+        with self._reading(txn) as t:
+            compacted = self.compact_revision(t)
+            if 0 < start_revision < compacted:
+                raise CompactedError(
+                    f"watch start revision {start_revision} has been compacted "
+                    f"(compact revision {compacted})",
+                    compact_revision=compacted,
+                )
+            return self.reader.history(t, start_revision, key, end, limit)
+
+    def lease_ids(self, txn: lmdb.Transaction | None = None) -> list[int]:
+        """Every granted lease id, ascending."""
+        with self._reading(txn) as t:
+            return self.leases.ids(t)
+
+    def lease_ttls(self, txn: lmdb.Transaction | None = None) -> list[tuple[int, int]]:
+        """(id, granted ttl) of every lease, ascending by id."""
+        with self._reading(txn) as t:
+            return [(i, self.leases.ttl(t, i) or 0) for i in self.leases.ids(t)]
+
+    def lease_info(
+        self, txn: lmdb.Transaction | None, lease_id: int, keys: bool = False
+    ) -> dict[str, Any] | None:
+        """``{id, granted_ttl, keys}`` of a lease (keys capped at MAX_LEASE_KEYS_LISTED)."""
+        with self._reading(txn) as t:
+            ttl = self.leases.ttl(t, lease_id)
+            if ttl is None:
+                return None
+            listed: list[bytes] = []
+            if keys:
+                attached = self.leases.keys(t, lease_id)
+                listed = [k for _, k in itertools.islice(attached, limits.MAX_LEASE_KEYS_LISTED)]
+        return {"id": lease_id, "granted_ttl": ttl, "keys": listed}
+
+    def lease_count(self, txn: lmdb.Transaction | None = None) -> int:
+        """Number of granted leases."""
+        with self._reading(txn) as t:
+            return self.leases.count(t)
+
+
+class _Apply:
+    """One command being applied: its nested transaction, revision, changes and events."""
+
+    __slots__ = (
+        "events",
+        "history_db",
+        "index",
+        "kv_db",
+        "kv_events",
+        "revision",
+        "sm",
+        "sub",
+        "term",
+        "txn",
+    )
+
+    def __init__(self, sm: KVStateMachine, index: int, term: int, revision: int) -> None:
+        self.sm = sm
+        self.txn: lmdb.Transaction = None  # type: ignore[assignment]  # set by apply
+        self.kv_db = sm._kv
+        self.history_db = sm._history
+        self.index = index
+        self.term = term
+        self.revision = revision  # the revision this command's changes get
+        self.sub = 0  # changes so far (the next history sub-index)
+        self.events: list[Event] = []
+        self.kv_events: list[KvPut | KvDelete] = []
+
+    def header(self) -> dict[str, int]:
+        """The result header: the store revision after this command."""
+        return {"revision": self.revision if self.sub else self.revision - 1}
+
+    def finish(self) -> list[Event]:
+        """All events, with a KvBatch when more than one key changed."""
+        if len(self.kv_events) > 1:
+            self.events.append(
+                KvBatch(self.index, self.term, self.revision, events=tuple(self.kv_events))
+            )
+        return self.events
+
+    # ------------------------------------------------------------------ changes
+    def _changed(
+        self, kind: str, rec: Record, prev: Record | None, event: KvPut | KvDelete
+    ) -> None:
+        """Append a change to history and its event to the command's events."""
+        self.txn.put(
+            history_key(self.revision, self.sub),
+            self.sm.pack((kind, rec, prev)),
+            db=self.history_db,
+            append=True,
+        )
+        self.sub += 1
+        self.events.append(event)
+        self.kv_events.append(event)
+
+    def put(self, key: bytes, value: bytes, lease: int, want_prev: bool) -> dict[str, Any]:
+        """Write one key; result ``{prev_kv}``."""
+        txn, rev = self.txn, self.revision
+        encoded = encode_key(key)
+        raw = txn.get(encoded, db=self.kv_db)
+        prev = msgpack.unpackb(raw) if raw is not None else None
+        if lease and not self.sm.leases.exists(txn, lease):
+            raise NotFoundError(f"lease {lease} not found", lease=lease)
+        if prev is None:
+            rec = [key, value, rev, rev, 1, lease]
+            old_lease = 0
+        else:
+            rec = [key, value, prev[2], rev, prev[4] + 1, lease]
+            old_lease = prev[5]
+        txn.put(encoded, self.sm.pack(rec), db=self.kv_db)
+        if old_lease != lease:
+            if old_lease:
+                self.sm.leases.detach(txn, old_lease, encoded)
+            if lease:
+                self.sm.leases.attach(txn, lease, encoded, key)
+        prev_kv = record_to_kv(prev) if prev is not None else None
+        self._changed(
+            "put", rec, prev, KvPut(self.index, self.term, rev, record_to_kv(rec), prev_kv)
+        )
+        return {"prev_kv": record_to_wire(prev) if want_prev else None}
+
+    def delete(self, key: bytes, end: bytes | None, want_prev: bool) -> dict[str, Any]:
+        """Delete one key or a range; result ``{deleted, prev_kvs}``."""
+        bound = limits.MAX_DELETE_RANGE_KEYS
+        targets = list(itertools.islice(self.sm.reader.scan(self.txn, key, end), bound + 1))
+        if len(targets) > bound:
+            raise InvalidArgumentError(
+                f"delete range covers more than MAX_DELETE_RANGE_KEYS ({bound}) keys; "
+                "delete it in smaller ranges"
+            )
+        prev_kvs = []
+        for encoded, _, raw in targets:
+            prev = self._delete_key(encoded, msgpack.unpackb(raw), detach=True)
+            if want_prev:
+                prev_kvs.append(record_to_wire(prev))
+        return {"deleted": len(targets), "prev_kvs": prev_kvs}
+
+    def _delete_key(self, encoded: bytes, prev: Record, *, detach: bool) -> Record:
+        """Delete a stored key whose record is ``prev``; return ``prev``."""
+        self.txn.delete(encoded, db=self.kv_db)
+        if detach and prev[5]:
+            self.sm.leases.detach(self.txn, prev[5], encoded)
+        tomb = tombstone(prev[0], self.revision)
+        event = KvDelete(
+            self.index, self.term, self.revision, record_to_kv(tomb), record_to_kv(prev)
+        )
+        self._changed("delete", tomb, prev, event)
+        return prev
+
+    def range(self, op: dict[str, Any]) -> dict[str, Any]:
+        """A range inside a txn: sees the txn's earlier writes; result ``{kvs, more, count}``."""
+        current = self.revision if self.sub else self.revision - 1
+        compacted = self.sm.compact_revision(self.txn)
+        return self.sm.reader.range(self.txn, RangeRequest.from_command(op), current, compacted)
+
+    # ------------------------------------------------------------------ txn
+    def txn_path(self, cmd: dict[str, Any], path: list[bool]) -> list[bool]:
+        """Evaluate the compares of ``cmd`` and of the nested txns on its chosen branches.
+
+        As in etcd, every compare is evaluated against the state before the txn's writes;
+        the outcomes are listed in the order the txns will run (pre-order).
+        """
+        ok = all(self.sm.reader.compare(self.txn, c) for c in cmd["compare"])
+        path.append(ok)
+        for op in cmd["success" if ok else "failure"]:
+            if op["op"] == "txn":
+                self.txn_path(op, path)
+        return path
+
+    def run_txn(self, cmd: dict[str, Any], path: Iterator[bool]) -> dict[str, Any]:
+        """Run the chosen branch of ``cmd``; result ``{succeeded, responses}``."""
+        ok = next(path)
+        responses = [self.run_op(op, path) for op in cmd["success" if ok else "failure"]]
+        return {"succeeded": ok, "responses": responses}
+
+    def run_op(self, op: dict[str, Any], path: Iterator[bool]) -> dict[str, Any]:
+        """Run one txn op; its response is ``{kind: result}``."""
+        kind = op["op"]
+        if kind == "put":
+            return {"put": self.put(op["key"], op["value"], op["lease"], op["prev_kv"])}
+        if kind == "delete":
+            return {"delete": self.delete(op["key"], op["end"], op["prev_kv"])}
+        if kind == "range":
+            return {"range": self.range(op)}
+        if kind == "txn":
+            return {"txn": self.run_txn(op, path)}
+        raise InvalidArgumentError(f"unknown txn op {kind!r}")
+
+    # ------------------------------------------------------------------ leases
+    def delete_lease(self, lease_id: int, attached: list[tuple[bytes, bytes]]) -> None:
+        """Delete a lease and its ``attached`` keys (``(encoded, key)`` from LeaseTable.keys)."""
+        for encoded, _ in attached:
+            raw = self.txn.get(encoded, db=self.kv_db)
+            if raw is not None:
+                self._delete_key(encoded, msgpack.unpackb(raw), detach=False)
+        self.sm.leases.remove(self.txn, lease_id)
+
+
+# ---------------------------------------------------------------------------- commands
+def _put(ctx: _Apply, cmd: dict[str, Any]) -> dict[str, Any]:
+    return ctx.put(cmd["key"], cmd["value"], cmd["lease"], cmd["prev_kv"])
+
+
+def _delete(ctx: _Apply, cmd: dict[str, Any]) -> dict[str, Any]:
+    return ctx.delete(cmd["key"], cmd["end"], cmd["prev_kv"])
+
+
+def _range(ctx: _Apply, cmd: dict[str, Any]) -> dict[str, Any]:
+    return ctx.range(cmd)
+
+
+def _txn(ctx: _Apply, cmd: dict[str, Any]) -> dict[str, Any]:
+    return ctx.run_txn(cmd, iter(ctx.txn_path(cmd, [])))
+
+
+def _compact(ctx: _Apply, cmd: dict[str, Any]) -> dict[str, Any]:
+    revision = cmd["revision"]
+    current = ctx.revision - 1
+    compacted = ctx.sm.compact_revision(ctx.txn)
+    if revision > current:
+        raise InvalidArgumentError(
+            f"compact revision {revision} is a future revision (current revision {current})"
+        )
+    if revision <= compacted:
+        raise CompactedError(
+            f"revision {revision} has already been compacted (compact revision {compacted})",
+            compact_revision=compacted,
+        )
+    bound = history_key(revision)
+    with ctx.txn.cursor(db=ctx.history_db) as cur:
+        if cur.first():
+            while cur.key() and cur.key() < bound and cur.delete():
+                pass
+    ctx.txn.put(_COMPACT_KEY, U64.pack(revision), db=ctx.sm._meta)
+    return {}
+
+
+def _lease_grant(ctx: _Apply, cmd: dict[str, Any]) -> dict[str, Any]:
+    lease_id, ttl = cmd["id"], cmd["ttl"]
+    leases = ctx.sm.leases
+    if leases.exists(ctx.txn, lease_id):
+        raise InvalidArgumentError(f"lease {lease_id} already exists")
+    if leases.count(ctx.txn) >= limits.MAX_LEASES:
+        raise ResourceExhaustedError(f"MAX_LEASES ({limits.MAX_LEASES}) leases are granted")
+    leases.grant(ctx.txn, lease_id, ttl)
+    return {"id": lease_id, "ttl": ttl}
+
+
+def _lease_revoke(ctx: _Apply, cmd: dict[str, Any]) -> dict[str, Any]:
+    lease_id = cmd["id"]
+    if not ctx.sm.leases.exists(ctx.txn, lease_id):
+        raise NotFoundError(f"lease {lease_id} not found", lease=lease_id)
+    ctx.delete_lease(lease_id, list(ctx.sm.leases.keys(ctx.txn, lease_id)))
+    return {}
+
+
+def _lease_expire(ctx: _Apply, cmd: dict[str, Any]) -> dict[str, Any]:
+    leases = ctx.sm.leases
+    expired = [i for i in dict.fromkeys(cmd["ids"]) if leases.exists(ctx.txn, i)]
+    attached = {i: list(leases.keys(ctx.txn, i)) for i in expired}
+    revision = ctx.revision if any(attached.values()) else ctx.revision - 1
+    for lease_id in expired:
+        keys = tuple(key for _, key in attached[lease_id])
+        ctx.events.append(LeaseExpired(ctx.index, ctx.term, revision, lease_id, keys))
+        ctx.delete_lease(lease_id, attached[lease_id])
+    return {"expired": expired}
+
+
+_HANDLERS: dict[str, Callable[[_Apply, dict[str, Any]], dict[str, Any]]] = {
+    "put": _put,
+    "delete": _delete,
+    "range": _range,
+    "txn": _txn,
+    "compact": _compact,
+    "lease_grant": _lease_grant,
+    "lease_revoke": _lease_revoke,
+    "lease_expire": _lease_expire,
+}

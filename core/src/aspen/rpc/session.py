@@ -1,0 +1,386 @@
+"""One client connection's protocol logic, independent of the I/O driver.
+
+:class:`ServerSession` turns received bytes into dispatched requests and handler results
+into queued frames. Two drivers in :mod:`aspen.rpc.server` supply the I/O: an asyncio
+``Protocol`` (the fast path when the node runs on asyncio or uvloop) and a portable one on
+anyio byte streams (trio). A driver implements ``_spawn``, ``_schedule_flush``,
+``_pause_reading``, ``_resume_reading``, ``_wait_writable`` and ``_close_transport``.
+
+Invariants:
+
+* ``inflight`` holds every request whose handler has not finished; a request leaves it
+  exactly once, by the code that sends its final frame.
+* ``canceled`` holds ids whose cancellation the client asked for and whose canceled reply
+  is not sent yet; the handler's runner sends it when the cancellation reaches it.
+* Nothing is sent once ``closed`` is set.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, Protocol
+
+from aspen.errors import (
+    AspenError,
+    InternalError,
+    InvalidArgumentError,
+    ResourceExhaustedError,
+    UnauthorizedError,
+    UnavailableError,
+)
+from aspen.rpc.context import RpcContext
+from aspen.transport.framing import FrameDecoder, FrameError, encode_frame
+
+if TYPE_CHECKING:
+    from aspen.plugins.types import RpcHandler
+    from aspen.rpc.server import RpcServer
+
+__all__ = ["PROTOCOL_VERSION", "Cancellable", "ServerSession"]
+
+log = logging.getLogger("aspen.rpc")
+
+#: The client protocol version this server speaks (docs/protocol.md).
+PROTOCOL_VERSION = 1
+
+_CANCELED_RESULT = {"canceled": True}
+
+
+class Cancellable(Protocol):
+    """What a driver's ``_spawn`` returns: something whose ``cancel()`` stops the request."""
+
+    def cancel(self) -> Any:
+        """Cancel the running request."""
+
+
+class ServerSession:
+    """Per-connection protocol state: hello, dispatch, cancel, outbound frames."""
+
+    def __init__(self, server: RpcServer, peer: str) -> None:
+        self.server = server
+        self.peer = peer
+        self.connection_id = server._next_connection_id()
+        self.decoder = FrameDecoder(server.max_frame)
+        self.handlers = server.registry._handlers
+        self.ctx: RpcContext | None = None
+        self.inflight: dict[int, Cancellable] = {}
+        self.canceled: set[int] = set()
+        self.out: list[bytes] = []
+        self.flush_pending = False
+        self.reading_paused = False
+        self.closed = False
+        self.cancel_exc: type[BaseException] = server._cancel_exc
+
+    # ------------------------------------------------------------------ driver hooks
+    def _spawn(self, coro: Coroutine[Any, Any, None], rid: int) -> Cancellable:
+        """Run ``coro`` concurrently; return its cancel handle."""
+        raise NotImplementedError
+
+    def _schedule_flush(self) -> None:
+        """Arrange for ``self.out`` to be written soon (coalescing ready frames)."""
+        raise NotImplementedError
+
+    def _pause_reading(self) -> None:
+        """Stop reading from the socket until :meth:`_resume_reading`."""
+        raise NotImplementedError
+
+    def _resume_reading(self) -> None:
+        """Start reading again after :meth:`_pause_reading`."""
+        raise NotImplementedError
+
+    def _writable(self) -> bool:
+        """Whether a stream may send another item without waiting."""
+        return True
+
+    async def _wait_writable(self) -> None:
+        """Wait until the peer has drained enough outbound frames."""
+
+    def _close_transport(self, *, flush: bool) -> None:
+        """Close the socket, after writing queued frames if ``flush``."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ input
+    def on_data(self, data: bytes) -> None:
+        """Handle received bytes: hello first, then requests and cancels."""
+        try:
+            frames = self.decoder.feed(data)
+        except FrameError as exc:
+            self.fail(exc)
+            return
+        if not frames:
+            return
+        if self.ctx is None:
+            if not self._on_hello(frames[0]):
+                return
+            del frames[0]
+        on_frame = self._on_frame
+        for frame in frames:
+            on_frame(frame)
+            if self.closed:
+                return
+        if len(self.inflight) >= self.server.max_inflight and not self.reading_paused:
+            self.reading_paused = True
+            self._pause_reading()
+
+    def _on_hello(self, frame: dict[str, Any]) -> bool:
+        """Check the hello frame, answer it; return whether the session may go on."""
+        try:
+            if frame.get("type") != "hello":
+                raise InvalidArgumentError(
+                    "expected a hello frame first (see docs/protocol.md)", expected="hello"
+                )
+            version = frame.get("version")
+            if version != PROTOCOL_VERSION:
+                raise InvalidArgumentError(
+                    f"protocol version {version!r} is not supported; this server speaks "
+                    f"version {PROTOCOL_VERSION}",
+                    supported=[PROTOCOL_VERSION],
+                )
+            identity = self.server._authenticate(frame.get("token"))
+        except AspenError as exc:
+            self.fail(exc)
+            return False
+        self.ctx = RpcContext(self.server.node, self.peer, identity, self.connection_id)
+        self._hello_done()
+        self.send(self.server._hello_reply)
+        return True
+
+    def _hello_done(self) -> None:
+        """Called once the hello succeeded (drivers stop their hello timer)."""
+
+    def _on_frame(self, frame: dict[str, Any]) -> None:
+        """Dispatch one request or cancel frame."""
+        rid = frame.get("id")
+        if type(rid) is not int:
+            if "cancel" in frame:
+                self._on_cancel(frame["cancel"])
+            else:
+                self.fail(
+                    InvalidArgumentError("a request frame needs an integer 'id' (or 'cancel')")
+                )
+            return
+        server = self.server
+        server.requests += 1
+        method = frame.get("method")
+        handler = self.handlers.get(method) if type(method) is str else None
+        if handler is None:
+            self.send_error(rid, self._unknown_method(method))
+            return
+        params = frame.get("params")
+        if type(params) is not dict:
+            if params is not None:
+                self.send_error(
+                    rid,
+                    InvalidArgumentError(
+                        f"params of {method} must be a map, not {type(params).__name__}",
+                        field="params",
+                    ),
+                )
+                return
+            params = {}
+        if rid in self.inflight:
+            self.send_error(
+                rid, InvalidArgumentError(f"request id {rid} is already in flight", field="id")
+            )
+            return
+        runner = self._run_stream if handler.streaming else self._run_unary
+        self.inflight[rid] = self._spawn(runner(rid, handler, params), rid)
+
+    def _unknown_method(self, method: object) -> AspenError:
+        """Build the error for a method nobody registered."""
+        if not isinstance(method, str):
+            return InvalidArgumentError(
+                f"'method' must be a str, not {type(method).__name__}", field="method"
+            )
+        plugin = method.split(".", 1)[0]
+        served = [n for n in self.handlers if n.startswith(plugin + ".")]
+        if served:
+            return UnavailableError(
+                f"method {method!r} does not exist; plugin {plugin!r} serves "
+                f"{', '.join(sorted(served))}",
+                plugin=plugin,
+                method=method,
+            )
+        return UnavailableError(
+            f"method {method!r} is not available on this node: install and enable the "
+            f"plugin {plugin!r} (e.g. pip install aspen-{plugin}) on the node",
+            plugin=plugin,
+            method=method,
+        )
+
+    def _on_cancel(self, rid: object) -> None:
+        """Cancel request ``rid`` if it is still running."""
+        handle = self.inflight.get(rid)  # type: ignore[arg-type]
+        if handle is not None and rid not in self.canceled:
+            self.canceled.add(rid)  # type: ignore[arg-type]
+            handle.cancel()
+
+    # ------------------------------------------------------------------ runners
+    async def _run_unary(self, rid: int, handler: RpcHandler, params: dict[str, Any]) -> None:
+        """Run a unary handler and send its result or error."""
+        try:
+            result = await handler.func(self.ctx, params)  # type: ignore[misc]
+        except AspenError as exc:
+            self._finish_error(rid, exc)
+        except self.cancel_exc:
+            self._finish_canceled(rid)
+            raise
+        except Exception as exc:
+            self._finish_error(rid, self._internal(handler, exc))
+        else:
+            self._finish(rid, {"id": rid, "result": result}, handler)
+
+    async def _run_stream(self, rid: int, handler: RpcHandler, params: dict[str, Any]) -> None:
+        """Run a streaming handler: one item frame per yielded item, then the end frame."""
+        agen = None
+        try:
+            agen = handler.func(self.ctx, params)  # type: ignore[misc]
+            async for item in agen:  # type: ignore[union-attr]
+                if self.closed or rid in self.canceled:
+                    break
+                data = self._encode({"id": rid, "item": item}, rid, handler)
+                if data is None:
+                    return
+                self.send_bytes(data)
+                if not self._writable():
+                    await self._wait_writable()
+        except AspenError as exc:
+            self._finish_error(rid, exc)
+        except self.cancel_exc:
+            self._finish_canceled(rid)
+            raise
+        except Exception as exc:
+            self._finish_error(rid, self._internal(handler, exc))
+        else:
+            if rid in self.canceled:
+                self._finish_canceled(rid)
+            else:
+                self._finish(rid, {"id": rid, "result": None}, handler)
+        finally:
+            aclose = getattr(agen, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(BaseException):
+                    await aclose()
+
+    def _internal(self, handler: RpcHandler, exc: Exception) -> InternalError:
+        """Log a handler bug with its plugin and return the ``internal`` error to send."""
+        self.server.internal_errors += 1
+        log.error(
+            "RPC handler %s (plugin %s) failed", handler.name, handler.plugin or "?", exc_info=exc
+        )
+        return InternalError(
+            f"internal error in {handler.name} (plugin {handler.plugin or '?'}): "
+            f"{type(exc).__name__}: {exc}",
+            plugin=handler.plugin,
+            method=handler.name,
+        )
+
+    def _encode(self, frame: dict[str, Any], rid: int, handler: RpcHandler) -> bytes | None:
+        """Encode a result/item frame; on failure send the error instead and return None."""
+        try:
+            return encode_frame(frame, max_frame=self.server.max_frame)
+        except FrameError as exc:
+            if "size" in exc.details:
+                err: AspenError = ResourceExhaustedError(
+                    f"the response of {handler.name} is too large: {exc.message}; "
+                    "ask for less (e.g. a smaller limit)",
+                    **exc.details,
+                )
+            else:
+                err = self._internal(handler, exc)
+            self._finish_error(rid, err)
+            return None
+
+    def _finish(self, rid: int, frame: dict[str, Any], handler: RpcHandler) -> None:
+        """Send the final frame of ``rid`` and retire it."""
+        data = self._encode(frame, rid, handler)
+        if data is not None and self._retire(rid):
+            self.send_bytes(data)
+
+    def _finish_error(self, rid: int, exc: AspenError) -> None:
+        """Send ``exc`` as the final frame of ``rid`` and retire it."""
+        if self._retire(rid):
+            self.send_error(rid, exc)
+
+    def _finish_canceled(self, rid: int) -> None:
+        """Send the canceled reply if the client asked for the cancellation."""
+        if rid in self.canceled and self._retire(rid):
+            self.send({"id": rid, "result": _CANCELED_RESULT})
+        else:
+            self._retire(rid)
+
+    def _retire(self, rid: int) -> bool:
+        """Drop ``rid`` from the in-flight set; return whether its reply may be sent."""
+        self.canceled.discard(rid)
+        if self.inflight.pop(rid, None) is None:
+            return False
+        if self.reading_paused and len(self.inflight) < self.server.max_inflight:
+            self.reading_paused = False
+            if not self.closed:
+                self._resume_reading()
+        return not self.closed
+
+    # ------------------------------------------------------------------ output
+    def send(self, frame: dict[str, Any]) -> None:
+        """Encode and queue one frame (the caller made sure it is encodable)."""
+        self.send_bytes(encode_frame(frame, max_frame=self.server.max_frame))
+
+    def send_error(self, rid: int | None, exc: AspenError) -> None:
+        """Queue an error frame for request ``rid``."""
+        self.server.errors += 1
+        self.send_bytes(encode_frame({"id": rid, "error": exc.to_wire()}))
+
+    def send_bytes(self, data: bytes) -> None:
+        """Queue an encoded frame; disconnect a peer that lets too many pile up."""
+        if self.closed:
+            return
+        out = self.out
+        out.append(data)
+        if len(out) > self.server.max_outbound:
+            log.warning(
+                "closing connection %d from %s: %d frames unread (client not reading)",
+                self.connection_id,
+                self.peer,
+                len(out),
+            )
+            self.abort()
+            return
+        if not self.flush_pending:
+            self.flush_pending = True
+            self._schedule_flush()
+
+    def take_output(self) -> bytes:
+        """Remove and return every queued frame as one buffer."""
+        out = self.out
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        return data
+
+    # ------------------------------------------------------------------ closing
+    def fail(self, exc: AspenError) -> None:
+        """Send a connection-level error frame and close (hello failure, garbage)."""
+        if self.closed:
+            return
+        if not isinstance(exc, (UnauthorizedError, FrameError)):
+            log.debug("closing connection %d from %s: %s", self.connection_id, self.peer, exc)
+        self.server.errors += 1
+        self.send_bytes(encode_frame({"type": "error", "error": exc.to_wire()}))
+        self.close(flush=True)
+
+    def close(self, *, flush: bool = True) -> None:
+        """Stop serving: cancel every running request and close the socket."""
+        if self.closed:
+            return
+        self.closed = True
+        self._cancel_all()
+        self._close_transport(flush=flush)
+
+    def abort(self) -> None:
+        """Close at once, dropping queued frames."""
+        self.close(flush=False)
+
+    def _cancel_all(self) -> None:
+        """Cancel the handler of every in-flight request."""
+        for handle in list(self.inflight.values()):
+            handle.cancel()

@@ -1,0 +1,48 @@
+"""Waiting on a condition with a deadline, and picking free ports."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+__all__ = ["free_port", "wait_for"]
+
+T = TypeVar("T")
+
+
+def wait_for(
+    predicate: Callable[[], T],
+    timeout: float = 10.0,
+    interval: float = 0.02,
+    *,
+    message: str = "",
+    ignore: tuple[type[BaseException], ...] = (),
+) -> T:
+    """Call ``predicate`` every ``interval`` seconds until it returns something truthy; return it.
+
+    Exceptions of the types in ``ignore`` count as "not yet". After ``timeout`` seconds
+    an :class:`AssertionError` says what was awaited (``message``, else the predicate).
+    """
+    deadline = time.monotonic() + timeout
+    last_error: BaseException | None = None
+    while True:
+        try:
+            result = predicate()
+        except ignore as exc:
+            last_error = exc
+        else:
+            if result:
+                return result
+        if time.monotonic() >= deadline:
+            what = message or getattr(predicate, "__qualname__", repr(predicate))
+            raise AssertionError(f"condition not met within {timeout:g}s: {what}") from last_error
+        time.sleep(interval)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """Return a TCP port that was free on ``host`` a moment ago (for child processes)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]

@@ -1,0 +1,23 @@
+"""Shared fixtures for the core's tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from aspen.node.config import NodeConfig
+from aspen.node.runner import NodeThread
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """Run ``@pytest.mark.anyio`` tests on asyncio (what nodes run on)."""
+    return "asyncio"
+
+
+@pytest.fixture
+def running_node(tmp_path) -> Iterator[NodeThread]:
+    """A real node (real LMDB, real TCP on 127.0.0.1) with no plugins, in a thread."""
+    with NodeThread(NodeConfig(data_dir=tmp_path / "node", listen="127.0.0.1:0")) as node:
+        yield node
