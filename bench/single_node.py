@@ -39,10 +39,30 @@ def free_port() -> int:
 
 def loadgen(target: str, endpoints: str, pids: str, op: str, args, out: Path, env=None) -> None:
     """Run the shared load generator once for ``op`` at every concurrency."""
-    cmd = [sys.executable, str(LOADGEN), "--target", target, "--endpoints", endpoints,
-           "--server-pids", pids, "--op", op, "--concurrency", args.concurrency,
-           "--duration", str(args.duration), "--repeat", str(args.repeat),
-           "--label", f"{target}-1", "--json", str(out), "--quiet-wait", "30"]
+    cmd = [
+        sys.executable,
+        str(LOADGEN),
+        "--target",
+        target,
+        "--endpoints",
+        endpoints,
+        "--server-pids",
+        pids,
+        "--op",
+        op,
+        "--concurrency",
+        args.concurrency,
+        "--duration",
+        str(args.duration),
+        "--repeat",
+        str(args.repeat),
+        "--label",
+        f"{target}-1",
+        "--json",
+        str(out),
+        "--quiet-wait",
+        "30",
+    ]
     if op == "get":
         cmd.append("--prefill")
     subprocess.run(cmd, check=True, env={**os.environ, **(env or {})})
@@ -51,9 +71,19 @@ def loadgen(target: str, endpoints: str, pids: str, op: str, args, out: Path, en
 def start_aspen(data_dir: Path, port: int) -> subprocess.Popen:
     """Start a node process and wait until its token file exists and the port answers."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "aspen", "node", "start", "--data-dir", str(data_dir),
-         "--listen", f"127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL, stderr=open(data_dir.parent / "aspen.log", "wb"),  # noqa: SIM115
+        [
+            sys.executable,
+            "-m",
+            "aspen",
+            "node",
+            "start",
+            "--data-dir",
+            str(data_dir),
+            "--listen",
+            f"127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=open(data_dir.parent / "aspen.log", "wb"),  # noqa: SIM115
     )
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
@@ -86,8 +116,10 @@ def summarize(path: Path) -> None:
             e, a = med("etcd", op, c, "ops_per_s"), med("aspen", op, c, "ops_per_s")
             e50, e99 = med("etcd", op, c, "p50_us") / 1e3, med("etcd", op, c, "p99_us") / 1e3
             a50, a99 = med("aspen", op, c, "p50_us") / 1e3, med("aspen", op, c, "p99_us") / 1e3
-            print(f"{op:4} {c:7} | {e:10.0f}  {e50:5.2f}/{e99:6.2f} | {a:11.0f}  "
-                  f"{a50:5.2f}/{a99:6.2f} | {a / e:8.2f}x  {a99 / e99:5.2f}x")
+            print(
+                f"{op:4} {c:7} | {e:10.0f}  {e50:5.2f}/{e99:6.2f} | {a:11.0f}  "
+                f"{a50:5.2f}/{a99:6.2f} | {a / e:8.2f}x  {a99 / e99:5.2f}x"
+            )
     print("(2 cores shared by the server and the load generator; medians of the repeats)")
 
 
@@ -107,10 +139,12 @@ def main() -> None:
     if not args.skip_etcd:
         subprocess.run(["bash", str(ETCD), "start", "1"], check=True)
         try:
-            eps = subprocess.run(["bash", str(ETCD), "endpoints", "1"], check=True,
-                                 capture_output=True, text=True).stdout.strip()
-            pids = subprocess.run(["bash", str(ETCD), "pids", "1"], check=True,
-                                  capture_output=True, text=True).stdout.strip()
+            eps = subprocess.run(
+                ["bash", str(ETCD), "endpoints", "1"], check=True, capture_output=True, text=True
+            ).stdout.strip()
+            pids = subprocess.run(
+                ["bash", str(ETCD), "pids", "1"], check=True, capture_output=True, text=True
+            ).stdout.strip()
             for op in ops:
                 loadgen("etcd", eps, pids, op, args, args.out)
         finally:
@@ -121,8 +155,15 @@ def main() -> None:
         try:
             token = (data_dir / "root-token").read_text().strip()
             for op in ops:
-                loadgen("aspen", f"127.0.0.1:{port}", str(proc.pid), op, args, args.out,
-                        env={"ASPEN_TOKEN": token})
+                loadgen(
+                    "aspen",
+                    f"127.0.0.1:{port}",
+                    str(proc.pid),
+                    op,
+                    args,
+                    args.out,
+                    env={"ASPEN_TOKEN": token},
+                )
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(30)

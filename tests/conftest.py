@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,16 +15,10 @@ import pytest
 
 import aspen
 from aspen.errors import AspenError
+from aspen.testing import free_port
 
 #: Seconds a freshly started node process has to answer.
 NODE_START_TIMEOUT = 30.0
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free on ``host`` right now."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -48,8 +41,17 @@ class NodeProcess:
         """Start the process and wait until it serves requests."""
         log = open(self.data_dir.parent / f"node-{self.port}.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "aspen", "node", "start", "--data-dir", str(self.data_dir),
-             "--listen", self.endpoint],
+            [
+                sys.executable,
+                "-m",
+                "aspen",
+                "node",
+                "start",
+                "--data-dir",
+                str(self.data_dir),
+                "--listen",
+                self.endpoint,
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},

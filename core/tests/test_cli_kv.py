@@ -235,3 +235,16 @@ def test_wrong_token_is_an_error(node):
     result = cli("kv", "get", "k")
     assert result.exit_code == 4
     assert result.stderr.startswith("error: ")
+
+
+def test_token_from_file_or_the_default_data_dir(node, tmp_path, monkeypatch):
+    from aspen.testing import CliInvoker
+
+    monkeypatch.delenv("ASPEN_TOKEN", raising=False)
+    token_file = tmp_path / "token"
+    token_file.write_text(node.token + "\n")
+    cli = CliInvoker(env={"ASPEN_ENDPOINT": node.endpoint})
+    assert cli("--token-file", token_file, "kv", "put", "k", "v").exit_code == 0
+    # no --token-file, no ASPEN_TOKEN: the root token of the default data dir
+    monkeypatch.setenv("ASPEN_DATA_DIR", str(node.data_dir))
+    assert cli("kv", "get", "k").stdout == "v"

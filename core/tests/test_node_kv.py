@@ -166,9 +166,11 @@ def test_bad_input_gets_clear_errors_and_node_keeps_serving(running_node) -> Non
 
 
 def test_wrong_token_is_refused(running_node) -> None:
-    with pytest.raises(errors.UnauthorizedError):
-        with aspen.connect(running_node.endpoint, token="aspen_wrong") as c:
-            c.kv.get("a")
+    with (
+        pytest.raises(errors.UnauthorizedError),
+        aspen.connect(running_node.endpoint, token="aspen_wrong") as c,
+    ):
+        c.kv.get("a")
 
 
 def test_data_survives_restart(tmp_path) -> None:

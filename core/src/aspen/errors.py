@@ -130,5 +130,5 @@ def error_from_wire(obj: Any) -> AspenError:
     message = obj.get("message")
     details = obj.get("details")
     cls = CODES.get(code, InternalError) if isinstance(code, str) else InternalError
-    err = cls(str(message) if message is not None else str(code), **(details if isinstance(details, dict) else {}))
-    return err
+    text = str(message) if message is not None else str(code)
+    return cls(text, **(details if isinstance(details, dict) else {}))

@@ -31,7 +31,12 @@ def _key(text: str) -> bytes:
 
 @click.group()
 def kv() -> None:
-    """Read and write keys (etcd's data model: revisions, versions, leases)."""
+    """Read and write keys (etcd's data model: revisions, versions, leases).
+
+    Keys and values are bytes. With --json, a key or value that is valid UTF-8 is a
+    string ("value": "v"); otherwise that field is left out and "<field>_b64" holds
+    it in base64 ("value_b64": "/w==").
+    """
 
 
 @kv.command()

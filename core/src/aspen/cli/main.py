@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import sys
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -143,8 +143,7 @@ def status(cli: CliContext) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``aspen`` console script."""
+    # Plugin load failures are shown by `aspen plugins` (and logged by a node), not
+    # printed before every command's output.
+    logging.getLogger("aspen.plugins").addHandler(logging.NullHandler())
     make_cli().main(args=argv, prog_name="aspen")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -55,4 +55,8 @@ def start(cli: CliContext, data_dir: Path | None, listen: str, config_file: Path
     data_dir = data_dir or default_data_dir()
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     config = NodeConfig(data_dir=data_dir, listen=listen, config_file=config_file)
-    run_node(config, cli.plugin_manager())
+    pm = cli.plugin_manager()
+    for info in pm.infos():
+        if info.status == "failed":
+            click.echo(f"warning: plugin {info.name!r} failed: {info.error}", err=True)
+    run_node(config, pm)

@@ -117,8 +117,8 @@ class AsyncClient:
             await self._tg.__aenter__()
         try:
             await self.connect()
-        except BaseException as exc:
-            await self._exit_task_group(exc)
+        except BaseException:
+            await self._exit_task_group()
             raise
         return self
 
@@ -130,14 +130,14 @@ class AsyncClient:
     ) -> None:
         """Close the connection."""
         await self.aclose()
-        await self._exit_task_group(exc)
+        await self._exit_task_group()
 
-    async def _exit_task_group(self, exc: BaseException | None) -> None:
+    async def _exit_task_group(self) -> None:
         """Leave the task group that runs the connection's tasks outside asyncio."""
         tg, self._tg = self._tg, None
         if tg is not None:
             tg.cancel_scope.cancel()
-            await tg.__aexit__(type(exc) if exc else None, exc, exc.__traceback__ if exc else None)
+            await tg.__aexit__(None, None, None)
 
     async def connect(self) -> AsyncClient:
         """Make sure a connection is open; return self."""
@@ -192,7 +192,7 @@ class AsyncClient:
                     endpoint,
                     self.token,
                     connect_timeout=self.connect_timeout,
-                    hello_timeout=self.timeout,
+                    hello_timeout=self.connect_timeout,
                     task_group=self._tg,
                 )
             except (UnauthorizedError, InvalidArgumentError):
@@ -371,11 +371,14 @@ class Watch(Stream):
         if self._inner is not None:
             return
         await super()._open()
-        with anyio.fail_after(self.client.timeout):
-            first = await self._inner.__anext__()  # type: ignore[union-attr]
-        if not (isinstance(first, dict) and first.get("created")):
+        try:
+            with anyio.fail_after(self.client.timeout):
+                first = await self._inner.__anext__()  # type: ignore[union-attr]
+            if not (isinstance(first, dict) and first.get("created")):
+                raise UnavailableError(f"unexpected first watch message: {first!r}")
+        except BaseException:
             await self.aclose()
-            raise UnavailableError(f"unexpected first watch message: {first!r}")
+            raise
         self.revision = (first.get("header") or {}).get("revision", 0)
 
     async def __anext__(self) -> WatchResponse:

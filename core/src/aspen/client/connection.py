@@ -134,7 +134,8 @@ class ClientStream:
         waiter = self.waiter
         if waiter is not None:
             self.waiter = None
-            waiter.set_result(None)
+            if not waiter.done():  # its consumer may have been cancelled
+                waiter.set_result(None)
 
     def push(self, item: Any) -> None:
         """Add an item received from the server."""
@@ -306,6 +307,8 @@ class Connection:
                     target.push(frame["item"])
                 continue
             del pending[rid]
+            if target.done():  # timed out or cancelled while the answer was on its way
+                continue
             if "error" in frame:
                 target.set_exception(error_from_wire(frame["error"]))
             else:
@@ -316,6 +319,8 @@ class Connection:
     def _on_hello(self, frame: dict[str, Any]) -> None:
         """Resolve the hello waiter with the server's first frame."""
         waiter, self.hello_waiter = self.hello_waiter, None
+        if waiter.done():  # timed out already
+            return
         if frame.get("type") == "hello":
             waiter.set_result(frame)
         elif "error" in frame:
@@ -328,13 +333,14 @@ class Connection:
     def _lost(self, exc: AspenError) -> None:
         """The connection is gone: fail every waiter with ``exc``."""
         self.closed = True
-        if self.hello_waiter is not None:
-            self.hello_waiter.set_exception(exc)
-            self.hello_waiter = None
+        waiter, self.hello_waiter = self.hello_waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(exc)
         pending, self.pending = self.pending, {}
         for target in pending.values():
             if not target.done():
-                target.set_exception(exc)
+                # one instance per waiter: each is raised (and gets a traceback) separately
+                target.set_exception(type(exc)(exc.message, **exc.details))
 
     def _lost_error(self, cause: BaseException | None) -> UnavailableError:
         """The error in-flight requests get when the connection drops."""
@@ -487,7 +493,7 @@ class _AnyioConnection(Connection):
 
     def __init__(self, endpoint: str, stream: anyio.abc.ByteStream) -> None:
         super().__init__(endpoint)
-        self.stream = stream
+        self.sock = stream
         self.out: list[bytes] = []
         self.wake_writer = anyio.Event()
         self.read_resumed: anyio.Event | None = None
@@ -507,7 +513,7 @@ class _AnyioConnection(Connection):
         if not self.closed:
             self._lost(self._lost_error(cause))
         with anyio.CancelScope(shield=True):
-            await self.stream.aclose()
+            await self.sock.aclose()
 
     async def _read_loop(self) -> None:
         """Receive big chunks until EOF."""
@@ -516,7 +522,7 @@ class _AnyioConnection(Connection):
                 if self.read_resumed is not None:
                     await self.read_resumed.wait()
                     continue
-                self._on_data(await self.stream.receive(_READ_CHUNK_BYTES))
+                self._on_data(await self.sock.receive(_READ_CHUNK_BYTES))
         except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
             pass
 
@@ -528,7 +534,7 @@ class _AnyioConnection(Connection):
             if self.out:
                 data = b"".join(self.out)
                 self.out.clear()
-                await self.stream.send(data)
+                await self.sock.send(data)
 
     def _send(self, data: bytes) -> None:
         """Queue ``data`` and wake the writer."""

@@ -85,7 +85,9 @@ class _Mirror:
         attr = getattr(self._target, name)
         if name.startswith("_") or not callable(attr):
             return attr
-        return self._owner._blocking(attr)
+        wrapped = self._owner._blocking(attr)
+        setattr(self, name, wrapped)  # found directly next time
+        return wrapped
 
     def __dir__(self) -> list[str]:
         """List the target's public names."""

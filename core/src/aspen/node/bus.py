@@ -10,6 +10,7 @@ counted when it returns (or shows as ``busy_seconds`` while it hangs).
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import queue
@@ -141,10 +142,8 @@ class _ThreadSubscriber(_Subscriber):
             self.stats.dropped += 1
 
     def stop(self) -> None:
-        try:
+        with contextlib.suppress(queue.Full):  # else the daemon thread dies with the process
             self.mailbox.put_nowait(self._STOP)
-        except queue.Full:
-            pass  # the daemon thread dies with the process
 
     def _loop(self) -> None:
         while (event := self.mailbox.get()) is not self._STOP:
@@ -177,9 +176,7 @@ class EventBus:
         for hook, pairs in subscribers.items():
             for plugin, function in pairs:
                 kind = (
-                    _AsyncSubscriber
-                    if inspect.iscoroutinefunction(function)
-                    else _ThreadSubscriber
+                    _AsyncSubscriber if inspect.iscoroutinefunction(function) else _ThreadSubscriber
                 )
                 sub = kind(plugin, hook, function, node, mailbox_size=mailbox_size, timeout=timeout)
                 self._by_hook.setdefault(hook, []).append(sub)

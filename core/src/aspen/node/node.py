@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tomllib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 import aspen
-from aspen.errors import InvalidArgumentError, UnavailableError
+from aspen.errors import UnavailableError
 from aspen.events import Event
 from aspen.kv.state_machine import KVStateMachine
 from aspen.node.auth import TokenAuthenticator, load_or_create_root_token
@@ -24,7 +23,7 @@ from aspen.node.handlers import core_handlers
 from aspen.node.leases import LeaseKeeper
 from aspen.node.watch import WatchHub
 from aspen.node.writer import GroupCommitWriter
-from aspen.plugins.config import resolve_config
+from aspen.plugins.config import load_config_file, resolve_config
 from aspen.rpc.context import RpcContext
 from aspen.rpc.registry import MethodRegistry
 from aspen.rpc.server import RpcServer
@@ -134,25 +133,27 @@ class Node:
     def _load_plugin_config(self) -> dict[str, dict[str, Any]]:
         if self.pm is None:
             return {}
-        file_data: dict[str, Any] = {}
-        if self.config_.config_file is not None:
-            try:
-                file_data = tomllib.loads(Path(self.config_.config_file).read_text())
-            except (OSError, tomllib.TOMLDecodeError) as exc:
-                raise InvalidArgumentError(f"cannot read config {self.config_.config_file}: {exc}")
+        file_data = load_config_file(self.config_.config_file)
         return resolve_config(self.pm.config_sections(), file_data, os.environ)
 
     def _build_registry(self) -> MethodRegistry:
-        registry = MethodRegistry()
-        for handler in core_handlers():
-            registry.add(handler)
-        if self.pm is not None:
-            for handler in self.pm.rpc_handlers():
+        """Core methods plus every loaded plugin's; a plugin with a refused handler is
+        marked failed and none of its handlers are served."""
+
+        def build() -> tuple[MethodRegistry, set[str]]:
+            registry, refused = MethodRegistry(), set()
+            for handler in core_handlers():
+                registry.add(handler)
+            for handler in self.pm.rpc_handlers() if self.pm is not None else ():
                 try:
                     registry.add(handler)
                 except Exception as exc:
-                    log.error("plugin %s: handler %s refused: %s", handler.plugin, handler.name, exc)
-        return registry
+                    self.pm.mark_failed(handler.plugin, f"handler {handler.name} refused: {exc}")
+                    refused.add(handler.plugin)
+            return registry, refused
+
+        registry, refused = build()
+        return build()[0] if refused else registry
 
     def stop(self) -> None:
         """Ask a running node to stop: plugins shut down while storage is still writable.
@@ -174,7 +175,9 @@ class Node:
         if events:
             self.bus.publish(events)
 
-    async def run(self, *, task_status: anyio.abc.TaskStatus[str] = anyio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[str] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
         """Open storage and serve until :meth:`stop` (or cancellation), then shut plugins
         down (storage still writable) and close storage."""
         self._stop = anyio.Event()

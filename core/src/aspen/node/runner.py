@@ -61,7 +61,9 @@ async def _serve_until_signal(node: Node) -> None:
 
 def run_node(config: NodeConfig, pm: Any | None = None) -> None:
     """Run one node in the foreground until SIGINT or SIGTERM."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     node = Node(config, pm)
     anyio.run(_serve_until_signal, node, backend="asyncio", backend_options=backend_options())
 

@@ -21,6 +21,7 @@ from aspen.storage import Storage
 
 __all__ = ["WatchHub"]
 
+
 class WatchHub:
     """Tells waiting watchers when the store revision moves."""
 

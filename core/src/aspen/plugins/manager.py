@@ -137,12 +137,7 @@ class AspenPluginManager(pluggy.PluginManager):
     ) -> bool:
         """Register ``plugin`` as ``name``; on any problem record it as failed. True if loaded."""
         if name in self._records:
-            owner = self._records[name].distribution or _IN_PROCESS
-            error = f"plugin name {name!r} is already taken by {owner}"
-            record = _Record(name, distribution, version, entry_point, "failed", error)
-            self._rejected.append(record)
-            log.warning("plugin %r from %s refused: name taken", name, distribution)
-            return False
+            return self._reject_duplicate(name, distribution, version, entry_point)
         self._set_record(name, distribution, version, entry_point, "loaded")
         if not _NAME_RE.match(name):
             return self._fail(
@@ -154,18 +149,16 @@ class AspenPluginManager(pluggy.PluginManager):
             self.register(plugin, name=name)
         except Exception as exc:
             return self._fail(name, f"invalid hook implementation: {_describe(exc)}")
-        unknown = [
-            impl.function.__name__
-            for caller in self.get_hookcallers(plugin) or ()
+        callers = self.get_hookcallers(plugin) or []
+        unknown = sorted(
+            caller.name
+            for caller in callers
             if not caller.has_spec()
-            for impl in caller.get_hookimpls()
-            if impl.plugin_name == name and not impl.optionalhook
-        ]
-        if unknown:
-            return self._fail(name, f"unknown hook(s) {', '.join(sorted(unknown))}")
-        self._records[name].hooks = tuple(
-            sorted(caller.name for caller in self.get_hookcallers(plugin) or ())
+            and any(i.plugin_name == name and not i.optionalhook for i in caller.get_hookimpls())
         )
+        if unknown:
+            return self._fail(name, f"unknown hook(s) {', '.join(unknown)}")
+        self._records[name].hooks = tuple(sorted(caller.name for caller in callers))
         return True
 
     def load_entry_points(
@@ -180,16 +173,16 @@ class AspenPluginManager(pluggy.PluginManager):
             if seen.setdefault(ep.name, dist) == dist and ep.name in self._records:
                 continue  # same distribution seen twice on sys.path, or overridden in-process
             if ep.name in blocked:
-                self._set_record(ep.name, dist, version, ep.value, "disabled")
-                self._records[ep.name].error = f"disabled by {DISABLE_ENV}"
+                error = f"disabled by {DISABLE_ENV}"
+                self._set_record(ep.name, dist, version, ep.value, "disabled", error)
             elif wanted is not None and ep.name not in wanted:
-                self._set_record(ep.name, dist, version, ep.value, "disabled")
-                self._records[ep.name].error = f"not listed in {LOAD_ENV}"
+                error = f"not listed in {LOAD_ENV}"
+                self._set_record(ep.name, dist, version, ep.value, "disabled", error)
             else:
                 self._load_entry_point(ep, dist, version)
         for name in sorted((wanted or set()) - set(self._records) - blocked):
-            self._set_record(name, "", "", "", "failed")
-            self._records[name].error = f"no installed plugin named {name!r} (see {LOAD_ENV})"
+            error = f"no installed plugin named {name!r} (see {LOAD_ENV})"
+            self._set_record(name, "", "", "", "failed", error)
 
     def _load_entry_point(self, ep: EntryPoint, dist: str, version: str) -> None:
         try:
@@ -198,7 +191,7 @@ class AspenPluginManager(pluggy.PluginManager):
             if isinstance(exc, KeyboardInterrupt):
                 raise
             if ep.name in self._records:  # another distribution already has this name
-                self.add_plugin(ep.name, None, distribution=dist, version=version)
+                self._reject_duplicate(ep.name, dist, version, ep.value)
                 return
             self._set_record(ep.name, dist, version, ep.value, "failed")
             self._fail(ep.name, f"import failed: {_describe(exc)}", exc)
@@ -208,7 +201,7 @@ class AspenPluginManager(pluggy.PluginManager):
     def mark_failed(self, name: str, error: str) -> None:
         """Record plugin ``name`` as failed with ``error``, log it and unregister it."""
         if name not in self._records:
-            self._set_record(name, "", "", "", "failed")
+            self._set_record(name, "", "", "", "failed", error)
         self._fail(name, error)
 
     # ------------------------------------------------------------------------- status
@@ -306,9 +299,22 @@ class AspenPluginManager(pluggy.PluginManager):
 
     # ------------------------------------------------------------------------- internals
     def _set_record(
-        self, name: str, dist: str, version: str, entry_point: str, status: PluginStatus
+        self,
+        name: str,
+        dist: str,
+        version: str,
+        entry_point: str,
+        status: PluginStatus,
+        error: str = "",
     ) -> None:
-        self._records[name] = _Record(name, dist, version, entry_point, status)
+        self._records[name] = _Record(name, dist, version, entry_point, status, error)
+
+    def _reject_duplicate(self, name: str, dist: str, version: str, entry_point: str) -> bool:
+        owner = self._records[name].distribution or _IN_PROCESS
+        error = f"plugin name {name!r} is already taken by {owner}"
+        self._rejected.append(_Record(name, dist, version, entry_point, "failed", error))
+        log.warning("plugin %r from %s refused: %s", name, dist, error)
+        return False
 
     def _fail(self, name: str, error: str, exc: BaseException | None = None) -> bool:
         record = self._records[name]

@@ -53,6 +53,8 @@ READ_CHUNK_BYTES = 64 * 1024
 SHUTDOWN_GRACE_SECONDS = 5.0
 #: Seconds a closing connection may take to flush its last frames (the anyio driver).
 _CLOSE_FLUSH_SECONDS = 1.0
+#: Stream items queued in one loop iteration before they are handed to the transport.
+_STREAM_BATCH_FRAMES = 64
 
 Driver = Literal["auto", "asyncio", "anyio"]
 
@@ -99,6 +101,8 @@ class RpcServer:
         self.errors = 0
         self.internal_errors = 0
         self.connections_total = 0
+        #: Streams currently waiting for a slow client to read.
+        self.streams_blocked = 0
         self._sessions: set[ServerSession] = set()
         self._ids = itertools.count(1)
         self._cancel_exc: type[BaseException] = asyncio.CancelledError
@@ -111,13 +115,15 @@ class RpcServer:
         }
 
     def stats(self) -> dict[str, int]:
-        """Return counters: open ``connections``, ``requests``, ``errors`` and more."""
+        """Return counters: open ``connections``, ``requests``, ``errors``, handler bugs
+        (``internal_errors``) and streams waiting for slow clients (``streams_blocked``)."""
         return {
             "connections": len(self._sessions),
             "connections_total": self.connections_total,
             "requests": self.requests,
             "errors": self.errors,
             "internal_errors": self.internal_errors,
+            "streams_blocked": self.streams_blocked,
         }
 
     async def serve(
@@ -317,6 +323,12 @@ class _AsyncioSession(ServerSession, asyncio.Protocol):
         """Run the request in a plain asyncio task."""
         return self.loop.create_task(coro)
 
+    def _cancel_request(self, rid: int, handle: Cancellable) -> None:
+        """Cancel the task; if it is cancelled before it ever ran, its runner cannot
+        answer, so a done callback does (a no-op when the runner already did)."""
+        handle.cancel()
+        handle.add_done_callback(lambda _: self._finish_canceled(rid))  # type: ignore[attr-defined]
+
     def _schedule_flush(self) -> None:
         """Write every frame queued in this loop iteration in one go, soon."""
         self.loop.call_soon(self._flush)
@@ -336,14 +348,18 @@ class _AsyncioSession(ServerSession, asyncio.Protocol):
         self.transport.resume_reading()  # type: ignore[union-attr]
 
     def _writable(self) -> bool:
-        """Whether the transport accepts more without buffering beyond its high-water mark."""
-        return not self.paused_writing
+        """Whether a stream may queue another item: the transport is not full and the
+        frames queued in this loop iteration are few."""
+        return not self.paused_writing and len(self.out) < _STREAM_BATCH_FRAMES
 
     async def _wait_writable(self) -> None:
-        """Wait for :meth:`resume_writing` (or the connection to close)."""
-        if self.writable_waiter is None:
-            self.writable_waiter = self.loop.create_future()
-        await asyncio.shield(self.writable_waiter)
+        """Hand queued frames to the transport now; wait if that filled it up."""
+        if not self.paused_writing and self.out and not self.closed:
+            self.transport.write(self.take_output())  # type: ignore[union-attr]
+        if self.paused_writing and not self.closed:
+            if self.writable_waiter is None:
+                self.writable_waiter = self.loop.create_future()
+            await asyncio.shield(self.writable_waiter)
 
     def _close_transport(self, *, flush: bool) -> None:
         """Close (after the queued frames if ``flush``) or abort the transport."""

@@ -30,6 +30,7 @@ from aspen.errors import (
     UnauthorizedError,
     UnavailableError,
 )
+from aspen.limits import MAX_METHOD_NAME_BYTES
 from aspen.rpc.context import RpcContext
 from aspen.transport.framing import FrameDecoder, FrameError, encode_frame
 
@@ -193,6 +194,12 @@ class ServerSession:
             return InvalidArgumentError(
                 f"'method' must be a str, not {type(method).__name__}", field="method"
             )
+        if len(method) > MAX_METHOD_NAME_BYTES:
+            return InvalidArgumentError(
+                f"method name of {len(method)} characters exceeds MAX_METHOD_NAME_BYTES "
+                f"({MAX_METHOD_NAME_BYTES})",
+                field="method",
+            )
         plugin = method.split(".", 1)[0]
         served = [n for n in self.handlers if n.startswith(plugin + ".")]
         if served:
@@ -211,10 +218,16 @@ class ServerSession:
 
     def _on_cancel(self, rid: object) -> None:
         """Cancel request ``rid`` if it is still running."""
-        handle = self.inflight.get(rid)  # type: ignore[arg-type]
+        if type(rid) is not int:
+            return
+        handle = self.inflight.get(rid)
         if handle is not None and rid not in self.canceled:
-            self.canceled.add(rid)  # type: ignore[arg-type]
-            handle.cancel()
+            self.canceled.add(rid)
+            self._cancel_request(rid, handle)
+
+    def _cancel_request(self, rid: int, handle: Cancellable) -> None:
+        """Cancel one running request (its runner sends the canceled reply)."""
+        handle.cancel()
 
     # ------------------------------------------------------------------ runners
     async def _run_unary(self, rid: int, handler: RpcHandler, params: dict[str, Any]) -> None:
@@ -244,7 +257,11 @@ class ServerSession:
                     return
                 self.send_bytes(data)
                 if not self._writable():
-                    await self._wait_writable()
+                    self.server.streams_blocked += 1
+                    try:
+                        await self._wait_writable()
+                    finally:
+                        self.server.streams_blocked -= 1
         except AspenError as exc:
             self._finish_error(rid, exc)
         except self.cancel_exc:

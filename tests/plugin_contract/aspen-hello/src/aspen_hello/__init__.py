@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import aspen
 import click
+
+import aspen
 from aspen.cli import pass_client
 from aspen.events import KvPut
 from aspen.plugins.types import ConfigOption, ConfigSection, RpcHandler
