@@ -11,9 +11,10 @@ import anyio
 import pytest
 import test_rpc_server as rpc
 from anyio.from_thread import start_blocking_portal
-from test_rpc_server import TOKEN, Served, serving
+from test_rpc_server import TOKEN, Served, serving, wait_until
 
 import aspen
+import aspen.client.connection
 from aspen import errors, limits
 from aspen.client import split_endpoints
 from aspen.plugins.types import RpcHandler
@@ -122,6 +123,25 @@ async def test_closing_a_stream_cancels_it_on_the_server(driver: str) -> None:
         with anyio.fail_after(5):
             await s.state.stream_closed.wait()
         assert await c.call("test.echo", {}) == {}
+
+
+@pytest.mark.anyio
+async def test_stream_whose_consumer_falls_behind_is_cancelled(
+    driver: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(aspen.client.connection, "CLIENT_MAX_STREAM_BUFFERED_ITEMS", 50)
+    async with serving(driver) as s, aspen.aconnect(s.endpoint, token=TOKEN) as c:
+        stream = c.stream("test.flood", {"n": 10_000})
+        await stream.__aenter__()
+        await wait_until(lambda: stream._inner.done())
+        # the client cancelled it: nothing stays in flight on the server
+        await wait_until(lambda: not any(x.inflight for x in s.server._sessions))
+        items = []
+        with pytest.raises(errors.ResourceExhaustedError, match="CLIENT_MAX_STREAM_BUFFERED_ITEMS"):
+            async for item in stream:
+                items.append(item)
+        assert len(items) == 50
+        assert await c.call("test.echo", {"still": "usable"}) == {"still": "usable"}
 
 
 # ------------------------------------------------------------------------------ endpoints

@@ -94,7 +94,7 @@ LIFECYCLE_HOOK_TIMEOUT_SECONDS = 30.0
 LOG_RETAIN_ENTRIES = 10_000
 
 # --- Client ---------------------------------------------------------------------------
-#: Unread items one client stream (e.g. a watch) buffers before the connection stops reading.
+#: Unread items one client stream (e.g. a watch) buffers before it is cancelled as too slow.
 CLIENT_MAX_STREAM_BUFFERED_ITEMS = 10_000
 #: Most ``not_leader`` redirects (or leaderless retries) the client follows for one request.
 CLIENT_MAX_REDIRECTS = 5

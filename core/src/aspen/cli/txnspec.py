@@ -28,7 +28,8 @@ import shlex
 from typing import Any
 
 from aspen.errors import InvalidArgumentError
-from aspen.kv.commands import COMPARE_OPS, COMPARE_TARGETS, prefix_end
+from aspen.kv.commands import COMPARE_OPS, COMPARE_TARGETS
+from aspen.kv.keys import prefix_range
 
 __all__ = ["parse_txn_spec", "spec_to_records"]
 
@@ -109,7 +110,7 @@ def _json_fields(obj: Any, where: str) -> dict[str, Any]:
         elif isinstance(out.get(name), str) and (name != "value" or _is_bytes_value(out)):
             out[name] = out[name].encode("utf-8")
     if out.pop("prefix", False):
-        out["end"] = prefix_end(out.get("key", b""))
+        out["key"], out["end"] = prefix_range(out.get("key", b""))
     return out
 
 
@@ -170,7 +171,7 @@ def _operation(words: list[str]) -> dict[str, Any]:
     elif "--prefix" in options and "--range-end" in options:
         raise ValueError("use --prefix or --range-end, not both")
     elif "--prefix" in options:
-        params["end"] = prefix_end(params["key"])
+        params["key"], params["end"] = prefix_range(params["key"])
     elif "--range-end" in options:
         params["end"] = options["--range-end"].encode("utf-8")
     return {kind: params}

@@ -25,13 +25,13 @@ from aspen.client.records import (
     TxnResult,
     WatchResponse,
     kv_or_none,
-    to_bytes,
 )
 from aspen.client.txn import (
     Comparison,
     TxnOp,
     delete_params,
     get_params,
+    key_range,
     put_params,
     range_params,
     txn_params,
@@ -44,7 +44,6 @@ from aspen.errors import (
     UnavailableError,
 )
 from aspen.errors import TimeoutError as AspenTimeoutError
-from aspen.kv.keys import prefix_end
 from aspen.limits import (
     CLIENT_MAX_REDIRECTS,
     CLIENT_SCAN_PAGE_SIZE,
@@ -273,13 +272,7 @@ class AsyncClient:
         filters: Sequence[str] = (),
     ) -> Watch:
         """Watch ``key`` (or [key, end), or the prefix ``key``): ``async with c.watch(k) as w``."""
-        k = to_bytes(key)
-        if prefix:
-            if end is not None:
-                raise ValueError("give either end= or prefix=True, not both")
-            stop: bytes | None = prefix_end(k)
-        else:
-            stop = None if end is None else to_bytes(end, "end")
+        k, stop = key_range(key, end=end, prefix=prefix)
         params: dict[str, Any] = {"key": k, "end": stop, "start_revision": start_revision}
         if prev_kv:
             params["prev_kv"] = True

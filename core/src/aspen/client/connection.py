@@ -23,7 +23,7 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from aspen.errors import AspenError, UnavailableError, error_from_wire
+from aspen.errors import AspenError, ResourceExhaustedError, UnavailableError, error_from_wire
 from aspen.errors import TimeoutError as AspenTimeoutError
 from aspen.limits import CLIENT_MAX_STREAM_BUFFERED_ITEMS
 from aspen.transport.framing import FrameDecoder, FrameError, encode_frame, running_on_asyncio
@@ -98,8 +98,9 @@ class ClientStream:
     """The items of one streaming request, in arrival order; an async iterator.
 
     Closing it (``aclose``) before the end sends ``cancel`` to the server. At most
-    ``CLIENT_MAX_STREAM_BUFFERED_ITEMS`` unread items are held; beyond that the connection
-    stops reading until the consumer catches up.
+    ``CLIENT_MAX_STREAM_BUFFERED_ITEMS`` unread items are held: a consumer that falls further
+    behind (or a stream that was abandoned without being closed) has its stream cancelled, and
+    gets ``resource_exhausted`` after the buffered items, so it never stalls the connection.
     """
 
     __slots__ = (
@@ -110,7 +111,6 @@ class ClientStream:
         "method",
         "result",
         "rid",
-        "throttled",
         "waiter",
     )
 
@@ -123,7 +123,6 @@ class ClientStream:
         self.result: Any = None
         self.error: BaseException | None = None
         self.waiter: Any = None
-        self.throttled = False
 
     def done(self) -> bool:
         """Whether the stream has ended (or was closed)."""
@@ -139,10 +138,17 @@ class ClientStream:
 
     def push(self, item: Any) -> None:
         """Add an item received from the server."""
-        self.items.append(item)
-        if len(self.items) > CLIENT_MAX_STREAM_BUFFERED_ITEMS and not self.throttled:
-            self.throttled = True
-            self.conn._pause_reading()
+        items = self.items
+        items.append(item)
+        if len(items) >= CLIENT_MAX_STREAM_BUFFERED_ITEMS:
+            self.conn._forget(self.rid)
+            self.set_exception(
+                ResourceExhaustedError(
+                    f"{self.method} stream cancelled: its consumer fell "
+                    f"{len(items)} items behind (CLIENT_MAX_STREAM_BUFFERED_ITEMS)",
+                    limit=CLIENT_MAX_STREAM_BUFFERED_ITEMS,
+                )
+            )
         self._wake()
 
     def set_result(self, result: Any) -> None:
@@ -166,11 +172,7 @@ class ClientStream:
         while True:
             items = self.items
             if items:
-                item = items.popleft()
-                if self.throttled and len(items) <= CLIENT_MAX_STREAM_BUFFERED_ITEMS // 2:
-                    self.throttled = False
-                    self.conn._resume_reading()
-                return item
+                return items.popleft()
             if self.finished:
                 if self.error is not None:
                     raise self.error
@@ -180,9 +182,6 @@ class ClientStream:
 
     async def aclose(self) -> None:
         """Stop the stream; tell the server to cancel it if it is still running."""
-        if self.throttled:
-            self.throttled = False
-            self.conn._resume_reading()
         self.items.clear()
         if not self.finished:
             self.finished = True
@@ -216,12 +215,6 @@ class Connection:
     async def _wait(self, waiter: Any, timeout: float, what: str) -> Any:
         """Await ``waiter`` for at most ``timeout`` seconds (then raise ``timeout``)."""
         raise NotImplementedError
-
-    def _pause_reading(self) -> None:
-        """Stop reading from the socket."""
-
-    def _resume_reading(self) -> None:
-        """Read again."""
 
     def _close_transport(self) -> None:
         """Close the socket (its loss is reported through :meth:`_lost`)."""
@@ -459,16 +452,6 @@ class _AsyncioConnection(Connection, asyncio.Protocol):
         if earliest < _INF and not self.closed:
             self._arm(earliest)
 
-    def _pause_reading(self) -> None:
-        """Pause the transport."""
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.pause_reading()
-
-    def _resume_reading(self) -> None:
-        """Resume the transport."""
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.resume_reading()
-
     def _close_transport(self) -> None:
         """Close the transport after writing what is queued."""
         if self.transport is not None:
@@ -496,7 +479,6 @@ class _AnyioConnection(Connection):
         self.sock = stream
         self.out: list[bytes] = []
         self.wake_writer = anyio.Event()
-        self.read_resumed: anyio.Event | None = None
         self.scope = anyio.CancelScope()
 
     async def run(self) -> None:
@@ -519,9 +501,6 @@ class _AnyioConnection(Connection):
         """Receive big chunks until EOF."""
         try:
             while not self.closed:
-                if self.read_resumed is not None:
-                    await self.read_resumed.wait()
-                    continue
                 self._on_data(await self.sock.receive(_READ_CHUNK_BYTES))
         except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
             pass
@@ -551,17 +530,6 @@ class _AnyioConnection(Connection):
             return await waiter
         _expire(waiter, what, timeout, self.endpoint)
         return await waiter
-
-    def _pause_reading(self) -> None:
-        """Make the reader wait."""
-        if self.read_resumed is None:
-            self.read_resumed = anyio.Event()
-
-    def _resume_reading(self) -> None:
-        """Let the reader go on."""
-        event, self.read_resumed = self.read_resumed, None
-        if event is not None:
-            event.set()
 
     def _close_transport(self) -> None:
         """Stop the reader and writer (the stream is closed by :meth:`run`)."""

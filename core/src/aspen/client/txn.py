@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from aspen.client.records import to_bytes
-from aspen.kv.keys import prefix_end
+from aspen.kv.keys import prefix_range
 
 __all__ = [
     "Compare",
@@ -145,11 +145,8 @@ def range_params(
     serializable: bool = False,
 ) -> dict[str, Any]:
     """Build ``kv.range`` params: a prefix scan of ``prefix``, or [prefix, end) with ``end``."""
-    key = to_bytes(prefix)
-    params: dict[str, Any] = {
-        "key": key,
-        "end": prefix_end(key) if end is None else to_bytes(end, "end"),
-    }
+    key, stop = key_range(prefix, end=end, prefix=end is None)
+    params: dict[str, Any] = {"key": key, "end": stop}
     return _with_options(
         params,
         limit=limit,
@@ -188,17 +185,24 @@ def put_params(
     return params
 
 
-def delete_params(
-    key: bytes | str, *, end: bytes | str | None = None, prefix: bool = False, prev_kv: bool = False
-) -> dict[str, Any]:
-    """Build ``kv.delete`` params: ``key``, [key, end), or every key under ``key``."""
+def key_range(
+    key: bytes | str, *, end: bytes | str | None = None, prefix: bool = False
+) -> tuple[bytes, bytes | None]:
+    """Resolve (key, end) for the wire: the single ``key``, [key, end), or the prefix ``key``
+    (an empty prefix = every key)."""
     k = to_bytes(key)
     if prefix:
         if end is not None:
             raise ValueError("give either end= or prefix=True, not both")
-        stop: bytes | None = prefix_end(k)
-    else:
-        stop = None if end is None else to_bytes(end, "end")
+        return prefix_range(k)
+    return k, None if end is None else to_bytes(end, "end")
+
+
+def delete_params(
+    key: bytes | str, *, end: bytes | str | None = None, prefix: bool = False, prev_kv: bool = False
+) -> dict[str, Any]:
+    """Build ``kv.delete`` params: ``key``, [key, end), or every key under ``key``."""
+    k, stop = key_range(key, end=end, prefix=prefix)
     return _with_options({"key": k, "end": stop}, prev_kv=prev_kv)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["prefix_end"]
+__all__ = ["prefix_end", "prefix_range"]
 
 
 def prefix_end(prefix: bytes) -> bytes:
@@ -17,3 +17,11 @@ def prefix_end(prefix: bytes) -> bytes:
         if byte < 0xFF:
             return prefix[:i] + bytes((byte + 1,))
     return b"\0"
+
+
+def prefix_range(prefix: bytes) -> tuple[bytes, bytes]:
+    """Return (key, end) covering every key that starts with ``prefix``; an empty prefix
+    means the whole keyspace (``(b"\\0", b"\\0")``, as etcd spells it)."""
+    if not prefix:
+        return b"\0", b"\0"
+    return prefix, prefix_end(prefix)
