@@ -8,18 +8,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kvstore import Store
 
 from aspen import limits
 from aspen.errors import (
-    AspenError,
     CompactedError,
     InvalidArgumentError,
     NotFoundError,
     ResourceExhaustedError,
 )
-from aspen.events import Event, KeyValue, KvBatch, KvDelete, LeaseExpired
+from aspen.events import KeyValue, KvBatch, KvDelete, LeaseExpired
 from aspen.kv import (
-    KVStateMachine,
     compact_command,
     delete_command,
     lease_expire_command,
@@ -30,40 +29,6 @@ from aspen.kv import (
     txn_command,
 )
 from aspen.storage import DB_NAMES, Storage
-
-
-class Store:
-    """A state machine on real LMDB; ``batch`` commands per write transaction."""
-
-    def __init__(self, path: Path) -> None:
-        self.storage = Storage(path, sync=False)
-        self.sm = KVStateMachine(self.storage)
-        self.index = self.sm.applied_index()
-
-    def apply_all(self, commands: list[dict[str, Any]]) -> list[tuple[Any, list[Event]]]:
-        with self.storage.begin(write=True) as txn:
-            out = []
-            for command in commands:
-                self.index += 1
-                out.append(self.sm.apply(txn, self.index, 1, command))
-            return out
-
-    def apply(self, command: dict[str, Any]) -> tuple[Any, list[Event]]:
-        return self.apply_all([command])[0]
-
-    def ok(self, command: dict[str, Any]) -> dict[str, Any]:
-        result, _ = self.apply(command)
-        assert not isinstance(result, AspenError), result
-        return result
-
-    def put(self, key: str | bytes, value: str | bytes = "v", **kw: Any) -> int:
-        return self.ok(put_command({"key": key, "value": value, **kw}))["header"]["revision"]
-
-    def grant(self, lease_id: int, ttl: int = 10) -> dict[str, Any]:
-        return self.ok(lease_grant_command({"ttl": ttl, "id": lease_id}, 1))
-
-    def kvs(self, **kw: Any) -> list[dict[str, Any]]:
-        return self.sm.range(None, range_request({"key": "\0", "end": "\0", **kw}))["kvs"]
 
 
 @pytest.fixture
@@ -85,17 +50,17 @@ def test_grant_attach_move_and_detach(kv: Store) -> None:
         [(5, 30), (6, 10)],
     )
     long_key = b"k" * 700
-    kv.put("b", lease=5)
-    kv.put("a", lease=5)
-    kv.put(long_key, lease=5)
+    kv.put_rev("b", lease=5)
+    kv.put_rev("a", lease=5)
+    kv.put_rev(long_key, lease=5)
     assert kv.sm.lease_info(None, 5, keys=True) == {
         "id": 5,
         "granted_ttl": 30,
         "keys": [b"a", b"b", long_key],
     }
     assert kv.sm.lease_info(None, 5) == {"id": 5, "granted_ttl": 30, "keys": []}
-    kv.put("a", lease=6)  # moves to lease 6
-    kv.put("b")  # detaches
+    kv.put_rev("a", lease=6)  # moves to lease 6
+    kv.put_rev("b")  # detaches
     kv.ok(delete_command({"key": long_key}))
     assert kv.sm.lease_info(None, 5, keys=True)["keys"] == []
     assert kv.sm.lease_info(None, 6, keys=True)["keys"] == [b"a"]
@@ -107,7 +72,7 @@ def test_lease_keys_listing_is_capped(kv: Store, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(limits, "MAX_LEASE_KEYS_LISTED", 2)
     kv.grant(1)
     for key in "cab":
-        kv.put(key, lease=1)
+        kv.put_rev(key, lease=1)
     assert kv.sm.lease_info(None, 1, keys=True)["keys"] == [b"a", b"b"]
 
 
@@ -121,9 +86,9 @@ def test_lease_count_bound(kv: Store, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_revoke_deletes_keys_in_one_revision(kv: Store) -> None:
     kv.grant(7)
-    kv.put("x", "1", lease=7)
-    kv.put("y", "2", lease=7)
-    kv.put("z", "3")
+    kv.put_rev("x", "1", lease=7)
+    kv.put_rev("y", "2", lease=7)
+    kv.put_rev("z", "3")
     result, events = kv.apply(lease_revoke_command({"id": 7}))
     assert result == {"header": {"revision": 5}}
     deletes = [
@@ -147,9 +112,9 @@ def test_expire_emits_lease_expired_before_its_deletes(kv: Store) -> None:
     kv.grant(1)
     kv.grant(2)
     kv.grant(3)
-    kv.put("a", lease=1)
-    kv.put("b", lease=2)
-    kv.put("c", lease=2)
+    kv.put_rev("a", lease=1)
+    kv.put_rev("b", lease=2)
+    kv.put_rev("c", lease=2)
     result, events = kv.apply(lease_expire_command([2, 99, 3, 1]))
     assert result == {"header": {"revision": 5}, "expired": [2, 3, 1]}
     assert [(type(e).__name__, e.revision) for e in events] == [
@@ -178,10 +143,10 @@ def _summary(events: list[dict[str, Any]]) -> list[tuple[str, bytes, int]]:
 
 
 def test_history_reads_like_a_watch(kv: Store) -> None:
-    r1 = kv.put("w/a", "1")
-    kv.put("w/b", "2")
+    r1 = kv.put_rev("w/a", "1")
+    kv.put_rev("w/b", "2")
     kv.ok(delete_command({"key": "w/a"}))
-    kv.put("other", "x")
+    kv.put_rev("other", "x")
     events = kv.sm.history(None, r1, b"w/", b"w0")
     assert _summary(events) == [("put", b"w/a", 2), ("put", b"w/b", 3), ("delete", b"w/a", 4)]
     assert events[2]["kv"] == KeyValue(b"w/a", b"", 0, 4, 0).to_wire()
@@ -193,9 +158,9 @@ def test_history_reads_like_a_watch(kv: Store) -> None:
 
 
 def test_history_limit_may_split_a_revision(kv: Store) -> None:
-    kv.put("a")
+    kv.put_rev("a")
     kv.ok(txn_command({"success": [{"put": {"key": k, "value": "v"}} for k in "bcd"]}))
-    kv.put("e")
+    kv.put_rev("e")
     everything = kv.sm.history(None, 0, b"\0", b"\0")
     assert _summary(everything) == [
         ("put", b"a", 2),
@@ -212,7 +177,7 @@ def test_history_limit_may_split_a_revision(kv: Store) -> None:
 
 def test_compaction(kv: Store) -> None:
     for i in range(5):
-        kv.put("k", str(i))  # revisions 2..6
+        kv.put_rev("k", str(i))  # revisions 2..6
     assert kv.ok(compact_command({"revision": 4})) == {"header": {"revision": 6}}
     assert kv.sm.compact_revision() == 4 and kv.sm.current_revision() == 6
     assert [e["revision"] for e in kv.sm.history(None, 4, b"k")] == [4, 5, 6]
@@ -235,7 +200,7 @@ def test_range_at_old_revisions(kv: Store) -> None:
         key = rnd.choice(names)
         choice = rnd.random()
         if choice < 0.6:
-            kv.put(key, str(rnd.random()))
+            kv.put_rev(key, str(rnd.random()))
         elif choice < 0.8:
             kv.ok(delete_command({"key": key}))
         else:
@@ -266,7 +231,7 @@ def test_range_at_old_revisions(kv: Store) -> None:
 
 
 def test_range_at_old_revision_inside_a_txn(kv: Store) -> None:
-    kv.put("a", "1")
+    kv.put_rev("a", "1")
     result = kv.ok(
         txn_command(
             {
@@ -332,5 +297,5 @@ def test_state_survives_reopen(tmp_path: Path) -> None:
     assert (_dump(store.storage), store.kvs(), store.sm.current_revision()) == before
     assert store.sm.applied_index() == len(commands) and store.sm.compact_revision() == 100
     revision = store.sm.current_revision()
-    assert store.put("after") == revision + 1
+    assert store.put_rev("after") == revision + 1
     store.storage.close()

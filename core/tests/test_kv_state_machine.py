@@ -7,62 +7,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kvstore import Store
 
 from aspen import limits
-from aspen.errors import AspenError, InvalidArgumentError, NotFoundError
-from aspen.events import Event, KeyValue, KvBatch, KvDelete, KvPut
+from aspen.errors import InvalidArgumentError, NotFoundError
+from aspen.events import KeyValue, KvBatch, KvDelete, KvPut
 from aspen.kv import (
-    KVStateMachine,
     delete_command,
     lease_grant_command,
     prefix_end,
     put_command,
-    range_request,
     txn_command,
 )
-from aspen.storage import Storage
-
-
-class Store:
-    """A state machine on real LMDB, one write transaction per applied command."""
-
-    def __init__(self, path: Path) -> None:
-        self.storage = Storage(path, sync=False)
-        self.sm = KVStateMachine(self.storage)
-        self.index = self.sm.applied_index()
-
-    def apply(self, command: dict[str, Any]) -> tuple[Any, list[Event]]:
-        self.index += 1
-        with self.storage.begin(write=True) as txn:
-            return self.sm.apply(txn, self.index, 3, command)
-
-    def ok(self, command: dict[str, Any]) -> dict[str, Any]:
-        result, _ = self.apply(command)
-        assert not isinstance(result, AspenError), result
-        return result
-
-    def put(self, key: str | bytes, value: str | bytes = "v", **kw: Any) -> dict[str, Any]:
-        return self.ok(put_command({"key": key, "value": value, **kw}))
-
-    def delete(self, key: str | bytes, **kw: Any) -> dict[str, Any]:
-        return self.ok(delete_command({"key": key, **kw}))
-
-    def txn(self, **params: Any) -> dict[str, Any]:
-        return self.ok(txn_command(params))
-
-    def range(self, key: str | bytes, **kw: Any) -> dict[str, Any]:
-        return self.sm.range(None, range_request({"key": key, **kw}))
-
-    def keys(self, key: str | bytes = "\0", end: str | bytes = "\0", **kw: Any) -> list[bytes]:
-        return [kv["key"] for kv in self.range(key, end=end, **kw)["kvs"]]
-
-    def revision(self) -> int:
-        return self.sm.current_revision()
 
 
 @pytest.fixture
 def kv(tmp_path: Path) -> Iterator[Store]:
-    store = Store(tmp_path / "db")
+    store = Store(tmp_path / "db", term=3)
     yield store
     store.storage.close()
 

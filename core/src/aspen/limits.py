@@ -80,6 +80,44 @@ DEFAULT_REQUEST_TIMEOUT_SECONDS = 10.0
 #: Seconds the client waits for a TCP connect before trying the next endpoint.
 CONNECT_TIMEOUT_SECONDS = 3.0
 
+# --- Peer links and TLS ---------------------------------------------------------------
+#: Messages queued for one peer before new ones are dropped (and counted; Raft resends).
+PEER_QUEUE_MESSAGES = 10_000
+#: Bytes of encoded messages queued for one peer before new ones are dropped.
+PEER_QUEUE_BYTES = 64 * 1024 * 1024
+#: Most bytes of queued frames coalesced into one write on a peer link.
+PEER_WRITE_BATCH_BYTES = 1024 * 1024
+#: Bytes asked for per receive on a peer link.
+PEER_READ_CHUNK_BYTES = 256 * 1024
+#: First delay before reconnecting a peer link, in seconds (doubles per failure, jittered).
+PEER_RECONNECT_MIN_SECONDS = 0.05
+#: Longest delay between reconnect attempts of a peer link, in seconds.
+PEER_RECONNECT_MAX_SECONDS = 2.0
+#: Seconds a peer link waits for a TCP connect.
+PEER_CONNECT_TIMEOUT_SECONDS = 3.0
+#: Seconds a new peer connection has for its TLS handshake and hello (both directions).
+PEER_HANDSHAKE_TIMEOUT_SECONDS = 5.0
+#: Most simultaneous inbound peer connections on a node (links, streams, joins).
+MAX_PEER_CONNECTIONS = 1024
+#: Most snapshot (or other) streams a node receives at once.
+MAX_PEER_STREAMS = 4
+#: Largest chunk of a peer stream, in bytes (bigger chunks are split).
+PEER_STREAM_CHUNK_BYTES = 1024 * 1024
+#: Seconds a stream receiver waits for the next chunk before giving up.
+PEER_STREAM_IDLE_TIMEOUT_SECONDS = 30.0
+#: Seconds a stream sender waits for the receiver's answer after the last chunk.
+PEER_STREAM_RESULT_TIMEOUT_SECONDS = 300.0
+#: Seconds a joining node waits for a member's grant (the member may commit a change first).
+JOIN_TIMEOUT_SECONDS = 30.0
+#: Validity of a node certificate issued by the cluster CA, in days.
+NODE_CERT_VALIDITY_DAYS = 3650
+#: A node certificate closer than this to its expiry is re-issued at start-up, in days.
+NODE_CERT_RENEW_DAYS = 30
+#: Validity of the cluster CA certificate, in days.
+CLUSTER_CA_VALIDITY_DAYS = 30 * 365
+#: Certificates are valid from this many seconds before they are issued (clock skew).
+CERT_BACKDATE_SECONDS = 3600
+
 # --- Event bus ------------------------------------------------------------------------
 #: Events buffered per subscriber before new ones are dropped (and counted).
 SUBSCRIBER_MAILBOX_SIZE = 10_000
@@ -92,6 +130,24 @@ LIFECYCLE_HOOK_TIMEOUT_SECONDS = 30.0
 # --- Log ------------------------------------------------------------------------------
 #: Log entries kept behind the applied index before the log is compacted.
 LOG_RETAIN_ENTRIES = 10_000
+
+# --- Raft and snapshots ----------------------------------------------------------------
+#: Bytes of state per snapshot chunk sent to a follower.
+SNAPSHOT_CHUNK_BYTES = 1024 * 1024
+#: Largest snapshot a node accepts from a leader, in bytes.
+MAX_SNAPSHOT_BYTES = 64 * 1024**3
+#: Seconds between Raft ticks.
+RAFT_TICK_SECONDS = 0.05
+#: Ticks without a leader's word before a follower campaigns (randomized up to twice this).
+RAFT_ELECTION_TICKS = 10
+#: Ticks between a leader's heartbeats.
+RAFT_HEARTBEAT_TICKS = 2
+#: Most Raft messages stepped per driver cycle.
+MAX_RAFT_MESSAGES_PER_CYCLE = 4096
+#: Seconds a write or a linearizable read waits for the cluster before ``timeout``.
+PROPOSAL_TIMEOUT_SECONDS = 8.0
+#: Most linearizable reads waiting for one ReadIndex round.
+MAX_PENDING_READS = 100_000
 
 # --- Client ---------------------------------------------------------------------------
 #: Unread items one client stream (e.g. a watch) buffers before it is cancelled as too slow.

@@ -82,6 +82,8 @@ class AspenGroup(click.Group):
 
 def make_cli(pm: Any = None) -> click.Group:
     """Build the ``aspen`` command; ``pm`` is the plugin manager (None: load on first need)."""
+    from aspen.cli.cluster import cluster
+    from aspen.cli.dev import dev
     from aspen.cli.kv import kv
     from aspen.cli.lease import lease
     from aspen.cli.node import node
@@ -119,7 +121,7 @@ def make_cli(pm: Any = None) -> click.Group:
         assert isinstance(group, AspenGroup)
         ctx.obj = CliContext(endpoint, token_file, as_json, timeout, group.plugin_manager)
 
-    for command in (kv, lease, node, plugins, status):
+    for command in (cluster, dev, kv, lease, node, plugins, status):
         cli.add_command(command)
     return cli
 

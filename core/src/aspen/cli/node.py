@@ -47,14 +47,46 @@ def node() -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="TOML file with [<plugin>] sections for plugin configuration.",
 )
+@click.option(
+    "--peer-listen",
+    envvar="ASPEN_PEER_LISTEN",
+    default=None,
+    callback=lambda c, p, v: v if v is None else _check_listen(c, p, v),
+    help="host:port for Raft traffic from other nodes (default: the client port + 1).",
+)
+@click.option(
+    "--join",
+    envvar="ASPEN_JOIN",
+    default=None,
+    help="Join an existing cluster: JOIN_TOKEN@PEER_HOST:PORT of any member (first start only).",
+)
 @pass_cli
-def start(cli: CliContext, data_dir: Path | None, listen: str, config_file: Path | None) -> None:
-    """Start a single node with every installed plugin; runs until Ctrl-C or SIGTERM."""
+def start(
+    cli: CliContext,
+    data_dir: Path | None,
+    listen: str,
+    config_file: Path | None,
+    peer_listen: str | None,
+    join: str | None,
+) -> None:
+    """Start a node with every installed plugin; runs until Ctrl-C or SIGTERM.
+
+    A fresh data directory without --join starts a new one-node cluster (add more nodes
+    with --join); an existing one resumes where it stopped."""
     from aspen.node.runner import run_node
 
     data_dir = data_dir or default_data_dir()
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    config = NodeConfig(data_dir=data_dir, listen=listen, config_file=config_file)
+    if peer_listen is None:
+        host, port = parse_hostport(listen)
+        peer_listen = f"{host}:{port + 1 if port else 0}"
+    config = NodeConfig(
+        data_dir=data_dir,
+        listen=listen,
+        config_file=config_file,
+        peer_listen=peer_listen,
+        join=join,
+    )
     pm = cli.plugin_manager()
     for info in pm.infos():
         if info.status == "failed":

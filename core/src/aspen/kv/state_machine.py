@@ -101,6 +101,17 @@ class KVStateMachine:
         txn.put(_STATE_KEY, _STATE.pack(index, term, self._revision), db=self._meta)
         return result, events
 
+    def mark_applied(self, txn: lmdb.Transaction, index: int, term: int) -> None:
+        """Record that log entry ``index`` (a no-op or membership change) was applied."""
+        if txn is not self._cached_txn:
+            self._revision = self.current_revision(txn)
+            self._cached_txn = txn
+        txn.put(_STATE_KEY, _STATE.pack(index, term, self._revision), db=self._meta)
+
+    def forget_cache(self) -> None:
+        """Drop the cached revision (after the state was replaced by a snapshot)."""
+        self._cached_txn = None
+
     def pack(self, obj: Any) -> bytes:
         """msgpack ``obj`` with the apply loop's reused packer."""
         return self._packer.pack(obj)

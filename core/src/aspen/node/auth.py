@@ -1,13 +1,19 @@
-"""Client authentication: the root token every connection must present in its hello."""
+"""Client authentication: the root token every connection must present in its hello.
+
+A single node without a cluster CA makes a legacy ``aspen_...`` token (plain TCP). A cluster
+(``aspen cluster init``, :func:`aspen.transport.join.init_cluster`) writes an
+``aspen1.<ca-public-key>.<secret>`` token: clients then use TLS and pin the CA key, and
+the server compares only the secret.
+"""
 
 from __future__ import annotations
 
-import hmac
 import secrets
 from pathlib import Path
 
 from aspen.node.config import ROOT_TOKEN_FILE
 from aspen.transport.identity import write_private_file
+from aspen.transport.tokens import secrets_match, token_secret
 
 __all__ = ["TokenAuthenticator", "load_or_create_root_token"]
 
@@ -27,13 +33,18 @@ def load_or_create_root_token(data_dir: Path) -> str:
 
 
 class TokenAuthenticator:
-    """Maps a presented token to an identity (only ``root`` for now), in constant time."""
+    """Maps a presented token to an identity (only ``root`` for now), in constant time.
+
+    Tokens are compared by their secret (:func:`~aspen.transport.tokens.token_secret`), so
+    ``aspen1.<ca>.<secret>`` matches on ``<secret>``; the CA key part is what the client
+    pinned the TLS connection with.
+    """
 
     def __init__(self, root_token: str) -> None:
-        self._root = root_token.encode()
+        self._root = token_secret(root_token)
 
     def __call__(self, token: str | None) -> str | None:
         """Return the identity for ``token``, or ``None`` when it is missing or wrong."""
         if not isinstance(token, str) or not token:
             return None
-        return "root" if hmac.compare_digest(token.encode(), self._root) else None
+        return "root" if secrets_match(token_secret(token), self._root) else None

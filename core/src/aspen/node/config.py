@@ -62,5 +62,9 @@ class NodeConfig:
     listen: str = DEFAULT_LISTEN
     #: Optional TOML file with ``[<plugin>]`` sections for plugin configuration.
     config_file: Path | None = None
+    #: Address peers reach this node's Raft transport on (must stay stable across restarts).
+    peer_listen: str = "127.0.0.1:0"
+    #: A join token and a member's peer address (``TOKEN@host:port``) to join a cluster.
+    join: str | None = None
     #: fsync every group commit (turn off only for throwaway test nodes).
     sync: bool = True

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from aspen.errors import NotFoundError
 from aspen.kv import commands
+from aspen.node.cluster_handlers import cluster_handlers
 from aspen.plugins.types import RpcHandler
 from aspen.rpc import params as p
 from aspen.rpc.context import RpcContext
@@ -50,6 +51,8 @@ async def kv_range(ctx: RpcContext, params: dict[str, Any]) -> Any:
     """Read one key or a range."""
     node: Node = ctx.node
     request = commands.range_request(params)
+    if not request.serializable:
+        await node.read_barrier()
     with node.storage.begin() as txn:
         return node.state_machine.range(txn, request)
 
@@ -82,6 +85,7 @@ async def lease_revoke(ctx: RpcContext, params: dict[str, Any]) -> Any:
 async def lease_keepalive(ctx: RpcContext, params: dict[str, Any]) -> Any:
     """Renew a lease to its full TTL."""
     lease_id = commands.lease_id_param(params)
+    ctx.node.cluster.require_leader()
     return {"id": lease_id, "ttl": ctx.node.leases.keepalive(lease_id)}
 
 
@@ -90,6 +94,7 @@ async def lease_ttl(ctx: RpcContext, params: dict[str, Any]) -> Any:
     node: Node = ctx.node
     lease_id = commands.lease_id_param(params)
     with_keys = bool(p.optional_bool(params, "keys"))
+    node.cluster.require_leader()
     with node.storage.begin() as txn:
         info = node.state_machine.lease_info(txn, lease_id, with_keys)
     if info is None:
@@ -133,4 +138,4 @@ def core_handlers() -> list[RpcHandler]:
     return [
         RpcHandler(name, func, streaming=streaming, doc=(func.__doc__ or "").strip(), plugin="core")
         for name, func, streaming in table
-    ]
+    ] + cluster_handlers()

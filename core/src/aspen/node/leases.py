@@ -41,10 +41,15 @@ class LeaseKeeper:
         self._leases: dict[int, tuple[int, float]] = {}
 
     def load(self, granted: Iterable[tuple[int, int]]) -> None:
-        """Start tracking existing leases (id, granted ttl), each with a full TTL from now."""
+        """Track exactly these leases (id, granted ttl), each with a full TTL from now."""
         now = self._clock()
+        self._leases.clear()
         for lease_id, ttl in granted:
             self._leases[lease_id] = (ttl, now + ttl)
+
+    def clear(self) -> None:
+        """Forget every deadline (this node stopped leading; the next leader reloads)."""
+        self._leases.clear()
 
     def granted(self, lease_id: int, ttl: int) -> None:
         """Track a lease that was just granted."""

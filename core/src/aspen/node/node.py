@@ -18,17 +18,16 @@ from aspen.events import Event
 from aspen.kv.state_machine import KVStateMachine
 from aspen.node.auth import TokenAuthenticator, load_or_create_root_token
 from aspen.node.bus import EventBus
+from aspen.node.cluster import ClusterRuntime
 from aspen.node.config import NodeConfig, parse_hostport
 from aspen.node.handlers import core_handlers
 from aspen.node.leases import LeaseKeeper
 from aspen.node.watch import WatchHub
-from aspen.node.writer import GroupCommitWriter
 from aspen.plugins.config import load_config_file, resolve_config
 from aspen.rpc.context import RpcContext
 from aspen.rpc.registry import MethodRegistry
 from aspen.rpc.server import RpcServer
 from aspen.storage import Storage
-from aspen.storage.log import Log
 from aspen.transport.identity import load_or_create_identity
 
 __all__ = ["NOTIFICATION_HOOKS", "Node", "NodeAPI"]
@@ -62,8 +61,13 @@ class Node:
         return dict(self._plugin_config.get(plugin, {}))
 
     async def propose(self, command: dict) -> Any:
-        """Commit one core command (see :mod:`aspen.kv.commands`) and return its result."""
-        return await self.writer.propose(command)
+        """Replicate one core command (see :mod:`aspen.kv.commands`), apply it, return its
+        result. Raises ``not_leader`` (with the leader's endpoint) on a follower."""
+        return await self.cluster.replicator.propose(command)
+
+    async def read_barrier(self) -> None:
+        """Wait until a linearizable read may be served from this node's state (ReadIndex)."""
+        await self.cluster.replicator.read_barrier()
 
     async def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
         """Call any RPC method in-process, as the node itself (unary methods only)."""
@@ -90,11 +94,15 @@ class Node:
             "version": aspen.__version__,
             "revision": revision,
             "compact_revision": compacted,
-            "applied_index": self.writer.applied_index,
+            "applied_index": self.cluster.replicator.applied_index,
             "db_size": self.storage.size_bytes(),
             "leases": len(self.leases),
             "watches": self.watch_hub.active,
-            "writes": {"batches": self.writer.batches, "commands": self.writer.commands},
+            "writes": {
+                "cycles": self.cluster.replicator.cycles,
+                "commands": self.cluster.replicator.commands,
+            },
+            "cluster": self.cluster.status(),
             "rpc": self.server.stats(),
             "bus": self.bus.stats(),
             "plugins": [info.to_json() for info in self.pm.infos()] if self.pm else [],
@@ -108,13 +116,10 @@ class Node:
         self.token = load_or_create_root_token(self.data_dir)
         self.storage = Storage(self.data_dir / DB_DIR, sync=self.config_.sync)
         self.state_machine = KVStateMachine(self.storage)
-        self.writer = GroupCommitWriter(
-            self.storage, self.state_machine, Log(self.storage), self._on_applied
-        )
-        self.watch_hub = WatchHub(self.storage, self.state_machine, self.writer.revision)
-        self.leases = LeaseKeeper(self.propose)
         with self.storage.begin() as txn:
-            self.leases.load(self.state_machine.lease_ttls(txn))
+            revision = self.state_machine.current_revision(txn)
+        self.watch_hub = WatchHub(self.storage, self.state_machine, revision)
+        self.leases = LeaseKeeper(self.propose)
         self._plugin_config = self._load_plugin_config()
         self.registry = self._build_registry()
         subscribers: dict[str, list[tuple[str, Callable[..., Any]]]] = {}
@@ -155,6 +160,13 @@ class Node:
         registry, refused = build()
         return build()[0] if refused else registry
 
+    async def _wait_for_leader_if_alone(self) -> None:
+        """A one-voter cluster elects itself at once; wait for that so that the banner
+        printed after start-up means "ready" (a bigger cluster serves as members come up)."""
+        replicator = self.cluster.replicator
+        if replicator.conf.voters == (self.id,):
+            await replicator.wait_for_leader()
+
     def stop(self) -> None:
         """Ask a running node to stop: plugins shut down while storage is still writable.
 
@@ -169,7 +181,7 @@ class Node:
             await self.pm.run_lifecycle("aspen_shutdown", self)
         self.bus.close()
 
-    def _on_applied(self, events: list[Event], revision: int) -> None:
+    def on_applied(self, events: list[Event], revision: int) -> None:
         """After every commit: wake watchers, hand events to the bus."""
         self.watch_hub.advance(revision)
         if events:
@@ -188,11 +200,14 @@ class Node:
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
-                tg.start_soon(self.writer.run, name="writer")
-                tg.start_soon(self.leases.run, name="leases")
                 await self.bus.run(tg)
                 bound = await tg.start(self.server.serve, host, port)
                 self.endpoint = f"{host}:{bound}"
+                self.cluster = ClusterRuntime(self, peer_endpoint=self.config_.peer_listen)
+                self.cluster.open(self.endpoint, join=self.config_.join is not None)
+                await tg.start(self.cluster.replicator.run)
+                tg.start_soon(self.leases.run, name="leases")
+                await self._wait_for_leader_if_alone()
                 if self.pm is not None:
                     await self.pm.run_lifecycle("aspen_startup", self)
                 task_status.started(self.endpoint)

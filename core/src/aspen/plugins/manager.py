@@ -52,7 +52,7 @@ LOAD_ENV = "ASPEN_LOAD_PLUGINS"
 #: Comma list of plugin names not to load.
 DISABLE_ENV = "ASPEN_DISABLE_PLUGINS"
 #: Names owned by the core (its RPC namespaces); no plugin may take them.
-RESERVED_NAMES = frozenset({"aspen", "core", "kv", "lease", "node"})
+RESERVED_NAMES = frozenset({"aspen", "cluster", "core", "dev", "kv", "lease", "node"})
 #: Hooks called once at start-up to collect what a plugin contributes.
 REGISTRATION_HOOKS = ("aspen_rpc_handlers", "aspen_cli_commands", "aspen_config_sections")
 #: Hooks run when a node starts and stops.

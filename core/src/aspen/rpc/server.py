@@ -12,6 +12,9 @@
   per request in a per-connection task group.
 
 Both are driven from :meth:`RpcServer.serve`, an anyio coroutine that runs until cancelled.
+With an ``ssl_context`` (a cluster node: :func:`aspen.transport.tls.server_context`) every
+connection is TLS 1.3: asyncio's SSL transport on the first driver, anyio's ``TLSStream``
+on the second; the handshake must finish within the hello timeout.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import ssl
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Literal
 
@@ -41,6 +45,7 @@ from aspen.limits import (
 )
 from aspen.rpc.registry import MethodRegistry
 from aspen.rpc.session import PROTOCOL_VERSION, Cancellable, ServerSession
+from aspen.transport.framed import LINK_ERRORS, describe_error, wrap_tls
 from aspen.transport.framing import running_on_asyncio
 
 __all__ = ["READ_CHUNK_BYTES", "SHUTDOWN_GRACE_SECONDS", "Driver", "RpcServer"]
@@ -83,6 +88,7 @@ class RpcServer:
         max_frame: int = MAX_FRAME_BYTES,
         hello_timeout: float = HELLO_TIMEOUT_SECONDS,
         driver: Driver = "auto",
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.registry = registry
         self.node = node
@@ -95,6 +101,8 @@ class RpcServer:
         self.max_frame = max_frame
         self.hello_timeout = hello_timeout
         self.driver = driver
+        #: TLS for every connection when set (``None``: plain TCP, a node without a cluster).
+        self.ssl_context = ssl_context
         #: The bound port once :meth:`serve` has started (useful with port 0).
         self.port: int | None = None
         self.requests = 0
@@ -192,8 +200,11 @@ class RpcServer:
     ) -> None:
         """Serve with one ``asyncio.Protocol`` per connection."""
         loop = asyncio.get_running_loop()
+        tls: dict[str, Any] = {}
+        if self.ssl_context is not None:
+            tls = {"ssl": self.ssl_context, "ssl_handshake_timeout": self.hello_timeout}
         server = await loop.create_server(
-            lambda: _AsyncioSession(self, loop), host, port, backlog=1024
+            lambda: _AsyncioSession(self, loop), host, port, backlog=1024, **tls
         )
         try:
             self.port = server.sockets[0].getsockname()[1]
@@ -227,6 +238,14 @@ class RpcServer:
             peer = f"{host}:{port}"
         except Exception:
             peer = "?"
+        if self.ssl_context is not None:
+            try:
+                with anyio.fail_after(self.hello_timeout):
+                    stream = await wrap_tls(stream, self.ssl_context, server_side=True)  # type: ignore[assignment]
+            except LINK_ERRORS as exc:
+                log.debug("TLS handshake with client %s failed: %s", peer, describe_error(exc))
+                await anyio.aclose_forcefully(stream)
+                return
         try:
             async with stream, anyio.create_task_group() as tg:
                 session = _AnyioSession(self, stream, peer, tg)

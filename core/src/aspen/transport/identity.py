@@ -10,7 +10,14 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-__all__ = ["NODE_KEY_FILE", "NodeIdentity", "load_or_create_identity", "node_id_from_public_key"]
+__all__ = [
+    "NODE_KEY_FILE",
+    "NodeIdentity",
+    "cluster_id_from_public_key",
+    "load_or_create_identity",
+    "node_id_from_public_key",
+    "write_private_file",
+]
 
 #: Name of the node's private key file inside its data directory (mode 0600, PEM).
 NODE_KEY_FILE = "node.key"
@@ -21,6 +28,11 @@ def node_id_from_public_key(public_raw: bytes) -> str:
     return hashlib.sha256(b"aspen-node-id:" + public_raw).hexdigest()[:16]
 
 
+def cluster_id_from_public_key(public_raw: bytes) -> str:
+    """Derive the cluster id (16 hex digits) from the cluster CA's raw Ed25519 public key."""
+    return hashlib.sha256(b"aspen-cluster-id:" + public_raw).hexdigest()[:16]
+
+
 @dataclass(frozen=True, slots=True)
 class NodeIdentity:
     """A node's signing key and the id derived from its public half."""
@@ -28,6 +40,19 @@ class NodeIdentity:
     private_key: Ed25519PrivateKey
     public_raw: bytes
     node_id: str
+
+    @classmethod
+    def from_private_key(cls, key: Ed25519PrivateKey) -> NodeIdentity:
+        """The identity of ``key``."""
+        public_raw = key.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        return cls(key, public_raw, node_id_from_public_key(public_raw))
+
+    @classmethod
+    def generate(cls) -> NodeIdentity:
+        """A new identity kept in memory only (tests, tools)."""
+        return cls.from_private_key(Ed25519PrivateKey.generate())
 
 
 def write_private_file(path: Path, data: bytes) -> None:
@@ -55,7 +80,4 @@ def load_or_create_identity(data_dir: Path) -> NodeIdentity:
             serialization.NoEncryption(),
         )
         write_private_file(path, pem)
-    public_raw = key.public_key().public_bytes(
-        serialization.Encoding.Raw, serialization.PublicFormat.Raw
-    )
-    return NodeIdentity(key, public_raw, node_id_from_public_key(public_raw))
+    return NodeIdentity.from_private_key(key)

@@ -1,11 +1,12 @@
-"""Single-node Aspen vs single-node etcd, same workload, same run (the core issue's figures).
+"""Aspen vs etcd, same workload, same run, 1 or 3 nodes.
 
-Runs ../shared/bench/loadgen.py (closed loop, 100-byte values) against a 1-node etcd
-(../shared/bench/etcd_cluster.sh) and then a 1-node Aspen started as a real process, for
-put and linearizable get at the given concurrencies, and prints throughput and latency
-ratios (Aspen / etcd). The machine has 2 cores shared by the servers and the load generator.
+Runs ../shared/bench/loadgen.py (closed loop, 100-byte values) against etcd
+(../shared/bench/etcd_cluster.sh) and then Aspen (real processes: one node, or a local
+cluster like ``aspen dev up``), for put and linearizable get at the given concurrencies,
+and prints throughput and latency ratios (Aspen / etcd). The machine has 2 cores shared by
+the servers and the load generator.
 
-    .venv/bin/python bench/single_node.py [--duration 10] [--repeat 3] [--concurrency 1,16,64]
+    .venv/bin/python bench/compare.py --nodes 1|3 [--duration 10] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -131,8 +132,10 @@ def main() -> None:
     ap.add_argument("--concurrency", default="1,16,64")
     ap.add_argument("--ops", default="put,get")
     ap.add_argument("--skip-etcd", action="store_true")
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "single_node.jsonl")
+    ap.add_argument("--nodes", type=int, choices=(1, 3), default=1)
+    ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
+    args.out = args.out or ROOT / "bench" / "results" / f"compare-{args.nodes}.jsonl"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.unlink(missing_ok=True)
     ops = args.ops.split(",")

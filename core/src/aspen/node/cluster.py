@@ -1,0 +1,272 @@
+"""The node's cluster side: Raft driver, peer transport, membership, snapshots, leadership.
+
+:class:`ClusterRuntime` owns the :class:`~aspen.node.replicator.Replicator` and the peer
+transport, turns Raft's outgoing messages into frames (and snapshot streams), feeds
+incoming frames back, keeps leases on the leader only, answers joins, and publishes
+``raft.*`` and ``cluster.*`` events.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from aspen.errors import InvalidArgumentError, NotLeaderError
+from aspen.events import LeaderChanged, MembershipChanged, SnapshotCreated
+from aspen.node.membership import member_context
+from aspen.node.raft_storage import LmdbRaftStorage
+from aspen.node.raft_wire import message_from_wire, message_to_wire
+from aspen.node.replicator import Replicator
+from aspen.node.snapshots import SnapshotSpool, dump_with_meta, snapshot_header
+from aspen.raft import bootstrap_state
+from aspen.raft.types import (
+    ConfChange,
+    ConfChangeType,
+    ConfState,
+    Message,
+    MessageType,
+    Role,
+    SoftState,
+)
+from aspen.storage.log import Log
+
+if TYPE_CHECKING:
+    from aspen.node.node import Node
+
+__all__ = ["ClusterRuntime"]
+
+log = logging.getLogger(__name__)
+
+
+class ClusterRuntime:
+    """Everything between a node's state machine and its peers."""
+
+    def __init__(self, node: Node, *, peer_endpoint: str) -> None:
+        self.node = node
+        self.peer_endpoint = peer_endpoint
+        self.raft_storage = LmdbRaftStorage(node.storage, Log(node.storage), node.state_machine)
+        self.spool = SnapshotSpool(node.data_dir)
+        self.transport: Any = None
+
+    def open(self, client_endpoint: str, *, join: bool = False) -> None:
+        """Found a one-node cluster if this is a fresh node that is not joining, then
+        start Raft over the stored state."""
+        if not join:
+            self.bootstrap_if_new(client_endpoint)
+        self._last_conf = self._conf()
+        node = self.node
+        self.replicator = Replicator(
+            node.id,
+            node.storage,
+            node.state_machine,
+            self.raft_storage,
+            send=self._send,
+            on_applied=self._on_applied,
+            on_soft_state=self._on_soft_state,
+            leader_hint=self.leader_hint,
+            spool=self.spool,
+        )
+
+    # ------------------------------------------------------------------ membership
+    def _conf(self) -> ConfState:
+        with self.node.storage.begin() as txn:
+            return self.raft_storage.conf_state(txn)
+
+    def members(self) -> dict[str, dict[str, Any]]:
+        """Every member's addresses by node id."""
+        with self.node.storage.begin() as txn:
+            return self.raft_storage.members(txn)
+
+    def is_member(self, node_id: str) -> bool:
+        """Whether ``node_id`` may talk Raft with us."""
+        return node_id in self.members()
+
+    def leader_hint(self, leader: str | None) -> dict[str, Any]:
+        """Error details that point a client at the leader's client endpoint."""
+        if leader is None:
+            return {}
+        member = self.members().get(leader, {})
+        hint: dict[str, Any] = {"leader_id": leader}
+        if member.get("client"):
+            hint["leader"] = member["client"]
+        return hint
+
+    def bootstrap_if_new(self, client_endpoint: str) -> None:
+        """A brand-new node that is not joining founds a one-voter cluster of itself."""
+        with self.node.storage.begin(write=True) as txn:
+            if self.raft_storage.conf_state(txn).voters or self.raft_storage.members(txn):
+                return
+            hard_state, meta = bootstrap_state([self.node.id])
+            self.raft_storage.reset_log(txn, meta.index, meta.term)
+            self.raft_storage.persist(txn, hard_state, ())
+            self.raft_storage.set_conf_state(txn, meta.conf)
+            self.raft_storage.set_members(
+                txn, {self.node.id: {"peer": self.peer_endpoint, "client": client_endpoint}}
+            )
+            self.node.state_machine.mark_applied(txn, meta.index, meta.term)
+
+    async def add_learner(self, node_id: str, peer: str, client: str) -> Any:
+        """Propose adding ``node_id`` as a learner (leader only)."""
+        change = ConfChange(ConfChangeType.ADD_LEARNER, node_id, member_context(peer, client))
+        return await self.replicator.propose_conf_change(change)
+
+    async def promote(self, node_id: str) -> Any:
+        """Propose promoting a learner that has caught up to voter."""
+        if node_id not in self._conf().learners:
+            raise InvalidArgumentError(f"{node_id} is not a learner")
+        return await self.replicator.propose_conf_change(
+            ConfChange(ConfChangeType.PROMOTE, node_id)
+        )
+
+    async def remove(self, node_id: str) -> Any:
+        """Propose removing a member."""
+        return await self.replicator.propose_conf_change(ConfChange(ConfChangeType.REMOVE, node_id))
+
+    async def snapshot(self) -> dict[str, Any]:
+        """Compact the log to the applied index and publish ``raft.snapshot_created``."""
+        index = await self.replicator.snapshot()
+        size = self.node.storage.size_bytes()
+        self.node.bus.publish(
+            [SnapshotCreated(index=index, term=self.replicator.term, size_bytes=size)]
+        )
+        return {"index": index, "size_bytes": size}
+
+    # ------------------------------------------------------------------ messages
+    def _send(self, messages: list[Message]) -> None:
+        members = self.members()
+        for msg in messages:
+            peer = members.get(msg.to, {}).get("peer")
+            if peer is None or self.transport is None:
+                continue
+            if msg.type == MessageType.SNAPSHOT:
+                self.node.spawn(self._send_snapshot, msg, peer, name=f"snapshot->{msg.to}")
+            else:
+                self.transport.send(msg.to, peer, message_to_wire(msg))
+
+    async def _send_snapshot(self, msg: Message, peer: str) -> None:
+        meta, chunks = dump_with_meta(self.node.storage, self.raft_storage)
+
+        async def stream() -> AsyncIterator[bytes]:
+            while True:
+                chunk = await anyio.to_thread.run_sync(next, chunks, None)
+                if chunk is None:
+                    return
+                yield chunk
+
+        ok = False
+        try:
+            await self.transport.send_stream(
+                msg.to, peer, snapshot_header(meta, self.node.id, msg.term), stream()
+            )
+            ok = True
+        except Exception as exc:
+            log.warning("sending snapshot to %s failed: %s", msg.to, exc)
+        finally:
+            chunks.close()
+        self.replicator.report(lambda raw: raw.report_snapshot(msg.to, ok))
+
+    def on_peer_message(self, peer_id: str, frame: dict[str, Any]) -> None:
+        """A frame from an authenticated peer: decode it and hand it to Raft."""
+        try:
+            msg = message_from_wire(frame)
+        except ValueError as exc:
+            log.warning("dropped malformed raft message from %s: %s", peer_id, exc)
+            return
+        if msg.frm != peer_id or msg.to != self.node.id:
+            log.warning("dropped raft message from %s claiming to be %s", peer_id, msg.frm)
+            return
+        self.replicator.deliver(msg)
+
+    async def on_peer_stream(
+        self, peer_id: str, header: dict[str, Any], chunks: AsyncIterator[bytes]
+    ) -> None:
+        """A snapshot streamed by the leader: spool it, then step its SNAPSHOT message."""
+        if header.get("kind") != "snapshot" or header.get("from") != peer_id:
+            raise InvalidArgumentError("unexpected stream from peer")
+        msg = await self.spool.receive(header, chunks)
+        self.replicator.deliver(
+            Message(
+                type=msg.type, frm=peer_id, to=self.node.id, term=msg.term, snapshot=msg.snapshot
+            )
+        )
+
+    # ------------------------------------------------------------------ events
+    def _on_applied(self, events: list, revision: int) -> None:
+        self.node.on_applied(events, revision)
+        conf = self.replicator.conf
+        if conf != self._last_conf:
+            before, self._last_conf = self._last_conf, conf
+            if self.transport is not None:
+                self.transport.update_addresses(
+                    {i: m["peer"] for i, m in self.members().items() if i != self.node.id}
+                )
+            self.node.bus.publish(
+                [
+                    MembershipChanged(
+                        index=self.replicator.applied_index,
+                        term=0,
+                        voters_before=before.voters,
+                        learners_before=before.learners,
+                        voters_after=conf.voters,
+                        learners_after=conf.learners,
+                    )
+                ]
+            )
+
+    def _on_soft_state(self, soft: SoftState) -> None:
+        previous = getattr(self, "_leader", None)
+        self._leader = soft.leader
+        if soft.role == Role.LEADER:
+            with self.node.storage.begin() as txn:
+                self.node.leases.load(self.node.state_machine.lease_ttls(txn))
+        else:
+            self.node.leases.clear()
+        if soft.leader != previous:
+            self.node.bus.publish(
+                [
+                    LeaderChanged(
+                        index=self.replicator.applied_index,
+                        term=self.replicator.term,
+                        leader=soft.leader,
+                        previous=previous,
+                    )
+                ]
+            )
+
+    def require_leader(self) -> None:
+        """Raise ``not_leader`` (with the leader's endpoint) unless this node leads."""
+        if not self.replicator.is_leader:
+            raise NotLeaderError(
+                "this node is not the leader", **self.leader_hint(self.replicator.leader)
+            )
+
+    def status(self) -> dict[str, Any]:
+        """This node's Raft view plus membership."""
+        return {
+            "id": self.node.id,
+            "role": str(self.replicator.role),
+            "leader": self.replicator.leader,
+            "applied_index": self.replicator.applied_index,
+            "members": self.members(),
+            "conf": {
+                "voters": list(self._last_conf.voters),
+                "learners": list(self._last_conf.learners),
+            },
+            "raft": _jsonable(self.replicator.status()),
+        }
+
+
+def _jsonable(obj: Any) -> Any:
+    """Best-effort conversion of Raft status objects to msgpack/JSON-able values."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if hasattr(obj, "__dataclass_fields__"):
+        return {k: _jsonable(getattr(obj, k)) for k in obj.__dataclass_fields__}
+    if isinstance(obj, bytes):
+        return obj.hex()
+    return obj if isinstance(obj, int | float | str | bool | type(None)) else str(obj)

@@ -1,0 +1,79 @@
+"""The core's ``cluster.*`` RPC methods: status and membership changes."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aspen.errors import InvalidArgumentError
+from aspen.plugins.types import RpcHandler
+from aspen.rpc import params as p
+from aspen.rpc.context import RpcContext
+
+if TYPE_CHECKING:
+    from aspen.node.node import Node
+
+__all__ = ["cluster_handlers"]
+
+#: Longest node id accepted in a request.
+MAX_NODE_ID_CHARS = 64
+
+
+def _node_id(params: dict[str, Any]) -> str:
+    return p.require_str(params, "id", max_len=MAX_NODE_ID_CHARS)
+
+
+async def cluster_status(ctx: RpcContext, params: dict[str, Any]) -> Any:
+    """This node's view: role, term, commit and applied index, leader, members."""
+    return ctx.node.cluster.status()
+
+
+async def cluster_add_learner(ctx: RpcContext, params: dict[str, Any]) -> Any:
+    """Add a node as a learner (it replicates but does not vote)."""
+    node: Node = ctx.node
+    return await node.cluster.add_learner(
+        _node_id(params),
+        p.require_str(params, "peer", max_len=256),
+        p.require_str(params, "client", max_len=256),
+    )
+
+
+async def cluster_promote(ctx: RpcContext, params: dict[str, Any]) -> Any:
+    """Make a caught-up learner a voter."""
+    return await ctx.node.cluster.promote(_node_id(params))
+
+
+async def cluster_remove(ctx: RpcContext, params: dict[str, Any]) -> Any:
+    """Remove a member (refused if it would leave the cluster without a quorum)."""
+    return await ctx.node.cluster.remove(_node_id(params))
+
+
+async def cluster_transfer_leader(ctx: RpcContext, params: dict[str, Any]) -> Any:
+    """Hand leadership to another voter."""
+    node: Node = ctx.node
+    target = _node_id(params)
+    if target not in node.cluster.replicator.conf.voters:
+        raise InvalidArgumentError(f"{target} is not a voter")
+    node.cluster.require_leader()
+    node.cluster.replicator.transfer_leader(target)
+    return {"requested": target}
+
+
+async def cluster_snapshot(ctx: RpcContext, params: dict[str, Any]) -> Any:
+    """Compact this node's Raft log up to its applied index (its state is the snapshot)."""
+    return await ctx.node.cluster.snapshot()
+
+
+def cluster_handlers() -> list[RpcHandler]:
+    """Every ``cluster.*`` method, tagged as the core's."""
+    table = [
+        ("cluster.status", cluster_status),
+        ("cluster.add_learner", cluster_add_learner),
+        ("cluster.promote", cluster_promote),
+        ("cluster.remove", cluster_remove),
+        ("cluster.transfer_leader", cluster_transfer_leader),
+        ("cluster.snapshot", cluster_snapshot),
+    ]
+    return [
+        RpcHandler(name, func, doc=(func.__doc__ or "").strip(), plugin="core")
+        for name, func in table
+    ]

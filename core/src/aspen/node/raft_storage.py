@@ -1,0 +1,153 @@
+"""Raft's durable state in LMDB: the log, hard state and membership, read by ``RawNode``
+through the ``RaftStorage`` protocol and written by the driver inside its batch transaction.
+
+Entries are stored through :class:`aspen.storage.log.Log` with a one-byte type prefix on
+their data. The snapshot Raft sees is the state machine itself: LMDB always holds a
+consistent state at ``applied_index``, so the snapshot position is (applied index, term)
+with the membership stored beside it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lmdb
+import msgpack
+
+from aspen.kv.state_machine import KVStateMachine
+from aspen.raft.types import ConfState, Entry, EntryType, HardState, SnapshotMeta
+from aspen.storage import Storage
+from aspen.storage.log import Log, LogCompactedError, LogEntry
+
+__all__ = ["LmdbRaftStorage", "decode_entry", "encode_entry"]
+
+_TYPE_BYTE = {EntryType.NORMAL: b"n", EntryType.CONF_CHANGE: b"c"}
+_BYTE_TYPE = {ord(v): k for k, v in _TYPE_BYTE.items()}
+_COMMIT_KEY = b"raft/commit"
+_CONF_KEY = b"raft/conf"
+_MEMBERS_KEY = b"cluster/members"
+
+
+def encode_entry(entry: Entry) -> LogEntry:
+    """Raft entry -> stored log entry."""
+    return LogEntry(entry.index, entry.term, _TYPE_BYTE[entry.type] + entry.data)
+
+
+def decode_entry(stored: LogEntry) -> Entry:
+    """Stored log entry -> Raft entry."""
+    return Entry(stored.index, stored.term, _BYTE_TYPE[stored.data[0]], stored.data[1:])
+
+
+class LmdbRaftStorage:
+    """The ``RaftStorage`` view of LMDB, plus the driver's write helpers."""
+
+    def __init__(self, storage: Storage, log: Log, state_machine: KVStateMachine) -> None:
+        self._storage = storage
+        self._log = log
+        self._sm = state_machine
+        self._meta = storage.db("meta")
+
+    # ------------------------------------------------------------------ RaftStorage (reads)
+    def initial_state(self) -> tuple[HardState, ConfState]:
+        """Hard state and membership as last persisted."""
+        with self._storage.begin() as txn:
+            term, vote = self._log.get_hard_state(txn)
+            raw = txn.get(_COMMIT_KEY, db=self._meta)
+            commit = int(raw) if raw else 0
+            return HardState(term, vote, commit), self.conf_state(txn)
+
+    def entries(self, lo: int, hi: int, max_bytes: int | None = None) -> list[Entry]:
+        """Entries in [lo, hi), at least one, bounded by ``max_bytes``."""
+        from aspen.raft import CompactedError
+
+        with self._storage.begin() as txn:
+            try:
+                return [decode_entry(e) for e in self._log.entries(txn, lo, hi, max_bytes)]
+            except LogCompactedError as exc:
+                raise CompactedError(str(exc)) from None
+
+    def term(self, index: int) -> int:
+        """Term of the entry at ``index`` (or of the snapshot position)."""
+        from aspen.raft import CompactedError, UnavailableError
+
+        with self._storage.begin() as txn:
+            term = self._log.term(txn, index)
+            if term is not None:
+                return term
+            if index < self._log.first_index(txn):
+                applied, applied_term = self._applied(txn)
+                if index == applied:
+                    return applied_term
+                raise CompactedError(f"log entry {index} was compacted")
+            raise UnavailableError(f"log entry {index} is not in the log yet")
+
+    def first_index(self) -> int:
+        """First index still in the log."""
+        with self._storage.begin() as txn:
+            return self._log.first_index(txn)
+
+    def last_index(self) -> int:
+        """Last index in the log (or the compacted position when it is empty)."""
+        with self._storage.begin() as txn:
+            return self._log.last_index(txn)
+
+    def snapshot_meta(self) -> SnapshotMeta:
+        """The state machine's own position: it is always a consistent snapshot."""
+        with self._storage.begin() as txn:
+            return self.snapshot_meta_in(txn)
+
+    def snapshot_meta_in(self, txn: lmdb.Transaction) -> SnapshotMeta:
+        """The snapshot position as seen by ``txn``."""
+        index, term = self._applied(txn)
+        return SnapshotMeta(index, term, self.conf_state(txn))
+
+    # ------------------------------------------------------------------ driver helpers
+    def _applied(self, txn: lmdb.Transaction) -> tuple[int, int]:
+        return self._sm.applied_index(txn), self._sm.applied_term(txn)
+
+    def conf_state(self, txn: lmdb.Transaction) -> ConfState:
+        """The membership as of the state machine's applied index."""
+        raw = txn.get(_CONF_KEY, db=self._meta)
+        if raw is None:
+            return ConfState()
+        voters, learners = msgpack.unpackb(raw, raw=False)
+        return ConfState(tuple(voters), tuple(learners))
+
+    def set_conf_state(self, txn: lmdb.Transaction, conf: ConfState) -> None:
+        """Persist the membership (applied with the entry that changed it)."""
+        txn.put(_CONF_KEY, msgpack.packb([list(conf.voters), list(conf.learners)]), db=self._meta)
+
+    def members(self, txn: lmdb.Transaction) -> dict[str, dict[str, Any]]:
+        """Per-member details (addresses, public key) by node id."""
+        raw = txn.get(_MEMBERS_KEY, db=self._meta)
+        return msgpack.unpackb(raw, raw=False) if raw else {}
+
+    def set_members(self, txn: lmdb.Transaction, members: dict[str, dict[str, Any]]) -> None:
+        """Persist per-member details."""
+        txn.put(_MEMBERS_KEY, msgpack.packb(members, use_bin_type=True), db=self._meta)
+
+    def persist(
+        self, txn: lmdb.Transaction, hard_state: HardState | None, entries: tuple[Entry, ...]
+    ) -> None:
+        """Write hard state and new entries (replacing a conflicting suffix)."""
+        if entries:
+            first = entries[0].index
+            if first <= self._log.last_index(txn):
+                self._log.truncate_from(txn, first)
+            self._log.append(txn, [encode_entry(e) for e in entries])
+        if hard_state is not None:
+            self._log.set_hard_state(txn, hard_state.term, hard_state.vote)
+            txn.put(_COMMIT_KEY, str(hard_state.commit).encode(), db=self._meta)
+
+    def first_index_in(self, txn: lmdb.Transaction) -> int:
+        """First index still in the log, read in the caller's transaction."""
+        return self._log.first_index(txn)
+
+    def compact(self, txn: lmdb.Transaction, upto: int) -> None:
+        """Drop log entries up to ``upto`` (they are applied and no longer needed)."""
+        if upto >= self._log.first_index(txn):
+            self._log.compact_to(txn, upto)
+
+    def reset_log(self, txn: lmdb.Transaction, index: int, term: int) -> None:
+        """After installing a snapshot at (index, term): start the log after it."""
+        self._log.reset(txn, index, term)

@@ -1,0 +1,441 @@
+"""The Raft driver: the node's one writer.
+
+Everything that touches the ``RawNode`` runs in one driver cycle at a time, in a worker
+thread, so the event loop never waits on an fsync and never races the Raft state:
+
+1. step the peer messages, ticks, proposals and read requests queued since the last cycle;
+2. in ONE LMDB write transaction, while Raft has work: take ``ready()``, install a received
+   snapshot, persist hard state and entries, apply committed entries to the state machine,
+   ``advance()`` — then commit (one fsync for the whole cycle);
+3. back on the event loop, and only now that it is durable: send the messages, wake the
+   proposers whose entries applied, answer reads whose index is applied, publish events.
+
+Step 2 advances Raft before the commit; that is safe because nothing it produced leaves
+the process before the commit, and a crash loses the whole cycle together with Raft's
+memory of it. A failure inside step 2 stops the node (fail-stop), it never continues with
+Raft believing something LMDB does not hold.
+"""
+
+from __future__ import annotations
+
+import builtins
+import itertools
+import logging
+import random
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import msgpack
+
+from aspen import limits
+from aspen.errors import (
+    AspenError,
+    NotLeaderError,
+    ResourceExhaustedError,
+    TimeoutError,
+    UnavailableError,
+)
+from aspen.events import Event
+from aspen.kv.state_machine import KVStateMachine
+from aspen.node.raft_storage import LmdbRaftStorage
+from aspen.raft import Config, RawNode
+from aspen.raft import NotLeaderError as RaftNotLeader
+from aspen.raft.types import ConfChange, ConfState, Entry, EntryType, Message, Role, SoftState
+from aspen.storage import Storage
+
+__all__ = ["CycleOutput", "Replicator"]
+
+log = logging.getLogger(__name__)
+
+#: Ready rounds handled inside one driver cycle's transaction.
+MAX_READY_PER_CYCLE = 4
+#: Log entries kept behind the applied index before the log is compacted.
+LOG_RETAIN_ENTRIES = limits.LOG_RETAIN_ENTRIES
+
+
+class _Waiter:
+    """One proposal or read waiting for the driver."""
+
+    __slots__ = ("done", "result")
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.result: Any = None
+
+    def resolve(self, result: Any) -> None:
+        if not self.done.is_set():
+            self.result = result
+            self.done.set()
+
+
+@dataclass
+class CycleOutput:
+    """What one driver cycle hands back to the event loop."""
+
+    messages: list[Message] = field(default_factory=list)
+    results: list[tuple[int, Any]] = field(default_factory=list)  # (seq, result) of ours
+    refused: list[tuple[int, AspenError]] = field(default_factory=list)
+    read_states: list[tuple[int, bytes]] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    soft_state: SoftState | None = None
+    conf_changed: bool = False
+    snapshots: list[tuple[_Waiter, int]] = field(default_factory=list)
+    refused_reads: list[tuple[_Waiter, AspenError]] = field(default_factory=list)
+
+
+class Replicator:
+    """Drives a ``RawNode`` over LMDB; ``propose`` and ``read_barrier`` are its API."""
+
+    def __init__(
+        self,
+        node_id: str,
+        storage: Storage,
+        state_machine: KVStateMachine,
+        raft_storage: LmdbRaftStorage,
+        *,
+        send: Callable[[list[Message]], None],
+        on_applied: Callable[[list[Event], int], None],
+        on_soft_state: Callable[[SoftState], None],
+        leader_hint: Callable[[str | None], dict[str, Any]],
+        spool: Any,
+    ) -> None:
+        self.id = node_id
+        self._storage = storage
+        self._sm = state_machine
+        self._rs = raft_storage
+        self._send = send
+        self._on_applied = on_applied
+        self._on_soft_state = on_soft_state
+        self._leader_hint = leader_hint
+        self.spool = spool
+        with storage.begin() as txn:
+            self.applied_index = state_machine.applied_index(txn)
+            self.revision = state_machine.current_revision(txn)
+            self.conf = raft_storage.conf_state(txn)
+        config = Config(
+            id=node_id,
+            election_tick=limits.RAFT_ELECTION_TICKS,
+            heartbeat_tick=limits.RAFT_HEARTBEAT_TICKS,
+            applied=self.applied_index,
+        )
+        self._raw = RawNode(config, raft_storage, random.Random())
+        self.role = Role.FOLLOWER
+        self.leader: str | None = None
+        self.term = 0
+        self._seq = itertools.count(1)
+        self._ticks = 0
+        self._inbox: deque[Message] = deque()
+        self._proposals: deque[tuple[int, bytes | ConfChange]] = deque()
+        self._reads: list[_Waiter] = []
+        self._waiters: dict[int, _Waiter] = {}
+        self._read_batches: dict[bytes, list[_Waiter]] = {}
+        self._reads_to_apply: list[tuple[int, list[_Waiter]]] = []
+        self._local: deque[Callable[[RawNode], None]] = deque()
+        self._snapshot_waiters: list[_Waiter] = []
+        self._wake = anyio.Event()
+        self._leader_known = anyio.Event()
+        self.cycles = 0
+        self.commands = 0
+
+    # ------------------------------------------------------------------ API (event loop)
+    @property
+    def is_leader(self) -> bool:
+        """Whether this node leads the cluster right now."""
+        return self.role == Role.LEADER
+
+    def _kick(self) -> None:
+        self._wake.set()
+
+    def deliver(self, msg: Message) -> None:
+        """Queue a message from a peer for the next cycle (bounded; excess is dropped)."""
+        if len(self._inbox) < limits.MAX_RAFT_MESSAGES_PER_CYCLE * 4:
+            self._inbox.append(msg)
+            self._kick()
+
+    def report(self, action: Callable[[RawNode], None]) -> None:
+        """Run ``action(raw)`` in the next cycle (unreachable / snapshot reports)."""
+        self._local.append(action)
+        self._kick()
+
+    async def propose(self, command: dict) -> Any:
+        """Replicate ``command`` through the log, apply it, return its result."""
+        return await self._submit(self._pack(command))
+
+    async def propose_conf_change(self, change: ConfChange) -> Any:
+        """Replicate a membership change and return once it is applied."""
+        return await self._submit(change)
+
+    def _pack(self, command: dict) -> bytes:
+        return msgpack.packb(command, use_bin_type=True)
+
+    async def wait_for_leader(self, timeout: float = limits.PROPOSAL_TIMEOUT_SECONDS) -> bool:
+        """Wait until some leader is known (an election may be under way); False on timeout."""
+        with anyio.move_on_after(timeout):
+            while self.leader is None:
+                await self._leader_known.wait()
+            return True
+        return False
+
+    async def _submit(self, payload: bytes | ConfChange) -> Any:
+        await self.wait_for_leader()
+        if not self.is_leader:
+            raise NotLeaderError("this node is not the leader", **self._leader_hint(self.leader))
+        if len(self._waiters) >= limits.MAX_PENDING_PROPOSALS:
+            raise ResourceExhaustedError("too many writes waiting; retry later")
+        seq = next(self._seq)
+        waiter = self._waiters[seq] = _Waiter()
+        self._proposals.append((seq, payload))
+        self._kick()
+        try:
+            with anyio.fail_after(limits.PROPOSAL_TIMEOUT_SECONDS):
+                await waiter.done.wait()
+        except builtins.TimeoutError:
+            raise TimeoutError(
+                "the write was not committed in time (no quorum?); it may still be applied",
+                outcome="unknown",
+            ) from None
+        finally:
+            self._waiters.pop(seq, None)
+        if isinstance(waiter.result, AspenError):
+            raise waiter.result
+        return waiter.result
+
+    async def read_barrier(self) -> None:
+        """Return once this node may serve a linearizable read (ReadIndex)."""
+        await self.wait_for_leader()
+        if self.is_leader and self.conf.voters == (self.id,):
+            return  # a single voter is the only possible leader: its applied state is current
+        if len(self._reads) >= limits.MAX_PENDING_READS:
+            raise ResourceExhaustedError("too many reads waiting; retry later")
+        waiter = _Waiter()
+        self._reads.append(waiter)
+        self._kick()
+        try:
+            with anyio.fail_after(limits.PROPOSAL_TIMEOUT_SECONDS):
+                await waiter.done.wait()
+        except builtins.TimeoutError:
+            raise TimeoutError("no leader confirmed the read in time (no quorum?)") from None
+        if isinstance(waiter.result, AspenError):
+            raise waiter.result
+
+    async def snapshot(self) -> int:
+        """Compact the log up to the applied index (the LMDB state is the snapshot); return
+        that index once durable."""
+        waiter = _Waiter()
+        self._snapshot_waiters.append(waiter)
+        self._kick()
+        await waiter.done.wait()
+        return waiter.result
+
+    def status(self) -> dict[str, Any]:
+        """Raft's view: role, term, commit, applied, leader, progress of followers."""
+        return self._raw.status()
+
+    def transfer_leader(self, to: str) -> None:
+        """Ask Raft to hand leadership to ``to``."""
+        self.report(lambda raw: raw.transfer_leader(to))
+
+    # ------------------------------------------------------------------ the driver
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Tick and cycle until cancelled."""
+        if self.conf.voters == (self.id,):
+            self.report(lambda raw: raw.campaign())  # alone: no need to wait a timeout
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._ticker)
+            task_status.started()
+            while True:
+                await self._wake.wait()
+                self._wake = anyio.Event()
+                out = await anyio.to_thread.run_sync(self._cycle)
+                self._deliver(out)
+
+    async def _ticker(self) -> None:
+        while True:
+            await anyio.sleep(limits.RAFT_TICK_SECONDS)
+            self._ticks += 1
+            self._kick()
+
+    def _cycle(self) -> CycleOutput:
+        """In the worker thread: step inputs, then persist/apply/advance in one txn."""
+        raw, out = self._raw, CycleOutput()
+        ticks, self._ticks = self._ticks, 0
+        for _ in range(ticks):
+            raw.tick()
+        while self._local:
+            self._local.popleft()(raw)
+        for _ in range(min(len(self._inbox), limits.MAX_RAFT_MESSAGES_PER_CYCLE)):
+            msg = self._inbox.popleft()
+            try:
+                raw.step(msg)
+            except Exception as exc:  # remote input must never stop the driver
+                log.warning("dropped raft message %s from %s: %s", msg.type, msg.frm, exc)
+        self._step_proposals(raw, out)
+        if self._reads:
+            reads, self._reads = self._reads, []
+            context = next(self._seq).to_bytes(8, "big")
+            if raw.read_index(context):
+                self._read_batches[context] = reads
+            else:
+                error = UnavailableError("no leader to confirm the read; retry")
+                out.refused_reads.extend((w, error) for w in reads)
+        if raw.has_ready():
+            with self._storage.begin(write=True) as txn:
+                for _ in range(MAX_READY_PER_CYCLE):
+                    if not raw.has_ready():
+                        break
+                    self._handle_ready(txn, raw, out)
+                if self.applied_index - self._rs.first_index_in(txn) > 2 * LOG_RETAIN_ENTRIES:
+                    self._rs.compact(txn, self.applied_index - LOG_RETAIN_ENTRIES)
+        if self._snapshot_waiters:
+            waiters, self._snapshot_waiters = self._snapshot_waiters, []
+            with self._storage.begin(write=True) as txn:
+                self._rs.compact(txn, self.applied_index)
+            out.snapshots.extend((w, self.applied_index) for w in waiters)
+        self.cycles += 1
+        return out
+
+    def _step_proposals(self, raw: RawNode, out: CycleOutput) -> None:
+        while self._proposals:
+            seq, payload = self._proposals.popleft()
+            try:
+                if isinstance(payload, ConfChange):
+                    change = ConfChange(
+                        payload.type, payload.node_id, self._tag(seq, payload.context)
+                    )
+                    raw.propose_conf_change(change)
+                else:
+                    raw.propose(msgpack.packb([self.id, seq, payload], use_bin_type=True))
+            except RaftNotLeader:
+                out.refused.append(
+                    (
+                        seq,
+                        NotLeaderError(
+                            "this node is not the leader", **self._leader_hint(self.leader)
+                        ),
+                    )
+                )
+            except Exception as exc:
+                out.refused.append((seq, UnavailableError(f"proposal refused: {exc}")))
+
+    def _tag(self, seq: int, context: bytes) -> bytes:
+        """Wrap a conf change context with our (origin, seq) so its proposer is woken."""
+        return msgpack.packb([self.id, seq, context], use_bin_type=True)
+
+    def _handle_ready(self, txn: Any, raw: RawNode, out: CycleOutput) -> None:
+        rd = raw.ready()
+        if rd.hard_state is not None:
+            self.term = rd.hard_state.term
+        if rd.soft_state is not None:
+            out.soft_state = rd.soft_state
+            self.role, self.leader = rd.soft_state.role, rd.soft_state.leader
+        if rd.snapshot is not None:
+            self._install_snapshot(txn, rd.snapshot)
+        self._rs.persist(txn, rd.hard_state, rd.entries)
+        for entry in rd.committed:
+            self._apply(txn, raw, entry, out)
+        out.messages.extend(rd.messages)
+        out.read_states.extend((r.index, r.context) for r in rd.read_states)
+        raw.advance(rd)
+
+    def _apply(self, txn: Any, raw: RawNode, entry: Entry, out: CycleOutput) -> None:
+        if entry.index <= self.applied_index:
+            return
+        if entry.type == EntryType.CONF_CHANGE:
+            self._apply_conf_change(txn, raw, entry, out)
+        elif entry.data:
+            origin, seq, command_bytes = msgpack.unpackb(entry.data, raw=False)
+            command = msgpack.unpackb(command_bytes, raw=False)
+            result, events = self._sm.apply(txn, entry.index, entry.term, command)
+            out.events.extend(events)
+            if origin == self.id:
+                out.results.append((seq, result))
+            self.commands += 1
+        else:
+            self._sm.mark_applied(txn, entry.index, entry.term)
+        self.applied_index = entry.index
+        self.revision = self._sm.current_revision(txn)
+
+    def _apply_conf_change(self, txn: Any, raw: RawNode, entry: Entry, out: CycleOutput) -> None:
+        from aspen.node.membership import apply_member_change, decode_tagged_conf_change
+
+        change, origin, seq, context = decode_tagged_conf_change(entry.data)
+        conf: ConfState = raw.apply_conf_change(change)
+        self._rs.set_conf_state(txn, conf)
+        apply_member_change(self._rs, txn, change, context)
+        self._sm.mark_applied(txn, entry.index, entry.term)
+        self.conf = conf
+        out.conf_changed = True
+        if origin == self.id:
+            out.results.append(
+                (seq, {"voters": list(conf.voters), "learners": list(conf.learners)})
+            )
+
+    def _install_snapshot(self, txn: Any, meta: Any) -> None:
+        from aspen.node.snapshots import install_received_snapshot
+
+        install_received_snapshot(self._storage, self._rs, txn, meta, self.spool)
+        self._sm.forget_cache()
+        self.applied_index = meta.index
+        self.revision = self._sm.current_revision(txn)
+        self.conf = meta.conf
+
+    # ------------------------------------------------------------------ after the commit
+    def _deliver(self, out: CycleOutput) -> None:
+        """On the event loop, after the cycle's commit: send, wake, answer, publish."""
+        if out.messages:
+            self._send(out.messages)
+        for seq, result in out.results:
+            waiter = self._waiters.get(seq)
+            if waiter is not None:
+                waiter.resolve(result)
+        for seq, error in out.refused:
+            waiter = self._waiters.get(seq)
+            if waiter is not None:
+                waiter.resolve(error)
+        for index, context in out.read_states:
+            batch = self._read_batches.pop(context, None)
+            if batch:
+                self._reads_to_apply.append((index, batch))
+        if self._reads_to_apply:
+            still = []
+            for index, batch in self._reads_to_apply:
+                if index <= self.applied_index:
+                    for waiter in batch:
+                        waiter.resolve(None)
+                else:
+                    still.append((index, batch))
+            self._reads_to_apply = still
+        for waiter, index in out.snapshots:
+            waiter.resolve(index)
+        for waiter, error in out.refused_reads:
+            waiter.resolve(error)
+        if out.soft_state is not None:
+            self._soft_state_changed(out.soft_state)
+        self._on_applied(out.events, self.revision)
+
+    def _soft_state_changed(self, soft: SoftState) -> None:
+        if soft.leader is not None:
+            known, self._leader_known = self._leader_known, anyio.Event()
+            known.set()
+        if soft.role != Role.LEADER:
+            hint = self._leader_hint(soft.leader)
+            for seq, waiter in list(self._waiters.items()):
+                waiter.resolve(
+                    UnavailableError(
+                        "leadership changed while this write was in flight; it may or may "
+                        "not have been applied",
+                        outcome="unknown",
+                        **hint,
+                    )
+                )
+                self._waiters.pop(seq, None)
+            for batch in self._read_batches.values():
+                for waiter in batch:
+                    waiter.resolve(NotLeaderError("leadership changed; retry the read", **hint))
+            self._read_batches.clear()
+        self._on_soft_state(soft)

@@ -1,0 +1,111 @@
+"""Sending and receiving state machine snapshots between nodes.
+
+The leader's Raft asks for a snapshot when a follower needs entries it has compacted. The
+node then dumps its state machine from one read transaction (:mod:`aspen.kv.snapshot`) and
+streams it in chunks beside the normal Raft traffic; the position it announces is the dump's
+own (applied index, term, membership). The follower spools the chunks to a file, then hands
+Raft the SNAPSHOT message; when Raft says to install it (``Ready.snapshot``), the driver
+restores the spool inside its cycle transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from aspen import limits
+from aspen.kv import snapshot as sm_snapshot
+from aspen.raft.types import ConfState, Message, MessageType, SnapshotMeta
+from aspen.storage import Storage
+
+__all__ = ["SnapshotSpool", "dump_with_meta", "install_received_snapshot", "snapshot_header"]
+
+log = logging.getLogger(__name__)
+
+#: Directory (inside the data dir) where incoming snapshots are spooled.
+SPOOL_DIR = "snapshots-in"
+
+
+def snapshot_header(meta: SnapshotMeta, leader: str, term: int) -> dict[str, Any]:
+    """The header sent before a snapshot's chunks."""
+    return {
+        "kind": "snapshot",
+        "from": leader,
+        "term": term,
+        "index": meta.index,
+        "snap_term": meta.term,
+        "voters": list(meta.conf.voters),
+        "learners": list(meta.conf.learners),
+    }
+
+
+def dump_with_meta(storage: Storage, raft_storage: Any) -> tuple[SnapshotMeta, Iterator[bytes]]:
+    """Open a read transaction and return (its snapshot position, its chunk iterator)."""
+    txn = storage.begin()
+    meta_sm = raft_storage.snapshot_meta_in(txn)
+
+    def chunks() -> Iterator[bytes]:
+        try:
+            yield from sm_snapshot.dump_chunks(storage, txn)
+        finally:
+            txn.abort()
+
+    return meta_sm, chunks()
+
+
+class SnapshotSpool:
+    """Where incoming snapshots are written before Raft decides to install them."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.dir = data_dir / SPOOL_DIR
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def path_for(self, index: int) -> Path:
+        """The spool file of the snapshot at ``index``."""
+        return self.dir / f"{index:020d}.spool"
+
+    async def receive(self, header: dict[str, Any], chunks: AsyncIterator[bytes]) -> Message:
+        """Spool a streamed snapshot; return the SNAPSHOT message to step into Raft."""
+        meta = SnapshotMeta(
+            int(header["index"]),
+            int(header["snap_term"]),
+            ConfState(tuple(header["voters"]), tuple(header["learners"])),
+        )
+        tmp = self.path_for(meta.index).with_suffix(".partial")
+        size = 0
+        with open(tmp, "wb") as out:
+            async for chunk in chunks:
+                size += len(chunk)
+                if size > limits.MAX_SNAPSHOT_BYTES:
+                    raise ValueError("snapshot larger than MAX_SNAPSHOT_BYTES")
+                await anyio.to_thread.run_sync(out.write, len(chunk).to_bytes(4, "big") + chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        tmp.replace(self.path_for(meta.index))
+        for old in self.dir.glob("*.spool"):
+            if old != self.path_for(meta.index):
+                old.unlink(missing_ok=True)
+        return Message(
+            type=MessageType.SNAPSHOT,
+            frm=str(header["from"]),
+            to="",
+            term=int(header["term"]),
+            snapshot=meta,
+        )
+
+
+def install_received_snapshot(
+    storage: Storage, raft_storage: Any, txn: Any, meta: SnapshotMeta, spool: SnapshotSpool
+) -> None:
+    """Replace the state machine with the spooled snapshot at ``meta`` (inside ``txn``)."""
+    path = spool.path_for(meta.index)
+    with open(path, "rb") as f:
+        sm_snapshot.restore(storage, txn, sm_snapshot.read_spool(f))
+    raft_storage.reset_log(txn, meta.index, meta.term)
+    raft_storage.set_conf_state(txn, meta.conf)
+    log.info("installed snapshot at index %d term %d", meta.index, meta.term)

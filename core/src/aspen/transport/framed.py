@@ -1,0 +1,127 @@
+"""Frames over an anyio byte stream: the building block of peer links and joins.
+
+:class:`FramedStream` sends frames and receives them either one at a time (for hellos and
+replies) or in batches, parsing every complete frame of each big receive.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections import deque
+from typing import Any
+
+import anyio
+import anyio.abc
+from anyio.streams.tls import TLSAttribute, TLSStream
+
+from aspen.errors import AspenError
+from aspen.limits import MAX_FRAME_BYTES, PEER_READ_CHUNK_BYTES
+from aspen.transport.framing import FrameDecoder, encode_frame
+
+__all__ = [
+    "LINK_ERRORS",
+    "FramedStream",
+    "describe_error",
+    "error_frame",
+    "open_tls",
+    "wrap_tls",
+]
+
+#: What a broken, refused or misbehaving connection raises (handled as "link lost").
+LINK_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,  # includes ssl.SSLError
+    TimeoutError,
+    anyio.EndOfStream,
+    anyio.BrokenResourceError,
+    anyio.ClosedResourceError,
+    anyio.BusyResourceError,
+    AspenError,  # includes FrameError and errors sent by the other side
+)
+
+
+def describe_error(exc: BaseException) -> str:
+    """A short, log-friendly reason for a lost or refused connection."""
+    if isinstance(exc, anyio.EndOfStream):
+        return "connection closed by the other side"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS: {exc.reason or exc}"
+    if isinstance(exc, AspenError):
+        return f"{exc.code}: {exc.message}"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, anyio.BrokenResourceError) and exc.__cause__ is not None:
+        return describe_error(exc.__cause__)
+    return str(exc) or type(exc).__name__
+
+
+async def wrap_tls(
+    stream: anyio.abc.ByteStream, ctx: ssl.SSLContext, *, server_side: bool
+) -> TLSStream:
+    """Run the TLS handshake on ``stream`` (no closing handshake: links just close)."""
+    return await TLSStream.wrap(
+        stream, server_side=server_side, ssl_context=ctx, standard_compatible=False
+    )
+
+
+async def open_tls(
+    host: str, port: int, ctx: ssl.SSLContext, *, connect_timeout: float, handshake_timeout: float
+) -> TLSStream:
+    """Connect to ``host:port`` and run the TLS handshake; closes the socket on failure."""
+    with anyio.fail_after(connect_timeout):
+        sock = await anyio.connect_tcp(host, port)
+    try:
+        with anyio.fail_after(handshake_timeout):
+            return await wrap_tls(sock, ctx, server_side=False)
+    except BaseException:
+        await anyio.aclose_forcefully(sock)
+        raise
+
+
+class FramedStream:
+    """Length-prefixed msgpack frames over a (TLS) byte stream."""
+
+    __slots__ = ("_pending", "decoder", "max_frame", "stream")
+
+    def __init__(self, stream: anyio.abc.ByteStream, max_frame: int = MAX_FRAME_BYTES) -> None:
+        self.stream = stream
+        self.max_frame = max_frame
+        self.decoder = FrameDecoder(max_frame)
+        self._pending: deque[dict[str, Any]] = deque()
+
+    @property
+    def ssl_object(self) -> ssl.SSLObject:
+        """The TLS session of the stream."""
+        return self.stream.extra(TLSAttribute.ssl_object)
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        """Encode and send one frame."""
+        await self.stream.send(encode_frame(frame, max_frame=self.max_frame))
+
+    async def recv(self) -> dict[str, Any]:
+        """Receive the next frame (``anyio.EndOfStream`` when the other side closed;
+        :class:`~aspen.transport.framing.FrameError` on garbage)."""
+        pending = self._pending
+        while not pending:
+            pending.extend(self.decoder.feed(await self.stream.receive(PEER_READ_CHUNK_BYTES)))
+        return pending.popleft()
+
+    async def recv_batch(self) -> list[dict[str, Any]]:
+        """Return every frame buffered, or else every frame of the next receive(s)."""
+        if self._pending:
+            batch = list(self._pending)
+            self._pending.clear()
+            return batch
+        feed, receive = self.decoder.feed, self.stream.receive
+        while True:
+            frames = feed(await receive(PEER_READ_CHUNK_BYTES))
+            if frames:
+                return frames
+
+    async def aclose(self) -> None:
+        """Close the stream at once."""
+        await anyio.aclose_forcefully(self.stream)
+
+
+def error_frame(exc: AspenError) -> dict[str, Any]:
+    """The connection-level error frame for ``exc``."""
+    return {"type": "error", "error": exc.to_wire()}

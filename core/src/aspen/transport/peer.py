@@ -1,0 +1,635 @@
+"""Peer links: mutual TLS 1.3 between cluster members, pinned by node key.
+
+:class:`PeerTransport` listens on the node's peer port and keeps one outbound link per
+peer. Both ends of a link present a certificate issued by the cluster CA (the only trust
+anchor); each derives the other's node id from its certificate key, and the hello must
+name that id and the cluster id. The accepting side also asks ``is_member``; an unknown
+key is refused with a log line. A connection with no certificate may only join (it is
+handed to ``on_join``, see :mod:`aspen.transport.join`).
+
+Wire (after the TLS handshake), every message a length-prefixed msgpack frame:
+
+* dialer: ``{"type": "hello", "version", "cluster_id", "node_id", "kind", "header"?}``
+  with ``kind`` ``"messages"`` (a link: frames follow, one way) or ``"stream"``;
+* acceptor: ``{"type": "hello", "version", "cluster_id", "node_id"}`` or
+  ``{"type": "error", "error": {code, message, details}}`` and close;
+* a stream sends ``{"chunk": bytes}`` frames then ``{"end": true}``; the receiver answers
+  ``{"type": "result", "result": ...}`` or an error frame.
+
+Sending never blocks: :meth:`PeerTransport.send` queues an encoded frame on the peer's
+bounded queue (a full queue drops and counts; Raft retransmits) and the link's task writes
+everything queued in one ``send``. Links connect lazily and reconnect with jittered
+exponential backoff. Garbage or an oversized frame closes only that link.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any
+
+import anyio
+import anyio.abc
+
+from aspen.errors import (
+    AspenError,
+    InternalError,
+    InvalidArgumentError,
+    ResourceExhaustedError,
+    UnauthorizedError,
+    UnavailableError,
+    error_from_wire,
+)
+from aspen.limits import (
+    MAX_FRAME_BYTES,
+    MAX_PEER_CONNECTIONS,
+    MAX_PEER_STREAMS,
+    PEER_CONNECT_TIMEOUT_SECONDS,
+    PEER_HANDSHAKE_TIMEOUT_SECONDS,
+    PEER_QUEUE_BYTES,
+    PEER_QUEUE_MESSAGES,
+    PEER_RECONNECT_MAX_SECONDS,
+    PEER_RECONNECT_MIN_SECONDS,
+    PEER_STREAM_IDLE_TIMEOUT_SECONDS,
+    PEER_STREAM_RESULT_TIMEOUT_SECONDS,
+    PEER_WRITE_BATCH_BYTES,
+)
+from aspen.transport.framed import (
+    LINK_ERRORS,
+    FramedStream,
+    describe_error,
+    error_frame,
+    open_tls,
+    wrap_tls,
+)
+from aspen.transport.framing import FrameError, encode_frame
+from aspen.transport.streams import StreamReader, StreamSender
+from aspen.transport.tls import (
+    NodeCredentials,
+    peer_client_context,
+    peer_node_id,
+    server_context,
+    split_address,
+)
+
+__all__ = [
+    "PEER_PROTOCOL_VERSION",
+    "IsMember",
+    "OnJoin",
+    "OnMessage",
+    "OnStream",
+    "PeerTransport",
+]
+
+log = logging.getLogger("aspen.transport.peer")
+
+#: The peer protocol version this node speaks.
+PEER_PROTOCOL_VERSION = 1
+
+#: ``is_member(node_id)``: may this (authenticated) node talk to us?
+IsMember = Callable[[str], bool]
+#: ``on_message(peer_id, frame)``: called on the event loop for every received frame.
+OnMessage = Callable[[str, dict[str, Any]], None]
+#: ``await on_stream(peer_id, header, chunks)``: consume a stream; the result is sent back.
+OnStream = Callable[[str, dict[str, Any], AsyncIterator[bytes]], Awaitable[Any]]
+#: ``await on_join(first_frame, remote)``: answer a certificate-less join connection.
+OnJoin = Callable[[dict[str, Any], str], Awaitable[dict[str, Any]]]
+
+_KINDS = ("messages", "stream")
+
+
+class _Link:
+    """One outbound link: the bounded queue and the state of its connection."""
+
+    __slots__ = (
+        "address_known",
+        "conn_scope",
+        "connected",
+        "connects",
+        "dropped",
+        "failing",
+        "failures",
+        "last_error",
+        "peer_id",
+        "queue",
+        "queued_bytes",
+        "sent",
+        "started",
+        "task_scope",
+        "wake",
+    )
+
+    def __init__(self, peer_id: str) -> None:
+        self.peer_id = peer_id
+        self.queue: deque[bytes] = deque()
+        self.queued_bytes = 0
+        self.wake = anyio.Event()
+        self.address_known = anyio.Event()
+        self.conn_scope: anyio.CancelScope | None = None
+        self.task_scope = anyio.CancelScope()
+        self.started = False
+        self.connected = False
+        self.failing = False
+        self.sent = self.dropped = self.connects = self.failures = 0
+        self.last_error = ""
+
+    def take(self, limit: int) -> tuple[bytes, int]:
+        """Remove queued frames (at least one, at most ``limit`` bytes when more)."""
+        queue = self.queue
+        if self.queued_bytes <= limit or len(queue) == 1:
+            frames = list(queue)
+            queue.clear()
+            self.queued_bytes = 0
+        else:
+            frames, size = [], 0
+            while queue and (not frames or size + len(queue[0]) <= limit):
+                frame = queue.popleft()
+                frames.append(frame)
+                size += len(frame)
+            self.queued_bytes -= size
+        return (frames[0] if len(frames) == 1 else b"".join(frames)), len(frames)
+
+
+class PeerTransport:
+    """Authenticated, encrypted links to the other members; see the module docstring."""
+
+    def __init__(
+        self,
+        credentials: NodeCredentials,
+        listen: str,
+        *,
+        is_member: IsMember,
+        on_message: OnMessage,
+        on_stream: OnStream | None = None,
+        on_join: OnJoin | None = None,
+        queue_messages: int = PEER_QUEUE_MESSAGES,
+        queue_bytes: int = PEER_QUEUE_BYTES,
+        max_frame: int = MAX_FRAME_BYTES,
+        max_connections: int = MAX_PEER_CONNECTIONS,
+        max_streams: int = MAX_PEER_STREAMS,
+        reconnect_min: float = PEER_RECONNECT_MIN_SECONDS,
+        reconnect_max: float = PEER_RECONNECT_MAX_SECONDS,
+        handshake_timeout: float = PEER_HANDSHAKE_TIMEOUT_SECONDS,
+        stream_idle_timeout: float = PEER_STREAM_IDLE_TIMEOUT_SECONDS,
+    ) -> None:
+        self.credentials = credentials
+        self.node_id = credentials.node_id
+        self.cluster_id = credentials.cluster_id
+        self.listen = listen
+        self.queue_messages = queue_messages
+        self.queue_bytes = queue_bytes
+        self.max_frame = max_frame
+        self.max_connections = max_connections
+        self.max_streams = max_streams
+        self.reconnect_min = reconnect_min
+        self.reconnect_max = reconnect_max
+        self.handshake_timeout = handshake_timeout
+        self.stream_idle_timeout = stream_idle_timeout
+        #: The bound peer port once :meth:`serve` has started.
+        self.port: int | None = None
+        self._is_member = is_member
+        self._on_message = on_message
+        self._on_stream = on_stream
+        self._on_join = on_join
+        self._server_ctx = server_context(credentials, peers=True)
+        self._client_ctx = peer_client_context(credentials)
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._links: dict[str, _Link] = {}
+        self._addresses: dict[str, str] = {}
+        self._inbound: dict[str, set[anyio.CancelScope]] = {}
+        self._received: dict[str, int] = {}
+        self._counters = dict.fromkeys(
+            ("connections", "refused", "bad_frames", "joins", "streams_active"), 0
+        )
+        self._counters.update(streams_sent=0, streams_received=0)
+        self._hello = self._hello_frame()
+
+    def _hello_frame(self, **extra: Any) -> dict[str, Any]:
+        """This node's hello."""
+        return {
+            "type": "hello",
+            "version": PEER_PROTOCOL_VERSION,
+            "cluster_id": self.cluster_id,
+            "node_id": self.node_id,
+            **extra,
+        }
+
+    # ------------------------------------------------------------------ public API
+    async def serve(
+        self, *, task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Listen on the peer address and run the links until cancelled;
+        ``task_status.started(port)``."""
+        host, port = split_address(self.listen)
+        listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
+        async with listener, anyio.create_task_group() as tg:
+            self._tg = tg
+            self.port = listener.extra(anyio.abc.SocketAttribute.local_port)
+            for link in self._links.values():
+                self._start_link(link)
+            task_status.started(self.port)
+            try:
+                await listener.serve(self._accept, task_group=tg)
+            finally:
+                self._tg = None
+
+    def send(self, peer_id: str, address: str | None, msg: dict[str, Any]) -> bool:
+        """Queue ``msg`` for ``peer_id`` (at ``address``, or its known one); never blocks.
+
+        Returns False when the peer's queue is full and the message was dropped (counted).
+        Raises :class:`~aspen.transport.framing.FrameError` if ``msg`` cannot be encoded
+        within ``MAX_FRAME_BYTES`` (a bug of the caller: bound what you send).
+        """
+        link = self._links.get(peer_id)
+        if link is None:
+            link = self._new_link(peer_id)
+        if address is not None and self._addresses.get(peer_id) != address:
+            self.update_addresses({peer_id: address})
+        data = encode_frame(msg, max_frame=self.max_frame)
+        if len(link.queue) >= self.queue_messages or (
+            link.queued_bytes + len(data) > self.queue_bytes
+        ):
+            link.dropped += 1
+            return False
+        link.queue.append(data)
+        link.queued_bytes += len(data)
+        wake = link.wake
+        if not wake.is_set():
+            wake.set()
+        return True
+
+    async def send_stream(
+        self,
+        peer_id: str,
+        address: str | None,
+        header: dict[str, Any],
+        chunks: AsyncIterator[bytes],
+        *,
+        result_timeout: float = PEER_STREAM_RESULT_TIMEOUT_SECONDS,
+    ) -> Any:
+        """Stream ``chunks`` to ``peer_id`` over a connection of its own (small messages
+        keep flowing on the link); return what the receiver's ``on_stream`` returned.
+
+        Raises ``UnavailableError`` if the peer cannot be reached or the connection
+        breaks, the receiver's error if it refused or failed, ``TimeoutError`` (Aspen's) when it
+        does not answer within ``result_timeout`` seconds after the last chunk.
+        """
+        if address is None:
+            address = self._addresses.get(peer_id)
+        if address is None:
+            raise UnavailableError(f"no address known for peer {peer_id}", peer=peer_id)
+        try:
+            framed = await self._dial(peer_id, address, "stream", header)
+        except (UnauthorizedError, InvalidArgumentError, ResourceExhaustedError):
+            raise
+        except LINK_ERRORS as exc:
+            raise UnavailableError(
+                f"cannot stream to peer {peer_id} at {address}: {describe_error(exc)}",
+                peer=peer_id,
+            ) from exc
+        try:
+            result = await StreamSender(framed, peer_id).run(chunks, result_timeout)
+        finally:
+            await framed.aclose()
+        self._counters["streams_sent"] += 1
+        return result
+
+    def update_addresses(self, addresses: Mapping[str, str]) -> None:
+        """Set the peer addresses (``{peer_id: "host:port"}``); a connected link whose
+        address changed reconnects. Peers not named keep theirs (see :meth:`remove_peer`)."""
+        for peer_id, address in addresses.items():
+            if peer_id == self.node_id or self._addresses.get(peer_id) == address:
+                continue
+            self._addresses[peer_id] = address
+            link = self._links.get(peer_id)
+            if link is not None:
+                link.address_known.set()
+                if link.conn_scope is not None:
+                    link.conn_scope.cancel()
+
+    def remove_peer(self, peer_id: str) -> None:
+        """Forget a peer that left the cluster: drop its queue, close its connections."""
+        self._addresses.pop(peer_id, None)
+        link = self._links.pop(peer_id, None)
+        if link is not None:
+            link.task_scope.cancel()
+        for scope in self._inbound.pop(peer_id, ()):
+            scope.cancel()
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: connections, refusals, bad frames, joins, streams, and per peer the
+        link state, queue, sent/dropped/received messages and (re)connects."""
+        peers: dict[str, dict[str, Any]] = {}
+        for peer_id in sorted(set(self._links) | set(self._received)):
+            link = self._links.get(peer_id)
+            peers[peer_id] = {
+                "address": self._addresses.get(peer_id),
+                "connected": bool(link and link.connected),
+                "queued": len(link.queue) if link else 0,
+                "queued_bytes": link.queued_bytes if link else 0,
+                "sent": link.sent if link else 0,
+                "dropped": link.dropped if link else 0,
+                "connects": link.connects if link else 0,
+                "connect_failures": link.failures if link else 0,
+                "last_error": link.last_error if link else "",
+                "received": self._received.get(peer_id, 0),
+            }
+        return {"node_id": self.node_id, "port": self.port, **self._counters, "peers": peers}
+
+    # ------------------------------------------------------------------ outbound links
+    def _new_link(self, peer_id: str) -> _Link:
+        """Create the link to ``peer_id`` (its task starts once serving)."""
+        link = self._links[peer_id] = _Link(peer_id)
+        if peer_id in self._addresses:
+            link.address_known.set()
+        if self._tg is not None:
+            self._start_link(link)
+        return link
+
+    def _start_link(self, link: _Link) -> None:
+        """Run the link's task in the transport's task group."""
+        if not link.started and self._tg is not None:
+            link.started = True
+            self._tg.start_soon(self._run_link, link, name=f"peer-link-{link.peer_id}")
+
+    async def _run_link(self, link: _Link) -> None:
+        """Connect when there is something to send, pump frames, reconnect with backoff."""
+        delay = self.reconnect_min
+        with link.task_scope:
+            while True:
+                while not link.queue:
+                    link.wake = anyio.Event()
+                    await link.wake.wait()
+                address = self._addresses.get(link.peer_id)
+                if address is None:
+                    link.last_error = "no address known"
+                    link.address_known = anyio.Event()
+                    await link.address_known.wait()
+                    continue
+                try:
+                    framed = await self._dial(link.peer_id, address, "messages")
+                except (*LINK_ERRORS, ValueError) as exc:
+                    self._link_failed(link, address, exc)
+                    await anyio.sleep(delay * random.uniform(0.5, 1.0))
+                    delay = min(delay * 2, self.reconnect_max)
+                    continue
+                delay = self.reconnect_min
+                link.connects += 1
+                level = logging.INFO if link.failing or link.connects > 1 else logging.DEBUG
+                log.log(level, "link to peer %s at %s is up", link.peer_id, address)
+                link.failing = False
+                reason = await self._pump(link, framed)
+                link.last_error = reason
+                log.info("link to peer %s at %s lost: %s", link.peer_id, address, reason)
+
+    def _link_failed(self, link: _Link, address: str, exc: BaseException) -> None:
+        """Count a failed connect; log the first of a series at warning level."""
+        link.failures += 1
+        link.last_error = describe_error(exc)
+        level = logging.DEBUG if link.failing else logging.WARNING
+        link.failing = True
+        log.log(level, "cannot reach peer %s at %s: %s", link.peer_id, address, link.last_error)
+
+    async def _pump(self, link: _Link, framed: FramedStream) -> str:
+        """Write queued frames (coalesced) until the connection fails; return why."""
+        reason = "closed"
+
+        async def watch(scope: anyio.CancelScope) -> None:
+            nonlocal reason
+            try:
+                frame = await framed.recv()
+                reason = f"unexpected frame from the peer: {sorted(frame)}"
+            except LINK_ERRORS as exc:
+                reason = describe_error(exc)
+            scope.cancel()
+
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(watch, tg.cancel_scope)
+                link.conn_scope = tg.cancel_scope
+                link.connected = True
+                try:
+                    while True:
+                        if not link.queue:
+                            link.wake = anyio.Event()
+                            await link.wake.wait()
+                            continue
+                        data, count = link.take(PEER_WRITE_BATCH_BYTES)
+                        await framed.stream.send(data)
+                        link.sent += count
+                except LINK_ERRORS as exc:
+                    reason = describe_error(exc)
+                    tg.cancel_scope.cancel()
+        finally:
+            link.connected = False
+            link.conn_scope = None
+            await framed.aclose()
+        return reason
+
+    async def _dial(
+        self, peer_id: str, address: str, kind: str, header: dict[str, Any] | None = None
+    ) -> FramedStream:
+        """Connect to ``peer_id`` at ``address``, check its certificate is that node's,
+        and exchange hellos; return the open stream."""
+        host, port = split_address(address)
+        tls = await open_tls(
+            host,
+            port,
+            self._client_ctx,
+            connect_timeout=PEER_CONNECT_TIMEOUT_SECONDS,
+            handshake_timeout=self.handshake_timeout,
+        )
+        framed = FramedStream(tls, self.max_frame)
+        try:
+            actual = peer_node_id(framed.ssl_object)
+            if actual != peer_id:
+                raise UnauthorizedError(f"{address} is node {actual}, not {peer_id}")
+            hello = self._hello_frame(kind=kind)
+            if header is not None:
+                hello["header"] = header
+            with anyio.fail_after(self.handshake_timeout):
+                await framed.send(hello)
+                try:
+                    reply = await framed.recv()
+                except anyio.EndOfStream:
+                    raise UnavailableError(
+                        f"{address} closed the connection during the hello "
+                        "(did it refuse our certificate? see its log)"
+                    ) from None
+            if reply.get("type") == "error":
+                raise error_from_wire(reply.get("error"))
+            if reply.get("type") != "hello" or reply.get("cluster_id") != self.cluster_id:
+                raise UnauthorizedError(f"{address} did not answer with this cluster's hello")
+        except BaseException:
+            await framed.aclose()
+            raise
+        return framed
+
+    # ------------------------------------------------------------------ inbound
+    async def _accept(self, sock: anyio.abc.SocketStream) -> None:
+        """Serve one inbound connection; never raises."""
+        try:
+            host, port = sock.extra(anyio.abc.SocketAttribute.remote_address)[:2]
+            remote = f"{host}:{port}"
+        except Exception:
+            remote = "?"
+        counters = self._counters
+        try:
+            if counters["connections"] >= self.max_connections:
+                self._refuse(remote, f"too many peer connections ({self.max_connections})")
+                return
+            counters["connections"] += 1
+            try:
+                await self._serve_connection(sock, remote)
+            finally:
+                counters["connections"] -= 1
+        except Exception as exc:  # a bug here must not take the listener down
+            log.error("peer connection from %s failed", remote, exc_info=exc)
+        finally:
+            await anyio.aclose_forcefully(sock)
+
+    def _refuse(self, remote: str, reason: str) -> None:
+        """Count and log a refused inbound connection."""
+        self._counters["refused"] += 1
+        log.warning("refused peer connection from %s: %s", remote, reason)
+
+    async def _serve_connection(self, sock: anyio.abc.SocketStream, remote: str) -> None:
+        """TLS handshake, hello, then a link, a stream, or a join."""
+        try:
+            with anyio.fail_after(self.handshake_timeout):
+                framed = FramedStream(
+                    await wrap_tls(sock, self._server_ctx, server_side=True), self.max_frame
+                )
+                peer_id = peer_node_id(framed.ssl_object)
+                hello = await framed.recv()
+        except LINK_ERRORS as exc:
+            self._refuse(remote, describe_error(exc))
+            return
+        try:
+            if peer_id is None:
+                await self._serve_certless(framed, hello, remote)
+                return
+            try:
+                kind = self._check_hello(peer_id, hello)
+            except AspenError as exc:
+                reason = exc.message if peer_id in exc.message else f"{exc.message} ({peer_id})"
+                self._refuse(remote, reason)
+                with anyio.move_on_after(self.handshake_timeout):
+                    await framed.send(error_frame(exc))
+                return
+            await framed.send(self._hello)
+            if kind == "stream":
+                await self._receive_stream(peer_id, framed, hello.get("header") or {})
+            else:
+                await self._receive_messages(peer_id, framed, remote)
+        except LINK_ERRORS as exc:
+            log.debug("peer connection from %s closed: %s", remote, describe_error(exc))
+
+    def _check_hello(self, peer_id: str, hello: dict[str, Any]) -> str:
+        """Validate a certified peer's hello; return its kind or raise why it is refused."""
+        if hello.get("type") != "hello" or hello.get("version") != PEER_PROTOCOL_VERSION:
+            raise InvalidArgumentError(
+                f"expected a peer hello of version {PEER_PROTOCOL_VERSION}",
+                supported=[PEER_PROTOCOL_VERSION],
+            )
+        if hello.get("cluster_id") != self.cluster_id:
+            raise UnauthorizedError(
+                f"cluster {hello.get('cluster_id')!r} is not this node's ({self.cluster_id})"
+            )
+        if hello.get("node_id") != peer_id:
+            raise UnauthorizedError(
+                f"the hello names node {hello.get('node_id')!r} but the certificate is {peer_id}"
+            )
+        kind = hello.get("kind")
+        if kind not in _KINDS:
+            raise InvalidArgumentError(f"unknown connection kind {kind!r}")
+        try:
+            member = self._is_member(peer_id)
+        except Exception as exc:
+            log.error("is_member(%s) failed", peer_id, exc_info=exc)
+            member = False
+        if not member:
+            raise UnauthorizedError(f"node {peer_id} is not a member of this cluster")
+        if kind == "stream":
+            if self._on_stream is None:
+                raise UnavailableError("this node does not accept peer streams")
+            if self._counters["streams_active"] >= self.max_streams:
+                raise ResourceExhaustedError(
+                    f"too many streams at once (MAX_PEER_STREAMS = {self.max_streams})",
+                    limit=self.max_streams,
+                )
+        return kind
+
+    async def _serve_certless(
+        self, framed: FramedStream, hello: dict[str, Any], remote: str
+    ) -> None:
+        """A connection without a certificate: a join, or refused."""
+        if hello.get("type") != "join" or self._on_join is None:
+            what = "a join" if hello.get("type") == "join" else "anything but a join"
+            exc = UnauthorizedError(
+                "peer connections need a certificate issued by the cluster CA "
+                f"(a connection without one may not send {what} here)"
+            )
+            self._refuse(remote, "no client certificate")
+            await framed.send(error_frame(exc))
+            return
+        self._counters["joins"] += 1
+        try:
+            reply = await self._on_join(hello, remote)
+        except AspenError as exc:
+            reply = error_frame(exc)
+        except Exception as exc:
+            log.error("join request from %s failed", remote, exc_info=exc)
+            reply = error_frame(InternalError("the join failed on this member (see its log)"))
+        with anyio.move_on_after(self.handshake_timeout):
+            await framed.send(reply)
+
+    async def _receive_messages(self, peer_id: str, framed: FramedStream, remote: str) -> None:
+        """Deliver every frame of an inbound link to ``on_message`` until it closes."""
+        scopes = self._inbound.setdefault(peer_id, set())
+        on_message = self._on_message
+        received = self._received
+        received.setdefault(peer_id, 0)
+        with anyio.CancelScope() as scope:
+            scopes.add(scope)
+            try:
+                while True:
+                    frames = await framed.recv_batch()
+                    received[peer_id] += len(frames)
+                    for frame in frames:
+                        try:
+                            on_message(peer_id, frame)
+                        except Exception as exc:
+                            log.error("on_message for peer %s failed", peer_id, exc_info=exc)
+            except FrameError as exc:
+                self._counters["bad_frames"] += 1
+                log.warning("closing link from peer %s (%s): %s", peer_id, remote, exc.message)
+            except LINK_ERRORS as exc:
+                log.info("link from peer %s (%s) closed: %s", peer_id, remote, describe_error(exc))
+            finally:
+                scopes.discard(scope)
+
+    async def _receive_stream(
+        self, peer_id: str, framed: FramedStream, header: dict[str, Any]
+    ) -> None:
+        """Hand an inbound stream to ``on_stream`` and answer with its result."""
+        assert self._on_stream is not None
+        counters = self._counters
+        counters["streams_active"] += 1
+        reader = StreamReader(framed, peer_id, self.stream_idle_timeout)
+        try:
+            result = await self._on_stream(peer_id, header, reader.chunks())
+            reply = {"type": "result", "result": result}
+            counters["streams_received"] += 1
+        except AspenError as exc:
+            reply = error_frame(exc)
+        except Exception as exc:
+            log.error("on_stream for peer %s failed", peer_id, exc_info=exc)
+            reply = error_frame(InternalError(f"receiving the stream failed: {exc}"))
+        finally:
+            counters["streams_active"] -= 1
+        if not reader.broken:
+            with anyio.move_on_after(self.handshake_timeout):
+                await framed.send(reply)
