@@ -47,7 +47,7 @@ def wait_for_file(path: Path, proc: subprocess.Popen) -> str:
 
 def spawn(*args: str) -> subprocess.Popen:
     """Start this script as a child with ``args``."""
-    return subprocess.Popen([sys.executable, os.environ.get("ASPEN_BENCH_CHILD", __file__), *args])
+    return subprocess.Popen([sys.executable, __file__, *args])
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -143,25 +143,28 @@ async def rpc_clients(
 
 
 def bench_rpc(duration: float, repeat: int) -> list[dict[str, Any]]:
-    """Plain vs TLS, 1 and 16 connections."""
+    """Plain vs TLS, 1 and 16 connections; both servers run at once and the runs alternate
+    (plain, TLS, plain, ...) so that load from elsewhere hits both alike."""
     from aspen.node.auth import load_or_create_root_token
     from aspen.transport.join import init_cluster
 
-    rows = []
+    runs: dict[tuple[str, int], list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory(prefix="aspen-tlsbench-") as tmp:
         plain_dir, tls_dir = Path(tmp) / "plain", Path(tmp) / "tls"
         plain_dir.mkdir()
         load_or_create_root_token(plain_dir)
         init_cluster(tls_dir, ["127.0.0.1:0"])
-        for mode, data_dir in (("plain", plain_dir), ("tls", tls_dir)):
-            port_file = Path(tmp) / f"{mode}.port"
-            proc = spawn("rpc-server", str(data_dir), mode, str(port_file))
-            try:
-                endpoint = f"127.0.0.1:{wait_for_file(port_file, proc)}"
-                token = (data_dir / "root-token").read_text().strip()
+        servers = {}
+        try:
+            for mode, data_dir in (("plain", plain_dir), ("tls", tls_dir)):
+                port_file = Path(tmp) / f"{mode}.port"
+                proc = spawn("rpc-server", str(data_dir), mode, str(port_file))
+                servers[mode] = (proc, f"127.0.0.1:{wait_for_file(port_file, proc)}", data_dir)
+            for _ in range(repeat):
                 for conns in (1, 16):
-                    runs = [
-                        anyio.run(
+                    for mode, (proc, endpoint, data_dir) in servers.items():
+                        token = (data_dir / "root-token").read_text().strip()
+                        run = anyio.run(
                             rpc_clients,
                             endpoint,
                             token,
@@ -170,13 +173,15 @@ def bench_rpc(duration: float, repeat: int) -> list[dict[str, Any]]:
                             proc.pid,
                             backend_options=UVLOOP,
                         )
-                        for _ in range(repeat)
-                    ]
-                    best = sorted(runs, key=lambda r: r["ops_per_s"])[len(runs) // 2]
-                    rows.append({"bench": "rpc", "mode": mode, "connections": conns, **best})
-                    print(json.dumps(rows[-1]), flush=True)
-            finally:
+                        runs.setdefault((mode, conns), []).append(run)
+        finally:
+            for proc, _, _ in servers.values():
                 stop(proc)
+    rows = []
+    for (mode, conns), results in runs.items():
+        median = sorted(results, key=lambda r: r["ops_per_s"])[len(results) // 2]
+        rows.append({"bench": "rpc", "mode": mode, "connections": conns, **median})
+        print(json.dumps(rows[-1]), flush=True)
     return rows
 
 
@@ -191,7 +196,7 @@ def peer_creds(data_dir: Path, name: str) -> Any:
     return NodeCredentials.issue(ClusterCA.load(data_dir), load_or_create_identity(node_dir))
 
 
-async def peer_receiver(data_dir: Path, port_file: Path) -> None:
+async def peer_receiver(data_dir: Path, port_file: Path, driver: str) -> None:
     """Node B: ack every 64th message and answer pings, until killed."""
     from aspen.transport.peer import PeerTransport
 
@@ -204,7 +209,9 @@ async def peer_receiver(data_dir: Path, port_file: Path) -> None:
         if msg.get("ping") or seq % 64 == 0:
             transport.send(peer_id, None, {"ack": seq})
 
-    transport = PeerTransport(creds, "127.0.0.1:0", is_member=lambda _: True, on_message=on_message)
+    transport = PeerTransport(
+        creds, "127.0.0.1:0", is_member=lambda _: True, on_message=on_message, driver=driver
+    )
     async with anyio.create_task_group() as tg:
         port = await tg.start(transport.serve)
         port_file.write_text(f"{port}\n")
@@ -213,7 +220,9 @@ async def peer_receiver(data_dir: Path, port_file: Path) -> None:
         transport.update_addresses({sender: (data_dir / "a.address").read_text().strip()})
 
 
-async def peer_sender(data_dir: Path, b_address: str, duration: float, window: int) -> list[dict]:
+async def peer_sender(
+    data_dir: Path, b_address: str, duration: float, window: int, driver: str
+) -> list[dict]:
     """Node A: one-way throughput with an ack window, then ping-pong."""
     from aspen.transport.peer import PeerTransport
 
@@ -227,7 +236,9 @@ async def peer_sender(data_dir: Path, b_address: str, duration: float, window: i
         acked = max(acked, msg["ack"])
         wake.set()
 
-    transport = PeerTransport(creds, "127.0.0.1:0", is_member=lambda _: True, on_message=on_message)
+    transport = PeerTransport(
+        creds, "127.0.0.1:0", is_member=lambda _: True, on_message=on_message, driver=driver
+    )
     rows = []
     async with anyio.create_task_group() as tg:
         port = await tg.start(transport.serve)
@@ -247,6 +258,7 @@ async def peer_sender(data_dir: Path, b_address: str, duration: float, window: i
         rows.append(
             {
                 "bench": "peer-throughput",
+                "driver": driver,
                 "window": window,
                 "msgs_per_s": acked / elapsed,
                 "sender_cpu_us_per_msg": cpu / max(acked, 1) * 1e6,
@@ -267,6 +279,7 @@ async def peer_sender(data_dir: Path, b_address: str, duration: float, window: i
         rows.append(
             {
                 "bench": "peer-pingpong",
+                "driver": driver,
                 "round_trips_per_s": len(lat) / duration,
                 "p50_us": pct(lat, 50) * 1e6,
                 "p99_us": pct(lat, 99) * 1e6,
@@ -276,22 +289,30 @@ async def peer_sender(data_dir: Path, b_address: str, duration: float, window: i
     return rows
 
 
-def bench_peer(duration: float, window: int) -> list[dict[str, Any]]:
-    """Two nodes, two processes."""
+def bench_peer(duration: float, window: int, drivers: list[str]) -> list[dict[str, Any]]:
+    """Two nodes, two processes, for each peer I/O driver."""
     from aspen.transport.tls import ClusterCA
 
-    with tempfile.TemporaryDirectory(prefix="aspen-peerbench-") as tmp:
-        data_dir = Path(tmp)
-        ClusterCA.create(data_dir)
-        port_file = data_dir / "b.port"
-        proc = spawn("peer-receiver", str(data_dir), str(port_file))
-        try:
-            b_address = f"127.0.0.1:{wait_for_file(port_file, proc)}"
-            rows = anyio.run(
-                peer_sender, data_dir, b_address, duration, window, backend_options=UVLOOP
-            )
-        finally:
-            stop(proc)
+    rows = []
+    for driver in drivers:
+        with tempfile.TemporaryDirectory(prefix="aspen-peerbench-") as tmp:
+            data_dir = Path(tmp)
+            ClusterCA.create(data_dir)
+            port_file = data_dir / "b.port"
+            proc = spawn("peer-receiver", str(data_dir), str(port_file), driver)
+            try:
+                b_address = f"127.0.0.1:{wait_for_file(port_file, proc)}"
+                rows += anyio.run(
+                    peer_sender,
+                    data_dir,
+                    b_address,
+                    duration,
+                    window,
+                    driver,
+                    backend_options=UVLOOP,
+                )
+            finally:
+                stop(proc)
     for row in rows:
         print(json.dumps(row), flush=True)
     return rows
@@ -314,19 +335,22 @@ def main() -> None:
         )
         return
     if len(sys.argv) > 1 and sys.argv[1] == "peer-receiver":
-        anyio.run(peer_receiver, Path(sys.argv[2]), Path(sys.argv[3]), backend_options=UVLOOP)
+        anyio.run(
+            peer_receiver, Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4], backend_options=UVLOOP
+        )
         return
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--duration", type=float, default=5.0)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--window", type=int, default=1024)
     ap.add_argument("--what", default="rpc,peer")
+    ap.add_argument("--peer-drivers", default="asyncio,anyio")
     args = ap.parse_args()
     rows = []
     if "rpc" in args.what:
         rows += bench_rpc(args.duration, args.repeat)
     if "peer" in args.what:
-        rows += bench_peer(args.duration, args.window)
+        rows += bench_peer(args.duration, args.window, args.peer_drivers.split(","))
     rpc = {(r["mode"], r["connections"]): r for r in rows if r["bench"] == "rpc"}
     if rpc:
         print("\nclient RPC round trips (echo, 100-byte value), uvloop, 2 cores shared")

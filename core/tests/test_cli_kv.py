@@ -231,9 +231,12 @@ def test_unreachable_node_exits_3_without_traceback():
 def test_wrong_token_is_an_error(node):
     from aspen.testing import CliInvoker
 
-    cli = CliInvoker(env={"ASPEN_ENDPOINT": node.endpoint, "ASPEN_TOKEN": "wrong"})
+    prefix, _, secret = node.token.rpartition(".")
+    wrong = f"{prefix}.{'A' * len(secret)}"
+    cli = CliInvoker(env={"ASPEN_ENDPOINT": node.endpoint, "ASPEN_TOKEN": wrong})
     result = cli("kv", "get", "k")
     assert result.exit_code == 4
+    assert "token" in result.stderr
     assert result.stderr.startswith("error: ")
 
 

@@ -143,6 +143,10 @@ def test_unknown_outcome_that_did_not_apply() -> None:
     assert verdict(early) is False
 
 
+def test_a_history_of_unknown_outcomes_only_is_linearizable() -> None:
+    assert verdict([put(b"a", 0, None), cas(b"a", b"b", None, 1, None), delete(2, None)]) is True
+
+
 def test_ok_none_with_a_return_time_is_unknown_too() -> None:
     history = [put(b"a", 0, 1), put(b"b", 2, 3, ok=None), get(b"a", 5, 6), get(b"b", 7, 8)]
     assert verdict(history) is True
@@ -216,9 +220,13 @@ def test_the_smallest_failing_key_is_reported() -> None:
 
 
 def _pathological(n: int) -> list[Op]:
-    """n concurrent writes of distinct values, then impossible reads: exponential to refute."""
+    """n concurrent writes of values all read later, then two reads that cannot both hold.
+
+    Every order of the writes must be tried before giving up: about n * 2**n configurations.
+    """
     writes = [put(f"v{i}", 0, 1, client=i) for i in range(n)]
-    return [*writes, get("v0", 2, 3), get("v1", 4, 5), get("v0", 6, 7)]
+    reads = [get(f"v{i}", 2 + i, 2.5 + i, client=n) for i in range(n)]
+    return writes + reads
 
 
 def test_the_time_budget_gives_unknown_not_a_hang() -> None:
@@ -226,6 +234,23 @@ def test_the_time_budget_gives_unknown_not_a_hang() -> None:
     result = check_kv_history(_pathological(40), timeout=0.2)
     assert result.ok is None and not result and "time budget" in result.explanation
     assert time.monotonic() - started < 5
+
+
+def test_the_configuration_bound_gives_unknown(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(linearizability, "MAX_CONFIGURATIONS", 1000)
+    result = check_kv_history(_pathological(40))
+    assert result.ok is None and "MAX_CONFIGURATIONS" in result.explanation
+
+
+def test_keys_left_when_time_runs_out_are_unknown_but_cheap_checks_still_run() -> None:
+    pathological = [{**e, "key": "slow"} for e in _pathological(40)]
+    later = [put(b"a", t, t + 0.5, key="later") for t in range(90)]
+    result = check_kv_history(pathological + later, timeout=0.1)
+    assert result.ok is None and "time budget" in result.explanation
+    assert "'later': not searched" in result.explanation
+    bad = [put(b"a", 0, 1, key="zz"), *(get(b"ghost", t, t + 1, key="zz") for t in range(90))]
+    result = check_kv_history(pathological + bad, timeout=0.1)
+    assert result.ok is False and result.key == b"zz" and "never written" in result.explanation
 
 
 def test_oversized_partitions_give_unknown(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -312,11 +337,12 @@ def random_history(rng: random.Random, size: int) -> list[Op]:
 
 
 def simulated_history(
-    rng: random.Random, size: int, clients: int, keys: int, values: int = 0
+    rng: random.Random, size: int, clients: int, keys: int, values: int = 0, lost: float = 0.03
 ) -> list[Op]:
     """A linearizable history: each op takes effect at a random instant inside its interval.
 
-    Some ops time out (unknown; they apply at some later time, or never) and some fail.
+    A fraction ``lost`` of the ops time out (unknown outcome; they apply at some later
+    time, or never) and as many fail.
     ``values`` > 0 draws values from a small set, so equal values recur.
     """
     clock = [0.0] * clients
@@ -335,9 +361,9 @@ def simulated_history(
             entry |= {"expected": rng.choice([None, *(f"v{i}" for i in range(max(values, n)))])}
             entry["new"] = value
         fate = rng.random()
-        if fate < 0.03:  # definitely failed
+        if fate < lost:  # definitely failed
             entry["ok"] = False
-        elif fate < 0.06:  # timed out; maybe applied, possibly much later
+        elif fate < 2 * lost:  # timed out; maybe applied, possibly much later
             entry["ok"] = entry["return"] = None
             if rng.random() < 0.5:
                 planned.append((call + rng.expovariate(10), entry))
@@ -364,25 +390,46 @@ def simulated_history(
     return history
 
 
-@pytest.mark.parametrize("seed", range(8))
+def mutated(rng: random.Random, history: list[Op]) -> list[Op]:
+    """Change the result of one completed operation (often, not always, a violation)."""
+    entry = rng.choice(history)
+    if entry["ok"] is True:
+        if entry["op"] == "get":
+            entry["result"] = rng.choice([None, "v0", "v1", "v2"])
+        elif entry["op"] in ("cas", "delete"):
+            entry["result"] = not entry["result"]
+    return history
+
+
+@pytest.mark.parametrize("seed", range(10))
 def test_agrees_with_brute_force_on_random_small_histories(seed: int) -> None:
     rng = random.Random(seed)
     seen = {True: 0, False: 0}
-    for _ in range(80):
-        history = random_history(rng, rng.randint(1, 7))
+    for n in range(90):
+        if n % 3 == 0:
+            history = random_history(rng, rng.randint(1, 7))
+        else:
+            lost = rng.choice([0.05, 0.15, 0.3])
+            size, clients, keys = rng.randint(2, 7), rng.randint(2, 4), rng.randint(1, 2)
+            history = simulated_history(rng, size, clients, keys, values=3, lost=lost)
+            if n % 3 == 2:
+                history = mutated(rng, history)
         expected = brute_force(history)
         assert verdict(history) is expected, history
         seen[expected] += 1
     assert seen[True] and seen[False]
 
 
-@pytest.mark.parametrize("seed", range(4))
-def test_simulated_small_histories_pass_both_checkers(seed: int) -> None:
-    rng = random.Random(100 + seed)
-    for _ in range(30):
-        history = simulated_history(rng, rng.randint(1, 7), clients=3, keys=2, values=2)
-        assert brute_force(history) is True
-        assert verdict(history) is True, history
+@pytest.mark.parametrize(
+    ("clients", "keys", "values", "lost"),
+    [(6, 2, 3, 0.1), (6, 2, 0, 0.1), (10, 1, 2, 0.2), (3, 1, 0, 0.4)],
+)
+def test_simulated_histories_are_linearizable(clients: int, keys: int, values: int, lost: float):
+    rng = random.Random(clients * 100 + values)
+    for _ in range(10):
+        history = simulated_history(rng, 300, clients, keys, values, lost)
+        result = check_kv_history(history, timeout=10)
+        assert result.ok is True, result.explanation
 
 
 # --- performance ---------------------------------------------------------------------------

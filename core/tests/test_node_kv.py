@@ -166,9 +166,20 @@ def test_bad_input_gets_clear_errors_and_node_keeps_serving(running_node) -> Non
 
 
 def test_wrong_token_is_refused(running_node) -> None:
+    prefix, _, secret = running_node.token.rpartition(".")
+    wrong = f"{prefix}.{'A' * len(secret)}"
     with (
         pytest.raises(errors.UnauthorizedError),
-        aspen.connect(running_node.endpoint, token="aspen_wrong") as c,
+        aspen.connect(running_node.endpoint, token=wrong) as c,
+    ):
+        c.kv.get("a")
+
+
+def test_plain_tcp_client_cannot_reach_a_node(running_node) -> None:
+    """No unencrypted path: a legacy plain-TCP token does not get through."""
+    with (
+        pytest.raises(errors.UnavailableError),
+        aspen.connect(running_node.endpoint, token="aspen_x") as c,
     ):
         c.kv.get("a")
 

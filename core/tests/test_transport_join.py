@@ -18,19 +18,21 @@ from aspen.transport.tls import ClusterCA, NodeCredentials, load_node_credential
 from aspen.transport.tokens import ClusterToken, new_cluster_token, parse_cluster_token
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    """Joins run on the node's loop: asyncio."""
-    return "asyncio"
+@pytest.fixture(params=["uvloop", "asyncio"])
+def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
+    """Joins run on the node's loop: asyncio, on uvloop or not."""
+    return ("asyncio", {"use_uvloop": request.param == "uvloop"})
 
 
-def member_with_joins(data_dir: Path) -> tuple[Node, JoinService, list[tuple[str, list[str]]]]:
+def member_with_joins(
+    data_dir: Path,
+) -> tuple[Node, JoinService, list[tuple[str, dict[str, str]]]]:
     """A founding member made by ``init_cluster`` that serves joins and admits everyone."""
     init = init_cluster(data_dir, ["127.0.0.1:0"])
     node = Node(init.credentials, {init.credentials.node_id})
-    admitted: list[tuple[str, list[str]]] = []
+    admitted: list[tuple[str, dict[str, str]]] = []
 
-    async def admit(node_id: str, addresses: list[str]) -> list[dict[str, Any]]:
+    async def admit(node_id: str, addresses: dict[str, str]) -> list[dict[str, Any]]:
         admitted.append((node_id, addresses))
         node.members.add(node_id)
         return [{"id": m} for m in sorted(node.members)]
@@ -50,9 +52,10 @@ async def test_join_grant_lets_the_new_node_talk_as_a_member(tmp_path: Path) -> 
     me = load_or_create_identity(new_dir)
     assert a.transport is not None
     async with running(a.transport):
-        grant = await request_join(join_token, a.address, me, ["127.0.0.1:7100"])
+        mine = {"peer": "127.0.0.1:7100", "client": "127.0.0.1:7101"}
+        grant = await request_join(join_token, a.address, me, mine)
         assert grant.node_id == me.node_id and grant.cluster_id == a.creds.cluster_id
-        assert admitted == [(me.node_id, ["127.0.0.1:7100"])]
+        assert admitted == [(me.node_id, mine)]
         assert grant.members == [{"id": m} for m in sorted({a.id, me.node_id})]
         assert grant.root_token == (tmp_path / "a" / "root-token").read_text().strip()
         grant.save(new_dir)
@@ -77,7 +80,7 @@ async def test_wrong_join_secret_is_refused(tmp_path: Path, caplog) -> None:
     with caplog.at_level(logging.WARNING, "aspen.transport.join"):
         async with running(a.transport):
             with anyio.fail_after(5), pytest.raises(errors.UnauthorizedError, match="secret"):
-                await request_join(wrong, a.address, NodeIdentity.generate(), [])
+                await request_join(wrong, a.address, NodeIdentity.generate(), {})
     assert admitted == [] and service.refused == 1
     assert "refused join" in caplog.text
 
@@ -89,7 +92,7 @@ async def test_join_token_of_another_cluster_does_not_trust_the_member(tmp_path:
     assert a.transport is not None
     async with running(a.transport):
         with anyio.fail_after(5), pytest.raises(errors.UnauthorizedError, match="cluster CA"):
-            await request_join(other, a.address, NodeIdentity.generate(), [])
+            await request_join(other, a.address, NodeIdentity.generate(), {})
     assert service.refused == 0 and service.granted == 0  # the secret was never sent
 
 
@@ -104,15 +107,16 @@ async def test_join_requests_are_validated(tmp_path: Path) -> None:
         "cluster_id": a.creds.cluster_id,
         "secret": token.secret,
         "public_key": NodeIdentity.generate().public_raw,
-        "addresses": [],
+        "addresses": {},
     }
     bad_frames = [
         ({"version": 9}, errors.InvalidArgumentError),
         ({"cluster_id": "0" * 16}, errors.UnauthorizedError),
         ({"secret": None}, errors.UnauthorizedError),
         ({"public_key": b"short"}, errors.InvalidArgumentError),
-        ({"addresses": ["no-port"]}, errors.InvalidArgumentError),
-        ({"addresses": ["h:1"] * 100}, errors.InvalidArgumentError),
+        ({"addresses": {"peer": "no-port"}}, errors.InvalidArgumentError),
+        ({"addresses": {f"a{i}": "h:1" for i in range(100)}}, errors.InvalidArgumentError),
+        ({"addresses": ["h:1"]}, errors.InvalidArgumentError),
     ]
     for change, error in bad_frames:
         with pytest.raises(error):
@@ -124,13 +128,13 @@ async def test_join_requests_are_validated(tmp_path: Path) -> None:
 @pytest.mark.anyio
 async def test_join_errors_and_misuse(tmp_path: Path) -> None:
     with pytest.raises(errors.InvalidArgumentError, match="aspen1j"):
-        await request_join("aspen_legacy", "127.0.0.1:1", NodeIdentity.generate(), [])
+        await request_join("aspen_legacy", "127.0.0.1:1", NodeIdentity.generate(), {})
     client_token = str(new_cluster_token("client", ClusterCA.generate().public_raw))
     with pytest.raises(errors.InvalidArgumentError, match="aspen1j"):
-        await request_join(client_token, "127.0.0.1:1", NodeIdentity.generate(), [])
+        await request_join(client_token, "127.0.0.1:1", NodeIdentity.generate(), {})
     join_token = str(new_cluster_token("join", ClusterCA.generate().public_raw))
     with pytest.raises(errors.UnavailableError, match="cannot reach"):
-        await request_join(join_token, "127.0.0.1:1", NodeIdentity.generate(), [])
+        await request_join(join_token, "127.0.0.1:1", NodeIdentity.generate(), {})
     (member,) = cluster(1)
     with pytest.raises(ValueError, match="another cluster"):
         JoinService(member.creds, join_token, "root")
@@ -149,4 +153,4 @@ async def test_member_without_join_service_refuses_joins(tmp_path: Path) -> None
     transport: PeerTransport = node.make()  # no on_join
     async with running(transport):
         with anyio.fail_after(5), pytest.raises(errors.UnauthorizedError, match="certificate"):
-            await request_join(init.join_token, node.address, NodeIdentity.generate(), [])
+            await request_join(init.join_token, node.address, NodeIdentity.generate(), {})

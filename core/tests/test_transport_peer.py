@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import struct
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -30,11 +31,26 @@ from aspen.transport.tls import (
     peer_client_context,
 )
 
+#: The peer I/O driver the transports of a test use (set per test by ``driver``).
+DRIVER = "auto"
+
+
+#: (peer I/O driver, event loop): the fast path on uvloop (as nodes run) and on asyncio's
+#: own loop, and the portable anyio path.
+CASES = [("asyncio", "uvloop"), ("asyncio", "asyncio"), ("anyio", "asyncio")]
+
+
+@pytest.fixture(params=CASES, ids=[f"{d}-{loop}" for d, loop in CASES])
+def driver_loop(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> tuple:
+    """Run every test on each (driver, loop) case."""
+    monkeypatch.setattr(sys.modules[__name__], "DRIVER", request.param[0])
+    return request.param
+
 
 @pytest.fixture
-def anyio_backend() -> str:
-    """Peer links run on the node's loop: asyncio."""
-    return "asyncio"
+def anyio_backend(driver_loop: tuple[str, str]) -> tuple[str, dict[str, Any]]:
+    """asyncio, on uvloop or not."""
+    return ("asyncio", {"use_uvloop": driver_loop[1] == "uvloop"})
 
 
 async def wait_until(predicate: Any, timeout: float = 5.0) -> None:
@@ -76,7 +92,7 @@ class Node:
             listen,
             is_member=self.members.__contains__,
             on_message=self.on_message,
-            **options,
+            **{"driver": DRIVER, **options},
         )
         return self.transport
 
@@ -131,12 +147,14 @@ def hello_of(creds: NodeCredentials, kind: str = "messages") -> dict[str, Any]:
 async def closed_with(framed: FramedStream) -> list[dict[str, Any]]:
     """Every frame until the other side closes (or breaks) the connection."""
     frames = []
-    with anyio.fail_after(5):
-        try:
+    try:
+        with anyio.fail_after(5):
             while True:
                 frames.append(await framed.recv())
-        except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
-            return frames
+    except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
+        return frames
+    finally:
+        await framed.aclose()
 
 
 # ------------------------------------------------------------------------------ admission
@@ -167,7 +185,9 @@ async def test_peer_with_a_certificate_of_another_ca_is_refused(caplog) -> None:
     cert = issue_node_cert(foreign, b.creds.identity)
     intruder = NodeCredentials(b.creds.identity, a.creds.ca, cert)
     ta = a.make()
-    ti = PeerTransport(intruder, "127.0.0.1:0", is_member=lambda _: True, on_message=b.on_message)
+    ti = PeerTransport(
+        intruder, "127.0.0.1:0", is_member=lambda _: True, on_message=b.on_message, driver=DRIVER
+    )
     with caplog.at_level(logging.WARNING, "aspen.transport.peer"):
         async with running(ta, ti):
             ti.send(a.id, a.address, {"evil": True})
@@ -241,7 +261,7 @@ async def test_garbage_closes_only_that_link(garbage: bytes) -> None:
         assert (await bad.recv())["type"] == "hello"
         await bad.stream.send(garbage)
         assert await closed_with(bad) == []
-        assert ta.stats()["bad_frames"] == 1
+        await wait_until(lambda: ta.stats()["bad_frames"] == 1)
         tb.send(a.id, None, {"n": 2})  # the proper link is untouched
         await wait_until(lambda: len(a.received) == 2)
         assert tb.stats()["peers"][a.id]["connects"] == 1
@@ -322,6 +342,7 @@ async def test_stream_of_many_mib_while_small_messages_flow() -> None:
         is_member=b.members.__contains__,
         on_message=on_message,
         on_stream=on_stream,
+        driver=DRIVER,
     )
     b.transport = tb
 

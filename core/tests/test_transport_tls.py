@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import stat
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -36,8 +37,24 @@ from aspen.transport.tokens import (
     token_secret,
 )
 
-backend_driver = rpc.backend_driver
-anyio_backend = rpc.anyio_backend
+#: (event loop, RPC server driver): the rpc tests' cases plus uvloop, as nodes run.
+CASES = [("uvloop", "asyncio"), *rpc.CASES]
+
+
+@pytest.fixture(params=CASES, ids=[f"{b}-{d}" for b, d in CASES])
+def backend_driver(request: pytest.FixtureRequest) -> tuple[str, str]:
+    """(event loop, server I/O driver) pairs."""
+    return request.param
+
+
+@pytest.fixture
+def anyio_backend(backend_driver: tuple[str, str]) -> Any:
+    """The event loop the test runs on."""
+    if backend_driver[0] == "uvloop":
+        return ("asyncio", {"use_uvloop": True})
+    return backend_driver[0]
+
+
 driver = rpc.driver
 
 
@@ -241,4 +258,27 @@ async def test_malformed_cluster_token_is_invalid(driver: str) -> None:
     async with serving(driver) as s:
         with pytest.raises(errors.InvalidArgumentError, match="malformed token"):
             async with aspen.aconnect(s.endpoint, token="aspen1.nonsense"):
+                pass
+
+
+@pytest.mark.anyio
+async def test_portable_client_driver_over_tls(
+    driver: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The client's anyio driver (what trio uses), forced on asyncio, pins and talks TLS."""
+    import aspen.client.aclient
+    import aspen.client.connection
+
+    for module in (aspen.client.aclient, aspen.client.connection):
+        monkeypatch.setattr(module, "running_on_asyncio", lambda: False)
+    creds, token = cluster_credentials()
+    _, foreign_token = cluster_credentials()
+    async with serving(driver, ssl_context=server_context(creds)) as s:
+        s.server.authenticate = tls_authenticate
+        async with aspen.aconnect(s.endpoint, token=token) as c:
+            assert type(c._conn).__name__ == "_AnyioConnection"
+            assert c._conn.server_node_id == creds.node_id
+            assert await c.call("test.echo", {"k": 1}) == {"k": 1}
+        with pytest.raises(errors.UnauthorizedError, match="cluster CA"):
+            async with aspen.aconnect(s.endpoint, token=foreign_token):
                 pass

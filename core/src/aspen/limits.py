@@ -97,6 +97,9 @@ PEER_RECONNECT_MAX_SECONDS = 2.0
 PEER_CONNECT_TIMEOUT_SECONDS = 3.0
 #: Seconds a new peer connection has for its TLS handshake and hello (both directions).
 PEER_HANDSHAKE_TIMEOUT_SECONDS = 5.0
+#: Seconds sent data may stay unacknowledged before the kernel drops a peer connection
+#: (TCP_USER_TIMEOUT: a vanished peer is noticed and the link reconnects).
+PEER_TCP_USER_TIMEOUT_SECONDS = 15.0
 #: Most simultaneous inbound peer connections on a node (links, streams, joins).
 MAX_PEER_CONNECTIONS = 1024
 #: Most snapshot (or other) streams a node receives at once.
@@ -146,6 +149,8 @@ RAFT_HEARTBEAT_TICKS = 2
 MAX_RAFT_MESSAGES_PER_CYCLE = 4096
 #: Seconds a write or a linearizable read waits for the cluster before ``timeout``.
 PROPOSAL_TIMEOUT_SECONDS = 8.0
+#: Seconds before an unanswered ReadIndex request is asked again.
+READ_INDEX_RETRY_SECONDS = 1.0
 #: Most linearizable reads waiting for one ReadIndex round.
 MAX_PENDING_READS = 100_000
 

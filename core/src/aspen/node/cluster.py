@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from aspen import limits
 from aspen.errors import InvalidArgumentError, NotLeaderError
 from aspen.events import LeaderChanged, MembershipChanged, SnapshotCreated
+from aspen.node.config import parse_hostport
 from aspen.node.membership import member_context
 from aspen.node.raft_storage import LmdbRaftStorage
 from aspen.node.raft_wire import message_from_wire, message_to_wire
@@ -32,6 +34,11 @@ from aspen.raft.types import (
     SoftState,
 )
 from aspen.storage.log import Log
+from aspen.transport.framing import FrameError
+from aspen.transport.identity import NodeIdentity
+from aspen.transport.join import JoinService, init_cluster, load_join_token, request_join
+from aspen.transport.peer import PeerTransport
+from aspen.transport.tls import ClusterCA, NodeCredentials, load_node_credentials
 
 if TYPE_CHECKING:
     from aspen.node.node import Node
@@ -44,17 +51,64 @@ log = logging.getLogger(__name__)
 class ClusterRuntime:
     """Everything between a node's state machine and its peers."""
 
-    def __init__(self, node: Node, *, peer_endpoint: str) -> None:
+    def __init__(self, node: Node, identity: NodeIdentity) -> None:
         self.node = node
-        self.peer_endpoint = peer_endpoint
+        self.identity = identity
+        self.peer_endpoint = ""
         self.raft_storage = LmdbRaftStorage(node.storage, Log(node.storage), node.state_machine)
         self.spool = SnapshotSpool(node.data_dir)
-        self.transport: Any = None
+        self.transport: PeerTransport | None = None
+        self.replicator: Replicator | None = None  # type: ignore[assignment]
+        self._granted_members: dict[str, dict[str, Any]] = {}
 
-    def open(self, client_endpoint: str, *, join: bool = False) -> None:
-        """Found a one-node cluster if this is a fresh node that is not joining, then
-        start Raft over the stored state."""
-        if not join:
+    # ------------------------------------------------------------------ start-up
+    async def credentials(self, join: str | None, client: str, peer: str) -> NodeCredentials:
+        """This node's TLS credentials: found a new cluster (fresh node, no ``join``), join
+        one (fresh node with ``join`` = ``TOKEN@member-peer-address``), or load its own."""
+        data_dir = self.node.data_dir
+        if not ClusterCA.exists(data_dir):
+            if join is None:
+                init_cluster(data_dir, [peer, client])
+            else:
+                token, sep, via = join.rpartition("@")
+                if not sep or not token or not via:
+                    raise InvalidArgumentError("--join takes JOIN_TOKEN@HOST:PORT of a member")
+                grant = await request_join(
+                    token, via, self.identity, {"peer": peer, "client": client}
+                )
+                grant.save(data_dir)
+                self._granted_members = {
+                    m["id"]: {"peer": m["peer"], "client": m["client"]} for m in grant.members
+                }
+        creds = load_node_credentials(data_dir, self.identity, [peer, client])
+        if creds is None:
+            raise InvalidArgumentError(f"{data_dir} holds no cluster credentials")
+        return creds
+
+    async def start_transport(
+        self, tg: anyio.abc.TaskGroup, creds: NodeCredentials, listen: str
+    ) -> str:
+        """Serve the peer port (Raft traffic, snapshots, joins); return its host:port."""
+        join_token = load_join_token(self.node.data_dir)
+        self.transport = PeerTransport(
+            creds,
+            listen,
+            is_member=self.is_member,
+            on_message=self.on_peer_message,
+            on_stream=self.on_peer_stream,
+            on_join=JoinService(creds, join_token, self.node.token, self.admit)
+            if join_token
+            else None,
+        )
+        port = await tg.start(self.transport.serve)
+        host, _ = parse_hostport(listen)
+        self.peer_endpoint = f"{host}:{port}"
+        return self.peer_endpoint
+
+    def open(self, client_endpoint: str, *, founding: bool) -> None:
+        """Found a one-node cluster when ``founding`` on a fresh store, then start Raft
+        over the stored state and tell the transport where the members are."""
+        if founding:
             self.bootstrap_if_new(client_endpoint)
         self._last_conf = self._conf()
         node = self.node
@@ -69,6 +123,16 @@ class ClusterRuntime:
             leader_hint=self.leader_hint,
             spool=self.spool,
         )
+        self._publish_addresses()
+
+    def _publish_addresses(self) -> None:
+        """Point the transport at every other member's peer address."""
+        if self.transport is None:
+            return
+        members = {**self._granted_members, **self.members()}
+        self.transport.update_addresses(
+            {i: m["peer"] for i, m in members.items() if i != self.node.id}
+        )
 
     # ------------------------------------------------------------------ membership
     def _conf(self) -> ConfState:
@@ -81,8 +145,36 @@ class ClusterRuntime:
             return self.raft_storage.members(txn)
 
     def is_member(self, node_id: str) -> bool:
-        """Whether ``node_id`` may talk Raft with us."""
-        return node_id in self.members()
+        """Whether ``node_id`` may talk Raft with us (a joining node also trusts the members
+        its grant listed, until the leader's snapshot tells it the membership)."""
+        return node_id in self.members() or node_id in self._granted_members
+
+    async def admit(self, node_id: str, addresses: dict[str, str]) -> list[dict[str, Any]]:
+        """A join request passed the secret check: add the node as a learner (through the
+        leader) and return the members it should trust."""
+        peer, client = addresses.get("peer"), addresses.get("client")
+        if not peer or not client:
+            raise InvalidArgumentError("a joining node must announce its peer and client address")
+        if node_id not in self.members():
+            await self._add_learner_via_leader(node_id, peer, client)
+        return [{"id": i, **m} for i, m in self.members().items()]
+
+    async def _add_learner_via_leader(self, node_id: str, peer: str, client: str) -> None:
+        replicator = self.replicator
+        await replicator.wait_for_leader()
+        if replicator.is_leader:
+            await self.add_learner(node_id, peer, client)
+            return
+        leader = self.leader_hint(replicator.leader).get("leader")
+        if leader is None:
+            raise NotLeaderError("no leader to admit the node; retry")
+        import aspen
+
+        async with aspen.aconnect(leader, token=self.node.token) as c:
+            await c.call("cluster.add_learner", {"id": node_id, "peer": peer, "client": client})
+        with anyio.fail_after(limits.PROPOSAL_TIMEOUT_SECONDS):
+            while node_id not in self.members():  # wait until the change reached us too
+                await anyio.sleep(limits.RAFT_TICK_SECONDS)
 
     def leader_hint(self, leader: str | None) -> dict[str, Any]:
         """Error details that point a client at the leader's client endpoint."""
@@ -136,17 +228,19 @@ class ClusterRuntime:
 
     # ------------------------------------------------------------------ messages
     def _send(self, messages: list[Message]) -> None:
-        members = self.members()
+        if self.transport is None:
+            return
         for msg in messages:
-            peer = members.get(msg.to, {}).get("peer")
-            if peer is None or self.transport is None:
-                continue
             if msg.type == MessageType.SNAPSHOT:
-                self.node.spawn(self._send_snapshot, msg, peer, name=f"snapshot->{msg.to}")
-            else:
-                self.transport.send(msg.to, peer, message_to_wire(msg))
+                self.node.spawn(self._send_snapshot, msg, name=f"snapshot->{msg.to}")
+                continue
+            try:
+                if not self.transport.send(msg.to, None, message_to_wire(msg)):
+                    self.replicator.report(lambda raw, to=msg.to: raw.report_unreachable(to))
+            except FrameError as exc:  # entries are bounded below the frame size; log a bug
+                log.error("raft message to %s not sent: %s", msg.to, exc)
 
-    async def _send_snapshot(self, msg: Message, peer: str) -> None:
+    async def _send_snapshot(self, msg: Message) -> None:
         meta, chunks = dump_with_meta(self.node.storage, self.raft_storage)
 
         async def stream() -> AsyncIterator[bytes]:
@@ -159,7 +253,7 @@ class ClusterRuntime:
         ok = False
         try:
             await self.transport.send_stream(
-                msg.to, peer, snapshot_header(meta, self.node.id, msg.term), stream()
+                msg.to, None, snapshot_header(meta, self.node.id, msg.term), stream()
             )
             ok = True
         except Exception as exc:
@@ -172,6 +266,8 @@ class ClusterRuntime:
         """A frame from an authenticated peer: decode it and hand it to Raft."""
         try:
             msg = message_from_wire(frame)
+            if self.replicator is None:
+                return  # still starting: Raft retransmits
         except ValueError as exc:
             log.warning("dropped malformed raft message from %s: %s", peer_id, exc)
             return
@@ -199,10 +295,14 @@ class ClusterRuntime:
         conf = self.replicator.conf
         if conf != self._last_conf:
             before, self._last_conf = self._last_conf, conf
-            if self.transport is not None:
-                self.transport.update_addresses(
-                    {i: m["peer"] for i, m in self.members().items() if i != self.node.id}
-                )
+            self._publish_addresses()
+            gone = set(before.voters + before.learners) - set(conf.voters + conf.learners)
+            for node_id in gone:
+                if node_id == self.node.id:
+                    log.warning("this node was removed from the cluster; stopping")
+                    self.node.stop()
+                elif self.transport is not None:
+                    self.transport.remove_peer(node_id)
             self.node.bus.publish(
                 [
                     MembershipChanged(

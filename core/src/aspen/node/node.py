@@ -29,6 +29,7 @@ from aspen.rpc.registry import MethodRegistry
 from aspen.rpc.server import RpcServer
 from aspen.storage import Storage
 from aspen.transport.identity import load_or_create_identity
+from aspen.transport.tls import ClusterCA, server_context
 
 __all__ = ["NOTIFICATION_HOOKS", "Node", "NodeAPI"]
 
@@ -111,9 +112,8 @@ class Node:
     # ------------------------------------------------------------------ life
     def _open(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        identity = load_or_create_identity(self.data_dir)
-        self.id = identity.node_id
-        self.token = load_or_create_root_token(self.data_dir)
+        self.identity = load_or_create_identity(self.data_dir)
+        self.id = self.identity.node_id
         self.storage = Storage(self.data_dir / DB_DIR, sync=self.config_.sync)
         self.state_machine = KVStateMachine(self.storage)
         with self.storage.begin() as txn:
@@ -127,13 +127,6 @@ class Node:
             for hook in NOTIFICATION_HOOKS:
                 subscribers[hook] = [(s.plugin, s.function) for s in self.pm.subscribers(hook)]
         self.bus = EventBus(subscribers, self)
-        self.server = RpcServer(
-            self.registry,
-            node=self,
-            authenticate=TokenAuthenticator(self.token),
-            node_id=self.id,
-            features=("watch", "leases", "txn"),
-        )
 
     def _load_plugin_config(self) -> dict[str, dict[str, Any]]:
         if self.pm is None:
@@ -201,10 +194,24 @@ class Node:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
                 await self.bus.run(tg)
+                self.cluster = ClusterRuntime(self, self.identity)
+                founding = not ClusterCA.exists(self.data_dir) and self.config_.join is None
+                creds = await self.cluster.credentials(
+                    self.config_.join, self.config_.listen, self.config_.peer_listen
+                )
+                self.token = load_or_create_root_token(self.data_dir)
+                self.server = RpcServer(
+                    self.registry,
+                    node=self,
+                    authenticate=TokenAuthenticator(self.token),
+                    node_id=self.id,
+                    features=("watch", "leases", "txn", "cluster"),
+                    ssl_context=server_context(creds),
+                )
                 bound = await tg.start(self.server.serve, host, port)
                 self.endpoint = f"{host}:{bound}"
-                self.cluster = ClusterRuntime(self, peer_endpoint=self.config_.peer_listen)
-                self.cluster.open(self.endpoint, join=self.config_.join is not None)
+                await self.cluster.start_transport(tg, creds, self.config_.peer_listen)
+                self.cluster.open(self.endpoint, founding=founding)
                 await tg.start(self.cluster.replicator.run)
                 tg.start_soon(self.leases.run, name="leases")
                 await self._wait_for_leader_if_alone()

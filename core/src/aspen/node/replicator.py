@@ -210,16 +210,20 @@ class Replicator:
             return  # a single voter is the only possible leader: its applied state is current
         if len(self._reads) >= limits.MAX_PENDING_READS:
             raise ResourceExhaustedError("too many reads waiting; retry later")
-        waiter = _Waiter()
-        self._reads.append(waiter)
-        self._kick()
-        try:
-            with anyio.fail_after(limits.PROPOSAL_TIMEOUT_SECONDS):
+        deadline = anyio.current_time() + limits.PROPOSAL_TIMEOUT_SECONDS
+        while anyio.current_time() < deadline:
+            waiter = _Waiter()  # a ReadIndex request can be lost with a message: ask again
+            self._reads.append(waiter)
+            self._kick()
+            with anyio.move_on_after(
+                min(limits.READ_INDEX_RETRY_SECONDS, deadline - anyio.current_time())
+            ):
                 await waiter.done.wait()
-        except builtins.TimeoutError:
-            raise TimeoutError("no leader confirmed the read in time (no quorum?)") from None
-        if isinstance(waiter.result, AspenError):
-            raise waiter.result
+            if waiter.done.is_set():
+                if isinstance(waiter.result, AspenError):
+                    raise waiter.result
+                return
+        raise TimeoutError("no leader confirmed the read in time (no quorum?)")
 
     async def snapshot(self) -> int:
         """Compact the log up to the applied index (the LMDB state is the snapshot); return
@@ -267,7 +271,11 @@ class Replicator:
         for _ in range(ticks):
             raw.tick()
         while self._local:
-            self._local.popleft()(raw)
+            action = self._local.popleft()
+            try:
+                action(raw)
+            except Exception as exc:  # e.g. a transfer asked of a node that just lost the lead
+                log.warning("raft request not carried out: %s", exc)
         for _ in range(min(len(self._inbox), limits.MAX_RAFT_MESSAGES_PER_CYCLE)):
             msg = self._inbox.popleft()
             try:
@@ -277,7 +285,7 @@ class Replicator:
         self._step_proposals(raw, out)
         if self._reads:
             reads, self._reads = self._reads, []
-            context = next(self._seq).to_bytes(8, "big")
+            context = self.id.encode() + next(self._seq).to_bytes(8, "big")
             if raw.read_index(context):
                 self._read_batches[context] = reads
             else:

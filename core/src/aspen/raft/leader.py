@@ -83,7 +83,7 @@ class LeaderMixin:
             raise ConfChangeRefusedError(
                 f"another membership change (index {self.pending_conf_index}) is not applied yet"
             )
-        if self.log.zero_term(self.log.committed) != self.term:
+        if not self.committed_in_term():
             raise ConfChangeRefusedError("the new leader has not committed an entry yet; retry")
         voters = apply_to_conf(self.tracker.conf, change).voters
         active = sum(
@@ -328,12 +328,8 @@ class LeaderMixin:
             return
         if self.lead_transferee is not None and not self.tracker.is_voter(self.lead_transferee):
             self.lead_transferee = None
-        if self.maybe_commit():
-            self.bcast_append()
-        else:
-            for node in self.tracker.progress:
-                if node != self.id:
-                    self.maybe_send_append(node, send_if_empty=False)
+        self.maybe_commit()
+        self.bcast_append()  # new members hear from us now, not at the next heartbeat
 
     def _hand_over(self: Raft) -> None:
         """We were removed: let the most up-to-date voter campaign at once, then step down."""

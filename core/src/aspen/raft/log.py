@@ -14,6 +14,8 @@ Invariants:
 * ``applied <= applying <= committed <= last_index()``; committed never decreases.
 * Entries before ``offset_in_progress`` were handed to the driver in a ``Ready`` that has
   not been advanced yet; they are not handed out twice.
+* Storage's last index is ``unstable.offset - 1`` (the driver persists exactly what each
+  ``Ready`` says, replacing the suffix), so Raft never asks storage for it after start.
 """
 
 from __future__ import annotations
@@ -138,9 +140,9 @@ class RaftLog:
         return i if i is not None else self.storage.first_index()
 
     def last_index(self) -> int:
-        """Index of the last entry."""
+        """Index of the last entry (storage's is ``unstable.offset - 1``: no I/O here)."""
         i = self.unstable.maybe_last_index()
-        return i if i is not None else self.storage.last_index()
+        return i if i is not None else self.unstable.offset - 1
 
     def term(self, index: int) -> int:
         """Term at ``index``; raises ``CompactedError`` / ``UnavailableError`` outside."""
@@ -200,8 +202,7 @@ class RaftLog:
                 return ents  # the size bound stopped it
         if hi > offset:
             ents.extend(self.unstable.slice(max(lo, offset), hi))
-            if lo < offset:
-                ents = limit_size(ents, max_bytes)
+            ents = limit_size(ents, max_bytes)
         return ents
 
     def entries_from(self, index: int, max_bytes: int | None) -> list[Entry]:

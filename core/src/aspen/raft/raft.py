@@ -27,8 +27,8 @@ Invariants (checked by the unit tests and, across nodes, by the simulator):
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from aspen.raft.confchange import apply_to_conf, conf_change_problem
 from aspen.raft.config import MAX_PENDING_READ_REQUESTS, Config
@@ -51,6 +51,9 @@ from aspen.raft.types import (
     SnapshotMeta,
     SoftState,
 )
+
+if TYPE_CHECKING:
+    import random  # only the type: Raft uses the Random instance it is given
 
 __all__ = ["TRANSFER_CONTEXT", "Raft"]
 
@@ -84,6 +87,7 @@ class Raft(LeaderMixin):
         self.lead_transferee: str | None = None
         self.pending_conf_index = 0
         self.uncommitted_bytes = 0
+        self.transfer_after_apply = False
         hard_state, conf = storage.initial_state()
         self.tracker.set_conf(conf, self.log.last_index() + 1)
         self._load(hard_state, config.applied)
@@ -152,6 +156,7 @@ class Raft(LeaderMixin):
             own.recent_active = True
         self.pending_conf_index = 0
         self.uncommitted_bytes = 0
+        self.transfer_after_apply = False
         self.read_requests = ReadRequestQueue(MAX_PENDING_READ_REQUESTS)
         self.deferred_reads = []
 
@@ -220,7 +225,10 @@ class Raft(LeaderMixin):
         if self.role == Role.LEADER or not self.promotable():
             return
         if self._unapplied_conf_change():
-            return  # campaign with the configuration the log will have, not an old one
+            # Campaign with the configuration the log will have, not an old one; a
+            # transfer (TIMEOUT_NOW) is only postponed until the driver has applied it.
+            self.transfer_after_apply = self.transfer_after_apply or transfer
+            return
         self.campaign(pre=self.config.pre_vote and not transfer, transfer=transfer)
 
     def campaign(self, *, pre: bool, transfer: bool) -> None:
@@ -273,6 +281,13 @@ class Raft(LeaderMixin):
                 pass  # pre-votes never change terms
             elif m.type in (_MT.APPEND, _MT.HEARTBEAT, _MT.SNAPSHOT):
                 self.become_follower(m.term, m.frm)
+            elif m.type == _MT.VOTE and self.role != Role.LEADER:
+                # Adopt the term but keep our election timer running (Raft §5.2: only a
+                # granted vote resets it). Otherwise candidates with stale logs, each
+                # campaign resetting everyone's timer, can starve the nodes that could win.
+                elapsed = self.election_elapsed
+                self.become_follower(m.term, None)
+                self.election_elapsed = elapsed
             else:
                 self.become_follower(m.term, None)
         elif m.term < self.term:
@@ -417,3 +432,6 @@ class Raft(LeaderMixin):
     def advance_applied(self, index: int) -> None:
         """The driver applied entries up to ``index``."""
         self.log.applied_to(index)
+        if self.transfer_after_apply and self.role != Role.LEADER:
+            self.transfer_after_apply = False
+            self.hup(transfer=True)

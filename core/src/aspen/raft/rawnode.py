@@ -22,7 +22,7 @@ depends only on state that is in it or was in an earlier, advanced one.
 
 from __future__ import annotations
 
-import random
+from typing import TYPE_CHECKING
 
 from aspen.raft.config import Config
 from aspen.raft.raft import Raft
@@ -30,6 +30,9 @@ from aspen.raft.status import ProgressStatus, Status
 from aspen.raft.storage import RaftStorage
 from aspen.raft.types import ConfChange, ConfState, EntryType, Message, Ready, Role
 from aspen.raft.validate import message_problem
+
+if TYPE_CHECKING:
+    import random  # only the type: Raft uses the Random instance it is given
 
 __all__ = ["RawNode"]
 

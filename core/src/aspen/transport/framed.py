@@ -6,8 +6,11 @@ replies) or in batches, parsing every complete frame of each big receive.
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import ssl
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -15,7 +18,7 @@ import anyio.abc
 from anyio.streams.tls import TLSAttribute, TLSStream
 
 from aspen.errors import AspenError
-from aspen.limits import MAX_FRAME_BYTES, PEER_READ_CHUNK_BYTES
+from aspen.limits import MAX_FRAME_BYTES, PEER_READ_CHUNK_BYTES, PEER_TCP_USER_TIMEOUT_SECONDS
 from aspen.transport.framing import FrameDecoder, encode_frame
 
 __all__ = [
@@ -24,6 +27,7 @@ __all__ = [
     "describe_error",
     "error_frame",
     "open_tls",
+    "tune_peer_socket",
     "wrap_tls",
 ]
 
@@ -37,6 +41,18 @@ LINK_ERRORS: tuple[type[BaseException], ...] = (
     anyio.BusyResourceError,
     AspenError,  # includes FrameError and errors sent by the other side
 )
+
+
+def tune_peer_socket(sock: Any) -> None:
+    """No Nagle delay, and a bound on how long sent data may go unacknowledged
+    (``PEER_TCP_USER_TIMEOUT_SECONDS``, where the OS has ``TCP_USER_TIMEOUT``)."""
+    if sock is None:
+        return
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if hasattr(socket, "TCP_USER_TIMEOUT"):
+            millis = int(PEER_TCP_USER_TIMEOUT_SECONDS * 1000)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, millis)
 
 
 def describe_error(exc: BaseException) -> str:
@@ -69,6 +85,7 @@ async def open_tls(
     """Connect to ``host:port`` and run the TLS handshake; closes the socket on failure."""
     with anyio.fail_after(connect_timeout):
         sock = await anyio.connect_tcp(host, port)
+    tune_peer_socket(sock.extra(anyio.abc.SocketAttribute.raw_socket, None))
     try:
         with anyio.fail_after(handshake_timeout):
             return await wrap_tls(sock, ctx, server_side=False)
@@ -81,6 +98,9 @@ class FramedStream:
     """Length-prefixed msgpack frames over a (TLS) byte stream."""
 
     __slots__ = ("_pending", "decoder", "max_frame", "stream")
+
+    #: Frames are written by a task (see :class:`aspen.transport.aio.FrameProtocol`).
+    direct = False
 
     def __init__(self, stream: anyio.abc.ByteStream, max_frame: int = MAX_FRAME_BYTES) -> None:
         self.stream = stream
@@ -96,6 +116,10 @@ class FramedStream:
     async def send(self, frame: dict[str, Any]) -> None:
         """Encode and send one frame."""
         await self.stream.send(encode_frame(frame, max_frame=self.max_frame))
+
+    async def send_bytes(self, data: bytes) -> None:
+        """Send already encoded frames."""
+        await self.stream.send(data)
 
     async def recv(self) -> dict[str, Any]:
         """Receive the next frame (``anyio.EndOfStream`` when the other side closed;
@@ -116,6 +140,12 @@ class FramedStream:
             frames = feed(await receive(PEER_READ_CHUNK_BYTES))
             if frames:
                 return frames
+
+    async def deliver(self, callback: Callable[[dict[str, Any]], None]) -> None:
+        """Hand every frame to ``callback`` until the connection ends; raise why it ended."""
+        while True:
+            for frame in await self.recv_batch():
+                callback(frame)
 
     async def aclose(self) -> None:
         """Close the stream at once."""

@@ -6,23 +6,27 @@ certificate, a join token and a cluster root token. A new node joins with the jo
 :func:`request_join` connects with TLS to any member's *peer* port without a client
 certificate, accepts the member only if the CA key in the token signed its certificate,
 and sends ``{"type": "join", "version", "cluster_id", "secret", "public_key",
-"addresses"}``. The member (:class:`JoinService`, called by the
+"addresses": {"peer": ..., "client": ...}}``. The member (:class:`JoinService`, called by the
 :class:`~aspen.transport.peer.PeerTransport` for certificate-less connections) checks the
 secret in constant time, lets the node admit the newcomer, and answers with a
 :class:`JoinGrant`: the CA certificate *and key*, a fresh node certificate, the join and
 root tokens, and the member list; or an ``unauthorized`` error.
 
 Trade-off of handing out the CA key: any member can issue certificates and serve joins
-while others are down (no single CA node), at the price that the join secret, and every
-member's data directory, are as sensitive as the CA itself: a stolen ``cluster-ca.key`` or
-join token lets its holder mint member certificates (it still needs ``is_member`` to
-accept its key, i.e. a committed membership change). Rotating means a new cluster CA.
+while others are down (no single CA node), at the price that every member's data
+directory is as sensitive as the CA itself. A stolen ``cluster-ca.key`` lets its holder
+mint certificates, but peers only talk to keys that are committed members (``is_member``)
+and node ids derive from keys, so it can neither impersonate a member nor join without a
+membership change; a stolen join token can join (that is what it is for) and so obtains
+the CA key and the root token. Getting rid of either means a new cluster CA. The
+alternative (only the first node holds the key, others forward joins to it) makes joins
+depend on that node.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,12 +90,13 @@ JOIN_PROTOCOL_VERSION = 1
 JOIN_TOKEN_FILE = "join-token"
 #: Most addresses a joining node may announce.
 MAX_JOIN_ADDRESSES = 16
-#: Longest announced address.
+#: Longest announced address, and longest name of one (``"peer"``, ``"client"``).
 MAX_ADDRESS_CHARS = 256
 
-#: ``await admit(node_id, addresses)``: accept the newcomer (e.g. commit it as a learner)
-#: and return the member list to hand it; raise an ``AspenError`` to refuse.
-Admit = Callable[[str, list[str]], Awaitable[list[dict[str, Any]]]]
+#: ``await admit(node_id, addresses)``: accept the newcomer (e.g. commit it as a learner
+#: with ``addresses["peer"]`` and ``addresses["client"]``) and return the member list to
+#: hand it; raise an ``AspenError`` to refuse.
+Admit = Callable[[str, dict[str, str]], Awaitable[list[dict[str, Any]]]]
 
 
 def _write_token(data_dir: Path, name: str, token: str) -> None:
@@ -180,8 +185,6 @@ class JoinService:
         join_token: str,
         root_token: str,
         admit: Admit | None = None,
-        *,
-        addresses: Sequence[str] = (),
     ) -> None:
         token = parse_cluster_token(join_token)
         if token is None or token.kind != "join":
@@ -194,7 +197,6 @@ class JoinService:
         self.join_token = join_token
         self.root_token = root_token
         self.admit = admit
-        self.addresses = list(addresses)
         self._secret = token.secret
         self.granted = 0
         self.refused = 0
@@ -219,13 +221,13 @@ class JoinService:
             "node_id": node_id,
             "ca_cert": ca.cert_pem,
             "ca_key": ca.key_pem(),
-            "node_cert": issue_node_cert(ca, public_raw, addresses),
+            "node_cert": issue_node_cert(ca, public_raw, addresses.values()),
             "join_token": self.join_token,
             "root_token": self.root_token,
             "members": members,
         }
 
-    def _check(self, frame: dict[str, Any]) -> tuple[bytes, list[str]]:
+    def _check(self, frame: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
         """Validate a join request; return the newcomer's public key and addresses."""
         if frame.get("version") != JOIN_PROTOCOL_VERSION:
             raise InvalidArgumentError(
@@ -241,21 +243,29 @@ class JoinService:
         if type(public_raw) is not bytes or len(public_raw) != 32:
             raise InvalidArgumentError("'public_key' must be a raw 32-byte Ed25519 key")
         addresses = frame.get("addresses")
-        if (
-            not isinstance(addresses, list)
-            or len(addresses) > MAX_JOIN_ADDRESSES
-            or not all(isinstance(a, str) and len(a) <= MAX_ADDRESS_CHARS for a in addresses)
-        ):
+        if not _address_map(addresses):
             raise InvalidArgumentError(
-                f"'addresses' must be a list of at most {MAX_JOIN_ADDRESSES} host:port strings"
+                f"'addresses' must map at most {MAX_JOIN_ADDRESSES} names to host:port strings"
             )
         try:
-            for address in addresses:
+            for address in addresses.values():
                 split_address(address)
             Ed25519PublicKey.from_public_bytes(public_raw)
         except ValueError as exc:
             raise InvalidArgumentError(str(exc)) from None
         return public_raw, addresses
+
+
+def _address_map(value: object) -> bool:
+    """Whether ``value`` is a small map of short names to short strings."""
+    return (
+        isinstance(value, dict)
+        and len(value) <= MAX_JOIN_ADDRESSES
+        and all(
+            isinstance(k, str) and isinstance(v, str) and max(len(k), len(v)) <= MAX_ADDRESS_CHARS
+            for k, v in value.items()
+        )
+    )
 
 
 def _parse_join_token(token: str) -> ClusterToken:
@@ -302,11 +312,12 @@ async def request_join(
     token: str,
     address: str,
     identity: NodeIdentity,
-    my_addresses: Sequence[str],
+    my_addresses: Mapping[str, str],
     *,
     timeout: float = JOIN_TIMEOUT_SECONDS,
 ) -> JoinGrant:
-    """Ask the member at ``address`` (its peer port) to let this node join.
+    """Ask the member at ``address`` (its peer port) to let this node join, announcing
+    ``my_addresses`` (e.g. ``{"peer": "10.0.0.5:7380", "client": "10.0.0.5:7379"}``).
 
     Raises ``UnauthorizedError`` for a wrong secret or when the member is not of the
     token's cluster, ``UnavailableError`` when it cannot be reached, the member's error
@@ -335,7 +346,7 @@ async def request_join(
             "cluster_id": parsed.cluster_id,
             "secret": parsed.secret,
             "public_key": identity.public_raw,
-            "addresses": list(my_addresses),
+            "addresses": dict(my_addresses),
         }
         with anyio.fail_after(timeout):
             await framed.send(request)

@@ -17,18 +17,24 @@ Wire (after the TLS handshake), every message a length-prefixed msgpack frame:
   ``{"type": "result", "result": ...}`` or an error frame.
 
 Sending never blocks: :meth:`PeerTransport.send` queues an encoded frame on the peer's
-bounded queue (a full queue drops and counts; Raft retransmits) and the link's task writes
-everything queued in one ``send``. Links connect lazily and reconnect with jittered
-exponential backoff. Garbage or an oversized frame closes only that link.
+bounded queue (a full queue drops and counts; Raft retransmits); everything queued in one
+loop iteration goes out in one write (:mod:`aspen.transport.peer_link`). Links connect
+lazily and reconnect with jittered exponential backoff. Garbage or an oversized frame
+closes only that link.
+
+Two I/O drivers: ``asyncio`` (on asyncio or uvloop: asyncio's TLS transport, frames
+handed to ``on_message`` straight from the protocol callback, :mod:`aspen.transport.aio`)
+and ``anyio`` (TLS streams, portable to trio); measured about 3x apart in round trips.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
-from collections import deque
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import anyio.abc
@@ -54,17 +60,19 @@ from aspen.limits import (
     PEER_RECONNECT_MIN_SECONDS,
     PEER_STREAM_IDLE_TIMEOUT_SECONDS,
     PEER_STREAM_RESULT_TIMEOUT_SECONDS,
-    PEER_WRITE_BATCH_BYTES,
 )
+from aspen.transport.aio import FrameProtocol, accept_tls, connect_tls, listen_socket
 from aspen.transport.framed import (
     LINK_ERRORS,
     FramedStream,
     describe_error,
     error_frame,
     open_tls,
+    tune_peer_socket,
     wrap_tls,
 )
-from aspen.transport.framing import FrameError, encode_frame
+from aspen.transport.framing import FrameError, encode_frame, running_on_asyncio
+from aspen.transport.peer_link import NO_LINK_STATS, PeerLink
 from aspen.transport.streams import StreamReader, StreamSender
 from aspen.transport.tls import (
     NodeCredentials,
@@ -76,6 +84,7 @@ from aspen.transport.tls import (
 
 __all__ = [
     "PEER_PROTOCOL_VERSION",
+    "Driver",
     "IsMember",
     "OnJoin",
     "OnMessage",
@@ -99,57 +108,11 @@ OnJoin = Callable[[dict[str, Any], str], Awaitable[dict[str, Any]]]
 
 _KINDS = ("messages", "stream")
 
-
-class _Link:
-    """One outbound link: the bounded queue and the state of its connection."""
-
-    __slots__ = (
-        "address_known",
-        "conn_scope",
-        "connected",
-        "connects",
-        "dropped",
-        "failing",
-        "failures",
-        "last_error",
-        "peer_id",
-        "queue",
-        "queued_bytes",
-        "sent",
-        "started",
-        "task_scope",
-        "wake",
-    )
-
-    def __init__(self, peer_id: str) -> None:
-        self.peer_id = peer_id
-        self.queue: deque[bytes] = deque()
-        self.queued_bytes = 0
-        self.wake = anyio.Event()
-        self.address_known = anyio.Event()
-        self.conn_scope: anyio.CancelScope | None = None
-        self.task_scope = anyio.CancelScope()
-        self.started = False
-        self.connected = False
-        self.failing = False
-        self.sent = self.dropped = self.connects = self.failures = 0
-        self.last_error = ""
-
-    def take(self, limit: int) -> tuple[bytes, int]:
-        """Remove queued frames (at least one, at most ``limit`` bytes when more)."""
-        queue = self.queue
-        if self.queued_bytes <= limit or len(queue) == 1:
-            frames = list(queue)
-            queue.clear()
-            self.queued_bytes = 0
-        else:
-            frames, size = [], 0
-            while queue and (not frames or size + len(queue[0]) <= limit):
-                frame = queue.popleft()
-                frames.append(frame)
-                size += len(frame)
-            self.queued_bytes -= size
-        return (frames[0] if len(frames) == 1 else b"".join(frames)), len(frames)
+#: ``"asyncio"``: asyncio's TLS transport and protocols (the fast path, on asyncio/uvloop);
+#: ``"anyio"``: anyio TLS streams (portable); ``"auto"``: asyncio when running on it.
+Driver = Literal["auto", "asyncio", "anyio"]
+#: Connections a listener lets wait for ``accept`` (the asyncio driver).
+_BACKLOG = 1024
 
 
 class PeerTransport:
@@ -173,6 +136,7 @@ class PeerTransport:
         reconnect_max: float = PEER_RECONNECT_MAX_SECONDS,
         handshake_timeout: float = PEER_HANDSHAKE_TIMEOUT_SECONDS,
         stream_idle_timeout: float = PEER_STREAM_IDLE_TIMEOUT_SECONDS,
+        driver: Driver = "auto",
     ) -> None:
         self.credentials = credentials
         self.node_id = credentials.node_id
@@ -187,6 +151,7 @@ class PeerTransport:
         self.reconnect_max = reconnect_max
         self.handshake_timeout = handshake_timeout
         self.stream_idle_timeout = stream_idle_timeout
+        self.driver = driver
         #: The bound peer port once :meth:`serve` has started.
         self.port: int | None = None
         self._is_member = is_member
@@ -196,7 +161,7 @@ class PeerTransport:
         self._server_ctx = server_context(credentials, peers=True)
         self._client_ctx = peer_client_context(credentials)
         self._tg: anyio.abc.TaskGroup | None = None
-        self._links: dict[str, _Link] = {}
+        self._links: dict[str, PeerLink] = {}
         self._addresses: dict[str, str] = {}
         self._inbound: dict[str, set[anyio.CancelScope]] = {}
         self._received: dict[str, int] = {}
@@ -222,18 +187,54 @@ class PeerTransport:
     ) -> None:
         """Listen on the peer address and run the links until cancelled;
         ``task_status.started(port)``."""
+        if self.driver == "auto":
+            self.driver = "asyncio" if running_on_asyncio() else "anyio"
         host, port = split_address(self.listen)
-        listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
-        async with listener, anyio.create_task_group() as tg:
+        async with anyio.create_task_group() as tg:
             self._tg = tg
-            self.port = listener.extra(anyio.abc.SocketAttribute.local_port)
-            for link in self._links.values():
-                self._start_link(link)
-            task_status.started(self.port)
             try:
-                await listener.serve(self._accept, task_group=tg)
+                if self.driver == "asyncio":
+                    await self._listen_asyncio(host, port, task_status)
+                else:
+                    await self._listen_anyio(host, port, task_status)
             finally:
                 self._tg = None
+
+    def _started(self, port: int, task_status: anyio.abc.TaskStatus[int]) -> None:
+        """Record the bound port, start the links queued so far, report readiness."""
+        self.port = port
+        for link in self._links.values():
+            self._start_link(link)
+        task_status.started(port)
+
+    async def _listen_anyio(
+        self, host: str, port: int, task_status: anyio.abc.TaskStatus[int]
+    ) -> None:
+        """Accept on an anyio listener; each connection gets an anyio TLS stream."""
+        listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
+        async with listener:
+            self._started(listener.extra(anyio.abc.SocketAttribute.local_port), task_status)
+            await listener.serve(self._accept_anyio, task_group=self._tg)
+
+    async def _listen_asyncio(
+        self, host: str, port: int, task_status: anyio.abc.TaskStatus[int]
+    ) -> None:
+        """Accept on a plain socket; each connection's TLS runs on asyncio's transport."""
+        loop = asyncio.get_running_loop()
+        lsock = listen_socket(host, port, _BACKLOG)
+        try:
+            self._started(lsock.getsockname()[1], task_status)
+            while True:
+                try:
+                    sock, address = await loop.sock_accept(lsock)
+                except OSError as exc:  # e.g. out of file descriptors: do not spin
+                    log.error("accepting peer connections failed: %s", exc)
+                    await anyio.sleep(self.reconnect_max)
+                    continue
+                assert self._tg is not None
+                self._tg.start_soon(self._accept_asyncio, sock, f"{address[0]}:{address[1]}")
+        finally:
+            lsock.close()
 
     def send(self, peer_id: str, address: str | None, msg: dict[str, Any]) -> bool:
         """Queue ``msg`` for ``peer_id`` (at ``address``, or its known one); never blocks.
@@ -247,18 +248,9 @@ class PeerTransport:
             link = self._new_link(peer_id)
         if address is not None and self._addresses.get(peer_id) != address:
             self.update_addresses({peer_id: address})
-        data = encode_frame(msg, max_frame=self.max_frame)
-        if len(link.queue) >= self.queue_messages or (
-            link.queued_bytes + len(data) > self.queue_bytes
-        ):
-            link.dropped += 1
-            return False
-        link.queue.append(data)
-        link.queued_bytes += len(data)
-        wake = link.wake
-        if not wake.is_set():
-            wake.set()
-        return True
+        return link.enqueue(
+            encode_frame(msg, max_frame=self.max_frame), self.queue_messages, self.queue_bytes
+        )
 
     async def send_stream(
         self,
@@ -326,35 +318,28 @@ class PeerTransport:
             link = self._links.get(peer_id)
             peers[peer_id] = {
                 "address": self._addresses.get(peer_id),
-                "connected": bool(link and link.connected),
-                "queued": len(link.queue) if link else 0,
-                "queued_bytes": link.queued_bytes if link else 0,
-                "sent": link.sent if link else 0,
-                "dropped": link.dropped if link else 0,
-                "connects": link.connects if link else 0,
-                "connect_failures": link.failures if link else 0,
-                "last_error": link.last_error if link else "",
+                **(link.stats() if link is not None else NO_LINK_STATS),
                 "received": self._received.get(peer_id, 0),
             }
         return {"node_id": self.node_id, "port": self.port, **self._counters, "peers": peers}
 
     # ------------------------------------------------------------------ outbound links
-    def _new_link(self, peer_id: str) -> _Link:
+    def _new_link(self, peer_id: str) -> PeerLink:
         """Create the link to ``peer_id`` (its task starts once serving)."""
-        link = self._links[peer_id] = _Link(peer_id)
+        link = self._links[peer_id] = PeerLink(peer_id)
         if peer_id in self._addresses:
             link.address_known.set()
         if self._tg is not None:
             self._start_link(link)
         return link
 
-    def _start_link(self, link: _Link) -> None:
+    def _start_link(self, link: PeerLink) -> None:
         """Run the link's task in the transport's task group."""
         if not link.started and self._tg is not None:
             link.started = True
             self._tg.start_soon(self._run_link, link, name=f"peer-link-{link.peer_id}")
 
-    async def _run_link(self, link: _Link) -> None:
+    async def _run_link(self, link: PeerLink) -> None:
         """Connect when there is something to send, pump frames, reconnect with backoff."""
         delay = self.reconnect_min
         with link.task_scope:
@@ -380,11 +365,11 @@ class PeerTransport:
                 level = logging.INFO if link.failing or link.connects > 1 else logging.DEBUG
                 log.log(level, "link to peer %s at %s is up", link.peer_id, address)
                 link.failing = False
-                reason = await self._pump(link, framed)
+                reason = await link.pump(framed)
                 link.last_error = reason
                 log.info("link to peer %s at %s lost: %s", link.peer_id, address, reason)
 
-    def _link_failed(self, link: _Link, address: str, exc: BaseException) -> None:
+    def _link_failed(self, link: PeerLink, address: str, exc: BaseException) -> None:
         """Count a failed connect; log the first of a series at warning level."""
         link.failures += 1
         link.last_error = describe_error(exc)
@@ -392,56 +377,31 @@ class PeerTransport:
         link.failing = True
         log.log(level, "cannot reach peer %s at %s: %s", link.peer_id, address, link.last_error)
 
-    async def _pump(self, link: _Link, framed: FramedStream) -> str:
-        """Write queued frames (coalesced) until the connection fails; return why."""
-        reason = "closed"
-
-        async def watch(scope: anyio.CancelScope) -> None:
-            nonlocal reason
-            try:
-                frame = await framed.recv()
-                reason = f"unexpected frame from the peer: {sorted(frame)}"
-            except LINK_ERRORS as exc:
-                reason = describe_error(exc)
-            scope.cancel()
-
-        try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(watch, tg.cancel_scope)
-                link.conn_scope = tg.cancel_scope
-                link.connected = True
-                try:
-                    while True:
-                        if not link.queue:
-                            link.wake = anyio.Event()
-                            await link.wake.wait()
-                            continue
-                        data, count = link.take(PEER_WRITE_BATCH_BYTES)
-                        await framed.stream.send(data)
-                        link.sent += count
-                except LINK_ERRORS as exc:
-                    reason = describe_error(exc)
-                    tg.cancel_scope.cancel()
-        finally:
-            link.connected = False
-            link.conn_scope = None
-            await framed.aclose()
-        return reason
-
     async def _dial(
         self, peer_id: str, address: str, kind: str, header: dict[str, Any] | None = None
-    ) -> FramedStream:
+    ) -> FramedStream | FrameProtocol:
         """Connect to ``peer_id`` at ``address``, check its certificate is that node's,
         and exchange hellos; return the open stream."""
         host, port = split_address(address)
-        tls = await open_tls(
-            host,
-            port,
-            self._client_ctx,
-            connect_timeout=PEER_CONNECT_TIMEOUT_SECONDS,
-            handshake_timeout=self.handshake_timeout,
-        )
-        framed = FramedStream(tls, self.max_frame)
+        framed: FramedStream | FrameProtocol
+        if self.driver == "asyncio" or (self.driver == "auto" and running_on_asyncio()):
+            framed = await connect_tls(
+                host,
+                port,
+                self._client_ctx,
+                connect_timeout=PEER_CONNECT_TIMEOUT_SECONDS,
+                handshake_timeout=self.handshake_timeout,
+                max_frame=self.max_frame,
+            )
+        else:
+            tls = await open_tls(
+                host,
+                port,
+                self._client_ctx,
+                connect_timeout=PEER_CONNECT_TIMEOUT_SECONDS,
+                handshake_timeout=self.handshake_timeout,
+            )
+            framed = FramedStream(tls, self.max_frame)
         try:
             actual = peer_node_id(framed.ssl_object)
             if actual != peer_id:
@@ -468,64 +428,102 @@ class PeerTransport:
         return framed
 
     # ------------------------------------------------------------------ inbound
-    async def _accept(self, sock: anyio.abc.SocketStream) -> None:
-        """Serve one inbound connection; never raises."""
+    async def _accept_anyio(self, sock: anyio.abc.SocketStream) -> None:
+        """Serve one connection accepted by the anyio listener."""
         try:
             host, port = sock.extra(anyio.abc.SocketAttribute.remote_address)[:2]
             remote = f"{host}:{port}"
         except Exception:
             remote = "?"
-        counters = self._counters
+
+        async def handshake() -> FramedStream:
+            tune_peer_socket(sock.extra(anyio.abc.SocketAttribute.raw_socket, None))
+            tls = await wrap_tls(sock, self._server_ctx, server_side=True)
+            return FramedStream(tls, self.max_frame)
+
         try:
-            if counters["connections"] >= self.max_connections:
-                self._refuse(remote, f"too many peer connections ({self.max_connections})")
-                return
-            counters["connections"] += 1
-            try:
-                await self._serve_connection(sock, remote)
-            finally:
-                counters["connections"] -= 1
-        except Exception as exc:  # a bug here must not take the listener down
-            log.error("peer connection from %s failed", remote, exc_info=exc)
+            await self._serve_inbound(remote, handshake)
         finally:
             await anyio.aclose_forcefully(sock)
+
+    async def _accept_asyncio(self, sock: socket.socket, remote: str) -> None:
+        """Serve one connection accepted by the asyncio listener."""
+        proto: FrameProtocol | None = None
+
+        async def handshake() -> FrameProtocol:
+            nonlocal proto
+            proto = await accept_tls(
+                sock,
+                self._server_ctx,
+                handshake_timeout=self.handshake_timeout,
+                max_frame=self.max_frame,
+            )
+            return proto
+
+        try:
+            await self._serve_inbound(remote, handshake)
+        finally:
+            if proto is None:
+                sock.close()  # refused before TLS was up (closing twice is harmless)
 
     def _refuse(self, remote: str, reason: str) -> None:
         """Count and log a refused inbound connection."""
         self._counters["refused"] += 1
         log.warning("refused peer connection from %s: %s", remote, reason)
 
-    async def _serve_connection(self, sock: anyio.abc.SocketStream, remote: str) -> None:
-        """TLS handshake, hello, then a link, a stream, or a join."""
-        try:
-            with anyio.fail_after(self.handshake_timeout):
-                framed = FramedStream(
-                    await wrap_tls(sock, self._server_ctx, server_side=True), self.max_frame
-                )
-                peer_id = peer_node_id(framed.ssl_object)
-                hello = await framed.recv()
-        except LINK_ERRORS as exc:
-            self._refuse(remote, describe_error(exc))
+    async def _serve_inbound(
+        self, remote: str, handshake: Callable[[], Awaitable[FramedStream | FrameProtocol]]
+    ) -> None:
+        """Bound, handshake, hello, then serve one inbound connection; never raises."""
+        counters = self._counters
+        if counters["connections"] >= self.max_connections:
+            self._refuse(remote, f"too many peer connections ({self.max_connections})")
             return
+        counters["connections"] += 1
+        framed: FramedStream | FrameProtocol | None = None
         try:
-            if peer_id is None:
-                await self._serve_certless(framed, hello, remote)
-                return
             try:
-                kind = self._check_hello(peer_id, hello)
-            except AspenError as exc:
-                reason = exc.message if peer_id in exc.message else f"{exc.message} ({peer_id})"
-                self._refuse(remote, reason)
-                with anyio.move_on_after(self.handshake_timeout):
-                    await framed.send(error_frame(exc))
+                with anyio.fail_after(self.handshake_timeout):
+                    framed = await handshake()
+                    peer_id = peer_node_id(framed.ssl_object)
+                    hello = await framed.recv()
+            except LINK_ERRORS as exc:
+                self._refuse(remote, describe_error(exc))
                 return
-            await framed.send(self._hello)
-            if kind == "stream":
-                await self._receive_stream(peer_id, framed, hello.get("header") or {})
-            else:
-                await self._receive_messages(peer_id, framed, remote)
+            await self._serve_hello(framed, peer_id, hello, remote)
         except LINK_ERRORS as exc:
             log.debug("peer connection from %s closed: %s", remote, describe_error(exc))
+        except Exception as exc:  # a bug here must not take the listener down
+            log.error("peer connection from %s failed", remote, exc_info=exc)
+        finally:
+            counters["connections"] -= 1
+            if framed is not None:
+                await framed.aclose()
+
+    async def _serve_hello(
+        self,
+        framed: FramedStream | FrameProtocol,
+        peer_id: str | None,
+        hello: dict[str, Any],
+        remote: str,
+    ) -> None:
+        """Answer the hello, then serve a link, a stream, or a join."""
+        if peer_id is None:
+            await self._serve_certless(framed, hello, remote)
+            return
+        try:
+            kind = self._check_hello(peer_id, hello)
+        except AspenError as exc:
+            reason = exc.message if peer_id in exc.message else f"{exc.message} ({peer_id})"
+            self._refuse(remote, reason)
+            with anyio.move_on_after(self.handshake_timeout):
+                await framed.send(error_frame(exc))
+            return
+        await framed.send(self._hello)
+        if kind == "stream":
+            await self._receive_stream(peer_id, framed, hello.get("header") or {})
+        else:
+            await self._receive_messages(peer_id, framed, remote)
 
     def _check_hello(self, peer_id: str, hello: dict[str, Any]) -> str:
         """Validate a certified peer's hello; return its kind or raise why it is refused."""
@@ -563,7 +561,7 @@ class PeerTransport:
         return kind
 
     async def _serve_certless(
-        self, framed: FramedStream, hello: dict[str, Any], remote: str
+        self, framed: FramedStream | FrameProtocol, hello: dict[str, Any], remote: str
     ) -> None:
         """A connection without a certificate: a join, or refused."""
         if hello.get("type") != "join" or self._on_join is None:
@@ -586,23 +584,26 @@ class PeerTransport:
         with anyio.move_on_after(self.handshake_timeout):
             await framed.send(reply)
 
-    async def _receive_messages(self, peer_id: str, framed: FramedStream, remote: str) -> None:
+    async def _receive_messages(
+        self, peer_id: str, framed: FramedStream | FrameProtocol, remote: str
+    ) -> None:
         """Deliver every frame of an inbound link to ``on_message`` until it closes."""
         scopes = self._inbound.setdefault(peer_id, set())
         on_message = self._on_message
         received = self._received
         received.setdefault(peer_id, 0)
+
+        def deliver(frame: dict[str, Any]) -> None:
+            received[peer_id] += 1
+            try:
+                on_message(peer_id, frame)
+            except Exception as exc:
+                log.error("on_message for peer %s failed", peer_id, exc_info=exc)
+
         with anyio.CancelScope() as scope:
             scopes.add(scope)
             try:
-                while True:
-                    frames = await framed.recv_batch()
-                    received[peer_id] += len(frames)
-                    for frame in frames:
-                        try:
-                            on_message(peer_id, frame)
-                        except Exception as exc:
-                            log.error("on_message for peer %s failed", peer_id, exc_info=exc)
+                await framed.deliver(deliver)
             except FrameError as exc:
                 self._counters["bad_frames"] += 1
                 log.warning("closing link from peer %s (%s): %s", peer_id, remote, exc.message)
@@ -612,7 +613,7 @@ class PeerTransport:
                 scopes.discard(scope)
 
     async def _receive_stream(
-        self, peer_id: str, framed: FramedStream, header: dict[str, Any]
+        self, peer_id: str, framed: FramedStream | FrameProtocol, header: dict[str, Any]
     ) -> None:
         """Hand an inbound stream to ``on_stream`` and answer with its result."""
         assert self._on_stream is not None

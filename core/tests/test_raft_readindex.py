@@ -1,0 +1,118 @@
+"""ReadIndex: safe reads confirm leadership with a heartbeat round, followers forward,
+new leaders wait for their first commit, lease reads skip the round."""
+
+from __future__ import annotations
+
+import pytest
+
+from aspen.raft import MessageType, Role
+from aspen.testing.raftsim_cluster import Cluster
+
+MT = MessageType
+
+
+def ask(c: Cluster, node_id: str, context: bytes) -> list[int]:
+    """Request a read on ``node_id``; the list receives the read index when answered."""
+    answers: list[int] = []
+    c.nodes[node_id].read_waiters[context] = answers.append
+    assert c.raw(node_id).read_index(context)
+    return answers
+
+
+def test_leader_confirms_with_a_heartbeat_round_carrying_the_context():
+    c = Cluster()
+    c.elect("n1")
+    c.put("n1", "k", "v")
+    answers = ask(c, "n1", b"r1")
+    heartbeats = c.take(MT.HEARTBEAT, frm="n1")
+    assert heartbeats and all(m.context == b"r1" for m in heartbeats)
+    assert answers == []  # not before a quorum answered
+    c.deliver(heartbeats[0])
+    (reply,) = c.take(MT.HEARTBEAT_RESP)
+    assert reply.context == b"r1"
+    c.deliver(reply)
+    c.flush()
+    assert answers == [c.raw("n1").status().commit]
+
+
+def test_a_leader_cut_off_from_the_quorum_never_answers():
+    c = Cluster()
+    c.elect("n1")
+    c.isolate("n1")
+    answers = ask(c, "n1", b"r1")
+    c.tick(5, nodes=["n1"])
+    assert answers == []
+
+
+def test_followers_forward_reads_to_the_leader():
+    c = Cluster()
+    c.elect("n1")
+    c.put("n1", "k", "v")
+    answers = ask(c, "n3", b"from-n3")
+    (forwarded,) = c.take(MT.READ_INDEX, frm="n3")
+    assert forwarded.to == "n1" and forwarded.context == b"from-n3"
+    c.deliver(forwarded)
+    c.stabilize()
+    assert answers == [c.raw("n1").status().commit]
+
+
+def test_reads_wait_until_the_new_leader_commits_in_its_term():
+    c = Cluster()
+    c.elect("n1")
+    c.intercept = lambda m: None if m.type == MT.APPEND else m
+    c.tick_until(lambda: c.leader() not in (None, "n1"), nodes=["n2", "n3"])
+    leader = c.leader()
+    assert c.raw(leader).status().commit < c.raw(leader).status().last_index
+    answers = ask(c, leader, b"early")
+    c.stabilize()
+    assert answers == []  # its commit index may be stale: wait
+    c.heal()
+    c.tick(1)
+    assert answers == [c.raw(leader).status().last_index]
+
+
+def test_later_confirmation_answers_earlier_requests_too():
+    c = Cluster()
+    c.elect("n1")
+    first = ask(c, "n1", b"a")
+    c.take(MT.HEARTBEAT)  # lost
+    second = ask(c, "n1", b"b")
+    c.stabilize()
+    assert first and second
+
+
+def test_no_leader_no_read():
+    c = Cluster()
+    assert c.raw("n2").read_index(b"x") is False
+    with pytest.raises(ValueError):
+        c.raw("n2").read_index(b"")
+
+
+def test_a_single_voter_answers_at_once():
+    c = Cluster(["n1"])
+    c.elect("n1")
+    answers = ask(c, "n1", b"solo")
+    c.flush()
+    assert answers == [c.raw("n1").status().commit]
+
+
+def test_lease_reads_skip_the_heartbeat_round():
+    c = Cluster(read_only="lease")
+    c.elect("n1")
+    answers = ask(c, "n1", b"lease")
+    c.flush()  # handles the Ready; nothing is delivered
+    assert answers == [c.raw("n1").status().commit]
+    assert all(m.context == b"" for m in c.take(MT.HEARTBEAT))
+
+
+def test_pending_reads_are_dropped_when_leadership_changes():
+    c = Cluster()
+    c.elect("n1")
+    c.isolate("n1")
+    answers = ask(c, "n1", b"lost")
+    c.tick(20, nodes=["n1"])
+    assert c.raw("n1").role == Role.FOLLOWER
+    c.heal()
+    c.tick_until(lambda: c.leader() is not None)
+    c.tick(2)
+    assert answers == []  # the driver times out and retries with a new context
