@@ -227,6 +227,17 @@ class AsyncClient:
             return await conn.request(method, {} if params is None else params, t)
         except NotLeaderError as exc:
             return await self._redirect(exc, method, params or {}, start + t)
+        except AspenTimeoutError:
+            self._abandon(conn)  # a hung (paused, partitioned) node: use another next time
+            raise
+
+    def _abandon(self, conn: Connection) -> None:
+        """Stop using ``conn`` for new requests when other endpoints exist."""
+        if len(self.endpoints) > 1 and conn is self._conn:
+            self._conn = None
+            conn.close_when_idle = True
+            if not conn.pending:
+                conn.close()
 
     async def _redirect(
         self, exc: NotLeaderError, method: str, params: dict[str, Any], deadline: float

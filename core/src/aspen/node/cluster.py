@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from aspen import limits
-from aspen.errors import InvalidArgumentError, NotLeaderError
+from aspen.errors import InvalidArgumentError, NotLeaderError, UnavailableError
 from aspen.events import LeaderChanged, MembershipChanged, SnapshotCreated
 from aspen.node.config import parse_hostport
 from aspen.node.membership import member_context
@@ -155,8 +155,13 @@ class ClusterRuntime:
         peer, client = addresses.get("peer"), addresses.get("client")
         if not peer or not client:
             raise InvalidArgumentError("a joining node must announce its peer and client address")
-        if node_id not in self.members():
-            await self._add_learner_via_leader(node_id, peer, client)
+        with anyio.fail_after(limits.PROPOSAL_TIMEOUT_SECONDS):
+            while node_id not in self.members():
+                try:
+                    await self._add_learner_via_leader(node_id, peer, client)
+                except UnavailableError as exc:  # another change in flight (e.g. a
+                    log.info("admitting %s: %s; retrying", node_id, exc)  # parallel join)
+                    await anyio.sleep(limits.RAFT_TICK_SECONDS * limits.RAFT_HEARTBEAT_TICKS)
         return [{"id": i, **m} for i, m in self.members().items()]
 
     async def _add_learner_via_leader(self, node_id: str, peer: str, client: str) -> None:

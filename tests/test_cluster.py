@@ -1,0 +1,385 @@
+"""Real multi-process clusters: failover under kill -9, a paused (partitioned) leader,
+membership changes under load, every acknowledged write on every node, linearizable
+histories."""
+
+from __future__ import annotations
+
+import functools
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+import aspen
+from aspen.errors import AspenError, NotLeaderError, UnavailableError
+from aspen.node.devcluster import PEER_PORT_OFFSET, DevCluster
+from aspen.testing import free_port, wait_for
+from aspen.testing.linearizability import HistoryRecorder, check_kv_history
+
+pytestmark = pytest.mark.slow
+
+#: Keys the workload writes and reads (few, so operations contend).
+KEYS = [f"lin/{i}" for i in range(6)]
+
+
+def _base_port(nodes: int) -> int:
+    """A base port below the ephemeral range whose client and peer ports all bind now."""
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(20000, 30000, 10)
+        ports = [base + i for i in range(1, nodes + 1)]
+        ports += [base + PEER_PORT_OFFSET + i for i in range(1, nodes + 1)]
+        if all(_port_free(p) for p in ports):
+            return base
+    raise RuntimeError("no free port range")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+@pytest.fixture
+def cluster3(tmp_path) -> Iterator[DevCluster]:
+    """A fresh 3-node cluster of real processes."""
+    c = DevCluster(tmp_path / "c", 3, _base_port(3))
+    try:
+        c.up()
+        yield c
+    finally:
+        c.down()
+
+
+def _client(c: DevCluster, timeout: float = 10):
+    endpoints = ",".join(c.client_endpoint(i) for i in range(1, c.nodes + 1))
+    return aspen.connect(endpoints, token=c.token, timeout=timeout)
+
+
+def _leader_index(c: DevCluster) -> int:
+    """1-based index of the current leader (waits until there is one)."""
+
+    def find() -> int | None:
+        for i in range(1, c.nodes + 1):
+            if c.procs[i - 1].poll() is not None:
+                continue
+            try:
+                with aspen.connect(c.client_endpoint(i), token=c.token, timeout=1) as cl:
+                    if cl.call("cluster.status")["role"] == "leader":
+                        return i
+            except (AspenError, OSError):
+                continue
+        return None
+
+    return wait_for(find, timeout=20)
+
+
+class Workload:
+    """Concurrent clients doing put / get / cas on a few keys, recording a history."""
+
+    def __init__(self, c: DevCluster, clients: int = 4, seed: int = 7) -> None:
+        self.cluster = c
+        self.recorder = HistoryRecorder()
+        self.acked: dict[str, bytes] = {}
+        self.stop = threading.Event()
+        self.threads = [
+            threading.Thread(target=self._run, args=(n, random.Random(seed + n)), daemon=True)
+            for n in range(clients)
+        ]
+        self.counter = 0
+        self.lock = threading.Lock()
+
+    def __enter__(self) -> Workload:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(30)
+
+    def _next_value(self, n: int) -> bytes:
+        with self.lock:
+            self.counter += 1
+            return f"c{n}-{self.counter}".encode()
+
+    def _run(self, n: int, rng: random.Random) -> None:
+        with _client(self.cluster, timeout=5) as c:
+            while not self.stop.is_set():
+                key = rng.choice(KEYS)
+                kind = rng.choice(("put", "put", "get", "cas"))
+                if kind == "put":
+                    value = self._next_value(n)
+                    op = self.recorder.invoke(n, "put", key=key, value=value)
+                    self._do(op, functools.partial(c.kv.put, key, value))
+                elif kind == "get":
+                    op = self.recorder.invoke(n, "get", key=key)
+                    self._do(op, functools.partial(_get_value, c, key))
+                else:
+                    try:
+                        current = c.kv.get(key, serializable=True)
+                    except (AspenError, OSError):
+                        continue  # the node we asked is gone or paused: pick again
+                    expected = current.value if current else None
+                    new = self._next_value(n)
+                    op = self.recorder.invoke(n, "cas", key=key, expected=expected, new=new)
+                    self._do(op, functools.partial(_cas, c, key, expected, new))
+
+    @staticmethod
+    def _do(op, action) -> None:
+        try:
+            result = action()
+        except NotLeaderError:
+            op.fail()  # refused before it was proposed
+        except AspenError:
+            op.unknown()
+        except OSError:
+            op.unknown()
+        else:
+            op.ok(result)
+
+
+def _get_value(c, key: str) -> bytes | None:
+    kv = c.kv.get(key)
+    return kv.value if kv else None
+
+
+def _cas(c, key: str, expected: bytes | None, new: bytes) -> bool:
+    from aspen.client.txn import Compare, Op
+
+    compare = Compare.version(key) == 0 if expected is None else Compare.value(key) == expected
+    return c.kv.txn(compare=[compare], success=[Op.put(key, new)], failure=[]).succeeded
+
+
+def _assert_linearizable(history: list[dict]) -> None:
+    result = check_kv_history(history, timeout=60)
+    assert result.ok is not False, result.explanation
+
+
+def _assert_same_state_everywhere(c: DevCluster) -> None:
+    """Every live node converges to the same applied state (serializable reads per node)."""
+    live = [i for i in range(1, c.nodes + 1) if c.procs[i - 1].poll() is None]
+
+    def snapshot(i: int) -> dict[bytes, bytes]:
+        with aspen.connect(c.client_endpoint(i), token=c.token, timeout=5) as cl:
+            return {kv.key: kv.value for kv in cl.kv.range(b"", serializable=True, limit=10_000)}
+
+    def converged() -> bool:
+        states = [snapshot(i) for i in live]
+        return all(s == states[0] for s in states)
+
+    wait_for(converged, timeout=30, interval=0.2)
+
+
+def test_dev_up_command_writes_env_and_stops_on_sigterm(tmp_path) -> None:
+    data = tmp_path / "dev"
+    base = _base_port(3)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "aspen",
+            "dev",
+            "up",
+            "--nodes",
+            "3",
+            "--data-dir",
+            str(data),
+            "--base-port",
+            str(base),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        env_file = data / "env"
+        wait_for(env_file.exists, timeout=90)
+        env = dict(line.split("=", 1) for line in env_file.read_text().splitlines())
+        assert env["ASPEN_ENDPOINT"] == ",".join(f"127.0.0.1:{base + i}" for i in (1, 2, 3))
+        cli = subprocess.run(
+            [sys.executable, "-m", "aspen", "--json", "cluster", "status"],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert cli.returncode == 0, cli.stderr
+        import json
+
+        status = json.loads(cli.stdout)
+        roles = sorted(m["role"] for m in status["members"])
+        assert roles == ["follower", "follower", "leader"]
+        assert status["leader"] in {m["id"] for m in status["members"]}
+        put = subprocess.run(
+            [sys.executable, "-m", "aspen", "kv", "put", "hello", "cluster"],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert put.returncode == 0, put.stderr
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+
+
+@pytest.fixture(params=[3, 5], ids=["3-nodes", "5-nodes"])
+def any_cluster(request, tmp_path) -> Iterator[DevCluster]:
+    """A fresh 3- or 5-node cluster of real processes."""
+    c = DevCluster(tmp_path / "c", request.param, _base_port(request.param))
+    try:
+        c.up()
+        yield c
+    finally:
+        c.down()
+
+
+def test_kill9_leader_during_writes_keeps_every_ack_and_history_linearizable(any_cluster) -> None:
+    c = any_cluster
+    with Workload(c) as work:
+        wait_for(lambda: len(work.recorder) > 200, timeout=30)
+        leader = _leader_index(c)
+        c.procs[leader - 1].send_signal(signal.SIGKILL)
+        c.procs[leader - 1].wait(10)
+        killed_at = time.monotonic()
+        wait_for(
+            lambda: any(
+                e["ok"] and e["op"] == "put" and e["call"] > killed_at
+                for e in work.recorder.history()
+            ),
+            timeout=30,
+        )
+        # restart the killed node from its data dir: it rejoins and catches up
+        c.procs[leader - 1] = c._spawn(leader, None)
+        c.procs.pop()  # _spawn appended it as well
+        c._wait_serving(leader)
+        done = len(work.recorder)
+        wait_for(lambda: len(work.recorder) > done + 200, timeout=30)
+    _assert_linearizable(work.recorder.history())
+    _assert_same_state_everywhere(c)
+
+
+def test_paused_leader_is_replaced_and_rejoins_as_follower(cluster3) -> None:
+    c = cluster3
+    leader = _leader_index(c)
+    pid = c.procs[leader - 1].pid
+    with Workload(c) as work:
+        wait_for(lambda: len(work.recorder) > 100, timeout=30)
+        os.kill(pid, signal.SIGSTOP)  # the old leader is cut off from everyone
+        try:
+            paused_at = time.monotonic()
+            wait_for(
+                lambda: any(e["ok"] and e["call"] > paused_at for e in work.recorder.history()),
+                timeout=30,
+            )
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        wait_for(lambda: len(work.recorder) > 400, timeout=60)
+    roles = [m["role"] for m in _cluster_view(c)["members"]]
+    assert roles.count("leader") == 1 and roles.count("follower") == 2
+    _assert_linearizable(work.recorder.history())
+    _assert_same_state_everywhere(c)
+
+
+def test_membership_changes_under_load(cluster3, tmp_path) -> None:
+    c = cluster3
+    join_token = (c.node_dir(1) / "join-token").read_text().strip()
+    with Workload(c) as work, _client(c) as admin:
+        wait_for(lambda: len(work.recorder) > 100, timeout=30)
+        c.nodes = 4
+        c._spawn(4, f"{join_token}@{c.peer_endpoint(1)}")
+        c._wait_serving(4)
+
+        def promoted() -> bool:
+            status = admin.call("cluster.status")
+            if status["conf"]["learners"]:
+                try:
+                    admin.call("cluster.promote", {"id": status["conf"]["learners"][0]})
+                except AspenError:
+                    return False
+            return len(admin.call("cluster.status")["conf"]["voters"]) == 4
+
+        wait_for(promoted, timeout=60, interval=0.3)
+        victim = next(
+            node_id
+            for node_id in admin.call("cluster.status")["conf"]["voters"]
+            if node_id != admin.call("cluster.status")["leader"]
+        )
+        wait_for(lambda: _try(lambda: admin.call("cluster.remove", {"id": victim})), timeout=30)
+        wait_for(lambda: len(work.recorder) > 500, timeout=60)
+    assert victim not in admin_status(c)["conf"]["voters"]
+    _assert_linearizable(work.recorder.history())
+
+
+def _cluster_view(c: DevCluster) -> dict:
+    """``aspen cluster status --json`` of the cluster, once it has settled."""
+    import json
+
+    env = {**os.environ, "ASPEN_ENDPOINT": c.client_endpoint(1), "ASPEN_TOKEN": c.token}
+
+    def settled() -> dict | None:
+        out = subprocess.run(
+            [sys.executable, "-m", "aspen", "--json", "cluster", "status"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        view = json.loads(out.stdout) if out.returncode == 0 else None
+        roles = [m["role"] for m in view["members"]] if view else []
+        return view if roles.count("leader") == 1 else None
+
+    return wait_for(settled, timeout=30, interval=0.3)
+
+
+def admin_status(c: DevCluster) -> dict:
+    with _client(c) as admin:
+        return admin.call("cluster.status")
+
+
+def _try(action) -> bool:
+    try:
+        action()
+        return True
+    except (AspenError, UnavailableError):
+        return False
+
+
+def test_wrong_join_token_is_refused(cluster3, tmp_path) -> None:
+    bad = (c := cluster3).node_dir(1).joinpath("join-token").read_text().strip()[:-4] + "AAAA"
+    port = free_port()
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "aspen",
+            "node",
+            "start",
+            "--data-dir",
+            str(tmp_path / "intruder"),
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--peer-listen",
+            f"127.0.0.1:{free_port()}",
+            "--join",
+            f"{bad}@{c.peer_endpoint(1)}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode != 0
+    assert "join" in (proc.stdout + proc.stderr).lower()
+    assert len(admin_status(c)["members"]) == 3
