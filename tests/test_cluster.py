@@ -383,3 +383,25 @@ def test_wrong_join_token_is_refused(cluster3, tmp_path) -> None:
     assert proc.returncode != 0
     assert "join" in (proc.stdout + proc.stderr).lower()
     assert len(admin_status(c)["members"]) == 3
+
+
+def test_membership_change_that_would_lose_quorum_is_refused(cluster3) -> None:
+    c = cluster3
+    leader = _leader_index(c)
+    down, alive = [i for i in range(1, 4) if i != leader]
+    c.procs[down - 1].send_signal(signal.SIGKILL)
+    c.procs[down - 1].wait(10)
+    with _client(c) as admin:
+        ids = {m["client"]: i for i, m in admin.call("cluster.status")["members"].items()}
+        down_id, alive_id = ids[c.client_endpoint(down)], ids[c.client_endpoint(alive)]
+
+        def leader_saw_it_go() -> bool:
+            with aspen.connect(c.client_endpoint(leader), token=c.token) as lc:
+                progress = lc.call("cluster.status")["raft"]["progress"]
+            return not progress[down_id]["recent_active"]
+
+        wait_for(leader_saw_it_go, timeout=20)
+        with pytest.raises(UnavailableError, match="quorum"):
+            admin.call("cluster.remove", {"id": alive_id})
+        assert alive_id in admin.call("cluster.status")["conf"]["voters"]
+        admin.kv.put("still", "writable")

@@ -147,6 +147,9 @@ RAFT_ELECTION_TICKS = 10
 RAFT_HEARTBEAT_TICKS = 2
 #: Most Raft messages stepped per driver cycle.
 MAX_RAFT_MESSAGES_PER_CYCLE = 4096
+#: Largest replicated command (a log entry), in bytes: below MAX_FRAME_BYTES so that any
+#: entry fits one peer message.
+MAX_ENTRY_BYTES = 3 * 1024 * 1024
 #: Seconds a write or a linearizable read waits for the cluster before ``timeout``.
 PROPOSAL_TIMEOUT_SECONDS = 8.0
 #: Seconds before an unanswered ReadIndex request is asked again.

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import click
 
 from aspen.cli.context import CliContext, json_option, pass_cli, resolve_token
 from aspen.cli.output import echo_json, format_table
+from aspen.node.config import DEFAULT_LISTEN, parse_hostport
 
 __all__ = ["cluster", "cluster_view"]
 
@@ -122,6 +124,40 @@ _simple(
 _simple("promote", "cluster.promote", "Promote learner NODE_ID to voter once it has caught up.")
 _simple("remove", "cluster.remove", "Remove member NODE_ID (refused if quorum would be lost).")
 _simple("transfer-leader", "cluster.transfer_leader", "Hand leadership to voter NODE_ID.")
+
+
+@cluster.command()
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--listen", default=DEFAULT_LISTEN, show_default=True, help="Client host:port.")
+@click.option("--peer-listen", default=None, help="Peer host:port (default: client port + 1).")
+@json_option
+@pass_cli
+def init(cli: CliContext, data_dir: Path, listen: str, peer_listen: str | None) -> None:
+    """Create a new cluster in DATA_DIR (CA, node key, root and join tokens) without starting
+    it; `aspen node start --data-dir DATA_DIR` then founds it. (A fresh node started without
+    --join does this by itself.)"""
+    from aspen.transport.join import init_cluster
+
+    if peer_listen is None:
+        host, port = parse_hostport(listen)
+        peer_listen = f"{host}:{port + 1}"
+    try:
+        created = init_cluster(data_dir, [peer_listen, listen])
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    if cli.json:
+        echo_json(
+            {
+                "cluster_id": created.cluster_id,
+                "root_token": created.root_token,
+                "join_token": created.join_token,
+            }
+        )
+        return
+    click.echo(f"cluster {created.cluster_id} created in {data_dir}")
+    click.echo(f"root token (clients):  {created.root_token}")
+    click.echo(f"join token (new nodes): {created.join_token}")
+    click.echo(f"start it: aspen node start --data-dir {data_dir} --listen {listen}")
 
 
 @cluster.command()

@@ -43,7 +43,10 @@ from aspen.transport.tls import ClusterCA, NodeCredentials, load_node_credential
 if TYPE_CHECKING:
     from aspen.node.node import Node
 
-__all__ = ["ClusterRuntime"]
+__all__ = ["JOINED_MARKER", "ClusterRuntime"]
+
+#: File a node that joined an existing cluster keeps, so it never founds one of its own.
+JOINED_MARKER = "cluster-joined"
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +80,7 @@ class ClusterRuntime:
                     token, via, self.identity, {"peer": peer, "client": client}
                 )
                 grant.save(data_dir)
+                (data_dir / JOINED_MARKER).write_text(via + "\n")
                 self._granted_members = {
                     m["id"]: {"peer": m["peer"], "client": m["client"]} for m in grant.members
                 }

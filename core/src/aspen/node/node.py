@@ -18,7 +18,7 @@ from aspen.events import Event
 from aspen.kv.state_machine import KVStateMachine
 from aspen.node.auth import TokenAuthenticator, load_or_create_root_token
 from aspen.node.bus import EventBus
-from aspen.node.cluster import ClusterRuntime
+from aspen.node.cluster import JOINED_MARKER, ClusterRuntime
 from aspen.node.config import NodeConfig, parse_hostport
 from aspen.node.handlers import core_handlers
 from aspen.node.leases import LeaseKeeper
@@ -29,7 +29,7 @@ from aspen.rpc.registry import MethodRegistry
 from aspen.rpc.server import RpcServer
 from aspen.storage import Storage
 from aspen.transport.identity import load_or_create_identity
-from aspen.transport.tls import ClusterCA, server_context
+from aspen.transport.tls import server_context
 
 __all__ = ["NOTIFICATION_HOOKS", "Node", "NodeAPI"]
 
@@ -195,7 +195,9 @@ class Node:
                 self._tg = tg
                 await self.bus.run(tg)
                 self.cluster = ClusterRuntime(self, self.identity)
-                founding = not ClusterCA.exists(self.data_dir) and self.config_.join is None
+                founding = (
+                    self.config_.join is None and not (self.data_dir / JOINED_MARKER).exists()
+                )
                 creds = await self.cluster.credentials(
                     self.config_.join, self.config_.listen, self.config_.peer_listen
                 )

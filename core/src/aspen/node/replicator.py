@@ -33,12 +33,13 @@ import msgpack
 from aspen import limits
 from aspen.errors import (
     AspenError,
+    InvalidArgumentError,
     NotLeaderError,
     ResourceExhaustedError,
     TimeoutError,
     UnavailableError,
 )
-from aspen.events import Event
+from aspen.events import Event, SnapshotInstalled
 from aspen.kv.state_machine import KVStateMachine
 from aspen.node.raft_storage import LmdbRaftStorage
 from aspen.raft import Config, RawNode
@@ -162,7 +163,13 @@ class Replicator:
 
     async def propose(self, command: dict) -> Any:
         """Replicate ``command`` through the log, apply it, return its result."""
-        return await self._submit(self._pack(command))
+        packed = self._pack(command)
+        if len(packed) > limits.MAX_ENTRY_BYTES:
+            raise InvalidArgumentError(
+                f"the request is {len(packed)} bytes once encoded, over MAX_ENTRY_BYTES "
+                f"({limits.MAX_ENTRY_BYTES}); split it into smaller transactions"
+            )
+        return await self._submit(packed)
 
     async def propose_conf_change(self, change: ConfChange) -> Any:
         """Replicate a membership change and return once it is applied."""
@@ -342,7 +349,7 @@ class Replicator:
             out.soft_state = rd.soft_state
             self.role, self.leader = rd.soft_state.role, rd.soft_state.leader
         if rd.snapshot is not None:
-            self._install_snapshot(txn, rd.snapshot)
+            self._install_snapshot(txn, rd.snapshot, out)
         self._rs.persist(txn, rd.hard_state, rd.entries)
         for entry in rd.committed:
             self._apply(txn, raw, entry, out)
@@ -383,10 +390,15 @@ class Replicator:
                 (seq, {"voters": list(conf.voters), "learners": list(conf.learners)})
             )
 
-    def _install_snapshot(self, txn: Any, meta: Any) -> None:
+    def _install_snapshot(self, txn: Any, meta: Any, out: CycleOutput) -> None:
         from aspen.node.snapshots import install_received_snapshot
 
-        install_received_snapshot(self._storage, self._rs, txn, meta, self.spool)
+        size = install_received_snapshot(self._storage, self._rs, txn, meta, self.spool)
+        out.events.append(
+            SnapshotInstalled(
+                index=meta.index, term=meta.term, source=self.leader or "", size_bytes=size
+            )
+        )
         self._sm.forget_cache()
         self.applied_index = meta.index
         self.revision = self._sm.current_revision(txn)

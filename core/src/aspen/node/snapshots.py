@@ -101,11 +101,13 @@ class SnapshotSpool:
 
 def install_received_snapshot(
     storage: Storage, raft_storage: Any, txn: Any, meta: SnapshotMeta, spool: SnapshotSpool
-) -> None:
-    """Replace the state machine with the spooled snapshot at ``meta`` (inside ``txn``)."""
+) -> int:
+    """Replace the state machine with the spooled snapshot at ``meta`` (inside ``txn``);
+    return its size in bytes."""
     path = spool.path_for(meta.index)
     with open(path, "rb") as f:
         sm_snapshot.restore(storage, txn, sm_snapshot.read_spool(f))
     raft_storage.reset_log(txn, meta.index, meta.term)
     raft_storage.set_conf_state(txn, meta.conf)
     log.info("installed snapshot at index %d term %d", meta.index, meta.term)
+    return path.stat().st_size
