@@ -58,7 +58,7 @@ def loadgen(target: str, endpoints: str, pids: str, op: str, args, out: Path, en
         "--repeat",
         str(args.repeat),
         "--label",
-        f"{target}-1",
+        f"{target}-{args.nodes}",
         "--json",
         str(out),
         "--quiet-wait",
@@ -66,6 +66,8 @@ def loadgen(target: str, endpoints: str, pids: str, op: str, args, out: Path, en
     ]
     if op == "get":
         cmd.append("--prefill")
+    if target == "etcd" and args.nodes > 1:
+        cmd += ["--endpoint-policy", "leader"]
     subprocess.run(cmd, check=True, env={**os.environ, **(env or {})})
 
 
@@ -140,37 +142,71 @@ def main() -> None:
     args.out.unlink(missing_ok=True)
     ops = args.ops.split(",")
     if not args.skip_etcd:
-        subprocess.run(["bash", str(ETCD), "start", "1"], check=True)
-        try:
-            eps = subprocess.run(
-                ["bash", str(ETCD), "endpoints", "1"], check=True, capture_output=True, text=True
-            ).stdout.strip()
-            pids = subprocess.run(
-                ["bash", str(ETCD), "pids", "1"], check=True, capture_output=True, text=True
-            ).stdout.strip()
-            for op in ops:
-                loadgen("etcd", eps, pids, op, args, args.out)
-        finally:
-            subprocess.run(["bash", str(ETCD), "stop", "1"], check=False)
+        run_etcd(ops, args)
     with tempfile.TemporaryDirectory(prefix="aspen-bench-") as tmp:
-        data_dir, port = Path(tmp) / "node", free_port()
-        proc = start_aspen(data_dir, port)
-        try:
-            token = (data_dir / "root-token").read_text().strip()
-            for op in ops:
-                loadgen(
-                    "aspen",
-                    f"127.0.0.1:{port}",
-                    str(proc.pid),
-                    op,
-                    args,
-                    args.out,
-                    env={"ASPEN_TOKEN": token},
-                )
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(30)
+        if args.nodes == 1:
+            run_aspen_single(Path(tmp), ops, args)
+        else:
+            run_aspen_cluster(Path(tmp), ops, args)
     summarize(args.out)
+
+
+def _etcd(*args: str) -> str:
+    """Run the shared etcd script; return its output."""
+    cmd = ["bash", str(ETCD), *args]
+    return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def run_etcd(ops: list[str], args) -> None:
+    """etcd with as many members as Aspen gets; clients go to its leader."""
+    n = str(args.nodes)
+    subprocess.run(["bash", str(ETCD), "start", n], check=True)
+    try:
+        for op in ops:
+            loadgen("etcd", _etcd("endpoints", n), _etcd("pids", n), op, args, args.out)
+    finally:
+        subprocess.run(["bash", str(ETCD), "stop", n], check=False)
+
+
+def run_aspen_single(tmp: Path, ops: list[str], args) -> None:
+    """One node process."""
+    data_dir, port = tmp / "node", free_port()
+    proc = start_aspen(data_dir, port)
+    try:
+        token = (data_dir / "root-token").read_text().strip()
+        for op in ops:
+            loadgen(
+                "aspen",
+                f"127.0.0.1:{port}",
+                str(proc.pid),
+                op,
+                args,
+                args.out,
+                env={"ASPEN_TOKEN": token},
+            )
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+
+
+def run_aspen_cluster(tmp: Path, ops: list[str], args) -> None:
+    """A local cluster of node processes; clients go to the leader, as with etcd."""
+    import aspen
+    from aspen.node.devcluster import DevCluster
+
+    cluster = DevCluster(tmp / "c", args.nodes, free_port() // 10 * 10 % 30000 + 20000)
+    try:
+        cluster.up()
+        leader = ""
+        for i in range(1, args.nodes + 1):
+            with aspen.connect(cluster.client_endpoint(i), token=cluster.token) as c:
+                if c.call("cluster.status")["role"] == "leader":
+                    leader = cluster.client_endpoint(i)
+        pids = ",".join(str(p.pid) for p in cluster.procs)
+        for op in ops:
+            loadgen("aspen", leader, pids, op, args, args.out, env={"ASPEN_TOKEN": cluster.token})
+    finally:
+        cluster.down()
 
 
 if __name__ == "__main__":

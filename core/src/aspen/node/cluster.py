@@ -63,6 +63,7 @@ class ClusterRuntime:
         self.transport: PeerTransport | None = None
         self.replicator: Replicator | None = None  # type: ignore[assignment]
         self._granted_members: dict[str, dict[str, Any]] = {}
+        self._leader: str | None = None
 
     # ------------------------------------------------------------------ start-up
     async def credentials(self, join: str | None, client: str, peer: str) -> NodeCredentials:
@@ -79,8 +80,8 @@ class ClusterRuntime:
                 grant = await request_join(
                     token, via, self.identity, {"peer": peer, "client": client}
                 )
+                (data_dir / JOINED_MARKER).write_text(via + "\n")  # first: never found
                 grant.save(data_dir)
-                (data_dir / JOINED_MARKER).write_text(via + "\n")
                 self._granted_members = {
                     m["id"]: {"peer": m["peer"], "client": m["client"]} for m in grant.members
                 }
@@ -126,6 +127,7 @@ class ClusterRuntime:
             on_soft_state=self._on_soft_state,
             leader_hint=self.leader_hint,
             spool=self.spool,
+            on_leader_ready=self._on_leader_ready,
         )
         self._publish_addresses()
 
@@ -250,17 +252,19 @@ class ClusterRuntime:
                 log.error("raft message to %s not sent: %s", msg.to, exc)
 
     async def _send_snapshot(self, msg: Message) -> None:
-        meta, chunks = dump_with_meta(self.node.storage, self.raft_storage)
-
-        async def stream() -> AsyncIterator[bytes]:
-            while True:
-                chunk = await anyio.to_thread.run_sync(next, chunks, None)
-                if chunk is None:
-                    return
-                yield chunk
-
+        """Stream a dump of our state to ``msg.to``; always report the outcome to Raft."""
         ok = False
+        chunks = None
         try:
+            meta, chunks = dump_with_meta(self.node.storage, self.raft_storage)
+
+            async def stream() -> AsyncIterator[bytes]:
+                while True:
+                    chunk = await anyio.to_thread.run_sync(next, chunks, None)
+                    if chunk is None:
+                        return
+                    yield chunk
+
             await self.transport.send_stream(
                 msg.to, None, snapshot_header(meta, self.node.id, msg.term), stream()
             )
@@ -268,8 +272,9 @@ class ClusterRuntime:
         except Exception as exc:
             log.warning("sending snapshot to %s failed: %s", msg.to, exc)
         finally:
-            chunks.close()
-        self.replicator.report(lambda raw: raw.report_snapshot(msg.to, ok))
+            if chunks is not None:
+                chunks.close()
+            self.replicator.report(lambda raw: raw.report_snapshot(msg.to, ok))
 
     def on_peer_message(self, peer_id: str, frame: dict[str, Any]) -> None:
         """A frame from an authenticated peer: decode it and hand it to Raft."""
@@ -325,9 +330,13 @@ class ClusterRuntime:
                 ]
             )
 
+    def _on_leader_ready(self) -> None:
+        """Our election no-op applied: leases granted under earlier leaders are visible now."""
+        with self.node.storage.begin() as txn:
+            self.node.leases.merge(self.node.state_machine.lease_ttls(txn))
+
     def _on_soft_state(self, soft: SoftState) -> None:
-        previous = getattr(self, "_leader", None)
-        self._leader = soft.leader
+        previous, self._leader = self._leader, soft.leader
         if soft.role == Role.LEADER:
             with self.node.storage.begin() as txn:
                 self.node.leases.load(self.node.state_machine.lease_ttls(txn))
@@ -352,8 +361,9 @@ class ClusterRuntime:
                 "this node is not the leader", **self.leader_hint(self.replicator.leader)
             )
 
-    def status(self) -> dict[str, Any]:
+    async def status(self) -> dict[str, Any]:
         """This node's Raft view plus membership."""
+        raft = await self.replicator.status()
         return {
             "id": self.node.id,
             "role": str(self.replicator.role),
@@ -364,18 +374,5 @@ class ClusterRuntime:
                 "voters": list(self._last_conf.voters),
                 "learners": list(self._last_conf.learners),
             },
-            "raft": _jsonable(self.replicator.status()),
+            "raft": raft,
         }
-
-
-def _jsonable(obj: Any) -> Any:
-    """Best-effort conversion of Raft status objects to msgpack/JSON-able values."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if hasattr(obj, "__dataclass_fields__"):
-        return {k: _jsonable(getattr(obj, k)) for k in obj.__dataclass_fields__}
-    if isinstance(obj, bytes):
-        return obj.hex()
-    return obj if isinstance(obj, int | float | str | bool | type(None)) else str(obj)

@@ -24,7 +24,7 @@ def _node_id(params: dict[str, Any]) -> str:
 
 async def cluster_status(ctx: RpcContext, params: dict[str, Any]) -> Any:
     """This node's view: role, term, commit and applied index, leader, members."""
-    return ctx.node.cluster.status()
+    return await ctx.node.cluster.status()
 
 
 async def cluster_add_learner(ctx: RpcContext, params: dict[str, Any]) -> Any:

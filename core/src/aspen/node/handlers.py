@@ -116,7 +116,7 @@ async def lease_list(ctx: RpcContext, params: dict[str, Any]) -> Any:
 
 async def node_status(ctx: RpcContext, params: dict[str, Any]) -> Any:
     """What this node is, where it stands, and how its subscribers are doing."""
-    return ctx.node.status()
+    return await ctx.node.status()
 
 
 def core_handlers() -> list[RpcHandler]:

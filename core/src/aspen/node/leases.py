@@ -47,6 +47,12 @@ class LeaseKeeper:
         for lease_id, ttl in granted:
             self._leases[lease_id] = (ttl, now + ttl)
 
+    def merge(self, granted: Iterable[tuple[int, int]]) -> None:
+        """Also track leases not known yet (full TTL from now); known ones keep their deadline."""
+        now = self._clock()
+        for lease_id, ttl in granted:
+            self._leases.setdefault(lease_id, (ttl, now + ttl))
+
     def clear(self) -> None:
         """Forget every deadline (this node stopped leading; the next leader reloads)."""
         self._leases.clear()

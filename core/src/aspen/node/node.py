@@ -1,4 +1,4 @@
-"""The node: wires storage, the state machine, the writer, leases, watches, the event bus,
+"""The node: wires storage, the state machine, the Raft cluster runtime, leases, watches,
 the RPC server and the plugins together, and is the API plugins get (``NodeAPI``)."""
 
 from __future__ import annotations
@@ -84,8 +84,8 @@ class Node:
             raise RuntimeError("the node is not running")
         self._tg.start_soon(func, *args, name=name or getattr(func, "__name__", "task"))
 
-    def status(self) -> dict[str, Any]:
-        """Identity, revisions, sizes, and event bus counters of this node."""
+    async def status(self) -> dict[str, Any]:
+        """Identity, revisions, sizes, Raft view, and event bus counters of this node."""
         with self.storage.begin() as txn:
             revision = self.state_machine.current_revision(txn)
             compacted = self.state_machine.compact_revision(txn)
@@ -103,7 +103,7 @@ class Node:
                 "cycles": self.cluster.replicator.cycles,
                 "commands": self.cluster.replicator.commands,
             },
-            "cluster": self.cluster.status(),
+            "cluster": await self.cluster.status(),
             "rpc": self.server.stats(),
             "bus": self.bus.stats(),
             "plugins": [info.to_json() for info in self.pm.infos()] if self.pm else [],

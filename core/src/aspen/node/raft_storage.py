@@ -9,6 +9,8 @@ with the membership stored beside it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import lmdb
@@ -46,11 +48,23 @@ class LmdbRaftStorage:
         self._log = log
         self._sm = state_machine
         self._meta = storage.db("meta")
+        #: Set by the driver while its cycle's write transaction is open.
+        self.cycle_txn: lmdb.Transaction | None = None
+
+    @contextmanager
+    def _reading(self) -> Iterator[lmdb.Transaction]:
+        """The driver cycle's open write transaction when there is one (so Raft sees what
+        this cycle already wrote), else a fresh read transaction."""
+        if self.cycle_txn is not None:
+            yield self.cycle_txn
+        else:
+            with self._storage.begin() as txn:
+                yield txn
 
     # ------------------------------------------------------------------ RaftStorage (reads)
     def initial_state(self) -> tuple[HardState, ConfState]:
         """Hard state and membership as last persisted."""
-        with self._storage.begin() as txn:
+        with self._reading() as txn:
             term, vote = self._log.get_hard_state(txn)
             raw = txn.get(_COMMIT_KEY, db=self._meta)
             commit = int(raw) if raw else 0
@@ -60,7 +74,7 @@ class LmdbRaftStorage:
         """Entries in [lo, hi), at least one, bounded by ``max_bytes``."""
         from aspen.raft import CompactedError
 
-        with self._storage.begin() as txn:
+        with self._reading() as txn:
             try:
                 return [decode_entry(e) for e in self._log.entries(txn, lo, hi, max_bytes)]
             except LogCompactedError as exc:
@@ -70,7 +84,7 @@ class LmdbRaftStorage:
         """Term of the entry at ``index`` (or of the snapshot position)."""
         from aspen.raft import CompactedError, UnavailableError
 
-        with self._storage.begin() as txn:
+        with self._reading() as txn:
             term = self._log.term(txn, index)
             if term is not None:
                 return term
@@ -83,17 +97,17 @@ class LmdbRaftStorage:
 
     def first_index(self) -> int:
         """First index still in the log."""
-        with self._storage.begin() as txn:
+        with self._reading() as txn:
             return self._log.first_index(txn)
 
     def last_index(self) -> int:
         """Last index in the log (or the compacted position when it is empty)."""
-        with self._storage.begin() as txn:
+        with self._reading() as txn:
             return self._log.last_index(txn)
 
     def snapshot_meta(self) -> SnapshotMeta:
         """The state machine's own position: it is always a consistent snapshot."""
-        with self._storage.begin() as txn:
+        with self._reading() as txn:
             return self.snapshot_meta_in(txn)
 
     def snapshot_meta_in(self, txn: lmdb.Transaction) -> SnapshotMeta:

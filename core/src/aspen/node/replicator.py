@@ -22,6 +22,8 @@ import builtins
 import itertools
 import logging
 import random
+import secrets
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -53,8 +55,6 @@ log = logging.getLogger(__name__)
 
 #: Ready rounds handled inside one driver cycle's transaction.
 MAX_READY_PER_CYCLE = 4
-#: Log entries kept behind the applied index before the log is compacted.
-LOG_RETAIN_ENTRIES = limits.LOG_RETAIN_ENTRIES
 
 
 class _Waiter:
@@ -85,6 +85,9 @@ class CycleOutput:
     conf_changed: bool = False
     snapshots: list[tuple[_Waiter, int]] = field(default_factory=list)
     refused_reads: list[tuple[_Waiter, AspenError]] = field(default_factory=list)
+    answers: list[tuple[_Waiter, Any]] = field(default_factory=list)
+    installed_snapshot: int = 0
+    leader_ready: bool = False
 
 
 class Replicator:
@@ -102,8 +105,12 @@ class Replicator:
         on_soft_state: Callable[[SoftState], None],
         leader_hint: Callable[[str | None], dict[str, Any]],
         spool: Any,
+        on_leader_ready: Callable[[], None] = lambda: None,
     ) -> None:
         self.id = node_id
+        #: Tags our proposals and reads; new at every start, so entries proposed before a
+        #: restart can never wake waiters of this run.
+        self.origin = f"{node_id}:{secrets.token_hex(8)}"
         self._storage = storage
         self._sm = state_machine
         self._rs = raft_storage
@@ -112,6 +119,7 @@ class Replicator:
         self._on_soft_state = on_soft_state
         self._leader_hint = leader_hint
         self.spool = spool
+        self._on_leader_ready = on_leader_ready
         with storage.begin() as txn:
             self.applied_index = state_machine.applied_index(txn)
             self.revision = state_machine.current_revision(txn)
@@ -132,10 +140,12 @@ class Replicator:
         self._proposals: deque[tuple[int, bytes | ConfChange]] = deque()
         self._reads: list[_Waiter] = []
         self._waiters: dict[int, _Waiter] = {}
-        self._read_batches: dict[bytes, list[_Waiter]] = {}
+        #: context -> (when asked, waiters); unanswered ones are pruned (readers re-ask)
+        self._read_batches: dict[bytes, tuple[float, list[_Waiter]]] = {}
         self._reads_to_apply: list[tuple[int, list[_Waiter]]] = []
         self._local: deque[Callable[[RawNode], None]] = deque()
         self._snapshot_waiters: list[_Waiter] = []
+        self._queries: deque[tuple[_Waiter, Callable[[RawNode], Any]]] = deque()
         self._wake = anyio.Event()
         self._leader_known = anyio.Event()
         self.cycles = 0
@@ -241,9 +251,15 @@ class Replicator:
         await waiter.done.wait()
         return waiter.result
 
-    def status(self) -> dict[str, Any]:
-        """Raft's view: role, term, commit, applied, leader, progress of followers."""
-        return self._raw.status()
+    async def status(self) -> dict[str, Any]:
+        """Raft's view (role, term, commit, applied, leader, progress of followers), taken
+        inside the next driver cycle so it never races the Raft state."""
+        waiter = _Waiter()
+        self._queries.append((waiter, lambda raw: raw.status().to_dict()))
+        self._kick()
+        with anyio.fail_after(limits.PROPOSAL_TIMEOUT_SECONDS):
+            await waiter.done.wait()
+        return waiter.result
 
     def transfer_leader(self, to: str) -> None:
         """Ask Raft to hand leadership to ``to``."""
@@ -275,37 +291,49 @@ class Replicator:
         """In the worker thread: step inputs, then persist/apply/advance in one txn."""
         raw, out = self._raw, CycleOutput()
         ticks, self._ticks = self._ticks, 0
-        for _ in range(ticks):
-            raw.tick()
         while self._local:
             action = self._local.popleft()
             try:
                 action(raw)
             except Exception as exc:  # e.g. a transfer asked of a node that just lost the lead
                 log.warning("raft request not carried out: %s", exc)
+        while self._queries:
+            waiter, query = self._queries.popleft()
+            out.answers.append((waiter, query(raw)))
         for _ in range(min(len(self._inbox), limits.MAX_RAFT_MESSAGES_PER_CYCLE)):
             msg = self._inbox.popleft()
             try:
                 raw.step(msg)
             except Exception as exc:  # remote input must never stop the driver
                 log.warning("dropped raft message %s from %s: %s", msg.type, msg.frm, exc)
+        # after the peers' messages, and at most one tick however long the last cycle took:
+        # a slow fsync must not make a leader miss its followers' answers and step down
+        if ticks:
+            raw.tick()
         self._step_proposals(raw, out)
         if self._reads:
             reads, self._reads = self._reads, []
-            context = self.id.encode() + next(self._seq).to_bytes(8, "big")
+            context = self.origin.encode() + next(self._seq).to_bytes(8, "big")
             if raw.read_index(context):
-                self._read_batches[context] = reads
+                self._read_batches[context] = (time.monotonic(), reads)
             else:
                 error = UnavailableError("no leader to confirm the read; retry")
                 out.refused_reads.extend((w, error) for w in reads)
         if raw.has_ready():
             with self._storage.begin(write=True) as txn:
-                for _ in range(MAX_READY_PER_CYCLE):
-                    if not raw.has_ready():
-                        break
-                    self._handle_ready(txn, raw, out)
-                if self.applied_index - self._rs.first_index_in(txn) > 2 * LOG_RETAIN_ENTRIES:
-                    self._rs.compact(txn, self.applied_index - LOG_RETAIN_ENTRIES)
+                self._rs.cycle_txn = txn  # Raft must read what this cycle already wrote
+                try:
+                    for _ in range(MAX_READY_PER_CYCLE):
+                        if not raw.has_ready():
+                            break
+                        self._handle_ready(txn, raw, out)
+                finally:
+                    self._rs.cycle_txn = None
+                if (
+                    self.applied_index - self._rs.first_index_in(txn)
+                    > 2 * limits.LOG_RETAIN_ENTRIES
+                ):
+                    self._rs.compact(txn, self.applied_index - limits.LOG_RETAIN_ENTRIES)
         if self._snapshot_waiters:
             waiters, self._snapshot_waiters = self._snapshot_waiters, []
             with self._storage.begin(write=True) as txn:
@@ -324,7 +352,7 @@ class Replicator:
                     )
                     raw.propose_conf_change(change)
                 else:
-                    raw.propose(msgpack.packb([self.id, seq, payload], use_bin_type=True))
+                    raw.propose(msgpack.packb([self.origin, seq, payload], use_bin_type=True))
             except RaftNotLeader:
                 out.refused.append(
                     (
@@ -339,7 +367,7 @@ class Replicator:
 
     def _tag(self, seq: int, context: bytes) -> bytes:
         """Wrap a conf change context with our (origin, seq) so its proposer is woken."""
-        return msgpack.packb([self.id, seq, context], use_bin_type=True)
+        return msgpack.packb([self.origin, seq, context], use_bin_type=True)
 
     def _handle_ready(self, txn: Any, raw: RawNode, out: CycleOutput) -> None:
         rd = raw.ready()
@@ -367,11 +395,13 @@ class Replicator:
             command = msgpack.unpackb(command_bytes, raw=False)
             result, events = self._sm.apply(txn, entry.index, entry.term, command)
             out.events.extend(events)
-            if origin == self.id:
+            if origin == self.origin:
                 out.results.append((seq, result))
             self.commands += 1
-        else:
+        else:  # the no-op a leader appends when elected
             self._sm.mark_applied(txn, entry.index, entry.term)
+            if entry.term == self.term and self.role == Role.LEADER:
+                out.leader_ready = True  # everything earlier leaders committed is applied
         self.applied_index = entry.index
         self.revision = self._sm.current_revision(txn)
 
@@ -385,7 +415,7 @@ class Replicator:
         self._sm.mark_applied(txn, entry.index, entry.term)
         self.conf = conf
         out.conf_changed = True
-        if origin == self.id:
+        if origin == self.origin:
             out.results.append(
                 (seq, {"voters": list(conf.voters), "learners": list(conf.learners)})
             )
@@ -403,6 +433,7 @@ class Replicator:
         self.applied_index = meta.index
         self.revision = self._sm.current_revision(txn)
         self.conf = meta.conf
+        out.installed_snapshot = meta.index
 
     # ------------------------------------------------------------------ after the commit
     def _deliver(self, out: CycleOutput) -> None:
@@ -418,9 +449,12 @@ class Replicator:
             if waiter is not None:
                 waiter.resolve(error)
         for index, context in out.read_states:
-            batch = self._read_batches.pop(context, None)
-            if batch:
-                self._reads_to_apply.append((index, batch))
+            asked = self._read_batches.pop(context, None)
+            if asked:
+                self._reads_to_apply.append((index, asked[1]))
+        stale = time.monotonic() - 2 * limits.READ_INDEX_RETRY_SECONDS
+        for context in [c for c, (when, _) in self._read_batches.items() if when < stale]:
+            del self._read_batches[context]  # lost on the way; its readers asked again
         if self._reads_to_apply:
             still = []
             for index, batch in self._reads_to_apply:
@@ -434,9 +468,15 @@ class Replicator:
             waiter.resolve(index)
         for waiter, error in out.refused_reads:
             waiter.resolve(error)
+        for waiter, answer in out.answers:
+            waiter.resolve(answer)
+        if out.installed_snapshot:
+            self.spool.cleanup(out.installed_snapshot)
         if out.soft_state is not None:
             self._soft_state_changed(out.soft_state)
         self._on_applied(out.events, self.revision)
+        if out.leader_ready:
+            self._on_leader_ready()
 
     def _soft_state_changed(self, soft: SoftState) -> None:
         if soft.leader is not None:
@@ -454,7 +494,7 @@ class Replicator:
                     )
                 )
                 self._waiters.pop(seq, None)
-            for batch in self._read_batches.values():
+            for _, batch in self._read_batches.values():
                 for waiter in batch:
                     waiter.resolve(NotLeaderError("leadership changed; retry the read", **hint))
             self._read_batches.clear()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,14 @@ class SnapshotSpool:
     def __init__(self, data_dir: Path) -> None:
         self.dir = data_dir / SPOOL_DIR
         self.dir.mkdir(parents=True, exist_ok=True)
+        for partial in self.dir.glob("*.partial*"):  # transfers cut short by a crash
+            partial.unlink(missing_ok=True)
+
+    def cleanup(self, installed: int) -> None:
+        """Delete spool files at or below ``installed`` (called after the install commits)."""
+        for path in self.dir.glob("*.spool"):
+            if int(path.stem) <= installed:
+                path.unlink(missing_ok=True)
 
     def path_for(self, index: int) -> Path:
         """The spool file of the snapshot at ``index``."""
@@ -76,20 +85,20 @@ class SnapshotSpool:
             int(header["snap_term"]),
             ConfState(tuple(header["voters"]), tuple(header["learners"])),
         )
-        tmp = self.path_for(meta.index).with_suffix(".partial")
+        tmp = self.path_for(meta.index).with_suffix(f".partial.{uuid.uuid4().hex}")
         size = 0
-        with open(tmp, "wb") as out:
-            async for chunk in chunks:
-                size += len(chunk)
-                if size > limits.MAX_SNAPSHOT_BYTES:
-                    raise ValueError("snapshot larger than MAX_SNAPSHOT_BYTES")
-                await anyio.to_thread.run_sync(out.write, len(chunk).to_bytes(4, "big") + chunk)
-            out.flush()
-            os.fsync(out.fileno())
-        tmp.replace(self.path_for(meta.index))
-        for old in self.dir.glob("*.spool"):
-            if old != self.path_for(meta.index):
-                old.unlink(missing_ok=True)
+        try:
+            with open(tmp, "wb") as out:
+                async for chunk in chunks:
+                    size += len(chunk)
+                    if size > limits.MAX_SNAPSHOT_BYTES:
+                        raise ValueError("snapshot larger than MAX_SNAPSHOT_BYTES")
+                    frame = len(chunk).to_bytes(4, "big") + chunk
+                    await anyio.to_thread.run_sync(out.write, frame)
+                await anyio.to_thread.run_sync(_flush_and_sync, out)
+            tmp.replace(self.path_for(meta.index))
+        finally:
+            tmp.unlink(missing_ok=True)
         return Message(
             type=MessageType.SNAPSHOT,
             frm=str(header["from"]),
@@ -97,6 +106,11 @@ class SnapshotSpool:
             term=int(header["term"]),
             snapshot=meta,
         )
+
+
+def _flush_and_sync(f: Any) -> None:
+    f.flush()
+    os.fsync(f.fileno())
 
 
 def install_received_snapshot(
