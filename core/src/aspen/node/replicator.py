@@ -46,7 +46,16 @@ from aspen.kv.state_machine import KVStateMachine
 from aspen.node.raft_storage import LmdbRaftStorage
 from aspen.raft import Config, RawNode
 from aspen.raft import NotLeaderError as RaftNotLeader
-from aspen.raft.types import ConfChange, ConfState, Entry, EntryType, Message, Role, SoftState
+from aspen.raft.types import (
+    ConfChange,
+    ConfState,
+    Entry,
+    EntryType,
+    Message,
+    MessageType,
+    Role,
+    SoftState,
+)
 from aspen.storage import Storage
 
 __all__ = ["CycleOutput", "Replicator"]
@@ -87,6 +96,7 @@ class CycleOutput:
     refused_reads: list[tuple[_Waiter, AspenError]] = field(default_factory=list)
     answers: list[tuple[_Waiter, Any]] = field(default_factory=list)
     installed_snapshot: int = 0
+    hard_state: tuple[int, str | None] | None = None
     leader_ready: bool = False
 
 
@@ -134,6 +144,9 @@ class Replicator:
         self.role = Role.FOLLOWER
         self.leader: str | None = None
         self.term = 0
+        hard_state, _ = raft_storage.initial_state()
+        #: (term, vote) known to be on disk; early APPEND sends need it unchanged.
+        self._durable_vote: tuple[int, str | None] | None = (hard_state.term, hard_state.vote)
         self._seq = itertools.count(1)
         self._ticks = 0
         self._inbox: deque[Message] = deque()
@@ -329,11 +342,14 @@ class Replicator:
                         self._handle_ready(txn, raw, out)
                 finally:
                     self._rs.cycle_txn = None
+                # committed (fsync'd) here: the term and vote written this cycle are durable
                 if (
                     self.applied_index - self._rs.first_index_in(txn)
                     > 2 * limits.LOG_RETAIN_ENTRIES
                 ):
                     self._rs.compact(txn, self.applied_index - limits.LOG_RETAIN_ENTRIES)
+        if out.hard_state is not None:
+            self._durable_vote = out.hard_state
         if self._snapshot_waiters:
             waiters, self._snapshot_waiters = self._snapshot_waiters, []
             with self._storage.begin(write=True) as txn:
@@ -371,8 +387,19 @@ class Replicator:
 
     def _handle_ready(self, txn: Any, raw: RawNode, out: CycleOutput) -> None:
         rd = raw.ready()
+        messages = rd.messages
         if rd.hard_state is not None:
             self.term = rd.hard_state.term
+            out.hard_state = (rd.hard_state.term, rd.hard_state.vote)
+        in_force = out.hard_state if out.hard_state is not None else self._durable_vote
+        if self.role == Role.LEADER and in_force == self._durable_vote:
+            # A leader may replicate its new entries while it writes them itself (Raft
+            # thesis 10.2.1): only its term and vote must already be durable, and they
+            # are. Everything else waits for the commit below.
+            early = [m for m in messages if m.type == MessageType.APPEND]
+            if early:
+                messages = tuple(m for m in messages if m.type != MessageType.APPEND)
+                anyio.from_thread.run_sync(self._send, early)
         if rd.soft_state is not None:
             out.soft_state = rd.soft_state
             self.role, self.leader = rd.soft_state.role, rd.soft_state.leader
@@ -381,7 +408,7 @@ class Replicator:
         self._rs.persist(txn, rd.hard_state, rd.entries)
         for entry in rd.committed:
             self._apply(txn, raw, entry, out)
-        out.messages.extend(rd.messages)
+        out.messages.extend(messages)
         out.read_states.extend((r.index, r.context) for r in rd.read_states)
         raw.advance(rd)
 
