@@ -73,18 +73,10 @@ def loadgen(target: str, endpoints: str, pids: str, op: str, args, out: Path, en
 
 def start_aspen(data_dir: Path, port: int) -> subprocess.Popen:
     """Start a node process and wait until its token file exists and the port answers."""
+    from aspen.node.devcluster import node_command
+
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "aspen",
-            "node",
-            "start",
-            "--data-dir",
-            str(data_dir),
-            "--listen",
-            f"127.0.0.1:{port}",
-        ],
+        node_command(data_dir, f"127.0.0.1:{port}"),
         stdout=subprocess.DEVNULL,
         stderr=open(data_dir.parent / "aspen.log", "wb"),  # noqa: SIM115
     )

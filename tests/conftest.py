@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ import pytest
 
 import aspen
 from aspen.errors import AspenError
+from aspen.node.devcluster import node_command
 from aspen.testing import free_port
 
 #: Seconds a freshly started node process has to answer.
@@ -41,17 +41,7 @@ class NodeProcess:
         """Start the process and wait until it serves requests."""
         log = open(self.data_dir.parent / f"node-{self.port}.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "aspen",
-                "node",
-                "start",
-                "--data-dir",
-                str(self.data_dir),
-                "--listen",
-                self.endpoint,
-            ],
+            node_command(self.data_dir, self.endpoint),
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},

@@ -19,7 +19,7 @@ import pytest
 
 import aspen
 from aspen.errors import AspenError, NotLeaderError, UnavailableError
-from aspen.node.devcluster import PEER_PORT_OFFSET, DevCluster
+from aspen.node.devcluster import PEER_PORT_OFFSET, DevCluster, node_command
 from aspen.testing import free_port, wait_for
 from aspen.testing.linearizability import HistoryRecorder, check_kv_history
 
@@ -361,21 +361,12 @@ def test_wrong_join_token_is_refused(cluster3, tmp_path) -> None:
     bad = (c := cluster3).node_dir(1).joinpath("join-token").read_text().strip()[:-4] + "AAAA"
     port = free_port()
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "aspen",
-            "node",
-            "start",
-            "--data-dir",
-            str(tmp_path / "intruder"),
-            "--listen",
+        node_command(
+            tmp_path / "intruder",
             f"127.0.0.1:{port}",
-            "--peer-listen",
-            f"127.0.0.1:{free_port()}",
-            "--join",
-            f"{bad}@{c.peer_endpoint(1)}",
-        ],
+            peer_listen=f"127.0.0.1:{free_port()}",
+            join=f"{bad}@{c.peer_endpoint(1)}",
+        ),
         capture_output=True,
         text=True,
         timeout=60,

@@ -20,7 +20,7 @@ from pathlib import Path
 from aspen.errors import AspenError
 from aspen.node.config import ROOT_TOKEN_FILE
 
-__all__ = ["PEER_PORT_OFFSET", "DevCluster"]
+__all__ = ["PEER_PORT_OFFSET", "DevCluster", "node_command"]
 
 #: Peer port of node i = base port + PEER_PORT_OFFSET + i.
 PEER_PORT_OFFSET = 100
@@ -30,6 +30,19 @@ NODE_START_SECONDS = 30.0
 PROMOTE_SECONDS = 60.0
 #: Name of the join token file a cluster's first node writes.
 JOIN_TOKEN_FILE = "join-token"
+
+
+def node_command(
+    data_dir: Path, listen: str, *, peer_listen: str | None = None, join: str | None = None
+) -> list[str]:
+    """The command line that runs ``aspen node start`` with this Python."""
+    args = [sys.executable, "-m", "aspen", "node", "start"]
+    args += ["--data-dir", str(data_dir), "--listen", listen]
+    if peer_listen:
+        args += ["--peer-listen", peer_listen]
+    if join:
+        args += ["--join", join]
+    return args
 
 
 @dataclass
@@ -60,21 +73,9 @@ class DevCluster:
         return (self.node_dir(1) / ROOT_TOKEN_FILE).read_text().strip()
 
     def _spawn(self, i: int, join: str | None) -> subprocess.Popen:
-        args = [
-            sys.executable,
-            "-m",
-            "aspen",
-            "node",
-            "start",
-            "--data-dir",
-            str(self.node_dir(i)),
-            "--listen",
-            self.client_endpoint(i),
-            "--peer-listen",
-            self.peer_endpoint(i),
-        ]
-        if join:
-            args += ["--join", join]
+        args = node_command(
+            self.node_dir(i), self.client_endpoint(i), peer_listen=self.peer_endpoint(i), join=join
+        )
         log = open(self.data_dir / f"n{i}.log", "ab")  # noqa: SIM115 - owned by the child
         proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.procs.append(proc)
