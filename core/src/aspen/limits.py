@@ -152,6 +152,8 @@ MAX_RAFT_MESSAGES_PER_CYCLE = 4096
 MAX_ENTRY_BYTES = 3 * 1024 * 1024
 #: Seconds a write or a linearizable read waits for the cluster before ``timeout``.
 PROPOSAL_TIMEOUT_SECONDS = 8.0
+#: A learner is promoted to voter only when it is at most this many entries behind the commit.
+PROMOTE_MAX_LAG_ENTRIES = 100
 #: Seconds before an unanswered ReadIndex request is asked again.
 READ_INDEX_RETRY_SECONDS = 1.0
 #: Most linearizable reads waiting for one ReadIndex round.

@@ -220,6 +220,16 @@ class ClusterRuntime:
         """Propose promoting a learner that has caught up to voter."""
         if node_id not in self._conf().learners:
             raise InvalidArgumentError(f"{node_id} is not a learner")
+        self.require_leader()
+        raft = await self.replicator.status()
+        match = raft.get("progress", {}).get(node_id, {}).get("match", 0)
+        if match + limits.PROMOTE_MAX_LAG_ENTRIES < raft.get("commit", 0):
+            raise UnavailableError(
+                f"learner {node_id} has not caught up yet (has {match} of {raft['commit']} "
+                "committed entries); retry once it has",
+                match=match,
+                commit=raft["commit"],
+            )
         return await self.replicator.propose_conf_change(
             ConfChange(ConfChangeType.PROMOTE, node_id)
         )
