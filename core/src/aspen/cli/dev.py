@@ -35,7 +35,7 @@ def up(nodes: int, data_dir: Path, base_port: int) -> None:
         cluster.up()
         click.echo(
             f"Aspen dev cluster of {nodes} nodes is up ({data_dir}).\n"
-            f"  source {data_dir / 'env'}   # sets ASPEN_ENDPOINT and ASPEN_TOKEN\n"
+            f"  set -a; . {data_dir / 'env'}; set +a   # exports ASPEN_ENDPOINT, ASPEN_TOKEN\n"
             f"  aspen cluster status\n"
             f"Press Ctrl-C to stop every node."
         )
