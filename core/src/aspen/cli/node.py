@@ -55,6 +55,13 @@ def node() -> None:
     help="host:port for Raft traffic from other nodes (default: the client port + 1).",
 )
 @click.option(
+    "--advertise-peer",
+    envvar="ASPEN_ADVERTISE_PEER",
+    default=None,
+    callback=lambda c, p, v: v if v is None else _check_listen(c, p, v),
+    help="host:port other members dial for Raft traffic, if not --peer-listen (NAT, proxy).",
+)
+@click.option(
     "--join",
     envvar="ASPEN_JOIN",
     default=None,
@@ -67,6 +74,7 @@ def start(
     listen: str,
     config_file: Path | None,
     peer_listen: str | None,
+    advertise_peer: str | None,
     join: str | None,
 ) -> None:
     """Start a node with every installed plugin; runs until Ctrl-C or SIGTERM.
@@ -85,6 +93,7 @@ def start(
         listen=listen,
         config_file=config_file,
         peer_listen=peer_listen,
+        advertise_peer=advertise_peer,
         join=join,
     )
     pm = cli.plugin_manager()

@@ -91,9 +91,15 @@ class ClusterRuntime:
         return creds
 
     async def start_transport(
-        self, tg: anyio.abc.TaskGroup, creds: NodeCredentials, listen: str
+        self,
+        tg: anyio.abc.TaskGroup,
+        creds: NodeCredentials,
+        listen: str,
+        *,
+        advertise: str | None = None,
     ) -> str:
-        """Serve the peer port (Raft traffic, snapshots, joins); return its host:port."""
+        """Serve the peer port (Raft traffic, snapshots, joins); return the host:port other
+        members dial (``advertise``, else the bound address)."""
         join_token = load_join_token(self.node.data_dir)
         self.transport = PeerTransport(
             creds,
@@ -107,7 +113,7 @@ class ClusterRuntime:
         )
         port = await tg.start(self.transport.serve)
         host, _ = parse_hostport(listen)
-        self.peer_endpoint = f"{host}:{port}"
+        self.peer_endpoint = advertise or f"{host}:{port}"
         return self.peer_endpoint
 
     def open(self, client_endpoint: str, *, founding: bool) -> None:

@@ -64,6 +64,9 @@ class NodeConfig:
     config_file: Path | None = None
     #: Address peers reach this node's Raft transport on (must stay stable across restarts).
     peer_listen: str = "127.0.0.1:0"
+    #: Peer address other members should dial, when it differs from ``peer_listen`` (NAT,
+    #: a proxy); default: the bound peer address.
+    advertise_peer: str | None = None
     #: A join token and a member's peer address (``TOKEN@host:port``) to join a cluster.
     join: str | None = None
     #: fsync every group commit (turn off only for throwaway test nodes).

@@ -33,13 +33,20 @@ JOIN_TOKEN_FILE = "join-token"
 
 
 def node_command(
-    data_dir: Path, listen: str, *, peer_listen: str | None = None, join: str | None = None
+    data_dir: Path,
+    listen: str,
+    *,
+    peer_listen: str | None = None,
+    advertise_peer: str | None = None,
+    join: str | None = None,
 ) -> list[str]:
     """The command line that runs ``aspen node start`` with this Python."""
     args = [sys.executable, "-m", "aspen", "node", "start"]
     args += ["--data-dir", str(data_dir), "--listen", listen]
     if peer_listen:
         args += ["--peer-listen", peer_listen]
+    if advertise_peer:
+        args += ["--advertise-peer", advertise_peer]
     if join:
         args += ["--join", join]
     return args
@@ -53,6 +60,9 @@ class DevCluster:
     nodes: int
     base_port: int
     host: str = "127.0.0.1"
+    #: Node index -> the peer address to advertise instead of the real one (tests put a
+    #: fault-injecting proxy there).
+    advertise: dict[int, str] = field(default_factory=dict)
     procs: list[subprocess.Popen] = field(default_factory=list)
 
     def client_endpoint(self, i: int) -> str:
@@ -74,7 +84,11 @@ class DevCluster:
 
     def _spawn(self, i: int, join: str | None) -> subprocess.Popen:
         args = node_command(
-            self.node_dir(i), self.client_endpoint(i), peer_listen=self.peer_endpoint(i), join=join
+            self.node_dir(i),
+            self.client_endpoint(i),
+            peer_listen=self.peer_endpoint(i),
+            advertise_peer=self.advertise.get(i),
+            join=join,
         )
         log = open(self.data_dir / f"n{i}.log", "ab")  # noqa: SIM115 - owned by the child
         proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -112,7 +126,7 @@ class DevCluster:
         join = None
         if fresh:
             join_token = (self.node_dir(1) / JOIN_TOKEN_FILE).read_text().strip()
-            join = f"{join_token}@{self.peer_endpoint(1)}"
+            join = f"{join_token}@{self.advertise.get(1, self.peer_endpoint(1))}"
         for i in range(2, self.nodes + 1):
             self._spawn(i, join if fresh or not self.node_dir(i).exists() else None)
         for i in range(2, self.nodes + 1):

@@ -199,7 +199,9 @@ class Node:
                     self.config_.join is None and not (self.data_dir / JOINED_MARKER).exists()
                 )
                 creds = await self.cluster.credentials(
-                    self.config_.join, self.config_.listen, self.config_.peer_listen
+                    self.config_.join,
+                    self.config_.listen,
+                    self.config_.advertise_peer or self.config_.peer_listen,
                 )
                 self.token = load_or_create_root_token(self.data_dir)
                 self.server = RpcServer(
@@ -212,7 +214,9 @@ class Node:
                 )
                 bound = await tg.start(self.server.serve, host, port)
                 self.endpoint = f"{host}:{bound}"
-                await self.cluster.start_transport(tg, creds, self.config_.peer_listen)
+                await self.cluster.start_transport(
+                    tg, creds, self.config_.peer_listen, advertise=self.config_.advertise_peer
+                )
                 self.cluster.open(self.endpoint, founding=founding)
                 await tg.start(self.cluster.replicator.run)
                 tg.start_soon(self.leases.run, name="leases")
