@@ -18,6 +18,7 @@ from collections.abc import Iterator
 import pytest
 
 import aspen
+from aspen import limits
 from aspen.errors import AspenError, NotLeaderError, UnavailableError
 from aspen.node.devcluster import PEER_PORT_OFFSET, DevCluster, node_command
 from aspen.testing import free_port, wait_for
@@ -435,3 +436,37 @@ def test_leader_cut_off_by_a_network_partition_steps_down_and_rejoins(tmp_path) 
         c.down()
         for proxy in proxies.values():
             proxy.close()
+
+
+def test_follower_behind_a_compacted_log_catches_up_from_a_snapshot(cluster3) -> None:
+    c = cluster3
+    leader = _leader_index(c)
+    lagging = next(i for i in range(1, 4) if i != leader)
+    c.procs[lagging - 1].send_signal(signal.SIGKILL)
+    c.procs[lagging - 1].wait(10)
+    big = b"x" * limits.MAX_VALUE_BYTES
+    with _client(c) as cl:
+        # more than the leader's queue for the dead peer holds (PEER_QUEUE_BYTES), so that
+        # the queued appends are dropped and the follower really needs the compacted log
+        for _ in range(limits.PEER_QUEUE_BYTES // limits.MAX_VALUE_BYTES + 8):
+            cl.kv.put("snap/big", big)
+        for n in range(50):
+            cl.kv.put(f"snap/{n:03d}", f"v{n}")
+        compacted = 0
+        for i in range(1, 4):  # every live node drops the log the lagging one would need
+            if i != lagging:
+                with aspen.connect(c.client_endpoint(i), token=c.token) as nc:
+                    compacted = max(compacted, nc.call("cluster.snapshot")["index"])
+        for n in range(50, 60):
+            cl.kv.put(f"snap/{n:03d}", f"v{n}")
+    log_file = c.data_dir / f"n{lagging}.log"
+    installs_before = log_file.read_text().count("installed snapshot")
+    c.procs[lagging - 1] = c._spawn(lagging, None)
+    c.procs.pop()
+    c._wait_serving(lagging)
+    _assert_same_state_everywhere(c)
+    with aspen.connect(c.client_endpoint(lagging), token=c.token) as fc:
+        keys = fc.kv.range("snap/", serializable=True)
+        assert len(keys) == 61
+        assert fc.call("cluster.status")["applied_index"] > compacted
+    assert log_file.read_text().count("installed snapshot") == installs_before + 1

@@ -285,6 +285,7 @@ class ClusterRuntime:
                 msg.to, None, snapshot_header(meta, self.node.id, msg.term), stream()
             )
             ok = True
+            log.info("sent a snapshot at index %d to %s", meta.index, msg.to)
         except Exception as exc:
             log.warning("sending snapshot to %s failed: %s", msg.to, exc)
         finally:

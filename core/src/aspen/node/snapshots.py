@@ -46,13 +46,15 @@ def snapshot_header(meta: SnapshotMeta, leader: str, term: int) -> dict[str, Any
 
 
 def dump_with_meta(storage: Storage, raft_storage: Any) -> tuple[SnapshotMeta, Iterator[bytes]]:
-    """Open a read transaction and return (its snapshot position, its chunk iterator)."""
+    """Open a read transaction and return (its snapshot position, an iterator of its chunks,
+    each framed with a 4-byte length: the transport may split or merge them on the way)."""
     txn = storage.begin()
     meta_sm = raft_storage.snapshot_meta_in(txn)
 
     def chunks() -> Iterator[bytes]:
         try:
-            yield from sm_snapshot.dump_chunks(storage, txn)
+            for chunk in sm_snapshot.dump_chunks(storage, txn):
+                yield len(chunk).to_bytes(4, "big") + chunk
         finally:
             txn.abort()
 
@@ -89,14 +91,14 @@ class SnapshotSpool:
         size = 0
         try:
             with open(tmp, "wb") as out:
-                async for chunk in chunks:
-                    size += len(chunk)
+                async for data in chunks:  # a byte stream: sender framing, any split
+                    size += len(data)
                     if size > limits.MAX_SNAPSHOT_BYTES:
                         raise ValueError("snapshot larger than MAX_SNAPSHOT_BYTES")
-                    frame = len(chunk).to_bytes(4, "big") + chunk
-                    await anyio.to_thread.run_sync(out.write, frame)
+                    await anyio.to_thread.run_sync(out.write, data)
                 await anyio.to_thread.run_sync(_flush_and_sync, out)
-            tmp.replace(self.path_for(meta.index))
+            await anyio.to_thread.run_sync(_check_spool, tmp)  # refuse a bad transfer now,
+            tmp.replace(self.path_for(meta.index))  # not when the driver installs it
         finally:
             tmp.unlink(missing_ok=True)
         return Message(
@@ -106,6 +108,19 @@ class SnapshotSpool:
             term=int(header["term"]),
             snapshot=meta,
         )
+
+
+def _check_spool(path: Path) -> None:
+    """Parse a spooled snapshot completely; raise ``ValueError`` if it is cut or garbled."""
+    try:
+        with open(path, "rb") as f:
+            for chunk in sm_snapshot.read_spool(f):
+                if not isinstance(chunk, list):
+                    raise ValueError("a snapshot chunk is not a list of records")
+    except ValueError:
+        raise
+    except Exception as exc:
+        raise ValueError(f"malformed snapshot: {exc}") from None
 
 
 def _flush_and_sync(f: Any) -> None:
