@@ -145,6 +145,14 @@ RAFT_TICK_SECONDS = 0.05
 RAFT_ELECTION_TICKS = 10
 #: Ticks between a leader's heartbeats.
 RAFT_HEARTBEAT_TICKS = 2
+#: Ready rounds handled inside one driver cycle's transaction (one fsync).
+MAX_READY_PER_CYCLE = 4
+#: Longest node id accepted in a request.
+MAX_NODE_ID_CHARS = 64
+#: Longest host:port accepted for a member's address (joins, ``cluster.add_learner``).
+MAX_ADDRESS_CHARS = 256
+#: Most addresses a joining node may announce.
+MAX_JOIN_ADDRESSES = 16
 #: Most Raft messages stepped per driver cycle.
 MAX_RAFT_MESSAGES_PER_CYCLE = 4096
 #: Largest replicated command (a log entry), in bytes: below MAX_FRAME_BYTES so that any

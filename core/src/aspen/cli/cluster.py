@@ -9,7 +9,7 @@ import click
 
 from aspen.cli.context import CliContext, json_option, pass_cli, resolve_token
 from aspen.cli.output import echo_json, format_table
-from aspen.node.config import DEFAULT_LISTEN, parse_hostport
+from aspen.node.config import DEFAULT_LISTEN, default_peer_listen
 
 __all__ = ["cluster", "cluster_view"]
 
@@ -138,9 +138,7 @@ def init(cli: CliContext, data_dir: Path, listen: str, peer_listen: str | None) 
     --join does this by itself.)"""
     from aspen.transport.join import init_cluster
 
-    if peer_listen is None:
-        host, port = parse_hostport(listen)
-        peer_listen = f"{host}:{port + 1}"
+    peer_listen = peer_listen or default_peer_listen(listen)
     try:
         created = init_cluster(data_dir, [peer_listen, listen])
     except ValueError as exc:

@@ -7,7 +7,13 @@ from pathlib import Path
 import click
 
 from aspen.cli.context import CliContext, pass_cli
-from aspen.node.config import DEFAULT_LISTEN, NodeConfig, default_data_dir, parse_hostport
+from aspen.node.config import (
+    DEFAULT_LISTEN,
+    NodeConfig,
+    default_data_dir,
+    default_peer_listen,
+    parse_hostport,
+)
 
 __all__ = ["node"]
 
@@ -18,6 +24,12 @@ def _check_listen(_ctx: click.Context, _param: click.Parameter, value: str) -> s
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     return value
+
+
+def _check_optional_listen(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> str | None:
+    return None if value is None else _check_listen(ctx, param, value)
 
 
 @click.group()
@@ -51,14 +63,14 @@ def node() -> None:
     "--peer-listen",
     envvar="ASPEN_PEER_LISTEN",
     default=None,
-    callback=lambda c, p, v: v if v is None else _check_listen(c, p, v),
+    callback=_check_optional_listen,
     help="host:port for Raft traffic from other nodes (default: the client port + 1).",
 )
 @click.option(
     "--advertise-peer",
     envvar="ASPEN_ADVERTISE_PEER",
     default=None,
-    callback=lambda c, p, v: v if v is None else _check_listen(c, p, v),
+    callback=_check_optional_listen,
     help="host:port other members dial for Raft traffic, if not --peer-listen (NAT, proxy).",
 )
 @click.option(
@@ -85,9 +97,7 @@ def start(
 
     data_dir = data_dir or default_data_dir()
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if peer_listen is None:
-        host, port = parse_hostport(listen)
-        peer_listen = f"{host}:{port + 1 if port else 0}"
+    peer_listen = peer_listen or default_peer_listen(listen)
     config = NodeConfig(
         data_dir=data_dir,
         listen=listen,

@@ -313,10 +313,14 @@ class ClusterRuntime:
         """A snapshot streamed by the leader: spool it, then step its SNAPSHOT message."""
         if header.get("kind") != "snapshot" or header.get("from") != peer_id:
             raise InvalidArgumentError("unexpected stream from peer")
-        msg = await self.spool.receive(header, chunks)
+        meta = await self.spool.receive(header, chunks)
         self.replicator.deliver(
             Message(
-                type=msg.type, frm=peer_id, to=self.node.id, term=msg.term, snapshot=msg.snapshot
+                type=MessageType.SNAPSHOT,
+                frm=peer_id,
+                to=self.node.id,
+                term=int(header["term"]),
+                snapshot=meta,
             )
         )
 

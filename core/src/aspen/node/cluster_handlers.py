@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from aspen import limits
 from aspen.errors import InvalidArgumentError
 from aspen.plugins.types import RpcHandler
 from aspen.rpc import params as p
@@ -14,12 +15,9 @@ if TYPE_CHECKING:
 
 __all__ = ["cluster_handlers"]
 
-#: Longest node id accepted in a request.
-MAX_NODE_ID_CHARS = 64
-
 
 def _node_id(params: dict[str, Any]) -> str:
-    return p.require_str(params, "id", max_len=MAX_NODE_ID_CHARS)
+    return p.require_str(params, "id", max_len=limits.MAX_NODE_ID_CHARS)
 
 
 async def cluster_status(ctx: RpcContext, params: dict[str, Any]) -> Any:
@@ -32,8 +30,8 @@ async def cluster_add_learner(ctx: RpcContext, params: dict[str, Any]) -> Any:
     node: Node = ctx.node
     return await node.cluster.add_learner(
         _node_id(params),
-        p.require_str(params, "peer", max_len=256),
-        p.require_str(params, "client", max_len=256),
+        p.require_str(params, "peer", max_len=limits.MAX_ADDRESS_CHARS),
+        p.require_str(params, "client", max_len=limits.MAX_ADDRESS_CHARS),
     )
 
 

@@ -12,6 +12,7 @@ __all__ = [
     "ROOT_TOKEN_FILE",
     "NodeConfig",
     "default_data_dir",
+    "default_peer_listen",
     "parse_hostport",
 ]
 
@@ -52,6 +53,12 @@ def parse_hostport(text: str, *, default_port: int = DEFAULT_PORT) -> tuple[str,
     if not 0 <= port_no <= 65535:
         raise ValueError(f"port out of range in address {text!r}")
     return host, port_no
+
+
+def default_peer_listen(listen: str) -> str:
+    """The peer address used when none is given: the client port + 1 (port 0 stays 0)."""
+    host, port = parse_hostport(listen)
+    return f"{host}:{port + 1 if port else 0}"
 
 
 @dataclass(frozen=True, slots=True)

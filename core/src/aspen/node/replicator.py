@@ -62,9 +62,6 @@ __all__ = ["CycleOutput", "Replicator"]
 
 log = logging.getLogger(__name__)
 
-#: Ready rounds handled inside one driver cycle's transaction.
-MAX_READY_PER_CYCLE = 4
-
 
 class _Waiter:
     """One proposal or read waiting for the driver."""
@@ -91,7 +88,6 @@ class CycleOutput:
     read_states: list[tuple[int, bytes]] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     soft_state: SoftState | None = None
-    conf_changed: bool = False
     snapshots: list[tuple[_Waiter, int]] = field(default_factory=list)
     refused_reads: list[tuple[_Waiter, AspenError]] = field(default_factory=list)
     answers: list[tuple[_Waiter, Any]] = field(default_factory=list)
@@ -336,7 +332,7 @@ class Replicator:
             with self._storage.begin(write=True) as txn:
                 self._rs.cycle_txn = txn  # Raft must read what this cycle already wrote
                 try:
-                    for _ in range(MAX_READY_PER_CYCLE):
+                    for _ in range(limits.MAX_READY_PER_CYCLE):
                         if not raw.has_ready():
                             break
                         self._handle_ready(txn, raw, out)
@@ -441,7 +437,6 @@ class Replicator:
         apply_member_change(self._rs, txn, change, context)
         self._sm.mark_applied(txn, entry.index, entry.term)
         self.conf = conf
-        out.conf_changed = True
         if origin == self.origin:
             out.results.append(
                 (seq, {"voters": list(conf.voters), "learners": list(conf.learners)})

@@ -21,7 +21,7 @@ import anyio
 
 from aspen import limits
 from aspen.kv import snapshot as sm_snapshot
-from aspen.raft.types import ConfState, Message, MessageType, SnapshotMeta
+from aspen.raft.types import ConfState, SnapshotMeta
 from aspen.storage import Storage
 
 __all__ = ["SnapshotSpool", "dump_with_meta", "install_received_snapshot", "snapshot_header"]
@@ -80,8 +80,8 @@ class SnapshotSpool:
         """The spool file of the snapshot at ``index``."""
         return self.dir / f"{index:020d}.spool"
 
-    async def receive(self, header: dict[str, Any], chunks: AsyncIterator[bytes]) -> Message:
-        """Spool a streamed snapshot; return the SNAPSHOT message to step into Raft."""
+    async def receive(self, header: dict[str, Any], chunks: AsyncIterator[bytes]) -> SnapshotMeta:
+        """Spool a streamed snapshot; return its position, once it is on disk and parses."""
         meta = SnapshotMeta(
             int(header["index"]),
             int(header["snap_term"]),
@@ -101,26 +101,15 @@ class SnapshotSpool:
             tmp.replace(self.path_for(meta.index))  # not when the driver installs it
         finally:
             tmp.unlink(missing_ok=True)
-        return Message(
-            type=MessageType.SNAPSHOT,
-            frm=str(header["from"]),
-            to="",
-            term=int(header["term"]),
-            snapshot=meta,
-        )
+        return meta
 
 
 def _check_spool(path: Path) -> None:
     """Parse a spooled snapshot completely; raise ``ValueError`` if it is cut or garbled."""
-    try:
-        with open(path, "rb") as f:
-            for chunk in sm_snapshot.read_spool(f):
-                if not isinstance(chunk, list):
-                    raise ValueError("a snapshot chunk is not a list of records")
-    except ValueError:
-        raise
-    except Exception as exc:
-        raise ValueError(f"malformed snapshot: {exc}") from None
+    with open(path, "rb") as f:
+        for chunk in sm_snapshot.read_spool(f):  # msgpack raises ValueError when cut
+            if not isinstance(chunk, list):
+                raise ValueError("a snapshot chunk is not a list of records")
 
 
 def _flush_and_sync(f: Any) -> None:

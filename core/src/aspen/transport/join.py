@@ -43,7 +43,12 @@ from aspen.errors import (
     UnavailableError,
     error_from_wire,
 )
-from aspen.limits import JOIN_TIMEOUT_SECONDS, PEER_CONNECT_TIMEOUT_SECONDS
+from aspen.limits import (
+    JOIN_TIMEOUT_SECONDS,
+    MAX_ADDRESS_CHARS,
+    MAX_JOIN_ADDRESSES,
+    PEER_CONNECT_TIMEOUT_SECONDS,
+)
 from aspen.node.config import ROOT_TOKEN_FILE
 from aspen.transport.framed import LINK_ERRORS, FramedStream, describe_error, open_tls
 from aspen.transport.identity import (
@@ -88,10 +93,6 @@ log = logging.getLogger("aspen.transport.join")
 JOIN_PROTOCOL_VERSION = 1
 #: The cluster's join token in a data directory (mode 0600).
 JOIN_TOKEN_FILE = "join-token"
-#: Most addresses a joining node may announce.
-MAX_JOIN_ADDRESSES = 16
-#: Longest announced address, and longest name of one (``"peer"``, ``"client"``).
-MAX_ADDRESS_CHARS = 256
 
 #: ``await admit(node_id, addresses)``: accept the newcomer (e.g. commit it as a learner
 #: with ``addresses["peer"]`` and ``addresses["client"]``) and return the member list to
