@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -32,12 +34,54 @@ def _check_optional_listen(
     return None if value is None else _check_listen(ctx, param, value)
 
 
+class _StartCommand(click.Command):
+    """``node start`` plus a flag for every plugin config option marked ``start_flag``.
+
+    The plugin flags are built when the command parses or shows help (loading the
+    plugins then, not for every ``aspen`` command). A given flag sets the option's
+    ``ASPEN_<PLUGIN>_<OPTION>`` variable for the node, so it wins over file and environment.
+    """
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        """The built-in parameters, then the plugin flags."""
+        return [*super().get_params(ctx), *self._plugin_params(ctx)]
+
+    def _plugin_params(self, ctx: click.Context) -> list[click.Parameter]:
+        cached = ctx.meta.get("aspen.start_flags")
+        if cached is not None:
+            return cached
+        params: list[click.Parameter] = []
+        cli = ctx.find_object(CliContext)
+        if cli is not None:
+            from aspen.plugins.config import env_var_name
+
+            for section in cli.plugin_manager().config_sections():
+                for opt in section.options:
+                    if opt.start_flag:
+                        params.append(_plugin_flag(section.name, opt, env_var_name))
+        ctx.meta["aspen.start_flags"] = params
+        return params
+
+
+def _plugin_flag(section: str, opt: Any, env_var_name: Any) -> click.Option:
+    """A click option whose parameter name is the environment variable it sets."""
+    var = env_var_name(section, opt.name)
+    decls = [f"{opt.flag}/--no-{opt.flag[2:]}"] if opt.type is bool else [opt.flag]
+    click_type: Any = click.Path(path_type=Path) if issubclass(opt.type, Path) else opt.type
+    return click.Option(
+        [*decls, var.lower()],
+        type=None if opt.type is bool else click_type,
+        default=None,
+        help=f"[{section}] {opt.help} (sets {var})".replace(" ()", ""),
+    )
+
+
 @click.group()
 def node() -> None:
     """Run an Aspen node."""
 
 
-@node.command()
+@node.command(cls=_StartCommand)
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -88,6 +132,7 @@ def start(
     peer_listen: str | None,
     advertise_peer: str | None,
     join: str | None,
+    **plugin_flags: Any,
 ) -> None:
     """Start a node with every installed plugin; runs until Ctrl-C or SIGTERM.
 
@@ -95,6 +140,9 @@ def start(
     with --join); an existing one resumes where it stopped."""
     from aspen.node.runner import run_node
 
+    for var, value in plugin_flags.items():
+        if value is not None:
+            os.environ[var.upper()] = str(value).lower() if isinstance(value, bool) else str(value)
     data_dir = data_dir or default_data_dir()
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     peer_listen = peer_listen or default_peer_listen(listen)

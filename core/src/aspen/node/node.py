@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,7 @@ class Node:
         self._plugin_config: dict[str, dict[str, Any]] = {}
         self._stop: anyio.Event | None = None
         self._stopping = False
+        self._cluster_id = ""
 
     # ------------------------------------------------------------------ the API for plugins
     def config(self, plugin: str) -> dict[str, Any]:
@@ -77,6 +78,27 @@ class Node:
             raise UnavailableError(f"no unary method {method!r} on this node")
         ctx = RpcContext(node=self, peer="local", identity="node", connection_id=0)
         return await handler.func(ctx, params or {})
+
+    async def stream(self, method: str, params: dict[str, Any] | None = None) -> AsyncIterator[Any]:
+        """Call a streaming RPC method in-process (``kv.watch``…) and yield its items.
+
+        Stop iterating (or close the generator) to cancel the stream.
+        """
+        handler = self.registry.get(method)
+        if handler is None or not handler.streaming:
+            raise UnavailableError(f"no streaming method {method!r} on this node")
+        ctx = RpcContext(node=self, peer="local", identity="node", connection_id=0)
+        items = handler.func(ctx, params or {})
+        try:
+            async for item in items:
+                yield item
+        finally:
+            await items.aclose()
+
+    @property
+    def cluster_id(self) -> str:
+        """The id of the cluster this node belongs to (derived from the cluster CA key)."""
+        return self._cluster_id
 
     def spawn(self, func: Callable[..., Awaitable[Any]], *args: Any, name: str = "") -> None:
         """Run ``func(*args)`` in the background until the node stops."""
@@ -203,6 +225,7 @@ class Node:
                     self.config_.listen,
                     self.config_.advertise_peer or self.config_.peer_listen,
                 )
+                self._cluster_id = creds.cluster_id
                 self.token = load_or_create_root_token(self.data_dir)
                 self.server = RpcServer(
                     self.registry,

@@ -46,6 +46,15 @@ class ConfigOption:
     type: type = str
     default: Any = None
     help: str = ""
+    #: Also offer the option as ``aspen node start --<name-with-dashes>`` (the flag wins
+    #: over the environment and the file). Use it for what an operator passes per start,
+    #: such as a key file.
+    start_flag: bool = False
+
+    @property
+    def flag(self) -> str:
+        """The ``aspen node start`` flag for this option (``--secrets-file``)."""
+        return "--" + self.name.replace("_", "-")
 
 
 @dataclass(frozen=True, slots=True)
