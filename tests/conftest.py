@@ -44,7 +44,7 @@ class NodeProcess:
             node_command(self.data_dir, self.endpoint),
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
+            env={**os.environ, "ASPEN_LOAD_PLUGINS": "", **(env or {})},
         )
         deadline = time.monotonic() + NODE_START_TIMEOUT
         while True:

@@ -10,6 +10,14 @@ from aspen.node.config import NodeConfig
 from aspen.node.runner import NodeThread
 
 
+@pytest.fixture(autouse=True)
+def _no_installed_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The core's tests run without the workspace's plugins (aspen-hooks, aspen-secrets…):
+    what they check must not depend on what else is installed. Tests that want plugins
+    name them with ``@pytest.mark.aspen_plugins``."""
+    monkeypatch.setenv("ASPEN_LOAD_PLUGINS", "")
+
+
 @pytest.fixture
 def anyio_backend() -> str:
     """Run ``@pytest.mark.anyio`` tests on asyncio (what nodes run on)."""

@@ -175,4 +175,29 @@ CLIENT_MAX_REDIRECTS = 5
 #: Default page size of the client's ``kv.scan``.
 CLIENT_SCAN_PAGE_SIZE = 1000
 
+# --- Plugin: hooks (aspen-hooks) ---------------------------------------------------------
+# (hooks constants go here)
+
+# --- Plugin: secrets, common (aspen-secrets) ---------------------------------------------
+#: Most keys one LIST of a secrets path returns.
+SECRETS_MAX_LIST_KEYS = 10_000
+#: Times a secrets engine re-reads and retries a write that raced another one.
+SECRETS_MAX_WRITE_ATTEMPTS = 16
+#: Longest path inside a secrets mount, in characters.
+SECRETS_MAX_PATH_CHARS = 512
+#: Largest request body the secrets HTTP API accepts, in bytes.
+SECRETS_MAX_REQUEST_BYTES = 2 * 1024 * 1024
+
+# --- Plugin: secrets, KV v2 ------------------------------------------------------------
+# (kv v2 constants go here)
+
+# --- Plugin: secrets, Transit -----------------------------------------------------------
+# (transit constants go here)
+
+# --- Plugin: secrets, PKI ---------------------------------------------------------------
+# (pki constants go here)
+
+# --- Plugin: secrets, SOPS --------------------------------------------------------------
+# (sops constants go here)
+
 __all__ = [name for name in list(globals()) if name.isupper()]

@@ -1,0 +1,1 @@
+"""The ``hooks`` plugin's hooks (wired up as the parts land)."""

@@ -1,0 +1,1 @@
+"""The ``secrets`` plugin's hooks (wired up as the engines land)."""
