@@ -29,8 +29,8 @@ __all__ = [
     "ScopedStore",
     "Store",
     "Write",
-    "children",
     "check_path",
+    "children",
     "modify",
 ]
 

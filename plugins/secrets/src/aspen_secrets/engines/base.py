@@ -1,4 +1,4 @@
-"""The base of every secrets engine: a table of routes (path patterns × operations).
+"""The base of every secrets engine: a table of routes (path patterns and operations).
 
 An engine subclass decorates async methods with :func:`route`; a method receives the
 :class:`~aspen_secrets.logical.Request` and the pattern's named groups as keyword
