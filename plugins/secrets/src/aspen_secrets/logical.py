@@ -54,12 +54,15 @@ class Response:
     ``data`` becomes the ``data`` field of Vault's JSON envelope; ``None`` with no ``raw``
     means an empty success (HTTP 204). ``raw`` is a body sent as is with ``content_type``
     (PKI's PEM/DER endpoints). ``warnings`` go into the envelope's ``warnings``.
+    ``status`` overrides the HTTP status of a successful answer (Vault answers a read of a
+    deleted KV v2 version with 404 *and* its metadata).
     """
 
     data: dict[str, Any] | None = None
     warnings: tuple[str, ...] = ()
     raw: bytes | None = None
     content_type: str = "application/json"
+    status: int | None = None
 
 
 class UnsupportedPathError(errors.NotFoundError):
