@@ -59,6 +59,9 @@ def test_node_stream_yields_watch_items(node) -> None:
     got = node.call(watch_one)
     assert got["events"][0]["kv"]["key"] == b"/s/a"
     assert len(api.cluster_id) > 8
+    assert api.is_leader and api.leader_id == api.id
+    api.plugin_state("demo")["service"] = "x"
+    assert api.plugin_state("demo") == {"service": "x"} and api.plugin_state("other") == {}
 
 
 def test_node_stream_refuses_unary_methods(node) -> None:

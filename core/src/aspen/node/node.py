@@ -56,6 +56,7 @@ class Node:
         self._stop: anyio.Event | None = None
         self._stopping = False
         self._cluster_id = ""
+        self._plugin_state: dict[str, dict[str, Any]] = {}
 
     # ------------------------------------------------------------------ the API for plugins
     def config(self, plugin: str) -> dict[str, Any]:
@@ -94,6 +95,22 @@ class Node:
                 yield item
         finally:
             await items.aclose()
+
+    @property
+    def is_leader(self) -> bool:
+        """Whether this node is the Raft leader now (writes proposed here are local)."""
+        return bool(self.cluster.replicator.is_leader)
+
+    @property
+    def leader_id(self) -> str | None:
+        """The node id of the leader this node knows of, or ``None`` during an election."""
+        return self.cluster.replicator.leader or None
+
+    def plugin_state(self, plugin: str) -> dict[str, Any]:
+        """A dict this node keeps for ``plugin``'s runtime objects (services, caches,
+        connections): create them in ``aspen_startup``, find them from RPC handlers with
+        ``ctx.node.plugin_state(name)``. It lives as long as the node object."""
+        return self._plugin_state.setdefault(plugin, {})
 
     @property
     def cluster_id(self) -> str:
