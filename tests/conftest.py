@@ -21,6 +21,14 @@ from aspen.testing import free_port
 NODE_START_TIMEOUT = 30.0
 
 
+@pytest.fixture(autouse=True)
+def _core_only_nodes(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Node processes of these tests run the core alone (the workspace's plugins would add
+    their own writes); a test marked ``with_installed_plugins`` runs them all."""
+    if request.node.get_closest_marker("with_installed_plugins") is None:
+        monkeypatch.setenv("ASPEN_LOAD_PLUGINS", "")
+
+
 @dataclass
 class NodeProcess:
     """A node running as its own OS process (``python -m aspen node start``)."""
@@ -44,7 +52,7 @@ class NodeProcess:
             node_command(self.data_dir, self.endpoint),
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "ASPEN_LOAD_PLUGINS": "", **(env or {})},
+            env={**os.environ, **(env or {})},
         )
         deadline = time.monotonic() + NODE_START_TIMEOUT
         while True:

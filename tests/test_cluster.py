@@ -184,6 +184,7 @@ def _assert_same_state_everywhere(c: DevCluster) -> None:
     wait_for(converged, timeout=30, interval=0.2)
 
 
+@pytest.mark.with_installed_plugins
 def test_dev_up_command_writes_env_and_stops_on_sigterm(tmp_path) -> None:
     data = tmp_path / "dev"
     base = _base_port(3)

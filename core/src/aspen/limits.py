@@ -175,8 +175,66 @@ CLIENT_MAX_REDIRECTS = 5
 #: Default page size of the client's ``kv.scan``.
 CLIENT_SCAN_PAGE_SIZE = 1000
 
-# --- Plugin: hooks (aspen-hooks) ---------------------------------------------------------
-# (hooks constants go here)
+# --- Plugin: hooks, handlers and runner (aspen-hooks) -----------------------------------
+#: Longest handler name.
+HOOKS_MAX_NAME_CHARS = 128
+#: Longest handler pattern (``kv.put:/app/config/*``).
+HOOKS_MAX_PATTERN_CHARS = 512
+#: Most handlers a cluster may hold.
+HOOKS_MAX_HANDLERS = 1000
+#: Longest handler timeout, in seconds (and the default).
+HOOKS_MAX_TIMEOUT_SECONDS = 3600.0
+HOOKS_DEFAULT_TIMEOUT_SECONDS = 30.0
+#: Most retries of one event (and the default).
+HOOKS_MAX_RETRIES = 20
+HOOKS_DEFAULT_RETRIES = 3
+#: First and longest backoff between retries, in seconds (doubling in between).
+HOOKS_BACKOFF_BASE_SECONDS = 0.2
+HOOKS_BACKOFF_MAX_SECONDS = 30.0
+#: TTL of the runner's lease: how long a dead runner's node blocks a new runner.
+HOOKS_RUNNER_LEASE_SECONDS = 3
+#: How often every node checks whether it should run (leader, runner key free).
+HOOKS_SUPERVISE_INTERVAL_SECONDS = 0.25
+#: Longest time a runner keeps a handler's cursor and counters unsaved while it is busy.
+HOOKS_STATE_FLUSH_SECONDS = 0.2
+#: An idle handler's cursor is saved at most this often (only when other writes moved it).
+HOOKS_IDLE_FLUSH_SECONDS = 5.0
+#: Value bytes of a kv event carried in a hook's payload (larger values: size only).
+HOOKS_MAX_PAYLOAD_VALUE_BYTES = 64 * 1024
+#: Most dead-letter entries kept per handler (the oldest go first).
+HOOKS_MAX_DLQ_ENTRIES = 10_000
+#: Most recent durations kept per handler for p50/p99.
+HOOKS_DURATION_SAMPLES = 512
+#: Largest payload ``hooks trigger`` accepts, in bytes (msgpack).
+HOOKS_MAX_TRIGGER_PAYLOAD_BYTES = 256 * 1024
+
+# --- Plugin: hooks, executors (aspen-hooks) ----------------------------------------------
+#: Bytes of stdout and of stderr kept from one shell handler run (each; the rest is counted).
+HOOKS_MAX_OUTPUT_BYTES = 64 * 1024
+#: Seconds between SIGTERM and SIGKILL to a shell handler's process group.
+HOOKS_KILL_GRACE_SECONDS = 2.0
+#: Seconds output is still read after a shell handler's processes are gone (a process that
+#: left the group may hold the pipes open).
+HOOKS_OUTPUT_DRAIN_SECONDS = 1.0
+#: Longest shell handler command, in characters.
+HOOKS_MAX_COMMAND_CHARS = 4096
+#: Largest ``ASPEN_HOOK_EVENT`` (compact JSON), in bytes; a larger event is passed without
+#: its ``value`` (an environment string must stay under the kernel's 128 KiB).
+HOOKS_MAX_EVENT_ENV_BYTES = 96 * 1024
+#: Longest python handler entry point (``package.module:function``), in characters.
+HOOKS_MAX_ENTRYPOINT_CHARS = 256
+#: Most Aspen clusters an event may cross through forward handlers (loop protection).
+HOOKS_MAX_FORWARD_HOPS = 4
+#: Most endpoints (``host:port,...``) of one forward target.
+HOOKS_MAX_FORWARD_ENDPOINTS = 16
+#: Longest forward target token, in characters.
+HOOKS_MAX_FORWARD_TOKEN_CHARS = 1024
+#: Longest event name a forward target renames events to, in characters.
+HOOKS_MAX_EVENT_NAME_CHARS = 256
+#: Seconds ``hooks add`` spends checking a target online (connect + call, or import).
+HOOKS_CHECK_TIMEOUT_SECONDS = 3.0
+#: Longest one-line error reason of a handler run, in characters.
+HOOKS_MAX_ERROR_CHARS = 1000
 
 # --- Plugin: secrets, common (aspen-secrets) ---------------------------------------------
 #: Most keys one LIST of a secrets path returns.
@@ -187,17 +245,103 @@ SECRETS_MAX_WRITE_ATTEMPTS = 16
 SECRETS_MAX_PATH_CHARS = 512
 #: Largest request body the secrets HTTP API accepts, in bytes.
 SECRETS_MAX_REQUEST_BYTES = 2 * 1024 * 1024
+#: Keys the secrets store reads per ``kv.range`` page when it scans a prefix.
+SECRETS_STORE_PAGE_SIZE = 1000
+#: Entries one unmount deletes per transaction while it purges a mount's state.
+SECRETS_UNMOUNT_BATCH = 500
+#: Most secrets engines mounted at once (the mount table is one stored entry).
+SECRETS_MAX_MOUNTS = 256
+#: Most data-encryption key versions the keyring keeps (each rotation adds one).
+SECRETS_MAX_KEYRING_TERMS = 4096
+#: Seconds between attempts to open the keyring while the cluster has no leader.
+SECRETS_STARTUP_RETRY_SECONDS = 0.5
+#: Seconds the secrets HTTP server waits for open requests when the node stops.
+SECRETS_HTTP_SHUTDOWN_SECONDS = 2.0
+#: Leader connections a node keeps open to forward secrets writes (one per endpoint).
+SECRETS_MAX_FORWARD_CLIENTS = 16
 
 # --- Plugin: secrets, KV v2 ------------------------------------------------------------
 # (kv v2 constants go here)
+#: Versions a KV v2 secret keeps when neither it nor its mount sets ``max_versions`` (Vault's).
+KV2_DEFAULT_MAX_VERSIONS = 10
+#: Largest ``max_versions`` a KV v2 mount or secret may set (also the most versions one
+#: delete/undelete/destroy request may name); keeps one secret's metadata entry and its
+#: delete-all commit (one write per version) well inside ``MAX_VALUE_BYTES``/``MAX_TXN_OPS``.
+KV2_MAX_VERSIONS = 500
+#: Largest ``data`` map of one KV v2 secret version, in bytes (msgpack-encoded).
+KV2_MAX_DATA_BYTES = 512 * 1024
+#: Deepest nesting of maps and lists inside one KV v2 ``data`` map.
+KV2_MAX_DATA_DEPTH = 64
+#: Most ``custom_metadata`` keys of one KV v2 secret (Vault's bound).
+KV2_MAX_CUSTOM_METADATA_KEYS = 64
+#: Longest ``custom_metadata`` key, in bytes (Vault's bound).
+KV2_MAX_CUSTOM_METADATA_KEY_BYTES = 128
+#: Longest ``custom_metadata`` value, in bytes (Vault's bound).
+KV2_MAX_CUSTOM_METADATA_VALUE_BYTES = 512
+#: Longest KV v2 secret path, in UTF-8 bytes (its storage keys add a mount prefix and a
+#: version number and must stay under ``MAX_KEY_BYTES``).
+KV2_MAX_PATH_BYTES = 512
 
 # --- Plugin: secrets, Transit -----------------------------------------------------------
 # (transit constants go here)
+#: Largest plaintext or input (after base64 decoding) of one transit operation or batch item.
+TRANSIT_MAX_INPUT_BYTES = 1024 * 1024
+#: Most items in one transit ``batch_input``.
+TRANSIT_MAX_BATCH_ITEMS = 1000
+#: Most versions a transit key keeps (all live in one entry); trim old ones to rotate past it.
+TRANSIT_MAX_KEY_VERSIONS = 256
+#: Longest transit key name, in characters.
+TRANSIT_MAX_KEY_NAME_CHARS = 128
+#: Most bytes one transit ``random`` request returns (Vault's bound).
+TRANSIT_MAX_RANDOM_BYTES = 128 * 1024
+#: Longest derivation context, associated data or nonce of a transit request, in bytes.
+TRANSIT_MAX_CONTEXT_BYTES = 4096
+#: Smallest ``key_size`` of a transit ``hmac`` key, in bytes.
+TRANSIT_HMAC_MIN_KEY_BYTES = 32
+#: Largest ``key_size`` of a transit ``hmac`` key, in bytes.
+TRANSIT_HMAC_MAX_KEY_BYTES = 512
+#: Loaded transit key objects (parsed private keys) kept in memory per engine.
+TRANSIT_KEY_CACHE_ENTRIES = 256
 
 # --- Plugin: secrets, PKI ---------------------------------------------------------------
 # (pki constants go here)
+#: Default TTL of a PKI certificate when neither the request nor the role sets one (768h).
+PKI_DEFAULT_TTL_SECONDS = 768 * 3600
+#: A PKI mount's maximum TTL when neither the role nor the mount's ``max_lease_ttl`` sets one.
+PKI_DEFAULT_MAX_TTL_SECONDS = 768 * 3600
+#: Longest TTL any PKI certificate (a CA included) may be asked for (100 years).
+PKI_MAX_TTL_SECONDS = 100 * 365 * 86400
+#: Seconds a new certificate's ``notBefore`` is back-dated, for clock skew (Vault's 30s).
+PKI_NOT_BEFORE_SKEW_SECONDS = 30
+#: Seconds a freshly built CRL is valid (its ``nextUpdate``; Vault's 72h).
+PKI_CRL_EXPIRY_SECONDS = 72 * 3600
+#: Default ``safety_buffer`` of ``tidy``, in seconds (72h).
+PKI_TIDY_DEFAULT_SAFETY_BUFFER_SECONDS = 72 * 3600
+#: Most stored entries one ``tidy`` deletes per commit.
+PKI_TIDY_BATCH = 500
+#: Most revocations a PKI mount keeps (they all go into one CRL); ``tidy`` drops expired ones.
+#: Below SECRETS_MAX_LIST_KEYS, so that one scan reads them all.
+PKI_MAX_REVOKED_CERTS = 5_000
+#: Largest PEM input (certificate, chain, CSR, bundle) a PKI request accepts, in bytes.
+PKI_MAX_PEM_BYTES = 256 * 1024
+#: Most certificates in a CA chain (``intermediate/set-signed``).
+PKI_MAX_CHAIN_CERTS = 10
+#: Most subject alternative names (DNS, IP, email, URI together) in one certificate.
+PKI_MAX_SANS = 256
+#: Most items in one list field of a PKI role (``allowed_domains``, ``ou``…).
+PKI_MAX_ROLE_LIST_ITEMS = 1000
+#: Longest name of a PKI role, in characters.
+PKI_MAX_ROLE_NAME_CHARS = 128
+#: Longest DNS name, email or URI checked against a role, in characters.
+PKI_MAX_NAME_CHARS = 1024
 
 # --- Plugin: secrets, SOPS --------------------------------------------------------------
 # (sops constants go here)
+#: Largest SOPS file (or age key file) ``aspen secrets sops`` reads or writes, in bytes.
+SOPS_MAX_FILE_BYTES = 4 * 1024 * 1024
+#: Deepest nesting of maps and lists a SOPS document may have.
+SOPS_MAX_DEPTH = 64
+#: Most values (leaves) one SOPS document may hold.
+SOPS_MAX_VALUES = 100_000
 
 __all__ = [name for name in list(globals()) if name.isupper()]

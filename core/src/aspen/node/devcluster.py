@@ -63,6 +63,8 @@ class DevCluster:
     #: Node index -> the peer address to advertise instead of the real one (tests put a
     #: fault-injecting proxy there).
     advertise: dict[int, str] = field(default_factory=dict)
+    #: Extra environment for every node process (on top of this process's).
+    env: dict[str, str] = field(default_factory=dict)
     procs: list[subprocess.Popen] = field(default_factory=list)
 
     def client_endpoint(self, i: int) -> str:
@@ -91,9 +93,29 @@ class DevCluster:
             join=join,
         )
         log = open(self.data_dir / f"n{i}.log", "ab")  # noqa: SIM115 - owned by the child
-        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        self.procs.append(proc)
+        # ASPEN_DEV_NODE_INDEX (0, 1, …) lets plugins with a well-known port (the secrets
+        # HTTP API) offset their default so that local nodes do not collide.
+        env = {**os.environ, "ASPEN_DEV_NODE_INDEX": str(i - 1), **self.env}
+        proc = subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env
+        )
+        if len(self.procs) >= i:
+            self.procs[i - 1] = proc
+        else:
+            self.procs.append(proc)
         return proc
+
+    def kill(self, i: int) -> None:
+        """``kill -9`` node ``i`` and reap it."""
+        proc = self.procs[i - 1]
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+
+    def restart(self, i: int) -> None:
+        """Start node ``i`` again on its data directory and wait until it serves."""
+        self._spawn(i, None)
+        self._wait_serving(i)
 
     def _wait_serving(self, i: int) -> None:
         import aspen

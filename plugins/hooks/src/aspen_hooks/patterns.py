@@ -1,0 +1,115 @@
+"""Handler patterns: which events a handler wants.
+
+A pattern is ``EVENT`` or ``EVENT:KEY``:
+
+* ``EVENT`` is an event name (``kv.put``, ``raft.leader_changed``) or a family glob
+  (``kv.*``, ``cluster.*``, ``*``). Names outside the ``kv`` / ``raft`` / ``cluster``
+  families (``deploy.requested``) are custom events: they only arrive through
+  ``hooks.trigger`` (by hand, or forwarded from another cluster).
+* ``KEY`` (``kv`` events only) is a key or a glob over keys: ``/app/config/*`` matches
+  every key under ``/app/config/``; ``*`` matches any run of characters and ``?`` one.
+
+Without a ``KEY``, ``kv`` patterns leave out the plugins' own keys (``/_aspen/…``); name
+them explicitly to watch them.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass
+
+from aspen import limits
+from aspen.errors import InvalidArgumentError
+from aspen_hooks.keys import JOURNAL, prefix_end
+
+__all__ = ["HISTORY_FAMILIES", "KV_EVENTS", "Pattern", "parse_pattern"]
+
+#: The kv events a handler can receive from the KV history.
+KV_EVENTS = ("kv.put", "kv.delete")
+#: Event families read from the durable KV history (others are trigger-only).
+HISTORY_FAMILIES = ("kv", "raft", "cluster")
+_EVENT = re.compile(r"^(\*|[a-z][a-z0-9_-]*(\.([a-z][a-z0-9_-]*|\*))*)$")
+_INTERNAL = b"/_aspen/"
+
+
+@dataclass(frozen=True, slots=True)
+class Pattern:
+    """A parsed pattern (see the module docs)."""
+
+    text: str
+    event: str
+    key: str | None = None
+
+    @property
+    def family(self) -> str:
+        """``kv``, ``raft``, ``cluster``, ``*`` (every family) or a custom family."""
+        return self.event.split(".", 1)[0]
+
+    def matches_event(self, name: str) -> bool:
+        """Whether an event called ``name`` is wanted (keys aside)."""
+        return fnmatch.fnmatchcase(name, self.event)
+
+    def matches(self, name: str, key: bytes | None = None) -> bool:
+        """Whether the event ``name`` (on ``key`` for kv events) is wanted."""
+        if not self.matches_event(name):
+            return False
+        if not name.startswith("kv."):
+            return True
+        if key is None:
+            return self.key is None
+        if self.key is None:
+            return not key.startswith(_INTERNAL)
+        text = key.decode("utf-8", "surrogateescape")
+        return fnmatch.fnmatchcase(text, self.key)
+
+    def watch_range(self) -> tuple[bytes, bytes] | None:
+        """The smallest key range whose history holds every wanted event (``None``: the
+        pattern names custom events only, which never come from the history)."""
+        family = self.family
+        if family == "kv":
+            if self.key is None:
+                return b"\0", b"\0"
+            literal = re.split(r"[*?\[]", self.key, maxsplit=1)[0].encode()
+            if literal == self.key.encode():
+                return literal, literal + b"\0"
+            return (literal, prefix_end(literal)) if literal else (b"\0", b"\0")
+        if family in ("raft", "cluster"):
+            start = JOURNAL + family.encode() + b"."
+            return start, prefix_end(start)
+        if family == "*":
+            return b"\0", b"\0"
+        return None
+
+
+def parse_pattern(text: str) -> Pattern:
+    """Parse and check a pattern; ``invalid_argument`` with the reason when it is bad."""
+    if not isinstance(text, str) or not text:
+        raise InvalidArgumentError("pattern must be a non-empty string such as kv.put:/app/*")
+    if len(text) > limits.HOOKS_MAX_PATTERN_CHARS:
+        raise InvalidArgumentError(
+            f"pattern is longer than HOOKS_MAX_PATTERN_CHARS ({limits.HOOKS_MAX_PATTERN_CHARS})"
+        )
+    event, sep, key = text.partition(":")
+    if not _EVENT.match(event):
+        raise InvalidArgumentError(
+            f"bad pattern {text!r}: the event part {event!r} must be a dotted lower-case "
+            "name or glob such as kv.put, kv.*, raft.leader_changed, cluster.*"
+        )
+    if event.endswith("*") and not (event == "*" or event.endswith(".*")):
+        raise InvalidArgumentError(f"bad pattern {text!r}: '*' must be a whole name part")
+    if sep:
+        if not key:
+            raise InvalidArgumentError(f"bad pattern {text!r}: empty key after ':'")
+        if not event.startswith("kv."):
+            raise InvalidArgumentError(
+                f"bad pattern {text!r}: only kv events have keys (kv.put:/prefix/*)"
+            )
+        if "\0" in key or key.count("[") != key.count("]"):
+            raise InvalidArgumentError(f"bad pattern {text!r}: malformed key glob")
+    family = event.split(".", 1)[0]
+    if family == "kv" and event not in ("kv.*", *KV_EVENTS):
+        raise InvalidArgumentError(
+            f"bad pattern {text!r}: kv events are {', '.join(KV_EVENTS)} (or kv.*)"
+        )
+    return Pattern(text=text, event=event, key=key if sep else None)

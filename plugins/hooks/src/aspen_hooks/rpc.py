@@ -1,0 +1,287 @@
+"""The ``hooks.*`` RPC methods: manage handlers (cluster state), trigger, inspect.
+
+Handler changes are KV transactions, so any node serves them and every node agrees; the
+runner picks them up from its watch. ``hooks.trigger`` and ``hooks.redrive`` run the
+handlers on the node that received the request and answer with each handler's result.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import anyio
+import msgpack
+
+from aspen import limits
+from aspen.errors import (
+    CompareFailedError,
+    InvalidArgumentError,
+    NotFoundError,
+    ResourceExhaustedError,
+)
+from aspen.plugins.types import RpcHandler
+from aspen.rpc.params import optional_int, optional_list, require_str
+from aspen_hooks import kvops
+from aspen_hooks.executors import Invocation, check_target, execute
+from aspen_hooks.keys import HANDLERS, RUNNER, STATE, dlq_prefix, handler_key, state_key
+from aspen_hooks.model import HandlerSpec, check_name, spec_from_params
+from aspen_hooks.patterns import parse_pattern
+from aspen_hooks.stats import HandlerState
+
+__all__ = ["rpc_handlers"]
+
+PLUGIN = "hooks"
+
+
+def _service(ctx: Any) -> Any:
+    return ctx.node.plugin_state(PLUGIN)["service"]
+
+
+async def _load(node: Any, name: str) -> tuple[HandlerSpec, int]:
+    """The stored spec of ``name`` and its mod revision; ``not_found`` if absent."""
+    record = await kvops.get(node, handler_key(check_name(name)))
+    if record is None:
+        raise NotFoundError(f"no handler named {name!r}", handler=name)
+    return HandlerSpec(**record["value"]), record["mod_revision"]
+
+
+async def hooks_add(ctx: Any, params: dict[str, Any]) -> Any:
+    """Add a handler (``replace``: overwrite one of the same name)."""
+    node = ctx.node
+    spec = spec_from_params(params, _service(ctx).settings)
+    await check_target(spec.kind, spec.target)
+    existing, _ = await kvops.scan(node, HANDLERS, serializable=True)
+    names = {r["value"]["name"] for r in existing}
+    if spec.name not in names and len(names) >= limits.HOOKS_MAX_HANDLERS:
+        raise ResourceExhaustedError(
+            f"the cluster holds HOOKS_MAX_HANDLERS ({limits.HOOKS_MAX_HANDLERS}) handlers"
+        )
+    guard = [] if params.get("replace") else [kvops.cmp_create(handler_key(spec.name), 0)]
+    success = [kvops.put_op(handler_key(spec.name), spec.to_record())]
+    if params.get("replace"):
+        success.append(kvops.delete_op(state_key(spec.name)))
+    result = await kvops.txn(node, guard, success)
+    if not result["succeeded"]:
+        raise CompareFailedError(
+            f"a handler named {spec.name!r} exists; remove it first or add with --replace"
+        )
+    return {"handler": spec.to_json(), "revision": result["header"]["revision"]}
+
+
+async def hooks_remove(ctx: Any, params: dict[str, Any]) -> Any:
+    """Remove a handler with its cursor, counters and dead letters."""
+    name = check_name(params.get("name"))
+    key = handler_key(name)
+    result = await kvops.txn(
+        ctx.node,
+        [{"key": key, "target": "create_revision", "op": ">", "value": 0}],
+        [
+            kvops.delete_op(key),
+            kvops.delete_op(state_key(name)),
+            kvops.delete_prefix_op(dlq_prefix(name)),
+        ],
+    )
+    if not result["succeeded"]:
+        raise NotFoundError(f"no handler named {name!r}", handler=name)
+    return {"removed": name}
+
+
+async def _set_enabled(ctx: Any, params: dict[str, Any], enabled: bool) -> Any:
+    spec, revision = await _load(ctx.node, params.get("name"))  # type: ignore[arg-type]
+    updated = spec.with_enabled(enabled)
+    result = await kvops.txn(
+        ctx.node,
+        [kvops.cmp_mod(handler_key(spec.name), revision)],
+        [kvops.put_op(handler_key(spec.name), updated.to_record())],
+    )
+    if not result["succeeded"]:
+        raise CompareFailedError(f"handler {spec.name!r} changed meanwhile; try again")
+    return {"handler": updated.to_json()}
+
+
+async def hooks_enable(ctx: Any, params: dict[str, Any]) -> Any:
+    """Enable a handler: the runner delivers its events from its cursor on."""
+    return await _set_enabled(ctx, params, True)
+
+
+async def hooks_disable(ctx: Any, params: dict[str, Any]) -> Any:
+    """Disable a handler: nothing runs; its cursor stays, so enabling resumes there."""
+    return await _set_enabled(ctx, params, False)
+
+
+async def hooks_list(ctx: Any, params: dict[str, Any]) -> Any:
+    """Every handler's spec."""
+    records, _ = await kvops.scan(ctx.node, HANDLERS)
+    return {"handlers": [HandlerSpec(**r["value"]).to_json() for r in records]}
+
+
+async def _metrics(node: Any, names: list[str] | None) -> list[dict[str, Any]]:
+    specs, _ = await kvops.scan(node, HANDLERS)
+    states, revision = await kvops.scan(node, STATE)
+    saved = {r["key"][len(STATE) :].decode(): r for r in states}
+    out = []
+    for record in specs:
+        spec = HandlerSpec(**record["value"])
+        if names is not None and spec.name not in names:
+            continue
+        found = saved.get(spec.name)
+        if found is None:
+            state = HandlerState(cursor=spec.start_revision or record["create_revision"])
+            seen = state.cursor
+        else:
+            state = HandlerState.from_record(found["value"])
+            state.in_flight = int(found["value"].get("in_flight", 0))
+            seen = max(state.cursor, found["mod_revision"])
+        metrics = state.metrics(spec.name, revision)
+        metrics["lag"] = max(0, revision - seen) if spec.enabled or found else 0
+        metrics["enabled"] = spec.enabled
+        out.append(metrics)
+    return out
+
+
+async def hooks_metrics(ctx: Any, params: dict[str, Any]) -> Any:
+    """Counters, durations and lag of every handler (or of ``name``)."""
+    name = params.get("name")
+    if name is None:
+        return {"handlers": await _metrics(ctx.node, None)}
+    found = await _metrics(ctx.node, [check_name(name)])
+    if not found:
+        raise NotFoundError(f"no handler named {name!r}", handler=name)
+    return found[0]
+
+
+async def hooks_show(ctx: Any, params: dict[str, Any]) -> Any:
+    """One handler's spec and metrics."""
+    spec, revision = await _load(ctx.node, params.get("name"))  # type: ignore[arg-type]
+    metrics = (await _metrics(ctx.node, [spec.name]))[0]
+    return {"handler": spec.to_json(), "revision": revision, "metrics": metrics}
+
+
+async def _run_now(ctx: Any, spec: HandlerSpec, event: dict[str, Any], key: str) -> dict[str, Any]:
+    invocation = Invocation(spec.name, event, key, 1, spec.timeout)
+    outcome = await execute(spec.kind, spec.target, invocation, _service(ctx).settings)
+    return {"handler": spec.name, "idempotency_key": key, **outcome.to_json()}
+
+
+async def hooks_trigger(ctx: Any, params: dict[str, Any]) -> Any:
+    """Dispatch an event to every enabled handler whose pattern matches it, now, on this
+    node; answer each handler's result."""
+    name = require_str(params, "event", max_len=limits.HOOKS_MAX_PATTERN_CHARS)
+    parse_pattern(name)  # an event name is a pattern without globs
+    if "*" in name or ":" in name:
+        raise InvalidArgumentError("event must be a plain name such as deploy.requested")
+    payload = params.get("payload") or {}
+    if not isinstance(payload, dict):
+        raise InvalidArgumentError("payload must be a map")
+    if len(msgpack.packb(payload)) > limits.HOOKS_MAX_TRIGGER_PAYLOAD_BYTES:
+        raise InvalidArgumentError(
+            f"payload is larger than HOOKS_MAX_TRIGGER_PAYLOAD_BYTES "
+            f"({limits.HOOKS_MAX_TRIGGER_PAYLOAD_BYTES})"
+        )
+    hops = optional_int(params, "hops", 0, min=0, max=1000)
+    base_key = params.get("idempotency_key") or f"{ctx.node.cluster_id}:trigger:{uuid.uuid4()}"
+    if not isinstance(base_key, str) or len(base_key) > limits.HOOKS_MAX_PATTERN_CHARS:
+        raise InvalidArgumentError("idempotency_key must be a string")
+    event = {**payload, "name": name, "triggered": True, "forward_hops": hops}
+    key_text = payload.get("key")
+    key = key_text.encode() if isinstance(key_text, str) else None
+    records, _ = await kvops.scan(ctx.node, HANDLERS)
+    specs = [HandlerSpec(**r["value"]) for r in records]
+    chosen = [s for s in specs if s.enabled and s.pattern.matches(name, key)]
+    results: list[dict[str, Any]] = [{}] * len(chosen)
+
+    async def run_one(i: int, spec: HandlerSpec) -> None:
+        results[i] = await _run_now(ctx, spec, event, f"{base_key}:{spec.name}")
+
+    async with anyio.create_task_group() as tg:
+        for i, spec in enumerate(chosen):
+            tg.start_soon(run_one, i, spec)
+    return {"event": name, "results": results}
+
+
+async def hooks_dlq(ctx: Any, params: dict[str, Any]) -> Any:
+    """A handler's dead-lettered events, oldest first."""
+    spec, _ = await _load(ctx.node, params.get("name"))  # type: ignore[arg-type]
+    limit = optional_int(params, "limit", 100, min=1, max=limits.HOOKS_MAX_DLQ_ENTRIES)
+    records, _ = await kvops.scan(ctx.node, dlq_prefix(spec.name), limit=limit)
+    return {"name": spec.name, "entries": [r["value"] for r in records]}
+
+
+async def hooks_redrive(ctx: Any, params: dict[str, Any]) -> Any:
+    """Run a handler again for its dead-lettered events (all, or ``ids``); the ones that
+    succeed leave the dead-letter list."""
+    spec, _ = await _load(ctx.node, params.get("name"))  # type: ignore[arg-type]
+    wanted = set(optional_list(params, "ids", max_len=limits.HOOKS_MAX_DLQ_ENTRIES) or [])
+    records, _ = await kvops.scan(ctx.node, dlq_prefix(spec.name), limit=1000)
+    results = []
+    for record in records:
+        entry = record["value"]
+        if wanted and entry["id"] not in wanted:
+            continue
+        result = await _run_now(ctx, spec, entry["event"], entry["idempotency_key"])
+        if result["ok"]:
+            await kvops.txn(
+                ctx.node,
+                [kvops.cmp_mod(record["key"], record["mod_revision"])],
+                [kvops.delete_op(record["key"])],
+            )
+        results.append({"id": entry["id"], **result})
+    return {"name": spec.name, "results": results}
+
+
+async def hooks_reset(ctx: Any, params: dict[str, Any]) -> Any:
+    """Move a handler's cursor (to ``revision``, default now) and clear a ``lagged`` stop;
+    events up to the new cursor are not delivered."""
+    spec, revision = await _load(ctx.node, params.get("name"))  # type: ignore[arg-type]
+    current = await kvops.revision(ctx.node)
+    to = optional_int(params, "revision", current, min=0, max=current)
+    updated = HandlerSpec(**{**spec.to_record(), "start_revision": to})
+    result = await kvops.txn(
+        ctx.node,
+        [kvops.cmp_mod(handler_key(spec.name), revision)],
+        [
+            kvops.put_op(handler_key(spec.name), updated.to_record()),
+            kvops.delete_op(state_key(spec.name)),
+        ],
+    )
+    if not result["succeeded"]:
+        raise CompareFailedError(f"handler {spec.name!r} changed meanwhile; try again")
+    return {"name": spec.name, "cursor": to}
+
+
+async def hooks_status(ctx: Any, params: dict[str, Any]) -> Any:
+    """Which node runs the handlers, and with which fencing token."""
+    record = await kvops.get(ctx.node, RUNNER)
+    service = _service(ctx)
+    runner = None
+    if record is not None:
+        runner = {**record["value"], "token": record["create_revision"]}
+    return {
+        "runner": runner,
+        "this_node": ctx.node.id,
+        "running_here": service.runner is not None,
+        "workers": sorted(service.runner.workers) if service.runner else [],
+    }
+
+
+def rpc_handlers() -> list[RpcHandler]:
+    """Every ``hooks.*`` method."""
+    table = [
+        hooks_add,
+        hooks_remove,
+        hooks_enable,
+        hooks_disable,
+        hooks_list,
+        hooks_show,
+        hooks_metrics,
+        hooks_trigger,
+        hooks_dlq,
+        hooks_redrive,
+        hooks_reset,
+        hooks_status,
+    ]
+    return [
+        RpcHandler(f"hooks.{f.__name__.removeprefix('hooks_')}", f, doc=(f.__doc__ or "").strip())
+        for f in table
+    ]

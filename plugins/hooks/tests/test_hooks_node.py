@@ -1,0 +1,158 @@
+"""The hooks plugin on a real node (LMDB, TCP, the real runner) through its CLI and RPC."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from aspen import limits
+from aspen.testing import wait_for
+
+pytestmark = pytest.mark.aspen_plugins("hooks")
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def _append(path: Path, *fields: str) -> str:
+    """A shell command appending the named ASPEN_HOOK_* variables to ``path``."""
+    joined = " ".join(f'"${f}"' for f in fields)
+    return f"printf '%s\\n' {joined} >> {path}"
+
+
+def test_shell_hook_runs_once_per_matching_put(node, cli, tmp_path) -> None:
+    out = tmp_path / "seen"
+    added = cli(
+        "hooks", "add", "orders", "--on", "kv.put:/orders/*",
+        "--shell", _append(out, "ASPEN_HOOK_KEY"),
+    )  # fmt: skip
+    assert added.exit_code == 0, added.output
+    with node.client() as c:
+        for i in range(20):
+            c.kv.put(f"/orders/{i}".encode(), b"x")
+        c.kv.put(b"/other/1", b"x")
+        c.kv.delete(b"/orders/0")
+    wait_for(lambda: len(_lines(out)) >= 20, timeout=20)
+    assert sorted(_lines(out)) == sorted(f"/orders/{i}" for i in range(20))
+
+    listed = cli("hooks", "list", "--json")
+    assert listed.exit_code == 0, listed.output
+    (entry,) = json.loads(listed.stdout)
+    assert {k: entry[k] for k in ("name", "on", "kind", "enabled")} == {
+        "name": "orders",
+        "on": "kv.put:/orders/*",
+        "kind": "shell",
+        "enabled": True,
+    }
+
+    def caught_up() -> dict:
+        m = json.loads(cli("hooks", "metrics", "orders", "--json").stdout)
+        return m if m["succeeded"] == 20 and m["lag"] == 0 else {}
+
+    metrics = wait_for(caught_up, timeout=10)
+    assert metrics["failed"] == 0 and metrics["dead_lettered"] == 0
+    assert metrics["p50_seconds"] is not None and metrics["p99_seconds"] >= metrics["p50_seconds"]
+    assert _lines(out).count("/orders/3") == 1
+
+
+def test_event_payload_reaches_the_shell(node, cli, tmp_path) -> None:
+    out = tmp_path / "event.json"
+    cmd = f'printf "%s" "$ASPEN_HOOK_EVENT" > {out}'
+    assert cli("hooks", "add", "cfg", "--on", "kv.put:/cfg", "--shell", cmd).exit_code == 0
+    with node.client() as c:
+        c.kv.put(b"/cfg", b"v1")
+        c.kv.put(b"/cfg", b"v2")
+    wait_for(lambda: out.exists() and json.loads(out.read_text())["value"] == "v2", timeout=10)
+    event = json.loads(out.read_text())
+    assert event["name"] == "kv.put" and event["key"] == "/cfg" and event["version"] == 2
+    assert event["prev_revision"] == event["create_revision"] < event["revision"]
+
+
+def test_failing_handler_retries_then_dead_letters_and_redrives(node, cli, tmp_path) -> None:
+    flag = tmp_path / "fixed"
+    cmd = f"test -e {flag}"
+    added = cli("hooks", "add", "flaky", "--on", "kv.put:/jobs/*", "--shell", cmd, "--retries", "1")
+    assert added.exit_code == 0, added.output
+    with node.client() as c:
+        c.kv.put(b"/jobs/1", b"x")
+
+    def dead() -> list:
+        return json.loads(cli("hooks", "dlq", "flaky", "--json").stdout)
+
+    (entry,) = wait_for(dead, timeout=15)
+    assert entry["event"]["key"] == "/jobs/1" and entry["attempts"] == 2
+    assert "exit status 1" in entry["error"]
+    metrics = json.loads(cli("hooks", "metrics", "flaky", "--json").stdout)
+    assert (metrics["failed"], metrics["retries"], metrics["dead_lettered"]) == (2, 1, 1)
+
+    flag.touch()
+    redriven = cli("hooks", "redrive", "flaky", "--json")
+    assert redriven.exit_code == 0, redriven.output
+    assert [r["ok"] for r in json.loads(redriven.stdout)["results"]] == [True]
+    assert dead() == []
+
+
+def test_trigger_dispatches_to_matching_handlers_and_reports(node, cli, tmp_path) -> None:
+    out = tmp_path / "deploys"
+    cmd = _append(out, "ASPEN_HOOK_EVENT_NAME", "ASPEN_HOOK_IDEMPOTENCY_KEY")
+    assert cli("hooks", "add", "deploy", "--on", "deploy.*", "--shell", cmd).exit_code == 0
+    assert (
+        cli("hooks", "add", "broken", "--on", "deploy.requested", "--shell", "exit 3").exit_code
+        == 0
+    )
+    assert cli("hooks", "add", "other", "--on", "kv.put", "--shell", "true").exit_code == 0
+    result = cli(
+        "hooks", "trigger", "deploy.requested", "--payload", '{"version": "1.2"}', "--json"
+    )
+    assert result.exit_code == 0, result.output
+    by_name = {r["handler"]: r for r in json.loads(result.stdout)["results"]}
+    assert set(by_name) == {"deploy", "broken"}
+    assert by_name["deploy"]["ok"] and not by_name["broken"]["ok"]
+    assert by_name["broken"]["exit_code"] == 3
+    name, key = _lines(out)
+    assert name == "deploy.requested" and key == by_name["deploy"]["idempotency_key"]
+    text = cli("hooks", "trigger", "deploy.requested")
+    assert text.exit_code == 1 and "broken: failed" in text.stdout
+
+
+def test_disable_keeps_the_cursor_and_enable_resumes(node, cli, tmp_path) -> None:
+    out = tmp_path / "seen"
+    cmd = _append(out, "ASPEN_HOOK_KEY")
+    assert cli("hooks", "add", "h", "--on", "kv.put:/d/*", "--shell", cmd).exit_code == 0
+    with node.client() as c:
+        c.kv.put(b"/d/1", b"x")
+        wait_for(lambda: _lines(out) == ["/d/1"], timeout=10)
+        assert cli("hooks", "disable", "h").exit_code == 0
+        c.kv.put(b"/d/2", b"x")
+        assert cli("hooks", "enable", "h").exit_code == 0
+        wait_for(lambda: _lines(out) == ["/d/1", "/d/2"], timeout=10)
+    assert cli("hooks", "remove", "h").exit_code == 0
+    assert json.loads(cli("hooks", "list", "--json").stdout) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--on", "kv.put:/x/*", "--python", "nope.module:fn"], "nope"),
+        (["--on", "kv.update:/x", "--shell", "true"], "pattern"),
+        (["--on", "kv.put:/x", "--shell", "x" * (limits.HOOKS_MAX_COMMAND_CHARS + 1)], "limit"),
+        (["--on", "kv.put", "--forward", "127.0.0.1:1", "--forward-token", "t"], "unreachable"),
+        (["--on", "kv.put"], "exactly one"),
+    ],
+)
+def test_bad_handler_configs_are_refused(node, cli, args, message) -> None:
+    result = cli("hooks", "add", "bad", *args)
+    assert result.exit_code != 0
+    assert message in result.output.lower()
+    assert json.loads(cli("hooks", "list", "--json").stdout) == []
+
+
+def test_unknown_kind_and_duplicate_names_are_refused(node, cli) -> None:
+    with node.client() as c, pytest.raises(Exception, match="unknown handler kind"):
+        c.call("hooks.add", {"name": "x", "on": "kv.put", "kind": "lambda", "target": {}})
+    assert cli("hooks", "add", "x", "--on", "kv.put", "--shell", "true").exit_code == 0
+    again = cli("hooks", "add", "x", "--on", "kv.put", "--shell", "true")
+    assert again.exit_code != 0 and "exists" in again.output
