@@ -1,0 +1,132 @@
+"""The cluster :class:`~aspen_secrets.store.Store`: encrypted values in the node's KV.
+
+A store path ``p`` lives at the KV key ``/_aspen/secrets/`` + ``p`` (UTF-8). Its value is
+the msgpack of the engine's value, sealed by the keyring with the KV key as associated
+data. A commit is one ``kv.txn``: every expectation becomes a compare (``create_revision
+== 0`` for :data:`~aspen_secrets.store.ABSENT`, ``mod_revision == n`` otherwise) and every
+write a put or delete of its success branch, so it is all-or-nothing and replicated.
+Scans page through ``kv.range`` at one pinned revision, up to the caller's limit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import msgpack
+
+from aspen import limits
+from aspen.errors import InvalidArgumentError
+from aspen.kv.keys import prefix_end
+from aspen_secrets.keyring import ClusterKeyring
+from aspen_secrets.store import ABSENT, Entry, Write
+
+__all__ = ["STORE_PREFIX", "KvStore"]
+
+#: KV prefix of every store path.
+STORE_PREFIX = b"/_aspen/secrets/"
+
+
+class KvStore:
+    """A :class:`~aspen_secrets.store.Store` over ``node``'s replicated KV, sealed by
+    ``keyring``."""
+
+    def __init__(self, node: Any, keyring: ClusterKeyring) -> None:
+        self._node = node
+        self._keyring = keyring
+
+    @staticmethod
+    def kv_key(path: str) -> bytes:
+        """The KV key of a store path."""
+        return STORE_PREFIX + path.encode()
+
+    # ------------------------------------------------------------------ values
+    async def _open(self, key: bytes, blob: bytes) -> Any:
+        keyring = self._keyring.keyring
+        if keyring.term_of(blob) not in keyring.keys:  # rotated on another node
+            keyring = await self._keyring.reload()
+        return msgpack.unpackb(keyring.decrypt(blob, key), strict_map_key=False)
+
+    async def _entry(self, kv: dict[str, Any]) -> Entry:
+        return Entry(await self._open(kv["key"], kv["value"]), kv["mod_revision"])
+
+    # ------------------------------------------------------------------ reads
+    async def get(self, path: str, *, serializable: bool = False) -> Entry | None:
+        """See :meth:`Store.get`; ``serializable`` reads this node's state without a
+        round to the leader (possibly a little stale)."""
+        params: dict[str, Any] = {"key": self.kv_key(path)}
+        if serializable:
+            params["serializable"] = True
+        kvs = (await self._node.call("kv.range", params))["kvs"]
+        return await self._entry(kvs[0]) if kvs else None
+
+    async def _pages(self, prefix: str, limit: int, keys_only: bool) -> list[dict[str, Any]]:
+        """Every KV record under ``prefix`` (at most ``limit``), read page by page at the
+        revision of the first page."""
+        if limit > limits.SECRETS_MAX_LIST_KEYS or limit < 0:
+            raise InvalidArgumentError(
+                f"limit must be in 0..SECRETS_MAX_LIST_KEYS ({limits.SECRETS_MAX_LIST_KEYS})"
+            )
+        start = self.kv_key(prefix)
+        end = prefix_end(start)
+        found: list[dict[str, Any]] = []
+        revision = 0
+        while len(found) < limit:
+            page = min(limits.SECRETS_STORE_PAGE_SIZE, limit - len(found))
+            params = {"key": start, "end": end, "limit": page, "keys_only": keys_only}
+            if revision:
+                params["revision"] = revision
+            result = await self._node.call("kv.range", params)
+            revision = revision or result["header"]["revision"]
+            found.extend(result["kvs"])
+            if not result["more"] or not result["kvs"]:
+                break
+            start = result["kvs"][-1]["key"] + b"\0"
+        return found[:limit]
+
+    async def scan(
+        self, prefix: str, *, limit: int = limits.SECRETS_MAX_LIST_KEYS
+    ) -> list[tuple[str, Entry]]:
+        """See :meth:`Store.scan`."""
+        cut = len(STORE_PREFIX)
+        return [
+            (kv["key"][cut:].decode(), await self._entry(kv))
+            for kv in await self._pages(prefix, limit, keys_only=False)
+        ]
+
+    async def keys(self, prefix: str, *, limit: int = limits.SECRETS_MAX_LIST_KEYS) -> list[str]:
+        """See :meth:`Store.keys`."""
+        cut = len(STORE_PREFIX)
+        return [kv["key"][cut:].decode() for kv in await self._pages(prefix, limit, True)]
+
+    # ------------------------------------------------------------------ writes
+    async def commit(self, writes: Sequence[Write]) -> bool:
+        """See :meth:`Store.commit`: one ``kv.txn``; ``not_leader`` on a follower."""
+        if len(writes) > limits.MAX_TXN_OPS:
+            raise InvalidArgumentError(
+                f"a commit of {len(writes)} writes is over MAX_TXN_OPS ({limits.MAX_TXN_OPS})"
+            )
+        if not writes:
+            return True
+        keyring = await self._keyring.refresh()
+        compares: list[dict[str, Any]] = []
+        ops: list[dict[str, Any]] = []
+        for w in writes:
+            key = self.kv_key(w.path)
+            if w.expect_revision is not None:
+                target = "create_revision" if w.expect_revision == ABSENT else "mod_revision"
+                compares.append(
+                    {"key": key, "target": target, "op": "==", "value": w.expect_revision}
+                )
+            if w.delete:
+                ops.append({"delete": {"key": key}})
+            else:
+                sealed = keyring.encrypt(msgpack.packb(w.value), key)
+                if len(sealed) > limits.MAX_VALUE_BYTES:
+                    raise InvalidArgumentError(
+                        f"the value at {w.path} is {len(sealed)} bytes once sealed, over "
+                        f"MAX_VALUE_BYTES ({limits.MAX_VALUE_BYTES})"
+                    )
+                ops.append({"put": {"key": key, "value": sealed}})
+        result = await self._node.call("kv.txn", {"compare": compares, "success": ops})
+        return bool(result["succeeded"])

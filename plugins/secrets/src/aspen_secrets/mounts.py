@@ -1,0 +1,253 @@
+"""The mount table and the router from a full request path to its engine.
+
+The table is one store entry (:data:`TABLE_PATH`): ``{"mounts": {path: Mount.to_json()}}``.
+A new cluster gets the default mounts (``secret/`` kv v2, ``transit/``, ``pki/``) the
+first time any node starts, created with an ``ABSENT`` expectation so that starting
+nodes race harmlessly. Each mount's engine keeps its state under ``mounts/<uuid>/``
+(:class:`~aspen_secrets.store.ScopedStore`), so an unmount deletes that prefix and a
+remount at the same path starts empty.
+
+:class:`Router` resolves a path to ``(mount, engine, rest)`` by longest mount prefix,
+caching engine instances by mount uuid and the table by its revision: another node's
+mount change is seen at the next request.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aspen import limits
+from aspen.errors import InvalidArgumentError, NotFoundError, UnavailableError
+from aspen_secrets.engines import ENGINE_TYPES, engine_class
+from aspen_secrets.engines.base import Engine, Mount
+from aspen_secrets.logical import UnsupportedPathError
+from aspen_secrets.store import ABSENT, Entry, ScopedStore, Store, Write, check_path, modify
+
+__all__ = [
+    "DEFAULT_MOUNTS",
+    "RESERVED_PREFIXES",
+    "TABLE_PATH",
+    "MountTable",
+    "Router",
+    "engine_prefix",
+    "normalize_mount_path",
+]
+
+log = logging.getLogger(__name__)
+
+#: Store path of the mount table.
+TABLE_PATH = "core/mounts"
+#: Path prefixes no engine may be mounted at (they are the plugin's own endpoints).
+RESERVED_PREFIXES = ("sys/", "auth/", "identity/", "cubbyhole/")
+#: The mounts a new cluster starts with: (path, type, options, description).
+DEFAULT_MOUNTS: tuple[tuple[str, str, dict[str, str], str], ...] = (
+    ("secret/", "kv", {"version": "2"}, "key/value secret storage"),
+    ("transit/", "transit", {}, "encryption as a service"),
+    ("pki/", "pki", {}, "certificate authority"),
+)
+_SEGMENT = re.compile(r"[A-Za-z0-9_.@-]+")
+
+#: Reads the table entry; the router uses a local (serializable) read for its cache check.
+TableReader = Callable[[str], Awaitable[Entry | None]]
+
+
+def engine_prefix(mount_uuid: str) -> str:
+    """Store prefix of the state of the engine mounted with ``mount_uuid``."""
+    return f"mounts/{mount_uuid}/"
+
+
+def normalize_mount_path(path: str) -> str:
+    """``"a/b"``, ``"/a/b/"`` → ``"a/b/"``; refuses empty, odd or reserved paths."""
+    clean = path.strip("/")
+    if not clean:
+        raise InvalidArgumentError("a mount path must not be empty")
+    check_path(clean)
+    for segment in clean.split("/"):
+        if not _SEGMENT.fullmatch(segment):
+            raise InvalidArgumentError(
+                f"invalid mount path {path!r}: segments are letters, digits and _ . @ -"
+            )
+    normal = clean + "/"
+    if normal.startswith(RESERVED_PREFIXES):
+        raise InvalidArgumentError(f"cannot mount at {normal!r}: the path is reserved")
+    return normal
+
+
+def _mount_from_json(path: str, raw: dict[str, Any]) -> Mount:
+    return Mount(
+        path=path,
+        type=raw["type"],
+        uuid=raw["uuid"],
+        description=raw.get("description", ""),
+        options=dict(raw.get("options") or {}),
+        config=dict(raw.get("config") or {}),
+    )
+
+
+def _check_options(type_name: str, options: dict[str, str]) -> dict[str, str]:
+    """Validate a new mount's type and options (only KV version 2 is served)."""
+    if type_name not in ENGINE_TYPES:
+        known = ", ".join(sorted(ENGINE_TYPES))
+        raise InvalidArgumentError(f"unknown secrets engine type {type_name!r}; known: {known}")
+    options = {str(k): str(v) for k, v in options.items()}
+    if type_name == "kv":
+        version = options.setdefault("version", "2")
+        if version != "2":
+            raise InvalidArgumentError(
+                f"only KV version 2 is supported (options.version={version!r})"
+            )
+    return options
+
+
+class MountTable:
+    """Reads and changes the stored mount table."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    @staticmethod
+    def parse(entry: Entry | None) -> dict[str, Mount]:
+        """The mounts of a stored table entry (path → mount)."""
+        if entry is None:
+            return {}
+        return {p: _mount_from_json(p, raw) for p, raw in entry.value["mounts"].items()}
+
+    @staticmethod
+    def _value(mounts: dict[str, Mount]) -> dict[str, Any]:
+        return {"mounts": {p: m.to_json() for p, m in sorted(mounts.items())}}
+
+    async def read(self) -> dict[str, Mount]:
+        """Every mount, by path."""
+        return self.parse(await self.store.get(TABLE_PATH))
+
+    async def ensure_defaults(self) -> bool:
+        """Create the default mounts if the cluster has no mount table yet; True if created."""
+        if await self.store.get(TABLE_PATH) is not None:
+            return False
+        mounts = {
+            path: Mount(path, kind, str(uuid.uuid4()), description, dict(options))
+            for path, kind, options, description in DEFAULT_MOUNTS
+        }
+        return await self.store.commit(
+            [Write(TABLE_PATH, self._value(mounts), expect_revision=ABSENT)]
+        )
+
+    async def mount(
+        self,
+        path: str,
+        type_name: str,
+        *,
+        description: str = "",
+        options: dict[str, str] | None = None,
+        config: dict[str, Any] | None = None,
+    ) -> Mount:
+        """Add a mount at ``path`` (refused if it overlaps an existing one)."""
+        path = normalize_mount_path(path)
+        options = _check_options(type_name, dict(options or {}))
+
+        async def compute() -> tuple[list[Write], Mount]:
+            entry = await self.store.get(TABLE_PATH)
+            mounts = self.parse(entry)
+            for existing in mounts:
+                if existing.startswith(path) or path.startswith(existing):
+                    raise InvalidArgumentError(f"path is already in use at {existing}")
+            if len(mounts) >= limits.SECRETS_MAX_MOUNTS:
+                raise InvalidArgumentError(
+                    f"SECRETS_MAX_MOUNTS ({limits.SECRETS_MAX_MOUNTS}) engines are mounted"
+                )
+            new = Mount(path, type_name, str(uuid.uuid4()), description, options, config or {})
+            expect = entry.revision if entry is not None else ABSENT
+            value = self._value({**mounts, path: new})
+            return [Write(TABLE_PATH, value, expect_revision=expect)], new
+
+        return await modify(self.store, compute)
+
+    async def unmount(self, path: str) -> Mount:
+        """Remove the mount at ``path`` and delete its engine's state in bounded batches."""
+        path = normalize_mount_path(path)
+
+        async def compute() -> tuple[list[Write], Mount]:
+            entry = await self.store.get(TABLE_PATH)
+            mounts = self.parse(entry)
+            gone = mounts.pop(path, None)
+            if gone is None or entry is None:
+                raise NotFoundError(f"no secrets engine is mounted at {path}")
+            return [Write(TABLE_PATH, self._value(mounts), expect_revision=entry.revision)], gone
+
+        gone = await modify(self.store, compute)
+        await self.purge(gone.uuid)
+        return gone
+
+    async def purge(self, mount_uuid: str) -> int:
+        """Delete every entry of an (unmounted) engine; returns how many were deleted."""
+        prefix = engine_prefix(mount_uuid)
+        deleted = 0
+        while True:
+            paths = await self.store.keys(prefix, limit=limits.SECRETS_UNMOUNT_BATCH)
+            if not paths:
+                return deleted
+            await self.store.commit([Write(p, delete=True) for p in paths])
+            deleted += len(paths)
+
+
+@dataclass
+class _Cached:
+    revision: int
+    mounts: dict[str, Mount]
+
+
+class Router:
+    """Finds the engine of a full request path; engines are built once per mount uuid."""
+
+    def __init__(self, store: Store, read_table: TableReader | None = None) -> None:
+        self.table = MountTable(store)
+        self._store = store
+        self._read_table = read_table or store.get
+        self._cache = _Cached(-1, {})
+        self._engines: dict[str, Engine] = {}
+
+    async def mounts(self) -> dict[str, Mount]:
+        """The current mounts (re-read when the stored table's revision changed)."""
+        entry = await self._read_table(TABLE_PATH)
+        revision = entry.revision if entry is not None else 0
+        if revision != self._cache.revision:
+            mounts = MountTable.parse(entry)
+            self._cache = _Cached(revision, mounts)
+            live = {m.uuid for m in mounts.values()}
+            self._engines = {u: e for u, e in self._engines.items() if u in live}
+        return self._cache.mounts
+
+    async def resolve(self, path: str) -> tuple[Mount, Engine, str]:
+        """``(mount, engine, path inside the mount)`` for a full path (longest prefix)."""
+        mounts = await self.mounts()
+        candidate = path.strip("/") + "/"
+        best = max((p for p in mounts if candidate.startswith(p)), key=len, default=None)
+        if best is None:
+            raise UnsupportedPathError(f"no handler for route {path!r}: no mount at this path")
+        mount = mounts[best]
+        return mount, await self.engine(mount), candidate[len(best) :].strip("/")
+
+    async def engine(self, mount: Mount) -> Engine:
+        """The engine instance of ``mount`` (imported and initialized on first use)."""
+        engine = self._engines.get(mount.uuid)
+        if engine is not None:
+            return engine
+        try:
+            cls = engine_class(mount.type)
+        except InvalidArgumentError:
+            raise
+        except Exception as exc:
+            log.exception("secrets engine %r cannot be loaded", mount.type)
+            raise UnavailableError(
+                f"the {mount.type!r} secrets engine mounted at {mount.path} is not available: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        engine = cls(ScopedStore(self._store, engine_prefix(mount.uuid)), mount)
+        await engine.initialize()
+        self._engines[mount.uuid] = engine
+        return engine

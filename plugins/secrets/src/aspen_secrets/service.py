@@ -1,0 +1,264 @@
+"""The plugin's runtime on one node: created by ``aspen_startup``, dropped at shutdown.
+
+Start-up (:meth:`SecretsService.start`) is quick: it reads the SOPS secrets file if one
+is configured, picks the root key, binds the HTTP listener and spawns :meth:`_open`,
+which keeps trying until the cluster has a leader, then opens (or, on a new cluster,
+creates) the keyring, makes sure the default mounts exist and imports the bootstrap
+secrets. Until the keyring is open the plugin answers 503 (``starting``); if the stored
+keyring does not open with this node's root key it stays **sealed** (503, with the
+reason in ``secrets.status`` and ``sys/health``). The node itself runs on either way.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from aspen import limits
+from aspen.errors import AspenError, InvalidArgumentError, NotLeaderError, UnavailableError
+from aspen_secrets import bootstrap
+from aspen_secrets.dispatch import Dispatcher
+from aspen_secrets.http import HttpServer
+from aspen_secrets.keyring import ClusterKeyring, RootKey, dev_root_key, read_root_key_file
+from aspen_secrets.kvstore import KvStore
+from aspen_secrets.logical import SealedError
+from aspen_secrets.mounts import Router
+from aspen_secrets.sys_endpoints import VERSION
+
+__all__ = [
+    "DEFAULT_HTTP_PORT",
+    "DEV_NODE_INDEX_ENV",
+    "HTTP_ADDRESS_FILE",
+    "SecretsService",
+    "default_http_listen",
+]
+
+log = logging.getLogger(__name__)
+
+#: Vault's port, the default of ``http_listen``.
+DEFAULT_HTTP_PORT = 8200
+#: Set by ``aspen dev up`` to each node's 0-based index: the default port moves up by it.
+DEV_NODE_INDEX_ENV = "ASPEN_DEV_NODE_INDEX"
+#: File in the data directory that holds the bound HTTP address.
+HTTP_ADDRESS_FILE = "secrets-http-address"
+#: ``http_listen`` values that turn the HTTP API off.
+_OFF = frozenset({"off", "none", "disabled"})
+
+
+def default_http_listen() -> str:
+    """``127.0.0.1:8200``, or ``8200 + $ASPEN_DEV_NODE_INDEX`` for ``aspen dev up`` nodes."""
+    index = os.environ.get(DEV_NODE_INDEX_ENV, "")
+    offset = int(index) if index.isdigit() else 0
+    return f"127.0.0.1:{DEFAULT_HTTP_PORT + offset}"
+
+
+class SecretsService:
+    """Everything the plugin holds for one node (keyring, store, router, HTTP)."""
+
+    def __init__(self, node: Any, config: dict[str, Any]) -> None:
+        self.node = node
+        self.config = config
+        self.state = "starting"
+        self.reason = "waiting for the cluster to open the keyring"
+        self.root: RootKey | None = None
+        self.keyring = ClusterKeyring(node, dev_root_key(node.token))
+        self.store = KvStore(node, self.keyring)
+        self.router = Router(self.store, self._read_table)
+        self.dispatcher = Dispatcher(self)
+        self.http: HttpServer | None = None
+        self.http_address = ""
+        self.http_error = ""
+        self.bootstrap_report: dict[str, Any] = {}
+        self._secrets: dict[str, Any] = {}
+
+    async def _read_table(self, path: str) -> Any:
+        return await self.store.get(path, serializable=True)
+
+    # ------------------------------------------------------------------ life
+    async def start(self) -> None:
+        """Pick the root key, start HTTP, and open the keyring in the background."""
+        try:
+            self.root = await self._root_key()
+        except AspenError as exc:
+            self._seal(str(exc.message))
+        else:
+            self.keyring.root = self.root
+            if self.root.is_dev:
+                log.warning(
+                    "aspen-secrets uses the dev root key derived from the cluster token; "
+                    "give nodes --root-key-file or an aspen_root_key in --secrets-file"
+                )
+        self._start_http()
+        if self.root is not None:
+            self.node.spawn(self._open, name="secrets-open")
+
+    async def _root_key(self) -> RootKey:
+        secrets_file = self.config.get("secrets_file")
+        if secrets_file:
+            age_key = self.config.get("age_key_file") or os.environ.get("SOPS_AGE_KEY_FILE")
+            try:
+                doc = await anyio.to_thread.run_sync(
+                    bootstrap.load_secrets_file, Path(secrets_file), age_key
+                )
+            except AspenError as exc:
+                raise InvalidArgumentError(
+                    f"cannot read the secrets file {secrets_file}: {exc.message}"
+                ) from exc
+            sops_key, self._secrets = bootstrap.split_root_key(doc, Path(secrets_file))
+        else:
+            sops_key = None
+        key_file = self.config.get("root_key_file")
+        if key_file:
+            return read_root_key_file(Path(key_file))
+        if sops_key is not None:
+            return sops_key
+        return dev_root_key(self.node.token)
+
+    def _start_http(self) -> None:
+        listen = str(self.config.get("http_listen") or "").strip() or default_http_listen()
+        if listen.lower() in _OFF:
+            self.http_error = "disabled (http_listen = off)"
+            return
+        server = HttpServer(self, listen)
+        try:
+            self.http_address = server.bind()
+        except (OSError, AspenError) as exc:
+            self.http_error = f"cannot listen on {listen}: {exc}"
+            log.error("aspen-secrets HTTP API not started: %s", self.http_error)
+            return
+        self.http = server
+        address_file = Path(self.node.data_dir) / HTTP_ADDRESS_FILE
+        address_file.write_text(self.http_address + "\n")
+        self.node.spawn(server.serve, name="secrets-http")
+        log.info("aspen-secrets Vault-compatible API on http://%s/v1/", self.http_address)
+
+    async def _open(self) -> None:
+        """Open the keyring (retrying while there is no leader), then mounts and bootstrap."""
+        while True:
+            try:
+                keyring = await self.keyring.open()
+                await self.router.table.ensure_defaults()
+                break
+            except SealedError as exc:
+                self._seal(exc.message)
+                return
+            except NotLeaderError:
+                pass  # the keyring or the default mounts are made by the leader
+            except AspenError as exc:
+                log.debug("aspen-secrets: keyring not open yet: %s", exc)
+            await anyio.sleep(limits.SECRETS_STARTUP_RETRY_SECONDS)
+        self.state, self.reason = "ready", ""
+        log.info(
+            "aspen-secrets keyring open (term %d, root key from %s)",
+            keyring.term,
+            self.root.source if self.root else "?",
+        )
+        if self._secrets:
+            await self._bootstrap()
+
+    async def _bootstrap(self) -> None:
+        for _ in range(limits.SECRETS_MAX_WRITE_ATTEMPTS):
+            try:
+                self.bootstrap_report = await bootstrap.import_secrets(
+                    self.dispatcher, self._secrets
+                )
+                return
+            except (UnavailableError, NotLeaderError) as exc:
+                self.bootstrap_report = {"error": exc.message}
+                await anyio.sleep(limits.SECRETS_STARTUP_RETRY_SECONDS)
+            except AspenError as exc:
+                self.bootstrap_report = {"error": exc.message}
+                log.error("aspen-secrets: importing the secrets file failed: %s", exc.message)
+                return
+
+    def _seal(self, reason: str) -> None:
+        self.state, self.reason = "sealed", reason
+        log.error("aspen-secrets is sealed: %s", reason)
+
+    async def stop(self) -> None:
+        """Stop HTTP and close the connections kept to the leader."""
+        if self.http is not None:
+            self.http.stop()
+        await self.dispatcher.close()
+
+    # ------------------------------------------------------------------ state
+    def require_ready(self) -> None:
+        """Raise :class:`SealedError` (503) unless the keyring is open."""
+        if self.state == "sealed":
+            raise SealedError(f"Vault is sealed: {self.reason}")
+        if self.state != "ready":
+            raise SealedError(f"aspen-secrets is starting: {self.reason}")
+
+    async def is_leader(self) -> bool:
+        """Whether this node is the cluster's leader right now."""
+        status = await self.node.call("cluster.status")
+        return status.get("role") == "leader"
+
+    def seal_status(self) -> dict[str, Any]:
+        """Vault's ``sys/seal-status`` body."""
+        return {
+            "type": "aspen",
+            "initialized": True,
+            "sealed": self.state != "ready",
+            "t": 1,
+            "n": 1,
+            "progress": 0,
+            "nonce": "",
+            "version": VERSION,
+            "build_date": "",
+            "migration": False,
+            "recovery_seal": False,
+            "storage_type": "aspen",
+            "cluster_name": self._cluster_name(),
+            "cluster_id": self.node.cluster_id,
+        }
+
+    async def health(self) -> dict[str, Any]:
+        """Vault's ``sys/health`` body (the HTTP layer picks the status code)."""
+        return {
+            "initialized": True,
+            "sealed": self.state != "ready",
+            "standby": not await self.is_leader(),
+            "performance_standby": False,
+            "replication_performance_mode": "disabled",
+            "replication_dr_mode": "disabled",
+            "server_time_utc": int(time.time()),
+            "version": VERSION,
+            "cluster_name": self._cluster_name(),
+            "cluster_id": self.node.cluster_id,
+        }
+
+    async def leader_info(self) -> dict[str, Any]:
+        """Vault's ``sys/leader`` body."""
+        return {
+            "ha_enabled": True,
+            "is_self": await self.is_leader(),
+            "active_time": "0001-01-01T00:00:00Z",
+            "leader_address": "",
+            "leader_cluster_address": "",
+            "performance_standby": False,
+            "performance_standby_last_remote_wal": 0,
+        }
+
+    def _cluster_name(self) -> str:
+        return f"aspen-{self.node.cluster_id[:12]}"
+
+    def status(self) -> dict[str, Any]:
+        """What ``secrets.status`` reports."""
+        keyring = self.keyring.current
+        return {
+            "state": self.state,
+            "sealed": self.state != "ready",
+            "reason": self.reason,
+            "root_key_source": self.root.source if self.root else "",
+            "dev_root_key": bool(self.root and self.root.is_dev),
+            "keyring_term": keyring.term if keyring is not None else 0,
+            "http_address": self.http_address,
+            "http_error": self.http_error,
+            "bootstrap": dict(self.bootstrap_report),
+        }

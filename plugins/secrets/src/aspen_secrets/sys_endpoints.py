@@ -1,0 +1,152 @@
+"""Vault's ``sys/*`` endpoints this plugin serves, and ``auth/token/lookup-self``.
+
+``sys/mounts`` (list; read, enable, disable one), ``sys/rotate`` and ``sys/key-status``
+(the keyring), ``sys/seal-status`` and ``sys/leader``. ``sys/health`` is answered by the
+HTTP layer itself (it needs no token and its status code carries the answer).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from aspen.errors import NotFoundError
+from aspen_secrets import __version__
+from aspen_secrets.engines.base import Engine, Mount, route
+from aspen_secrets.fields import get_map, get_str
+from aspen_secrets.logical import Operation, Request
+
+if TYPE_CHECKING:
+    from aspen_secrets.service import SecretsService
+
+__all__ = ["SYS_MOUNT", "SysEngine", "mount_view", "rfc3339", "token_lookup"]
+
+#: The pseudo-mount the system endpoints live at.
+SYS_MOUNT = Mount("sys/", "system", "system", "system endpoints")
+#: ``vault version``-style string reported by health and seal status.
+VERSION = f"{__version__}+aspen"
+
+
+def rfc3339(epoch: int | float) -> str:
+    """A Unix time as Vault prints it (RFC 3339, UTC)."""
+    return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
+
+
+def mount_view(mount: Mount) -> dict[str, Any]:
+    """A mount as Vault's ``sys/mounts`` shows it."""
+    config = {"default_lease_ttl": 0, "max_lease_ttl": 0, "force_no_cache": False}
+    config.update(mount.config)
+    return {
+        "type": mount.type,
+        "uuid": mount.uuid,
+        "accessor": f"{mount.type}_{mount.uuid[:8]}",
+        "description": mount.description,
+        "options": dict(mount.options) or None,
+        "config": config,
+        "local": False,
+        "seal_wrap": False,
+        "external_entropy_access": False,
+        "plugin_version": "",
+        "running_plugin_version": f"v{__version__}+builtin.aspen",
+        "running_sha256": "",
+    }
+
+
+def token_lookup() -> dict[str, Any]:
+    """``auth/token/lookup-self`` for the root token (the only token there is)."""
+    return {
+        "accessor": "",
+        "creation_time": 0,
+        "creation_ttl": 0,
+        "display_name": "root",
+        "entity_id": "",
+        "expire_time": None,
+        "explicit_max_ttl": 0,
+        "id": "",
+        "meta": None,
+        "num_uses": 0,
+        "orphan": True,
+        "path": "auth/token/root",
+        "policies": ["root"],
+        "renewable": False,
+        "ttl": 0,
+        "type": "service",
+    }
+
+
+class SysEngine(Engine):
+    """The system endpoints, routed like an engine's paths (relative to ``sys/``)."""
+
+    type_name = "system"
+
+    def __init__(self, service: SecretsService) -> None:
+        super().__init__(service.store, SYS_MOUNT)
+        self.service = service
+
+    # ------------------------------------------------------------------ mounts
+    @route(r"mounts", Operation.READ)
+    async def list_mounts(self, request: Request) -> dict[str, Any]:
+        """Every mount, by path."""
+        mounts = await self.service.router.table.read()
+        return {path: mount_view(m) for path, m in sorted(mounts.items())}
+
+    @route(r"mounts/(?P<path>.+)", Operation.READ)
+    async def read_mount(self, request: Request, path: str) -> dict[str, Any]:
+        """One mount."""
+        mounts = await self.service.router.table.read()
+        key = path.strip("/") + "/"
+        if key not in mounts:
+            raise NotFoundError(f"no secrets engine is mounted at {key}")
+        return mount_view(mounts[key])
+
+    @route(r"mounts/(?P<path>.+)", Operation.WRITE)
+    async def enable_mount(self, request: Request, path: str) -> None:
+        """Mount an engine: ``{"type", "description", "options", "config"}``."""
+        data = request.data
+        options = get_map(data, "options", {}) or {}
+        await self.service.router.table.mount(
+            path,
+            get_str(data, "type", required=True, max_len=64),
+            description=get_str(data, "description", "", max_len=1024) or "",
+            options={str(k): str(v) for k, v in options.items() if v is not None},
+            config=_mount_config(get_map(data, "config", {}) or {}),
+        )
+
+    @route(r"mounts/(?P<path>.+)", Operation.DELETE)
+    async def disable_mount(self, request: Request, path: str) -> None:
+        """Unmount an engine and delete its state."""
+        await self.service.router.table.unmount(path)
+
+    # ------------------------------------------------------------------ keyring
+    @route(r"rotate", Operation.WRITE)
+    async def rotate(self, request: Request) -> None:
+        """Add a new data-encryption key to the keyring."""
+        await self.service.keyring.rotate()
+
+    @route(r"key-status", Operation.READ)
+    async def key_status(self, request: Request) -> dict[str, Any]:
+        """The keyring's current term and when it was installed."""
+        keyring = await self.service.keyring.reload()
+        term = keyring.term
+        return {
+            "term": term,
+            "install_time": rfc3339(keyring.installed.get(term, 0)),
+            "encryptions": 0,
+        }
+
+    # ------------------------------------------------------------------ status
+    @route(r"seal-status", Operation.READ)
+    async def seal_status(self, request: Request) -> dict[str, Any]:
+        """Vault's seal status (sealed when the keyring cannot be opened)."""
+        return self.service.seal_status()
+
+    @route(r"leader", Operation.READ)
+    async def leader(self, request: Request) -> dict[str, Any]:
+        """Whether this node leads, and the leader's secrets HTTP address if known."""
+        return await self.service.leader_info()
+
+
+def _mount_config(raw: dict[str, Any]) -> dict[str, Any]:
+    """The mount config fields kept (Vault's tunables, stored as given)."""
+    keep = ("default_lease_ttl", "max_lease_ttl", "force_no_cache", "audit_non_hmac_request_keys")
+    return {k: raw[k] for k in keep if k in raw and raw[k] is not None}
