@@ -85,8 +85,11 @@ def test_failing_handler_retries_then_dead_letters_and_redrives(node, cli, tmp_p
     (entry,) = wait_for(dead, timeout=15)
     assert entry["event"]["key"] == "/jobs/1" and entry["attempts"] == 2
     assert "exit status 1" in entry["error"]
-    metrics = json.loads(cli("hooks", "metrics", "flaky", "--json").stdout)
-    assert (metrics["failed"], metrics["retries"], metrics["dead_lettered"]) == (2, 1, 1)
+    def counted() -> tuple:
+        m = json.loads(cli("hooks", "metrics", "flaky", "--json").stdout)
+        return (m["failed"], m["retries"], m["dead_lettered"])
+
+    wait_for(lambda: counted() == (2, 1, 1), timeout=10)
 
     flag.touch()
     redriven = cli("hooks", "redrive", "flaky", "--json")
@@ -156,3 +159,25 @@ def test_unknown_kind_and_duplicate_names_are_refused(node, cli) -> None:
     assert cli("hooks", "add", "x", "--on", "kv.put", "--shell", "true").exit_code == 0
     again = cli("hooks", "add", "x", "--on", "kv.put", "--shell", "true")
     assert again.exit_code != 0 and "exists" in again.output
+
+
+def test_reset_and_replace_start_from_now(node, cli, tmp_path) -> None:
+    out = tmp_path / "seen"
+    cmd = _append(out, "ASPEN_HOOK_KEY")
+    assert cli("hooks", "add", "r", "--on", "kv.put:/r/*", "--shell", cmd).exit_code == 0
+    with node.client() as c:
+        c.kv.put(b"/r/1", b"x")
+        wait_for(lambda: _lines(out) == ["/r/1"], timeout=10)
+        assert cli("hooks", "disable", "r").exit_code == 0
+        c.kv.put(b"/r/skipped", b"x")
+        reset = cli("hooks", "reset", "r", "--json")
+        assert reset.exit_code == 0, reset.output
+        assert cli("hooks", "enable", "r").exit_code == 0
+        c.kv.put(b"/r/2", b"x")
+        wait_for(lambda: _lines(out) == ["/r/1", "/r/2"], timeout=10)
+        replaced = cli("hooks", "add", "r", "--on", "kv.put:/r/*", "--shell", cmd, "--replace")
+        assert replaced.exit_code == 0, replaced.output
+        c.kv.put(b"/r/3", b"x")
+        wait_for(lambda: _lines(out) == ["/r/1", "/r/2", "/r/3"], timeout=10)
+    metrics = json.loads(cli("hooks", "metrics", "r", "--json").stdout)
+    assert metrics["lagged"] == ""

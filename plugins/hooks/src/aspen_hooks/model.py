@@ -44,6 +44,9 @@ class HandlerSpec:
     #: Deliver events after this revision when the handler has no saved cursor (0: after
     #: the revision that created the handler). ``hooks reset`` sets it.
     start_revision: int = 0
+    #: Bumped when the handler starts over (``hooks reset``, ``hooks add --replace``): a
+    #: saved cursor of an older generation no longer applies.
+    generation: int = 0
 
     @property
     def pattern(self) -> Pattern:

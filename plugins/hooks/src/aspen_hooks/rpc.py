@@ -8,6 +8,7 @@ handlers on the node that received the request and answer with each handler's re
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from typing import Any
 
 import anyio
@@ -51,16 +52,22 @@ async def hooks_add(ctx: Any, params: dict[str, Any]) -> Any:
     node = ctx.node
     spec = spec_from_params(params, _service(ctx).settings)
     await check_target(spec.kind, spec.target)
-    existing, _ = await kvops.scan(node, HANDLERS, serializable=True)
-    names = {r["value"]["name"] for r in existing}
-    if spec.name not in names and len(names) >= limits.HOOKS_MAX_HANDLERS:
+    existing, revision = await kvops.scan(node, HANDLERS)
+    by_name = {r["value"]["name"]: r for r in existing}
+    if spec.name not in by_name and len(by_name) >= limits.HOOKS_MAX_HANDLERS:
         raise ResourceExhaustedError(
             f"the cluster holds HOOKS_MAX_HANDLERS ({limits.HOOKS_MAX_HANDLERS}) handlers"
         )
-    guard = [] if params.get("replace") else [kvops.cmp_create(handler_key(spec.name), 0)]
-    success = [kvops.put_op(handler_key(spec.name), spec.to_record())]
-    if params.get("replace"):
-        success.append(kvops.delete_op(state_key(spec.name)))
+    key = handler_key(spec.name)
+    old = by_name.get(spec.name)
+    if params.get("replace") and old is not None:
+        # a new generation, starting from now: the old cursor does not apply
+        generation = old["value"].get("generation", 0) + 1
+        spec = replace(spec, generation=generation, start_revision=revision)
+        guard = [kvops.cmp_mod(key, old["mod_revision"])]
+    else:
+        guard = [kvops.cmp_create(key, 0)]
+    success = [kvops.put_op(key, spec.to_record()), kvops.delete_op(state_key(spec.name))]
     result = await kvops.txn(node, guard, success)
     if not result["succeeded"]:
         raise CompareFailedError(
@@ -126,6 +133,8 @@ async def _metrics(node: Any, names: list[str] | None) -> list[dict[str, Any]]:
         if names is not None and spec.name not in names:
             continue
         found = saved.get(spec.name)
+        if found is not None and found["value"].get("generation", 0) != spec.generation:
+            found = None  # left by an older generation of the handler
         if found is None:
             state = HandlerState(cursor=spec.start_revision or record["create_revision"])
             seen = state.cursor
@@ -236,7 +245,7 @@ async def hooks_reset(ctx: Any, params: dict[str, Any]) -> Any:
     spec, revision = await _load(ctx.node, params.get("name"))  # type: ignore[arg-type]
     current = await kvops.revision(ctx.node)
     to = optional_int(params, "revision", current, min=0, max=current)
-    updated = HandlerSpec(**{**spec.to_record(), "start_revision": to})
+    updated = replace(spec, start_revision=to, generation=spec.generation + 1)
     result = await kvops.txn(
         ctx.node,
         [kvops.cmp_mod(handler_key(spec.name), revision)],

@@ -13,6 +13,7 @@ with the same idempotency key).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
@@ -23,7 +24,7 @@ import anyio
 import anyio.abc
 
 from aspen import limits
-from aspen.errors import CompactedError
+from aspen.errors import AspenError, CompactedError
 from aspen_hooks import kvops
 from aspen_hooks.executors import ExecutorSettings, Invocation, Outcome, execute
 from aspen_hooks.keys import (
@@ -63,8 +64,8 @@ def backoff_seconds(attempt: int) -> float:
 @dataclass(frozen=True, slots=True)
 class _Installed:
     spec: HandlerSpec
-    revision: int
     scope: anyio.CancelScope
+    done: anyio.Event
 
 
 class Runner:
@@ -103,6 +104,8 @@ class Runner:
                         self._install(tg, kv["key"], None)
 
     def _install(self, tg: anyio.abc.TaskGroup, key: bytes, record: dict[str, Any] | None) -> None:
+        """(Re)start the worker of the handler at ``key`` (``record`` None: removed). A new
+        worker starts only after the old one has stopped and saved its progress."""
         name = key[len(HANDLERS) :].decode()
         old = self._installed.pop(name, None)
         if old is not None:
@@ -111,17 +114,26 @@ class Runner:
         if record is None or record["value"] is None:
             return
         spec = HandlerSpec(**record["value"])
-        scope = anyio.CancelScope()
-        self._installed[name] = _Installed(spec, record["mod_revision"], scope)
-        if spec.enabled:
-            worker = HandlerWorker(self, spec, record["mod_revision"], record["create_revision"])
+        installed = _Installed(spec, anyio.CancelScope(), anyio.Event())
+        self._installed[name] = installed
+        worker = HandlerWorker(self, spec, record["create_revision"]) if spec.enabled else None
+        if worker is not None:
             self.workers[name] = worker
-            tg.start_soon(_run_in_scope, scope, worker.run, name=f"hooks:{name}")
+        after = old.done if old is not None else None
+        tg.start_soon(_run_worker, installed, worker, after, name=f"hooks:{name}")
 
 
-async def _run_in_scope(scope: anyio.CancelScope, func: Any) -> None:
-    with scope:
-        await func()
+async def _run_worker(
+    installed: _Installed, worker: HandlerWorker | None, after: anyio.Event | None
+) -> None:
+    try:
+        with installed.scope:
+            if after is not None:
+                await after.wait()
+            if worker is not None:
+                await worker.run()
+    finally:
+        installed.done.set()
 
 
 def _decode(raw: bytes) -> Any:
@@ -134,38 +146,40 @@ def _decode(raw: bytes) -> Any:
 
 
 class HandlerWorker:
-    """Delivers one handler's events in revision order."""
+    """Delivers one handler's events in revision order.
 
-    def __init__(
-        self, runner: Runner, spec: HandlerSpec, spec_revision: int, create_revision: int
-    ) -> None:
+    Progress is saved by a background flusher at most every ``HOOKS_STATE_FLUSH_SECONDS``
+    while events are delivered (and after a quiet spell when only other writes moved the
+    cursor), and once more when the worker stops. Saves are fenced by the runner's token
+    and the handler's ``create_revision`` (a removed and re-added handler starts anew);
+    the spec's ``generation`` (bumped by ``hooks reset`` and ``--replace``) tells which
+    saved state still applies.
+    """
+
+    def __init__(self, runner: Runner, spec: HandlerSpec, create_revision: int) -> None:
         self.runner = runner
         self.node = runner.node
         self.spec = spec
         self.pattern = spec.pattern
-        self.spec_revision = spec_revision
+        self.create_revision = create_revision
         self.state = HandlerState(cursor=spec.start_revision or create_revision)
-        self._last_flush = 0.0
+        self._last_flush = time.monotonic()
+        self._dirty = False
         self._foreign_progress = False
+        self._saving = anyio.Lock()
 
     async def run(self) -> None:
         """Load the saved state, then follow the history from the cursor."""
         saved = await kvops.get(self.node, state_key(self.spec.name))
-        if saved is not None:
+        if saved is not None and saved["value"].get("generation", 0) == self.spec.generation:
             self.state = HandlerState.from_record(saved["value"])
         span = self.pattern.watch_range()
         if self.state.lagged or span is None:
             await anyio.sleep_forever()  # lagged: waits for `hooks reset`; custom: triggers only
-        params = {
-            "key": span[0],
-            "end": span[1],
-            "start_revision": self.state.cursor + 1,
-            "prev_kv": True,
-            "progress_notify": True,
-        }
         try:
-            async for item in self.node.stream("kv.watch", params):
-                await self._on_item(item)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._flusher)
+                await self._follow(span)
         except SpecChanged:
             await anyio.sleep_forever()  # the runner cancels this worker and starts anew
         except CompactedError as exc:
@@ -178,29 +192,52 @@ class HandlerWorker:
             log.error("hooks: handler %s lagged: %s", self.spec.name, self.state.lagged)
             await self.flush()
             await anyio.sleep_forever()
+        finally:
+            with anyio.move_on_after(limits.HOOKS_STATE_FLUSH_SECONDS * 10, shield=True):
+                if self._dirty:
+                    with contextlib.suppress(SpecChanged, RunnerLost, AspenError):
+                        await self.flush()
+
+    async def _follow(self, span: tuple[bytes, bytes]) -> None:
+        params = {
+            "key": span[0],
+            "end": span[1],
+            "start_revision": self.state.cursor + 1,
+            "prev_kv": True,
+            "progress_notify": True,
+        }
+        async for item in self.node.stream("kv.watch", params):
+            await self._on_item(item)
+
+    async def _flusher(self) -> None:
+        """Save progress in the background (see the class docs)."""
+        while True:
+            await anyio.sleep(limits.HOOKS_STATE_FLUSH_SECONDS)
+            quiet = time.monotonic() - self._last_flush >= limits.HOOKS_IDLE_FLUSH_SECONDS
+            if self._dirty or (self._foreign_progress and quiet):
+                await self.flush()
 
     async def _on_item(self, item: dict[str, Any]) -> None:
         if item.get("created"):
             return
         events = item.get("events") or []
-        header_revision = item["header"]["revision"]
-        delivered = False
         for event in events:
             key: bytes = event["kv"]["key"]
             if not key.startswith(STATE):
                 self._foreign_progress = True
             payload = event_from_history(event)
             if payload is not None and self.pattern.matches(payload["name"], key):
+                # every revision before this event's is done (its own may have more events)
+                self._advance(event["kv"]["mod_revision"] - 1)
                 await self.deliver(payload)
-                delivered = True
+                self._dirty = True
         if len(events) >= limits.MAX_WATCH_EVENTS_PER_MESSAGE:
-            covered = events[-1]["kv"]["mod_revision"] - 1  # that revision may continue
+            self._advance(events[-1]["kv"]["mod_revision"] - 1)  # that revision may go on
         else:
-            covered = header_revision
-        self.state.cursor = max(self.state.cursor, covered)
-        idle_due = time.monotonic() - self._last_flush >= limits.HOOKS_IDLE_FLUSH_SECONDS
-        if delivered or (self._foreign_progress and idle_due):
-            await self.flush()
+            self._advance(item["header"]["revision"])
+
+    def _advance(self, revision: int) -> None:
+        self.state.cursor = max(self.state.cursor, revision)
 
     async def deliver(self, event: dict[str, Any]) -> Outcome:
         """Run the handler for ``event`` with retries; dead-letter it when they run out."""
@@ -258,17 +295,24 @@ class HandlerWorker:
         self.state.dead_lettered += 1
 
     async def flush(self) -> None:
-        """Save cursor and counters (only while this runner and this spec still hold)."""
-        await self._fenced([kvops.put_op(state_key(self.spec.name), self.state.to_record())])
-        self._last_flush = time.monotonic()
-        self._foreign_progress = False
+        """Save cursor and counters (only while this runner holds and the handler exists)."""
+        async with self._saving:
+            self._dirty = False
+            self._foreign_progress = False
+            record = {**self.state.to_record(), "generation": self.spec.generation}
+            try:
+                await self._fenced([kvops.put_op(state_key(self.spec.name), record)])
+            except BaseException:
+                self._dirty = True
+                raise
+            self._last_flush = time.monotonic()
 
     async def _fenced(self, success: list[dict[str, Any]]) -> None:
-        """Run ``success`` if this runner still holds its token and the spec is unchanged;
-        else raise :class:`RunnerLost` or :class:`SpecChanged`."""
+        """Run ``success`` if this runner still holds its token and the handler was not
+        removed (or re-added); else raise :class:`RunnerLost` or :class:`SpecChanged`."""
         guard = [
             self.runner.fence(),
-            kvops.cmp_mod(handler_key(self.spec.name), self.spec_revision),
+            kvops.cmp_create(handler_key(self.spec.name), self.create_revision),
         ]
         probe = [{"range": {"key": RUNNER, "keys_only": True}}]
         result = await kvops.txn(self.node, guard, success, probe)
