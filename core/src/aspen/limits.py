@@ -259,6 +259,10 @@ SECRETS_STARTUP_RETRY_SECONDS = 0.5
 SECRETS_HTTP_SHUTDOWN_SECONDS = 2.0
 #: Leader connections a node keeps open to forward secrets writes (one per endpoint).
 SECRETS_MAX_FORWARD_CLIENTS = 16
+#: A mount's lease TTLs when it sets none (Vault's system default and maximum, 768h).
+SECRETS_SYSTEM_LEASE_TTL_SECONDS = 768 * 3600
+#: Longest ``default_lease_ttl`` / ``max_lease_ttl`` a mount may be tuned to (100 years).
+SECRETS_MAX_MOUNT_TTL_SECONDS = 100 * 365 * 86400
 
 # --- Plugin: secrets, KV v2 ------------------------------------------------------------
 # (kv v2 constants go here)

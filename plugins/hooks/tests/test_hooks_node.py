@@ -85,6 +85,7 @@ def test_failing_handler_retries_then_dead_letters_and_redrives(node, cli, tmp_p
     (entry,) = wait_for(dead, timeout=15)
     assert entry["event"]["key"] == "/jobs/1" and entry["attempts"] == 2
     assert "exit status 1" in entry["error"]
+
     def counted() -> tuple:
         m = json.loads(cli("hooks", "metrics", "flaky", "--json").stdout)
         return (m["failed"], m["retries"], m["dead_lettered"])

@@ -1,7 +1,8 @@
 """A 3-node cluster of real ``aspen node start`` processes, each with its own HTTP API:
 secrets written through one node are read through another (followers forward writes to
-the leader), killing the leader with SIGKILL loses nothing acknowledged, and no secret
-material is found in clear in any file of any data directory."""
+the leader), every node's ``sys/leader`` names the leader's HTTP API, killing the leader
+with SIGKILL loses nothing acknowledged, and no secret material is found in clear in any
+file of any data directory."""
 
 from __future__ import annotations
 
@@ -106,6 +107,18 @@ def _read(client: hvac.Client, path: str) -> dict[str, Any]:
     return answer["data"]["data"]
 
 
+def _leader_url_seen(urls: dict[int, str], nodes: set[int], leader: int) -> None:
+    """Wait until ``sys/leader`` of every node in ``nodes`` names ``leader``'s HTTP API."""
+    for i in nodes:
+        wait_for(
+            lambda i=i: (
+                httpx.get(f"{urls[i]}/v1/sys/leader").json()["leader_address"] == urls[leader]
+            ),
+            timeout=30,
+            message=f"node {i} names the leader's HTTP address",
+        )
+
+
 def test_three_nodes_replicate_survive_kill9_and_keep_secrets_sealed(cluster: DevCluster) -> None:
     c = cluster
     urls = _urls(c)
@@ -118,6 +131,8 @@ def test_three_nodes_replicate_survive_kill9_and_keep_secrets_sealed(cluster: De
     assert httpx.get(f"{urls[leader]}/v1/sys/health").status_code == 200
     assert httpx.get(f"{urls[followers[0]]}/v1/sys/health").status_code == 429
     assert httpx.get(f"{urls[followers[0]]}/v1/sys/health?standbyok=true").status_code == 200
+    _leader_url_seen(urls, alive, leader)
+    assert httpx.get(f"{urls[followers[0]]}/v1/sys/leader").json()["is_self"] is False
 
     # a write through a follower is forwarded to the leader; every node reads it
     vaults[followers[0]].secrets.kv.v2.create_or_update_secret(
@@ -164,6 +179,7 @@ def test_three_nodes_replicate_survive_kill9_and_keep_secrets_sealed(cluster: De
         return True
 
     wait_for(write_after_failover, timeout=30, ignore=(hvac.exceptions.VaultError,))
+    _leader_url_seen(urls, alive, new_leader)
     for i in alive:
         assert _read(vaults[i], "app/db") == {"password": SECRET_VALUES[0]}
         assert _read(vaults[i], "after") == {"v": SECRET_VALUES[1]}

@@ -259,3 +259,23 @@ def test_http_bind_failure_leaves_the_node_running(
             assert status["http_error"].startswith(f"cannot listen on 127.0.0.1:{port}")
             answer = c.call("secrets.request", {"operation": "read", "path": "sys/mounts"})
             assert "secret/" in answer["data"]  # RPC still serves
+
+
+def test_each_node_keeps_its_service_in_its_plugin_state(
+    secrets_node_factory: Any, tmp_path: Any
+) -> None:
+    from aspen_secrets import plugin
+    from aspen_secrets.plugin import service_for
+
+    nodes = [secrets_node_factory(tmp_path / f"n{i}") for i in (1, 2)]
+    services = [service_for(n.node) for n in nodes]
+    for node, service in zip(nodes, services, strict=True):
+        assert service is node.node.plugin_state("secrets")["service"]
+        assert service.node is node.node
+        assert service.http_address == node.http_address
+    assert services[0] is not services[1]
+    state = {k: v for k, v in vars(plugin).items() if not k.startswith("__")}
+    assert not [k for k, v in state.items() if isinstance(v, dict | list | set)]  # none global
+    nodes[0].stop()
+    assert service_for(nodes[0].node) is None  # dropped at shutdown; the other runs on
+    assert service_for(nodes[1].node) is services[1]

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from aspen import limits
 from aspen.errors import AspenError, InvalidArgumentError, NotLeaderError, UnavailableError
 from aspen_secrets.logical import Operation, Request, Response, http_status
+from aspen_secrets.mounts import is_unauthenticated
 from aspen_secrets.store import check_path
 from aspen_secrets.sys_endpoints import SysEngine, token_lookup
 
@@ -115,6 +116,17 @@ class Dispatcher:
                 raise
             return await self._forward(exc, path, request)
 
+    async def unauthenticated(self, path: str) -> bool:
+        """Whether a read of the full ``path`` is served without a token: the engine that
+        serves it lists it in ``unauthenticated_paths`` (engine paths only once the
+        keyring is open: until then no mount can be resolved)."""
+        path = path.strip("/")
+        if path.startswith("sys/"):
+            return is_unauthenticated(self.sys, path[len("sys/") :])
+        if self.service.state != "ready":
+            return False
+        return await self.service.router.unauthenticated(path)
+
     async def _local(self, path: str, request: Request) -> tuple[Response, str]:
         if path in _TOKEN_SELF:
             return Response(data=token_lookup()), "token"
@@ -127,16 +139,29 @@ class Dispatcher:
         return await engine.handle(replace(request, path=rest)), mount.type
 
     # ------------------------------------------------------------------ forwarding
-    async def _forward(
-        self, exc: NotLeaderError, path: str, request: Request
-    ) -> tuple[Response, str]:
+    async def call_leader(self, method: str, params: dict[str, Any]) -> Any:
+        """Call the core RPC ``method`` on this node, or on the leader it names when this
+        node cannot commit (``unavailable`` while no leader is known)."""
+        try:
+            return await self.service.node.call(method, params)
+        except NotLeaderError as exc:
+            client = await self._leader_client(exc)
+            return await client.call(method, params)
+
+    async def _leader_client(self, exc: NotLeaderError) -> AsyncClient:
+        """A client to the leader named by ``exc``."""
         leader = exc.details.get("leader")
         if not isinstance(leader, str) or not leader:
             raise UnavailableError(
                 "this node is not the leader and no leader is known yet; retry",
                 **exc.details,
             ) from exc
-        client = await self._client(leader)
+        return await self._client(leader)
+
+    async def _forward(
+        self, exc: NotLeaderError, path: str, request: Request
+    ) -> tuple[Response, str]:
+        client = await self._leader_client(exc)
         params = {
             "operation": request.operation.value,
             "path": path,

@@ -4,10 +4,12 @@
 JSON body, PATCH → patch (``application/merge-patch+json`` or JSON), DELETE → delete.
 GET and DELETE query parameters become the request data. The token comes in
 ``X-Vault-Token`` (or ``Authorization: Bearer``) and is checked against the node's root
-token in constant time (403 otherwise). Answers use Vault's envelope, ``204`` for an
-empty success, ``{"errors": [...]}`` with Vault's status codes, and ``Content-Type:
-application/json`` exactly. ``sys/health`` needs no token and answers 200 (active), 429
-(standby), 503 (sealed) like Vault, with its query overrides.
+token in constant time (403 otherwise), except for the reads an engine declares public
+in its class's ``unauthenticated_paths`` (regular expressions relative to the mount, as
+PKI's CA and CRL). Answers use Vault's envelope, ``204`` for an empty success (no data
+and no warnings), ``{"errors": [...]}`` with Vault's status codes, and ``Content-Type:
+application/json`` exactly. ``sys/health`` needs no token either and answers 200
+(active), 429 (standby), 503 (sealed) like Vault, with its query overrides.
 """
 
 from __future__ import annotations
@@ -144,13 +146,21 @@ class _Api:
         self.service = service
         self.auth = TokenAuthenticator(service.node.token)
 
-    def _check_token(self, request: HttpRequest) -> None:
+    def _token_ok(self, request: HttpRequest) -> bool:
         token = request.headers.get("x-vault-token")
         if not token:
             scheme, _, value = request.headers.get("authorization", "").partition(" ")
             token = value.strip() if scheme.lower() == "bearer" else None
-        if self.auth(token) is None:
-            raise ForbiddenError("permission denied")
+        return self.auth(token) is not None
+
+    async def _public(self, request: HttpRequest, path: str) -> bool:
+        """Whether ``request`` is a read its engine serves without a token (the engine
+        class's ``unauthenticated_paths``: PKI's CA certificate and CRL, ``sys/leader``…)."""
+        if request.method != "GET":
+            return False
+        if _operation(request.method, dict(request.query_params)) != Operation.READ:
+            return False
+        return await self.service.dispatcher.unauthenticated(path)
 
     async def handle(self, request: HttpRequest) -> HttpResponse:
         """Serve one HTTP request."""
@@ -158,7 +168,8 @@ class _Api:
         try:
             if path == "sys/health":
                 return await self._health(request)
-            self._check_token(request)
+            if not self._token_ok(request) and not await self._public(request, path):
+                raise ForbiddenError("permission denied")
             return await self._serve(request, path)
         except AspenError as exc:
             status = exc.details.get("http_status") or http_status(exc)
@@ -190,7 +201,7 @@ class _Api:
                 status_code=response.status or 200,
                 headers={"Content-Type": response.content_type},
             )
-        if response.data is None:
+        if response.data is None and not response.warnings:
             if response.status is None or response.status == 204:
                 return HttpResponse(status_code=204)
             if response.status >= 400:

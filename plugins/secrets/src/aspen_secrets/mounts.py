@@ -9,7 +9,8 @@ remount at the same path starts empty.
 
 :class:`Router` resolves a path to ``(mount, engine, rest)`` by longest mount prefix,
 caching engine instances by mount uuid and the table by its revision: another node's
-mount change is seen at the next request.
+mount change (or tuning, which rebuilds the engine with the new config) is seen at the
+next request.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ import logging
 import re
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from aspen import limits
-from aspen.errors import InvalidArgumentError, NotFoundError, UnavailableError
+from aspen.errors import AspenError, InvalidArgumentError, NotFoundError, UnavailableError
 from aspen_secrets.engines import ENGINE_TYPES, engine_class
 from aspen_secrets.engines.base import Engine, Mount
 from aspen_secrets.logical import UnsupportedPathError
@@ -35,6 +36,7 @@ __all__ = [
     "MountTable",
     "Router",
     "engine_prefix",
+    "is_unauthenticated",
     "normalize_mount_path",
 ]
 
@@ -167,6 +169,33 @@ class MountTable:
 
         return await modify(self.store, compute)
 
+    async def tune(
+        self, path: str, *, description: str | None = None, config: dict[str, Any] | None = None
+    ) -> Mount:
+        """Change the mount at ``path``: its description (if given) and the ``config``
+        fields given (merged into its config; a default lease TTL over the maximum is
+        refused)."""
+        path = normalize_mount_path(path)
+
+        async def compute() -> tuple[list[Write], Mount]:
+            entry = await self.store.get(TABLE_PATH)
+            mounts = self.parse(entry)
+            if path not in mounts or entry is None:
+                raise NotFoundError(f"no secrets engine is mounted at {path}")
+            old = mounts[path]
+            new = replace(
+                old,
+                description=old.description if description is None else description,
+                config={**old.config, **(config or {})},
+            )
+            default, maximum = (new.config.get(k) for k in ("default_lease_ttl", "max_lease_ttl"))
+            if default and maximum and default > maximum:
+                raise InvalidArgumentError("default_lease_ttl cannot be greater than max_lease_ttl")
+            value = self._value({**mounts, path: new})
+            return [Write(TABLE_PATH, value, expect_revision=entry.revision)], new
+
+        return await modify(self.store, compute)
+
     async def unmount(self, path: str) -> Mount:
         """Remove the mount at ``path`` and delete its engine's state in bounded batches."""
         path = normalize_mount_path(path)
@@ -195,6 +224,13 @@ class MountTable:
             deleted += len(paths)
 
 
+def is_unauthenticated(engine: Engine, rest: str) -> bool:
+    """Whether ``rest`` (a path inside ``engine``'s mount) fully matches one of the regular
+    expressions of the engine class's ``unauthenticated_paths`` (none by default)."""
+    patterns: tuple[str, ...] = getattr(engine, "unauthenticated_paths", ())
+    return any(re.fullmatch(pattern, rest) for pattern in patterns)
+
+
 @dataclass
 class _Cached:
     revision: int
@@ -218,8 +254,8 @@ class Router:
         if revision != self._cache.revision:
             mounts = MountTable.parse(entry)
             self._cache = _Cached(revision, mounts)
-            live = {m.uuid for m in mounts.values()}
-            self._engines = {u: e for u, e in self._engines.items() if u in live}
+            live = {m.uuid: m for m in mounts.values()}  # a tuned mount gets a new engine
+            self._engines = {u: e for u, e in self._engines.items() if live.get(u) == e.mount}
         return self._cache.mounts
 
     async def resolve(self, path: str) -> tuple[Mount, Engine, str]:
@@ -231,6 +267,14 @@ class Router:
             raise UnsupportedPathError(f"no handler for route {path!r}: no mount at this path")
         mount = mounts[best]
         return mount, await self.engine(mount), candidate[len(best) :].strip("/")
+
+    async def unauthenticated(self, path: str) -> bool:
+        """Whether the engine serving ``path`` lets it be read without a token."""
+        try:
+            _, engine, rest = await self.resolve(check_path(path))
+        except AspenError:
+            return False
+        return is_unauthenticated(engine, rest)
 
     async def engine(self, mount: Mount) -> Engine:
         """The engine instance of ``mount`` (imported and initialized on first use)."""

@@ -1,9 +1,9 @@
 """The ``secrets`` plugin's hooks (the ``aspen`` entry point).
 
 Runtime state lives in one :class:`~aspen_secrets.service.SecretsService` per running
-node, created by ``aspen_startup`` and dropped by ``aspen_shutdown``; the hooks find it
-in :class:`ServiceRegistry`, keyed by the node object's identity (several nodes may run
-in one process, as in tests).
+node, created by ``aspen_startup`` and dropped by ``aspen_shutdown``. It is kept in the
+node's own ``node.plugin_state("secrets")["service"]`` (several nodes may run in one
+process, as in tests), so this module holds no runtime state.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PLUGIN_NAME",
-    "ServiceRegistry",
+    "SERVICE_KEY",
     "aspen_cli_commands",
     "aspen_config_sections",
     "aspen_rpc_handlers",
@@ -32,33 +32,13 @@ __all__ = [
 
 #: The plugin's one name (RPC prefix, CLI group, config section).
 PLUGIN_NAME = "secrets"
-
-
-class ServiceRegistry:
-    """The services of the nodes running in this process, by node."""
-
-    def __init__(self) -> None:
-        self._services: dict[int, SecretsService] = {}
-
-    def get(self, node: Any) -> SecretsService | None:
-        """The service of ``node`` (``None`` if it has not started)."""
-        return self._services.get(id(node))
-
-    def add(self, node: Any, service: SecretsService) -> None:
-        """Remember ``node``'s service."""
-        self._services[id(node)] = service
-
-    def pop(self, node: Any) -> SecretsService | None:
-        """Forget (and return) ``node``'s service."""
-        return self._services.pop(id(node), None)
-
-
-_registry = ServiceRegistry()
+#: Key of the node's service in ``node.plugin_state(PLUGIN_NAME)``.
+SERVICE_KEY = "service"
 
 
 def service_for(node: Any) -> SecretsService | None:
-    """The secrets service running on ``node`` (for tests and tools in the node's process)."""
-    return _registry.get(node)
+    """The secrets service running on ``node`` (``None`` before start-up or after shutdown)."""
+    return node.plugin_state(PLUGIN_NAME).get(SERVICE_KEY)
 
 
 @aspen.hookimpl
@@ -108,7 +88,7 @@ def aspen_rpc_handlers() -> list[RpcHandler]:
     """``secrets.request`` and ``secrets.status``."""
     from aspen_secrets.rpc import rpc_handlers
 
-    return rpc_handlers(_registry.get)
+    return rpc_handlers(service_for)
 
 
 @aspen.hookimpl
@@ -125,13 +105,13 @@ async def aspen_startup(node: Any) -> None:
     from aspen_secrets.service import SecretsService
 
     service = SecretsService(node, node.config(PLUGIN_NAME))
-    _registry.add(node, service)
+    node.plugin_state(PLUGIN_NAME)[SERVICE_KEY] = service
     await service.start()
 
 
 @aspen.hookimpl
 async def aspen_shutdown(node: Any) -> None:
     """Stop this node's HTTP API and forget its service."""
-    service = _registry.pop(node)
+    service = node.plugin_state(PLUGIN_NAME).pop(SERVICE_KEY, None)
     if service is not None:
         await service.stop()

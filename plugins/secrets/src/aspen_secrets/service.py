@@ -7,10 +7,13 @@ creates) the keyring, makes sure the default mounts exist and imports the bootst
 secrets. Until the keyring is open the plugin answers 503 (``starting``); if the stored
 keyring does not open with this node's root key it stays **sealed** (503, with the
 reason in ``secrets.status`` and ``sys/health``). The node itself runs on either way.
+The node also publishes its HTTP address (:data:`NODES_PREFIX`) so that any node's
+``sys/leader`` can name the leader's.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -25,7 +28,7 @@ from aspen_secrets import bootstrap
 from aspen_secrets.dispatch import Dispatcher
 from aspen_secrets.http import HttpServer
 from aspen_secrets.keyring import ClusterKeyring, RootKey, dev_root_key, read_root_key_file
-from aspen_secrets.kvstore import KvStore
+from aspen_secrets.kvstore import STORE_PREFIX, KvStore
 from aspen_secrets.logical import SealedError
 from aspen_secrets.mounts import Router
 from aspen_secrets.sys_endpoints import VERSION
@@ -34,8 +37,10 @@ __all__ = [
     "DEFAULT_HTTP_PORT",
     "DEV_NODE_INDEX_ENV",
     "HTTP_ADDRESS_FILE",
+    "NODES_PREFIX",
     "SecretsService",
     "default_http_listen",
+    "node_address_key",
 ]
 
 log = logging.getLogger(__name__)
@@ -46,6 +51,9 @@ DEFAULT_HTTP_PORT = 8200
 DEV_NODE_INDEX_ENV = "ASPEN_DEV_NODE_INDEX"
 #: File in the data directory that holds the bound HTTP address.
 HTTP_ADDRESS_FILE = "secrets-http-address"
+#: KV prefix of the HTTP addresses the nodes publish, one plain JSON entry per node id (an
+#: address is no secret, and ``sys/leader`` reads them while the keyring is still closed).
+NODES_PREFIX = STORE_PREFIX + b"nodes/"
 #: ``http_listen`` values that turn the HTTP API off.
 _OFF = frozenset({"off", "none", "disabled"})
 
@@ -55,6 +63,11 @@ def default_http_listen() -> str:
     index = os.environ.get(DEV_NODE_INDEX_ENV, "")
     offset = int(index) if index.isdigit() else 0
     return f"127.0.0.1:{DEFAULT_HTTP_PORT + offset}"
+
+
+def node_address_key(node_id: str) -> bytes:
+    """The KV key of the HTTP address node ``node_id`` publishes."""
+    return NODES_PREFIX + node_id.encode()
 
 
 class SecretsService:
@@ -135,7 +148,30 @@ class SecretsService:
         address_file = Path(self.node.data_dir) / HTTP_ADDRESS_FILE
         address_file.write_text(self.http_address + "\n")
         self.node.spawn(server.serve, name="secrets-http")
+        self.node.spawn(self._publish_address, name="secrets-publish-address")
         log.info("aspen-secrets Vault-compatible API on http://%s/v1/", self.http_address)
+
+    async def _publish_address(self) -> None:
+        """Record this node's HTTP address in the cluster (for ``sys/leader``), retrying
+        until there is a leader to take it."""
+        value = json.dumps({"http_address": self.http_address}).encode()
+        params = {"key": node_address_key(self.node.id), "value": value}
+        while True:
+            try:
+                await self.dispatcher.call_leader("kv.put", params)
+                return
+            except AspenError as exc:
+                log.debug("aspen-secrets: HTTP address not published yet: %s", exc)
+            await anyio.sleep(limits.SECRETS_STARTUP_RETRY_SECONDS)
+
+    async def http_address_of(self, node_id: str) -> str:
+        """The HTTP address node ``node_id`` published (``""`` if none), read locally."""
+        params = {"key": node_address_key(node_id), "serializable": True}
+        kvs = (await self.node.call("kv.range", params))["kvs"]
+        try:
+            return str(json.loads(kvs[0]["value"])["http_address"]) if kvs else ""
+        except (ValueError, KeyError, TypeError):
+            return ""
 
     async def _open(self) -> None:
         """Open the keyring (retrying while there is no leader), then mounts and bootstrap."""
@@ -196,8 +232,7 @@ class SecretsService:
 
     async def is_leader(self) -> bool:
         """Whether this node is the cluster's leader right now."""
-        status = await self.node.call("cluster.status")
-        return status.get("role") == "leader"
+        return bool(self.node.is_leader)
 
     def seal_status(self) -> dict[str, Any]:
         """Vault's ``sys/seal-status`` body."""
@@ -234,12 +269,15 @@ class SecretsService:
         }
 
     async def leader_info(self) -> dict[str, Any]:
-        """Vault's ``sys/leader`` body."""
+        """Vault's ``sys/leader`` body (``leader_address``: the URL of the leader's HTTP API,
+        as the leader published it; ``""`` during an election or before it published)."""
+        leader = self.node.leader_id
+        address = await self.http_address_of(leader) if leader else ""
         return {
             "ha_enabled": True,
             "is_self": await self.is_leader(),
             "active_time": "0001-01-01T00:00:00Z",
-            "leader_address": "",
+            "leader_address": f"http://{address}" if address else "",
             "leader_cluster_address": "",
             "performance_standby": False,
             "performance_standby_last_remote_wal": 0,

@@ -1,19 +1,21 @@
 """Vault's ``sys/*`` endpoints this plugin serves, and ``auth/token/lookup-self``.
 
-``sys/mounts`` (list; read, enable, disable one), ``sys/rotate`` and ``sys/key-status``
-(the keyring), ``sys/seal-status`` and ``sys/leader``. ``sys/health`` is answered by the
-HTTP layer itself (it needs no token and its status code carries the answer).
+``sys/mounts`` (list; read, enable, disable one; read and tune one's ``…/tune``),
+``sys/rotate`` and ``sys/key-status`` (the keyring), ``sys/seal-status`` and
+``sys/leader`` (both read without a token, as in Vault). ``sys/health`` is answered by
+the HTTP layer itself (it needs no token and its status code carries the answer).
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from aspen.errors import NotFoundError
+from aspen import limits
+from aspen.errors import InvalidArgumentError, NotFoundError
 from aspen_secrets import __version__
 from aspen_secrets.engines.base import Engine, Mount, route
-from aspen_secrets.fields import get_map, get_str
+from aspen_secrets.fields import get_map, get_str, parse_duration
 from aspen_secrets.logical import Operation, Request
 
 if TYPE_CHECKING:
@@ -78,6 +80,8 @@ class SysEngine(Engine):
     """The system endpoints, routed like an engine's paths (relative to ``sys/``)."""
 
     type_name = "system"
+    #: Read without a token, as Vault serves them.
+    unauthenticated_paths: ClassVar[tuple[str, ...]] = ("seal-status", "leader")
 
     def __init__(self, service: SecretsService) -> None:
         super().__init__(service.store, SYS_MOUNT)
@@ -90,14 +94,43 @@ class SysEngine(Engine):
         mounts = await self.service.router.table.read()
         return {path: mount_view(m) for path, m in sorted(mounts.items())}
 
+    # the tune routes come first: ``mounts/(?P<path>.+)`` would match them too
+    @route(r"mounts/(?P<path>.+)/tune", Operation.READ)
+    async def read_tune(self, request: Request, path: str) -> dict[str, Any]:
+        """A mount's tunables, with the system defaults filled in (as Vault shows them)."""
+        mount = await self._mount(path)
+        config = mount.config
+        system = limits.SECRETS_SYSTEM_LEASE_TTL_SECONDS
+        return {
+            "description": mount.description,
+            "default_lease_ttl": config.get("default_lease_ttl") or system,
+            "max_lease_ttl": config.get("max_lease_ttl") or system,
+            "force_no_cache": bool(config.get("force_no_cache", False)),
+            "options": dict(mount.options) or None,
+        }
+
+    @route(r"mounts/(?P<path>.+)/tune", Operation.WRITE)
+    async def tune(self, request: Request, path: str) -> None:
+        """Change a mount's ``default_lease_ttl``, ``max_lease_ttl`` or ``description``."""
+        mount = await self._mount(path)
+        data = request.data
+        await self.service.router.table.tune(
+            mount.path,
+            description=get_str(data, "description", max_len=1024),
+            config=_ttl_config(data),
+        )
+
     @route(r"mounts/(?P<path>.+)", Operation.READ)
     async def read_mount(self, request: Request, path: str) -> dict[str, Any]:
         """One mount."""
+        return mount_view(await self._mount(path))
+
+    async def _mount(self, path: str) -> Mount:
         mounts = await self.service.router.table.read()
         key = path.strip("/") + "/"
         if key not in mounts:
             raise NotFoundError(f"no secrets engine is mounted at {key}")
-        return mount_view(mounts[key])
+        return mounts[key]
 
     @route(r"mounts/(?P<path>.+)", Operation.WRITE)
     async def enable_mount(self, request: Request, path: str) -> None:
@@ -146,7 +179,27 @@ class SysEngine(Engine):
         return await self.service.leader_info()
 
 
+_TTL_FIELDS = ("default_lease_ttl", "max_lease_ttl")
+
+
+def _ttl_config(raw: dict[str, Any]) -> dict[str, int]:
+    """The lease TTLs given in ``raw``, in seconds (``"system"`` or ``0``: the default)."""
+    config = {}
+    for name in _TTL_FIELDS:
+        value = raw.get(name)
+        if value is None or value == "":
+            continue
+        seconds = 0 if value == "system" else parse_duration(value, name)
+        if seconds > limits.SECRETS_MAX_MOUNT_TTL_SECONDS:
+            raise InvalidArgumentError(
+                f"{name} is over SECRETS_MAX_MOUNT_TTL_SECONDS "
+                f"({limits.SECRETS_MAX_MOUNT_TTL_SECONDS} seconds)"
+            )
+        config[name] = seconds
+    return config
+
+
 def _mount_config(raw: dict[str, Any]) -> dict[str, Any]:
-    """The mount config fields kept (Vault's tunables, stored as given)."""
-    keep = ("default_lease_ttl", "max_lease_ttl", "force_no_cache", "audit_non_hmac_request_keys")
-    return {k: raw[k] for k in keep if k in raw and raw[k] is not None}
+    """The mount config fields kept: the lease TTLs in seconds, the other tunables as given."""
+    keep = ("force_no_cache", "audit_non_hmac_request_keys")
+    return {**{k: raw[k] for k in keep if raw.get(k) is not None}, **_ttl_config(raw)}
