@@ -197,8 +197,19 @@ HOOKS_RUNNER_LEASE_SECONDS = 3
 HOOKS_SUPERVISE_INTERVAL_SECONDS = 0.25
 #: Longest time a runner keeps a handler's cursor and counters unsaved while it is busy.
 HOOKS_STATE_FLUSH_SECONDS = 0.2
-#: An idle handler's cursor is saved at most this often (only when other writes moved it).
+#: An idle handler's cursor is saved at most this often, and only once other writes moved
+#: it by HOOKS_IDLE_SAVE_REVISIONS (so that idle handlers do not keep writing each other's
+#: progress).
 HOOKS_IDLE_FLUSH_SECONDS = 5.0
+HOOKS_IDLE_SAVE_REVISIONS = 1000
+#: Tries of one progress or dead-letter save through brief trouble (timeouts, elections).
+HOOKS_SAVE_ATTEMPTS = 5
+#: Largest handler outcome kept in a dead-letter entry, in bytes (larger outputs are cut).
+HOOKS_MAX_DLQ_OUTCOME_BYTES = 128 * 1024
+#: Threads for synchronous python handlers (apart from the node's own worker threads).
+HOOKS_MAX_PYTHON_THREADS = 8
+#: Handlers one ``hooks trigger`` runs at the same time.
+HOOKS_MAX_TRIGGER_CONCURRENCY = 16
 #: Value bytes of a kv event carried in a hook's payload (larger values: size only).
 HOOKS_MAX_PAYLOAD_VALUE_BYTES = 64 * 1024
 #: Most dead-letter entries kept per handler (the oldest go first).

@@ -182,3 +182,62 @@ def test_reset_and_replace_start_from_now(node, cli, tmp_path) -> None:
         wait_for(lambda: _lines(out) == ["/r/1", "/r/2", "/r/3"], timeout=10)
     metrics = json.loads(cli("hooks", "metrics", "r", "--json").stdout)
     assert metrics["lagged"] == ""
+
+
+def test_compaction_past_a_cursor_marks_only_that_handler_lagged(node, cli, tmp_path) -> None:
+    late, ok = tmp_path / "late", tmp_path / "ok"
+    assert (
+        cli(
+            "hooks",
+            "add",
+            "late",
+            "--on",
+            "kv.put:/c/*",
+            "--shell",
+            _append(late, "ASPEN_HOOK_KEY"),
+        ).exit_code
+        == 0
+    )
+    assert (
+        cli(
+            "hooks", "add", "ok", "--on", "kv.put:/ok/*", "--shell", _append(ok, "ASPEN_HOOK_KEY")
+        ).exit_code
+        == 0
+    )
+    with node.client() as c:
+        assert cli("hooks", "disable", "late").exit_code == 0
+        c.kv.put(b"/c/lost", b"x")
+        revision = c.kv.put(b"/ok/1", b"x").revision
+        c.call("kv.compact", {"revision": revision})
+        assert cli("hooks", "enable", "late").exit_code == 0
+
+        def lagged() -> str:
+            return json.loads(cli("hooks", "metrics", "late", "--json").stdout)["lagged"]
+
+        assert "compacted" in wait_for(lagged, timeout=10)
+        c.kv.put(b"/ok/2", b"x")
+        wait_for(lambda: _lines(ok) == ["/ok/1", "/ok/2"], timeout=10)
+        assert _lines(late) == []
+        assert cli("hooks", "reset", "late").exit_code == 0
+        c.kv.put(b"/c/after", b"x")
+        wait_for(lambda: _lines(late) == ["/c/after"], timeout=10)
+    assert lagged() == ""
+
+
+def test_lag_is_zero_once_caught_up_and_counts_pending_events(node, cli, tmp_path) -> None:
+    gate = tmp_path / "open"
+    cmd = f"while [ ! -e {gate} ]; do sleep 0.05; done"
+    assert cli("hooks", "add", "slow", "--on", "kv.put:/q/*", "--shell", cmd).exit_code == 0
+    with node.client() as c:
+        for i in range(5):
+            c.kv.put(f"/q/{i}".encode(), b"x")
+
+        def metrics() -> dict:
+            return json.loads(cli("hooks", "metrics", "slow", "--json").stdout)
+
+        busy = wait_for(lambda: metrics() if metrics()["in_flight"] == 1 else None, timeout=10)
+        assert busy["lag"] >= 4
+        gate.touch()
+        done = wait_for(lambda: metrics() if metrics()["succeeded"] == 5 else None, timeout=10)
+        assert wait_for(lambda: metrics()["lag"] == 0, timeout=5)
+        assert done["failed"] == 0

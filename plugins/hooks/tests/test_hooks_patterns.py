@@ -23,7 +23,9 @@ from aspen_hooks.payload import event_from_history, idempotency_key
         ("kv.put:/exact", "kv.put", b"/exact2", False),
         ("kv.put", "kv.put", b"/anything", True),
         ("kv.put", "kv.put", b"/_aspen/hooks/state/x", False),
-        ("kv.put:/_aspen/*", "kv.put", b"/_aspen/hooks/state/x", True),
+        ("kv.put:/_aspen/*", "kv.put", b"/_aspen/secrets/x", True),
+        ("kv.put:/_aspen/*", "kv.put", b"/_aspen/hooks/state/x", False),
+        ("kv.*", "kv.put", b"/_aspen/hooks/dlq/h/1", False),
         ("raft.leader_changed", "raft.leader_changed", None, True),
         ("raft.*", "raft.leader_changed", None, True),
         ("cluster.*", "cluster.membership_changed", None, True),
@@ -60,6 +62,7 @@ def test_watch_range_covers_what_a_pattern_wants(pattern, span) -> None:
         "kv.put:",
         "kv.pu*",
         "kv.put:/a[b",
+        "kv.put:/_aspen/hooks/*",
         "x" * (limits.HOOKS_MAX_PATTERN_CHARS + 1),
     ],
 )

@@ -96,7 +96,7 @@ class WatchHub:
                     continue
                 moved = await self._wait_beyond(current, limits.WATCH_PROGRESS_INTERVAL_SECONDS)
                 if not moved and req.progress_notify:
-                    yield {"header": {"revision": self.revision}, "progress": True}
+                    yield {"header": {"revision": current}, "progress": True}
         finally:
             self.active -= 1
 

@@ -10,7 +10,8 @@ difference. Rapid changes between two checks are folded into one event (its
 
 Journaled events:
 
-* ``raft.leader_changed``: ``{leader, previous, term}``, once per new leader term.
+* ``raft.leader_changed``: ``{leader, previous, term}``, once per new leader (a node
+  re-elected in a later term is not a change).
 * ``cluster.membership_changed``: ``{voters_before, learners_before, voters_after,
   learners_after}``. The first membership a cluster has is the baseline, not an event.
 """
@@ -47,15 +48,17 @@ class Journal:
         view = (term, tuple(voters), tuple(learners))
         if view == self._done:
             return
-        await self._leader(term)
-        await self._membership(voters, learners)
-        self._done = view
+        if await self._leader(term) and await self._membership(voters, learners):
+            self._done = view  # else a write raced: look again next time
 
-    async def _leader(self, term: int) -> None:
+    async def _leader(self, term: int) -> bool:
+        """Journal this node's leadership unless it is already (or it led before)."""
         key = journal_key(LEADER_CHANGED)
         last = await kvops.get(self._node, key)
-        if last is not None and last["value"].get("term") == term:
-            return
+        if last is not None and (
+            last["value"].get("term") == term or last["value"].get("leader") == self._node.id
+        ):
+            return True  # journaled, or a re-election of the same leader (not a change)
         record = {
             "name": LEADER_CHANGED,
             "leader": self._node.id,
@@ -64,19 +67,23 @@ class Journal:
             "time": time.time(),
         }
         expected = 0 if last is None else last["mod_revision"]
-        await kvops.txn(self._node, [kvops.cmp_mod(key, expected)], [kvops.put_op(key, record)])
+        done = await kvops.txn(
+            self._node, [kvops.cmp_mod(key, expected)], [kvops.put_op(key, record)]
+        )
+        return bool(done["succeeded"])
 
-    async def _membership(self, voters: list[str], learners: list[str]) -> None:
+    async def _membership(self, voters: list[str], learners: list[str]) -> bool:
+        """Journal a membership change since the last one seen."""
         now = {"voters": voters, "learners": learners}
         base = await kvops.get(self._node, _MEMBERSHIP_BASELINE)
         expected = 0 if base is None else base["mod_revision"]
         guard = [kvops.cmp_mod(_MEMBERSHIP_BASELINE, expected)]
         if base is None:
-            await kvops.txn(self._node, guard, [kvops.put_op(_MEMBERSHIP_BASELINE, now)])
-            return
+            done = await kvops.txn(self._node, guard, [kvops.put_op(_MEMBERSHIP_BASELINE, now)])
+            return bool(done["succeeded"])
         before = base["value"]
         if before == now:
-            return
+            return True
         record = {
             "name": MEMBERSHIP_CHANGED,
             "voters_before": before["voters"],
@@ -85,7 +92,7 @@ class Journal:
             "learners_after": learners,
             "time": time.time(),
         }
-        await kvops.txn(
+        done = await kvops.txn(
             self._node,
             guard,
             [
@@ -93,3 +100,4 @@ class Journal:
                 kvops.put_op(journal_key(MEMBERSHIP_CHANGED), record),
             ],
         )
+        return bool(done["succeeded"])

@@ -48,9 +48,10 @@ async def scan(
     return records, got["header"]["revision"]
 
 
-async def revision(node: Any) -> int:
-    """The store's current revision (linearizable)."""
-    got = await node.call("kv.range", {"key": b"\0", "limit": 1, "count_only": True})
+async def revision(node: Any, *, serializable: bool = False) -> int:
+    """The store's current revision (linearizable unless ``serializable``)."""
+    params = {"key": b"\0", "limit": 1, "count_only": True, "serializable": serializable}
+    got = await node.call("kv.range", params)
     return got["header"]["revision"]
 
 

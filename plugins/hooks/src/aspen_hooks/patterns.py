@@ -10,7 +10,8 @@ A pattern is ``EVENT`` or ``EVENT:KEY``:
   every key under ``/app/config/``; ``*`` matches any run of characters and ``?`` one.
 
 Without a ``KEY``, ``kv`` patterns leave out the plugins' own keys (``/_aspen/…``); name
-them explicitly to watch them.
+them explicitly to watch them — except the hooks plugin's own (``/_aspen/hooks/…``),
+which no handler sees: a handler would otherwise feed on its own progress writes.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ KV_EVENTS = ("kv.put", "kv.delete")
 HISTORY_FAMILIES = ("kv", "raft", "cluster")
 _EVENT = re.compile(r"^(\*|[a-z][a-z0-9_-]*(\.([a-z][a-z0-9_-]*|\*))*)$")
 _INTERNAL = b"/_aspen/"
+_OWN = "/_aspen/hooks/"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +60,8 @@ class Pattern:
             return True
         if key is None:
             return self.key is None
+        if key.startswith(_OWN.encode()):
+            return False
         if self.key is None:
             return not key.startswith(_INTERNAL)
         text = key.decode("utf-8", "surrogateescape")
@@ -107,6 +111,10 @@ def parse_pattern(text: str) -> Pattern:
             )
         if "\0" in key or key.count("[") != key.count("]"):
             raise InvalidArgumentError(f"bad pattern {text!r}: malformed key glob")
+        if key.startswith(_OWN):
+            raise InvalidArgumentError(
+                f"bad pattern {text!r}: the hooks plugin's own keys ({_OWN}) cannot be hooked"
+            )
     family = event.split(".", 1)[0]
     if family == "kv" and event not in ("kv.*", *KV_EVENTS):
         raise InvalidArgumentError(

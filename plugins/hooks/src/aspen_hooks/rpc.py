@@ -14,12 +14,15 @@ from typing import Any
 import anyio
 import msgpack
 
+import aspen
 from aspen import limits
 from aspen.errors import (
+    AspenError,
     CompareFailedError,
     InvalidArgumentError,
     NotFoundError,
     ResourceExhaustedError,
+    UnavailableError,
 )
 from aspen.plugins.types import RpcHandler
 from aspen.rpc.params import optional_int, optional_list, require_str
@@ -36,7 +39,10 @@ PLUGIN = "hooks"
 
 
 def _service(ctx: Any) -> Any:
-    return ctx.node.plugin_state(PLUGIN)["service"]
+    service = ctx.node.plugin_state(PLUGIN).get("service")
+    if service is None:
+        raise UnavailableError("the hooks plugin is still starting on this node; try again")
+    return service
 
 
 async def _load(node: Any, name: str) -> tuple[HandlerSpec, int]:
@@ -149,12 +155,51 @@ async def _metrics(node: Any, names: list[str] | None) -> list[dict[str, Any]]:
     return out
 
 
+async def _live_metrics(ctx: Any, names: list[str] | None) -> list[dict[str, Any]] | None:
+    """Exact figures from the runner's memory: here, or asked of the runner's node;
+    ``None`` when no runner answers (then the saved figures are shown)."""
+    service = _service(ctx)
+    if service.runner is not None:
+        return await service.runner.metrics(names)
+    record = await kvops.get(ctx.node, RUNNER)
+    if record is None or record["value"].get("endpoint") == ctx.node.endpoint:
+        return None
+    params = {"local": True, **({"names": names} if names is not None else {})}
+    try:
+        async with aspen.aconnect(record["value"]["endpoint"], token=ctx.node.token) as c:
+            return (await c.call("hooks.metrics", params))["handlers"]
+    except AspenError:
+        return None
+
+
+async def _current_metrics(ctx: Any, names: list[str] | None) -> list[dict[str, Any]]:
+    """Saved figures of every handler (or of ``names``), replaced by live ones where the
+    runner answered."""
+    saved = await _metrics(ctx.node, names)
+    live = await _live_metrics(ctx, names)
+    if live is None:
+        return saved
+    by_name = {m["name"]: m for m in live}
+    return [{**m, **by_name.get(m["name"], {})} for m in saved]
+
+
 async def hooks_metrics(ctx: Any, params: dict[str, Any]) -> Any:
-    """Counters, durations and lag of every handler (or of ``name``)."""
+    """Counters, durations and lag of every handler (or of ``name``): live from the
+    runner when it answers, else as last saved."""
     name = params.get("name")
+    names = [check_name(name)] if name is not None else params.get("names")
+    if names is not None and not (
+        isinstance(names, list) and all(isinstance(n, str) for n in names)
+    ):
+        raise InvalidArgumentError("names must be a list of handler names")
+    if params.get("local"):  # asked by another node of the runner's node
+        runner = _service(ctx).runner
+        if runner is None:
+            raise UnavailableError("this node is not the runner")
+        return {"handlers": await runner.metrics(names)}
+    found = await _current_metrics(ctx, names)
     if name is None:
-        return {"handlers": await _metrics(ctx.node, None)}
-    found = await _metrics(ctx.node, [check_name(name)])
+        return {"handlers": found}
     if not found:
         raise NotFoundError(f"no handler named {name!r}", handler=name)
     return found[0]
@@ -163,7 +208,7 @@ async def hooks_metrics(ctx: Any, params: dict[str, Any]) -> Any:
 async def hooks_show(ctx: Any, params: dict[str, Any]) -> Any:
     """One handler's spec and metrics."""
     spec, revision = await _load(ctx.node, params.get("name"))  # type: ignore[arg-type]
-    metrics = (await _metrics(ctx.node, [spec.name]))[0]
+    metrics = (await _current_metrics(ctx, [spec.name]))[0]
     return {"handler": spec.to_json(), "revision": revision, "metrics": metrics}
 
 
@@ -200,8 +245,11 @@ async def hooks_trigger(ctx: Any, params: dict[str, Any]) -> Any:
     chosen = [s for s in specs if s.enabled and s.pattern.matches(name, key)]
     results: list[dict[str, Any]] = [{}] * len(chosen)
 
+    budget = anyio.CapacityLimiter(limits.HOOKS_MAX_TRIGGER_CONCURRENCY)
+
     async def run_one(i: int, spec: HandlerSpec) -> None:
-        results[i] = await _run_now(ctx, spec, event, f"{base_key}:{spec.name}")
+        async with budget:
+            results[i] = await _run_now(ctx, spec, event, f"{base_key}:{spec.name}")
 
     async with anyio.create_task_group() as tg:
         for i, spec in enumerate(chosen):
@@ -221,7 +269,10 @@ async def hooks_redrive(ctx: Any, params: dict[str, Any]) -> Any:
     """Run a handler again for its dead-lettered events (all, or ``ids``); the ones that
     succeed leave the dead-letter list."""
     spec, _ = await _load(ctx.node, params.get("name"))  # type: ignore[arg-type]
-    wanted = set(optional_list(params, "ids", max_len=limits.HOOKS_MAX_DLQ_ENTRIES) or [])
+    ids = optional_list(params, "ids", max_len=limits.HOOKS_MAX_DLQ_ENTRIES) or []
+    if not all(isinstance(i, str) for i in ids):
+        raise InvalidArgumentError("ids must be a list of dead-letter entry ids (strings)")
+    wanted = set(ids)
     records, _ = await kvops.scan(ctx.node, dlq_prefix(spec.name), limit=1000)
     results = []
     for record in records:

@@ -24,13 +24,13 @@ import anyio
 import anyio.abc
 
 from aspen import limits
-from aspen.errors import AspenError, CompactedError
+from aspen.errors import AspenError, CompactedError, UnavailableError
+from aspen.errors import TimeoutError as AspenTimeoutError
 from aspen_hooks import kvops
 from aspen_hooks.executors import ExecutorSettings, Invocation, Outcome, execute
 from aspen_hooks.keys import (
     HANDLERS,
     RUNNER,
-    STATE,
     dlq_key,
     dlq_prefix,
     handler_key,
@@ -77,6 +77,17 @@ class Runner:
         self.settings = settings
         self.workers: dict[str, HandlerWorker] = {}
         self._installed: dict[str, _Installed] = {}
+
+    async def metrics(self, names: list[str] | None) -> list[dict[str, Any]]:
+        """Live figures of the running workers (or of ``names``)."""
+        revision = await kvops.revision(self.node, serializable=True)
+        out = []
+        for name, worker in sorted(self.workers.items()):
+            if names is None or name in names:
+                figures = worker.state.metrics(name, revision)
+                figures["lag"] = worker.lag(revision)
+                out.append(figures)
+        return out
 
     def fence(self) -> dict[str, Any]:
         """The compare that holds while this runner owns the cluster's runner key."""
@@ -127,9 +138,10 @@ async def _run_worker(
     installed: _Installed, worker: HandlerWorker | None, after: anyio.Event | None
 ) -> None:
     try:
+        if after is not None:
+            with anyio.CancelScope(shield=True):
+                await after.wait()  # never start while the old worker still saves
         with installed.scope:
-            if after is not None:
-                await after.wait()
             if worker is not None:
                 await worker.run()
     finally:
@@ -149,11 +161,11 @@ class HandlerWorker:
     """Delivers one handler's events in revision order.
 
     Progress is saved by a background flusher at most every ``HOOKS_STATE_FLUSH_SECONDS``
-    while events are delivered (and after a quiet spell when only other writes moved the
-    cursor), and once more when the worker stops. Saves are fenced by the runner's token
-    and the handler's ``create_revision`` (a removed and re-added handler starts anew);
-    the spec's ``generation`` (bumped by ``hooks reset`` and ``--replace``) tells which
-    saved state still applies.
+    while events are delivered, after a quiet spell once other writes moved the cursor by
+    ``HOOKS_IDLE_SAVE_REVISIONS``, and once more when the worker stops. Saves are fenced
+    by the runner's token and the handler's ``create_revision`` (a removed and re-added
+    handler starts anew); the spec's ``generation`` (bumped by ``hooks reset`` and
+    ``--replace``) tells which saved state still applies.
     """
 
     def __init__(self, runner: Runner, spec: HandlerSpec, create_revision: int) -> None:
@@ -163,25 +175,59 @@ class HandlerWorker:
         self.pattern = spec.pattern
         self.create_revision = create_revision
         self.state = HandlerState(cursor=spec.start_revision or create_revision)
+        self.saved_cursor = self.state.cursor
+        #: True while the worker waits for its next watch item (nothing to deliver).
+        self.waiting = False
         self._last_flush = time.monotonic()
         self._dirty = False
-        self._foreign_progress = False
         self._saving = anyio.Lock()
+
+    def lag(self, store_revision: int) -> int:
+        """Revisions this handler is behind: 0 while it waits with nothing to deliver."""
+        if self.state.lagged:
+            return max(0, store_revision - self.state.cursor)
+        if self.waiting and self.state.in_flight == 0:
+            return 0
+        return max(0, store_revision - self.state.cursor)
 
     async def run(self) -> None:
         """Load the saved state, then follow the history from the cursor."""
         saved = await kvops.get(self.node, state_key(self.spec.name))
         if saved is not None and saved["value"].get("generation", 0) == self.spec.generation:
             self.state = HandlerState.from_record(saved["value"])
+            self.saved_cursor = self.state.cursor
         span = self.pattern.watch_range()
         if self.state.lagged or span is None:
+            self.waiting = True
             await anyio.sleep_forever()  # lagged: waits for `hooks reset`; custom: triggers only
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._flusher)
                 await self._follow(span)
+        finally:
+            with anyio.move_on_after(limits.HOOKS_STATE_FLUSH_SECONDS * 10, shield=True):
+                if self._dirty:
+                    with contextlib.suppress(SpecChanged, RunnerLost, AspenError):
+                        await self.flush()
+
+    async def _follow(self, span: tuple[bytes, bytes]) -> None:
+        """Deliver from the history; a compacted cursor marks the handler lagged."""
+        params = {
+            "key": span[0],
+            "end": span[1],
+            "start_revision": self.state.cursor + 1,
+            "prev_kv": True,
+            "progress_notify": True,
+        }
+        try:
+            async with contextlib.aclosing(self.node.stream("kv.watch", params)) as items:
+                while True:
+                    self.waiting = True
+                    item = await items.__anext__()
+                    self.waiting = False
+                    await self._on_item(item)
         except SpecChanged:
-            await anyio.sleep_forever()  # the runner cancels this worker and starts anew
+            pass  # the runner cancels this worker and starts anew
         except CompactedError as exc:
             compacted = exc.details.get("compact_revision", "?")
             self.state.lagged = (
@@ -190,32 +236,21 @@ class HandlerWorker:
                 f"'aspen hooks reset {self.spec.name}' resumes from now."
             )
             log.error("hooks: handler %s lagged: %s", self.spec.name, self.state.lagged)
-            await self.flush()
-            await anyio.sleep_forever()
-        finally:
-            with anyio.move_on_after(limits.HOOKS_STATE_FLUSH_SECONDS * 10, shield=True):
-                if self._dirty:
-                    with contextlib.suppress(SpecChanged, RunnerLost, AspenError):
-                        await self.flush()
-
-    async def _follow(self, span: tuple[bytes, bytes]) -> None:
-        params = {
-            "key": span[0],
-            "end": span[1],
-            "start_revision": self.state.cursor + 1,
-            "prev_kv": True,
-            "progress_notify": True,
-        }
-        async for item in self.node.stream("kv.watch", params):
-            await self._on_item(item)
+            self._dirty = True
+        self.waiting = True
+        await anyio.sleep_forever()
 
     async def _flusher(self) -> None:
         """Save progress in the background (see the class docs)."""
         while True:
             await anyio.sleep(limits.HOOKS_STATE_FLUSH_SECONDS)
             quiet = time.monotonic() - self._last_flush >= limits.HOOKS_IDLE_FLUSH_SECONDS
-            if self._dirty or (self._foreign_progress and quiet):
-                await self.flush()
+            moved = self.state.cursor - self.saved_cursor >= limits.HOOKS_IDLE_SAVE_REVISIONS
+            if self._dirty or (moved and quiet):
+                try:
+                    await self.flush()
+                except SpecChanged:
+                    return  # the runner replaces this worker
 
     async def _on_item(self, item: dict[str, Any]) -> None:
         if item.get("created"):
@@ -223,8 +258,6 @@ class HandlerWorker:
         events = item.get("events") or []
         for event in events:
             key: bytes = event["kv"]["key"]
-            if not key.startswith(STATE):
-                self._foreign_progress = True
             payload = event_from_history(event)
             if payload is not None and self.pattern.matches(payload["name"], key):
                 # every revision before this event's is done (its own may have more events)
@@ -275,7 +308,7 @@ class HandlerWorker:
             "idempotency_key": key,
             "error": outcome.error,
             "attempts": attempts,
-            "outcome": outcome.to_json(),
+            "outcome": _bounded(outcome.to_json()),
             "time": time.time(),
         }
         success = [kvops.put_op(dlq_key(name, entry_id), entry)]
@@ -298,13 +331,13 @@ class HandlerWorker:
         """Save cursor and counters (only while this runner holds and the handler exists)."""
         async with self._saving:
             self._dirty = False
-            self._foreign_progress = False
             record = {**self.state.to_record(), "generation": self.spec.generation}
             try:
                 await self._fenced([kvops.put_op(state_key(self.spec.name), record)])
             except BaseException:
                 self._dirty = True
                 raise
+            self.saved_cursor = record["cursor"]
             self._last_flush = time.monotonic()
 
     async def _fenced(self, success: list[dict[str, Any]]) -> None:
@@ -315,10 +348,42 @@ class HandlerWorker:
             kvops.cmp_create(handler_key(self.spec.name), self.create_revision),
         ]
         probe = [{"range": {"key": RUNNER, "keys_only": True}}]
-        result = await kvops.txn(self.node, guard, success, probe)
+        result = await self._retrying_txn(guard, success, probe)
         if result["succeeded"]:
             return
         runner = result["responses"][0]["range"]["kvs"]
         if runner and runner[0]["create_revision"] == self.runner.token:
             raise SpecChanged(self.spec.name)
         raise RunnerLost(f"another runner took over while saving {self.spec.name}")
+
+    async def _retrying_txn(
+        self, guard: list[dict[str, Any]], success: list[dict[str, Any]], probe: list[Any]
+    ) -> dict[str, Any]:
+        """A transaction that rides out brief trouble (timeouts, a busy leader) while this
+        node still leads; losing leadership ends the runner role."""
+        for attempt in range(1, limits.HOOKS_SAVE_ATTEMPTS + 1):
+            if not self.node.is_leader:
+                raise RunnerLost("this node is no longer the leader")
+            try:
+                return await kvops.txn(self.node, guard, success, probe)
+            except (AspenTimeoutError, UnavailableError) as exc:
+                if attempt == limits.HOOKS_SAVE_ATTEMPTS:
+                    raise RunnerLost(f"cannot save progress: {exc}") from exc
+                await anyio.sleep(backoff_seconds(attempt))
+        raise AssertionError("unreachable")
+
+
+def _bounded(outcome: dict[str, Any]) -> dict[str, Any]:
+    """An outcome small enough for a dead-letter entry (a large return value is cut)."""
+    import msgpack
+
+    if len(msgpack.packb(outcome, default=repr)) <= limits.HOOKS_MAX_DLQ_OUTCOME_BYTES:
+        return outcome
+    cut = limits.HOOKS_MAX_DLQ_OUTCOME_BYTES // 4
+    return {
+        **outcome,
+        "output": repr(outcome.get("output"))[:cut],
+        "stdout": str(outcome.get("stdout", ""))[:cut],
+        "stderr": str(outcome.get("stderr", ""))[:cut],
+        "truncated": True,
+    }

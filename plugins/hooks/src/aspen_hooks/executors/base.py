@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+import anyio
 
 from aspen import limits
 
@@ -31,6 +33,23 @@ class ExecutorSettings:
     max_output_bytes: int = limits.HOOKS_MAX_OUTPUT_BYTES
     #: Seconds between SIGTERM and SIGKILL when a shell handler is stopped.
     kill_grace_seconds: float = limits.HOOKS_KILL_GRACE_SECONDS
+    #: The threads synchronous python handlers may use (apart from the node's own pool).
+    python_threads: ThreadBudget = field(default_factory=lambda: ThreadBudget())
+
+
+class ThreadBudget:
+    """A capacity limiter made on first use (anyio limiters need a running event loop), so
+    that blocked synchronous handlers cannot take the threads the node itself needs."""
+
+    def __init__(self, size: int = limits.HOOKS_MAX_PYTHON_THREADS) -> None:
+        self.size = size
+        self._limiter: anyio.CapacityLimiter | None = None
+
+    def limiter(self) -> anyio.CapacityLimiter:
+        """The limiter (created in the calling event loop on first use)."""
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(self.size)
+        return self._limiter
 
 
 @dataclass(frozen=True, slots=True)

@@ -136,7 +136,12 @@ async def execute(
                 result = await func(argument)
             else:
                 in_thread = True
-                result = await anyio.to_thread.run_sync(func, argument, abandon_on_cancel=True)
+                result = await anyio.to_thread.run_sync(
+                    func,
+                    argument,
+                    abandon_on_cancel=True,
+                    limiter=settings.python_threads.limiter(),
+                )
                 if inspect.isawaitable(result):
                     in_thread = False
                     result = await result
