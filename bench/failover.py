@@ -72,9 +72,7 @@ def one_round(cluster: DevCluster) -> float:
     elapsed = min(a for a in acked if a > killed) - killed
     stop.set()
     t.join(20)
-    cluster.procs[leader - 1] = cluster._spawn(leader, None)
-    cluster.procs.pop()
-    cluster._wait_serving(leader)
+    cluster.restart(leader)
     return elapsed
 
 

@@ -8,7 +8,6 @@ import functools
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -21,7 +20,7 @@ import aspen
 from aspen import limits
 from aspen.errors import AspenError, NotLeaderError, UnavailableError
 from aspen.node.devcluster import PEER_PORT_OFFSET, DevCluster, node_command
-from aspen.testing import free_port, wait_for
+from aspen.testing import free_base_port, free_port, wait_for
 from aspen.testing.faultproxy import FaultProxy
 from aspen.testing.linearizability import HistoryRecorder, check_kv_history
 
@@ -31,31 +30,10 @@ pytestmark = pytest.mark.slow
 KEYS = [f"lin/{i}" for i in range(6)]
 
 
-def _base_port(nodes: int) -> int:
-    """A base port below the ephemeral range whose client and peer ports all bind now."""
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(20000, 30000, 10)
-        ports = [base + i for i in range(1, nodes + 1)]
-        ports += [base + PEER_PORT_OFFSET + i for i in range(1, nodes + 1)]
-        if all(_port_free(p) for p in ports):
-            return base
-    raise RuntimeError("no free port range")
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 @pytest.fixture
 def cluster3(tmp_path) -> Iterator[DevCluster]:
     """A fresh 3-node cluster of real processes."""
-    c = DevCluster(tmp_path / "c", 3, _base_port(3))
+    c = DevCluster(tmp_path / "c", 3, free_base_port(3))
     try:
         c.up()
         yield c
@@ -187,7 +165,7 @@ def _assert_same_state_everywhere(c: DevCluster) -> None:
 @pytest.mark.with_installed_plugins
 def test_dev_up_command_writes_env_and_stops_on_sigterm(tmp_path) -> None:
     data = tmp_path / "dev"
-    base = _base_port(3)
+    base = free_base_port(3)
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -241,7 +219,7 @@ def test_dev_up_command_writes_env_and_stops_on_sigterm(tmp_path) -> None:
 @pytest.fixture(params=[3, 5], ids=["3-nodes", "5-nodes"])
 def any_cluster(request, tmp_path) -> Iterator[DevCluster]:
     """A fresh 3- or 5-node cluster of real processes."""
-    c = DevCluster(tmp_path / "c", request.param, _base_port(request.param))
+    c = DevCluster(tmp_path / "c", request.param, free_base_port(request.param))
     try:
         c.up()
         yield c
@@ -265,9 +243,7 @@ def test_kill9_leader_during_writes_keeps_every_ack_and_history_linearizable(any
             timeout=30,
         )
         # restart the killed node from its data dir: it rejoins and catches up
-        c.procs[leader - 1] = c._spawn(leader, None)
-        c.procs.pop()  # _spawn appended it as well
-        c._wait_serving(leader)
+        c.restart(leader)
         done = len(work.recorder)
         wait_for(lambda: len(work.recorder) > done + 200, timeout=30)
     _assert_linearizable(work.recorder.history())
@@ -406,7 +382,7 @@ def test_leader_cut_off_by_a_network_partition_steps_down_and_rejoins(tmp_path) 
     leaves it unable to hear anyone: check-quorum makes it step down, the others elect a
     new leader, pre-vote keeps the cut-off node from disrupting them, and after the heal it
     rejoins. The client history stays linearizable and every node converges."""
-    base = _base_port(3)
+    base = free_base_port(3)
     proxies = {i: FaultProxy(("127.0.0.1", base + PEER_PORT_OFFSET + i)) for i in (1, 2, 3)}
     c = DevCluster(tmp_path / "c", 3, base, advertise={i: p.address for i, p in proxies.items()})
     try:
@@ -462,9 +438,7 @@ def test_follower_behind_a_compacted_log_catches_up_from_a_snapshot(cluster3) ->
             cl.kv.put(f"snap/{n:03d}", f"v{n}")
     log_file = c.data_dir / f"n{lagging}.log"
     installs_before = log_file.read_text().count("installed snapshot")
-    c.procs[lagging - 1] = c._spawn(lagging, None)
-    c.procs.pop()
-    c._wait_serving(lagging)
+    c.restart(lagging)
     _assert_same_state_everywhere(c)
     with aspen.connect(c.client_endpoint(lagging), token=c.token) as fc:
         keys = fc.kv.range("snap/", serializable=True)

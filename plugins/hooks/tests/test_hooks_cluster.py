@@ -15,7 +15,7 @@ import pytest
 import aspen
 from aspen.errors import AspenError
 from aspen.node.devcluster import DevCluster
-from aspen.testing import free_port, wait_for
+from aspen.testing import free_base_port, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -23,8 +23,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def cluster(tmp_path) -> Iterator[DevCluster]:
     """Three node processes running the core and aspen-hooks only."""
-    base = free_port() // 10 * 10 % 20000 + 30000
-    c = DevCluster(tmp_path / "c", 3, base, env={"ASPEN_LOAD_PLUGINS": "hooks"})
+    c = DevCluster(tmp_path / "c", 3, free_base_port(3), env={"ASPEN_LOAD_PLUGINS": "hooks"})
     try:
         c.up()
         yield c

@@ -7,9 +7,7 @@ file of any data directory."""
 from __future__ import annotations
 
 import os
-import random
 import signal
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,34 +18,14 @@ import pytest
 
 import aspen
 from aspen.errors import AspenError
-from aspen.node.devcluster import PEER_PORT_OFFSET, DevCluster
-from aspen.testing import wait_for
+from aspen.node.devcluster import DevCluster
+from aspen.testing import free_base_port, wait_for
 from aspen_secrets.service import HTTP_ADDRESS_FILE
 
 pytestmark = pytest.mark.slow
 
 SECRET_VALUES = ["s3cret-cluster-value-a91f", "s3cret-after-failover-77c2"]
 TRANSIT_PLAINTEXT = b"transit-plaintext-marker-5be0"
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _base_port(nodes: int) -> int:
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(30000, 40000, 10)
-        ports = [base + i for i in range(1, nodes + 1)]
-        ports += [base + PEER_PORT_OFFSET + i for i in range(1, nodes + 1)]
-        if all(_port_free(p) for p in ports):
-            return base
-    raise RuntimeError("no free port range")
 
 
 @pytest.fixture
@@ -57,7 +35,7 @@ def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[DevClus
     monkeypatch.setenv("ASPEN_SECRETS_HTTP_LISTEN", "127.0.0.1:0")
     for var in ("ASPEN_SECRETS_ROOT_KEY_FILE", "ASPEN_SECRETS_SECRETS_FILE"):
         monkeypatch.delenv(var, raising=False)
-    c = DevCluster(tmp_path / "c", 3, _base_port(3))
+    c = DevCluster(tmp_path / "c", 3, free_base_port(3))
     try:
         c.up()
         yield c

@@ -8,6 +8,6 @@ imports neither pytest nor a node, so it is safe to use anywhere.
 from __future__ import annotations
 
 from aspen.testing.cli import CliInvoker
-from aspen.testing.waiting import free_port, wait_for
+from aspen.testing.waiting import free_base_port, free_port, wait_for
 
-__all__ = ["CliInvoker", "free_port", "wait_for"]
+__all__ = ["CliInvoker", "free_base_port", "free_port", "wait_for"]

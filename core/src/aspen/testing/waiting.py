@@ -46,3 +46,29 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
+
+
+def _port_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_base_port(nodes: int, *, low: int = 20000, high: int = 40000) -> int:
+    """A base port (below the ephemeral range) for a :class:`~aspen.node.devcluster.DevCluster`
+    of ``nodes``: every client port (base + i) and peer port (base + 100 + i) binds now."""
+    import random
+
+    from aspen.node.devcluster import PEER_PORT_OFFSET
+
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(low, high, 10)
+        ports = [base + i for i in range(1, nodes + 1)]
+        ports += [base + PEER_PORT_OFFSET + i for i in range(1, nodes + 1)]
+        if all(_port_free(port) for port in ports):
+            return base
+    raise RuntimeError(f"no free range of ports for {nodes} nodes between {low} and {high}")

@@ -25,6 +25,26 @@ def _base64_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..
     return click.option("--base64", "is_b64", is_flag=True, help=help_text)
 
 
+def _signing_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The options ``sign`` and ``verify`` share (algorithms, base64 input, mount)."""
+    func = _mount_option(func)
+    func = _base64_option("MESSAGE is already base64.")(func)
+    func = click.option(
+        "--signature-algorithm", default="pss", show_default=True, help="RSA only."
+    )(func)
+    return click.option("--hash-algorithm", default="sha2-256", show_default=True)(func)
+
+
+def _signing_data(
+    message: str, is_b64: bool, hash_algorithm: str, signature_algorithm: str
+) -> dict[str, Any]:
+    return {
+        "input": _payload(message, is_b64),
+        "hash_algorithm": hash_algorithm,
+        "signature_algorithm": signature_algorithm,
+    }
+
+
 def _payload(text: str, is_b64: bool) -> str:
     """``text`` as the base64 the API wants (checked when it already is base64)."""
     if not is_b64:
@@ -90,10 +110,7 @@ def decrypt_cmd(name: str, ciphertext: str, is_b64: bool, mount: str) -> None:
 @transit_cli.command("sign")
 @click.argument("name")
 @click.argument("message")
-@click.option("--hash-algorithm", default="sha2-256", show_default=True)
-@click.option("--signature-algorithm", default="pss", show_default=True, help="RSA only.")
-@_base64_option("MESSAGE is already base64.")
-@_mount_option
+@_signing_options
 def sign_cmd(
     name: str,
     message: str,
@@ -103,11 +120,7 @@ def sign_cmd(
     mount: str,
 ) -> None:
     """Sign MESSAGE with key NAME; prints the signature."""
-    data = {
-        "input": _payload(message, is_b64),
-        "hash_algorithm": hash_algorithm,
-        "signature_algorithm": signature_algorithm,
-    }
+    data = _signing_data(message, is_b64, hash_algorithm, signature_algorithm)
     show(logical_request("write", f"{mount}/sign/{name}", data), field="signature")
 
 
@@ -115,10 +128,7 @@ def sign_cmd(
 @click.argument("name")
 @click.argument("message")
 @click.argument("signature")
-@click.option("--hash-algorithm", default="sha2-256", show_default=True)
-@click.option("--signature-algorithm", default="pss", show_default=True, help="RSA only.")
-@_base64_option("MESSAGE is already base64.")
-@_mount_option
+@_signing_options
 def verify_cmd(
     name: str,
     message: str,
@@ -130,10 +140,8 @@ def verify_cmd(
 ) -> None:
     """Check SIGNATURE of MESSAGE with key NAME; prints true or false, exits 1 if false."""
     data = {
-        "input": _payload(message, is_b64),
+        **_signing_data(message, is_b64, hash_algorithm, signature_algorithm),
         "signature": signature,
-        "hash_algorithm": hash_algorithm,
-        "signature_algorithm": signature_algorithm,
     }
     answer = logical_request("write", f"{mount}/verify/{name}", data)
     show(answer, field="valid")

