@@ -4,6 +4,7 @@ that does not hold up the others."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import defaultdict
 from collections.abc import Iterator
@@ -51,6 +52,11 @@ def _runner_index(c: DevCluster, client: Any) -> int:
     return wait_for(found, timeout=20)
 
 
+def _node_id(c: DevCluster, i: int) -> str:
+    with aspen.connect(c.client_endpoint(i), token=c.token, timeout=10) as one:
+        return one.call("cluster.status")["id"]
+
+
 def _seen(path: Path) -> dict[str, list[str]]:
     """Key → the idempotency keys of every run recorded for it."""
     runs: dict[str, list[str]] = defaultdict(list)
@@ -72,8 +78,14 @@ def _put_all(client: Any, keys: list[str], acked: list[str]) -> None:
 
 def test_every_put_reaches_the_hook_across_a_runner_kill(cluster, tmp_path) -> None:
     out = tmp_path / "orders.log"
+    leaders = tmp_path / "leaders.log"
     command = f'printf "%s %s\\n" "$ASPEN_HOOK_IDEMPOTENCY_KEY" "$ASPEN_HOOK_KEY" >> {out}'
     with _client(cluster) as client:
+        client.call(
+            "hooks.add",
+            {"name": "leaders", "on": "raft.leader_changed", "kind": "shell",
+             "target": {"command": f'printf "%s\\n" "$ASPEN_HOOK_EVENT" >> {leaders}'}},
+        )  # fmt: skip
         client.call(
             "hooks.add",
             {"name": "orders", "on": "kv.put:/orders/*", "kind": "shell",
@@ -113,6 +125,18 @@ def test_every_put_reaches_the_hook_across_a_runner_kill(cluster, tmp_path) -> N
         metrics = client.call("hooks.metrics", {"name": "orders"})
         assert metrics["dead_lettered"] == 0
         assert new_runner in (1, 2, 3)
+
+        # The leader change reached the raft.leader_changed handler, from the journal.
+        old_id = _node_id(cluster, victim)
+
+        def changed_away() -> list[dict]:
+            if not leaders.exists():
+                return []
+            events = [json.loads(line) for line in leaders.read_text().splitlines()]
+            return [e for e in events if e["previous"] == old_id and e["leader"] != old_id]
+
+        event = wait_for(changed_away, timeout=30)[0]
+        assert event["name"] == "raft.leader_changed" and event["term"] > 1
 
 
 def test_a_stuck_handler_does_not_hold_up_others_or_writes(cluster, tmp_path) -> None:

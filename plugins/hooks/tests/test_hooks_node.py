@@ -241,3 +241,36 @@ def test_lag_is_zero_once_caught_up_and_counts_pending_events(node, cli, tmp_pat
         done = wait_for(lambda: metrics() if metrics()["succeeded"] == 5 else None, timeout=10)
         assert wait_for(lambda: metrics()["lag"] == 0, timeout=5)
         assert done["failed"] == 0
+
+
+def test_forward_handler_runs_the_other_clusters_handlers(node, cli, tmp_path) -> None:
+    from aspen.node.config import NodeConfig
+    from aspen.node.runner import NodeThread
+    from aspen.plugins.manager import make_plugin_manager
+
+    out = tmp_path / "other"
+    config = NodeConfig(data_dir=tmp_path / "other-node", listen="127.0.0.1:0", sync=False)
+    with NodeThread(config, make_plugin_manager(load=["hooks"])) as other:
+        record = _append(out, "ASPEN_HOOK_KEY", "ASPEN_HOOK_IDEMPOTENCY_KEY")
+        with other.client() as oc:
+            oc.call(
+                "hooks.add",
+                {"name": "recv", "on": "kv.put:/f/*", "kind": "shell",
+                 "target": {"command": record}},
+            )  # fmt: skip
+        added = cli(
+            "hooks", "add", "fwd", "--on", "kv.put:/f/*",
+            "--forward", other.endpoint, "--forward-token", other.token,
+        )  # fmt: skip
+        assert added.exit_code == 0, added.output
+        listed = json.loads(cli("hooks", "list", "--json").stdout)
+        assert other.token not in json.dumps(listed)  # the token is not shown
+        with node.client() as c:
+            c.kv.put(b"/f/1", b"x")
+        key, idem = wait_for(lambda: _lines(out), timeout=15)
+        assert key == "/f/1" and idem.endswith(":recv") and ":fwd" in idem
+        bad = cli(
+            "hooks", "add", "fwd2", "--on", "kv.put", "--forward", other.endpoint,
+            "--forward-token", "aspen1.wrong.token",
+        )  # fmt: skip
+        assert bad.exit_code != 0

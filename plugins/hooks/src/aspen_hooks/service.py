@@ -70,6 +70,8 @@ class HooksService:
 
     async def _campaign(self) -> None:
         """Try to become the runner; if won, run until the role is lost."""
+        if await kvops.get(self.node, RUNNER, serializable=True) is not None:
+            return  # someone runs (or a dead runner's lease has yet to run out)
         lease = await self.node.call("lease.grant", {"ttl": limits.HOOKS_RUNNER_LEASE_SECONDS})
         lease_id = lease["id"]
         me = {"node_id": self.node.id, "endpoint": self.node.endpoint}
