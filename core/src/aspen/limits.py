@@ -274,6 +274,8 @@ SECRETS_MAX_FORWARD_CLIENTS = 16
 SECRETS_SYSTEM_LEASE_TTL_SECONDS = 768 * 3600
 #: Longest ``default_lease_ttl`` / ``max_lease_ttl`` a mount may be tuned to (100 years).
 SECRETS_MAX_MOUNT_TTL_SECONDS = 100 * 365 * 86400
+#: Longest duration any secrets request field (TTLs, periods, buffers) may give (100 years).
+SECRETS_MAX_DURATION_SECONDS = 100 * 365 * 86400
 
 # --- Plugin: secrets, KV v2 ------------------------------------------------------------
 # (kv v2 constants go here)
@@ -349,6 +351,8 @@ PKI_MAX_ROLE_LIST_ITEMS = 1000
 PKI_MAX_ROLE_NAME_CHARS = 128
 #: Longest DNS name, email or URI checked against a role, in characters.
 PKI_MAX_NAME_CHARS = 1024
+#: Loaded CA issuers (parsed private keys) a process keeps, by stored entry.
+PKI_ISSUER_CACHE_ENTRIES = 64
 
 # --- Plugin: secrets, SOPS --------------------------------------------------------------
 # (sops constants go here)

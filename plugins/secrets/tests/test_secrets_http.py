@@ -191,7 +191,8 @@ def test_mounts_enable_list_read_disable(vault: hvac.Client, http: httpx.Client)
     vault.sys.disable_secrets_engine("team")
     assert "team/" not in vault.sys.list_mounted_secrets_engines()["data"]
     assert http.get("/v1/team/data/x").status_code == 404
-    assert http.delete("/v1/sys/mounts/team").status_code == 404
+    # as in Vault, disabling a path where nothing is mounted succeeds (retries are harmless)
+    assert http.delete("/v1/sys/mounts/team").status_code == 204
     # a new mount at the same path starts empty: the old state was deleted
     vault.sys.enable_secrets_engine("kv", path="team")
     with pytest.raises(hvac.exceptions.InvalidPath):

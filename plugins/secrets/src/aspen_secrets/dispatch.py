@@ -99,18 +99,24 @@ class Dispatcher:
         self.sys = SysEngine(service)
         self._clients: dict[str, AsyncClient] = {}
 
-    async def dispatch(self, path: str, request: Request, *, forwarded: bool = False) -> Response:
+    async def dispatch(
+        self, path: str, request: Request, *, forwarded: bool = False, internal: bool = False
+    ) -> Response:
         """Serve ``request`` at the full ``path``; see :meth:`dispatch_routed`."""
-        return (await self.dispatch_routed(path, request, forwarded=forwarded))[0]
+        return (await self.dispatch_routed(path, request, forwarded=forwarded, internal=internal))[
+            0
+        ]
 
     async def dispatch_routed(
-        self, path: str, request: Request, *, forwarded: bool = False
+        self, path: str, request: Request, *, forwarded: bool = False, internal: bool = False
     ) -> tuple[Response, str]:
         """Serve ``request`` at the full ``path``; returns the response and the type of the
-        mount that served it (``"system"``, ``"token"``, ``"kv"``…)."""
+        mount that served it (``"system"``, ``"token"``, ``"kv"``…). ``internal`` requests
+        (the plugin's own, e.g. the bootstrap import) are served once the keyring is open,
+        before the plugin reports ready."""
         path = check_path(path.strip("/"))
         try:
-            return await self._local(path, request)
+            return await self._local(path, request, internal)
         except NotLeaderError as exc:
             if forwarded:
                 raise
@@ -127,10 +133,12 @@ class Dispatcher:
             return False
         return await self.service.router.unauthenticated(path)
 
-    async def _local(self, path: str, request: Request) -> tuple[Response, str]:
+    async def _local(self, path: str, request: Request, internal: bool) -> tuple[Response, str]:
         if path in _TOKEN_SELF:
             return Response(data=token_lookup()), "token"
-        if path not in _ALWAYS_SERVED:
+        if internal:
+            self.service.require_open()
+        elif path not in _ALWAYS_SERVED:
             self.service.require_ready()
         if path == "sys" or path.startswith("sys/"):
             inner = replace(request, path=path[len("sys/") :])

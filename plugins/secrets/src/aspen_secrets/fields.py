@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import re
 from typing import Any
 
+from aspen import limits
 from aspen.errors import InvalidArgumentError
 
 __all__ = [
@@ -23,6 +25,7 @@ __all__ = [
     "get_int",
     "get_list",
     "get_map",
+    "get_status_code",
     "get_str",
     "parse_duration",
 ]
@@ -157,19 +160,40 @@ def get_b64(
     return decoded
 
 
+#: Status codes an answer with a body must not use (they cannot carry one).
+_BODILESS_STATUS = frozenset({204, 304})
+
+
+def get_status_code(data: dict[str, Any], name: str, default: int) -> int:
+    """An HTTP status code a request asks its answer to have (``sys/health``'s
+    ``activecode``, transit's ``partial_failure_response_code``): 200-599 and not a
+    bodiless one (204, 304); ``default`` when absent or 0."""
+    code = get_int(data, name, default) if data.get(name) != "" else default
+    if not code:
+        return default
+    if not 200 <= code <= 599 or code in _BODILESS_STATUS:
+        raise InvalidArgumentError(
+            f"field {name!r} must be an HTTP status code in 200..599 other than 204 and 304"
+        )
+    return code
+
+
 def parse_duration(value: Any, name: str = "duration") -> int:
-    """Seconds from ``3600``, ``"3600"``, ``"1h"``, ``"1h30m"``, ``"90s"`` (whole seconds)."""
+    """Seconds from ``3600``, ``"3600"``, ``"1h"``, ``"1h30m"``, ``"90s"`` (whole seconds).
+
+    Negative, non-finite and longer than ``SECRETS_MAX_DURATION_SECONDS`` durations are
+    refused (``invalid_argument``)."""
     if isinstance(value, bool):
         raise InvalidArgumentError(f"field {name!r} must be a duration")
     if isinstance(value, int | float):
         if value < 0:
             raise InvalidArgumentError(f"field {name!r} must not be negative")
-        return int(value)
+        return _bounded_seconds(value, name)
     if not isinstance(value, str) or not value.strip():
         raise InvalidArgumentError(f"field {name!r} must be a duration like 3600 or '1h'")
     text = value.strip()
-    if text.isdigit():
-        return int(text)
+    if text.isascii() and text.isdigit():
+        return _bounded_seconds(float(text), name)
     pos, total = 0, 0.0
     for match in _DURATION_PART.finditer(text):
         if match.start() != pos:
@@ -178,7 +202,18 @@ def parse_duration(value: Any, name: str = "duration") -> int:
         pos = match.end()
     if pos != len(text):
         raise InvalidArgumentError(f"field {name!r}: {value!r} is not a duration like '1h30m'")
-    return int(total)
+    return _bounded_seconds(total, name)
+
+
+def _bounded_seconds(seconds: float, name: str) -> int:
+    """Whole seconds of a non-negative duration, within ``SECRETS_MAX_DURATION_SECONDS``."""
+    bound = limits.SECRETS_MAX_DURATION_SECONDS
+    if not math.isfinite(seconds) or seconds > bound:
+        raise InvalidArgumentError(
+            f"field {name!r} must be a finite duration of at most {bound} seconds "
+            "(SECRETS_MAX_DURATION_SECONDS)"
+        )
+    return int(seconds)
 
 
 def get_duration(

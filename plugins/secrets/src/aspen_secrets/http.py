@@ -29,6 +29,7 @@ from starlette.routing import Route
 from aspen import limits
 from aspen.errors import AspenError, InvalidArgumentError, ResourceExhaustedError
 from aspen.node.auth import TokenAuthenticator
+from aspen_secrets.fields import get_status_code
 from aspen_secrets.logical import (
     ForbiddenError,
     Operation,
@@ -134,6 +135,8 @@ def _parse_json(body: bytes, content_type: str) -> dict[str, Any]:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidArgumentError(f"failed to parse JSON input: {exc}") from None
+    except RecursionError:
+        raise InvalidArgumentError("failed to parse JSON input: nested too deeply") from None
     if not isinstance(data, dict):
         raise InvalidArgumentError("the request body must be a JSON object")
     return data
@@ -226,10 +229,9 @@ class _Api:
 
 
 def _code(query: dict[str, str], name: str, default: int) -> int:
-    value = query.get(name, "")
-    if value.isdigit() and 100 <= int(value) <= 599:
-        return int(value)
-    return default
+    """A status code override of ``sys/health`` (``invalid_argument`` unless 200-599 and
+    able to carry the body)."""
+    return get_status_code(query, name, default)
 
 
 async def _not_found(request: HttpRequest, exc: Exception) -> HttpResponse:

@@ -19,7 +19,7 @@ from aspen import limits
 from aspen.errors import InvalidArgumentError
 from aspen.kv.keys import prefix_end
 from aspen_secrets.keyring import ClusterKeyring
-from aspen_secrets.store import ABSENT, Entry, Write
+from aspen_secrets.store import ABSENT, Entry, Write, pack_value
 
 __all__ = ["STORE_PREFIX", "KvStore"]
 
@@ -121,7 +121,7 @@ class KvStore:
             if w.delete:
                 ops.append({"delete": {"key": key}})
             else:
-                sealed = keyring.encrypt(msgpack.packb(w.value), key)
+                sealed = keyring.encrypt(pack_value(w.path, w.value), key)
                 if len(sealed) > limits.MAX_VALUE_BYTES:
                     raise InvalidArgumentError(
                         f"the value at {w.path} is {len(sealed)} bytes once sealed, over "

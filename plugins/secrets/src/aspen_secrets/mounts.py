@@ -1,11 +1,16 @@
 """The mount table and the router from a full request path to its engine.
 
-The table is one store entry (:data:`TABLE_PATH`): ``{"mounts": {path: Mount.to_json()}}``.
+The table is one store entry (:data:`TABLE_PATH`): ``{"mounts": {path: Mount.to_json()},
+"pending_purges": [uuid, …]}``.
 A new cluster gets the default mounts (``secret/`` kv v2, ``transit/``, ``pki/``) the
 first time any node starts, created with an ``ABSENT`` expectation so that starting
 nodes race harmlessly. Each mount's engine keeps its state under ``mounts/<uuid>/``
 (:class:`~aspen_secrets.store.ScopedStore`), so an unmount deletes that prefix and a
-remount at the same path starts empty.
+remount at the same path starts empty. The unmount removes the mount and records its uuid
+in ``pending_purges`` in one commit, then purges the prefix in batches and drops the uuid
+from the list: a purge cut short (a crash, a lost leader) is finished by the next unmount
+or when the leader's plugin starts (:meth:`MountTable.resume_purges`). As in Vault,
+unmounting a path where nothing is mounted succeeds (so a retried unmount is harmless).
 
 :class:`Router` resolves a path to ``(mount, engine, rest)`` by longest mount prefix,
 caching engine instances by mount uuid and the table by its revision: another node's
@@ -52,6 +57,8 @@ DEFAULT_MOUNTS: tuple[tuple[str, str, dict[str, str], str], ...] = (
     ("transit/", "transit", {}, "encryption as a service"),
     ("pki/", "pki", {}, "certificate authority"),
 )
+#: The mount type Vault also accepts for a KV version 2 engine.
+KV_V2_ALIAS = "kv-v2"
 _SEGMENT = re.compile(r"[A-Za-z0-9_.@-]+")
 
 #: Reads the table entry; the router uses a local (serializable) read for its cache check.
@@ -91,8 +98,11 @@ def _mount_from_json(path: str, raw: dict[str, Any]) -> Mount:
     )
 
 
-def _check_options(type_name: str, options: dict[str, str]) -> dict[str, str]:
-    """Validate a new mount's type and options (only KV version 2 is served)."""
+def _check_options(type_name: str, options: dict[str, str]) -> tuple[str, dict[str, str]]:
+    """Validate a new mount's type and options (only KV version 2 is served); returns the
+    type and options to store (Vault's ``kv-v2`` type is ``kv`` with version 2)."""
+    if type_name == KV_V2_ALIAS:
+        type_name, options = "kv", {**options, "version": options.get("version") or "2"}
     if type_name not in ENGINE_TYPES:
         known = ", ".join(sorted(ENGINE_TYPES))
         raise InvalidArgumentError(f"unknown secrets engine type {type_name!r}; known: {known}")
@@ -103,7 +113,7 @@ def _check_options(type_name: str, options: dict[str, str]) -> dict[str, str]:
             raise InvalidArgumentError(
                 f"only KV version 2 is supported (options.version={version!r})"
             )
-    return options
+    return type_name, options
 
 
 class MountTable:
@@ -120,8 +130,23 @@ class MountTable:
         return {p: _mount_from_json(p, raw) for p, raw in entry.value["mounts"].items()}
 
     @staticmethod
-    def _value(mounts: dict[str, Mount]) -> dict[str, Any]:
-        return {"mounts": {p: m.to_json() for p, m in sorted(mounts.items())}}
+    def pending_purges(entry: Entry | None) -> list[str]:
+        """The uuids of unmounted engines whose state is not fully deleted yet."""
+        if entry is None:
+            return []
+        return [str(u) for u in entry.value.get("pending_purges") or ()]
+
+    @classmethod
+    def _value(cls, mounts: dict[str, Mount], entry: Entry | None) -> dict[str, Any]:
+        """The stored table of ``mounts``, keeping the pending purges of ``entry``."""
+        return cls._table(mounts, cls.pending_purges(entry))
+
+    @staticmethod
+    def _table(mounts: dict[str, Mount], pending: list[str]) -> dict[str, Any]:
+        return {
+            "mounts": {p: m.to_json() for p, m in sorted(mounts.items())},
+            "pending_purges": sorted(set(pending)),
+        }
 
     async def read(self) -> dict[str, Mount]:
         """Every mount, by path."""
@@ -136,7 +161,7 @@ class MountTable:
             for path, kind, options, description in DEFAULT_MOUNTS
         }
         return await self.store.commit(
-            [Write(TABLE_PATH, self._value(mounts), expect_revision=ABSENT)]
+            [Write(TABLE_PATH, self._value(mounts, None), expect_revision=ABSENT)]
         )
 
     async def mount(
@@ -150,7 +175,7 @@ class MountTable:
     ) -> Mount:
         """Add a mount at ``path`` (refused if it overlaps an existing one)."""
         path = normalize_mount_path(path)
-        options = _check_options(type_name, dict(options or {}))
+        type_name, options = _check_options(type_name, dict(options or {}))
 
         async def compute() -> tuple[list[Write], Mount]:
             entry = await self.store.get(TABLE_PATH)
@@ -164,7 +189,7 @@ class MountTable:
                 )
             new = Mount(path, type_name, str(uuid.uuid4()), description, options, config or {})
             expect = entry.revision if entry is not None else ABSENT
-            value = self._value({**mounts, path: new})
+            value = self._value({**mounts, path: new}, entry)
             return [Write(TABLE_PATH, value, expect_revision=expect)], new
 
         return await modify(self.store, compute)
@@ -191,37 +216,61 @@ class MountTable:
             default, maximum = (new.config.get(k) for k in ("default_lease_ttl", "max_lease_ttl"))
             if default and maximum and default > maximum:
                 raise InvalidArgumentError("default_lease_ttl cannot be greater than max_lease_ttl")
-            value = self._value({**mounts, path: new})
+            value = self._value({**mounts, path: new}, entry)
             return [Write(TABLE_PATH, value, expect_revision=entry.revision)], new
 
         return await modify(self.store, compute)
 
-    async def unmount(self, path: str) -> Mount:
-        """Remove the mount at ``path`` and delete its engine's state in bounded batches."""
+    async def unmount(self, path: str) -> Mount | None:
+        """Remove the mount at ``path`` (recording it as a pending purge in the same commit)
+        and delete its engine's state in bounded batches. Returns the removed mount, or
+        ``None`` when nothing was mounted at ``path`` (not an error, as in Vault: a retried
+        unmount succeeds; leftover purges are finished all the same)."""
         path = normalize_mount_path(path)
 
-        async def compute() -> tuple[list[Write], Mount]:
+        async def compute() -> tuple[list[Write], Mount | None]:
             entry = await self.store.get(TABLE_PATH)
             mounts = self.parse(entry)
             gone = mounts.pop(path, None)
             if gone is None or entry is None:
-                raise NotFoundError(f"no secrets engine is mounted at {path}")
-            return [Write(TABLE_PATH, self._value(mounts), expect_revision=entry.revision)], gone
+                return [], None
+            value = self._table(mounts, [*self.pending_purges(entry), gone.uuid])
+            return [Write(TABLE_PATH, value, expect_revision=entry.revision)], gone
 
         gone = await modify(self.store, compute)
-        await self.purge(gone.uuid)
+        await self.resume_purges()
         return gone
 
+    async def resume_purges(self) -> int:
+        """Finish every pending purge; returns how many entries were deleted."""
+        deleted = 0
+        for mount_uuid in self.pending_purges(await self.store.get(TABLE_PATH)):
+            deleted += await self.purge(mount_uuid)
+        return deleted
+
     async def purge(self, mount_uuid: str) -> int:
-        """Delete every entry of an (unmounted) engine; returns how many were deleted."""
+        """Delete every entry of an unmounted engine, then drop it from the pending purges;
+        returns how many entries were deleted."""
         prefix = engine_prefix(mount_uuid)
         deleted = 0
         while True:
             paths = await self.store.keys(prefix, limit=limits.SECRETS_UNMOUNT_BATCH)
             if not paths:
-                return deleted
+                break
             await self.store.commit([Write(p, delete=True) for p in paths])
             deleted += len(paths)
+
+        async def compute() -> tuple[list[Write], None]:
+            entry = await self.store.get(TABLE_PATH)
+            pending = self.pending_purges(entry)
+            if entry is None or mount_uuid not in pending:
+                return [], None
+            rest = [u for u in pending if u != mount_uuid]
+            value = self._table(self.parse(entry), rest)
+            return [Write(TABLE_PATH, value, expect_revision=entry.revision)], None
+
+        await modify(self.store, compute)
+        return deleted
 
 
 def is_unauthenticated(engine: Engine, rest: str) -> bool:

@@ -3,8 +3,10 @@
 Start-up (:meth:`SecretsService.start`) is quick: it reads the SOPS secrets file if one
 is configured, picks the root key, binds the HTTP listener and spawns :meth:`_open`,
 which keeps trying until the cluster has a leader, then opens (or, on a new cluster,
-creates) the keyring, makes sure the default mounts exist and imports the bootstrap
-secrets. Until the keyring is open the plugin answers 503 (``starting``); if the stored
+creates) the keyring, makes sure the default mounts exist, imports the bootstrap
+secrets, and only then reports ready; the leader also finishes unmount purges left
+pending (:meth:`~aspen_secrets.mounts.MountTable.resume_purges`). Until it is ready the
+plugin answers 503 (``starting``); if the stored
 keyring does not open with this node's root key it stays **sealed** (503, with the
 reason in ``secrets.status`` and ``sys/health``). The node itself runs on either way.
 The node also publishes its HTTP address (:data:`NODES_PREFIX`) so that any node's
@@ -88,6 +90,7 @@ class SecretsService:
         self.http_error = ""
         self.bootstrap_report: dict[str, Any] = {}
         self._secrets: dict[str, Any] = {}
+        self._keyring_open = False
 
     async def _read_table(self, path: str) -> Any:
         return await self.store.get(path, serializable=True)
@@ -188,14 +191,30 @@ class SecretsService:
             except AspenError as exc:
                 log.debug("aspen-secrets: keyring not open yet: %s", exc)
             await anyio.sleep(limits.SECRETS_STARTUP_RETRY_SECONDS)
-        self.state, self.reason = "ready", ""
+        self._keyring_open = True
         log.info(
             "aspen-secrets keyring open (term %d, root key from %s)",
             keyring.term,
             self.root.source if self.root else "?",
         )
         if self._secrets:
+            self.reason = "importing the secrets file"
             await self._bootstrap()
+        self.state, self.reason = "ready", ""
+        await self._resume_purges()
+
+    async def _resume_purges(self) -> None:
+        """Finish unmount purges a previous leader left pending (only the leader commits;
+        a follower leaves them to it)."""
+        try:
+            deleted = await self.router.table.resume_purges()
+        except NotLeaderError:
+            return
+        except AspenError as exc:
+            log.warning("aspen-secrets: finishing pending unmount purges failed: %s", exc)
+            return
+        if deleted:
+            log.info("aspen-secrets: deleted %d entries of unmounted engines", deleted)
 
     async def _bootstrap(self) -> None:
         for _ in range(limits.SECRETS_MAX_WRITE_ATTEMPTS):
@@ -223,6 +242,12 @@ class SecretsService:
         await self.dispatcher.close()
 
     # ------------------------------------------------------------------ state
+    def require_open(self) -> None:
+        """Raise :class:`SealedError` (503) unless the keyring is open (for the plugin's
+        own requests, served before it reports ready)."""
+        if not self._keyring_open:
+            self.require_ready()
+
     def require_ready(self) -> None:
         """Raise :class:`SealedError` (503) unless the keyring is open."""
         if self.state == "sealed":

@@ -32,6 +32,8 @@ __all__ = [
     "check_path",
     "children",
     "modify",
+    "pack_value",
+    "truncation_warnings",
 ]
 
 #: ``Write.expect_revision`` value meaning "the path must not exist".
@@ -158,6 +160,23 @@ class ScopedStore:
         )
 
 
+def truncation_warnings(
+    found: Sequence[Any], limit: int = limits.SECRETS_MAX_LIST_KEYS
+) -> tuple[str, ...]:
+    """The warning a LIST answer carries when its scan stopped at ``limit`` keys (the
+    store returned as many as it was allowed: there may be more)."""
+    return (f"list truncated at {limit} keys",) if len(found) >= limit else ()
+
+
+def pack_value(path: str, value: Any) -> bytes:
+    """The msgpack of a value to store at ``path``; ``invalid_argument`` when it cannot be
+    packed (a lone surrogate in a string, an integer beyond 64 bits, an odd type)."""
+    try:
+        return msgpack.packb(value)
+    except (UnicodeEncodeError, TypeError, ValueError, OverflowError) as exc:
+        raise InvalidArgumentError(f"the value for {path} cannot be stored: {exc}") from None
+
+
 class MemoryStore:
     """An in-process :class:`Store` for unit tests, with the same semantics as the cluster's
     (values are copied through msgpack, as they would be on the wire)."""
@@ -184,6 +203,7 @@ class MemoryStore:
 
     async def commit(self, writes: Sequence[Write]) -> bool:
         """See :meth:`Store.commit`."""
+        packed = {w.path: pack_value(w.path, w.value) for w in writes if not w.delete}
         for w in writes:
             if w.expect_revision is None:
                 continue
@@ -195,5 +215,5 @@ class MemoryStore:
             if w.delete:
                 self._data.pop(w.path, None)
             else:
-                self._data[w.path] = (msgpack.packb(w.value), self.revision)
+                self._data[w.path] = (packed[w.path], self.revision)
         return True

@@ -1,6 +1,8 @@
 """Vault's ``sys/*`` endpoints this plugin serves, and ``auth/token/lookup-self``.
 
-``sys/mounts`` (list; read, enable, disable one; read and tune one's ``…/tune``),
+``sys/mounts`` (list; read, enable, disable one; read and tune one's ``…/tune``), the
+``vault kv`` CLI's preflight (``sys/mounts-all/<path>``, ``sys/internal/ui/mounts/<path>``:
+the mount serving a path),
 ``sys/rotate`` and ``sys/key-status`` (the keyring), ``sys/seal-status`` and
 ``sys/leader`` (both read without a token, as in Vault). ``sys/health`` is answered by
 the HTTP layer itself (it needs no token and its status code carries the answer).
@@ -21,7 +23,7 @@ from aspen_secrets.logical import Operation, Request
 if TYPE_CHECKING:
     from aspen_secrets.service import SecretsService
 
-__all__ = ["SYS_MOUNT", "SysEngine", "mount_view", "rfc3339", "token_lookup"]
+__all__ = ["SYS_MOUNT", "SysEngine", "mount_view", "preflight_view", "rfc3339", "token_lookup"]
 
 #: The pseudo-mount the system endpoints live at.
 SYS_MOUNT = Mount("sys/", "system", "system", "system endpoints")
@@ -52,6 +54,12 @@ def mount_view(mount: Mount) -> dict[str, Any]:
         "running_plugin_version": f"v{__version__}+builtin.aspen",
         "running_sha256": "",
     }
+
+
+def preflight_view(mount: Mount) -> dict[str, Any]:
+    """A mount as Vault's ``sys/internal/ui/mounts/<path>`` shows it: the ``sys/mounts``
+    view plus its ``path`` (with the trailing ``/``)."""
+    return {**mount_view(mount), "path": mount.path}
 
 
 def token_lookup() -> dict[str, Any]:
@@ -124,6 +132,26 @@ class SysEngine(Engine):
     async def read_mount(self, request: Request, path: str) -> dict[str, Any]:
         """One mount."""
         return mount_view(await self._mount(path))
+
+    @route(r"mounts-all/(?P<path>.+)", Operation.READ)
+    async def mount_of_path(self, request: Request, path: str) -> dict[str, Any]:
+        """The mount serving ``path`` (the ``vault kv`` CLI's preflight, which learns the
+        KV version from ``options.version`` and the mount from ``path``)."""
+        return preflight_view(await self._mount_serving(path))
+
+    @route(r"internal/ui/mounts/(?P<path>.+)", Operation.READ)
+    async def ui_mount_of_path(self, request: Request, path: str) -> dict[str, Any]:
+        """The same preflight, at the path older ``vault`` CLIs ask."""
+        return preflight_view(await self._mount_serving(path))
+
+    async def _mount_serving(self, path: str) -> Mount:
+        """The mount whose path is the longest prefix of ``path``."""
+        mounts = await self.service.router.table.read()
+        key = path.strip("/") + "/"
+        best = max((p for p in mounts if key.startswith(p)), key=len, default=None)
+        if best is None:
+            raise NotFoundError(f"no secrets engine is mounted at or above {key}")
+        return mounts[best]
 
     async def _mount(self, path: str) -> Mount:
         mounts = await self.service.router.table.read()

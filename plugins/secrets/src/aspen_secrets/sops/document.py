@@ -50,9 +50,19 @@ def _where(path: tuple[str, ...]) -> str:
     return "value at " + (":".join(path) or "<top>")
 
 
-def decrypt_bytes(data: bytes, format: str, identities: Sequence[Any]) -> Any:
+def decrypt_bytes(
+    data: bytes,
+    format: str,
+    identities: Sequence[Any],
+    *,
+    encrypted_paths: set[tuple[str, ...]] | None = None,
+) -> Any:
     """The typed cleartext document of SOPS file ``data`` (without its ``sops``
     section), after checking its MAC.
+
+    ``encrypted_paths``, when given, receives the key path of every value that was stored
+    encrypted (``ENC[...]``) — the MAC covers values, not key names, so a caller that
+    trusts a value *because of its key* must check that it was encrypted.
 
     ``format``: ``yaml``, ``json``, ``dotenv``, ``ini`` or ``binary``; ``identities``: age
     identities (:func:`~aspen_secrets.sops.load_age_identities`). Raises
@@ -66,6 +76,8 @@ def decrypt_bytes(data: bytes, format: str, identities: Sequence[Any]) -> Any:
     def leaf(value: Any, path: tuple[str, ...], encrypted: bool) -> tuple[Any, Any]:
         if not encrypted:
             return value, value
+        if encrypted_paths is not None:
+            encrypted_paths.add(path)
         clear = decrypt_value(value, key, aad_for(path), where=_where(path))
         if isinstance(clear, Comment):
             raise SopsError(f"{_where(path)}: a comment where a value belongs")
@@ -86,10 +98,16 @@ def decrypt_file(
     identities: Sequence[Any],
     *,
     format: str | None = None,
+    encrypted_paths: set[tuple[str, ...]] | None = None,
 ) -> Any:
     """:func:`decrypt_bytes` of the file at ``path``; the format defaults to the one its
     extension implies (.yaml/.yml, .json, .env, .ini, anything else binary)."""
-    return decrypt_bytes(read_bounded(path), format or format_for_path(path), identities)
+    return decrypt_bytes(
+        read_bounded(path),
+        format or format_for_path(path),
+        identities,
+        encrypted_paths=encrypted_paths,
+    )
 
 
 def encrypt_document(

@@ -39,7 +39,7 @@ from aspen_secrets.engines.kv2.params import (
 )
 from aspen_secrets.fields import get_bool, get_int
 from aspen_secrets.logical import Operation, Request, Response
-from aspen_secrets.store import ABSENT, Store, Write, children, modify
+from aspen_secrets.store import ABSENT, Store, Write, children, modify, truncation_warnings
 
 __all__ = ["KvV2Engine"]
 
@@ -307,15 +307,16 @@ class KvV2Engine(Engine):
     # --- metadata ------------------------------------------------------------------
 
     @route(r"metadata(?:/(?P<path>.*))?", Operation.LIST)
-    async def list_secrets(self, request: Request, path: str | None = None) -> dict[str, Any]:
-        """The secrets and folders (ending in ``/``) directly under ``path``."""
+    async def list_secrets(self, request: Request, path: str | None = None) -> Response:
+        """The secrets and folders (ending in ``/``) directly under ``path`` (with a warning
+        when the scan stopped at ``SECRETS_MAX_LIST_KEYS``)."""
         folder = (path or "").strip("/")
         prefix = secret_path(folder) + "/" if folder else ""
         found = await self.store.keys(_META_PREFIX + prefix)
         keys = children([key[len(_META_PREFIX) :] for key in found], prefix)
         if not keys:
             raise NotFoundError(f"nothing under {self.mount.path}metadata/{prefix}")
-        return {"keys": keys}
+        return Response({"keys": keys}, warnings=truncation_warnings(found))
 
     @route(f"metadata/{_SECRET}", Operation.READ)
     async def read_metadata(self, request: Request, path: str) -> dict[str, Any]:

@@ -126,15 +126,23 @@ def read_max_versions(body: dict[str, Any]) -> int | None:
 
 def read_signed_duration(body: dict[str, Any], name: str, *, signed: bool) -> int | None:
     """A duration field in seconds; with ``signed`` a leading ``-`` is allowed (Vault's
-    mount ``delete_version_after``: negative disables it)."""
+    mount ``delete_version_after``: negative disables it). Its size is bounded by
+    ``SECRETS_MAX_MOUNT_TTL_SECONDS`` (a deletion time must stay a valid date)."""
     value = body.get(name)
     if value is None:
         return None
     if signed and isinstance(value, str) and value.strip().startswith("-"):
-        return -parse_duration(value.strip()[1:], name)
-    if signed and isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
-        return -parse_duration(-value, name)
-    return get_duration(body, name)
+        seconds = -parse_duration(value.strip()[1:], name)
+    elif signed and isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
+        seconds = -parse_duration(-value, name)
+    else:
+        seconds = get_duration(body, name) or 0
+    if abs(seconds) > limits.SECRETS_MAX_MOUNT_TTL_SECONDS:
+        raise InvalidArgumentError(
+            f"field {name!r} is over SECRETS_MAX_MOUNT_TTL_SECONDS "
+            f"({limits.SECRETS_MAX_MOUNT_TTL_SECONDS} seconds)"
+        )
+    return seconds
 
 
 def _as_text(key: str, value: Any) -> str:

@@ -1,9 +1,10 @@
 """The CA's life on a mount: generate a root, generate an intermediate key and CSR, install
 the signed intermediate, sign another mount's intermediate CSR, delete the CA.
 
-Every operation reads, computes (keys, serials and ids are made here, before the commit)
-and commits through :func:`~aspen_secrets.store.modify`, so a failure leaves nothing
-half-written and concurrent calls cannot install two CAs.
+Every operation reads, computes (keys, serials and ids are made here, before the commit;
+key generation and signing run in a worker thread, off the event loop) and commits
+through :func:`~aspen_secrets.store.modify`, so a failure leaves nothing half-written and
+concurrent calls cannot install two CAs.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
@@ -80,6 +82,7 @@ def _kind(kind: str) -> bool:
 def _read_ca_request(data: Mapping[str, Any]) -> _CaRequest:
     fields = dict(data)
     names = request_names(fields)
+    names.to_ascii()
     return _CaRequest(
         names=names,
         subject=build_subject(names.common_name, read_subject_fields(fields)),
@@ -141,11 +144,11 @@ async def generate_root(store: Store, mount: Mount, kind: str, data: Mapping[str
 
     async def compute() -> tuple[list[Write], Any]:
         await _refuse_if_issuer(store, mount)
-        key = request.key.generate()
+        key = await anyio.to_thread.run_sync(request.key.generate)
         spec, warnings = _ca_spec(request, key.public_key(), data, max_ttl, None)
         spec.urls = await load_urls(store)
         signer = Signer(request.subject, key, None, request.signature_bits)
-        cert = sign_certificate(spec, signer)
+        cert = await anyio.to_thread.run_sync(sign_certificate, spec, signer)
         issuer = Issuer(str(uuid.uuid4()), str(uuid.uuid4()), key, (cert,))
         writes = [
             Write(ISSUER_PATH, issuer.to_value(), expect_revision=ABSENT),
@@ -187,7 +190,7 @@ async def generate_intermediate(
     async def compute() -> tuple[list[Write], Any]:
         await _refuse_if_issuer(store, mount)
         pending_entry = await store.get(PENDING_PATH)
-        key = request.key.generate()
+        key = await anyio.to_thread.run_sync(request.key.generate)
         pending = PendingKey(str(uuid.uuid4()), key)
         builder = x509.CertificateSigningRequestBuilder().subject_name(request.subject)
         sans = _csr_sans(request.names)
@@ -197,8 +200,9 @@ async def generate_intermediate(
             builder = builder.add_extension(
                 x509.BasicConstraints(ca=True, path_length=None), critical=True
             )
+        algorithm = signature_hash(key, request.signature_bits)
         try:
-            csr = builder.sign(key, signature_hash(key, request.signature_bits))
+            csr = await anyio.to_thread.run_sync(builder.sign, key, algorithm)
         except ValueError as exc:
             raise InvalidArgumentError(f"cannot build the CSR: {exc}") from None
         expect = pending_entry.revision if pending_entry is not None else ABSENT
@@ -268,6 +272,7 @@ async def sign_intermediate(store: Store, mount: Mount, data: Mapping[str, Any])
     else:
         names = request_names(fields)
         subject = build_subject(names.common_name, read_subject_fields(fields))
+    names.to_ascii()
     request = _CaRequest(
         names=names,
         subject=subject,
@@ -285,7 +290,7 @@ async def sign_intermediate(store: Store, mount: Mount, data: Mapping[str, Any])
         spec.path_length = path_length
         spec.urls = await load_urls(store)
         signer = Signer(ca.certificate.subject, ca.key, ca.certificate, request.signature_bits)
-        cert = sign_certificate(spec, signer)
+        cert = await anyio.to_thread.run_sync(sign_certificate, spec, signer)
         return [new_cert_write(cert, ca.issuer_id)], (ca, cert, warnings)
 
     ca, cert, warnings = await modify(store, compute)

@@ -17,7 +17,7 @@ from aspen_secrets.engines.base import Engine, route
 from aspen_secrets.engines.pki import ca, leaf, revocation
 from aspen_secrets.engines.pki.certs import parse_serial
 from aspen_secrets.engines.pki.crl import load_crl_der, rotate_crl
-from aspen_secrets.engines.pki.issuer import Issuer, load_issuer
+from aspen_secrets.engines.pki.issuer import load_chain
 from aspen_secrets.engines.pki.pem import cert_der, cert_pem
 from aspen_secrets.engines.pki.records import (
     CERTS,
@@ -27,9 +27,9 @@ from aspen_secrets.engines.pki.records import (
     serial_of_path,
 )
 from aspen_secrets.engines.pki.roles import check_role_name, parse_role
-from aspen_secrets.engines.pki.urls import load_urls, parse_urls, urls_json, urls_write
+from aspen_secrets.engines.pki.urls import load_urls, update_urls, urls_json
 from aspen_secrets.logical import Operation, Request, Response
-from aspen_secrets.store import Write, modify
+from aspen_secrets.store import Write, modify, truncation_warnings
 
 __all__ = ["PkiEngine"]
 
@@ -151,20 +151,20 @@ class PkiEngine(Engine):
     @route(r"ca", Operation.READ)
     async def read_ca_der(self, request: Request) -> Response:
         """The CA certificate, DER."""
-        issuer = await self._issuer()
-        return Response(raw=cert_der(issuer.certificate), content_type="application/pkix-cert")
+        chain = await self._chain()
+        return Response(raw=cert_der(chain[0]), content_type="application/pkix-cert")
 
     @route(r"ca/pem", Operation.READ)
     async def read_ca_pem(self, request: Request) -> Response:
         """The CA certificate, PEM."""
-        issuer = await self._issuer()
-        return Response(raw=cert_pem(issuer.certificate).encode(), content_type=_PEM_CHAIN)
+        chain = await self._chain()
+        return Response(raw=cert_pem(chain[0]).encode(), content_type=_PEM_CHAIN)
 
     @route(r"ca_chain", Operation.READ)
     async def read_ca_chain(self, request: Request) -> Response:
         """The CA chain (this CA up to the root), PEM."""
-        issuer = await self._issuer()
-        return Response(raw=self._chain_text(issuer).encode(), content_type=_PEM_CHAIN)
+        text = self._chain_text(await self._chain())
+        return Response(raw=text.encode(), content_type=_PEM_CHAIN)
 
     @route(r"crl", Operation.READ)
     async def read_crl_der(self, request: Request) -> Response:
@@ -180,13 +180,13 @@ class PkiEngine(Engine):
     @route(r"cert/ca", Operation.READ)
     async def read_cert_ca(self, request: Request) -> dict[str, Any]:
         """The CA certificate as JSON."""
-        issuer = await self._issuer()
-        return {**revocation.revoked_answer(0), "certificate": cert_pem(issuer.certificate)}
+        chain = await self._chain()
+        return {**revocation.revoked_answer(0), "certificate": cert_pem(chain[0])}
 
     @route(r"cert/ca_chain", Operation.READ)
     async def read_cert_ca_chain(self, request: Request) -> dict[str, Any]:
         """The CA chain as JSON."""
-        text = self._chain_text(await self._issuer())
+        text = self._chain_text(await self._chain())
         return {**revocation.revoked_answer(0), "certificate": text, "ca_chain": text}
 
     @route(r"cert/crl", Operation.READ)
@@ -210,14 +210,19 @@ class PkiEngine(Engine):
         }
 
     @route(r"certs/?", Operation.LIST)
-    async def list_certs(self, request: Request) -> dict[str, Any]:
-        """The serials of the stored certificates."""
-        return self._keys(await self._serials(CERTS), "certificates")
+    async def list_certs(self, request: Request) -> Response:
+        """The serials of the stored certificates (with a warning when the scan stopped at
+        ``SECRETS_MAX_LIST_KEYS``)."""
+        serials = await self._serials(CERTS)
+        keys = self._keys(serials, "certificates")
+        return Response(keys, warnings=truncation_warnings(serials))
 
     @route(r"certs/revoked/?", Operation.LIST)
-    async def list_revoked(self, request: Request) -> dict[str, Any]:
+    async def list_revoked(self, request: Request) -> Response:
         """The serials of the revoked certificates."""
-        return self._keys(await self._serials(REVOKED), "revoked certificates")
+        serials = await self._serials(REVOKED)
+        keys = self._keys(serials, "revoked certificates")
+        return Response(keys, warnings=truncation_warnings(serials))
 
     # --- config ---------------------------------------------------------------------
 
@@ -229,20 +234,20 @@ class PkiEngine(Engine):
     @route(r"config/urls", Operation.WRITE)
     async def write_urls(self, request: Request) -> None:
         """Set the URLs put into issued certificates (fields not given are kept)."""
-        urls = parse_urls(request.data, await load_urls(self.store))
-        await self.store.commit([urls_write(urls)])
+        await update_urls(self.store, request.data)
 
     # --- helpers --------------------------------------------------------------------
 
-    async def _issuer(self) -> Issuer:
-        issuer = await load_issuer(self.store)
-        if issuer is None:
+    async def _chain(self) -> tuple[x509.Certificate, ...]:
+        """The CA chain (certificates only: public reads never load the private key)."""
+        chain = await load_chain(self.store)
+        if chain is None:
             raise NotFoundError(f"{self.mount.path} has no CA certificate yet")
-        return issuer
+        return chain
 
     @staticmethod
-    def _chain_text(issuer: Issuer) -> str:
-        return "".join(cert_pem(c) for c in issuer.chain)
+    def _chain_text(chain: tuple[x509.Certificate, ...]) -> str:
+        return "".join(cert_pem(c) for c in chain)
 
     async def _crl_pem(self) -> str:
         der = await load_crl_der(self.store, self.mount.path)

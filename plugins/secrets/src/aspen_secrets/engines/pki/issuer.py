@@ -4,10 +4,16 @@ intermediate (between ``intermediate/generate`` and ``intermediate/set-signed``)
 Stored entries: ``ca/issuer`` = ``{issuer_id, key_id, certificate, key, chain}`` (PEM;
 ``chain`` runs from this CA's certificate up to the root, as far as it is known) and
 ``ca/pending`` = ``{key_id, key}``.
+
+Loading the CA's private key costs (RSA); readers that only need the certificates use
+:func:`load_chain`, and :func:`load_issuer` keeps the issuers it loaded in a small bounded
+cache keyed by the entry's issuer id and revision (a changed entry is loaded afresh).
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -16,6 +22,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import ExtensionOID
 
+from aspen import limits
 from aspen.errors import InvalidArgumentError
 from aspen_secrets.engines.pki.certs import Signer
 from aspen_secrets.engines.pki.keys import PrivateKey, encode_private_key, load_private_key
@@ -28,6 +35,7 @@ __all__ = [
     "Issuer",
     "PendingKey",
     "check_chain",
+    "load_chain",
     "load_issuer",
     "load_pending",
     "require_issuer",
@@ -107,10 +115,47 @@ class PendingKey:
         return {"key_id": self.key_id, "key": encode_private_key(self.key, "pkcs8")}
 
 
+class _IssuerCache:
+    """Loaded issuers by ``(issuer_id, key_id, revision)``, least recently used dropped
+    beyond ``PKI_ISSUER_CACHE_ENTRIES`` (shared by the nodes of a process: locked)."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: OrderedDict[tuple[str, str, int], Issuer] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, value: dict[str, Any], revision: int) -> Issuer:
+        """The issuer of a stored entry, loaded once per revision."""
+        key = (str(value["issuer_id"]), str(value["key_id"]), revision)
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+                return found
+        issuer = Issuer.from_value(value, revision)
+        with self._lock:
+            self._items[key] = issuer
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+        return issuer
+
+
+_CACHE = _IssuerCache(limits.PKI_ISSUER_CACHE_ENTRIES)
+
+
 async def load_issuer(store: Store) -> Issuer | None:
-    """The mount's CA, or ``None``."""
+    """The mount's CA (with its private key), or ``None``."""
     entry = await store.get(ISSUER_PATH)
-    return None if entry is None else Issuer.from_value(entry.value, entry.revision)
+    return None if entry is None else _CACHE.get(entry.value, entry.revision)
+
+
+async def load_chain(store: Store) -> tuple[x509.Certificate, ...] | None:
+    """The mount's CA chain (its certificate first) without loading the private key, or
+    ``None`` when there is no CA."""
+    entry = await store.get(ISSUER_PATH)
+    if entry is None:
+        return None
+    return tuple(parse_certs("".join(entry.value["chain"]), "stored CA chain"))
 
 
 async def require_issuer(store: Store, mount: str) -> Issuer:

@@ -144,9 +144,15 @@ def encode_private_key(key: PrivateKey, private_key_format: str = "der") -> byte
 
 
 def load_private_key(pem: bytes) -> PrivateKey:
-    """A private key from PEM (``invalid_argument`` if it is not one we support)."""
+    """A stored private key from PEM (``invalid_argument`` if it is not one we support).
+
+    RSA keys are not re-validated (a costly check): every stored key was made here or
+    checked when it was imported.
+    """
     try:
-        key = serialization.load_pem_private_key(pem, password=None)
+        key = serialization.load_pem_private_key(
+            pem, password=None, unsafe_skip_rsa_key_validation=True
+        )
     except (ValueError, TypeError):
         raise InvalidArgumentError("the private key is not valid unencrypted PEM") from None
     if not isinstance(key, PrivateKey):

@@ -8,6 +8,7 @@ import ipaddress
 from collections.abc import Mapping
 from typing import Any
 
+import anyio
 from cryptography import x509
 
 from aspen.errors import InvalidArgumentError
@@ -125,7 +126,8 @@ async def _produce(
                 raise InvalidArgumentError(
                     "role key_type 'any' is only for signing CSRs, not for issuing"
                 )
-            key = key_spec(role["key_type"], role["key_bits"]).generate()
+            spec_of_key = key_spec(role["key_type"], role["key_bits"])
+            key = await anyio.to_thread.run_sync(spec_of_key.generate)  # slow: off the loop
             public_key: PublicKey = key.public_key()
         else:
             names = csr_names(
@@ -135,9 +137,10 @@ async def _produce(
             public_key = csr.public_key()  # type: ignore[assignment]
             key = None
         check_role_names(names, role)
+        names.to_ascii()
         spec, warnings = _leaf_spec(role, names, public_key, data, ca, mount)
         spec.urls = await load_urls(store)
-        cert = sign_certificate(spec, ca.signer())
+        cert = await anyio.to_thread.run_sync(sign_certificate, spec, ca.signer())
         writes = [] if role["no_store"] else [new_cert_write(cert, ca.issuer_id)]
         return writes, (ca, cert, key, warnings)
 

@@ -22,7 +22,7 @@ from aspen_secrets.engines.pki.certs import IpAddress
 from aspen_secrets.engines.pki.names import is_valid_hostname
 from aspen_secrets.fields import get_bool, get_list, get_str
 
-__all__ = ["Names", "csr_names", "request_names"]
+__all__ = ["Names", "csr_names", "idna_name", "request_names"]
 
 
 @dataclass(slots=True)
@@ -51,12 +51,41 @@ class Names:
         if ip not in self.ips:
             self.ips.append(ip)
 
+    def to_ascii(self) -> None:
+        """Turn internationalized DNS names (and email domains) into their A-label form
+        (``bücher.example`` → ``xn--bcher-kva.example``), as certificates carry them;
+        done after the role check, as Vault does. The common name is kept as given."""
+        self.dns = _unique([idna_name(n) for n in self.dns])
+        self.emails = _unique([idna_name(e) for e in self.emails])
+
     def check_count(self) -> None:
         """At most ``PKI_MAX_SANS`` SANs in all."""
         if len(self.dns) + len(self.emails) + len(self.ips) + len(self.uris) > limits.PKI_MAX_SANS:
             raise InvalidArgumentError(
                 f"a certificate can have at most {limits.PKI_MAX_SANS} alternative names"
             )
+
+
+def idna_name(name: str) -> str:
+    """``name`` with its (domain) labels as A-labels; an email keeps its local part and a
+    wildcard its first label. ``invalid_argument`` when a label cannot be converted."""
+    if name.isascii():
+        return name
+    local, at, domain = name.rpartition("@")
+    head = ""
+    if domain.startswith("*."):
+        head, domain = "*.", domain[2:]
+    try:
+        converted = domain.encode("idna").decode("ascii")
+    except UnicodeError as exc:
+        raise InvalidArgumentError(
+            f"{name!r} is not a valid internationalized name: {exc}"
+        ) from None
+    return f"{local}{at}{head}{converted}"
+
+
+def _unique(items: list[str]) -> list[str]:
+    return list(dict.fromkeys(items))
 
 
 def _ip(text: str) -> IpAddress | None:

@@ -9,9 +9,9 @@ from aspen import limits
 from aspen.errors import InvalidArgumentError
 from aspen_secrets.engines.pki.certs import Urls
 from aspen_secrets.fields import get_list
-from aspen_secrets.store import Store, Write
+from aspen_secrets.store import ABSENT, Entry, Store, Write, modify
 
-__all__ = ["URLS_PATH", "load_urls", "parse_urls", "urls_json", "urls_write"]
+__all__ = ["URLS_PATH", "load_urls", "parse_urls", "update_urls", "urls_json"]
 
 #: Where the URL configuration lives.
 URLS_PATH = "config/urls"
@@ -40,14 +40,25 @@ def urls_json(urls: Urls) -> dict[str, Any]:
     return {name: list(getattr(urls, name)) for name in _FIELDS} | {"enable_templating": False}
 
 
-async def load_urls(store: Store) -> Urls:
-    """The configured URLs (none by default)."""
-    entry = await store.get(URLS_PATH)
+def _urls_of(entry: Entry | None) -> Urls:
     if entry is None:
         return Urls()
     return Urls(**{name: tuple(entry.value.get(name, ())) for name in _FIELDS})
 
 
-def urls_write(urls: Urls) -> Write:
-    """The write storing ``urls``."""
-    return Write(URLS_PATH, urls_json(urls))
+async def load_urls(store: Store) -> Urls:
+    """The configured URLs (none by default)."""
+    return _urls_of(await store.get(URLS_PATH))
+
+
+async def update_urls(store: Store, data: Mapping[str, Any]) -> Urls:
+    """Apply the fields of ``data`` to the stored URLs (the others are kept), as one
+    read-compute-commit expecting the revision read, so concurrent updates both land."""
+
+    async def compute() -> tuple[list[Write], Urls]:
+        entry = await store.get(URLS_PATH)
+        urls = parse_urls(data, _urls_of(entry))
+        expect = entry.revision if entry is not None else ABSENT
+        return [Write(URLS_PATH, urls_json(urls), expect_revision=expect)], urls
+
+    return await modify(store, compute)

@@ -16,7 +16,7 @@ from typing import Any
 
 from aspen import limits
 from aspen.errors import InvalidArgumentError
-from aspen_secrets.fields import get_int
+from aspen_secrets.fields import get_status_code
 from aspen_secrets.logical import Response
 
 __all__ = ["BATCH_FIELD", "batch_items", "inherit", "run", "single_or_batch"]
@@ -62,7 +62,7 @@ def single_or_batch(data: dict[str, Any], operation: Operation) -> Response:
     items = batch_items(data)
     if items is None:
         return Response(data=operation(data))
-    partial = get_int(data, "partial_failure_response_code", 0, min=0, max=599)
+    partial = get_status_code(data, "partial_failure_response_code", 0)
     results, successes = [], 0
     for item in items:
         result, ok = _run_one(item, operation)
