@@ -8,8 +8,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import aspen
-from aspen.node.devcluster import PEER_PORT_OFFSET, DevCluster
-from secrets_support.procs import Endpoint, free_port_block, wait_until
+from aspen.node.devcluster import DevCluster
+from aspen.testing import free_base_port
+from secrets_support.procs import Endpoint, wait_until
 
 #: Environment of every node: only the secrets plugin, its HTTP API on a free port (each
 #: node writes the address it bound to ``<data-dir>/secrets-http-address``).
@@ -39,8 +40,7 @@ def _secrets_ready(cluster: DevCluster, i: int) -> bool:
 @contextmanager
 def aspen_cluster(workdir: Path, nodes: int) -> Iterator[Endpoint]:
     """Start an ``nodes``-node Aspen cluster in ``workdir``; yield its leader's endpoint."""
-    offsets = [o + i for i in range(1, nodes + 1) for o in (0, PEER_PORT_OFFSET)]
-    cluster = DevCluster(workdir, nodes, free_port_block(offsets), env=dict(NODE_ENV))
+    cluster = DevCluster(workdir, nodes, free_base_port(nodes), env=dict(NODE_ENV))
     try:
         cluster.up()
         leader = wait_until(lambda: _leader(cluster), "an Aspen leader")

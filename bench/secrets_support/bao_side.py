@@ -16,7 +16,8 @@ from pathlib import Path
 
 import httpx
 
-from secrets_support.procs import Endpoint, free_port, spawn, stop, wait_until
+from aspen.testing import free_port
+from secrets_support.procs import Endpoint, spawn, stop, wait_until
 
 #: Seconds for one set-up HTTP request.
 HTTP_TIMEOUT = 10.0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Sequence
@@ -37,31 +36,6 @@ class Endpoint:
     pids: tuple[int, ...]
     #: ``host:port`` of the leader's Aspen client endpoint; ``None`` for OpenBao.
     rpc_endpoint: str | None = None
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def free_port_block(offsets: Sequence[int], lo: int = 20000, hi: int = 40000) -> int:
-    """A base port such that ``base + o`` is free on 127.0.0.1 for every offset ``o``."""
-    for base in range(lo, hi, 250):
-        try:
-            socks = []
-            for o in offsets:
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", base + o))
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-        return base
-    raise RuntimeError("no free block of ports")
 
 
 def wait_until(probe: Callable[[], T | None], what: str, timeout: float = READY_SECONDS) -> T:

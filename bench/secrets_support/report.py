@@ -20,20 +20,24 @@ MEDIANS = (
     "p99_ms",
     "server_cpu_pct_of_one_core",
     "loadgen_cpu_pct_of_one_core",
+    "other_cpu_pct_of_one_core",
 )
 
 
 def merge_repeats(rows: list[Row]) -> list[Row]:
-    """One row per point: medians of :data:`MEDIANS`, errors added up, ``repeats``."""
+    """One row per point: medians of :data:`MEDIANS` over its quiet runs (over all of
+    them when every run was noisy), errors added up, ``repeats``, ``noisy``."""
     groups: dict[tuple, list[Row]] = {}
     for r in rows:
         groups.setdefault(tuple(r.get(f) for f in POINT), []).append(r)
     merged = []
-    for point, group in groups.items():
+    for point, runs in groups.items():
+        group = [r for r in runs if not r.get("noisy")] or runs
         row = dict(zip(POINT, point, strict=True))
         row.update({f: statistics.median(r[f] for r in group) for f in MEDIANS})
         row["errors"] = sum(r["errors"] for r in group)
         row["repeats"] = len(group)
+        row["noisy"] = all(r.get("noisy") for r in group)
         merged.append(row)
     return merged
 
@@ -54,7 +58,8 @@ def _ratio(a: float, b: float) -> str:
 
 
 def table(rows: list[Row]) -> str:
-    """A Markdown table of ``rows`` (repeats merged); Aspen rows carry ``ops/s`` and
+    """A Markdown table of ``rows`` (repeats merged; CPU in % of one core, "other" being
+    processes that are neither servers nor load generator); Aspen rows carry ``ops/s`` and
     ``p99`` ratios to the OpenBao HTTP rows of the same nodes, op and concurrency (one
     column pair per OpenBao storage)."""
     rows = merge_repeats(rows)
@@ -65,7 +70,7 @@ def table(rows: list[Row]) -> str:
     }
     storages = sorted({k[0] for k in bao}, key=lambda s: s != "raft")
     head = ["system", "storage", "interface", "nodes", "op", "C", "ops/s", "p50 ms", "p99 ms"]
-    head += ["errors", "server CPU %", "loadgen CPU %"]
+    head += ["errors", "server CPU %", "loadgen CPU %", "other CPU %"]
     for s in storages:
         head += [f"ops vs bao-{s}", f"p99 vs bao-{s}"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -76,6 +81,7 @@ def table(rows: list[Row]) -> str:
         cells += [f"{r['p99_ms']:.2f}", str(r["errors"])]
         cells += [f"{r['server_cpu_pct_of_one_core']:.0f}"]
         cells += [f"{r['loadgen_cpu_pct_of_one_core']:.0f}"]
+        cells += [f"{r['other_cpu_pct_of_one_core']:.0f}" + (" noisy" if r["noisy"] else "")]
         for s in storages:
             peer = bao.get((s, r["nodes"], r["op"], r["concurrency"]))
             if r["system"] == "aspen" and peer:
