@@ -12,6 +12,7 @@ import os
 import signal
 
 import anyio
+import anyio.to_thread
 from anyio.abc import Process
 
 __all__ = ["end_group", "group_alive"]
@@ -56,6 +57,10 @@ def group_alive(pgid: int) -> bool:
     return True if members is None else bool(members)
 
 
+async def _alive_off_loop(pgid: int) -> bool:
+    return await anyio.to_thread.run_sync(group_alive, pgid)
+
+
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
     """Send ``sig`` to group ``pgid`` if it still has members."""
     with contextlib.suppress(ProcessLookupError):
@@ -75,9 +80,9 @@ async def end_group(process: Process, grace: float) -> bool:
     _signal_group(pgid, signal.SIGTERM)
     with anyio.move_on_after(grace):
         await process.wait()
-        while group_alive(pgid):
+        while await _alive_off_loop(pgid):  # a /proc scan: kept off the event loop
             await anyio.sleep(_POLL_SECONDS)
-    killed = group_alive(pgid)
+    killed = await _alive_off_loop(pgid)
     if killed:
         _signal_group(pgid, signal.SIGKILL)
     await process.wait()
