@@ -276,6 +276,10 @@ SECRETS_SYSTEM_LEASE_TTL_SECONDS = 768 * 3600
 SECRETS_MAX_MOUNT_TTL_SECONDS = 100 * 365 * 86400
 #: Longest duration any secrets request field (TTLs, periods, buffers) may give (100 years).
 SECRETS_MAX_DURATION_SECONDS = 100 * 365 * 86400
+#: Bytes of opened (decrypted) stored values a node keeps to skip decrypting them again.
+SECRETS_OPEN_CACHE_BYTES = 16 * 1024 * 1024
+#: Largest opened value that cache keeps, in bytes (bigger ones are opened on every read).
+SECRETS_OPEN_CACHE_MAX_VALUE_BYTES = 64 * 1024
 
 # --- Plugin: secrets, KV v2 ------------------------------------------------------------
 # (kv v2 constants go here)
@@ -319,6 +323,11 @@ TRANSIT_HMAC_MIN_KEY_BYTES = 32
 TRANSIT_HMAC_MAX_KEY_BYTES = 512
 #: Loaded transit key objects (parsed private keys) kept in memory per engine.
 TRANSIT_KEY_CACHE_ENTRIES = 256
+#: Most ``batch_input`` items a cheap transit operation (AES-GCM, ChaCha20, HMAC) runs on
+#: the event loop; bigger batches and RSA/EC work go to a worker thread.
+TRANSIT_INLINE_MAX_ITEMS = 16
+#: Most input characters (all items) a cheap transit operation runs on the event loop.
+TRANSIT_INLINE_MAX_CHARS = 64 * 1024
 
 # --- Plugin: secrets, PKI ---------------------------------------------------------------
 # (pki constants go here)

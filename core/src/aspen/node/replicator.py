@@ -199,6 +199,8 @@ class Replicator:
 
     async def wait_for_leader(self, timeout: float = limits.PROPOSAL_TIMEOUT_SECONDS) -> bool:
         """Wait until some leader is known (an election may be under way); False on timeout."""
+        if self.leader is not None:
+            return True  # the common case: no cancel scope to set up
         with anyio.move_on_after(timeout):
             while self.leader is None:
                 await self._leader_known.wait()

@@ -6,9 +6,9 @@ its spec changes (see :mod:`aspen_hooks.worker`). Each worker reads its events f
 KV history (a watch from its saved cursor), runs the handler for each matching event in
 order, retries with exponential backoff, dead-letters what still fails, and saves cursor
 and counters with a transaction that holds only while this runner still owns the token
-and the handler still exists — a deposed runner cannot move a cursor. So under normal operation an event
-runs once; across a runner change, events after the last saved cursor run again (each
-with the same idempotency key).
+and the handler still exists — a deposed runner cannot move a cursor. So under normal
+operation an event runs once; across a runner change, events after the last saved cursor
+run again (each with the same idempotency key).
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ Only the Raft leader can commit. A write on a follower fails with ``not_leader``
 carries the leader's client endpoint): the dispatcher then forwards the whole logical
 request to the leader's ``secrets.request`` method over the Aspen client, one hop only
 (a forwarded request is never forwarded again). Reads are served locally (``kv.range``
-is linearizable on followers too).
+is linearizable on followers too). Each request runs in one
+:func:`~aspen_secrets.consistency.read_scope`: one linearizable read, the rest local.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from aspen import limits
 from aspen.errors import AspenError, InvalidArgumentError, NotLeaderError, UnavailableError
+from aspen_secrets.consistency import read_scope
 from aspen_secrets.logical import Operation, Request, Response, http_status
 from aspen_secrets.mounts import is_unauthenticated
 from aspen_secrets.store import check_path
@@ -116,7 +118,8 @@ class Dispatcher:
         before the plugin reports ready."""
         path = check_path(path.strip("/"))
         try:
-            return await self._local(path, request, internal)
+            with read_scope():
+                return await self._local(path, request, internal)
         except NotLeaderError as exc:
             if forwarded:
                 raise

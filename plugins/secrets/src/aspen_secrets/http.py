@@ -290,6 +290,8 @@ class HttpServer:
             log_config=None,
             access_log=False,
             lifespan="off",
+            # h11, not httptools: llhttp refuses Vault's LIST method ("Invalid HTTP request")
+            http="h11",
             timeout_graceful_shutdown=int(limits.SECRETS_HTTP_SHUTDOWN_SECONDS),
         )
         self._server = _Server(config)

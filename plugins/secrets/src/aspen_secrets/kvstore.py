@@ -6,6 +6,12 @@ data. A commit is one ``kv.txn``: every expectation becomes a compare (``create_
 == 0`` for :data:`~aspen_secrets.store.ABSENT`, ``mod_revision == n`` otherwise) and every
 write a put or delete of its success branch, so it is all-or-nothing and replicated.
 Scans page through ``kv.range`` at one pinned revision, up to the caller's limit.
+
+Reads are linearizable, but a request pays for that once: inside a
+:func:`~aspen_secrets.consistency.read_scope` only its first read is linearizable and
+the others are served from this node's state (see :mod:`aspen_secrets.consistency`).
+Opened values are kept by ``(key, mod revision)`` (:class:`~aspen_secrets.opencache.
+OpenedCache`), so reading an unchanged entry again costs no decryption.
 """
 
 from __future__ import annotations
@@ -18,7 +24,9 @@ import msgpack
 from aspen import limits
 from aspen.errors import InvalidArgumentError
 from aspen.kv.keys import prefix_end
+from aspen_secrets import consistency
 from aspen_secrets.keyring import ClusterKeyring
+from aspen_secrets.opencache import OpenedCache
 from aspen_secrets.store import ABSENT, Entry, Write, pack_value
 
 __all__ = ["STORE_PREFIX", "KvStore"]
@@ -34,6 +42,7 @@ class KvStore:
     def __init__(self, node: Any, keyring: ClusterKeyring) -> None:
         self._node = node
         self._keyring = keyring
+        self._opened = OpenedCache()
 
     @staticmethod
     def kv_key(path: str) -> bytes:
@@ -41,23 +50,38 @@ class KvStore:
         return STORE_PREFIX + path.encode()
 
     # ------------------------------------------------------------------ values
-    async def _open(self, key: bytes, blob: bytes) -> Any:
-        keyring = self._keyring.keyring
-        if keyring.term_of(blob) not in keyring.keys:  # rotated on another node
-            keyring = await self._keyring.reload()
-        return msgpack.unpackb(keyring.decrypt(blob, key), strict_map_key=False)
+    async def _open(self, key: bytes, blob: bytes, revision: int) -> Any:
+        plain = self._opened.get(key, revision)
+        if plain is None:
+            keyring = self._keyring.keyring
+            if keyring.term_of(blob) not in keyring.keys:  # rotated on another node
+                keyring = await self._keyring.reload()
+            plain = keyring.decrypt(blob, key)
+            self._opened.put(key, revision, plain)
+        return msgpack.unpackb(plain, strict_map_key=False)
 
     async def _entry(self, kv: dict[str, Any]) -> Entry:
-        return Entry(await self._open(kv["key"], kv["value"]), kv["mod_revision"])
+        revision = kv["mod_revision"]
+        return Entry(await self._open(kv["key"], kv["value"], revision), revision)
 
-    # ------------------------------------------------------------------ reads
-    async def get(self, path: str, *, serializable: bool = False) -> Entry | None:
-        """See :meth:`Store.get`; ``serializable`` reads this node's state without a
-        round to the leader (possibly a little stale)."""
-        params: dict[str, Any] = {"key": self.kv_key(path)}
+    async def _range(self, params: dict[str, Any], serializable: bool | None) -> dict[str, Any]:
+        """``kv.range`` linearizable unless ``serializable`` says otherwise (``None``: only
+        when the request's read scope already had its linearizable read)."""
+        if serializable is None:
+            serializable = not consistency.needs_barrier()
         if serializable:
             params["serializable"] = True
-        kvs = (await self._node.call("kv.range", params))["kvs"]
+        result = await self._node.call("kv.range", params)
+        if not serializable:
+            consistency.mark_fresh()
+        return result
+
+    # ------------------------------------------------------------------ reads
+    async def get(self, path: str, *, serializable: bool | None = None) -> Entry | None:
+        """See :meth:`Store.get`; ``serializable=True`` reads this node's state without a
+        round to the leader (possibly a little stale), ``False`` always pays for a
+        linearizable read, ``None`` (the default) is linearizable once per read scope."""
+        kvs = (await self._range({"key": self.kv_key(path)}, serializable))["kvs"]
         return await self._entry(kvs[0]) if kvs else None
 
     async def _pages(self, prefix: str, limit: int, keys_only: bool) -> list[dict[str, Any]]:
@@ -74,9 +98,9 @@ class KvStore:
         while len(found) < limit:
             page = min(limits.SECRETS_STORE_PAGE_SIZE, limit - len(found))
             params = {"key": start, "end": end, "limit": page, "keys_only": keys_only}
-            if revision:
+            if revision:  # this node served the first page: it has that revision
                 params["revision"] = revision
-            result = await self._node.call("kv.range", params)
+            result = await self._range(params, True if revision else None)
             revision = revision or result["header"]["revision"]
             found.extend(result["kvs"])
             if not result["more"] or not result["kvs"]:

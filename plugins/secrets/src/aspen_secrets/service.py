@@ -27,6 +27,7 @@ import anyio
 from aspen import limits
 from aspen.errors import AspenError, InvalidArgumentError, NotLeaderError, UnavailableError
 from aspen_secrets import bootstrap
+from aspen_secrets.consistency import in_scope
 from aspen_secrets.dispatch import Dispatcher
 from aspen_secrets.http import HttpServer
 from aspen_secrets.keyring import ClusterKeyring, RootKey, dev_root_key, read_root_key_file
@@ -93,7 +94,9 @@ class SecretsService:
         self._keyring_open = False
 
     async def _read_table(self, path: str) -> Any:
-        return await self.store.get(path, serializable=True)
+        """The mount table: in a request's read scope like its other reads (so usually
+        its one linearizable read), else (the token-less path check) a local read."""
+        return await self.store.get(path, serializable=None if in_scope() else True)
 
     # ------------------------------------------------------------------ life
     async def start(self) -> None:

@@ -3,9 +3,10 @@
 An item that fails with a user error gets ``{"error": "..."}`` in its slot; the request
 still succeeds unless every item failed (then HTTP 400 with the results, as Vault does),
 or ``partial_failure_response_code`` asks for another status when only some failed.
-Items may carry a ``reference`` that is echoed in their result. The work runs in a
+Items may carry a ``reference`` that is echoed in their result. Heavy work runs in a
 worker thread (:func:`run`) so that a batch of RSA operations does not stall the node's
-event loop.
+event loop; cheap work (symmetric ciphers and HMACs on small inputs, microseconds) runs
+inline, as a thread hop would cost more than the work.
 """
 
 from __future__ import annotations
@@ -76,8 +77,27 @@ def single_or_batch(data: dict[str, Any], operation: Operation) -> Response:
     return Response(data={"batch_results": results}, status=status)
 
 
-async def run(data: dict[str, Any], operation: Operation) -> Response:
-    """:func:`single_or_batch` in a worker thread."""
+def _small(data: dict[str, Any]) -> bool:
+    """Whether a request is small enough to serve on the event loop: at most
+    ``TRANSIT_INLINE_MAX_ITEMS`` items of at most ``TRANSIT_INLINE_MAX_CHARS`` characters
+    of string fields in all."""
+    items = data.get(BATCH_FIELD)
+    if items is None:
+        items = [data]
+    elif not isinstance(items, list) or len(items) > limits.TRANSIT_INLINE_MAX_ITEMS:
+        return False
+    chars = 0
+    for item in items:
+        if isinstance(item, dict):
+            chars += sum(len(v) for v in item.values() if isinstance(v, str))
+    return chars <= limits.TRANSIT_INLINE_MAX_CHARS
+
+
+async def run(data: dict[str, Any], operation: Operation, *, cheap: bool = False) -> Response:
+    """:func:`single_or_batch`: inline when the operation is ``cheap`` (symmetric or HMAC)
+    and the request small (see :func:`_small`), else in a worker thread."""
+    if cheap and _small(data):
+        return single_or_batch(data, operation)
     return await asyncio.to_thread(single_or_batch, data, operation)
 
 

@@ -47,6 +47,12 @@ class KeyHandle:
         self._cache = cache
         self.kind = policy.kind
 
+    @property
+    def cheap(self) -> bool:
+        """Whether encryption and signing with this key are cheap enough (microseconds for
+        small inputs) to run on the event loop: AEAD and HMAC keys, not RSA or EC."""
+        return self.kind.family in (Family.AEAD, Family.HMAC)
+
     # --- key material -----------------------------------------------------------------
 
     def _context(self, context: bytes | None) -> bytes:

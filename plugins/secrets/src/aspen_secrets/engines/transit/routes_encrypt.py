@@ -89,13 +89,17 @@ class EncryptionRoutes:
             ciphertext, version = _encrypt(handle, item, params.input_bytes(item, "plaintext"))
             return {"ciphertext": ciphertext, "key_version": version}
 
-        return await run(request.data, one)
+        return await run(request.data, one, cheap=handle.cheap)
 
     @route(r"decrypt/(?P<name>[^/]+)", Operation.WRITE)
     async def decrypt(self, request: Request, name: str) -> Response:
         """Decrypt ``ciphertext`` or every ``batch_input`` item; plaintext in base64."""
         handle = await self.keystore.require(params.key_name(name))
-        return await run(request.data, lambda item: {"plaintext": _b64(_decrypt(handle, item))})
+        return await run(
+            request.data,
+            lambda item: {"plaintext": _b64(_decrypt(handle, item))},
+            cheap=handle.cheap,
+        )
 
     @route(r"rewrap/(?P<name>[^/]+)", Operation.WRITE)
     async def rewrap(self, request: Request, name: str) -> Response:
@@ -106,7 +110,7 @@ class EncryptionRoutes:
             ciphertext, version = _encrypt(handle, item, _decrypt(handle, item))
             return {"ciphertext": ciphertext, "key_version": version}
 
-        return await run(request.data, one)
+        return await run(request.data, one, cheap=handle.cheap)
 
     @route(r"datakey/(?P<kind>[^/]+)/(?P<name>[^/]+)", Operation.WRITE)
     async def datakey(self, request: Request, kind: str, name: str) -> dict[str, Any]:
