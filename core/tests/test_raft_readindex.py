@@ -7,6 +7,7 @@ import pytest
 
 from aspen.raft import MessageType, Role
 from aspen.testing.raftsim_cluster import Cluster
+from aspen.testing.raftsim_node import encode_command
 
 MT = MessageType
 
@@ -116,3 +117,57 @@ def test_pending_reads_are_dropped_when_leadership_changes():
     c.tick_until(lambda: c.leader() is not None)
     c.tick(2)
     assert answers == []  # the driver times out and retries with a new context
+
+
+def test_a_steady_read_index_round_needs_no_write_on_any_node():
+    c = Cluster()
+    c.elect("n1")
+    c.put("n1", "k", "v")
+    leader = c.raw("n1")
+    answers = ask(c, "n1", b"light")
+    assert leader.has_ready() and not leader.has_durable_ready()  # heartbeats only
+    heartbeat = c.take(MT.HEARTBEAT, frm="n1")[0]
+    c.deliver(heartbeat)
+    follower = c.raw(heartbeat.to)
+    assert follower.has_ready() and not follower.has_durable_ready()  # its answer only
+    (reply,) = c.take(MT.HEARTBEAT_RESP)
+    c.deliver(reply)
+    assert leader.has_ready() and not leader.has_durable_ready()  # the read state only
+    c.flush()
+    assert answers == [leader.status().commit]
+
+
+def test_a_proposal_or_a_newer_commit_needs_a_write():
+    c = Cluster()
+    c.elect("n1")
+    c.raw("n1").propose(encode_command({"op": "put", "key": "k", "value": "v"}))
+    assert c.raw("n1").has_durable_ready()
+    c.stabilize()
+    assert not any(c.raw(n).has_durable_ready() for n in c.nodes)
+
+
+def test_has_durable_ready_predicts_every_ready_of_simulated_runs(monkeypatch):
+    """Over seeded runs with crashes, partitions, elections, transfers, membership changes
+    and snapshots: a Ready has something to persist or apply exactly when
+    ``has_durable_ready`` said so just before (the driver skips its write otherwise)."""
+    from aspen.raft import RawNode
+    from aspen.testing.raftsim import run_simulation
+
+    real_ready = RawNode.ready
+    wrong: list[str] = []
+    counts = {"durable": 0, "light": 0}
+
+    def checked_ready(raw: RawNode):
+        predicted = raw.has_durable_ready()
+        rd = real_ready(raw)
+        durable = bool(rd.entries or rd.hard_state or rd.snapshot or rd.committed)
+        counts["durable" if durable else "light"] += 1
+        if predicted != durable:
+            wrong.append(f"{raw.id}: predicted {predicted}, got {rd}")
+        return rd
+
+    monkeypatch.setattr(RawNode, "ready", checked_ready)
+    for seed in range(12):
+        assert run_simulation(seed, nodes=3, steps=200, faults="mixed").ok
+    assert not wrong, wrong[:3]
+    assert counts["durable"] > 0 and counts["light"] > 0

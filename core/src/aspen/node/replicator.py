@@ -1,14 +1,23 @@
 """The Raft driver: the node's one writer.
 
-Everything that touches the ``RawNode`` runs in one driver cycle at a time, in a worker
-thread, so the event loop never waits on an fsync and never races the Raft state:
+Everything that touches the ``RawNode`` runs in one driver cycle at a time, so nothing
+races the Raft state, and the event loop never waits on an fsync:
 
-1. step the peer messages, ticks, proposals and read requests queued since the last cycle;
-2. in ONE LMDB write transaction, while Raft has work: take ``ready()``, install a received
-   snapshot, persist hard state and entries, apply committed entries to the state machine,
-   ``advance()`` — then commit (one fsync for the whole cycle);
+1. on the event loop: step the peer messages, ticks, proposals and read requests queued
+   since the last cycle (CPU only; LMDB is at most read);
+2. when Raft has something to persist or apply (``has_durable_ready``), in a worker thread
+   and in ONE LMDB write transaction, while Raft has work: take ``ready()``, install a
+   received snapshot, persist hard state and entries, apply committed entries to the state
+   machine, ``advance()`` — then commit (one fsync for the whole cycle). Otherwise (the
+   light path: heartbeats, their answers, ReadIndex rounds) take the ``Ready`` — messages,
+   read states, soft state only — right there on the event loop, with no thread hop and no
+   write transaction;
 3. back on the event loop, and only now that it is durable: send the messages, wake the
    proposers whose entries applied, answer reads whose index is applied, publish events.
+
+A linearizable read on a leader thus costs no thread hop at all: its heartbeat round goes
+out in the cycle that steps the request, and the cycle that steps a quorum of answers
+releases it.
 
 Step 2 advances Raft before the commit; that is safe because nothing it produced leaves
 the process before the commit, and a crash loses the whole cycle together with Raft's
@@ -53,6 +62,7 @@ from aspen.raft.types import (
     EntryType,
     Message,
     MessageType,
+    Ready,
     Role,
     SoftState,
 )
@@ -157,7 +167,9 @@ class Replicator:
         self._queries: deque[tuple[_Waiter, Callable[[RawNode], Any]]] = deque()
         self._wake = anyio.Event()
         self._leader_known = anyio.Event()
+        #: Driver cycles, and those of them that needed the worker thread and a write.
         self.cycles = 0
+        self.write_cycles = 0
         self.commands = 0
 
     # ------------------------------------------------------------------ API (event loop)
@@ -289,7 +301,12 @@ class Replicator:
             while True:
                 await self._wake.wait()
                 self._wake = anyio.Event()
-                out = await anyio.to_thread.run_sync(self._cycle)
+                out = self._step_inputs()
+                if self._raw.has_durable_ready() or self._snapshot_waiters:
+                    await anyio.to_thread.run_sync(self._write_cycle, out)
+                elif self._raw.has_ready():
+                    self._handle_light_ready(self._raw, out)
+                self.cycles += 1
                 self._deliver(out)
 
     async def _ticker(self) -> None:
@@ -298,8 +315,8 @@ class Replicator:
             self._ticks += 1
             self._kick()
 
-    def _cycle(self) -> CycleOutput:
-        """In the worker thread: step inputs, then persist/apply/advance in one txn."""
+    def _step_inputs(self) -> CycleOutput:
+        """Step everything queued since the last cycle into Raft (no write, no fsync)."""
         raw, out = self._raw, CycleOutput()
         ticks, self._ticks = self._ticks, 0
         while self._local:
@@ -330,6 +347,12 @@ class Replicator:
             else:
                 error = UnavailableError("no leader to confirm the read; retry")
                 out.refused_reads.extend((w, error) for w in reads)
+        return out
+
+    def _write_cycle(self, out: CycleOutput) -> None:
+        """In the worker thread: persist/apply/advance every Ready in one txn, then commit."""
+        raw = self._raw
+        self.write_cycles += 1
         if raw.has_ready():
             with self._storage.begin(write=True) as txn:
                 self._rs.cycle_txn = txn  # Raft must read what this cycle already wrote
@@ -353,8 +376,6 @@ class Replicator:
             with self._storage.begin(write=True) as txn:
                 self._rs.compact(txn, self.applied_index)
             out.snapshots.extend((w, self.applied_index) for w in waiters)
-        self.cycles += 1
-        return out
 
     def _step_proposals(self, raw: RawNode, out: CycleOutput) -> None:
         while self._proposals:
@@ -383,6 +404,21 @@ class Replicator:
         """Wrap a conf change context with our (origin, seq) so its proposer is woken."""
         return msgpack.packb([self.origin, seq, context], use_bin_type=True)
 
+    def _handle_light_ready(self, raw: RawNode, out: CycleOutput) -> None:
+        """On the event loop: a Ready with nothing to persist or apply (see
+        ``RawNode.has_durable_ready``) — only messages, read states and soft state."""
+        rd = raw.ready()
+        self._take_soft_state(rd, out)
+        out.messages.extend(rd.messages)
+        out.read_states.extend((r.index, r.context) for r in rd.read_states)
+        raw.advance(rd)
+
+    def _take_soft_state(self, rd: Ready, out: CycleOutput) -> None:
+        """Note a role or leader change (the event loop hears of it in ``_deliver``)."""
+        if rd.soft_state is not None:
+            out.soft_state = rd.soft_state
+            self.role, self.leader = rd.soft_state.role, rd.soft_state.leader
+
     def _handle_ready(self, txn: Any, raw: RawNode, out: CycleOutput) -> None:
         rd = raw.ready()
         messages = rd.messages
@@ -398,9 +434,7 @@ class Replicator:
             if early:
                 messages = tuple(m for m in messages if m.type != MessageType.APPEND)
                 anyio.from_thread.run_sync(self._send, early)
-        if rd.soft_state is not None:
-            out.soft_state = rd.soft_state
-            self.role, self.leader = rd.soft_state.role, rd.soft_state.leader
+        self._take_soft_state(rd, out)
         if rd.snapshot is not None:
             self._install_snapshot(txn, rd.snapshot, out)
         self._rs.persist(txn, rd.hard_state, rd.entries)

@@ -130,14 +130,26 @@ class RawNode:
         if self._outstanding is not None:
             return False
         r = self._raft
+        return bool(
+            r.msgs or r.read_states or r.soft_state() != self._prev_soft or self.has_durable_ready()
+        )
+
+    def has_durable_ready(self) -> bool:
+        """Whether the next ``Ready`` has anything to persist or apply: entries, a hard
+        state change, a snapshot or committed entries (False while one is outstanding).
+
+        A ``Ready`` without them holds only messages, read states and a soft state: its
+        messages depend only on what earlier Readies carried, so once those are durable
+        the driver may send them and ``advance`` without a write of its own.
+        """
+        if self._outstanding is not None:
+            return False
+        r = self._raft
         unstable = r.log.unstable
         return bool(
-            r.msgs
-            or r.read_states
-            or unstable.next_entries()
+            unstable.next_entries()
             or unstable.next_snapshot() is not None
             or r.log.has_next_committed()
-            or r.soft_state() != self._prev_soft
             or r.hard_state() != self._prev_hard
         )
 
