@@ -253,7 +253,8 @@ TREE = {
     "empty": "",
     "yes_string": "yes",
     "list": ["a", 2, 3.5, False, {"k": "v"}, ["nested"]],
-    "db": {"user": "eve", "password": "c4r1b0u", "port_unencrypted": 5432},
+    # long markers: a short one ("eve") turns up in random base64 now and then
+    "db": {"user": "eve-q7k2x9", "password": "c4r1b0u-m3z8w1", "port_unencrypted": 5432},
     "plain_unencrypted": {"deep": ["clear", 1]},
 }
 
@@ -261,7 +262,7 @@ TREE = {
 @pytest.mark.parametrize("fmt", ["yaml", "json"])
 def test_round_trip_tree_formats(fmt: str, identities: list) -> None:
     out = encrypt_document(TREE, fmt, RECIPIENTS)
-    assert b"c4r1b0u" not in out and b"eve" not in out
+    assert b"c4r1b0u-m3z8w1" not in out and b"eve-q7k2x9" not in out
     assert decrypt_bytes(out, fmt, identities[:1]) == TREE
     assert decrypt_bytes(out, fmt, identities[1:]) == TREE
 
