@@ -8,7 +8,13 @@ races the Raft state, and the event loop never waits on an fsync:
 2. when Raft has something to persist or apply (``has_durable_ready``), in a worker thread
    and in ONE LMDB write transaction, while Raft has work: take ``ready()``, install a
    received snapshot, persist hard state and entries, apply committed entries to the state
-   machine, ``advance()`` — then commit (one fsync for the whole cycle). Otherwise (the
+   machine, ``advance()`` — then commit. The first ``Ready`` is taken on the event loop,
+   so a leader's appends leave before the thread hop. The commit is made durable (data and
+   meta page flushed) when the cycle wrote entries, a new term or vote, a snapshot or a
+   membership change; a cycle that only applied committed entries skips the meta flush
+   (see ``aspen.storage.env``): a power loss may undo it, and the restart then re-applies
+   those entries from the durable log, as the applied index is written with the state
+   machine. ``kill -9`` undoes no commit. Otherwise (the
    light path: heartbeats, their answers, ReadIndex rounds) take the ``Ready`` — messages,
    read states, soft state only — right there on the event loop, with no thread hop and no
    write transaction;
@@ -104,6 +110,16 @@ class CycleOutput:
     installed_snapshot: int = 0
     hard_state: tuple[int, str | None] | None = None
     leader_ready: bool = False
+    #: Whether the cycle wrote something Raft needs durable before its messages leave.
+    needs_sync: bool = False
+
+
+@dataclass(frozen=True)
+class _Taken:
+    """A ``Ready`` taken from Raft, with the messages still to send after the commit."""
+
+    ready: Ready
+    messages: tuple[Message, ...]
 
 
 class Replicator:
@@ -303,7 +319,12 @@ class Replicator:
                 self._wake = anyio.Event()
                 out = self._step_inputs()
                 if self._raw.has_durable_ready() or self._snapshot_waiters:
-                    await anyio.to_thread.run_sync(self._write_cycle, out)
+                    first = (
+                        self._take_ready(self._raw, out, self._send)
+                        if self._raw.has_ready()
+                        else None
+                    )
+                    await anyio.to_thread.run_sync(self._write_cycle, out, first)
                 elif self._raw.has_ready():
                     self._handle_light_ready(self._raw, out)
                 self.cycles += 1
@@ -349,26 +370,33 @@ class Replicator:
                 out.refused_reads.extend((w, error) for w in reads)
         return out
 
-    def _write_cycle(self, out: CycleOutput) -> None:
-        """In the worker thread: persist/apply/advance every Ready in one txn, then commit."""
+    def _write_cycle(self, out: CycleOutput, first: _Taken | None) -> None:
+        """In the worker thread: persist/apply/advance every Ready in one txn (``first``
+        was already taken on the event loop), then commit."""
         raw = self._raw
         self.write_cycles += 1
-        if raw.has_ready():
-            with self._storage.begin(write=True) as txn:
+        if first is not None:
+            # Flushed only when Raft needs it (CycleOutput.needs_sync): a cycle that only
+            # applies committed entries skips the meta flush (one fsync, not two).
+            with self._storage.begin(write=True, durable=False) as txn:
                 self._rs.cycle_txn = txn  # Raft must read what this cycle already wrote
                 try:
-                    for _ in range(limits.MAX_READY_PER_CYCLE):
+                    self._persist_ready(txn, raw, first, out)
+                    for _ in range(limits.MAX_READY_PER_CYCLE - 1):
                         if not raw.has_ready():
                             break
-                        self._handle_ready(txn, raw, out)
+                        taken = self._take_ready(raw, out, self._send_from_thread)
+                        self._persist_ready(txn, raw, taken, out)
                 finally:
                     self._rs.cycle_txn = None
-                # committed (fsync'd) here: the term and vote written this cycle are durable
                 if (
                     self.applied_index - self._rs.first_index_in(txn)
                     > 2 * limits.LOG_RETAIN_ENTRIES
                 ):
                     self._rs.compact(txn, self.applied_index - limits.LOG_RETAIN_ENTRIES)
+            if out.needs_sync:
+                self._storage.flush()
+            # durable now (or nothing written needs to be): so are the term and vote
         if out.hard_state is not None:
             self._durable_vote = out.hard_state
         if self._snapshot_waiters:
@@ -419,22 +447,43 @@ class Replicator:
             out.soft_state = rd.soft_state
             self.role, self.leader = rd.soft_state.role, rd.soft_state.leader
 
-    def _handle_ready(self, txn: Any, raw: RawNode, out: CycleOutput) -> None:
+    def _send_from_thread(self, messages: list[Message]) -> None:
+        anyio.from_thread.run_sync(self._send, messages)
+
+    def _take_ready(
+        self, raw: RawNode, out: CycleOutput, send: Callable[[list[Message]], None]
+    ) -> _Taken:
+        """Take the next ``Ready`` and, on a leader, ``send`` its appends at once."""
         rd = raw.ready()
         messages = rd.messages
         if rd.hard_state is not None:
             self.term = rd.hard_state.term
             out.hard_state = (rd.hard_state.term, rd.hard_state.vote)
         in_force = out.hard_state if out.hard_state is not None else self._durable_vote
+        if (
+            rd.entries
+            or rd.snapshot is not None
+            or (rd.hard_state is not None and in_force != self._durable_vote)
+        ):
+            # Raft's promises (votes, acknowledged entries, an installed snapshot) must be
+            # on disk before this cycle's messages leave. Committed entries need not be:
+            # after a power loss undoes their apply, the restart re-applies them from the
+            # durable log (applied index and state machine are written together).
+            out.needs_sync = True
         if self.role == Role.LEADER and in_force == self._durable_vote:
             # A leader may replicate its new entries while it writes them itself (Raft
             # thesis 10.2.1): only its term and vote must already be durable, and they
-            # are. Everything else waits for the commit below.
+            # are. Everything else waits for the commit.
             early = [m for m in messages if m.type == MessageType.APPEND]
             if early:
                 messages = tuple(m for m in messages if m.type != MessageType.APPEND)
-                anyio.from_thread.run_sync(self._send, early)
+                send(early)
         self._take_soft_state(rd, out)
+        return _Taken(rd, messages)
+
+    def _persist_ready(self, txn: Any, raw: RawNode, taken: _Taken, out: CycleOutput) -> None:
+        """In the cycle's transaction: install, persist, apply, then ``advance``."""
+        rd, messages = taken.ready, taken.messages
         if rd.snapshot is not None:
             self._install_snapshot(txn, rd.snapshot, out)
         self._rs.persist(txn, rd.hard_state, rd.entries)
@@ -468,6 +517,7 @@ class Replicator:
         from aspen.node.membership import apply_member_change, decode_tagged_conf_change
 
         change, origin, seq, context = decode_tagged_conf_change(entry.data)
+        out.needs_sync = True  # membership changes are rare: keep them simple
         conf: ConfState = raw.apply_conf_change(change)
         self._rs.set_conf_state(txn, conf)
         apply_member_change(self._rs, txn, change, context)

@@ -3,6 +3,14 @@
 One environment per node, opened with ``sync=True`` by default so a committed write
 transaction survives ``kill -9`` and power loss (LMDB's copy-on-write B-tree never
 overwrites live pages, so a crash at any moment leaves the last committed state).
+
+The environment runs with LMDB's ``MDB_NOMETASYNC``: a commit flushes its data pages, and
+:meth:`Storage.begin` (``durable=True``, the default) then flushes the meta page too, so
+such a commit is durable exactly as with plain ``sync``. ``durable=False`` skips that
+second flush: the commit keeps LMDB's integrity (data is on disk before any meta page that
+points at it) but a power loss may undo it until the next durable commit or
+:meth:`Storage.flush`. ``kill -9`` never undoes a commit either way (it is in the page
+cache). Only state that can be rebuilt after such a loss may be written that way.
 ``writemap`` stays off: the state machine runs every command in a nested transaction,
 which LMDB does not allow with a writable memory map.
 """
@@ -28,6 +36,7 @@ class Storage:
     def __init__(self, path: Path | str, *, sync: bool = True) -> None:
         """Open (creating if missing) the environment at ``path``."""
         self.path = Path(path)
+        self._sync = sync
         self.path.mkdir(parents=True, exist_ok=True)
         self.env: lmdb.Environment = lmdb.open(
             str(self.path),
@@ -36,7 +45,7 @@ class Storage:
             max_dbs=limits.LMDB_MAX_DBS,
             max_readers=limits.LMDB_MAX_READERS,
             sync=sync,
-            metasync=sync,
+            metasync=False,  # begin(durable=True) flushes the meta page itself
             writemap=False,
             readahead=False,
         )
@@ -52,9 +61,20 @@ class Storage:
         except KeyError:
             raise KeyError(f"unknown database {name!r}; known: {', '.join(DB_NAMES)}") from None
 
-    def begin(self, write: bool = False) -> lmdb.Transaction:
-        """Start a transaction (use it as a context manager: commit on success, abort on error)."""
+    def begin(self, write: bool = False, *, durable: bool = True) -> Any:
+        """Start a transaction (use it as a context manager: commit on success, abort on error).
+
+        A write transaction is durable once the ``with`` block exits unless ``durable`` is
+        False: then it is committed with integrity but may be undone by a power loss until
+        the next durable commit or :meth:`flush` (see the module docstring)."""
+        if write and durable and self._sync:
+            return _DurableTxn(self)
         return self.env.begin(write=write)
+
+    def flush(self) -> None:
+        """Make every transaction committed so far durable (a no-op without ``sync``)."""
+        if self._sync:
+            self.env.sync(True)
 
     def sync(self) -> None:
         """Flush to disk (only needed when opened with ``sync=False``)."""
@@ -74,3 +94,21 @@ class Storage:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _DurableTxn:
+    """A write transaction whose commit is flushed to disk, meta page included."""
+
+    __slots__ = ("_storage", "_txn")
+
+    def __init__(self, storage: Storage) -> None:
+        self._storage = storage
+        self._txn = storage.env.begin(write=True)
+
+    def __enter__(self) -> lmdb.Transaction:
+        return self._txn.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        self._txn.__exit__(*exc)
+        if exc[0] is None:
+            self._storage.flush()
