@@ -19,11 +19,11 @@ import anyio.to_thread
 import pytest
 
 import aspen
-from aspen import limits
 from aspen.errors import InvalidArgumentError, UnavailableError
 from aspen.node.runner import backend_options
 from aspen.plugins.types import RpcHandler
 from aspen.testing import free_port, wait_for
+from aspen_hooks import limits
 from aspen_hooks.executors import (
     KINDS,
     ExecutorSettings,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from aspen import limits
 from aspen.testing import wait_for
+from aspen_hooks import limits
 
 pytestmark = pytest.mark.aspen_plugins("hooks")
 

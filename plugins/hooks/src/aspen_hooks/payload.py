@@ -23,7 +23,7 @@ from typing import Any
 
 import msgpack
 
-from aspen import limits
+from aspen_hooks import limits
 from aspen_hooks.keys import JOURNAL
 
 __all__ = ["event_from_history", "idempotency_key", "text_or_b64"]

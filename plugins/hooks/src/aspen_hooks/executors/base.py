@@ -8,7 +8,7 @@ from typing import Any
 
 import anyio
 
-from aspen import limits
+from aspen_hooks import limits
 
 __all__ = [
     "ExecutorSettings",

@@ -18,8 +18,8 @@ from typing import Any
 
 import anyio
 
-from aspen import limits
 from aspen.errors import InvalidArgumentError
+from aspen_hooks import limits
 from aspen_hooks.executors.base import (
     ExecutorSettings,
     Invocation,
