@@ -56,13 +56,13 @@ def _cli(**plugins):
 
 def test_plugins_json_lists_in_process_plugins():
     _, cli = _cli(greeter=CountingPlugin("greeter"))
-    result = cli("plugins", "--json")
+    result = cli("plugins", "--local", "--json")
     assert result.exit_code == 0, result.output
     [info] = [i for i in json.loads(result.stdout) if i["status"] != "disabled"]
     assert info["name"] == "greeter"
-    assert info["status"] == "loaded"
+    assert info["status"] == "loaded" and info["view"] == "local"
     assert info["hooks"] == ["aspen_cli_commands"]
-    assert cli("--json", "plugins").stdout == result.stdout
+    assert cli("--json", "plugins", "--local").stdout == result.stdout
 
 
 def test_plugins_table_shows_failures_with_their_error():
@@ -72,9 +72,10 @@ def test_plugins_table_shows_failures_with_their_error():
             raise RuntimeError("no config")
 
     _, cli = _cli(broken=Broken(), greeter=CountingPlugin("greeter"))
-    result = cli("plugins")
+    result = cli("plugins", "--local")
     assert result.exit_code == 0
-    lines = result.stdout.splitlines()
+    header, *lines = result.stdout.splitlines()
+    assert header == "Plugins of this installation (local view: --local):"
     assert lines[0].split() == ["NAME", "DISTRIBUTION", "VERSION", "STATUS", "HOOKS", "ERROR"]
     assert "failed" in lines[1] and "aspen_rpc_handlers raised RuntimeError: no config" in lines[1]
     assert lines[2].split()[:2] == ["greeter", "(in-process)"]
@@ -85,7 +86,7 @@ def test_plugins_without_any():
     from aspen.plugins.manager import AspenPluginManager
 
     cli = CliInvoker(AspenPluginManager())  # no entry points read at all
-    assert cli("plugins").stdout == "No plugins installed.\n"
+    assert cli("plugins", "--local").stdout.endswith(":\nNo plugins installed.\n")
 
 
 def test_plugin_command_runs_and_sees_global_options():
@@ -122,13 +123,13 @@ def test_cli_without_pm_loads_plugins_only_when_needed(monkeypatch):
     cli = CliInvoker()
     assert cli("kv", "get", "--help").exit_code == 0
     assert calls == []
-    assert cli("plugins").exit_code == 0
+    assert cli("plugins", "--local").exit_code == 0
     assert len(calls) == 1
 
 
 def test_plugin_command_colliding_with_a_built_in_is_refused():
     _, cli = _cli(status=CountingPlugin("status"), greeter=CountingPlugin("greeter"))
-    result = cli("plugins", "--json")
+    result = cli("plugins", "--local", "--json")
     assert "error: plugin 'status' refused: its command 'status' collides" in result.stderr
     infos = {i["name"]: i for i in json.loads(result.stdout)}
     assert infos["status"]["status"] == "failed"

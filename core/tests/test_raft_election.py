@@ -27,7 +27,9 @@ def lone(node_id: str = "n1", voters=("n1", "n2", "n3"), seed: int = 0, **config
     """One node of a bootstrapped cluster, with nobody to talk to."""
     storage = MemoryStorage()
     bootstrap(storage, voters)
-    return RawNode(Config(id=node_id, **config), storage, random.Random(seed))
+    return RawNode(
+        Config(id=node_id, **{"heartbeat_tick": 1, **config}), storage, random.Random(seed)
+    )
 
 
 def drain(raw: RawNode) -> list[Message]:

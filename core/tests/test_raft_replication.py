@@ -36,7 +36,7 @@ def lone(node_id: str = "n2", voters=("n1", "n2", "n3"), **config) -> RawNode:
     """One bootstrapped node with nobody to talk to."""
     storage = MemoryStorage()
     bootstrap(storage, voters)
-    return RawNode(Config(id=node_id, **config), storage, random.Random(0))
+    return RawNode(Config(id=node_id, **{"heartbeat_tick": 1, **config}), storage, random.Random(0))
 
 
 def append(term: int, prev: int, prev_term: int, *terms: int, commit: int = 1) -> Message:

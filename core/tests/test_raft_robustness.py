@@ -83,7 +83,7 @@ def follower() -> RawNode:
     """n2 of a bootstrapped three-node cluster."""
     storage = MemoryStorage()
     bootstrap(storage, ["n1", "n2", "n3"])
-    return RawNode(Config(id="n2"), storage, random.Random(0))
+    return RawNode(Config(id="n2", heartbeat_tick=1), storage, random.Random(0))
 
 
 @pytest.mark.parametrize("name", sorted(MALFORMED))

@@ -80,7 +80,7 @@ def test_snapshot_state_pauses_the_follower_until_the_driver_reports():
 def test_the_driver_installs_before_applying_anything_else():
     storage = MemoryStorage()
     bootstrap(storage, ["n1", "n2", "n3"])
-    raw = RawNode(Config(id="n2"), storage, random.Random(0))
+    raw = RawNode(Config(id="n2", heartbeat_tick=1), storage, random.Random(0))
     meta = SnapshotMeta(40, 3, ConfState(("n1", "n2", "n3", "n4")))
     raw.step(Message(MT.SNAPSHOT, "n1", "n2", term=3, snapshot=meta))
     rd = raw.ready()

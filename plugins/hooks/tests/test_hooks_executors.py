@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,11 +21,11 @@ import anyio.to_thread
 import pytest
 
 import aspen
-from aspen import limits
 from aspen.errors import InvalidArgumentError, UnavailableError
 from aspen.node.runner import backend_options
 from aspen.plugins.types import RpcHandler
 from aspen.testing import free_port, wait_for
+from aspen_hooks import limits
 from aspen_hooks.executors import (
     KINDS,
     ExecutorSettings,
@@ -34,6 +36,7 @@ from aspen_hooks.executors import (
     public_target,
     validate_target,
 )
+from aspen_hooks.payload import percent_encode, text_or_b64
 
 T = TypeVar("T")
 SUPPORT = Path(__file__).parent / "executor_support"
@@ -107,7 +110,8 @@ def test_shell_allow_list():
     settings = ExecutorSettings(shell_allow=("echo", "logger"))
     for ok in ("echo hi", "/bin/echo 'a;b' \"$HOME\"", "echo hi >&2", "logger -t x 2>&1"):
         assert validate_target("shell", {"command": ok}, settings) == {"command": ok}
-    with pytest.raises(InvalidArgumentError, match=r"'rm' is not allowed.*allowed: echo, logger"):
+    refused = r"'rm' \(it is .*/rm\) is not allowed.*allowed: echo, logger"
+    with pytest.raises(InvalidArgumentError, match=refused):
         validate_target("shell", {"command": "rm -rf /tmp/x"}, settings)
     for sneaky in (
         "echo ok; rm x",
@@ -125,6 +129,58 @@ def test_shell_allow_list():
     outcome = shell("rm -rf /tmp/nothing-here", settings)
     assert not outcome.ok and outcome.exit_code is None
     assert "invalid shell target on this node" in outcome.error and "echo, logger" in outcome.error
+
+
+def _program(path: Path) -> Path:
+    """An executable shell script at ``path`` that prints its own name."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"#!/bin/sh\necho {path.name}\n")
+    path.chmod(0o755)
+    return path
+
+
+def test_shell_allow_list_compares_full_paths_not_basenames(tmp_path):
+    """issue 9: ``shell_allow=echo`` accepted ``/any/dir/echo``."""
+    settings = ExecutorSettings(shell_allow=("echo",), kill_grace_seconds=0.3)
+    fake = _program(tmp_path / "evil" / "echo")
+    for command in (f"{fake} hi", f"'{fake}' hi", f"cd {tmp_path} && ./evil/echo"):
+        with pytest.raises(InvalidArgumentError, match=r"not allowed|chains"):
+            validate_target("shell", {"command": command}, settings)
+    # the running node checks again, so a handler added elsewhere cannot run it either
+    outcome = shell(f"{fake} hi", settings)
+    assert not outcome.ok and outcome.exit_code is None and "not allowed" in outcome.error
+    # a symlink to the allowed file is that file; the shell's expansions are refused
+    link = tmp_path / "alias"
+    link.symlink_to(shutil.which("echo"))
+    assert validate_target("shell", {"command": f"{link} ok"}, settings)
+    for expanded in ("$HOME/echo x", "ech? x", "~/echo x", "/usr/bin/ech[o] x"):
+        with pytest.raises(InvalidArgumentError, match="expanded by the shell"):
+            validate_target("shell", {"command": expanded}, settings)
+
+
+def test_shell_allow_entries_resolve_when_the_settings_are_made(tmp_path, monkeypatch):
+    mine = _program(tmp_path / "bin" / "tool")
+    other = _program(tmp_path / "other" / "tool")
+    monkeypatch.setenv("PATH", f"{mine.parent}:{os.environ['PATH']}")
+    by_name = ExecutorSettings(shell_allow=("tool",), kill_grace_seconds=0.3)
+    assert by_name.allow_list.paths == {str(mine)}
+    assert validate_target("shell", {"command": "tool --x"}, by_name)
+    assert validate_target("shell", {"command": f"{mine} --x"}, by_name)
+    with pytest.raises(InvalidArgumentError, match="not allowed"):
+        validate_target("shell", {"command": f"{other} --x"}, by_name)
+    outcome = shell("tool", by_name)
+    assert outcome.ok and outcome.stdout == "tool\n", outcome
+    # an entry with a slash is that file only, whatever PATH finds under the same name
+    by_path = ExecutorSettings(shell_allow=(str(other),))
+    assert validate_target("shell", {"command": f"{other}"}, by_path)
+    with pytest.raises(InvalidArgumentError, match=f"'tool' \\(it is {mine}\\) is not allowed"):
+        validate_target("shell", {"command": "tool"}, by_path)
+    # an entry that names nothing allows nothing (and says so)
+    missing = ExecutorSettings(shell_allow=("no-such-program-here", str(tmp_path / "nope")))
+    assert missing.allow_list.paths == frozenset()
+    assert missing.allow_list.unresolved == ("no-such-program-here", str(tmp_path / "nope"))
+    with pytest.raises(InvalidArgumentError, match="not allowed"):
+        validate_target("shell", {"command": "no-such-program-here"}, missing)
 
 
 # ------------------------------------------------------------------ shell runs
@@ -145,11 +201,39 @@ def test_shell_environment_is_clean(monkeypatch):
         "HOOKS_TEST_PASSED": "yes",
         "ASPEN_HOOK_EVENT_NAME": "kv.put",
         "ASPEN_HOOK_KEY": "/orders/1",
+        "ASPEN_HOOK_KEY_HEX": b"/orders/1".hex(),
         "ASPEN_HOOK_REVISION": "42",
         "ASPEN_HOOK_IDEMPOTENCY_KEY": "cluster-x:42:h1",
         "ASPEN_HOOK_NAME": "h1",
         "ASPEN_HOOK_ATTEMPT": "2",
     }
+
+
+@pytest.mark.parametrize(
+    ("key", "encoded"),
+    [
+        (b"/orders/1", "/orders/1"),
+        (b"/dir/\xff\xfe", "/dir/%FF%FE"),
+        (b"\xfe\xff", "%FE%FF"),
+        (b"/caf\xc3\xa9 menu", "/caf\u00e9 menu"),
+        (b"/a%b", "/a%25b"),
+        (b"/a\nb\x00\x7f\xc2\x85", "/a%0Ab%00%7F%C2%85"),
+        (b"\xc3", "%C3"),
+    ],
+)
+def test_percent_encoded_key_is_lossless(key, encoded):
+    assert percent_encode(key) == encoded
+    assert urllib.parse.unquote_to_bytes(encoded) == key
+
+
+def test_shell_gets_a_non_utf8_key_losslessly():
+    """issue 9: ``ASPEN_HOOK_KEY`` was empty for a non-UTF-8 key."""
+    key = b"/dir/\xff\xfe%"
+    event = {"name": "kv.put", "revision": 42, **text_or_b64("key", key)}
+    assert "key_b64" in event
+    outcome = shell('printf "%s|%s" "$ASPEN_HOOK_KEY" "$ASPEN_HOOK_KEY_HEX"', event=event)
+    assert outcome.ok, outcome
+    assert outcome.stdout == f"/dir/%FF%FE%25|{key.hex()}"
 
 
 def test_shell_non_kv_event_and_oversized_value():

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from aspen import limits
 from aspen.testing import wait_for
+from aspen_hooks import limits
 
 pytestmark = pytest.mark.aspen_plugins("hooks")
 
@@ -69,6 +69,19 @@ def test_event_payload_reaches_the_shell(node, cli, tmp_path) -> None:
     event = json.loads(out.read_text())
     assert event["name"] == "kv.put" and event["key"] == "/cfg" and event["version"] == 2
     assert event["prev_revision"] == event["create_revision"] < event["revision"]
+
+
+def test_non_utf8_key_reaches_the_shell_percent_encoded(node, cli, tmp_path) -> None:
+    """issue 9: a non-UTF-8 key gave an empty ``ASPEN_HOOK_KEY`` (``rm "/dir/$KEY"``)."""
+    out = tmp_path / "keys"
+    cmd = _append(out, "ASPEN_HOOK_KEY", "ASPEN_HOOK_KEY_HEX")
+    assert cli("hooks", "add", "raw", "--on", "kv.*:/raw/*", "--shell", cmd).exit_code == 0
+    key = b"/raw/\xff\xfe 100%"
+    with node.client() as c:
+        c.kv.put(key, b"x")
+        c.kv.delete(key)
+    wait_for(lambda: len(_lines(out)) >= 4, timeout=10)
+    assert _lines(out) == ["/raw/%FF%FE 100%25", key.hex()] * 2
 
 
 def test_failing_handler_retries_then_dead_letters_and_redrives(node, cli, tmp_path) -> None:

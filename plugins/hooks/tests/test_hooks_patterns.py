@@ -5,8 +5,8 @@ from __future__ import annotations
 import msgpack
 import pytest
 
-from aspen import limits
 from aspen.errors import InvalidArgumentError
+from aspen_hooks import limits
 from aspen_hooks.keys import JOURNAL, journal_key
 from aspen_hooks.patterns import parse_pattern
 from aspen_hooks.payload import event_from_history, idempotency_key

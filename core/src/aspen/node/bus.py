@@ -6,6 +6,9 @@ functions (so a hook that blocks cannot stall the event loop). :meth:`EventBus.p
 non-blocking put; a full mailbox drops the event and counts it. Every call runs under
 ``SUBSCRIBER_CALL_TIMEOUT_SECONDS``: async calls are cancelled, a sync call that overruns is
 counted when it returns (or shows as ``busy_seconds`` while it hangs).
+
+:meth:`EventBus.unsubscribe` removes a plugin that failed: its queued events are dropped, an
+async call in progress is cancelled, and it gets nothing more.
 """
 
 from __future__ import annotations
@@ -98,28 +101,46 @@ class _AsyncSubscriber(_Subscriber):
         super().__init__(*args)
         self.timeout = timeout
         self.send, self.receive = anyio.create_memory_object_stream[Event](mailbox_size)
+        self.cancelled = False
+        self._scope: anyio.CancelScope | None = None
 
     def offer(self, event: Event) -> None:
         try:
             self.send.send_nowait(event)
         except anyio.WouldBlock:
             self.stats.dropped += 1
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            pass  # unsubscribed
+
+    def stop(self) -> None:
+        """No more events: close the mailbox (its consumer finishes what is queued)."""
+        self.send.close()
+
+    def cancel(self) -> None:
+        """Stop at once: drop what is queued and cancel a call in progress."""
+        self.cancelled = True
+        self.send.close()
+        if self._scope is not None:
+            self._scope.cancel()
 
     async def consume(self) -> None:
-        async with self.receive:
-            async for event in self.receive:
-                self.stats.busy_since = time.monotonic()
-                try:
-                    with anyio.fail_after(self.timeout):
-                        await self.function(**self.kwargs_for(event))
-                    self.stats.delivered += 1
-                except TimeoutError:
-                    self.stats.timed_out += 1
-                    log.warning("plugin %s: %s timed out", self.stats.plugin, self.stats.hook)
-                except Exception as exc:
-                    self._record_failure(exc)
-                finally:
-                    self.stats.busy_since = None
+        with anyio.CancelScope() as self._scope:
+            if self.cancelled:
+                return
+            async with self.receive:
+                async for event in self.receive:
+                    self.stats.busy_since = time.monotonic()
+                    try:
+                        with anyio.fail_after(self.timeout):
+                            await self.function(**self.kwargs_for(event))
+                        self.stats.delivered += 1
+                    except TimeoutError:
+                        self.stats.timed_out += 1
+                        log.warning("plugin %s: %s timed out", self.stats.plugin, self.stats.hook)
+                    except Exception as exc:
+                        self._record_failure(exc)
+                    finally:
+                        self.stats.busy_since = None
 
 
 class _ThreadSubscriber(_Subscriber):
@@ -131,22 +152,31 @@ class _ThreadSubscriber(_Subscriber):
         super().__init__(*args)
         self.timeout = timeout
         self.mailbox: queue.Queue[Any] = queue.Queue(mailbox_size)
+        self.cancelled = False
         self.thread = threading.Thread(
             target=self._loop, name=f"aspen-bus-{self.stats.plugin}", daemon=True
         )
 
     def offer(self, event: Event) -> None:
+        if self.cancelled:
+            return
         try:
             self.mailbox.put_nowait(event)
         except queue.Full:
             self.stats.dropped += 1
 
     def stop(self) -> None:
+        """No more events: the thread finishes what is queued, then ends."""
         with contextlib.suppress(queue.Full):  # else the daemon thread dies with the process
             self.mailbox.put_nowait(self._STOP)
 
+    def cancel(self) -> None:
+        """Stop after the call in progress (a thread cannot be interrupted); drop the rest."""
+        self.cancelled = True
+        self.stop()
+
     def _loop(self) -> None:
-        while (event := self.mailbox.get()) is not self._STOP:
+        while (event := self.mailbox.get()) is not self._STOP and not self.cancelled:
             started = self.stats.busy_since = time.monotonic()
             try:
                 self.function(**self.kwargs_for(event))
@@ -210,14 +240,25 @@ class EventBus:
                 else:
                     sub.thread.start()
 
+    def unsubscribe(self, plugin: str) -> int:
+        """Deliver nothing more to ``plugin`` (it failed): drop its queued events, cancel its
+        async call in progress, keep its counters out of :meth:`stats`. Returns how many
+        subscribers it had."""
+        removed = 0
+        for hook, subs in list(self._by_hook.items()):
+            gone = [sub for sub in subs if sub.stats.plugin == plugin]
+            for sub in gone:
+                sub.cancel()
+            self._by_hook[hook] = [sub for sub in subs if sub.stats.plugin != plugin]
+            removed += len(gone)
+        self._route.clear()
+        return removed
+
     def close(self) -> None:
         """Stop consumers: close async mailboxes, ask threads to finish."""
         for subs in self._by_hook.values():
             for sub in subs:
-                if isinstance(sub, _AsyncSubscriber):
-                    sub.send.close()
-                else:
-                    sub.stop()
+                sub.stop()
 
     def stats(self) -> list[dict[str, Any]]:
         """Per-subscriber counters (delivered, dropped, failed, timed out, busy)."""

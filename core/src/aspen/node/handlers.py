@@ -119,6 +119,17 @@ async def node_status(ctx: RpcContext, params: dict[str, Any]) -> Any:
     return await ctx.node.status()
 
 
+async def node_plugins(ctx: RpcContext, params: dict[str, Any]) -> Any:
+    """The plugins this node loaded, disabled or failed (``aspen plugins`` asks every node)."""
+    node: Node = ctx.node
+    infos = node.pm.infos() if node.pm is not None else []
+    return {
+        "node_id": node.id,
+        "endpoint": node.endpoint,
+        "plugins": [info.to_json() for info in infos],
+    }
+
+
 def core_handlers() -> list[RpcHandler]:
     """Every built-in method, tagged as the core's."""
     table: list[tuple[str, Any, bool]] = [
@@ -134,6 +145,7 @@ def core_handlers() -> list[RpcHandler]:
         ("lease.ttl", lease_ttl, False),
         ("lease.list", lease_list, False),
         ("node.status", node_status, False),
+        ("node.plugins", node_plugins, False),
     ]
     return [
         RpcHandler(name, func, streaming=streaming, doc=(func.__doc__ or "").strip(), plugin="core")

@@ -24,6 +24,7 @@ from aspen.node.handlers import core_handlers
 from aspen.node.leases import LeaseKeeper
 from aspen.node.watch import WatchHub
 from aspen.plugins.config import load_config_file, resolve_config
+from aspen.plugins.manager import current_plugin
 from aspen.rpc.context import RpcContext
 from aspen.rpc.registry import MethodRegistry
 from aspen.rpc.server import RpcServer
@@ -57,6 +58,8 @@ class Node:
         self._stopping = False
         self._cluster_id = ""
         self._plugin_state: dict[str, dict[str, Any]] = {}
+        # cancel scopes of the running tasks each plugin spawned (cancelled if it fails)
+        self._plugin_scopes: dict[str, set[anyio.CancelScope]] = {}
 
     # ------------------------------------------------------------------ the API for plugins
     def config(self, plugin: str) -> dict[str, Any]:
@@ -118,10 +121,47 @@ class Node:
         return self._cluster_id
 
     def spawn(self, func: Callable[..., Awaitable[Any]], *args: Any, name: str = "") -> None:
-        """Run ``func(*args)`` in the background until the node stops."""
+        """Run ``func(*args)`` in the background until the node stops (or, for a task a
+        plugin started, until that plugin fails)."""
         if self._tg is None:
             raise RuntimeError("the node is not running")
-        self._tg.start_soon(func, *args, name=name or getattr(func, "__name__", "task"))
+        name = name or getattr(func, "__name__", "task")
+        plugin = current_plugin.get()
+        if plugin is None:
+            self._tg.start_soon(func, *args, name=name)
+        else:
+            self._tg.start_soon(self._plugin_task, plugin, func, *args, name=name)
+
+    async def _plugin_task(
+        self, plugin: str, func: Callable[..., Awaitable[Any]], *args: Any
+    ) -> None:
+        """Run one of ``plugin``'s tasks under a scope :meth:`_unload_plugin` cancels."""
+        if self.pm is not None and plugin not in self.pm.loaded_names():
+            return  # the plugin failed before its task started
+        scopes = self._plugin_scopes.setdefault(plugin, set())
+        with anyio.CancelScope() as scope:
+            scopes.add(scope)
+            try:
+                await func(*args)
+            finally:
+                scopes.discard(scope)
+
+    def _unload_plugin(self, plugin: str, error: str) -> None:
+        """A plugin failed (see :meth:`AspenPluginManager.add_failure_listener`): its methods
+        answer ``unavailable``, it gets no more events, the tasks it spawned are cancelled."""
+        methods = self.registry.unload(plugin, error)
+        subscribers = self.bus.unsubscribe(plugin)
+        scopes = self._plugin_scopes.pop(plugin, set())
+        for scope in scopes:
+            scope.cancel()
+        log.warning(
+            "plugin %r unloaded: %d method(s) now unavailable, %d subscriber(s) and %d task(s) "
+            "stopped",
+            plugin,
+            len(methods),
+            subscribers,
+            len(scopes),
+        )
 
     async def status(self) -> dict[str, Any]:
         """Identity, revisions, sizes, Raft view, and event bus counters of this node."""
@@ -166,6 +206,8 @@ class Node:
             for hook in NOTIFICATION_HOOKS:
                 subscribers[hook] = [(s.plugin, s.function) for s in self.pm.subscribers(hook)]
         self.bus = EventBus(subscribers, self)
+        if self.pm is not None:
+            self.pm.add_failure_listener(self._unload_plugin)
 
     def _load_plugin_config(self) -> dict[str, dict[str, Any]]:
         if self.pm is None:
@@ -272,6 +314,8 @@ class Node:
                     tg.cancel_scope.cancel()
         finally:
             self._tg = None
+            if self.pm is not None:
+                self.pm.remove_failure_listener(self._unload_plugin)
             self.storage.close()
 
 

@@ -6,6 +6,16 @@ group, config section, KV prefix ``/_aspen/<name>/``). Loading is one plugin at 
 a plugin that fails to import, implements a hook that does not exist, breaks a
 registration contract or raises from a hook is recorded as *failed* with its error and
 unregistered. Nothing a plugin does can crash the CLI or the node.
+
+Failed means unloaded: a node listens with :meth:`AspenPluginManager.add_failure_listener`
+and, when a plugin fails after the node was built (its ``aspen_startup`` raised), answers its
+RPC methods with ``unavailable``, stops its events and cancels the tasks it spawned; its
+``aspen_shutdown`` is not called.
+
+Aspen calls each plugin's hook implementation on its own (the event bus, lifecycle hooks in
+load order), never through pluggy's hook caller, so pluggy's ordering and wrapping options
+(``tryfirst``, ``trylast``, ``wrapper``, ``hookwrapper``) and hookspecs declared by a plugin
+(``firstresult``) would have no effect: a plugin using them is refused at registration.
 """
 
 from __future__ import annotations
@@ -15,6 +25,7 @@ import logging
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
@@ -37,8 +48,11 @@ __all__ = [
     "NOTIFICATION_HOOKS",
     "REGISTRATION_HOOKS",
     "RESERVED_NAMES",
+    "UNSUPPORTED_HOOKIMPL_OPTIONS",
     "AspenPluginManager",
+    "FailureListener",
     "Subscriber",
+    "current_plugin",
     "make_plugin_manager",
     "split_names",
 ]
@@ -59,6 +73,17 @@ REGISTRATION_HOOKS = ("aspen_rpc_handlers", "aspen_cli_commands", "aspen_config_
 LIFECYCLE_HOOKS = ("aspen_startup", "aspen_shutdown")
 #: Hooks only the event bus calls.
 NOTIFICATION_HOOKS = ("aspen_on_kv_event", "aspen_on_raft_event", "aspen_on_cluster_event")
+
+#: pluggy hookimpl options that mean nothing here (each implementation is called on its own)
+#: and are refused rather than silently ignored.
+UNSUPPORTED_HOOKIMPL_OPTIONS = ("tryfirst", "trylast", "wrapper", "hookwrapper")
+
+#: The plugin whose lifecycle hook is running; tasks it starts (``node.spawn``) inherit it,
+#: which is how a node finds the tasks of a plugin that fails.
+current_plugin: ContextVar[str | None] = ContextVar("aspen_current_plugin", default=None)
+
+#: Called as ``listener(plugin_name, error)`` each time a plugin is marked failed.
+FailureListener = Callable[[str, str], None]
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
 _IN_PROCESS = "(in-process)"
@@ -113,16 +138,33 @@ class AspenPluginManager(pluggy.PluginManager):
         self._rejected: list[_Record] = []
         # hook name -> plugin name -> the validated items that plugin contributed
         self._collected: dict[str, dict[str, list[Any]]] = {}
+        self._failure_listeners: list[FailureListener] = []
 
     # ------------------------------------------------------------------------- loading
     def parse_hookimpl_opts(self, plugin: Any, name: str) -> Any:
         """Treat every ``aspen_*`` function as a hook implementation, marked or not.
 
         This way a misspelt hook is reported as unknown instead of being silently ignored.
+        Options Aspen cannot honour (:data:`UNSUPPORTED_HOOKIMPL_OPTIONS`, a hookspec marker
+        such as ``firstresult``) refuse the plugin with a message saying so.
         """
         opts = super().parse_hookimpl_opts(plugin, name)
-        unmarked = opts is None and name.startswith("aspen_")
-        if unmarked and inspect.isroutine(getattr(plugin, name, None)):
+        function = getattr(plugin, name, None)
+        if name.startswith("aspen_") and hasattr(function, f"{PROJECT_NAME}_spec"):
+            raise pluggy.PluginValidationError(
+                plugin,
+                f"{name} is marked as a hookspec (firstresult/historic): plugins implement "
+                "aspen's hooks with @aspen.hookimpl, they do not declare them",
+            )
+        unsupported = sorted(k for k in UNSUPPORTED_HOOKIMPL_OPTIONS if opts and opts.get(k))
+        if unsupported:
+            raise pluggy.PluginValidationError(
+                plugin,
+                f"{name} uses hookimpl option(s) {', '.join(unsupported)}, which aspen does not "
+                "support: each plugin's hook is called on its own (notification hooks by the "
+                "event bus, lifecycle hooks in load order), never in a chain; drop the option",
+            )
+        if opts is None and name.startswith("aspen_") and inspect.isroutine(function):
             return {}
         return opts
 
@@ -197,6 +239,15 @@ class AspenPluginManager(pluggy.PluginManager):
             self._fail(ep.name, f"import failed: {_describe(exc)}", exc)
             return
         self.add_plugin(ep.name, plugin, distribution=dist, version=version, entry_point=ep.value)
+
+    def add_failure_listener(self, listener: FailureListener) -> None:
+        """Call ``listener(name, error)`` whenever a plugin is marked failed from now on."""
+        self._failure_listeners.append(listener)
+
+    def remove_failure_listener(self, listener: FailureListener) -> None:
+        """Stop calling ``listener`` (a node that stopped)."""
+        if listener in self._failure_listeners:
+            self._failure_listeners.remove(listener)
 
     def mark_failed(self, name: str, error: str) -> None:
         """Record plugin ``name`` as failed with ``error``, log it and unregister it."""
@@ -284,6 +335,9 @@ class AspenPluginManager(pluggy.PluginManager):
         if hook_name == "aspen_shutdown":
             subs.reverse()
         for sub in subs:
+            if sub.plugin not in self.loaded_names():
+                continue  # failed while an earlier plugin's hook ran
+            running = current_plugin.set(sub.plugin)
             try:
                 with anyio.fail_after(LIFECYCLE_HOOK_TIMEOUT_SECONDS):
                     result = sub(node=node)
@@ -296,6 +350,8 @@ class AspenPluginManager(pluggy.PluginManager):
                 )
             except Exception as exc:
                 self._fail(sub.plugin, f"{hook_name} raised {_describe(exc)}", exc)
+            finally:
+                current_plugin.reset(running)
 
     # ------------------------------------------------------------------------- internals
     def _set_record(
@@ -327,6 +383,11 @@ class AspenPluginManager(pluggy.PluginManager):
             self.unregister(name=name)
         for done in self._collected.values():
             done.pop(name, None)
+        for listener in list(self._failure_listeners):
+            try:
+                listener(name, error)
+            except Exception:
+                log.exception("unloading failed plugin %r", name)
         return False
 
 

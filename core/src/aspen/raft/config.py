@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from aspen import limits
+
 __all__ = [
     "DEFAULT_ELECTION_TICK",
     "DEFAULT_HEARTBEAT_TICK",
@@ -25,10 +27,11 @@ __all__ = [
 ]
 
 #: Ticks a follower waits without hearing from a leader before it campaigns; the actual
-#: timeout is drawn from [election_tick, 2 * election_tick) after every reset.
-DEFAULT_ELECTION_TICK = 10
-#: Ticks between two heartbeats of a leader.
-DEFAULT_HEARTBEAT_TICK = 1
+#: timeout is drawn from [election_tick, 2 * election_tick) after every reset. The one
+#: source of truth is :data:`aspen.limits.RAFT_ELECTION_TICKS` (plain constants, no I/O).
+DEFAULT_ELECTION_TICK = limits.RAFT_ELECTION_TICKS
+#: Ticks between two heartbeats of a leader (:data:`aspen.limits.RAFT_HEARTBEAT_TICKS`).
+DEFAULT_HEARTBEAT_TICK = limits.RAFT_HEARTBEAT_TICKS
 #: Most bytes of entries in one APPEND message (at least one entry is always sent).
 DEFAULT_MAX_SIZE_PER_MSG = 1024 * 1024
 #: Most APPEND messages in flight (sent, unacknowledged) to one follower.

@@ -1,11 +1,18 @@
-"""The method registry: every RPC method a node serves, by name."""
+"""The method registry: every RPC method a node serves, by name.
+
+A plugin that fails after its methods were registered (its ``aspen_startup`` raised) is
+*unloaded* with :meth:`MethodRegistry.unload`: its methods stay listed but answer
+``unavailable`` naming the failure, so a client learns why instead of reaching a plugin
+that never started.
+"""
 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 
-from aspen.errors import InvalidArgumentError
+from aspen.errors import InvalidArgumentError, UnavailableError
 from aspen.limits import MAX_METHOD_NAME_BYTES
 from aspen.plugins.types import RpcHandler
 
@@ -42,10 +49,12 @@ def check_method_name(name: object) -> str:
 class MethodRegistry:
     """Maps method names to :class:`~aspen.plugins.types.RpcHandler` records."""
 
-    __slots__ = ("_handlers",)
+    __slots__ = ("_handlers", "_unloaded")
 
     def __init__(self, handlers: list[RpcHandler] | tuple[RpcHandler, ...] = ()) -> None:
         self._handlers: dict[str, RpcHandler] = {}
+        # plugin name -> why it was unloaded
+        self._unloaded: dict[str, str] = {}
         for handler in handlers:
             self.add(handler)
 
@@ -69,6 +78,22 @@ class MethodRegistry:
             )
         self._handlers[name] = handler
 
+    def unload(self, plugin: str, reason: str) -> list[str]:
+        """From now on every method of ``plugin`` answers ``unavailable`` naming ``reason``;
+        return their names. Core methods cannot be unloaded."""
+        if plugin == "core":
+            raise ValueError("the core's methods cannot be unloaded")
+        self._unloaded[plugin] = reason
+        names = sorted(n for n, h in self._handlers.items() if h.plugin == plugin)
+        for name in names:
+            handler = self._handlers[name]
+            self._handlers[name] = replace(handler, func=_unavailable(handler, reason))
+        return names
+
+    def unloaded(self) -> dict[str, str]:
+        """Plugins unloaded after registration, with the reason."""
+        return dict(self._unloaded)
+
     def get(self, name: str) -> RpcHandler | None:
         """Return the handler registered as ``name``, or ``None``."""
         return self._handlers.get(name)
@@ -80,7 +105,13 @@ class MethodRegistry:
     def describe(self) -> list[dict[str, Any]]:
         """Return one ``{name, plugin, streaming, doc}`` map per method, sorted by name."""
         return [
-            {"name": h.name, "plugin": h.plugin, "streaming": h.streaming, "doc": h.doc}
+            {
+                "name": h.name,
+                "plugin": h.plugin,
+                "streaming": h.streaming,
+                "doc": h.doc,
+                **({"unavailable": self._unloaded[h.plugin]} if h.plugin in self._unloaded else {}),
+            }
             for h in sorted(self._handlers.values(), key=lambda h: h.name)
         ]
 
@@ -91,3 +122,29 @@ class MethodRegistry:
     def __len__(self) -> int:
         """Return how many methods are registered."""
         return len(self._handlers)
+
+
+def _unavailable(handler: RpcHandler, reason: str) -> Any:
+    """A stand-in for ``handler`` (same kind, unary or streaming) that raises ``unavailable``."""
+    plugin, method = handler.plugin, handler.name
+
+    def error() -> UnavailableError:
+        return UnavailableError(
+            f"method {method!r} is unavailable: plugin {plugin!r} failed on this node and is "
+            f"unloaded ({reason})",
+            plugin=plugin,
+            method=method,
+        )
+
+    if handler.streaming:
+
+        async def unavailable_stream(ctx: Any, params: dict[str, Any]) -> Any:
+            raise error()
+            yield  # an async generator, like the handler it replaces
+
+        return unavailable_stream
+
+    async def unavailable(ctx: Any, params: dict[str, Any]) -> Any:
+        raise error()
+
+    return unavailable

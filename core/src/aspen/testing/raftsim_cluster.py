@@ -53,6 +53,8 @@ class Cluster:
         #: Sees every message about to be delivered: returns it (maybe changed) or None to drop.
         self.intercept: Callable[[Message], Message | None] = lambda m: m
         self.nodes: dict[str, SimNode] = {}
+        # scenarios count ticks with a heartbeat every tick, whatever the node's default is
+        config.setdefault("heartbeat_tick", 1)
         for node_id in [*self.ids, *joiners]:
             storage = MemoryStorage()
             if node_id in self.ids:

@@ -8,10 +8,10 @@ from typing import Any
 
 import click
 
-from aspen import limits
 from aspen.cli import json_option, pass_cli
 from aspen.cli.context import CliContext
 from aspen.cli.output import echo_json, format_table
+from aspen_hooks import limits
 
 __all__ = ["hooks_cli"]
 

@@ -7,8 +7,8 @@ import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from aspen import limits
 from aspen.errors import InvalidArgumentError
+from aspen_hooks import limits
 from aspen_hooks.patterns import Pattern, parse_pattern
 
 __all__ = ["HandlerSpec", "check_name", "spec_from_params"]

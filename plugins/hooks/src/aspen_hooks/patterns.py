@@ -20,8 +20,8 @@ import fnmatch
 import re
 from dataclasses import dataclass
 
-from aspen import limits
 from aspen.errors import InvalidArgumentError
+from aspen_hooks import limits
 from aspen_hooks.keys import JOURNAL, prefix_end
 
 __all__ = ["HISTORY_FAMILIES", "KV_EVENTS", "Pattern", "parse_pattern"]

@@ -23,10 +23,10 @@ from typing import Any
 
 import msgpack
 
-from aspen import limits
+from aspen_hooks import limits
 from aspen_hooks.keys import JOURNAL
 
-__all__ = ["event_from_history", "idempotency_key", "text_or_b64"]
+__all__ = ["event_from_history", "event_key", "idempotency_key", "percent_encode", "text_or_b64"]
 
 
 def text_or_b64(field: str, data: bytes) -> dict[str, Any]:
@@ -35,6 +35,36 @@ def text_or_b64(field: str, data: bytes) -> dict[str, Any]:
         return {field: data.decode("utf-8")}
     except UnicodeDecodeError:
         return {f"{field}_b64": base64.b64encode(data).decode()}
+
+
+def event_key(event: dict[str, Any]) -> bytes | None:
+    """The key bytes of a kv event (from ``key`` or ``key_b64``); ``None`` for other events."""
+    key = event.get("key")
+    if isinstance(key, str):
+        return key.encode("utf-8", "surrogateescape")
+    key_b64 = event.get("key_b64")
+    if isinstance(key_b64, str):
+        try:
+            return base64.b64decode(key_b64, validate=True)
+        except ValueError:
+            return None
+    return None
+
+
+def percent_encode(data: bytes) -> str:
+    """``data`` as text, losslessly: valid UTF-8 stays as it is, except that ``%``, control
+    characters (C0, DEL, C1) and every byte that is not part of valid UTF-8 become ``%XX``
+    (upper-case hex of each byte). ``urllib.parse.unquote_to_bytes`` gives ``data`` back."""
+    out = []
+    for char in data.decode("utf-8", "surrogateescape"):
+        code = ord(char)
+        if 0xDC80 <= code <= 0xDCFF:  # a byte that is not valid UTF-8
+            out.append(f"%{code - 0xDC00:02X}")
+        elif char == "%" or code < 0x20 or 0x7F <= code <= 0x9F:
+            out.append("".join(f"%{b:02X}" for b in char.encode()))
+        else:
+            out.append(char)
+    return "".join(out)
 
 
 def event_from_history(item: dict[str, Any]) -> dict[str, Any] | None:

@@ -24,7 +24,8 @@ def aspen_config_sections() -> list[ConfigSection]:
                     "shell_allow",
                     tuple,
                     (),
-                    "Commands shell handlers may start (first word; empty: any).",
+                    "Programs shell handlers may start: names (resolved through PATH) or paths, "
+                    "compared by full path after resolving symlinks (empty: any).",
                 ),
                 ConfigOption(
                     "env_allow",

@@ -15,7 +15,6 @@ import anyio
 import msgpack
 
 import aspen
-from aspen import limits
 from aspen.errors import (
     AspenError,
     CompareFailedError,
@@ -26,7 +25,7 @@ from aspen.errors import (
 )
 from aspen.plugins.types import RpcHandler
 from aspen.rpc.params import optional_int, optional_list, require_str
-from aspen_hooks import kvops
+from aspen_hooks import kvops, limits
 from aspen_hooks.executors import Invocation, check_target, execute
 from aspen_hooks.keys import HANDLERS, RUNNER, STATE, dlq_prefix, handler_key, state_key
 from aspen_hooks.model import HandlerSpec, check_name, spec_from_params

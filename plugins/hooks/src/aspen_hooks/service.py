@@ -17,9 +17,8 @@ from typing import Any
 
 import anyio
 
-from aspen import limits
 from aspen.errors import AspenError
-from aspen_hooks import kvops
+from aspen_hooks import kvops, limits
 from aspen_hooks.executors import ExecutorSettings
 from aspen_hooks.journal import Journal
 from aspen_hooks.keys import RUNNER

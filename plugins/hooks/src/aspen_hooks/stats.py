@@ -7,7 +7,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from aspen import limits
+from aspen_hooks import limits
 
 __all__ = ["HandlerState", "percentile"]
 

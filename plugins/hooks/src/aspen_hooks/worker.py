@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from aspen import limits
+from aspen import limits as core_limits
 from aspen.errors import AspenError, CompactedError, UnavailableError
 from aspen.errors import TimeoutError as AspenTimeoutError
-from aspen_hooks import kvops
+from aspen_hooks import kvops, limits
 from aspen_hooks.executors import Invocation, Outcome, execute
 from aspen_hooks.keys import RUNNER, dlq_key, dlq_prefix, handler_key, prefix_end, state_key
 from aspen_hooks.model import HandlerSpec
@@ -152,7 +152,7 @@ class HandlerWorker:
                 self._advance(event["kv"]["mod_revision"] - 1)
                 await self.deliver(payload)
                 self._dirty = True
-        if len(events) >= limits.MAX_WATCH_EVENTS_PER_MESSAGE:
+        if len(events) >= core_limits.MAX_WATCH_EVENTS_PER_MESSAGE:
             self._advance(events[-1]["kv"]["mod_revision"] - 1)  # that revision may go on
         else:
             self._advance(item["header"]["revision"])

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
 
-from aspen import limits
+from aspen_hooks import limits
+from aspen_hooks.executors.allowlist import AllowList
 
 __all__ = [
     "ExecutorSettings",
@@ -25,7 +27,8 @@ __all__ = [
 class ExecutorSettings:
     """How this node runs handlers (from its ``[hooks]`` config, built by the plugin)."""
 
-    #: Command names (basename of a shell command's first word) allowed; empty = any.
+    #: Programs a shell command may start (see :mod:`aspen_hooks.executors.allowlist`:
+    #: names resolved through ``PATH``, or paths; compared by real path); empty = any.
     shell_allow: tuple[str, ...] = ()
     #: Variables of the node's environment passed to shell handlers (nothing else is).
     env_allow: tuple[str, ...] = ("PATH", "HOME", "LANG", "LC_ALL", "TZ")
@@ -35,6 +38,17 @@ class ExecutorSettings:
     kill_grace_seconds: float = limits.HOOKS_KILL_GRACE_SECONDS
     #: The threads synchronous python handlers may use (apart from the node's own pool).
     python_threads: ThreadBudget = field(default_factory=lambda: ThreadBudget())
+    #: The ``PATH`` shell handlers run with: the node's when ``PATH`` is in ``env_allow``,
+    #: else ``os.defpath``. Fixed when the settings are made, like the allow-list.
+    shell_path: str = field(init=False)
+    #: ``shell_allow`` resolved to real paths when the settings are made (node start-up).
+    allow_list: AllowList = field(init=False)
+
+    def __post_init__(self) -> None:
+        """Resolve ``PATH`` and the allow-list now (the node's configuration time)."""
+        path = os.environ.get("PATH", os.defpath) if "PATH" in self.env_allow else os.defpath
+        object.__setattr__(self, "shell_path", path)
+        object.__setattr__(self, "allow_list", AllowList.resolve(self.shell_allow, path))
 
 
 class ThreadBudget:

@@ -14,7 +14,7 @@ from typing import Any
 
 import anyio
 
-from aspen import limits
+from aspen import limits as core_limits
 from aspen.client import aconnect, split_endpoints
 from aspen.errors import (
     AspenError,
@@ -24,6 +24,7 @@ from aspen.errors import (
 )
 from aspen.errors import TimeoutError as AspenTimeoutError
 from aspen.transport.tokens import JOIN_TOKEN_PREFIX, parse_cluster_token
+from aspen_hooks import limits
 from aspen_hooks.executors.base import ExecutorSettings, Invocation, Outcome, failed, jsonable
 from aspen_hooks.executors.fields import check_fields, require_text
 
@@ -72,7 +73,7 @@ def _endpoints(target: dict[str, Any]) -> str:
         "forward",
         target,
         "endpoint",
-        limits.HOOKS_MAX_FORWARD_ENDPOINTS * limits.MAX_ADDRESS_CHARS,
+        limits.HOOKS_MAX_FORWARD_ENDPOINTS * core_limits.MAX_ADDRESS_CHARS,
         limit_name="HOOKS_MAX_FORWARD_ENDPOINTS x MAX_ADDRESS_CHARS",
     )
     try:
@@ -210,7 +211,7 @@ async def execute(
                 endpoint,
                 token=target["token"],
                 timeout=timeout,
-                connect_timeout=min(timeout, limits.CONNECT_TIMEOUT_SECONDS),
+                connect_timeout=min(timeout, core_limits.CONNECT_TIMEOUT_SECONDS),
             ) as client:
                 answer = await client.call(TRIGGER_METHOD, params)
     except UnauthorizedError as exc:

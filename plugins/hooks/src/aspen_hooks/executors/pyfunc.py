@@ -25,8 +25,8 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
-from aspen import limits
 from aspen.errors import InvalidArgumentError
+from aspen_hooks import limits
 from aspen_hooks.executors.base import ExecutorSettings, Invocation, Outcome, failed
 from aspen_hooks.executors.fields import check_fields, require_text
 

@@ -11,15 +11,14 @@ its run (except one that left the group on purpose with ``setsid``).
 from __future__ import annotations
 
 import os
-import shlex
 import signal
 import subprocess
 from typing import Any
 
 import anyio
 
-from aspen import limits
-from aspen.errors import InvalidArgumentError
+from aspen_hooks import limits
+from aspen_hooks.executors.allowlist import check_command
 from aspen_hooks.executors.base import (
     ExecutorSettings,
     Invocation,
@@ -30,16 +29,11 @@ from aspen_hooks.executors.base import (
 from aspen_hooks.executors.capture import BoundedCapture
 from aspen_hooks.executors.fields import check_fields, require_text
 from aspen_hooks.executors.procgroup import end_group
+from aspen_hooks.payload import event_key, percent_encode
 
 __all__ = ["build_env", "execute", "validate"]
 
 _SHELL = "/bin/sh"
-#: Shell operator characters that would run a second command after an allowed one (``&``
-#: too, unless it follows ``<`` or ``>``).
-_CONTROL_OPERATORS = frozenset(";|()")
-_PUNCTUATION = frozenset(";&|()<>")
-#: Command substitutions: they run commands even inside double quotes.
-_SUBSTITUTIONS = ("`", "$(", "<(", ">(")
 
 
 def validate(target: Any, settings: ExecutorSettings) -> dict[str, Any]:
@@ -53,52 +47,8 @@ def validate(target: Any, settings: ExecutorSettings) -> dict[str, Any]:
         limit_name="HOOKS_MAX_COMMAND_CHARS",
     )
     if settings.shell_allow:
-        _check_allowed(command, settings.shell_allow)
+        check_command(command, settings.allow_list, settings.shell_path)
     return {"command": command}
-
-
-def _check_allowed(command: str, allowed: tuple[str, ...]) -> None:
-    """Refuse ``command`` unless it runs one allowed program and nothing else.
-
-    With an allow-list, the first word's basename must be in it, and the command may not
-    chain or substitute other commands (``;``, ``&``, ``|``, ``( )``, newlines, backquotes,
-    ``$(...)``): otherwise ``echo ok; rm -rf /`` would pass as ``echo``.
-    """
-    names = ", ".join(sorted(allowed))
-    try:
-        lexer = shlex.shlex(command, posix=True, punctuation_chars=True)
-        lexer.whitespace_split = True
-        words = list(lexer)
-    except ValueError as exc:
-        raise InvalidArgumentError(
-            f"shell command cannot be parsed ({exc}); commands allowed on this node: {names}",
-            field="command",
-        ) from None
-    chained = any(_chains(word) for word in words)
-    if chained or "\n" in command or "\r" in command or any(s in command for s in _SUBSTITUTIONS):
-        raise InvalidArgumentError(
-            "shell command chains or substitutes commands (; & | ( ) newline ` $( ), which "
-            f"this node's allow-list forbids; commands allowed: {names}",
-            field="command",
-        )
-    program = os.path.basename(words[0]) if words else ""
-    if program not in allowed:
-        raise InvalidArgumentError(
-            f"shell command {program!r} is not allowed on this node; allowed: {names}",
-            field="command",
-            allowed=sorted(allowed),
-        )
-
-
-def _chains(word: str) -> bool:
-    """Whether ``word`` is a shell operator that ends or forks a command (``;``, ``&&``,
-    ``|``, ``(``...): shlex returns runs of punctuation as words; ``>&`` and ``<&`` are
-    redirections, not chaining."""
-    if not word or not set(word) <= _PUNCTUATION:
-        return False
-    if set(word) & _CONTROL_OPERATORS:
-        return True
-    return any(ch == "&" and (i == 0 or word[i - 1] not in "<>") for i, ch in enumerate(word))
 
 
 def _env_text(value: Any) -> str:
@@ -120,14 +70,23 @@ def _event_json(event: dict[str, Any]) -> str:
 
 
 def build_env(invocation: Invocation, settings: ExecutorSettings) -> dict[str, str]:
-    """The whole environment of a shell run: allowed node variables plus ``ASPEN_HOOK_*``."""
+    """The whole environment of a shell run: allowed node variables, ``PATH`` (the one the
+    allow-list was resolved with) and ``ASPEN_HOOK_*``.
+
+    ``ASPEN_HOOK_KEY`` is the key percent-encoded where it is not plain text (see
+    :func:`aspen_hooks.payload.percent_encode`), ``ASPEN_HOOK_KEY_HEX`` its bytes in hex;
+    both are empty only for events without a key.
+    """
     env = {name: os.environ[name] for name in settings.env_allow if name in os.environ}
+    env["PATH"] = settings.shell_path
     event = invocation.event
     revision = event.get("revision")
+    key = event_key(event)
     env.update(
         ASPEN_HOOK_EVENT=_event_json(event),
         ASPEN_HOOK_EVENT_NAME=_env_text(event.get("name")),
-        ASPEN_HOOK_KEY=_env_text(event.get("key")),
+        ASPEN_HOOK_KEY="" if key is None else percent_encode(key),
+        ASPEN_HOOK_KEY_HEX="" if key is None else key.hex(),
         ASPEN_HOOK_REVISION=str(revision) if type(revision) is int else "",
         ASPEN_HOOK_IDEMPOTENCY_KEY=_env_text(invocation.idempotency_key),
         ASPEN_HOOK_NAME=_env_text(invocation.handler),
