@@ -243,4 +243,4 @@ def test_the_plugins_own_tests_pass_with_the_aspen_fixtures(venv_bin, tmp_path):
         timeout=300,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "3 passed" in proc.stdout
+    assert "4 passed" in proc.stdout
