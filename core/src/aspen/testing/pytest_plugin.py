@@ -100,7 +100,10 @@ def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LocalClu
 
     marker = request.node.get_closest_marker("aspen_cluster")
     options = dict(marker.kwargs) if marker else {}
-    nodes = getattr(request, "param", None) or options.pop("nodes", DEFAULT_CLUSTER_NODES)
+    unknown = set(options) - {"nodes", "env"}
+    if unknown:
+        raise pytest.UsageError(f"aspen_cluster: unknown option(s) {sorted(unknown)}")
+    nodes = getattr(request, "param", None) or options.get("nodes", DEFAULT_CLUSTER_NODES)
     plugins = request.node.get_closest_marker("aspen_plugins")
     if plugins is not None and plugins.kwargs:
         raise pytest.UsageError(
