@@ -12,15 +12,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 
 import aspen
 from aspen import limits
 from aspen.errors import AspenError, NotLeaderError, UnavailableError
-from aspen.node.devcluster import PEER_PORT_OFFSET, DevCluster, node_command
-from aspen.testing import free_base_port, free_port, wait_for
+from aspen.node.devcluster import PEER_PORT_OFFSET, node_command
+from aspen.testing import LocalCluster, free_base_port, free_port, local_cluster, wait_for
 from aspen.testing.faultproxy import FaultProxy
 from aspen.testing.linearizability import HistoryRecorder, check_kv_history
 
@@ -30,44 +29,10 @@ pytestmark = pytest.mark.slow
 KEYS = [f"lin/{i}" for i in range(6)]
 
 
-@pytest.fixture
-def cluster3(tmp_path) -> Iterator[DevCluster]:
-    """A fresh 3-node cluster of real processes."""
-    c = DevCluster(tmp_path / "c", 3, free_base_port(3))
-    try:
-        c.up()
-        yield c
-    finally:
-        c.down()
-
-
-def _client(c: DevCluster, timeout: float = 10):
-    endpoints = ",".join(c.client_endpoint(i) for i in range(1, c.nodes + 1))
-    return aspen.connect(endpoints, token=c.token, timeout=timeout)
-
-
-def _leader_index(c: DevCluster) -> int:
-    """1-based index of the current leader (waits until there is one)."""
-
-    def find() -> int | None:
-        for i in range(1, c.nodes + 1):
-            if c.procs[i - 1].poll() is not None:
-                continue
-            try:
-                with aspen.connect(c.client_endpoint(i), token=c.token, timeout=1) as cl:
-                    if cl.call("cluster.status")["role"] == "leader":
-                        return i
-            except (AspenError, OSError):
-                continue
-        return None
-
-    return wait_for(find, timeout=20)
-
-
 class Workload:
     """Concurrent clients doing put / get / cas on a few keys, recording a history."""
 
-    def __init__(self, c: DevCluster, clients: int = 4, seed: int = 7) -> None:
+    def __init__(self, c: LocalCluster, clients: int = 4, seed: int = 7) -> None:
         self.cluster = c
         self.recorder = HistoryRecorder()
         self.acked: dict[str, bytes] = {}
@@ -95,7 +60,7 @@ class Workload:
             return f"c{n}-{self.counter}".encode()
 
     def _run(self, n: int, rng: random.Random) -> None:
-        with _client(self.cluster, timeout=5) as c:
+        with self.cluster.client(timeout=5) as c:
             while not self.stop.is_set():
                 key = rng.choice(KEYS)
                 kind = rng.choice(("put", "put", "get", "cas"))
@@ -147,7 +112,7 @@ def _assert_linearizable(history: list[dict]) -> None:
     assert result.ok is not False, result.explanation
 
 
-def _assert_same_state_everywhere(c: DevCluster) -> None:
+def _assert_same_state_everywhere(c: LocalCluster) -> None:
     """Every live node converges to the same applied state (serializable reads per node)."""
     live = [i for i in range(1, c.nodes + 1) if c.procs[i - 1].poll() is None]
 
@@ -216,22 +181,12 @@ def test_dev_up_command_writes_env_and_stops_on_sigterm(tmp_path) -> None:
     assert proc.returncode == 0, out
 
 
-@pytest.fixture(params=[3, 5], ids=["3-nodes", "5-nodes"])
-def any_cluster(request, tmp_path) -> Iterator[DevCluster]:
-    """A fresh 3- or 5-node cluster of real processes."""
-    c = DevCluster(tmp_path / "c", request.param, free_base_port(request.param))
-    try:
-        c.up()
-        yield c
-    finally:
-        c.down()
-
-
-def test_kill9_leader_during_writes_keeps_every_ack_and_history_linearizable(any_cluster) -> None:
-    c = any_cluster
+@pytest.mark.parametrize("cluster", [3, 5], ids=["3-nodes", "5-nodes"], indirect=True)
+def test_kill9_leader_during_writes_keeps_every_ack_and_history_linearizable(cluster) -> None:
+    c = cluster
     with Workload(c) as work:
         wait_for(lambda: len(work.recorder) > 200, timeout=30)
-        leader = _leader_index(c)
+        leader = c.leader_index()
         c.procs[leader - 1].send_signal(signal.SIGKILL)
         c.procs[leader - 1].wait(10)
         killed_at = time.monotonic()
@@ -250,9 +205,9 @@ def test_kill9_leader_during_writes_keeps_every_ack_and_history_linearizable(any
     _assert_same_state_everywhere(c)
 
 
-def test_paused_leader_is_replaced_and_rejoins_as_follower(cluster3) -> None:
-    c = cluster3
-    leader = _leader_index(c)
+def test_paused_leader_is_replaced_and_rejoins_as_follower(cluster) -> None:
+    c = cluster
+    leader = c.leader_index()
     pid = c.procs[leader - 1].pid
     with Workload(c) as work:
         wait_for(lambda: len(work.recorder) > 100, timeout=30)
@@ -272,10 +227,10 @@ def test_paused_leader_is_replaced_and_rejoins_as_follower(cluster3) -> None:
     _assert_same_state_everywhere(c)
 
 
-def test_membership_changes_under_load(cluster3, tmp_path) -> None:
-    c = cluster3
+def test_membership_changes_under_load(cluster, tmp_path) -> None:
+    c = cluster
     join_token = (c.node_dir(1) / "join-token").read_text().strip()
-    with Workload(c) as work, _client(c) as admin:
+    with Workload(c) as work, c.client() as admin:
         wait_for(lambda: len(work.recorder) > 100, timeout=30)
         c.nodes = 4
         c._spawn(4, f"{join_token}@{c.peer_endpoint(1)}")
@@ -302,7 +257,7 @@ def test_membership_changes_under_load(cluster3, tmp_path) -> None:
     _assert_linearizable(work.recorder.history())
 
 
-def _cluster_view(c: DevCluster) -> dict:
+def _cluster_view(c: LocalCluster) -> dict:
     """``aspen cluster status --json`` of the cluster, once it has settled."""
     import json
 
@@ -323,8 +278,8 @@ def _cluster_view(c: DevCluster) -> dict:
     return wait_for(settled, timeout=30, interval=0.3)
 
 
-def admin_status(c: DevCluster) -> dict:
-    with _client(c) as admin:
+def admin_status(c: LocalCluster) -> dict:
+    with c.client() as admin:
         return admin.call("cluster.status")
 
 
@@ -336,8 +291,8 @@ def _try(action) -> bool:
         return False
 
 
-def test_wrong_join_token_is_refused(cluster3, tmp_path) -> None:
-    bad = (c := cluster3).node_dir(1).joinpath("join-token").read_text().strip()[:-4] + "AAAA"
+def test_wrong_join_token_is_refused(cluster, tmp_path) -> None:
+    bad = (c := cluster).node_dir(1).joinpath("join-token").read_text().strip()[:-4] + "AAAA"
     port = free_port()
     proc = subprocess.run(
         node_command(
@@ -355,13 +310,13 @@ def test_wrong_join_token_is_refused(cluster3, tmp_path) -> None:
     assert len(admin_status(c)["members"]) == 3
 
 
-def test_membership_change_that_would_lose_quorum_is_refused(cluster3) -> None:
-    c = cluster3
-    leader = _leader_index(c)
+def test_membership_change_that_would_lose_quorum_is_refused(cluster) -> None:
+    c = cluster
+    leader = c.leader_index()
     down, alive = [i for i in range(1, 4) if i != leader]
     c.procs[down - 1].send_signal(signal.SIGKILL)
     c.procs[down - 1].wait(10)
-    with _client(c) as admin:
+    with c.client() as admin:
         ids = {m["client"]: i for i, m in admin.call("cluster.status")["members"].items()}
         down_id, alive_id = ids[c.client_endpoint(down)], ids[c.client_endpoint(alive)]
 
@@ -384,45 +339,44 @@ def test_leader_cut_off_by_a_network_partition_steps_down_and_rejoins(tmp_path) 
     rejoins. The client history stays linearizable and every node converges."""
     base = free_base_port(3)
     proxies = {i: FaultProxy(("127.0.0.1", base + PEER_PORT_OFFSET + i)) for i in (1, 2, 3)}
-    c = DevCluster(tmp_path / "c", 3, base, advertise={i: p.address for i, p in proxies.items()})
+    advertise = {i: p.address for i, p in proxies.items()}
     try:
-        c.up()
-        with Workload(c) as work:
-            wait_for(lambda: len(work.recorder) > 100, timeout=30)
-            leader = _leader_index(c)
-            proxies[leader].partition()
-            cut_at = time.monotonic()
+        with local_cluster(tmp_path / "c", 3, base_port=base, advertise=advertise) as c:
+            with Workload(c) as work:
+                wait_for(lambda: len(work.recorder) > 100, timeout=30)
+                leader = c.leader_index()
+                proxies[leader].partition()
+                cut_at = time.monotonic()
 
-            def new_leader() -> int | None:
-                i = _leader_index(c)
-                return i if i != leader else None
+                def new_leader() -> int | None:
+                    i = c.leader_index()
+                    return i if i != leader else None
 
-            wait_for(new_leader, timeout=30)
-            wait_for(
-                lambda: any(e["ok"] and e["call"] > cut_at for e in work.recorder.history()),
-                timeout=30,
-            )
-            proxies[leader].heal()
-            done = len(work.recorder)
-            wait_for(lambda: len(work.recorder) > done + 200, timeout=60)
-        _assert_linearizable(work.recorder.history())
-        _assert_same_state_everywhere(c)
-        roles = [m["role"] for m in _cluster_view(c)["members"]]
-        assert roles.count("leader") == 1 and roles.count("follower") == 2
+                wait_for(new_leader, timeout=30)
+                wait_for(
+                    lambda: any(e["ok"] and e["call"] > cut_at for e in work.recorder.history()),
+                    timeout=30,
+                )
+                proxies[leader].heal()
+                done = len(work.recorder)
+                wait_for(lambda: len(work.recorder) > done + 200, timeout=60)
+            _assert_linearizable(work.recorder.history())
+            _assert_same_state_everywhere(c)
+            roles = [m["role"] for m in _cluster_view(c)["members"]]
+            assert roles.count("leader") == 1 and roles.count("follower") == 2
     finally:
-        c.down()
         for proxy in proxies.values():
             proxy.close()
 
 
-def test_follower_behind_a_compacted_log_catches_up_from_a_snapshot(cluster3) -> None:
-    c = cluster3
-    leader = _leader_index(c)
+def test_follower_behind_a_compacted_log_catches_up_from_a_snapshot(cluster) -> None:
+    c = cluster
+    leader = c.leader_index()
     lagging = next(i for i in range(1, 4) if i != leader)
     c.procs[lagging - 1].send_signal(signal.SIGKILL)
     c.procs[lagging - 1].wait(10)
     big = b"x" * limits.MAX_VALUE_BYTES
-    with _client(c) as cl:
+    with c.client() as cl:
         # more than the leader's queue for the dead peer holds (PEER_QUEUE_BYTES), so that
         # the queued appends are dropped and the follower really needs the compacted log
         for _ in range(limits.PEER_QUEUE_BYTES // limits.MAX_VALUE_BYTES + 8):

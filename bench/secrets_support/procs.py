@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from aspen.testing import wait_for
+
 T = TypeVar("T")
 
 #: Seconds a server (or a cluster) has to become ready.
@@ -39,21 +41,9 @@ class Endpoint:
 
 
 def wait_until(probe: Callable[[], T | None], what: str, timeout: float = READY_SECONDS) -> T:
-    """Call ``probe`` until it returns something truthy (exceptions count as not yet);
-    return it, or raise ``RuntimeError`` naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            got = probe()
-        except Exception as exc:  # not ready yet; keep the last reason
-            last = exc
-        else:
-            if got:
-                return got
-        time.sleep(0.2)
-    detail = f" (last error: {last!r})" if last else ""
-    raise RuntimeError(f"timed out waiting for {what}{detail}")
+    """:func:`aspen.testing.wait_for` with the bench's habits: ``probe`` every 0.2 s, any
+    exception counts as "not yet", and ``what`` names the condition when time runs out."""
+    return wait_for(probe, timeout, 0.2, message=what, ignore=(Exception,))
 
 
 def spawn(args: Sequence[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:

@@ -10,16 +10,11 @@ import pytest
 
 from aspen.events import KeyValue, KvPut
 from aspen.node.bus import EventBus
+from aspen.testing import async_wait_for
 
 
 def _put(rev: int) -> KvPut:
     return KvPut(index=rev, term=1, revision=rev, kv=KeyValue(b"k", b"v", rev, rev, 1))
-
-
-async def _wait_until(predicate, timeout: float = 5.0) -> None:
-    with anyio.fail_after(timeout):
-        while not predicate():
-            await anyio.sleep(0.01)
 
 
 @pytest.fixture
@@ -67,15 +62,15 @@ async def test_blocking_raising_and_slow_subscribers_do_not_stall_others() -> No
             await anyio.sleep(0.005)  # let consumers run, as the apply loop does between batches
         # publishing is a non-blocking hand-off, whatever the subscribers do
         assert slowest_publish < 0.05
-        await _wait_until(lambda: len(seen) == 20)
+        await async_wait_for(lambda: len(seen) == 20)
         stats = {s["plugin"]: s for s in bus.stats()}
-        await _wait_until(lambda: stats["raiser"]["failed"] + stats["raiser"]["dropped"] == 20)
+        await async_wait_for(lambda: stats["raiser"]["failed"] + stats["raiser"]["dropped"] == 20)
         stats = {s["plugin"]: s for s in bus.stats()}
         assert stats["raiser"]["last_error"] == "RuntimeError: boom"
         # the blocker holds one event, its mailbox holds 5, the rest were dropped and counted
         assert stats["blocker"]["dropped"] >= 20 - 5 - 1
         assert stats["blocker"]["busy_seconds"] > 0
-        await _wait_until(
+        await async_wait_for(
             lambda: {s["plugin"]: s for s in bus.stats()}["sleeper"]["timed_out"] >= 1
         )
         release.set()
@@ -104,7 +99,7 @@ async def test_events_are_routed_by_family() -> None:
     async with anyio.create_task_group() as tg:
         await bus.run(tg)
         bus.publish([_put(1), LeaderChanged(index=1, term=2, leader="n1", previous=None)])
-        await _wait_until(lambda: kv_seen and raft_seen)
+        await async_wait_for(lambda: kv_seen and raft_seen)
         bus.close()
     assert kv_seen == ["kv.put"]
     assert raft_seen == ["raft.leader_changed"]

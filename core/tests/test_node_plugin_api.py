@@ -64,6 +64,14 @@ def test_node_stream_yields_watch_items(node) -> None:
     assert api.plugin_state("demo") == {"service": "x"} and api.plugin_state("other") == {}
 
 
+def test_a_running_node_is_the_documented_node_api(node) -> None:
+    from aspen.node import NodeAPI
+
+    assert NodeAPI is aspen.NodeAPI
+    assert isinstance(node.node, aspen.NodeAPI)
+    assert node.node.data_dir == node.data_dir and node.node.token == node.token
+
+
 def test_node_stream_refuses_unary_methods(node) -> None:
     async def try_unary() -> None:
         async for _ in node.node.stream("kv.put", {}):

@@ -1,4 +1,5 @@
-"""aspen.testing: the pm / node / cli fixtures with in-process plugins, and wait_for."""
+"""aspen.testing: the pm / node / cli fixtures with in-process plugins, wait_for and
+async_wait_for."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from aspen.cli import pass_client
 from aspen.events import KvPut
 from aspen.plugins.types import ConfigOption, ConfigSection, RpcHandler
 from aspen.rpc.params import require_str
-from aspen.testing import free_port, wait_for
+from aspen.testing import async_wait_for, free_port, wait_for
 from aspen.testing.pytest_plugin import pm_from_marker
 
 
@@ -113,6 +114,31 @@ def test_wait_for_times_out_with_a_message_and_the_last_error():
 def test_wait_for_propagates_unexpected_errors():
     with pytest.raises(ZeroDivisionError):
         wait_for(lambda: 1 / 0, timeout=1)
+
+
+@pytest.mark.anyio
+async def test_async_wait_for_polls_plain_and_awaitable_predicates():
+    values = iter([0, None, "ready"])
+    assert await async_wait_for(lambda: next(values), timeout=1, interval=0.001) == "ready"
+    calls = []
+
+    async def probe() -> int:
+        calls.append(1)
+        return len(calls) if len(calls) >= 3 else 0
+
+    assert await async_wait_for(probe, timeout=1, interval=0.001) == 3
+
+
+@pytest.mark.anyio
+async def test_async_wait_for_times_out_with_a_message_and_the_last_error():
+    async def flaky() -> None:
+        raise KeyError("not yet")
+
+    with pytest.raises(AssertionError, match=r"within 0\.05s: the thing") as info:
+        await async_wait_for(flaky, timeout=0.05, message="the thing", ignore=(KeyError,))
+    assert isinstance(info.value.__cause__, KeyError)
+    with pytest.raises(ZeroDivisionError):
+        await async_wait_for(lambda: 1 / 0, timeout=1)
 
 
 def test_free_port_is_bindable():

@@ -22,6 +22,7 @@ from aspen.errors import NotFoundError
 from aspen.plugins.types import RpcHandler
 from aspen.rpc import MethodRegistry, RpcServer
 from aspen.rpc.context import RpcContext
+from aspen.testing import async_wait_for as wait_until
 from aspen.transport.framing import FrameDecoder, encode_frame
 
 TOKEN = "s3cret"
@@ -151,13 +152,6 @@ async def serving(
         port = await tg.start(server.serve, "127.0.0.1", 0)
         yield Served(server, port, state)
         tg.cancel_scope.cancel()
-
-
-async def wait_until(predicate: Any, timeout: float = 5.0) -> None:
-    """Poll ``predicate`` on the loop until true, failing after ``timeout`` seconds."""
-    with anyio.fail_after(timeout):
-        while not predicate():
-            await anyio.sleep(0.005)
 
 
 class RawClient:

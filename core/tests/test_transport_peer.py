@@ -20,6 +20,7 @@ import anyio
 import pytest
 
 from aspen import errors
+from aspen.testing import async_wait_for as wait_until
 from aspen.transport.framed import FramedStream, open_tls
 from aspen.transport.identity import NodeIdentity
 from aspen.transport.peer import PEER_PROTOCOL_VERSION, PeerTransport
@@ -51,13 +52,6 @@ def driver_loop(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
 def anyio_backend(driver_loop: tuple[str, str]) -> tuple[str, dict[str, Any]]:
     """asyncio, on uvloop or not."""
     return ("asyncio", {"use_uvloop": driver_loop[1] == "uvloop"})
-
-
-async def wait_until(predicate: Any, timeout: float = 5.0) -> None:
-    """Wait on the loop until ``predicate()`` holds, failing after ``timeout`` seconds."""
-    with anyio.fail_after(timeout):
-        while not predicate():
-            await anyio.sleep(0.005)
 
 
 @dataclass

@@ -82,6 +82,10 @@ def venv_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     where = _run(python, "-c", "import aspen, aspen_hello; print(aspen.__file__)")
     assert where.startswith(str(venv)), f"aspen imported from {where}, not the fresh venv"
+    for package in ("aspen", "aspen_hello"):
+        marker = f"import {package}, pathlib; print(pathlib.Path({package}.__file__).parent)"
+        typed = Path(_run(python, "-c", marker).strip()) / "py.typed"
+        assert typed.is_file(), f"the {package} wheel does not ship py.typed"
     return venv / "bin"
 
 
@@ -243,4 +247,4 @@ def test_the_plugins_own_tests_pass_with_the_aspen_fixtures(venv_bin, tmp_path):
         timeout=300,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "3 passed" in proc.stdout
+    assert "4 passed" in proc.stdout

@@ -1,7 +1,8 @@
 """Aspen: a strongly consistent key-value store with a plugin bus.
 
 Start here: ``aspen.connect(endpoint, token=...)`` (sync) or ``aspen.aconnect(...)`` (async).
-Plugins decorate hook implementations with :data:`aspen.hookimpl`.
+Plugins decorate hook implementations with :data:`aspen.hookimpl` and are handed an
+:class:`aspen.NodeAPI` as ``node``.
 """
 
 from __future__ import annotations
@@ -10,13 +11,14 @@ from importlib.metadata import PackageNotFoundError, version
 
 from aspen.errors import AspenError
 from aspen.hookspecs import hookimpl
+from aspen.node.api import NodeAPI
 
 try:
     __version__ = version("aspen-core")
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
-__all__ = ["AspenError", "__version__", "aconnect", "connect", "hookimpl"]
+__all__ = ["AspenError", "NodeAPI", "__version__", "aconnect", "connect", "hookimpl"]
 
 
 def connect(endpoints: str, token: str | None = None, **kwargs):

@@ -14,7 +14,7 @@ Every hook here is documented in ``docs/hooks.md``; a test fails when one is not
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pluggy
 
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     import click
 
     from aspen.events import ClusterEvent, KvEvent, RaftEvent
+    from aspen.node.api import NodeAPI
     from aspen.plugins.types import ConfigSection, RpcHandler
 
 __all__ = ["PROJECT_NAME", "hookimpl", "hookspec"]
@@ -66,22 +67,22 @@ def aspen_config_sections() -> Sequence[ConfigSection]:
 
 # ----------------------------------------------------------------------------- lifecycle
 @hookspec
-def aspen_startup(node: Any) -> None:
+def aspen_startup(node: NodeAPI) -> None:
     """Called once the node serves requests; may be ``async def``.
 
-    ``node`` is an :class:`aspen.node.NodeAPI`. Start long-running work with
+    ``node`` is an :class:`aspen.NodeAPI`. Start long-running work with
     ``node.spawn(...)``; do not block.
     """
 
 
 @hookspec
-def aspen_shutdown(node: Any) -> None:
+def aspen_shutdown(node: NodeAPI) -> None:
     """Called when the node stops, before storage closes; may be ``async def``."""
 
 
 # ----------------------------------------------------------------------------- notification
 @hookspec
-def aspen_on_kv_event(event: KvEvent, node: Any) -> None:
+def aspen_on_kv_event(event: KvEvent, node: NodeAPI) -> None:
     """Called by the event bus for every ``kv.*`` event applied on this node.
 
     Events: ``kv.put`` / ``kv.delete`` for every key changed (also inside a transaction),
@@ -91,10 +92,10 @@ def aspen_on_kv_event(event: KvEvent, node: Any) -> None:
 
 
 @hookspec
-def aspen_on_raft_event(event: RaftEvent, node: Any) -> None:
+def aspen_on_raft_event(event: RaftEvent, node: NodeAPI) -> None:
     """Called by the event bus for ``raft.*`` events (leader changes, snapshots)."""
 
 
 @hookspec
-def aspen_on_cluster_event(event: ClusterEvent, node: Any) -> None:
+def aspen_on_cluster_event(event: ClusterEvent, node: NodeAPI) -> None:
     """Called by the event bus for ``cluster.*`` events (membership changes)."""

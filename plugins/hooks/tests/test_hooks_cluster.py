@@ -7,38 +7,20 @@ from __future__ import annotations
 import json
 import threading
 from collections import defaultdict
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-import aspen
 from aspen.errors import AspenError
-from aspen.node.devcluster import DevCluster
-from aspen.testing import free_base_port, wait_for
+from aspen.testing import LocalCluster, wait_for
 
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def cluster(tmp_path) -> Iterator[DevCluster]:
-    """Three node processes running the core and aspen-hooks only."""
-    c = DevCluster(tmp_path / "c", 3, free_base_port(3), env={"ASPEN_LOAD_PLUGINS": "hooks"})
-    try:
-        c.up()
-        yield c
-    finally:
-        c.down()
+# `cluster` (the aspen.testing fixture): three node processes, the core and aspen-hooks only.
+pytestmark = [pytest.mark.slow, pytest.mark.aspen_plugins("hooks")]
 
 
-def _client(c: DevCluster) -> Any:
-    endpoints = ",".join(c.client_endpoint(i) for i in (1, 2, 3))
-    return aspen.connect(endpoints, token=c.token, timeout=10)
-
-
-def _runner_index(c: DevCluster, client: Any) -> int:
-    """The DevCluster index (1..3) of the node that runs the handlers now."""
+def _runner_index(c: LocalCluster, client: Any) -> int:
+    """The index (1..3) of the node that runs the handlers now."""
 
     def found() -> int | None:
         runner = client.call("hooks.status")["runner"]
@@ -50,11 +32,6 @@ def _runner_index(c: DevCluster, client: Any) -> int:
         return None
 
     return wait_for(found, timeout=20)
-
-
-def _node_id(c: DevCluster, i: int) -> str:
-    with aspen.connect(c.client_endpoint(i), token=c.token, timeout=10) as one:
-        return one.call("cluster.status")["id"]
 
 
 def _seen(path: Path) -> dict[str, list[str]]:
@@ -80,7 +57,7 @@ def test_every_put_reaches_the_hook_across_a_runner_kill(cluster, tmp_path) -> N
     out = tmp_path / "orders.log"
     leaders = tmp_path / "leaders.log"
     command = f'printf "%s %s\\n" "$ASPEN_HOOK_IDEMPOTENCY_KEY" "$ASPEN_HOOK_KEY" >> {out}'
-    with _client(cluster) as client:
+    with cluster.client() as client:
         client.call(
             "hooks.add",
             {"name": "leaders", "on": "raft.leader_changed", "kind": "shell",
@@ -127,7 +104,7 @@ def test_every_put_reaches_the_hook_across_a_runner_kill(cluster, tmp_path) -> N
         assert new_runner in (1, 2, 3)
 
         # The leader change reached the raft.leader_changed handler, from the journal.
-        old_id = _node_id(cluster, victim)
+        old_id = cluster.node_id(victim)
 
         def changed_away() -> list[dict]:
             if not leaders.exists():
@@ -141,7 +118,7 @@ def test_every_put_reaches_the_hook_across_a_runner_kill(cluster, tmp_path) -> N
 
 def test_a_stuck_handler_does_not_hold_up_others_or_writes(cluster, tmp_path) -> None:
     out = tmp_path / "fast.log"
-    with _client(cluster) as client:
+    with cluster.client() as client:
         client.call(
             "hooks.add",
             {"name": "stuck", "on": "kv.put:/s/*", "kind": "shell",

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,32 +16,25 @@ import pytest
 
 import aspen
 from aspen.errors import AspenError
-from aspen.node.devcluster import DevCluster
-from aspen.testing import free_base_port, wait_for
+from aspen.testing import LocalCluster, wait_for
 from aspen_secrets.service import HTTP_ADDRESS_FILE
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.aspen_plugins("secrets")]
 
 SECRET_VALUES = ["s3cret-cluster-value-a91f", "s3cret-after-failover-77c2"]
 TRANSIT_PLAINTEXT = b"transit-plaintext-marker-5be0"
 
 
-@pytest.fixture
-def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[DevCluster]:
-    """Three node processes with the secrets plugin, each HTTP API on a free port."""
-    monkeypatch.setenv("ASPEN_LOAD_PLUGINS", "secrets")
+@pytest.fixture(autouse=True)
+def _secrets_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each node's HTTP API on a free port, and no key files from the environment (node
+    processes inherit it); `cluster` (the aspen.testing fixture) starts after this."""
     monkeypatch.setenv("ASPEN_SECRETS_HTTP_LISTEN", "127.0.0.1:0")
     for var in ("ASPEN_SECRETS_ROOT_KEY_FILE", "ASPEN_SECRETS_SECRETS_FILE"):
         monkeypatch.delenv(var, raising=False)
-    c = DevCluster(tmp_path / "c", 3, free_base_port(3))
-    try:
-        c.up()
-        yield c
-    finally:
-        c.down()
 
 
-def _status(c: DevCluster, i: int, call: str = "secrets.status") -> dict[str, Any] | None:
+def _status(c: LocalCluster, i: int, call: str = "secrets.status") -> dict[str, Any] | None:
     try:
         with aspen.connect(c.client_endpoint(i), token=c.token, timeout=2) as client:
             return client.call(call)
@@ -51,7 +42,7 @@ def _status(c: DevCluster, i: int, call: str = "secrets.status") -> dict[str, An
         return None
 
 
-def _urls(c: DevCluster) -> dict[int, str]:
+def _urls(c: LocalCluster) -> dict[int, str]:
     """Node index → ``http://host:port`` once every node's keyring is open."""
     for i in range(1, c.nodes + 1):
         wait_for(
@@ -63,17 +54,6 @@ def _urls(c: DevCluster) -> dict[int, str]:
         i: "http://" + (c.node_dir(i) / HTTP_ADDRESS_FILE).read_text().strip()
         for i in range(1, c.nodes + 1)
     }
-
-
-def _leader(c: DevCluster, alive: set[int]) -> int:
-    def find() -> int | None:
-        for i in alive:
-            status = _status(c, i, "cluster.status")
-            if status and status["role"] == "leader":
-                return i
-        return None
-
-    return wait_for(find, timeout=30, message="a leader is elected")
 
 
 def _vault(url: str, token: str) -> hvac.Client:
@@ -97,11 +77,11 @@ def _leader_url_seen(urls: dict[int, str], nodes: set[int], leader: int) -> None
         )
 
 
-def test_three_nodes_replicate_survive_kill9_and_keep_secrets_sealed(cluster: DevCluster) -> None:
+def test_three_nodes_replicate_survive_kill9_and_keep_secrets_sealed(cluster: LocalCluster) -> None:
     c = cluster
     urls = _urls(c)
     alive = {1, 2, 3}
-    leader = _leader(c, alive)
+    leader = c.leader_index(among=alive)
     followers = sorted(alive - {leader})
     vaults = {i: _vault(url, c.token) for i, url in urls.items()}
 
@@ -148,7 +128,7 @@ def test_three_nodes_replicate_survive_kill9_and_keep_secrets_sealed(cluster: De
     os.kill(c.procs[leader - 1].pid, signal.SIGKILL)
     c.procs[leader - 1].wait(10)
     alive.discard(leader)
-    new_leader = _leader(c, alive)
+    new_leader = c.leader_index(among=alive)
     assert new_leader != leader
     survivor = vaults[sorted(alive - {new_leader})[0]]
 

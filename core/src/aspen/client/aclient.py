@@ -377,7 +377,7 @@ class Watch(Stream):
         await super()._open()
         try:
             with anyio.fail_after(self.client.timeout):
-                first = await self._inner.__anext__()  # type: ignore[union-attr]
+                first = await self._inner.__anext__()  # type: ignore[attr-defined]
             if not (isinstance(first, dict) and first.get("created")):
                 raise UnavailableError(f"unexpected first watch message: {first!r}")
         except BaseException:

@@ -315,7 +315,7 @@ class Connection:
                 if type(target) is ClientStream:
                     target.push(frame["item"])
                 continue
-            del pending[rid]
+            del pending[rid]  # type: ignore[arg-type]
             if target.done():  # timed out or cancelled while the answer was on its way
                 continue
             if "error" in frame:
@@ -630,7 +630,10 @@ async def open_connection(
                 raise RuntimeError("open_connection needs a task group outside asyncio")
             with anyio.fail_after(connect_timeout):
                 stream = await anyio.connect_tcp(
-                    host, port, ssl_context=tls, tls_standard_compatible=False
+                    host,
+                    port,
+                    ssl_context=tls,  # type: ignore[arg-type]  # None: plain TCP
+                    tls_standard_compatible=False,
                 )
             from anyio.streams.tls import TLSAttribute
 

@@ -130,7 +130,7 @@ class KVReader:
                         changed[k] = prev
         restored = sorted((k, prev) for k, prev in changed.items() if prev is not None)
         live = ((k, raw) for _, k, raw in self.scan(txn, key, end) if k not in changed)
-        yield from heapq.merge(live, restored, key=lambda item: item[0])
+        yield from heapq.merge(live, restored, key=lambda item: item[0])  # type: ignore[misc]
 
     # ------------------------------------------------------------------ compare
     def compare(self, txn: lmdb.Transaction, cmp: dict[str, Any]) -> bool:

@@ -8,7 +8,7 @@ receiver spools the chunks to a file and restores them in one write transaction.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import lmdb
 import msgpack
@@ -52,7 +52,7 @@ def read_spool(spool: BinaryIO) -> Iterator[list[list[bytes]]]:
         yield msgpack.unpackb(spool.read(size), raw=False, use_list=True)
 
 
-def restore(storage: Storage, txn: lmdb.Transaction, chunks: Iterable[list[list[bytes]]]) -> None:
+def restore(storage: Storage, txn: lmdb.Transaction, chunks: Iterable[list[list[Any]]]) -> None:
     """Replace the replicated state with the snapshot ``chunks`` inside write ``txn``."""
     for name in SNAPSHOT_DBS:
         txn.drop(storage.db(name), delete=False)

@@ -61,7 +61,7 @@ class ClusterRuntime:
         self.raft_storage = LmdbRaftStorage(node.storage, Log(node.storage), node.state_machine)
         self.spool = SnapshotSpool(node.data_dir)
         self.transport: PeerTransport | None = None
-        self.replicator: Replicator | None = None  # type: ignore[assignment]
+        self.replicator: Replicator = None  # type: ignore[assignment]  # set by open()
         self._granted_members: dict[str, dict[str, Any]] = {}
         self._leader: str | None = None
 
@@ -263,7 +263,7 @@ class ClusterRuntime:
                 continue
             try:
                 if not self.transport.send(msg.to, None, message_to_wire(msg)):
-                    self.replicator.report(lambda raw, to=msg.to: raw.report_unreachable(to))
+                    self.replicator.report(lambda raw, to=msg.to: raw.report_unreachable(to))  # type: ignore[misc]
             except FrameError as exc:  # entries are bounded below the frame size; log a bug
                 log.error("raft message to %s not sent: %s", msg.to, exc)
 
@@ -281,7 +281,7 @@ class ClusterRuntime:
                         return
                     yield chunk
 
-            await self.transport.send_stream(
+            await self.transport.send_stream(  # type: ignore[union-attr]
                 msg.to, None, snapshot_header(meta, self.node.id, msg.term), stream()
             )
             ok = True
@@ -290,7 +290,7 @@ class ClusterRuntime:
             log.warning("sending snapshot to %s failed: %s", msg.to, exc)
         finally:
             if chunks is not None:
-                chunks.close()
+                chunks.close()  # type: ignore[attr-defined]
             self.replicator.report(lambda raw: raw.report_snapshot(msg.to, ok))
 
     def on_peer_message(self, peer_id: str, frame: dict[str, Any]) -> None:

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aspen import limits
 from aspen.errors import InvalidArgumentError
+from aspen.node.node_of import node_of
 from aspen.plugins.types import RpcHandler
 from aspen.rpc import params as p
 from aspen.rpc.context import RpcContext
-
-if TYPE_CHECKING:
-    from aspen.node.node import Node
 
 __all__ = ["cluster_handlers"]
 
@@ -22,12 +20,12 @@ def _node_id(params: dict[str, Any]) -> str:
 
 async def cluster_status(ctx: RpcContext, params: dict[str, Any]) -> Any:
     """This node's view: role, term, commit and applied index, leader, members."""
-    return await ctx.node.cluster.status()
+    return await node_of(ctx).cluster.status()
 
 
 async def cluster_add_learner(ctx: RpcContext, params: dict[str, Any]) -> Any:
     """Add a node as a learner (it replicates but does not vote)."""
-    node: Node = ctx.node
+    node = node_of(ctx)
     return await node.cluster.add_learner(
         _node_id(params),
         p.require_str(params, "peer", max_len=limits.MAX_ADDRESS_CHARS),
@@ -37,17 +35,17 @@ async def cluster_add_learner(ctx: RpcContext, params: dict[str, Any]) -> Any:
 
 async def cluster_promote(ctx: RpcContext, params: dict[str, Any]) -> Any:
     """Make a caught-up learner a voter."""
-    return await ctx.node.cluster.promote(_node_id(params))
+    return await node_of(ctx).cluster.promote(_node_id(params))
 
 
 async def cluster_remove(ctx: RpcContext, params: dict[str, Any]) -> Any:
     """Remove a member (refused if it would leave the cluster without a quorum)."""
-    return await ctx.node.cluster.remove(_node_id(params))
+    return await node_of(ctx).cluster.remove(_node_id(params))
 
 
 async def cluster_transfer_leader(ctx: RpcContext, params: dict[str, Any]) -> Any:
     """Hand leadership to another voter."""
-    node: Node = ctx.node
+    node = node_of(ctx)
     target = _node_id(params)
     if target not in node.cluster.replicator.conf.voters:
         raise InvalidArgumentError(f"{target} is not a voter")
@@ -58,7 +56,7 @@ async def cluster_transfer_leader(ctx: RpcContext, params: dict[str, Any]) -> An
 
 async def cluster_snapshot(ctx: RpcContext, params: dict[str, Any]) -> Any:
     """Compact this node's Raft log up to its applied index (its state is the snapshot)."""
-    return await ctx.node.cluster.snapshot()
+    return await node_of(ctx).cluster.snapshot()
 
 
 def cluster_handlers() -> list[RpcHandler]:

@@ -186,7 +186,7 @@ class DevCluster:
 
     def wait(self) -> int:
         """Block until a node exits or a signal arrives; return the first exit code seen."""
-        stop = {"signal": None}
+        stop: dict[str, int | None] = {"signal": None}
 
         def on_signal(signum: int, _frame: object) -> None:
             stop["signal"] = signum

@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aspen.errors import NotFoundError
 from aspen.kv import commands
 from aspen.node.cluster_handlers import cluster_handlers
+from aspen.node.node_of import node_of
 from aspen.plugins.types import RpcHandler
 from aspen.rpc import params as p
 from aspen.rpc.context import RpcContext
-
-if TYPE_CHECKING:
-    from aspen.node.node import Node
 
 __all__ = ["core_handlers"]
 
@@ -29,27 +27,27 @@ MAX_LEASE_ID = 2**63 - 1
 
 async def kv_put(ctx: RpcContext, params: dict[str, Any]) -> Any:
     """Write one key."""
-    return await ctx.node.propose(commands.put_command(params))
+    return await node_of(ctx).propose(commands.put_command(params))
 
 
 async def kv_delete(ctx: RpcContext, params: dict[str, Any]) -> Any:
     """Delete one key or a range."""
-    return await ctx.node.propose(commands.delete_command(params))
+    return await node_of(ctx).propose(commands.delete_command(params))
 
 
 async def kv_txn(ctx: RpcContext, params: dict[str, Any]) -> Any:
     """Run a compare-then-ops transaction."""
-    return await ctx.node.propose(commands.txn_command(params))
+    return await node_of(ctx).propose(commands.txn_command(params))
 
 
 async def kv_compact(ctx: RpcContext, params: dict[str, Any]) -> Any:
     """Drop history before a revision."""
-    return await ctx.node.propose(commands.compact_command(params))
+    return await node_of(ctx).propose(commands.compact_command(params))
 
 
 async def kv_range(ctx: RpcContext, params: dict[str, Any]) -> Any:
     """Read one key or a range."""
-    node: Node = ctx.node
+    node = node_of(ctx)
     request = commands.range_request(params)
     if not request.serializable:
         await node.read_barrier()
@@ -59,14 +57,14 @@ async def kv_range(ctx: RpcContext, params: dict[str, Any]) -> Any:
 
 async def kv_watch(ctx: RpcContext, params: dict[str, Any]) -> AsyncIterator[Any]:
     """Stream changes of a key or range from a start revision."""
-    node: Node = ctx.node
+    node = node_of(ctx)
     async for item in node.watch_hub.stream(commands.watch_request(params)):
         yield item
 
 
 async def lease_grant(ctx: RpcContext, params: dict[str, Any]) -> Any:
     """Create a lease; the node picks the id unless one is given."""
-    node: Node = ctx.node
+    node = node_of(ctx)
     command = commands.lease_grant_command(params, secrets.randbelow(MAX_LEASE_ID) + 1)
     result = await node.propose(command)
     node.leases.granted(result["id"], result["ttl"])
@@ -75,7 +73,7 @@ async def lease_grant(ctx: RpcContext, params: dict[str, Any]) -> Any:
 
 async def lease_revoke(ctx: RpcContext, params: dict[str, Any]) -> Any:
     """Delete a lease and every key attached to it."""
-    node: Node = ctx.node
+    node = node_of(ctx)
     command = commands.lease_revoke_command(params)
     result = await node.propose(command)
     node.leases.revoked(command["id"])
@@ -85,13 +83,13 @@ async def lease_revoke(ctx: RpcContext, params: dict[str, Any]) -> Any:
 async def lease_keepalive(ctx: RpcContext, params: dict[str, Any]) -> Any:
     """Renew a lease to its full TTL."""
     lease_id = commands.lease_id_param(params)
-    ctx.node.cluster.require_leader()
-    return {"id": lease_id, "ttl": ctx.node.leases.keepalive(lease_id)}
+    node_of(ctx).cluster.require_leader()
+    return {"id": lease_id, "ttl": node_of(ctx).leases.keepalive(lease_id)}
 
 
 async def lease_ttl(ctx: RpcContext, params: dict[str, Any]) -> Any:
     """Remaining and granted TTL of a lease, optionally with its keys."""
-    node: Node = ctx.node
+    node = node_of(ctx)
     lease_id = commands.lease_id_param(params)
     with_keys = bool(p.optional_bool(params, "keys"))
     node.cluster.require_leader()
@@ -109,7 +107,7 @@ async def lease_ttl(ctx: RpcContext, params: dict[str, Any]) -> Any:
 
 async def lease_list(ctx: RpcContext, params: dict[str, Any]) -> Any:
     """Every live lease id."""
-    node: Node = ctx.node
+    node = node_of(ctx)
     with node.storage.begin() as txn:
         return {"leases": node.state_machine.lease_ids(txn)}
 
@@ -121,7 +119,7 @@ async def node_status(ctx: RpcContext, params: dict[str, Any]) -> Any:
 
 async def node_plugins(ctx: RpcContext, params: dict[str, Any]) -> Any:
     """The plugins this node loaded, disabled or failed (``aspen plugins`` asks every node)."""
-    node: Node = ctx.node
+    node = node_of(ctx)
     infos = node.pm.infos() if node.pm is not None else []
     return {
         "node_id": node.id,

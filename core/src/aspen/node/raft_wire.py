@@ -49,7 +49,7 @@ def message_from_wire(obj: Any) -> Message:
     if not isinstance(obj, dict):
         raise ValueError("raft message must be a map")
     try:
-        kind = MessageType(obj.get("t"))
+        kind = MessageType(obj.get("t"))  # type: ignore[arg-type]
     except ValueError:
         raise ValueError(f"unknown raft message type {obj.get('t')!r}") from None
     frm, to = obj.get("f"), obj.get("to")

@@ -19,7 +19,10 @@ __all__ = ["apply_to_conf", "conf_change_problem", "decode_conf_change", "encode
 
 def encode_conf_change(change: ConfChange) -> bytes:
     """ConfChange -> CONF_CHANGE entry data."""
-    return msgpack.packb([change.type.value, change.node_id, change.context], use_bin_type=True)
+    data: bytes = msgpack.packb(
+        [change.type.value, change.node_id, change.context], use_bin_type=True
+    )
+    return data
 
 
 def decode_conf_change(data: bytes) -> ConfChange:

@@ -41,6 +41,9 @@ _MT = MessageType
 class LeaderMixin:
     """Leader behaviour; every method assumes ``self`` is a :class:`Raft`."""
 
+    #: Declared here so the type checker knows it (set in :class:`Raft`).
+    lead_transferee: str | None
+
     # ------------------------------------------------------------------ proposals
     def append_entries(self: Raft, items: list[tuple[EntryType, bytes]]) -> int:
         """Append new entries of this term to our log; returns the last index."""

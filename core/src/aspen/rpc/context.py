@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from aspen.node.api import NodeAPI
 
 __all__ = ["RpcContext"]
 
@@ -12,12 +15,12 @@ __all__ = ["RpcContext"]
 class RpcContext:
     """Per-request context passed to every handler as its first argument.
 
-    ``node`` is the :class:`aspen.node.NodeAPI` of the serving node; ``peer`` the client's
+    ``node`` is the :class:`aspen.NodeAPI` of the serving node; ``peer`` the client's
     address; ``identity`` who the token belongs to (``"root"`` for the root token);
     ``connection_id`` is unique per client connection on this node.
     """
 
-    node: Any
+    node: NodeAPI
     peer: str
     identity: str
     connection_id: int

@@ -218,7 +218,7 @@ class RpcServer:
                 session.abort()
             if tasks:
                 with anyio.CancelScope(shield=True):
-                    await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE_SECONDS)  # type: ignore[arg-type]
+                    await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE_SECONDS)  # type: ignore[type-var]
 
     # ------------------------------------------------------------------ anyio driver
     async def _serve_anyio(
@@ -234,7 +234,7 @@ class RpcServer:
     async def _serve_anyio_connection(self, stream: anyio.abc.SocketStream) -> None:
         """Serve one connection until it closes; never raises."""
         try:
-            host, port = stream.extra(anyio.abc.SocketAttribute.remote_address)[:2]
+            host, port = stream.extra(anyio.abc.SocketAttribute.remote_address)[:2]  # type: ignore[str-unpack]
             peer = f"{host}:{port}"
         except Exception:
             peer = "?"

@@ -233,7 +233,7 @@ class ServerSession:
     async def _run_unary(self, rid: int, handler: RpcHandler, params: dict[str, Any]) -> None:
         """Run a unary handler and send its result or error."""
         try:
-            result = await handler.func(self.ctx, params)  # type: ignore[misc]
+            result = await handler.func(self.ctx, params)  # type: ignore[arg-type, misc]
         except AspenError as exc:
             self._finish_error(rid, exc)
         except self.cancel_exc:
@@ -248,7 +248,7 @@ class ServerSession:
         """Run a streaming handler: one item frame per yielded item, then the end frame."""
         agen = None
         try:
-            agen = handler.func(self.ctx, params)  # type: ignore[misc]
+            agen = handler.func(self.ctx, params)  # type: ignore[arg-type, misc]
             async for item in agen:  # type: ignore[union-attr]
                 if self.closed or rid in self.canceled:
                     break

@@ -271,7 +271,7 @@ class FaultProxy:
                 for source, sink, count in links:
                     queue: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue(_QUEUE_CHUNKS)
                     tasks.create_task(self._receive(source, queue, conn))
-                    tasks.create_task(self._deliver(queue, sink, count))
+                    tasks.create_task(self._deliver(queue, sink, count))  # type: ignore[arg-type]
         except* (ConnectionError, OSError):
             conn.reset()
         finally:

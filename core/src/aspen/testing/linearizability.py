@@ -141,7 +141,7 @@ def _parse(history: Iterable[Mapping[str, Any]]) -> dict[Any, list[_Op]]:
             elif kind == _PUT:
                 result = _ANY
         call = float(entry["call"])
-        end = math.inf if unknown else float(ret)
+        end = math.inf if unknown else float(ret)  # type: ignore[arg-type]
         if end < call:
             raise ValueError(f"history[{index}]: returns ({end}) before its call ({call})")
         op = _Op(index, kind, arg, result, call, end, entry)

@@ -7,6 +7,9 @@
 * ``node``: a real node (real LMDB, real TCP on 127.0.0.1, a free port) in a temporary
   directory, running in a background thread with ``pm``'s plugins.
 * ``cli``: runs the ``aspen`` CLI in-process against ``node``.
+* ``cluster``: a :class:`aspen.testing.cluster.LocalCluster` of real node processes (3 by
+  default; ``@pytest.mark.aspen_cluster(nodes=5, env={...})`` or indirect parametrization
+  with the node count), loading the installed plugins an ``aspen_plugins`` marker names.
 """
 
 from __future__ import annotations
@@ -19,9 +22,12 @@ import pytest
 from aspen.testing.cli import CliInvoker
 
 if TYPE_CHECKING:
-    from aspen.plugins.manager import AspenPluginManager
+    from pathlib import Path
 
-__all__ = ["cli", "node", "pm", "pm_from_marker"]
+    from aspen.plugins.manager import AspenPluginManager
+    from aspen.testing.cluster import LocalCluster
+
+__all__ = ["cli", "cluster", "node", "pm", "pm_from_marker"]
 
 _MARKER = (
     "aspen_plugins(*names, **objects): the `pm` fixture loads only the installed plugins "
@@ -29,9 +35,18 @@ _MARKER = (
 )
 
 
+_CLUSTER_MARKER = (
+    "aspen_cluster(nodes=3, env=None): the `cluster` fixture starts that many node "
+    "processes, with `env` added to their environment"
+)
+#: Nodes the ``cluster`` fixture starts unless told otherwise.
+DEFAULT_CLUSTER_NODES = 3
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    """Register the ``aspen_plugins`` marker."""
+    """Register the ``aspen_plugins`` and ``aspen_cluster`` markers."""
     config.addinivalue_line("markers", _MARKER)
+    config.addinivalue_line("markers", _CLUSTER_MARKER)
 
 
 def pm_from_marker(marker: pytest.Mark | None) -> AspenPluginManager:
@@ -70,3 +85,35 @@ def node(pm: AspenPluginManager, tmp_path: Any) -> Iterator[Any]:
 def cli(node: Any, pm: AspenPluginManager) -> CliInvoker:
     """Run the ``aspen`` CLI against ``node``: ``cli("kv", "put", "k", "v").exit_code == 0``."""
     return CliInvoker(pm, {"ASPEN_ENDPOINT": node.endpoint, "ASPEN_TOKEN": node.token})
+
+
+@pytest.fixture
+def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LocalCluster]:
+    """A fresh local cluster of real node processes on 127.0.0.1, stopped after the test.
+
+    Size: ``request.param`` (``@pytest.mark.parametrize("cluster", [3, 5], indirect=True)``),
+    else ``@pytest.mark.aspen_cluster(nodes=N)``, else 3. Plugins: the installed ones an
+    ``aspen_plugins`` marker names (in-process objects cannot go into another process),
+    else what ``ASPEN_LOAD_PLUGINS`` says.
+    """
+    from aspen.testing.cluster import local_cluster
+
+    marker = request.node.get_closest_marker("aspen_cluster")
+    options = dict(marker.kwargs) if marker else {}
+    unknown = set(options) - {"nodes", "env"}
+    if unknown:
+        raise pytest.UsageError(f"aspen_cluster: unknown option(s) {sorted(unknown)}")
+    nodes = getattr(request, "param", None) or options.get("nodes", DEFAULT_CLUSTER_NODES)
+    plugins = request.node.get_closest_marker("aspen_plugins")
+    if plugins is not None and plugins.kwargs:
+        raise pytest.UsageError(
+            "aspen_plugins: the cluster fixture runs node processes, which load installed "
+            f"plugins by name only, not the objects given as {sorted(plugins.kwargs)}"
+        )
+    with local_cluster(
+        tmp_path / "cluster",
+        nodes,
+        plugins=list(plugins.args) if plugins is not None else None,
+        env=options.get("env"),
+    ) as running:
+        yield running

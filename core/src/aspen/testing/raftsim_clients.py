@@ -107,7 +107,7 @@ class SimClients:
         else:
             expected = self._guess(key)
             record.update(op="cas", expected=expected, new=value, call=self._tick_clock())
-            command = {"op": "cas", "key": key, "expected": expected, "new": value}
+            command = {"op": "cas", "key": key, "expected": expected, "new": value}  # type: ignore[dict-item]
         self._write(client, node, record, encode_command(command))
 
     def _guess(self, key: str) -> str | None:

@@ -1,19 +1,20 @@
-"""Waiting on a condition with a deadline, and picking free ports."""
+"""Waiting on a condition with a deadline (in sync and async tests), and picking free ports."""
 
 from __future__ import annotations
 
+import inspect
 import socket
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, NoReturn, TypeVar
 
-__all__ = ["free_port", "wait_for"]
+__all__ = ["async_wait_for", "free_base_port", "free_port", "wait_for"]
 
 T = TypeVar("T")
 
 
 def wait_for(
-    predicate: Callable[[], T],
+    predicate: Callable[[], T | None],
     timeout: float = 10.0,
     interval: float = 0.02,
     *,
@@ -36,9 +37,51 @@ def wait_for(
             if result:
                 return result
         if time.monotonic() >= deadline:
-            what = message or getattr(predicate, "__qualname__", repr(predicate))
-            raise AssertionError(f"condition not met within {timeout:g}s: {what}") from last_error
+            _timed_out(predicate, timeout, message, last_error)
         time.sleep(interval)
+
+
+async def async_wait_for(
+    predicate: Callable[[], Any],
+    timeout: float = 10.0,
+    interval: float = 0.01,
+    *,
+    message: str = "",
+    ignore: tuple[type[BaseException], ...] = (),
+) -> Any:
+    """:func:`wait_for` for async tests: poll without blocking the event loop.
+
+    ``predicate`` may be a plain function or return an awaitable (``lambda: c.kv.get(k)``
+    on an async client), which is awaited. Returns the first truthy result; after
+    ``timeout`` seconds an :class:`AssertionError` says what was awaited.
+    """
+    import anyio
+
+    deadline = time.monotonic() + timeout
+    last_error: BaseException | None = None
+    while True:
+        try:
+            result = predicate()
+            if inspect.isawaitable(result):
+                result = await result
+        except ignore as exc:
+            last_error = exc
+        else:
+            if result:
+                return result
+        if time.monotonic() >= deadline:
+            _timed_out(predicate, timeout, message, last_error)
+        await anyio.sleep(interval)
+
+
+def _timed_out(
+    predicate: Callable[[], object],
+    timeout: float,
+    message: str,
+    last_error: BaseException | None,
+) -> NoReturn:
+    what = message or getattr(predicate, "__qualname__", repr(predicate))
+    raise AssertionError(f"condition not met within {timeout:g}s: {what}") from last_error
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -29,7 +29,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import anyio
 from cryptography import x509
@@ -257,7 +257,7 @@ class JoinService:
         return public_raw, addresses
 
 
-def _address_map(value: object) -> bool:
+def _address_map(value: object) -> TypeGuard[dict[str, str]]:
     """Whether ``value`` is a small map of short names to short strings."""
     return (
         isinstance(value, dict)

@@ -282,7 +282,7 @@ class PeerTransport:
                 peer=peer_id,
             ) from exc
         try:
-            result = await StreamSender(framed, peer_id).run(chunks, result_timeout)
+            result = await StreamSender(framed, peer_id).run(chunks, result_timeout)  # type: ignore[arg-type]
         finally:
             await framed.aclose()
         self._counters["streams_sent"] += 1
@@ -355,7 +355,7 @@ class PeerTransport:
                     continue
                 try:
                     framed = await self._dial(link.peer_id, address, "messages")
-                except (*LINK_ERRORS, ValueError) as exc:
+                except (*LINK_ERRORS, ValueError) as exc:  # type: ignore[misc]
                     self._link_failed(link, address, exc)
                     await anyio.sleep(delay * random.uniform(0.5, 1.0))
                     delay = min(delay * 2, self.reconnect_max)
@@ -431,7 +431,7 @@ class PeerTransport:
     async def _accept_anyio(self, sock: anyio.abc.SocketStream) -> None:
         """Serve one connection accepted by the anyio listener."""
         try:
-            host, port = sock.extra(anyio.abc.SocketAttribute.remote_address)[:2]
+            host, port = sock.extra(anyio.abc.SocketAttribute.remote_address)[:2]  # type: ignore[str-unpack]
             remote = f"{host}:{port}"
         except Exception:
             remote = "?"
@@ -619,7 +619,7 @@ class PeerTransport:
         assert self._on_stream is not None
         counters = self._counters
         counters["streams_active"] += 1
-        reader = StreamReader(framed, peer_id, self.stream_idle_timeout)
+        reader = StreamReader(framed, peer_id, self.stream_idle_timeout)  # type: ignore[arg-type]
         try:
             result = await self._on_stream(peer_id, header, reader.chunks())
             reply = {"type": "result", "result": result}

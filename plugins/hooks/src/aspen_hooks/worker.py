@@ -91,7 +91,7 @@ class HandlerWorker:
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._flusher)
-                await self._follow(span)
+                await self._follow(span)  # type: ignore[arg-type]
         finally:
             with anyio.move_on_after(limits.HOOKS_STATE_FLUSH_SECONDS * 10, shield=True):
                 if self._dirty:

@@ -79,7 +79,7 @@ def request_from_params(params: dict[str, Any]) -> tuple[str, Request]:
     """Validate ``secrets.request`` params into ``(full path, request)``."""
     op = params.get("operation")
     try:
-        operation = Operation(op)
+        operation = Operation(op)  # type: ignore[arg-type]
     except ValueError:
         known = ", ".join(o.value for o in Operation)
         raise InvalidArgumentError(f"operation must be one of {known}, got {op!r}") from None

@@ -167,7 +167,7 @@ class SysEngine(Engine):
         options = get_map(data, "options", {}) or {}
         await self.service.router.table.mount(
             path,
-            get_str(data, "type", required=True, max_len=64),
+            get_str(data, "type", required=True, max_len=64),  # type: ignore[arg-type]
             description=get_str(data, "description", "", max_len=1024) or "",
             options={str(k): str(v) for k, v in options.items() if v is not None},
             config=_mount_config(get_map(data, "config", {}) or {}),

@@ -104,7 +104,7 @@ def decrypt_file(
     extension implies (.yaml/.yml, .json, .env, .ini, anything else binary)."""
     return decrypt_bytes(
         read_bounded(path),
-        format or format_for_path(path),
+        format or format_for_path(path),  # type: ignore[arg-type]
         identities,
         encrypted_paths=encrypted_paths,
     )

@@ -3,20 +3,25 @@
 * RPC method ``hello.greet`` (params ``name``) returns ``{"greeting": "Hello, <name>!"}``.
 * CLI ``aspen hello greet NAME`` calls it over the wire.
 * Every key written outside ``/_aspen/`` is recorded under ``/_aspen/hello/seen/<key>``
-  (value: the revision it was written at) by an ``aspen_on_kv_event`` subscriber.
+  (value: the revision it was written at) by an ``aspen_on_kv_event`` subscriber. That hook
+  runs on every node, so only the leader writes (see "Notification hooks run on every
+  node" in docs/plugins.md); like any notification hook it may miss an event.
 * Config ``[hello] greeting = "Hello"`` (or ``ASPEN_HELLO_GREETING``).
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import click
 
 import aspen
 from aspen.cli import pass_client
-from aspen.events import KvPut
+from aspen.errors import NotLeaderError
+from aspen.events import KvEvent, KvPut
 from aspen.plugins.types import ConfigOption, ConfigSection, RpcHandler
+from aspen.rpc.context import RpcContext
 from aspen.rpc.params import require_str
 
 __all__ = [
@@ -31,7 +36,7 @@ __all__ = [
 SEEN_PREFIX = b"/_aspen/hello/seen/"
 
 
-async def greet(ctx: Any, params: dict[str, Any]) -> dict[str, str]:
+async def greet(ctx: RpcContext, params: dict[str, Any]) -> dict[str, str]:
     """``hello.greet``: greet ``params["name"]`` with the configured greeting."""
     name = require_str(params, "name", max_len=200)
     greeting = ctx.node.config("hello").get("greeting") or "Hello"
@@ -70,8 +75,18 @@ def aspen_cli_commands() -> list[click.Command]:
 
 
 @aspen.hookimpl
-async def aspen_on_kv_event(event: Any, node: Any) -> None:
-    """Record every user key written under ``/_aspen/hello/seen/<key>``."""
-    if isinstance(event, KvPut) and not event.kv.key.startswith(b"/_aspen/"):
-        value = str(event.revision).encode()
+async def aspen_on_kv_event(event: KvEvent, node: aspen.NodeAPI) -> None:
+    """Record every user key written under ``/_aspen/hello/seen/<key>``, on the leader only.
+
+    Every node runs this hook for every change; a follower's in-process write would raise
+    ``NotLeaderError``, and one record per change is enough. If leadership moves between
+    the check and the write, the change goes unrecorded: notification hooks are at most
+    once anyway.
+    """
+    if not isinstance(event, KvPut) or event.kv.key.startswith(b"/_aspen/"):
+        return
+    if not node.is_leader:
+        return
+    value = str(event.revision).encode()
+    with contextlib.suppress(NotLeaderError):
         await node.call("kv.put", {"key": SEEN_PREFIX + event.kv.key, "value": value})

@@ -202,7 +202,7 @@ async def generate_intermediate(
             )
         algorithm = signature_hash(key, request.signature_bits)
         try:
-            csr = await anyio.to_thread.run_sync(builder.sign, key, algorithm)
+            csr = await anyio.to_thread.run_sync(builder.sign, key, algorithm)  # type: ignore[arg-type]
         except ValueError as exc:
             raise InvalidArgumentError(f"cannot build the CSR: {exc}") from None
         expect = pending_entry.revision if pending_entry is not None else ABSENT

@@ -123,7 +123,7 @@ def sign_certificate(spec: CertSpec, signer: Signer) -> x509.Certificate:
     if sans is not None:
         builder = builder.add_extension(sans, critical=False)
     builder = _add_urls(builder, spec.urls)
-    return builder.sign(signer.key, signature_hash(signer.key, signer.signature_bits))
+    return builder.sign(signer.key, signature_hash(signer.key, signer.signature_bits))  # type: ignore[arg-type]
 
 
 def _add_urls(builder: x509.CertificateBuilder, urls: Urls) -> x509.CertificateBuilder:

@@ -62,7 +62,7 @@ def build_crl(
             .revocation_date(datetime.fromtimestamp(when, UTC))
             .build()
         )
-    return builder.sign(issuer.key, signature_hash(issuer.key))
+    return builder.sign(issuer.key, signature_hash(issuer.key))  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, slots=True)

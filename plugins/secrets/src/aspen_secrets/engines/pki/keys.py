@@ -9,6 +9,7 @@ Vault's key types are ``rsa`` (2048/3072/4096/8192 bits, default 2048), ``ec``
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives import hashes, serialization
@@ -43,7 +44,11 @@ _EC_CURVES: dict[int, type[ec.EllipticCurve]] = {
     521: ec.SECP521R1,
 }
 _DEFAULT_BITS = {"rsa": 2048, "ec": 256, "ed25519": 0}
-_SIGNATURE_BITS = {256: hashes.SHA256, 384: hashes.SHA384, 512: hashes.SHA512}
+_SIGNATURE_BITS: dict[int, Callable[[], hashes.HashAlgorithm]] = {
+    256: hashes.SHA256,
+    384: hashes.SHA384,
+    512: hashes.SHA512,
+}
 #: An EC key's curve decides its hash (as Vault does).
 _EC_HASH_BITS = {224: 256, 256: 256, 384: 384, 521: 512}
 

@@ -141,7 +141,7 @@ class KeyHandle:
         if self.kind.family is Family.RSA:
             private = self._private(number, version, None)
             try:
-                return private.decrypt(blob, _OAEP), number
+                return private.decrypt(blob, _OAEP), number  # type: ignore[union-attr]
             except ValueError:
                 raise InvalidArgumentError(
                     "failed to RSA decrypt the ciphertext: decryption error"

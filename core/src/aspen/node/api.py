@@ -1,0 +1,103 @@
+"""The typed surface a plugin may use: :class:`NodeAPI`.
+
+Hooks receive it as ``node`` and RPC handlers as ``ctx.node``. It is a
+:class:`typing.Protocol`: the running :class:`aspen.node.node.Node` satisfies it (mypy checks
+that in ``node.py``), and so may a test double. Whatever a node has beyond these members is the
+core's own and may change without notice. ``docs/plugins.md`` ("The node API") lists exactly
+these members, and ``core/tests/test_docs.py`` keeps the two equal.
+
+This module imports nothing from the node, so ``import aspen`` stays cheap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Callable, Coroutine
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+__all__ = ["NodeAPI"]
+
+
+@runtime_checkable
+class NodeAPI(Protocol):
+    """The part of a node a plugin may use; everything else is private to the core."""
+
+    # ------------------------------------------------------------------ who this node is
+    @property
+    def id(self) -> str:
+        """This node's id (derived from its Ed25519 public key)."""
+        ...
+
+    @property
+    def endpoint(self) -> str:
+        """The ``host:port`` its clients connect to."""
+        ...
+
+    @property
+    def token(self) -> str:
+        """The node's root token (``aspen1.…``), for clients a plugin opens to the cluster."""
+        ...
+
+    @property
+    def cluster_id(self) -> str:
+        """The id of the cluster this node belongs to (derived from the cluster CA key)."""
+        ...
+
+    @property
+    def data_dir(self) -> Path:
+        """This node's data directory; a plugin keeps its files under ``data_dir / <name>``."""
+        ...
+
+    # ------------------------------------------------------------------ where writes go
+    @property
+    def is_leader(self) -> bool:
+        """Whether this node is the Raft leader now (writes proposed here are local)."""
+        ...
+
+    @property
+    def leader_id(self) -> str | None:
+        """The node id of the leader this node knows of, or ``None`` during an election."""
+        ...
+
+    # ------------------------------------------------------------------ calling the node
+    async def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
+        """Call any unary RPC method in-process, as the node itself.
+
+        A write on a follower raises :class:`aspen.errors.NotLeaderError` (code ``not_leader``,
+        with the leader's endpoint): see "Notification hooks run on every node" in
+        ``docs/plugins.md``.
+        """
+        ...
+
+    def stream(
+        self, method: str, params: dict[str, Any] | None = None
+    ) -> AsyncGenerator[Any, None]:
+        """Call a streaming RPC method in-process (``kv.watch``…) and iterate its items.
+
+        Stop iterating, or close the generator (``contextlib.aclosing``), to cancel it.
+        """
+        ...
+
+    async def status(self) -> dict[str, Any]:
+        """What ``aspen status`` shows for this node."""
+        ...
+
+    # ------------------------------------------------------------------ plugin runtime
+    def spawn(
+        self, func: Callable[..., Coroutine[Any, Any, Any]], *args: Any, name: str = ""
+    ) -> None:
+        """Run ``await func(*args)`` in the background until the node stops."""
+        ...
+
+    def config(self, plugin: str) -> dict[str, Any]:
+        """The resolved configuration section of ``plugin`` (defaults applied)."""
+        ...
+
+    def plugin_state(self, plugin: str) -> dict[str, Any]:
+        """A dict this node keeps for ``plugin``'s runtime objects (services, caches):
+        create them in ``aspen_startup``, find them from RPC handlers."""
+        ...
+
+    # ------------------------------------------------------------------ serving HTTP
+    # The core's HTTP serving helper for plugins (hardened defaults: timeouts, connection
+    # caps, JSON errors) is added here, with its row in docs/plugins.md.
