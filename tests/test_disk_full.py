@@ -19,7 +19,7 @@ from aspen.node.devcluster import DevCluster
 from aspen.node.runner import NodeThread
 from aspen.storage.space import SpaceGuard
 from aspen.testing import free_base_port, wait_for
-from aspen.testing.disk import DiskUnavailable, SmallDisk
+from aspen.testing.disk import SmallDisk
 
 MiB = 1024 * 1024
 #: Seconds a node has to accept writes again once space is freed (it retries every
@@ -31,15 +31,8 @@ RESUME_SECONDS = 30.0
 def small_disk(tmp_path: Path) -> Iterator[SmallDisk]:
     """A 20 MiB tmpfs, as in the issue's reproduction, at the ``node_process`` fixture's
     data directory (skips where it cannot be mounted)."""
-    disk = SmallDisk(tmp_path / "node", 20 * MiB)
-    try:
-        disk.mount()
-    except DiskUnavailable as exc:
-        pytest.skip(str(exc))
-    try:
+    with SmallDisk(tmp_path / "node", 20 * MiB).mounted_for_test() as disk:
         yield disk
-    finally:
-        disk.unmount()
 
 
 def _fill_with_writes(client: aspen.SyncClient, prefix: str) -> ResourceExhaustedError:
@@ -128,44 +121,39 @@ def _status(c: DevCluster, i: int) -> dict:
 
 def test_a_follower_out_of_disk_never_acks_and_catches_up_once_freed(tmp_path: Path) -> None:
     c = DevCluster(tmp_path / "c", 3, free_base_port(3))
-    disk = SmallDisk(c.node_dir(3), 20 * MiB)
-    try:
-        disk.mount()
-    except DiskUnavailable as exc:
-        pytest.skip(str(exc))
-    try:
-        c.up()
-        follower = _status(c, 3)
-        if follower["role"] == "leader":  # the full disk must be a follower's
-            with aspen.connect(c.client_endpoint(3), token=c.token, timeout=5) as client:
-                client.call("cluster.transfer_leader", {"id": _status(c, 1)["id"]})
-            wait_for(lambda: _status(c, 3)["role"] == "follower", ignore=(AspenError,))
-        leader = _member_index(c, wait_for(lambda: _status(c, 1)["leader"]))
-        assert leader != 3
-        disk.fill(leave_bytes=1 * MiB)
-        with aspen.connect(c.client_endpoint(leader), token=c.token, timeout=10) as client:
-            for i in range(8):  # 4 MB: committed by the two others, never by node 3
-                client.kv.put(f"k/{i}", os.urandom(500_000))
-            last = client.status()["applied_index"]
-            wait_for(lambda: _status(c, 3)["disk"]["full"], ignore=(AspenError,))
-            behind = _status(c, 3)
-            assert c.procs[2].poll() is None
-            assert behind["applied_index"] < last
-            progress = _status(c, leader)["raft"]["progress"][behind["id"]]
-            assert progress["match"] < last  # the leader counts no entry node 3 lacks
+    with SmallDisk(c.node_dir(3), 20 * MiB).mounted_for_test() as disk:
+        try:
+            c.up()
+            follower = _status(c, 3)
+            if follower["role"] == "leader":  # the full disk must be a follower's
+                with aspen.connect(c.client_endpoint(3), token=c.token, timeout=5) as client:
+                    client.call("cluster.transfer_leader", {"id": _status(c, 1)["id"]})
+                wait_for(lambda: _status(c, 3)["role"] == "follower", ignore=(AspenError,))
+            leader = _member_index(c, wait_for(lambda: _status(c, 1)["leader"]))
+            assert leader != 3
+            disk.fill(leave_bytes=1 * MiB)
+            with aspen.connect(c.client_endpoint(leader), token=c.token, timeout=10) as client:
+                for i in range(8):  # 4 MB: committed by the two others, never by node 3
+                    client.kv.put(f"k/{i}", os.urandom(500_000))
+                last = client.status()["applied_index"]
+                wait_for(lambda: _status(c, 3)["disk"]["full"], ignore=(AspenError,))
+                behind = _status(c, 3)
+                assert c.procs[2].poll() is None
+                assert behind["applied_index"] < last
+                progress = _status(c, leader)["raft"]["progress"][behind["id"]]
+                assert progress["match"] < last  # the leader counts no entry node 3 lacks
+                with aspen.connect(c.client_endpoint(3), token=c.token, timeout=5) as on3:
+                    assert on3.kv.get("k/0", serializable=True) is None  # reads served
+                disk.free()
+                wait_for(
+                    lambda: _status(c, 3)["applied_index"] >= last,
+                    timeout=RESUME_SECONDS,
+                    ignore=(AspenError,),
+                    message="node 3 catches up once space is freed",
+                )
+                client.kv.put("after", "x")
             with aspen.connect(c.client_endpoint(3), token=c.token, timeout=5) as on3:
-                assert on3.kv.get("k/0", serializable=True) is None  # reads served
-            disk.free()
-            wait_for(
-                lambda: _status(c, 3)["applied_index"] >= last,
-                timeout=RESUME_SECONDS,
-                ignore=(AspenError,),
-                message="node 3 catches up once space is freed",
-            )
-            client.kv.put("after", "x")
-        with aspen.connect(c.client_endpoint(3), token=c.token, timeout=5) as on3:
-            assert on3.kv.get("k/7", serializable=True) is not None
-            assert on3.status()["disk"]["full"] is None
-    finally:
-        c.down()
-        disk.unmount()
+                assert on3.kv.get("k/7", serializable=True) is not None
+                assert on3.status()["disk"]["full"] is None
+        finally:
+            c.down()

@@ -16,7 +16,7 @@ from aspen.errors import ResourceExhaustedError
 from aspen.storage import Storage
 from aspen.storage.private import tighten_tree
 from aspen.storage.space import OutOfSpace, SpaceGuard, no_space_raised, space_report
-from aspen.testing.disk import DiskUnavailable, SmallDisk
+from aspen.testing.disk import SmallDisk
 
 MiB = 1024 * 1024
 
@@ -24,15 +24,8 @@ MiB = 1024 * 1024
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[SmallDisk]:
     """A 16 MiB tmpfs (skips where a tmpfs cannot be mounted, e.g. not root)."""
-    disk = SmallDisk(tmp_path / "disk", 16 * MiB)
-    try:
-        disk.mount()
-    except DiskUnavailable as exc:
-        pytest.skip(str(exc))
-    try:
+    with SmallDisk(tmp_path / "disk", 16 * MiB).mounted_for_test() as disk:
         yield disk
-    finally:
-        disk.unmount()
 
 
 def _put(storage: Storage, key: bytes, value: bytes) -> None:

@@ -1,13 +1,16 @@
 """A small real disk for tests: a tmpfs of a few MiB, filled and freed on demand.
 
 Mounting needs root (CI runs as root); :class:`SmallDisk.mount` raises
-:class:`DiskUnavailable` with the reason otherwise, for the test to skip on.
+:class:`DiskUnavailable` with the reason otherwise, and :meth:`SmallDisk.mounted_for_test`
+skips the test with that reason.
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 __all__ = ["DiskUnavailable", "SmallDisk"]
@@ -43,6 +46,21 @@ class SmallDisk:
             raise DiskUnavailable(f"cannot mount a tmpfs at {self.path}: {detail}") from None
         self._mounted = True
         return self
+
+    @contextmanager
+    def mounted_for_test(self) -> Iterator[SmallDisk]:
+        """Mounted for the ``with`` block; skips the test (``pytest.skip``) with the reason
+        where a tmpfs cannot be mounted."""
+        import pytest  # only tests call this
+
+        try:
+            self.mount()
+        except DiskUnavailable as exc:
+            pytest.skip(str(exc))
+        try:
+            yield self
+        finally:
+            self.unmount()
 
     def unmount(self) -> None:
         """Unmount (lazily, so a process still holding files does not block it)."""
