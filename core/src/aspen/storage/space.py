@@ -9,10 +9,12 @@ LMDB reports a full disk in three ways: ``ENOSPC`` (:class:`lmdb.DiskError`), a 
 write reported as ``EIO`` (``mdb_page_flush``: "short write, filesystem full?" — what a
 full tmpfs gives), and ``MDB_MAP_FULL`` (:class:`lmdb.MapFullError`) once the data file
 reaches the map size. After each of them the write transaction is aborted and the
-environment stays usable: nothing of the transaction was made visible. The one
-exception is a failed write of the meta page itself, which LMDB marks fatal (every later
-transaction gets ``MDB_PANIC``): that is never classed as out of space here, and neither
-is an ``EIO`` while the disk has room (a real I/O error): both stay fail-stop.
+environment stays usable: nothing of the transaction was made visible. The exception is
+a failed write of the meta page itself (an overwrite in place, so not for lack of space
+on tmpfs or ext4), which LMDB marks fatal: the next transaction gets ``MDB_PANIC``
+(:class:`lmdb.PanicError`), which is never classed as out of space, so the node stops
+there. Neither is an ``EIO`` while the disk has room (a real I/O error), nor a failed
+``fsync`` after a commit (the driver's flush): both stay fail-stop.
 """
 
 from __future__ import annotations
