@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 import aspen
+from aspen import limits
 from aspen.errors import AspenError, ResourceExhaustedError
 from aspen.node.config import NodeConfig
 from aspen.node.devcluster import DevCluster
@@ -105,6 +106,19 @@ def test_a_leader_whose_commit_fails_on_a_full_disk_survives_and_resumes(
         small_disk.free()
         _resumes(c, "after")
         assert c.status()["disk"]["full"] is None
+
+
+def test_a_full_lmdb_map_refuses_writes_naming_the_map_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(limits, "LMDB_MAP_SIZE", 16 * MiB)
+    config = NodeConfig(data_dir=tmp_path / "node", listen="127.0.0.1:0")
+    with NodeThread(config) as node, node.client(timeout=10) as c:
+        c.kv.put("before", "kept")
+        refused = _fill_with_writes(c, "fill")
+        assert "LMDB map is nearly full" in refused.message and "LMDB_MAP_SIZE" in refused.message
+        assert c.kv.get("before").value == b"kept"
+        c.kv.put("small", "still fits")
 
 
 def _member_index(c: DevCluster, node_id: str) -> int:

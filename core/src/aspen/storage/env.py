@@ -39,19 +39,17 @@ DB_NAMES: tuple[str, ...] = ("meta", "log", "kv", "history", "leases", "lease_ke
 class Storage:
     """One LMDB environment in directory ``path`` with Aspen's named databases."""
 
-    def __init__(
-        self, path: Path | str, *, sync: bool = True, map_size: int = limits.LMDB_MAP_SIZE
-    ) -> None:
+    def __init__(self, path: Path | str, *, sync: bool = True, map_size: int = 0) -> None:
         """Open (creating if missing) the environment at ``path``; ``map_size`` bounds the
-        data file (tests make it small to reach it)."""
+        data file (0: ``LMDB_MAP_SIZE``; tests make it small to reach it)."""
         self.path = Path(path)
         self._sync = sync
-        self.map_size = map_size
+        self.map_size = map_size or limits.LMDB_MAP_SIZE
         make_private_dir(self.path)
         self.env: lmdb.Environment = lmdb.open(
             str(self.path),
             subdir=True,
-            map_size=map_size,
+            map_size=self.map_size,
             mode=0o600,
             max_dbs=limits.LMDB_MAX_DBS,
             max_readers=limits.LMDB_MAX_READERS,
