@@ -14,10 +14,10 @@ cache). Only state that can be rebuilt after such a loss may be written that way
 ``writemap`` stays off: the state machine runs every command in a nested transaction,
 which LMDB does not allow with a writable memory map.
 
-The directory is made 0700 and LMDB creates its files 0600 (existing ones are tightened):
-they hold every value and secret the node stores. When the disk or the map is full, a
-write transaction fails and is aborted with the environment still usable (see
-:mod:`aspen.storage.space`).
+The directory is made 0700 and LMDB creates its files 0600 (a node tightens existing ones
+on start, see :mod:`aspen.storage.private`): they hold every value the node stores.
+When the disk or the map is full, a write transaction fails and is aborted with the
+environment still usable (see :mod:`aspen.storage.space`).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import Any
 import lmdb
 
 from aspen import limits
-from aspen.storage.private import make_private_dir
+from aspen.storage.private import PRIVATE_FILE_MODE, make_private_dir
 
 __all__ = ["DB_NAMES", "Storage"]
 
@@ -50,7 +50,7 @@ class Storage:
             str(self.path),
             subdir=True,
             map_size=self.map_size,
-            mode=0o600,
+            mode=PRIVATE_FILE_MODE,
             max_dbs=limits.LMDB_MAX_DBS,
             max_readers=limits.LMDB_MAX_READERS,
             sync=sync,
