@@ -61,6 +61,15 @@ LMDB_MAP_SIZE = 64 * 1024**3
 LMDB_MAX_DBS = 32
 #: Most concurrent LMDB read transactions.
 LMDB_MAX_READERS = 512
+#: Free disk space a node keeps for Raft's own small writes (term, vote, commit index,
+#: log compaction): a write that would leave less free is refused (``resource_exhausted``).
+DISK_RESERVE_BYTES = 4 * 1024 * 1024
+#: Bytes of disk (and of the LMDB map) a write is assumed to need per byte of its encoded
+#: command: the log entry, the key's value, its history record, copy-on-write pages.
+WRITE_SPACE_FACTOR = 4
+#: Seconds the Raft driver pauses after a write cycle failed for lack of space (disk full
+#: or LMDB map full) before it retries; writes resume by themselves once space is freed.
+DISK_FULL_RETRY_SECONDS = 0.5
 
 # --- Wire protocol --------------------------------------------------------------------
 #: Largest frame (one msgpack message) on a client or peer link, in bytes.

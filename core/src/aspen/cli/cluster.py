@@ -9,6 +9,7 @@ import click
 
 from aspen.cli.context import CliContext, json_option, pass_cli, resolve_token
 from aspen.cli.output import echo_json, format_table
+from aspen.cli.status import disk_summary
 from aspen.node.config import DEFAULT_LISTEN, default_peer_listen
 
 __all__ = ["cluster", "cluster_view"]
@@ -47,6 +48,7 @@ def cluster_view(cli: CliContext) -> dict[str, Any]:
                 term=raft.get("term", 0),
                 commit_index=raft.get("commit", 0),
                 applied_index=view.get("applied_index", 0),
+                disk=view.get("disk", {}),
                 reachable=True,
             )
         except (AspenError, OSError) as exc:
@@ -55,6 +57,7 @@ def cluster_view(cli: CliContext) -> dict[str, Any]:
                 term=0,
                 commit_index=0,
                 applied_index=0,
+                disk={},
                 reachable=False,
                 error=str(exc),
             )
@@ -70,7 +73,7 @@ def cluster_view(cli: CliContext) -> dict[str, Any]:
 @json_option
 @pass_cli
 def status(cli: CliContext) -> None:
-    """Leader, and per member: role, term, commit and applied index, lag."""
+    """Leader, and per member: role, term, commit and applied index, lag, free disk space."""
     view = cluster_view(cli)
     if cli.json:
         echo_json(view)
@@ -85,10 +88,15 @@ def status(cli: CliContext) -> None:
             m["commit_index"],
             m["applied_index"],
             m["lag"],
+            disk_summary(m["disk"], short=True) if m["reachable"] else "",
         )
         for m in view["members"]
     ]
-    click.echo(format_table(("id", "endpoint", "role", "term", "commit", "applied", "lag"), rows))
+    headers = ("id", "endpoint", "role", "term", "commit", "applied", "lag", "disk")
+    click.echo(format_table(headers, rows))
+    for m in view["members"]:
+        if m["disk"].get("full"):
+            click.echo(f"{m['id']}: writes failing: {m['disk']['full']}")
 
 
 def _simple(name: str, method: str, doc: str, *, with_addresses: bool = False) -> click.Command:

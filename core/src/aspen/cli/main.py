@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ import click
 import aspen
 from aspen.cli.context import CliContext, json_option, pass_cli
 from aspen.cli.output import EXIT_ERROR, echo_json, exit_code_for, fail
+from aspen.cli.status import render_status
 from aspen.errors import AspenError
 from aspen.limits import DEFAULT_REQUEST_TIMEOUT_SECONDS
 from aspen.node.config import DEFAULT_LISTEN
@@ -130,17 +130,12 @@ def make_cli(pm: Any = None) -> click.Group:
 @json_option
 @pass_cli
 def status(cli: CliContext) -> None:
-    """Show the node's status (identity, revisions, sizes, plugins)."""
+    """Show the node's status (identity, role, revisions, sizes, free disk space, plugins)."""
     info = cli.client().status()
     if cli.json:
         echo_json(info)
         return
-    for key, value in info.items():
-        if key == "plugins" and isinstance(value, list):
-            value = ", ".join(f"{p.get('name')} ({p.get('status')})" for p in value) or "none"
-        elif isinstance(value, dict | list):
-            value = json.dumps(value, separators=(", ", ": "), default=str)
-        click.echo(f"{key}: {value}")
+    click.echo(render_status(info))
 
 
 def main(argv: list[str] | None = None) -> None:

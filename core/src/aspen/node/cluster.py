@@ -383,7 +383,7 @@ class ClusterRuntime:
             )
 
     async def status(self) -> dict[str, Any]:
-        """This node's Raft view plus membership."""
+        """This node's Raft view plus membership and free disk space (``disk``)."""
         raft = await self.replicator.status()
         return {
             "id": self.node.id,
@@ -396,4 +396,5 @@ class ClusterRuntime:
                 "learners": list(self._last_conf.learners),
             },
             "raft": raft,
+            "disk": self.replicator.space.report(),
         }

@@ -31,6 +31,7 @@ from aspen.rpc.context import RpcContext
 from aspen.rpc.registry import MethodRegistry
 from aspen.rpc.server import RpcServer
 from aspen.storage import Storage
+from aspen.storage.private import tighten_tree
 from aspen.transport.identity import load_or_create_identity
 from aspen.transport.tls import server_context
 
@@ -171,7 +172,7 @@ class Node:
         )
 
     async def status(self) -> dict[str, Any]:
-        """Identity, revisions, sizes, Raft view, and event bus counters of this node."""
+        """Identity, revisions, sizes, free disk space, Raft view, and event bus counters."""
         with self.storage.begin() as txn:
             revision = self.state_machine.current_revision(txn)
             compacted = self.state_machine.compact_revision(txn)
@@ -183,6 +184,7 @@ class Node:
             "compact_revision": compacted,
             "applied_index": self.cluster.replicator.applied_index,
             "db_size": self.storage.size_bytes(),
+            "disk": self.cluster.replicator.space.report(),
             "leases": len(self.leases),
             "watches": self.watch_hub.active,
             "writes": {
@@ -197,7 +199,7 @@ class Node:
 
     # ------------------------------------------------------------------ life
     def _open(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        tighten_tree(self.data_dir)  # 0700/0600, also for a data dir made before that rule
         self.identity = load_or_create_identity(self.data_dir)
         self.id = self.identity.node_id
         self.storage = Storage(self.data_dir / DB_DIR, sync=self.config_.sync)
@@ -293,6 +295,7 @@ class Node:
                 )
                 self._cluster_id = creds.cluster_id
                 self.token = load_or_create_root_token(self.data_dir)
+                tighten_tree(self.data_dir)  # the credentials just written, too
                 self.server = RpcServer(
                     self.registry,
                     node=self,

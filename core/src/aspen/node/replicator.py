@@ -28,7 +28,14 @@ releases it.
 Step 2 advances Raft before the commit; that is safe because nothing it produced leaves
 the process before the commit, and a crash loses the whole cycle together with Raft's
 memory of it. A failure inside step 2 stops the node (fail-stop), it never continues with
-Raft believing something LMDB does not hold.
+Raft believing something LMDB does not hold — except running out of space (disk or LMDB
+map full, see ``aspen.storage.space``): LMDB aborted the transaction, so Raft restarts
+from what LMDB holds, exactly as after a crash (nothing of the cycle is sent: no vote, no
+acknowledgement of entries that are not stored), the writes in flight fail with
+``resource_exhausted``, and the driver retries after ``DISK_FULL_RETRY_SECONDS``. A
+follower out of space thus never acknowledges, and catches up once space is freed; a
+leader refuses new writes before they enter the log while the disk lacks room for them
+(``SpaceGuard``), so it keeps leading and serving reads.
 """
 
 from __future__ import annotations
@@ -73,6 +80,7 @@ from aspen.raft.types import (
     SoftState,
 )
 from aspen.storage import Storage
+from aspen.storage.space import OutOfSpace, SpaceGuard, no_space_raised
 
 __all__ = ["CycleOutput", "Replicator"]
 
@@ -104,7 +112,7 @@ class CycleOutput:
     read_states: list[tuple[int, bytes]] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     soft_state: SoftState | None = None
-    snapshots: list[tuple[_Waiter, int]] = field(default_factory=list)
+    snapshots: list[tuple[_Waiter, int | AspenError]] = field(default_factory=list)
     refused_reads: list[tuple[_Waiter, AspenError]] = field(default_factory=list)
     answers: list[tuple[_Waiter, Any]] = field(default_factory=list)
     installed_snapshot: int = 0
@@ -152,23 +160,14 @@ class Replicator:
         self._leader_hint = leader_hint
         self.spool = spool
         self._on_leader_ready = on_leader_ready
-        with storage.begin() as txn:
-            self.applied_index = state_machine.applied_index(txn)
-            self.revision = state_machine.current_revision(txn)
-            self.conf = raft_storage.conf_state(txn)
-        config = Config(
-            id=node_id,
-            election_tick=limits.RAFT_ELECTION_TICKS,
-            heartbeat_tick=limits.RAFT_HEARTBEAT_TICKS,
-            applied=self.applied_index,
-        )
-        self._raw = RawNode(config, raft_storage, random.Random())
-        self.role = Role.FOLLOWER
+        #: Admits writes by free space; says whether the last write cycle lacked it.
+        self.space = SpaceGuard(storage)
         self.leader: str | None = None
-        self.term = 0
-        hard_state, _ = raft_storage.initial_state()
         #: (term, vote) known to be on disk; early APPEND sends need it unchanged.
-        self._durable_vote: tuple[int, str | None] | None = (hard_state.term, hard_state.vote)
+        self._durable_vote: tuple[int, str | None] | None = None
+        self._open_raft()
+        #: The role and leader the node was last told of (``_soft_state_changed``).
+        self._told_soft_state = SoftState(None, Role.FOLLOWER)
         self._seq = itertools.count(1)
         self._ticks = 0
         self._inbox: deque[Message] = deque()
@@ -216,7 +215,7 @@ class Replicator:
                 f"the request is {len(packed)} bytes once encoded, over MAX_ENTRY_BYTES "
                 f"({limits.MAX_ENTRY_BYTES}); split it into smaller transactions"
             )
-        return await self._submit(packed)
+        return await self._submit(packed, len(packed))
 
     async def propose_conf_change(self, change: ConfChange) -> Any:
         """Replicate a membership change and return once it is applied."""
@@ -235,12 +234,16 @@ class Replicator:
             return True
         return False
 
-    async def _submit(self, payload: bytes | ConfChange) -> Any:
+    async def _submit(self, payload: bytes | ConfChange, nbytes: int = 0) -> Any:
         await self.wait_for_leader()
         if not self.is_leader:
             raise NotLeaderError("this node is not the leader", **self._leader_hint(self.leader))
         if len(self._waiters) >= limits.MAX_PENDING_PROPOSALS:
             raise ResourceExhaustedError("too many writes waiting; retry later")
+        with self.space.claim(nbytes):  # a full disk refuses the write here, before Raft
+            return await self._await_result(payload)
+
+    async def _await_result(self, payload: bytes | ConfChange) -> Any:
         seq = next(self._seq)
         waiter = self._waiters[seq] = _Waiter()
         self._proposals.append((seq, payload))
@@ -288,6 +291,8 @@ class Replicator:
         self._snapshot_waiters.append(waiter)
         self._kick()
         await waiter.done.wait()
+        if isinstance(waiter.result, AspenError):
+            raise waiter.result
         return waiter.result
 
     async def status(self) -> dict[str, Any]:
@@ -324,7 +329,10 @@ class Replicator:
                         if self._raw.has_ready()
                         else None
                     )
-                    await anyio.to_thread.run_sync(self._write_cycle, out, first)
+                    try:
+                        await anyio.to_thread.run_sync(self._write_cycle, out, first)
+                    except OutOfSpace as exc:
+                        out = await self._recover_from_no_space(out, exc.reason)
                 elif self._raw.has_ready():
                     self._handle_light_ready(self._raw, out)
                 self.cycles += 1
@@ -378,22 +386,11 @@ class Replicator:
         if first is not None:
             # Flushed only when Raft needs it (CycleOutput.needs_sync): a cycle that only
             # applies committed entries skips the meta flush (one fsync, not two).
-            with self._storage.begin(write=True, durable=False) as txn:
-                self._rs.cycle_txn = txn  # Raft must read what this cycle already wrote
-                try:
-                    self._persist_ready(txn, raw, first, out)
-                    for _ in range(limits.MAX_READY_PER_CYCLE - 1):
-                        if not raw.has_ready():
-                            break
-                        taken = self._take_ready(raw, out, self._send_from_thread)
-                        self._persist_ready(txn, raw, taken, out)
-                finally:
-                    self._rs.cycle_txn = None
-                if (
-                    self.applied_index - self._rs.first_index_in(txn)
-                    > 2 * limits.LOG_RETAIN_ENTRIES
-                ):
-                    self._rs.compact(txn, self.applied_index - limits.LOG_RETAIN_ENTRIES)
+            with no_space_raised(self._storage):
+                self._persist_cycle(raw, first, out)
+            if self.space.full is not None:
+                log.info("writes succeed again (%s before)", self.space.full)
+                self.space.full = None
             if out.needs_sync:
                 self._storage.flush()
             # durable now (or nothing written needs to be): so are the term and vote
@@ -401,9 +398,81 @@ class Replicator:
             self._durable_vote = out.hard_state
         if self._snapshot_waiters:
             waiters, self._snapshot_waiters = self._snapshot_waiters, []
-            with self._storage.begin(write=True) as txn:
-                self._rs.compact(txn, self.applied_index)
-            out.snapshots.extend((w, self.applied_index) for w in waiters)
+            result: int | AspenError = self.applied_index
+            try:
+                with no_space_raised(self._storage), self._storage.begin(write=True) as txn:
+                    self._rs.compact(txn, self.applied_index)
+            except OutOfSpace as exc:
+                result = ResourceExhaustedError(f"{exc.reason}: the log was not compacted")
+            out.snapshots.extend((w, result) for w in waiters)
+
+    def _persist_cycle(self, raw: RawNode, first: _Taken, out: CycleOutput) -> None:
+        """One write transaction: persist/apply/advance ``first`` and the Readies after it."""
+        with self._storage.begin(write=True, durable=False) as txn:
+            self._rs.cycle_txn = txn  # Raft must read what this cycle already wrote
+            try:
+                self._persist_ready(txn, raw, first, out)
+                for _ in range(limits.MAX_READY_PER_CYCLE - 1):
+                    if not raw.has_ready():
+                        break
+                    taken = self._take_ready(raw, out, self._send_from_thread)
+                    self._persist_ready(txn, raw, taken, out)
+            finally:
+                self._rs.cycle_txn = None
+            if self.applied_index - self._rs.first_index_in(txn) > 2 * limits.LOG_RETAIN_ENTRIES:
+                self._rs.compact(txn, self.applied_index - limits.LOG_RETAIN_ENTRIES)
+
+    async def _recover_from_no_space(self, failed: CycleOutput, reason: str) -> CycleOutput:
+        """A write cycle failed for lack of space and LMDB aborted it: restart Raft from
+        what LMDB holds (nothing of the cycle is sent or believed), fail the writes in
+        flight, pause, and return what of ``failed`` may still be delivered."""
+        if self.space.full is None:
+            log.warning(
+                "%s: writes fail until space is freed (retrying every %gs)",
+                reason,
+                limits.DISK_FULL_RETRY_SECONDS,
+            )
+        self.space.full = reason
+        error = ResourceExhaustedError(
+            f"{reason}: this node could not store the write; free disk space and writes "
+            "resume by themselves (the write may still be applied if other members stored it)",
+            outcome="unknown",
+        )
+        for waiter in self._waiters.values():
+            waiter.resolve(error)
+        self._proposals.clear()  # not in Raft yet: their proposers were just told
+        self._open_raft()
+        out = CycleOutput(
+            refused=failed.refused, refused_reads=failed.refused_reads, answers=failed.answers
+        )
+        if self._told_soft_state.role != Role.FOLLOWER:
+            out.soft_state = SoftState(None, Role.FOLLOWER)  # e.g. a leader's leases stop
+        else:
+            self.leader = self._told_soft_state.leader  # the best hint until Raft hears again
+        if self.conf.voters == (self.id,):
+            self.report(lambda raw: raw.campaign())  # alone: lead again once it can write
+        await anyio.sleep(limits.DISK_FULL_RETRY_SECONDS)
+        return out
+
+    def _open_raft(self) -> None:
+        """(Re)start Raft from what LMDB holds, as a restarted process would."""
+        with self._storage.begin() as txn:
+            self.applied_index = self._sm.applied_index(txn)
+            self.revision = self._sm.current_revision(txn)
+            self.conf = self._rs.conf_state(txn)
+        self._sm.forget_cache()
+        config = Config(
+            id=self.id,
+            election_tick=limits.RAFT_ELECTION_TICKS,
+            heartbeat_tick=limits.RAFT_HEARTBEAT_TICKS,
+            applied=self.applied_index,
+        )
+        self._raw = RawNode(config, self._rs, random.Random())
+        self.role = Role.FOLLOWER
+        self.leader = None
+        hard_state, _ = self._rs.initial_state()
+        self.term = hard_state.term
+        self._durable_vote = (hard_state.term, hard_state.vote)
 
     def _step_proposals(self, raw: RawNode, out: CycleOutput) -> None:
         while self._proposals:
@@ -572,8 +641,8 @@ class Replicator:
                 else:
                     still.append((index, batch))
             self._reads_to_apply = still
-        for waiter, index in out.snapshots:
-            waiter.resolve(index)
+        for waiter, snapshot_index in out.snapshots:
+            waiter.resolve(snapshot_index)
         for waiter, error in out.refused_reads:
             waiter.resolve(error)
         for waiter, answer in out.answers:
@@ -587,6 +656,7 @@ class Replicator:
             self._on_leader_ready()
 
     def _soft_state_changed(self, soft: SoftState) -> None:
+        self._told_soft_state = soft
         if soft.leader is not None:
             known, self._leader_known = self._leader_known, anyio.Event()
             known.set()

@@ -23,6 +23,7 @@ from aspen import limits
 from aspen.kv import snapshot as sm_snapshot
 from aspen.raft.types import ConfState, SnapshotMeta
 from aspen.storage import Storage
+from aspen.storage.private import PRIVATE_FILE_MODE, make_private_dir
 
 __all__ = ["SnapshotSpool", "dump_with_meta", "install_received_snapshot", "snapshot_header"]
 
@@ -66,7 +67,7 @@ class SnapshotSpool:
 
     def __init__(self, data_dir: Path) -> None:
         self.dir = data_dir / SPOOL_DIR
-        self.dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.dir)
         for partial in self.dir.glob("*.partial*"):  # transfers cut short by a crash
             partial.unlink(missing_ok=True)
 
@@ -90,7 +91,7 @@ class SnapshotSpool:
         tmp = self.path_for(meta.index).with_suffix(f".partial.{uuid.uuid4().hex}")
         size = 0
         try:
-            with open(tmp, "wb") as out:
+            with open(tmp, "wb", opener=_private_opener) as out:
                 async for data in chunks:  # a byte stream: sender framing, any split
                     size += len(data)
                     if size > limits.MAX_SNAPSHOT_BYTES:
@@ -110,6 +111,11 @@ def _check_spool(path: Path) -> None:
         for chunk in sm_snapshot.read_spool(f):  # msgpack raises ValueError when cut
             if not isinstance(chunk, list):
                 raise ValueError("a snapshot chunk is not a list of records")
+
+
+def _private_opener(path: str, flags: int) -> int:
+    """Open a spool file readable by the node's user only."""
+    return os.open(path, flags, PRIVATE_FILE_MODE)
 
 
 def _flush_and_sync(f: Any) -> None:

@@ -13,6 +13,11 @@ points at it) but a power loss may undo it until the next durable commit or
 cache). Only state that can be rebuilt after such a loss may be written that way.
 ``writemap`` stays off: the state machine runs every command in a nested transaction,
 which LMDB does not allow with a writable memory map.
+
+The directory is made 0700 and LMDB creates its files 0600 (a node tightens existing ones
+on start, see :mod:`aspen.storage.private`): they hold every value the node stores.
+When the disk or the map is full, a write transaction fails and is aborted with the
+environment still usable (see :mod:`aspen.storage.space`).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from typing import Any
 import lmdb
 
 from aspen import limits
+from aspen.storage.private import PRIVATE_FILE_MODE, make_private_dir
 
 __all__ = ["DB_NAMES", "Storage"]
 
@@ -33,15 +39,18 @@ DB_NAMES: tuple[str, ...] = ("meta", "log", "kv", "history", "leases", "lease_ke
 class Storage:
     """One LMDB environment in directory ``path`` with Aspen's named databases."""
 
-    def __init__(self, path: Path | str, *, sync: bool = True) -> None:
-        """Open (creating if missing) the environment at ``path``."""
+    def __init__(self, path: Path | str, *, sync: bool = True, map_size: int = 0) -> None:
+        """Open (creating if missing) the environment at ``path``; ``map_size`` bounds the
+        data file (0: ``LMDB_MAP_SIZE``; tests make it small to reach it)."""
         self.path = Path(path)
         self._sync = sync
-        self.path.mkdir(parents=True, exist_ok=True)
+        self.map_size = map_size or limits.LMDB_MAP_SIZE
+        make_private_dir(self.path)
         self.env: lmdb.Environment = lmdb.open(
             str(self.path),
             subdir=True,
-            map_size=limits.LMDB_MAP_SIZE,
+            map_size=self.map_size,
+            mode=PRIVATE_FILE_MODE,
             max_dbs=limits.LMDB_MAX_DBS,
             max_readers=limits.LMDB_MAX_READERS,
             sync=sync,
