@@ -9,8 +9,7 @@ import httpx
 import hvac
 import pytest
 
-from aspen import limits
-from aspen_secrets import engines
+from aspen_secrets import engines, limits
 from aspen_secrets.engines.base import Engine, route
 from aspen_secrets.logical import Operation, Request, Response
 

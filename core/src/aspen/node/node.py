@@ -123,6 +123,29 @@ class Node:
             raise RuntimeError("the node is not running")
         self._tg.start_soon(func, *args, name=name or getattr(func, "__name__", "task"))
 
+    def serve_http(
+        self,
+        app: Any,
+        listen: str,
+        *,
+        name: str,
+        error_body: Callable[[int, str], Any] | None = None,
+        limits: Any = None,
+    ) -> Any:
+        """Serve the ASGI ``app`` on ``listen`` (``host:port``, port 0 = free) through the
+        core's hardened HTTP listener until the node stops or ``.stop()`` is called; returns
+        the bound :class:`aspen.http.HttpServer` (``.address``). ``error_body(status,
+        message)`` shapes the JSON errors the listener answers itself; ``limits`` is an
+        :class:`aspen.http.HttpLimits`. Raises ``OSError`` if the address is taken."""
+        from aspen.http import HttpServer, default_error_body
+
+        server = HttpServer(
+            app, listen, name=name, error_body=error_body or default_error_body, limits=limits
+        )
+        server.bind()
+        self.spawn(server.serve, name=f"http-{name}")
+        return server
+
     async def status(self) -> dict[str, Any]:
         """Identity, revisions, sizes, Raft view, and event bus counters of this node."""
         with self.storage.begin() as txn:

@@ -6,8 +6,8 @@ from typing import Any
 
 import msgpack
 
-from aspen import limits
 from aspen.errors import InvalidArgumentError, ResourceExhaustedError
+from aspen_secrets import limits
 from aspen_secrets.fields import get_duration, get_int, parse_duration
 from aspen_secrets.store import check_path
 
