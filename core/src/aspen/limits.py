@@ -271,5 +271,11 @@ HTTP_MAX_HEADER_BYTES = 16 * 1024
 HTTP_MAX_BODY_BYTES = 1024 * 1024
 #: Seconds open requests get to finish when a listener stops.
 HTTP_SHUTDOWN_SECONDS = 2.0
+#: Seconds a connection the listener answered with an error stays half-closed, reading
+#: and dropping what the client still sends, so that the client reads the error instead
+#: of a reset.
+HTTP_LINGER_SECONDS = 1.0
+#: Most connections of one listener lingering that way at once (more are closed at once).
+HTTP_MAX_LINGERING_CONNECTIONS = 64
 
 __all__ = [name for name in list(globals()) if name.isupper()]

@@ -24,6 +24,7 @@ from typing import Any
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from aspen import limits
 from aspen.http.errors import ErrorBody, ListenerError, raw_response
 
 __all__ = ["GuardedH11Protocol", "Guards"]
@@ -54,6 +55,8 @@ class Guards:
         self.refused = 0
         self.header_timeouts = 0
         self.body_timeouts = 0
+        #: Connections answered with an error and half-closed, not yet closed.
+        self.lingering = 0
 
 
 class GuardedH11Protocol(H11Protocol):
@@ -66,6 +69,7 @@ class GuardedH11Protocol(H11Protocol):
         self._in_body = False
         self._body_start = 0.0
         self._body_bytes = 0
+        self._lingering = False
 
     # ------------------------------------------------------------------ uvicorn's hooks
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -87,12 +91,24 @@ class GuardedH11Protocol(H11Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         """Stop the clock, then let uvicorn clean up."""
         self._disarm()
+        self._stop_lingering()
         super().connection_lost(exc)
 
+    def eof_received(self) -> None:
+        """A lingering connection ends when the client is done sending."""
+        if self._lingering:
+            self._close_lingering()
+
     def data_received(self, data: bytes) -> None:
-        """Start the header clock on a kept-alive connection's first byte; count body bytes."""
-        if self.conn.their_state is h11.IDLE and self._timer is None:
-            self._arm(self.guards.header_timeout, self._header_timed_out)
+        """Bound the header block; start the header clock on a kept-alive connection's
+        first byte; count body bytes."""
+        if self._lingering:
+            return  # answered already: what the client still sends is dropped
+        if self.conn.their_state is h11.IDLE:
+            if self._headers_too_big(data):
+                return
+            if self._timer is None:
+                self._arm(self.guards.header_timeout, self._header_timed_out)
         elif self._in_body:
             self._body_bytes += len(data)
         super().data_received(data)
@@ -115,17 +131,24 @@ class GuardedH11Protocol(H11Protocol):
         self._disarm()
 
     def send_400_response(self, msg: str) -> None:
-        """Malformed HTTP (or headers over the bound): a JSON error instead of plain text."""
-        pending = len(self.conn.trailing_data[0])
-        if pending >= self.guards.max_header_bytes:
-            error = ListenerError(
+        """Malformed HTTP: a JSON error instead of uvicorn's plain text."""
+        self._answer_and_close(ListenerError(400, "malformed HTTP request"))
+
+    def _headers_too_big(self, data: bytes) -> bool:
+        """Answer 431 if the request line and headers (so far) exceed the bound."""
+        pending = self.conn.trailing_data[0] + data
+        end = pending.find(b"\r\n\r\n")
+        size = end + 4 if end >= 0 else len(pending)
+        if size <= self.guards.max_header_bytes:
+            return False
+        self._answer_and_close(
+            ListenerError(
                 431,
                 f"request headers are over HTTP_MAX_HEADER_BYTES "
                 f"({self.guards.max_header_bytes} bytes)",
             )
-        else:
-            error = ListenerError(400, "malformed HTTP request")
-        self._answer_and_close(error)
+        )
+        return True
 
     # ------------------------------------------------------------------ the clock
     def _arm(self, delay: float, callback: Any) -> None:
@@ -175,8 +198,31 @@ class GuardedH11Protocol(H11Protocol):
             self._answer_and_close(error)
 
     def _answer_and_close(self, error: ListenerError) -> None:
-        """Write ``error`` as a complete response on the socket and close it."""
+        """Write ``error`` as a complete response, then close: half-close and linger
+        (reading and dropping) for HTTP_LINGER_SECONDS, so that the client reads the answer
+        rather than a reset, while fewer than HTTP_MAX_LINGERING_CONNECTIONS linger."""
         self._disarm()
-        if not self.transport.is_closing():
-            self.transport.write(raw_response(error, self.guards.shape))
+        if self.transport.is_closing():
+            return
+        self.transport.write(raw_response(error, self.guards.shape))
+        if (
+            self.guards.lingering >= limits.HTTP_MAX_LINGERING_CONNECTIONS
+            or not self.transport.can_write_eof()
+        ):
             self.transport.close()
+            return
+        self.transport.write_eof()
+        self._lingering = True
+        self.guards.lingering += 1
+        self.flow.resume_reading()
+        self._timer = self.loop.call_later(limits.HTTP_LINGER_SECONDS, self._close_lingering)
+
+    def _close_lingering(self) -> None:
+        self._timer = None
+        self._stop_lingering()
+        self.transport.close()
+
+    def _stop_lingering(self) -> None:
+        if self._lingering:
+            self._lingering = False
+            self.guards.lingering -= 1
