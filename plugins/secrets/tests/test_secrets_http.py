@@ -3,12 +3,14 @@ with ``hvac`` for the mount table."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import httpx
 import hvac
 import pytest
 
+from aspen.errors import AspenError
 from aspen_secrets import engines, limits
 from aspen_secrets.engines.base import Engine, route
 from aspen_secrets.logical import Operation, Request, Response
@@ -328,3 +330,11 @@ def test_form_bodies_work_on_real_engines(http: httpx.Client) -> None:
     assert opened.json()["data"]["plaintext"] == "aGk="
     assert http.post("/v1/secret/config", data={"max_versions": "3"}).status_code in (200, 204)
     assert http.get("/v1/secret/config").json()["data"]["max_versions"] == 3
+
+
+def test_nan_over_rpc_is_refused_too(secrets_node: Any, http: httpx.Client) -> None:
+    request = {"operation": "write", "path": "secret/data/r", "data": {"data": {"x": math.nan}}}
+    with secrets_node.client() as c, pytest.raises(AspenError) as refused:
+        c.call("secrets.request", request)
+    assert refused.value.code == "invalid_argument" and "NaN" in refused.value.message
+    assert http.get("/v1/secret/data/r").status_code == 404
