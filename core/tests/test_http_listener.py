@@ -182,3 +182,16 @@ def test_idle_keep_alive_connection_closes() -> None:
         raw = read_to_close(sock)  # answered, then closed once idle
         assert parse(raw)[0] == 200
         sock.close()
+
+
+def test_stop_with_a_lingering_and_a_half_sent_connection() -> None:
+    with listener() as address:
+        answered = connect(address)
+        answered.sendall(b"NOT HTTP\r\n\r\n")
+        assert answered.recv(65536).startswith(b"HTTP/1.1 400")  # now lingering
+        half = connect(address)
+        half.sendall(b"GET / HTTP/1.1\r\n")
+    # the listener stopped (the context manager waited for it) with both still open
+    assert read_to_close(half) == b""
+    answered.close()
+    half.close()

@@ -153,6 +153,7 @@ class HttpServer:
             access_log=False,
             lifespan="off",
             proxy_headers=False,
+            ws="none",  # no WebSocket upgrades (the guards' clock does not follow them)
             http=functools.partial(GuardedH11Protocol, guards=self._guards),  # type: ignore[arg-type]
             timeout_keep_alive=lim.idle_timeout,  # type: ignore[arg-type]
             timeout_graceful_shutdown=max(1, round(lim.shutdown_seconds)),

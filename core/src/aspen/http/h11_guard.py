@@ -94,6 +94,13 @@ class GuardedH11Protocol(H11Protocol):
         self._stop_lingering()
         super().connection_lost(exc)
 
+    def shutdown(self) -> None:
+        """The listener stops: a lingering connection just closes (it was answered)."""
+        if self._lingering:
+            self._close_lingering()
+        else:
+            super().shutdown()
+
     def eof_received(self) -> None:
         """A lingering connection ends when the client is done sending."""
         if self._lingering:
