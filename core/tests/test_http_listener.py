@@ -52,8 +52,9 @@ async def echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 @contextmanager
-def listener(**bounds: Any) -> Iterator[tuple[str, int]]:
-    """Serve :func:`echo_app` with ``bounds`` on a free port; yields ``(host, port)``."""
+def listener(**bounds: Any) -> Iterator[tuple[tuple[str, int], HttpServer]]:
+    """Serve :func:`echo_app` with ``bounds`` on a free port; yields ``((host, port),
+    server)``."""
     server = HttpServer(
         echo_app, "127.0.0.1:0", name="test", error_body=shape, limits=HttpLimits(**bounds)
     )
@@ -61,7 +62,7 @@ def listener(**bounds: Any) -> Iterator[tuple[str, int]]:
     with start_blocking_portal() as portal:
         done = portal.start_task_soon(server.serve)
         try:
-            yield host, int(port)
+            yield (host, int(port)), server
         finally:
             portal.call(server.stop)
             done.result(timeout=READ_DEADLINE)
@@ -89,7 +90,7 @@ def parse(raw: bytes) -> tuple[int, dict[str, str], Any]:
 
 
 def test_slowloris_headers_get_408_and_close() -> None:
-    with listener(header_timeout=0.5, max_connections=100) as address:
+    with listener(header_timeout=0.5, max_connections=100) as (address, _):
         socks = [connect(address) for _ in range(30)]
         for i, sock in enumerate(socks):
             sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
@@ -110,7 +111,7 @@ def test_slowloris_headers_get_408_and_close() -> None:
 
 
 def test_connection_cap_refuses_beyond_it_with_json_503() -> None:
-    with listener(max_connections=3, header_timeout=30) as address:
+    with listener(max_connections=3, header_timeout=30) as (address, _):
         held = [connect(address) for _ in range(3)]
         for sock in held:
             sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # admitted: headers pending
@@ -134,7 +135,7 @@ def test_connection_cap_refuses_beyond_it_with_json_503() -> None:
 
 
 def test_malformed_http_and_big_headers_get_json_errors() -> None:
-    with listener(max_header_bytes=4096) as address:
+    with listener(max_header_bytes=4096) as (address, server):
         sock = connect(address)
         sock.sendall(b"THIS IS NOT HTTP\r\n\r\n")
         status, _, body = parse(read_to_close(sock))
@@ -147,10 +148,19 @@ def test_malformed_http_and_big_headers_get_json_errors() -> None:
         status, _, body = parse(read_to_close(sock))
         assert status == 431 and "HTTP_MAX_HEADER_BYTES" in body["problem"]["message"]
         sock.close()
+        held = connect(address)  # answered 400, then held open by the client
+        held.sendall(b"NOT HTTP\r\n\r\n")
+        assert parse(read_to_close(held))[0] == 400  # the node half-closed it
+        wait_for(
+            lambda: server.stats()["connections"] == 0,
+            timeout=READ_DEADLINE,
+            message="the node closes a lingering connection the client keeps open",
+        )
+        held.close()
 
 
 def test_slow_and_big_bodies() -> None:
-    with listener(body_timeout=0.5, min_body_rate=1_000_000, max_body_bytes=1000) as address:
+    with listener(body_timeout=0.5, min_body_rate=1_000_000, max_body_bytes=1000) as (address, _):
         slow = connect(address)
         slow.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n\r\n" + b"x" * 10)
         status, _, body = parse(read_to_close(slow))
@@ -176,7 +186,7 @@ def test_slow_and_big_bodies() -> None:
 
 
 def test_idle_keep_alive_connection_closes() -> None:
-    with listener(idle_timeout=0.3) as address:
+    with listener(idle_timeout=0.3) as (address, _):
         sock = connect(address)
         sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         raw = read_to_close(sock)  # answered, then closed once idle
@@ -185,7 +195,7 @@ def test_idle_keep_alive_connection_closes() -> None:
 
 
 def test_stop_with_a_lingering_and_a_half_sent_connection() -> None:
-    with listener() as address:
+    with listener() as (address, _):
         answered = connect(address)
         answered.sendall(b"NOT HTTP\r\n\r\n")
         assert answered.recv(65536).startswith(b"HTTP/1.1 400")  # now lingering

@@ -175,13 +175,17 @@ class HttpServer:
             self._socket.close()
 
     def stats(self) -> dict[str, int]:
-        """Open connections, and those refused over the cap or cut off by a timeout."""
+        """Open connections (``lingering``: answered with an error, closing), and those
+        refused over the cap or cut off by a timeout."""
         guards, server = self._guards, self._server
         if guards is None or server is None:
-            return {"connections": 0, "max_connections": 0, "refused": 0, "timeouts": 0}
+            return dict.fromkeys(
+                ("connections", "max_connections", "lingering", "refused", "timeouts"), 0
+            )
         return {
             "connections": len(server.server_state.connections),
             "max_connections": guards.max_connections,
+            "lingering": guards.lingering,
             "refused": guards.refused,
             "timeouts": guards.header_timeouts + guards.body_timeouts,
         }

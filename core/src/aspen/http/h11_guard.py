@@ -123,6 +123,8 @@ class GuardedH11Protocol(H11Protocol):
     def handle_events(self) -> None:
         """Let uvicorn parse, then move the clock to the phase the client is in."""
         super().handle_events()
+        if self._lingering:
+            return  # answered (malformed HTTP): the linger clock runs
         if self.transport.is_closing():
             self._disarm()
             return
