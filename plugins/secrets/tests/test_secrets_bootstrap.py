@@ -158,3 +158,23 @@ def test_tampered_secrets_file_seals_the_plugin(
     assert status["reason"].startswith(f"cannot read the secrets file {secrets_file}")
     health = httpx.get(f"http://{node.http_address}/v1/sys/health")
     assert health.status_code == 503
+
+
+def test_node_start_secrets_http_listen_flag(tmp_path: Path) -> None:
+    port = free_port()
+    node = _NodeProcess(tmp_path / "node", ["--secrets-http-listen", f"127.0.0.1:{port}"])
+    try:
+
+        def active() -> bool:  # 503 while the keyring opens, then 200
+            try:
+                url = f"http://127.0.0.1:{port}/v1/sys/health"
+                return httpx.get(url, timeout=2).status_code == 200
+            except httpx.HTTPError:
+                assert node.proc.poll() is None, "the node exited"
+                return False
+
+        wait_for(active, timeout=30, message="the API serves on the flag's port")
+        with aspen.connect(node.endpoint, token=node.token, timeout=5) as c:
+            assert c.call("secrets.status")["http_address"] == f"127.0.0.1:{port}"
+    finally:
+        node.stop()

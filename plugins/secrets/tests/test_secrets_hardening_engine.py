@@ -17,8 +17,8 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtensionOID
 
-from aspen import limits
 from aspen.errors import InvalidArgumentError
+from aspen_secrets import limits
 from aspen_secrets.bootstrap import import_secrets, load_secrets_file
 from aspen_secrets.engines.base import Mount
 from aspen_secrets.engines.kv2 import KvV2Engine

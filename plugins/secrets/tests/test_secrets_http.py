@@ -3,14 +3,15 @@ with ``hvac`` for the mount table."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import httpx
 import hvac
 import pytest
 
-from aspen import limits
-from aspen_secrets import engines
+from aspen.errors import AspenError
+from aspen_secrets import engines, limits
 from aspen_secrets.engines.base import Engine, route
 from aspen_secrets.logical import Operation, Request, Response
 
@@ -280,3 +281,60 @@ def test_each_node_keeps_its_service_in_its_plugin_state(
     nodes[0].stop()
     assert service_for(nodes[0].node) is None  # dropped at shutdown; the other runs on
     assert service_for(nodes[1].node) is services[1]
+
+
+def test_nan_and_infinity_are_refused(http: httpx.Client) -> None:
+    headers = {"Content-Type": JSON}
+    for number in ("NaN", "Infinity", "-Infinity", "1e999"):
+        body = b'{"data": {"x": %s}}' % number.encode()
+        resp = http.post("/v1/secret/data/n", content=body, headers=headers)
+        assert resp.status_code == 400, (number, resp.text)
+        assert number in _errors(resp)[0]
+    assert http.get("/v1/secret/data/n").status_code == 404  # nothing was stored
+    assert http.post("/v1/secret/data/n", json={"data": {"x": 1.5e300}}).status_code == 200
+
+
+def test_undecodable_percent_encoded_paths_are_refused(http: httpx.Client) -> None:
+    for path in ("%ff%fe", "%fe%ff", "a%80"):
+        written = http.post(f"/v1/secret/data/{path}", json={"data": {"v": path}})
+        assert written.status_code == 400, (path, written.text)
+        assert "not UTF-8" in _errors(written)[0]
+        assert http.get(f"/v1/secret/data/{path}").status_code == 400
+    assert http.get("/v1/secret/data/x?version=%ff").status_code == 400
+    assert http.post("/v1/secret/data/caf%C3%A9", json={"data": {"v": "1"}}).status_code == 200
+    assert http.get("/v1/secret/data/café").json()["data"]["data"] == {"v": "1"}
+    keys = http.request("LIST", "/v1/secret/metadata/").json()["data"]["keys"]
+    assert keys == ["café"]  # U+FFFD never became a key
+
+
+def test_form_bodies_are_parsed_like_vault(http: httpx.Client, echo: str) -> None:
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    resp = http.post("/v1/echo/echo/f", content=b"a=1&b=x+y&c=&d=1&d=2", headers=form)
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["data"]["data"] == {"a": "1", "b": "x y", "c": "", "d": "1,2"}
+    as_json = http.post("/v1/echo/echo/f", content=b' {"a": [1]}', headers=form)
+    assert as_json.json()["data"]["data"] == {"a": [1]}  # a JSON-looking body stays JSON
+    text = {"Content-Type": "text/plain"}
+    plain = http.post("/v1/echo/echo/f", content=b'{"a": 2}', headers=text)
+    assert plain.json()["data"]["data"] == {"a": 2}  # Vault ignores other content types
+    bad = http.post("/v1/echo/echo/f", content=b"a=%ff", headers=form)
+    assert bad.status_code == 400 and "form data" in _errors(bad)[0]
+
+
+def test_form_bodies_work_on_real_engines(http: httpx.Client) -> None:
+    assert http.post("/v1/transit/keys/fk").status_code in (200, 204)
+    sealed = http.post("/v1/transit/encrypt/fk", data={"plaintext": "aGk="})
+    assert sealed.status_code == 200, sealed.text
+    ciphertext = sealed.json()["data"]["ciphertext"]
+    opened = http.post("/v1/transit/decrypt/fk", data={"ciphertext": ciphertext})
+    assert opened.json()["data"]["plaintext"] == "aGk="
+    assert http.post("/v1/secret/config", data={"max_versions": "3"}).status_code in (200, 204)
+    assert http.get("/v1/secret/config").json()["data"]["max_versions"] == 3
+
+
+def test_nan_over_rpc_is_refused_too(secrets_node: Any, http: httpx.Client) -> None:
+    request = {"operation": "write", "path": "secret/data/r", "data": {"data": {"x": math.nan}}}
+    with secrets_node.client() as c, pytest.raises(AspenError) as refused:
+        c.call("secrets.request", request)
+    assert refused.value.code == "invalid_argument" and "NaN" in refused.value.message
+    assert http.get("/v1/secret/data/r").status_code == 404

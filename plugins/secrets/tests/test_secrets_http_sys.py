@@ -12,8 +12,8 @@ import hvac
 import pytest
 from cryptography import x509
 
-from aspen import limits
 from aspen.testing import wait_for
+from aspen_secrets import limits
 
 TEN_YEARS = "87600h"
 TEN_YEARS_SECONDS = 87600 * 3600

@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from aspen import limits
 from aspen.errors import InvalidArgumentError
+from aspen_secrets import limits
 from aspen_secrets.keyring import (
     ROOT_KEY_BYTES,
     Keyring,

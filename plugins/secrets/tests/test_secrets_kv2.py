@@ -8,13 +8,13 @@ from typing import Any
 import anyio
 import pytest
 
-from aspen import limits
 from aspen.errors import (
     CompareFailedError,
     InvalidArgumentError,
     NotFoundError,
     ResourceExhaustedError,
 )
+from aspen_secrets import limits
 from aspen_secrets.engines.base import Mount
 from aspen_secrets.engines.kv2 import KvV2Engine
 from aspen_secrets.engines.kv2.model import format_time

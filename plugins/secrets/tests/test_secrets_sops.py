@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from aspen.errors import InvalidArgumentError
-from aspen.limits import SOPS_MAX_DEPTH, SOPS_MAX_FILE_BYTES
+from aspen_secrets.limits import SOPS_MAX_DEPTH, SOPS_MAX_FILE_BYTES
 from aspen_secrets.sops import (
     SopsError,
     SopsMacMismatchError,

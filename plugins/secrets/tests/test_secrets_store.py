@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from aspen import limits
+from aspen import limits as core_limits
 from aspen.errors import InvalidArgumentError
+from aspen_secrets import limits
 from aspen_secrets.kvstore import KvStore
 from aspen_secrets.logical import SealedError
 from aspen_secrets.plugin import service_for
@@ -135,9 +136,9 @@ def test_kv_store_refuses_oversize_commits(secrets_node: Any) -> None:
 
     async def check() -> None:
         with pytest.raises(InvalidArgumentError, match="MAX_TXN_OPS"):
-            await store.commit([Write(f"big/{i}", i) for i in range(limits.MAX_TXN_OPS + 1)])
+            await store.commit([Write(f"big/{i}", i) for i in range(core_limits.MAX_TXN_OPS + 1)])
         with pytest.raises(InvalidArgumentError, match="MAX_VALUE_BYTES"):
-            await store.commit([Write("big/value", b"x" * limits.MAX_VALUE_BYTES)])
+            await store.commit([Write("big/value", b"x" * core_limits.MAX_VALUE_BYTES)])
         assert await store.keys("big/") == []
 
     _run(secrets_node, check)

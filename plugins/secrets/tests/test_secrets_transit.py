@@ -17,8 +17,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa, utils
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from aspen import limits
 from aspen.errors import InvalidArgumentError, NotFoundError, ResourceExhaustedError
+from aspen_secrets import limits
 from aspen_secrets.engines.base import Mount
 from aspen_secrets.engines.transit import TransitEngine
 from aspen_secrets.logical import Operation, Request, Response, http_status

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Callable, Coroutine
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from aspen.http import HttpLimits, HttpServer
 
 __all__ = ["NodeAPI"]
 
@@ -99,5 +102,16 @@ class NodeAPI(Protocol):
         ...
 
     # ------------------------------------------------------------------ serving HTTP
-    # The core's HTTP serving helper for plugins (hardened defaults: timeouts, connection
-    # caps, JSON errors) is added here, with its row in docs/plugins.md.
+    def serve_http(
+        self,
+        app: Any,
+        listen: str,
+        *,
+        name: str,
+        error_body: Callable[[int, str], Any] | None = None,
+        limits: HttpLimits | None = None,
+    ) -> HttpServer:
+        """Serve the ASGI ``app`` on ``listen`` (``host:port``) through the core's hardened
+        HTTP listener (header/body/idle timeouts, a connection cap, JSON errors shaped by
+        ``error_body``) until the node stops; returns the bound server (``.address``)."""
+        ...

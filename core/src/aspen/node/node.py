@@ -7,7 +7,7 @@ import logging
 import os
 from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 from anyio.abc import TaskGroup
@@ -33,6 +33,9 @@ from aspen.rpc.server import RpcServer
 from aspen.storage import Storage
 from aspen.storage.private import tighten_tree
 from aspen.transport.identity import load_or_create_identity
+
+if TYPE_CHECKING:
+    from aspen.http import HttpLimits, HttpServer
 from aspen.transport.tls import server_context
 
 __all__ = ["NOTIFICATION_HOOKS", "Node", "NodeAPI"]
@@ -170,6 +173,29 @@ class Node:
             subscribers,
             len(scopes),
         )
+
+    def serve_http(
+        self,
+        app: Any,
+        listen: str,
+        *,
+        name: str,
+        error_body: Callable[[int, str], Any] | None = None,
+        limits: HttpLimits | None = None,
+    ) -> HttpServer:
+        """Serve the ASGI ``app`` on ``listen`` (``host:port``, port 0 = free) through the
+        core's hardened HTTP listener until the node stops or ``.stop()`` is called; returns
+        the bound :class:`aspen.http.HttpServer` (``.address``). ``error_body(status,
+        message)`` shapes the JSON errors the listener answers itself; ``limits`` is an
+        :class:`aspen.http.HttpLimits`. Raises ``OSError`` if the address is taken."""
+        from aspen.http import HttpServer, default_error_body
+
+        server = HttpServer(
+            app, listen, name=name, error_body=error_body or default_error_body, limits=limits
+        )
+        server.bind()
+        self.spawn(server.serve, name=f"http-{name}")
+        return server
 
     async def status(self) -> dict[str, Any]:
         """Identity, revisions, sizes, free disk space, Raft view, and event bus counters."""

@@ -50,11 +50,14 @@ class ConfigOption:
     #: over the environment and the file). Use it for what an operator passes per start,
     #: such as a key file.
     start_flag: bool = False
+    #: The flag's name when it should not be the option's (e.g. ``secrets_http_listen``
+    #: for a generic option name such as ``http_listen``).
+    flag_name: str = ""
 
     @property
     def flag(self) -> str:
         """The ``aspen node start`` flag for this option (``--secrets-file``)."""
-        return "--" + self.name.replace("_", "-")
+        return "--" + (self.flag_name or self.name).replace("_", "-")
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,8 +16,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aspen import limits
 from aspen.errors import CompareFailedError, InvalidArgumentError, NotFoundError
+from aspen_secrets import limits
 from aspen_secrets.keyring import RootKey, parse_root_key
 from aspen_secrets.logical import Operation, Request
 from aspen_secrets.store import check_path

@@ -19,8 +19,8 @@ import logging
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from aspen import limits
 from aspen.errors import AspenError, InvalidArgumentError, NotLeaderError, UnavailableError
+from aspen_secrets import limits
 from aspen_secrets.consistency import read_scope
 from aspen_secrets.logical import Operation, Request, Response, http_status
 from aspen_secrets.mounts import is_unauthenticated

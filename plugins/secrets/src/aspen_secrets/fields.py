@@ -14,8 +14,8 @@ import math
 import re
 from typing import Any
 
-from aspen import limits
 from aspen.errors import InvalidArgumentError
+from aspen_secrets import limits
 
 __all__ = [
     "format_duration",

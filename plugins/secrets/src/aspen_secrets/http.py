@@ -10,25 +10,35 @@ PKI's CA and CRL). Answers use Vault's envelope, ``204`` for an empty success (n
 and no warnings), ``{"errors": [...]}`` with Vault's status codes, and ``Content-Type:
 application/json`` exactly. ``sys/health`` needs no token either and answers 200
 (active), 429 (standby), 503 (sealed) like Vault, with its query overrides.
+
+Bodies of writes are JSON, or a form (``application/x-www-form-urlencoded`` whose body
+does not start with ``{`` or ``[``) as Vault parses them: each field a string, repeated
+fields joined with commas. JSON's ``NaN`` and ``Infinity`` and request targets whose
+percent-encoded bytes are not UTF-8 are refused (400). The app is served by the core's
+hardened listener (:mod:`aspen.http`: header/body timeouts, a connection cap), whose own
+errors come in Vault's ``{"errors": [...]}`` shape.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import socket
+import math
 import uuid
-from contextlib import nullcontext
+from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, unquote_to_bytes
 
 from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect
 from starlette.requests import Request as HttpRequest
 from starlette.responses import Response as HttpResponse
 from starlette.routing import Route
 
-from aspen import limits
-from aspen.errors import AspenError, InvalidArgumentError, ResourceExhaustedError
+from aspen.errors import AspenError, InvalidArgumentError
+from aspen.http import HttpLimits, HttpServer
 from aspen.node.auth import TokenAuthenticator
+from aspen_secrets import limits
 from aspen_secrets.fields import get_status_code
 from aspen_secrets.logical import (
     ForbiddenError,
@@ -41,27 +51,28 @@ from aspen_secrets.logical import (
 )
 
 if TYPE_CHECKING:
-    import uvicorn
-
     from aspen_secrets.service import SecretsService
 
-__all__ = ["JSON", "HttpServer", "build_app", "parse_listen"]
+__all__ = ["HTTP_LIMITS", "JSON", "build_app", "serve", "vault_error_body"]
 
 log = logging.getLogger(__name__)
 
 #: The content type of every JSON answer, exactly as Vault sends it.
 JSON = "application/json"
 _METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "LIST"]
-_JSON_TYPES = frozenset({"application/json", "application/merge-patch+json", ""})
+_FORM = "application/x-www-form-urlencoded"
+#: Bytes of a body Vault looks at to tell a form from JSON.
+_FORM_SNIFF_BYTES = 512
 _TRUE = frozenset({"true", "1", "yes", "t"})
+#: The listener's bounds: the core's defaults, with the plugin's own body bound.
+HTTP_LIMITS = HttpLimits(
+    max_body_bytes=limits.SECRETS_MAX_REQUEST_BYTES, max_body_name="SECRETS_MAX_REQUEST_BYTES"
+)
 
 
-def parse_listen(text: str) -> tuple[str, int]:
-    """``host:port`` → ``(host, port)`` (``invalid_argument`` if malformed)."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise InvalidArgumentError(f"http_listen must be host:port, got {text!r}")
-    return host.strip("[]"), int(port)
+def vault_error_body(status: int, message: str) -> dict[str, Any]:
+    """Vault's error shape, ``{"errors": [message]}`` (also for the listener's own errors)."""
+    return {"errors": [message]}
 
 
 def _json_response(body: Any, status: int = 200) -> HttpResponse:
@@ -74,6 +85,18 @@ def _json_response(body: Any, status: int = 200) -> HttpResponse:
 
 def _error(status: int, *messages: str) -> HttpResponse:
     return _json_response({"errors": list(messages)}, status)
+
+
+def _check_target(scope: MutableMapping[str, Any]) -> None:
+    """Refuse a path or query whose percent-encoded bytes are not UTF-8: decoded leniently,
+    ``%ff%fe`` and ``%fe%ff`` would both read as the same two U+FFFD characters."""
+    for part in (scope.get("raw_path") or b"", scope.get("query_string") or b""):
+        try:
+            unquote_to_bytes(part.replace(b"+", b" ")).decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidArgumentError(
+                "the request path or query has percent-encoded bytes that are not UTF-8"
+            ) from None
 
 
 def _envelope(response: Response, mount_type: str, top_level: bool) -> dict[str, Any]:
@@ -108,31 +131,24 @@ def _operation(method: str, query: dict[str, str]) -> Operation:
     return table[method]
 
 
-async def _read_body(request: HttpRequest) -> bytes:
-    """The request body, refused beyond ``SECRETS_MAX_REQUEST_BYTES``."""
-    bound = limits.SECRETS_MAX_REQUEST_BYTES
-    too_big = ResourceExhaustedError(
-        f"request body is over SECRETS_MAX_REQUEST_BYTES ({bound} bytes)"
-    )
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > bound:
-        raise too_big
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > bound:
-            raise too_big
-        chunks.append(chunk)
-    return b"".join(chunks)
+def _refuse_constant(name: str) -> Any:
+    raise InvalidArgumentError(f"failed to parse JSON input: {name} is not valid JSON")
 
 
-def _parse_json(body: bytes, content_type: str) -> dict[str, Any]:
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise InvalidArgumentError(f"failed to parse JSON input: {text} is out of range")
+    return value
+
+
+def _parse_json(body: bytes) -> dict[str, Any]:
+    """A JSON object body (any content type, as Vault); ``NaN``/``Infinity`` and numbers
+    beyond a double are refused: they could not be answered as valid JSON."""
     if not body.strip():
         return {}
-    if content_type not in _JSON_TYPES:
-        raise InvalidArgumentError(f"unsupported content type {content_type!r}; send JSON")
     try:
-        data = json.loads(body)
+        data = json.loads(body, parse_constant=_refuse_constant, parse_float=_finite_float)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidArgumentError(f"failed to parse JSON input: {exc}") from None
     except RecursionError:
@@ -140,6 +156,22 @@ def _parse_json(body: bytes, content_type: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise InvalidArgumentError("the request body must be a JSON object")
     return data
+
+
+def _is_form(body: bytes, content_type: str) -> bool:
+    """Vault's test: a form content type and a body that does not start like JSON."""
+    if content_type.split(";")[0].strip().lower() != _FORM:
+        return False
+    return body[:_FORM_SNIFF_BYTES].lstrip(b" \t\r\n")[:1] not in (b"{", b"[")
+
+
+def _parse_form(body: bytes) -> dict[str, Any]:
+    """A form body as Vault reads one: each field a string, repeated ones comma-joined."""
+    try:
+        fields = parse_qs(body.decode("ascii"), keep_blank_values=True, errors="strict")
+    except UnicodeError:
+        raise InvalidArgumentError("error parsing form data: not valid UTF-8") from None
+    return {name: ",".join(values) for name, values in fields.items()}
 
 
 class _Api:
@@ -169,6 +201,7 @@ class _Api:
         """Serve one HTTP request."""
         path = request.path_params["path"].strip("/")
         try:
+            _check_target(request.scope)
             if path == "sys/health":
                 return await self._health(request)
             if not self._token_ok(request) and not await self._public(request, path):
@@ -177,6 +210,8 @@ class _Api:
         except AspenError as exc:
             status = exc.details.get("http_status") or http_status(exc)
             return _error(status, exc.message)
+        except ClientDisconnect:  # gone, or cut off by the listener (which answered)
+            return HttpResponse(status_code=400)
         except Exception:
             log.exception("secrets HTTP request %s /v1/%s failed", request.method, path)
             return _error(500, "internal error")
@@ -184,12 +219,14 @@ class _Api:
     async def _serve(self, request: HttpRequest, path: str) -> HttpResponse:
         query = dict(request.query_params)
         operation = _operation(request.method, query)
+        body = await request.body()  # bounded by the listener (SECRETS_MAX_REQUEST_BYTES)
+        content_type = request.headers.get("content-type", "")
         if operation in (Operation.READ, Operation.LIST, Operation.DELETE):
             data: dict[str, Any] = {k: v for k, v in query.items() if k != "list"}
-            await _read_body(request)  # drained (and bounded), not used
+        elif operation == Operation.WRITE and _is_form(body, content_type):
+            data = _parse_form(body)
         else:
-            content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-            data = _parse_json(await _read_body(request), content_type)
+            data = _parse_json(body)
         if not path:
             raise UnsupportedPathError('no handler for route ""')
         logical = Request(operation, path, data)
@@ -250,61 +287,13 @@ def build_app(service: SecretsService) -> Starlette:
     )
 
 
-class HttpServer:
-    """uvicorn serving :func:`build_app` on a socket bound up front (so ``host:0`` works
-    and a bind failure is reported before anything runs)."""
-
-    def __init__(self, service: SecretsService, listen: str) -> None:
-        self.service = service
-        self.listen = listen
-        self._socket: socket.socket | None = None
-        self._server: uvicorn.Server | None = None
-
-    def bind(self) -> str:
-        """Bind the listening socket; returns the bound ``host:port``."""
-        host, port = parse_listen(self.listen)
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((host, port))
-            sock.listen(128)
-            sock.setblocking(False)
-        except OSError:
-            sock.close()
-            raise
-        self._socket = sock
-        bound_port = sock.getsockname()[1]
-        return f"[{host}]:{bound_port}" if family == socket.AF_INET6 else f"{host}:{bound_port}"
-
-    async def serve(self) -> None:
-        """Serve until :meth:`stop` (run it with ``node.spawn``)."""
-        import uvicorn
-
-        class _Server(uvicorn.Server):
-            def capture_signals(self) -> Any:  # the node owns the process's signals
-                return nullcontext()
-
-        config = uvicorn.Config(
-            build_app(self.service),
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-            # h11, not httptools: llhttp refuses Vault's LIST method ("Invalid HTTP request")
-            http="h11",
-            timeout_graceful_shutdown=int(limits.SECRETS_HTTP_SHUTDOWN_SECONDS),
-        )
-        self._server = _Server(config)
-        assert self._socket is not None, "bind() first"
-        try:
-            await self._server.serve(sockets=[self._socket])
-        except Exception:
-            log.exception("the secrets HTTP server stopped")
-            self.service.http_error = "the HTTP server stopped; see the node log"
-
-    def stop(self) -> None:
-        """Ask the server to finish (open requests get a short grace period)."""
-        if self._server is not None:
-            self._server.should_exit = True
-        elif self._socket is not None:
-            self._socket.close()
+def serve(service: SecretsService, listen: str) -> HttpServer:
+    """Serve :func:`build_app` on ``listen`` through the node's hardened HTTP listener
+    (bound on return; ``OSError`` if the address is taken)."""
+    return service.node.serve_http(
+        build_app(service),
+        listen,
+        name="secrets",
+        error_body=vault_error_body,
+        limits=HTTP_LIMITS,
+    )

@@ -34,9 +34,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from aspen import limits
 from aspen.errors import CompareFailedError, InvalidArgumentError
 from aspen.transport.tokens import token_secret
+from aspen_secrets import limits
 from aspen_secrets.logical import SealedError
 
 __all__ = [

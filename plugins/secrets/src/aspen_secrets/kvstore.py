@@ -21,10 +21,10 @@ from typing import Any
 
 import msgpack
 
-from aspen import limits
+from aspen import limits as core_limits
 from aspen.errors import InvalidArgumentError
 from aspen.kv.keys import prefix_end
-from aspen_secrets import consistency
+from aspen_secrets import consistency, limits
 from aspen_secrets.keyring import ClusterKeyring
 from aspen_secrets.opencache import OpenedCache
 from aspen_secrets.store import ABSENT, Entry, Write, pack_value
@@ -126,9 +126,9 @@ class KvStore:
     # ------------------------------------------------------------------ writes
     async def commit(self, writes: Sequence[Write]) -> bool:
         """See :meth:`Store.commit`: one ``kv.txn``; ``not_leader`` on a follower."""
-        if len(writes) > limits.MAX_TXN_OPS:
+        if len(writes) > core_limits.MAX_TXN_OPS:
             raise InvalidArgumentError(
-                f"a commit of {len(writes)} writes is over MAX_TXN_OPS ({limits.MAX_TXN_OPS})"
+                f"a commit of {len(writes)} writes is over MAX_TXN_OPS ({core_limits.MAX_TXN_OPS})"
             )
         if not writes:
             return True
@@ -146,10 +146,10 @@ class KvStore:
                 ops.append({"delete": {"key": key}})
             else:
                 sealed = keyring.encrypt(pack_value(w.path, w.value), key)
-                if len(sealed) > limits.MAX_VALUE_BYTES:
+                if len(sealed) > core_limits.MAX_VALUE_BYTES:
                     raise InvalidArgumentError(
                         f"the value at {w.path} is {len(sealed)} bytes once sealed, over "
-                        f"MAX_VALUE_BYTES ({limits.MAX_VALUE_BYTES})"
+                        f"MAX_VALUE_BYTES ({core_limits.MAX_VALUE_BYTES})"
                     )
                 ops.append({"put": {"key": key, "value": sealed}})
         result = await self._node.call("kv.txn", {"compare": compares, "success": ops})

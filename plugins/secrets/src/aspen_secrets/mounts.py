@@ -27,8 +27,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from aspen import limits
 from aspen.errors import AspenError, InvalidArgumentError, NotFoundError, UnavailableError
+from aspen_secrets import limits
 from aspen_secrets.engines import ENGINE_TYPES, engine_class
 from aspen_secrets.engines.base import Engine, Mount
 from aspen_secrets.logical import UnsupportedPathError

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from aspen import limits
+from aspen_secrets import limits
 
 __all__ = ["OpenedCache"]
 

@@ -54,6 +54,8 @@ def aspen_config_sections() -> list[ConfigSection]:
                     "",
                     "host:port of the Vault-compatible HTTP API (default 127.0.0.1:8200, "
                     "+$ASPEN_DEV_NODE_INDEX; port 0 picks a free one; 'off' disables it).",
+                    start_flag=True,
+                    flag_name="secrets_http_listen",
                 ),
                 ConfigOption(
                     "root_key_file",

@@ -20,21 +20,23 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from aspen import limits
 from aspen.errors import AspenError, InvalidArgumentError, NotLeaderError, UnavailableError
-from aspen_secrets import bootstrap
+from aspen_secrets import bootstrap, limits
 from aspen_secrets.consistency import in_scope
 from aspen_secrets.dispatch import Dispatcher
-from aspen_secrets.http import HttpServer
+from aspen_secrets.http import serve as serve_http
 from aspen_secrets.keyring import ClusterKeyring, RootKey, dev_root_key, read_root_key_file
 from aspen_secrets.kvstore import STORE_PREFIX, KvStore
 from aspen_secrets.logical import SealedError
 from aspen_secrets.mounts import Router
 from aspen_secrets.sys_endpoints import VERSION
+
+if TYPE_CHECKING:
+    from aspen.http import HttpServer
 
 __all__ = [
     "DEFAULT_HTTP_PORT",
@@ -143,17 +145,15 @@ class SecretsService:
         if listen.lower() in _OFF:
             self.http_error = "disabled (http_listen = off)"
             return
-        server = HttpServer(self, listen)
         try:
-            self.http_address = server.bind()
+            server = serve_http(self, listen)
         except (OSError, AspenError) as exc:
             self.http_error = f"cannot listen on {listen}: {exc}"
             log.error("aspen-secrets HTTP API not started: %s", self.http_error)
             return
-        self.http = server
+        self.http, self.http_address = server, server.address
         address_file = Path(self.node.data_dir) / HTTP_ADDRESS_FILE
         address_file.write_text(self.http_address + "\n")
-        self.node.spawn(server.serve, name="secrets-http")
         self.node.spawn(self._publish_address, name="secrets-publish-address")
         log.info("aspen-secrets Vault-compatible API on http://%s/v1/", self.http_address)
 
@@ -325,6 +325,6 @@ class SecretsService:
             "dev_root_key": bool(self.root and self.root.is_dev),
             "keyring_term": keyring.term if keyring is not None else 0,
             "http_address": self.http_address,
-            "http_error": self.http_error,
+            "http_error": self.http_error or (self.http.error if self.http else ""),
             "bootstrap": dict(self.bootstrap_report),
         }

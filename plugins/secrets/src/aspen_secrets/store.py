@@ -19,8 +19,8 @@ from typing import Any, Protocol
 
 import msgpack
 
-from aspen import limits
 from aspen.errors import CompareFailedError, InvalidArgumentError
+from aspen_secrets import limits
 
 __all__ = [
     "ABSENT",

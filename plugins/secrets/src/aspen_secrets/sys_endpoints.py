@@ -13,9 +13,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from aspen import limits
 from aspen.errors import InvalidArgumentError, NotFoundError
-from aspen_secrets import __version__
+from aspen_secrets import __version__, limits
 from aspen_secrets.engines.base import Engine, Mount, route
 from aspen_secrets.fields import get_map, get_str, parse_duration
 from aspen_secrets.logical import Operation, Request

@@ -15,7 +15,7 @@ from typing import Any
 import pyrage
 
 from aspen.errors import InvalidArgumentError
-from aspen.limits import SOPS_MAX_FILE_BYTES
+from aspen_secrets.limits import SOPS_MAX_FILE_BYTES
 from aspen_secrets.sops.errors import SopsError
 from aspen_secrets.sops.values import DATA_KEY_BYTES
 

@@ -10,7 +10,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
-from aspen.limits import SOPS_MAX_FILE_BYTES
+from aspen_secrets.limits import SOPS_MAX_FILE_BYTES
 from aspen_secrets.sops.age import unwrap_data_key, wrap_data_key
 from aspen_secrets.sops.errors import SopsError, SopsMacMismatchError
 from aspen_secrets.sops.metadata import DEFAULT_UNENCRYPTED_SUFFIX, FORMAT_VERSION, Metadata

@@ -16,7 +16,7 @@ import hashlib
 from collections.abc import Callable
 from typing import Any
 
-from aspen.limits import SOPS_MAX_DEPTH, SOPS_MAX_VALUES
+from aspen_secrets.limits import SOPS_MAX_DEPTH, SOPS_MAX_VALUES
 from aspen_secrets.sops.errors import SopsError
 from aspen_secrets.sops.metadata import MAC_ONLY_ENCRYPTED_INIT, Metadata
 from aspen_secrets.sops.values import scalar_bytes

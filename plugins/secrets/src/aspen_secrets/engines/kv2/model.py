@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from aspen import limits
+from aspen_secrets import limits
 from aspen_secrets.fields import format_duration
 
 __all__ = [

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import msgpack
 
-from aspen import limits
 from aspen.errors import InvalidArgumentError, ResourceExhaustedError
+from aspen_secrets import limits
 from aspen_secrets.fields import get_duration, get_int, parse_duration
 from aspen_secrets.store import check_path
 
@@ -59,6 +60,17 @@ def _depth(value: Any, level: int = 0) -> int:
     return max((_depth(item, level + 1) for item in items), default=level + 1)
 
 
+def _non_finite(value: Any) -> bool:
+    """Whether ``value`` holds a NaN or infinite float anywhere (JSON cannot carry one)."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_non_finite(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_non_finite(item) for item in value)
+    return False
+
+
 def check_data(data: Any) -> dict[str, Any]:
     """A secret's ``data``: a JSON object within the depth and size bounds."""
     if not isinstance(data, dict):
@@ -67,6 +79,8 @@ def check_data(data: Any) -> dict[str, Any]:
         raise InvalidArgumentError(
             f"field 'data' is nested deeper than {limits.KV2_MAX_DATA_DEPTH} levels"
         )
+    if _non_finite(data):
+        raise InvalidArgumentError("field 'data' holds NaN or Infinity, which is not valid JSON")
     try:
         size = len(msgpack.packb(data))
     except (TypeError, ValueError, OverflowError) as exc:

@@ -15,8 +15,8 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from aspen import limits
 from aspen.errors import NotFoundError
+from aspen_secrets import limits
 from aspen_secrets.engines.pki.certs import key_identifier
 from aspen_secrets.engines.pki.issuer import Issuer, load_issuer
 from aspen_secrets.engines.pki.keys import signature_hash

@@ -22,8 +22,8 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import ExtensionOID
 
-from aspen import limits
 from aspen.errors import InvalidArgumentError
+from aspen_secrets import limits
 from aspen_secrets.engines.pki.certs import Signer
 from aspen_secrets.engines.pki.keys import PrivateKey, encode_private_key, load_private_key
 from aspen_secrets.engines.pki.pem import cert_pem, parse_certs

@@ -20,8 +20,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from aspen import limits
 from aspen.errors import InvalidArgumentError
+from aspen_secrets import limits
 
 __all__ = ["NamePolicy", "check_names", "is_valid_hostname", "uri_allowed"]
 

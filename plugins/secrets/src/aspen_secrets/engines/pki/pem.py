@@ -9,8 +9,8 @@ import re
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from aspen import limits
 from aspen.errors import InvalidArgumentError
+from aspen_secrets import limits
 
 __all__ = [
     "FORMATS",

@@ -6,8 +6,8 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from aspen import limits
 from aspen.errors import InvalidArgumentError, ResourceExhaustedError
+from aspen_secrets import limits
 from aspen_secrets.engines.base import Mount
 from aspen_secrets.engines.pki.certs import format_serial, parse_serial
 from aspen_secrets.engines.pki.crl import crl_write, read_revocations, rotate_crl

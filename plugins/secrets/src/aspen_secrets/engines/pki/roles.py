@@ -11,8 +11,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from aspen import limits
 from aspen.errors import InvalidArgumentError
+from aspen_secrets import limits
 from aspen_secrets.engines.pki.keys import key_spec
 from aspen_secrets.engines.pki.names import NamePolicy
 from aspen_secrets.engines.pki.subject import SUBJECT_FIELDS, build_subject

@@ -16,8 +16,8 @@ from typing import Any
 from cryptography import x509
 from cryptography.x509.oid import ExtensionOID, NameOID
 
-from aspen import limits
 from aspen.errors import InvalidArgumentError
+from aspen_secrets import limits
 from aspen_secrets.engines.pki.certs import IpAddress
 from aspen_secrets.engines.pki.names import is_valid_hostname
 from aspen_secrets.fields import get_bool, get_list, get_str

@@ -8,8 +8,8 @@ from typing import Any
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from aspen import limits
 from aspen.errors import InvalidArgumentError
+from aspen_secrets import limits
 from aspen_secrets.fields import get_list
 
 __all__ = ["SUBJECT_FIELDS", "build_subject", "read_subject_fields"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from aspen import limits
 from aspen.errors import InvalidArgumentError
+from aspen_secrets import limits
 from aspen_secrets.engines.pki.certs import Urls
 from aspen_secrets.fields import get_list
 from aspen_secrets.store import ABSENT, Entry, Store, Write, modify

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from aspen import limits
 from aspen.errors import InvalidArgumentError
+from aspen_secrets import limits
 from aspen_secrets.fields import format_duration, get_duration, get_str, parse_duration
 
 __all__ = ["Validity", "mount_max_ttl", "utcnow", "validity"]

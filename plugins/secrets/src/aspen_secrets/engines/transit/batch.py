@@ -15,8 +15,8 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from aspen import limits
 from aspen.errors import InvalidArgumentError
+from aspen_secrets import limits
 from aspen_secrets.fields import get_status_code
 from aspen_secrets.logical import Response
 

@@ -12,7 +12,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any
 
-from aspen import limits
+from aspen_secrets import limits
 
 __all__ = ["KeyCache"]
 

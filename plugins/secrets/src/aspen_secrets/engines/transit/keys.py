@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from aspen import limits
 from aspen.errors import InvalidArgumentError, ResourceExhaustedError
+from aspen_secrets import limits
 from aspen_secrets.engines.transit import material
 from aspen_secrets.engines.transit.keytypes import Family, KeyType, key_type
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from aspen import limits
 from aspen.errors import InvalidArgumentError
+from aspen_secrets import limits
 from aspen_secrets.fields import get_b64, get_int, get_str
 
 __all__ = [

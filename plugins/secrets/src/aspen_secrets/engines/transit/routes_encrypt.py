@@ -6,8 +6,8 @@ import base64
 import os
 from typing import Any
 
-from aspen import limits
 from aspen.errors import InvalidArgumentError
+from aspen_secrets import limits
 from aspen_secrets.engines.base import route
 from aspen_secrets.engines.transit import params
 from aspen_secrets.engines.transit.batch import batch_items, run

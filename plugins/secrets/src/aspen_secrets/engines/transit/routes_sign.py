@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from aspen import limits
 from aspen.errors import InvalidArgumentError
+from aspen_secrets import limits
 from aspen_secrets.engines.base import route
 from aspen_secrets.engines.transit import hashes as transit_hashes
 from aspen_secrets.engines.transit import params

@@ -1,0 +1,191 @@
+"""One HTTP serving helper for plugins that speak HTTP, with hardened defaults.
+
+A plugin gives an ASGI app (Starlette, or any ASGI callable), a ``host:port`` and the
+shape of its JSON errors; the listener bounds what a client may hold (see
+:class:`HttpLimits`, defaults in :mod:`aspen.limits`): headers must be complete within
+``HTTP_HEADER_TIMEOUT_SECONDS`` (slowloris), a body must keep a minimum rate, idle
+kept-alive connections close, a listener holds at most ``HTTP_MAX_CONNECTIONS`` (and at
+most ``HTTP_MAX_FD_SHARE`` of the process's open-file limit), headers and bodies are
+bounded in bytes, and malformed HTTP is answered in JSON. Plugins reach it through
+``node.serve_http(...)`` (see docs/plugins.md)::
+
+    server = node.serve_http(app, "127.0.0.1:8200", name="secrets",
+                             error_body=lambda status, message: {"errors": [message]})
+    server.address    # "127.0.0.1:8200" as bound (port 0 picks a free one)
+    server.stop()     # in aspen_shutdown
+
+The interface names no server: today uvicorn runs it with h11 (:mod:`aspen.http.h11_guard`).
+Plugins that use it depend on ``uvicorn`` (``aspen-core[http]``).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import resource
+import socket
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from aspen import limits as core_limits
+from aspen.errors import InvalidArgumentError
+from aspen.http.body import App, BodyLimit
+from aspen.http.errors import ErrorBody, default_error_body
+
+if TYPE_CHECKING:
+    import uvicorn
+
+    from aspen.http.h11_guard import Guards
+
+__all__ = [
+    "ErrorBody",
+    "HttpLimits",
+    "HttpServer",
+    "default_error_body",
+    "effective_max_connections",
+    "parse_listen",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class HttpLimits:
+    """The bounds of one listener; each defaults to its ``HTTP_*`` constant in
+    :mod:`aspen.limits`. ``max_body_name`` is the bound a 413 names (a plugin that sets
+    its own ``max_body_bytes`` names its own constant)."""
+
+    header_timeout: float = core_limits.HTTP_HEADER_TIMEOUT_SECONDS
+    body_timeout: float = core_limits.HTTP_BODY_TIMEOUT_SECONDS
+    min_body_rate: int = core_limits.HTTP_MIN_BODY_BYTES_PER_SECOND
+    idle_timeout: float = core_limits.HTTP_IDLE_TIMEOUT_SECONDS
+    max_connections: int = core_limits.HTTP_MAX_CONNECTIONS
+    max_header_bytes: int = core_limits.HTTP_MAX_HEADER_BYTES
+    max_body_bytes: int = core_limits.HTTP_MAX_BODY_BYTES
+    max_body_name: str = "HTTP_MAX_BODY_BYTES"
+    shutdown_seconds: float = core_limits.HTTP_SHUTDOWN_SECONDS
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``host:port`` (``[v6]:port``) → ``(host, port)`` (``invalid_argument`` if malformed)."""
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise InvalidArgumentError(f"an HTTP listen address must be host:port, got {text!r}")
+    return host.strip("[]"), int(port)
+
+
+def effective_max_connections(configured: int) -> int:
+    """``configured``, lowered to ``HTTP_MAX_FD_SHARE`` of the open-file limit."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return configured
+    return max(1, min(configured, int(soft * core_limits.HTTP_MAX_FD_SHARE)))
+
+
+class HttpServer:
+    """One hardened HTTP listener serving an ASGI app: :meth:`bind`, then :meth:`serve`
+    (``node.serve_http`` does both), :meth:`stop` to finish."""
+
+    def __init__(
+        self,
+        app: App,
+        listen: str,
+        *,
+        name: str,
+        error_body: ErrorBody = default_error_body,
+        limits: HttpLimits | None = None,
+    ) -> None:
+        self.app = app
+        self.listen = listen
+        self.name = name
+        self.error_body = error_body
+        self.limits = limits or HttpLimits()
+        #: ``host:port`` as bound (after :meth:`bind`).
+        self.address = ""
+        #: Why serving stopped early (``""`` while it serves or after a clean stop).
+        self.error = ""
+        self._socket: socket.socket | None = None
+        self._server: uvicorn.Server | None = None
+        self._guards: Guards | None = None
+
+    def bind(self) -> str:
+        """Bind the listening socket (so ``host:0`` works and a taken port is reported
+        before anything runs); returns the bound ``host:port``."""
+        host, port = parse_listen(self.listen)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+            sock.listen(128)
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        self._socket = sock
+        bound = sock.getsockname()[1]
+        self.address = f"[{host}]:{bound}" if family == socket.AF_INET6 else f"{host}:{bound}"
+        return self.address
+
+    async def serve(self) -> None:
+        """Serve until :meth:`stop` (a failure is logged and kept in :attr:`error`)."""
+        import uvicorn
+
+        from aspen.http.h11_guard import GuardedH11Protocol, Guards
+
+        class _Server(uvicorn.Server):
+            def capture_signals(self) -> Any:  # the node owns the process's signals
+                return nullcontext()
+
+        lim = self.limits
+        self._guards = Guards(
+            header_timeout=lim.header_timeout,
+            body_timeout=lim.body_timeout,
+            min_body_rate=lim.min_body_rate,
+            max_connections=effective_max_connections(lim.max_connections),
+            max_header_bytes=lim.max_header_bytes,
+            shape=self.error_body,
+        )
+        config = uvicorn.Config(
+            BodyLimit(self.app, lim.max_body_bytes, lim.max_body_name, self.error_body),
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            proxy_headers=False,
+            ws="none",  # no WebSocket upgrades (the guards' clock does not follow them)
+            http=functools.partial(GuardedH11Protocol, guards=self._guards),  # type: ignore[arg-type]
+            timeout_keep_alive=lim.idle_timeout,  # type: ignore[arg-type]
+            timeout_graceful_shutdown=max(1, round(lim.shutdown_seconds)),
+            h11_max_incomplete_event_size=lim.max_header_bytes,
+        )
+        self._server = _Server(config)
+        assert self._socket is not None, "bind() first"
+        try:
+            await self._server.serve(sockets=[self._socket])
+        except Exception as exc:
+            log.exception("the %s HTTP listener on %s stopped", self.name, self.address)
+            self.error = f"the HTTP listener stopped ({exc!r}); see the node log"
+
+    def stop(self) -> None:
+        """Ask the listener to finish (open requests get ``shutdown_seconds``)."""
+        if self._server is not None:
+            self._server.should_exit = True
+        elif self._socket is not None:
+            self._socket.close()
+
+    def stats(self) -> dict[str, int]:
+        """Open connections (``lingering``: answered with an error, closing), and those
+        refused over the cap or cut off by a timeout."""
+        guards, server = self._guards, self._server
+        if guards is None or server is None:
+            return dict.fromkeys(
+                ("connections", "max_connections", "lingering", "refused", "timeouts"), 0
+            )
+        return {
+            "connections": len(server.server_state.connections),
+            "max_connections": guards.max_connections,
+            "lingering": guards.lingering,
+            "refused": guards.refused,
+            "timeouts": guards.header_timeouts + guards.body_timeouts,
+        }
