@@ -152,7 +152,7 @@ class HandlerWorker:
                 self._advance(event["kv"]["mod_revision"] - 1)
                 await self.deliver(payload)
                 self._dirty = True
-        if len(events) >= limits.MAX_WATCH_EVENTS_PER_MESSAGE:
+        if item.get("more"):
             self._advance(events[-1]["kv"]["mod_revision"] - 1)  # that revision may go on
         else:
             self._advance(item["header"]["revision"])
