@@ -123,8 +123,9 @@ def measured(c: DevCluster, title: str, body: Callable[[Writer], str]) -> None:
     print(f"   leader n{index} term {term} -> n{after[0]} term {after[1]}")
 
 
-def catch_up(c: DevCluster, keys: int) -> None:
-    """Item 1: a live watch over ``keys`` keys, then one delete-range of all of them."""
+def catch_up(c: DevCluster, keys: int, *, watched: bool) -> None:
+    """Item 1: a live watch over ``keys`` keys, then one delete-range of all of them
+    (``watched=False``: the same delete with no watch, the control)."""
     with aspen.connect(c.client_endpoint(1), token=c.token, timeout=60) as cl:
         for start in range(0, keys, 1000):
             ops = [Op.put(f"e/{i:07d}", "v") for i in range(start, min(keys, start + 1000))]
@@ -133,6 +134,8 @@ def catch_up(c: DevCluster, keys: int) -> None:
 
     def body(writer: Writer) -> str:
         with aspen.connect(c.client_endpoint(index), token=c.token, timeout=60) as cl:
+            if not watched:
+                return f"deleted {cl.kv.delete('e/', prefix=True).deleted} keys"
             watch = cl.watch("e/", prefix=True)
             cl.kv.delete("e/", prefix=True)
             seen = 0
@@ -143,7 +146,8 @@ def catch_up(c: DevCluster, keys: int) -> None:
             watch.close()
         return f"watch saw {seen} deletes"
 
-    measured(c, f"catch-up: live watch + delete-range of {keys} keys", body)
+    what = "live watch + delete-range" if watched else "control, no watch: delete-range"
+    measured(c, f"catch-up: {what} of {keys} keys", body)
 
 
 def big_history(c: DevCluster, big: int, watches: int) -> None:
@@ -194,7 +198,8 @@ def main() -> None:
         c = DevCluster(Path(tmp) / "c", 3, free_base_port(3))
         c.up()
         try:
-            catch_up(c, args.keys)
+            catch_up(c, args.keys, watched=False)
+            catch_up(c, args.keys, watched=True)
             big_history(c, args.big, args.watches)
         finally:
             c.down()
