@@ -6,10 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from kvstore import Store
 
 from aspen import limits
 from aspen.client.txn import Op
-from aspen.node.watch import EVENT_FIELDS_BYTES, LARGEST_EVENT_BYTES, event_bytes
+from aspen.errors import CompactedError
+from aspen.kv import compact_command
+from aspen.kv.commands import WatchRequest
+from aspen.node.watch import EVENT_FIELDS_BYTES, LARGEST_EVENT_BYTES, WatchHub, event_bytes
 from aspen.transport.framing import encode_frame
 
 #: Largest signed 64-bit integer: the widest revision, version or lease a kv map carries.
@@ -102,6 +106,16 @@ def test_watch_splits_a_big_revision_by_position(running_node, monkeypatch) -> N
     assert all(m.more for m in messages[:-1]) and not messages[-1].more
 
 
+def test_watch_from_a_future_revision_starts_there(running_node) -> None:
+    with running_node.client() as c:
+        now = c.kv.put("fut", "0").revision
+        watch = c.watch("fut", start_revision=now + 2)
+        c.kv.put("fut", "1")
+        c.kv.put("fut", "2")
+        (message,) = _collect(watch, 1)
+    assert [(ev.kv.value, ev.kv.mod_revision) for ev in message.events] == [(b"2", now + 2)]
+
+
 @pytest.mark.parametrize("filters", [["nodelete"], ["noput"]])
 def test_watch_filters_skip_whole_slices(running_node, monkeypatch, filters) -> None:
     """Slices with nothing to send go on to the next one without a message."""
@@ -115,3 +129,26 @@ def test_watch_filters_skip_whole_slices(running_node, monkeypatch, filters) -> 
         messages = _collect(watch, count)
     events = [ev for m in messages for ev in m.events]
     assert [ev.type for ev in events] == [wanted] * count
+
+
+@pytest.mark.anyio
+async def test_watch_overtaken_by_compaction_is_told_compacted(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(limits, "MAX_WATCH_EVENTS_PER_MESSAGE", 2)
+    store = Store(tmp_path / "db")
+    try:
+        first = store.put_rev("k", "0")
+        for i in range(1, 6):
+            last = store.put_rev("k", str(i))
+        hub = WatchHub(store.storage, store.sm, last)
+        stream = hub.stream(WatchRequest(key=b"k", start_revision=first))
+        assert (await anext(stream))["created"]
+        page = await anext(stream)
+        assert [ev["kv"]["value"] for ev in page["events"]] == [b"0", b"1"] and page["more"]
+        store.ok(compact_command({"revision": last}))
+        with pytest.raises(CompactedError) as info:
+            await anext(stream)
+        assert info.value.details == {"compact_revision": last}
+        await stream.aclose()
+        assert hub.active == 0
+    finally:
+        store.storage.close()

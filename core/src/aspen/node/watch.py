@@ -112,7 +112,7 @@ class WatchHub:
                         return _Page(current, events, db_key, True)
                     events.append(event)
                     size += cost
-        return _Page(current, events, history_key(current + 1), False)
+        return _Page(current, events, max(position, history_key(current + 1)), False)
 
     def _check_start(self, req: WatchRequest) -> int:
         """Return the current revision; raise ``compacted`` for a start that is gone."""
