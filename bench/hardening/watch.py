@@ -32,24 +32,28 @@ from aspen.testing import free_base_port, wait_for
 MiB = 1024 * 1024
 
 
-def rss_bytes(pid: int) -> int:
-    """Resident set size of process ``pid``."""
+def rss_bytes(pid: int) -> tuple[int, int]:
+    """(resident set size, its anonymous part) of process ``pid``: the rest is LMDB's
+    file pages mapped in by reads, which the kernel may drop at will."""
+    fields = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
+        name, _, rest = line.partition(":")
+        if name in ("VmRSS", "RssAnon"):
+            fields[name] = int(rest.split()[0]) * 1024
+    return fields.get("VmRSS", 0), fields.get("RssAnon", 0)
 
 
 class Sampler(threading.Thread):
-    """Peak RSS of one process, sampled every 50 ms."""
+    """Peak RSS (and peak anonymous RSS) of one process, sampled every 50 ms."""
 
     def __init__(self, pid: int) -> None:
         super().__init__(daemon=True)
-        self.pid, self.peak, self.stop = pid, 0, threading.Event()
+        self.pid, self.peak, self.peak_anon, self.stop = pid, 0, 0, threading.Event()
 
     def run(self) -> None:
         while not self.stop.wait(0.05):
-            self.peak = max(self.peak, rss_bytes(self.pid))
+            rss, anon = rss_bytes(self.pid)
+            self.peak, self.peak_anon = max(self.peak, rss), max(self.peak_anon, anon)
 
 
 class Writer(threading.Thread):
@@ -119,7 +123,10 @@ def measured(c: DevCluster, title: str, body: Callable[[Writer], str]) -> None:
     after = leader(c)
     print(f"== {title}")
     print(f"   {outcome} in {time.monotonic() - t0:.1f} s")
-    print(f"   leader RSS peak {sampler.peak / MiB:.0f} MiB; {writer.summary()}")
+    print(
+        f"   leader RSS peak {sampler.peak / MiB:.0f} MiB "
+        f"(anonymous {sampler.peak_anon / MiB:.0f} MiB); {writer.summary()}"
+    )
     print(f"   leader n{index} term {term} -> n{after[0]} term {after[1]}")
 
 
