@@ -41,6 +41,17 @@ MAX_LEASES_EXPIRED_PER_COMMAND = 1000
 # --- Watch and history ----------------------------------------------------------------
 #: Most events sent in one watch message.
 MAX_WATCH_EVENTS_PER_MESSAGE = 1000
+#: Most bytes of keys and values (``kv`` and ``prev_kv``) in one watch message; a single
+#: larger event (at most two keys and two values at their maxima) travels alone.
+MAX_WATCH_MESSAGE_BYTES = 1024 * 1024
+#: Most stored history entries one watch read examines (matching the watch or not) in
+#: one worker-thread slice before it hands back what it found.
+WATCH_READ_SLICE_ENTRIES = 10_000
+#: Most bytes of stored history one watch read examines in one worker-thread slice.
+WATCH_READ_SLICE_BYTES = 8 * 1024 * 1024
+#: Watch history reads running at once in worker threads (the others wait their turn),
+#: so catching-up watches never hold the threads the Raft driver needs.
+WATCH_READ_THREADS = 2
 #: Most open watches on one client connection.
 MAX_WATCHES_PER_CONNECTION = 1000
 #: Seconds between progress notifications on an idle watch (when requested).

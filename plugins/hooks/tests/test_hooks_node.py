@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from aspen import limits as core_limits
+from aspen.client.txn import Op
 from aspen.testing import wait_for
 from aspen_hooks import limits
 
@@ -287,3 +289,24 @@ def test_forward_handler_runs_the_other_clusters_handlers(node, cli, tmp_path) -
             "--forward-token", "aspen1.wrong.token",
         )  # fmt: skip
         assert bad.exit_code != 0
+
+
+def test_cursor_stays_inside_a_revision_split_across_watch_messages(
+    node, cli, tmp_path, monkeypatch
+) -> None:
+    """One event per message (a tiny MAX_WATCH_MESSAGE_BYTES): while the handler works on
+    a transaction's fourth event, its cursor has not passed that transaction's revision."""
+    monkeypatch.setattr(core_limits, "MAX_WATCH_MESSAGE_BYTES", 1)
+    gate = tmp_path / "open"
+    cmd = f'[ "$ASPEN_HOOK_KEY" != /t/3 ] || while [ ! -e {gate} ]; do sleep 0.05; done'
+    assert cli("hooks", "add", "split", "--on", "kv.put:/t/*", "--shell", cmd).exit_code == 0
+    with node.client() as c:
+        c.kv.txn(success=[Op.put(f"/t/{i}", "x") for i in range(5)])
+
+    def metrics() -> dict:
+        return json.loads(cli("hooks", "metrics", "split", "--json").stdout)
+
+    busy = wait_for(lambda: (m := metrics())["succeeded"] == 3 and m["in_flight"] == 1 and m)
+    assert busy["lag"] >= 1
+    gate.touch()
+    wait_for(lambda: (m := metrics())["succeeded"] == 5 and m["lag"] == 0)

@@ -176,9 +176,11 @@ class WatchResponse:
     revision: int
     events: list[WatchEvent]
     progress: bool = False
+    #: More history follows at once; the revision of the last event may go on in it.
+    more: bool = False
 
     @classmethod
     def from_wire(cls, obj: dict[str, Any]) -> WatchResponse:
         """Build from a watch stream item."""
         events = [WatchEvent.from_wire(ev) for ev in obj.get("events") or ()]
-        return cls(_revision(obj, None), events, bool(obj.get("progress")))
+        return cls(_revision(obj, None), events, bool(obj.get("progress")), bool(obj.get("more")))

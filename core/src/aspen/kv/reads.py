@@ -13,7 +13,7 @@ every other key is as it is now.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from typing import Any
 
 import lmdb
@@ -148,24 +148,32 @@ class KVReader:
         return field != 1 and _holds(0, op, expected)
 
     # ------------------------------------------------------------------ history
+    def history_entries(
+        self, txn: lmdb.Transaction, position: bytes
+    ) -> Generator[tuple[bytes, bytes], None, None]:
+        """``(history key, stored entry)`` from ``position`` (a history key) on, oldest first.
+
+        Nothing is decoded: the caller decides what to unpack (see :func:`history_event`).
+        """
+        with txn.cursor(db=self._history) as cur:
+            if cur.set_range(position):
+                yield from cur
+
     def history(
         self, txn: lmdb.Transaction, start_revision: int, key: bytes, end: bytes | None, limit: int
     ) -> list[dict[str, Any]]:
         """Up to ``limit`` watch events with revision >= ``start_revision`` in range, oldest first.
 
-        A revision may be split by ``limit``: the caller resumes from the last event's
-        revision, skipping the events of it already seen.
+        A revision may be split by ``limit``. Watches page by position instead (see
+        :mod:`aspen.node.watch`).
         """
         out: list[dict[str, Any]] = []
         if limit <= 0:
             return out
-        with txn.cursor(db=self._history) as cur:
-            if not cur.set_range(history_key(max(start_revision, 0))):
-                return out
-            for db_key, raw in cur:
-                event = history_event(db_key, raw)
-                if in_range(event["kv"]["key"], key, end):
-                    out.append(event)
-                    if len(out) >= limit:
-                        break
+        for db_key, raw in self.history_entries(txn, history_key(max(start_revision, 0))):
+            event = history_event(db_key, raw)
+            if in_range(event["kv"]["key"], key, end):
+                out.append(event)
+                if len(out) >= limit:
+                    break
         return out

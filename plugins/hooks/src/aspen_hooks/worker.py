@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from aspen import limits as core_limits
 from aspen.errors import AspenError, CompactedError, UnavailableError
 from aspen.errors import TimeoutError as AspenTimeoutError
 from aspen_hooks import kvops, limits
@@ -152,7 +151,7 @@ class HandlerWorker:
                 self._advance(event["kv"]["mod_revision"] - 1)
                 await self.deliver(payload)
                 self._dirty = True
-        if len(events) >= core_limits.MAX_WATCH_EVENTS_PER_MESSAGE:
+        if item.get("more"):
             self._advance(events[-1]["kv"]["mod_revision"] - 1)  # that revision may go on
         else:
             self._advance(item["header"]["revision"])
