@@ -16,7 +16,8 @@ import pytest
 import aspen
 from aspen.cli.output import EXIT_ERROR
 from aspen.errors import AspenError
-from aspen.node.devcluster import NODE_START_SECONDS, PROMOTE_SECONDS, address_in_use
+from aspen.node.config import address_in_use
+from aspen.node.devcluster import NODE_START_SECONDS, PROMOTE_SECONDS
 from aspen.testing import free_base_port, wait_for
 
 pytestmark = pytest.mark.slow

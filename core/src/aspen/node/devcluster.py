@@ -15,10 +15,8 @@ serving. Only SIGINT or SIGTERM stops the cluster.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,7 +26,7 @@ from pathlib import Path
 from typing import Literal
 
 from aspen.errors import AspenError
-from aspen.node.config import ROOT_TOKEN_FILE
+from aspen.node.config import ROOT_TOKEN_FILE, address_in_use
 
 __all__ = [
     "PEER_PORT_OFFSET",
@@ -78,18 +76,6 @@ def describe_exit(returncode: int) -> str:
         except ValueError:
             return f"killed by signal {-returncode}"
     return f"exit code {returncode}"
-
-
-def address_in_use(host: str, port: int) -> bool:
-    """Whether something listens on ``host:port`` (binding as a node would fails)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        # as the node's listener does: a port that only has connections in TIME_WAIT is free
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            return exc.errno == errno.EADDRINUSE
-    return False
 
 
 @dataclass
