@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -196,4 +197,24 @@ def test_restart_never_leaves_the_node_down_and_the_others_serving(tmp_path):
         assert up.pid(follower) is None
         assert not address_in_use("127.0.0.1", up.base_port + follower)
         assert "restarted" not in up.log()
+        assert up.proc.poll() is None
+
+
+def test_a_node_that_keeps_failing_is_restarted_with_a_growing_backoff(tmp_path):
+    with dev_up(tmp_path) as up:
+        follower = next(i for i in (1, 2, 3) if i != up.leader())
+        pid = up.pid(follower)
+        assert pid is not None
+        key_file = up.data_dir / f"n{follower}" / "node.key"
+        key = key_file.read_bytes()
+        key_file.write_bytes(b"not a key")  # read at start-up only: every restart fails
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: "restarting it in 4s" in up.log(), EVENT_SECONDS, message="backoff")
+        key_file.write_bytes(key)
+        log = up.log()
+        delays = re.findall(rf"node {follower} \(.*\) exited: .*; restarting it in (\w+)", log)
+        assert delays[:3] == ["1s", "2s", "4s"]
+        assert "exited: killed by SIGKILL" in log and "exited: exit code 1" in log
+        # the node can start again: the next restart serves
+        wait_for(lambda: up.status(follower), EVENT_SECONDS, 0.2, ignore=(AspenError, OSError))
         assert up.proc.poll() is None
