@@ -35,6 +35,7 @@ __all__ = [
     "DevCluster",
     "RestartPolicy",
     "describe_exit",
+    "last_line",
     "node_command",
 ]
 
@@ -56,6 +57,8 @@ RESTART_BACKOFF_MAX_SECONDS = 30.0
 RESTART_BACKOFF_RESET_SECONDS = 60.0
 #: Seconds between two looks at the node processes.
 SUPERVISE_POLL_SECONDS = 0.2
+#: Bytes read from the end of a node's log to quote its last line when it fails.
+LOG_TAIL_BYTES = 4096
 
 #: What to do when a node exits on its own: ``never`` restart it, or restart it when it
 #: failed (``on-failure``: a non-zero exit code or a signal).
@@ -78,13 +81,25 @@ def describe_exit(returncode: int) -> str:
     return f"exit code {returncode}"
 
 
+def last_line(log: Path) -> str:
+    """The last non-empty line of a log file (read from its last LOG_TAIL_BYTES), or ""."""
+    try:
+        with log.open("rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - LOG_TAIL_BYTES))
+            tail = f.read()
+    except OSError:
+        return ""
+    lines = [line.strip() for line in tail.decode("utf-8", "replace").splitlines()]
+    return next((line for line in reversed(lines) if line), "")
+
+
 @dataclass
 class _Watch:
     """What the supervisor knows about one node process."""
 
     started: float
-    #: Restarts since the node last ran for RESTART_BACKOFF_RESET_SECONDS.
-    failures: int = 0
+    #: Seconds to wait before its next restart (doubles per failure, up to the maximum).
+    backoff: float = RESTART_BACKOFF_FIRST_SECONDS
     #: When to start the node again (None: it runs, or stays down).
     restart_at: float | None = None
     #: The node exited and is not restarted.
@@ -146,6 +161,10 @@ class DevCluster:
         """The cluster's root token (every node holds the same one)."""
         return (self.node_dir(1) / ROOT_TOKEN_FILE).read_text().strip()
 
+    def log_file(self, i: int) -> Path:
+        """The log (stdout and stderr) of node ``i``."""
+        return self.data_dir / f"n{i}.log"
+
     def pid_file(self, i: int) -> Path:
         """File holding the process id of node ``i`` while the cluster runs."""
         return self.data_dir / f"n{i}.pid"
@@ -169,7 +188,7 @@ class DevCluster:
             advertise_peer=self.advertise.get(i),
             join=join,
         )
-        log = open(self.data_dir / f"n{i}.log", "ab")  # noqa: SIM115 - owned by the child
+        log = open(self.log_file(i), "ab")  # noqa: SIM115 - owned by the child
         # ASPEN_DEV_NODE_INDEX (0, 1, …) lets plugins with a well-known port (the secrets
         # HTTP API) offset their default so that local nodes do not collide.
         env = {**os.environ, "ASPEN_DEV_NODE_INDEX": str(i - 1), **self.env}
@@ -202,8 +221,11 @@ class DevCluster:
         while True:
             proc = self.procs[i - 1]
             if proc.poll() is not None:
+                why = last_line(self.log_file(i))
                 raise RuntimeError(
-                    f"node {i} exited with {proc.returncode}; see {self.data_dir}/n{i}.log"
+                    f"node {i} exited ({describe_exit(proc.returncode)})"
+                    + (f": {why}" if why else "")
+                    + f"; log: {self.log_file(i)}"
                 )
             try:
                 token = (self.node_dir(i) / ROOT_TOKEN_FILE).read_text().strip()
@@ -323,8 +345,10 @@ class DevCluster:
         code = self.procs[i - 1].poll()
         if code is None:
             return
+        log = self.log_file(i)
         where = f"node {i} ({self.client_endpoint(i)}) exited: {describe_exit(code)}"
-        log = self.data_dir / f"n{i}.log"
+        if code > 0 and last_line(log):
+            where += f" ({last_line(log)})"
         if restart == "never" or code == 0:
             watch.down = True
             why = "--restart never" if restart == "never" else "it stopped cleanly"
@@ -332,9 +356,9 @@ class DevCluster:
             self.pid_file(i).unlink(missing_ok=True)
             return
         if now - watch.started >= RESTART_BACKOFF_RESET_SECONDS:
-            watch.failures = 0
-        delay = min(RESTART_BACKOFF_FIRST_SECONDS * 2**watch.failures, RESTART_BACKOFF_MAX_SECONDS)
-        watch.failures += 1
+            watch.backoff = RESTART_BACKOFF_FIRST_SECONDS
+        delay = watch.backoff
+        watch.backoff = min(delay * 2, RESTART_BACKOFF_MAX_SECONDS)
         watch.restart_at = now + delay
         report(f"{where}; restarting it in {delay:g}s; log: {log}")
 
