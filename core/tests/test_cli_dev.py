@@ -218,3 +218,24 @@ def test_a_node_that_keeps_failing_is_restarted_with_a_growing_backoff(tmp_path)
         # the node can start again: the next restart serves
         wait_for(lambda: up.status(follower), EVENT_SECONDS, 0.2, ignore=(AspenError, OSError))
         assert up.proc.poll() is None
+
+
+def test_sigterm_while_the_nodes_start_stops_them(tmp_path):
+    data_dir = tmp_path / "dev"
+    proc = subprocess.Popen(
+        _dev_up_command(data_dir, free_base_port(3)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "ASPEN_SECRETS_HTTP_LISTEN": "off"},
+    )
+    try:
+        pid_file = data_dir / "n1.pid"
+        wait_for(pid_file.exists, UP_SECONDS, 0.01, message="node 1 was started")
+        node1 = int(wait_for(lambda: pid_file.read_text().strip(), EVENT_SECONDS))
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(EVENT_SECONDS) == 0
+        wait_for(lambda: not _alive(node1), EVENT_SECONDS, message="node 1 stopped")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

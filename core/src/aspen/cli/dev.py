@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from pathlib import Path
@@ -17,6 +18,13 @@ __all__ = ["dev"]
 @click.group()
 def dev() -> None:
     """Local development helpers."""
+
+
+#: What the banner says about a node that exits, by restart policy.
+_RESTART_NOTES: dict[RestartPolicy, str] = {
+    "on-failure": "A node that fails is restarted; the others keep serving.",
+    "never": "A node that exits stays down (--restart never); the others keep serving.",
+}
 
 
 def _report(message: str) -> None:
@@ -49,14 +57,17 @@ def up(nodes: int, data_dir: Path, base_port: int, restart: RestartPolicy) -> No
     """
     cluster = DevCluster(data_dir, nodes, base_port)
     code = 0
+    # SIGTERM while the nodes start stops them as Ctrl-C does (they run in their own
+    # sessions and would outlive this process otherwise)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         cluster.up()
         click.echo(
             f"Aspen dev cluster of {nodes} nodes is up ({data_dir}).\n"
             f"  set -a; . {data_dir / 'env'}; set +a   # exports ASPEN_ENDPOINT, ASPEN_TOKEN\n"
             f"  aspen cluster status\n"
-            f"Node i's process id is in {data_dir}/n<i>.pid, its log in {data_dir}/n<i>.log; "
-            f"a node that fails is restarted (--restart {restart}).\n"
+            f"Node i's process id is in {data_dir}/n<i>.pid, its log in {data_dir}/n<i>.log.\n"
+            f"{_RESTART_NOTES[restart]}\n"
             f"Press Ctrl-C to stop every node.",
         )
         sys.stdout.flush()
@@ -67,7 +78,7 @@ def up(nodes: int, data_dir: Path, base_port: int, restart: RestartPolicy) -> No
     except RuntimeError as exc:
         click.echo(f"error: {exc}", err=True)
         code = EXIT_UNAVAILABLE
-    except KeyboardInterrupt:  # Ctrl-C while the nodes start
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM while the nodes start
         code = 0
     finally:
         cluster.down()
