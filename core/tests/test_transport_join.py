@@ -121,6 +121,13 @@ async def test_join_requests_are_validated(tmp_path: Path) -> None:
     for change, error in bad_frames:
         with pytest.raises(error):
             await service({**good, **change}, "test")
+    # the message names the bound that was crossed (a long address is not "too many")
+    long_address = {"addresses": {"peer": "a" * 300 + ":7380"}}
+    with pytest.raises(errors.InvalidArgumentError, match=r"at most 256 \(MAX_ADDRESS_CHARS\)"):
+        await service({**good, **long_address}, "test")
+    many = {"addresses": {f"a{i}": "h:1" for i in range(100)}}
+    with pytest.raises(errors.InvalidArgumentError, match=r"at most 16 \(MAX_JOIN_ADDRESSES\)"):
+        await service({**good, **many}, "test")
     grant = await service(good, "test")
     assert grant["type"] == "join_grant"
 

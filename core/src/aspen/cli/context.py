@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import click
 
+from aspen.cli.output import EXIT_USAGE, fail
 from aspen.node.config import ROOT_TOKEN_FILE, default_data_dir
 
 __all__ = ["CliContext", "json_option", "pass_cli", "pass_client", "resolve_token"]
@@ -45,18 +46,45 @@ class CliContext:
     timeout: float
     #: Returns the plugin manager (loaded on first call).
     plugin_manager: Callable[[], Any]
+    #: Where ``endpoint`` came from, for messages: ``--endpoint`` or ``ASPEN_ENDPOINT``.
+    endpoint_source: str = "--endpoint"
     _client: Any = field(default=None, repr=False)
 
     def client(self) -> Any:
-        """A connected sync client (``aspen.connect``), closed when the command ends."""
+        """A connected sync client (``aspen.connect``), closed when the command ends.
+
+        A malformed endpoint or a missing token ends the command with a one-line usage
+        error (exit code 2) before anything is dialled.
+        """
         if self._client is None:
             import aspen
 
+            self._check_endpoint()
             token = resolve_token(self.token_file, os.environ)
+            if token is None:
+                fail(
+                    "error: ASPEN_TOKEN is not set (and no --token-file, no root token in "
+                    f"{default_data_dir() / ROOT_TOKEN_FILE}); for the cluster ./start runs: "
+                    "set -a; . .aspen/dev/env; set +a",
+                    EXIT_USAGE,
+                )
             client = aspen.connect(self.endpoint, token=token, timeout=self.timeout)
             click.get_current_context().call_on_close(client.close)
             self._client = client
         return self._client
+
+    def _check_endpoint(self) -> None:
+        """Exit with a usage error unless every endpoint is ``[tcp://]host:port``."""
+        from aspen.client.connection import parse_endpoint
+
+        endpoints = [e for e in self.endpoint.split(",") if e.strip()]
+        if not endpoints:
+            fail(f"error: {self.endpoint_source} is empty: give host:port", EXIT_USAGE)
+        for endpoint in endpoints:
+            try:
+                parse_endpoint(endpoint)
+            except ValueError as exc:
+                fail(f"error: {self.endpoint_source}: {exc} (e.g. 127.0.0.1:7401)", EXIT_USAGE)
 
 
 #: Decorator passing the :class:`CliContext` as the first argument.

@@ -18,10 +18,16 @@ from aspen.cli.output import (
     format_table,
     kv_to_json,
     show_bytes,
+    truncate,
     write_bytes,
 )
+from aspen.kv.keys import prefix_end
 
-__all__ = ["kv"]
+__all__ = ["SYSTEM_PREFIX", "kv"]
+
+#: Where the core and the plugins keep their own state (``/_aspen/<plugin>/…``):
+#: ``aspen kv range`` leaves it out unless asked (``--all``, or a range starting in it).
+SYSTEM_PREFIX = b"/_aspen/"
 
 
 def _key(text: str) -> bytes:
@@ -109,6 +115,12 @@ def delete(cli: CliContext, key: str, prefix: bool, range_end: str | None, prev_
 @click.option("--keys-only", is_flag=True, help="Show keys, not values.")
 @click.option("--count-only", is_flag=True, help="Only count the keys.")
 @click.option("--rev", type=click.IntRange(min=0), default=0, help="Read as of this revision.")
+@click.option(
+    "--all",
+    "include_system",
+    is_flag=True,
+    help="Also show the keys under /_aspen/ (the state of the core and the plugins).",
+)
 @json_option
 @pass_cli
 def range_(
@@ -119,40 +131,81 @@ def range_(
     keys_only: bool,
     count_only: bool,
     rev: int,
+    include_system: bool,
 ) -> None:
     """List the keys under PREFIX (every key when omitted) as a table.
 
-    Without --limit every key is listed (read page by page, all at one revision).
+    Without --limit every key is listed (read page by page, all at one revision). Keys
+    under /_aspen/ (plugin state) are left out unless --all is given or PREFIX starts
+    with /_aspen/. Control characters are shown as escapes and cells are cut at
+    64 characters (TABLE_CELL_MAX_CHARS): --json or `aspen kv get` show them whole.
     """
     client = cli.client()
     start, end = _key(prefix), (None if range_end is None else _key(range_end))
     if not start:  # every key: [b"\0", end), or to the end of the keyspace
         start, end = b"\0", end or b"\0"
+    elif end is None:
+        end = prefix_end(start)
+    segments, hidden = [(start, end)], 0
+    if not include_system and not start.startswith(SYSTEM_PREFIX):
+        segments = _without_system_keys(start, end)
+        system = _intersect(start, end, SYSTEM_PREFIX, prefix_end(SYSTEM_PREFIX))
+        if system is not None:
+            counted = client.kv.range(system[0], end=system[1], revision=rev, count_only=True)
+            hidden, rev = counted.count, rev or counted.revision  # every read at one revision
     if count_only:
-        count = client.kv.range(start, end=end, revision=rev, count_only=True).count
+        count = sum(
+            client.kv.range(a, end=b, revision=rev, count_only=True).count for a, b in segments
+        )
         if cli.json:
             echo_json({"count": count})
         else:
             click.echo(count)
         return
-    scan = client.kv.scan(start, end=end, revision=rev, keys_only=keys_only)
-    with scan:
-        records = list(itertools.islice(scan, limit + 1 if limit else None))
+    records: list[Any] = []
+    for a, b in segments:
+        wanted = limit + 1 - len(records) if limit else None
+        with client.kv.scan(a, end=b, revision=rev, keys_only=keys_only) as scan:
+            records += itertools.islice(scan, wanted)
     more = bool(limit) and len(records) > limit
     records = records[:limit] if limit else records
     if cli.json:
         echo_json({"kvs": [kv_to_json(r, keys_only=keys_only) for r in records], "more": more})
-    elif keys_only:
+        return
+    if keys_only:
         for record in records:
             click.echo(show_bytes(record.key))
     else:
         rows = [
-            (show_bytes(r.key), show_bytes(r.value), r.mod_revision, r.version, r.lease or "-")
+            (
+                truncate(show_bytes(r.key)),
+                truncate(show_bytes(r.value)),
+                r.mod_revision,
+                r.version,
+                r.lease or "-",
+            )
             for r in records
         ]
         click.echo(format_table(("KEY", "VALUE", "MOD_REV", "VERSION", "LEASE"), rows))
-    if more and not cli.json:
+    if more:
         click.echo(f"(more keys after the first {limit}: raise --limit)", err=True)
+    if hidden:
+        click.echo(f"({hidden} keys under /_aspen/ not shown: --all shows them)", err=True)
+
+
+def _intersect(start: bytes, end: bytes, lo: bytes, hi: bytes) -> tuple[bytes, bytes] | None:
+    """[start, end) ∩ [lo, hi), or None when empty (an ``end`` of b"\\0" is unbounded)."""
+    a = max(start, lo)
+    b = hi if end == b"\0" else min(end, hi)
+    return (a, b) if a < b else None
+
+
+def _without_system_keys(start: bytes, end: bytes) -> list[tuple[bytes, bytes]]:
+    """[start, end) minus the keys under SYSTEM_PREFIX, as at most two ranges in key order."""
+    lo, hi = SYSTEM_PREFIX, prefix_end(SYSTEM_PREFIX)
+    before = _intersect(start, end, b"\0", lo)
+    after = (max(start, hi), end) if end == b"\0" else _intersect(start, end, hi, end)
+    return [r for r in (before, after) if r is not None]
 
 
 @kv.command()

@@ -71,13 +71,24 @@ class AspenGroup(click.Group):
         """Run the command; expected errors become a message on stderr and an exit code."""
         try:
             return super().invoke(ctx)
-        except AspenError as exc:
-            fail(f"error: {exc.message}", exit_code_for(exc))
-        except OSError as exc:
-            endpoint = ctx.obj.endpoint if isinstance(ctx.obj, CliContext) else "?"
-            code = exit_code_for(exc)
-            where = f"cannot reach the node at {endpoint}: " if code != EXIT_ERROR else ""
-            fail(f"error: {where}{exc.strerror or exc}", code)
+        except (AspenError, OSError, BaseExceptionGroup) as exc:
+            error = _single_error(exc)
+            if isinstance(error, AspenError):
+                fail(f"error: {error.message}", exit_code_for(error))
+            if isinstance(error, OSError):
+                endpoint = ctx.obj.endpoint if isinstance(ctx.obj, CliContext) else "?"
+                code = exit_code_for(error)
+                where = f"cannot reach the node at {endpoint}: " if code != EXIT_ERROR else ""
+                fail(f"error: {where}{error.strerror or error}", code)
+            raise
+
+
+def _single_error(exc: BaseException) -> BaseException:
+    """The one error inside (nested) exception groups, else ``exc``: a node's task groups
+    wrap what it raises (a taken port, a refused join) in groups of one."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
 
 
 def make_cli(pm: Any = None) -> click.Group:
@@ -119,7 +130,15 @@ def make_cli(pm: Any = None) -> click.Group:
         """Aspen: a strongly consistent key-value store with plugins."""
         group = ctx.command
         assert isinstance(group, AspenGroup)
-        ctx.obj = CliContext(endpoint, token_file, as_json, timeout, group.plugin_manager)
+        from_env = ctx.get_parameter_source("endpoint") == click.core.ParameterSource.ENVIRONMENT
+        ctx.obj = CliContext(
+            endpoint,
+            token_file,
+            as_json,
+            timeout,
+            group.plugin_manager,
+            endpoint_source="ASPEN_ENDPOINT" if from_env else "--endpoint",
+        )
 
     for command in (cluster, dev, kv, lease, node, plugins, status):
         cli.add_command(command)

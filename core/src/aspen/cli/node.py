@@ -9,9 +9,12 @@ from typing import Any
 import click
 
 from aspen.cli.context import CliContext, pass_cli
+from aspen.cli.output import EXIT_ERROR, fail
+from aspen.limits import MAX_ADDRESS_CHARS
 from aspen.node.config import (
     DEFAULT_LISTEN,
     NodeConfig,
+    address_in_use,
     default_data_dir,
     default_peer_listen,
     parse_hostport,
@@ -20,12 +23,44 @@ from aspen.node.config import (
 __all__ = ["node"]
 
 
-def _check_listen(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+def _check_address(value: str) -> None:
+    """Raise ``click.BadParameter`` unless ``value`` is a host:port of a bounded length."""
+    if len(value) > MAX_ADDRESS_CHARS:
+        raise click.BadParameter(
+            f"address is {len(value)} characters long: at most {MAX_ADDRESS_CHARS} "
+            f"(MAX_ADDRESS_CHARS)"
+        )
     try:
         parse_hostport(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+
+
+def _check_listen(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    _check_address(value)
     return value
+
+
+def _check_join(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """``--join`` is JOIN_TOKEN@HOST:PORT (the member's peer address)."""
+    if value is None:
+        return None
+    token, sep, address = value.rpartition("@")
+    if not sep or not token or not address:
+        raise click.BadParameter("expected JOIN_TOKEN@HOST:PORT (a member's peer address)")
+    _check_address(address)
+    return value
+
+
+def _refuse_taken(what: str, address: str) -> None:
+    """Exit with a one-line error when something already listens on ``address``."""
+    host, port = parse_hostport(address)
+    if port and address_in_use(host, port):
+        fail(
+            f"error: cannot listen on {host}:{port} ({what}): the address is already in use "
+            f"(another node?)",
+            EXIT_ERROR,
+        )
 
 
 def _check_optional_listen(
@@ -121,7 +156,9 @@ def node() -> None:
     "--join",
     envvar="ASPEN_JOIN",
     default=None,
-    help="Join an existing cluster: JOIN_TOKEN@PEER_HOST:PORT of any member (first start only).",
+    callback=_check_join,
+    help="Join an existing cluster: JOIN_TOKEN@PEER_HOST:PORT of any member (its peer port, "
+    "client + 1 by default; first start only).",
 )
 @pass_cli
 def start(
@@ -143,9 +180,12 @@ def start(
     for var, value in plugin_flags.items():
         if value is not None:
             os.environ[var.upper()] = str(value).lower() if isinstance(value, bool) else str(value)
+    peer_what = "--peer-listen" if peer_listen else "the peer port: client + 1, or --peer-listen"
+    peer_listen = peer_listen or default_peer_listen(listen)
+    _refuse_taken("--listen", listen)
+    _refuse_taken(peer_what, peer_listen)
     data_dir = data_dir or default_data_dir()
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    peer_listen = peer_listen or default_peer_listen(listen)
     config = NodeConfig(
         data_dir=data_dir,
         listen=listen,

@@ -42,8 +42,24 @@ __all__ = [
     "format_table",
     "kv_to_json",
     "show_bytes",
+    "truncate",
     "write_bytes",
 ]
+
+#: Widest cell (in characters) of a table the CLI prints (``aspen kv range``); longer
+#: keys and values are cut with an ellipsis (``--json`` and ``aspen kv get`` show them whole).
+TABLE_CELL_MAX_CHARS = 64
+#: What ends a cut cell.
+ELLIPSIS = "…"
+#: Control characters (C0, DEL, C1) as printable escapes: a key or value printed as text
+#: never moves the cursor, clears the screen or breaks a line or a table row.
+_CONTROL_ESCAPES: dict[int, str] = {
+    **{c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)},
+    **{c: f"\\u{c:04x}" for c in range(0x80, 0xA0)},
+    ord("\t"): "\\t",
+    ord("\n"): "\\n",
+    ord("\r"): "\\r",
+}
 
 EXIT_OK = 0
 EXIT_NO = 1
@@ -110,8 +126,14 @@ def echo_json(obj: Any, *, lines: bool = False) -> None:
 
 
 def show_bytes(data: bytes) -> str:
-    """Bytes for people: UTF-8 text, undecodable bytes as ``\\xNN`` escapes."""
-    return data.decode("utf-8", "backslashreplace")
+    """Bytes for people: UTF-8 text; undecodable bytes and control characters as escapes
+    (``\\xNN``, ``\\n``, ``\\t``, ``\\r``, ``\\u0085``)."""
+    return data.decode("utf-8", "backslashreplace").translate(_CONTROL_ESCAPES)
+
+
+def truncate(text: str, max_chars: int = TABLE_CELL_MAX_CHARS) -> str:
+    """``text`` cut to ``max_chars`` characters, the last one an ellipsis when it was cut."""
+    return text if len(text) <= max_chars else text[: max_chars - len(ELLIPSIS)] + ELLIPSIS
 
 
 def write_bytes(data: bytes) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,6 +13,7 @@ __all__ = [
     "DEFAULT_PORT",
     "ROOT_TOKEN_FILE",
     "NodeConfig",
+    "address_in_use",
     "default_data_dir",
     "default_peer_listen",
     "parse_hostport",
@@ -53,6 +56,19 @@ def parse_hostport(text: str, *, default_port: int = DEFAULT_PORT) -> tuple[str,
     if not 0 <= port_no <= 65535:
         raise ValueError(f"port out of range in address {text!r}")
     return host, port_no
+
+
+def address_in_use(host: str, port: int) -> bool:
+    """Whether something already listens on ``host:port`` (so a node could not bind it)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        # as a node's listener: a port that only has connections in TIME_WAIT is free
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            return exc.errno == errno.EADDRINUSE
+    return False
 
 
 def default_peer_listen(listen: str) -> str:

@@ -171,7 +171,8 @@ class RpcServer:
         if identity is None:
             if not token:
                 raise UnauthorizedError(
-                    "no token given: pass token=... or set ASPEN_TOKEN (see `aspen token`)"
+                    "no token given: pass token=... or set ASPEN_TOKEN (a node's root token is the "
+                    "file root-token in its data directory)"
                 )
             raise UnauthorizedError("the token is not valid on this node")
         return identity

@@ -29,7 +29,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import Any
 
 import anyio
 from cryptography import x509
@@ -50,6 +50,7 @@ from aspen.limits import (
     PEER_CONNECT_TIMEOUT_SECONDS,
 )
 from aspen.node.config import ROOT_TOKEN_FILE
+from aspen.node.devcluster import PEER_PORT_OFFSET as DEV_PEER_PORT_OFFSET
 from aspen.transport.framed import LINK_ERRORS, FramedStream, describe_error, open_tls
 from aspen.transport.identity import (
     NodeIdentity,
@@ -243,11 +244,7 @@ class JoinService:
         public_raw = frame.get("public_key")
         if type(public_raw) is not bytes or len(public_raw) != 32:
             raise InvalidArgumentError("'public_key' must be a raw 32-byte Ed25519 key")
-        addresses = frame.get("addresses")
-        if not _address_map(addresses):
-            raise InvalidArgumentError(
-                f"'addresses' must map at most {MAX_JOIN_ADDRESSES} names to host:port strings"
-            )
+        addresses = _check_address_map(frame.get("addresses"))
         try:
             for address in addresses.values():
                 split_address(address)
@@ -257,16 +254,28 @@ class JoinService:
         return public_raw, addresses
 
 
-def _address_map(value: object) -> TypeGuard[dict[str, str]]:
-    """Whether ``value`` is a small map of short names to short strings."""
-    return (
-        isinstance(value, dict)
-        and len(value) <= MAX_JOIN_ADDRESSES
-        and all(
-            isinstance(k, str) and isinstance(v, str) and max(len(k), len(v)) <= MAX_ADDRESS_CHARS
-            for k, v in value.items()
+def _check_address_map(value: object) -> dict[str, str]:
+    """``value`` as a map of at most MAX_JOIN_ADDRESSES names to host:port strings of at
+    most MAX_ADDRESS_CHARS each; otherwise ``InvalidArgumentError`` naming the bound."""
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise InvalidArgumentError("'addresses' must map names to host:port strings")
+    if len(value) > MAX_JOIN_ADDRESSES:
+        raise InvalidArgumentError(
+            f"'addresses' has {len(value)} entries: at most {MAX_JOIN_ADDRESSES} "
+            f"(MAX_JOIN_ADDRESSES)",
+            limit=MAX_JOIN_ADDRESSES,
         )
-    )
+    for name, address in value.items():
+        longest = max(len(name), len(address))
+        if longest > MAX_ADDRESS_CHARS:
+            raise InvalidArgumentError(
+                f"join address {name!r} is {longest} characters long: at most "
+                f"{MAX_ADDRESS_CHARS} (MAX_ADDRESS_CHARS)",
+                limit=MAX_ADDRESS_CHARS,
+            )
+    return value
 
 
 def _parse_join_token(token: str) -> ClusterToken:
@@ -361,7 +370,15 @@ async def request_join(
     finally:
         await framed.aclose()
     if reply.get("type") == "error":
-        raise error_from_wire(reply.get("error"))
+        error = error_from_wire(reply.get("error"))
+        if error.details.get("expected") == "hello":  # a client port: it wants a hello
+            raise InvalidArgumentError(
+                f"{address} is a client port, not a peer port: use the member's peer port "
+                f"(client + 1 by default, e.g. {host}:{port + 1}; `aspen dev up` nodes: "
+                f"client + {DEV_PEER_PORT_OFFSET})",
+                endpoint=address,
+            )
+        raise error
     if reply.get("type") != "join_grant":
         raise UnavailableError(f"{address} did not answer the join request: {sorted(reply)}")
     return _grant_from_frame(reply, parsed, identity)
