@@ -10,7 +10,7 @@ import pytest
 from kvstore import Store
 
 from aspen import limits
-from aspen.errors import InvalidArgumentError, NotFoundError
+from aspen.errors import InvalidArgumentError, NotFoundError, ResourceExhaustedError
 from aspen.events import KeyValue, KvBatch, KvDelete, KvPut
 from aspen.kv import (
     delete_command,
@@ -99,6 +99,39 @@ def test_delete_range_bound(kv: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     assert isinstance(result, InvalidArgumentError)
     assert "MAX_DELETE_RANGE_KEYS (3)" in result.message
     assert kv.delete("b", end="\0")["deleted"] == 3
+
+
+def test_delete_prev_kv_over_the_read_budget_deletes_nothing(
+    kv: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(limits, "MAX_RESPONSE_KVS", 3)
+    for key in "abcd":
+        kv.put(key)
+    command = delete_command({"key": "a", "end": "\0", "prev_kv": True})
+    refused = pytest.raises(ResourceExhaustedError, match="MAX_RESPONSE_KVS")
+    with kv.storage.begin() as txn, refused:  # the proposer's check, before proposing
+        kv.sm.check_delete(txn, command)
+    for answer in (True, False):  # every replica refuses it, answering or not
+        with kv.storage.begin(write=True) as txn:
+            kv.index += 1
+            result, events = kv.sm.apply(txn, kv.index, kv.term, command, answer=answer)
+        assert isinstance(result, ResourceExhaustedError) and "nothing was applied" in str(result)
+        assert events == []
+    assert kv.keys() == [b"a", b"b", b"c", b"d"]
+    assert kv.delete("b", end="\0", prev_kv=True)["deleted"] == 3
+
+
+def test_a_replica_that_does_not_answer_counts_but_does_not_build_reads(kv: Store) -> None:
+    for key in "abc":
+        kv.put(key, "v")
+    command = txn_command({"success": [{"range": {"key": "a", "end": "\0", "limit": 2}}]})
+    with kv.storage.begin(write=True) as txn:
+        kv.index += 1
+        result, _ = kv.sm.apply(txn, kv.index, kv.term, command, answer=False)
+    assert result["responses"] == [{"range": {"kvs": [], "more": True, "count": 3}}]
+    with kv.storage.begin() as txn:
+        answered = kv.sm.read_txn(txn, command)["responses"][0]["range"]
+    assert [item["key"] for item in answered["kvs"]] == [b"a", b"b"]
 
 
 # ---------------------------------------------------------------------------- range

@@ -13,6 +13,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 import aspen
+from aspen import limits
 from aspen.errors import UnavailableError
 from aspen.events import Event
 from aspen.kv.state_machine import KVStateMachine
@@ -57,6 +58,8 @@ class Node:
         self._stopping = False
         self._cluster_id = ""
         self._plugin_state: dict[str, dict[str, Any]] = {}
+        #: Worker threads for reads served off the event loop (see ``node.handlers``).
+        self.read_limiter = anyio.CapacityLimiter(limits.MAX_READ_THREADS)
 
     # ------------------------------------------------------------------ the API for plugins
     def config(self, plugin: str) -> dict[str, Any]:
