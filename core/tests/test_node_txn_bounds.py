@@ -15,7 +15,7 @@ import pytest
 
 from aspen import limits
 from aspen.client.txn import Compare, Op
-from aspen.errors import InvalidArgumentError, ResourceExhaustedError
+from aspen.errors import InvalidArgumentError, ResourceExhaustedError, TimeoutError
 from aspen.node.runner import NodeThread
 from aspen.testing import wait_for
 
@@ -155,3 +155,22 @@ def test_read_only_txn_is_a_read_that_never_enters_the_log(running_node) -> None
         assert not miss.succeeded and miss.responses[0].kvs[0].value == b"x"
         assert _applied_index(c) == before
         assert c.kv.put("k", "v3").revision == revision + 1
+
+
+def test_a_write_held_up_by_a_busy_node_says_so_not_no_quorum(running_node, monkeypatch) -> None:
+    """The issue's "timeout (no quorum?)" on one node: the node was busy in one long write
+    cycle. Holding LMDB's write lock keeps the driver's next cycle waiting the same way."""
+    monkeypatch.setattr(limits, "PROPOSAL_TIMEOUT_SECONDS", 1.5)
+    with running_node.client() as c:
+        c.kv.put("k", "0")
+        with running_node.node.storage.env.begin(write=True):  # the driver waits for it
+            with pytest.raises(TimeoutError) as first:  # proposed, cannot be persisted
+                c.kv.put("k", "1")
+            with pytest.raises(TimeoutError) as second:  # queued behind that cycle
+                c.kv.put("k", "2")
+        for late in (first.value, second.value):
+            assert "this node has been busy persisting and applying" in late.message
+            assert "quorum" not in late.message and late.details["outcome"] == "unknown"
+        assert "was not committed" in first.value.message
+        assert "was not proposed" in second.value.message
+        wait_for(lambda: c.kv.get("k").value == b"2", message="both writes applied")

@@ -78,6 +78,9 @@ __all__ = ["CycleOutput", "Replicator"]
 
 log = logging.getLogger(__name__)
 
+#: A write cycle running this long when a request times out is named as what held it up.
+_BUSY_SECONDS = 1.0
+
 
 class _Waiter:
     """One proposal or read waiting for the driver."""
@@ -109,6 +112,8 @@ class CycleOutput:
     answers: list[tuple[_Waiter, Any]] = field(default_factory=list)
     installed_snapshot: int = 0
     hard_state: tuple[int, str | None] | None = None
+    #: The commit index Raft reported in this cycle, if it moved.
+    commit: int | None = None
     leader_ready: bool = False
     #: Whether the cycle wrote something Raft needs durable before its messages leave.
     needs_sync: bool = False
@@ -175,9 +180,9 @@ class Replicator:
         self._proposals: deque[tuple[int, bytes | ConfChange]] = deque()
         self._reads: list[_Waiter] = []
         self._waiters: dict[int, _Waiter] = {}
-        #: seq -> log index of our proposals in flight; the commit index Raft last reported;
-        #: when the write cycle running in the worker thread started (None: none running).
-        #: They say what held up a write that timed out.
+        #: seq -> log index of our proposals in flight; the commit index of the last cycle
+        #: committed to LMDB; when the write cycle running in the worker thread started
+        #: (None: none running). They say what held up a write that timed out.
         self._proposed: dict[int, int] = {}
         self.commit_index = 0
         self._cycle_started: float | None = None
@@ -265,19 +270,22 @@ class Replicator:
         return waiter.result
 
     def _why_late(self, seq: int) -> tuple[str, str]:
-        """Say what held up proposal ``seq`` past its deadline: (message, outcome)."""
+        """Say what held up proposal ``seq`` past its deadline: (message, outcome).
+
+        The node itself may be what is slow (one write cycle persisting and applying a
+        long batch), or a quorum may not answer.
+        """
         late = f"within PROPOSAL_TIMEOUT_SECONDS ({limits.PROPOSAL_TIMEOUT_SECONDS:g} s)"
         busy = self._busy_note()
         index = self._proposed.get(seq)
         if index is None:
             return f"the write was not proposed {late}{busy}; it may still be applied", "unknown"
         if index > self.commit_index:
-            return (
-                f"the write (log index {index}) was not committed {late}: no quorum of voters "
-                f"acknowledged it (commit index {self.commit_index}){busy}; it may still be "
-                "applied",
-                "unknown",
+            why = busy or (
+                f": no quorum of voters acknowledged it (commit index {self.commit_index})"
             )
+            message = f"the write (log index {index}) was not committed {late}{why}"
+            return f"{message}; it may still be applied", "unknown"
         return (
             f"the write (log index {index}) was committed but not applied {late} (applied "
             f"index {self.applied_index}){busy}; it will be applied",
@@ -285,11 +293,11 @@ class Replicator:
         )
 
     def _busy_note(self) -> str:
-        """``"; this node has been busy … for N s"`` while a long write cycle runs, else ``""``."""
-        if self._cycle_started is None:
+        """``": this node has been busy … for N s"`` while a long write cycle runs, else ``""``."""
+        if self._cycle_started is None or time.monotonic() - self._cycle_started < _BUSY_SECONDS:
             return ""
         return (
-            "; this node has been busy persisting and applying log entries for "
+            ": this node has been busy persisting and applying log entries for "
             f"{time.monotonic() - self._cycle_started:.1f} s"
         )
 
@@ -315,7 +323,7 @@ class Replicator:
                 return
         raise TimeoutError(
             f"no leader confirmed the read within PROPOSAL_TIMEOUT_SECONDS "
-            f"({limits.PROPOSAL_TIMEOUT_SECONDS:g} s) (no quorum?){self._busy_note()}"
+            f"({limits.PROPOSAL_TIMEOUT_SECONDS:g} s){self._busy_note() or ' (no quorum?)'}"
         )
 
     async def snapshot(self) -> int:
@@ -502,7 +510,7 @@ class Replicator:
         messages = rd.messages
         if rd.hard_state is not None:
             self.term = rd.hard_state.term
-            self.commit_index = rd.hard_state.commit
+            out.commit = rd.hard_state.commit
             out.hard_state = (rd.hard_state.term, rd.hard_state.vote)
         in_force = out.hard_state if out.hard_state is not None else self._durable_vote
         if (
@@ -592,6 +600,8 @@ class Replicator:
     # ------------------------------------------------------------------ after the commit
     def _deliver(self, out: CycleOutput) -> None:
         """On the event loop, after the cycle's commit: send, wake, answer, publish."""
+        if out.commit is not None:
+            self.commit_index = out.commit  # durable now
         if out.messages:
             self._send(out.messages)
         for seq, result in out.results:
