@@ -13,11 +13,14 @@ from collections.abc import Iterator
 
 import pytest
 
+import aspen
 from aspen import limits
 from aspen.client.txn import Compare, Op
 from aspen.errors import InvalidArgumentError, ResourceExhaustedError, TimeoutError
+from aspen.node.devcluster import DevCluster
 from aspen.node.runner import NodeThread
-from aspen.testing import wait_for
+from aspen.testing import free_base_port, wait_for
+from aspen.testing.linearizability import HistoryRecorder, check_kv_history
 
 
 def _load(c, prefix: str, n: int, value: bytes = b"v") -> None:
@@ -174,3 +177,56 @@ def test_a_write_held_up_by_a_busy_node_says_so_not_no_quorum(running_node, monk
         assert "was not committed" in first.value.message
         assert "was not proposed" in second.value.message
         wait_for(lambda: c.kv.get("k").value == b"2", message="both writes applied")
+
+
+def _read_only_get(c, key: str) -> bytes | None:
+    """Read ``key`` with a read-only txn (a compare and a range: it never enters the log)."""
+    result = c.kv.txn(compare=[Compare.version(key) > 0], success=[Op.get(key)])
+    return result.responses[0].kvs[0].value if result.succeeded else None
+
+
+def test_read_only_txns_on_every_node_are_linearizable(tmp_path) -> None:
+    cluster = DevCluster(tmp_path / "c", 3, free_base_port(3))
+    recorder = HistoryRecorder()
+    stop = threading.Event()
+    errors: list[Exception] = []
+
+    def client(n: int, endpoint: str, writes: bool) -> None:
+        try:
+            with aspen.connect(endpoint, token=cluster.token, timeout=10) as c:
+                i = 0
+                while not stop.is_set():
+                    i += 1
+                    if writes:
+                        value = f"{n}-{i}".encode()
+                        with recorder.invoke(n, "put", key="k", value=value) as op:
+                            c.kv.put("k", value)
+                            op.ok()
+                    else:
+                        with recorder.invoke(n, "get", key="k") as op:
+                            op.ok(_read_only_get(c, "k"))
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    cluster.up()
+    try:
+        every = ",".join(cluster.client_endpoint(i) for i in (1, 2, 3))
+        threads = [threading.Thread(target=client, args=(0, every, True), daemon=True)]
+        threads += [
+            threading.Thread(target=client, args=(i, cluster.client_endpoint(i), False))
+            for i in (1, 2, 3)  # one reader on each node: two of them followers
+        ]
+        for t in threads:
+            t.start()
+        wait_for(lambda: len(recorder) > 400 or errors, timeout=60, message="400 operations")
+        stop.set()
+        for t in threads:
+            t.join(30)
+    finally:
+        stop.set()
+        cluster.down()
+    assert not errors
+    history = recorder.history()
+    assert any(op["op"] == "get" and op["result"] for op in history)
+    result = check_kv_history(history, timeout=60)
+    assert result.ok, result.explanation
