@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import pytest
 from kvstore import Store
 
@@ -19,6 +20,7 @@ from aspen.kv import (
     put_command,
     txn_command,
 )
+from aspen.kv.records import record_to_wire
 
 
 @pytest.fixture
@@ -390,3 +392,19 @@ def test_revision_cache_follows_aborted_batches(kv: Store) -> None:
             kv.sm.apply(txn, 10 + i, 1, put_command({"key": "m", "value": str(i)}))
         assert kv.sm.current_revision(txn) == 6
     assert kv.sm.get(None, b"m") == KeyValue(b"m", b"2", 4, 6, 3)
+
+
+def test_an_answer_within_the_read_bounds_fits_one_frame() -> None:
+    """MAX_RESPONSE_KV_BYTES counts records as stored; the answer adds field names per kv
+    and a little per op: the largest answer must still fit MAX_FRAME_BYTES."""
+    big = 2**63 - 1
+    record = [b"k", b"", big, big, big, big]
+    per_kv = len(msgpack.packb(record_to_wire(record))) - len(msgpack.packb(record))
+    per_op = len(msgpack.packb({"range": {"kvs": [], "more": True, "count": big}}))
+    largest = (
+        limits.MAX_RESPONSE_KV_BYTES
+        + limits.MAX_RESPONSE_KVS * per_kv
+        + limits.MAX_TXN_OPS * per_op
+        + 1024  # header, succeeded, the frame's own fields
+    )
+    assert largest < limits.MAX_FRAME_BYTES
