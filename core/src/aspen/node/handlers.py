@@ -4,7 +4,7 @@ Writes are validated into commands and go through ``node.propose``; reads come s
 from an LMDB read transaction (on one node every acknowledged write is already committed,
 so a fresh read transaction is linearizable), in a worker thread unless they are a single
 key. A txn that only compares and reads is such a read (etcd does the same): it never
-enters the log. A request whose answer is already over its read budget (``kv.budget``)
+enters the log. A request whose answer is already over its read budget (``aspen.kv.budget``)
 is refused before it is proposed.
 """
 
