@@ -12,6 +12,7 @@ from aspen.kv.commands import (
     RangeRequest,
     compact_command,
     delete_command,
+    is_read_only,
     lease_expire_command,
     lease_grant_command,
     lease_id_param,
@@ -274,3 +275,39 @@ def test_duplicate_keys_refused(branch: list[dict[str, Any]]) -> None:
 )
 def test_non_duplicates_accepted(branch: list[dict[str, Any]]) -> None:
     txn_command({"success": branch, "failure": branch})
+
+
+def _ranges(n: int, **params: Any) -> list[dict[str, Any]]:
+    return [{"range": {"key": "a", **params}} for _ in range(n)]
+
+
+def test_txn_answer_bound_is_checked_before_proposing() -> None:
+    most = limits.MAX_RESPONSE_KVS
+    # single-key reads count 1, ranges their limit, the larger branch counts, count_only 0
+    txn_command({"success": _ranges(1, end="b", limit=most)})
+    txn_command({"success": _ranges(most // 1000, end="b"), "failure": _ranges(1, end="b")})
+    txn_command({"success": _ranges(900) + _ranges(50, end="b", count_only=True)})
+    nested = {"txn": {"success": _ranges(1, end="b", limit=most)}}
+    for params in (
+        {"success": _ranges(2, end="b", limit=most)},
+        {
+            "success": [
+                *_ranges(1, end="b", limit=most),
+                {"put": {"key": "p", "value": "v", "prev_kv": True}},
+            ]
+        },
+        {"success": [nested, *_ranges(1)]},
+    ):
+        with pytest.raises(InvalidArgumentError, match="MAX_RESPONSE_KVS"):
+            txn_command(params)
+
+
+def test_read_only_txns() -> None:
+    assert is_read_only(txn_command({}))
+    assert is_read_only(
+        txn_command({"success": _ranges(2), "failure": [{"txn": {"success": _ranges(1)}}]})
+    )
+    assert not is_read_only(
+        txn_command({"failure": [{"txn": {"success": [{"delete": {"key": "a"}}]}}]})
+    )
+    assert not is_read_only(txn_command({"success": [{"put": {"key": "a", "value": "v"}}]}))

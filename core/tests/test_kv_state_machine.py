@@ -6,11 +6,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import pytest
 from kvstore import Store
 
 from aspen import limits
-from aspen.errors import InvalidArgumentError, NotFoundError
+from aspen.errors import InvalidArgumentError, NotFoundError, ResourceExhaustedError
 from aspen.events import KeyValue, KvBatch, KvDelete, KvPut
 from aspen.kv import (
     delete_command,
@@ -19,6 +20,7 @@ from aspen.kv import (
     put_command,
     txn_command,
 )
+from aspen.kv.records import record_to_wire
 
 
 @pytest.fixture
@@ -99,6 +101,39 @@ def test_delete_range_bound(kv: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     assert isinstance(result, InvalidArgumentError)
     assert "MAX_DELETE_RANGE_KEYS (3)" in result.message
     assert kv.delete("b", end="\0")["deleted"] == 3
+
+
+def test_delete_prev_kv_over_the_read_budget_deletes_nothing(
+    kv: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(limits, "MAX_RESPONSE_KVS", 3)
+    for key in "abcd":
+        kv.put(key)
+    command = delete_command({"key": "a", "end": "\0", "prev_kv": True})
+    refused = pytest.raises(ResourceExhaustedError, match="MAX_RESPONSE_KVS")
+    with kv.storage.begin() as txn, refused:  # the proposer's check, before proposing
+        kv.sm.check_delete(txn, command)
+    for answer in (True, False):  # every replica refuses it, answering or not
+        with kv.storage.begin(write=True) as txn:
+            kv.index += 1
+            result, events = kv.sm.apply(txn, kv.index, kv.term, command, answer=answer)
+        assert isinstance(result, ResourceExhaustedError) and "nothing was applied" in str(result)
+        assert events == []
+    assert kv.keys() == [b"a", b"b", b"c", b"d"]
+    assert kv.delete("b", end="\0", prev_kv=True)["deleted"] == 3
+
+
+def test_a_replica_that_does_not_answer_counts_but_does_not_build_reads(kv: Store) -> None:
+    for key in "abc":
+        kv.put(key, "v")
+    command = txn_command({"success": [{"range": {"key": "a", "end": "\0", "limit": 2}}]})
+    with kv.storage.begin(write=True) as txn:
+        kv.index += 1
+        result, _ = kv.sm.apply(txn, kv.index, kv.term, command, answer=False)
+    assert result["responses"] == [{"range": {"kvs": [], "more": True, "count": 3}}]
+    with kv.storage.begin() as txn:
+        answered = kv.sm.read_txn(txn, command)["responses"][0]["range"]
+    assert [item["key"] for item in answered["kvs"]] == [b"a", b"b"]
 
 
 # ---------------------------------------------------------------------------- range
@@ -357,3 +392,19 @@ def test_revision_cache_follows_aborted_batches(kv: Store) -> None:
             kv.sm.apply(txn, 10 + i, 1, put_command({"key": "m", "value": str(i)}))
         assert kv.sm.current_revision(txn) == 6
     assert kv.sm.get(None, b"m") == KeyValue(b"m", b"2", 4, 6, 3)
+
+
+def test_an_answer_within_the_read_bounds_fits_one_frame() -> None:
+    """MAX_RESPONSE_KV_BYTES counts records as stored; the answer adds field names per kv
+    and a little per op: the largest answer must still fit MAX_FRAME_BYTES."""
+    big = 2**63 - 1
+    record = [b"k", b"", big, big, big, big]
+    per_kv = len(msgpack.packb(record_to_wire(record))) - len(msgpack.packb(record))
+    per_op = len(msgpack.packb({"range": {"kvs": [], "more": True, "count": big}}))
+    largest = (
+        limits.MAX_RESPONSE_KV_BYTES
+        + limits.MAX_RESPONSE_KVS * per_kv
+        + limits.MAX_TXN_OPS * per_op
+        + 1024  # header, succeeded, the frame's own fields
+    )
+    assert largest < limits.MAX_FRAME_BYTES

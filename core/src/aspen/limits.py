@@ -23,6 +23,16 @@ MAX_RANGE_LIMIT = 10_000
 DEFAULT_RANGE_LIMIT = 1000
 #: Most keys one delete-range may remove in one command.
 MAX_DELETE_RANGE_KEYS = 100_000
+#: Most key-values one write or txn answer may carry: the kvs of a txn's ranges (their
+#: limits must add up to at most this, checked before proposing) and the ``prev_kv`` of
+#: deletes and puts.
+MAX_RESPONSE_KVS = 10_000
+#: Most bytes of key-values (as stored: key, value and revisions) one write or txn answer
+#: may carry; with MAX_RESPONSE_KVS this keeps any answer inside MAX_FRAME_BYTES.
+MAX_RESPONSE_KV_BYTES = 2 * 1024 * 1024
+#: Most keys the ranges and compares of one txn may visit (a range visits every key it
+#: counts, past its limit too); bounds a txn's work on every replica.
+MAX_TXN_SCAN_KEYS = 100_000
 
 # --- Leases -------------------------------------------------------------------------
 #: Shortest lease TTL, in seconds (shorter requests are raised to this, as etcd does).
@@ -187,6 +197,9 @@ PROMOTE_MAX_LAG_ENTRIES = 100
 READ_INDEX_RETRY_SECONDS = 1.0
 #: Most linearizable reads waiting for one ReadIndex round.
 MAX_PENDING_READS = 100_000
+#: Most reads (ranges, read-only txns, bound checks) a node runs at once in worker threads,
+#: off the event loop; leaves threads for the Raft driver's writes.
+MAX_READ_THREADS = 4
 
 # --- Client ---------------------------------------------------------------------------
 #: Unread items one client stream (e.g. a watch) buffers before it is cancelled as too slow.

@@ -37,6 +37,7 @@ __all__ = [
     "WatchRequest",
     "compact_command",
     "delete_command",
+    "is_read_only",
     "lease_expire_command",
     "lease_grant_command",
     "lease_id_param",
@@ -152,7 +153,24 @@ def txn_command(params: Any) -> dict[str, Any]:
     cmd = _txn(_params(params, "txn"), "", 0, budget)
     for branch in ("success", "failure"):
         _check_duplicates(cmd[branch], f"{branch}")
+    most = _answer_kvs(cmd)
+    if most > limits.MAX_RESPONSE_KVS:
+        raise InvalidArgumentError(
+            f"the txn may answer up to {most} key-values (the limits of its ranges, 1 per "
+            f"single-key read or prev_kv), over MAX_RESPONSE_KVS ({limits.MAX_RESPONSE_KVS}); "
+            "give its ranges smaller limits, or read with kv.range outside the txn"
+        )
     return cmd
+
+
+def is_read_only(cmd: dict[str, Any]) -> bool:
+    """True if a ``txn`` command only compares and reads (in both branches, nested txns
+    included): it can be answered from a linearizable read, without entering the log."""
+    return all(
+        op["op"] == "range" or (op["op"] == "txn" and is_read_only(op))
+        for branch in ("success", "failure")
+        for op in cmd[branch]
+    )
 
 
 def compact_command(params: Any) -> dict[str, Any]:
@@ -424,6 +442,25 @@ def _compare(c: Any, where: str) -> dict[str, Any]:
         "op": op,
         "value": value,
     }
+
+
+def _answer_kvs(cmd: dict[str, Any]) -> int:
+    """Most key-values a txn's answer can carry, as far as the request tells: a range its
+    limit (1 for a single key), a put or single-key delete with prev_kv 1; the branch that
+    answers more counts. A range delete's prev_kv is counted when applied."""
+    most = 0
+    for branch in ("success", "failure"):
+        total = 0
+        for op in cmd[branch]:
+            kind = op["op"]
+            if kind == "range" and not op["count_only"]:
+                total += op["limit"] if op["end"] else 1
+            elif kind in ("put", "delete") and op["prev_kv"] and not op.get("end"):
+                total += 1
+            elif kind == "txn":
+                total += _answer_kvs(op)
+        most = max(most, total)
+    return most
 
 
 def _check_duplicates(ops: list[dict[str, Any]], where: str) -> tuple[set[bytes], list[_Span]]:

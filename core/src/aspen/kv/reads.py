@@ -17,9 +17,11 @@ from collections.abc import Generator, Iterable, Iterator
 from typing import Any
 
 import lmdb
+import msgpack
 
 from aspen import limits
 from aspen.errors import CompactedError, InvalidArgumentError
+from aspen.kv.budget import ReadBudget
 from aspen.kv.commands import RangeRequest
 from aspen.kv.keycodec import encode_key, scan
 from aspen.kv.records import (
@@ -43,6 +45,11 @@ def in_range(key: bytes, start: bytes, end: bytes | None) -> bool:
     if not end:
         return key == start
     return start <= key and (end == b"\0" or key < end)
+
+
+def _stored_size(stored: bytes | Record) -> int:
+    """Bytes of a key-value as stored (a record restored from history is packed again)."""
+    return len(stored) if isinstance(stored, bytes) else len(msgpack.packb(stored))
 
 
 def _holds(actual: Any, op: str, expected: Any) -> bool:
@@ -85,11 +92,20 @@ class KVReader:
 
     # ------------------------------------------------------------------ range
     def range(
-        self, txn: lmdb.Transaction, req: RangeRequest, current: int, compacted: int
+        self,
+        txn: lmdb.Transaction,
+        req: RangeRequest,
+        current: int,
+        compacted: int,
+        budget: ReadBudget | None = None,
+        *,
+        materialise: bool = True,
     ) -> dict[str, Any]:
         """The ``kvs``/``more``/``count`` of a range (no header).
 
         ``current`` is the revision the live data reflects, ``compacted`` the compact revision.
+        Every key visited and returned is charged to ``budget`` (when given); without
+        ``materialise`` the kvs are only charged, not built (``kvs`` is then empty).
         """
         rev = req.revision
         if rev > current:
@@ -105,25 +121,40 @@ class KVReader:
         if rev in (0, current):
             items = ((k, raw) for _, k, raw in self.scan(txn, req.key, req.end))
         else:
-            items = self._items_at(txn, rev, req.key, req.end)
+            items = self._items_at(txn, rev, req.key, req.end, budget)
         limit = req.limit or limits.DEFAULT_RANGE_LIMIT
         kvs: list[dict[str, Any]] = []
         count = 0
-        for _, stored in items:
+        for key, stored in items:
             count += 1
-            if count <= limit and not req.count_only:
+            if budget is not None:
+                budget.visit()
+            if count > limit or req.count_only:
+                continue
+            if budget is not None:
+                budget.take(len(key) if req.keys_only else _stored_size(stored))
+            if materialise:
                 rec = unpack(stored) if isinstance(stored, bytes) else stored
                 kvs.append(record_to_wire(rec, req.keys_only))  # type: ignore[arg-type]
-        return {"kvs": kvs, "more": count > len(kvs) and not req.count_only, "count": count}
+        more = count > limit and not req.count_only
+        return {"kvs": kvs, "more": more, "count": count}
 
     def _items_at(
-        self, txn: lmdb.Transaction, revision: int, key: bytes, end: bytes | None
+        self,
+        txn: lmdb.Transaction,
+        revision: int,
+        key: bytes,
+        end: bytes | None,
+        budget: ReadBudget | None = None,
     ) -> Iterator[tuple[bytes, bytes | Record]]:
-        """``(key, stored record or record)`` of the keys in range as they were at ``revision``."""
+        """``(key, stored record or record)`` of the keys in range as they were at ``revision``
+        (every history entry read is a key visited for ``budget``)."""
         changed: dict[bytes, Record | None] = {}
         with txn.cursor(db=self._history) as cur:
             if cur.set_range(history_key(revision + 1)):
                 for raw in cur.iternext(keys=False, values=True):
+                    if budget is not None:
+                        budget.visit()
                     _, kv, prev = unpack(raw)
                     k = kv[0]
                     if k not in changed and in_range(k, key, end):
@@ -133,13 +164,18 @@ class KVReader:
         yield from heapq.merge(live, restored, key=lambda item: item[0])  # type: ignore[misc]
 
     # ------------------------------------------------------------------ compare
-    def compare(self, txn: lmdb.Transaction, cmp: dict[str, Any]) -> bool:
-        """Evaluate one txn compare (it must hold for every key of a range compare)."""
+    def compare(
+        self, txn: lmdb.Transaction, cmp: dict[str, Any], budget: ReadBudget | None = None
+    ) -> bool:
+        """Evaluate one txn compare (it must hold for every key of a range compare); every
+        key looked at is a key visited for ``budget``."""
         field = _TARGET_FIELD[cmp["target"]]
         op, expected = cmp["op"], cmp["value"]
         seen = False
         for _, _, raw in self.scan(txn, cmp["key"], cmp["end"]):
             seen = True
+            if budget is not None:
+                budget.visit()
             if not _holds(unpack(raw)[field], op, expected):
                 return False
         if seen:

@@ -36,6 +36,7 @@ from aspen.errors import (
     ResourceExhaustedError,
 )
 from aspen.events import Event, KeyValue, KvBatch, KvDelete, KvPut, LeaseExpired
+from aspen.kv.budget import ReadBudget
 from aspen.kv.commands import RangeRequest
 from aspen.kv.keycodec import encode_key
 from aspen.kv.leases import LeaseTable
@@ -72,16 +73,27 @@ class KVStateMachine:
 
     # ------------------------------------------------------------------ apply
     def apply(
-        self, txn: lmdb.Transaction, index: int, term: int, command: dict[str, Any]
+        self,
+        txn: lmdb.Transaction,
+        index: int,
+        term: int,
+        command: dict[str, Any],
+        *,
+        answer: bool = True,
     ) -> tuple[dict[str, Any] | AspenError, list[Event]]:
-        """Apply one command in write transaction ``txn``; return (result or error, events)."""
+        """Apply one command in write transaction ``txn``; return (result or error, events).
+
+        Without ``answer`` (a replica that will not answer the client) the kvs of a txn's
+        ranges are not built: they are only counted against the command's
+        :class:`ReadBudget`, so that every replica reaches the same verdict.
+        """
         if txn is not self._cached_txn:
             self._revision = self.current_revision(txn)
             self._cached_txn = txn
         revision = self._revision
         op = command.get("op") if isinstance(command, dict) else None
         handler = _HANDLERS.get(op) if isinstance(op, str) else None
-        ctx = _Apply(self, index, term, revision + 1)
+        ctx = _Apply(self, index, term, revision + 1, _budget_for(op), answer=answer)
         result: dict[str, Any] | AspenError
         try:
             if handler is None:
@@ -100,6 +112,24 @@ class KVStateMachine:
         events = ctx.finish() if not isinstance(result, AspenError) else []
         txn.put(_STATE_KEY, _STATE.pack(index, term, self._revision), db=self._meta)
         return result, events
+
+    def read_txn(self, txn: lmdb.Transaction, command: dict[str, Any]) -> dict[str, Any]:
+        """Answer a read-only ``txn`` command (compares and ranges only, see
+        :func:`aspen.kv.commands.is_read_only`) from read transaction ``txn``, as ``apply``
+        would, without entering the log."""
+        ctx = _Apply(self, 0, 0, self.current_revision(txn) + 1, _budget_for("txn"))
+        ctx.txn = txn
+        result = _txn(ctx, command)
+        result["header"] = ctx.header()
+        return result
+
+    def check_delete(self, txn: lmdb.Transaction, command: dict[str, Any]) -> None:
+        """Refuse, before it is proposed, a ``delete`` command whose ``prev_kv`` answer is
+        over its read budget in the state of ``txn`` (apply checks again)."""
+        if command["prev_kv"]:
+            budget = _budget_for("delete")
+            for _, _, raw in self.reader.scan(txn, command["key"], command["end"]):
+                budget.take(len(raw))
 
     def mark_applied(self, txn: lmdb.Transaction, index: int, term: int) -> None:
         """Record that log entry ``index`` (a no-op or membership change) was applied."""
@@ -221,6 +251,8 @@ class _Apply:
     """One command being applied: its nested transaction, revision, changes and events."""
 
     __slots__ = (
+        "answer",
+        "budget",
         "events",
         "history_db",
         "index",
@@ -233,8 +265,19 @@ class _Apply:
         "txn",
     )
 
-    def __init__(self, sm: KVStateMachine, index: int, term: int, revision: int) -> None:
+    def __init__(
+        self,
+        sm: KVStateMachine,
+        index: int,
+        term: int,
+        revision: int,
+        budget: ReadBudget,
+        *,
+        answer: bool = True,
+    ) -> None:
         self.sm = sm
+        self.budget = budget  # what this command may read into its answer
+        self.answer = answer  # build the kvs of ranges (only the answering replica does)
         self.txn: lmdb.Transaction = None  # type: ignore[assignment]  # set by apply
         self.kv_db = sm._kv
         self.history_db = sm._history
@@ -278,6 +321,8 @@ class _Apply:
         encoded = encode_key(key)
         raw = txn.get(encoded, db=self.kv_db)
         prev = msgpack.unpackb(raw) if raw is not None else None
+        if want_prev and raw is not None:
+            self.budget.take(len(raw))
         if lease and not self.sm.leases.exists(txn, lease):
             raise NotFoundError(f"lease {lease} not found", lease=lease)
         if prev is None:
@@ -307,6 +352,9 @@ class _Apply:
                 f"delete range covers more than MAX_DELETE_RANGE_KEYS ({bound}) keys; "
                 "delete it in smaller ranges"
             )
+        if want_prev:
+            for _, _, raw in targets:  # before any change: refuse as a whole
+                self.budget.take(len(raw))
         prev_kvs = []
         for encoded, _, raw in targets:
             prev = self._delete_key(encoded, msgpack.unpackb(raw), detach=True)
@@ -330,7 +378,10 @@ class _Apply:
         """A range inside a txn: sees the txn's earlier writes; result ``{kvs, more, count}``."""
         current = self.revision if self.sub else self.revision - 1
         compacted = self.sm.compact_revision(self.txn)
-        return self.sm.reader.range(self.txn, RangeRequest.from_command(op), current, compacted)
+        req = RangeRequest.from_command(op)
+        return self.sm.reader.range(
+            self.txn, req, current, compacted, self.budget, materialise=self.answer
+        )
 
     # ------------------------------------------------------------------ txn
     def txn_path(self, cmd: dict[str, Any], path: list[bool]) -> list[bool]:
@@ -339,7 +390,7 @@ class _Apply:
         As in etcd, every compare is evaluated against the state before the txn's writes;
         the outcomes are listed in the order the txns will run (pre-order).
         """
-        ok = all(self.sm.reader.compare(self.txn, c) for c in cmd["compare"])
+        ok = all(self.sm.reader.compare(self.txn, c, self.budget) for c in cmd["compare"])
         path.append(ok)
         for op in cmd["success" if ok else "failure"]:
             if op["op"] == "txn":
@@ -376,6 +427,19 @@ class _Apply:
 
 
 # ---------------------------------------------------------------------------- commands
+#: What to do instead, per command op, when a command reads over its budget.
+_BUDGET_HINTS = {
+    "delete": "delete in smaller ranges, or without prev_kv",
+    "txn": "read less in one txn (smaller range limits, keys_only, fewer prev_kv), "
+    "or read with kv.range outside the txn",
+}
+
+
+def _budget_for(op: Any) -> ReadBudget:
+    """The read budget of one command of kind ``op``."""
+    return ReadBudget(_BUDGET_HINTS.get(op, "ask for less"))
+
+
 def _put(ctx: _Apply, cmd: dict[str, Any]) -> dict[str, Any]:
     return ctx.put(cmd["key"], cmd["value"], cmd["lease"], cmd["prev_kv"])
 

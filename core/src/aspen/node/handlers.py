@@ -2,14 +2,20 @@
 
 Writes are validated into commands and go through ``node.propose``; reads come straight
 from an LMDB read transaction (on one node every acknowledged write is already committed,
-so a fresh read transaction is linearizable).
+so a fresh read transaction is linearizable), in a worker thread unless they are a single
+key. A txn that only compares and reads is such a read (etcd does the same): it never
+enters the log. A request whose answer is already over its read budget (``aspen.kv.budget``)
+is refused before it is proposed.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import anyio
+import lmdb
 
 from aspen.errors import NotFoundError
 from aspen.kv import commands
@@ -19,10 +25,25 @@ from aspen.plugins.types import RpcHandler
 from aspen.rpc import params as p
 from aspen.rpc.context import RpcContext
 
+if TYPE_CHECKING:
+    from aspen.node.node import Node
+
 __all__ = ["core_handlers"]
 
 #: Largest lease id the node picks (etcd's ids are positive int64).
 MAX_LEASE_ID = 2**63 - 1
+
+_T = TypeVar("_T")
+
+
+async def _read(node: Node, read: Callable[[lmdb.Transaction], _T]) -> _T:
+    """Run ``read`` in a fresh read transaction in a worker thread, off the event loop."""
+
+    def run() -> _T:
+        with node.storage.begin() as txn:
+            return read(txn)
+
+    return await anyio.to_thread.run_sync(run, limiter=node.read_limiter)
 
 
 async def kv_put(ctx: RpcContext, params: dict[str, Any]) -> Any:
@@ -32,12 +53,22 @@ async def kv_put(ctx: RpcContext, params: dict[str, Any]) -> Any:
 
 async def kv_delete(ctx: RpcContext, params: dict[str, Any]) -> Any:
     """Delete one key or a range."""
-    return await node_of(ctx).propose(commands.delete_command(params))
+    node = node_of(ctx)
+    command = commands.delete_command(params)
+    if command["prev_kv"] and command["end"]:
+        # refuse now what apply would refuse (keys added meanwhile are refused there)
+        await _read(node, lambda txn: node.state_machine.check_delete(txn, command))
+    return await node.propose(command)
 
 
 async def kv_txn(ctx: RpcContext, params: dict[str, Any]) -> Any:
-    """Run a compare-then-ops transaction."""
-    return await node_of(ctx).propose(commands.txn_command(params))
+    """Run a compare-then-ops transaction (one that only compares and reads is a read)."""
+    node = node_of(ctx)
+    command = commands.txn_command(params)
+    if not commands.is_read_only(command):
+        return await node.propose(command)
+    await node.read_barrier()
+    return await _read(node, lambda txn: node.state_machine.read_txn(txn, command))
 
 
 async def kv_compact(ctx: RpcContext, params: dict[str, Any]) -> Any:
@@ -51,8 +82,10 @@ async def kv_range(ctx: RpcContext, params: dict[str, Any]) -> Any:
     request = commands.range_request(params)
     if not request.serializable:
         await node.read_barrier()
-    with node.storage.begin() as txn:
-        return node.state_machine.range(txn, request)
+    if request.end is None and not request.revision:  # one key: cheap enough for the loop
+        with node.storage.begin() as txn:
+            return node.state_machine.range(txn, request)
+    return await _read(node, lambda txn: node.state_machine.range(txn, request))
 
 
 async def kv_watch(ctx: RpcContext, params: dict[str, Any]) -> AsyncIterator[Any]:

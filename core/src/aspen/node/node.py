@@ -13,6 +13,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 import aspen
+from aspen import limits
 from aspen.errors import UnavailableError
 from aspen.events import Event
 from aspen.kv.state_machine import KVStateMachine
@@ -67,6 +68,8 @@ class Node:
         self._plugin_state: dict[str, dict[str, Any]] = {}
         # cancel scopes of the running tasks each plugin spawned (cancelled if it fails)
         self._plugin_scopes: dict[str, set[anyio.CancelScope]] = {}
+        #: Worker threads for reads served off the event loop (see ``node.handlers``).
+        self.read_limiter = anyio.CapacityLimiter(limits.MAX_READ_THREADS)
 
     # ------------------------------------------------------------------ the API for plugins
     def config(self, plugin: str) -> dict[str, Any]:

@@ -86,6 +86,9 @@ __all__ = ["CycleOutput", "Replicator"]
 
 log = logging.getLogger(__name__)
 
+#: A write cycle running this long when a request times out is named as what held it up.
+_BUSY_SECONDS = 1.0
+
 
 class _Waiter:
     """One proposal or read waiting for the driver."""
@@ -117,6 +120,8 @@ class CycleOutput:
     answers: list[tuple[_Waiter, Any]] = field(default_factory=list)
     installed_snapshot: int = 0
     hard_state: tuple[int, str | None] | None = None
+    #: The commit index Raft reported in this cycle, if it moved.
+    commit: int | None = None
     leader_ready: bool = False
     #: Whether the cycle wrote something Raft needs durable before its messages leave.
     needs_sync: bool = False
@@ -174,6 +179,12 @@ class Replicator:
         self._proposals: deque[tuple[int, bytes | ConfChange]] = deque()
         self._reads: list[_Waiter] = []
         self._waiters: dict[int, _Waiter] = {}
+        #: seq -> log index of our proposals in flight; the commit index of the last cycle
+        #: committed to LMDB; when the write cycle running in the worker thread started
+        #: (None: none running). They say what held up a write that timed out.
+        self._proposed: dict[int, int] = {}
+        self.commit_index = 0
+        self._cycle_started: float | None = None
         #: context -> (when asked, waiters); unanswered ones are pruned (readers re-ask)
         self._read_batches: dict[bytes, tuple[float, list[_Waiter]]] = {}
         self._reads_to_apply: list[tuple[int, list[_Waiter]]] = []
@@ -252,15 +263,46 @@ class Replicator:
             with anyio.fail_after(limits.PROPOSAL_TIMEOUT_SECONDS):
                 await waiter.done.wait()
         except builtins.TimeoutError:
-            raise TimeoutError(
-                "the write was not committed in time (no quorum?); it may still be applied",
-                outcome="unknown",
-            ) from None
+            message, outcome = self._why_late(seq)
+            raise TimeoutError(message, outcome=outcome) from None
         finally:
             self._waiters.pop(seq, None)
+            self._proposed.pop(seq, None)
         if isinstance(waiter.result, AspenError):
             raise waiter.result
         return waiter.result
+
+    def _why_late(self, seq: int) -> tuple[str, str]:
+        """Say what held up proposal ``seq`` past its deadline: (message, outcome).
+
+        The node itself may be what is slow (one write cycle persisting and applying a
+        long batch), or a quorum may not answer.
+        """
+        late = f"within PROPOSAL_TIMEOUT_SECONDS ({limits.PROPOSAL_TIMEOUT_SECONDS:g} s)"
+        busy = self._busy_note()
+        index = self._proposed.get(seq)
+        if index is None:
+            return f"the write was not proposed {late}{busy}; it may still be applied", "unknown"
+        if index > self.commit_index:
+            why = busy or (
+                f": no quorum of voters acknowledged it (commit index {self.commit_index})"
+            )
+            message = f"the write (log index {index}) was not committed {late}{why}"
+            return f"{message}; it may still be applied", "unknown"
+        return (
+            f"the write (log index {index}) was committed but not applied {late} (applied "
+            f"index {self.applied_index}){busy}; it will be applied",
+            "committed",
+        )
+
+    def _busy_note(self) -> str:
+        """``": this node has been busy … for N s"`` while a long write cycle runs, else ``""``."""
+        if self._cycle_started is None or time.monotonic() - self._cycle_started < _BUSY_SECONDS:
+            return ""
+        return (
+            ": this node has been busy persisting and applying log entries for "
+            f"{time.monotonic() - self._cycle_started:.1f} s"
+        )
 
     async def read_barrier(self) -> None:
         """Return once this node may serve a linearizable read (ReadIndex)."""
@@ -282,7 +324,10 @@ class Replicator:
                 if isinstance(waiter.result, AspenError):
                     raise waiter.result
                 return
-        raise TimeoutError("no leader confirmed the read in time (no quorum?)")
+        raise TimeoutError(
+            f"no leader confirmed the read within PROPOSAL_TIMEOUT_SECONDS "
+            f"({limits.PROPOSAL_TIMEOUT_SECONDS:g} s){self._busy_note() or ' (no quorum?)'}"
+        )
 
     async def snapshot(self) -> int:
         """Compact the log up to the applied index (the LMDB state is the snapshot); return
@@ -329,10 +374,13 @@ class Replicator:
                         if self._raw.has_ready()
                         else None
                     )
+                    self._cycle_started = time.monotonic()
                     try:
                         await anyio.to_thread.run_sync(self._write_cycle, out, first)
                     except OutOfSpace as exc:
                         out = await self._recover_from_no_space(out, exc.reason)
+                    finally:
+                        self._cycle_started = None
                 elif self._raw.has_ready():
                     self._handle_light_ready(self._raw, out)
                 self.cycles += 1
@@ -482,9 +530,12 @@ class Replicator:
                     change = ConfChange(
                         payload.type, payload.node_id, self._tag(seq, payload.context)
                     )
-                    raw.propose_conf_change(change)
+                    index = raw.propose_conf_change(change)
                 else:
-                    raw.propose(msgpack.packb([self.origin, seq, payload], use_bin_type=True))
+                    data = msgpack.packb([self.origin, seq, payload], use_bin_type=True)
+                    index = raw.propose(data)
+                if seq in self._waiters:
+                    self._proposed[seq] = index
             except RaftNotLeader:
                 out.refused.append(
                     (
@@ -527,6 +578,7 @@ class Replicator:
         messages = rd.messages
         if rd.hard_state is not None:
             self.term = rd.hard_state.term
+            out.commit = rd.hard_state.commit
             out.hard_state = (rd.hard_state.term, rd.hard_state.vote)
         in_force = out.hard_state if out.hard_state is not None else self._durable_vote
         if (
@@ -570,9 +622,10 @@ class Replicator:
         elif entry.data:
             origin, seq, command_bytes = msgpack.unpackb(entry.data, raw=False)
             command = msgpack.unpackb(command_bytes, raw=False)
-            result, events = self._sm.apply(txn, entry.index, entry.term, command)
+            ours = origin == self.origin  # only the proposer answers: only it builds reads
+            result, events = self._sm.apply(txn, entry.index, entry.term, command, answer=ours)
             out.events.extend(events)
-            if origin == self.origin:
+            if ours:
                 out.results.append((seq, result))
             self.commands += 1
         else:  # the no-op a leader appends when elected
@@ -615,6 +668,8 @@ class Replicator:
     # ------------------------------------------------------------------ after the commit
     def _deliver(self, out: CycleOutput) -> None:
         """On the event loop, after the cycle's commit: send, wake, answer, publish."""
+        if out.commit is not None:
+            self.commit_index = out.commit  # durable now
         if out.messages:
             self._send(out.messages)
         for seq, result in out.results:
