@@ -153,9 +153,7 @@ def reproduce_unread_replies(
             f"max {max(latencies) * 1000:.0f} ms"
         )
     if handshakes:
-        print(
-            f"  new connections: {len(handshakes)} ok, slowest {max(handshakes) * 1000:.0f} ms"
-        )
+        print(f"  new connections: {len(handshakes)} ok, slowest {max(handshakes) * 1000:.0f} ms")
     print(f"  errors: {len(errors)} {sorted(set(errors))[:5]}; node alive: {alive}")
 
 
@@ -164,7 +162,9 @@ async def gather_gets(endpoint: str, token: str, gets: int) -> None:
     async with AsyncClient(endpoint, token) as c:
         await c.kv.put("g", "v")
         t0 = time.perf_counter()
-        results = await asyncio.gather(*(c.kv.get("g") for _ in range(gets)), return_exceptions=True)
+        results = await asyncio.gather(
+            *(c.kv.get("g") for _ in range(gets)), return_exceptions=True
+        )
         elapsed = time.perf_counter() - t0
     failures = [r for r in results if isinstance(r, BaseException)]
     kinds = sorted({type(f).__name__ for f in failures})

@@ -129,13 +129,20 @@ def _decode(body: Any) -> dict[str, Any]:
     try:
         obj = _unpackb(body, raw=False)
     except Exception as exc:  # msgpack raises several unrelated types
-        raise FrameError(f"frame is not valid msgpack: {exc}") from exc
+        raise FrameError(f"frame is not valid msgpack: {_msgpack_reason(exc)}") from exc
     if type(obj) is not dict:
         raise FrameError(f"frame is not a msgpack map but {type(obj).__name__}")
     for key in obj:
         if type(key) is not str:
             raise FrameError(f"frame has a non-string key {key!r}")
     return obj
+
+
+def _msgpack_reason(exc: Exception) -> str:
+    """Why msgpack refused a body (some of its errors have no message)."""
+    if isinstance(exc, msgpack.OutOfData):
+        return "the body ends in the middle of a value (truncated)"
+    return str(exc) or f"{type(exc).__name__} (malformed body)"
 
 
 def running_on_asyncio() -> bool:
