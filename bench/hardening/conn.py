@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,7 +35,7 @@ from aspen.client.aclient import AsyncClient
 from aspen.errors import AspenError
 from aspen.node.devcluster import node_command
 from aspen.testing import free_port
-from aspen.transport.framing import encode_frame
+from aspen.testing.rawclient import RawSocketClient
 
 VALUE_BYTES = 1_000_000
 BIG_KEYS = 3
@@ -69,19 +68,6 @@ def start_node(tmp: Path) -> tuple[subprocess.Popen, str, str]:
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise
             time.sleep(0.1)
-
-
-def hostile_socket(endpoint: str, token: str) -> socket.socket:
-    """A connected client socket (TLS for a cluster token) that said hello."""
-    host, port = endpoint.rsplit(":", 1)
-    sock: socket.socket = socket.create_connection((host, int(port)))
-    if token.startswith("aspen1."):
-        from aspen.client.connection import _tls_context
-
-        sock = _tls_context().wrap_socket(sock, server_hostname=None)
-    sock.sendall(encode_frame({"type": "hello", "version": 1, "token": token}))
-    sock.recv(65536)  # the hello reply
-    return sock
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -129,10 +115,10 @@ def reproduce_unread_replies(
     for t in threads:
         t.start()
     time.sleep(1.0)  # a baseline for the writer
-    sock = hostile_socket(endpoint, token)
+    raw = RawSocketClient(endpoint, token)
     request = {"method": "kv.range", "params": {"key": b"big/", "end": b"big0"}}
-    batch = b"".join(encode_frame({"id": i + 1, **request}) for i in range(requests))
-    threading.Thread(target=sock.sendall, args=(batch,), daemon=True).start()
+    batch = [{"id": i + 1, **request} for i in range(requests)]
+    threading.Thread(target=raw.send_frames, args=(batch,), daemon=True).start()
     peak = 0
     deadline = time.monotonic() + hold
     while time.monotonic() < deadline and proc.poll() is None:
@@ -142,7 +128,7 @@ def reproduce_unread_replies(
     for t in threads:
         t.join(60)
     alive = proc.poll() is None
-    sock.close()
+    raw.close()
     print(f"unread replies: {requests} pipelined kv.range of ~{BIG_KEYS} MB, held {hold:g} s")
     print(f"  node RSS before {rss_before / 2**20:.0f} MiB, peak {peak / 2**20:.0f} MiB")
     if latencies:

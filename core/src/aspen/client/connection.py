@@ -278,9 +278,10 @@ class Connection:
     async def request(self, method: str, params: dict[str, Any], timeout: float) -> Any:
         """Send one request and return its result (or raise its error).
 
-        Waits up to ``timeout`` for room on the connection (then raises ``timeout``), then
-        up to ``timeout`` for the answer. Raises :class:`NotSentError` if the connection
-        closed before the request went out.
+        Waits for room on the connection (as long as the requests ahead make progress:
+        when one of them times out, the waiting ones fail with ``timeout`` too), then up to
+        ``timeout`` for the answer. Raises :class:`NotSentError` if the connection closed
+        before the request went out.
         """
         if self.closed:
             raise self._not_sent_error()
@@ -288,7 +289,7 @@ class Connection:
         data = encode_frame({"id": rid, "method": method, "params": params})
         size = len(data)
         if not self._has_room(size):
-            await self._wait_for_room(size, timeout, method)
+            await self._wait_for_room()
         self.inflight += 1
         self.inflight_bytes += size
         try:
@@ -297,6 +298,9 @@ class Connection:
             self._send(data)
             try:
                 return await self._wait(waiter, timeout, method)
+            except AspenTimeoutError as exc:
+                self._fail_room_waiters(exc)
+                raise
             finally:
                 self._forget(rid)
         finally:
@@ -314,12 +318,12 @@ class Connection:
             and not self.room_waiters
         )
 
-    async def _wait_for_room(self, size: int, timeout: float, what: str) -> None:
-        """Wait, in turn, until a request of ``size`` bytes may be sent."""
+    async def _wait_for_room(self) -> None:
+        """Wait, in turn, until there is room to send a request."""
         waiter = self._new_waiter()
         self.room_waiters.append(waiter)
         try:
-            await self._wait(waiter, timeout, f"{what} (waiting for room on the connection)")
+            await waiter
         except BaseException:
             if waiter in self.room_waiters:  # timed out or cancelled (rare: O(n) is fine)
                 self.room_waiters.remove(waiter)
@@ -339,6 +343,19 @@ class Connection:
                 waiter.set_result(None)
                 if not self.closed:
                     return
+
+    def _fail_room_waiters(self, exc: AspenTimeoutError) -> None:
+        """A request timed out: the calls queued behind it fail too (not sent)."""
+        waiters, self.room_waiters = self.room_waiters, deque()
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_exception(
+                    AspenTimeoutError(
+                        f"not sent: a request ahead of it on {self.endpoint} timed out "
+                        f"({exc.message})",
+                        endpoint=self.endpoint,
+                    )
+                )
 
     def _not_sent_error(self) -> NotSentError:
         """The error for a request that never left because the connection is closed."""
