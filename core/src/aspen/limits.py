@@ -77,9 +77,9 @@ MAX_INFLIGHT_PER_CONNECTION = 1024
 #: stops reading that connection and starts no new handler for it until the peer reads.
 MAX_QUEUED_REPLY_BYTES_PER_CONNECTION = 8 * 1024 * 1024
 #: Reply size assumed for each request a connection has in flight, before its replies show
-#: their real size: a new connection starts at most 8 MiB / 1 MiB = 8 handlers at once (the
-#: estimate then follows the replies: small ones let it reach MAX_INFLIGHT_PER_CONNECTION).
-REPLY_BYTES_ASSUMED_PER_REQUEST = 1024 * 1024
+#: their real size (the largest frame: a new connection starts 2 handlers at once; the
+#: estimate then follows its replies, and small ones let it reach MAX_INFLIGHT_PER_CONNECTION).
+REPLY_BYTES_ASSUMED_PER_REQUEST = 4 * 1024 * 1024
 #: Queued reply bytes at which a connection is closed as not reading: a last resort that
 #: back-pressure keeps well-behaved connections far below.
 MAX_UNREAD_REPLY_BYTES_PER_CONNECTION = 128 * 1024 * 1024

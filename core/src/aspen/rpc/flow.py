@@ -6,10 +6,12 @@ the session may start another handler. The session asks it where it reads (and d
 requests: when the answer is no, it holds the frames already decoded and stops reading the
 socket, so a client that does not read is slowed down by TCP, not buffered for.
 
-Each running request is assumed to produce ``estimate`` bytes: the largest reply seen lately
-on this connection (peak hold, decaying by 1/8 per reply), ``REPLY_BYTES_ASSUMED_PER_REQUEST``
-before any. So a connection of 3 MB replies runs a couple of handlers at a time, and one of
-small replies up to ``MAX_INFLIGHT_PER_CONNECTION``.
+Each running unary request is assumed to produce ``estimate`` bytes: the largest reply seen
+lately on this connection (peak hold, decaying by 1/8 per reply),
+``REPLY_BYTES_ASSUMED_PER_REQUEST`` before any. So a connection of 3 MB replies runs a couple
+of handlers at a time, and one of small replies up to ``MAX_INFLIGHT_PER_CONNECTION``.
+Streams (watches) are not counted here: each waits for the queue to drain before it sends
+its next item, and a long-lived one must not hold the window shut.
 """
 
 from __future__ import annotations
@@ -52,8 +54,8 @@ class ReplyBudget:
         return queued > self.limit
 
     def may_start(self, inflight: int, queued: int) -> bool:
-        """Whether another handler may start with ``inflight`` running and ``queued``
-        reply bytes not yet taken by the peer (one always may when none runs)."""
+        """Whether another handler may start with ``inflight`` unary requests running and
+        ``queued`` reply bytes not yet taken by the peer (one always may when none runs)."""
         if inflight >= self.max_inflight or queued > self.limit:
             return False
         return inflight == 0 or queued + (inflight + 1) * self.estimate <= self.limit

@@ -77,6 +77,8 @@ class ServerSession:
         self.ctx: RpcContext | None = None
         self.inflight: dict[int, Cancellable] = {}
         self.canceled: set[int] = set()
+        #: Ids in ``inflight`` that are streams (paced by ``_wait_writable``, not the budget).
+        self.streams: set[int] = set()
         self.out: list[bytes] = []
         self.out_bytes = 0
         #: Decoded frames waiting for room to be dispatched (at most one read's worth).
@@ -144,8 +146,14 @@ class ServerSession:
         held = self.held
         budget = self.budget
         inflight = self.inflight
+        streams = self.streams
         on_frame = self._on_frame
-        while held and not self.closed and budget.may_start(len(inflight), self.queued_bytes()):
+        while (
+            held
+            and not self.closed
+            and len(inflight) < budget.max_inflight
+            and budget.may_start(len(inflight) - len(streams), self.queued_bytes())
+        ):
             on_frame(held.popleft())
         if self.closed:
             return
@@ -237,8 +245,11 @@ class ServerSession:
                 rid, InvalidArgumentError(f"request id {rid} is already in flight", field="id")
             )
             return
-        runner = self._run_stream if handler.streaming else self._run_unary
-        self.inflight[rid] = self._spawn(runner(rid, handler, params), rid)
+        if handler.streaming:
+            self.streams.add(rid)
+            self.inflight[rid] = self._spawn(self._run_stream(rid, handler, params), rid)
+        else:
+            self.inflight[rid] = self._spawn(self._run_unary(rid, handler, params), rid)
 
     def _unknown_method(self, method: object) -> AspenError:
         """Build the error for a method nobody registered."""
@@ -385,6 +396,7 @@ class ServerSession:
     def _retire(self, rid: int) -> bool:
         """Drop ``rid`` from the in-flight set; return whether its reply may be sent."""
         self.canceled.discard(rid)
+        self.streams.discard(rid)
         if self.inflight.pop(rid, None) is None:
             return False
         return not self.closed
