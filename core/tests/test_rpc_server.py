@@ -59,6 +59,8 @@ class State:
     stream_closed: anyio.Event = field(default_factory=anyio.Event)
     contexts: list[RpcContext] = field(default_factory=list)
     big_calls: int = 0
+    holding: int = 0
+    most_holding: int = 0
 
 
 def make_registry(state: State) -> MethodRegistry:
@@ -98,6 +100,15 @@ def make_registry(state: State) -> MethodRegistry:
         state.contexts.append(ctx)
         return {"peer": ctx.peer, "identity": ctx.identity, "connection_id": ctx.connection_id}
 
+    async def hold(ctx: RpcContext, params: dict[str, Any]) -> Any:
+        state.holding += 1
+        state.most_holding = max(state.most_holding, state.holding)
+        try:
+            await anyio.sleep(params.get("delay", 0.01))
+        finally:
+            state.holding -= 1
+        return len(params.get("pad", b""))
+
     async def big(ctx: RpcContext, params: dict[str, Any]) -> Any:
         state.big_calls += 1
         return b"x" * params["n"]
@@ -111,6 +122,7 @@ def make_registry(state: State) -> MethodRegistry:
         RpcHandler("test.flood", flood, streaming=True, plugin="testing"),
         RpcHandler("test.whoami", whoami, plugin="testing"),
         RpcHandler("test.big", big, plugin="testing"),
+        RpcHandler("test.hold", hold, plugin="testing"),
     ]
     return MethodRegistry(handlers)
 
@@ -501,6 +513,22 @@ async def test_client_that_does_not_read_is_paused_then_served(driver: str) -> N
         assert s.server.stats()["connections"] == 2
         await raw.aclose()
         await other.aclose()
+
+
+@pytest.mark.anyio
+async def test_big_pipelined_requests_run_a_few_at_a_time(driver: str) -> None:
+    # 40 pipelined 512 KiB requests with a 1 MiB bound on running request bytes: their
+    # params wait in the socket, not in handlers; every one is answered
+    async with serving(driver, max_request_bytes=1024 * 1024) as s:
+        raw = await RawClient.connect(s.port)
+        n, size = 40, 512 * 1024
+        request = {"method": "test.hold", "params": {"pad": b"p" * size}}
+        await raw.stream.send(b"".join(encode_frame({"id": i, **request}) for i in range(n)))
+        frames = [await raw.recv(timeout=20) for _ in range(n)]
+        assert sorted(f["id"] for f in frames) == list(range(n))
+        assert all(f["result"] == size for f in frames)
+        assert s.state.most_holding <= 2
+        await raw.aclose()
 
 
 @pytest.mark.anyio

@@ -80,6 +80,9 @@ MAX_QUEUED_REPLY_BYTES_PER_CONNECTION = 8 * 1024 * 1024
 #: their real size (the largest frame: a new connection starts 2 handlers at once; the
 #: estimate then follows its replies, and small ones let it reach MAX_INFLIGHT_PER_CONNECTION).
 REPLY_BYTES_ASSUMED_PER_REQUEST = 4 * 1024 * 1024
+#: Bytes of requests (4 KiB or more each) one connection may have running, their params
+#: held by handlers, before the server starts no new handler for it (one always runs).
+MAX_INFLIGHT_REQUEST_BYTES_PER_CONNECTION = 16 * 1024 * 1024
 #: Queued reply bytes at which a connection is closed as not reading: a last resort that
 #: back-pressure keeps well-behaved connections far below.
 MAX_UNREAD_REPLY_BYTES_PER_CONNECTION = 128 * 1024 * 1024

@@ -41,6 +41,7 @@ from aspen.limits import (
     MAX_CLIENT_CONNECTIONS,
     MAX_FRAME_BYTES,
     MAX_INFLIGHT_PER_CONNECTION,
+    MAX_INFLIGHT_REQUEST_BYTES_PER_CONNECTION,
     MAX_QUEUED_REPLY_BYTES_PER_CONNECTION,
     MAX_UNREAD_REPLY_BYTES_PER_CONNECTION,
 )
@@ -87,6 +88,7 @@ class RpcServer:
         max_inflight: int = MAX_INFLIGHT_PER_CONNECTION,
         max_queued_bytes: int = MAX_QUEUED_REPLY_BYTES_PER_CONNECTION,
         max_unread_bytes: int = MAX_UNREAD_REPLY_BYTES_PER_CONNECTION,
+        max_request_bytes: int = MAX_INFLIGHT_REQUEST_BYTES_PER_CONNECTION,
         max_frame: int = MAX_FRAME_BYTES,
         hello_timeout: float = HELLO_TIMEOUT_SECONDS,
         driver: Driver = "auto",
@@ -103,6 +105,8 @@ class RpcServer:
         self.max_queued_bytes = max_queued_bytes
         #: Queued reply bytes at which a connection is closed (last resort).
         self.max_unread_bytes = max_unread_bytes
+        #: Bytes of big requests a connection may have running.
+        self.max_request_bytes = max_request_bytes
         self.max_frame = max_frame
         self.hello_timeout = hello_timeout
         self.driver = driver

@@ -21,6 +21,7 @@ Invariants:
   is not sent yet; the handler's runner sends it when the cancellation reaches it.
 * Nothing is sent once ``closed`` is set.
 * ``out_bytes`` is the size of ``out``; reading is paused whenever ``held`` is not empty.
+* ``request_bytes`` is the sum of ``request_sizes``: the big requests in ``inflight``.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from aspen.errors import (
 )
 from aspen.limits import MAX_METHOD_NAME_BYTES
 from aspen.rpc.context import RpcContext
-from aspen.rpc.flow import ReplyBudget
+from aspen.rpc.flow import TRACKED_REQUEST_BYTES, ReplyBudget
 from aspen.transport.framing import FrameDecoder, FrameError, encode_frame
 
 if TYPE_CHECKING:
@@ -72,7 +73,7 @@ class ServerSession:
         self.server = server
         self.peer = peer
         self.connection_id = server._next_connection_id()
-        self.decoder = FrameDecoder(server.max_frame)
+        self.decoder = FrameDecoder(server.max_frame, record_sizes=True)
         self.handlers = server.registry._handlers
         self.ctx: RpcContext | None = None
         self.inflight: dict[int, Cancellable] = {}
@@ -82,9 +83,16 @@ class ServerSession:
         self.out: list[bytes] = []
         self.out_bytes = 0
         #: Decoded frames waiting for room to be dispatched (at most one read's worth).
-        self.held: deque[dict[str, Any]] = deque()
+        self.held: deque[tuple[dict[str, Any], int]] = deque()
+        #: Size of each big running request (``TRACKED_REQUEST_BYTES`` or more), and their sum.
+        self.request_sizes: dict[int, int] = {}
+        self.request_bytes = 0
         self.dispatching = False
-        self.budget = ReplyBudget(server.max_queued_bytes, server.max_inflight)
+        self.budget = ReplyBudget(
+            server.max_queued_bytes,
+            server.max_inflight,
+            request_limit=server.max_request_bytes,
+        )
         self.flush_pending = False
         self.reading_paused = False
         self.closed = False
@@ -152,9 +160,18 @@ class ServerSession:
             held
             and not self.closed
             and len(inflight) < budget.max_inflight
-            and budget.may_start(len(inflight) - len(streams), self.queued_bytes())
+            and budget.may_start(
+                len(inflight) - len(streams),
+                self.queued_bytes(),
+                self.request_bytes,
+                held[0][1],
+            )
         ):
-            on_frame(held.popleft())
+            frame, size = held.popleft()
+            rid = on_frame(frame)
+            if rid is not None and size >= TRACKED_REQUEST_BYTES:
+                self.request_sizes[rid] = size
+                self.request_bytes += size
         if self.closed:
             return
         pause = (
@@ -177,11 +194,14 @@ class ServerSession:
             return
         if not frames:
             return
+        sizes = self.decoder.sizes
+        assert sizes is not None
         if self.ctx is None:
             if not self._on_hello(frames[0]):
                 return
-            del frames[0]
-        self.held.extend(frames)
+            del frames[0], sizes[0]
+        self.held.extend(zip(frames, sizes, strict=True))
+        sizes.clear()
         self._dispatch_held()
 
     def _on_hello(self, frame: dict[str, Any]) -> bool:
@@ -210,8 +230,8 @@ class ServerSession:
     def _hello_done(self) -> None:
         """Called once the hello succeeded (drivers stop their hello timer)."""
 
-    def _on_frame(self, frame: dict[str, Any]) -> None:
-        """Dispatch one request or cancel frame."""
+    def _on_frame(self, frame: dict[str, Any]) -> int | None:
+        """Dispatch one request or cancel frame; return the id of a request now running."""
         rid = frame.get("id")
         if type(rid) is not int:
             if "cancel" in frame:
@@ -250,6 +270,7 @@ class ServerSession:
             self.inflight[rid] = self._spawn(self._run_stream(rid, handler, params), rid)
         else:
             self.inflight[rid] = self._spawn(self._run_unary(rid, handler, params), rid)
+        return rid
 
     def _unknown_method(self, method: object) -> AspenError:
         """Build the error for a method nobody registered."""
@@ -397,6 +418,8 @@ class ServerSession:
         """Drop ``rid`` from the in-flight set; return whether its reply may be sent."""
         self.canceled.discard(rid)
         self.streams.discard(rid)
+        if self.request_sizes:
+            self.request_bytes -= self.request_sizes.pop(rid, 0)
         if self.inflight.pop(rid, None) is None:
             return False
         return not self.closed
