@@ -54,6 +54,52 @@ async def test_call_and_concurrent_calls_on_one_connection(driver: str) -> None:
 
 
 @pytest.mark.anyio
+async def test_calls_over_the_inflight_bound_wait_their_turn(driver: str) -> None:
+    async with serving(driver) as s, aspen.aconnect(s.endpoint, token=TOKEN) as c:
+        conn = c._conn
+        assert conn is not None
+        conn.max_inflight = 3
+        results: dict[int, Any] = {}
+        most = 0
+
+        async def one(i: int) -> None:
+            nonlocal most
+            results[i] = await c.call("test.slow", {"delay": 0.002, "tag": i})
+            most = max(most, conn.inflight + 1)  # this call and the ones still running
+
+        async with anyio.create_task_group() as tg:
+            for i in range(60):
+                tg.start_soon(one, i)
+        assert results == {i: i for i in range(60)}
+        assert most <= 3
+        assert s.server.stats()["connections_total"] == 1
+
+
+@pytest.mark.anyio
+async def test_calls_waiting_behind_a_timed_out_call_time_out(driver: str) -> None:
+    async with serving(driver) as s, aspen.aconnect(s.endpoint, token=TOKEN) as c:
+        conn = c._conn
+        assert conn is not None
+        conn.max_inflight = 1
+        outcomes: dict[str, BaseException] = {}
+
+        async def call(name: str, timeout: float) -> None:
+            try:
+                await c.call("test.slow", {"delay": 60}, timeout=timeout)
+            except errors.AspenError as exc:
+                outcomes[name] = exc
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call, "first", 0.2)
+            await wait_until(lambda: conn.inflight == 1)
+            tg.start_soon(call, "second", 60)
+        assert isinstance(outcomes["first"], errors.TimeoutError)
+        assert isinstance(outcomes["second"], errors.TimeoutError)
+        assert "not sent" in outcomes["second"].message
+        assert s.server.stats()["requests"] == 1
+
+
+@pytest.mark.anyio
 async def test_errors_are_raised_as_their_classes(driver: str) -> None:
     async with serving(driver) as s, aspen.aconnect(s.endpoint, token=TOKEN) as c:
         with pytest.raises(errors.NotFoundError) as info:

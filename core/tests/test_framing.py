@@ -61,8 +61,10 @@ def test_oversize_prefix_is_refused_before_the_body_arrives() -> None:
     ids=["garbage", "list", "bytes-key", "trailing", "empty"],
 )
 def test_bad_bodies_are_refused(body: bytes, match: str) -> None:
-    with pytest.raises(FrameError, match=match):
+    with pytest.raises(FrameError, match=match) as info:
         FrameDecoder().feed(struct.pack(">I", len(body)) + body)
+    reason = info.value.message.split(":", 1)[-1].strip()
+    assert reason, f"no reason given: {info.value.message!r}"
 
 
 def test_encode_refuses_oversize_and_unencodable() -> None:

@@ -59,6 +59,9 @@ class State:
     slow_cancelled: anyio.Event = field(default_factory=anyio.Event)
     stream_closed: anyio.Event = field(default_factory=anyio.Event)
     contexts: list[RpcContext] = field(default_factory=list)
+    big_calls: int = 0
+    holding: int = 0
+    most_holding: int = 0
 
 
 def make_registry(state: State) -> MethodRegistry:
@@ -98,7 +101,17 @@ def make_registry(state: State) -> MethodRegistry:
         state.contexts.append(ctx)
         return {"peer": ctx.peer, "identity": ctx.identity, "connection_id": ctx.connection_id}
 
+    async def hold(ctx: RpcContext, params: dict[str, Any]) -> Any:
+        state.holding += 1
+        state.most_holding = max(state.most_holding, state.holding)
+        try:
+            await anyio.sleep(params.get("delay", 0.01))
+        finally:
+            state.holding -= 1
+        return len(params.get("pad", b""))
+
     async def big(ctx: RpcContext, params: dict[str, Any]) -> Any:
+        state.big_calls += 1
         return b"x" * params["n"]
 
     handlers = [
@@ -110,6 +123,7 @@ def make_registry(state: State) -> MethodRegistry:
         RpcHandler("test.flood", flood, streaming=True, plugin="testing"),
         RpcHandler("test.whoami", whoami, plugin="testing"),
         RpcHandler("test.big", big, plugin="testing"),
+        RpcHandler("test.hold", hold, plugin="testing"),
     ]
     return MethodRegistry(handlers)
 
@@ -219,9 +233,17 @@ async def test_hello_reply_names_node_and_features(driver: str) -> None:
         ({"type": "hello", "version": 1, "token": "wrong"}, "unauthorized"),
         ({"type": "hello", "version": 1, "token": 42}, "unauthorized"),
         ({"type": "hello", "version": 2, "token": TOKEN}, "invalid_argument"),
+        ({"type": "hello", "version": True, "token": TOKEN}, "invalid_argument"),
         ({"id": 1, "method": "test.echo", "params": {}}, "invalid_argument"),
     ],
-    ids=["no-token", "wrong-token", "token-not-str", "wrong-version", "request-first"],
+    ids=[
+        "no-token",
+        "wrong-token",
+        "token-not-str",
+        "wrong-version",
+        "version-bool",
+        "request-first",
+    ],
 )
 async def test_bad_hello_gets_error_frame_then_close(
     driver: str, hello: dict[str, Any], code: str
@@ -462,8 +484,52 @@ async def test_inflight_bound_pauses_reading_but_serves_everything(driver: str) 
 
 
 @pytest.mark.anyio
-async def test_client_that_does_not_read_is_disconnected(driver: str) -> None:
-    async with serving(driver, max_outbound=4) as s:
+async def test_client_that_does_not_read_is_paused_then_served(driver: str) -> None:
+    # 200 pipelined 512 KiB replies that are not read: the server stops reading the
+    # connection after a few (queued reply bytes over the bound), serves others meanwhile,
+    # and answers every request once the client reads
+    limit = 1024 * 1024
+    async with serving(driver, max_queued_bytes=limit) as s:
+        raw = await RawClient.connect(s.port)
+        n, size = 200, 512 * 1024
+        request = {"method": "test.big", "params": {"n": size}}
+        await raw.stream.send(b"".join(encode_frame({"id": i, **request}) for i in range(n)))
+        await wait_until(lambda: s.server.stats()["connections_paused"] == 1, timeout=20)
+        other = await RawClient.connect(s.port)
+        await other.send({"id": 1, "method": "test.echo", "params": {"ok": True}})
+        assert await other.recv() == {"id": 1, "result": {"ok": True}}
+        await wait_until(lambda: s.server.stats()["connections_paused"] == 1, timeout=20)
+        # socket buffers took a few replies; the other requests were never started
+        assert s.state.big_calls < n // 2
+        frames = [await raw.recv(timeout=20) for _ in range(n)]
+        assert sorted(f["id"] for f in frames) == list(range(n))
+        assert all(len(f["result"]) == size for f in frames)
+        assert s.server.stats()["connections"] == 2
+        await raw.aclose()
+        await other.aclose()
+
+
+@pytest.mark.anyio
+async def test_big_pipelined_requests_run_a_few_at_a_time(driver: str) -> None:
+    # 40 pipelined 512 KiB requests with a 1 MiB bound on running request bytes: their
+    # params wait in the socket, not in handlers; every one is answered
+    async with serving(driver, max_request_bytes=1024 * 1024) as s:
+        raw = await RawClient.connect(s.port)
+        n, size = 40, 512 * 1024
+        request = {"method": "test.hold", "params": {"pad": b"p" * size}}
+        await raw.stream.send(b"".join(encode_frame({"id": i, **request}) for i in range(n)))
+        frames = [await raw.recv(timeout=20) for _ in range(n)]
+        assert sorted(f["id"] for f in frames) == list(range(n))
+        assert all(f["result"] == size for f in frames)
+        assert s.state.most_holding <= 2
+        await raw.aclose()
+
+
+@pytest.mark.anyio
+async def test_connection_over_the_unread_bound_is_closed(driver: str) -> None:
+    # the last resort: replies already running when the client stops reading may pile up
+    # past the back-pressure bound; past MAX_UNREAD_REPLY_BYTES the connection is closed
+    async with serving(driver, max_queued_bytes=64 * 2**20, max_unread_bytes=2 * 2**20) as s:
         raw = await RawClient.connect(s.port)
         n = 200
         request = {"method": "test.big", "params": {"n": 512 * 1024}}
@@ -475,7 +541,7 @@ async def test_client_that_does_not_read_is_disconnected(driver: str) -> None:
 
 @pytest.mark.anyio
 async def test_fast_stream_is_throttled_not_disconnected(driver: str) -> None:
-    async with serving(driver, max_outbound=256) as s:
+    async with serving(driver, max_queued_bytes=256 * 1024) as s:
         raw = await RawClient.connect(s.port)
         n = 20_000
         await raw.send({"id": 1, "method": "test.flood", "params": {"n": n, "size": 1000}})

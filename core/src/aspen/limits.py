@@ -103,8 +103,19 @@ HELLO_TIMEOUT_SECONDS = 5.0
 MAX_CLIENT_CONNECTIONS = 10_000
 #: Most requests in flight on one connection before the server stops reading from it.
 MAX_INFLIGHT_PER_CONNECTION = 1024
-#: Most outgoing frames queued on one connection before it is closed as too slow.
-MAX_OUTBOUND_FRAMES_PER_CONNECTION = 4096
+#: Reply bytes queued on one connection (not yet taken by the peer) above which the server
+#: stops reading that connection and starts no new handler for it until the peer reads.
+MAX_QUEUED_REPLY_BYTES_PER_CONNECTION = 8 * 1024 * 1024
+#: Reply size assumed for each request a connection has in flight, before its replies show
+#: their real size (the largest frame: a new connection starts 2 handlers at once; the
+#: estimate then follows its replies, and small ones let it reach MAX_INFLIGHT_PER_CONNECTION).
+REPLY_BYTES_ASSUMED_PER_REQUEST = 4 * 1024 * 1024
+#: Bytes of requests (4 KiB or more each) one connection may have running, their params
+#: held by handlers, before the server starts no new handler for it (one always runs).
+MAX_INFLIGHT_REQUEST_BYTES_PER_CONNECTION = 16 * 1024 * 1024
+#: Queued reply bytes at which a connection is closed as not reading: a last resort that
+#: back-pressure keeps well-behaved connections far below.
+MAX_UNREAD_REPLY_BYTES_PER_CONNECTION = 128 * 1024 * 1024
 #: Default client request deadline, in seconds.
 DEFAULT_REQUEST_TIMEOUT_SECONDS = 10.0
 #: Seconds the client waits for a TCP connect before trying the next endpoint.
@@ -206,6 +217,14 @@ MAX_READ_THREADS = 4
 CLIENT_MAX_STREAM_BUFFERED_ITEMS = 10_000
 #: Most ``not_leader`` redirects (or leaderless retries) the client follows for one request.
 CLIENT_MAX_REDIRECTS = 5
+#: Seconds the client keeps retrying a request that is safe to retry (refused with
+#: ``not_leader``, never sent, or read-only) across a leader change; a client option.
+CLIENT_FAILOVER_RETRY_SECONDS = 10.0
+#: Most unary requests one client connection has in flight; further calls wait for room.
+CLIENT_MAX_INFLIGHT_PER_CONNECTION = 1024
+#: Bytes of unary requests one client connection has in flight (sent or buffered); further
+#: calls wait for room (a single larger request still goes alone).
+CLIENT_MAX_INFLIGHT_REQUEST_BYTES = 16 * 1024 * 1024
 #: Default page size of the client's ``kv.scan``.
 CLIENT_SCAN_PAGE_SIZE = 1000
 

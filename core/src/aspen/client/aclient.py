@@ -14,7 +14,13 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from aspen.client.connection import ClientStream, Connection, open_connection, parse_endpoint
+from aspen.client.connection import (
+    ClientStream,
+    Connection,
+    NotSentError,
+    open_connection,
+    parse_endpoint,
+)
 from aspen.client.records import (
     DeleteResult,
     KeyValue,
@@ -45,6 +51,7 @@ from aspen.errors import (
 )
 from aspen.errors import TimeoutError as AspenTimeoutError
 from aspen.limits import (
+    CLIENT_FAILOVER_RETRY_SECONDS,
     CLIENT_MAX_REDIRECTS,
     CLIENT_SCAN_PAGE_SIZE,
     CONNECT_TIMEOUT_SECONDS,
@@ -53,6 +60,7 @@ from aspen.limits import (
 from aspen.transport.framing import running_on_asyncio
 
 __all__ = [
+    "READ_ONLY_METHODS",
     "AsyncClient",
     "KVClient",
     "LeaseClient",
@@ -63,6 +71,16 @@ __all__ = [
 ]
 
 _monotonic = time.monotonic
+
+#: Methods that change nothing: a call lost with its connection is retried on another node.
+#: (A write whose connection dropped after it was sent may have been applied: it is never
+#: retried blindly; the caller gets ``unavailable`` and decides.)
+READ_ONLY_METHODS = frozenset(
+    {"kv.range", "node.status", "cluster.status", "lease.ttl", "lease.list"}
+)
+#: First pause before retrying when no leader is known; doubles up to ``_MAX_BACKOFF``.
+_FIRST_BACKOFF = 0.05
+_MAX_BACKOFF = 0.5
 
 
 def split_endpoints(endpoints: str | Sequence[str]) -> list[str]:
@@ -85,7 +103,13 @@ class AsyncClient:
 
     Use as ``async with``; the connection is opened on entry and re-opened (trying the
     endpoints in order, starting after the one that failed) on the first call after it
-    drops. Requests in flight when it drops fail with ``UnavailableError``.
+    drops.
+
+    Across a leader change a call is retried for up to ``failover_timeout`` seconds when
+    that is safe: it was refused with ``not_leader`` (the node proposed nothing), it was never
+    sent (no connection to any endpoint, or the connection closed before it went out), or
+    it is read-only (:data:`READ_ONLY_METHODS`). A write whose connection dropped after it
+    was sent fails with ``UnavailableError``: it may or may not have been applied.
     """
 
     def __init__(
@@ -95,11 +119,14 @@ class AsyncClient:
         *,
         timeout: float = DEFAULT_REQUEST_TIMEOUT_SECONDS,
         connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
+        failover_timeout: float = CLIENT_FAILOVER_RETRY_SECONDS,
     ) -> None:
         self.endpoints = split_endpoints(endpoints)
         self.token = token if token is not None else os.environ.get("ASPEN_TOKEN")
         self.timeout = timeout
         self.connect_timeout = connect_timeout
+        #: Seconds a call keeps retrying what is safe to retry (see the class docstring).
+        self.failover_timeout = failover_timeout
         self.kv = KVClient(self)
         self.lease = LeaseClient(self)
         self._conn: Connection | None = None
@@ -207,7 +234,7 @@ class AsyncClient:
                 if not old.pending:
                     old.close()
             return conn
-        raise UnavailableError(
+        raise NotSentError(
             "could not connect to any endpoint: " + "; ".join(failures),
             endpoints=order,
             failures=failures,
@@ -219,17 +246,67 @@ class AsyncClient:
     ) -> Any:
         """Call ``method`` with ``params``; return its result or raise its error."""
         t = self.timeout if timeout is None else timeout
+        p = {} if params is None else params
         conn = self._conn
-        if conn is None or conn.closed:
-            conn = await self._connection()
-        start = _monotonic()
-        try:
-            return await conn.request(method, {} if params is None else params, t)
-        except NotLeaderError as exc:
-            return await self._redirect(exc, method, params or {}, start + t)
-        except AspenTimeoutError:
-            self._abandon(conn)  # a hung (paused, partitioned) node: use another next time
-            raise
+        if conn is not None and not conn.closed:
+            try:
+                return await conn.request(method, p, t)
+            except AspenTimeoutError:
+                self._abandon(conn)  # a hung (paused, partitioned) node: use another next time
+                raise
+            except AspenError as exc:
+                if not self._may_retry(exc, method):
+                    raise
+                return await self._retry(exc, method, p, t)
+        return await self._retry(None, method, p, t)
+
+    def _may_retry(self, exc: AspenError, method: str) -> bool:
+        """Whether retrying ``method`` after ``exc`` cannot apply it twice."""
+        if isinstance(exc, NotLeaderError):
+            return True  # refused before it was proposed (or a read)
+        if isinstance(exc, NotSentError):
+            return len(self.endpoints) > 1 or not exc.details.get("failures")
+        return isinstance(exc, UnavailableError) and method in READ_ONLY_METHODS
+
+    async def _retry(
+        self, exc: AspenError | None, method: str, params: dict[str, Any], timeout: float
+    ) -> Any:
+        """Send ``method`` (again) until it succeeds, fails in a way that is not safe to
+        retry, or ``failover_timeout`` seconds have passed; then raise the last error."""
+        deadline = _monotonic() + self.failover_timeout
+        redirects = 0
+        backoff = _FIRST_BACKOFF
+        while True:
+            prefer = None
+            if exc is not None:
+                if isinstance(exc, NotLeaderError) and redirects < CLIENT_MAX_REDIRECTS:
+                    prefer = _leader_endpoint(exc)
+                if prefer is None:
+                    self._leave_current(exc)
+                    pause = min(backoff, deadline - _monotonic())
+                    if pause <= 0:
+                        raise exc
+                    await anyio.sleep(pause)
+                    backoff = min(backoff * 2, _MAX_BACKOFF)
+                else:
+                    redirects += 1
+            conn: Connection | None = None
+            try:
+                conn = await self._connection(prefer=prefer)
+                return await conn.request(method, params, timeout)
+            except AspenTimeoutError:
+                if conn is not None:
+                    self._abandon(conn)
+                raise
+            except AspenError as again:
+                if not self._may_retry(again, method) or _monotonic() >= deadline:
+                    raise
+                exc = again
+
+    def _leave_current(self, exc: AspenError) -> None:
+        """After a leaderless ``not_leader``, try another endpoint next (if there is one)."""
+        if isinstance(exc, NotLeaderError) and self._conn is not None:
+            self._abandon(self._conn)
 
     def _abandon(self, conn: Connection) -> None:
         """Stop using ``conn`` for new requests when other endpoints exist."""
@@ -238,30 +315,6 @@ class AsyncClient:
             conn.close_when_idle = True
             if not conn.pending:
                 conn.close()
-
-    async def _redirect(
-        self, exc: NotLeaderError, method: str, params: dict[str, Any], deadline: float
-    ) -> Any:
-        """Retry a request refused with ``not_leader`` on the hinted leader (or elsewhere)."""
-        for attempt in range(CLIENT_MAX_REDIRECTS):
-            leader = _leader_endpoint(exc)
-            if leader is None:
-                await anyio.sleep(max(0.0, min(deadline - _monotonic(), 0.05 * 2**attempt)))
-            remaining = deadline - _monotonic()
-            if remaining <= 0:
-                raise AspenTimeoutError(f"{method}: no leader found before the deadline") from exc
-            if leader is None and len(self.endpoints) > 1:
-                conn = self._conn
-                if conn is not None:
-                    conn.close_when_idle = True
-                    if not conn.pending:
-                        conn.close()
-            conn = await self._connection(prefer=leader)
-            try:
-                return await conn.request(method, params, remaining)
-            except NotLeaderError as again:
-                exc = again
-        raise exc
 
     def stream(self, method: str, params: dict[str, Any] | None = None) -> Stream:
         """Start a streaming call: iterate it (``async for``); closing it cancels it."""
@@ -538,9 +591,18 @@ def aconnect(
     *,
     timeout: float = DEFAULT_REQUEST_TIMEOUT_SECONDS,
     connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
+    failover_timeout: float = CLIENT_FAILOVER_RETRY_SECONDS,
 ) -> AsyncClient:
     """Return an :class:`AsyncClient`; ``async with aconnect(...) as c`` connects it.
 
-    ``endpoints`` is ``"host:port[,host:port...]"``; ``token`` defaults to ``$ASPEN_TOKEN``.
+    ``endpoints`` is ``"host:port[,host:port...]"``; ``token`` defaults to ``$ASPEN_TOKEN``;
+    ``failover_timeout`` is how long a call retries what is safe to retry across a leader
+    change (see :class:`AsyncClient`).
     """
-    return AsyncClient(endpoints, token, timeout=timeout, connect_timeout=connect_timeout)
+    return AsyncClient(
+        endpoints,
+        token,
+        timeout=timeout,
+        connect_timeout=connect_timeout,
+        failover_timeout=failover_timeout,
+    )

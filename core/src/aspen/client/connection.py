@@ -15,6 +15,11 @@ Invariants: ``pending`` maps every unanswered request id to its waiter (a future
 object) or :class:`ClientStream`; an entry leaves it once, when its final frame arrives,
 when its caller gives up (then a ``cancel`` frame is sent), or when the connection is lost
 (then every waiter fails with :class:`~aspen.errors.UnavailableError`).
+
+Flow control: at most ``CLIENT_MAX_INFLIGHT_PER_CONNECTION`` unary requests and
+``CLIENT_MAX_INFLIGHT_REQUEST_BYTES`` of their frames are in flight (sent or buffered) on one
+connection; further calls wait for room (in order) instead of buffering or failing, so a
+client that ``gather``s 20k calls is paced by the server. ``inflight_bytes`` counts them.
 """
 
 from __future__ import annotations
@@ -38,7 +43,11 @@ from aspen.errors import (
     error_from_wire,
 )
 from aspen.errors import TimeoutError as AspenTimeoutError
-from aspen.limits import CLIENT_MAX_STREAM_BUFFERED_ITEMS
+from aspen.limits import (
+    CLIENT_MAX_INFLIGHT_PER_CONNECTION,
+    CLIENT_MAX_INFLIGHT_REQUEST_BYTES,
+    CLIENT_MAX_STREAM_BUFFERED_ITEMS,
+)
 from aspen.transport.framing import FrameDecoder, FrameError, encode_frame, running_on_asyncio
 from aspen.transport.tokens import parse_cluster_token
 
@@ -47,6 +56,7 @@ __all__ = [
     "PROTOCOL_VERSION",
     "ClientStream",
     "Connection",
+    "NotSentError",
     "open_connection",
     "parse_endpoint",
 ]
@@ -72,6 +82,10 @@ def parse_endpoint(endpoint: str) -> tuple[str, int]:
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     return host, int(port)
+
+
+class NotSentError(UnavailableError):
+    """The connection closed before the request was sent: retrying it is always safe."""
 
 
 class _Waiter:
@@ -218,6 +232,13 @@ class Connection:
         #: The server's node id from its TLS certificate (``None`` on plain TCP).
         self.server_node_id: str | None = None
         self._ids = itertools.count(1)
+        #: Unary requests in flight and the bytes of their frames (flow control).
+        self.inflight = 0
+        self.inflight_bytes = 0
+        self.max_inflight = CLIENT_MAX_INFLIGHT_PER_CONNECTION
+        self.max_inflight_bytes = CLIENT_MAX_INFLIGHT_REQUEST_BYTES
+        #: Calls waiting for room, oldest first.
+        self.room_waiters: deque[Any] = deque()
 
     # ------------------------------------------------------------------ driver hooks
     def _send(self, data: bytes) -> None:
@@ -255,18 +276,93 @@ class Connection:
         return self.server_hello
 
     async def request(self, method: str, params: dict[str, Any], timeout: float) -> Any:
-        """Send one request and return its result (or raise its error)."""
+        """Send one request and return its result (or raise its error).
+
+        Waits for room on the connection (as long as the requests ahead make progress:
+        when one of them times out, the waiting ones fail with ``timeout`` too), then up to
+        ``timeout`` for the answer. Raises :class:`NotSentError` if the connection closed
+        before the request went out.
+        """
         if self.closed:
-            raise self._closed_error()
+            raise self._not_sent_error()
         rid = next(self._ids)
         data = encode_frame({"id": rid, "method": method, "params": params})
-        waiter = self._new_waiter()
-        self.pending[rid] = waiter
-        self._send(data)
+        size = len(data)
+        if not self._has_room(size):
+            await self._wait_for_room()
+        self.inflight += 1
+        self.inflight_bytes += size
         try:
-            return await self._wait(waiter, timeout, method)
+            waiter = self._new_waiter()
+            self.pending[rid] = waiter
+            self._send(data)
+            try:
+                return await self._wait(waiter, timeout, method)
+            except AspenTimeoutError as exc:
+                self._fail_room_waiters(exc)
+                raise
+            finally:
+                self._forget(rid)
         finally:
-            self._forget(rid)
+            self.inflight -= 1
+            self.inflight_bytes -= size
+            self._wake_room()
+
+    def _has_room(self, size: int) -> bool:
+        """Whether a request of ``size`` bytes may be sent now (one always may alone)."""
+        if self.inflight == 0:
+            return not self.room_waiters
+        return (
+            self.inflight < self.max_inflight
+            and self.inflight_bytes + size <= self.max_inflight_bytes
+            and not self.room_waiters
+        )
+
+    async def _wait_for_room(self) -> None:
+        """Wait, in turn, until there is room to send a request."""
+        waiter = self._new_waiter()
+        self.room_waiters.append(waiter)
+        try:
+            await waiter
+        except BaseException:
+            if waiter in self.room_waiters:  # timed out or cancelled (rare: O(n) is fine)
+                self.room_waiters.remove(waiter)
+            self._wake_room()
+            raise
+        if self.closed:
+            raise self._not_sent_error()
+
+    def _wake_room(self) -> None:
+        """Let the oldest waiting call go if there is room for it."""
+        waiters = self.room_waiters
+        while waiters and (self.closed or self.inflight < self.max_inflight):
+            if self.inflight and self.inflight_bytes >= self.max_inflight_bytes:
+                return
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                if not self.closed:
+                    return
+
+    def _fail_room_waiters(self, exc: AspenTimeoutError) -> None:
+        """A request timed out: the calls queued behind it fail too (not sent)."""
+        waiters, self.room_waiters = self.room_waiters, deque()
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_exception(
+                    AspenTimeoutError(
+                        f"not sent: a request ahead of it on {self.endpoint} timed out "
+                        f"({exc.message})",
+                        endpoint=self.endpoint,
+                    )
+                )
+
+    def _not_sent_error(self) -> NotSentError:
+        """The error for a request that never left because the connection is closed."""
+        return NotSentError(
+            f"connection to {self.endpoint} is closed (the request was not sent)",
+            endpoint=self.endpoint,
+        )
 
     def stream(self, method: str, params: dict[str, Any]) -> ClientStream:
         """Start a streaming request; iterate the returned stream, ``aclose`` it to cancel."""
@@ -350,6 +446,7 @@ class Connection:
             if not target.done():
                 # one instance per waiter: each is raised (and gets a traceback) separately
                 target.set_exception(type(exc)(exc.message, **exc.details))
+        self._wake_room()
 
     def _lost_error(self, cause: BaseException | None) -> UnavailableError:
         """The error in-flight requests get when the connection drops."""

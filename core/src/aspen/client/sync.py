@@ -3,12 +3,18 @@
 An :class:`~aspen.client.aclient.AsyncClient` runs on an event loop in a background thread
 (``anyio.from_thread.start_blocking_portal``); every method mirrors the async one without
 ``await``. Streams, watches and scans become blocking iterators with ``cancel()``/``close()``.
+
+A client that is never closed is closed when it is garbage-collected or, at the latest, when
+the interpreter exits (a ``weakref.finalize``, run by ``atexit`` while the loop thread still
+runs), so forgetting ``close()`` never hangs the interpreter at exit.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
+import weakref
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
@@ -16,7 +22,11 @@ from typing import Any
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from aspen.client.aclient import AsyncClient, Stream
-from aspen.limits import CONNECT_TIMEOUT_SECONDS, DEFAULT_REQUEST_TIMEOUT_SECONDS
+from aspen.limits import (
+    CLIENT_FAILOVER_RETRY_SECONDS,
+    CONNECT_TIMEOUT_SECONDS,
+    DEFAULT_REQUEST_TIMEOUT_SECONDS,
+)
 
 __all__ = ["SyncClient", "SyncIterator", "connect"]
 
@@ -104,15 +114,21 @@ class SyncClient:
         *,
         timeout: float = DEFAULT_REQUEST_TIMEOUT_SECONDS,
         connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
+        failover_timeout: float = CLIENT_FAILOVER_RETRY_SECONDS,
         use_uvloop: bool = False,
     ) -> None:
         self.aclient = AsyncClient(
-            endpoints, token, timeout=timeout, connect_timeout=connect_timeout
+            endpoints,
+            token,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            failover_timeout=failover_timeout,
         )
         self._use_uvloop = use_uvloop
         self._portal_cm: AbstractContextManager[BlockingPortal] | None = None
         self._client_cm: AbstractContextManager[AsyncClient] | None = None
         self._portal: BlockingPortal | None = None
+        self._finalizer: weakref.finalize | None = None
         #: ``c.kv.put(...)`` and the rest of :class:`~aspen.client.aclient.KVClient`, blocking.
         self.kv = _Mirror(self, self.aclient.kv)
         #: :class:`~aspen.client.aclient.LeaseClient`, blocking.
@@ -133,19 +149,15 @@ class SyncClient:
             portal_cm.__exit__(type(exc), exc, exc.__traceback__)
             raise
         self._portal_cm, self._portal, self._client_cm = portal_cm, portal, client_cm
+        self._finalizer = weakref.finalize(self, _close_loop, client_cm, portal_cm)
         return self
 
     def close(self) -> None:
         """Close the connection and stop the background loop."""
-        client_cm, self._client_cm = self._client_cm, None
-        portal_cm, self._portal_cm = self._portal_cm, None
-        self._portal = None
-        try:
-            if client_cm is not None:
-                client_cm.__exit__(None, None, None)
-        finally:
-            if portal_cm is not None:
-                portal_cm.__exit__(None, None, None)
+        finalizer, self._finalizer = self._finalizer, None
+        self._portal_cm = self._client_cm = self._portal = None
+        if finalizer is not None:
+            finalizer()
 
     def __enter__(self) -> SyncClient:
         """Connect."""
@@ -210,15 +222,36 @@ class SyncClient:
         return self.aclient.endpoint
 
 
+def _close_loop(
+    client_cm: AbstractContextManager[AsyncClient],
+    portal_cm: AbstractContextManager[BlockingPortal],
+) -> None:
+    """Close the client, then stop its loop and join its thread (holds no SyncClient)."""
+    try:
+        client_cm.__exit__(None, None, None)
+    except RuntimeError:  # collected on the loop's own thread: the loop stops with the thread
+        return
+    finally:
+        with contextlib.suppress(RuntimeError):
+            portal_cm.__exit__(None, None, None)
+
+
 def connect(
     endpoints: str | Sequence[str],
     token: str | None = None,
     *,
     timeout: float = DEFAULT_REQUEST_TIMEOUT_SECONDS,
     connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
+    failover_timeout: float = CLIENT_FAILOVER_RETRY_SECONDS,
     use_uvloop: bool = False,
 ) -> SyncClient:
-    """Return a :class:`SyncClient`; ``with connect(...) as c`` connects and closes it."""
+    """Return a :class:`SyncClient`; ``with connect(...) as c`` connects and closes it
+    (one that is never closed is closed when the interpreter exits)."""
     return SyncClient(
-        endpoints, token, timeout=timeout, connect_timeout=connect_timeout, use_uvloop=use_uvloop
+        endpoints,
+        token,
+        timeout=timeout,
+        connect_timeout=connect_timeout,
+        failover_timeout=failover_timeout,
+        use_uvloop=use_uvloop,
     )

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from aspen.client.records import to_bytes
+from aspen.errors import InvalidArgumentError
 from aspen.kv.keys import prefix_range
+from aspen.limits import MAX_VALUE_BYTES
 
 __all__ = [
     "Compare",
@@ -178,8 +180,17 @@ def get_params(
 def put_params(
     key: bytes | str, value: bytes | str, *, lease: int = 0, prev_kv: bool = False
 ) -> dict[str, Any]:
-    """Build ``kv.put`` params."""
-    params = {"key": to_bytes(key), "value": to_bytes(value, "value")}
+    """Build ``kv.put`` params; a value over ``MAX_VALUE_BYTES`` is refused here, before it
+    is framed (the node would refuse it too)."""
+    data = to_bytes(value, "value")
+    if len(data) > MAX_VALUE_BYTES:
+        raise InvalidArgumentError(
+            f"value is {len(data)} bytes, over MAX_VALUE_BYTES ({MAX_VALUE_BYTES})",
+            field="value",
+            size=len(data),
+            limit=MAX_VALUE_BYTES,
+        )
+    params = {"key": to_bytes(key), "value": data}
     if lease or prev_kv:
         _with_options(params, lease=lease, prev_kv=prev_kv)
     return params

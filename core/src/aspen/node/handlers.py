@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 import lmdb
 
-from aspen.errors import NotFoundError
+from aspen.errors import NotFoundError, ResourceExhaustedError
 from aspen.kv import commands
+from aspen.limits import MAX_WATCHES_PER_CONNECTION
 from aspen.node.cluster_handlers import cluster_handlers
 from aspen.node.node_of import node_of
 from aspen.plugins.types import RpcHandler
@@ -89,10 +90,23 @@ async def kv_range(ctx: RpcContext, params: dict[str, Any]) -> Any:
 
 
 async def kv_watch(ctx: RpcContext, params: dict[str, Any]) -> AsyncIterator[Any]:
-    """Stream changes of a key or range from a start revision."""
+    """Stream changes of a key or range from a start revision (at most
+    ``MAX_WATCHES_PER_CONNECTION`` at once on one connection)."""
     node = node_of(ctx)
-    async for item in node.watch_hub.stream(commands.watch_request(params)):
-        yield item
+    request = commands.watch_request(params)
+    streams = ctx.open_streams
+    if streams.get("kv.watch", 0) >= MAX_WATCHES_PER_CONNECTION:
+        raise ResourceExhaustedError(
+            f"too many watches on this connection (MAX_WATCHES_PER_CONNECTION = "
+            f"{MAX_WATCHES_PER_CONNECTION}); cancel one, or open another connection",
+            limit=MAX_WATCHES_PER_CONNECTION,
+        )
+    streams["kv.watch"] = streams.get("kv.watch", 0) + 1
+    try:
+        async for item in node.watch_hub.stream(request):
+            yield item
+    finally:
+        streams["kv.watch"] -= 1
 
 
 async def lease_grant(ctx: RpcContext, params: dict[str, Any]) -> Any:

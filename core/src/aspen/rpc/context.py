@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -17,10 +17,13 @@ class RpcContext:
 
     ``node`` is the :class:`aspen.NodeAPI` of the serving node; ``peer`` the client's
     address; ``identity`` who the token belongs to (``"root"`` for the root token);
-    ``connection_id`` is unique per client connection on this node.
+    ``connection_id`` is unique per client connection on this node; ``open_streams`` counts
+    the connection's running streams by method (e.g. ``kv.watch``, bounded by
+    ``MAX_WATCHES_PER_CONNECTION``), shared by every request of the connection.
     """
 
     node: NodeAPI
     peer: str
     identity: str
     connection_id: int
+    open_streams: dict[str, int] = field(default_factory=dict, compare=False)

@@ -41,7 +41,9 @@ from aspen.limits import (
     MAX_CLIENT_CONNECTIONS,
     MAX_FRAME_BYTES,
     MAX_INFLIGHT_PER_CONNECTION,
-    MAX_OUTBOUND_FRAMES_PER_CONNECTION,
+    MAX_INFLIGHT_REQUEST_BYTES_PER_CONNECTION,
+    MAX_QUEUED_REPLY_BYTES_PER_CONNECTION,
+    MAX_UNREAD_REPLY_BYTES_PER_CONNECTION,
 )
 from aspen.rpc.registry import MethodRegistry
 from aspen.rpc.session import PROTOCOL_VERSION, Cancellable, ServerSession
@@ -84,7 +86,9 @@ class RpcServer:
         features: Sequence[str] = (),
         max_connections: int = MAX_CLIENT_CONNECTIONS,
         max_inflight: int = MAX_INFLIGHT_PER_CONNECTION,
-        max_outbound: int = MAX_OUTBOUND_FRAMES_PER_CONNECTION,
+        max_queued_bytes: int = MAX_QUEUED_REPLY_BYTES_PER_CONNECTION,
+        max_unread_bytes: int = MAX_UNREAD_REPLY_BYTES_PER_CONNECTION,
+        max_request_bytes: int = MAX_INFLIGHT_REQUEST_BYTES_PER_CONNECTION,
         max_frame: int = MAX_FRAME_BYTES,
         hello_timeout: float = HELLO_TIMEOUT_SECONDS,
         driver: Driver = "auto",
@@ -97,7 +101,12 @@ class RpcServer:
         self.features = tuple(features)
         self.max_connections = max_connections
         self.max_inflight = max_inflight
-        self.max_outbound = max_outbound
+        #: Queued reply bytes above which a connection is not read (back-pressure).
+        self.max_queued_bytes = max_queued_bytes
+        #: Queued reply bytes at which a connection is closed (last resort).
+        self.max_unread_bytes = max_unread_bytes
+        #: Bytes of big requests a connection may have running.
+        self.max_request_bytes = max_request_bytes
         self.max_frame = max_frame
         self.hello_timeout = hello_timeout
         self.driver = driver
@@ -124,9 +133,11 @@ class RpcServer:
 
     def stats(self) -> dict[str, int]:
         """Return counters: open ``connections``, ``requests``, ``errors``, handler bugs
-        (``internal_errors``) and streams waiting for slow clients (``streams_blocked``)."""
+        (``internal_errors``), streams waiting for slow clients (``streams_blocked``) and
+        connections not read because of back-pressure (``connections_paused``)."""
         return {
             "connections": len(self._sessions),
+            "connections_paused": sum(1 for s in self._sessions if s.reading_paused),
             "connections_total": self.connections_total,
             "requests": self.requests,
             "errors": self.errors,
@@ -323,6 +334,8 @@ class _AsyncioSession(ServerSession, asyncio.Protocol):
         if self.out and not self.closed:
             self.transport.write(self.take_output())  # type: ignore[union-attr]
         self._wake_writable()
+        if not self.closed:
+            self.output_drained()
 
     def _wake_writable(self) -> None:
         """Wake streams waiting for the transport to drain."""
@@ -337,7 +350,14 @@ class _AsyncioSession(ServerSession, asyncio.Protocol):
         if self.inflight or self.flush_pending or self.paused_writing or self.closed:
             ServerSession.send_bytes(self, data)
         else:
+            self.budget.replied(len(data))
             self.transport.write(data)  # type: ignore[union-attr]
+            self.output_drained()  # the socket may have taken it all: no resume_writing then
+
+    def _transport_buffered(self) -> int:
+        """What the transport holds (asyncio pauses writing above its high-water mark)."""
+        transport = self.transport
+        return 0 if transport is None else transport.get_write_buffer_size()
 
     def _spawn(self, coro: Coroutine[Any, Any, None], rid: int) -> Cancellable:
         """Run the request in a plain asyncio task."""
@@ -358,6 +378,7 @@ class _AsyncioSession(ServerSession, asyncio.Protocol):
         self.flush_pending = False
         if self.out and not self.closed and not self.paused_writing:
             self.transport.write(self.take_output())  # type: ignore[union-attr]
+            self.output_drained()  # the socket may have taken it all: no resume_writing then
 
     def _pause_reading(self) -> None:
         """Too many requests in flight: stop reading."""
@@ -394,6 +415,7 @@ class _AsyncioSession(ServerSession, asyncio.Protocol):
             transport.close()
         else:
             self.out.clear()
+            self.out_bytes = 0
             transport.abort()
 
 
@@ -415,7 +437,8 @@ class _AnyioSession(ServerSession):
         self.drained: anyio.Event | None = None
         self.flush_on_close = True
         self.hello_scope = anyio.CancelScope()
-        self.high_water = max(1, server.max_outbound // 4)
+        #: Bytes of the ``send`` in progress.
+        self.sending = 0
 
     async def read_loop(self) -> None:
         """Receive big chunks and feed them to the session until EOF or close."""
@@ -446,15 +469,19 @@ class _AnyioSession(ServerSession):
             if self.out:
                 data = self.take_output()
                 self.flush_pending = False
+                self.sending = len(data)
                 try:
                     await stream.send(data)
                 except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
                     self.abort()
                     return
+                finally:
+                    self.sending = 0
                 drained = self.drained
                 if drained is not None:
                     self.drained = None
                     drained.set()
+                self.output_drained()
             else:
                 self.flush_pending = False
 
@@ -488,8 +515,12 @@ class _AnyioSession(ServerSession):
         self.read_resumed.set()
 
     def _writable(self) -> bool:
-        """Whether fewer than a quarter of the outbound bound are queued."""
-        return len(self.out) < self.high_water
+        """Whether the queued reply bytes are within the connection's bound."""
+        return not self.budget.over(self.queued_bytes())
+
+    def _transport_buffered(self) -> int:
+        """The bytes of the ``send`` in progress."""
+        return self.sending
 
     async def _wait_writable(self) -> None:
         """Wait for the writer to send a batch."""
@@ -509,6 +540,7 @@ class _AnyioSession(ServerSession):
             self.wake_writer.set()
         else:
             self.out.clear()
+            self.out_bytes = 0
             self.tg.cancel_scope.cancel()
 
 

@@ -4,7 +4,14 @@
 into queued frames. Two drivers in :mod:`aspen.rpc.server` supply the I/O: an asyncio
 ``Protocol`` (the fast path when the node runs on asyncio or uvloop) and a portable one on
 anyio byte streams (trio). A driver implements ``_spawn``, ``_schedule_flush``,
-``_pause_reading``, ``_resume_reading``, ``_wait_writable`` and ``_close_transport``.
+``_pause_reading``, ``_resume_reading``, ``_wait_writable``, ``_transport_buffered`` and
+``_close_transport``, and calls :meth:`ServerSession.output_drained` when the socket took
+queued bytes.
+
+Back-pressure is by bytes (:class:`~aspen.rpc.flow.ReplyBudget`): decoded requests wait in
+``held`` while the connection's queued reply bytes and running handlers leave no room, and
+the socket is not read while anything is held (or the queue is over its bound). So a client
+that pipelines faster than it reads is slowed down by TCP, never buffered for.
 
 Invariants:
 
@@ -13,12 +20,15 @@ Invariants:
 * ``canceled`` holds ids whose cancellation the client asked for and whose canceled reply
   is not sent yet; the handler's runner sends it when the cancellation reaches it.
 * Nothing is sent once ``closed`` is set.
+* ``out_bytes`` is the size of ``out``; reading is paused whenever ``held`` is not empty.
+* ``request_bytes`` is the sum of ``request_sizes``: the big requests in ``inflight``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -32,6 +42,7 @@ from aspen.errors import (
 )
 from aspen.limits import MAX_METHOD_NAME_BYTES
 from aspen.rpc.context import RpcContext
+from aspen.rpc.flow import TRACKED_REQUEST_BYTES, ReplyBudget
 from aspen.transport.framing import FrameDecoder, FrameError, encode_frame
 
 if TYPE_CHECKING:
@@ -62,12 +73,26 @@ class ServerSession:
         self.server = server
         self.peer = peer
         self.connection_id = server._next_connection_id()
-        self.decoder = FrameDecoder(server.max_frame)
+        self.decoder = FrameDecoder(server.max_frame, record_sizes=True)
         self.handlers = server.registry._handlers
         self.ctx: RpcContext | None = None
         self.inflight: dict[int, Cancellable] = {}
         self.canceled: set[int] = set()
+        #: Ids in ``inflight`` that are streams (paced by ``_wait_writable``, not the budget).
+        self.streams: set[int] = set()
         self.out: list[bytes] = []
+        self.out_bytes = 0
+        #: Decoded frames waiting for room to be dispatched (at most one read's worth).
+        self.held: deque[tuple[dict[str, Any], int]] = deque()
+        #: Size of each big running request (``TRACKED_REQUEST_BYTES`` or more), and their sum.
+        self.request_sizes: dict[int, int] = {}
+        self.request_bytes = 0
+        self.dispatching = False
+        self.budget = ReplyBudget(
+            server.max_queued_bytes,
+            server.max_inflight,
+            request_limit=server.max_request_bytes,
+        )
         self.flush_pending = False
         self.reading_paused = False
         self.closed = False
@@ -101,6 +126,64 @@ class ServerSession:
         """Close the socket, after writing queued frames if ``flush``."""
         raise NotImplementedError
 
+    def _transport_buffered(self) -> int:
+        """Bytes handed to the socket layer but not yet taken by the peer."""
+        return 0
+
+    # ------------------------------------------------------------------ flow control
+    def queued_bytes(self) -> int:
+        """Reply bytes queued for this connection and not yet taken by the peer."""
+        return self.out_bytes + self._transport_buffered()
+
+    def output_drained(self) -> None:
+        """Called when queued bytes went to the socket or a request ended: maybe go on."""
+        if (self.held or self.reading_paused) and not self.dispatching:
+            self._dispatch_held()
+
+    def _dispatch_held(self) -> None:
+        """Dispatch held frames while the budget has room; pause or resume reading."""
+        self.dispatching = True
+        try:
+            self._dispatch_held_frames()
+        finally:
+            self.dispatching = False
+
+    def _dispatch_held_frames(self) -> None:
+        """The body of :meth:`_dispatch_held` (not re-entered: an error reply sent while
+        dispatching must not dispatch the next frames from inside this loop)."""
+        held = self.held
+        budget = self.budget
+        inflight = self.inflight
+        streams = self.streams
+        on_frame = self._on_frame
+        while (
+            held
+            and not self.closed
+            and len(inflight) < budget.max_inflight
+            and budget.may_start(
+                len(inflight) - len(streams),
+                self.queued_bytes(),
+                self.request_bytes,
+                held[0][1],
+            )
+        ):
+            frame, size = held.popleft()
+            rid = on_frame(frame)
+            if rid is not None and size >= TRACKED_REQUEST_BYTES:
+                self.request_sizes[rid] = size
+                self.request_bytes += size
+        if self.closed:
+            return
+        pause = (
+            bool(held) or len(inflight) >= budget.max_inflight or budget.over(self.queued_bytes())
+        )
+        if pause != self.reading_paused:
+            self.reading_paused = pause
+            if pause:
+                self._pause_reading()
+            else:
+                self._resume_reading()
+
     # ------------------------------------------------------------------ input
     def on_data(self, data: bytes) -> None:
         """Handle received bytes: hello first, then requests and cancels."""
@@ -111,18 +194,15 @@ class ServerSession:
             return
         if not frames:
             return
+        sizes = self.decoder.sizes
+        assert sizes is not None
         if self.ctx is None:
             if not self._on_hello(frames[0]):
                 return
-            del frames[0]
-        on_frame = self._on_frame
-        for frame in frames:
-            on_frame(frame)
-            if self.closed:
-                return
-        if len(self.inflight) >= self.server.max_inflight and not self.reading_paused:
-            self.reading_paused = True
-            self._pause_reading()
+            del frames[0], sizes[0]
+        self.held.extend(zip(frames, sizes, strict=True))
+        sizes.clear()
+        self._dispatch_held()
 
     def _on_hello(self, frame: dict[str, Any]) -> bool:
         """Check the hello frame, answer it; return whether the session may go on."""
@@ -132,7 +212,7 @@ class ServerSession:
                     "expected a hello frame first (see docs/protocol.md)", expected="hello"
                 )
             version = frame.get("version")
-            if version != PROTOCOL_VERSION:
+            if type(version) is not int or version != PROTOCOL_VERSION:  # True == 1
                 raise InvalidArgumentError(
                     f"protocol version {version!r} is not supported; this server speaks "
                     f"version {PROTOCOL_VERSION}",
@@ -150,8 +230,8 @@ class ServerSession:
     def _hello_done(self) -> None:
         """Called once the hello succeeded (drivers stop their hello timer)."""
 
-    def _on_frame(self, frame: dict[str, Any]) -> None:
-        """Dispatch one request or cancel frame."""
+    def _on_frame(self, frame: dict[str, Any]) -> int | None:
+        """Dispatch one request or cancel frame; return the id of a request now running."""
         rid = frame.get("id")
         if type(rid) is not int:
             if "cancel" in frame:
@@ -160,14 +240,14 @@ class ServerSession:
                 self.fail(
                     InvalidArgumentError("a request frame needs an integer 'id' (or 'cancel')")
                 )
-            return
+            return None
         server = self.server
         server.requests += 1
         method = frame.get("method")
         handler = self.handlers.get(method) if type(method) is str else None
         if handler is None:
             self.send_error(rid, self._unknown_method(method))
-            return
+            return None
         params = frame.get("params")
         if type(params) is not dict:
             if params is not None:
@@ -178,15 +258,19 @@ class ServerSession:
                         field="params",
                     ),
                 )
-                return
+                return None
             params = {}
         if rid in self.inflight:
             self.send_error(
                 rid, InvalidArgumentError(f"request id {rid} is already in flight", field="id")
             )
-            return
-        runner = self._run_stream if handler.streaming else self._run_unary
-        self.inflight[rid] = self._spawn(runner(rid, handler, params), rid)
+            return None
+        if handler.streaming:
+            self.streams.add(rid)
+            self.inflight[rid] = self._spawn(self._run_stream(rid, handler, params), rid)
+        else:
+            self.inflight[rid] = self._spawn(self._run_unary(rid, handler, params), rid)
+        return rid
 
     def _unknown_method(self, method: object) -> AspenError:
         """Build the error for a method nobody registered."""
@@ -314,11 +398,13 @@ class ServerSession:
         data = self._encode(frame, rid, handler)
         if data is not None and self._retire(rid):
             self.send_bytes(data)
+            self.output_drained()
 
     def _finish_error(self, rid: int, exc: AspenError) -> None:
         """Send ``exc`` as the final frame of ``rid`` and retire it."""
         if self._retire(rid):
             self.send_error(rid, exc)
+            self.output_drained()
 
     def _finish_canceled(self, rid: int) -> None:
         """Send the canceled reply if the client asked for the cancellation."""
@@ -326,16 +412,16 @@ class ServerSession:
             self.send({"id": rid, "result": _CANCELED_RESULT})
         else:
             self._retire(rid)
+        self.output_drained()
 
     def _retire(self, rid: int) -> bool:
         """Drop ``rid`` from the in-flight set; return whether its reply may be sent."""
         self.canceled.discard(rid)
+        self.streams.discard(rid)
+        if self.request_sizes:
+            self.request_bytes -= self.request_sizes.pop(rid, 0)
         if self.inflight.pop(rid, None) is None:
             return False
-        if self.reading_paused and len(self.inflight) < self.server.max_inflight:
-            self.reading_paused = False
-            if not self.closed:
-                self._resume_reading()
         return not self.closed
 
     # ------------------------------------------------------------------ output
@@ -349,17 +435,22 @@ class ServerSession:
         self.send_bytes(encode_frame({"id": rid, "error": exc.to_wire()}))
 
     def send_bytes(self, data: bytes) -> None:
-        """Queue an encoded frame; disconnect a peer that lets too many pile up."""
+        """Queue an encoded frame; disconnect a peer that lets far too many bytes pile up
+        (``MAX_UNREAD_REPLY_BYTES_PER_CONNECTION``: back-pressure keeps others below)."""
         if self.closed:
             return
-        out = self.out
-        out.append(data)
-        if len(out) > self.server.max_outbound:
+        n = len(data)
+        self.budget.replied(n)
+        self.out.append(data)
+        self.out_bytes += n
+        if self.out_bytes > self.server.max_unread_bytes:
             log.warning(
-                "closing connection %d from %s: %d frames unread (client not reading)",
+                "closing connection %d from %s: %d reply bytes unread "
+                "(MAX_UNREAD_REPLY_BYTES_PER_CONNECTION = %d)",
                 self.connection_id,
                 self.peer,
-                len(out),
+                self.queued_bytes(),
+                self.server.max_unread_bytes,
             )
             self.abort()
             return
@@ -372,6 +463,7 @@ class ServerSession:
         out = self.out
         data = out[0] if len(out) == 1 else b"".join(out)
         out.clear()
+        self.out_bytes = 0
         return data
 
     # ------------------------------------------------------------------ closing

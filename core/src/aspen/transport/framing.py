@@ -70,11 +70,14 @@ def encode_frame(obj: Any, *, max_frame: int = MAX_FRAME_BYTES) -> bytes:
 class FrameDecoder:
     """Incremental frame parser: :meth:`feed` bytes in, get every complete message out."""
 
-    __slots__ = ("_buf", "max_frame")
+    __slots__ = ("_buf", "max_frame", "sizes")
 
-    def __init__(self, max_frame: int = MAX_FRAME_BYTES) -> None:
+    def __init__(self, max_frame: int = MAX_FRAME_BYTES, *, record_sizes: bool = False) -> None:
         self.max_frame = max_frame
         self._buf = bytearray()
+        #: With ``record_sizes``: the body size of every frame returned, in order (the caller
+        #: clears it).
+        self.sizes: list[int] | None = [] if record_sizes else None
 
     @property
     def buffered(self) -> int:
@@ -98,6 +101,7 @@ class FrameDecoder:
         out: list[dict[str, Any]] = []
         pos = 0
         max_frame = self.max_frame
+        sizes = self.sizes
         while total - pos >= HEADER_BYTES:
             (length,) = _unpack_header(src, pos)
             if length > max_frame:
@@ -115,6 +119,8 @@ class FrameDecoder:
             else:
                 with memoryview(src) as view:
                     out.append(_decode(view[start:end]))
+            if sizes is not None:
+                sizes.append(length)
             pos = end
         if src is buf:
             if pos:
@@ -129,13 +135,20 @@ def _decode(body: Any) -> dict[str, Any]:
     try:
         obj = _unpackb(body, raw=False)
     except Exception as exc:  # msgpack raises several unrelated types
-        raise FrameError(f"frame is not valid msgpack: {exc}") from exc
+        raise FrameError(f"frame is not valid msgpack: {_msgpack_reason(exc)}") from exc
     if type(obj) is not dict:
         raise FrameError(f"frame is not a msgpack map but {type(obj).__name__}")
     for key in obj:
         if type(key) is not str:
             raise FrameError(f"frame has a non-string key {key!r}")
     return obj
+
+
+def _msgpack_reason(exc: Exception) -> str:
+    """Why msgpack refused a body (some of its errors have no message)."""
+    if isinstance(exc, msgpack.OutOfData):
+        return "the body ends in the middle of a value (truncated)"
+    return str(exc) or f"{type(exc).__name__} (malformed body)"
 
 
 def running_on_asyncio() -> bool:
