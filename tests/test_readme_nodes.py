@@ -18,7 +18,7 @@ from aspen.testing import free_base_port, wait_for
 
 pytestmark = pytest.mark.slow
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+README = Path(__file__).resolve().parents[1] / "README.md"
 #: Seconds one CLI command of the block may take.
 COMMAND_SECONDS = 60
 
@@ -51,7 +51,13 @@ def _node(script: str, env: dict[str, str], log: Path) -> subprocess.Popen:
 def test_running_nodes_yourself_runs_as_written(tmp_path):
     shell1, shell2, shell3 = _shells(_on_free_ports(README.read_text()))
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASPEN_")}
-    env.update(HOME=str(tmp_path), ASPEN_LOAD_PLUGINS="")
+    # the block's --secrets-http-listen needs aspen-secrets; node 1's API (8200 in the README)
+    # goes to a free port through the environment, which the flag on node 2 overrides
+    env.update(
+        HOME=str(tmp_path),
+        ASPEN_LOAD_PLUGINS="secrets",
+        ASPEN_SECRETS_HTTP_LISTEN="127.0.0.1:0",
+    )
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     lines = [line for line in shell1.splitlines() if line.strip() and not line.startswith("#")]
     procs = [_node("\n".join(lines), env, tmp_path / "n1.log")]
