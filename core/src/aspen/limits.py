@@ -19,6 +19,11 @@ MAX_TXN_COMPARES = 1000
 MAX_TXN_DEPTH = 4
 #: Most keys returned by one range page (a larger ``limit`` is refused).
 MAX_RANGE_LIMIT = 10_000
+#: Most bytes of key-values one ``kv.range`` page carries (keys and values as stored, plus
+#: ``aspen.kv.reads.KV_WIRE_OVERHEAD_BYTES`` each): the page is cut before the key-value that
+#: would go over and answered with ``more`` true, so a scan continues from there. Well under
+#: MAX_FRAME_BYTES; a single key-value (MAX_KEY_BYTES + MAX_VALUE_BYTES) always fits.
+MAX_RANGE_PAGE_BYTES = 2 * 1024 * 1024
 #: Default page size of a range when the caller gives no limit.
 DEFAULT_RANGE_LIMIT = 1000
 #: Most keys one delete-range may remove in one command.
@@ -227,6 +232,9 @@ CLIENT_MAX_INFLIGHT_PER_CONNECTION = 1024
 CLIENT_MAX_INFLIGHT_REQUEST_BYTES = 16 * 1024 * 1024
 #: Default page size of the client's ``kv.scan``.
 CLIENT_SCAN_PAGE_SIZE = 1000
+#: Most keys under /_aspen/ that ``aspen kv range`` counts to say how many it hides
+#: ("more than N" beyond): one small page, never a count of the whole prefix.
+CLI_HIDDEN_KEYS_COUNTED = 1000
 
 # --- HTTP listeners plugins open (aspen.http) -------------------------------------------
 #: Seconds a client has to send a request line and all its headers, counted from the

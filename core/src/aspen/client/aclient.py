@@ -480,8 +480,14 @@ class KVClient:
         keys_only: bool = False,
         count_only: bool = False,
         serializable: bool = False,
+        count: bool = False,
     ) -> RangeResult:
-        """Read every key under ``prefix`` (or in [prefix, end)); one page of ``limit``."""
+        """Read every key under ``prefix`` (or in [prefix, end)); one page of at most
+        ``limit`` keys and ``MAX_RANGE_PAGE_BYTES`` (``more`` says whether keys follow).
+
+        A page costs what it returns. The total ``count`` of the range is answered only
+        with ``count=True`` (or ``count_only=True``): it reads every key in range.
+        """
         params = range_params(
             prefix,
             end=end,
@@ -490,6 +496,7 @@ class KVClient:
             keys_only=keys_only,
             count_only=count_only,
             serializable=serializable,
+            count=count,
         )
         return RangeResult.from_wire(await self._client.call("kv.range", params))
 
@@ -504,7 +511,8 @@ class KVClient:
         serializable: bool = False,
     ) -> AsyncIterator[KeyValue]:
         """Yield every record under ``prefix`` (or in [prefix, end)), page by page, all at
-        the revision of the first page."""
+        the revision of the first page; each page continues after the last key of the one
+        before (pages are cut at ``page_size`` keys or MAX_RANGE_PAGE_BYTES)."""
         params = range_params(
             prefix,
             end=end,
