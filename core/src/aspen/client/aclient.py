@@ -50,6 +50,7 @@ from aspen.errors import (
     UnavailableError,
 )
 from aspen.errors import TimeoutError as AspenTimeoutError
+from aspen.kv import paging
 from aspen.limits import (
     CLIENT_FAILOVER_RETRY_SECONDS,
     CLIENT_MAX_REDIRECTS,
@@ -513,22 +514,18 @@ class KVClient:
         """Yield every record under ``prefix`` (or in [prefix, end)), page by page, all at
         the revision of the first page; each page continues after the last key of the one
         before (pages are cut at ``page_size`` keys or MAX_RANGE_PAGE_BYTES)."""
-        params = range_params(
-            prefix,
-            end=end,
-            limit=page_size,
+        key, stop = key_range(prefix, end=end, prefix=end is None)
+        async for page in paging.pages(
+            self._client.call,
+            key,
+            end=stop,
+            page_size=page_size,
             revision=revision,
             keys_only=keys_only,
             serializable=serializable,
-        )
-        while True:
-            page = RangeResult.from_wire(await self._client.call("kv.range", params))
-            for kv in page.kvs:
+        ):
+            for kv in RangeResult.from_wire(page).kvs:
                 yield kv
-            if not page.more or not page.kvs:
-                return
-            params["key"] = page.kvs[-1].key + b"\0"
-            params["revision"] = page.revision
 
     async def delete(
         self,
