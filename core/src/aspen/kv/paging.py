@@ -25,7 +25,7 @@ from typing import Any
 from aspen.kv.keys import prefix_range
 from aspen.limits import CLIENT_SCAN_PAGE_SIZE
 
-__all__ = ["Call", "children", "collect", "pages", "scan"]
+__all__ = ["Call", "children", "collect", "page_after", "pages", "scan"]
 
 #: ``async (method, params) -> result``: ``NodeAPI.call`` or ``AsyncClient.call``.
 Call = Callable[[str, dict[str, Any]], Awaitable[Any]]
@@ -170,3 +170,26 @@ async def children(
         if local:
             params["serializable"] = True
         limit = min(page_size, max(1, 2 * found))
+
+
+async def page_after(
+    call: Call,
+    prefix: bytes,
+    *,
+    limit: int,
+    after: bytes = b"",
+    keys_only: bool = False,
+    serializable: bool = False,
+) -> dict[str, Any]:
+    """One page of a paginated listing: the ``kv.range`` answer for up to ``limit`` records
+    under ``prefix`` whose key comes after ``prefix + after`` (from the first when ``after``
+    is empty). What a plugin's ``list`` method answers, with ``more``: the caller asks again
+    with its last name as ``after``."""
+    start, end = prefix_range(prefix)
+    key = prefix + after + b"\0" if after else start
+    params: dict[str, Any] = {"key": key, "end": end, "limit": limit}
+    if keys_only:
+        params["keys_only"] = True
+    if serializable:
+        params["serializable"] = True
+    return await call("kv.range", params)
