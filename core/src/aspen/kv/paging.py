@@ -25,8 +25,10 @@ from typing import Any
 from aspen.kv.keys import prefix_range
 from aspen.limits import CLIENT_SCAN_PAGE_SIZE
 
-__all__ = ["Call", "children", "collect", "page_after", "pages", "scan"]
+__all__ = ["CHILDREN_FIRST_PAGE", "Call", "children", "collect", "page_after", "pages", "scan"]
 
+#: Keys the first page of :func:`children` asks for (later pages follow what they find).
+CHILDREN_FIRST_PAGE = 8
 #: ``async (method, params) -> result``: ``NodeAPI.call`` or ``AsyncClient.call``.
 Call = Callable[[str, dict[str, Any]], Awaitable[Any]]
 
@@ -41,24 +43,30 @@ async def pages(
     keys_only: bool = False,
     serializable: bool = False,
     local: bool = False,
+    most: int | None = None,
 ) -> AsyncIterator[dict[str, Any]]:
     """Yield the ``kv.range`` answers (wire maps: ``header``, ``kvs``, ``more``) of every key
     under ``prefix`` (or in [prefix, end) with ``end``), page by page, all at one revision
-    (``revision``, or the first page's)."""
+    (``revision``, or the first page's); with ``most``, no more than that many records in
+    all (the last page asks for what is left)."""
     key, stop = prefix_range(prefix) if end is None else (prefix, end)
-    params: dict[str, Any] = {"key": key, "end": stop, "limit": page_size}
+    params: dict[str, Any] = {"key": key, "end": stop}
+    left = most
     if keys_only:
         params["keys_only"] = True
     if serializable:
         params["serializable"] = True
     if revision:
         params["revision"] = revision
-    while True:
+    while left is None or left > 0:
+        params["limit"] = page_size if left is None else min(page_size, left)
         page = await call("kv.range", params)
         yield page
         kvs = page["kvs"]
         if not page.get("more") or not kvs:
             return
+        if left is not None:
+            left -= len(kvs)
         params["key"] = kvs[-1]["key"] + b"\0"
         params.setdefault("revision", page["header"]["revision"])  # the first page's
         if local:
@@ -97,6 +105,7 @@ async def collect(
     prefix: bytes,
     *,
     most: int,
+    page_size: int = CLIENT_SCAN_PAGE_SIZE,
     keys_only: bool = False,
     serializable: bool = False,
     local: bool = False,
@@ -109,10 +118,11 @@ async def collect(
     async for page in pages(
         call,
         prefix,
-        page_size=min(most + 1, CLIENT_SCAN_PAGE_SIZE),
+        page_size=page_size,
         keys_only=keys_only,
         serializable=serializable,
         local=local,
+        most=most + 1,
     ):
         revision = revision or page["header"]["revision"]
         records.extend(page["kvs"])
@@ -137,15 +147,16 @@ async def children(
 
     Costs what it answers: a page that ends inside a child folder goes on from the
     folder's end (its other keys are never read), and pages grow only while they find new
-    names (a page reads at most twice as many keys as the page before found names)."""
+    names: the first asks for CHILDREN_FIRST_PAGE keys, each next one for twice as many as
+    the one before found names (at least CHILDREN_FIRST_PAGE, at most ``page_size``)."""
     key, end = prefix_range(prefix)
     names: list[bytes] = []
     params: dict[str, Any] = {"key": key, "end": end, "keys_only": True}
     if serializable:
         params["serializable"] = True
-    limit = page_size
+    limit = CHILDREN_FIRST_PAGE
     while True:
-        params["limit"] = min(limit, most + 1 - len(names))
+        params["limit"] = min(limit, page_size, most + 1 - len(names))
         page = await call("kv.range", params)
         found, skip_to = 0, None
         for kv in page["kvs"]:
@@ -169,7 +180,7 @@ async def children(
         params.setdefault("revision", page["header"]["revision"])  # the first page's
         if local:
             params["serializable"] = True
-        limit = min(page_size, max(1, 2 * found))
+        limit = max(CHILDREN_FIRST_PAGE, 2 * found)
 
 
 async def page_after(
