@@ -35,8 +35,9 @@ MAX_RESPONSE_KVS = 10_000
 #: Most bytes of key-values (as stored: key, value and revisions) one write or txn answer
 #: may carry; with MAX_RESPONSE_KVS this keeps any answer inside MAX_FRAME_BYTES.
 MAX_RESPONSE_KV_BYTES = 2 * 1024 * 1024
-#: Most keys the ranges and compares of one txn may visit (a range visits every key it
-#: counts, past its limit too); bounds a txn's work on every replica.
+#: Most keys the ranges and compares of one txn may visit (a range visits the keys it
+#: answers and one more, or every key in it when it counts); bounds a txn's work on every
+#: replica.
 MAX_TXN_SCAN_KEYS = 100_000
 
 # --- Leases -------------------------------------------------------------------------
