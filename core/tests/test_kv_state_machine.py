@@ -187,6 +187,26 @@ def test_long_keys_order_and_ranges(kv: Store) -> None:
     assert kv.keys() == sorted(k for k in keys if not lo <= k < hi)
 
 
+def test_counts_match_the_keys_in_range_around_long_keys(kv: Store) -> None:
+    """A count off the LMDB keys alone (bounds of at most 480 bytes) agrees with the
+    records, long keys (stored as a prefix and a digest) around the bounds included."""
+    base = b"L" * 479
+    keys = [base + bytes([c]) * n for c in (0x10, 0x20, 0x30) for n in (1, 2, 300)]
+    keys += [base, b"A", b"Z", base + b"\x20" + b"\xff" * 400]
+    for key in keys:
+        kv.put(key, "v")
+    bounds = [b"A", base, base + b"\x20", base + b"\x20\x20", base + b"\x30", b"Z"]
+    for lo in bounds:
+        for hi in [*bounds, b"\0"]:
+            want = sum(1 for k in keys if lo <= k and (hi == b"\0" or k < hi))
+            if hi != b"\0" and hi <= lo:
+                continue
+            assert kv.range(lo, end=hi, count_only=True)["count"] == want, (lo, hi)
+            page = kv.range(lo, end=hi, limit=2, count=True)
+            assert page["count"] == want and page["more"] == (want > 2), (lo, hi)
+            assert len(kv.keys(lo, hi)) == want
+
+
 # ---------------------------------------------------------------------------- txn
 def _cmp(target: str, op: str, value: Any, key: str = "k", end: str | None = None) -> dict:
     c = {"key": key, "target": target, "op": op, "value": value}
