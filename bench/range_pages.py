@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import functools
 import http.client
 import json
 import os
@@ -127,12 +128,7 @@ class Etcd:
     def stop(self) -> None:
         """Stop the etcd process started here."""
         self.conn.close()
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        _terminate(self.proc)
         self.log.close()
 
 
@@ -165,12 +161,17 @@ class Aspen:
     def stop(self) -> None:
         """Close the client and stop the node process started here."""
         self.client.close()
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        _terminate(self.proc)
+
+
+def _terminate(proc: subprocess.Popen) -> None:
+    """SIGTERM a server process started here; SIGKILL it if it has not gone in 30 s."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _b64(data: bytes) -> str:
@@ -202,7 +203,8 @@ def measure(name: str, store: Etcd | Aspen, keys: int, repeat: int) -> dict[str,
     rows: dict[str, object] = {}
     for where, at in (("start", 0), ("middle", keys // 2), ("end", keys - 150)):
         for shape, (limit, opts) in shapes.items():
-            med, worst = timed(lambda: store.range(key_of(at), end, limit, **opts), repeat)
+            page = functools.partial(store.range, key_of(at), end, limit, **opts)
+            med, worst = timed(page, repeat)
             rows[f"{shape} @{where}"] = (med, worst)
     t0 = time.perf_counter()
     listed = listing(store, 1000)
