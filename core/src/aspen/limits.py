@@ -19,6 +19,11 @@ MAX_TXN_COMPARES = 1000
 MAX_TXN_DEPTH = 4
 #: Most keys returned by one range page (a larger ``limit`` is refused).
 MAX_RANGE_LIMIT = 10_000
+#: Most bytes of key-values one ``kv.range`` page carries (keys and values as stored, plus
+#: ``aspen.kv.reads.KV_WIRE_OVERHEAD_BYTES`` each): the page is cut before the key-value that
+#: would go over and answered with ``more`` true, so a scan continues from there. Well under
+#: MAX_FRAME_BYTES; a single key-value (MAX_KEY_BYTES + MAX_VALUE_BYTES) always fits.
+MAX_RANGE_PAGE_BYTES = 2 * 1024 * 1024
 #: Default page size of a range when the caller gives no limit.
 DEFAULT_RANGE_LIMIT = 1000
 #: Most keys one delete-range may remove in one command.
@@ -30,8 +35,9 @@ MAX_RESPONSE_KVS = 10_000
 #: Most bytes of key-values (as stored: key, value and revisions) one write or txn answer
 #: may carry; with MAX_RESPONSE_KVS this keeps any answer inside MAX_FRAME_BYTES.
 MAX_RESPONSE_KV_BYTES = 2 * 1024 * 1024
-#: Most keys the ranges and compares of one txn may visit (a range visits every key it
-#: counts, past its limit too); bounds a txn's work on every replica.
+#: Most keys the ranges and compares of one txn may visit (a range visits the keys it
+#: answers and one more, or every key in it when it counts); bounds a txn's work on every
+#: replica.
 MAX_TXN_SCAN_KEYS = 100_000
 
 # --- Leases -------------------------------------------------------------------------
@@ -227,6 +233,9 @@ CLIENT_MAX_INFLIGHT_PER_CONNECTION = 1024
 CLIENT_MAX_INFLIGHT_REQUEST_BYTES = 16 * 1024 * 1024
 #: Default page size of the client's ``kv.scan``.
 CLIENT_SCAN_PAGE_SIZE = 1000
+#: Most keys under /_aspen/ that ``aspen kv range`` counts to say how many it hides
+#: ("more than N" beyond): one small page, never a count of the whole prefix.
+CLI_HIDDEN_KEYS_COUNTED = 1000
 
 # --- HTTP listeners plugins open (aspen.http) -------------------------------------------
 #: Seconds a client has to send a request line and all its headers, counted from the

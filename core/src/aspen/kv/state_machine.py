@@ -181,10 +181,13 @@ class KVStateMachine:
         return U64.unpack(raw)[0] if raw is not None else 0
 
     def range(self, txn: lmdb.Transaction | None, req: RangeRequest) -> dict[str, Any]:
-        """The ``kv.range`` result: ``{header, kvs, more, count}``."""
+        """The ``kv.range`` result: ``{header, kvs, more}`` and ``count`` when asked for; a
+        page is cut at MAX_RANGE_PAGE_BYTES (with ``more`` true)."""
         with self._reading(txn) as t:
             current = self.current_revision(t)
-            result = self.reader.range(t, req, current, self.compact_revision(t))
+            compacted = self.compact_revision(t)
+            page_bytes = limits.MAX_RANGE_PAGE_BYTES
+            result = self.reader.range(t, req, current, compacted, page_bytes=page_bytes)
         result["header"] = {"revision": current}
         return result
 

@@ -13,7 +13,7 @@ from aspen.errors import InvalidArgumentError, NotFoundError
 from aspen_secrets.engines.transit.cache import KeyCache
 from aspen_secrets.engines.transit.crypto import KeyHandle
 from aspen_secrets.engines.transit.keys import KeyOptions, KeyPolicy
-from aspen_secrets.store import ABSENT, Store, Write, children, modify
+from aspen_secrets.store import ABSENT, Store, Write, modify
 
 __all__ = ["KEYS_PREFIX", "KeyStore"]
 
@@ -47,7 +47,8 @@ class KeyStore:
 
     async def names(self) -> list[str]:
         """Every key name, sorted."""
-        return children(await self._store.keys(KEYS_PREFIX), KEYS_PREFIX)
+        names, _ = await self._store.children(KEYS_PREFIX)
+        return names
 
     async def create(self, name: str, options: KeyOptions) -> tuple[KeyHandle, bool]:
         """The key called ``name``, created with ``options`` unless it exists; whether it
