@@ -96,7 +96,7 @@ def test_garbage_and_bad_frames_are_wire_errors() -> None:
 
 
 def test_malformed_params_and_method_answer_the_request_only() -> None:
-    client, server = pair()
+    _, server = pair()
     events = server.receive_data(
         encode_frame({"id": 1, "method": "kv.get", "params": [1]})
         + encode_frame({"id": 2, "method": 7})

@@ -379,7 +379,9 @@ class WireConnection:
         state = self.state
         kind = type(event)
         if state is _CLOSED or state is _CLOSING:
-            raise LocalProtocolError(f"cannot send {kind.__name__}: the connection is {state.value}")
+            raise LocalProtocolError(
+                f"cannot send {kind.__name__}: the connection is {state.value}"
+            )
         if kind is Result:
             frame: dict[str, Any] = {"id": event.id, "result": event.result}  # type: ignore[attr-defined]
         elif kind is Item:
