@@ -62,6 +62,9 @@ def test_request_before_hello_is_refused_with_a_typed_error() -> None:
     assert info.value.code == "invalid_argument"
     assert server.state is WireState.CLOSING
     assert server.receive_data(b"anything") == []
+    server.send(ConnectionFailed(info.value))  # say why, once
+    with pytest.raises(LocalProtocolError):
+        server.send(ConnectionFailed(info.value))
 
 
 @pytest.mark.parametrize("version", [2, "1", True, None])

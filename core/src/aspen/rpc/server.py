@@ -46,7 +46,7 @@ from aspen.limits import (
     MAX_UNREAD_REPLY_BYTES_PER_CONNECTION,
 )
 from aspen.rpc.registry import MethodRegistry
-from aspen.rpc.session import PROTOCOL_VERSION, Cancellable, ServerSession
+from aspen.rpc.session import Cancellable, ServerSession
 from aspen.transport.framed import LINK_ERRORS, describe_error, wrap_tls
 from aspen.transport.framing import running_on_asyncio
 
@@ -122,10 +122,11 @@ class RpcServer:
         self.streams_blocked = 0
         self._sessions: set[ServerSession] = set()
         self._ids = itertools.count(1)
-        self._cancel_exc: type[BaseException] = asyncio.CancelledError
-        self._hello_reply = {
-            "type": "hello",
-            "version": PROTOCOL_VERSION,
+        #: The exception class cancellation raises on the running backend.
+        self.cancel_exc: type[BaseException] = asyncio.CancelledError
+        #: The session interface (:class:`~aspen.rpc.session.SessionHost`): handler lookup.
+        self.handler = registry.get
+        self._hello_fields = {
             "node_id": node_id,
             "server": _server_version(),
             "features": list(self.features),
@@ -153,7 +154,7 @@ class RpcServer:
         task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
         """Listen on ``host:port`` and serve until cancelled; ``task_status.started(port)``."""
-        self._cancel_exc = anyio.get_cancelled_exc_class()
+        self.cancel_exc = anyio.get_cancelled_exc_class()
         driver = self.driver
         if driver == "auto":
             driver = "asyncio" if running_on_asyncio() else "anyio"
@@ -162,13 +163,21 @@ class RpcServer:
         else:
             await self._serve_anyio(host, port, task_status)
 
-    # ------------------------------------------------------------------ shared helpers
-    def _next_connection_id(self) -> int:
+    # ------------------------------------------------------------------ SessionHost
+    def new_connection_id(self) -> int:
         """Return a new connection id and count the connection."""
         self.connections_total += 1
         return next(self._ids)
 
-    def _authenticate(self, token: object) -> str:
+    def method_names(self) -> list[str]:
+        """Every registered method name."""
+        return self.registry.names()
+
+    def hello_fields(self) -> dict[str, Any]:
+        """The fields of this server's hello reply (node id, version, features)."""
+        return self._hello_fields
+
+    def check_token(self, token: object) -> str:
         """Return the identity of ``token`` or raise ``unauthorized``."""
         if token is not None and not isinstance(token, str):
             raise UnauthorizedError("the hello 'token' must be a string")
@@ -275,6 +284,8 @@ class RpcServer:
 class _AsyncioSession(ServerSession, asyncio.Protocol):
     """A session driven by an asyncio transport."""
 
+    server: RpcServer
+
     def __init__(self, server: RpcServer, loop: asyncio.AbstractEventLoop) -> None:
         self._server = server
         self.loop = loop
@@ -351,6 +362,7 @@ class _AsyncioSession(ServerSession, asyncio.Protocol):
             ServerSession.send_bytes(self, data)
         else:
             self.budget.replied(len(data))
+            self.wire.bytes_queued -= len(data)  # straight to the transport
             self.transport.write(data)  # type: ignore[union-attr]
             self.output_drained()  # the socket may have taken it all: no resume_writing then
 
@@ -415,12 +427,13 @@ class _AsyncioSession(ServerSession, asyncio.Protocol):
             transport.close()
         else:
             self.out.clear()
-            self.out_bytes = 0
             transport.abort()
 
 
 class _AnyioSession(ServerSession):
     """A session driven by an anyio byte stream, a reader and a writer task."""
+
+    server: RpcServer
 
     def __init__(
         self,
@@ -540,7 +553,6 @@ class _AnyioSession(ServerSession):
             self.wake_writer.set()
         else:
             self.out.clear()
-            self.out_bytes = 0
             self.tg.cancel_scope.cancel()
 
 

@@ -21,9 +21,10 @@ Invariants:
   is parsed before it, and no second hello is accepted.
 * A client sends its :class:`Hello` first and requests only after it; a server sends its
   :class:`Hello` (or :class:`ConnectionFailed`) before any reply.
-* No frame is produced or accepted once ``CLOSING`` (except ``close()``); nothing at all once
-  ``CLOSED``. After a :class:`WireError` from :meth:`~WireConnection.receive_data` the machine
-  is ``CLOSING``: the connection cannot be resynchronised.
+* No frame is produced or accepted once ``CLOSING``, except one :class:`ConnectionFailed` if
+  none was sent yet (why the connection closes); nothing at all once ``CLOSED``. After a
+  :class:`WireError` from :meth:`~WireConnection.receive_data` the machine is ``CLOSING``:
+  the connection cannot be resynchronised.
 * No frame over ``max_frame`` bytes is buffered or produced (:class:`FrameError` names it).
 * ``bytes_queued`` is exactly the bytes returned by :meth:`~WireConnection.send` that the
   driver has not yet reported written; ``reading_allowed`` is false while it is over
@@ -92,17 +93,17 @@ class LocalProtocolError(RuntimeError):
 class Event:
     """Base of everything :meth:`WireConnection.receive_data` returns or ``send`` takes."""
 
-    __slots__ = ()
+    __slots__: tuple[str, ...] = ()
 
     def __eq__(self, other: object) -> bool:
         """Events are equal when of one type with equal fields (for tests)."""
         return type(other) is type(self) and all(
-            getattr(self, s) == getattr(other, s) for s in self.__slots__
+            getattr(self, name) == getattr(other, name) for name in self.__slots__
         )
 
     def __repr__(self) -> str:
         """``Type(field=value, ...)``."""
-        fields = ", ".join(f"{s}={getattr(self, s)!r}" for s in self.__slots__)
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
         return f"{type(self).__name__}({fields})"
 
     __hash__ = None  # type: ignore[assignment]
@@ -214,6 +215,7 @@ class WireConnection:
     __slots__ = (
         "_decoder",
         "bytes_queued",
+        "failed_sent",
         "hello_sent",
         "max_frame",
         "max_queued_bytes",
@@ -242,6 +244,8 @@ class WireConnection:
         self.versions = tuple(versions)
         self.state = _AWAITING
         self.hello_sent = False
+        #: Whether a :class:`ConnectionFailed` was sent (at most one is).
+        self.failed_sent = False
         #: The peer's hello once received.
         self.their_hello: Hello | None = None
         #: Bytes produced by :meth:`send` that the driver has not reported written.
@@ -378,7 +382,9 @@ class WireConnection:
         """
         state = self.state
         kind = type(event)
-        if state is _CLOSED or state is _CLOSING:
+        if state is _CLOSING and kind is ConnectionFailed and not self.failed_sent:
+            pass  # the peer broke the protocol: say why before closing
+        elif state is _CLOSED or state is _CLOSING:
             raise LocalProtocolError(
                 f"cannot send {kind.__name__}: the connection is {state.value}"
             )
@@ -408,6 +414,7 @@ class WireConnection:
             self.hello_sent = True
         elif kind is ConnectionFailed:
             self.state = _CLOSING
+            self.failed_sent = True
         self.bytes_queued += len(data)
         return data
 
