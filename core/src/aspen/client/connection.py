@@ -1,5 +1,7 @@
 """One client connection to a node: hello, request multiplexing, streams, deadlines.
 
+The protocol (hello, frames, their validation) is the sans-IO
+:class:`~aspen.transport.wire.WireConnection`; this module multiplexes requests over it.
 Requests carry ids chosen here; a response is matched to its waiter by id, so many
 requests may be in flight on one connection. Two drivers share the logic of
 :class:`Connection`: an ``asyncio.Protocol`` (the fast path under asyncio and uvloop: no
@@ -40,7 +42,6 @@ from aspen.errors import (
     InvalidArgumentError,
     ResourceExhaustedError,
     UnavailableError,
-    error_from_wire,
 )
 from aspen.errors import TimeoutError as AspenTimeoutError
 from aspen.limits import (
@@ -48,8 +49,20 @@ from aspen.limits import (
     CLIENT_MAX_INFLIGHT_REQUEST_BYTES,
     CLIENT_MAX_STREAM_BUFFERED_ITEMS,
 )
-from aspen.transport.framing import FrameDecoder, FrameError, encode_frame, running_on_asyncio
+from aspen.transport.framing import running_on_asyncio
 from aspen.transport.tokens import parse_cluster_token
+from aspen.transport.wire import (
+    PROTOCOL_VERSION,
+    Cancel,
+    ConnectionFailed,
+    Failure,
+    Hello,
+    Item,
+    Request,
+    Role,
+    WireConnection,
+    WireError,
+)
 
 __all__ = [
     "CLIENT_NAME",
@@ -61,8 +74,6 @@ __all__ = [
     "parse_endpoint",
 ]
 
-#: The protocol version this client speaks.
-PROTOCOL_VERSION = 1
 #: What the client calls itself in its hello.
 CLIENT_NAME = "aspen-py/0.1.0"
 _READ_CHUNK_BYTES = 64 * 1024
@@ -223,7 +234,7 @@ class Connection:
     def __init__(self, endpoint: str) -> None:
         self.endpoint = endpoint
         self.pending: dict[int, Any] = {}
-        self.decoder = FrameDecoder()
+        self.wire = WireConnection(Role.CLIENT)
         self.closed = False
         #: The server's hello reply (``node_id``, ``server``, ``features``).
         self.server_hello: dict[str, Any] = {}
@@ -261,17 +272,7 @@ class Connection:
     async def hello(self, token: str | None, timeout: float) -> dict[str, Any]:
         """Say hello with ``token``; return the server's hello or raise its error."""
         self.hello_waiter = self._new_waiter()
-        self._send(
-            encode_frame(
-                {
-                    "type": "hello",
-                    "version": PROTOCOL_VERSION,
-                    "token": token,
-                    "client": CLIENT_NAME,
-                    "features": [],
-                }
-            )
-        )
+        self._send(self.wire.send(Hello({"token": token, "client": CLIENT_NAME, "features": []})))
         self.server_hello = await self._wait(self.hello_waiter, timeout, "hello")
         return self.server_hello
 
@@ -286,7 +287,7 @@ class Connection:
         if self.closed:
             raise self._not_sent_error()
         rid = next(self._ids)
-        data = encode_frame({"id": rid, "method": method, "params": params})
+        data = self.wire.send(Request(rid, method, params))
         size = len(data)
         if not self._has_room(size):
             await self._wait_for_room()
@@ -369,7 +370,7 @@ class Connection:
         if self.closed:
             raise self._closed_error()
         rid = next(self._ids)
-        data = encode_frame({"id": rid, "method": method, "params": params})
+        data = self.wire.send(Request(rid, method, params))
         stream = ClientStream(self, rid, method)
         self.pending[rid] = stream
         self._send(data)
@@ -378,7 +379,7 @@ class Connection:
     def _forget(self, rid: int) -> None:
         """Drop ``rid``; if it was still unanswered, ask the server to cancel it."""
         if self.pending.pop(rid, None) is not None and not self.closed:
-            self._send(encode_frame({"cancel": rid}))
+            self._send(self.wire.send(Cancel(rid)))
         if self.close_when_idle and not self.pending:
             self.close()
 
@@ -390,50 +391,46 @@ class Connection:
     def _on_data(self, data: bytes | memoryview) -> None:
         """Parse received bytes and resolve the waiters they answer."""
         try:
-            frames = self.decoder.feed(data)
-        except FrameError as exc:
+            events = self.wire.receive_data(data)
+        except WireError as exc:
             self._lost(
                 UnavailableError(f"bad frame from {self.endpoint}: {exc}", endpoint=self.endpoint)
             )
             self._close_transport()
             return
-        if self.hello_waiter is not None and frames:
-            self._on_hello(frames.pop(0))
         pending = self.pending
-        for frame in frames:
-            rid = frame.get("id")
-            target = pending.get(rid) if type(rid) is int else None
-            if target is None:
-                if "error" in frame and rid is None:
-                    self._lost(error_from_wire(frame["error"]))
-                continue
-            if "item" in frame:
+        for event in events:
+            kind = type(event)
+            if kind is Item:
+                target = pending.get(event.id)  # type: ignore[attr-defined]
                 if type(target) is ClientStream:
-                    target.push(frame["item"])
+                    target.push(event.item)  # type: ignore[attr-defined]
                 continue
-            del pending[rid]  # type: ignore[arg-type]
-            if target.done():  # timed out or cancelled while the answer was on its way
+            if kind is Hello or kind is ConnectionFailed:
+                self._on_connection_event(event)
                 continue
-            if "error" in frame:
-                target.set_exception(error_from_wire(frame["error"]))
+            target = pending.pop(event.id, None)  # type: ignore[attr-defined]
+            if target is None or target.done():  # timed out or cancelled meanwhile
+                continue
+            if kind is Failure:
+                target.set_exception(event.error)  # type: ignore[attr-defined]
             else:
-                target.set_result(frame.get("result"))
+                target.set_result(event.result)  # type: ignore[attr-defined]
         if self.close_when_idle and not pending:
             self.close()
 
-    def _on_hello(self, frame: dict[str, Any]) -> None:
-        """Resolve the hello waiter with the server's first frame."""
+    def _on_connection_event(self, event: Any) -> None:
+        """The server's hello (resolve the hello waiter) or its connection-level error."""
         waiter, self.hello_waiter = self.hello_waiter, None
-        if waiter.done():  # timed out already
-            return
-        if frame.get("type") == "hello":
-            waiter.set_result(frame)
-        elif "error" in frame:
-            waiter.set_exception(error_from_wire(frame["error"]))
+        if type(event) is Hello:
+            if waiter is not None and not waiter.done():  # else: timed out already
+                version = event.version
+                waiter.set_result({"type": "hello", "version": version, **event.fields})
+        elif waiter is not None:
+            if not waiter.done():
+                waiter.set_exception(event.error)
         else:
-            waiter.set_exception(
-                UnavailableError(f"{self.endpoint} did not answer the hello: {frame!r}")
-            )
+            self._lost(event.error)
 
     def _lost(self, exc: AspenError) -> None:
         """The connection is gone: fail every waiter with ``exc``."""
@@ -521,6 +518,7 @@ class _AsyncioConnection(Connection, asyncio.Protocol):
             self.loop.call_soon(self._flush)
         else:
             transport.write(data)
+            self.wire.bytes_queued -= len(data)
 
     def _flush(self) -> None:
         """Write what was queued since the last write, in one go."""
@@ -532,6 +530,7 @@ class _AsyncioConnection(Connection, asyncio.Protocol):
             transport = self.transport
             if transport is not None and not transport.is_closing():
                 transport.write(data)
+                self.wire.bytes_queued -= len(data)
 
     def _new_waiter(self) -> asyncio.Future[Any]:
         """An asyncio future."""
@@ -649,6 +648,7 @@ class _AnyioConnection(Connection):
                 data = b"".join(self.out)
                 self.out.clear()
                 await self.sock.send(data)
+                self.wire.bytes_queued -= len(data)
 
     def _send(self, data: bytes) -> None:
         """Queue ``data`` and wake the writer."""
