@@ -47,6 +47,7 @@ from aspen.limits import (
 )
 from aspen.rpc.registry import MethodRegistry
 from aspen.rpc.session import Cancellable, ServerSession
+from aspen.transport.aio import FramedProtocol
 from aspen.transport.framed import LINK_ERRORS, describe_error, wrap_tls
 from aspen.transport.framing import running_on_asyncio
 
@@ -281,25 +282,23 @@ class RpcServer:
             log.error("client connection from %s failed", peer, exc_info=exc)
 
 
-class _AsyncioSession(ServerSession, asyncio.Protocol):
-    """A session driven by an asyncio transport."""
+class _AsyncioSession(ServerSession, FramedProtocol):
+    """A session on the shared asyncio adapter."""
 
     server: RpcServer
 
     def __init__(self, server: RpcServer, loop: asyncio.AbstractEventLoop) -> None:
+        FramedProtocol.__init__(self, loop)
         self._server = server
-        self.loop = loop
-        self.transport: asyncio.Transport | None = None
-        self.paused_writing = False
         self.writable_waiter: asyncio.Future[None] | None = None
         self.hello_timer: asyncio.TimerHandle | None = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+    def made(self) -> None:
         """Start the session: connection limit, hello timer."""
-        peername = transport.get_extra_info("peername")
+        assert self.transport is not None
+        peername = self.transport.get_extra_info("peername")
         peer = f"{peername[0]}:{peername[1]}" if peername else "?"
         ServerSession.__init__(self, self._server, peer)
-        self.transport = transport  # type: ignore[assignment]
         if self.server._admit(self):
             self.hello_timer = self.loop.call_later(self.server.hello_timeout, self._hello_expired)
 
@@ -314,7 +313,7 @@ class _AsyncioSession(ServerSession, asyncio.Protocol):
             self.hello_timer.cancel()
             self.hello_timer = None
 
-    def data_received(self, data: bytes) -> None:
+    def received(self, data: memoryview) -> None:
         """Feed received bytes to the session."""
         try:
             self.on_data(data)
@@ -322,11 +321,7 @@ class _AsyncioSession(ServerSession, asyncio.Protocol):
             log.error("client connection %s failed", self.peer, exc_info=exc)
             self.abort()
 
-    def eof_received(self) -> bool:
-        """The client half-closed: close the connection."""
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
+    def lost(self, exc: Exception | None) -> None:
         """Cancel what is running and forget the session."""
         self.server._sessions.discard(self)
         self._hello_done()
@@ -335,13 +330,8 @@ class _AsyncioSession(ServerSession, asyncio.Protocol):
             self._cancel_all()
         self._wake_writable()
 
-    def pause_writing(self) -> None:
-        """The transport's buffer is full: hold frames back."""
-        self.paused_writing = True
-
-    def resume_writing(self) -> None:
+    def write_resumed(self) -> None:
         """The transport drained: write held frames and wake streams."""
-        self.paused_writing = False
         if self.out and not self.closed:
             self.transport.write(self.take_output())  # type: ignore[union-attr]
         self._wake_writable()
@@ -358,7 +348,7 @@ class _AsyncioSession(ServerSession, asyncio.Protocol):
 
     def send_bytes(self, data: bytes) -> None:
         """Write at once when nothing else is in flight or queued, else coalesce."""
-        if self.inflight or self.flush_pending or self.paused_writing or self.closed:
+        if self.inflight or self.flush_pending or self.paused or self.closed:
             ServerSession.send_bytes(self, data)
         else:
             self.budget.replied(len(data))
@@ -368,8 +358,7 @@ class _AsyncioSession(ServerSession, asyncio.Protocol):
 
     def _transport_buffered(self) -> int:
         """What the transport holds (asyncio pauses writing above its high-water mark)."""
-        transport = self.transport
-        return 0 if transport is None else transport.get_write_buffer_size()
+        return self.write_buffered
 
     def _spawn(self, coro: Coroutine[Any, Any, None], rid: int) -> Cancellable:
         """Run the request in a plain asyncio task."""
@@ -388,7 +377,7 @@ class _AsyncioSession(ServerSession, asyncio.Protocol):
     def _flush(self) -> None:
         """Write queued frames unless the transport asked us to hold them."""
         self.flush_pending = False
-        if self.out and not self.closed and not self.paused_writing:
+        if self.out and not self.closed and not self.paused:
             self.transport.write(self.take_output())  # type: ignore[union-attr]
             self.output_drained()  # the socket may have taken it all: no resume_writing then
 
@@ -403,13 +392,13 @@ class _AsyncioSession(ServerSession, asyncio.Protocol):
     def _writable(self) -> bool:
         """Whether a stream may queue another item: the transport is not full and the
         frames queued in this loop iteration are few."""
-        return not self.paused_writing and len(self.out) < _STREAM_BATCH_FRAMES
+        return not self.paused and len(self.out) < _STREAM_BATCH_FRAMES
 
     async def _wait_writable(self) -> None:
         """Hand queued frames to the transport now; wait if that filled it up."""
-        if not self.paused_writing and self.out and not self.closed:
+        if not self.paused and self.out and not self.closed:
             self.transport.write(self.take_output())  # type: ignore[union-attr]
-        if self.paused_writing and not self.closed:
+        if self.paused and not self.closed:
             if self.writable_waiter is None:
                 self.writable_waiter = self.loop.create_future()
             await asyncio.shield(self.writable_waiter)

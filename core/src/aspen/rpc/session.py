@@ -245,7 +245,7 @@ class ServerSession:
                 self._resume_reading()
 
     # ------------------------------------------------------------------ input
-    def on_data(self, data: bytes) -> None:
+    def on_data(self, data: bytes | memoryview) -> None:
         """Handle received bytes: hello first, then requests and cancels."""
         try:
             events = self.wire.receive_data(data)
