@@ -59,6 +59,7 @@ __all__ = [
     "WireConnection",
     "WireError",
     "WireState",
+    "parse_hello",
 ]
 
 #: The client protocol version (docs/protocol.md).
@@ -201,6 +202,25 @@ class Message(Event):
 
 
 # ---------------------------------------------------------------------------- machine
+def parse_hello(frame: dict[str, Any], versions: Sequence[int]) -> Hello | ConnectionFailed:
+    """The first frame of a connection as an event: a :class:`Hello` of one of ``versions``,
+    or the other side's :class:`ConnectionFailed`; raise :class:`WireError` for anything else
+    (version negotiation: the error names the supported versions)."""
+    kind = frame.get("type")
+    if kind == "error" or ("error" in frame and frame.get("id") is None and kind != "hello"):
+        return ConnectionFailed(error_from_wire(frame.get("error")))
+    if kind != "hello":
+        raise WireError("expected a hello frame first (see docs/protocol.md)", expected="hello")
+    version = frame.get("version")
+    if type(version) is not int or version not in versions:  # True == 1
+        raise WireError(
+            f"protocol version {version!r} is not supported; this side speaks "
+            f"version {' or '.join(map(str, versions))}",
+            supported=list(versions),
+        )
+    return Hello({k: v for k, v in frame.items() if k != "type" and k != "version"}, version)
+
+
 _AWAITING, _OPEN, _CLOSING, _CLOSED = (
     WireState.AWAITING_HELLO,
     WireState.OPEN,
@@ -305,23 +325,13 @@ class WireConnection:
 
     def _hello(self, frame: dict[str, Any]) -> Event:
         """Check the peer's first frame: a hello of a supported version (or its error)."""
-        kind = frame.get("type")
-        if kind == "error" or ("error" in frame and frame.get("id") is None and kind != "hello"):
+        event = parse_hello(frame, self.versions)
+        if type(event) is Hello:
+            self.their_hello = event
+            self.state = _OPEN
+        else:
             self.state = _CLOSING
-            return ConnectionFailed(error_from_wire(frame.get("error")))
-        if kind != "hello":
-            raise WireError("expected a hello frame first (see docs/protocol.md)", expected="hello")
-        version = frame.get("version")
-        if type(version) is not int or version not in self.versions:  # True == 1
-            raise WireError(
-                f"protocol version {version!r} is not supported; this side speaks "
-                f"version {' or '.join(map(str, self.versions))}",
-                supported=list(self.versions),
-            )
-        fields = {k: v for k, v in frame.items() if k != "type" and k != "version"}
-        hello = self.their_hello = Hello(fields, version)
-        self.state = _OPEN
-        return hello
+        return event
 
     def _server_frames(
         self, frames: list[dict[str, Any]], sizes: list[int], start: int, out: list[Event]
