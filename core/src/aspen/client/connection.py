@@ -497,7 +497,7 @@ class _AsyncioConnection(Connection, FramedProtocol):
     def _send(self, data: bytes) -> None:
         """Write at once when this is the only request in flight, else coalesce the frames
         queued in this loop iteration into one write."""
-        self.wire.bytes_written(len(data))  # the transport's buffer counts from here
+        self.wire.bytes_queued -= len(data)  # the transport's buffer counts from here
         if self._flush_pending or len(self.pending) > 1:
             self.queue(data)
             return

@@ -48,7 +48,7 @@ from aspen.limits import (
 from aspen.rpc.registry import MethodRegistry
 from aspen.rpc.session import Cancellable, ServerSession
 from aspen.transport.aio import FramedProtocol
-from aspen.transport.framed import LINK_ERRORS, describe_error, wrap_tls
+from aspen.transport.framed import LINK_ERRORS, StreamAdapter, describe_error, wrap_tls
 from aspen.transport.framing import running_on_asyncio
 
 __all__ = ["READ_CHUNK_BYTES", "SHUTDOWN_GRACE_SECONDS", "Driver", "RpcServer"]
@@ -420,7 +420,7 @@ class _AsyncioSession(ServerSession, FramedProtocol):
 
 
 class _AnyioSession(ServerSession):
-    """A session driven by an anyio byte stream, a reader and a writer task."""
+    """A session on the shared anyio adapter (a reader and a writer task)."""
 
     server: RpcServer
 
@@ -432,60 +432,46 @@ class _AnyioSession(ServerSession):
         tg: anyio.abc.TaskGroup,
     ) -> None:
         super().__init__(server, peer)
-        self.stream = stream
+        self.io = StreamAdapter(stream, READ_CHUNK_BYTES)
         self.tg = tg
-        self.wake_writer = anyio.Event()
-        self.read_resumed = anyio.Event()
         self.drained: anyio.Event | None = None
         self.flush_on_close = True
         self.hello_scope = anyio.CancelScope()
-        #: Bytes of the ``send`` in progress.
-        self.sending = 0
 
     async def read_loop(self) -> None:
-        """Receive big chunks and feed them to the session until EOF or close."""
-        stream = self.stream
-        try:
-            while not self.closed:
-                if self.reading_paused:
-                    await self.read_resumed.wait()
-                    continue
-                data = await stream.receive(READ_CHUNK_BYTES)
-                self.on_data(data)
-        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-            pass
+        """Feed received chunks to the session until EOF or close."""
+        with contextlib.suppress(
+            anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError
+        ):
+            await self.io.read_loop(self.on_data)
         self.abort()
 
     async def write_loop(self) -> None:
         """Send every queued frame in one ``send``; close the stream when told."""
-        stream = self.stream
-        while True:
-            await self.wake_writer.wait()
-            self.wake_writer = anyio.Event()
-            if self.closed:
-                if self.flush_on_close and self.out:
-                    with anyio.move_on_after(_CLOSE_FLUSH_SECONDS), contextlib.suppress(Exception):
-                        await stream.send(self.take_output())
-                self.tg.cancel_scope.cancel()
-                return
-            if self.out:
-                data = self.take_output()
-                self.flush_pending = False
-                self.sending = len(data)
-                try:
-                    await stream.send(data)
-                except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-                    self.abort()
-                    return
-                finally:
-                    self.sending = 0
-                drained = self.drained
-                if drained is not None:
-                    self.drained = None
-                    drained.set()
-                self.output_drained()
-            else:
-                self.flush_pending = False
+        try:
+            await self.io.write_loop(self._take, self._sent)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            self.abort()
+            return
+        if self.flush_on_close and self.out:
+            with anyio.move_on_after(_CLOSE_FLUSH_SECONDS), contextlib.suppress(Exception):
+                await self.io.stream.send(self.take_output())
+        self.tg.cancel_scope.cancel()
+
+    def _take(self) -> bytes | None:
+        """What the writer sends next (None once the session is closed)."""
+        if self.closed:
+            return None
+        self.flush_pending = False
+        return self.take_output() if self.out else b""
+
+    def _sent(self) -> None:
+        """A batch went out: wake streams waiting for room, maybe read again."""
+        drained = self.drained
+        if drained is not None:
+            self.drained = None
+            drained.set()
+        self.output_drained()
 
     async def hello_watchdog(self) -> None:
         """Close the connection if it has not said hello in time."""
@@ -506,15 +492,15 @@ class _AnyioSession(ServerSession):
 
     def _schedule_flush(self) -> None:
         """Wake the writer."""
-        self.wake_writer.set()
+        self.io.wake()
 
     def _pause_reading(self) -> None:
         """Make the reader wait for room."""
-        self.read_resumed = anyio.Event()
+        self.io.pause_reading()
 
     def _resume_reading(self) -> None:
         """Let the reader go on."""
-        self.read_resumed.set()
+        self.io.resume_reading()
 
     def _writable(self) -> bool:
         """Whether the queued reply bytes are within the connection's bound."""
@@ -522,7 +508,7 @@ class _AnyioSession(ServerSession):
 
     def _transport_buffered(self) -> int:
         """The bytes of the ``send`` in progress."""
-        return self.sending
+        return self.io.sending
 
     async def _wait_writable(self) -> None:
         """Wait for the writer to send a batch."""
@@ -534,12 +520,12 @@ class _AnyioSession(ServerSession):
     def _close_transport(self, *, flush: bool) -> None:
         """Have the writer flush (if ``flush``) and then tear the connection down."""
         self.hello_scope.cancel()
-        self.read_resumed.set()
+        self.io.resume_reading()
         if self.drained is not None:
             self.drained.set()
         if flush:
             self.flush_on_close = True
-            self.wake_writer.set()
+            self.io.wake()
         else:
             self.out.clear()
             self.tg.cancel_scope.cancel()

@@ -223,12 +223,12 @@ class ServerSession:
                 len(inflight) - len(streams),
                 self.queued_bytes(),
                 self.request_bytes,
-                getattr(held[0], "size", 0),
+                held[0].size,
             )
         ):
             event = held.popleft()
             rid = on_event(event)
-            size = getattr(event, "size", 0)
+            size = event.size
             if rid is not None and size >= TRACKED_REQUEST_BYTES:
                 self.request_sizes[rid] = size
                 self.request_bytes += size

@@ -138,6 +138,8 @@ class InvalidRequest(Event):
     """A request frame with an id but a malformed method or params: answer ``error``."""
 
     __slots__ = ("error", "id")
+    #: Request bytes it holds while held back (none worth counting).
+    size = 0
 
     def __init__(self, id: int, error: AspenError) -> None:
         self.id = id
@@ -148,6 +150,8 @@ class Cancel(Event):
     """The client gives up on request ``id``."""
 
     __slots__ = ("id",)
+    #: Request bytes it holds while held back (none worth counting).
+    size = 0
 
     def __init__(self, id: int) -> None:
         self.id = id
@@ -229,11 +233,18 @@ _AWAITING, _OPEN, _CLOSING, _CLOSED = (
 )
 
 
+_NOTHING: frozenset[type] = frozenset()
+_SERVER_SENDS = frozenset({Result, Item, Failure})
+_CLIENT_SENDS = frozenset({Request, Cancel})
+_PEER_SENDS = frozenset({Message})
+
+
 class WireConnection:
     """One end of one framed msgpack connection; see the module docstring."""
 
     __slots__ = (
         "_decoder",
+        "_sendable",
         "bytes_queued",
         "failed_sent",
         "hello_sent",
@@ -263,6 +274,8 @@ class WireConnection:
         #: The protocol versions this side accepts in the peer's hello.
         self.versions = tuple(versions)
         self.state = _AWAITING
+        #: Event types :meth:`send` encodes without the full checks (none until open).
+        self._sendable: frozenset[type] = _NOTHING
         self.hello_sent = False
         #: Whether a :class:`ConnectionFailed` was sent (at most one is).
         self.failed_sent = False
@@ -296,7 +309,7 @@ class WireConnection:
         try:
             frames = decoder.feed(data)
         except FrameError as exc:
-            self.state = _CLOSING
+            self._set_state(_CLOSING)
             raise WireError(exc.message, **exc.details) from exc
         if not frames:
             return []
@@ -316,7 +329,7 @@ class WireConnection:
             else:
                 self._client_frames(frames, start, events)
         except WireError:
-            self.state = _CLOSING
+            self._set_state(_CLOSING)
             raise
         finally:
             if sizes is not None:
@@ -328,9 +341,9 @@ class WireConnection:
         event = parse_hello(frame, self.versions)
         if type(event) is Hello:
             self.their_hello = event
-            self.state = _OPEN
+            self._set_state(_OPEN)
         else:
-            self.state = _CLOSING
+            self._set_state(_CLOSING)
         return event
 
     def _server_frames(
@@ -372,7 +385,7 @@ class WireConnection:
             rid = frame.get("id")
             if type(rid) is not int:
                 if "error" in frame:
-                    self.state = _CLOSING
+                    self._set_state(_CLOSING)
                     out.append(ConnectionFailed(error_from_wire(frame["error"])))
                     return
                 continue
@@ -390,6 +403,25 @@ class WireConnection:
         Raises :class:`LocalProtocolError` when the event is not allowed in this state or
         role, :class:`FrameError` when it does not fit in ``max_frame`` (nothing changes then).
         """
+        kind = type(event)
+        if kind in self._sendable:  # the hot path: open both ways, an event of this role
+            if kind is Result:
+                frame: dict[str, Any] = {"id": event.id, "result": event.result}  # type: ignore[attr-defined]
+            elif kind is Request:
+                frame = {"id": event.id, "method": event.method, "params": event.params}  # type: ignore[attr-defined]
+            elif kind is Message:
+                frame = event.frame  # type: ignore[attr-defined]
+            elif kind is Item:
+                frame = {"id": event.id, "item": event.item}  # type: ignore[attr-defined]
+            else:
+                return self._send_checked(event)
+            data = encode_frame(frame, max_frame=self.max_frame)
+            self.bytes_queued += len(data)
+            return data
+        return self._send_checked(event)
+
+    def _send_checked(self, event: Event) -> bytes:
+        """:meth:`send` with every check (hellos, errors, anything out of turn)."""
         state = self.state
         kind = type(event)
         if state is _CLOSING and kind is ConnectionFailed and not self.failed_sent:
@@ -422,11 +454,27 @@ class WireConnection:
         data = encode_frame(frame, max_frame=self.max_frame)
         if kind is Hello:
             self.hello_sent = True
+            self._update_sendable()
         elif kind is ConnectionFailed:
-            self.state = _CLOSING
             self.failed_sent = True
+            self._set_state(_CLOSING)
         self.bytes_queued += len(data)
         return data
+
+    def _set_state(self, state: WireState) -> None:
+        """Move to ``state`` (and update what may be sent without the full checks)."""
+        self.state = state
+        self._update_sendable()
+
+    def _update_sendable(self) -> None:
+        """Events of this role go by the hot path once both hellos are through and open."""
+        if self.state is _OPEN and self.hello_sent:
+            if self.peer:
+                self._sendable = _PEER_SENDS
+            else:
+                self._sendable = _SERVER_SENDS if self.role is Role.SERVER else _CLIENT_SENDS
+        else:
+            self._sendable = _NOTHING
 
     def _check_allowed(self, kind: type) -> None:
         """Raise :class:`LocalProtocolError` if ``kind`` may not be sent now."""
@@ -449,5 +497,5 @@ class WireConnection:
 
     def close(self) -> None:
         """The connection is gone: nothing more is sent or received."""
-        self.state = _CLOSED
+        self._set_state(_CLOSED)
         self.bytes_queued = 0
