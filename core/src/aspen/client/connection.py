@@ -27,6 +27,7 @@ client that ``gather``s 20k calls is paced by the server. ``inflight_bytes`` cou
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import itertools
 import ssl
@@ -50,6 +51,7 @@ from aspen.limits import (
     CLIENT_MAX_STREAM_BUFFERED_ITEMS,
 )
 from aspen.transport.aio import FramedProtocol
+from aspen.transport.framed import StreamAdapter
 from aspen.transport.framing import running_on_asyncio
 from aspen.transport.tokens import parse_cluster_token
 from aspen.transport.wire import (
@@ -549,6 +551,10 @@ class _AsyncioConnection(Connection, FramedProtocol):
             self.transport.close()
 
 
+def _nothing() -> None:
+    """Nothing to do after a send."""
+
+
 def _expire(waiter: Any, what: str, timeout: float, endpoint: str) -> None:
     """Fail ``waiter`` with ``timeout`` if it is still waiting."""
     if not waiter.done():
@@ -562,13 +568,11 @@ def _expire(waiter: Any, what: str, timeout: float, endpoint: str) -> None:
 
 
 class _AnyioConnection(Connection):
-    """A connection on an anyio byte stream with a reader and a writer task."""
+    """A connection on the shared anyio adapter (a reader and a writer task)."""
 
     def __init__(self, endpoint: str, stream: anyio.abc.ByteStream) -> None:
         super().__init__(endpoint)
-        self.sock = stream
-        self.out: list[bytes] = []
-        self.wake_writer = anyio.Event()
+        self.io = StreamAdapter(stream, _READ_CHUNK_BYTES)
         self.scope = anyio.CancelScope()
 
     async def run(self) -> None:
@@ -577,39 +581,23 @@ class _AnyioConnection(Connection):
         with self.scope:
             try:
                 async with anyio.create_task_group() as tg:
-                    tg.start_soon(self._write_loop)
-                    await self._read_loop()
+                    tg.start_soon(self.io.write_loop, self.io.take_queued, _nothing)
+                    with contextlib.suppress(
+                        anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError
+                    ):
+                        await self.io.read_loop(self._on_data)
                     tg.cancel_scope.cancel()
             except Exception as exc:
                 cause = exc
         if not self.closed:
             self._lost(self._lost_error(cause))
         with anyio.CancelScope(shield=True):
-            await self.sock.aclose()
-
-    async def _read_loop(self) -> None:
-        """Receive big chunks until EOF."""
-        try:
-            while not self.closed:
-                self._on_data(await self.sock.receive(_READ_CHUNK_BYTES))
-        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
-            pass
-
-    async def _write_loop(self) -> None:
-        """Send everything queued in one ``send`` per wake-up."""
-        while True:
-            await self.wake_writer.wait()
-            self.wake_writer = anyio.Event()
-            if self.out:
-                data = b"".join(self.out)
-                self.out.clear()
-                await self.sock.send(data)
-                self.wire.bytes_queued -= len(data)
+            await self.io.stream.aclose()
 
     def _send(self, data: bytes) -> None:
-        """Queue ``data`` and wake the writer."""
-        self.out.append(data)
-        self.wake_writer.set()
+        """Queue ``data`` for the writer."""
+        self.wire.bytes_queued -= len(data)  # the adapter's queue counts from here
+        self.io.queue(data)
 
     def _new_waiter(self) -> _Waiter:
         """An anyio-based waiter."""
