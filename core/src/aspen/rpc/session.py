@@ -256,7 +256,10 @@ class ServerSession:
             return
         if self.ctx is None:
             hello = events[0]
-            if type(hello) is not Hello or not self._on_hello(hello):
+            if type(hello) is not Hello:  # the client sent an error frame first: it is leaving
+                self.abort()
+                return
+            if not self._on_hello(hello):
                 return
             del events[0]
         self.held.extend(events)  # type: ignore[arg-type]
