@@ -116,8 +116,9 @@ def test_server_refusing_the_hello_reaches_the_client_as_connection_failed() -> 
     server.receive_data(client.send(Hello({"token": None})))
     data = server.send(ConnectionFailed(UnauthorizedError("no token given")))
     assert server.state is WireState.CLOSING
-    (event,) = client.receive_data(data)
+    (event,) = client.receive_data(data + encode_frame({"id": 1, "result": 2}))
     assert isinstance(event, ConnectionFailed) and event.error.code == "unauthorized"
+    assert client.state is WireState.CLOSING
     with pytest.raises(LocalProtocolError):
         server.send(Result(1, None))
 

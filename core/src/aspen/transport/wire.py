@@ -317,6 +317,8 @@ class WireConnection:
         try:
             if state is _AWAITING:
                 events: list[Event] = [self._hello(frames[0])]
+                if self.state is _CLOSING:  # the other side's error instead of a hello
+                    return events
                 start = 1
             else:
                 events = []
