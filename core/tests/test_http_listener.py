@@ -11,13 +11,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import pytest
 from anyio.from_thread import start_blocking_portal
 
 from aspen.http import HttpLimits, HttpServer
 from aspen.testing import wait_for
-
-pytest.importorskip("uvicorn")
 
 #: Seconds any single socket read may block before the test fails.
 READ_DEADLINE = 10.0
