@@ -197,11 +197,12 @@ class _Cycle:
         body: bytes = message.get("body", b"")
         more = bool(message.get("more_body", False))
         out = self._head(None if more else len(body)) if not self.head_sent else b""
-        if body and not self.is_head and self.status not in _NO_BODY_STATUS:
+        bodyless = self.is_head or self.status in _NO_BODY_STATUS
+        if body and not bodyless:
             out += b"%x\r\n%s\r\n" % (len(body), body) if self.chunked_out else body
         if not more:
             self.complete = True
-            if self.chunked_out:
+            if self.chunked_out and not bodyless:
                 out += b"0\r\n\r\n"
         if out:
             self.conn.write(out)
