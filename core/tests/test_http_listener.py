@@ -205,9 +205,13 @@ def test_stop_with_a_lingering_and_a_half_sent_connection() -> None:
 
 async def method_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """Answers ``<method> <path> <body>`` in parts (no length: the listener frames it);
-    ``/fail`` raises before answering."""
+    ``/fail`` raises before answering, ``/early`` answers before reading the body."""
     if scope["path"] == "/fail":
         raise RuntimeError("the app failed")
+    if scope["path"] == "/early":  # answers without reading the body
+        await send({"type": "http.response.start", "status": 400, "headers": []})
+        await send({"type": "http.response.body", "body": b"early"})
+        return
     body = b""
     while True:
         message = await receive()
@@ -303,4 +307,17 @@ def test_http_1_0_gets_its_answer_and_a_close() -> None:
         head, _, body = raw.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 200") and b"chunked" not in head
         assert body == b"GET /old "
+        sock.close()
+
+
+def test_an_answer_before_the_body_keeps_the_connection() -> None:
+    with listener(method_app) as (address, _):
+        sock = connect(address)
+        sock.sendall(b"POST /early HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n")
+        buffer = bytearray()
+        status, headers, body = read_response(sock, buffer)
+        assert (status, body) == (400, b"early") and "connection" not in headers
+        sock.sendall(b"hello")  # the rest of the first body: read and dropped
+        sock.sendall(b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_response(sock, buffer)[::2] == (200, b"GET /next ")
         sock.close()

@@ -238,6 +238,8 @@ class _Cycle:
                 self.keep_alive = False
         if conn.listener.stopping or conn.peer_done:
             self.keep_alive = False
+        elif self.expect_continue and not self.continue_sent and not self.body_done:
+            self.keep_alive = False  # the client may never send the body it announced
         parts.append(conn.listener.date_header())
         if not self.keep_alive:
             parts.append(b"connection: close\r\n")
@@ -468,7 +470,7 @@ class HttpConnection(asyncio.Protocol):
             part, extra = data[: self._remaining], data[self._remaining :]
             self._remaining -= len(part)
             done = not self._remaining
-        if part:
+        if part and not cycle.complete:  # (once answered, the rest is read and dropped)
             cycle.body.append(part)
             cycle.body_bytes += len(part)
         if done:
@@ -477,6 +479,9 @@ class HttpConnection(asyncio.Protocol):
             self._phase = _APP
             self._deadline = None
             self._buffer += extra
+            if cycle.complete:
+                self._next_request()
+                return
         else:
             listener = self.listener
             due = listener.body_timeout + self._body_received / listener.min_body_rate
@@ -500,18 +505,30 @@ class HttpConnection(asyncio.Protocol):
             self._answer_and_close(error)
 
     def response_done(self, cycle: _Cycle) -> None:
-        """The app sent its whole answer: keep the connection for the next request, or
-        close it (asked to, or the body was not read to its end)."""
+        """The app sent its whole answer: keep the connection for the next request (once
+        the rest of a body the app did not read has arrived, dropped), or close it."""
         if cycle is not self._cycle:
             return
-        self._cycle = None
         cycle.wake()
         if self.transport is None:
-            return
-        if not cycle.body_done:  # the rest of the body is unread: no next request
-            self._linger()
+            self._cycle = None
             return
         if not cycle.keep_alive or self.peer_done or self.listener.stopping:
+            self._cycle = None
+            if cycle.body_done:
+                self._close()
+            else:  # the client may still be sending: let it read the answer first
+                self._linger()
+            return
+        if cycle.body_done:
+            self._next_request()
+        elif self._read_paused:  # the body's end is still to come (and to drop)
+            self._resume_reading()
+
+    def _next_request(self) -> None:
+        """Wait for the next request on this kept-alive connection."""
+        self._cycle = None
+        if self.listener.stopping:
             self._close()
             return
         self._phase = _HEAD
