@@ -273,6 +273,7 @@ class HttpConnection(asyncio.Protocol):
         self._body_start = 0.0
         self._body_received = 0
         self._lingering = False
+        self._waiting_to_write = False
 
     # ------------------------------------------------------------------ asyncio's hooks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -335,6 +336,9 @@ class HttpConnection(asyncio.Protocol):
         self.write_paused = False
         if self._drain is not None and not self._drain.done():
             self._drain.set_result(None)
+        if self._waiting_to_write:
+            self._waiting_to_write = False
+            self._next_request()
 
     def data_received(self, data: bytes) -> None:
         """Parse what arrived, according to the phase the connection is in."""
@@ -526,13 +530,18 @@ class HttpConnection(asyncio.Protocol):
             self._resume_reading()
 
     def _next_request(self) -> None:
-        """Wait for the next request on this kept-alive connection."""
+        """Wait for the next request on this kept-alive connection (once the client has
+        read the answers written so far: pipelined requests must not pile answers up)."""
         self._cycle = None
         if self.listener.stopping:
             self._close()
             return
         self._phase = _HEAD
         self._set_deadline(self.listener.idle_timeout, _IDLE_CLOCK)
+        if self.write_paused:  # (the idle clock runs: a client that never reads goes)
+            self._pause_reading()
+            self._waiting_to_write = True
+            return
         if self._read_paused:
             self._resume_reading()
         if self._buffer:
