@@ -321,3 +321,16 @@ def test_an_answer_before_the_body_keeps_the_connection() -> None:
         sock.sendall(b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
         assert read_response(sock, buffer)[::2] == (200, b"GET /next ")
         sock.close()
+
+
+def test_a_cancelled_listener_closes_its_connections() -> None:
+    server = HttpServer(echo_app, "127.0.0.1:0", name="test", limits=HttpLimits(idle_timeout=60))
+    host, _, port = server.bind().rpartition(":")
+    with start_blocking_portal() as portal:
+        serving = portal.start_task_soon(server.serve)
+        sock = connect((host, int(port)))
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_response(sock, bytearray())[0] == 200  # answered and kept alive
+        serving.cancel()  # the node cancels its tasks: no connection may stay open
+        assert read_to_close(sock) == b""
+        sock.close()

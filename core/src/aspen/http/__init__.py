@@ -157,12 +157,18 @@ class HttpServer:
             return
         try:
             await self._stop.wait()
-        finally:
             await self._shut_down(server, listener)
+        finally:  # also when cancelled (the node stopping its tasks): nothing stays open
+            server.close()
+            listener.stopping = True
+            for conn in list(listener.connections):
+                conn.abort()
+            for task in list(listener.tasks):
+                task.cancel()
 
     async def _shut_down(self, server: asyncio.Server, listener: Listener) -> None:
         """Stop accepting; close idle and half-sent connections; give open requests
-        ``shutdown_seconds``, then close the rest."""
+        ``shutdown_seconds`` (then the caller closes the rest)."""
         # connections the kernel accepted already (a request maybe on its way) are taken in
         # and read first: closing them unread, or closing the socket they wait on, resets
         await asyncio.sleep(_ACCEPT_GRACE_SECONDS)
@@ -172,10 +178,6 @@ class HttpServer:
             conn.shutdown()
         if listener.tasks:
             await asyncio.wait(set(listener.tasks), timeout=self.limits.shutdown_seconds)
-        for conn in list(listener.connections):
-            conn.abort()
-        for task in list(listener.tasks):
-            task.cancel()
 
     def stop(self) -> None:
         """Ask the listener to finish (open requests get ``shutdown_seconds``); call it
