@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pytest
 from anyio.from_thread import start_blocking_portal
 
 from aspen.http import HttpLimits, HttpServer
@@ -205,9 +206,15 @@ def test_stop_with_a_lingering_and_a_half_sent_connection() -> None:
 
 async def method_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """Answers ``<method> <path> <body>`` in parts (no length: the listener frames it);
-    ``/fail`` raises before answering, ``/early`` answers before reading the body."""
+    ``/fail`` raises before answering, ``/early`` answers before reading the body,
+    ``/split`` sends a header with a line break."""
     if scope["path"] == "/fail":
         raise RuntimeError("the app failed")
+    if scope["path"] == "/split":  # a header value that would split the response
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"x", b"a\r\nb: c")]}
+        )
+        return
     if scope["path"] == "/early":  # answers without reading the body
         await send({"type": "http.response.start", "status": 400, "headers": []})
         await send({"type": "http.response.body", "body": b"early"})
@@ -290,10 +297,11 @@ def test_expect_continue_gets_an_interim_answer() -> None:
         sock.close()
 
 
-def test_an_app_failure_is_a_json_500_in_the_plugins_shape() -> None:
+@pytest.mark.parametrize("path", ["/fail", "/split"])
+def test_an_app_failure_is_a_json_500_in_the_plugins_shape(path: str) -> None:
     with listener(method_app) as (address, _):
         sock = connect(address)
-        sock.sendall(b"GET /fail HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path.encode())
         status, _, body = parse(read_to_close(sock))
         assert status == 500 and body == {"problem": {"status": 500, "message": "internal error"}}
         sock.close()

@@ -115,9 +115,13 @@ class Cycle:
         if kind == "http.response.start":
             if self.started:
                 raise RuntimeError("http.response.start sent twice")
+            headers = list(message.get("headers", ()))
+            for name, value in headers:  # a line break would split the response
+                if b"\n" in value or b"\r" in value or b"\n" in name or b"\r" in name:
+                    raise RuntimeError(f"response header {name!r} holds a line break")
             self.started = True
             self.status = int(message["status"])
-            self.headers = list(message.get("headers", ()))
+            self.headers = headers
             return
         if kind != "http.response.body":
             raise RuntimeError(f"unexpected ASGI message {kind!r}")
