@@ -267,5 +267,8 @@ HTTP_SHUTDOWN_SECONDS = 2.0
 HTTP_LINGER_SECONDS = 1.0
 #: Most connections of one listener lingering that way at once (more are closed at once).
 HTTP_MAX_LINGERING_CONNECTIONS = 64
+#: Bytes of one HTTP connection's input a listener buffers (a request body the app has not
+#: read yet, or pipelined requests behind the one being answered) before it stops reading.
+HTTP_READ_BUFFER_BYTES = 256 * 1024
 
 __all__ = [name for name in list(globals()) if name.isupper()]

@@ -33,7 +33,11 @@ class KeyStore:
         entry = await self._store.get(KEYS_PREFIX + name)
         if entry is None:
             return None
-        return KeyHandle(KeyPolicy.from_value(entry.value), entry.revision, self._cache)
+        # a policy is frozen and its entry's revision changes on every write: parse it once
+        policy = self._cache.get(
+            ("policy", name, entry.revision), lambda: KeyPolicy.from_value(entry.value)
+        )
+        return KeyHandle(policy, entry.revision, self._cache)
 
     async def require(
         self, name: str, *, missing: type[Exception] = InvalidArgumentError
