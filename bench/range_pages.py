@@ -26,16 +26,12 @@ import shutil
 import signal
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-# bench/ goes to the end of sys.path: bench/secrets.py would shadow the standard library's
-_HERE = str(Path(__file__).resolve().parent)
-sys.path[:] = [p for p in sys.path if p not in ("", _HERE)] + [_HERE]
-from compare import free_port, start_aspen  # noqa: E402
+from compare import free_port, start_aspen
 
 #: Puts per loading transaction (etcd is started with --max-txn-ops to match).
 LOAD_TXN_OPS = 1000

@@ -6,9 +6,8 @@ process CPU µs per request (server and client together: both run in this proces
 far less sensitive to other load on the machine than throughput. Run it on two checkouts to
 compare them (2 cores shared with whatever else runs):
 
-    .venv/bin/python -P bench/rpc_cpu.py [--conns 16] [--requests 2000] [--repeat 3]
+    .venv/bin/python bench/rpc_cpu.py [--conns 16] [--requests 2000] [--repeat 3]
 
-(``-P``: ``bench/secrets.py`` must not shadow the standard library's ``secrets``.)
 """
 
 from __future__ import annotations
