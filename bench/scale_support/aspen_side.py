@@ -63,7 +63,7 @@ class AspenTarget:
 
     # ------------------------------------------------------------------ load
     def load(self, first: int, count: int, lease_of: Any = None) -> None:
-        """Put keys ``first..first+count`` in txns of LOAD_TXN_OPS puts, LOAD_CONCURRENCY at once."""
+        """Put keys ``first..first+count``: txns of LOAD_TXN_OPS puts, LOAD_CONCURRENCY at once."""
         eps = ",".join(self.cluster.client_endpoint(i) for i in range(1, self.nodes + 1))
 
         async def run() -> None:

@@ -147,7 +147,7 @@ class EtcdTarget:
 
     # ------------------------------------------------------------------ load
     def load(self, first: int, count: int, lease_of: Any = None) -> None:
-        """Put keys ``first..first+count`` in txns of LOAD_TXN_OPS puts, LOAD_CONCURRENCY at once."""
+        """Put keys ``first..first+count``: txns of LOAD_TXN_OPS puts, LOAD_CONCURRENCY at once."""
         starts = iter(range(first, first + count, LOAD_TXN_OPS))
         lock = threading.Lock()
         value = _b64(VALUE)
@@ -168,7 +168,7 @@ class EtcdTarget:
                             put["lease"] = lease_of(i)
                         ops.append({"requestPut": put})
                     self.post("/kv/txn", {"success": ops})
-            except BaseException as exc:  # noqa: BLE001 - reported by the caller
+            except BaseException as exc:  # reported by the caller
                 errors.append(exc)
 
         threads = [threading.Thread(target=worker) for _ in range(LOAD_CONCURRENCY)]

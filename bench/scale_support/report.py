@@ -49,7 +49,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
     print("|---" * (3 + len(cols)) + "|")
     for r in sorted(rows, key=lambda r: (r["nodes"], r["size"], r["target"])):
         cells = [
-            fmt.format(r[field] * scale) if field in r else "–" for field, _, scale, fmt in cols
+            fmt.format(r[field] * scale) if field in r else "-" for field, _, scale, fmt in cols
         ]
         print(f"| {r['target']} | {r['nodes']} | {r['size']:,} | " + " | ".join(cells) + " |")
     print("(2 shared cores for servers and client; ms unless noted; one client, random keys)")
