@@ -174,6 +174,9 @@ LIFECYCLE_HOOK_TIMEOUT_SECONDS = 30.0
 # --- Log ------------------------------------------------------------------------------
 #: Log entries kept behind the applied index before the log is compacted.
 LOG_RETAIN_ENTRIES = 10_000
+#: Bytes of log kept behind the applied index (the log is compacted once it holds twice
+#: this): large commands (1000-put txns) would otherwise keep gigabytes for LOG_RETAIN_ENTRIES.
+LOG_RETAIN_BYTES = 32 * 1024 * 1024
 
 # --- Raft and snapshots ----------------------------------------------------------------
 #: Bytes of state per snapshot chunk sent to a follower.
