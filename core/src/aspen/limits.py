@@ -68,6 +68,11 @@ MAX_WATCHES_PER_CONNECTION = 1000
 WATCH_PROGRESS_INTERVAL_SECONDS = 10.0
 #: Revisions of history kept by automatic compaction (0 = never compact automatically).
 AUTO_COMPACT_RETAIN_REVISIONS = 1_000_000
+#: Most history entries one write cycle deletes for a compaction (a compaction of more goes
+#: on in the following cycles, so it never holds writes up for long).
+COMPACT_SLICE_ENTRIES = 10_000
+#: Most bytes of history entries one write cycle deletes for a compaction.
+COMPACT_SLICE_BYTES = 8 * 1024 * 1024
 
 # --- Write path -----------------------------------------------------------------------
 #: Most commands in one group commit (one LMDB transaction, one fsync).
