@@ -6,11 +6,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kvstore import Store
 
 from aspen import limits
 from aspen.errors import CompactedError
 from aspen.kv import compact_command, put_command, txn_command
-from kvstore import Store
 
 SLICE = 100
 KEYS = 50
