@@ -110,7 +110,8 @@ class LeaseKeeper:
         Costs O(k log n) for k expired leases (plus the stale heap entries it drops): the
         due ones stay tracked until :meth:`revoked` (their expiry may fail to commit)."""
         now = self._clock()
-        heap, due = self._heap, []
+        heap = self._heap
+        due: list[tuple[float, int]] = []
         while heap and heap[0][0] <= now and len(due) < limits.MAX_LEASES_EXPIRED_PER_COMMAND:
             entry = heapq.heappop(heap)
             self.examined += 1
