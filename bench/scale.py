@@ -2,12 +2,15 @@
 
 For every size (``--sizes 10k,100k,1M``) and cluster (``--nodes 1,3``) it starts a fresh
 cluster of real processes (Aspen: DevCluster; etcd: /usr/bin/etcd with a raised quota),
-loads that many keys ``k/0000000000…`` with 100-byte values (txns of 1000 puts, 4 in
+loads that many keys ``k/0000000000...`` with 100-byte values (txns of 1000 puts, 4 in
 flight) and reports: load rate; get and put p50/p99 (one client, random keys); range page
 latency (limit 100) at the start, middle and end of the keyspace; count of the prefix;
-watch catch-up over the last 100k events; snapshot creation; a new node's catch-up time
-and peak RSS (Aspen); restart time (kill -9 of node 1 until it answers); RSS; disk bytes
-per key (node 1's data directory). ``--leases 100000`` also grants that many leases
+watch catch-up over the last 100k events; disk bytes per key (node 1's data directory,
+with a breakdown per LMDB database / bbolt file and WAL); snapshot creation (Aspen: the
+log compacted to the applied index; etcd: ``snapshot save``) and disk after it; RSS (and
+anonymous RSS: without LMDB's mapped pages); a new node's catch-up time and peak RSS (a
+learner joining; Aspen sends it a snapshot); restart time (kill -9 of node 1 until it
+answers). ``--leases 100000`` also grants that many leases
 before the load and attaches every key to one (``--lease-ttl`` long enough to outlive the
 run) and reports grant rate, keepalive latency and the node's CPU while idle.
 
@@ -109,9 +112,14 @@ def measure(target: Any, size: int, args: argparse.Namespace) -> dict[str, Any]:
     start_rev = max(2, revision - SAMPLES - (events - SAMPLES) // 1000 - 1)
     row["watch_catchup_s"] = target.watch_catchup(start_rev, events)
     row["watch_events"] = events
+    row["disk_bytes"] = target.disk_bytes()
+    row["disk_bytes_per_key"] = row["disk_bytes"] / size
+    row["disk_breakdown"] = target.disk_breakdown()
     row["snapshot_create_s"] = target.snapshot()
+    row["disk_after_snapshot_per_key"] = target.disk_bytes() / size
     pids = target.pids()
     row["rss_bytes"] = rss(pids[0])
+    row["rss_anon_bytes"] = rss(pids[0], anon=True)
     row["peak_rss_bytes"] = peak_rss(pids[0])
     if lease_of is not None:
         row["keepalive_p50_ms"], row["keepalive_p99_ms"] = pcts(
@@ -120,12 +128,8 @@ def measure(target: Any, size: int, args: argparse.Namespace) -> dict[str, Any]:
         c0 = cpu_seconds(pids[0])
         time.sleep(args.idle_seconds)
         row["idle_cpu_pct"] = (cpu_seconds(pids[0]) - c0) / args.idle_seconds * 100
-    row["disk_bytes"] = target.disk_bytes()
-    row["disk_bytes_per_key"] = row["disk_bytes"] / size
-    if target.name == "aspen":
-        row["disk_breakdown"] = target.disk_breakdown()
-        if args.join:
-            row.update(target.join())
+    if args.join:
+        row.update(target.join())
     row["restart_s"] = target.restart()
     return row
 

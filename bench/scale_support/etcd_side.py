@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from aspen.testing import free_port, wait_for
-from scale_support.shared import KEY_PREFIX, VALUE, key, tree_bytes
+from scale_support.shared import KEY_PREFIX, VALUE, key, peak_rss, rss, tree_bytes
 
 ETCD = shutil.which("etcd") or "/usr/bin/etcd"
 ETCDCTL = shutil.which("etcdctl") or "/usr/bin/etcdctl"
@@ -44,7 +44,8 @@ class EtcdTarget:
 
     def _cmd(self, i: int, state: str) -> list[str]:
         client, peer = self.ports[i]
-        initial = ",".join(f"e{j}=http://127.0.0.1:{p}" for j, (_, p) in enumerate(self.ports))
+        members = self.ports[: max(self.nodes, i + 1)]
+        initial = ",".join(f"e{j}=http://127.0.0.1:{p}" for j, (_, p) in enumerate(members))
         return [
             ETCD,
             "--name",
@@ -232,6 +233,44 @@ class EtcdTarget:
         out.unlink()
         return took
 
+    def join(self) -> dict[str, float]:
+        """Add a learner member and start it; seconds until it applied what the leader had,
+        its peak RSS and the leader's."""
+        leader = self._leader_port()
+        target = self._status(leader)["raftIndex"]
+        client, peer = free_port(), free_port()
+        name = f"e{self.nodes}"
+        add = [ETCDCTL, "--endpoints", f"http://127.0.0.1:{leader}", "member", "add", name]
+        add += [f"--peer-urls=http://127.0.0.1:{peer}", "--learner"]
+        subprocess.run(add, check=True, capture_output=True, env={"ETCDCTL_API": "3"})
+        self.ports.append((client, peer))
+        t0 = time.perf_counter()
+        self.procs.append(self._spawn(self.nodes, "existing"))
+        joiner = self.procs[-1].pid
+        peak = 0
+
+        def caught_up() -> bool:
+            nonlocal peak
+            peak = max(peak, rss(joiner))
+            return self._status(client).get("raftAppliedIndex", 0) >= target
+
+        wait_for(caught_up, timeout=3600, interval=0.2, ignore=(OSError, KeyError, ValueError))
+        return {
+            "join_s": time.perf_counter() - t0,
+            "join_peak_rss": max(peak, peak_rss(joiner)),
+            "leader_peak_rss": peak_rss(self.procs[0].pid),
+        }
+
+    def _status(self, port: int) -> dict[str, Any]:
+        """``/maintenance/status`` of the member at client ``port``."""
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        try:
+            c.request("POST", "/v3/maintenance/status", b"{}")
+            st = json.loads(c.getresponse().read())
+        finally:
+            c.close()
+        return {k: int(v) if isinstance(v, str) and v.isdigit() else v for k, v in st.items()}
+
     def restart(self) -> float:
         """Seconds for member 0 to answer again after ``kill -9``."""
         self.procs[0].kill()
@@ -254,3 +293,8 @@ class EtcdTarget:
     def disk_bytes(self) -> int:
         """Bytes member 0 keeps on disk (db file + WAL + snapshots)."""
         return tree_bytes(self.dir / "e0")
+
+    def disk_breakdown(self) -> dict[str, int]:
+        """Bytes of member 0's bbolt file and of its WAL (preallocated in 64 MB files)."""
+        member = self.dir / "e0" / "member"
+        return {"db": tree_bytes(member / "snap"), "wal": tree_bytes(member / "wal")}

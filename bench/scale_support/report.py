@@ -22,8 +22,10 @@ COLUMNS = [
     ("join_peak_rss", "join MiB", 1 / 2**20, "{:.0f}"),
     ("restart_s", "restart s", 1, "{:.2f}"),
     ("rss_bytes", "RSS MiB", 1 / 2**20, "{:.0f}"),
+    ("rss_anon_bytes", "anon MiB", 1 / 2**20, "{:.0f}"),
     ("peak_rss_bytes", "peak MiB", 1 / 2**20, "{:.0f}"),
     ("disk_bytes_per_key", "disk B/key", 1, "{:.0f}"),
+    ("disk_after_snapshot_per_key", "snap B/key", 1, "{:.0f}"),
     ("keepalive_p50_ms", "ka p50", 1, "{:.2f}"),
     ("idle_cpu_pct", "idle cpu%", 1, "{:.1f}"),
 ]
@@ -37,7 +39,7 @@ PLOTTED = [
     ("watch_catchup_s", "watch catch-up, 100k events (s)"),
     ("restart_s", "restart (s)"),
     ("join_s", "new node catch-up (s)"),
-    ("rss_bytes", "RSS after load (bytes)"),
+    ("rss_anon_bytes", "anonymous RSS after load (bytes)"),
     ("disk_bytes_per_key", "disk bytes per key"),
 ]
 

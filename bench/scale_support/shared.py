@@ -29,9 +29,10 @@ def _status_kib(pid: int, field: str) -> int:
     return 0
 
 
-def rss(pid: int) -> int:
-    """Resident set size of ``pid`` in bytes."""
-    return _status_kib(pid, "VmRSS") * 1024
+def rss(pid: int, *, anon: bool = False) -> int:
+    """Resident set size of ``pid`` in bytes (``anon``: only its anonymous memory, i.e.
+    without the pages of mapped files such as LMDB's, which the kernel may drop)."""
+    return _status_kib(pid, "RssAnon" if anon else "VmRSS") * 1024
 
 
 def peak_rss(pid: int) -> int:
