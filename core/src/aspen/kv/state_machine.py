@@ -260,7 +260,7 @@ class KVStateMachine:
     def lease_ttls(self, txn: lmdb.Transaction | None = None) -> list[tuple[int, int]]:
         """(id, granted ttl) of every lease, ascending by id."""
         with self._reading(txn) as t:
-            return [(i, self.leases.ttl(t, i) or 0) for i in self.leases.ids(t)]
+            return self.leases.ttls(t)
 
     def lease_info(
         self, txn: lmdb.Transaction | None, lease_id: int, keys: bool = False
