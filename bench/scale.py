@@ -40,8 +40,6 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH] + [str(BENCH)]
 
-from scale_support.aspen_side import AspenTarget  # noqa: E402
-from scale_support.etcd_side import EtcdTarget  # noqa: E402
 from scale_support.report import plot, print_table  # noqa: E402
 from scale_support.shared import key, peak_rss, rss  # noqa: E402
 
@@ -160,6 +158,9 @@ def main() -> None:
 
 def run_all(args: argparse.Namespace) -> None:
     """Measure every combination, appending rows to ``args.out``."""
+    from scale_support.aspen_side import AspenTarget  # needs aspen (--report-only does not)
+    from scale_support.etcd_side import EtcdTarget
+
     sizes = [parse_size(s) for s in args.sizes.split(",")]
     nodes = [int(n) for n in args.nodes.split(",")]
     kinds = [AspenTarget] if args.no_etcd else [EtcdTarget, AspenTarget]

@@ -77,7 +77,8 @@ def plot(rows: list[dict[str, Any]], out: Path) -> Path:
         ax.set_title(title)
         ax.set_xlabel("keys")
         ax.set_ylim(bottom=0)
-        ax.legend(fontsize=8)
+        if ax.get_lines():
+            ax.legend(fontsize=8)
     fig.suptitle("Cost vs keyspace size (100-byte values; 2 shared cores)")
     fig.tight_layout()
     fig.savefig(out, dpi=90)
