@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import time
@@ -13,6 +14,7 @@ import lmdb
 
 import aspen
 from aspen.client.txn import Op
+from aspen.errors import InvalidArgumentError
 from aspen.node.devcluster import JOIN_TOKEN_FILE, DevCluster, node_command
 from aspen.node.node import DB_DIR
 from aspen.storage.env import DB_NAMES
@@ -92,11 +94,13 @@ class AspenTarget:
 
         async def run() -> None:
             async with aspen.aconnect(eps, token=self.cluster.token, timeout=60) as c:
-                todo = iter(range(count))
+                todo = iter(range(1, count + 1))
 
                 async def worker() -> None:
-                    for _ in todo:
-                        ids.append((await c.lease.grant(ttl)).id)
+                    for lease_id in todo:  # chosen ids: a grant the client retried is no error
+                        with contextlib.suppress(InvalidArgumentError):
+                            await c.lease.grant(ttl, id=lease_id)
+                        ids.append(lease_id)
 
                 async with anyio.create_task_group() as tg:
                     for _ in range(16):
