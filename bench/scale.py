@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import sys
@@ -97,6 +98,7 @@ def measure(target: Any, size: int, args: argparse.Namespace) -> dict[str, Any]:
     row["load_s"] = time.perf_counter() - t0
     row["load_keys_per_s"] = size / row["load_s"]
     print(f"  loaded {size} keys in {row['load_s']:.1f}s", flush=True)
+    os.sync()  # let writeback of the load finish: it would slow the fsyncs measured next
     keys = [key(rng.randrange(size)) for _ in range(SAMPLES)]
     row["get_p50_ms"], row["get_p99_ms"] = pcts([timed(target.get, k) for k in keys])
     row["put_p50_ms"], row["put_p99_ms"] = pcts([timed(target.put, k) for k in keys])
