@@ -76,7 +76,10 @@ def plot(rows: list[dict[str, Any]], out: Path) -> Path:
         ax.set_xscale("log")
         ax.set_title(title)
         ax.set_xlabel("keys")
-        ax.set_ylim(bottom=0)
+        if field == "disk_bytes_per_key":  # etcd's preallocated WAL dwarfs small sizes
+            ax.set_yscale("log")
+        else:
+            ax.set_ylim(bottom=0)
         if ax.get_lines():
             ax.legend(fontsize=8)
     fig.suptitle("Cost vs keyspace size (100-byte values; 2 shared cores)")
