@@ -74,6 +74,11 @@ MAX_WATCHES_PER_CONNECTION = 1000
 WATCH_PROGRESS_INTERVAL_SECONDS = 10.0
 #: Revisions of history kept by automatic compaction (0 = never compact automatically).
 AUTO_COMPACT_RETAIN_REVISIONS = 1_000_000
+#: Most history entries one write cycle deletes for a compaction (a compaction of more goes
+#: on in the following cycles, so it never holds writes up for long).
+COMPACT_SLICE_ENTRIES = 10_000
+#: Most bytes of history entries one write cycle deletes for a compaction.
+COMPACT_SLICE_BYTES = 8 * 1024 * 1024
 
 # --- Write path -----------------------------------------------------------------------
 #: Most commands in one group commit (one LMDB transaction, one fsync).
@@ -180,6 +185,9 @@ LIFECYCLE_HOOK_TIMEOUT_SECONDS = 30.0
 # --- Log ------------------------------------------------------------------------------
 #: Log entries kept behind the applied index before the log is compacted.
 LOG_RETAIN_ENTRIES = 10_000
+#: Bytes of log kept behind the applied index (the log is compacted once it holds twice
+#: this): large commands (1000-put txns) would otherwise keep gigabytes for LOG_RETAIN_ENTRIES.
+LOG_RETAIN_BYTES = 32 * 1024 * 1024
 
 # --- Raft and snapshots ----------------------------------------------------------------
 #: Bytes of state per snapshot chunk sent to a follower.

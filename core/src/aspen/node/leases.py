@@ -5,10 +5,16 @@ decided here, from the node's monotonic clock: keepalives push the deadline, and
 periodic check proposes one ``lease_expire`` command for the leases that ran out, so every
 replica deletes the same keys at the same log index. After a restart (or a leader change)
 every lease gets a fresh full TTL, as etcd does.
+
+Deadlines also sit in a min-heap of ``(deadline, id)``, so a check costs what expires, not
+what is granted: a keepalive pushes a new entry and leaves the old one behind (stale
+entries are dropped when they reach the top, and the heap is rebuilt once they outnumber
+the live ones), so granting and renewing cost O(log n).
 """
 
 from __future__ import annotations
 
+import heapq
 import logging
 import math
 import time
@@ -39,27 +45,41 @@ class LeaseKeeper:
         self._clock = clock
         #: lease id -> (granted ttl, monotonic deadline)
         self._leases: dict[int, tuple[int, float]] = {}
+        #: (deadline, lease id), possibly stale (the lease renewed or gone): see the module doc
+        self._heap: list[tuple[float, int]] = []
+        #: heap entries examined by :meth:`expired` so far (tests pin its cost with it)
+        self.examined = 0
 
     def load(self, granted: Iterable[tuple[int, int]]) -> None:
         """Track exactly these leases (id, granted ttl), each with a full TTL from now."""
         now = self._clock()
-        self._leases.clear()
-        for lease_id, ttl in granted:
-            self._leases[lease_id] = (ttl, now + ttl)
+        self._leases = {lease_id: (ttl, now + ttl) for lease_id, ttl in granted}
+        self._heap = [(deadline, i) for i, (_, deadline) in self._leases.items()]
+        heapq.heapify(self._heap)
 
     def merge(self, granted: Iterable[tuple[int, int]]) -> None:
         """Also track leases not known yet (full TTL from now); known ones keep their deadline."""
         now = self._clock()
         for lease_id, ttl in granted:
-            self._leases.setdefault(lease_id, (ttl, now + ttl))
+            if lease_id not in self._leases:
+                self._set(lease_id, ttl, now + ttl)
 
     def clear(self) -> None:
         """Forget every deadline (this node stopped leading; the next leader reloads)."""
         self._leases.clear()
+        self._heap.clear()
+
+    def _set(self, lease_id: int, ttl: int, deadline: float) -> None:
+        """Record a lease's deadline (in the map and the heap)."""
+        self._leases[lease_id] = (ttl, deadline)
+        heapq.heappush(self._heap, (deadline, lease_id))
+        if len(self._heap) > 2 * len(self._leases) + 64:  # mostly stale: rebuild, O(n) per n pushes
+            self._heap = [(d, i) for i, (_, d) in self._leases.items()]
+            heapq.heapify(self._heap)
 
     def granted(self, lease_id: int, ttl: int) -> None:
         """Track a lease that was just granted."""
-        self._leases[lease_id] = (ttl, self._clock() + ttl)
+        self._set(lease_id, ttl, self._clock() + ttl)
 
     def revoked(self, lease_id: int) -> None:
         """Forget a lease that was revoked or expired."""
@@ -71,7 +91,7 @@ class LeaseKeeper:
             ttl, _ = self._leases[lease_id]
         except KeyError:
             raise NotFoundError(f"lease {lease_id} not found", lease=lease_id) from None
-        self._leases[lease_id] = (ttl, self._clock() + ttl)
+        self._set(lease_id, ttl, self._clock() + ttl)
         return ttl
 
     def remaining(self, lease_id: int) -> int:
@@ -85,10 +105,22 @@ class LeaseKeeper:
         return len(self._leases)
 
     def expired(self) -> list[int]:
-        """Ids whose deadline has passed, oldest first, at most one command's worth."""
+        """Ids whose deadline has passed, oldest first, at most one command's worth.
+
+        Costs O(k log n) for k expired leases (plus the stale heap entries it drops): the
+        due ones stay tracked until :meth:`revoked` (their expiry may fail to commit)."""
         now = self._clock()
-        due = sorted((deadline, i) for i, (_, deadline) in self._leases.items() if deadline <= now)
-        return [i for _, i in due[: limits.MAX_LEASES_EXPIRED_PER_COMMAND]]
+        heap = self._heap
+        due: list[tuple[float, int]] = []
+        while heap and heap[0][0] <= now and len(due) < limits.MAX_LEASES_EXPIRED_PER_COMMAND:
+            entry = heapq.heappop(heap)
+            self.examined += 1
+            current = self._leases.get(entry[1])
+            if current is not None and current[1] == entry[0]:
+                due.append(entry)
+        for entry in due:
+            heapq.heappush(heap, entry)
+        return [i for _, i in due]
 
     async def run(self) -> None:
         """Every ``LEASE_CHECK_INTERVAL_SECONDS``, propose the expiry of leases that ran out."""

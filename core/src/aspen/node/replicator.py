@@ -467,8 +467,7 @@ class Replicator:
                     self._persist_ready(txn, raw, taken, out)
             finally:
                 self._rs.cycle_txn = None
-            if self.applied_index - self._rs.first_index_in(txn) > 2 * limits.LOG_RETAIN_ENTRIES:
-                self._rs.compact(txn, self.applied_index - limits.LOG_RETAIN_ENTRIES)
+            self._rs.trim(txn, self.applied_index)
 
     async def _recover_from_no_space(self, failed: CycleOutput, reason: str) -> CycleOutput:
         """A write cycle failed for lack of space and LMDB aborted it: restart Raft from
