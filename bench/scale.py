@@ -30,21 +30,15 @@ import json
 import os
 import random
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-# bench/ (this script's directory, sys.path[0]) holds secrets.py, which would shadow the
-# standard library's secrets module: look there only after the standard library.
-BENCH = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH] + [str(BENCH)]
+from scale_support.report import plot, print_table
+from scale_support.shared import key, peak_rss, rss
 
-from scale_support.report import plot, print_table  # noqa: E402
-from scale_support.shared import key, peak_rss, rss  # noqa: E402
-
-RESULTS = BENCH / "results"
+RESULTS = Path(__file__).resolve().parent / "results"
 #: Latency samples per operation.
 SAMPLES = 1000
 #: Range pages sampled at each position (fewer, but at least 3, once they took RANGE_SECONDS).
