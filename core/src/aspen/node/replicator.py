@@ -66,7 +66,7 @@ from aspen.errors import (
 from aspen.events import Event, SnapshotInstalled
 from aspen.kv.state_machine import KVStateMachine
 from aspen.node.raft_storage import LmdbRaftStorage
-from aspen.raft import Config, RawNode
+from aspen.raft import Config, ProposalDroppedError, RawNode
 from aspen.raft import NotLeaderError as RaftNotLeader
 from aspen.raft.types import (
     ConfChange,
@@ -523,30 +523,61 @@ class Replicator:
         self._durable_vote = (hard_state.term, hard_state.vote)
 
     def _step_proposals(self, raw: RawNode, out: CycleOutput) -> None:
+        """Propose everything queued: runs of commands as one batch (one append message
+        per follower for the whole run), membership changes one by one."""
+        batch: list[tuple[int, bytes]] = []
         while self._proposals:
             seq, payload = self._proposals.popleft()
-            try:
-                if isinstance(payload, ConfChange):
-                    change = ConfChange(
-                        payload.type, payload.node_id, self._tag(seq, payload.context)
-                    )
+            if isinstance(payload, ConfChange):
+                self._propose_commands(raw, batch, out)
+                batch = []
+                change = ConfChange(payload.type, payload.node_id, self._tag(seq, payload.context))
+                try:
                     index = raw.propose_conf_change(change)
-                else:
-                    data = msgpack.packb([self.origin, seq, payload], use_bin_type=True)
-                    index = raw.propose(data)
+                except Exception as exc:
+                    self._refuse(seq, exc, out)
+                    continue
                 if seq in self._waiters:
                     self._proposed[seq] = index
-            except RaftNotLeader:
-                out.refused.append(
-                    (
-                        seq,
-                        NotLeaderError(
-                            "this node is not the leader", **self._leader_hint(self.leader)
-                        ),
-                    )
+            else:
+                batch.append((seq, payload))
+        self._propose_commands(raw, batch, out)
+
+    def _propose_commands(
+        self, raw: RawNode, batch: list[tuple[int, bytes]], out: CycleOutput
+    ) -> None:
+        """Propose ``batch`` (seq, command) at once; refuse what Raft did not take."""
+        if not batch:
+            return
+        datas = [msgpack.packb([self.origin, seq, p], use_bin_type=True) for seq, p in batch]
+        try:
+            taken = raw.propose_batch(datas)
+        except Exception as exc:
+            for seq, _ in batch:
+                self._refuse(seq, exc, out)
+            return
+        first = raw.last_index() - taken + 1
+        for k, (seq, _) in enumerate(batch):
+            if k >= taken:
+                self._refuse(
+                    seq,
+                    ProposalDroppedError("too many uncommitted bytes on the leader; retry shortly"),
+                    out,
                 )
-            except Exception as exc:
-                out.refused.append((seq, UnavailableError(f"proposal refused: {exc}")))
+            elif seq in self._waiters:
+                self._proposed[seq] = first + k
+
+    def _refuse(self, seq: int, exc: Exception, out: CycleOutput) -> None:
+        """Answer proposal ``seq`` with the error Raft's refusal ``exc`` stands for."""
+        if isinstance(exc, RaftNotLeader):
+            error: AspenError = NotLeaderError(
+                "this node is not the leader", **self._leader_hint(self.leader)
+            )
+        elif isinstance(exc, AspenError):
+            error = exc
+        else:
+            error = UnavailableError(f"proposal refused: {exc}")
+        out.refused.append((seq, error))
 
     def _tag(self, seq: int, context: bytes) -> bytes:
         """Wrap a conf change context with our (origin, seq) so its proposer is woken."""

@@ -58,6 +58,15 @@ class LeaderMixin:
 
     def propose(self: Raft, kind: EntryType, data: bytes) -> int:
         """Append one proposed entry and replicate it; returns its index."""
+        accepted = self.propose_batch(kind, [data])
+        if not accepted:
+            raise ProposalDroppedError("too many uncommitted bytes on the leader; retry shortly")
+        return self.log.last_index()
+
+    def propose_batch(self: Raft, kind: EntryType, datas: list[bytes]) -> int:
+        """Append proposed entries (a prefix of ``datas`` within the uncommitted-bytes
+        bound) and replicate them in ONE message per follower; returns how many were
+        appended (their indexes end at ``log.last_index()``)."""
         self.require_leader()
         if self.id not in self.tracker.progress:
             raise ProposalDroppedError("this leader was removed from the cluster")
@@ -65,16 +74,18 @@ class LeaderMixin:
             raise ProposalDroppedError(
                 f"leadership is being transferred to {self.lead_transferee}; retry shortly"
             )
-        size = len(data)
-        if (
-            self.uncommitted_bytes
-            and self.uncommitted_bytes + size > self.config.max_uncommitted_bytes
-        ):
-            raise ProposalDroppedError("too many uncommitted bytes on the leader; retry shortly")
-        index = self.append_entries([(kind, data)])
-        self.uncommitted_bytes += size
-        self.bcast_append()
-        return index
+        bound = self.config.max_uncommitted_bytes
+        taken: list[tuple[EntryType, bytes]] = []
+        for data in datas:
+            size = len(data)
+            if self.uncommitted_bytes and self.uncommitted_bytes + size > bound:
+                break
+            self.uncommitted_bytes += size
+            taken.append((kind, data))
+        if taken:
+            self.append_entries(taken)
+            self.bcast_append()
+        return len(taken)
 
     def propose_conf_change(self: Raft, change: ConfChange) -> int:
         """Propose a membership change after checking it is safe to make now."""

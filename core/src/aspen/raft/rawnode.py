@@ -93,6 +93,18 @@ class RawNode:
             raise ValueError("proposal data must be bytes")
         return self._raft.propose(EntryType.NORMAL, data)
 
+    def propose_batch(self, datas: list[bytes]) -> int:
+        """Propose several commands at once (one append message per follower, not one
+        per command); returns how many were accepted: a prefix of ``datas``, the rest
+        refused by the uncommitted-bytes bound. The accepted ones end at ``last_index``."""
+        if not all(isinstance(d, bytes) for d in datas):
+            raise ValueError("proposal data must be bytes")
+        return self._raft.propose_batch(EntryType.NORMAL, datas)
+
+    def last_index(self) -> int:
+        """Index of the last entry of the log (stable or not)."""
+        return self._raft.log.last_index()
+
     def propose_conf_change(self, change: ConfChange) -> int:
         """Propose a membership change; raises ``ConfChangeRefusedError`` when unsafe now."""
         return self._raft.propose_conf_change(change)
