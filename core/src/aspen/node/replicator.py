@@ -151,6 +151,7 @@ class Replicator:
         leader_hint: Callable[[str | None], dict[str, Any]],
         spool: Any,
         on_leader_ready: Callable[[], None] = lambda: None,
+        lease_reads: bool = False,
     ) -> None:
         self.id = node_id
         #: Tags our proposals and reads; new at every start, so entries proposed before a
@@ -165,6 +166,8 @@ class Replicator:
         self._leader_hint = leader_hint
         self.spool = spool
         self._on_leader_ready = on_leader_ready
+        #: Leader leases answer reads without a heartbeat round (``aspen.raft.lease``).
+        self._lease_reads = lease_reads
         #: Admits writes by free space; says whether the last write cycle lacked it.
         self.space = SpaceGuard(storage)
         self.leader: str | None = None
@@ -174,6 +177,8 @@ class Replicator:
         #: The role and leader the node was last told of (``_soft_state_changed``).
         self._told_soft_state = SoftState(None, Role.FOLLOWER)
         self._seq = itertools.count(1)
+        #: Tick intervals since ``_clock_start`` that cycles have taken (``_due_ticks``).
+        self._clock_start = time.monotonic()
         self._ticks = 0
         self._inbox: deque[Message] = deque()
         self._proposals: deque[tuple[int, bytes | ConfChange]] = deque()
@@ -389,13 +394,18 @@ class Replicator:
     async def _ticker(self) -> None:
         while True:
             await anyio.sleep(limits.RAFT_TICK_SECONDS)
-            self._ticks += 1
             self._kick()
+
+    def _due_ticks(self) -> int:
+        """Tick intervals passed since the last cycle took them, by the clock (not by the
+        ticker's wake-ups: a busy event loop wakes late, and a lease must never run slow)."""
+        due = int((time.monotonic() - self._clock_start) / limits.RAFT_TICK_SECONDS)
+        ticks, self._ticks = due - self._ticks, due
+        return ticks
 
     def _step_inputs(self) -> CycleOutput:
         """Step everything queued since the last cycle into Raft (no write, no fsync)."""
         raw, out = self._raw, CycleOutput()
-        ticks, self._ticks = self._ticks, 0
         while self._local:
             action = self._local.popleft()
             try:
@@ -413,8 +423,10 @@ class Replicator:
                 log.warning("dropped raft message %s from %s: %s", msg.type, msg.frm, exc)
         # after the peers' messages, and at most one tick however long the last cycle took:
         # a slow fsync must not make a leader miss its followers' answers and step down
+        ticks = self._due_ticks()  # just before the reads: a lease is judged by the clock
         if ticks:
             raw.tick()
+            raw.skip_ticks(ticks - 1)  # they still count against a leader's lease
         self._step_proposals(raw, out)
         if self._reads:
             reads, self._reads = self._reads, []
@@ -514,6 +526,7 @@ class Replicator:
             election_tick=limits.RAFT_ELECTION_TICKS,
             heartbeat_tick=limits.RAFT_HEARTBEAT_TICKS,
             applied=self.applied_index,
+            read_only="lease" if self._lease_reads else "safe",
         )
         self._raw = RawNode(config, self._rs, random.Random())
         self.role = Role.FOLLOWER

@@ -185,6 +185,9 @@ class LeaderMixin:
         """Heartbeat every other member (carrying the newest pending read context)."""
         if context is None:
             context = self.read_requests.last_context()
+        if self.lease.enabled:
+            context = context or self.lease.new_context()
+            self.lease.sent(context)
         committed = self.log.committed
         for node, pr in self.tracker.progress.items():
             if node != self.id:
@@ -195,6 +198,7 @@ class LeaderMixin:
         """Heartbeats, check-quorum and the leadership-transfer deadline."""
         self.heartbeat_elapsed += 1
         self.election_elapsed += 1
+        self.lease.elapse(1)
         if self.election_elapsed >= self.config.election_tick:
             self.election_elapsed = 0
             if self.config.check_quorum:
@@ -268,15 +272,20 @@ class LeaderMixin:
             pr.inflights.free_first()  # an APPEND may have been lost: let one more through
         if pr.match < self.log.last_index() or pr.state == ProgressState.PROBE:
             self.maybe_send_append(m.frm)
-        if self.config.read_only != "safe" or not m.context:
+        if not m.context:
             return
+        self.lease.ack(m.frm, m.context, self._voter_quorum)
         acks = self.read_requests.ack(m.frm, m.context)
-        if acks is None or sum(1 for v in acks if self.tracker.is_voter(v)) < majority(
-            len(self.tracker.voters)
-        ):
+        if acks is None or not self._voter_quorum(acks):
             return
         for request in self.read_requests.release(m.context):
             self.respond_read(request.origin, request.index, request.context)
+
+    def _voter_quorum(self: Raft, acks: set[str]) -> bool:
+        """Whether ``acks`` holds a majority of the voters."""
+        return sum(1 for v in acks if self.tracker.is_voter(v)) >= majority(
+            len(self.tracker.voters)
+        )
 
     def leader_read_index(self: Raft, origin: str, context: bytes) -> None:
         """Serve a ReadIndex request from ``origin`` (this node or a follower)."""
@@ -287,9 +296,9 @@ class LeaderMixin:
             if len(self.deferred_reads) < self.read_requests.max_pending:
                 self.deferred_reads.append((origin, context))
             return
-        if self.config.read_only == "lease":
+        if self.lease.valid():
             self.respond_read(origin, self.log.committed, context)
-            return
+            return  # no other leader can exist yet: no heartbeat round needed
         if self.read_requests.add(self.log.committed, context, origin):
             self.read_requests.ack(self.id, context)
             self.bcast_heartbeat(context)
@@ -328,6 +337,7 @@ class LeaderMixin:
             raise ValueError(f"cannot transfer leadership to {to!r}: it is a learner")
         if self.lead_transferee == to:
             return
+        self.lease.revoke()  # the transferee's forced election ignores the voters' lease
         self.lead_transferee = to
         self.election_elapsed = 0
         if pr.match == self.log.last_index():
@@ -337,6 +347,7 @@ class LeaderMixin:
 
     def after_conf_change(self: Raft) -> None:
         """A leader's configuration changed: step down if removed, else re-evaluate."""
+        self.lease.revoke()  # acknowledged by the old voters: simply earn none this term
         if not self.tracker.is_voter(self.id):
             self._hand_over()
             return

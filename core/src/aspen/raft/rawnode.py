@@ -74,6 +74,12 @@ class RawNode:
         """One unit of logical time: elections, heartbeats, check-quorum, transfer deadline."""
         self._raft.tick()
 
+    def skip_ticks(self, ticks: int) -> None:
+        """``ticks`` tick intervals passed that the driver did not deliver as ``tick()``
+        (it was busy): they count against a leader's lease, nothing else."""
+        if ticks > 0 and self._raft.role == Role.LEADER:
+            self._raft.lease.elapse(ticks)
+
     def step(self, msg: Message) -> None:
         """Handle a message from a peer; malformed ones are counted and dropped."""
         problem = message_problem(msg, self._raft.id)
