@@ -125,6 +125,13 @@ class CycleOutput:
     leader_ready: bool = False
     #: Whether the cycle wrote something Raft needs durable before its messages leave.
     needs_sync: bool = False
+    #: Our results whose entries were durable before the cycle began: answered once the
+    #: cycle's transaction commits, before its flush (``Replicator._answer_early``).
+    early: list[tuple[int, Any]] = field(default_factory=list)
+    #: Entries of this cycle up to this index were stored durable with entries <= it.
+    durable_upto: int = 0
+    #: Last index of the entries this cycle persisted (0: none).
+    persisted_to: int = 0
 
 
 @dataclass(frozen=True)
@@ -173,6 +180,8 @@ class Replicator:
         self.leader: str | None = None
         #: (term, vote) known to be on disk; early APPEND sends need it unchanged.
         self._durable_vote: tuple[int, str | None] | None = None
+        #: Last log index known durable (entries up to it survive a power loss).
+        self._stable_index = 0
         self._open_raft()
         #: The role and leader the node was last told of (``_soft_state_changed``).
         self._told_soft_state = SoftState(None, Role.FOLLOWER)
@@ -446,13 +455,17 @@ class Replicator:
         if first is not None:
             # Flushed only when Raft needs it (CycleOutput.needs_sync): a cycle that only
             # applies committed entries skips the meta flush (one fsync, not two).
+            out.durable_upto = self._stable_index if self.role == Role.LEADER else 0
             with no_space_raised(self._storage):
                 self._persist_cycle(raw, first, out)
             if self.space.full is not None:
                 log.info("writes succeed again (%s before)", self.space.full)
                 self.space.full = None
             if out.needs_sync:
+                self._answer_early(out)
                 self._storage.flush()
+            if out.persisted_to:
+                self._stable_index = out.persisted_to
             # durable now (or nothing written needs to be): so are the term and vote
         if out.hard_state is not None:
             self._durable_vote = out.hard_state
@@ -465,6 +478,23 @@ class Replicator:
             except OutOfSpace as exc:
                 result = ResourceExhaustedError(f"{exc.reason}: the log was not compacted")
             out.snapshots.extend((w, result) for w in waiters)
+
+    def _answer_early(self, out: CycleOutput) -> None:
+        """In the worker thread, between the cycle's commit and its flush: wake the
+        proposers of entries that were durable (on this leader, and committed: on a
+        quorum) before the cycle began. Their apply is committed, so visible to every
+        later read; a power loss may undo the apply, never the entry, and a restart
+        applies it again. Entries this cycle stored wait for the flush."""
+        if out.early:
+            early, out.early = out.early, []
+            anyio.from_thread.run_sync(self._resolve_results, early)
+
+    def _resolve_results(self, results: list[tuple[int, Any]]) -> None:
+        """Wake the proposers of ``results`` ((seq, result) pairs)."""
+        for seq, result in results:
+            waiter = self._waiters.get(seq)
+            if waiter is not None:
+                waiter.resolve(result)
 
     def _persist_cycle(self, raw: RawNode, first: _Taken, out: CycleOutput) -> None:
         """One write transaction: persist/apply/advance ``first`` and the Readies after it."""
@@ -532,6 +562,7 @@ class Replicator:
         self.role = Role.FOLLOWER
         self.leader = None
         hard_state, _ = self._rs.initial_state()
+        self._stable_index = self._rs.last_index()
         self.term = hard_state.term
         self._durable_vote = (hard_state.term, hard_state.vote)
 
@@ -652,6 +683,8 @@ class Replicator:
         if rd.snapshot is not None:
             self._install_snapshot(txn, rd.snapshot, out)
         self._rs.persist(txn, rd.hard_state, rd.entries)
+        if rd.entries:
+            out.persisted_to = rd.entries[-1].index
         for entry in rd.committed:
             self._apply(txn, raw, entry, out)
         out.messages.extend(messages)
@@ -670,7 +703,8 @@ class Replicator:
             result, events = self._sm.apply(txn, entry.index, entry.term, command, answer=ours)
             out.events.extend(events)
             if ours:
-                out.results.append((seq, result))
+                early = entry.index <= out.durable_upto
+                (out.early if early else out.results).append((seq, result))
             self.commands += 1
         else:  # the no-op a leader appends when elected
             self._sm.mark_applied(txn, entry.index, entry.term)
@@ -716,10 +750,8 @@ class Replicator:
             self.commit_index = out.commit  # durable now
         if out.messages:
             self._send(out.messages)
-        for seq, result in out.results:
-            waiter = self._waiters.get(seq)
-            if waiter is not None:
-                waiter.resolve(result)
+        self._resolve_results(out.early)  # a cycle that needed no flush answers them here
+        self._resolve_results(out.results)
         for seq, error in out.refused:
             waiter = self._waiters.get(seq)
             if waiter is not None:
