@@ -20,6 +20,9 @@ races the Raft state, and the event loop never waits on an fsync:
    write transaction;
 3. back on the event loop, and only now that it is durable: send the messages, wake the
    proposers whose entries applied, answer reads whose index is applied, publish events.
+   Proposers whose entries were durable before the cycle began (a leader's entries that
+   a quorum acknowledged since) are woken earlier, between the commit and the flush
+   that only the cycle's new entries need (``_answer_early``).
 
 A linearizable read on a leader thus costs no thread hop at all: its heartbeat round goes
 out in the cycle that steps the request, and the cycle that steps a quorum of answers
