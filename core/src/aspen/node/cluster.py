@@ -134,6 +134,7 @@ class ClusterRuntime:
             leader_hint=self.leader_hint,
             spool=self.spool,
             on_leader_ready=self._on_leader_ready,
+            lease_reads=node.config_.lease_reads,
         )
         self._publish_addresses()
 
