@@ -102,6 +102,11 @@ WRITE_SPACE_FACTOR = 4
 #: Seconds the Raft driver pauses after a write cycle failed for lack of space (disk full
 #: or LMDB map full) before it retries; writes resume by themselves once space is freed.
 DISK_FULL_RETRY_SECONDS = 0.5
+#: Room beyond a write's own need (on disk and in the LMDB map) above which the last
+#: measurement of free space is reused instead of measuring again on every write.
+SPACE_REUSE_HEADROOM_BYTES = 256 * 1024 * 1024
+#: Longest a measurement of free space is reused, in seconds.
+SPACE_REUSE_SECONDS = 1.0
 
 # --- Wire protocol --------------------------------------------------------------------
 #: Largest frame (one msgpack message) on a client or peer link, in bytes.
