@@ -88,9 +88,9 @@ def test_restore_refuses_a_snapshot_of_another_storage_format(
         chunks[0][1][1] = found.to_bytes(8, "big")
     dst = Store(tmp_path / "dst")
     dst.put("kept", "as it was")
-    with pytest.raises(StorageFormatError, match="storage format"):
-        with dst.storage.begin(write=True) as t:
-            sm_snapshot.restore(dst.storage, t, chunks)
+    refused = pytest.raises(StorageFormatError, match="storage format")
+    with refused, dst.storage.begin(write=True) as t:
+        sm_snapshot.restore(dst.storage, t, chunks)
     assert dst.keys() == [b"kept"]
 
 
