@@ -3,16 +3,23 @@ watches (with prev_kv) and compaction checked against a simple model; old format
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
+import lmdb
 import pytest
 from kvstore import Store
 
 from aspen import limits
 from aspen.errors import StorageFormatError
 from aspen.kv import compact_command, delete_command, put_command, txn_command
+from aspen.node.config import NodeConfig
+from aspen.node.node import DB_DIR
+from aspen.node.runner import NodeThread
 from aspen.storage import DB_NAMES, Storage
 from aspen.storage.env import FORMAT_KEY, STORAGE_FORMAT
 
@@ -193,3 +200,26 @@ def test_a_new_data_dir_records_the_format(tmp_path: Path) -> None:
     with Storage(tmp_path / "db", sync=False) as storage, storage.begin() as txn:
         assert txn.get(FORMAT_KEY, db=storage.db("meta")) == STORAGE_FORMAT.to_bytes(8, "big")
     Storage(tmp_path / "db", sync=False).close()  # and opens again
+
+
+def test_a_node_refuses_an_old_format_data_dir_with_a_clear_error(tmp_path: Path) -> None:
+    """A real node's data dir turned into format 1 (no format recorded): ``aspen node
+    start`` exits non-zero naming both formats, and leaves the directory as it was."""
+    root = tmp_path / "node"
+    with NodeThread(NodeConfig(data_dir=root, listen="127.0.0.1:0")) as node, node.client() as c:
+        c.kv.put("k", "kept")
+    env = lmdb.open(str(root / DB_DIR), max_dbs=limits.LMDB_MAX_DBS)
+    with env.begin(write=True) as txn:
+        txn.delete(FORMAT_KEY, db=env.open_db(b"meta", txn=txn))
+    env.close()
+    before = (root / DB_DIR / "data.mdb").read_bytes()
+    done = subprocess.run(
+        [sys.executable, "-m", "aspen", "node", "start", "--data-dir", str(root)],
+        env={**os.environ, "ASPEN_LOAD_PLUGINS": ""},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert "holds storage format 1; this version of Aspen reads format 2" in done.stderr
+    assert (root / DB_DIR / "data.mdb").read_bytes() == before
