@@ -26,7 +26,14 @@ from aspen.errors import StorageFormatError
 from aspen.storage import Storage
 from aspen.storage.env import FORMAT_KEY, STORAGE_FORMAT
 
-__all__ = ["SNAPSHOT_DBS", "SNAPSHOT_META_KEYS", "dump_chunks", "read_spool", "restore"]
+__all__ = [
+    "SNAPSHOT_DBS",
+    "SNAPSHOT_META_KEYS",
+    "check_format",
+    "dump_chunks",
+    "read_spool",
+    "restore",
+]
 
 #: Databases that make up the replicated state.
 SNAPSHOT_DBS = ("kv", "history", "keyrevs", "leases", "lease_keys")
@@ -82,7 +89,7 @@ def restore(storage: Storage, txn: lmdb.Transaction, chunks: Iterable[list[Any]]
         if name != "meta" and name not in SNAPSHOT_DBS:
             raise ValueError(f"snapshot names an unknown database {name!r}")
         if n == 0:
-            _check_format(name, flat)
+            check_format(name, flat)
         pairs = zip(flat[::2], flat[1::2], strict=True)
         with txn.cursor(db=storage.db(name)) as cur:
             # the dropped databases are filled in key order: append (meta is not dropped)
@@ -91,7 +98,7 @@ def restore(storage: Storage, txn: lmdb.Transaction, chunks: Iterable[list[Any]]
             raise ValueError(f"snapshot records of {name!r} are not in key order")
 
 
-def _check_format(name: str, flat: list[bytes]) -> None:
+def check_format(name: str, flat: list[bytes]) -> None:
     """Refuse a snapshot whose first chunk (``name``, ``flat``) is not a meta chunk naming
     this storage format (format 1 sent meta last, without a format)."""
     raw = dict(zip(flat[::2], flat[1::2], strict=True)).get(FORMAT_KEY) if name == "meta" else None
