@@ -31,6 +31,7 @@ from aspen.kv.records import (
     PUT,
     Record,
     entry_record,
+    entry_to_wire,
     history_key,
     is_put,
     record_to_wire,
@@ -166,14 +167,17 @@ class KVReader:
         kvs: list[dict[str, Any]] = []
         taken = size = 0
         more = False
+        history = self._history
         for key, position, stored in items:
             if budget is not None:
                 budget.visit()
             if taken == limit:
                 more = True
                 break
-            raw = stored if stored is not None else self.entry(txn, position)
-            charge = len(key) if req.keys_only else len(raw)
+            if stored is None:
+                self.rows_read += 1
+                stored = txn.get(position, db=history)
+            charge = len(key) if req.keys_only else len(stored)
             if taken and page_bytes and size + charge + KV_WIRE_OVERHEAD_BYTES > page_bytes:
                 more = True
                 break
@@ -182,8 +186,7 @@ class KVReader:
             if budget is not None:
                 budget.take(charge)
             if materialise:
-                wire = record_to_wire(entry_record(position, raw)[1], req.keys_only)
-                kvs.append(wire)  # type: ignore[arg-type]  # a record makes a map
+                kvs.append(entry_to_wire(position, stored, req.keys_only))
         result: dict[str, Any] = {"kvs": kvs, "more": more}
         if req.count:
             rest = self._count_from(txn, req, current, key, items, budget, taken=1) if more else 0

@@ -26,6 +26,7 @@ __all__ = [
     "Record",
     "entry_key",
     "entry_record",
+    "entry_to_wire",
     "history_key",
     "is_put",
     "pack_delete",
@@ -74,6 +75,20 @@ def entry_record(position: bytes, raw: bytes) -> tuple[int, Record]:
     if entry[0] == PUT:
         return PUT, [entry[1], entry[2], entry[3], revision, entry[4], entry[5]]
     return DELETE, tombstone(entry[1], revision)
+
+
+def entry_to_wire(position: bytes, raw: bytes, keys_only: bool = False) -> dict[str, Any]:
+    """The protocol ``kv`` map of the record a stored put entry wrote (as
+    ``record_to_wire(entry_record(position, raw)[1])``, without the record in between)."""
+    entry = msgpack.unpackb(raw)
+    return {
+        "key": entry[1],
+        "value": b"" if keys_only else entry[2],
+        "create_revision": entry[3],
+        "mod_revision": HISTORY_KEY.unpack(position)[0],
+        "version": entry[4],
+        "lease": entry[5],
+    }
 
 
 def is_put(raw: bytes) -> bool:
