@@ -17,8 +17,9 @@ index of revisions):
     is in ``kv`` only). A key written once has no row here.
 
 A read at an old revision R walks the keys of both ``kv`` and ``keyrevs`` in key order
-and finds each one's latest position at or before R with one seek: O(page), whatever
-happened after R. A watch finds a change's previous record (``prev_kv``) the same way.
+and finds each one's latest position at or before R with one seek: O(page) however often
+keys changed after R (a key created after R, or deleted before it and kept, is one step
+over, as in etcd's key index). A watch finds a change's previous record (``prev_kv``) the same way.
 
 Compaction to C (:meth:`KeyIndex.compact_entry`, in slices from a stored position)
 visits every change below C in order and deletes its predecessor (superseded before C),
