@@ -31,6 +31,9 @@ def _filled(path: Path) -> Store:
         store.put(b"k/%04d" % i, b"v" * (i % 50), lease=7 if i % 3 == 0 else 0)
     store.put(b"L" * 700, b"long key")  # long keys are stored by their encoding
     store.ok(compact_command({"revision": 100}))
+    for i in range(40):  # earlier revisions of a key (keyrevs: sorted duplicates)
+        store.put(b"k/%04d" % (i % 8), b"again %d" % i)
+    store.delete(b"k/0299")
     return store
 
 
@@ -61,6 +64,9 @@ def test_a_snapshot_round_trips_in_chunks_of_bounded_size(
     assert _dump(dst.storage) == {**_dump(src.storage), "meta": _dump(dst.storage)["meta"]}
     assert dst.kvs() == src.kvs() and dst.sm.current_revision() == src.sm.current_revision()
     assert dst.sm.compact_revision() == 100
+    assert len(_dump(src.storage)["keyrevs"]) > 40
+    for revision in (100, 200, 302, src.sm.current_revision()):
+        assert dst.kvs(revision=revision) == src.kvs(revision=revision)
     assert dst.sm.lease_info(None, 7, keys=True) == src.sm.lease_info(None, 7, keys=True)
 
 
