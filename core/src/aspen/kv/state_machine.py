@@ -382,10 +382,12 @@ class _Apply:
         row = txn.get(encoded, db=self.kv_db)
         prev: Record | None = None
         if row is not None:
-            prev_raw = self.sm.reader.entry(txn, row[:POSITION_BYTES])
-            prev = entry_record(row[:POSITION_BYTES], prev_raw)[1]
+            prev_position = row[:POSITION_BYTES]
+            prev_raw = self.sm.reader.entry(txn, prev_position)
+            prev = entry_record(prev_position, prev_raw)[1]
             if want_prev:
                 self.budget.take(len(prev_raw))
+            self.keys.supersede(txn, encoded, prev_position)
         if lease and not self.sm.leases.exists(txn, lease):
             raise NotFoundError(f"lease {lease} not found", lease=lease)
         if prev is None:
@@ -394,7 +396,6 @@ class _Apply:
         else:
             rec = [key, value, prev[2], rev, prev[4] + 1, lease]
             old_lease = prev[5]
-            self.keys.supersede(txn, encoded, row[:POSITION_BYTES])  # type: ignore[index]
         if old_lease != lease:
             if old_lease:
                 self.sm.leases.detach(txn, old_lease, encoded)
