@@ -134,7 +134,7 @@ def measure(target: Any, size: int, args: argparse.Namespace) -> dict[str, Any]:
 def main() -> None:
     """Run every (size, nodes, target) and report."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--sizes", default="10k,100k,1M")
+    ap.add_argument("--sizes", "--keys", default="10k,100k,1M", help="e.g. 10k,1M or 10000000")
     ap.add_argument("--nodes", default="1", help="cluster sizes, e.g. 1,3")
     ap.add_argument("--no-etcd", action="store_true", help="Aspen only")
     ap.add_argument("--no-join", dest="join", action="store_false", help="skip the joining node")

@@ -157,7 +157,7 @@ def test_a_follower_out_of_disk_never_acks_and_catches_up_once_freed(tmp_path: P
                 progress = _status(c, leader)["raft"]["progress"][behind["id"]]
                 assert progress["match"] < last  # the leader counts no entry node 3 lacks
                 with aspen.connect(c.client_endpoint(3), token=c.token, timeout=5) as on3:
-                    assert on3.kv.get("k/0", serializable=True) is None  # reads served
+                    assert on3.kv.get("k/7", serializable=True) is None  # reads served
                 disk.free()
                 wait_for(
                     lambda: _status(c, 3)["applied_index"] >= last,

@@ -6,12 +6,12 @@ import random
 from collections.abc import Iterator
 from pathlib import Path
 
-import msgpack
 import pytest
 
 from aspen import limits
 from aspen.kv.keycodec import LONG_ENCODED_BYTES, SHORT_KEY_BYTES, encode_key, is_long, scan
-from aspen.kv.records import record_key
+from aspen.kv.layout import index_key, index_row
+from aspen.kv.records import history_key
 from aspen.storage import Storage
 
 
@@ -24,12 +24,13 @@ def storage(tmp_path: Path) -> Iterator[Storage]:
 def _store(storage: Storage, keys: list[bytes], prefix: bytes = b"") -> None:
     with storage.begin(write=True) as txn:
         for key in keys:
-            txn.put(prefix + encode_key(key), msgpack.packb([key]), db=storage.db("kv"))
+            row = index_row(history_key(1), key, encode_key(key))
+            txn.put(prefix + encode_key(key), row, db=storage.db("kv"))
 
 
 def _scan(storage: Storage, start: bytes, end: bytes | None, prefix: bytes = b"") -> list[bytes]:
     with storage.begin() as txn, txn.cursor(db=storage.db("kv")) as cur:
-        return [key for _, key, _ in scan(cur, start, end, record_key, prefix=prefix)]
+        return [key for _, key, _ in scan(cur, start, end, index_key, prefix=prefix)]
 
 
 def _expected(keys: list[bytes], start: bytes, end: bytes | None) -> list[bytes]:

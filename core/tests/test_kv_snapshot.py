@@ -10,10 +10,11 @@ import pytest
 from kvstore import Store
 
 from aspen import limits
+from aspen.errors import StorageFormatError
 from aspen.kv import compact_command, lease_grant_command, put_command
 from aspen.kv import snapshot as sm_snapshot
 from aspen.storage import Storage
-from aspen.storage.env import DB_NAMES
+from aspen.storage.env import DB_NAMES, FORMAT_KEY, STORAGE_FORMAT
 
 CHUNK = 4096
 
@@ -30,6 +31,9 @@ def _filled(path: Path) -> Store:
         store.put(b"k/%04d" % i, b"v" * (i % 50), lease=7 if i % 3 == 0 else 0)
     store.put(b"L" * 700, b"long key")  # long keys are stored by their encoding
     store.ok(compact_command({"revision": 100}))
+    for i in range(40):  # earlier revisions of a key (keyrevs: sorted duplicates)
+        store.put(b"k/%04d" % (i % 8), b"again %d" % i)
+    store.delete(b"k/0299")
     return store
 
 
@@ -60,14 +64,40 @@ def test_a_snapshot_round_trips_in_chunks_of_bounded_size(
     assert _dump(dst.storage) == {**_dump(src.storage), "meta": _dump(dst.storage)["meta"]}
     assert dst.kvs() == src.kvs() and dst.sm.current_revision() == src.sm.current_revision()
     assert dst.sm.compact_revision() == 100
+    assert len(_dump(src.storage)["keyrevs"]) > 40
+    for revision in (100, 200, 302, src.sm.current_revision()):
+        assert dst.kvs(revision=revision) == src.kvs(revision=revision)
     assert dst.sm.lease_info(None, 7, keys=True) == src.sm.lease_info(None, 7, keys=True)
 
 
 def test_restore_refuses_records_out_of_key_order(tmp_path: Path) -> None:
     dst = Store(tmp_path)
-    bad = [["kv", [b"b", msgpack.packb([b"b", b"", 1, 1, 1, 0]), b"a", b"x"]]]
+    meta = ["meta", [FORMAT_KEY, STORAGE_FORMAT.to_bytes(8, "big")]]
+    bad = [meta, ["history", [b"b", b"x", b"a", b"x"]]]
     with pytest.raises(ValueError, match="not in key order"), dst.storage.begin(write=True) as t:
         sm_snapshot.restore(dst.storage, t, bad)
+
+
+@pytest.mark.parametrize("found", [None, 1, STORAGE_FORMAT + 1])
+def test_restore_refuses_a_snapshot_of_another_storage_format(
+    tmp_path: Path, found: int | None
+) -> None:
+    """A format-1 snapshot (meta last, no format) or one of a newer format is refused
+    before anything is restored, never misread."""
+    src = _filled(tmp_path / "src")
+    with src.storage.begin() as txn:
+        chunks = [msgpack.unpackb(c) for c in sm_snapshot.dump_chunks(src.storage, txn)]
+    if found is None:
+        chunks = chunks[1:] + chunks[:1]  # format 1: no format, meta chunk last
+        del chunks[-1][1][:2]
+    else:
+        chunks[0][1][1] = found.to_bytes(8, "big")
+    dst = Store(tmp_path / "dst")
+    dst.put("kept", "as it was")
+    refused = pytest.raises(StorageFormatError, match="storage format")
+    with refused, dst.storage.begin(write=True) as t:
+        sm_snapshot.restore(dst.storage, t, chunks)
+    assert dst.keys() == [b"kept"]
 
 
 def test_restore_refuses_an_unknown_database(tmp_path: Path) -> None:

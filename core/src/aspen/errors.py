@@ -20,6 +20,7 @@ __all__ = [
     "NotFoundError",
     "NotLeaderError",
     "ResourceExhaustedError",
+    "StorageFormatError",
     "TimeoutError",
     "UnauthorizedError",
     "UnavailableError",
@@ -97,6 +98,13 @@ class TimeoutError(AspenError):
     """The request did not complete before its deadline."""
 
     code = "timeout"
+
+
+class StorageFormatError(AspenError):
+    """A data directory was written in a storage layout this version does not read
+    (details: ``path``, ``found``, ``expected``); raised when it is opened, never sent."""
+
+    code = "invalid_argument"
 
 
 class InternalError(AspenError):

@@ -48,14 +48,17 @@ def scan(
     full_key: Callable[[bytes], bytes],
     *,
     prefix: bytes = b"",
+    distinct: bool = False,
 ) -> Iterator[tuple[bytes, bytes, bytes]]:
     """Yield ``(db_key, key, value)`` for every key with ``start <= key < end``, in key order.
 
     ``end=None`` means no upper bound. ``prefix`` is a fixed prefix of every database key
     in the scanned space (it is stripped before decoding); ``full_key(value)`` returns the
-    full key of a long-encoded entry from its stored value. The cursor is moved.
+    full key of a long-encoded entry from its stored value. The cursor is moved. With
+    ``distinct`` (a database of sorted duplicates) each key comes once, with its first value.
     """
     plen = len(prefix)
+    step = cursor.next_nodup if distinct else cursor.next
     seek = start if len(start) <= SHORT_KEY_BYTES else start[:SHORT_KEY_BYTES]
     if not cursor.set_range(prefix + seek):
         return
@@ -70,7 +73,7 @@ def scan(
                 return
             if enc >= start:
                 yield db_key, enc, cursor.value()
-            db_key = cursor.key() if cursor.next() else b""
+            db_key = cursor.key() if step() else b""
             continue
         run_prefix = enc[:SHORT_KEY_BYTES]
         if end is not None and run_prefix >= end:
@@ -79,7 +82,7 @@ def scan(
         while True:
             value = cursor.value()
             run.append((full_key(value), db_key, value))
-            if not cursor.next():
+            if not step():
                 db_key = b""
                 break
             db_key = cursor.key()

@@ -1,43 +1,47 @@
-"""Read-side queries over the ``kv`` and ``history`` databases: range, compare, history.
+"""Read-side queries over the key-value state: range, compare, history.
 
 Every function works inside the caller's transaction — a read transaction for client
 reads, or the nested write transaction of a command being applied (so a range inside a
 txn sees the txn's earlier writes). Range end semantics (etcd): ``end=None`` (or empty) is
 the single key, ``end=b"\\0"`` every key from ``key`` on, otherwise ``[key, end)``.
 
-A read at an old revision R is computed from history: a key changed after R is restored
-from the ``prev`` of its first change after R (or is absent, if that change created it);
-every other key is as it is now.
+A record is read by its position in ``history`` (see :mod:`aspen.kv.layout`): the current
+one through the ``kv`` index, one at an old revision R through the key's earlier
+positions in ``keyrevs`` (its latest at or before R, one seek), so a page at any revision
+costs O(page).
 """
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Generator, Iterator
 from typing import Any
 
 import lmdb
-import msgpack
 
 from aspen import limits
 from aspen.errors import CompactedError, InvalidArgumentError
 from aspen.kv.budget import ReadBudget
 from aspen.kv.commands import RangeRequest
 from aspen.kv.keycodec import SHORT_KEY_BYTES, encode_key, scan
+from aspen.kv.layout import KeyIndex, index_key
 from aspen.kv.records import (
+    DELETE,
+    HISTORY_KEY,
+    POSITION_BYTES,
+    PUT,
     Record,
-    history_event,
+    entry_record,
+    entry_to_wire,
     history_key,
-    record_key,
+    is_put,
     record_to_wire,
-    unpack,
 )
 from aspen.storage.env import Storage
 
 __all__ = ["KV_WIRE_OVERHEAD_BYTES", "KVReader", "in_range"]
 
-#: Bytes a range page counts for each key-value beyond its key and value (stored form) when
-#: it is cut at ``page_bytes``: the field names and revisions of its wire map.
+#: Bytes a range page counts for each key-value beyond its stored history entry when it is
+#: cut at ``page_bytes``: the field names and the mod revision of its wire map.
 KV_WIRE_OVERHEAD_BYTES = 96
 #: Record field of each compare target.
 _TARGET_FIELD = {"value": 1, "create_revision": 2, "mod_revision": 3, "version": 4, "lease": 5}
@@ -48,11 +52,6 @@ def in_range(key: bytes, start: bytes, end: bytes | None) -> bool:
     if not end:
         return key == start
     return start <= key and (end == b"\0" or key < end)
-
-
-def _stored_size(stored: bytes | Record) -> int:
-    """Bytes of a key-value as stored (a record restored from history is packed again)."""
-    return len(stored) if isinstance(stored, bytes) else len(msgpack.packb(stored))
 
 
 def _count(items: Iterator[Any], budget: ReadBudget | None) -> int:
@@ -77,42 +76,64 @@ def _holds(actual: Any, op: str, expected: Any) -> bool:
 
 
 class KVReader:
-    """Range, compare and history queries over a :class:`Storage`'s kv and history dbs."""
+    """Range, compare and history queries over a :class:`Storage`'s key-value state."""
 
     def __init__(self, storage: Storage) -> None:
         """Bind to ``storage``'s databases."""
-        self._kv = storage.db("kv")
-        self._history = storage.db("history")
-        #: Rows (key records and history entries) read so far: a statistic that tests use
+        self.index = KeyIndex(storage)
+        self._kv = self.index.kv
+        self._history = self.index.history
+        #: Rows (index rows and history entries) read so far: a statistic that tests use
         #: to pin what a read costs (a page reads O(page) rows, not O(range)).
         self.rows_read = 0
 
     # ------------------------------------------------------------------ current state
+    def entry(self, txn: lmdb.Transaction, position: bytes) -> bytes:
+        """The stored history entry at ``position`` (which must exist)."""
+        self.rows_read += 1
+        raw = txn.get(position, db=self._history)
+        if raw is None:
+            raise LookupError(f"no history entry at {HISTORY_KEY.unpack(position)}")
+        return raw
+
     def get_record(self, txn: lmdb.Transaction, key: bytes) -> Record | None:
         """The current record of ``key``, or None."""
-        raw = txn.get(encode_key(key), db=self._kv)
+        row = txn.get(encode_key(key), db=self._kv)
         self.rows_read += 1
-        return None if raw is None else unpack(raw)
+        if row is None:
+            return None
+        position = row[:POSITION_BYTES]
+        return entry_record(position, self.entry(txn, position))[1]
 
-    def scan(
+    def positions(
         self, txn: lmdb.Transaction, key: bytes, end: bytes | None
     ) -> Iterator[tuple[bytes, bytes, bytes]]:
-        """Yield ``(encoded, key, stored record)`` of current keys in range, in key order.
+        """Yield ``(encoded, key, position)`` of the current keys in range, in key order
+        (``position``: where the key's current record is in history), reading index rows
+        only.
 
         Lazy: a caller that stops early reads only the rows it consumed (plus the one the
         cursor stands on).
         """
         if not end:
             encoded = encode_key(key)
-            raw = txn.get(encoded, db=self._kv)
+            row = txn.get(encoded, db=self._kv)
             self.rows_read += 1
-            if raw is not None:
-                yield encoded, key, raw
+            if row is not None:
+                yield encoded, key, row[:POSITION_BYTES]
             return
         with txn.cursor(db=self._kv) as cur:
-            for row in scan(cur, key, None if end == b"\0" else end, record_key):
+            for encoded, k, row in scan(cur, key, None if end == b"\0" else end, index_key):
                 self.rows_read += 1
-                yield row
+                yield encoded, k, row[:POSITION_BYTES]
+
+    def scan(
+        self, txn: lmdb.Transaction, key: bytes, end: bytes | None
+    ) -> Iterator[tuple[bytes, bytes, bytes, bytes]]:
+        """Yield ``(encoded, key, position, stored entry)`` of the current keys in range,
+        in key order, lazily (see :meth:`positions`)."""
+        for encoded, k, position in self.positions(txn, key, end):
+            yield encoded, k, position, self.entry(txn, position)
 
     # ------------------------------------------------------------------ range
     def range(
@@ -146,13 +167,18 @@ class KVReader:
         kvs: list[dict[str, Any]] = []
         taken = size = 0
         more = False
-        for key, stored in items:
+        history = self._history
+        for key, position, stored in items:
             if budget is not None:
                 budget.visit()
-            charge = len(key) if req.keys_only else _stored_size(stored)
-            if taken == limit or (
-                taken and page_bytes and size + charge + KV_WIRE_OVERHEAD_BYTES > page_bytes
-            ):
+            if taken == limit:
+                more = True
+                break
+            if stored is None:
+                self.rows_read += 1
+                stored = txn.get(position, db=history)
+            charge = len(key) if req.keys_only else len(stored)
+            if taken and page_bytes and size + charge + KV_WIRE_OVERHEAD_BYTES > page_bytes:
                 more = True
                 break
             taken += 1
@@ -160,8 +186,7 @@ class KVReader:
             if budget is not None:
                 budget.take(charge)
             if materialise:
-                rec = unpack(stored) if isinstance(stored, bytes) else stored
-                kvs.append(record_to_wire(rec, req.keys_only))  # type: ignore[arg-type]
+                kvs.append(entry_to_wire(position, stored, req.keys_only))
         result: dict[str, Any] = {"kvs": kvs, "more": more}
         if req.count:
             rest = self._count_from(txn, req, current, key, items, budget, taken=1) if more else 0
@@ -174,7 +199,7 @@ class KVReader:
         req: RangeRequest,
         current: int,
         start: bytes,
-        items: Iterator[tuple[bytes, bytes | Record]],
+        items: Iterator[tuple[bytes, bytes, bytes | None]],
         budget: ReadBudget | None,
         *,
         taken: int,
@@ -214,8 +239,9 @@ class KVReader:
         current: int,
         compacted: int,
         budget: ReadBudget | None,
-    ) -> Iterator[tuple[bytes, bytes | Record]]:
-        """``(key, stored record or record)`` of the range at ``req.revision``, lazily."""
+    ) -> Iterator[tuple[bytes, bytes, bytes | None]]:
+        """``(key, position, stored entry or None: not read yet)`` of the range at
+        ``req.revision``, lazily."""
         rev = req.revision
         if rev > current:
             raise InvalidArgumentError(
@@ -227,7 +253,7 @@ class KVReader:
                 compact_revision=compacted,
             )
         if rev in (0, current):
-            return ((k, raw) for _, k, raw in self.scan(txn, req.key, req.end))
+            return ((k, pos, None) for _, k, pos in self.positions(txn, req.key, req.end))
         return self._items_at(txn, rev, req.key, req.end, budget)
 
     def _items_at(
@@ -237,41 +263,35 @@ class KVReader:
         key: bytes,
         end: bytes | None,
         budget: ReadBudget | None = None,
-    ) -> Iterator[tuple[bytes, bytes | Record]]:
-        """``(key, stored record or record)`` of the keys in range as they were at ``revision``
-        (every history entry read is a key visited for ``budget``).
-
-        Reads the history after ``revision`` once (to learn which keys in range changed
-        since, and where their first change is), then merges the live range, lazily, with
-        those keys restored: the live range is read only as far as the caller goes.
-        """
-        first_change: dict[bytes, bytes] = {}
-        with txn.cursor(db=self._history) as cur:
-            if cur.set_range(history_key(revision + 1)):
-                for db_key, raw in cur:
+    ) -> Iterator[tuple[bytes, bytes, bytes]]:
+        """``(key, position, stored entry)`` of the keys in range as they were at
+        ``revision``, lazily: each key of the index (live, or with earlier changes kept) is
+        looked up once (see :mod:`aspen.kv.layout`); a key absent at ``revision`` is a key
+        visited for ``budget``."""
+        bound = history_key(revision + 1)
+        stop = None if end == b"\0" else end
+        keys = self.index.keys_between(txn, key, stop) if end else self._one_key(txn, key)
+        with txn.cursor(db=self.index.revs) as revs:
+            for k, encoded, row in keys:
+                self.rows_read += 1
+                position = row[:POSITION_BYTES] if row is not None else None
+                if position is None or position >= bound:
+                    position = self.index.at(revs, encoded, bound)
                     self.rows_read += 1
-                    if budget is not None:
-                        budget.visit()
-                    k = unpack(raw)[1][0]
-                    if k not in first_change and in_range(k, key, end):
-                        first_change[k] = db_key
-        live: Iterator[tuple[bytes, bytes | Record]] = (
-            (k, raw) for _, k, raw in self.scan(txn, key, end) if k not in first_change
-        )
-        restored: Iterator[tuple[bytes, bytes | Record]] = self._restored(txn, first_change)
-        yield from heapq.merge(live, restored, key=lambda item: item[0])
+                if position is not None:
+                    raw = self.entry(txn, position)
+                    if is_put(raw):
+                        yield k, position, raw
+                        continue
+                if budget is not None:
+                    budget.visit()
 
-    def _restored(
-        self, txn: lmdb.Transaction, first_change: dict[bytes, bytes]
-    ) -> Iterator[tuple[bytes, Record]]:
-        """``(key, record before its first change)`` in key order, for the keys that existed
-        then; each record is read from history only when the merge reaches it."""
-        for k in sorted(first_change):
-            raw = txn.get(first_change[k], db=self._history)
-            self.rows_read += 1
-            prev = unpack(raw)[2]
-            if prev is not None:
-                yield k, prev
+    def _one_key(
+        self, txn: lmdb.Transaction, key: bytes
+    ) -> Iterator[tuple[bytes, bytes, bytes | None]]:
+        """The :meth:`KeyIndex.keys_between` row of the single key ``key``."""
+        encoded = encode_key(key)
+        yield key, encoded, txn.get(encoded, db=self._kv)
 
     # ------------------------------------------------------------------ compare
     def compare(
@@ -282,11 +302,11 @@ class KVReader:
         field = _TARGET_FIELD[cmp["target"]]
         op, expected = cmp["op"], cmp["value"]
         seen = False
-        for _, _, raw in self.scan(txn, cmp["key"], cmp["end"]):
+        for _, _, position, raw in self.scan(txn, cmp["key"], cmp["end"]):
             seen = True
             if budget is not None:
                 budget.visit()
-            if not _holds(unpack(raw)[field], op, expected):
+            if not _holds(entry_record(position, raw)[1][field], op, expected):
                 return False
         if seen:
             return True
@@ -299,7 +319,7 @@ class KVReader:
     ) -> Generator[tuple[bytes, bytes], None, None]:
         """``(history key, stored entry)`` from ``position`` (a history key) on, oldest first.
 
-        Nothing is decoded: the caller decides what to unpack (see :func:`history_event`).
+        Nothing is decoded: the caller decides what to unpack (see :meth:`event`).
         """
         with txn.cursor(db=self._history) as cur:
             if cur.set_range(position):
@@ -316,10 +336,43 @@ class KVReader:
         out: list[dict[str, Any]] = []
         if limit <= 0:
             return out
-        for db_key, raw in self.history_entries(txn, history_key(max(start_revision, 0))):
-            event = history_event(db_key, raw)
-            if in_range(event["kv"]["key"], key, end):
-                out.append(event)
+        for position, raw in self.history_entries(txn, history_key(max(start_revision, 0))):
+            kind, rec = entry_record(position, raw)
+            if in_range(rec[0], key, end):
+                out.append(self.event(txn, position, kind, rec))
                 if len(out) >= limit:
                     break
         return out
+
+    def event(
+        self,
+        txn: lmdb.Transaction,
+        position: bytes,
+        kind: int,
+        rec: Record,
+        *,
+        with_prev: bool = True,
+    ) -> dict[str, Any]:
+        """The protocol watch event (``{type, kv, prev_kv, revision}``) of the change at
+        ``position``, which wrote ``rec`` (see :func:`entry_record`); ``prev_kv`` is looked
+        up only ``with_prev``."""
+        prev = self.previous(txn, position, rec[0]) if with_prev else None
+        return {
+            "type": "delete" if kind == DELETE else "put",
+            "kv": record_to_wire(rec),
+            "prev_kv": record_to_wire(prev),
+            "revision": rec[3],
+        }
+
+    def previous(self, txn: lmdb.Transaction, position: bytes, key: bytes) -> Record | None:
+        """The record ``key`` had just before its change at ``position`` (None: it did not
+        exist)."""
+        encoded = encode_key(key)
+        current = txn.get(encoded, db=self._kv)
+        with txn.cursor(db=self.index.revs) as cur:
+            before = self.index.before(cur, encoded, position, current)
+        self.rows_read += 2
+        if before is None:
+            return None
+        kind, rec = entry_record(before, self.entry(txn, before))
+        return rec if kind == PUT else None

@@ -3,9 +3,10 @@
 The store revision starts at 1 on an empty store; every command that changes at least one
 key bumps it by one, and all changes of one command share that revision. Each key record
 carries ``create_revision``, ``mod_revision``, ``version`` (1 on create, +1 per put; a
-deleted key is gone) and ``lease``. Every change is also appended to the ``history`` db
-(``revision + sub-index`` → ``[type, kv, prev]``), which serves watches and reads at old
-revisions until it is compacted.
+deleted key is gone) and ``lease``. Every change is appended to the ``history`` db under
+its position (``revision + sub-index``), the one place a record is stored; the ``kv`` and
+``keyrevs`` dbs index the positions by key (see :mod:`aspen.kv.layout`). History serves
+current reads, reads at old revisions and watches until it is compacted.
 
 :meth:`KVStateMachine.apply` is a pure function of (stored state, command): it never reads
 a clock or randomness. Each command runs in a nested write transaction, so a command that
@@ -13,13 +14,15 @@ fails half-way (an :class:`~aspen.errors.AspenError`) leaves nothing behind; its
 returned as the result. The applied index is recorded for every command, failed or not.
 
 Meta keys: ``kv/state`` = applied index, applied term, revision (three 8-byte BE ints);
-``kv/compact_revision`` = 8 bytes BE.
+``kv/compact_revision`` = 8 bytes BE; ``kv/compact_position`` = the history position
+compaction has reached.
 
-Compaction sets the compact revision at once; the history entries below it are deleted in
-slices (``COMPACT_SLICE_ENTRIES``/``COMPACT_SLICE_BYTES``): one with the compact command,
-then one per write transaction (write cycle) that applies anything, so compacting millions
-of entries never holds a cycle up for long. Entries below the compact revision are never
-read (every history read starts at or above it), so replicas may hold different leftovers.
+Compaction sets the compact revision at once; the changes below it are compacted (see
+:meth:`aspen.kv.layout.KeyIndex.compact_entry`) in slices of ``COMPACT_SLICE_ENTRIES`` /
+``COMPACT_SLICE_BYTES`` examined: one with the compact command, then one per write
+transaction (write cycle) that applies anything, so compacting millions of entries never
+holds a cycle up for long. Reads are correct between slices, so replicas may hold
+different leftovers below the compact revision.
 """
 
 from __future__ import annotations
@@ -45,9 +48,21 @@ from aspen.events import Event, KeyValue, KvBatch, KvDelete, KvPut, LeaseExpired
 from aspen.kv.budget import ReadBudget
 from aspen.kv.commands import RangeRequest
 from aspen.kv.keycodec import encode_key
+from aspen.kv.layout import index_row
 from aspen.kv.leases import LeaseTable
 from aspen.kv.reads import KVReader
-from aspen.kv.records import U64, Record, history_key, record_to_kv, record_to_wire, tombstone
+from aspen.kv.records import (
+    POSITION_BYTES,
+    U64,
+    Record,
+    entry_record,
+    history_key,
+    pack_delete,
+    pack_put,
+    record_to_kv,
+    record_to_wire,
+    tombstone,
+)
 from aspen.storage.env import Storage
 
 __all__ = ["FIRST_REVISION", "KVStateMachine"]
@@ -57,6 +72,7 @@ FIRST_REVISION = 1
 
 _STATE_KEY = b"kv/state"
 _COMPACT_KEY = b"kv/compact_revision"
+_COMPACT_POSITION_KEY = b"kv/compact_position"
 _STATE = struct.Struct(">QQQ")
 
 
@@ -67,9 +83,8 @@ class KVStateMachine:
         """Bind to ``storage``."""
         self._env = storage.env
         self._meta = storage.db("meta")
-        self._kv = storage.db("kv")
-        self._history = storage.db("history")
         self.reader = KVReader(storage)
+        self.index = self.reader.index
         self.leases = LeaseTable(storage)
         self._packer = msgpack.Packer(use_bin_type=True)
         # Revision cache, valid only for the write transaction it was read in: a new parent
@@ -135,7 +150,7 @@ class KVStateMachine:
         over its read budget in the state of ``txn`` (apply checks again)."""
         if command["prev_kv"]:
             budget = _budget_for("delete")
-            for _, _, raw in self.reader.scan(txn, command["key"], command["end"]):
+            for _, _, _, raw in self.reader.scan(txn, command["key"], command["end"]):
                 budget.take(len(raw))
 
     def mark_applied(self, txn: lmdb.Transaction, index: int, term: int) -> None:
@@ -151,24 +166,33 @@ class KVStateMachine:
         self.compact_slice(txn)
 
     def compact_slice(self, txn: lmdb.Transaction) -> int:
-        """Delete up to one slice of the history entries below the compact revision (see
-        the module docstring); return how many were deleted."""
+        """Compact up to one slice of the changes below the compact revision (see the module
+        docstring); return how many history entries were deleted."""
         raw = txn.get(_COMPACT_KEY, db=self._meta)
         if raw is None:
             return 0
         bound = history_key(U64.unpack(raw)[0])
-        deleted = size = 0
-        with txn.cursor(db=self._history) as cur:
-            if not cur.first():
-                return 0
-            while deleted < limits.COMPACT_SLICE_ENTRIES and size < limits.COMPACT_SLICE_BYTES:
-                key = cur.key()
-                if not key or key >= bound:
-                    break
-                size += len(key) + len(cur.value())
-                deleted += 1
-                if not cur.delete():
-                    break
+        start = txn.get(_COMPACT_POSITION_KEY, db=self._meta) or b""
+        if start >= bound:
+            return 0
+        todo: list[tuple[bytes, bytes]] = []
+        size = 0
+        reached = bound  # unless a slice bound stops it short
+        with txn.cursor(db=self.index.history) as cur:
+            if cur.set_range(start):
+                for position, entry in cur:
+                    if position >= bound:
+                        break
+                    if (
+                        len(todo) >= limits.COMPACT_SLICE_ENTRIES
+                        or size >= limits.COMPACT_SLICE_BYTES
+                    ):
+                        reached = position
+                        break
+                    todo.append((position, entry))
+                    size += len(position) + len(entry)
+        deleted = sum(self.index.compact_entry(txn, pos, entry) for pos, entry in todo)
+        txn.put(_COMPACT_POSITION_KEY, reached, db=self._meta)
         self.compacted_entries += deleted
         return deleted
 
@@ -294,6 +318,7 @@ class _Apply:
         "events",
         "history_db",
         "index",
+        "keys",
         "kv_db",
         "kv_events",
         "revision",
@@ -317,8 +342,9 @@ class _Apply:
         self.budget = budget  # what this command may read into its answer
         self.answer = answer  # build the kvs of ranges (only the answering replica does)
         self.txn: lmdb.Transaction = None  # type: ignore[assignment]  # set by apply
-        self.kv_db = sm._kv
-        self.history_db = sm._history
+        self.keys = sm.index
+        self.kv_db = sm.index.kv
+        self.history_db = sm.index.history
         self.index = index
         self.term = term
         self.revision = revision  # the revision this command's changes get
@@ -339,28 +365,29 @@ class _Apply:
         return self.events
 
     # ------------------------------------------------------------------ changes
-    def _changed(
-        self, kind: str, rec: Record, prev: Record | None, event: KvPut | KvDelete
-    ) -> None:
-        """Append a change to history and its event to the command's events."""
-        self.txn.put(
-            history_key(self.revision, self.sub),
-            self.sm.pack((kind, rec, prev)),
-            db=self.history_db,
-            append=True,
-        )
+    def _changed(self, entry: bytes, event: KvPut | KvDelete) -> bytes:
+        """Append a change (its stored ``entry``) to history and its event to the command's
+        events; return its position."""
+        position = history_key(self.revision, self.sub)
+        self.txn.put(position, entry, db=self.history_db, append=True)
         self.sub += 1
         self.events.append(event)
         self.kv_events.append(event)
+        return position
 
     def put(self, key: bytes, value: bytes, lease: int, want_prev: bool) -> dict[str, Any]:
         """Write one key; result ``{prev_kv}``."""
         txn, rev = self.txn, self.revision
         encoded = encode_key(key)
-        raw = txn.get(encoded, db=self.kv_db)
-        prev = msgpack.unpackb(raw) if raw is not None else None
-        if want_prev and raw is not None:
-            self.budget.take(len(raw))
+        row = txn.get(encoded, db=self.kv_db)
+        prev: Record | None = None
+        if row is not None:
+            prev_position = row[:POSITION_BYTES]
+            prev_raw = self.sm.reader.entry(txn, prev_position)
+            prev = entry_record(prev_position, prev_raw)[1]
+            if want_prev:
+                self.budget.take(len(prev_raw))
+            self.keys.supersede(txn, encoded, prev_position)
         if lease and not self.sm.leases.exists(txn, lease):
             raise NotFoundError(f"lease {lease} not found", lease=lease)
         if prev is None:
@@ -369,16 +396,15 @@ class _Apply:
         else:
             rec = [key, value, prev[2], rev, prev[4] + 1, lease]
             old_lease = prev[5]
-        txn.put(encoded, self.sm.pack(rec), db=self.kv_db)
         if old_lease != lease:
             if old_lease:
                 self.sm.leases.detach(txn, old_lease, encoded)
             if lease:
                 self.sm.leases.attach(txn, lease, encoded, key)
         prev_kv = record_to_kv(prev) if prev is not None else None
-        self._changed(
-            "put", rec, prev, KvPut(self.index, self.term, rev, record_to_kv(rec), prev_kv)
-        )
+        event = KvPut(self.index, self.term, rev, record_to_kv(rec), prev_kv)
+        position = self._changed(pack_put(self.sm._packer, rec), event)
+        txn.put(encoded, index_row(position, key, encoded), db=self.kv_db)
         return {"prev_kv": record_to_wire(prev) if want_prev else None}
 
     def delete(self, key: bytes, end: bytes | None, want_prev: bool) -> dict[str, Any]:
@@ -391,25 +417,29 @@ class _Apply:
                 "delete it in smaller ranges"
             )
         if want_prev:
-            for _, _, raw in targets:  # before any change: refuse as a whole
+            for _, _, _, raw in targets:  # before any change: refuse as a whole
                 self.budget.take(len(raw))
         prev_kvs = []
-        for encoded, _, raw in targets:
-            prev = self._delete_key(encoded, msgpack.unpackb(raw), detach=True)
+        for encoded, _, position, raw in targets:
+            prev = self._delete_key(encoded, position, raw, detach=True)
             if want_prev:
                 prev_kvs.append(record_to_wire(prev))
         return {"deleted": len(targets), "prev_kvs": prev_kvs}
 
-    def _delete_key(self, encoded: bytes, prev: Record, *, detach: bool) -> Record:
-        """Delete a stored key whose record is ``prev``; return ``prev``."""
+    def _delete_key(self, encoded: bytes, position: bytes, raw: bytes, *, detach: bool) -> Record:
+        """Delete a stored key whose current record (stored ``raw``) is at ``position``;
+        return that record."""
+        prev = entry_record(position, raw)[1]
         self.txn.delete(encoded, db=self.kv_db)
+        self.keys.supersede(self.txn, encoded, position)
         if detach and prev[5]:
             self.sm.leases.detach(self.txn, prev[5], encoded)
         tomb = tombstone(prev[0], self.revision)
         event = KvDelete(
             self.index, self.term, self.revision, record_to_kv(tomb), record_to_kv(prev)
         )
-        self._changed("delete", tomb, prev, event)
+        tomb_position = self._changed(pack_delete(self.sm._packer, prev[0]), event)
+        self.keys.supersede(self.txn, encoded, tomb_position)
         return prev
 
     def range(self, op: dict[str, Any]) -> dict[str, Any]:
@@ -458,9 +488,11 @@ class _Apply:
     def delete_lease(self, lease_id: int, attached: list[tuple[bytes, bytes]]) -> None:
         """Delete a lease and its ``attached`` keys (``(encoded, key)`` from LeaseTable.keys)."""
         for encoded, _ in attached:
-            raw = self.txn.get(encoded, db=self.kv_db)
-            if raw is not None:
-                self._delete_key(encoded, msgpack.unpackb(raw), detach=False)
+            row = self.txn.get(encoded, db=self.kv_db)
+            if row is not None:
+                position = row[:POSITION_BYTES]
+                raw = self.sm.reader.entry(self.txn, position)
+                self._delete_key(encoded, position, raw, detach=False)
         self.sm.leases.remove(self.txn, lease_id)
 
 

@@ -106,9 +106,10 @@ class SnapshotSpool:
 
 
 def _check_spool(path: Path) -> None:
-    """Parse a spooled snapshot completely; raise ``ValueError`` if it is cut or garbled."""
+    """Parse a spooled snapshot completely; raise ``ValueError`` if it is cut or garbled,
+    :class:`~aspen.errors.StorageFormatError` if it is of another storage format."""
     with open(path, "rb") as f:
-        for chunk in sm_snapshot.read_spool(f):  # msgpack raises ValueError when cut
+        for n, chunk in enumerate(sm_snapshot.read_spool(f)):  # msgpack: ValueError when cut
             if not (
                 isinstance(chunk, list)
                 and len(chunk) == 2
@@ -117,6 +118,8 @@ def _check_spool(path: Path) -> None:
                 and len(chunk[1]) % 2 == 0
             ):
                 raise ValueError("a snapshot chunk is not [database, [key, value, ...]]")
+            if n == 0:
+                sm_snapshot.check_format(*chunk)
 
 
 def _private_opener(path: str, flags: int) -> int:

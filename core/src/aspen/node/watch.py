@@ -28,7 +28,7 @@ from aspen import limits
 from aspen.errors import CompactedError
 from aspen.kv.commands import WatchRequest
 from aspen.kv.reads import in_range
-from aspen.kv.records import HISTORY_KEY, history_event, history_key
+from aspen.kv.records import DELETE, HISTORY_KEY, entry_record, history_key
 from aspen.kv.state_machine import KVStateMachine
 from aspen.storage import Storage
 
@@ -104,9 +104,11 @@ class WatchHub:
                     ):
                         return _Page(current, events, db_key, True)
                     examined, examined_bytes = examined + 1, examined_bytes + len(raw)
-                    event = _shape(history_event(db_key, raw), req)
-                    if event is None:
+                    kind, rec = entry_record(db_key, raw)
+                    if not _wanted(kind, rec[0], req):
                         continue
+                    shaped = self._sm.reader.event(txn, db_key, kind, rec, with_prev=req.prev_kv)
+                    event = {k: shaped[k] for k in ("type", "kv", "prev_kv")}
                     cost = event_bytes(event)
                     if events and size + cost > limits.MAX_WATCH_MESSAGE_BYTES:
                         return _Page(current, events, db_key, True)
@@ -166,17 +168,11 @@ def _check_compacted(revision: int, compacted: int) -> None:
         )
 
 
-def _shape(event: dict[str, Any], req: WatchRequest) -> dict[str, Any] | None:
-    """The protocol event ``req`` wants for a history event, or None if it does not."""
-    kind = event["type"]
-    if (kind == "put" and "noput" in req.filters) or (
-        kind == "delete" and "nodelete" in req.filters
-    ):
-        return None
-    if not in_range(event["kv"]["key"], req.key, req.end):
-        return None
-    return {
-        "type": kind,
-        "kv": event["kv"],
-        "prev_kv": event["prev_kv"] if req.prev_kv else None,
-    }
+def _wanted(kind: int, key: bytes, req: WatchRequest) -> bool:
+    """True if ``req`` wants the change of ``key`` of ``kind`` (a history entry's)."""
+    if kind == DELETE:
+        if "nodelete" in req.filters:
+            return False
+    elif "noput" in req.filters:
+        return False
+    return in_range(key, req.key, req.end)

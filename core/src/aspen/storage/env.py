@@ -18,6 +18,10 @@ The directory is made 0700 and LMDB creates its files 0600 (a node tightens exis
 on start, see :mod:`aspen.storage.private`): they hold every value the node stores.
 When the disk or the map is full, a write transaction fails and is aborted with the
 environment still usable (see :mod:`aspen.storage.space`).
+
+The meta database records the layout version (:data:`STORAGE_FORMAT` under
+:data:`FORMAT_KEY`). A directory written in another layout is refused with a
+:class:`~aspen.errors.StorageFormatError` before anything in it is read or changed.
 """
 
 from __future__ import annotations
@@ -28,12 +32,21 @@ from typing import Any
 import lmdb
 
 from aspen import limits
+from aspen.errors import StorageFormatError
 from aspen.storage.private import PRIVATE_FILE_MODE, make_private_dir
 
-__all__ = ["DB_NAMES", "Storage"]
+__all__ = ["DB_NAMES", "FORMAT_KEY", "STORAGE_FORMAT", "Storage"]
 
 #: The named databases of the environment.
-DB_NAMES: tuple[str, ...] = ("meta", "log", "kv", "history", "leases", "lease_keys")
+DB_NAMES: tuple[str, ...] = ("meta", "log", "kv", "history", "keyrevs", "leases", "lease_keys")
+#: Databases holding sorted duplicate values of a fixed size (see :mod:`aspen.kv.layout`).
+_DUPFIXED_DBS = frozenset({"keyrevs"})
+#: Meta key of the layout version (8 bytes BE).
+FORMAT_KEY = b"storage/format"
+#: The layout this code reads and writes. 1: every key-value stored in ``kv`` and again in
+#: each ``history`` entry (no format key); 2: each value once, in ``history`` (see
+#: :mod:`aspen.kv.layout`).
+STORAGE_FORMAT = 2
 
 
 class Storage:
@@ -59,9 +72,39 @@ class Storage:
             readahead=False,
         )
         self._dbs: dict[str, Any] = {}
-        with self.env.begin(write=True) as txn:
-            for name in DB_NAMES:
-                self._dbs[name] = self.env.open_db(name.encode(), txn=txn, create=True)
+        try:
+            with self.env.begin(write=True) as txn:
+                meta = self.env.open_db(b"meta", txn=txn, create=True)
+                self._check_format(txn, meta)
+                for name in DB_NAMES:
+                    dupfixed = name in _DUPFIXED_DBS
+                    self._dbs[name] = self.env.open_db(
+                        name.encode(), txn=txn, create=True, dupsort=dupfixed, dupfixed=dupfixed
+                    )
+        except StorageFormatError:
+            self.env.close()
+            raise
+
+    def _check_format(self, txn: lmdb.Transaction, meta: Any) -> None:
+        """Record :data:`STORAGE_FORMAT` in a new environment; refuse one of another format."""
+        raw = txn.get(FORMAT_KEY, db=meta)
+        if raw is None:
+            if txn.stat(meta)["entries"] == 0:  # nothing written yet: a new environment
+                txn.put(FORMAT_KEY, STORAGE_FORMAT.to_bytes(8, "big"), db=meta)
+                return
+            found = 1  # written before the format was recorded
+        else:
+            found = int.from_bytes(raw, "big")
+        if found != STORAGE_FORMAT:
+            raise StorageFormatError(
+                f"data directory {self.path} holds storage format {found}; this version of "
+                f"Aspen reads format {STORAGE_FORMAT} only. Start a node of the version that "
+                "wrote it, or start this one on an empty data directory and let it catch up "
+                "from the cluster",
+                path=str(self.path),
+                found=found,
+                expected=STORAGE_FORMAT,
+            )
 
     def db(self, name: str) -> Any:
         """Return the handle of the named database (one of :data:`DB_NAMES`)."""
