@@ -7,9 +7,9 @@ from typing import Any
 from aspen import limits
 from aspen.errors import InvalidArgumentError
 from aspen.node.node_of import node_of
-from aspen.plugins.types import RpcHandler
 from aspen.rpc import params as p
 from aspen.rpc.context import RpcContext
+from aspen.rpc.handler import RpcHandler
 
 __all__ = ["cluster_handlers"]
 

@@ -22,9 +22,9 @@ from aspen.kv import commands
 from aspen.limits import MAX_WATCHES_PER_CONNECTION
 from aspen.node.cluster_handlers import cluster_handlers
 from aspen.node.node_of import node_of
-from aspen.plugins.types import RpcHandler
 from aspen.rpc import params as p
 from aspen.rpc.context import RpcContext
+from aspen.rpc.handler import RpcHandler
 
 if TYPE_CHECKING:
     from aspen.node.node import Node

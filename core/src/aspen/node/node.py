@@ -27,8 +27,8 @@ from aspen.node.leases import LeaseKeeper
 from aspen.node.watch import WatchHub
 from aspen.plugins.config import load_config_file, resolve_config
 from aspen.plugins.manager import current_plugin
-from aspen.plugins.types import UnaryHandler
 from aspen.rpc.context import RpcContext
+from aspen.rpc.handler import UnaryHandler
 from aspen.rpc.registry import MethodRegistry
 from aspen.rpc.server import RpcServer
 from aspen.storage import Storage
