@@ -14,10 +14,10 @@ from anyio.abc import TaskGroup
 
 import aspen
 from aspen import limits
+from aspen.api import NodeAPI
 from aspen.errors import UnavailableError
 from aspen.events import Event
 from aspen.kv.state_machine import KVStateMachine
-from aspen.node.api import NodeAPI
 from aspen.node.auth import TokenAuthenticator, load_or_create_root_token
 from aspen.node.bus import EventBus
 from aspen.node.cluster import JOINED_MARKER, ClusterRuntime
