@@ -7,7 +7,7 @@ from typing import Any
 
 import msgpack
 
-from aspen.kv.keys import prefix_end
+from aspen.client import prefix_end
 
 __all__ = [
     "cmp_create",

@@ -22,8 +22,8 @@ from typing import Any
 import msgpack
 
 from aspen import limits as core_limits
+from aspen.client import prefix_end
 from aspen.errors import InvalidArgumentError
-from aspen.kv.keys import prefix_end
 from aspen_secrets import consistency, limits
 from aspen_secrets.keyring import ClusterKeyring
 from aspen_secrets.opencache import OpenedCache
