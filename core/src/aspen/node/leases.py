@@ -1,16 +1,21 @@
-"""Lease deadlines, kept by the node (the leader, once there is Raft), never by apply.
+"""The lease lifecycle, all of it: grant, revoke, keepalive, time-to-live, expiry, and what
+happens when this node gains or loses the leadership.
 
-The state machine stores each lease's granted TTL and its keys. When a lease runs out is
-decided here, from the node's monotonic clock: keepalives push the deadline, and a
-periodic check proposes one ``lease_expire`` command for the leases that ran out, so every
-replica deletes the same keys at the same log index. After a restart (or a leader change)
-every lease gets a fresh full TTL, as etcd does.
+The state machine stores each lease's granted TTL and its keys (:mod:`aspen.kv.leases`).
+*When* a lease runs out is not replicated: the leader keeps a deadline per lease from its
+monotonic clock, keepalives push the deadline, and a periodic check proposes one
+``lease_expire`` command for the leases that ran out, so every replica deletes the same keys
+at the same log index. When a node becomes leader it loads every stored lease with a fresh
+full TTL (as etcd does after a restart or a leader change); once its election no-op is
+applied it also picks up leases granted under the previous leader; when it stops leading it
+forgets every deadline. Keepalive and time-to-live are answered by the leader only.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -19,60 +24,84 @@ import anyio
 
 from aspen import limits
 from aspen.errors import AspenError, NotFoundError
-from aspen.kv.commands import lease_expire_command
+from aspen.kv import commands
+from aspen.kv.state_machine import KVStateMachine
+from aspen.storage import Storage
 
-__all__ = ["LeaseKeeper"]
+__all__ = ["MAX_LEASE_ID", "LeaseService"]
 
 log = logging.getLogger(__name__)
 
+#: Largest lease id the node picks (etcd's ids are positive int64).
+MAX_LEASE_ID = 2**63 - 1
 
-class LeaseKeeper:
-    """In-memory lease deadlines and the loop that expires them."""
+
+class LeaseService:
+    """Lease deadlines (kept in memory by the leader), the ``lease.*`` operations, and the
+    loop that proposes the expiry of leases that ran out."""
 
     def __init__(
         self,
-        propose: Callable[[dict], Awaitable[Any]],
+        storage: Storage,
+        state_machine: KVStateMachine,
         *,
+        propose: Callable[[dict[str, Any]], Awaitable[Any]],
+        require_leader: Callable[[], None],
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``propose`` replicates a command and returns its result; ``require_leader``
+        raises ``not_leader`` (with the leader's endpoint) unless this node leads."""
+        self._storage = storage
+        self._state_machine = state_machine
         self._propose = propose
+        self._require_leader = require_leader
         self._clock = clock
         #: lease id -> (granted ttl, monotonic deadline)
         self._leases: dict[int, tuple[int, float]] = {}
 
-    def load(self, granted: Iterable[tuple[int, int]]) -> None:
-        """Track exactly these leases (id, granted ttl), each with a full TTL from now."""
-        now = self._clock()
-        self._leases.clear()
-        for lease_id, ttl in granted:
-            self._leases[lease_id] = (ttl, now + ttl)
+    # ------------------------------------------------------------------ operations
+    async def grant(self, params: dict[str, Any]) -> Any:
+        """Create a lease (``lease.grant``); the node picks the id unless one is given."""
+        command = commands.lease_grant_command(params, secrets.randbelow(MAX_LEASE_ID) + 1)
+        result = await self._propose(command)
+        self._leases[result["id"]] = (result["ttl"], self._clock() + result["ttl"])
+        return result
 
-    def merge(self, granted: Iterable[tuple[int, int]]) -> None:
-        """Also track leases not known yet (full TTL from now); known ones keep their deadline."""
-        now = self._clock()
-        for lease_id, ttl in granted:
-            self._leases.setdefault(lease_id, (ttl, now + ttl))
-
-    def clear(self) -> None:
-        """Forget every deadline (this node stopped leading; the next leader reloads)."""
-        self._leases.clear()
-
-    def granted(self, lease_id: int, ttl: int) -> None:
-        """Track a lease that was just granted."""
-        self._leases[lease_id] = (ttl, self._clock() + ttl)
-
-    def revoked(self, lease_id: int) -> None:
-        """Forget a lease that was revoked or expired."""
-        self._leases.pop(lease_id, None)
+    async def revoke(self, params: dict[str, Any]) -> Any:
+        """Delete a lease and every key attached to it (``lease.revoke``)."""
+        command = commands.lease_revoke_command(params)
+        result = await self._propose(command)
+        self._forget(command["id"])
+        return result
 
     def keepalive(self, lease_id: int) -> int:
-        """Renew a lease to its full TTL and return that TTL."""
+        """Renew a lease to its full TTL and return that TTL (leader only)."""
+        self._require_leader()
         try:
             ttl, _ = self._leases[lease_id]
         except KeyError:
             raise NotFoundError(f"lease {lease_id} not found", lease=lease_id) from None
         self._leases[lease_id] = (ttl, self._clock() + ttl)
         return ttl
+
+    def time_to_live(self, lease_id: int, with_keys: bool) -> dict[str, Any]:
+        """Remaining and granted TTL of a lease, optionally with its keys (leader only)."""
+        self._require_leader()
+        with self._storage.begin() as txn:
+            info = self._state_machine.lease_info(txn, lease_id, with_keys)
+        if info is None:
+            raise NotFoundError(f"lease {lease_id} not found", lease=lease_id)
+        return {
+            "id": lease_id,
+            "ttl": self.remaining(lease_id),
+            "granted_ttl": info["granted_ttl"],
+            "keys": info.get("keys", []),
+        }
+
+    def ids(self) -> list[int]:
+        """Every granted lease id, ascending (from this node's state)."""
+        with self._storage.begin() as txn:
+            return self._state_machine.lease_ids(txn)
 
     def remaining(self, lease_id: int) -> int:
         """Seconds left on a lease (rounded up), or -1 when it is not known."""
@@ -82,8 +111,38 @@ class LeaseKeeper:
         return max(0, math.ceil(entry[1] - self._clock()))
 
     def __len__(self) -> int:
+        """Number of leases this node keeps a deadline for (0 unless it leads)."""
         return len(self._leases)
 
+    # ------------------------------------------------------------------ leadership
+    def leadership_changed(self, leading: bool) -> None:
+        """This node became leader (track every stored lease, full TTL from now) or stopped
+        leading (forget every deadline; the next leader reloads)."""
+        if leading:
+            self._load(self._stored(), replace=True)
+        else:
+            self._leases.clear()
+
+    def leader_ready(self) -> None:
+        """Our election no-op applied: leases granted under earlier leaders are visible now;
+        track those not known yet (known ones keep their deadline)."""
+        self._load(self._stored(), replace=False)
+
+    def _stored(self) -> list[tuple[int, int]]:
+        with self._storage.begin() as txn:
+            return self._state_machine.lease_ttls(txn)
+
+    def _load(self, granted: Iterable[tuple[int, int]], *, replace: bool) -> None:
+        now = self._clock()
+        if replace:
+            self._leases.clear()
+        for lease_id, ttl in granted:
+            self._leases.setdefault(lease_id, (ttl, now + ttl))
+
+    def _forget(self, lease_id: int) -> None:
+        self._leases.pop(lease_id, None)
+
+    # ------------------------------------------------------------------ expiry
     def expired(self) -> list[int]:
         """Ids whose deadline has passed, oldest first, at most one command's worth."""
         now = self._clock()
@@ -98,9 +157,9 @@ class LeaseKeeper:
             if not due:
                 continue
             try:
-                await self._propose(lease_expire_command(due))
+                await self._propose(commands.lease_expire_command(due))
             except AspenError as exc:
                 log.warning("expiring leases %s failed: %s", due, exc)
                 continue
             for lease_id in due:
-                self.revoked(lease_id)
+                self._forget(lease_id)
