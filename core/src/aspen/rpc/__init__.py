@@ -6,8 +6,9 @@ re-exports) stays cheap to import and free of the server.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from aspen.lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from aspen.rpc.context import RpcContext
@@ -25,18 +26,13 @@ __all__ = [
 ]
 
 _HOME = {
-    "DuplicateMethodError": "registry",
-    "MethodRegistry": "registry",
-    "RpcContext": "context",
-    "RpcHandler": "handler",
-    "RpcServer": "server",
-    "check_method_name": "registry",
+    "DuplicateMethodError": "aspen.rpc.registry",
+    "MethodRegistry": "aspen.rpc.registry",
+    "RpcContext": "aspen.rpc.context",
+    "RpcHandler": "aspen.rpc.handler",
+    "RpcServer": "aspen.rpc.server",
+    "check_method_name": "aspen.rpc.registry",
 }
 
 
-def __getattr__(name: str) -> Any:
-    """Import the public names lazily from their modules."""
-    module = _HOME.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+__getattr__ = lazy_getattr(__name__, _HOME)
