@@ -13,7 +13,7 @@ import click
 
 from aspen.cli.output import EXIT_USAGE, fail
 from aspen.node.config import default_data_dir
-from aspen.transport.tokens import ROOT_TOKEN_FILE
+from aspen.transport.datadir import ROOT_TOKEN_FILE
 
 __all__ = ["CliContext", "json_option", "pass_cli", "pass_client", "resolve_token"]
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
+from aspen.transport.datadir import ROOT_TOKEN_FILE
 from aspen.transport.identity import write_private_file
-from aspen.transport.tokens import ROOT_TOKEN_FILE, secrets_match, token_secret
+from aspen.transport.tokens import secrets_match, token_secret
 
 __all__ = ["TokenAuthenticator", "load_or_create_root_token"]
 

@@ -27,8 +27,8 @@ from typing import Literal
 
 from aspen.errors import AspenError
 from aspen.node.config import address_in_use
+from aspen.transport.datadir import ROOT_TOKEN_FILE
 from aspen.transport.ports import PEER_PORT_OFFSET
-from aspen.transport.tokens import ROOT_TOKEN_FILE
 
 __all__ = [
     "PEER_PORT_OFFSET",

@@ -15,7 +15,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from aspen.node.config import NodeConfig
 from aspen.node.node import Node
-from aspen.transport.tokens import ROOT_TOKEN_FILE
+from aspen.transport.datadir import ROOT_TOKEN_FILE
 
 __all__ = ["NodeThread", "backend_options", "run_node"]
 

@@ -49,6 +49,7 @@ from aspen.limits import (
     MAX_JOIN_ADDRESSES,
     PEER_CONNECT_TIMEOUT_SECONDS,
 )
+from aspen.transport.datadir import ROOT_TOKEN_FILE
 from aspen.transport.framed import LINK_ERRORS, FramedStream, describe_error, open_tls
 from aspen.transport.identity import (
     NodeIdentity,
@@ -69,7 +70,6 @@ from aspen.transport.tls import (
     write_public_file,
 )
 from aspen.transport.tokens import (
-    ROOT_TOKEN_FILE,
     ClusterToken,
     new_cluster_token,
     parse_cluster_token,

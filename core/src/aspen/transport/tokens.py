@@ -25,7 +25,6 @@ from typing import Literal
 __all__ = [
     "CLIENT_TOKEN_PREFIX",
     "JOIN_TOKEN_PREFIX",
-    "ROOT_TOKEN_FILE",
     "ClusterToken",
     "TokenKind",
     "new_cluster_token",
@@ -38,9 +37,6 @@ __all__ = [
 CLIENT_TOKEN_PREFIX = "aspen1"
 #: First field of a join token.
 JOIN_TOKEN_PREFIX = "aspen1j"
-#: Name of the root token file inside a node's data directory (mode 0600): the client token
-#: the node accepts as ``root``, written at start-up or from a join grant.
-ROOT_TOKEN_FILE = "root-token"
 #: Random bytes in a generated secret.
 SECRET_BYTES = 32
 
