@@ -488,3 +488,33 @@ def test_delete_of_100k_keys_under_a_live_watch_keeps_leader_and_writes(cluster)
     assert writer.errors == []
     assert max(writer.latencies) < LIVENESS_SECONDS
     assert _leadership(c) == before  # same leader, same term, on every node
+
+
+@pytest.mark.aspen_cluster(env={"ASPEN_LEASE_READS": "true"})
+def test_lease_reads_stay_linearizable_when_the_leader_is_paused_or_killed(cluster) -> None:
+    """``--lease-reads``: the paused leader's lease runs out by its clock while it sleeps,
+    so once resumed it never answers a read from it after the others moved on."""
+    c = cluster
+
+    def put_after(moment: float) -> bool:
+        return any(
+            e["ok"] and e["op"] == "put" and e["call"] > moment for e in work.recorder.history()
+        )
+
+    with Workload(c) as work:
+        wait_for(lambda: len(work.recorder) > 100, timeout=30)
+        pid = c.procs[c.leader_index() - 1].pid
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            paused_at = time.monotonic()
+            wait_for(lambda: put_after(paused_at), timeout=30)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        done = len(work.recorder)
+        wait_for(lambda: len(work.recorder) > done + 200, timeout=60)
+        c.kill(c.leader_index())
+        killed_at = time.monotonic()
+        wait_for(lambda: put_after(killed_at), timeout=30)
+        done = len(work.recorder)
+        wait_for(lambda: len(work.recorder) > done + 100, timeout=60)
+    _assert_linearizable(work.recorder.history())

@@ -1,2 +1,2 @@
-"""Helpers of ``bench/secrets.py``: the servers under test (Aspen and OpenBao), the
+"""Helpers of ``bench/secrets_vs_openbao.py``: the servers under test (Aspen and OpenBao), the
 closed-loop load generator for the three secrets operations, and the report."""

@@ -14,6 +14,7 @@ from anyio.from_thread import start_blocking_portal
 from test_rpc_server import TOKEN, Served, serving, wait_until
 
 import aspen
+import aspen.client.aclient
 import aspen.client.connection
 from aspen import errors, limits
 from aspen.client import split_endpoints
@@ -302,3 +303,34 @@ def test_sync_stream_can_be_cancelled_from_another_thread(server_thread: Served)
 def test_sync_client_with_dead_first_endpoint(server_thread: Served) -> None:
     with aspen.connect([dead_endpoint(), server_thread.endpoint], token=TOKEN) as c:
         assert c.call("test.echo", {"x": 1}) == {"x": 1}
+
+
+# ------------------------------------------------------------------------------ anyio driver
+@pytest.mark.anyio
+async def test_portable_client_driver_multiplexes_streams_and_sees_the_server_go(
+    driver: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The client's anyio driver (what trio uses), forced on asyncio, over plain TCP: many
+    calls in flight on one connection, a stream, errors, and the loss of the server."""
+    for module in (aspen.client.aclient, aspen.client.connection):
+        monkeypatch.setattr(module, "running_on_asyncio", lambda: False)
+    async with serving(driver) as s, aspen.aconnect(s.endpoint, token=TOKEN) as c:
+        assert type(c._conn).__name__ == "_AnyioConnection"
+        results: dict[int, Any] = {}
+
+        async def one(i: int) -> None:
+            results[i] = await c.call("test.echo", {"i": i})
+
+        async with anyio.create_task_group() as tg:
+            for i in range(300):
+                tg.start_soon(one, i)
+        assert results == {i: {"i": i} for i in range(300)}
+        assert [i async for i in c.stream("test.count", {"n": 4})] == [0, 1, 2, 3]
+        with pytest.raises(errors.NotFoundError, match="no such thing"):
+            await c.call("test.fail")
+        conn = c._conn
+        for session in list(s.server._sessions):
+            session.abort()
+        await wait_until(lambda: conn.closed)
+        with pytest.raises(errors.UnavailableError):
+            await conn.request("test.echo", {}, timeout=5)

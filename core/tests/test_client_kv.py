@@ -70,7 +70,9 @@ async def test_put_get_range_delete(node: NodeThread, anyio_backend: str) -> Non
             await c.kv.put(f"{p}k{i}", str(i))
         page = await c.kv.range(p + "k", limit=3)
         assert isinstance(page, RangeResult)
-        assert len(page) == 3 and page.more and page.count == 7
+        assert len(page) == 3 and page.more and page.count is None  # not asked for
+        counted = await c.kv.range(p + "k", limit=3, count=True)
+        assert counted.kvs == page.kvs and counted.count == 7
         assert [kv.key for kv in page] == [f"{p}k{i}".encode() for i in range(3)]
         keys = await c.kv.range(p + "k", keys_only=True)
         assert all(kv.value == b"" for kv in keys) and len(keys) == 7
@@ -83,7 +85,7 @@ async def test_put_get_range_delete(node: NodeThread, anyio_backend: str) -> Non
         assert isinstance(deleted, DeleteResult) and deleted.deleted == 7
         assert len(deleted.prev_kvs) == 7
         assert (await c.kv.delete(p + "a", end=p + "b")).deleted == 1
-        assert (await c.kv.range(p)).count == 0
+        assert (await c.kv.range(p, count=True)).count == 0
 
 
 @pytest.mark.anyio

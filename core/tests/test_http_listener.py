@@ -17,8 +17,6 @@ from anyio.from_thread import start_blocking_portal
 from aspen.http import HttpLimits, HttpServer
 from aspen.testing import wait_for
 
-pytest.importorskip("uvicorn")
-
 #: Seconds any single socket read may block before the test fails.
 READ_DEADLINE = 10.0
 
@@ -52,11 +50,10 @@ async def echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 @contextmanager
-def listener(**bounds: Any) -> Iterator[tuple[tuple[str, int], HttpServer]]:
-    """Serve :func:`echo_app` with ``bounds`` on a free port; yields ``((host, port),
-    server)``."""
+def listener(app: Any = echo_app, **bounds: Any) -> Iterator[tuple[tuple[str, int], HttpServer]]:
+    """Serve ``app`` with ``bounds`` on a free port; yields ``((host, port), server)``."""
     server = HttpServer(
-        echo_app, "127.0.0.1:0", name="test", error_body=shape, limits=HttpLimits(**bounds)
+        app, "127.0.0.1:0", name="test", error_body=shape, limits=HttpLimits(**bounds)
     )
     host, _, port = server.bind().rpartition(":")
     with start_blocking_portal() as portal:
@@ -205,3 +202,143 @@ def test_stop_with_a_lingering_and_a_half_sent_connection() -> None:
     assert read_to_close(half) == b""
     answered.close()
     half.close()
+
+
+async def method_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Answers ``<method> <path> <body>`` in parts (no length: the listener frames it);
+    ``/fail`` raises before answering, ``/early`` answers before reading the body,
+    ``/split`` sends a header with a line break."""
+    if scope["path"] == "/fail":
+        raise RuntimeError("the app failed")
+    if scope["path"] == "/split":  # a header value that would split the response
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"x", b"a\r\nb: c")]}
+        )
+        return
+    if scope["path"] == "/early":  # answers without reading the body
+        await send({"type": "http.response.start", "status": 400, "headers": []})
+        await send({"type": "http.response.body", "body": b"early"})
+        return
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    for part in (scope["method"].encode(), b" ", scope["path"].encode(), b" ", body):
+        await send({"type": "http.response.body", "body": part, "more_body": True})
+    await send({"type": "http.response.body", "body": b""})
+
+
+def read_response(sock: socket.socket, buffer: bytearray) -> tuple[int, dict[str, str], bytes]:
+    """One response (Content-Length or chunked) off a kept-alive connection."""
+    while b"\r\n\r\n" not in buffer:
+        buffer += sock.recv(65536)
+    end = buffer.index(b"\r\n\r\n")
+    lines = bytes(buffer[:end]).decode().split("\r\n")
+    del buffer[: end + 4]
+    headers = dict(line.lower().split(": ", 1) for line in lines[1:])
+    if "content-length" in headers:
+        size = int(headers["content-length"])
+        while len(buffer) < size:
+            buffer += sock.recv(65536)
+        body = bytes(buffer[:size])
+        del buffer[:size]
+        return int(lines[0].split()[1]), headers, body
+    assert headers["transfer-encoding"] == "chunked"
+    body = b""
+    while True:
+        while b"\r\n" not in buffer:
+            buffer += sock.recv(65536)
+        line_end = buffer.index(b"\r\n")
+        size = int(buffer[:line_end], 16)
+        while len(buffer) < line_end + 2 + size + 2:
+            buffer += sock.recv(65536)
+        body += buffer[line_end + 2 : line_end + 2 + size]
+        del buffer[: line_end + 2 + size + 2]
+        if not size:
+            return int(lines[0].split()[1]), headers, body
+
+
+def test_extension_methods_pipelining_and_chunked_bodies() -> None:
+    with listener(method_app) as (address, _):
+        sock = connect(address)
+        sock.sendall(
+            b"LIST /v1/secret/metadata/ HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+            b"HEAD /h HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"PUT /b HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+        )
+        buffer = bytearray()
+        assert read_response(sock, buffer)[::2] == (200, b"LIST /v1/secret/metadata/ ")
+        assert read_response(sock, buffer)[::2] == (200, b"POST /a abcde")
+        while b"\r\n\r\n" not in buffer:  # HEAD: headers only, whatever they announce
+            buffer += sock.recv(65536)
+        head, _, rest = bytes(buffer).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200") and not rest.startswith(b"HEAD")
+        buffer[:] = rest
+        status, headers, body = read_response(sock, buffer)
+        assert (status, body, headers["connection"]) == (200, b"PUT /b ok", "close")
+        assert read_to_close(sock) == b"" and not buffer
+        sock.close()
+
+
+def test_expect_continue_gets_an_interim_answer() -> None:
+    with listener(method_app) as (address, _):
+        sock = connect(address)
+        sock.sendall(
+            b"POST /c HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"
+        )
+        assert sock.recv(65536) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(b"body")
+        assert read_response(sock, bytearray())[::2] == (200, b"POST /c body")
+        sock.close()
+
+
+@pytest.mark.parametrize("path", ["/fail", "/split"])
+def test_an_app_failure_is_a_json_500_in_the_plugins_shape(path: str) -> None:
+    with listener(method_app) as (address, _):
+        sock = connect(address)
+        sock.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path.encode())
+        status, _, body = parse(read_to_close(sock))
+        assert status == 500 and body == {"problem": {"status": 500, "message": "internal error"}}
+        sock.close()
+
+
+def test_http_1_0_gets_its_answer_and_a_close() -> None:
+    with listener(method_app) as (address, _):
+        sock = connect(address)
+        sock.sendall(b"GET /old HTTP/1.0\r\n\r\n")
+        raw = read_to_close(sock)  # no chunked coding for 1.0: the body ends with the connection
+        head, _, body = raw.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200") and b"chunked" not in head
+        assert body == b"GET /old "
+        sock.close()
+
+
+def test_an_answer_before_the_body_keeps_the_connection() -> None:
+    with listener(method_app) as (address, _):
+        sock = connect(address)
+        sock.sendall(b"POST /early HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n")
+        buffer = bytearray()
+        status, headers, body = read_response(sock, buffer)
+        assert (status, body) == (400, b"early") and "connection" not in headers
+        sock.sendall(b"hello")  # the rest of the first body: read and dropped
+        sock.sendall(b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_response(sock, buffer)[::2] == (200, b"GET /next ")
+        sock.close()
+
+
+def test_a_cancelled_listener_closes_its_connections() -> None:
+    server = HttpServer(echo_app, "127.0.0.1:0", name="test", limits=HttpLimits(idle_timeout=60))
+    host, _, port = server.bind().rpartition(":")
+    with start_blocking_portal() as portal:
+        serving = portal.start_task_soon(server.serve)
+        sock = connect((host, int(port)))
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_response(sock, bytearray())[0] == 200  # answered and kept alive
+        serving.cancel()  # the node cancels its tasks: no connection may stay open
+        assert read_to_close(sock) == b""
+        sock.close()

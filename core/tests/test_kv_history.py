@@ -217,7 +217,10 @@ def test_range_at_old_revisions(kv: Store) -> None:
     for revision, expected in snapshots.items():
         assert kv.kvs(revision=revision) == expected, revision
         page = kv.sm.range(
-            None, range_request({"key": "k", "end": "l", "limit": 2, "revision": revision})
+            None,
+            range_request(
+                {"key": "k", "end": "l", "limit": 2, "revision": revision, "count": True}
+            ),
         )
         in_range = [x for x in expected if b"k" <= x["key"] < b"l"]
         assert page["kvs"] == in_range[:2] and page["count"] == len(in_range)

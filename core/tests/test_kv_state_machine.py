@@ -42,7 +42,8 @@ def test_revisions_and_versions_like_etcd(kv: Store) -> None:
     assert kv.put("b", "1")["header"] == {"revision": 4}
     assert kv.range("a")["kvs"] == [_kv(b"a", b"2", 2, 3, 2)]
     assert kv.delete("a")["header"] == {"revision": 5}
-    assert kv.range("a") == {"header": {"revision": 5}, "kvs": [], "more": False, "count": 0}
+    assert kv.range("a") == {"header": {"revision": 5}, "kvs": [], "more": False}
+    assert kv.range("a", count=True)["count"] == 0
     kv.put("a", "3")
     assert kv.sm.get(None, b"a") == KeyValue(b"a", b"3", 6, 6, 1)
     assert kv.sm.get(None, b"zz") is None
@@ -126,7 +127,8 @@ def test_delete_prev_kv_over_the_read_budget_deletes_nothing(
 def test_a_replica_that_does_not_answer_counts_but_does_not_build_reads(kv: Store) -> None:
     for key in "abc":
         kv.put(key, "v")
-    command = txn_command({"success": [{"range": {"key": "a", "end": "\0", "limit": 2}}]})
+    range_op = {"key": "a", "end": "\0", "limit": 2, "count": True}
+    command = txn_command({"success": [{"range": range_op}]})
     with kv.storage.begin(write=True) as txn:
         kv.index += 1
         result, _ = kv.sm.apply(txn, kv.index, kv.term, command, answer=False)
@@ -140,10 +142,10 @@ def test_a_replica_that_does_not_answer_counts_but_does_not_build_reads(kv: Stor
 def test_range_pagination_count_and_continuation(kv: Store) -> None:
     kv.txn(success=[{"put": {"key": f"p/{i:02d}", "value": str(i)}} for i in range(25)])
     kv.put("q")
-    page = kv.range("p/", end=prefix_end(b"p/"), limit=10)
+    page = kv.range("p/", end=prefix_end(b"p/"), limit=10, count=True)
     assert [x["key"] for x in page["kvs"]] == [f"p/{i:02d}".encode() for i in range(10)]
     assert (page["more"], page["count"]) == (True, 25)
-    rest = kv.range(page["kvs"][-1]["key"] + b"\0", end=prefix_end(b"p/"), limit=100)
+    rest = kv.range(page["kvs"][-1]["key"] + b"\0", end=prefix_end(b"p/"), limit=100, count=True)
     assert len(rest["kvs"]) == 15 and not rest["more"] and rest["count"] == 15
     counted = kv.range("p/", end=prefix_end(b"p/"), count_only=True)
     assert counted == {"header": {"revision": 3}, "kvs": [], "more": False, "count": 25}
@@ -161,7 +163,7 @@ def test_range_default_limit(kv: Store) -> None:
                 {"put": {"key": f"k{i:05d}", "value": ""}} for i in range(lo, min(n, lo + 500))
             ]
         )
-    result = kv.range("k", end="l", limit=0)
+    result = kv.range("k", end="l", limit=0, count=True)
     assert (len(result["kvs"]), result["more"], result["count"]) == (n - 1, True, n)
 
 
@@ -183,6 +185,26 @@ def test_long_keys_order_and_ranges(kv: Store) -> None:
     assert kv.range(base + b"\x10" * 400)["kvs"][0]["version"] == 2
     assert kv.delete(lo, end=hi)["deleted"] == 3
     assert kv.keys() == sorted(k for k in keys if not lo <= k < hi)
+
+
+def test_counts_match_the_keys_in_range_around_long_keys(kv: Store) -> None:
+    """A count off the LMDB keys alone (bounds of at most 480 bytes) agrees with the
+    records, long keys (stored as a prefix and a digest) around the bounds included."""
+    base = b"L" * 479
+    keys = [base + bytes([c]) * n for c in (0x10, 0x20, 0x30) for n in (1, 2, 300)]
+    keys += [base, b"A", b"Z", base + b"\x20" + b"\xff" * 400]
+    for key in keys:
+        kv.put(key, "v")
+    bounds = [b"A", base, base + b"\x20", base + b"\x20\x20", base + b"\x30", b"Z"]
+    for lo in bounds:
+        for hi in [*bounds, b"\0"]:
+            want = sum(1 for k in keys if lo <= k and (hi == b"\0" or k < hi))
+            if hi != b"\0" and hi <= lo:
+                continue
+            assert kv.range(lo, end=hi, count_only=True)["count"] == want, (lo, hi)
+            page = kv.range(lo, end=hi, limit=2, count=True)
+            assert page["count"] == want and page["more"] == (want > 2), (lo, hi)
+            assert len(kv.keys(lo, hi)) == want
 
 
 # ---------------------------------------------------------------------------- txn
@@ -270,7 +292,7 @@ def test_txn_ops_share_a_revision_and_see_earlier_writes(kv: Store) -> None:
         "succeeded": True,
         "responses": [
             {"put": {"prev_kv": None}},
-            {"range": {"kvs": [_kv(b"new", b"n", 3, 3, 1)], "more": False, "count": 1}},
+            {"range": {"kvs": [_kv(b"new", b"n", 3, 3, 1)], "more": False}},
             {"delete": {"deleted": 1, "prev_kvs": [_kv(b"old", b"1", 2, 2, 1)]}},
             {"put": {"prev_kv": None}},
         ],

@@ -90,7 +90,7 @@ def test_ranges_within_bounds_are_answered_with_a_writer_running(
 ) -> None:
     with running_node.client() as c:
         _load(c, "g/", 2000)
-        ops = [Op.range("g/", limit=1000) for _ in range(10)]  # 10 x 1000 = MAX_RESPONSE_KVS
+        ops = [Op.range("g/", limit=1000, count=True) for _ in range(10)]  # MAX_RESPONSE_KVS
         read = c.kv.txn(success=ops)
         assert [len(r.kvs) for r in read.responses] == [1000] * 10
         assert all(r.more and r.count == 2000 for r in read.responses)
@@ -120,7 +120,9 @@ def test_txn_over_the_scan_bound_is_refused(running_node, monkeypatch) -> None:
     with running_node.client() as c:
         _load(c, "s/", 60)
         with pytest.raises(ResourceExhaustedError, match="MAX_TXN_SCAN_KEYS"):
-            c.kv.txn(success=[Op.range("s/", limit=1)])  # counting visits every key
+            c.kv.txn(success=[Op.range("s/", limit=1, count=True)])  # counting visits all
+        page = c.kv.txn(success=[Op.range("s/", limit=1)])  # a page visits what it returns
+        assert len(page.responses[0].kvs) == 1 and page.responses[0].more
         with pytest.raises(ResourceExhaustedError, match="MAX_TXN_SCAN_KEYS"):
             c.kv.txn(compare=[Compare.version("s/", "s0") > 0], success=[Op.put("m", "1")])
         assert c.kv.get("m") is None

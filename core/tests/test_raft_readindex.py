@@ -1,5 +1,5 @@
 """ReadIndex: safe reads confirm leadership with a heartbeat round, followers forward,
-new leaders wait for their first commit, lease reads skip the round."""
+new leaders wait for their first commit (lease reads: ``test_raft_lease.py``)."""
 
 from __future__ import annotations
 
@@ -95,15 +95,6 @@ def test_a_single_voter_answers_at_once():
     answers = ask(c, "n1", b"solo")
     c.flush()
     assert answers == [c.raw("n1").status().commit]
-
-
-def test_lease_reads_skip_the_heartbeat_round():
-    c = Cluster(read_only="lease")
-    c.elect("n1")
-    answers = ask(c, "n1", b"lease")
-    c.flush()  # handles the Ready; nothing is delivered
-    assert answers == [c.raw("n1").status().commit]
-    assert all(m.context == b"" for m in c.take(MT.HEARTBEAT))
 
 
 def test_pending_reads_are_dropped_when_leadership_changes():

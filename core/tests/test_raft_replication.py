@@ -317,3 +317,27 @@ def test_the_leader_survives_a_crash_of_a_minority():
     c.restart("n4")
     c.tick(2)
     assert c.nodes["n4"].kv == {"k": "v"}
+
+
+def test_a_batch_of_proposals_leaves_in_one_append_per_follower():
+    c = Cluster()
+    c.elect("n1")
+    last = c.raw("n1").last_index()
+    assert c.raw("n1").propose_batch([cmd(str(k), key=f"k{k}") for k in range(5)]) == 5
+    assert c.raw("n1").last_index() == last + 5
+    for follower in ("n2", "n3"):
+        (app,) = c.take(MT.APPEND, to=follower)
+        assert [e.index for e in app.entries] == list(range(last + 1, last + 6))
+        c.deliver(app)
+    c.stabilize()
+    assert c.nodes["n2"].kv == {f"k{k}": str(k) for k in range(5)}
+
+
+def test_a_batch_is_cut_at_the_uncommitted_bytes_bound():
+    c = Cluster(max_uncommitted_bytes=100)
+    c.elect("n1")
+    c.isolate("n1")
+    last = c.raw("n1").last_index()
+    assert c.raw("n1").propose_batch([b"x" * 40, b"x" * 40, b"x" * 40]) == 2
+    assert c.raw("n1").last_index() == last + 2
+    assert c.raw("n1").propose_batch([b"x" * 30]) == 0

@@ -258,6 +258,15 @@ async def test_bad_hello_gets_error_frame_then_close(
 
 
 @pytest.mark.anyio
+async def test_error_frame_instead_of_hello_closes_at_once(driver: str) -> None:
+    async with serving(driver, hello_timeout=60) as s:
+        raw = await RawClient.connect(s.port, hello=False)
+        await raw.send({"type": "error", "error": {"code": "internal", "message": "bye"}})
+        assert await raw.recv_until_closed(timeout=5) == []
+        await wait_until(lambda: s.server.stats()["connections"] == 0)
+
+
+@pytest.mark.anyio
 async def test_no_hello_within_timeout_closes(driver: str) -> None:
     async with serving(driver, hello_timeout=0.2) as s:
         raw = await RawClient.connect(s.port, hello=False)

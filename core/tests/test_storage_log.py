@@ -111,3 +111,27 @@ def test_hard_state_and_log_persist(tmp_path: Path) -> None:
         with storage.begin() as txn:
             assert log.get_hard_state(txn) == (5, "node-a")
             assert log.entries(txn, 1, 4) == _entries(1, 3, term=5)
+
+
+def test_retention_cut_bounds_the_log_by_entries(storage: Storage) -> None:
+    log = Log(storage)
+    with storage.begin(write=True) as txn:
+        log.append(txn, _entries(1, 100))
+        assert log.retention_cut(txn, 101 - 1, keep_entries=50, keep_bytes=1 << 30) == 0
+        log.append(txn, _entries(101, 102))
+        assert log.retention_cut(txn, 102, keep_entries=50, keep_bytes=1 << 30) == 52
+
+
+def test_retention_cut_bounds_the_log_by_bytes(storage: Storage) -> None:
+    """Large entries (1000-put txns) would keep LOG_RETAIN_ENTRIES x 100 kB: the byte bound
+    cuts first, keeping about keep_bytes of them."""
+    log = Log(storage)
+    with storage.begin(write=True) as txn:
+        log.append(txn, _entries(1, 20, size=100_000))  # ~2 MB
+        cut = log.retention_cut(txn, 20, keep_entries=10_000, keep_bytes=1_000_000)
+        assert cut in (10, 11)  # ~10 entries of 100 kB (and their page overhead) stay
+        assert log.retention_cut(txn, 15, keep_entries=10_000, keep_bytes=1_000_000) == cut - 5
+        assert log.retention_cut(txn, 20, keep_entries=10_000, keep_bytes=2_500_000) == 0
+        log.compact_to(txn, cut)
+        assert log.size_bytes(txn) <= 1_000_000
+        assert log.retention_cut(txn, 20, keep_entries=10_000, keep_bytes=1_000_000) == 0

@@ -116,3 +116,33 @@ def test_tighten_tree_makes_an_existing_data_dir_private(tmp_path: Path) -> None
     assert [_mode(p) for p in (root, root / "db")] == [0o700, 0o700]
     assert [_mode(root / n) for n in ("root-token", "db/data.mdb")] == [0o600, 0o600]
     assert _mode(tmp_path) == 0o755
+
+
+def test_guard_measures_again_only_near_full_or_after_a_while(
+    tmp_path: Path, small_disk: SmallDisk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ample room one measurement serves many small writes; near full every write is
+    measured, so a filled disk is seen at once."""
+    import aspen.storage.space as space
+
+    measured: list[int] = []
+
+    def counting(storage: Storage):
+        measured.append(1)
+        return space_report(storage)
+
+    monkeypatch.setattr(space, "space_report", counting)
+    with Storage(small_disk.path / "db") as tight:  # far less than the reuse headroom free
+        guard = SpaceGuard(tight)
+        for _ in range(5):
+            guard.check(100)
+        assert len(measured) == 5
+    measured.clear()
+    with Storage(tmp_path / "db") as roomy:
+        guard = SpaceGuard(roomy)
+        for _ in range(100):
+            guard.check(100)
+        assert len(measured) == 1
+        monkeypatch.setattr(limits, "SPACE_REUSE_SECONDS", 0.0)
+        guard.check(100)
+        assert len(measured) == 2

@@ -19,6 +19,11 @@ MAX_TXN_COMPARES = 1000
 MAX_TXN_DEPTH = 4
 #: Most keys returned by one range page (a larger ``limit`` is refused).
 MAX_RANGE_LIMIT = 10_000
+#: Most bytes of key-values one ``kv.range`` page carries (keys and values as stored, plus
+#: ``aspen.kv.reads.KV_WIRE_OVERHEAD_BYTES`` each): the page is cut before the key-value that
+#: would go over and answered with ``more`` true, so a scan continues from there. Well under
+#: MAX_FRAME_BYTES; a single key-value (MAX_KEY_BYTES + MAX_VALUE_BYTES) always fits.
+MAX_RANGE_PAGE_BYTES = 2 * 1024 * 1024
 #: Default page size of a range when the caller gives no limit.
 DEFAULT_RANGE_LIMIT = 1000
 #: Most keys one delete-range may remove in one command.
@@ -30,8 +35,9 @@ MAX_RESPONSE_KVS = 10_000
 #: Most bytes of key-values (as stored: key, value and revisions) one write or txn answer
 #: may carry; with MAX_RESPONSE_KVS this keeps any answer inside MAX_FRAME_BYTES.
 MAX_RESPONSE_KV_BYTES = 2 * 1024 * 1024
-#: Most keys the ranges and compares of one txn may visit (a range visits every key it
-#: counts, past its limit too); bounds a txn's work on every replica.
+#: Most keys the ranges and compares of one txn may visit (a range visits the keys it
+#: answers and one more, or every key in it when it counts); bounds a txn's work on every
+#: replica.
 MAX_TXN_SCAN_KEYS = 100_000
 
 # --- Leases -------------------------------------------------------------------------
@@ -68,6 +74,11 @@ MAX_WATCHES_PER_CONNECTION = 1000
 WATCH_PROGRESS_INTERVAL_SECONDS = 10.0
 #: Revisions of history kept by automatic compaction (0 = never compact automatically).
 AUTO_COMPACT_RETAIN_REVISIONS = 1_000_000
+#: Most history entries one write cycle deletes for a compaction (a compaction of more goes
+#: on in the following cycles, so it never holds writes up for long).
+COMPACT_SLICE_ENTRIES = 10_000
+#: Most bytes of history entries one write cycle deletes for a compaction.
+COMPACT_SLICE_BYTES = 8 * 1024 * 1024
 
 # --- Write path -----------------------------------------------------------------------
 #: Most commands in one group commit (one LMDB transaction, one fsync).
@@ -91,6 +102,11 @@ WRITE_SPACE_FACTOR = 4
 #: Seconds the Raft driver pauses after a write cycle failed for lack of space (disk full
 #: or LMDB map full) before it retries; writes resume by themselves once space is freed.
 DISK_FULL_RETRY_SECONDS = 0.5
+#: Room beyond a write's own need (on disk and in the LMDB map) above which the last
+#: measurement of free space is reused instead of measuring again on every write.
+SPACE_REUSE_HEADROOM_BYTES = 256 * 1024 * 1024
+#: Longest a measurement of free space is reused, in seconds.
+SPACE_REUSE_SECONDS = 1.0
 
 # --- Wire protocol --------------------------------------------------------------------
 #: Largest frame (one msgpack message) on a client or peer link, in bytes.
@@ -174,6 +190,9 @@ LIFECYCLE_HOOK_TIMEOUT_SECONDS = 30.0
 # --- Log ------------------------------------------------------------------------------
 #: Log entries kept behind the applied index before the log is compacted.
 LOG_RETAIN_ENTRIES = 10_000
+#: Bytes of log kept behind the applied index (the log is compacted once it holds twice
+#: this): large commands (1000-put txns) would otherwise keep gigabytes for LOG_RETAIN_ENTRIES.
+LOG_RETAIN_BYTES = 32 * 1024 * 1024
 
 # --- Raft and snapshots ----------------------------------------------------------------
 #: Bytes of state per snapshot chunk sent to a follower.
@@ -227,6 +246,9 @@ CLIENT_MAX_INFLIGHT_PER_CONNECTION = 1024
 CLIENT_MAX_INFLIGHT_REQUEST_BYTES = 16 * 1024 * 1024
 #: Default page size of the client's ``kv.scan``.
 CLIENT_SCAN_PAGE_SIZE = 1000
+#: Most keys under /_aspen/ that ``aspen kv range`` counts to say how many it hides
+#: ("more than N" beyond): one small page, never a count of the whole prefix.
+CLI_HIDDEN_KEYS_COUNTED = 1000
 
 # --- HTTP listeners plugins open (aspen.http) -------------------------------------------
 #: Seconds a client has to send a request line and all its headers, counted from the
@@ -258,5 +280,8 @@ HTTP_SHUTDOWN_SECONDS = 2.0
 HTTP_LINGER_SECONDS = 1.0
 #: Most connections of one listener lingering that way at once (more are closed at once).
 HTTP_MAX_LINGERING_CONNECTIONS = 64
+#: Bytes of one HTTP connection's input a listener buffers (a request body the app has not
+#: read yet, or pipelined requests behind the one being answered) before it stops reading.
+HTTP_READ_BUFFER_BYTES = 256 * 1024
 
 __all__ = [name for name in list(globals()) if name.isupper()]

@@ -310,3 +310,40 @@ def test_cursor_stays_inside_a_revision_split_across_watch_messages(
     assert busy["lag"] >= 1
     gate.touch()
     wait_for(lambda: (m := metrics())["succeeded"] == 5 and m["lag"] == 0)
+
+
+def test_list_and_dlq_answer_pages_after_a_name(node, cli, monkeypatch) -> None:
+    """Issue 18: listings answer one page (``limit``, ``after``, ``more``), never the
+    whole prefix; the CLI follows the pages. The dead-letter list keeps its cap."""
+    monkeypatch.setattr(limits, "HOOKS_MAX_DLQ_ENTRIES", 3)  # the node runs in this process
+    for name in ("e", "a", "d", "c", "b"):
+        added = cli("hooks", "add", name, "--on", f"kv.put:/pg/{name}/*", "--shell", "exit 1")
+        assert added.exit_code == 0, added.output
+    assert cli("hooks", "add", "z", "--on", "kv.put:/dl/*", "--shell", "exit 1", "--retries", "0")
+    with node.client() as c:
+        first = c.call("hooks.list", {"limit": 2})
+        assert [h["name"] for h in first["handlers"]] == ["a", "b"] and first["more"]
+        rest = c.call("hooks.list", {"limit": 10, "after": "b"})
+        assert [h["name"] for h in rest["handlers"]] == ["c", "d", "e", "z"]
+        assert not rest["more"]
+        names = [h["name"] for h in json.loads(cli("hooks", "list", "--json").stdout)]
+        assert names == ["a", "b", "c", "d", "e", "z"]
+        for i in range(6):
+            c.kv.put(f"/dl/{i}".encode(), b"x")
+
+        def dead_lettered() -> int:
+            m = json.loads(cli("hooks", "metrics", "z", "--json").stdout)
+            return m["dead_lettered"] >= 6
+
+        wait_for(dead_lettered, timeout=20)
+        shown_all = cli("hooks", "dlq", "z", "--limit", "3", "--json")  # <= the cap
+        assert shown_all.exit_code == 0, shown_all.output
+        keys = [e["event"]["key"] for e in json.loads(shown_all.stdout)]
+        assert keys == ["/dl/3", "/dl/4", "/dl/5"]  # the cap kept the newest
+        page = c.call("hooks.dlq", {"name": "z", "limit": 2})
+        assert len(page["entries"]) == 2 and page["more"]
+        after = page["entries"][-1]["id"]
+        last = c.call("hooks.dlq", {"name": "z", "limit": 2, "after": after})
+        assert [e["event"]["key"] for e in last["entries"]] == ["/dl/5"] and not last["more"]
+        shown = json.loads(cli("hooks", "dlq", "z", "--limit", "2", "--json").stdout)
+        assert [e["event"]["key"] for e in shown] == ["/dl/3", "/dl/4"]

@@ -68,8 +68,12 @@ async def _scans(store: Store) -> None:
     ]
     assert await store.keys("s/", limit=2) == ["s/a", "s/b"]
     assert await store.keys("nothing/") == []
+    assert await store.children("s/") == (["a", "b", "c/"], False)
+    assert await store.children("s/", limit=2) == (["a", "b"], True)
+    assert await store.children("nothing/") == ([], False)
     scoped = ScopedStore(store, "s/")
     assert await scoped.keys("") == ["a", "b", "c/d"]
+    assert await scoped.children("") == (["a", "b", "c/"], False)
     assert await scoped.commit([Write("e", 1, expect_revision=ABSENT)])
     assert await store.keys("s/e") == ["s/e"]
 
@@ -142,3 +146,20 @@ def test_kv_store_refuses_oversize_commits(secrets_node: Any) -> None:
         assert await store.keys("big/") == []
 
     _run(secrets_node, check)
+
+
+def test_kv_store_lists_children_reading_what_it_answers(secrets_node: Any) -> None:
+    """Issue 18: a LIST reads the names it answers, not every path below them."""
+    store = ScopedStore(_kvstore(secrets_node), "listing/")
+    reader = secrets_node.node.parts.state_machine.reader
+
+    async def check() -> tuple[list[str], bool]:
+        for folder in ("a", "b", "c"):
+            assert await store.commit([Write(f"{folder}/{i:03}", i) for i in range(300)])
+        assert await store.commit([Write("leaf", 1)])
+        before = reader.rows_read
+        listed = await store.children("")
+        assert reader.rows_read - before < 300  # not the 901 paths
+        return listed
+
+    assert _run(secrets_node, check) == (["a/", "b/", "c/", "leaf"], False)

@@ -22,6 +22,7 @@ from aspen.cli.output import (
     write_bytes,
 )
 from aspen.kv.keys import prefix_end
+from aspen.limits import CLI_HIDDEN_KEYS_COUNTED, CLIENT_SCAN_PAGE_SIZE
 
 __all__ = ["SYSTEM_PREFIX", "kv"]
 
@@ -146,16 +147,20 @@ def range_(
         start, end = b"\0", end or b"\0"
     elif end is None:
         end = prefix_end(start)
-    segments, hidden = [(start, end)], 0
+    segments, hidden, hidden_more = [(start, end)], 0, False
     if not include_system and not start.startswith(SYSTEM_PREFIX):
         segments = _without_system_keys(start, end)
         system = _intersect(start, end, SYSTEM_PREFIX, prefix_end(SYSTEM_PREFIX))
-        if system is not None:
-            counted = client.kv.range(system[0], end=system[1], revision=rev, count_only=True)
-            hidden, rev = counted.count, rev or counted.revision  # every read at one revision
+        if system is not None:  # how many are hidden, up to CLI_HIDDEN_KEYS_COUNTED: cheap
+            cap = CLI_HIDDEN_KEYS_COUNTED
+            peek = client.kv.range(
+                system[0], end=system[1], revision=rev, limit=cap, keys_only=True
+            )
+            hidden, rev = len(peek), rev or peek.revision  # every read at one revision
+            hidden_more = peek.more
     if count_only:
         count = sum(
-            client.kv.range(a, end=b, revision=rev, count_only=True).count for a, b in segments
+            client.kv.range(a, end=b, revision=rev, count_only=True).count or 0 for a, b in segments
         )
         if cli.json:
             echo_json({"count": count})
@@ -165,7 +170,8 @@ def range_(
     records: list[Any] = []
     for a, b in segments:
         wanted = limit + 1 - len(records) if limit else None
-        with client.kv.scan(a, end=b, revision=rev, keys_only=keys_only) as scan:
+        page = min(wanted or CLIENT_SCAN_PAGE_SIZE, CLIENT_SCAN_PAGE_SIZE)
+        with client.kv.scan(a, end=b, revision=rev, keys_only=keys_only, page_size=page) as scan:
             records += itertools.islice(scan, wanted)
     more = bool(limit) and len(records) > limit
     records = records[:limit] if limit else records
@@ -190,7 +196,8 @@ def range_(
     if more:
         click.echo(f"(more keys after the first {limit}: raise --limit)", err=True)
     if hidden:
-        click.echo(f"({hidden} keys under /_aspen/ not shown: --all shows them)", err=True)
+        many = f"more than {hidden}" if hidden_more else str(hidden)
+        click.echo(f"({many} keys under /_aspen/ not shown: --all shows them)", err=True)
 
 
 def _intersect(start: bytes, end: bytes, lo: bytes, hi: bytes) -> tuple[bytes, bytes] | None:

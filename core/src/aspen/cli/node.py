@@ -160,6 +160,13 @@ def node() -> None:
     help="Join an existing cluster: JOIN_TOKEN@PEER_HOST:PORT of any member (its peer port, "
     "client + 1 by default; first start only).",
 )
+@click.option(
+    "--lease-reads/--no-lease-reads",
+    envvar="ASPEN_LEASE_READS",
+    default=False,
+    help="Answer linearizable reads on the leader from its lease, without a heartbeat "
+    "round; safe only while node clocks drift less than 10 % (see docs).",
+)
 @pass_cli
 def start(
     cli: CliContext,
@@ -169,6 +176,7 @@ def start(
     peer_listen: str | None,
     advertise_peer: str | None,
     join: str | None,
+    lease_reads: bool,
     **plugin_flags: Any,
 ) -> None:
     """Start a node with every installed plugin; runs until Ctrl-C or SIGTERM.
@@ -193,6 +201,7 @@ def start(
         peer_listen=peer_listen,
         advertise_peer=advertise_peer,
         join=join,
+        lease_reads=lease_reads,
     )
     pm = cli.plugin_manager()
     for info in pm.infos():

@@ -50,6 +50,7 @@ from aspen.errors import (
     UnavailableError,
 )
 from aspen.errors import TimeoutError as AspenTimeoutError
+from aspen.kv import paging
 from aspen.limits import (
     CLIENT_FAILOVER_RETRY_SECONDS,
     CLIENT_MAX_REDIRECTS,
@@ -480,8 +481,14 @@ class KVClient:
         keys_only: bool = False,
         count_only: bool = False,
         serializable: bool = False,
+        count: bool = False,
     ) -> RangeResult:
-        """Read every key under ``prefix`` (or in [prefix, end)); one page of ``limit``."""
+        """Read every key under ``prefix`` (or in [prefix, end)); one page of at most
+        ``limit`` keys and ``MAX_RANGE_PAGE_BYTES`` (``more`` says whether keys follow).
+
+        A page costs what it returns. The total ``count`` of the range is answered only
+        with ``count=True`` (or ``count_only=True``): it reads every key in range.
+        """
         params = range_params(
             prefix,
             end=end,
@@ -490,6 +497,7 @@ class KVClient:
             keys_only=keys_only,
             count_only=count_only,
             serializable=serializable,
+            count=count,
         )
         return RangeResult.from_wire(await self._client.call("kv.range", params))
 
@@ -504,23 +512,20 @@ class KVClient:
         serializable: bool = False,
     ) -> AsyncIterator[KeyValue]:
         """Yield every record under ``prefix`` (or in [prefix, end)), page by page, all at
-        the revision of the first page."""
-        params = range_params(
-            prefix,
-            end=end,
-            limit=page_size,
+        the revision of the first page; each page continues after the last key of the one
+        before (pages are cut at ``page_size`` keys or MAX_RANGE_PAGE_BYTES)."""
+        key, stop = key_range(prefix, end=end, prefix=end is None)
+        async for page in paging.pages(
+            self._client.call,
+            key,
+            end=stop,
+            page_size=page_size,
             revision=revision,
             keys_only=keys_only,
             serializable=serializable,
-        )
-        while True:
-            page = RangeResult.from_wire(await self._client.call("kv.range", params))
-            for kv in page.kvs:
+        ):
+            for kv in RangeResult.from_wire(page).kvs:
                 yield kv
-            if not page.more or not page.kvs:
-                return
-            params["key"] = page.kvs[-1].key + b"\0"
-            params["revision"] = page.revision
 
     async def delete(
         self,

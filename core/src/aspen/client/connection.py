@@ -1,5 +1,7 @@
 """One client connection to a node: hello, request multiplexing, streams, deadlines.
 
+The protocol (hello, frames, their validation) is the sans-IO
+:class:`~aspen.transport.wire.WireConnection`; this module multiplexes requests over it.
 Requests carry ids chosen here; a response is matched to its waiter by id, so many
 requests may be in flight on one connection. Two drivers share the logic of
 :class:`Connection`: an ``asyncio.Protocol`` (the fast path under asyncio and uvloop: no
@@ -25,6 +27,7 @@ client that ``gather``s 20k calls is paced by the server. ``inflight_bytes`` cou
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import itertools
 import ssl
@@ -40,7 +43,6 @@ from aspen.errors import (
     InvalidArgumentError,
     ResourceExhaustedError,
     UnavailableError,
-    error_from_wire,
 )
 from aspen.errors import TimeoutError as AspenTimeoutError
 from aspen.limits import (
@@ -48,8 +50,22 @@ from aspen.limits import (
     CLIENT_MAX_INFLIGHT_REQUEST_BYTES,
     CLIENT_MAX_STREAM_BUFFERED_ITEMS,
 )
-from aspen.transport.framing import FrameDecoder, FrameError, encode_frame, running_on_asyncio
+from aspen.transport.aio import FramedProtocol
+from aspen.transport.framed import StreamAdapter
+from aspen.transport.framing import running_on_asyncio
 from aspen.transport.tokens import parse_cluster_token
+from aspen.transport.wire import (
+    PROTOCOL_VERSION,
+    Cancel,
+    ConnectionFailed,
+    Failure,
+    Hello,
+    Item,
+    Request,
+    Role,
+    WireConnection,
+    WireError,
+)
 
 __all__ = [
     "CLIENT_NAME",
@@ -61,10 +77,9 @@ __all__ = [
     "parse_endpoint",
 ]
 
-#: The protocol version this client speaks.
-PROTOCOL_VERSION = 1
 #: What the client calls itself in its hello.
 CLIENT_NAME = "aspen-py/0.1.0"
+#: Bytes asked for per receive on the anyio driver.
 _READ_CHUNK_BYTES = 64 * 1024
 _INF = float("inf")
 
@@ -223,7 +238,7 @@ class Connection:
     def __init__(self, endpoint: str) -> None:
         self.endpoint = endpoint
         self.pending: dict[int, Any] = {}
-        self.decoder = FrameDecoder()
+        self.wire = WireConnection(Role.CLIENT)
         self.closed = False
         #: The server's hello reply (``node_id``, ``server``, ``features``).
         self.server_hello: dict[str, Any] = {}
@@ -261,17 +276,7 @@ class Connection:
     async def hello(self, token: str | None, timeout: float) -> dict[str, Any]:
         """Say hello with ``token``; return the server's hello or raise its error."""
         self.hello_waiter = self._new_waiter()
-        self._send(
-            encode_frame(
-                {
-                    "type": "hello",
-                    "version": PROTOCOL_VERSION,
-                    "token": token,
-                    "client": CLIENT_NAME,
-                    "features": [],
-                }
-            )
-        )
+        self._send(self.wire.send(Hello({"token": token, "client": CLIENT_NAME, "features": []})))
         self.server_hello = await self._wait(self.hello_waiter, timeout, "hello")
         return self.server_hello
 
@@ -286,7 +291,7 @@ class Connection:
         if self.closed:
             raise self._not_sent_error()
         rid = next(self._ids)
-        data = encode_frame({"id": rid, "method": method, "params": params})
+        data = self.wire.send(Request(rid, method, params))
         size = len(data)
         if not self._has_room(size):
             await self._wait_for_room()
@@ -369,7 +374,7 @@ class Connection:
         if self.closed:
             raise self._closed_error()
         rid = next(self._ids)
-        data = encode_frame({"id": rid, "method": method, "params": params})
+        data = self.wire.send(Request(rid, method, params))
         stream = ClientStream(self, rid, method)
         self.pending[rid] = stream
         self._send(data)
@@ -378,7 +383,7 @@ class Connection:
     def _forget(self, rid: int) -> None:
         """Drop ``rid``; if it was still unanswered, ask the server to cancel it."""
         if self.pending.pop(rid, None) is not None and not self.closed:
-            self._send(encode_frame({"cancel": rid}))
+            self._send(self.wire.send(Cancel(rid)))
         if self.close_when_idle and not self.pending:
             self.close()
 
@@ -390,50 +395,46 @@ class Connection:
     def _on_data(self, data: bytes | memoryview) -> None:
         """Parse received bytes and resolve the waiters they answer."""
         try:
-            frames = self.decoder.feed(data)
-        except FrameError as exc:
+            events = self.wire.receive_data(data)
+        except WireError as exc:
             self._lost(
                 UnavailableError(f"bad frame from {self.endpoint}: {exc}", endpoint=self.endpoint)
             )
             self._close_transport()
             return
-        if self.hello_waiter is not None and frames:
-            self._on_hello(frames.pop(0))
         pending = self.pending
-        for frame in frames:
-            rid = frame.get("id")
-            target = pending.get(rid) if type(rid) is int else None
-            if target is None:
-                if "error" in frame and rid is None:
-                    self._lost(error_from_wire(frame["error"]))
-                continue
-            if "item" in frame:
+        for event in events:
+            kind = type(event)
+            if kind is Item:
+                target = pending.get(event.id)  # type: ignore[attr-defined]
                 if type(target) is ClientStream:
-                    target.push(frame["item"])
+                    target.push(event.item)  # type: ignore[attr-defined]
                 continue
-            del pending[rid]  # type: ignore[arg-type]
-            if target.done():  # timed out or cancelled while the answer was on its way
+            if kind is Hello or kind is ConnectionFailed:
+                self._on_connection_event(event)
                 continue
-            if "error" in frame:
-                target.set_exception(error_from_wire(frame["error"]))
+            target = pending.pop(event.id, None)  # type: ignore[attr-defined]
+            if target is None or target.done():  # timed out or cancelled meanwhile
+                continue
+            if kind is Failure:
+                target.set_exception(event.error)  # type: ignore[attr-defined]
             else:
-                target.set_result(frame.get("result"))
+                target.set_result(event.result)  # type: ignore[attr-defined]
         if self.close_when_idle and not pending:
             self.close()
 
-    def _on_hello(self, frame: dict[str, Any]) -> None:
-        """Resolve the hello waiter with the server's first frame."""
+    def _on_connection_event(self, event: Any) -> None:
+        """The server's hello (resolve the hello waiter) or its connection-level error."""
         waiter, self.hello_waiter = self.hello_waiter, None
-        if waiter.done():  # timed out already
-            return
-        if frame.get("type") == "hello":
-            waiter.set_result(frame)
-        elif "error" in frame:
-            waiter.set_exception(error_from_wire(frame["error"]))
+        if type(event) is Hello:
+            if waiter is not None and not waiter.done():  # else: timed out already
+                version = event.version
+                waiter.set_result({"type": "hello", "version": version, **event.fields})
+        elif waiter is not None:
+            if not waiter.done():
+                waiter.set_exception(event.error)
         else:
-            waiter.set_exception(
-                UnavailableError(f"{self.endpoint} did not answer the hello: {frame!r}")
-            )
+            self._lost(event.error)
 
     def _lost(self, exc: AspenError) -> None:
         """The connection is gone: fail every waiter with ``exc``."""
@@ -472,33 +473,22 @@ class Connection:
         self.close()
 
 
-class _AsyncioConnection(Connection, asyncio.Protocol):
-    """A connection driven by an asyncio transport (no tasks of its own)."""
+class _AsyncioConnection(Connection, FramedProtocol):
+    """A connection on the shared asyncio adapter (no tasks of its own)."""
 
     def __init__(self, endpoint: str, loop: asyncio.AbstractEventLoop) -> None:
         Connection.__init__(self, endpoint)
-        self.loop = loop
-        self.transport: asyncio.Transport | None = None
-        self.out: list[bytes] = []
-        self.flush_pending = False
+        FramedProtocol.__init__(self, loop)
         #: waiter -> (deadline, what, timeout): one timer per connection, not per request.
         self.deadlines: dict[Any, tuple[float, str, float]] = {}
         self.timer: asyncio.TimerHandle | None = None
         self.timer_at = _INF
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        """Keep the transport."""
-        self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
+    def received(self, data: memoryview) -> None:
         """Feed received bytes."""
         self._on_data(data)
 
-    def eof_received(self) -> bool:
-        """The server closed its side: close ours."""
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
+    def lost(self, exc: Exception | None) -> None:
         """Fail everything still waiting."""
         if not self.closed:
             self._lost(self._lost_error(exc))
@@ -509,29 +499,13 @@ class _AsyncioConnection(Connection, asyncio.Protocol):
     def _send(self, data: bytes) -> None:
         """Write at once when this is the only request in flight, else coalesce the frames
         queued in this loop iteration into one write."""
-        if self.flush_pending:
-            self.out.append(data)
+        self.wire.bytes_queued -= len(data)  # the transport's buffer counts from here
+        if self._flush_pending or len(self.pending) > 1:
+            self.queue(data)
             return
         transport = self.transport
-        if transport is None or transport.is_closing():
-            return
-        if len(self.pending) > 1:
-            self.out.append(data)
-            self.flush_pending = True
-            self.loop.call_soon(self._flush)
-        else:
+        if transport is not None and not transport.is_closing():
             transport.write(data)
-
-    def _flush(self) -> None:
-        """Write what was queued since the last write, in one go."""
-        self.flush_pending = False
-        out = self.out
-        if out:
-            data = out[0] if len(out) == 1 else b"".join(out)
-            out.clear()
-            transport = self.transport
-            if transport is not None and not transport.is_closing():
-                transport.write(data)
 
     def _new_waiter(self) -> asyncio.Future[Any]:
         """An asyncio future."""
@@ -573,25 +547,12 @@ class _AsyncioConnection(Connection, asyncio.Protocol):
     def _close_transport(self) -> None:
         """Close the transport after writing what is queued."""
         if self.transport is not None:
-            self._flush()
+            self.flush()
             self.transport.close()
 
 
-class _AsyncioTLSConnection(_AsyncioConnection, asyncio.BufferedProtocol):
-    """A TLS connection: received bytes land in one reused buffer. (uvloop's SSL transport
-    costs about 30 µs more per read when it has to hand a plain ``Protocol`` new bytes.)"""
-
-    def __init__(self, endpoint: str, loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__(endpoint, loop)
-        self._view = memoryview(bytearray(_READ_CHUNK_BYTES))
-
-    def get_buffer(self, sizehint: int) -> memoryview:
-        """The buffer to receive into (the decoder copies what it keeps)."""
-        return self._view
-
-    def buffer_updated(self, nbytes: int) -> None:
-        """Feed what was received."""
-        self._on_data(self._view[:nbytes])
+def _nothing() -> None:
+    """Nothing to do after a send."""
 
 
 def _expire(waiter: Any, what: str, timeout: float, endpoint: str) -> None:
@@ -607,13 +568,11 @@ def _expire(waiter: Any, what: str, timeout: float, endpoint: str) -> None:
 
 
 class _AnyioConnection(Connection):
-    """A connection on an anyio byte stream with a reader and a writer task."""
+    """A connection on the shared anyio adapter (a reader and a writer task)."""
 
     def __init__(self, endpoint: str, stream: anyio.abc.ByteStream) -> None:
         super().__init__(endpoint)
-        self.sock = stream
-        self.out: list[bytes] = []
-        self.wake_writer = anyio.Event()
+        self.io = StreamAdapter(stream, _READ_CHUNK_BYTES)
         self.scope = anyio.CancelScope()
 
     async def run(self) -> None:
@@ -622,38 +581,23 @@ class _AnyioConnection(Connection):
         with self.scope:
             try:
                 async with anyio.create_task_group() as tg:
-                    tg.start_soon(self._write_loop)
-                    await self._read_loop()
+                    tg.start_soon(self.io.write_loop, self.io.take_queued, _nothing)
+                    with contextlib.suppress(
+                        anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError
+                    ):
+                        await self.io.read_loop(self._on_data)
                     tg.cancel_scope.cancel()
             except Exception as exc:
                 cause = exc
         if not self.closed:
             self._lost(self._lost_error(cause))
         with anyio.CancelScope(shield=True):
-            await self.sock.aclose()
-
-    async def _read_loop(self) -> None:
-        """Receive big chunks until EOF."""
-        try:
-            while not self.closed:
-                self._on_data(await self.sock.receive(_READ_CHUNK_BYTES))
-        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
-            pass
-
-    async def _write_loop(self) -> None:
-        """Send everything queued in one ``send`` per wake-up."""
-        while True:
-            await self.wake_writer.wait()
-            self.wake_writer = anyio.Event()
-            if self.out:
-                data = b"".join(self.out)
-                self.out.clear()
-                await self.sock.send(data)
+            await self.io.stream.aclose()
 
     def _send(self, data: bytes) -> None:
-        """Queue ``data`` and wake the writer."""
-        self.out.append(data)
-        self.wake_writer.set()
+        """Queue ``data`` for the writer."""
+        self.wire.bytes_queued -= len(data)  # the adapter's queue counts from here
+        self.io.queue(data)
 
     def _new_waiter(self) -> _Waiter:
         """An anyio-based waiter."""
@@ -716,10 +660,9 @@ async def open_connection(
             extra: dict[str, Any] = {}
             if tls is not None:
                 extra = {"ssl": tls, "ssl_handshake_timeout": connect_timeout}
-            factory = _AsyncioTLSConnection if tls is not None else _AsyncioConnection
             with anyio.fail_after(connect_timeout):
                 transport, conn = await loop.create_connection(
-                    lambda: factory(endpoint, loop), host, port, **extra
+                    lambda: _AsyncioConnection(endpoint, loop), host, port, **extra
                 )
             ssl_object = transport.get_extra_info("ssl_object")
         else:

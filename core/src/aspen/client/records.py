@@ -64,18 +64,19 @@ class PutResult:
 
 @dataclass(frozen=True, slots=True)
 class RangeResult:
-    """Result of ``kv.range``: iterable over ``kvs``; ``more`` when a page was cut short."""
+    """Result of ``kv.range``: iterable over ``kvs``; ``more`` when a page was cut short;
+    ``count`` the number of keys in the whole range when asked for (else None)."""
 
     kvs: list[KeyValue]
     more: bool
-    count: int
+    count: int | None
     revision: int
 
     @classmethod
     def from_wire(cls, obj: dict[str, Any], revision: int | None = None) -> RangeResult:
         """Build from a ``kv.range`` result map."""
         kvs = [_kv_from_wire(kv) for kv in obj.get("kvs") or ()]
-        return cls(kvs, bool(obj.get("more")), obj.get("count", len(kvs)), _revision(obj, revision))
+        return cls(kvs, bool(obj.get("more")), obj.get("count"), _revision(obj, revision))
 
     def __iter__(self) -> Iterator[KeyValue]:
         """Iterate over the returned records."""

@@ -145,8 +145,10 @@ def range_params(
     keys_only: bool = False,
     count_only: bool = False,
     serializable: bool = False,
+    count: bool = False,
 ) -> dict[str, Any]:
-    """Build ``kv.range`` params: a prefix scan of ``prefix``, or [prefix, end) with ``end``."""
+    """Build ``kv.range`` params: a prefix scan of ``prefix``, or [prefix, end) with ``end``
+    (``count``: also answer the total number of keys in range, which reads all of them)."""
     key, stop = key_range(prefix, end=end, prefix=end is None)
     params: dict[str, Any] = {"key": key, "end": stop}
     return _with_options(
@@ -156,6 +158,7 @@ def range_params(
         keys_only=keys_only,
         count_only=count_only,
         serializable=serializable,
+        count=count,
     )
 
 
@@ -267,8 +270,10 @@ class Op:
         revision: int = 0,
         keys_only: bool = False,
         count_only: bool = False,
+        count: bool = False,
     ) -> TxnOp:
-        """Read every key under ``prefix`` (or in [prefix, end) with ``end``)."""
+        """Read every key under ``prefix`` (or in [prefix, end) with ``end``); ``count`` also
+        answers the total number of keys in range (reading all of them)."""
         params = range_params(
             prefix,
             end=end,
@@ -276,6 +281,7 @@ class Op:
             revision=revision,
             keys_only=keys_only,
             count_only=count_only,
+            count=count,
         )
         return TxnOp("range", params)
 

@@ -11,7 +11,8 @@ Internal shapes::
     {"op": "put", "key": b, "value": b, "lease": int, "prev_kv": bool}
     {"op": "delete", "key": b, "end": b | None, "prev_kv": bool}
     {"op": "range", "key": b, "end": b | None, "limit": int, "revision": int,
-     "keys_only": bool, "count_only": bool}                      (inside a txn only)
+     "keys_only": bool, "count_only": bool, "count": bool}       (inside a txn only;
+        a command without "count", proposed before it existed, counts: it did then)
     {"op": "txn", "compare": [cmp], "success": [op], "failure": [op]}
         cmp = {"key": b, "end": b | None, "target": str, "op": str, "value": b | int}
     {"op": "compact", "revision": int}
@@ -65,7 +66,11 @@ _TXN_OP_KINDS = ("put", "delete", "range", "txn")
 # ---------------------------------------------------------------------------- requests
 @dataclass(frozen=True, slots=True)
 class RangeRequest:
-    """A validated range read; ``limit`` 0 means ``DEFAULT_RANGE_LIMIT``."""
+    """A validated range read; ``limit`` 0 means ``DEFAULT_RANGE_LIMIT``.
+
+    The total ``count`` of the range is computed only when asked for (``count`` or
+    ``count_only``): it costs a read of the whole range, a page only what it returns.
+    """
 
     key: bytes
     end: bytes | None = None
@@ -74,6 +79,7 @@ class RangeRequest:
     keys_only: bool = False
     count_only: bool = False
     serializable: bool = False
+    count: bool = False
 
     def to_command(self) -> dict[str, Any]:
         """The internal ``range`` op of a txn."""
@@ -85,13 +91,20 @@ class RangeRequest:
             "revision": self.revision,
             "keys_only": self.keys_only,
             "count_only": self.count_only,
+            "count": self.count,
         }
 
     @classmethod
     def from_command(cls, op: dict[str, Any]) -> RangeRequest:
         """Rebuild from an internal ``range`` op."""
         return cls(
-            op["key"], op["end"], op["limit"], op["revision"], op["keys_only"], op["count_only"]
+            op["key"],
+            op["end"],
+            op["limit"],
+            op["revision"],
+            op["keys_only"],
+            op["count_only"],
+            count=op.get("count", True),
         )
 
 
@@ -313,6 +326,7 @@ def _range_request(p: dict[str, Any], where: str) -> RangeRequest:
         keys_only=_bool(p, "keys_only", where),
         count_only=_bool(p, "count_only", where),
         serializable=_bool(p, "serializable", where),
+        count=_bool(p, "count", where),
     )
 
 

@@ -75,6 +75,11 @@ class LeaseTable:
         with txn.cursor(db=self._leases) as cur:
             return [U64.unpack(k)[0] for k in cur.iternext(keys=True, values=False)]
 
+    def ttls(self, txn: lmdb.Transaction) -> list[tuple[int, int]]:
+        """(id, granted ttl) of every lease, ascending by id, in one cursor pass."""
+        with txn.cursor(db=self._leases) as cur:
+            return [(U64.unpack(k)[0], msgpack.unpackb(v)["ttl"]) for k, v in cur]
+
     def count(self, txn: lmdb.Transaction) -> int:
         """Number of granted leases."""
         return txn.stat(self._leases)["entries"]

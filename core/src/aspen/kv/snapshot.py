@@ -1,8 +1,11 @@
 """State machine snapshots: a consistent dump of the replicated databases, and its restore.
 
-A snapshot is a stream of chunks, each a msgpack list of ``[db, key, value]`` records, read
-from ONE LMDB read transaction (so it is the state at exactly one applied index). The
-receiver spools the chunks to a file and restores them in one write transaction.
+A snapshot is a stream of chunks read from ONE LMDB read transaction (so it is the state
+at exactly one applied index). Each chunk is the msgpack list ``[db, [key, value, key,
+value, ...]]``: records of one database, in key order (so the receiver appends them with
+LMDB's append mode, no B-tree search per record). The receiver spools the chunks to a file
+and restores them in one write transaction. Memory on both sides is one chunk (about
+``SNAPSHOT_CHUNK_BYTES``) plus LMDB's own dirty pages on the receiving side.
 """
 
 from __future__ import annotations
@@ -27,22 +30,25 @@ SNAPSHOT_META_KEYS = (b"kv/state", b"kv/compact_revision", b"raft/conf", b"clust
 def dump_chunks(storage: Storage, txn: lmdb.Transaction) -> Iterator[bytes]:
     """Yield the replicated state read in ``txn`` as chunks of at most ~SNAPSHOT_CHUNK_BYTES."""
     packer = msgpack.Packer(use_bin_type=True)
-    batch: list[list[object]] = []
-    size = 0
     for name in SNAPSHOT_DBS:
+        flat: list[bytes] = []
+        size = 0
         with txn.cursor(db=storage.db(name)) as cur:
             for key, value in cur:
-                batch.append([name, key, value])
-                size += len(key) + len(value) + 16
+                flat += (key, value)
+                size += len(key) + len(value) + 10
                 if size >= limits.SNAPSHOT_CHUNK_BYTES:
-                    yield packer.pack(batch)
-                    batch, size = [], 0
+                    yield packer.pack([name, flat])
+                    flat, size = [], 0
+        if flat:
+            yield packer.pack([name, flat])
     meta = storage.db("meta")
+    flat = []
     for key in SNAPSHOT_META_KEYS:
         value = txn.get(key, db=meta)
         if value is not None:
-            batch.append(["meta", key, value])
-    yield packer.pack(batch)
+            flat += (key, value)
+    yield packer.pack(["meta", flat])
 
 
 def read_spool(spool: BinaryIO) -> Iterator[list[list[bytes]]]:
@@ -52,15 +58,19 @@ def read_spool(spool: BinaryIO) -> Iterator[list[list[bytes]]]:
         yield msgpack.unpackb(spool.read(size), raw=False, use_list=True)
 
 
-def restore(storage: Storage, txn: lmdb.Transaction, chunks: Iterable[list[list[Any]]]) -> None:
+def restore(storage: Storage, txn: lmdb.Transaction, chunks: Iterable[list[Any]]) -> None:
     """Replace the replicated state with the snapshot ``chunks`` inside write ``txn``."""
     for name in SNAPSHOT_DBS:
         txn.drop(storage.db(name), delete=False)
     meta = storage.db("meta")
     for key in SNAPSHOT_META_KEYS:
         txn.delete(key, db=meta)
-    for chunk in chunks:
-        for name, key, value in chunk:
-            if name != "meta" and name not in SNAPSHOT_DBS:
-                raise ValueError(f"snapshot names an unknown database {name!r}")
-            txn.put(key, value, db=storage.db(name))
+    for name, flat in chunks:
+        if name != "meta" and name not in SNAPSHOT_DBS:
+            raise ValueError(f"snapshot names an unknown database {name!r}")
+        pairs = zip(flat[::2], flat[1::2], strict=True)
+        with txn.cursor(db=storage.db(name)) as cur:
+            # the dropped databases are filled in key order: append (meta is not dropped)
+            _, added = cur.putmulti(pairs, append=name != "meta")
+        if added != len(flat) // 2:
+            raise ValueError(f"snapshot records of {name!r} are not in key order")

@@ -14,6 +14,12 @@ returned as the result. The applied index is recorded for every command, failed 
 
 Meta keys: ``kv/state`` = applied index, applied term, revision (three 8-byte BE ints);
 ``kv/compact_revision`` = 8 bytes BE.
+
+Compaction sets the compact revision at once; the history entries below it are deleted in
+slices (``COMPACT_SLICE_ENTRIES``/``COMPACT_SLICE_BYTES``): one with the compact command,
+then one per write transaction (write cycle) that applies anything, so compacting millions
+of entries never holds a cycle up for long. Entries below the compact revision are never
+read (every history read starts at or above it), so replicas may hold different leftovers.
 """
 
 from __future__ import annotations
@@ -70,6 +76,8 @@ class KVStateMachine:
         # transaction (e.g. after the caller aborted one) reloads it from meta.
         self._cached_txn: lmdb.Transaction | None = None
         self._revision = FIRST_REVISION
+        #: History entries deleted by compaction slices so far (tests pin slice sizes with it).
+        self.compacted_entries = 0
 
     # ------------------------------------------------------------------ apply
     def apply(
@@ -88,8 +96,7 @@ class KVStateMachine:
         :class:`ReadBudget`, so that every replica reaches the same verdict.
         """
         if txn is not self._cached_txn:
-            self._revision = self.current_revision(txn)
-            self._cached_txn = txn
+            self._new_cycle(txn)
         revision = self._revision
         op = command.get("op") if isinstance(command, dict) else None
         handler = _HANDLERS.get(op) if isinstance(op, str) else None
@@ -134,9 +141,36 @@ class KVStateMachine:
     def mark_applied(self, txn: lmdb.Transaction, index: int, term: int) -> None:
         """Record that log entry ``index`` (a no-op or membership change) was applied."""
         if txn is not self._cached_txn:
-            self._revision = self.current_revision(txn)
-            self._cached_txn = txn
+            self._new_cycle(txn)
         txn.put(_STATE_KEY, _STATE.pack(index, term, self._revision), db=self._meta)
+
+    def _new_cycle(self, txn: lmdb.Transaction) -> None:
+        """First command of write transaction ``txn``: load the revision, compact a slice."""
+        self._revision = self.current_revision(txn)
+        self._cached_txn = txn
+        self.compact_slice(txn)
+
+    def compact_slice(self, txn: lmdb.Transaction) -> int:
+        """Delete up to one slice of the history entries below the compact revision (see
+        the module docstring); return how many were deleted."""
+        raw = txn.get(_COMPACT_KEY, db=self._meta)
+        if raw is None:
+            return 0
+        bound = history_key(U64.unpack(raw)[0])
+        deleted = size = 0
+        with txn.cursor(db=self._history) as cur:
+            if not cur.first():
+                return 0
+            while deleted < limits.COMPACT_SLICE_ENTRIES and size < limits.COMPACT_SLICE_BYTES:
+                key = cur.key()
+                if not key or key >= bound:
+                    break
+                size += len(key) + len(cur.value())
+                deleted += 1
+                if not cur.delete():
+                    break
+        self.compacted_entries += deleted
+        return deleted
 
     def forget_cache(self) -> None:
         """Drop the cached revision (after the state was replaced by a snapshot)."""
@@ -181,10 +215,13 @@ class KVStateMachine:
         return U64.unpack(raw)[0] if raw is not None else 0
 
     def range(self, txn: lmdb.Transaction | None, req: RangeRequest) -> dict[str, Any]:
-        """The ``kv.range`` result: ``{header, kvs, more, count}``."""
+        """The ``kv.range`` result: ``{header, kvs, more}`` and ``count`` when asked for; a
+        page is cut at MAX_RANGE_PAGE_BYTES (with ``more`` true)."""
         with self._reading(txn) as t:
             current = self.current_revision(t)
-            result = self.reader.range(t, req, current, self.compact_revision(t))
+            compacted = self.compact_revision(t)
+            page_bytes = limits.MAX_RANGE_PAGE_BYTES
+            result = self.reader.range(t, req, current, compacted, page_bytes=page_bytes)
         result["header"] = {"revision": current}
         return result
 
@@ -215,7 +252,8 @@ class KVStateMachine:
                     f"(compact revision {compacted})",
                     compact_revision=compacted,
                 )
-            return self.reader.history(t, start_revision, key, end, limit)
+            start = max(start_revision, compacted)  # below it: leftovers of compaction
+            return self.reader.history(t, start, key, end, limit)
 
     def lease_ids(self, txn: lmdb.Transaction | None = None) -> list[int]:
         """Every granted lease id, ascending."""
@@ -225,7 +263,7 @@ class KVStateMachine:
     def lease_ttls(self, txn: lmdb.Transaction | None = None) -> list[tuple[int, int]]:
         """(id, granted ttl) of every lease, ascending by id."""
         with self._reading(txn) as t:
-            return [(i, self.leases.ttl(t, i) or 0) for i in self.leases.ids(t)]
+            return self.leases.ttls(t)
 
     def lease_info(
         self, txn: lmdb.Transaction | None, lease_id: int, keys: bool = False
@@ -469,12 +507,8 @@ def _compact(ctx: _Apply, cmd: dict[str, Any]) -> dict[str, Any]:
             f"revision {revision} has already been compacted (compact revision {compacted})",
             compact_revision=compacted,
         )
-    bound = history_key(revision)
-    with ctx.txn.cursor(db=ctx.history_db) as cur:
-        if cur.first():
-            while cur.key() and cur.key() < bound and cur.delete():
-                pass
     ctx.txn.put(_COMPACT_KEY, U64.pack(revision), db=ctx.sm._meta)
+    ctx.sm.compact_slice(ctx.txn)  # the rest in the next write cycles
     return {}
 
 

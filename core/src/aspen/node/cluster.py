@@ -106,10 +106,12 @@ class ClusterRuntime:
         granted_members: dict[str, dict[str, Any]],
         spawn: Callable[..., None],
         stop: Callable[[], None],
+        lease_reads: bool = False,
     ) -> None:
         """``granted_members`` are the members a join grant listed (see
         :func:`obtain_credentials`); ``spawn(func, *args, name=)`` runs a task until the node
-        stops; ``stop()`` asks the node to stop (when it was removed from the cluster)."""
+        stops; ``stop()`` asks the node to stop (when it was removed from the cluster);
+        ``lease_reads`` serves linearizable reads from a leader lease (``--lease-reads``)."""
         self.identity = identity
         self.id = identity.node_id
         self.data_dir = data_dir
@@ -120,6 +122,7 @@ class ClusterRuntime:
         self.root_token = root_token
         self._spawn = spawn
         self._stop = stop
+        self._lease_reads = lease_reads
         self.peer_endpoint = ""
         self.raft_storage = LmdbRaftStorage(storage, Log(storage), state_machine)
         self.spool = SnapshotSpool(data_dir)
@@ -177,6 +180,7 @@ class ClusterRuntime:
             leader_hint=self.leader_hint,
             spool=self.spool,
             on_leader_ready=self._on_leader_ready,
+            lease_reads=self._lease_reads,
         )
         self._publish_addresses()
 

@@ -9,10 +9,16 @@ at the same log index. When a node becomes leader it loads every stored lease wi
 full TTL (as etcd does after a restart or a leader change); once its election no-op is
 applied it also picks up leases granted under the previous leader; when it stops leading it
 forgets every deadline. Keepalive and time-to-live are answered by the leader only.
+
+Deadlines also sit in a min-heap of ``(deadline, id)``, so a check costs what expires, not
+what is granted: a keepalive pushes a new entry and leaves the old one behind (stale
+entries are dropped when they reach the top, and the heap is rebuilt once they outnumber
+the live ones), so granting and renewing cost O(log n).
 """
 
 from __future__ import annotations
 
+import heapq
 import logging
 import math
 import secrets
@@ -58,20 +64,24 @@ class LeaseService:
         self._clock = clock
         #: lease id -> (granted ttl, monotonic deadline)
         self._leases: dict[int, tuple[int, float]] = {}
+        #: (deadline, lease id), possibly stale (the lease renewed or gone): see the module doc
+        self._heap: list[tuple[float, int]] = []
+        #: heap entries examined by :meth:`expired` so far (tests pin its cost with it)
+        self.examined = 0
 
     # ------------------------------------------------------------------ operations
     async def grant(self, params: dict[str, Any]) -> Any:
         """Create a lease (``lease.grant``); the node picks the id unless one is given."""
         command = commands.lease_grant_command(params, secrets.randbelow(MAX_LEASE_ID) + 1)
         result = await self._propose(command)
-        self._leases[result["id"]] = (result["ttl"], self._clock() + result["ttl"])
+        self._set(result["id"], result["ttl"], self._clock() + result["ttl"])
         return result
 
     async def revoke(self, params: dict[str, Any]) -> Any:
         """Delete a lease and every key attached to it (``lease.revoke``)."""
         command = commands.lease_revoke_command(params)
         result = await self._propose(command)
-        self._forget(command["id"])
+        self.forget(command["id"])
         return result
 
     def keepalive(self, lease_id: int) -> int:
@@ -81,7 +91,7 @@ class LeaseService:
             ttl, _ = self._leases[lease_id]
         except KeyError:
             raise NotFoundError(f"lease {lease_id} not found", lease=lease_id) from None
-        self._leases[lease_id] = (ttl, self._clock() + ttl)
+        self._set(lease_id, ttl, self._clock() + ttl)
         return ttl
 
     def time_to_live(self, lease_id: int, with_keys: bool) -> dict[str, Any]:
@@ -119,35 +129,65 @@ class LeaseService:
         """This node became leader (track every stored lease, full TTL from now) or stopped
         leading (forget every deadline; the next leader reloads)."""
         if leading:
-            self._load(self._stored(), replace=True)
+            self.track(self._stored(), replace=True)
         else:
             self._leases.clear()
+            self._heap.clear()
 
     def leader_ready(self) -> None:
         """Our election no-op applied: leases granted under earlier leaders are visible now;
         track those not known yet (known ones keep their deadline)."""
-        self._load(self._stored(), replace=False)
+        self.track(self._stored(), replace=False)
 
     def _stored(self) -> list[tuple[int, int]]:
         with self._storage.begin() as txn:
             return self._state_machine.lease_ttls(txn)
 
-    def _load(self, granted: Iterable[tuple[int, int]], *, replace: bool) -> None:
+    def track(self, granted: Iterable[tuple[int, int]], *, replace: bool) -> None:
+        """Keep a deadline for these leases (id, granted ttl), each a full TTL from now.
+
+        With ``replace`` exactly these are tracked; without, leases already known keep
+        their deadline and only new ones are added."""
         now = self._clock()
         if replace:
-            self._leases.clear()
+            self._leases = {lease_id: (ttl, now + ttl) for lease_id, ttl in granted}
+            self._heap = [(deadline, i) for i, (_, deadline) in self._leases.items()]
+            heapq.heapify(self._heap)
+            return
         for lease_id, ttl in granted:
-            self._leases.setdefault(lease_id, (ttl, now + ttl))
+            if lease_id not in self._leases:
+                self._set(lease_id, ttl, now + ttl)
 
-    def _forget(self, lease_id: int) -> None:
+    def forget(self, lease_id: int) -> None:
+        """Stop tracking a lease that was revoked or expired (its heap entry goes stale)."""
         self._leases.pop(lease_id, None)
+
+    def _set(self, lease_id: int, ttl: int, deadline: float) -> None:
+        """Record a lease's deadline (in the map and the heap)."""
+        self._leases[lease_id] = (ttl, deadline)
+        heapq.heappush(self._heap, (deadline, lease_id))
+        if len(self._heap) > 2 * len(self._leases) + 64:  # mostly stale: rebuild, O(n) per n pushes
+            self._heap = [(d, i) for i, (_, d) in self._leases.items()]
+            heapq.heapify(self._heap)
 
     # ------------------------------------------------------------------ expiry
     def expired(self) -> list[int]:
-        """Ids whose deadline has passed, oldest first, at most one command's worth."""
+        """Ids whose deadline has passed, oldest first, at most one command's worth.
+
+        Costs O(k log n) for k expired leases (plus the stale heap entries it drops): the
+        due ones stay tracked until :meth:`forget` (their expiry may fail to commit)."""
         now = self._clock()
-        due = sorted((deadline, i) for i, (_, deadline) in self._leases.items() if deadline <= now)
-        return [i for _, i in due[: limits.MAX_LEASES_EXPIRED_PER_COMMAND]]
+        heap = self._heap
+        due: list[tuple[float, int]] = []
+        while heap and heap[0][0] <= now and len(due) < limits.MAX_LEASES_EXPIRED_PER_COMMAND:
+            entry = heapq.heappop(heap)
+            self.examined += 1
+            current = self._leases.get(entry[1])
+            if current is not None and current[1] == entry[0]:
+                due.append(entry)
+        for entry in due:
+            heapq.heappush(heap, entry)
+        return [i for _, i in due]
 
     async def run(self) -> None:
         """Every ``LEASE_CHECK_INTERVAL_SECONDS``, propose the expiry of leases that ran out."""
@@ -162,4 +202,4 @@ class LeaseService:
                 log.warning("expiring leases %s failed: %s", due, exc)
                 continue
             for lease_id in due:
-                self._forget(lease_id)
+                self.forget(lease_id)

@@ -291,6 +291,7 @@ class Node:
             granted_members=granted,
             spawn=self.spawn,
             stop=self.stop,
+            lease_reads=config.lease_reads,
         )
         leases = LeaseService(
             storage,

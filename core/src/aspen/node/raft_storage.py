@@ -16,6 +16,7 @@ from typing import Any
 import lmdb
 import msgpack
 
+from aspen import limits
 from aspen.kv.state_machine import KVStateMachine
 from aspen.raft.types import ConfState, Entry, EntryType, HardState, SnapshotMeta
 from aspen.storage import Storage
@@ -160,6 +161,15 @@ class LmdbRaftStorage:
     def compact(self, txn: lmdb.Transaction, upto: int) -> None:
         """Drop log entries up to ``upto`` (they are applied and no longer needed)."""
         if upto >= self._log.first_index(txn):
+            self._log.compact_to(txn, upto)
+
+    def trim(self, txn: lmdb.Transaction, applied: int) -> None:
+        """Compact the log behind ``applied`` once it outgrows its retention bounds
+        (``LOG_RETAIN_ENTRIES`` entries, ``LOG_RETAIN_BYTES`` bytes)."""
+        upto = self._log.retention_cut(
+            txn, applied, limits.LOG_RETAIN_ENTRIES, limits.LOG_RETAIN_BYTES
+        )
+        if upto:
             self._log.compact_to(txn, upto)
 
     def reset_log(self, txn: lmdb.Transaction, index: int, term: int) -> None:

@@ -20,6 +20,9 @@ races the Raft state, and the event loop never waits on an fsync:
    write transaction;
 3. back on the event loop, and only now that it is durable: send the messages, wake the
    proposers whose entries applied, answer reads whose index is applied, publish events.
+   Proposers whose entries were durable before the cycle began (a leader's entries that
+   a quorum acknowledged since) are woken earlier, between the commit and the flush
+   that only the cycle's new entries need (``_answer_early``).
 
 A linearizable read on a leader thus costs no thread hop at all: its heartbeat round goes
 out in the cycle that steps the request, and the cycle that steps a quorum of answers
@@ -66,7 +69,7 @@ from aspen.errors import (
 from aspen.events import Event, SnapshotInstalled
 from aspen.kv.state_machine import KVStateMachine
 from aspen.node.raft_storage import LmdbRaftStorage
-from aspen.raft import Config, RawNode
+from aspen.raft import Config, ProposalDroppedError, RawNode
 from aspen.raft import NotLeaderError as RaftNotLeader
 from aspen.raft.types import (
     ConfChange,
@@ -125,6 +128,13 @@ class CycleOutput:
     leader_ready: bool = False
     #: Whether the cycle wrote something Raft needs durable before its messages leave.
     needs_sync: bool = False
+    #: Our results whose entries were durable before the cycle began: answered once the
+    #: cycle's transaction commits, before its flush (``Replicator._answer_early``).
+    early: list[tuple[int, Any]] = field(default_factory=list)
+    #: Entries of this cycle up to this index were stored durable with entries <= it.
+    durable_upto: int = 0
+    #: Last index of the entries this cycle persisted (0: none).
+    persisted_to: int = 0
 
 
 @dataclass(frozen=True)
@@ -151,6 +161,7 @@ class Replicator:
         leader_hint: Callable[[str | None], dict[str, Any]],
         spool: Any,
         on_leader_ready: Callable[[], None] = lambda: None,
+        lease_reads: bool = False,
     ) -> None:
         self.id = node_id
         #: Tags our proposals and reads; new at every start, so entries proposed before a
@@ -165,15 +176,21 @@ class Replicator:
         self._leader_hint = leader_hint
         self.spool = spool
         self._on_leader_ready = on_leader_ready
+        #: Leader leases answer reads without a heartbeat round (``aspen.raft.lease``).
+        self._lease_reads = lease_reads
         #: Admits writes by free space; says whether the last write cycle lacked it.
         self.space = SpaceGuard(storage)
         self.leader: str | None = None
         #: (term, vote) known to be on disk; early APPEND sends need it unchanged.
         self._durable_vote: tuple[int, str | None] | None = None
+        #: Last log index known durable (entries up to it survive a power loss).
+        self._stable_index = 0
         self._open_raft()
         #: The role and leader the node was last told of (``_soft_state_changed``).
         self._told_soft_state = SoftState(None, Role.FOLLOWER)
         self._seq = itertools.count(1)
+        #: Tick intervals since ``_clock_start`` that cycles have taken (``_due_ticks``).
+        self._clock_start = time.monotonic()
         self._ticks = 0
         self._inbox: deque[Message] = deque()
         self._proposals: deque[tuple[int, bytes | ConfChange]] = deque()
@@ -389,13 +406,18 @@ class Replicator:
     async def _ticker(self) -> None:
         while True:
             await anyio.sleep(limits.RAFT_TICK_SECONDS)
-            self._ticks += 1
             self._kick()
+
+    def _due_ticks(self) -> int:
+        """Tick intervals passed since the last cycle took them, by the clock (not by the
+        ticker's wake-ups: a busy event loop wakes late, and a lease must never run slow)."""
+        due = int((time.monotonic() - self._clock_start) / limits.RAFT_TICK_SECONDS)
+        ticks, self._ticks = due - self._ticks, due
+        return ticks
 
     def _step_inputs(self) -> CycleOutput:
         """Step everything queued since the last cycle into Raft (no write, no fsync)."""
         raw, out = self._raw, CycleOutput()
-        ticks, self._ticks = self._ticks, 0
         while self._local:
             action = self._local.popleft()
             try:
@@ -413,8 +435,10 @@ class Replicator:
                 log.warning("dropped raft message %s from %s: %s", msg.type, msg.frm, exc)
         # after the peers' messages, and at most one tick however long the last cycle took:
         # a slow fsync must not make a leader miss its followers' answers and step down
+        ticks = self._due_ticks()  # just before the reads: a lease is judged by the clock
         if ticks:
             raw.tick()
+            raw.skip_ticks(ticks - 1)  # they still count against a leader's lease
         self._step_proposals(raw, out)
         if self._reads:
             reads, self._reads = self._reads, []
@@ -434,13 +458,17 @@ class Replicator:
         if first is not None:
             # Flushed only when Raft needs it (CycleOutput.needs_sync): a cycle that only
             # applies committed entries skips the meta flush (one fsync, not two).
+            out.durable_upto = self._stable_index if self.role == Role.LEADER else 0
             with no_space_raised(self._storage):
                 self._persist_cycle(raw, first, out)
             if self.space.full is not None:
                 log.info("writes succeed again (%s before)", self.space.full)
                 self.space.full = None
             if out.needs_sync:
+                self._answer_early(out)
                 self._storage.flush()
+            if out.persisted_to:
+                self._stable_index = out.persisted_to
             # durable now (or nothing written needs to be): so are the term and vote
         if out.hard_state is not None:
             self._durable_vote = out.hard_state
@@ -453,6 +481,23 @@ class Replicator:
             except OutOfSpace as exc:
                 result = ResourceExhaustedError(f"{exc.reason}: the log was not compacted")
             out.snapshots.extend((w, result) for w in waiters)
+
+    def _answer_early(self, out: CycleOutput) -> None:
+        """In the worker thread, between the cycle's commit and its flush: wake the
+        proposers of entries that were durable (on this leader, and committed: on a
+        quorum) before the cycle began. Their apply is committed, so visible to every
+        later read; a power loss may undo the apply, never the entry, and a restart
+        applies it again. Entries this cycle stored wait for the flush."""
+        if out.early:
+            early, out.early = out.early, []
+            anyio.from_thread.run_sync(self._resolve_results, early)
+
+    def _resolve_results(self, results: list[tuple[int, Any]]) -> None:
+        """Wake the proposers of ``results`` ((seq, result) pairs)."""
+        for seq, result in results:
+            waiter = self._waiters.get(seq)
+            if waiter is not None:
+                waiter.resolve(result)
 
     def _persist_cycle(self, raw: RawNode, first: _Taken, out: CycleOutput) -> None:
         """One write transaction: persist/apply/advance ``first`` and the Readies after it."""
@@ -467,8 +512,7 @@ class Replicator:
                     self._persist_ready(txn, raw, taken, out)
             finally:
                 self._rs.cycle_txn = None
-            if self.applied_index - self._rs.first_index_in(txn) > 2 * limits.LOG_RETAIN_ENTRIES:
-                self._rs.compact(txn, self.applied_index - limits.LOG_RETAIN_ENTRIES)
+            self._rs.trim(txn, self.applied_index)
 
     async def _recover_from_no_space(self, failed: CycleOutput, reason: str) -> CycleOutput:
         """A write cycle failed for lack of space and LMDB aborted it: restart Raft from
@@ -514,39 +558,72 @@ class Replicator:
             election_tick=limits.RAFT_ELECTION_TICKS,
             heartbeat_tick=limits.RAFT_HEARTBEAT_TICKS,
             applied=self.applied_index,
+            read_only="lease" if self._lease_reads else "safe",
         )
         self._raw = RawNode(config, self._rs, random.Random())
         self.role = Role.FOLLOWER
         self.leader = None
         hard_state, _ = self._rs.initial_state()
+        self._stable_index = self._rs.last_index()
         self.term = hard_state.term
         self._durable_vote = (hard_state.term, hard_state.vote)
 
     def _step_proposals(self, raw: RawNode, out: CycleOutput) -> None:
+        """Propose everything queued: runs of commands as one batch (one append message
+        per follower for the whole run), membership changes one by one."""
+        batch: list[tuple[int, bytes]] = []
         while self._proposals:
             seq, payload = self._proposals.popleft()
-            try:
-                if isinstance(payload, ConfChange):
-                    change = ConfChange(
-                        payload.type, payload.node_id, self._tag(seq, payload.context)
-                    )
+            if isinstance(payload, ConfChange):
+                self._propose_commands(raw, batch, out)
+                batch = []
+                change = ConfChange(payload.type, payload.node_id, self._tag(seq, payload.context))
+                try:
                     index = raw.propose_conf_change(change)
-                else:
-                    data = msgpack.packb([self.origin, seq, payload], use_bin_type=True)
-                    index = raw.propose(data)
+                except Exception as exc:
+                    self._refuse(seq, exc, out)
+                    continue
                 if seq in self._waiters:
                     self._proposed[seq] = index
-            except RaftNotLeader:
-                out.refused.append(
-                    (
-                        seq,
-                        NotLeaderError(
-                            "this node is not the leader", **self._leader_hint(self.leader)
-                        ),
-                    )
+            else:
+                batch.append((seq, payload))
+        self._propose_commands(raw, batch, out)
+
+    def _propose_commands(
+        self, raw: RawNode, batch: list[tuple[int, bytes]], out: CycleOutput
+    ) -> None:
+        """Propose ``batch`` (seq, command) at once; refuse what Raft did not take."""
+        if not batch:
+            return
+        datas = [msgpack.packb([self.origin, seq, p], use_bin_type=True) for seq, p in batch]
+        try:
+            taken = raw.propose_batch(datas)
+        except Exception as exc:
+            for seq, _ in batch:
+                self._refuse(seq, exc, out)
+            return
+        first = raw.last_index() - taken + 1
+        for k, (seq, _) in enumerate(batch):
+            if k >= taken:
+                self._refuse(
+                    seq,
+                    ProposalDroppedError("too many uncommitted bytes on the leader; retry shortly"),
+                    out,
                 )
-            except Exception as exc:
-                out.refused.append((seq, UnavailableError(f"proposal refused: {exc}")))
+            elif seq in self._waiters:
+                self._proposed[seq] = first + k
+
+    def _refuse(self, seq: int, exc: Exception, out: CycleOutput) -> None:
+        """Answer proposal ``seq`` with the error Raft's refusal ``exc`` stands for."""
+        if isinstance(exc, RaftNotLeader):
+            error: AspenError = NotLeaderError(
+                "this node is not the leader", **self._leader_hint(self.leader)
+            )
+        elif isinstance(exc, AspenError):
+            error = exc
+        else:
+            error = UnavailableError(f"proposal refused: {exc}")
+        out.refused.append((seq, error))
 
     def _tag(self, seq: int, context: bytes) -> bytes:
         """Wrap a conf change context with our (origin, seq) so its proposer is woken."""
@@ -608,6 +685,8 @@ class Replicator:
         if rd.snapshot is not None:
             self._install_snapshot(txn, rd.snapshot, out)
         self._rs.persist(txn, rd.hard_state, rd.entries)
+        if rd.entries:
+            out.persisted_to = rd.entries[-1].index
         for entry in rd.committed:
             self._apply(txn, raw, entry, out)
         out.messages.extend(messages)
@@ -626,7 +705,8 @@ class Replicator:
             result, events = self._sm.apply(txn, entry.index, entry.term, command, answer=ours)
             out.events.extend(events)
             if ours:
-                out.results.append((seq, result))
+                early = entry.index <= out.durable_upto
+                (out.early if early else out.results).append((seq, result))
             self.commands += 1
         else:  # the no-op a leader appends when elected
             self._sm.mark_applied(txn, entry.index, entry.term)
@@ -672,10 +752,8 @@ class Replicator:
             self.commit_index = out.commit  # durable now
         if out.messages:
             self._send(out.messages)
-        for seq, result in out.results:
-            waiter = self._waiters.get(seq)
-            if waiter is not None:
-                waiter.resolve(result)
+        self._resolve_results(out.early)  # a cycle that needed no flush answers them here
+        self._resolve_results(out.results)
         for seq, error in out.refused:
             waiter = self._waiters.get(seq)
             if waiter is not None:

@@ -109,8 +109,14 @@ def _check_spool(path: Path) -> None:
     """Parse a spooled snapshot completely; raise ``ValueError`` if it is cut or garbled."""
     with open(path, "rb") as f:
         for chunk in sm_snapshot.read_spool(f):  # msgpack raises ValueError when cut
-            if not isinstance(chunk, list):
-                raise ValueError("a snapshot chunk is not a list of records")
+            if not (
+                isinstance(chunk, list)
+                and len(chunk) == 2
+                and isinstance(chunk[0], str)
+                and isinstance(chunk[1], list)
+                and len(chunk[1]) % 2 == 0
+            ):
+                raise ValueError("a snapshot chunk is not [database, [key, value, ...]]")
 
 
 def _private_opener(path: str, flags: int) -> int:

@@ -47,6 +47,10 @@ ENTRY_OVERHEAD_BYTES = 16
 #: Most ReadIndex requests a leader holds unanswered (more are dropped; the asker retries).
 MAX_PENDING_READ_REQUESTS = 10_000
 
+#: Most relative difference in tick rate (clock speed) between two nodes that lease reads
+#: assume (0.1 = 10 %); see :mod:`aspen.raft.lease`.
+DEFAULT_MAX_CLOCK_DRIFT = 0.1
+
 ReadOnlyOption = Literal["safe", "lease"]
 
 
@@ -65,6 +69,9 @@ class Config:
     #: "safe": ReadIndex confirms leadership with a heartbeat round; "lease": the leader
     #: answers from its lease (needs ``check_quorum``; assumes bounded clock drift).
     read_only: ReadOnlyOption = "safe"
+    #: The clock-drift bound lease reads assume (``read_only="lease"``): the lease lasts
+    #: ``floor((election_tick - 1) / (1 + max_clock_drift))`` leader ticks.
+    max_clock_drift: float = DEFAULT_MAX_CLOCK_DRIFT
     #: The index the state machine has applied (persisted); entries after it are handed
     #: out again as committed after a restart.
     applied: int = 0
@@ -92,5 +99,7 @@ class Config:
             raise ValueError('Config.read_only must be "safe" or "lease"')
         if self.read_only == "lease" and not self.check_quorum:
             raise ValueError('Config.read_only="lease" needs check_quorum=True')
+        if not 0 <= self.max_clock_drift < 10:
+            raise ValueError("Config.max_clock_drift must be in [0, 10)")
         if self.applied < 0:
             raise ValueError("Config.applied must not be negative")

@@ -58,6 +58,15 @@ class LeaderMixin:
 
     def propose(self: Raft, kind: EntryType, data: bytes) -> int:
         """Append one proposed entry and replicate it; returns its index."""
+        accepted = self.propose_batch(kind, [data])
+        if not accepted:
+            raise ProposalDroppedError("too many uncommitted bytes on the leader; retry shortly")
+        return self.log.last_index()
+
+    def propose_batch(self: Raft, kind: EntryType, datas: list[bytes]) -> int:
+        """Append proposed entries (a prefix of ``datas`` within the uncommitted-bytes
+        bound) and replicate them in ONE message per follower; returns how many were
+        appended (their indexes end at ``log.last_index()``)."""
         self.require_leader()
         if self.id not in self.tracker.progress:
             raise ProposalDroppedError("this leader was removed from the cluster")
@@ -65,16 +74,18 @@ class LeaderMixin:
             raise ProposalDroppedError(
                 f"leadership is being transferred to {self.lead_transferee}; retry shortly"
             )
-        size = len(data)
-        if (
-            self.uncommitted_bytes
-            and self.uncommitted_bytes + size > self.config.max_uncommitted_bytes
-        ):
-            raise ProposalDroppedError("too many uncommitted bytes on the leader; retry shortly")
-        index = self.append_entries([(kind, data)])
-        self.uncommitted_bytes += size
-        self.bcast_append()
-        return index
+        bound = self.config.max_uncommitted_bytes
+        taken: list[tuple[EntryType, bytes]] = []
+        for data in datas:
+            size = len(data)
+            if self.uncommitted_bytes and self.uncommitted_bytes + size > bound:
+                break
+            self.uncommitted_bytes += size
+            taken.append((kind, data))
+        if taken:
+            self.append_entries(taken)
+            self.bcast_append()
+        return len(taken)
 
     def propose_conf_change(self: Raft, change: ConfChange) -> int:
         """Propose a membership change after checking it is safe to make now."""
@@ -174,6 +185,9 @@ class LeaderMixin:
         """Heartbeat every other member (carrying the newest pending read context)."""
         if context is None:
             context = self.read_requests.last_context()
+        if self.lease.enabled:
+            context = context or self.lease.new_context()
+            self.lease.sent(context)
         committed = self.log.committed
         for node, pr in self.tracker.progress.items():
             if node != self.id:
@@ -184,6 +198,7 @@ class LeaderMixin:
         """Heartbeats, check-quorum and the leadership-transfer deadline."""
         self.heartbeat_elapsed += 1
         self.election_elapsed += 1
+        self.lease.elapse(1)
         if self.election_elapsed >= self.config.election_tick:
             self.election_elapsed = 0
             if self.config.check_quorum:
@@ -257,15 +272,20 @@ class LeaderMixin:
             pr.inflights.free_first()  # an APPEND may have been lost: let one more through
         if pr.match < self.log.last_index() or pr.state == ProgressState.PROBE:
             self.maybe_send_append(m.frm)
-        if self.config.read_only != "safe" or not m.context:
+        if not m.context:
             return
+        self.lease.ack(m.frm, m.context, self._voter_quorum)
         acks = self.read_requests.ack(m.frm, m.context)
-        if acks is None or sum(1 for v in acks if self.tracker.is_voter(v)) < majority(
-            len(self.tracker.voters)
-        ):
+        if acks is None or not self._voter_quorum(acks):
             return
         for request in self.read_requests.release(m.context):
             self.respond_read(request.origin, request.index, request.context)
+
+    def _voter_quorum(self: Raft, acks: set[str]) -> bool:
+        """Whether ``acks`` holds a majority of the voters."""
+        return sum(1 for v in acks if self.tracker.is_voter(v)) >= majority(
+            len(self.tracker.voters)
+        )
 
     def leader_read_index(self: Raft, origin: str, context: bytes) -> None:
         """Serve a ReadIndex request from ``origin`` (this node or a follower)."""
@@ -276,9 +296,9 @@ class LeaderMixin:
             if len(self.deferred_reads) < self.read_requests.max_pending:
                 self.deferred_reads.append((origin, context))
             return
-        if self.config.read_only == "lease":
+        if self.lease.valid():
             self.respond_read(origin, self.log.committed, context)
-            return
+            return  # no other leader can exist yet: no heartbeat round needed
         if self.read_requests.add(self.log.committed, context, origin):
             self.read_requests.ack(self.id, context)
             self.bcast_heartbeat(context)
@@ -317,6 +337,7 @@ class LeaderMixin:
             raise ValueError(f"cannot transfer leadership to {to!r}: it is a learner")
         if self.lead_transferee == to:
             return
+        self.lease.revoke()  # the transferee's forced election ignores the voters' lease
         self.lead_transferee = to
         self.election_elapsed = 0
         if pr.match == self.log.last_index():
@@ -326,6 +347,7 @@ class LeaderMixin:
 
     def after_conf_change(self: Raft) -> None:
         """A leader's configuration changed: step down if removed, else re-evaluate."""
+        self.lease.revoke()  # acknowledged by the old voters: simply earn none this term
         if not self.tracker.is_voter(self.id):
             self._hand_over()
             return

@@ -34,6 +34,7 @@ from aspen.raft.confchange import apply_to_conf, conf_change_problem
 from aspen.raft.config import MAX_PENDING_READ_REQUESTS, Config
 from aspen.raft.errors import CompactedError, NotLeaderError, UnavailableError
 from aspen.raft.leader import LeaderMixin
+from aspen.raft.lease import LeaderLease, lease_duration
 from aspen.raft.log import RaftLog
 from aspen.raft.quorum import VoteResult
 from aspen.raft.readonly import ReadRequestQueue
@@ -88,10 +89,15 @@ class Raft(LeaderMixin):
         self.pending_conf_index = 0
         self.uncommitted_bytes = 0
         self.transfer_after_apply = False
+        self.lease = LeaderLease(self.id, 0)
         hard_state, conf = storage.initial_state()
         self.tracker.set_conf(conf, self.log.last_index() + 1)
         self._load(hard_state, config.applied)
         self.become_follower(self.term, None)
+        #: With lease reads, a (re)started voter refuses votes for an election timeout,
+        #: as if it had just heard from a leader: it may have acknowledged a lease round
+        #: before it stopped (see :mod:`aspen.raft.lease`).
+        self.vote_guard = config.read_only == "lease"
 
     def _load(self, hard_state: HardState, applied: int) -> None:
         """Restore term, vote, commit and applied from durable state."""
@@ -192,6 +198,9 @@ class Raft(LeaderMixin):
         self._reset(self.term)
         self.lead = self.id
         self.role = Role.LEADER
+        lease = self.config.read_only == "lease"
+        duration = lease_duration(self.config.election_tick, self.config.max_clock_drift)
+        self.lease = LeaderLease(self.id, duration if lease else 0)
         own = self.tracker.progress[self.id]
         own.become_replicate()
         # Any conf change in the uncommitted tail may still be pending: be conservative.
@@ -205,6 +214,8 @@ class Raft(LeaderMixin):
             self.tick_leader()
             return
         self.election_elapsed += 1
+        if self.election_elapsed >= self.config.election_tick:
+            self.vote_guard = False
         if self.promotable() and self.election_elapsed >= self.randomized_election_timeout:
             self.election_elapsed = 0
             self.hup(transfer=False)
@@ -272,7 +283,7 @@ class Raft(LeaderMixin):
                 forced = m.context == TRANSFER_CONTEXT
                 in_lease = (
                     self.config.check_quorum
-                    and self.lead is not None
+                    and (self.lead is not None or self.vote_guard)
                     and self.election_elapsed < self.config.election_tick
                 )
                 if in_lease and not forced:

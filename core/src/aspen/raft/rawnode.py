@@ -74,6 +74,12 @@ class RawNode:
         """One unit of logical time: elections, heartbeats, check-quorum, transfer deadline."""
         self._raft.tick()
 
+    def skip_ticks(self, ticks: int) -> None:
+        """``ticks`` tick intervals passed that the driver did not deliver as ``tick()``
+        (it was busy): they count against a leader's lease, nothing else."""
+        if ticks > 0 and self._raft.role == Role.LEADER:
+            self._raft.lease.elapse(ticks)
+
     def step(self, msg: Message) -> None:
         """Handle a message from a peer; malformed ones are counted and dropped."""
         problem = message_problem(msg, self._raft.id)
@@ -92,6 +98,18 @@ class RawNode:
         if not isinstance(data, bytes):
             raise ValueError("proposal data must be bytes")
         return self._raft.propose(EntryType.NORMAL, data)
+
+    def propose_batch(self, datas: list[bytes]) -> int:
+        """Propose several commands at once (one append message per follower, not one
+        per command); returns how many were accepted: a prefix of ``datas``, the rest
+        refused by the uncommitted-bytes bound. The accepted ones end at ``last_index``."""
+        if not all(isinstance(d, bytes) for d in datas):
+            raise ValueError("proposal data must be bytes")
+        return self._raft.propose_batch(EntryType.NORMAL, datas)
+
+    def last_index(self) -> int:
+        """Index of the last entry of the log (stable or not)."""
+        return self._raft.log.last_index()
 
     def propose_conf_change(self, change: ConfChange) -> int:
         """Propose a membership change; raises ``ConfChangeRefusedError`` when unsafe now."""

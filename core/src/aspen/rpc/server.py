@@ -46,8 +46,9 @@ from aspen.limits import (
     MAX_UNREAD_REPLY_BYTES_PER_CONNECTION,
 )
 from aspen.rpc.registry import MethodRegistry
-from aspen.rpc.session import PROTOCOL_VERSION, Cancellable, ServerSession
-from aspen.transport.framed import LINK_ERRORS, describe_error, wrap_tls
+from aspen.rpc.session import Cancellable, ServerSession
+from aspen.transport.aio import FramedProtocol
+from aspen.transport.framed import LINK_ERRORS, StreamAdapter, describe_error, wrap_tls
 from aspen.transport.framing import running_on_asyncio
 
 __all__ = ["READ_CHUNK_BYTES", "SHUTDOWN_GRACE_SECONDS", "Driver", "RpcServer"]
@@ -122,10 +123,11 @@ class RpcServer:
         self.streams_blocked = 0
         self._sessions: set[ServerSession] = set()
         self._ids = itertools.count(1)
-        self._cancel_exc: type[BaseException] = asyncio.CancelledError
-        self._hello_reply = {
-            "type": "hello",
-            "version": PROTOCOL_VERSION,
+        #: The exception class cancellation raises on the running backend.
+        self.cancel_exc: type[BaseException] = asyncio.CancelledError
+        #: The session interface (:class:`~aspen.rpc.session.SessionHost`): handler lookup.
+        self.handler = registry.get
+        self._hello_fields = {
             "node_id": node_id,
             "server": _server_version(),
             "features": list(self.features),
@@ -153,7 +155,7 @@ class RpcServer:
         task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
         """Listen on ``host:port`` and serve until cancelled; ``task_status.started(port)``."""
-        self._cancel_exc = anyio.get_cancelled_exc_class()
+        self.cancel_exc = anyio.get_cancelled_exc_class()
         driver = self.driver
         if driver == "auto":
             driver = "asyncio" if running_on_asyncio() else "anyio"
@@ -162,13 +164,21 @@ class RpcServer:
         else:
             await self._serve_anyio(host, port, task_status)
 
-    # ------------------------------------------------------------------ shared helpers
-    def _next_connection_id(self) -> int:
+    # ------------------------------------------------------------------ SessionHost
+    def new_connection_id(self) -> int:
         """Return a new connection id and count the connection."""
         self.connections_total += 1
         return next(self._ids)
 
-    def _authenticate(self, token: object) -> str:
+    def method_names(self) -> list[str]:
+        """Every registered method name."""
+        return self.registry.names()
+
+    def hello_fields(self) -> dict[str, Any]:
+        """The fields of this server's hello reply (node id, version, features)."""
+        return self._hello_fields
+
+    def check_token(self, token: object) -> str:
         """Return the identity of ``token`` or raise ``unauthorized``."""
         if token is not None and not isinstance(token, str):
             raise UnauthorizedError("the hello 'token' must be a string")
@@ -272,23 +282,23 @@ class RpcServer:
             log.error("client connection from %s failed", peer, exc_info=exc)
 
 
-class _AsyncioSession(ServerSession, asyncio.Protocol):
-    """A session driven by an asyncio transport."""
+class _AsyncioSession(ServerSession, FramedProtocol):
+    """A session on the shared asyncio adapter."""
+
+    server: RpcServer
 
     def __init__(self, server: RpcServer, loop: asyncio.AbstractEventLoop) -> None:
+        FramedProtocol.__init__(self, loop)
         self._server = server
-        self.loop = loop
-        self.transport: asyncio.Transport | None = None
-        self.paused_writing = False
         self.writable_waiter: asyncio.Future[None] | None = None
         self.hello_timer: asyncio.TimerHandle | None = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+    def made(self) -> None:
         """Start the session: connection limit, hello timer."""
-        peername = transport.get_extra_info("peername")
+        assert self.transport is not None
+        peername = self.transport.get_extra_info("peername")
         peer = f"{peername[0]}:{peername[1]}" if peername else "?"
         ServerSession.__init__(self, self._server, peer)
-        self.transport = transport  # type: ignore[assignment]
         if self.server._admit(self):
             self.hello_timer = self.loop.call_later(self.server.hello_timeout, self._hello_expired)
 
@@ -303,7 +313,7 @@ class _AsyncioSession(ServerSession, asyncio.Protocol):
             self.hello_timer.cancel()
             self.hello_timer = None
 
-    def data_received(self, data: bytes) -> None:
+    def received(self, data: memoryview) -> None:
         """Feed received bytes to the session."""
         try:
             self.on_data(data)
@@ -311,11 +321,7 @@ class _AsyncioSession(ServerSession, asyncio.Protocol):
             log.error("client connection %s failed", self.peer, exc_info=exc)
             self.abort()
 
-    def eof_received(self) -> bool:
-        """The client half-closed: close the connection."""
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
+    def lost(self, exc: Exception | None) -> None:
         """Cancel what is running and forget the session."""
         self.server._sessions.discard(self)
         self._hello_done()
@@ -324,13 +330,8 @@ class _AsyncioSession(ServerSession, asyncio.Protocol):
             self._cancel_all()
         self._wake_writable()
 
-    def pause_writing(self) -> None:
-        """The transport's buffer is full: hold frames back."""
-        self.paused_writing = True
-
-    def resume_writing(self) -> None:
+    def write_resumed(self) -> None:
         """The transport drained: write held frames and wake streams."""
-        self.paused_writing = False
         if self.out and not self.closed:
             self.transport.write(self.take_output())  # type: ignore[union-attr]
         self._wake_writable()
@@ -347,17 +348,17 @@ class _AsyncioSession(ServerSession, asyncio.Protocol):
 
     def send_bytes(self, data: bytes) -> None:
         """Write at once when nothing else is in flight or queued, else coalesce."""
-        if self.inflight or self.flush_pending or self.paused_writing or self.closed:
+        if self.inflight or self.flush_pending or self.paused or self.closed:
             ServerSession.send_bytes(self, data)
         else:
             self.budget.replied(len(data))
+            self.wire.bytes_queued -= len(data)  # straight to the transport
             self.transport.write(data)  # type: ignore[union-attr]
             self.output_drained()  # the socket may have taken it all: no resume_writing then
 
     def _transport_buffered(self) -> int:
         """What the transport holds (asyncio pauses writing above its high-water mark)."""
-        transport = self.transport
-        return 0 if transport is None else transport.get_write_buffer_size()
+        return self.write_buffered
 
     def _spawn(self, coro: Coroutine[Any, Any, None], rid: int) -> Cancellable:
         """Run the request in a plain asyncio task."""
@@ -376,7 +377,7 @@ class _AsyncioSession(ServerSession, asyncio.Protocol):
     def _flush(self) -> None:
         """Write queued frames unless the transport asked us to hold them."""
         self.flush_pending = False
-        if self.out and not self.closed and not self.paused_writing:
+        if self.out and not self.closed and not self.paused:
             self.transport.write(self.take_output())  # type: ignore[union-attr]
             self.output_drained()  # the socket may have taken it all: no resume_writing then
 
@@ -391,13 +392,13 @@ class _AsyncioSession(ServerSession, asyncio.Protocol):
     def _writable(self) -> bool:
         """Whether a stream may queue another item: the transport is not full and the
         frames queued in this loop iteration are few."""
-        return not self.paused_writing and len(self.out) < _STREAM_BATCH_FRAMES
+        return not self.paused and len(self.out) < _STREAM_BATCH_FRAMES
 
     async def _wait_writable(self) -> None:
         """Hand queued frames to the transport now; wait if that filled it up."""
-        if not self.paused_writing and self.out and not self.closed:
+        if not self.paused and self.out and not self.closed:
             self.transport.write(self.take_output())  # type: ignore[union-attr]
-        if self.paused_writing and not self.closed:
+        if self.paused and not self.closed:
             if self.writable_waiter is None:
                 self.writable_waiter = self.loop.create_future()
             await asyncio.shield(self.writable_waiter)
@@ -415,12 +416,13 @@ class _AsyncioSession(ServerSession, asyncio.Protocol):
             transport.close()
         else:
             self.out.clear()
-            self.out_bytes = 0
             transport.abort()
 
 
 class _AnyioSession(ServerSession):
-    """A session driven by an anyio byte stream, a reader and a writer task."""
+    """A session on the shared anyio adapter (a reader and a writer task)."""
+
+    server: RpcServer
 
     def __init__(
         self,
@@ -430,60 +432,46 @@ class _AnyioSession(ServerSession):
         tg: anyio.abc.TaskGroup,
     ) -> None:
         super().__init__(server, peer)
-        self.stream = stream
+        self.io = StreamAdapter(stream, READ_CHUNK_BYTES)
         self.tg = tg
-        self.wake_writer = anyio.Event()
-        self.read_resumed = anyio.Event()
         self.drained: anyio.Event | None = None
         self.flush_on_close = True
         self.hello_scope = anyio.CancelScope()
-        #: Bytes of the ``send`` in progress.
-        self.sending = 0
 
     async def read_loop(self) -> None:
-        """Receive big chunks and feed them to the session until EOF or close."""
-        stream = self.stream
-        try:
-            while not self.closed:
-                if self.reading_paused:
-                    await self.read_resumed.wait()
-                    continue
-                data = await stream.receive(READ_CHUNK_BYTES)
-                self.on_data(data)
-        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-            pass
+        """Feed received chunks to the session until EOF or close."""
+        with contextlib.suppress(
+            anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError
+        ):
+            await self.io.read_loop(self.on_data)
         self.abort()
 
     async def write_loop(self) -> None:
         """Send every queued frame in one ``send``; close the stream when told."""
-        stream = self.stream
-        while True:
-            await self.wake_writer.wait()
-            self.wake_writer = anyio.Event()
-            if self.closed:
-                if self.flush_on_close and self.out:
-                    with anyio.move_on_after(_CLOSE_FLUSH_SECONDS), contextlib.suppress(Exception):
-                        await stream.send(self.take_output())
-                self.tg.cancel_scope.cancel()
-                return
-            if self.out:
-                data = self.take_output()
-                self.flush_pending = False
-                self.sending = len(data)
-                try:
-                    await stream.send(data)
-                except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-                    self.abort()
-                    return
-                finally:
-                    self.sending = 0
-                drained = self.drained
-                if drained is not None:
-                    self.drained = None
-                    drained.set()
-                self.output_drained()
-            else:
-                self.flush_pending = False
+        try:
+            await self.io.write_loop(self._take, self._sent)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            self.abort()
+            return
+        if self.flush_on_close and self.out:
+            with anyio.move_on_after(_CLOSE_FLUSH_SECONDS), contextlib.suppress(Exception):
+                await self.io.stream.send(self.take_output())
+        self.tg.cancel_scope.cancel()
+
+    def _take(self) -> bytes | None:
+        """What the writer sends next (None once the session is closed)."""
+        if self.closed:
+            return None
+        self.flush_pending = False
+        return self.take_output() if self.out else b""
+
+    def _sent(self) -> None:
+        """A batch went out: wake streams waiting for room, maybe read again."""
+        drained = self.drained
+        if drained is not None:
+            self.drained = None
+            drained.set()
+        self.output_drained()
 
     async def hello_watchdog(self) -> None:
         """Close the connection if it has not said hello in time."""
@@ -504,15 +492,15 @@ class _AnyioSession(ServerSession):
 
     def _schedule_flush(self) -> None:
         """Wake the writer."""
-        self.wake_writer.set()
+        self.io.wake()
 
     def _pause_reading(self) -> None:
         """Make the reader wait for room."""
-        self.read_resumed = anyio.Event()
+        self.io.pause_reading()
 
     def _resume_reading(self) -> None:
         """Let the reader go on."""
-        self.read_resumed.set()
+        self.io.resume_reading()
 
     def _writable(self) -> bool:
         """Whether the queued reply bytes are within the connection's bound."""
@@ -520,7 +508,7 @@ class _AnyioSession(ServerSession):
 
     def _transport_buffered(self) -> int:
         """The bytes of the ``send`` in progress."""
-        return self.sending
+        return self.io.sending
 
     async def _wait_writable(self) -> None:
         """Wait for the writer to send a batch."""
@@ -532,15 +520,14 @@ class _AnyioSession(ServerSession):
     def _close_transport(self, *, flush: bool) -> None:
         """Have the writer flush (if ``flush``) and then tear the connection down."""
         self.hello_scope.cancel()
-        self.read_resumed.set()
+        self.io.resume_reading()
         if self.drained is not None:
             self.drained.set()
         if flush:
             self.flush_on_close = True
-            self.wake_writer.set()
+            self.io.wake()
         else:
             self.out.clear()
-            self.out_bytes = 0
             self.tg.cancel_scope.cancel()
 
 

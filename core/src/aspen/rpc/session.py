@@ -1,7 +1,10 @@
-"""One client connection's protocol logic, independent of the I/O driver.
+"""One client connection's request handling, independent of the I/O driver.
 
-:class:`ServerSession` turns received bytes into dispatched requests and handler results
-into queued frames. Two drivers in :mod:`aspen.rpc.server` supply the I/O: an asyncio
+:class:`ServerSession` feeds received bytes to the sans-IO wire machine
+(:class:`~aspen.transport.wire.WireConnection`: parsing, hello, version, frame limits),
+dispatches the requests it yields, and turns handler results into queued frames. It talks to
+its server only through :class:`SessionHost` (handlers, token check, hello fields, limits,
+counters). Two drivers in :mod:`aspen.rpc.server` supply the I/O: an asyncio
 ``Protocol`` (the fast path when the node runs on asyncio or uvloop) and a portable one on
 anyio byte streams (trio). A driver implements ``_spawn``, ``_schedule_flush``,
 ``_pause_reading``, ``_resume_reading``, ``_wait_writable``, ``_transport_buffered`` and
@@ -20,7 +23,7 @@ Invariants:
 * ``canceled`` holds ids whose cancellation the client asked for and whose canceled reply
   is not sent yet; the handler's runner sends it when the cancellation reaches it.
 * Nothing is sent once ``closed`` is set.
-* ``out_bytes`` is the size of ``out``; reading is paused whenever ``held`` is not empty.
+* ``wire.bytes_queued`` is the size of ``out``; reading is paused whenever ``held`` is not empty.
 * ``request_bytes`` is the sum of ``request_sizes``: the big requests in ``inflight``.
 """
 
@@ -43,20 +46,75 @@ from aspen.errors import (
 from aspen.limits import MAX_METHOD_NAME_BYTES
 from aspen.rpc.context import RpcContext
 from aspen.rpc.flow import TRACKED_REQUEST_BYTES, ReplyBudget
-from aspen.transport.framing import FrameDecoder, FrameError, encode_frame
+from aspen.transport.framing import FrameError
+from aspen.transport.wire import (
+    PROTOCOL_VERSION,
+    Cancel,
+    ConnectionFailed,
+    Failure,
+    Hello,
+    InvalidRequest,
+    Item,
+    Request,
+    Result,
+    Role,
+    WireConnection,
+    WireError,
+)
 
 if TYPE_CHECKING:
     from aspen.plugins.types import RpcHandler
-    from aspen.rpc.server import RpcServer
 
-__all__ = ["PROTOCOL_VERSION", "Cancellable", "ServerSession"]
+__all__ = ["PROTOCOL_VERSION", "Cancellable", "ServerSession", "SessionHost"]
 
 log = logging.getLogger("aspen.rpc")
 
-#: The client protocol version this server speaks (docs/protocol.md).
-PROTOCOL_VERSION = 1
-
 _CANCELED_RESULT = {"canceled": True}
+
+#: What a session holds back while there is no room: requests, cancels, bad requests.
+_Held = Request | Cancel | InvalidRequest
+
+
+class SessionHost(Protocol):
+    """The small interface a session uses of its server (and nothing else of it)."""
+
+    #: What handlers get as ``ctx.node``.
+    node: Any
+    max_frame: int
+    max_inflight: int
+    #: Queued reply bytes above which the connection is not read.
+    max_queued_bytes: int
+    #: Queued reply bytes at which the connection is closed.
+    max_unread_bytes: int
+    #: Bytes of big requests a connection may have running.
+    max_request_bytes: int
+    #: Counters the session adds to.
+    requests: int
+    errors: int
+    internal_errors: int
+    streams_blocked: int
+    #: The exception class cancellation raises on the running backend.
+    cancel_exc: type[BaseException]
+
+    def new_connection_id(self) -> int:
+        """A new connection id (and count the connection)."""
+        ...
+
+    def handler(self, method: str) -> RpcHandler | None:
+        """The handler of ``method``, if one is registered."""
+        ...
+
+    def method_names(self) -> list[str]:
+        """Every registered method name."""
+        ...
+
+    def check_token(self, token: object) -> str:
+        """The identity of ``token``, or raise ``unauthorized``."""
+        ...
+
+    def hello_fields(self) -> dict[str, Any]:
+        """The fields of the server's hello reply."""
+        ...
 
 
 class Cancellable(Protocol):
@@ -69,21 +127,22 @@ class Cancellable(Protocol):
 class ServerSession:
     """Per-connection protocol state: hello, dispatch, cancel, outbound frames."""
 
-    def __init__(self, server: RpcServer, peer: str) -> None:
+    def __init__(self, server: SessionHost, peer: str) -> None:
         self.server = server
         self.peer = peer
-        self.connection_id = server._next_connection_id()
-        self.decoder = FrameDecoder(server.max_frame, record_sizes=True)
-        self.handlers = server.registry._handlers
+        self.connection_id = server.new_connection_id()
+        self.wire = WireConnection(
+            Role.SERVER, max_frame=server.max_frame, max_queued_bytes=server.max_queued_bytes
+        )
+        self.handler = server.handler
         self.ctx: RpcContext | None = None
         self.inflight: dict[int, Cancellable] = {}
         self.canceled: set[int] = set()
         #: Ids in ``inflight`` that are streams (paced by ``_wait_writable``, not the budget).
         self.streams: set[int] = set()
         self.out: list[bytes] = []
-        self.out_bytes = 0
-        #: Decoded frames waiting for room to be dispatched (at most one read's worth).
-        self.held: deque[tuple[dict[str, Any], int]] = deque()
+        #: Decoded events waiting for room to be dispatched (at most one read's worth).
+        self.held: deque[_Held] = deque()
         #: Size of each big running request (``TRACKED_REQUEST_BYTES`` or more), and their sum.
         self.request_sizes: dict[int, int] = {}
         self.request_bytes = 0
@@ -96,7 +155,7 @@ class ServerSession:
         self.flush_pending = False
         self.reading_paused = False
         self.closed = False
-        self.cancel_exc: type[BaseException] = server._cancel_exc
+        self.cancel_exc: type[BaseException] = server.cancel_exc
 
     # ------------------------------------------------------------------ driver hooks
     def _spawn(self, coro: Coroutine[Any, Any, None], rid: int) -> Cancellable:
@@ -133,7 +192,7 @@ class ServerSession:
     # ------------------------------------------------------------------ flow control
     def queued_bytes(self) -> int:
         """Reply bytes queued for this connection and not yet taken by the peer."""
-        return self.out_bytes + self._transport_buffered()
+        return self.wire.bytes_queued + self._transport_buffered()
 
     def output_drained(self) -> None:
         """Called when queued bytes went to the socket or a request ended: maybe go on."""
@@ -155,7 +214,7 @@ class ServerSession:
         budget = self.budget
         inflight = self.inflight
         streams = self.streams
-        on_frame = self._on_frame
+        on_event = self._on_event
         while (
             held
             and not self.closed
@@ -164,11 +223,12 @@ class ServerSession:
                 len(inflight) - len(streams),
                 self.queued_bytes(),
                 self.request_bytes,
-                held[0][1],
+                held[0].size,
             )
         ):
-            frame, size = held.popleft()
-            rid = on_frame(frame)
+            event = held.popleft()
+            rid = on_event(event)
+            size = event.size
             if rid is not None and size >= TRACKED_REQUEST_BYTES:
                 self.request_sizes[rid] = size
                 self.request_bytes += size
@@ -185,81 +245,58 @@ class ServerSession:
                 self._resume_reading()
 
     # ------------------------------------------------------------------ input
-    def on_data(self, data: bytes) -> None:
+    def on_data(self, data: bytes | memoryview) -> None:
         """Handle received bytes: hello first, then requests and cancels."""
         try:
-            frames = self.decoder.feed(data)
-        except FrameError as exc:
+            events = self.wire.receive_data(data)
+        except WireError as exc:
             self.fail(exc)
             return
-        if not frames:
+        if not events:
             return
-        sizes = self.decoder.sizes
-        assert sizes is not None
         if self.ctx is None:
-            if not self._on_hello(frames[0]):
+            hello = events[0]
+            if type(hello) is not Hello:  # the client sent an error frame first: it is leaving
+                self.abort()
                 return
-            del frames[0], sizes[0]
-        self.held.extend(zip(frames, sizes, strict=True))
-        sizes.clear()
+            if not self._on_hello(hello):
+                return
+            del events[0]
+        self.held.extend(events)  # type: ignore[arg-type]
         self._dispatch_held()
 
-    def _on_hello(self, frame: dict[str, Any]) -> bool:
-        """Check the hello frame, answer it; return whether the session may go on."""
+    def _on_hello(self, hello: Hello) -> bool:
+        """Check the client's token, answer the hello; return whether the session may go on."""
         try:
-            if frame.get("type") != "hello":
-                raise InvalidArgumentError(
-                    "expected a hello frame first (see docs/protocol.md)", expected="hello"
-                )
-            version = frame.get("version")
-            if type(version) is not int or version != PROTOCOL_VERSION:  # True == 1
-                raise InvalidArgumentError(
-                    f"protocol version {version!r} is not supported; this server speaks "
-                    f"version {PROTOCOL_VERSION}",
-                    supported=[PROTOCOL_VERSION],
-                )
-            identity = self.server._authenticate(frame.get("token"))
+            identity = self.server.check_token(hello.fields.get("token"))
         except AspenError as exc:
             self.fail(exc)
             return False
         self.ctx = RpcContext(self.server.node, self.peer, identity, self.connection_id)
         self._hello_done()
-        self.send(self.server._hello_reply)
+        self.send_bytes(self.wire.send(Hello(self.server.hello_fields())))
         return True
 
     def _hello_done(self) -> None:
         """Called once the hello succeeded (drivers stop their hello timer)."""
 
-    def _on_frame(self, frame: dict[str, Any]) -> int | None:
-        """Dispatch one request or cancel frame; return the id of a request now running."""
-        rid = frame.get("id")
-        if type(rid) is not int:
-            if "cancel" in frame:
-                self._on_cancel(frame["cancel"])
+    def _on_event(self, event: _Held) -> int | None:
+        """Dispatch one request or cancel; return the id of a request now running."""
+        if type(event) is not Request:
+            if type(event) is Cancel:
+                self._on_cancel(event.id)
             else:
-                self.fail(
-                    InvalidArgumentError("a request frame needs an integer 'id' (or 'cancel')")
-                )
+                self.server.requests += 1
+                self.send_error(event.id, event.error)  # type: ignore[union-attr]
             return None
-        server = self.server
-        server.requests += 1
-        method = frame.get("method")
-        handler = self.handlers.get(method) if type(method) is str else None
+        self.server.requests += 1
+        rid = event.id
+        method = event.method
+        params = event.params
+        handler = self.handler(method)
         if handler is None:
             self.send_error(rid, self._unknown_method(method))
             return None
-        params = frame.get("params")
-        if type(params) is not dict:
-            if params is not None:
-                self.send_error(
-                    rid,
-                    InvalidArgumentError(
-                        f"params of {method} must be a map, not {type(params).__name__}",
-                        field="params",
-                    ),
-                )
-                return None
-            params = {}
         if rid in self.inflight:
             self.send_error(
                 rid, InvalidArgumentError(f"request id {rid} is already in flight", field="id")
@@ -272,12 +309,8 @@ class ServerSession:
             self.inflight[rid] = self._spawn(self._run_unary(rid, handler, params), rid)
         return rid
 
-    def _unknown_method(self, method: object) -> AspenError:
+    def _unknown_method(self, method: str) -> AspenError:
         """Build the error for a method nobody registered."""
-        if not isinstance(method, str):
-            return InvalidArgumentError(
-                f"'method' must be a str, not {type(method).__name__}", field="method"
-            )
         if len(method) > MAX_METHOD_NAME_BYTES:
             return InvalidArgumentError(
                 f"method name of {len(method)} characters exceeds MAX_METHOD_NAME_BYTES "
@@ -285,7 +318,7 @@ class ServerSession:
                 field="method",
             )
         plugin = method.split(".", 1)[0]
-        served = [n for n in self.handlers if n.startswith(plugin + ".")]
+        served = [n for n in self.server.method_names() if n.startswith(plugin + ".")]
         if served:
             return UnavailableError(
                 f"method {method!r} does not exist; plugin {plugin!r} serves "
@@ -300,10 +333,8 @@ class ServerSession:
             method=method,
         )
 
-    def _on_cancel(self, rid: object) -> None:
+    def _on_cancel(self, rid: int) -> None:
         """Cancel request ``rid`` if it is still running."""
-        if type(rid) is not int:
-            return
         handle = self.inflight.get(rid)
         if handle is not None and rid not in self.canceled:
             self.canceled.add(rid)
@@ -326,7 +357,7 @@ class ServerSession:
         except Exception as exc:
             self._finish_error(rid, self._internal(handler, exc))
         else:
-            self._finish(rid, {"id": rid, "result": result}, handler)
+            self._finish(rid, result, handler)
 
     async def _run_stream(self, rid: int, handler: RpcHandler, params: dict[str, Any]) -> None:
         """Run a streaming handler: one item frame per yielded item, then the end frame."""
@@ -336,7 +367,7 @@ class ServerSession:
             async for item in agen:  # type: ignore[union-attr]
                 if self.closed or rid in self.canceled:
                     break
-                data = self._encode({"id": rid, "item": item}, rid, handler)
+                data = self._encode(Item(rid, item), rid, handler)
                 if data is None:
                     return
                 self.send_bytes(data)
@@ -357,7 +388,7 @@ class ServerSession:
             if rid in self.canceled:
                 self._finish_canceled(rid)
             else:
-                self._finish(rid, {"id": rid, "result": None}, handler)
+                self._finish(rid, None, handler)
         finally:
             aclose = getattr(agen, "aclose", None)
             if aclose is not None:
@@ -377,10 +408,10 @@ class ServerSession:
             method=handler.name,
         )
 
-    def _encode(self, frame: dict[str, Any], rid: int, handler: RpcHandler) -> bytes | None:
+    def _encode(self, event: Result | Item, rid: int, handler: RpcHandler) -> bytes | None:
         """Encode a result/item frame; on failure send the error instead and return None."""
         try:
-            return encode_frame(frame, max_frame=self.server.max_frame)
+            return self.wire.send(event)
         except FrameError as exc:
             if "size" in exc.details:
                 err: AspenError = ResourceExhaustedError(
@@ -393,9 +424,12 @@ class ServerSession:
             self._finish_error(rid, err)
             return None
 
-    def _finish(self, rid: int, frame: dict[str, Any], handler: RpcHandler) -> None:
+    def _finish(self, rid: int, result: Any, handler: RpcHandler) -> None:
         """Send the final frame of ``rid`` and retire it."""
-        data = self._encode(frame, rid, handler)
+        if self.closed:
+            self._retire(rid)
+            return
+        data = self._encode(Result(rid, result), rid, handler)
         if data is not None and self._retire(rid):
             self.send_bytes(data)
             self.output_drained()
@@ -409,7 +443,7 @@ class ServerSession:
     def _finish_canceled(self, rid: int) -> None:
         """Send the canceled reply if the client asked for the cancellation."""
         if rid in self.canceled and self._retire(rid):
-            self.send({"id": rid, "result": _CANCELED_RESULT})
+            self.send_bytes(self.wire.send(Result(rid, _CANCELED_RESULT)))
         else:
             self._retire(rid)
         self.output_drained()
@@ -425,25 +459,20 @@ class ServerSession:
         return not self.closed
 
     # ------------------------------------------------------------------ output
-    def send(self, frame: dict[str, Any]) -> None:
-        """Encode and queue one frame (the caller made sure it is encodable)."""
-        self.send_bytes(encode_frame(frame, max_frame=self.server.max_frame))
-
-    def send_error(self, rid: int | None, exc: AspenError) -> None:
+    def send_error(self, rid: int, exc: AspenError) -> None:
         """Queue an error frame for request ``rid``."""
         self.server.errors += 1
-        self.send_bytes(encode_frame({"id": rid, "error": exc.to_wire()}))
+        if not self.closed:
+            self.send_bytes(self.wire.send(Failure(rid, exc)))
 
     def send_bytes(self, data: bytes) -> None:
         """Queue an encoded frame; disconnect a peer that lets far too many bytes pile up
         (``MAX_UNREAD_REPLY_BYTES_PER_CONNECTION``: back-pressure keeps others below)."""
         if self.closed:
             return
-        n = len(data)
-        self.budget.replied(n)
+        self.budget.replied(len(data))
         self.out.append(data)
-        self.out_bytes += n
-        if self.out_bytes > self.server.max_unread_bytes:
+        if self.wire.bytes_queued > self.server.max_unread_bytes:
             log.warning(
                 "closing connection %d from %s: %d reply bytes unread "
                 "(MAX_UNREAD_REPLY_BYTES_PER_CONNECTION = %d)",
@@ -463,7 +492,7 @@ class ServerSession:
         out = self.out
         data = out[0] if len(out) == 1 else b"".join(out)
         out.clear()
-        self.out_bytes = 0
+        self.wire.bytes_written(len(data))
         return data
 
     # ------------------------------------------------------------------ closing
@@ -474,7 +503,7 @@ class ServerSession:
         if not isinstance(exc, (UnauthorizedError, FrameError)):
             log.debug("closing connection %d from %s: %s", self.connection_id, self.peer, exc)
         self.server.errors += 1
-        self.send_bytes(encode_frame({"type": "error", "error": exc.to_wire()}))
+        self.send_bytes(self.wire.send(ConnectionFailed(exc)))
         self.close(flush=True)
 
     def close(self, *, flush: bool = True) -> None:
@@ -484,6 +513,7 @@ class ServerSession:
         self.closed = True
         self._cancel_all()
         self._close_transport(flush=flush)
+        self.wire.close()
 
     def abort(self) -> None:
         """Close at once, dropping queued frames."""

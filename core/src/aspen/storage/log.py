@@ -151,6 +151,26 @@ class Log:
         self._drop_until(txn, index)
         txn.put(_COMPACTED_KEY, _U64x2.pack(index, term), db=self._meta)
 
+    def size_bytes(self, txn: lmdb.Transaction) -> int:
+        """Bytes of the pages the log occupies (from LMDB's counters: O(1), no scan)."""
+        st = txn.stat(self._log)
+        return (st["branch_pages"] + st["leaf_pages"] + st["overflow_pages"]) * st["psize"]
+
+    def retention_cut(
+        self, txn: lmdb.Transaction, applied: int, keep_entries: int, keep_bytes: int
+    ) -> int:
+        """The index to compact to so that about ``keep_entries`` entries and ``keep_bytes``
+        bytes of log stay behind ``applied``, or 0 while the log holds less than twice either
+        (compacting in large steps keeps the deletes few). O(1): sizes come from LMDB's
+        counters, bytes per entry from their average."""
+        first = self.first_index(txn)
+        cut = applied - keep_entries if applied - first > 2 * keep_entries else 0
+        size = self.size_bytes(txn)
+        if size > 2 * keep_bytes:
+            entries = txn.stat(self._log)["entries"]
+            cut = max(cut, applied - max(1, keep_bytes * entries // size))
+        return cut if cut >= first else 0
+
     def reset(self, txn: lmdb.Transaction, index: int, term: int) -> None:
         """Drop every entry and restart the log after (index, term), as a snapshot does."""
         with txn.cursor(db=self._log) as cur:

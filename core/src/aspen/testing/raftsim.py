@@ -18,11 +18,17 @@ membership (add a learner, promote it, remove a voter), transfer (leadership tra
 compaction (snapshots, so lagging followers are sent one), config (random flow-control
 bounds, pre-vote and check-quorum off in some runs). ``"mixed"`` picks a random subset
 per seed, ``"all"`` enables all, ``"none"`` none.
+
+``lease=True`` runs every node with lease reads (``read_only="lease"``, check-quorum on)
+and gives each node its own clock: a tick rate drawn from ``[1 / (1 + drift), 1]`` ticks
+per step, so ``drift`` is the largest relative difference between two nodes' clocks
+(by default the bound the nodes assume, ``Config.max_clock_drift``).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import random
 import sys
 import traceback
@@ -128,7 +134,16 @@ class SimResult:
 class Simulation:
     """One seeded run; :func:`run_simulation` is the usual entry point."""
 
-    def __init__(self, seed: int, nodes: int, steps: int, faults: str | Iterable[str]) -> None:
+    def __init__(
+        self,
+        seed: int,
+        nodes: int,
+        steps: int,
+        faults: str | Iterable[str],
+        *,
+        lease: bool = False,
+        drift: float | None = None,
+    ) -> None:
         if nodes < 1:
             raise ValueError("nodes must be at least 1")
         self.seed, self.n, self.steps = seed, nodes, steps
@@ -165,8 +180,14 @@ class Simulation:
                 pre_vote=rng.random() < 0.7,
                 check_quorum=rng.random() < 0.7,
             )
+        if lease:
+            base = dataclasses.replace(base, read_only="lease", check_quorum=True)
+        drift = base.max_clock_drift if drift is None else drift
+        #: node id -> (ticks per step, ticks owed); everyone ticks every step without lease
+        self.clocks: dict[str, list[float]] = {}
         self.nodes: dict[str, SimNode] = {}
         for node_id in [*self.founders, *([self.spare] if self.spare else [])]:
+            self.clocks[node_id] = [rng.uniform(1 / (1 + drift), 1.0) if lease else 1.0, 0.0]
             storage = MemoryStorage()
             if node_id != self.spare:
                 bootstrap(storage, self.founders)
@@ -248,7 +269,11 @@ class Simulation:
         self.clients.step(now)
         live = [n for n in self.nodes.values() if n.alive]
         for node in live:
-            node.raw.tick()
+            clock = self.clocks[node.id]
+            clock[1] += clock[0]
+            if clock[1] >= 1.0:
+                clock[1] -= 1.0
+                node.raw.tick()
             self.checker.check_node(node)
         for delivery in self.net.due(now):
             self._deliver(delivery)
@@ -465,10 +490,16 @@ def _fields(config: Config) -> dict[str, Any]:
 
 
 def run_simulation(
-    seed: int, nodes: int = 3, steps: int = 300, faults: str | Iterable[str] = "mixed"
+    seed: int,
+    nodes: int = 3,
+    steps: int = 300,
+    faults: str | Iterable[str] = "mixed",
+    *,
+    lease: bool = False,
+    drift: float | None = None,
 ) -> SimResult:
     """Run one seeded simulation and return how it went (see the module docstring)."""
-    return Simulation(seed, nodes, steps, faults).run()
+    return Simulation(seed, nodes, steps, faults, lease=lease, drift=drift).run()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -480,10 +511,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--faults", default="mixed")
     parser.add_argument("--history", action="store_true", help="print the client history")
+    parser.add_argument("--lease", action="store_true", help="lease reads, drifting clocks")
+    parser.add_argument("--drift", type=float, default=None, help="clock drift (with --lease)")
     args = parser.parse_args(argv)
     failed = 0
     for seed in range(args.seed, args.seed + args.count):
-        result = run_simulation(seed, args.nodes, args.steps, args.faults)
+        result = run_simulation(
+            seed, args.nodes, args.steps, args.faults, lease=args.lease, drift=args.drift
+        )
         print(result.summary())
         print(f"  stats: {result.stats}")
         if args.history:

@@ -1,4 +1,11 @@
-"""The asyncio fast path of peer links: frames over asyncio's (uvloop's) TLS transport.
+"""The asyncio adapter of every framed connection, and the peer links' frames over it.
+
+:class:`FramedProtocol` is the one thin ``asyncio.BufferedProtocol`` under the RPC server's
+sessions, the client's connections and the peer links: it receives into one reused buffer per
+thread (the decoders copy only a partial trailing frame, so every complete frame of a big read
+is parsed in place), tracks the transport's write pause, and coalesces the frames queued in one
+loop turn into one ``transport.write`` (:meth:`FramedProtocol.queue`). Subclasses implement
+:meth:`~FramedProtocol.received` and, as needed, ``made``, ``lost`` and ``write_resumed``.
 
 :class:`FrameProtocol` offers what :class:`~aspen.transport.framed.FramedStream` offers
 (``recv``, ``recv_batch``, ``send``, ``send_bytes``, ``deliver``, ``aclose``,
@@ -16,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+import threading
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -26,49 +34,137 @@ from aspen.limits import MAX_FRAME_BYTES, PEER_READ_CHUNK_BYTES
 from aspen.transport.framed import tune_peer_socket
 from aspen.transport.framing import FrameDecoder, FrameError, encode_frame
 
-__all__ = ["FrameProtocol", "accept_tls", "connect_tls", "listen_socket"]
+__all__ = ["FrameProtocol", "FramedProtocol", "accept_tls", "connect_tls", "listen_socket"]
 
 #: Frames buffered for a reader (a stream's chunks) before the socket stops being read:
 #: the sender is held back by TCP instead of filling this node's memory.
 _PAUSE_READING_FRAMES = 8
 
 
-class FrameProtocol(asyncio.BufferedProtocol):
-    """One framed connection on an asyncio transport."""
+class _ReceiveBuffer(threading.local):
+    """One receive buffer per thread: a protocol's ``buffer_updated`` always runs right after
+    its ``get_buffer`` on the loop's thread, and the decoders copy what they keep."""
+
+    def __init__(self) -> None:
+        self.view = memoryview(bytearray(PEER_READ_CHUNK_BYTES))
+
+
+_receive_buffer = _ReceiveBuffer()
+
+
+class FramedProtocol(asyncio.BufferedProtocol):
+    """The asyncio adapter shared by server sessions, client connections and peer links."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self.loop = loop or asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        #: Whether the transport asked us to stop writing (its buffer is full).
+        self.paused = False
+        self._view = _receive_buffer.view
+        self._out: list[bytes] = []
+        self._flush_pending = False
+
+    # ------------------------------------------------------------------ hooks
+    def made(self) -> None:
+        """The connection is up (``self.transport`` is set)."""
+
+    def received(self, data: memoryview) -> None:
+        """Handle received bytes (valid only during the call: copy what you keep)."""
+        raise NotImplementedError
+
+    def lost(self, exc: Exception | None) -> None:
+        """The connection is gone."""
+
+    def write_resumed(self) -> None:
+        """A paused transport can take bytes again."""
+
+    # ------------------------------------------------------------------ asyncio callbacks
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Keep the transport."""
+        self.transport = transport  # type: ignore[assignment]
+        self.made()
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        """Receive into this thread's reused buffer."""
+        return self._view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        """Hand what was received to :meth:`received`."""
+        self.received(self._view[:nbytes])
+
+    def eof_received(self) -> bool:
+        """The other side closed: close ours."""
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Forget queued bytes and tell the subclass."""
+        self.paused = False
+        self._out.clear()
+        self.lost(exc)
+
+    def pause_writing(self) -> None:
+        """The transport's buffer is full."""
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        """The transport drained."""
+        self.paused = False
+        self.write_resumed()
+
+    # ------------------------------------------------------------------ output
+    @property
+    def write_buffered(self) -> int:
+        """Bytes the transport holds that the peer has not taken yet."""
+        transport = self.transport
+        return 0 if transport is None else transport.get_write_buffer_size()
+
+    def queue(self, data: bytes) -> None:
+        """Write ``data`` with everything else queued in this loop turn, in one write."""
+        self._out.append(data)
+        if not self._flush_pending:
+            self._flush_pending = True
+            self.loop.call_soon(self.flush)
+
+    def flush(self) -> int:
+        """Write what was queued now, in one go; return how many bytes."""
+        self._flush_pending = False
+        out = self._out
+        if not out:
+            return 0
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return 0
+        transport.write(data)
+        return len(data)
+
+
+class FrameProtocol(FramedProtocol):
+    """One peer connection's frames on an asyncio transport."""
 
     direct = True
 
     def __init__(self, max_frame: int = MAX_FRAME_BYTES) -> None:
-        self.loop = asyncio.get_running_loop()
+        super().__init__()
         self.decoder = FrameDecoder(max_frame)
         self.max_frame = max_frame
-        self.transport: asyncio.Transport | None = None
         self.frames: deque[dict[str, Any]] = deque()
         #: Set in direct mode: called with every received frame, must not raise.
         self.callback: Callable[[dict[str, Any]], None] | None = None
         #: Called when a paused transport can take more bytes.
         self.on_writable: Callable[[], None] | None = None
-        self.paused = False
         self.reading_paused = False
         self.error: BaseException | None = None
-        self._view = memoryview(bytearray(PEER_READ_CHUNK_BYTES))
         self._waiter: asyncio.Future[None] | None = None
         self._drained: asyncio.Future[None] | None = None
         self._closed: asyncio.Future[None] = self.loop.create_future()
 
-    # ------------------------------------------------------------------ protocol callbacks
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        """Keep the transport."""
-        self.transport = transport  # type: ignore[assignment]
-
-    def get_buffer(self, sizehint: int) -> memoryview:
-        """Receive into one reused buffer (the decoder copies what it keeps)."""
-        return self._view
-
-    def buffer_updated(self, nbytes: int) -> None:
+    # ------------------------------------------------------------------ adapter hooks
+    def received(self, data: memoryview) -> None:
         """Decode every complete frame; hand them to the callback or the readers."""
         try:
-            frames = self.decoder.feed(self._view[:nbytes])
+            frames = self.decoder.feed(data)
         except FrameError as exc:
             self.abort(exc)
             return
@@ -83,11 +179,7 @@ class FrameProtocol(asyncio.BufferedProtocol):
                 self.reading_paused = True
                 self.transport.pause_reading()  # type: ignore[union-attr]
 
-    def eof_received(self) -> bool:
-        """The other side closed: close ours."""
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
+    def lost(self, exc: Exception | None) -> None:
         """Record why the connection ended and wake everyone waiting."""
         if self.error is None:
             self.error = (
@@ -95,19 +187,13 @@ class FrameProtocol(asyncio.BufferedProtocol):
             )
             if exc is not None:
                 self.error.__cause__ = exc
-        self.paused = False
         self._wake()
         for future in (self._drained, self._closed):
             if future is not None and not future.done():
                 future.set_result(None)
 
-    def pause_writing(self) -> None:
-        """The transport's buffer is full."""
-        self.paused = True
-
-    def resume_writing(self) -> None:
+    def write_resumed(self) -> None:
         """The transport drained."""
-        self.paused = False
         if self._drained is not None and not self._drained.done():
             self._drained.set_result(None)
         if self.on_writable is not None:

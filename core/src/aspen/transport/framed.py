@@ -1,7 +1,10 @@
-"""Frames over an anyio byte stream: the building block of peer links and joins.
+"""The anyio adapter of framed connections, for backends other than asyncio (trio).
 
-:class:`FramedStream` sends frames and receives them either one at a time (for hellos and
-replies) or in batches, parsing every complete frame of each big receive.
+:class:`StreamAdapter` is the one anyio driver loop pair under the RPC server's and the
+client's portable drivers: a reader that receives big chunks (and waits while reading is
+paused) and a writer that sends everything queued since its last wake-up in one ``send``.
+:class:`FramedStream` sends frames and receives them either one at a time (hellos, joins,
+peer streams) or in batches, parsing every complete frame of each big receive.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from aspen.transport.framing import FrameDecoder, encode_frame
 __all__ = [
     "LINK_ERRORS",
     "FramedStream",
+    "StreamAdapter",
     "describe_error",
     "error_frame",
     "open_tls",
@@ -92,6 +96,76 @@ async def open_tls(
     except BaseException:
         await anyio.aclose_forcefully(sock)
         raise
+
+
+class StreamAdapter:
+    """A reader and a writer loop over one anyio byte stream (run both in a task group)."""
+
+    __slots__ = ("_gate", "_out", "_wake", "read_chunk", "sending", "stream")
+
+    def __init__(self, stream: anyio.abc.ByteStream, read_chunk: int) -> None:
+        self.stream = stream
+        self.read_chunk = read_chunk
+        #: Bytes of the ``send`` in progress.
+        self.sending = 0
+        self._out: list[bytes] = []
+        self._wake = anyio.Event()
+        self._gate: anyio.Event | None = None
+
+    def queue(self, data: bytes) -> None:
+        """Send ``data`` with everything else queued before the writer wakes up."""
+        self._out.append(data)
+        self._wake.set()
+
+    def take_queued(self) -> bytes:
+        """Remove and return what :meth:`queue` holds, as one buffer."""
+        out = self._out
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        return data
+
+    def wake(self) -> None:
+        """Have the writer look for bytes to send."""
+        self._wake.set()
+
+    def pause_reading(self) -> None:
+        """Make the reader wait (back-pressure) until :meth:`resume_reading`."""
+        if self._gate is None:
+            self._gate = anyio.Event()
+
+    def resume_reading(self) -> None:
+        """Let the reader go on."""
+        gate, self._gate = self._gate, None
+        if gate is not None:
+            gate.set()
+
+    async def read_loop(self, received: Callable[[bytes], None]) -> None:
+        """Hand every received chunk to ``received``; raise how the stream ended."""
+        receive, chunk = self.stream.receive, self.read_chunk
+        while True:
+            gate = self._gate
+            if gate is not None:
+                await gate.wait()
+                continue
+            received(await receive(chunk))
+
+    async def write_loop(self, take: Callable[[], bytes | None], sent: Callable[[], None]) -> None:
+        """On each wake-up send what ``take()`` returns in one ``send`` and call ``sent()``;
+        return when ``take()`` returns None (raise if the stream breaks)."""
+        send = self.stream.send
+        while True:
+            await self._wake.wait()
+            self._wake = anyio.Event()
+            data = take()
+            if data is None:
+                return
+            if data:
+                self.sending = len(data)
+                try:
+                    await send(data)
+                finally:
+                    self.sending = 0
+                sent()
 
 
 class FramedStream:

@@ -46,7 +46,6 @@ from aspen.errors import (
     ResourceExhaustedError,
     UnauthorizedError,
     UnavailableError,
-    error_from_wire,
 )
 from aspen.limits import (
     MAX_FRAME_BYTES,
@@ -81,6 +80,7 @@ from aspen.transport.tls import (
     server_context,
     split_address,
 )
+from aspen.transport.wire import ConnectionFailed, Hello, parse_hello
 
 __all__ = [
     "PEER_PROTOCOL_VERSION",
@@ -96,6 +96,7 @@ log = logging.getLogger("aspen.transport.peer")
 
 #: The peer protocol version this node speaks.
 PEER_PROTOCOL_VERSION = 1
+_VERSIONS = (PEER_PROTOCOL_VERSION,)
 
 #: ``is_member(node_id)``: may this (authenticated) node talk to us?
 IsMember = Callable[[str], bool]
@@ -418,9 +419,10 @@ class PeerTransport:
                         f"{address} closed the connection during the hello "
                         "(did it refuse our certificate? see its log)"
                     ) from None
-            if reply.get("type") == "error":
-                raise error_from_wire(reply.get("error"))
-            if reply.get("type") != "hello" or reply.get("cluster_id") != self.cluster_id:
+            answer = parse_hello(reply, _VERSIONS)
+            if type(answer) is ConnectionFailed:
+                raise answer.error
+            if answer.fields.get("cluster_id") != self.cluster_id:  # type: ignore[union-attr]
                 raise UnauthorizedError(f"{address} did not answer with this cluster's hello")
         except BaseException:
             await framed.aclose()
@@ -527,11 +529,8 @@ class PeerTransport:
 
     def _check_hello(self, peer_id: str, hello: dict[str, Any]) -> str:
         """Validate a certified peer's hello; return its kind or raise why it is refused."""
-        if hello.get("type") != "hello" or hello.get("version") != PEER_PROTOCOL_VERSION:
-            raise InvalidArgumentError(
-                f"expected a peer hello of version {PEER_PROTOCOL_VERSION}",
-                supported=[PEER_PROTOCOL_VERSION],
-            )
+        if type(parse_hello(hello, _VERSIONS)) is not Hello:
+            raise InvalidArgumentError("expected a peer hello, not an error frame")
         if hello.get("cluster_id") != self.cluster_id:
             raise UnauthorizedError(
                 f"cluster {hello.get('cluster_id')!r} is not this node's ({self.cluster_id})"

@@ -26,6 +26,30 @@ def _call(cli: CliContext, method: str, params: dict[str, Any]) -> Any:
     return cli.client().call(method, params)
 
 
+def _pages(
+    cli: CliContext,
+    method: str,
+    params: dict[str, Any],
+    field: str,
+    name: str,
+    most: int | None = None,
+) -> list[dict[str, Any]]:
+    """The items ``field`` of a paginated listing ``method`` (at most ``most``), asked for
+    page by page, each after the ``name`` of the last item of the one before."""
+    items: list[dict[str, Any]] = []
+    after = ""
+    while most is None or len(items) < most:
+        page_params = {**params, "after": after}
+        if most is not None:
+            page_params["limit"] = most - len(items)
+        page = _call(cli, method, page_params)
+        items += page[field]
+        if not page.get("more") or not page[field]:
+            break
+        after = page[field][-1][name]
+    return items
+
+
 def _target(
     shell: str | None,
     python: str | None,
@@ -134,7 +158,7 @@ _simple("disable", "Disable handler NAME (its cursor is kept).", "disabled")
 @pass_cli
 def list_(cli: CliContext) -> None:
     """List handlers."""
-    handlers = _call(cli, "hooks.list", {})["handlers"]
+    handlers = _pages(cli, "hooks.list", {}, "handlers", "name")
     if cli.json:
         echo_json(handlers)
         return
@@ -229,14 +253,14 @@ def trigger(cli: CliContext, event: str, payload: str) -> None:
 @json_option
 @pass_cli
 def dlq(cli: CliContext, name: str, limit: int) -> None:
-    """Show handler NAME's dead-lettered events."""
-    result = _call(cli, "hooks.dlq", {"name": name, "limit": limit})
+    """Show handler NAME's dead-lettered events (the oldest LIMIT)."""
+    entries = _pages(cli, "hooks.dlq", {"name": name}, "entries", "id", most=limit)
     if cli.json:
-        echo_json(result["entries"])
+        echo_json(entries)
         return
     rows = [
         (e["id"], e["event"].get("name"), e["event"].get("key", ""), e["attempts"], e["error"])
-        for e in result["entries"]
+        for e in entries
     ]
     click.echo(format_table(("ID", "EVENT", "KEY", "ATTEMPTS", "ERROR"), rows))
 

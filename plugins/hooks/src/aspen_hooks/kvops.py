@@ -8,13 +8,16 @@ from typing import Any
 import msgpack
 
 from aspen.client import prefix_end
+from aspen.kv import paging
 
 __all__ = [
     "cmp_create",
     "cmp_mod",
+    "decoded",
     "delete_op",
     "delete_prefix_op",
     "get",
+    "page",
     "put_op",
     "revision",
     "scan",
@@ -32,20 +35,27 @@ async def get(node: Any, key: bytes, *, serializable: bool = False) -> dict[str,
     return kv
 
 
-async def scan(
-    node: Any, prefix: bytes, *, limit: int = 0, serializable: bool = False
-) -> tuple[list[dict[str, Any]], int]:
-    """Every record under ``prefix`` (values decoded) and the store revision read at."""
-    got = await node.call(
-        "kv.range",
-        {"key": prefix, "end": prefix_end(prefix), "limit": limit, "serializable": serializable},
-    )
-    records = []
-    for kv in got["kvs"]:
-        record = dict(kv)
-        record["value"] = msgpack.unpackb(kv["value"])
-        records.append(record)
-    return records, got["header"]["revision"]
+def decoded(kv: dict[str, Any]) -> dict[str, Any]:
+    """A wire ``kv`` map with its value msgpack-decoded."""
+    record = dict(kv)
+    record["value"] = msgpack.unpackb(kv["value"])
+    return record
+
+
+async def scan(node: Any, prefix: bytes, *, most: int) -> tuple[list[dict[str, Any]], int]:
+    """The records under ``prefix`` (values decoded), at most ``most`` (a bound of the
+    plugin's), read page by page at one revision; and that revision."""
+    records, _, revision = await paging.collect(node.call, prefix, most=most, local=True)
+    return [decoded(kv) for kv in records], revision
+
+
+async def page(
+    node: Any, prefix: bytes, *, limit: int, after: str = ""
+) -> tuple[list[dict[str, Any]], bool]:
+    """One page of a listing (values decoded): up to ``limit`` records under ``prefix``
+    after the name ``after``, and whether more follow (see :func:`aspen.kv.paging.page_after`)."""
+    got = await paging.page_after(node.call, prefix, limit=limit, after=after.encode())
+    return [decoded(kv) for kv in got["kvs"]], bool(got["more"])
 
 
 async def revision(node: Any, *, serializable: bool = False) -> int:

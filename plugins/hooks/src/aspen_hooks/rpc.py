@@ -8,6 +8,7 @@ handlers on the node that received the request and answer with each handler's re
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
@@ -23,11 +24,20 @@ from aspen.errors import (
     ResourceExhaustedError,
     UnavailableError,
 )
+from aspen.kv import paging
 from aspen.plugins.types import RpcHandler
-from aspen.rpc.params import optional_int, optional_list, require_str
+from aspen.rpc.params import optional_int, optional_list, optional_str, require_str
 from aspen_hooks import kvops, limits
 from aspen_hooks.executors import Invocation, check_target, execute
-from aspen_hooks.keys import HANDLERS, RUNNER, STATE, dlq_prefix, handler_key, state_key
+from aspen_hooks.keys import (
+    HANDLERS,
+    RUNNER,
+    STATE,
+    dlq_key,
+    dlq_prefix,
+    handler_key,
+    state_key,
+)
 from aspen_hooks.model import HandlerSpec, check_name, spec_from_params
 from aspen_hooks.patterns import parse_pattern
 from aspen_hooks.stats import HandlerState
@@ -57,7 +67,7 @@ async def hooks_add(ctx: Any, params: dict[str, Any]) -> Any:
     node = ctx.node
     spec = spec_from_params(params, _service(ctx).settings)
     await check_target(spec.kind, spec.target)
-    existing, revision = await kvops.scan(node, HANDLERS)
+    existing, revision = await kvops.scan(node, HANDLERS, most=limits.HOOKS_MAX_HANDLERS)
     by_name = {r["value"]["name"]: r for r in existing}
     if spec.name not in by_name and len(by_name) >= limits.HOOKS_MAX_HANDLERS:
         raise ResourceExhaustedError(
@@ -123,14 +133,19 @@ async def hooks_disable(ctx: Any, params: dict[str, Any]) -> Any:
 
 
 async def hooks_list(ctx: Any, params: dict[str, Any]) -> Any:
-    """Every handler's spec."""
-    records, _ = await kvops.scan(ctx.node, HANDLERS)
-    return {"handlers": [HandlerSpec(**r["value"]).to_json() for r in records]}
+    """One page of handler specs in name order: up to ``limit``, after the name ``after``;
+    ``more`` when others follow (ask again with the last name as ``after``)."""
+    after = optional_str(params, "after", "", max_len=limits.HOOKS_MAX_NAME_CHARS) or ""
+    limit = optional_int(
+        params, "limit", limits.HOOKS_MAX_HANDLERS, min=1, max=limits.HOOKS_MAX_HANDLERS
+    )
+    records, more = await kvops.page(ctx.node, HANDLERS, limit=limit, after=after)
+    return {"handlers": [HandlerSpec(**r["value"]).to_json() for r in records], "more": more}
 
 
 async def _metrics(node: Any, names: list[str] | None) -> list[dict[str, Any]]:
-    specs, _ = await kvops.scan(node, HANDLERS)
-    states, revision = await kvops.scan(node, STATE)
+    specs, _ = await kvops.scan(node, HANDLERS, most=limits.HOOKS_MAX_HANDLERS)
+    states, revision = await kvops.scan(node, STATE, most=limits.HOOKS_MAX_HANDLERS)
     saved = {r["key"][len(STATE) :].decode(): r for r in states}
     out = []
     for record in specs:
@@ -239,7 +254,7 @@ async def hooks_trigger(ctx: Any, params: dict[str, Any]) -> Any:
     event = {**payload, "name": name, "triggered": True, "forward_hops": hops}
     key_text = payload.get("key")
     key = key_text.encode() if isinstance(key_text, str) else None
-    records, _ = await kvops.scan(ctx.node, HANDLERS)
+    records, _ = await kvops.scan(ctx.node, HANDLERS, most=limits.HOOKS_MAX_HANDLERS)
     specs = [HandlerSpec(**r["value"]) for r in records]
     chosen = [s for s in specs if s.enabled and s.pattern.matches(name, key)]
     results: list[dict[str, Any]] = [{}] * len(chosen)
@@ -257,11 +272,26 @@ async def hooks_trigger(ctx: Any, params: dict[str, Any]) -> Any:
 
 
 async def hooks_dlq(ctx: Any, params: dict[str, Any]) -> Any:
-    """A handler's dead-lettered events, oldest first."""
+    """One page of a handler's dead-lettered events, oldest first: up to ``limit``, after
+    the entry id ``after``; ``more`` when others follow."""
     spec, _ = await _load(ctx.node, params.get("name"))  # type: ignore[arg-type]
     limit = optional_int(params, "limit", 100, min=1, max=limits.HOOKS_MAX_DLQ_ENTRIES)
-    records, _ = await kvops.scan(ctx.node, dlq_prefix(spec.name), limit=limit)
-    return {"name": spec.name, "entries": [r["value"] for r in records]}
+    after = optional_str(params, "after", "", max_len=limits.HOOKS_MAX_NAME_CHARS) or ""
+    records, more = await kvops.page(ctx.node, dlq_prefix(spec.name), limit=limit, after=after)
+    return {"name": spec.name, "entries": [r["value"] for r in records], "more": more}
+
+
+async def _dead_letters(node: Any, name: str, ids: list[str]) -> AsyncIterator[dict[str, Any]]:
+    """The dead-letter records (values decoded) of handler ``name``: those of ``ids`` (each
+    read by its key), or every one, page by page (never all at once)."""
+    if ids:
+        for entry_id in ids:
+            record = await kvops.get(node, dlq_key(name, entry_id))
+            if record is not None:
+                yield record
+        return
+    async for kv in paging.scan(node.call, dlq_prefix(name), local=True):
+        yield kvops.decoded(kv)
 
 
 async def hooks_redrive(ctx: Any, params: dict[str, Any]) -> Any:
@@ -271,13 +301,9 @@ async def hooks_redrive(ctx: Any, params: dict[str, Any]) -> Any:
     ids = optional_list(params, "ids", max_len=limits.HOOKS_MAX_DLQ_ENTRIES) or []
     if not all(isinstance(i, str) for i in ids):
         raise InvalidArgumentError("ids must be a list of dead-letter entry ids (strings)")
-    wanted = set(ids)
-    records, _ = await kvops.scan(ctx.node, dlq_prefix(spec.name), limit=1000)
     results = []
-    for record in records:
+    async for record in _dead_letters(ctx.node, spec.name, ids):
         entry = record["value"]
-        if wanted and entry["id"] not in wanted:
-            continue
         result = await _run_now(ctx, spec, entry["event"], entry["idempotency_key"])
         if result["ok"]:
             await kvops.txn(

@@ -23,6 +23,7 @@ import msgpack
 from aspen_hooks import kvops
 from aspen_hooks.executors import ExecutorSettings
 from aspen_hooks.keys import HANDLERS, RUNNER, prefix_end
+from aspen_hooks.limits import HOOKS_MAX_HANDLERS
 from aspen_hooks.model import HandlerSpec
 from aspen_hooks.worker import HandlerWorker, RunnerLost
 
@@ -64,7 +65,7 @@ class Runner:
     async def run(self) -> None:
         """Start workers for the stored handlers and follow changes until cancelled (or
         :class:`RunnerLost` ends it)."""
-        records, revision = await kvops.scan(self.node, HANDLERS)
+        records, revision = await kvops.scan(self.node, HANDLERS, most=HOOKS_MAX_HANDLERS)
         async with anyio.create_task_group() as tg:
             for record in records:
                 self._install(tg, record["key"], record)

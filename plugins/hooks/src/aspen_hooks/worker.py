@@ -68,6 +68,8 @@ class HandlerWorker:
         self._last_flush = time.monotonic()
         self._dirty = False
         self._saving = anyio.Lock()
+        #: At least as many dead letters as the handler has (None: not counted yet).
+        self._dlq_most: int | None = None
 
     def lag(self, store_revision: int) -> int:
         """Revisions this handler is behind: 0 while it waits with nothing to deliver."""
@@ -199,20 +201,36 @@ class HandlerWorker:
             "time": time.time(),
         }
         success = [kvops.put_op(dlq_key(name, entry_id), entry)]
-        oldest = await self.node.call(
-            "kv.range",
-            {
-                "key": dlq_prefix(name),
-                "end": prefix_end(dlq_prefix(name)),
-                "keys_only": True,
-                "limit": 1,
-                "serializable": True,
-            },
-        )
-        if oldest["count"] >= limits.HOOKS_MAX_DLQ_ENTRIES and oldest["kvs"]:
-            success.append(kvops.delete_op(oldest["kvs"][0]["key"]))
+        oldest = await self._dlq_oldest_if_full()
+        if oldest is not None:
+            success.append(kvops.delete_op(oldest))
         await self._fenced(success)
         self.state.dead_lettered += 1
+
+    async def _dlq_oldest_if_full(self) -> bytes | None:
+        """The key of the oldest dead letter when the list holds HOOKS_MAX_DLQ_ENTRIES (it
+        makes room for one more), else None.
+
+        The list is counted only when an upper bound of its length (counted once, then
+        one more per dead letter: this runner is its only writer, redrives only shorten
+        it) says it may be full, not on every dead letter."""
+        cap = limits.HOOKS_MAX_DLQ_ENTRIES
+        if self._dlq_most is not None and self._dlq_most < cap:
+            self._dlq_most += 1
+            return None
+        prefix = dlq_prefix(self.spec.name)
+        params = {
+            "key": prefix,
+            "end": prefix_end(prefix),
+            "keys_only": True,
+            "limit": 1,
+            "count": True,
+            "serializable": True,
+        }
+        oldest = await self.node.call("kv.range", params)
+        full = oldest["count"] >= cap and bool(oldest["kvs"])
+        self._dlq_most = oldest["count"] if full else oldest["count"] + 1
+        return oldest["kvs"][0]["key"] if full else None
 
     async def flush(self) -> None:
         """Save cursor and counters (only while this runner holds and the handler exists)."""

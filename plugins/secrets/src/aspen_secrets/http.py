@@ -1,4 +1,4 @@
-"""The Vault-compatible HTTP API: a Starlette app served by uvicorn inside the node.
+"""The Vault-compatible HTTP API: a plain ASGI app served by the node's HTTP listener.
 
 ``/v1/<path>``: GET → read (``?list=true`` → list), LIST → list, POST/PUT → write with the
 JSON body, PATCH → patch (``application/merge-patch+json`` or JSON), DELETE → delete.
@@ -16,24 +16,21 @@ does not start with ``{`` or ``[``) as Vault parses them: each field a string, r
 fields joined with commas. JSON's ``NaN`` and ``Infinity`` and request targets whose
 percent-encoded bytes are not UTF-8 are refused (400). The app is served by the core's
 hardened listener (:mod:`aspen.http`: header/body timeouts, a connection cap), whose own
-errors come in Vault's ``{"errors": [...]}`` shape.
+errors come in Vault's ``{"errors": [...]}`` shape. The app is a bare ASGI callable (one
+route, no framework): on the request path every layer costs, and this one has one job.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import math
+import random
 import uuid
-from collections.abc import MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, unquote_to_bytes
-
-from starlette.applications import Starlette
-from starlette.requests import ClientDisconnect
-from starlette.requests import Request as HttpRequest
-from starlette.responses import Response as HttpResponse
-from starlette.routing import Route
+from urllib.parse import parse_qs, parse_qsl, unquote_to_bytes
 
 from aspen.errors import AspenError, InvalidArgumentError
 from aspen.http import HttpLimits, HttpServer
@@ -53,13 +50,15 @@ from aspen_secrets.logical import (
 if TYPE_CHECKING:
     from aspen_secrets.service import SecretsService
 
-__all__ = ["HTTP_LIMITS", "JSON", "build_app", "serve", "vault_error_body"]
+__all__ = ["HTTP_LIMITS", "JSON", "VaultApi", "serve", "vault_error_body"]
 
 log = logging.getLogger(__name__)
 
 #: The content type of every JSON answer, exactly as Vault sends it.
 JSON = "application/json"
-_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "LIST"]
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "LIST"})
+_PREFIX = "/v1/"
+_JSON_HEADERS = [(b"content-type", JSON.encode()), (b"cache-control", b"no-store")]
 _FORM = "application/x-www-form-urlencoded"
 #: Bytes of a body Vault looks at to tell a form from JSON.
 _FORM_SNIFF_BYTES = 512
@@ -75,12 +74,74 @@ def vault_error_body(status: int, message: str) -> dict[str, Any]:
     return {"errors": [message]}
 
 
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+class HttpResponse:
+    """One answer: status, body bytes and headers (``(lower-case name, value)`` pairs)."""
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(
+        self, status: int, body: bytes = b"", headers: list[tuple[bytes, bytes]] | None = None
+    ) -> None:
+        self.status = status
+        self.body = body
+        self.headers = headers or []
+
+    async def send(self, send: Send) -> None:
+        """Send it as an ASGI response (the listener adds its length)."""
+        await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
+        await send({"type": "http.response.body", "body": self.body})
+
+
+class ClientDisconnect(Exception):
+    """The client went away (or the listener cut the body off) before the body was read."""
+
+
+class HttpRequest:
+    """What the API reads of one request: method, path, query, headers and body."""
+
+    __slots__ = ("_query", "_receive", "headers", "method", "scope")
+
+    def __init__(self, scope: Scope, receive: Receive) -> None:
+        self.scope = scope
+        self.method: str = scope["method"]
+        self.headers: list[tuple[bytes, bytes]] = scope["headers"]
+        self._receive = receive
+        self._query: dict[str, str] | None = None
+
+    def header(self, name: bytes) -> str:
+        """The first value of header ``name`` (lower case), ``""`` if absent."""
+        for key, value in self.headers:
+            if key == name:
+                return value.decode("latin-1")
+        return ""
+
+    @property
+    def query(self) -> dict[str, str]:
+        """The query parameters (the last value of a repeated one)."""
+        if self._query is None:
+            raw = self.scope["query_string"].decode("latin-1")
+            self._query = dict(parse_qsl(raw, keep_blank_values=True)) if raw else {}
+        return self._query
+
+    async def body(self) -> bytes:
+        """The whole body (bounded by the listener: SECRETS_MAX_REQUEST_BYTES)."""
+        parts = []
+        while True:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnect
+            parts.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                return b"".join(parts)
+
+
 def _json_response(body: Any, status: int = 200) -> HttpResponse:
-    return HttpResponse(
-        json.dumps(body, separators=(",", ":")).encode(),
-        status_code=status,
-        headers={"Content-Type": JSON, "Cache-Control": "no-store"},
-    )
+    return HttpResponse(status, json.dumps(body, separators=(",", ":")).encode(), _JSON_HEADERS)
 
 
 def _error(status: int, *messages: str) -> HttpResponse:
@@ -91,6 +152,8 @@ def _check_target(scope: MutableMapping[str, Any]) -> None:
     """Refuse a path or query whose percent-encoded bytes are not UTF-8: decoded leniently,
     ``%ff%fe`` and ``%fe%ff`` would both read as the same two U+FFFD characters."""
     for part in (scope.get("raw_path") or b"", scope.get("query_string") or b""):
+        if b"%" not in part:
+            continue  # the listener admits ASCII targets only: nothing to decode
         try:
             unquote_to_bytes(part.replace(b"+", b" ")).decode("utf-8")
         except UnicodeDecodeError:
@@ -101,7 +164,8 @@ def _check_target(scope: MutableMapping[str, Any]) -> None:
 
 def _envelope(response: Response, mount_type: str, top_level: bool) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "request_id": str(uuid.uuid4()),
+        # random, like Vault's, without a system call per request (an id, not a secret)
+        "request_id": str(uuid.UUID(int=random.getrandbits(128), version=4)),
         "lease_id": "",
         "renewable": False,
         "lease_duration": 0,
@@ -174,32 +238,56 @@ def _parse_form(body: bytes) -> dict[str, Any]:
     return {name: ",".join(values) for name, values in fields.items()}
 
 
-class _Api:
-    """The request handler, bound to one node's service."""
+class VaultApi:
+    """The ASGI app of ``/v1/…``, bound to one node's service."""
 
     def __init__(self, service: SecretsService) -> None:
         self.service = service
         self.auth = TokenAuthenticator(service.node.token)
+        #: The last token presented that was accepted, as bytes (checked first, in
+        #: constant time, so that a client repeating its token skips parsing it again).
+        self._accepted = b""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one ASGI connection scope (HTTP only)."""
+        if scope["type"] != "http":
+            return
+        path: str = scope["path"]
+        if not path.startswith(_PREFIX):
+            response = _error(404, f"no handler for route {path!r}")
+        elif scope["method"] not in _METHODS:
+            response = _error(405, f"unsupported operation: {scope['method']}")
+        else:
+            response = await self.handle(HttpRequest(scope, receive), path[len(_PREFIX) :])
+        await response.send(send)
 
     def _token_ok(self, request: HttpRequest) -> bool:
-        token = request.headers.get("x-vault-token")
+        token = request.header(b"x-vault-token")
         if not token:
-            scheme, _, value = request.headers.get("authorization", "").partition(" ")
-            token = value.strip() if scheme.lower() == "bearer" else None
-        return self.auth(token) is not None
+            scheme, _, value = request.header(b"authorization").partition(" ")
+            token = value.strip() if scheme.lower() == "bearer" else ""
+        if not token:
+            return False
+        presented = token.encode("utf-8", "surrogateescape")
+        if self._accepted and hmac.compare_digest(presented, self._accepted):
+            return True
+        if self.auth(token) is None:
+            return False
+        self._accepted = presented
+        return True
 
     async def _public(self, request: HttpRequest, path: str) -> bool:
         """Whether ``request`` is a read its engine serves without a token (the engine
         class's ``unauthenticated_paths``: PKI's CA certificate and CRL, ``sys/leader``…)."""
         if request.method != "GET":
             return False
-        if _operation(request.method, dict(request.query_params)) != Operation.READ:
+        if _operation(request.method, request.query) != Operation.READ:
             return False
         return await self.service.dispatcher.unauthenticated(path)
 
-    async def handle(self, request: HttpRequest) -> HttpResponse:
-        """Serve one HTTP request."""
-        path = request.path_params["path"].strip("/")
+    async def handle(self, request: HttpRequest, path: str) -> HttpResponse:
+        """Serve one HTTP request for ``path`` (after ``/v1/``)."""
+        path = path.strip("/")
         try:
             _check_target(request.scope)
             if path == "sys/health":
@@ -211,16 +299,16 @@ class _Api:
             status = exc.details.get("http_status") or http_status(exc)
             return _error(status, exc.message)
         except ClientDisconnect:  # gone, or cut off by the listener (which answered)
-            return HttpResponse(status_code=400)
+            return HttpResponse(400)
         except Exception:
             log.exception("secrets HTTP request %s /v1/%s failed", request.method, path)
             return _error(500, "internal error")
 
     async def _serve(self, request: HttpRequest, path: str) -> HttpResponse:
-        query = dict(request.query_params)
+        query = request.query
         operation = _operation(request.method, query)
         body = await request.body()  # bounded by the listener (SECRETS_MAX_REQUEST_BYTES)
-        content_type = request.headers.get("content-type", "")
+        content_type = request.header(b"content-type")
         if operation in (Operation.READ, Operation.LIST, Operation.DELETE):
             data: dict[str, Any] = {k: v for k, v in query.items() if k != "list"}
         elif operation == Operation.WRITE and _is_form(body, content_type):
@@ -237,13 +325,13 @@ class _Api:
     def _answer(response: Response, mount_type: str, top_level: bool) -> HttpResponse:
         if response.raw is not None:
             return HttpResponse(
+                response.status or 200,
                 response.raw,
-                status_code=response.status or 200,
-                headers={"Content-Type": response.content_type},
+                [(b"content-type", response.content_type.encode("latin-1"))],
             )
         if response.data is None and not response.warnings:
             if response.status is None or response.status == 204:
-                return HttpResponse(status_code=204)
+                return HttpResponse(204)
             if response.status >= 400:
                 return _error(response.status)
         return _json_response(_envelope(response, mount_type, top_level), response.status or 200)
@@ -251,7 +339,7 @@ class _Api:
     async def _health(self, request: HttpRequest) -> HttpResponse:
         if request.method not in ("GET", "HEAD"):
             raise UnsupportedOperationError(f"{request.method} is not supported on sys/health")
-        query = dict(request.query_params)
+        query = request.query
         body = await self.service.health()
         if body["sealed"]:
             status = _code(query, "sealedcode", 503)
@@ -261,7 +349,7 @@ class _Api:
         else:
             status = _code(query, "activecode", 200)
         if request.method == "HEAD":
-            return HttpResponse(status_code=status, headers={"Content-Type": JSON})
+            return HttpResponse(status, b"", _JSON_HEADERS[:1])
         return _json_response(body, status)
 
 
@@ -271,27 +359,11 @@ def _code(query: dict[str, str], name: str, default: int) -> int:
     return get_status_code(query, name, default)
 
 
-async def _not_found(request: HttpRequest, exc: Exception) -> HttpResponse:
-    return _error(404, f"no handler for route {request.url.path!r}")
-
-
-async def _method_not_allowed(request: HttpRequest, exc: Exception) -> HttpResponse:
-    return _error(405, f"unsupported operation: {request.method}")
-
-
-def build_app(service: SecretsService) -> Starlette:
-    """The Starlette app serving ``/v1/…`` for ``service``."""
-    return Starlette(
-        routes=[Route("/v1/{path:path}", _Api(service).handle, methods=_METHODS)],
-        exception_handlers={404: _not_found, 405: _method_not_allowed},
-    )
-
-
 def serve(service: SecretsService, listen: str) -> HttpServer:
-    """Serve :func:`build_app` on ``listen`` through the node's hardened HTTP listener
+    """Serve :class:`VaultApi` on ``listen`` through the node's hardened HTTP listener
     (bound on return; ``OSError`` if the address is taken)."""
     return service.node.serve_http(
-        build_app(service),
+        VaultApi(service),
         listen,
         name="secrets",
         error_body=vault_error_body,

@@ -5,7 +5,8 @@ the msgpack of the engine's value, sealed by the keyring with the KV key as asso
 data. A commit is one ``kv.txn``: every expectation becomes a compare (``create_revision
 == 0`` for :data:`~aspen_secrets.store.ABSENT`, ``mod_revision == n`` otherwise) and every
 write a put or delete of its success branch, so it is all-or-nothing and replicated.
-Scans page through ``kv.range`` at one pinned revision, up to the caller's limit.
+Scans page through ``kv.range`` at one pinned revision, up to the caller's limit
+(:mod:`aspen.kv.paging`); a LIST reads only the names it answers.
 
 Reads are linearizable, but a request pays for that once: inside a
 :func:`~aspen_secrets.consistency.read_scope` only its first read is linearizable and
@@ -22,8 +23,8 @@ from typing import Any
 import msgpack
 
 from aspen import limits as core_limits
-from aspen.client import prefix_end
 from aspen.errors import InvalidArgumentError
+from aspen.kv import paging
 from aspen_secrets import consistency, limits
 from aspen_secrets.keyring import ClusterKeyring
 from aspen_secrets.opencache import OpenedCache
@@ -33,6 +34,14 @@ __all__ = ["STORE_PREFIX", "KvStore"]
 
 #: KV prefix of every store path.
 STORE_PREFIX = b"/_aspen/secrets/"
+
+
+def _check_limit(limit: int) -> None:
+    """Refuse a listing limit outside 0..SECRETS_MAX_LIST_KEYS."""
+    if limit > limits.SECRETS_MAX_LIST_KEYS or limit < 0:
+        raise InvalidArgumentError(
+            f"limit must be in 0..SECRETS_MAX_LIST_KEYS ({limits.SECRETS_MAX_LIST_KEYS})"
+        )
 
 
 class KvStore:
@@ -84,29 +93,26 @@ class KvStore:
         kvs = (await self._range({"key": self.kv_key(path)}, serializable))["kvs"]
         return await self._entry(kvs[0]) if kvs else None
 
+    async def _call(self, method: str, params: dict[str, Any]) -> Any:
+        """``kv.range`` for :mod:`aspen.kv.paging`: its first page consistent as :meth:`_range`
+        decides, the next ones read here at the first page's revision (this node has it)."""
+        return await self._range(params, True if params.get("serializable") else None)
+
     async def _pages(self, prefix: str, limit: int, keys_only: bool) -> list[dict[str, Any]]:
         """Every KV record under ``prefix`` (at most ``limit``), read page by page at the
         revision of the first page."""
-        if limit > limits.SECRETS_MAX_LIST_KEYS or limit < 0:
-            raise InvalidArgumentError(
-                f"limit must be in 0..SECRETS_MAX_LIST_KEYS ({limits.SECRETS_MAX_LIST_KEYS})"
-            )
-        start = self.kv_key(prefix)
-        end = prefix_end(start)
-        found: list[dict[str, Any]] = []
-        revision = 0
-        while len(found) < limit:
-            page = min(limits.SECRETS_STORE_PAGE_SIZE, limit - len(found))
-            params = {"key": start, "end": end, "limit": page, "keys_only": keys_only}
-            if revision:  # this node served the first page: it has that revision
-                params["revision"] = revision
-            result = await self._range(params, True if revision else None)
-            revision = revision or result["header"]["revision"]
-            found.extend(result["kvs"])
-            if not result["more"] or not result["kvs"]:
-                break
-            start = result["kvs"][-1]["key"] + b"\0"
-        return found[:limit]
+        _check_limit(limit)
+        if not limit:
+            return []
+        found, _, _ = await paging.collect(
+            self._call,
+            self.kv_key(prefix),
+            most=limit,
+            page_size=limits.SECRETS_STORE_PAGE_SIZE,
+            keys_only=keys_only,
+            local=True,
+        )
+        return found
 
     async def scan(
         self, prefix: str, *, limit: int = limits.SECRETS_MAX_LIST_KEYS
@@ -122,6 +128,21 @@ class KvStore:
         """See :meth:`Store.keys`."""
         cut = len(STORE_PREFIX)
         return [kv["key"][cut:].decode() for kv in await self._pages(prefix, limit, True)]
+
+    async def children(
+        self, prefix: str, *, limit: int = limits.SECRETS_MAX_LIST_KEYS
+    ) -> tuple[list[str], bool]:
+        """See :meth:`Store.children`: reads what it answers (the paths below a child folder
+        are skipped, see :func:`aspen.kv.paging.children`)."""
+        _check_limit(limit)
+        names, truncated = await paging.children(
+            self._call,
+            self.kv_key(prefix),
+            most=limit,
+            page_size=limits.SECRETS_STORE_PAGE_SIZE,
+            local=True,
+        )
+        return [name.decode() for name in names], truncated
 
     # ------------------------------------------------------------------ writes
     async def commit(self, writes: Sequence[Write]) -> bool:

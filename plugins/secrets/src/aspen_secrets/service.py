@@ -26,13 +26,15 @@ import anyio
 
 from aspen.errors import AspenError, InvalidArgumentError, NotLeaderError, UnavailableError
 from aspen_secrets import bootstrap, limits
-from aspen_secrets.consistency import in_scope
+from aspen_secrets.consistency import in_scope, mark_fresh, needs_barrier
 from aspen_secrets.dispatch import Dispatcher
 from aspen_secrets.http import serve as serve_http
 from aspen_secrets.keyring import ClusterKeyring, RootKey, dev_root_key, read_root_key_file
 from aspen_secrets.kvstore import STORE_PREFIX, KvStore
 from aspen_secrets.logical import SealedError
-from aspen_secrets.mounts import Router
+from aspen_secrets.mounts import TABLE_PATH, Router
+from aspen_secrets.sharedread import SharedRead
+from aspen_secrets.store import Entry
 from aspen_secrets.sys_endpoints import VERSION
 
 if TYPE_CHECKING:
@@ -86,6 +88,9 @@ class SecretsService:
         self.root: RootKey | None = None
         self.keyring = ClusterKeyring(node, dev_root_key(node.token))
         self.store = KvStore(node, self.keyring)
+        self._table_reads: SharedRead[Entry | None] = SharedRead(
+            lambda: self.store.get(TABLE_PATH, serializable=False)
+        )
         self.router = Router(self.store, self._read_table)
         self.dispatcher = Dispatcher(self)
         self.http: HttpServer | None = None
@@ -96,9 +101,14 @@ class SecretsService:
         self._keyring_open = False
 
     async def _read_table(self, path: str) -> Any:
-        """The mount table: in a request's read scope like its other reads (so usually
-        its one linearizable read), else (the token-less path check) a local read."""
-        return await self.store.get(path, serializable=None if in_scope() else True)
+        """The mount table: in a request's read scope usually its one linearizable read,
+        shared with the requests waiting for the same one (:mod:`aspen_secrets.sharedread`);
+        else (the token-less path check, or the scope had its read) a local read."""
+        if path != TABLE_PATH or not in_scope() or not needs_barrier():
+            return await self.store.get(path, serializable=True)
+        entry = await self._table_reads.get()
+        mark_fresh()
+        return entry
 
     # ------------------------------------------------------------------ life
     async def start(self) -> None:

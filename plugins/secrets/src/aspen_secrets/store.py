@@ -79,6 +79,14 @@ class Store(Protocol):
         """Every path that starts with ``prefix``, in order (values not read)."""
         ...
 
+    async def children(
+        self, prefix: str, *, limit: int = limits.SECRETS_MAX_LIST_KEYS
+    ) -> tuple[list[str], bool]:
+        """Vault's LIST under ``prefix``: the distinct next segments of the paths that start
+        with it (folders end in ``/``), at most ``limit``, and whether more were left out.
+        Costs what it answers: the paths below a folder are not read one by one."""
+        ...
+
     async def commit(self, writes: Sequence[Write]) -> bool:
         """Apply every write atomically; ``False`` (nothing written) if an expectation fails."""
         ...
@@ -153,6 +161,12 @@ class ScopedStore:
         cut = len(self._prefix)
         return [p[cut:] for p in await self._store.keys(self._prefix + prefix, limit=limit)]
 
+    async def children(
+        self, prefix: str, *, limit: int = limits.SECRETS_MAX_LIST_KEYS
+    ) -> tuple[list[str], bool]:
+        """See :meth:`Store.children`."""
+        return await self._store.children(self._prefix + prefix, limit=limit)
+
     async def commit(self, writes: Sequence[Write]) -> bool:
         """See :meth:`Store.commit`."""
         return await self._store.commit(
@@ -161,11 +175,17 @@ class ScopedStore:
 
 
 def truncation_warnings(
-    found: Sequence[Any], limit: int = limits.SECRETS_MAX_LIST_KEYS
+    found: Sequence[Any],
+    limit: int = limits.SECRETS_MAX_LIST_KEYS,
+    *,
+    truncated: bool | None = None,
 ) -> tuple[str, ...]:
     """The warning a LIST answer carries when its scan stopped at ``limit`` keys (the
-    store returned as many as it was allowed: there may be more)."""
-    return (f"list truncated at {limit} keys",) if len(found) >= limit else ()
+    store returned as many as it was allowed: there may be more; ``truncated`` says so
+    when the listing knows)."""
+    if truncated is None:
+        truncated = len(found) >= limit
+    return (f"list truncated at {limit} keys",) if truncated else ()
 
 
 def pack_value(path: str, value: Any) -> bytes:
@@ -200,6 +220,13 @@ class MemoryStore:
     async def keys(self, prefix: str, *, limit: int = limits.SECRETS_MAX_LIST_KEYS) -> list[str]:
         """See :meth:`Store.keys`."""
         return sorted(p for p in self._data if p.startswith(prefix))[:limit]
+
+    async def children(
+        self, prefix: str, *, limit: int = limits.SECRETS_MAX_LIST_KEYS
+    ) -> tuple[list[str], bool]:
+        """See :meth:`Store.children`."""
+        names = children(sorted(p for p in self._data if p.startswith(prefix)), prefix)
+        return names[:limit], len(names) > limit
 
     async def commit(self, writes: Sequence[Write]) -> bool:
         """See :meth:`Store.commit`."""

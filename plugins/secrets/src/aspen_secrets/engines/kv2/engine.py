@@ -39,7 +39,7 @@ from aspen_secrets.engines.kv2.params import (
 )
 from aspen_secrets.fields import get_bool, get_int
 from aspen_secrets.logical import Operation, Request, Response
-from aspen_secrets.store import ABSENT, Store, Write, children, modify, truncation_warnings
+from aspen_secrets.store import ABSENT, Store, Write, modify, truncation_warnings
 
 __all__ = ["KvV2Engine"]
 
@@ -312,11 +312,10 @@ class KvV2Engine(Engine):
         when the scan stopped at ``SECRETS_MAX_LIST_KEYS``)."""
         folder = (path or "").strip("/")
         prefix = secret_path(folder) + "/" if folder else ""
-        found = await self.store.keys(_META_PREFIX + prefix)
-        keys = children([key[len(_META_PREFIX) :] for key in found], prefix)
+        keys, truncated = await self.store.children(_META_PREFIX + prefix)
         if not keys:
             raise NotFoundError(f"nothing under {self.mount.path}metadata/{prefix}")
-        return Response({"keys": keys}, warnings=truncation_warnings(found))
+        return Response({"keys": keys}, warnings=truncation_warnings(keys, truncated=truncated))
 
     @route(f"metadata/{_SECRET}", Operation.READ)
     async def read_metadata(self, request: Request, path: str) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from aspen.errors import InvalidArgumentError, NotFoundError
 from aspen_secrets.engines.transit.cache import KeyCache
 from aspen_secrets.engines.transit.crypto import KeyHandle
 from aspen_secrets.engines.transit.keys import KeyOptions, KeyPolicy
-from aspen_secrets.store import ABSENT, Store, Write, children, modify
+from aspen_secrets.store import ABSENT, Store, Write, modify
 
 __all__ = ["KEYS_PREFIX", "KeyStore"]
 
@@ -33,7 +33,11 @@ class KeyStore:
         entry = await self._store.get(KEYS_PREFIX + name)
         if entry is None:
             return None
-        return KeyHandle(KeyPolicy.from_value(entry.value), entry.revision, self._cache)
+        # a policy is frozen and its entry's revision changes on every write: parse it once
+        policy = self._cache.get(
+            ("policy", name, entry.revision), lambda: KeyPolicy.from_value(entry.value)
+        )
+        return KeyHandle(policy, entry.revision, self._cache)
 
     async def require(
         self, name: str, *, missing: type[Exception] = InvalidArgumentError
@@ -47,7 +51,8 @@ class KeyStore:
 
     async def names(self) -> list[str]:
         """Every key name, sorted."""
-        return children(await self._store.keys(KEYS_PREFIX), KEYS_PREFIX)
+        names, _ = await self._store.children(KEYS_PREFIX)
+        return names
 
     async def create(self, name: str, options: KeyOptions) -> tuple[KeyHandle, bool]:
         """The key called ``name``, created with ``options`` unless it exists; whether it

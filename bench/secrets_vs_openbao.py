@@ -11,36 +11,29 @@ counts, and in dev mode (in memory) on one node. Without ``bao`` only Aspen's fi
 printed. Prints a Markdown table with Aspen/OpenBao ratios; appends JSON lines to
 ``--out``. Servers and load generator share the machine's cores.
 
-    .venv/bin/python bench/secrets.py --bao /tmp/baovenv/bin/bao [--nodes 1,3]
+    .venv/bin/python bench/secrets_vs_openbao.py --bao /tmp/baovenv/bin/bao [--nodes 1,3]
 """
 
 from __future__ import annotations
 
+import argparse
+import itertools
+import json
+import os
+import shutil
 import sys
+import tempfile
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
-# This file is named like the standard library's ``secrets``: move its folder to the end
-# of the import path so that ``import secrets`` anywhere still finds the real one.
-_HERE = Path(__file__).resolve().parent
-if sys.path and Path(sys.path[0] or ".").resolve() == _HERE:
-    sys.path.append(sys.path.pop(0))
-
-import argparse  # noqa: E402
-import itertools  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import shutil  # noqa: E402
-import tempfile  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from contextlib import AbstractContextManager  # noqa: E402
-from typing import Any  # noqa: E402
-
-from secrets_support.aspen_side import aspen_cluster  # noqa: E402
-from secrets_support.bao_side import openbao  # noqa: E402
-from secrets_support.load import HTTP_CLIENTS, INTERFACES, OPS, measure, prepare  # noqa: E402
-from secrets_support.procs import Endpoint  # noqa: E402
-from secrets_support.report import table  # noqa: E402
-from secrets_support.shared import wait_quiet  # noqa: E402
+from secrets_support.aspen_side import aspen_cluster
+from secrets_support.bao_side import openbao
+from secrets_support.load import HTTP_CLIENTS, INTERFACES, OPS, measure, prepare
+from secrets_support.procs import Endpoint
+from secrets_support.report import table
+from secrets_support.shared import wait_quiet
 
 #: Environment variable naming the ``bao`` binary.
 BAO_ENV = "ASPEN_BENCH_BAO"
@@ -86,7 +79,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument(
         "--out",
         type=Path,
-        default=_HERE / "results" / "secrets.jsonl",
+        default=Path(__file__).resolve().parent / "results" / "secrets.jsonl",
         help="file to append one JSON line per run to",
     )
     args = ap.parse_args(argv)

@@ -8,7 +8,7 @@ Meanwhile an RPC client puts on one connection (latency), a probe opens a fresh 
 connection once a second (what broke when the node ran out of file descriptors) and an
 HTTP probe asks ``sys/health``. The node's RSS and open fds are sampled throughout.
 
-    .venv/bin/python bench/hardening/http.py [--connections 2000] [--seconds 30]
+    .venv/bin/python bench/hardening/http_listener.py [--connections 2000] [--seconds 30]
 
 Prints RSS and open fds (before, peak), the put p50/p99 during the attack, fresh RPC
 connections and HTTP probes that failed, and how many attack sockets the node closed.
@@ -17,27 +17,21 @@ connections and HTTP probes that failed, and how many attack sockets the node cl
 
 from __future__ import annotations
 
-import sys
+import argparse
+import os
+import resource
+import socket
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
 
-# Run as a script, this file's directory comes first on sys.path and its name (http.py)
-# would shadow the standard library's ``http`` package that httpx imports.
-sys.path[:] = [p for p in sys.path if p != __file__.rpartition("/")[0]]
+import httpx
 
-import argparse  # noqa: E402
-import os  # noqa: E402
-import resource  # noqa: E402
-import socket  # noqa: E402
-import statistics  # noqa: E402
-import tempfile  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import httpx  # noqa: E402
-
-import aspen  # noqa: E402
-from aspen.errors import AspenError  # noqa: E402
-from aspen.node.devcluster import DevCluster  # noqa: E402
+import aspen
+from aspen.errors import AspenError
+from aspen.node.devcluster import DevCluster
 
 #: Seconds between the header lines each attack socket trickles.
 TRICKLE_SECONDS = 3.0

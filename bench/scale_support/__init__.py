@@ -1,0 +1,1 @@
+"""Support modules of bench/scale.py (Aspen and etcd targets, shared helpers, report)."""
