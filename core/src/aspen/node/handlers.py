@@ -110,12 +110,12 @@ async def lease_keepalive(leases: LeaseService, ctx: RpcContext, params: dict[st
 async def lease_ttl(leases: LeaseService, ctx: RpcContext, params: dict[str, Any]) -> Any:
     """Remaining and granted TTL of a lease, optionally with its keys."""
     lease_id = commands.lease_id_param(params)
-    return leases.time_to_live(lease_id, bool(p.optional_bool(params, "keys")))
+    return await leases.time_to_live(lease_id, bool(p.optional_bool(params, "keys")))
 
 
 async def lease_list(leases: LeaseService, ctx: RpcContext, params: dict[str, Any]) -> Any:
     """Every live lease id."""
-    return {"leases": leases.ids()}
+    return {"leases": await leases.ids()}
 
 
 async def node_status(ctx: RpcContext, params: dict[str, Any]) -> Any:
