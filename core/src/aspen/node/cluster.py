@@ -127,10 +127,17 @@ class ClusterRuntime:
         self.raft_storage = LmdbRaftStorage(storage, Log(storage), state_machine)
         self.spool = SnapshotSpool(data_dir)
         self.transport: PeerTransport | None = None
-        self.replicator: Replicator = None  # type: ignore[assignment]  # set by open()
+        self._replicator: Replicator | None = None  # made by open()
         self._granted_members = granted_members
         self._leader: str | None = None
         self._leadership_listeners: list[LeadershipListener] = []
+
+    @property
+    def replicator(self) -> Replicator:
+        """The Raft driver; it exists once :meth:`open` ran."""
+        if self._replicator is None:
+            raise RuntimeError("the cluster runtime is not open: open() it first")
+        return self._replicator
 
     def add_leadership_listener(self, listener: LeadershipListener) -> None:
         """Tell ``listener`` from now on when this node gains or loses the leadership."""
@@ -169,7 +176,7 @@ class ClusterRuntime:
         if founding:
             self.bootstrap_if_new(client_endpoint)
         self._last_conf = self._conf()
-        self.replicator = Replicator(
+        self._replicator = Replicator(
             self.id,
             self.storage,
             self.state_machine,
@@ -340,7 +347,7 @@ class ClusterRuntime:
         """A frame from an authenticated peer: decode it and hand it to Raft."""
         try:
             msg = message_from_wire(frame)
-            if self.replicator is None:
+            if self._replicator is None:
                 return  # still starting: Raft retransmits
         except ValueError as exc:
             log.warning("dropped malformed raft message from %s: %s", peer_id, exc)

@@ -7,8 +7,8 @@ monotonic clock, keepalives push the deadline, and a check every
 ``LEASE_CHECK_INTERVAL_SECONDS`` proposes ``lease_expire`` commands for the leases that ran
 out, so every replica deletes the same keys at the same log index. Each command deletes at
 most ``LEASE_EXPIRY_SLICE_KEYS`` keys and ``LEASE_EXPIRY_SLICE_BYTES`` bytes (the apply says
-which leases remain), and the next follows as soon as it is applied: many leases running
-out at once never make one apply that stalls the driver.
+which leases remain), and the next follows ``LEASE_EXPIRY_PAUSE_SECONDS`` after it is
+applied: many leases running out at once never make one apply that stalls the driver.
 
 A node that becomes leader forgets what it knew and, once its election no-op is applied
 (everything earlier leaders committed is visible), loads every stored lease with a fresh
@@ -281,10 +281,11 @@ class LeaseService:
 
     async def run(self) -> None:
         """Load a new leader's leases when asked, and every ``LEASE_CHECK_INTERVAL_SECONDS``
-        propose the expiry of leases that ran out, command after command while more are due."""
+        propose the expiry of leases that ran out: command after command while more are due,
+        ``LEASE_EXPIRY_PAUSE_SECONDS`` apart."""
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._load_when_wanted, name="lease-load")
             while True:
                 await anyio.sleep(limits.LEASE_CHECK_INTERVAL_SECONDS)
                 while await self.expire_due():
-                    pass
+                    await anyio.sleep(limits.LEASE_EXPIRY_PAUSE_SECONDS)
