@@ -190,12 +190,11 @@ def run(cluster: LocalCluster, args: argparse.Namespace) -> None:
     with aspen.connect(endpoint, token=cluster.token, timeout=120) as c:
         batch: list = []
         for n, lease in enumerate(ids):
-            batch += [
-                Op.put(f"l/{n:07d}/{k:03d}", value, lease=lease) for k in range(args.keys_per_lease)
-            ]
-            if len(batch) >= 1000:
-                c.kv.txn(success=batch)
-                batch = []
+            for k in range(args.keys_per_lease):
+                batch.append(Op.put(f"l/{n:07d}/{k:05d}", value, lease=lease))
+                if len(batch) == 1000:  # MAX_TXN_OPS
+                    c.kv.txn(success=batch)
+                    batch = []
         if batch:
             c.kv.txn(success=batch)
     loaded = time.monotonic()
