@@ -137,7 +137,13 @@ def test_lease_commands() -> None:
     assert lease_revoke_command({"id": 5}) == {"op": "lease_revoke", "id": 5}
     _refused("id must be in 1", lease_revoke_command, {"id": 0})
     assert lease_id_param({"id": 8}) == 8
-    assert lease_expire_command([3, 4]) == {"op": "lease_expire", "ids": [3, 4]}
+    assert lease_expire_command([3, 4]) == {
+        "op": "lease_expire",
+        "ids": [3, 4],
+        "max_keys": limits.LEASE_EXPIRY_SLICE_KEYS,
+        "max_bytes": limits.LEASE_EXPIRY_SLICE_BYTES,
+    }
+    assert lease_expire_command([3], max_keys=5, max_bytes=100)["max_keys"] == 5
     _refused(
         "MAX_LEASES_EXPIRED_PER_COMMAND",
         lease_expire_command,

@@ -116,7 +116,7 @@ def test_expire_emits_lease_expired_before_its_deletes(kv: Store) -> None:
     kv.put_rev("b", lease=2)
     kv.put_rev("c", lease=2)
     result, events = kv.apply(lease_expire_command([2, 99, 3, 1]))
-    assert result == {"header": {"revision": 5}, "expired": [2, 3, 1]}
+    assert result == {"header": {"revision": 5}, "expired": [2, 3, 1], "remaining": []}
     assert [(type(e).__name__, e.revision) for e in events] == [
         ("LeaseExpired", 5),
         ("KvDelete", 5),
@@ -132,9 +132,67 @@ def test_expire_emits_lease_expired_before_its_deletes(kv: Store) -> None:
     assert kv.kvs() == [] and kv.sm.lease_ids() == []
     kv.grant(4)
     result, events = kv.apply(lease_expire_command([4]))
-    assert result == {"header": {"revision": 5}, "expired": [4]}
+    assert result == {"header": {"revision": 5}, "expired": [4], "remaining": []}
     assert events == [LeaseExpired(kv.index, 1, 5, 4, ())]
-    assert kv.apply(lease_expire_command([4])) == ({"header": {"revision": 5}, "expired": []}, [])
+    assert kv.apply(lease_expire_command([4])) == (
+        {"header": {"revision": 5}, "expired": [], "remaining": []},
+        [],
+    )
+
+
+def _deleted(events: list[Any]) -> list[bytes]:
+    return [e.kv.key for e in events if isinstance(e, KvDelete)]
+
+
+def test_expire_takes_whole_leases_while_they_fit_the_key_bound(kv: Store) -> None:
+    for lease_id in (1, 2, 3):
+        kv.grant(lease_id)
+        for k in range(3):
+            kv.put_rev(f"{lease_id}/{k}", lease=lease_id)
+    result, events = kv.apply(lease_expire_command([1, 2, 3], max_keys=7))
+    assert result["expired"] == [1, 2] and result["remaining"] == [3]
+    assert len(_deleted(events)) == 6
+    assert [e.lease for e in events if isinstance(e, LeaseExpired)] == [1, 2]
+    result, events = kv.apply(lease_expire_command(result["remaining"], max_keys=7))
+    assert result["expired"] == [3] and result["remaining"] == []
+    assert kv.kvs() == [] and kv.sm.lease_ids() == []
+
+
+def test_a_lease_bigger_than_the_bound_loses_its_keys_over_several_commands(kv: Store) -> None:
+    kv.grant(1)
+    kv.grant(2)
+    for k in range(10):
+        kv.put_rev(f"big/{k}", lease=1)
+    kv.put_rev("small", lease=2)
+    slices = []
+    remaining = [1, 2]
+    while remaining:
+        result, events = kv.apply(lease_expire_command(remaining, max_keys=4))
+        slices.append((_deleted(events), [e.lease for e in events if isinstance(e, LeaseExpired)]))
+        remaining = result["remaining"]
+    assert [len(keys) for keys, _ in slices] == [4, 4, 3]  # 2 keys of lease 1 + 1 of lease 2
+    assert [expired for _, expired in slices] == [[], [], [1, 2]]
+    assert kv.kvs() == [] and kv.sm.lease_ids() == []
+    assert kv.sm.lease_info(None, 1) is None
+
+
+def test_expire_bounds_the_bytes_deleted_by_one_command(kv: Store) -> None:
+    kv.grant(1)
+    for k in range(6):
+        kv.put_rev(f"k{k}", b"x" * 1000, lease=1)
+    result, events = kv.apply(lease_expire_command([1], max_bytes=2500))
+    assert len(_deleted(events)) == 2 and result["remaining"] == [1]
+    result, events = kv.apply(lease_expire_command([1], max_bytes=10))  # one key over the bound
+    assert len(_deleted(events)) == 1  # still progress: one key
+    assert kv.sm.lease_info(None, 1, True)["keys"] == [b"k3", b"k4", b"k5"]
+
+
+def test_an_expiry_without_bounds_from_an_older_log_expires_everything(kv: Store) -> None:
+    kv.grant(1)
+    for k in range(5):
+        kv.put_rev(f"k{k}", lease=1)
+    result, events = kv.apply({"op": "lease_expire", "ids": [1]})
+    assert result["expired"] == [1] and len(_deleted(events)) == 5
 
 
 # ---------------------------------------------------------------------------- history

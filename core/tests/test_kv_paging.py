@@ -12,7 +12,7 @@ from aspen.kv import paging
 
 
 def _rows(node) -> int:
-    return node.node.state_machine.reader.rows_read
+    return node.node.parts.state_machine.reader.rows_read
 
 
 @pytest.mark.anyio

@@ -33,14 +33,14 @@ def node(tmp_path: Path, small_bounds: None) -> Iterator[NodeThread]:
 
 
 def _history_entries(node: NodeThread) -> int:
-    storage = node.node.storage
+    storage = node.node.parts.storage
     with storage.begin() as txn:
         return txn.stat(storage.db("history"))["entries"]
 
 
 def test_the_log_is_trimmed_by_bytes(node: NodeThread) -> None:
     """60 entries of ~100 kB: LOG_RETAIN_ENTRIES (10,000) would keep all 6 MB of them."""
-    storage = node.node.storage
+    storage = node.node.parts.storage
     log = Log(storage)
     with node.client() as c:
         for t in range(60):

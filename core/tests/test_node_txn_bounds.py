@@ -168,7 +168,7 @@ def test_a_write_held_up_by_a_busy_node_says_so_not_no_quorum(running_node, monk
     monkeypatch.setattr(limits, "PROPOSAL_TIMEOUT_SECONDS", 1.5)
     with running_node.client() as c:
         c.kv.put("k", "0")
-        with running_node.node.storage.env.begin(write=True):  # the driver waits for it
+        with running_node.node.parts.storage.env.begin(write=True):  # the driver waits for it
             with pytest.raises(TimeoutError) as first:  # proposed, cannot be persisted
                 c.kv.put("k", "1")
             with pytest.raises(TimeoutError) as second:  # queued behind that cycle

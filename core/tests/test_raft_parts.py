@@ -300,29 +300,3 @@ def test_apply_to_conf():
 def test_config_validation_names_the_bad_setting(changes, message):
     with pytest.raises(ValueError, match=message):
         Config(**{"id": "a", **changes}).validate()
-
-
-# --------------------------------------------------------------------------- layering
-def test_the_raft_core_does_no_io_and_uses_no_clock_or_global_randomness():
-    import ast
-    from pathlib import Path
-
-    import aspen.raft
-
-    forbidden = {"anyio", "asyncio", "lmdb", "socket", "ssl", "threading", "time", "os"}
-    for path in Path(aspen.raft.__file__).parent.glob("*.py"):
-        tree = ast.parse(path.read_text())
-        for node in ast.walk(tree):
-            names = []
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-            for name in names:
-                assert name.split(".")[0] not in forbidden, f"{path.name} imports {name}"
-            if (
-                isinstance(node, ast.Attribute)
-                and isinstance(node.value, ast.Name)
-                and node.value.id == "random"
-            ):
-                assert node.attr == "Random", f"{path.name} uses random.{node.attr}"

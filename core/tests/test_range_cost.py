@@ -55,7 +55,7 @@ def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NodeThrea
 
 def _rows(node: NodeThread, call: Callable[[], object]) -> int:
     """Rows the node's reader read while ``call`` ran."""
-    reader = node.node.state_machine.reader
+    reader = node.node.parts.state_machine.reader
     before = reader.rows_read
     call()
     return reader.rows_read - before

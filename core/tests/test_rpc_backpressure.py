@@ -38,7 +38,7 @@ def test_unread_big_replies_pause_that_connection_only(running_node: NodeThread)
     raw = RawSocketClient(running_node.endpoint, running_node.token)
     try:
         raw.send_frames([{"id": i + 1, **request} for i in range(n)])
-        server = running_node.node.server
+        server = running_node.node.parts.server
         wait_for(lambda: server.stats()["connections_paused"] == 1, timeout=60)
         # the node goes on serving everyone else: writes and new handshakes
         with aspen.connect(running_node.endpoint, token=running_node.token) as other:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from aspen.api import NodeAPI
 from aspen.errors import AspenError
 from aspen.hookspecs import hookimpl
-from aspen.node.api import NodeAPI
 
 try:
     __version__ = version("aspen-core")

@@ -108,7 +108,10 @@ class KvBatch(KvEvent):
 
 @dataclass(frozen=True, slots=True)
 class LeaseExpired(KvEvent):
-    """A lease ran out; ``keys`` were deleted with it (their ``kv.delete`` events follow)."""
+    """A lease ran out; ``keys`` were deleted with it (their ``kv.delete`` events follow).
+
+    A lease with more keys than one expiry command deletes (``LEASE_EXPIRY_SLICE_KEYS``)
+    loses the others in the commands before, each key with its ``kv.delete`` event."""
 
     name: ClassVar[str] = "kv.lease_expired"
     lease: int

@@ -23,9 +23,10 @@ if TYPE_CHECKING:
 
     import click
 
+    from aspen.api import NodeAPI
     from aspen.events import ClusterEvent, KvEvent, RaftEvent
-    from aspen.node.api import NodeAPI
-    from aspen.plugins.types import ConfigSection, RpcHandler
+    from aspen.plugins.types import ConfigSection
+    from aspen.rpc.handler import RpcHandler
 
 __all__ = ["PROJECT_NAME", "hookimpl", "hookspec"]
 

@@ -53,6 +53,14 @@ MAX_LEASE_KEYS_LISTED = 10_000
 LEASE_CHECK_INTERVAL_SECONDS = 0.25
 #: Most leases expired by one proposed command.
 MAX_LEASES_EXPIRED_PER_COMMAND = 1000
+#: Most keys one lease expiry command deletes (whole leases while they fit; a lease with
+#: more keys loses them over several commands), so no single apply stalls the driver.
+LEASE_EXPIRY_SLICE_KEYS = 2_000
+#: Most bytes (encoded key + stored record) one lease expiry command deletes.
+LEASE_EXPIRY_SLICE_BYTES = 2 * 1024 * 1024
+#: Pause between two lease expiry commands while more are due, in seconds: followers apply
+#: each slice between their heartbeats (etcd rate-limits lease revocation the same way).
+LEASE_EXPIRY_PAUSE_SECONDS = 0.05
 
 # --- Watch and history ----------------------------------------------------------------
 #: Most events sent in one watch message.

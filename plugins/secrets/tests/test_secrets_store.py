@@ -151,7 +151,7 @@ def test_kv_store_refuses_oversize_commits(secrets_node: Any) -> None:
 def test_kv_store_lists_children_reading_what_it_answers(secrets_node: Any) -> None:
     """Issue 18: a LIST reads the names it answers, not every path below them."""
     store = ScopedStore(_kvstore(secrets_node), "listing/")
-    reader = secrets_node.node.state_machine.reader
+    reader = secrets_node.node.parts.state_machine.reader
 
     async def check() -> tuple[list[str], bool]:
         for folder in ("a", "b", "c"):

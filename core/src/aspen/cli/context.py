@@ -12,7 +12,8 @@ from typing import Any, TypeVar
 import click
 
 from aspen.cli.output import EXIT_USAGE, fail
-from aspen.node.config import ROOT_TOKEN_FILE, default_data_dir
+from aspen.node.config import default_data_dir
+from aspen.transport.datadir import ROOT_TOKEN_FILE
 
 __all__ = ["CliContext", "json_option", "pass_cli", "pass_client", "resolve_token"]
 

@@ -6,7 +6,7 @@ Importing this package stays light (no LMDB): the state machine is loaded on fir
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aspen.kv.commands import (
     RangeRequest,
@@ -23,6 +23,7 @@ from aspen.kv.commands import (
     watch_request,
 )
 from aspen.kv.keys import prefix_end
+from aspen.lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from aspen.kv.records import watch_event
@@ -54,11 +55,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """Load the LMDB-backed parts on first use."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'aspen.kv' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr(__name__, _LAZY)  # the LMDB-backed parts load on first use

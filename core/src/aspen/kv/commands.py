@@ -18,7 +18,8 @@ Internal shapes::
     {"op": "compact", "revision": int}
     {"op": "lease_grant", "id": int, "ttl": int}
     {"op": "lease_revoke", "id": int}
-    {"op": "lease_expire", "ids": [int]}
+    {"op": "lease_expire", "ids": [int], "max_keys": int, "max_bytes": int}
+        (a command without the bounds, proposed before they existed, expires every id)
 """
 
 from __future__ import annotations
@@ -208,8 +209,12 @@ def lease_revoke_command(params: Any) -> dict[str, Any]:
     return {"op": "lease_revoke", "id": lease_id_param(params)}
 
 
-def lease_expire_command(ids: list[int]) -> dict[str, Any]:
-    """The command expiring leases the node decided ran out (their keys are deleted)."""
+def lease_expire_command(
+    ids: list[int], *, max_keys: int | None = None, max_bytes: int | None = None
+) -> dict[str, Any]:
+    """The command expiring leases the node decided ran out (their keys are deleted): at
+    most ``max_keys`` keys and ``max_bytes`` bytes (``LEASE_EXPIRY_SLICE_KEYS`` /
+    ``LEASE_EXPIRY_SLICE_BYTES`` by default) per command; the rest go in later ones."""
     if len(ids) > limits.MAX_LEASES_EXPIRED_PER_COMMAND:
         raise InvalidArgumentError(
             f"{len(ids)} leases in one expiry, over MAX_LEASES_EXPIRED_PER_COMMAND "
@@ -218,7 +223,12 @@ def lease_expire_command(ids: list[int]) -> dict[str, Any]:
     for i in ids:
         if not _is_int(i) or not 0 < i <= _MAX_I64:
             raise InvalidArgumentError(f"lease id must be an integer in 1..{_MAX_I64}, got {i!r}")
-    return {"op": "lease_expire", "ids": list(ids)}
+    return {
+        "op": "lease_expire",
+        "ids": list(ids),
+        "max_keys": limits.LEASE_EXPIRY_SLICE_KEYS if max_keys is None else max_keys,
+        "max_bytes": limits.LEASE_EXPIRY_SLICE_BYTES if max_bytes is None else max_bytes,
+    }
 
 
 def lease_id_param(params: Any) -> int:

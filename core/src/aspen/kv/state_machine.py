@@ -28,6 +28,7 @@ different leftovers below the compact revision.
 from __future__ import annotations
 
 import itertools
+import math
 import struct
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -487,13 +488,18 @@ class _Apply:
     # ------------------------------------------------------------------ leases
     def delete_lease(self, lease_id: int, attached: list[tuple[bytes, bytes]]) -> None:
         """Delete a lease and its ``attached`` keys (``(encoded, key)`` from LeaseTable.keys)."""
+        self.delete_attached(attached, detach=False)
+        self.sm.leases.remove(self.txn, lease_id)
+
+    def delete_attached(self, attached: list[tuple[bytes, bytes]], *, detach: bool = True) -> None:
+        """Delete keys attached to a lease (``(encoded, key)``); with ``detach`` the lease
+        forgets them (it keeps the rest)."""
         for encoded, _ in attached:
             row = self.txn.get(encoded, db=self.kv_db)
             if row is not None:
                 position = row[:POSITION_BYTES]
                 raw = self.sm.reader.entry(self.txn, position)
-                self._delete_key(encoded, position, raw, detach=False)
-        self.sm.leases.remove(self.txn, lease_id)
+                self._delete_key(encoded, position, raw, detach=detach)
 
 
 # ---------------------------------------------------------------------------- commands
@@ -564,15 +570,58 @@ def _lease_revoke(ctx: _Apply, cmd: dict[str, Any]) -> dict[str, Any]:
 
 
 def _lease_expire(ctx: _Apply, cmd: dict[str, Any]) -> dict[str, Any]:
+    """Expire whole leases (all their keys, one ``LeaseExpired`` each) while they fit in the
+    command's ``max_keys`` / ``max_bytes``; when the first lease alone does not fit, delete
+    a slice of its keys (the lease stays). ``remaining``: the ids that still exist, which
+    the leader proposes again. A command without bounds (older log) expires every lease."""
     leases = ctx.sm.leases
-    expired = [i for i in dict.fromkeys(cmd["ids"]) if leases.exists(ctx.txn, i)]
-    attached = {i: list(leases.keys(ctx.txn, i)) for i in expired}
-    revision = ctx.revision if any(attached.values()) else ctx.revision - 1
-    for lease_id in expired:
-        keys = tuple(key for _, key in attached[lease_id])
+    ids = [i for i in dict.fromkeys(cmd["ids"]) if leases.exists(ctx.txn, i)]
+    budget = _ExpiryBudget(cmd.get("max_keys"), cmd.get("max_bytes"))
+    whole: list[tuple[int, list[tuple[bytes, bytes]]]] = []
+    partial: list[tuple[bytes, bytes]] = []
+    for lease_id in ids:
+        attached, fits = budget.take(ctx, lease_id, first=not whole)
+        if not fits:
+            partial = [] if whole else attached
+            break
+        whole.append((lease_id, attached))
+    changed = bool(partial) or any(attached for _, attached in whole)
+    revision = ctx.revision if changed else ctx.revision - 1
+    for lease_id, attached in whole:
+        keys = tuple(key for _, key in attached)
         ctx.events.append(LeaseExpired(ctx.index, ctx.term, revision, lease_id, keys))
-        ctx.delete_lease(lease_id, attached[lease_id])
-    return {"expired": expired}
+        ctx.delete_lease(lease_id, attached)
+    ctx.delete_attached(partial)
+    return {"expired": [i for i, _ in whole], "remaining": ids[len(whole) :]}
+
+
+class _ExpiryBudget:
+    """What one ``lease_expire`` command may still delete: keys, and bytes of key + record."""
+
+    def __init__(self, max_keys: int | None, max_bytes: int | None) -> None:
+        self.keys = math.inf if max_keys is None else max_keys
+        self.bytes = math.inf if max_bytes is None else max_bytes
+
+    def take(
+        self, ctx: _Apply, lease_id: int, *, first: bool
+    ) -> tuple[list[tuple[bytes, bytes]], bool]:
+        """The lease's keys and whether all of them fit (then they are taken from the
+        budget); if not, the keys that fit, at least one when ``first`` (progress)."""
+        taken: list[tuple[bytes, bytes]] = []
+        keys, size = 0, 0
+        for encoded, key in ctx.sm.leases.keys(ctx.txn, lease_id):
+            row = ctx.txn.get(encoded, db=ctx.kv_db)
+            raw = None if row is None else ctx.sm.reader.entry(ctx.txn, row[:POSITION_BYTES])
+            cost = len(encoded) + (len(raw) if raw is not None else 0)
+            if keys + 1 > self.keys or size + cost > self.bytes:
+                if first and not taken:
+                    taken.append((encoded, key))
+                return taken, False
+            taken.append((encoded, key))
+            keys, size = keys + 1, size + cost
+        self.keys -= keys
+        self.bytes -= size
+        return taken, True
 
 
 _HANDLERS: dict[str, Callable[[_Apply, dict[str, Any]], dict[str, Any]]] = {

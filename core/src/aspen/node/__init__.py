@@ -6,6 +6,6 @@ package is the core's own.
 
 from __future__ import annotations
 
-from aspen.node.api import NodeAPI
+from aspen.api import NodeAPI
 
 __all__ = ["NodeAPI"]

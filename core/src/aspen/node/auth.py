@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
-from aspen.node.config import ROOT_TOKEN_FILE
+from aspen.transport.datadir import ROOT_TOKEN_FILE
 from aspen.transport.identity import write_private_file
 from aspen.transport.tokens import secrets_match, token_secret
 

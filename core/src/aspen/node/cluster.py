@@ -2,27 +2,33 @@
 
 :class:`ClusterRuntime` owns the :class:`~aspen.node.replicator.Replicator` and the peer
 transport, turns Raft's outgoing messages into frames (and snapshot streams), feeds
-incoming frames back, keeps leases on the leader only, answers joins, and publishes
-``raft.*`` and ``cluster.*`` events.
+incoming frames back, tells its leadership listeners (the lease service) when this node
+gains or loses the leadership, answers joins, wakes watchers and publishes applied ``kv.*``,
+``raft.*`` and ``cluster.*`` events. It gets what it works with in its constructor (storage,
+state machine, event bus, watch hub, root token, and the node's ``spawn`` and ``stop``).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any, Protocol
 
 import anyio
 
 from aspen import limits
 from aspen.errors import InvalidArgumentError, NotLeaderError, UnavailableError
-from aspen.events import LeaderChanged, MembershipChanged, SnapshotCreated
+from aspen.events import Event, LeaderChanged, MembershipChanged, SnapshotCreated
+from aspen.kv.state_machine import KVStateMachine
+from aspen.node.bus import EventBus
 from aspen.node.config import parse_hostport
 from aspen.node.membership import member_context
 from aspen.node.raft_storage import LmdbRaftStorage
 from aspen.node.raft_wire import message_from_wire, message_to_wire
 from aspen.node.replicator import Replicator
 from aspen.node.snapshots import SnapshotSpool, dump_with_meta, snapshot_header
+from aspen.node.watch import WatchHub
 from aspen.raft import bootstrap_state
 from aspen.raft.types import (
     ConfChange,
@@ -33,6 +39,7 @@ from aspen.raft.types import (
     Role,
     SoftState,
 )
+from aspen.storage import Storage
 from aspen.storage.log import Log
 from aspen.transport.framing import FrameError
 from aspen.transport.identity import NodeIdentity
@@ -40,10 +47,7 @@ from aspen.transport.join import JoinService, init_cluster, load_join_token, req
 from aspen.transport.peer import PeerTransport
 from aspen.transport.tls import ClusterCA, NodeCredentials, load_node_credentials
 
-if TYPE_CHECKING:
-    from aspen.node.node import Node
-
-__all__ = ["JOINED_MARKER", "ClusterRuntime"]
+__all__ = ["JOINED_MARKER", "ClusterRuntime", "LeadershipListener", "obtain_credentials"]
 
 #: File a node that joined an existing cluster keeps, so it never founds one of its own.
 JOINED_MARKER = "cluster-joined"
@@ -51,45 +55,95 @@ JOINED_MARKER = "cluster-joined"
 log = logging.getLogger(__name__)
 
 
+async def obtain_credentials(
+    data_dir: Path, identity: NodeIdentity, join: str | None, client: str, peer: str
+) -> tuple[NodeCredentials, dict[str, dict[str, Any]]]:
+    """This node's TLS credentials: found a new cluster (fresh node, no ``join``), join
+    one (fresh node with ``join`` = ``TOKEN@member-peer-address``), or load its own. Also
+    returns the members a join grant listed (``{id: {"peer", "client"}}``, empty unless the
+    node joined just now): it trusts them until the leader's snapshot tells it the membership."""
+    granted: dict[str, dict[str, Any]] = {}
+    if not ClusterCA.exists(data_dir):
+        if join is None:
+            init_cluster(data_dir, [peer, client])
+        else:
+            token, sep, via = join.rpartition("@")
+            if not sep or not token or not via:
+                raise InvalidArgumentError("--join takes JOIN_TOKEN@HOST:PORT of a member")
+            grant = await request_join(token, via, identity, {"peer": peer, "client": client})
+            (data_dir / JOINED_MARKER).write_text(via + "\n")  # first: never found
+            grant.save(data_dir)
+            granted = {m["id"]: {"peer": m["peer"], "client": m["client"]} for m in grant.members}
+    creds = load_node_credentials(data_dir, identity, [peer, client])
+    if creds is None:
+        raise InvalidArgumentError(f"{data_dir} holds no cluster credentials")
+    return creds, granted
+
+
+class LeadershipListener(Protocol):
+    """Told when this node gains or loses the leadership (the lease service is one)."""
+
+    def leadership_changed(self, leading: bool) -> None:
+        """This node became leader (``leading``) or stopped leading."""
+
+    def leader_ready(self) -> None:
+        """This node's election no-op applied: what earlier leaders committed is visible."""
+
+
 class ClusterRuntime:
     """Everything between a node's state machine and its peers."""
 
-    def __init__(self, node: Node, identity: NodeIdentity) -> None:
-        self.node = node
+    def __init__(
+        self,
+        identity: NodeIdentity,
+        data_dir: Path,
+        storage: Storage,
+        state_machine: KVStateMachine,
+        *,
+        bus: EventBus,
+        watch_hub: WatchHub,
+        root_token: str,
+        granted_members: dict[str, dict[str, Any]],
+        spawn: Callable[..., None],
+        stop: Callable[[], None],
+        lease_reads: bool = False,
+    ) -> None:
+        """``granted_members`` are the members a join grant listed (see
+        :func:`obtain_credentials`); ``spawn(func, *args, name=)`` runs a task until the node
+        stops; ``stop()`` asks the node to stop (when it was removed from the cluster);
+        ``lease_reads`` serves linearizable reads from a leader lease (``--lease-reads``)."""
         self.identity = identity
+        self.id = identity.node_id
+        self.data_dir = data_dir
+        self.storage = storage
+        self.state_machine = state_machine
+        self.bus = bus
+        self.watch_hub = watch_hub
+        self.root_token = root_token
+        self._spawn = spawn
+        self._stop = stop
+        self._lease_reads = lease_reads
         self.peer_endpoint = ""
-        self.raft_storage = LmdbRaftStorage(node.storage, Log(node.storage), node.state_machine)
-        self.spool = SnapshotSpool(node.data_dir)
+        self.raft_storage = LmdbRaftStorage(storage, Log(storage), state_machine)
+        self.spool = SnapshotSpool(data_dir)
         self.transport: PeerTransport | None = None
-        self.replicator: Replicator = None  # type: ignore[assignment]  # set by open()
-        self._granted_members: dict[str, dict[str, Any]] = {}
+        self._replicator: Replicator | None = None  # made by open()
+        self._granted_members = granted_members
         self._leader: str | None = None
+        self._leadership_listeners: list[LeadershipListener] = []
+
+    @property
+    def replicator(self) -> Replicator:
+        """The Raft driver; it exists once :meth:`open` ran."""
+        if self._replicator is None:
+            raise RuntimeError("the cluster runtime is not open: open() it first")
+        return self._replicator
+
+    def add_leadership_listener(self, listener: LeadershipListener) -> None:
+        """Tell ``listener`` from now on when this node gains or loses the leadership."""
+        self._leadership_listeners.append(listener)
 
     # ------------------------------------------------------------------ start-up
-    async def credentials(self, join: str | None, client: str, peer: str) -> NodeCredentials:
-        """This node's TLS credentials: found a new cluster (fresh node, no ``join``), join
-        one (fresh node with ``join`` = ``TOKEN@member-peer-address``), or load its own."""
-        data_dir = self.node.data_dir
-        if not ClusterCA.exists(data_dir):
-            if join is None:
-                init_cluster(data_dir, [peer, client])
-            else:
-                token, sep, via = join.rpartition("@")
-                if not sep or not token or not via:
-                    raise InvalidArgumentError("--join takes JOIN_TOKEN@HOST:PORT of a member")
-                grant = await request_join(
-                    token, via, self.identity, {"peer": peer, "client": client}
-                )
-                (data_dir / JOINED_MARKER).write_text(via + "\n")  # first: never found
-                grant.save(data_dir)
-                self._granted_members = {
-                    m["id"]: {"peer": m["peer"], "client": m["client"]} for m in grant.members
-                }
-        creds = load_node_credentials(data_dir, self.identity, [peer, client])
-        if creds is None:
-            raise InvalidArgumentError(f"{data_dir} holds no cluster credentials")
-        return creds
-
     async def start_transport(
         self,
         tg: anyio.abc.TaskGroup,
@@ -100,14 +154,14 @@ class ClusterRuntime:
     ) -> str:
         """Serve the peer port (Raft traffic, snapshots, joins); return the host:port other
         members dial (``advertise``, else the bound address)."""
-        join_token = load_join_token(self.node.data_dir)
+        join_token = load_join_token(self.data_dir)
         self.transport = PeerTransport(
             creds,
             listen,
             is_member=self.is_member,
             on_message=self.on_peer_message,
             on_stream=self.on_peer_stream,
-            on_join=JoinService(creds, join_token, self.node.token, self.admit)
+            on_join=JoinService(creds, join_token, self.root_token, self.admit)
             if join_token
             else None,
         )
@@ -122,11 +176,10 @@ class ClusterRuntime:
         if founding:
             self.bootstrap_if_new(client_endpoint)
         self._last_conf = self._conf()
-        node = self.node
-        self.replicator = Replicator(
-            node.id,
-            node.storage,
-            node.state_machine,
+        self._replicator = Replicator(
+            self.id,
+            self.storage,
+            self.state_machine,
             self.raft_storage,
             send=self._send,
             on_applied=self._on_applied,
@@ -134,7 +187,7 @@ class ClusterRuntime:
             leader_hint=self.leader_hint,
             spool=self.spool,
             on_leader_ready=self._on_leader_ready,
-            lease_reads=node.config_.lease_reads,
+            lease_reads=self._lease_reads,
         )
         self._publish_addresses()
 
@@ -143,18 +196,16 @@ class ClusterRuntime:
         if self.transport is None:
             return
         members = {**self._granted_members, **self.members()}
-        self.transport.update_addresses(
-            {i: m["peer"] for i, m in members.items() if i != self.node.id}
-        )
+        self.transport.update_addresses({i: m["peer"] for i, m in members.items() if i != self.id})
 
     # ------------------------------------------------------------------ membership
     def _conf(self) -> ConfState:
-        with self.node.storage.begin() as txn:
+        with self.storage.begin() as txn:
             return self.raft_storage.conf_state(txn)
 
     def members(self) -> dict[str, dict[str, Any]]:
         """Every member's addresses by node id."""
-        with self.node.storage.begin() as txn:
+        with self.storage.begin() as txn:
             return self.raft_storage.members(txn)
 
     def is_member(self, node_id: str) -> bool:
@@ -188,7 +239,7 @@ class ClusterRuntime:
             raise NotLeaderError("no leader to admit the node; retry")
         import aspen
 
-        async with aspen.aconnect(leader, token=self.node.token) as c:
+        async with aspen.aconnect(leader, token=self.root_token) as c:
             await c.call("cluster.add_learner", {"id": node_id, "peer": peer, "client": client})
         with anyio.fail_after(limits.PROPOSAL_TIMEOUT_SECONDS):
             while node_id not in self.members():  # wait until the change reached us too
@@ -206,17 +257,17 @@ class ClusterRuntime:
 
     def bootstrap_if_new(self, client_endpoint: str) -> None:
         """A brand-new node that is not joining founds a one-voter cluster of itself."""
-        with self.node.storage.begin(write=True) as txn:
+        with self.storage.begin(write=True) as txn:
             if self.raft_storage.conf_state(txn).voters or self.raft_storage.members(txn):
                 return
-            hard_state, meta = bootstrap_state([self.node.id])
+            hard_state, meta = bootstrap_state([self.id])
             self.raft_storage.reset_log(txn, meta.index, meta.term)
             self.raft_storage.persist(txn, hard_state, ())
             self.raft_storage.set_conf_state(txn, meta.conf)
             self.raft_storage.set_members(
-                txn, {self.node.id: {"peer": self.peer_endpoint, "client": client_endpoint}}
+                txn, {self.id: {"peer": self.peer_endpoint, "client": client_endpoint}}
             )
-            self.node.state_machine.mark_applied(txn, meta.index, meta.term)
+            self.state_machine.mark_applied(txn, meta.index, meta.term)
 
     async def add_learner(self, node_id: str, peer: str, client: str) -> Any:
         """Propose adding ``node_id`` as a learner (leader only)."""
@@ -248,10 +299,8 @@ class ClusterRuntime:
     async def snapshot(self) -> dict[str, Any]:
         """Compact the log to the applied index and publish ``raft.snapshot_created``."""
         index = await self.replicator.snapshot()
-        size = self.node.storage.size_bytes()
-        self.node.bus.publish(
-            [SnapshotCreated(index=index, term=self.replicator.term, size_bytes=size)]
-        )
+        size = self.storage.size_bytes()
+        self.bus.publish([SnapshotCreated(index=index, term=self.replicator.term, size_bytes=size)])
         return {"index": index, "size_bytes": size}
 
     # ------------------------------------------------------------------ messages
@@ -260,7 +309,7 @@ class ClusterRuntime:
             return
         for msg in messages:
             if msg.type == MessageType.SNAPSHOT:
-                self.node.spawn(self._send_snapshot, msg, name=f"snapshot->{msg.to}")
+                self._spawn(self._send_snapshot, msg, name=f"snapshot->{msg.to}")
                 continue
             try:
                 if not self.transport.send(msg.to, None, message_to_wire(msg)):
@@ -273,7 +322,7 @@ class ClusterRuntime:
         ok = False
         chunks = None
         try:
-            meta, chunks = dump_with_meta(self.node.storage, self.raft_storage)
+            meta, chunks = dump_with_meta(self.storage, self.raft_storage)
 
             async def stream() -> AsyncIterator[bytes]:
                 while True:
@@ -283,7 +332,7 @@ class ClusterRuntime:
                     yield chunk
 
             await self.transport.send_stream(  # type: ignore[union-attr]
-                msg.to, None, snapshot_header(meta, self.node.id, msg.term), stream()
+                msg.to, None, snapshot_header(meta, self.id, msg.term), stream()
             )
             ok = True
             log.info("sent a snapshot at index %d to %s", meta.index, msg.to)
@@ -298,12 +347,12 @@ class ClusterRuntime:
         """A frame from an authenticated peer: decode it and hand it to Raft."""
         try:
             msg = message_from_wire(frame)
-            if self.replicator is None:
+            if self._replicator is None:
                 return  # still starting: Raft retransmits
         except ValueError as exc:
             log.warning("dropped malformed raft message from %s: %s", peer_id, exc)
             return
-        if msg.frm != peer_id or msg.to != self.node.id:
+        if msg.frm != peer_id or msg.to != self.id:
             log.warning("dropped raft message from %s claiming to be %s", peer_id, msg.frm)
             return
         self.replicator.deliver(msg)
@@ -319,27 +368,30 @@ class ClusterRuntime:
             Message(
                 type=MessageType.SNAPSHOT,
                 frm=peer_id,
-                to=self.node.id,
+                to=self.id,
                 term=int(header["term"]),
                 snapshot=meta,
             )
         )
 
     # ------------------------------------------------------------------ events
-    def _on_applied(self, events: list, revision: int) -> None:
-        self.node.on_applied(events, revision)
+    def _on_applied(self, events: list[Event], revision: int) -> None:
+        """After every commit: wake watchers, hand events to the bus, follow membership."""
+        self.watch_hub.advance(revision)
+        if events:
+            self.bus.publish(events)
         conf = self.replicator.conf
         if conf != self._last_conf:
             before, self._last_conf = self._last_conf, conf
             self._publish_addresses()
             gone = set(before.voters + before.learners) - set(conf.voters + conf.learners)
             for node_id in gone:
-                if node_id == self.node.id:
+                if node_id == self.id:
                     log.warning("this node was removed from the cluster; stopping")
-                    self.node.stop()
+                    self._stop()
                 elif self.transport is not None:
                     self.transport.remove_peer(node_id)
-            self.node.bus.publish(
+            self.bus.publish(
                 [
                     MembershipChanged(
                         index=self.replicator.applied_index,
@@ -353,19 +405,16 @@ class ClusterRuntime:
             )
 
     def _on_leader_ready(self) -> None:
-        """Our election no-op applied: leases granted under earlier leaders are visible now."""
-        with self.node.storage.begin() as txn:
-            self.node.leases.merge(self.node.state_machine.lease_ttls(txn))
+        """Our election no-op applied: what earlier leaders committed (leases) is visible now."""
+        for listener in self._leadership_listeners:
+            listener.leader_ready()
 
     def _on_soft_state(self, soft: SoftState) -> None:
         previous, self._leader = self._leader, soft.leader
-        if soft.role == Role.LEADER:
-            with self.node.storage.begin() as txn:
-                self.node.leases.load(self.node.state_machine.lease_ttls(txn))
-        else:
-            self.node.leases.clear()
+        for listener in self._leadership_listeners:
+            listener.leadership_changed(soft.role == Role.LEADER)
         if soft.leader != previous:
-            self.node.bus.publish(
+            self.bus.publish(
                 [
                     LeaderChanged(
                         index=self.replicator.applied_index,
@@ -375,6 +424,15 @@ class ClusterRuntime:
                     )
                 ]
             )
+
+    async def propose(self, command: dict) -> Any:
+        """Replicate one core command, apply it, return its result (``not_leader`` on a
+        follower)."""
+        return await self.replicator.propose(command)
+
+    async def read_barrier(self) -> None:
+        """Wait until a linearizable read may be served from this node's state (ReadIndex)."""
+        await self.replicator.read_barrier()
 
     def require_leader(self) -> None:
         """Raise ``not_leader`` (with the leader's endpoint) unless this node leads."""
@@ -387,7 +445,7 @@ class ClusterRuntime:
         """This node's Raft view plus membership and free disk space (``disk``)."""
         raft = await self.replicator.status()
         return {
-            "id": self.node.id,
+            "id": self.id,
             "role": str(self.replicator.role),
             "leader": self.replicator.leader,
             "applied_index": self.replicator.applied_index,

@@ -1,15 +1,20 @@
-"""The core's ``cluster.*`` RPC methods: status and membership changes."""
+"""The core's ``cluster.*`` RPC methods: status and membership changes.
+
+Each takes the node's :class:`~aspen.cluster.ClusterRuntime` before ``(ctx, params)``;
+:func:`cluster_handlers` binds it.
+"""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from aspen import limits
 from aspen.errors import InvalidArgumentError
-from aspen.node.node_of import node_of
-from aspen.plugins.types import RpcHandler
+from aspen.node.cluster import ClusterRuntime
 from aspen.rpc import params as p
 from aspen.rpc.context import RpcContext
+from aspen.rpc.handler import RpcHandler
 
 __all__ = ["cluster_handlers"]
 
@@ -18,49 +23,51 @@ def _node_id(params: dict[str, Any]) -> str:
     return p.require_str(params, "id", max_len=limits.MAX_NODE_ID_CHARS)
 
 
-async def cluster_status(ctx: RpcContext, params: dict[str, Any]) -> Any:
+async def cluster_status(cluster: ClusterRuntime, ctx: RpcContext, params: dict[str, Any]) -> Any:
     """This node's view: role, term, commit and applied index, leader, members."""
-    return await node_of(ctx).cluster.status()
+    return await cluster.status()
 
 
-async def cluster_add_learner(ctx: RpcContext, params: dict[str, Any]) -> Any:
+async def cluster_add_learner(
+    cluster: ClusterRuntime, ctx: RpcContext, params: dict[str, Any]
+) -> Any:
     """Add a node as a learner (it replicates but does not vote)."""
-    node = node_of(ctx)
-    return await node.cluster.add_learner(
+    return await cluster.add_learner(
         _node_id(params),
         p.require_str(params, "peer", max_len=limits.MAX_ADDRESS_CHARS),
         p.require_str(params, "client", max_len=limits.MAX_ADDRESS_CHARS),
     )
 
 
-async def cluster_promote(ctx: RpcContext, params: dict[str, Any]) -> Any:
+async def cluster_promote(cluster: ClusterRuntime, ctx: RpcContext, params: dict[str, Any]) -> Any:
     """Make a caught-up learner a voter."""
-    return await node_of(ctx).cluster.promote(_node_id(params))
+    return await cluster.promote(_node_id(params))
 
 
-async def cluster_remove(ctx: RpcContext, params: dict[str, Any]) -> Any:
+async def cluster_remove(cluster: ClusterRuntime, ctx: RpcContext, params: dict[str, Any]) -> Any:
     """Remove a member (refused if it would leave the cluster without a quorum)."""
-    return await node_of(ctx).cluster.remove(_node_id(params))
+    return await cluster.remove(_node_id(params))
 
 
-async def cluster_transfer_leader(ctx: RpcContext, params: dict[str, Any]) -> Any:
+async def cluster_transfer_leader(
+    cluster: ClusterRuntime, ctx: RpcContext, params: dict[str, Any]
+) -> Any:
     """Hand leadership to another voter."""
-    node = node_of(ctx)
     target = _node_id(params)
-    if target not in node.cluster.replicator.conf.voters:
+    if target not in cluster.replicator.conf.voters:
         raise InvalidArgumentError(f"{target} is not a voter")
-    node.cluster.require_leader()
-    node.cluster.replicator.transfer_leader(target)
+    cluster.require_leader()
+    cluster.replicator.transfer_leader(target)
     return {"requested": target}
 
 
-async def cluster_snapshot(ctx: RpcContext, params: dict[str, Any]) -> Any:
+async def cluster_snapshot(cluster: ClusterRuntime, ctx: RpcContext, params: dict[str, Any]) -> Any:
     """Compact this node's Raft log up to its applied index (its state is the snapshot)."""
-    return await node_of(ctx).cluster.snapshot()
+    return await cluster.snapshot()
 
 
-def cluster_handlers() -> list[RpcHandler]:
-    """Every ``cluster.*`` method, tagged as the core's."""
+def cluster_handlers(cluster: ClusterRuntime) -> list[RpcHandler]:
+    """Every ``cluster.*`` method, bound to ``cluster`` and tagged as the core's."""
     table = [
         ("cluster.status", cluster_status),
         ("cluster.add_learner", cluster_add_learner),
@@ -70,6 +77,6 @@ def cluster_handlers() -> list[RpcHandler]:
         ("cluster.snapshot", cluster_snapshot),
     ]
     return [
-        RpcHandler(name, func, doc=(func.__doc__ or "").strip(), plugin="core")
+        RpcHandler(name, partial(func, cluster), doc=(func.__doc__ or "").strip(), plugin="core")
         for name, func in table
     ]

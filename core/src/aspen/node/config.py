@@ -11,7 +11,6 @@ from pathlib import Path
 __all__ = [
     "DEFAULT_LISTEN",
     "DEFAULT_PORT",
-    "ROOT_TOKEN_FILE",
     "NodeConfig",
     "address_in_use",
     "default_data_dir",
@@ -23,8 +22,6 @@ __all__ = [
 DEFAULT_PORT = 7379
 #: The default listen address: loopback only.
 DEFAULT_LISTEN = f"127.0.0.1:{DEFAULT_PORT}"
-#: Name of the root token file inside a node's data directory (mode 0600).
-ROOT_TOKEN_FILE = "root-token"
 
 
 def default_data_dir() -> Path:

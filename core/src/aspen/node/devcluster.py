@@ -26,7 +26,9 @@ from pathlib import Path
 from typing import Literal
 
 from aspen.errors import AspenError
-from aspen.node.config import ROOT_TOKEN_FILE, address_in_use
+from aspen.node.config import address_in_use
+from aspen.transport.datadir import ROOT_TOKEN_FILE
+from aspen.transport.ports import PEER_PORT_OFFSET
 
 __all__ = [
     "PEER_PORT_OFFSET",
@@ -39,8 +41,6 @@ __all__ = [
     "node_command",
 ]
 
-#: Peer port of node i = base port + PEER_PORT_OFFSET + i.
-PEER_PORT_OFFSET = 100
 #: Seconds a node process has to start serving.
 NODE_START_SECONDS = 30.0
 #: Seconds a joined learner has to catch up and be promoted.

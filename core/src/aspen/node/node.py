@@ -1,5 +1,10 @@
 """The node: wires storage, the state machine, the Raft cluster runtime, leases, watches,
-the RPC server and the plugins together, and is the API plugins get (``NodeAPI``)."""
+the RPC server and the plugins together, and is the API plugins get (``NodeAPI``).
+
+What exists only while the node is open is one :class:`~aspen.node.parts.NodeParts`, built
+in one piece by :meth:`Node._open`; each part gets its collaborators there, in its
+constructor (the handlers get the services they use, not the node).
+"""
 
 from __future__ import annotations
 
@@ -14,30 +19,32 @@ from anyio.abc import TaskGroup
 
 import aspen
 from aspen import limits
+from aspen.api import NodeAPI
 from aspen.errors import UnavailableError
-from aspen.events import Event
 from aspen.kv.state_machine import KVStateMachine
-from aspen.node.api import NodeAPI
 from aspen.node.auth import TokenAuthenticator, load_or_create_root_token
 from aspen.node.bus import EventBus
-from aspen.node.cluster import JOINED_MARKER, ClusterRuntime
+from aspen.node.cluster import JOINED_MARKER, ClusterRuntime, obtain_credentials
+from aspen.node.cluster_handlers import cluster_handlers
 from aspen.node.config import NodeConfig, parse_hostport
 from aspen.node.handlers import core_handlers
-from aspen.node.leases import LeaseKeeper
+from aspen.node.kv_service import KVService
+from aspen.node.leases import LeaseService
+from aspen.node.parts import NodeParts
 from aspen.node.watch import WatchHub
 from aspen.plugins.config import load_config_file, resolve_config
 from aspen.plugins.manager import current_plugin
-from aspen.plugins.types import UnaryHandler
 from aspen.rpc.context import RpcContext
+from aspen.rpc.handler import RpcHandler, UnaryHandler
 from aspen.rpc.registry import MethodRegistry
 from aspen.rpc.server import RpcServer
 from aspen.storage import Storage
 from aspen.storage.private import tighten_tree
-from aspen.transport.identity import load_or_create_identity
+from aspen.transport.identity import NodeIdentity, load_or_create_identity
+from aspen.transport.tls import server_context
 
 if TYPE_CHECKING:
     from aspen.http import HttpLimits, HttpServer
-from aspen.transport.tls import server_context
 
 __all__ = ["NOTIFICATION_HOOKS", "Node", "NodeAPI"]
 
@@ -60,6 +67,7 @@ class Node:
         self.data_dir = Path(config.data_dir)
         self.endpoint = ""
         self.id = ""
+        self._parts: NodeParts | None = None
         self._tg: TaskGroup | None = None
         self._plugin_config: dict[str, dict[str, Any]] = {}
         self._stop: anyio.Event | None = None
@@ -68,10 +76,20 @@ class Node:
         self._plugin_state: dict[str, dict[str, Any]] = {}
         # cancel scopes of the running tasks each plugin spawned (cancelled if it fails)
         self._plugin_scopes: dict[str, set[anyio.CancelScope]] = {}
-        #: Worker threads for reads served off the event loop (see ``node.handlers``).
-        self.read_limiter = anyio.CapacityLimiter(limits.MAX_READ_THREADS)
+
+    @property
+    def parts(self) -> NodeParts:
+        """Storage and every service of the open node (the core's own; not for plugins)."""
+        if self._parts is None:
+            raise RuntimeError("the node is not open: run() it first")
+        return self._parts
 
     # ------------------------------------------------------------------ the API for plugins
+    @property
+    def token(self) -> str:
+        """The node's root token (``aspen1.…``), for clients a plugin opens to the cluster."""
+        return self.parts.token
+
     def config(self, plugin: str) -> dict[str, Any]:
         """The resolved configuration section of ``plugin`` (defaults applied)."""
         return dict(self._plugin_config.get(plugin, {}))
@@ -79,15 +97,15 @@ class Node:
     async def propose(self, command: dict) -> Any:
         """Replicate one core command (see :mod:`aspen.kv.commands`), apply it, return its
         result. Raises ``not_leader`` (with the leader's endpoint) on a follower."""
-        return await self.cluster.replicator.propose(command)
+        return await self.parts.cluster.propose(command)
 
     async def read_barrier(self) -> None:
         """Wait until a linearizable read may be served from this node's state (ReadIndex)."""
-        await self.cluster.replicator.read_barrier()
+        await self.parts.cluster.read_barrier()
 
     async def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
         """Call any RPC method in-process, as the node itself (unary methods only)."""
-        handler = self.registry.get(method)
+        handler = self.parts.registry.get(method)
         if handler is None or handler.streaming:
             raise UnavailableError(f"no unary method {method!r} on this node")
         ctx = RpcContext(node=self, peer="local", identity="node", connection_id=0)
@@ -100,7 +118,7 @@ class Node:
 
         Stop iterating (or close the generator) to cancel the stream.
         """
-        handler = self.registry.get(method)
+        handler = self.parts.registry.get(method)
         if handler is None or not handler.streaming:
             raise UnavailableError(f"no streaming method {method!r} on this node")
         ctx = RpcContext(node=self, peer="local", identity="node", connection_id=0)
@@ -114,12 +132,12 @@ class Node:
     @property
     def is_leader(self) -> bool:
         """Whether this node is the Raft leader now (writes proposed here are local)."""
-        return bool(self.cluster.replicator.is_leader)
+        return bool(self.parts.cluster.replicator.is_leader)
 
     @property
     def leader_id(self) -> str | None:
         """The node id of the leader this node knows of, or ``None`` during an election."""
-        return self.cluster.replicator.leader or None
+        return self.parts.cluster.replicator.leader or None
 
     def plugin_state(self, plugin: str) -> dict[str, Any]:
         """A dict this node keeps for ``plugin``'s runtime objects (services, caches,
@@ -163,8 +181,8 @@ class Node:
     def _unload_plugin(self, plugin: str, error: str) -> None:
         """A plugin failed (see :meth:`AspenPluginManager.add_failure_listener`): its methods
         answer ``unavailable``, it gets no more events, the tasks it spawned are cancelled."""
-        methods = self.registry.unload(plugin, error)
-        subscribers = self.bus.unsubscribe(plugin)
+        methods = self.parts.registry.unload(plugin, error)
+        subscribers = self.parts.bus.unsubscribe(plugin)
         scopes = self._plugin_scopes.pop(plugin, set())
         for scope in scopes:
             scope.cancel()
@@ -202,50 +220,118 @@ class Node:
 
     async def status(self) -> dict[str, Any]:
         """Identity, revisions, sizes, free disk space, Raft view, and event bus counters."""
-        with self.storage.begin() as txn:
-            revision = self.state_machine.current_revision(txn)
-            compacted = self.state_machine.compact_revision(txn)
+        parts = self.parts
+        with parts.storage.begin() as txn:
+            revision = parts.state_machine.current_revision(txn)
+            compacted = parts.state_machine.compact_revision(txn)
+        replicator = parts.cluster.replicator
         return {
             "node_id": self.id,
             "endpoint": self.endpoint,
             "version": aspen.__version__,
             "revision": revision,
             "compact_revision": compacted,
-            "applied_index": self.cluster.replicator.applied_index,
-            "db_size": self.storage.size_bytes(),
-            "disk": self.cluster.replicator.space.report(),
-            "leases": len(self.leases),
-            "watches": self.watch_hub.active,
-            "writes": {
-                "cycles": self.cluster.replicator.cycles,
-                "commands": self.cluster.replicator.commands,
-            },
-            "cluster": await self.cluster.status(),
-            "rpc": self.server.stats(),
-            "bus": self.bus.stats(),
+            "applied_index": replicator.applied_index,
+            "db_size": parts.storage.size_bytes(),
+            "disk": replicator.space.report(),
+            "leases": len(parts.leases),
+            "watches": parts.watch_hub.active,
+            "writes": {"cycles": replicator.cycles, "commands": replicator.commands},
+            "cluster": await parts.cluster.status(),
+            "rpc": parts.server.stats(),
+            "bus": parts.bus.stats(),
             "plugins": [info.to_json() for info in self.pm.infos()] if self.pm else [],
         }
 
     # ------------------------------------------------------------------ life
-    def _open(self) -> None:
+    async def _open(self) -> NodeParts:
+        """Open the data directory and build every part of the node (none runs yet):
+        storage, state machine, watches, the bus, credentials (founding or joining a cluster
+        on a fresh node), the cluster runtime, leases, the registry and the RPC server."""
         tighten_tree(self.data_dir)  # 0700/0600, also for a data dir made before that rule
-        self.identity = load_or_create_identity(self.data_dir)
-        self.id = self.identity.node_id
-        self.storage = Storage(self.data_dir / DB_DIR, sync=self.config_.sync)
-        self.state_machine = KVStateMachine(self.storage)
-        with self.storage.begin() as txn:
-            revision = self.state_machine.current_revision(txn)
-        self.watch_hub = WatchHub(self.storage, self.state_machine, revision)
-        self.leases = LeaseKeeper(self.propose)
+        identity = load_or_create_identity(self.data_dir)
+        self.id = identity.node_id
+        storage = Storage(self.data_dir / DB_DIR, sync=self.config_.sync)
+        try:
+            return await self._build(identity, storage)
+        except BaseException:
+            storage.close()
+            raise
+
+    async def _build(self, identity: NodeIdentity, storage: Storage) -> NodeParts:
+        state_machine = KVStateMachine(storage)
+        with storage.begin() as txn:
+            revision = state_machine.current_revision(txn)
+        watch_hub = WatchHub(storage, state_machine, revision)
         self._plugin_config = self._load_plugin_config()
-        self.registry = self._build_registry()
         subscribers: dict[str, list[tuple[str, Callable[..., Any]]]] = {}
         if self.pm is not None:
             for hook in NOTIFICATION_HOOKS:
                 subscribers[hook] = [(s.plugin, s.function) for s in self.pm.subscribers(hook)]
-        self.bus = EventBus(subscribers, self)
-        if self.pm is not None:
-            self.pm.add_failure_listener(self._unload_plugin)
+        bus = EventBus(subscribers, self)
+        config = self.config_
+        creds, granted = await obtain_credentials(
+            self.data_dir,
+            identity,
+            config.join,
+            config.listen,
+            config.advertise_peer or config.peer_listen,
+        )
+        self._cluster_id = creds.cluster_id
+        token = load_or_create_root_token(self.data_dir)
+        tighten_tree(self.data_dir)  # the credentials just written, too
+        cluster = ClusterRuntime(
+            identity,
+            self.data_dir,
+            storage,
+            state_machine,
+            bus=bus,
+            watch_hub=watch_hub,
+            root_token=token,
+            granted_members=granted,
+            spawn=self.spawn,
+            stop=self.stop,
+            lease_reads=config.lease_reads,
+        )
+        leases = LeaseService(
+            storage,
+            state_machine,
+            propose=cluster.propose,
+            require_leader=cluster.require_leader,
+        )
+        cluster.add_leadership_listener(leases)
+        kv = KVService(
+            storage,
+            state_machine,
+            anyio.CapacityLimiter(limits.MAX_READ_THREADS),  # reads served off the loop
+            propose=cluster.propose,
+            read_barrier=cluster.read_barrier,
+        )
+        plugin_infos = self.pm.infos if self.pm is not None else list
+        core = core_handlers(kv, leases, watch_hub, plugin_infos) + cluster_handlers(cluster)
+        registry = self._build_registry(core)
+        server = RpcServer(
+            registry,
+            node=self,
+            authenticate=TokenAuthenticator(token),
+            node_id=self.id,
+            features=("watch", "leases", "txn", "cluster"),
+            ssl_context=server_context(creds),
+        )
+        return NodeParts(
+            identity=identity,
+            credentials=creds,
+            token=token,
+            storage=storage,
+            state_machine=state_machine,
+            watch_hub=watch_hub,
+            bus=bus,
+            cluster=cluster,
+            leases=leases,
+            kv=kv,
+            registry=registry,
+            server=server,
+        )
 
     def _load_plugin_config(self) -> dict[str, dict[str, Any]]:
         if self.pm is None:
@@ -253,13 +339,13 @@ class Node:
         file_data = load_config_file(self.config_.config_file)
         return resolve_config(self.pm.config_sections(), file_data, os.environ)
 
-    def _build_registry(self) -> MethodRegistry:
+    def _build_registry(self, core: list[RpcHandler]) -> MethodRegistry:
         """Core methods plus every loaded plugin's; a plugin with a refused handler is
         marked failed and none of its handlers are served."""
 
         def build() -> tuple[MethodRegistry, set[str]]:
             registry, refused = MethodRegistry(), set()
-            for handler in core_handlers():
+            for handler in core:
                 registry.add(handler)
             for handler in self.pm.rpc_handlers() if self.pm is not None else ():
                 try:
@@ -275,7 +361,7 @@ class Node:
     async def _wait_for_leader_if_alone(self) -> None:
         """A one-voter cluster elects itself at once; wait for that so that the banner
         printed after start-up means "ready" (a bigger cluster serves as members come up)."""
-        replicator = self.cluster.replicator
+        replicator = self.parts.cluster.replicator
         if replicator.conf.voters == (self.id,):
             await replicator.wait_for_leader()
 
@@ -291,13 +377,7 @@ class Node:
     async def _shutdown_plugins(self) -> None:
         if self.pm is not None:
             await self.pm.run_lifecycle("aspen_shutdown", self)
-        self.bus.close()
-
-    def on_applied(self, events: list[Event], revision: int) -> None:
-        """After every commit: wake watchers, hand events to the bus."""
-        self.watch_hub.advance(revision)
-        if events:
-            self.bus.publish(events)
+        self.parts.bus.close()
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[str] = anyio.TASK_STATUS_IGNORED
@@ -307,40 +387,26 @@ class Node:
         self._stop = anyio.Event()
         if self._stopping:
             self._stop.set()
-        self._open()
+        founding = self.config_.join is None and not (self.data_dir / JOINED_MARKER).exists()
         host, port = parse_hostport(self.config_.listen)
+        parts = self._parts = await self._open()
+        if self.pm is not None:
+            self.pm.add_failure_listener(self._unload_plugin)
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
-                await self.bus.run(tg)
-                self.cluster = ClusterRuntime(self, self.identity)
-                founding = (
-                    self.config_.join is None and not (self.data_dir / JOINED_MARKER).exists()
-                )
-                creds = await self.cluster.credentials(
-                    self.config_.join,
-                    self.config_.listen,
-                    self.config_.advertise_peer or self.config_.peer_listen,
-                )
-                self._cluster_id = creds.cluster_id
-                self.token = load_or_create_root_token(self.data_dir)
-                tighten_tree(self.data_dir)  # the credentials just written, too
-                self.server = RpcServer(
-                    self.registry,
-                    node=self,
-                    authenticate=TokenAuthenticator(self.token),
-                    node_id=self.id,
-                    features=("watch", "leases", "txn", "cluster"),
-                    ssl_context=server_context(creds),
-                )
-                bound = await tg.start(self.server.serve, host, port)
+                await parts.bus.run(tg)
+                bound = await tg.start(parts.server.serve, host, port)
                 self.endpoint = f"{host}:{bound}"
-                await self.cluster.start_transport(
-                    tg, creds, self.config_.peer_listen, advertise=self.config_.advertise_peer
+                await parts.cluster.start_transport(
+                    tg,
+                    parts.credentials,
+                    self.config_.peer_listen,
+                    advertise=self.config_.advertise_peer,
                 )
-                self.cluster.open(self.endpoint, founding=founding)
-                await tg.start(self.cluster.replicator.run)
-                tg.start_soon(self.leases.run, name="leases")
+                parts.cluster.open(self.endpoint, founding=founding)
+                await tg.start(parts.cluster.replicator.run)
+                tg.start_soon(parts.leases.run, name="leases")
                 await self._wait_for_leader_if_alone()
                 if self.pm is not None:
                     await self.pm.run_lifecycle("aspen_startup", self)
@@ -355,7 +421,7 @@ class Node:
             self._tg = None
             if self.pm is not None:
                 self.pm.remove_failure_listener(self._unload_plugin)
-            self.storage.close()
+            parts.storage.close()
 
 
 def _offers_the_node_api(node: Node) -> NodeAPI:

@@ -13,8 +13,9 @@ from typing import Any
 import anyio
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
-from aspen.node.config import ROOT_TOKEN_FILE, NodeConfig
+from aspen.node.config import NodeConfig
 from aspen.node.node import Node
+from aspen.transport.datadir import ROOT_TOKEN_FILE
 
 __all__ = ["NodeThread", "backend_options", "run_node"]
 

@@ -6,8 +6,7 @@ the modules the manager itself depends on (the RPC registry, the node).
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from aspen.lazy import lazy_getattr
 
 __all__ = [
     "AspenPluginManager",
@@ -23,22 +22,17 @@ __all__ = [
 ]
 
 _HOME = {
-    "AspenPluginManager": "manager",
-    "Subscriber": "manager",
-    "make_plugin_manager": "manager",
-    "env_var_name": "config",
-    "load_config_file": "config",
-    "resolve_config": "config",
-    "ConfigOption": "types",
-    "ConfigSection": "types",
-    "PluginInfo": "types",
-    "RpcHandler": "types",
+    "AspenPluginManager": "aspen.plugins.manager",
+    "Subscriber": "aspen.plugins.manager",
+    "make_plugin_manager": "aspen.plugins.manager",
+    "env_var_name": "aspen.plugins.config",
+    "load_config_file": "aspen.plugins.config",
+    "resolve_config": "aspen.plugins.config",
+    "ConfigOption": "aspen.plugins.types",
+    "ConfigSection": "aspen.plugins.types",
+    "PluginInfo": "aspen.plugins.types",
+    "RpcHandler": "aspen.plugins.types",
 }
 
 
-def __getattr__(name: str) -> Any:
-    """Import the public names lazily from their modules."""
-    module = _HOME.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+__getattr__ = lazy_getattr(__name__, _HOME)

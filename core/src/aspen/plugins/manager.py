@@ -37,7 +37,8 @@ from aspen import hookspecs
 from aspen.errors import InvalidArgumentError
 from aspen.hookspecs import PROJECT_NAME
 from aspen.limits import LIFECYCLE_HOOK_TIMEOUT_SECONDS
-from aspen.plugins.types import ConfigSection, PluginInfo, PluginStatus, RpcHandler
+from aspen.plugins.types import ConfigSection, PluginInfo, PluginStatus
+from aspen.rpc.handler import RpcHandler
 from aspen.rpc.registry import check_method_name
 
 __all__ = [

@@ -1,13 +1,17 @@
-"""Typed results of the registration hooks, and plugin status records."""
+"""Typed results of the registration hooks, and plugin status records.
+
+:class:`RpcHandler` (and its ``UnaryHandler`` / ``StreamHandler`` types) lives in
+:mod:`aspen.rpc.handler`; it is re-exported here because plugins import it from this stable
+public module (docs/plugins.md, "Stable public modules"), and always may.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-if TYPE_CHECKING:
-    from aspen.rpc.context import RpcContext
+# re-exported for plugins (a stable public name); defined in aspen.rpc.handler
+from aspen.rpc.handler import RpcHandler, StreamHandler, UnaryHandler
 
 __all__ = [
     "ConfigOption",
@@ -18,24 +22,6 @@ __all__ = [
     "StreamHandler",
     "UnaryHandler",
 ]
-
-#: A unary handler: ``async def handler(ctx, params) -> result``.
-UnaryHandler = Callable[["RpcContext", dict[str, Any]], Awaitable[Any]]
-#: A streaming handler: ``async def handler(ctx, params)`` that ``yield``s items.
-StreamHandler = Callable[["RpcContext", dict[str, Any]], AsyncIterator[Any]]
-
-
-@dataclass(frozen=True, slots=True)
-class RpcHandler:
-    """One RPC method: ``name`` is ``<plugin>.<verb>``; ``streaming`` handlers are async
-    generators whose items are sent as stream messages until they return."""
-
-    name: str
-    func: UnaryHandler | StreamHandler
-    streaming: bool = False
-    doc: str = ""
-    #: Set by the plugin manager: which plugin registered it ("core" for built-ins).
-    plugin: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from aspen.node.api import NodeAPI
+    from aspen.api import NodeAPI
 
 __all__ = ["RpcContext"]
 

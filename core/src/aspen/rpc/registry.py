@@ -14,7 +14,7 @@ from typing import Any
 
 from aspen.errors import InvalidArgumentError, UnavailableError
 from aspen.limits import MAX_METHOD_NAME_BYTES
-from aspen.plugins.types import RpcHandler
+from aspen.rpc.handler import RpcHandler
 
 __all__ = ["METHOD_NAME_RE", "DuplicateMethodError", "MethodRegistry", "check_method_name"]
 
@@ -47,7 +47,7 @@ def check_method_name(name: object) -> str:
 
 
 class MethodRegistry:
-    """Maps method names to :class:`~aspen.plugins.types.RpcHandler` records."""
+    """Maps method names to :class:`~aspen.rpc.handler.RpcHandler` records."""
 
     __slots__ = ("_handlers", "_unloaded")
 

@@ -105,7 +105,7 @@ def free_base_port(nodes: int, *, low: int = 20000, high: int = 40000) -> int:
     of ``nodes``: every client port (base + i) and peer port (base + 100 + i) binds now."""
     import random
 
-    from aspen.node.devcluster import PEER_PORT_OFFSET
+    from aspen.transport.ports import PEER_PORT_OFFSET
 
     rng = random.Random()
     for _ in range(200):

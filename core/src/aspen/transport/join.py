@@ -49,8 +49,7 @@ from aspen.limits import (
     MAX_JOIN_ADDRESSES,
     PEER_CONNECT_TIMEOUT_SECONDS,
 )
-from aspen.node.config import ROOT_TOKEN_FILE
-from aspen.node.devcluster import PEER_PORT_OFFSET as DEV_PEER_PORT_OFFSET
+from aspen.transport.datadir import ROOT_TOKEN_FILE
 from aspen.transport.framed import LINK_ERRORS, FramedStream, describe_error, open_tls
 from aspen.transport.identity import (
     NodeIdentity,
@@ -58,6 +57,7 @@ from aspen.transport.identity import (
     node_id_from_public_key,
     write_private_file,
 )
+from aspen.transport.ports import PEER_PORT_OFFSET as DEV_PEER_PORT_OFFSET
 from aspen.transport.tls import (
     NODE_CERT_FILE,
     ClusterCA,

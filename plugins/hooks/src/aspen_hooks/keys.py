@@ -17,7 +17,7 @@ key                       value (msgpack)
 
 from __future__ import annotations
 
-from aspen.kv.keys import prefix_end
+from aspen.client import prefix_end
 
 __all__ = [
     "DLQ",

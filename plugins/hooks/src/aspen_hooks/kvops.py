@@ -7,8 +7,8 @@ from typing import Any
 
 import msgpack
 
+from aspen.client import prefix_end
 from aspen.kv import paging
-from aspen.kv.keys import prefix_end
 
 __all__ = [
     "cmp_create",

@@ -6,7 +6,9 @@ that in ``node.py``), and so may a test double. Whatever a node has beyond these
 core's own and may change without notice. ``docs/plugins.md`` ("The node API") lists exactly
 these members, and ``core/tests/test_docs.py`` keeps the two equal.
 
-This module imports nothing from the node, so ``import aspen`` stays cheap.
+This module imports nothing from the node, so ``import aspen`` stays cheap, and it sits above
+``aspen.node`` so that the RPC layer (``RpcContext.node``) can name it without importing the
+node (the layers: ``core/tests/test_layering.py``).
 """
 
 from __future__ import annotations
