@@ -285,3 +285,37 @@ HTTP_MAX_LINGERING_CONNECTIONS = 64
 HTTP_READ_BUFFER_BYTES = 256 * 1024
 
 __all__ = [name for name in list(globals()) if name.isupper()]
+
+# --- capability tokens (aspen.auth) ------------------------------------------------------
+#: Longest capability string (``kv:read:/app/``), in bytes.
+MAX_CAPABILITY_BYTES = 1024 + 64
+#: Most capabilities one token (or one attenuation block) may carry.
+MAX_TOKEN_CAPABILITIES = 64
+#: Deepest delegation chain: blocks appended to a token by attenuation, plus tokens created
+#: from tokens (``aspen token create`` with a scoped token); a deeper chain is refused.
+MAX_TOKEN_CHAIN_DEPTH = 8
+#: Longest token text a node accepts in a hello, in bytes (a chain of MAX_TOKEN_CHAIN_DEPTH
+#: blocks of MAX_TOKEN_CAPABILITIES capabilities fits with room to spare).
+MAX_TOKEN_BYTES = 256 * 1024
+#: Longest token name (``aspen token create --name``), in bytes.
+MAX_TOKEN_NAME_BYTES = 128
+#: Longest lifetime of an issued token, in seconds (one year); ``--ttl`` above it is refused.
+MAX_TOKEN_TTL_SECONDS = 365 * 24 * 3600
+#: Most tokens ``token.list`` answers in one call.
+MAX_TOKEN_LIST = 10_000
+#: Time a Biscuit authorizer may spend on one token's Datalog checks (at hello), in seconds.
+TOKEN_DATALOG_SECONDS = 0.05
+#: Default sustained requests per second of one scoped token, per node (token bucket rate);
+#: overridable per token at creation (``--rate``).
+TOKEN_RATE_PER_SECOND = 2000.0
+#: Default burst of one scoped token's bucket, per node (``--burst``).
+TOKEN_RATE_BURST = 4000
+#: Default most streams (watches…) one scoped token may have open at once on a node.
+TOKEN_MAX_STREAMS = 64
+#: Most distinct tokens whose rate buckets a node keeps (least recently used dropped first).
+MAX_TOKEN_BUCKETS = 10_000
+#: Most records a node keeps in its audit log of denials and token creates/revokes
+#: (oldest dropped first).
+MAX_AUDIT_RECORDS = 10_000
+#: Largest one audit record's text fields (method, capability, message), in bytes.
+MAX_AUDIT_FIELD_BYTES = 512
