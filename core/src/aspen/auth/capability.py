@@ -44,8 +44,9 @@ __all__ = [
 PREFIX_RESOURCES = frozenset({"kv"})
 
 _NAME_RE = re.compile(r"[a-z][a-z0-9_-]{0,63}")
-#: Scope characters: printable, no whitespace.
-_SCOPE_RE = re.compile(r"[\x21-\x7e\u00a0-\U0010ffff]*")
+#: Scope characters: printable, no whitespace, no quote or backslash (so a scope reads back
+#: unambiguously from a token's Datalog source).
+_SCOPE_RE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e\u00a0-\U0010ffff]*")
 
 
 class CapabilityError(InvalidArgumentError):
@@ -124,8 +125,8 @@ def parse_capability(text: object) -> Capability:
     scope = parts[2] if len(parts) == 3 else ""
     if not _SCOPE_RE.fullmatch(scope):
         raise CapabilityError(
-            f"capability {text!r}: the scope must be printable, without spaces or control "
-            "characters"
+            f"capability {text!r}: the scope must be printable, without spaces, quotes, "
+            "backslashes or control characters"
         )
     if len(parts) == 3 and not scope:
         raise CapabilityError(f"capability {text!r}: empty scope (drop the last ':' for all)")
