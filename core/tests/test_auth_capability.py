@@ -14,8 +14,9 @@ from aspen.auth.capability import (
     parse_capabilities,
     parse_capability,
 )
-from aspen.auth.kvscope import kv_spans, prefix_end, span_allowed
+from aspen.auth.kvscope import kv_spans, span_allowed
 from aspen.errors import InvalidArgumentError
+from aspen.kv.keys import prefix_end
 from aspen.limits import MAX_CAPABILITY_BYTES, MAX_TOKEN_CAPABILITIES
 
 

@@ -307,13 +307,14 @@ MAX_TOKEN_LIST = 10_000
 TOKEN_DATALOG_SECONDS = 0.05
 #: Default sustained requests per second of one scoped token, per node (token bucket rate);
 #: overridable per token at creation (``--rate``).
-TOKEN_RATE_PER_SECOND = 2000.0
+TOKEN_RATE_PER_SECOND = 5000.0
 #: Default burst of one scoped token's bucket, per node (``--burst``).
-TOKEN_RATE_BURST = 4000
+TOKEN_RATE_BURST = 10_000
 #: Default most streams (watches…) one scoped token may have open at once on a node.
 TOKEN_MAX_STREAMS = 64
-#: Most distinct tokens whose rate buckets a node keeps (least recently used dropped first).
-MAX_TOKEN_BUCKETS = 10_000
+#: Most distinct tokens a node keeps state for (verified grants, rate buckets, open
+#: streams); the least recently used is dropped first (and verified again when it returns).
+MAX_TRACKED_TOKENS = 10_000
 #: Most records a node keeps in its audit log of denials and token creates/revokes
 #: (oldest dropped first).
 MAX_AUDIT_RECORDS = 10_000

@@ -20,13 +20,13 @@ from typing import Any
 
 from aspen.auth.capability import Capability
 from aspen.kv import commands
+from aspen.kv.keys import prefix_end
 
 __all__ = [
     "RESERVED_PREFIX",
     "TOKEN_STORE_PREFIX",
     "Span",
     "kv_spans",
-    "prefix_end",
     "span_allowed",
 ]
 
@@ -41,14 +41,6 @@ Span = tuple[str, bytes, bytes | None]
 _ALL = b"\x00"
 
 
-def prefix_end(prefix: bytes) -> bytes | None:
-    """The range end of every key starting with ``prefix`` (``None``: no end, all keys)."""
-    stripped = prefix.rstrip(b"\xff")
-    if not stripped:
-        return None
-    return stripped[:-1] + bytes([stripped[-1] + 1])
-
-
 def _within(key: bytes, end: bytes | None, prefix: bytes) -> bool:
     """Whether the span ``[key, end)`` lies inside the keys starting with ``prefix``."""
     if not key.startswith(prefix):
@@ -56,7 +48,7 @@ def _within(key: bytes, end: bytes | None, prefix: bytes) -> bool:
     if end is None:
         return True
     limit = prefix_end(prefix)
-    if limit is None:
+    if limit == _ALL:
         return True
     return end != _ALL and end <= limit
 
@@ -66,7 +58,7 @@ def _touches(key: bytes, end: bytes | None, prefix: bytes) -> bool:
     if end is None:
         return key.startswith(prefix)
     limit = prefix_end(prefix)
-    return (limit is None or key < limit) and (end == _ALL or end > prefix)
+    return (limit == _ALL or key < limit) and (end == _ALL or end > prefix)
 
 
 def span_allowed(caps: Iterable[Capability], span: Span) -> bool:

@@ -61,6 +61,7 @@ from aspen.limits import (
     MAX_TOKEN_TTL_SECONDS,
     TOKEN_DATALOG_SECONDS,
 )
+from aspen.transport.tokens import CAPABILITY_TOKEN_PREFIX
 
 __all__ = [
     "CAPABILITY_TOKEN_PREFIX",
@@ -79,8 +80,6 @@ __all__ = [
     "signing_key_from_ca",
 ]
 
-#: First field of a capability token.
-CAPABILITY_TOKEN_PREFIX = "aspen1c"
 #: The binding's Ed25519 algorithm tag (its type stubs predate it).
 _ED25519 = getattr(Algorithm, "Ed25519")  # noqa: B009
 _HKDF_INFO = b"aspen token signing key v1"

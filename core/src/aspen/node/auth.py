@@ -11,11 +11,14 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
+from aspen.auth.service import TokenService
+from aspen.auth.tokens import TokenSigner
 from aspen.node.config import ROOT_TOKEN_FILE
 from aspen.transport.identity import write_private_file
+from aspen.transport.tls import NodeCredentials
 from aspen.transport.tokens import secrets_match, token_secret
 
-__all__ = ["TokenAuthenticator", "load_or_create_root_token"]
+__all__ = ["TokenAuthenticator", "load_or_create_root_token", "token_service"]
 
 #: Prefix of generated tokens, so a leaked one is recognisable in logs and scanners.
 TOKEN_PREFIX = "aspen_"
@@ -48,3 +51,12 @@ class TokenAuthenticator:
         if not isinstance(token, str) or not token:
             return None
         return "root" if secrets_match(token_secret(token), self._root) else None
+
+
+def token_service(creds: NodeCredentials, root_token: str, node_id: str) -> TokenService:
+    """The node's :class:`~aspen.auth.service.TokenService`: the root token, and capability
+    tokens signed with the key derived from the cluster CA key every member holds."""
+    if creds.ca.private_key is None:
+        raise ValueError("this node's copy of the cluster CA has no key: it cannot check tokens")
+    signer = TokenSigner.from_ca(creds.ca.private_key, creds.cluster_id)
+    return TokenService(signer, root_token, node_id=node_id)

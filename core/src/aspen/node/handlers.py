@@ -10,6 +10,7 @@ is refused before it is proposed.
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -17,6 +18,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 import lmdb
 
+from aspen.auth.handlers import token_handlers
+from aspen.auth.kvscope import kv_spans
 from aspen.errors import NotFoundError, ResourceExhaustedError
 from aspen.kv import commands
 from aspen.limits import MAX_WATCHES_PER_CONNECTION
@@ -176,23 +179,40 @@ async def node_plugins(ctx: RpcContext, params: dict[str, Any]) -> Any:
 
 
 def core_handlers() -> list[RpcHandler]:
-    """Every built-in method, tagged as the core's."""
-    table: list[tuple[str, Any, bool]] = [
-        ("kv.put", kv_put, False),
-        ("kv.range", kv_range, False),
-        ("kv.delete", kv_delete, False),
-        ("kv.txn", kv_txn, False),
-        ("kv.compact", kv_compact, False),
-        ("kv.watch", kv_watch, True),
-        ("lease.grant", lease_grant, False),
-        ("lease.revoke", lease_revoke, False),
-        ("lease.keepalive", lease_keepalive, False),
-        ("lease.ttl", lease_ttl, False),
-        ("lease.list", lease_list, False),
-        ("node.status", node_status, False),
-        ("node.plugins", node_plugins, False),
+    """Every built-in method, tagged as the core's, with the capability it needs (KV methods
+    check every key or range they touch: ``aspen.auth.kvscope``)."""
+    table: list[tuple[str, Any, bool, str]] = [
+        ("kv.put", kv_put, False, "kv:write"),
+        ("kv.range", kv_range, False, "kv:read"),
+        ("kv.delete", kv_delete, False, "kv:write"),
+        ("kv.txn", kv_txn, False, "kv:write"),
+        ("kv.compact", kv_compact, False, "cluster:admin"),
+        ("kv.watch", kv_watch, True, "kv:read"),
+        ("lease.grant", lease_grant, False, "lease:write"),
+        ("lease.revoke", lease_revoke, False, "lease:write"),
+        ("lease.keepalive", lease_keepalive, False, "lease:write"),
+        ("lease.ttl", lease_ttl, False, "lease:read"),
+        ("lease.list", lease_list, False, "lease:read"),
+        ("node.status", node_status, False, "cluster:read"),
+        ("node.plugins", node_plugins, False, "cluster:read"),
     ]
-    return [
-        RpcHandler(name, func, streaming=streaming, doc=(func.__doc__ or "").strip(), plugin="core")
-        for name, func, streaming in table
-    ] + cluster_handlers()
+    return (
+        [
+            RpcHandler(
+                name,
+                func,
+                streaming=streaming,
+                doc=(func.__doc__ or "").strip(),
+                plugin="core",
+                capability=capability,
+                scope=functools.partial(kv_spans, name) if name in _KEY_SCOPED else None,
+            )
+            for name, func, streaming, capability in table
+        ]
+        + cluster_handlers()
+        + token_handlers()
+    )
+
+
+#: The methods whose every key or range is checked against the token's ``kv:`` prefixes.
+_KEY_SCOPED = frozenset({"kv.put", "kv.range", "kv.delete", "kv.txn", "kv.watch"})

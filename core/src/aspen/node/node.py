@@ -14,11 +14,12 @@ from anyio.abc import TaskGroup
 
 import aspen
 from aspen import limits
+from aspen.auth.service import revoked_ids
 from aspen.errors import UnavailableError
 from aspen.events import Event
 from aspen.kv.state_machine import KVStateMachine
 from aspen.node.api import NodeAPI
-from aspen.node.auth import TokenAuthenticator, load_or_create_root_token
+from aspen.node.auth import load_or_create_root_token, token_service
 from aspen.node.bus import EventBus
 from aspen.node.cluster import JOINED_MARKER, ClusterRuntime
 from aspen.node.config import NodeConfig, parse_hostport
@@ -297,6 +298,8 @@ class Node:
         """After every commit: wake watchers, hand events to the bus."""
         self.watch_hub.advance(revision)
         if events:
+            if self.tokens.on_applied(events):  # a snapshot was installed
+                self.tokens.load_revoked(revoked_ids(self.state_machine))
             self.bus.publish(events)
 
     async def run(
@@ -325,10 +328,12 @@ class Node:
                 self._cluster_id = creds.cluster_id
                 self.token = load_or_create_root_token(self.data_dir)
                 tighten_tree(self.data_dir)  # the credentials just written, too
+                self.tokens = token_service(creds, self.token, self.id)
+                self.tokens.load_revoked(revoked_ids(self.state_machine))
                 self.server = RpcServer(
                     self.registry,
                     node=self,
-                    authenticate=TokenAuthenticator(self.token),
+                    authenticate=self.tokens.authenticate,
                     node_id=self.id,
                     features=("watch", "leases", "txn", "cluster"),
                     ssl_context=server_context(creds),
