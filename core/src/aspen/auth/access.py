@@ -6,7 +6,8 @@ The RPC layer calls :meth:`Authority.check` before a handler runs (see
 
 * ``capability="blob:read"``: the token must hold a capability covering ``blob:read``
   (an unscoped one: a method without ``scope`` serves every name);
-* ``scope=f``: ``f(params)`` returns what this request touches, each item a capability
+* ``capability="secrets:read", scope=f``: the token must hold some capability of that
+  resource, then ``f(params)`` returns what this request touches, each item a capability
   string or :class:`~aspen.auth.capability.Capability` (``secrets:read:secret/data/x``) or a
   KV span (:mod:`aspen.auth.kvscope`); every item must be covered, so one forbidden key
   refuses the whole request;
@@ -137,7 +138,10 @@ class Authority:
     def _check_capability(self, handler: RpcHandler, params: Any) -> Exception | None:
         """The capability part of :meth:`check`."""
         declared = handler.capability
-        if handler.scope is not None:
+        if declared is not None and handler.scope is not None:
+            resource = declared.partition(":")[0]
+            if not any(c.resource == resource for c in self.capabilities):
+                return capability_error(declared, handler.name, token_id=self.token_id)
             if not isinstance(params, dict):
                 from aspen.errors import InvalidArgumentError
 

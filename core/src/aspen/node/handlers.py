@@ -185,7 +185,7 @@ def core_handlers() -> list[RpcHandler]:
         ("kv.put", kv_put, False, "kv:write"),
         ("kv.range", kv_range, False, "kv:read"),
         ("kv.delete", kv_delete, False, "kv:write"),
-        ("kv.txn", kv_txn, False, "kv:write"),
+        ("kv.txn", kv_txn, False, "kv:read"),
         ("kv.compact", kv_compact, False, "cluster:admin"),
         ("kv.watch", kv_watch, True, "kv:read"),
         ("lease.grant", lease_grant, False, "lease:write"),
