@@ -124,25 +124,28 @@ def test_bad_tokens_are_refused_with_typed_errors(cluster: LocalCluster) -> None
         "expired": (text, "expired"),
     }
     wait_for(lambda: _expired(cluster, text), timeout=DEADLINE, message="the 1 s token expires")
-    for name, (token, pattern) in cases.items():
+    for token, pattern in cases.values():
         with pytest.raises(UnauthorizedError, match=pattern):
-            with aspen.connect(cluster.client_endpoint(1), token=token, timeout=5) as c:
-                c.kv.get("/x")
-        del name
+            _get(cluster, token)
     # another cluster's CA key: the client's TLS pin already refuses the server
     with pytest.raises(AspenError):
-        with aspen.connect(cluster.client_endpoint(1), token=other_cluster, timeout=5) as c:
-            c.kv.get("/x")
+        _get(cluster, other_cluster)
     bad_cap = _cli(cluster, cluster.token)("token", "create", "--cap", "kv:read:/a b")
     assert bad_cap.exit_code != 0 and "scope" in bad_cap.output
     with cluster.client() as c:  # the node is unharmed
         c.kv.put("/still", b"up")
 
 
+def _get(cluster: LocalCluster, token: str) -> None:
+    """Read a key on node 1 with ``token``."""
+    with aspen.connect(cluster.client_endpoint(1), token=token, timeout=5) as c:
+        c.kv.get("/x")
+
+
 def _expired(cluster: LocalCluster, token: str) -> bool:
+    """Whether node 1 refuses ``token`` as expired."""
     try:
-        with aspen.connect(cluster.client_endpoint(1), token=token, timeout=5) as c:
-            c.kv.get("/x")
+        _get(cluster, token)
     except UnauthorizedError as exc:
         return "expired" in exc.message
     return False
