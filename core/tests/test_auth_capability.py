@@ -14,7 +14,7 @@ from aspen.auth.capability import (
     parse_capabilities,
     parse_capability,
 )
-from aspen.auth.kvscope import kv_spans, span_allowed
+from aspen.auth.kvscope import kv_prefixes, kv_spans, span_allowed
 from aspen.errors import InvalidArgumentError
 from aspen.kv.keys import prefix_end
 from aspen.limits import MAX_CAPABILITY_BYTES, MAX_TOKEN_CAPABILITIES
@@ -93,20 +93,22 @@ def test_intersect_and_narrow() -> None:
 
 def test_kv_spans_and_prefixes() -> None:
     caps = parse_capabilities(["kv:read:/app/", "kv:write:/app/config/"])
-    assert span_allowed(caps, ("read", b"/app/x", None))
-    assert not span_allowed(caps, ("read", b"/apple", None))
-    assert span_allowed(caps, ("read", b"/app/", prefix_end(b"/app/")))
-    assert not span_allowed(caps, ("read", b"/app/", b"/b"))
-    assert not span_allowed(caps, ("read", b"/app/", b"\x00"))  # every key from /app/ on
-    assert not span_allowed(caps, ("write", b"/app/x", None))
-    assert span_allowed(caps, ("write", b"/app/config/a", None))
+    assert span_allowed(kv_prefixes(caps), ("read", b"/app/x", None))
+    assert not span_allowed(kv_prefixes(caps), ("read", b"/apple", None))
+    assert span_allowed(kv_prefixes(caps), ("read", b"/app/", prefix_end(b"/app/")))
+    assert not span_allowed(kv_prefixes(caps), ("read", b"/app/", b"/b"))
+    assert not span_allowed(
+        kv_prefixes(caps), ("read", b"/app/", b"\x00")
+    )  # every key from /app/ on
+    assert not span_allowed(kv_prefixes(caps), ("write", b"/app/x", None))
+    assert span_allowed(kv_prefixes(caps), ("write", b"/app/config/a", None))
     root_like = parse_capabilities(["kv:read:/", "kv:write"])
-    assert span_allowed(root_like, ("read", b"/x", None))
-    assert not span_allowed(root_like, ("read", b"/_aspen/hooks/x", None))
-    assert not span_allowed(root_like, ("read", b"/", b"\x00"))  # holds /_aspen/ keys
+    assert span_allowed(kv_prefixes(root_like), ("read", b"/x", None))
+    assert not span_allowed(kv_prefixes(root_like), ("read", b"/_aspen/hooks/x", None))
+    assert not span_allowed(kv_prefixes(root_like), ("read", b"/", b"\x00"))  # holds /_aspen/ keys
     plugin = parse_capabilities(["kv:read:/_aspen/hooks/", "kv:write:/_aspen/"])
-    assert span_allowed(plugin, ("read", b"/_aspen/hooks/a", None))
-    assert not span_allowed(plugin, ("write", b"/_aspen/tokens/revoked/x", None))
+    assert span_allowed(kv_prefixes(plugin), ("read", b"/_aspen/hooks/a", None))
+    assert not span_allowed(kv_prefixes(plugin), ("write", b"/_aspen/tokens/revoked/x", None))
 
 
 def test_txn_spans_cover_compares_and_nested_ops() -> None:

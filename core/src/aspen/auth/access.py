@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from aspen.auth.capability import Capability, covered, parse_capability
-from aspen.auth.kvscope import Span, span_allowed
+from aspen.auth.kvscope import Span, kv_prefixes, span_allowed
 from aspen.errors import UnauthorizedError
 
 if TYPE_CHECKING:
@@ -69,7 +69,16 @@ class Authority:
     """What a connection's token allows. ``unrestricted`` authorities (the root token and
     the node itself) skip every check."""
 
-    __slots__ = ("expires", "gate", "grant", "identity", "state", "unrestricted")
+    __slots__ = (
+        "expires",
+        "gate",
+        "grant",
+        "identity",
+        "kv",
+        "resources",
+        "state",
+        "unrestricted",
+    )
 
     def __init__(
         self,
@@ -82,6 +91,10 @@ class Authority:
         self.unrestricted = grant is None
         self.expires = grant.expires if grant is not None else None
         self.gate = gate
+        #: The granted ``kv`` prefixes by operation (:func:`~aspen.auth.kvscope.kv_prefixes`).
+        self.kv = kv_prefixes(grant.capabilities) if grant is not None else {}
+        #: The resources the grant names (``kv``, ``blob``…).
+        self.resources = frozenset(c.resource for c in self.capabilities)
         #: The node's per-token state (revocation generation seen, bucket), set by the gate.
         self.state: Any = None
 
@@ -139,8 +152,7 @@ class Authority:
         """The capability part of :meth:`check`."""
         declared = handler.capability
         if declared is not None and handler.scope is not None:
-            resource = declared.partition(":")[0]
-            if not any(c.resource == resource for c in self.capabilities):
+            if declared.partition(":")[0] not in self.resources:
                 return capability_error(declared, handler.name, token_id=self.token_id)
             if not isinstance(params, dict):
                 from aspen.errors import InvalidArgumentError
@@ -161,8 +173,8 @@ class Authority:
         """Every item of a request's scope must be covered."""
         caps = self.capabilities
         for item in items:
-            if isinstance(item, tuple):
-                if not span_allowed(caps, item):
+            if type(item) is tuple:
+                if not span_allowed(self.kv, item):
                     return capability_error(
                         _describe_span(item), handler.name, token_id=self.token_id
                     )

@@ -26,6 +26,7 @@ __all__ = [
     "RESERVED_PREFIX",
     "TOKEN_STORE_PREFIX",
     "Span",
+    "kv_prefixes",
     "kv_spans",
     "span_allowed",
 ]
@@ -41,46 +42,79 @@ Span = tuple[str, bytes, bytes | None]
 _ALL = b"\x00"
 
 
-def _within(key: bytes, end: bytes | None, prefix: bytes) -> bool:
+#: A granted prefix with its range end (``b"\0"``: to the end of the keyspace).
+_Prefix = tuple[bytes, bytes]
+
+
+def _within(key: bytes, end: bytes | None, prefix: _Prefix) -> bool:
     """Whether the span ``[key, end)`` lies inside the keys starting with ``prefix``."""
-    if not key.startswith(prefix):
+    start, limit = prefix
+    if not key.startswith(start):
         return False
-    if end is None:
-        return True
-    limit = prefix_end(prefix)
-    if limit == _ALL:
+    if end is None or limit == _ALL:
         return True
     return end != _ALL and end <= limit
 
 
-def _touches(key: bytes, end: bytes | None, prefix: bytes) -> bool:
+def _touches(key: bytes, end: bytes | None, prefix: _Prefix) -> bool:
     """Whether the span ``[key, end)`` holds any key starting with ``prefix``."""
+    start, limit = prefix
     if end is None:
-        return key.startswith(prefix)
-    limit = prefix_end(prefix)
-    return (limit == _ALL or key < limit) and (end == _ALL or end > prefix)
+        return key.startswith(start)
+    return (limit == _ALL or key < limit) and (end == _ALL or end > start)
 
 
-def span_allowed(caps: Iterable[Capability], span: Span) -> bool:
-    """Whether one ``kv:<operation>`` capability of ``caps`` holds the whole span."""
-    operation, key, end = span
-    if _touches(key, end, TOKEN_STORE_PREFIX):
-        return False
-    reserved = _touches(key, end, RESERVED_PREFIX)
+_TOKEN_STORE = (TOKEN_STORE_PREFIX, prefix_end(TOKEN_STORE_PREFIX))
+_RESERVED = (RESERVED_PREFIX, prefix_end(RESERVED_PREFIX))
+
+
+def kv_prefixes(caps: Iterable[Capability]) -> dict[str, tuple[_Prefix, ...]]:
+    """The ``kv`` prefixes of ``caps`` (with their range ends) by operation: what
+    :func:`span_allowed` takes."""
+    out: dict[str, list[_Prefix]] = {}
     for cap in caps:
-        if cap.resource != "kv" or cap.operation != operation:
-            continue
-        prefix = cap.scope.encode()
-        if reserved and not prefix.startswith(RESERVED_PREFIX):
+        if cap.resource == "kv":
+            scope = cap.scope.encode()
+            out.setdefault(cap.operation, []).append((scope, prefix_end(scope)))
+    return {op: tuple(prefixes) for op, prefixes in out.items()}
+
+
+def span_allowed(prefixes: dict[str, tuple[_Prefix, ...]], span: Span) -> bool:
+    """Whether one of the ``kv:<operation>`` prefixes (:func:`kv_prefixes`) holds the span."""
+    operation, key, end = span
+    if _touches(key, end, _TOKEN_STORE):
+        return False
+    reserved = _touches(key, end, _RESERVED)
+    for prefix in prefixes.get(operation, ()):
+        if reserved and not prefix[0].startswith(RESERVED_PREFIX):
             continue
         if _within(key, end, prefix):
             return True
     return False
 
 
+def _as_key(value: Any) -> bytes | None:
+    """A key field as the handler will read it, or ``None`` if it is not a plain one."""
+    if type(value) is bytes:
+        return value
+    if type(value) is str:
+        return value.encode()
+    return None
+
+
 def kv_spans(method: str, params: dict[str, Any]) -> list[Span]:
     """The spans ``method`` (``kv.put`` …) would touch with ``params``; raises
-    ``invalid_argument`` (as the handler would) when they are malformed."""
+    ``invalid_argument`` (as the handler would) when they are malformed.
+
+    Single-key and range requests with plain ``bytes``/``str`` keys take a fast path: the
+    handler validates the rest, and would touch exactly these keys if it accepts them."""
+    if method != "kv.txn":
+        key = _as_key(params.get("key"))
+        raw_end = params.get("end")
+        end = _as_key(raw_end) if raw_end is not None else None
+        if key and (raw_end is None or end is not None):
+            operation = "write" if method in _WRITES else "read"
+            return [(operation, key, end or None)]
     if method == "kv.put":
         return [("write", commands.put_command(params)["key"], None)]
     if method == "kv.delete":
@@ -95,6 +129,10 @@ def kv_spans(method: str, params: dict[str, Any]) -> list[Span]:
     if method == "kv.txn":
         return list(_txn_spans(commands.txn_command(params)))
     raise ValueError(f"{method} is not a KV method with key scopes")
+
+
+#: KV methods that write (their spans are ``write`` spans).
+_WRITES = frozenset({"kv.put", "kv.delete"})
 
 
 def _txn_spans(cmd: dict[str, Any]) -> Iterator[Span]:

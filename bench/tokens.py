@@ -1,0 +1,141 @@
+"""What the capability check costs: gets and puts with a scoped token vs the root token.
+
+One real node process (``aspen node start``, via :func:`aspen.testing.local_cluster`), 16
+closed-loop clients (one connection each) in this process, 100-byte values under
+``/bench/``. Phases alternate root / scoped (``--rounds`` times each, so drift on a shared
+machine hits both alike); the scoped token holds ``kv:read:/bench/`` and
+``kv:write:/bench/`` with a rate limit far above the load. Prints ops/s and p50/p99 per
+phase and the scoped/root throughput ratio (the issue asks for a cost under 5%).
+
+    .venv/bin/python bench/tokens.py --duration 5 --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import aspen
+from aspen.client.aclient import AsyncClient
+from aspen.testing import local_cluster
+
+VALUE = b"x" * 100
+
+
+async def _client_loop(client: AsyncClient, op: str, n: int, stop: float, lat: list[float]) -> int:
+    done = 0
+    key = f"/bench/{n}"
+    while time.perf_counter() < stop:
+        start = time.perf_counter()
+        if op == "put":
+            await client.kv.put(key, VALUE)
+        else:
+            await client.kv.get(key)
+        lat.append(time.perf_counter() - start)
+        done += 1
+    return done
+
+
+async def _phase(endpoint: str, token: str, op: str, clients: int, seconds: float) -> dict:
+    """One closed-loop phase; returns ops/s and latency percentiles (ms)."""
+    conns = [AsyncClient(endpoint, token) for _ in range(clients)]
+    for c in conns:
+        await c.connect()
+    try:
+        for n, c in enumerate(conns):  # warm up, and make the keys exist
+            await c.kv.put(f"/bench/{n}", VALUE)
+        lat: list[float] = []
+        stop = time.perf_counter() + seconds
+        counts = await asyncio.gather(
+            *(_client_loop(c, op, n, stop, lat) for n, c in enumerate(conns))
+        )
+    finally:
+        for c in conns:
+            await c.aclose()
+    lat.sort()
+    return {
+        "ops": sum(counts) / seconds,
+        "p50": lat[len(lat) // 2] * 1000,
+        "p99": lat[int(len(lat) * 0.99)] * 1000,
+    }
+
+
+def check_cost_us(rounds: int = 100_000) -> dict[str, float]:
+    """CPU µs of the capability check alone per get and per put (in-process, no I/O): the
+    figure noise on a shared machine cannot blur."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from aspen.auth.capability import parse_capabilities
+    from aspen.auth.service import TokenService
+    from aspen.auth.tokens import TokenLimits, TokenSigner
+    from aspen.node.handlers import core_handlers
+
+    signer = TokenSigner.from_ca(Ed25519PrivateKey.generate(), "bench")
+    caps = parse_capabilities(["kv:read:/bench/", "kv:write:/bench/"])
+    _, text, _ = signer.issue(caps, limits=TokenLimits(rate=1e9, burst=10**9))
+    authority = TokenService(signer, "aspen_root").authenticate(text)
+    assert authority is not None
+    handlers = {h.name: h for h in core_handlers()}
+    out = {}
+    for op, method, params in (
+        ("get", "kv.range", {"key": b"/bench/3"}),
+        ("put", "kv.put", {"key": b"/bench/3", "value": VALUE}),
+    ):
+        handler = handlers[method]
+        start = time.perf_counter()
+        for _ in range(rounds):
+            authority.check(handler, params)
+        out[op] = (time.perf_counter() - start) / rounds * 1e6
+    return out
+
+
+def main() -> None:
+    """Run the bench and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per phase")
+    parser.add_argument("--rounds", type=int, default=3, help="phases per token and op")
+    parser.add_argument("--clients", type=int, default=16)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp, local_cluster(Path(tmp), 1) as cluster:
+        endpoint = cluster.client_endpoint(1)
+        with aspen.connect(endpoint, token=cluster.token) as c:
+            scoped = c.call(
+                "token.create",
+                {
+                    "capabilities": ["kv:read:/bench/", "kv:write:/bench/"],
+                    "rate": 1e8,
+                    "burst": 10**8,
+                    "name": "bench",
+                },
+            )["token"]
+        tokens = {"root": cluster.token, "scoped": scoped}
+        cost = check_cost_us()
+        print(f"check alone: {cost['get']:.2f} µs per get, {cost['put']:.2f} µs per put")
+        print(f"1 node, {args.clients} clients, {args.duration:g} s phases, 2 shared cores")
+        print(f"{'op':<4} {'token':<7} {'ops/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
+        for op in ("put", "get"):
+            runs: dict[str, list[dict]] = {"root": [], "scoped": []}
+            for _ in range(args.rounds):
+                for name in ("root", "scoped"):
+                    result = asyncio.run(
+                        _phase(endpoint, tokens[name], op, args.clients, args.duration)
+                    )
+                    runs[name].append(result)
+                    print(
+                        f"{op:<4} {name:<7} {result['ops']:>9.0f} {result['p50']:>8.2f} "
+                        f"{result['p99']:>8.2f}"
+                    )
+            root_ops = statistics.median(r["ops"] for r in runs["root"])
+            scoped_ops = statistics.median(r["ops"] for r in runs["scoped"])
+            print(
+                f"{op}: median scoped/root throughput = {scoped_ops / root_ops:.3f} "
+                f"(cost {100 * (1 - scoped_ops / root_ops):+.1f}%)"
+            )
+
+
+if __name__ == "__main__":
+    main()
