@@ -180,7 +180,7 @@ class Authority:
                     )
                 continue
             cap = parse_capability(item) if isinstance(item, str) else item
-            if not covered(caps, cap):
+            if not isinstance(cap, Capability) or not covered(caps, cap):
                 return capability_error(str(cap), handler.name, token_id=self.token_id)
         return None
 
