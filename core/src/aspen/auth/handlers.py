@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 
-from aspen.auth.access import ANY_TOKEN, capability_error
-from aspen.auth.capability import parse_capabilities
+from aspen.auth.access import ANY_TOKEN, Authority, capability_error
+from aspen.auth.capability import Capability, parse_capabilities
 from aspen.auth.service import ISSUED_PREFIX, REVOKED_PREFIX
 from aspen.auth.tokens import ChainTooDeepError, TokenLimits
 from aspen.errors import InvalidArgumentError, NotFoundError
@@ -38,7 +38,10 @@ from aspen.plugins.types import RpcHandler
 from aspen.rpc import params as p
 from aspen.rpc.context import RpcContext
 
-__all__ = ["token_handlers"]
+if TYPE_CHECKING:
+    from aspen.node.node import Node
+
+__all__ = ["issue_token", "token_handlers"]
 
 #: A token id (16 hex digits) or a Biscuit block revocation id (128 hex digits).
 _ID_RE = re.compile(r"[0-9a-f]{16}|[0-9a-f]{128}")
@@ -56,21 +59,20 @@ def _number(params: dict[str, Any], name: str, lo: float, hi: float) -> float | 
     return float(value)
 
 
-async def token_create(ctx: RpcContext, params: dict[str, Any]) -> Any:
-    """Issue a token for capabilities the caller holds itself."""
-    node = node_of(ctx)
-    authority = ctx.authority
-    texts = p.optional_list(params, "capabilities", max_len=MAX_TOKEN_CAPABILITIES)
-    if not texts:
+async def issue_token(
+    node: Node,
+    authority: Authority,
+    caps: tuple[Capability, ...],
+    *,
+    ttl: float | None = None,
+    name: str = "",
+    limits: TokenLimits | None = None,
+) -> dict[str, Any]:
+    """Issue a token for ``caps`` on behalf of ``authority`` (which must hold each one),
+    record it in the token store; return ``{id, token, expires}``."""
+    if not caps:
         raise InvalidArgumentError("give at least one capability (--cap kv:read:/app/)")
-    caps = parse_capabilities(texts)
-    ttl = _number(params, "ttl", 0, MAX_TOKEN_TTL_SECONDS)
-    name = p.optional_str(params, "name", "", max_len=MAX_TOKEN_NAME_BYTES) or ""
-    limits = TokenLimits(
-        rate=_number(params, "rate", 0, 1e9),
-        burst=p.optional_int(params, "burst", 0, min=0, max=10**9) or None,
-        streams=p.optional_int(params, "streams", 0, min=0, max=10**6) or None,
-    )
+    limits = limits or TokenLimits()
     ancestors: tuple[str, ...] = ()
     grant = authority.grant
     if grant is not None:
@@ -82,9 +84,7 @@ async def token_create(ctx: RpcContext, params: dict[str, Any]) -> Any:
                 f"exceed MAX_TOKEN_CHAIN_DEPTH ({MAX_TOKEN_CHAIN_DEPTH})"
             )
         if limits != TokenLimits():
-            raise capability_error(
-                "root (only the root token sets a token's limits)", "token.create"
-            )
+            raise capability_error("root (only the root token sets limits)", "token.create")
         limits = grant.limits
         ancestors = (*grant.ancestors, grant.id)
         if grant.expires is not None:
@@ -94,19 +94,39 @@ async def token_create(ctx: RpcContext, params: dict[str, Any]) -> Any:
     token_id, text, expires = service.signer.issue(
         caps, ttl=ttl, ancestors=ancestors, limits=limits
     )
+    by = authority.token_id or authority.identity
+    cap_texts = [str(c) for c in caps]
     record = {
         "id": token_id,
         "name": name,
-        "capabilities": [str(c) for c in caps],
+        "capabilities": cap_texts,
         "expires": expires,
         "created": int(time.time()),
-        "created_by": authority.token_id or authority.identity,
+        "created_by": by,
         "ancestors": list(ancestors),
     }
     key = ISSUED_PREFIX + token_id.encode()
     await node.propose(commands.put_command({"key": key, "value": msgpack.packb(record)}))
-    service.record("create", token_id, by=record["created_by"], capabilities=record["capabilities"])
+    service.record("create", token_id, by=by, capabilities=" ".join(cap_texts))
     return {"id": token_id, "token": text, "expires": expires}
+
+
+async def token_create(ctx: RpcContext, params: dict[str, Any]) -> Any:
+    """Issue a token for capabilities the caller holds itself."""
+    texts = p.optional_list(params, "capabilities", max_len=MAX_TOKEN_CAPABILITIES)
+    limits = TokenLimits(
+        rate=_number(params, "rate", 0, 1e9),
+        burst=p.optional_int(params, "burst", 0, min=0, max=10**9) or None,
+        streams=p.optional_int(params, "streams", 0, min=0, max=10**6) or None,
+    )
+    return await issue_token(
+        node_of(ctx),
+        ctx.authority,
+        parse_capabilities(texts),
+        ttl=_number(params, "ttl", 0, MAX_TOKEN_TTL_SECONDS),
+        name=p.optional_str(params, "name", "", max_len=MAX_TOKEN_NAME_BYTES) or "",
+        limits=limits,
+    )
 
 
 async def _issued(ctx: RpcContext, token_id: str) -> dict[str, Any] | None:

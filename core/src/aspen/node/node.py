@@ -14,6 +14,7 @@ from anyio.abc import TaskGroup
 
 import aspen
 from aspen import limits
+from aspen.auth.access import Authority
 from aspen.auth.service import revoked_ids
 from aspen.errors import UnavailableError
 from aspen.events import Event
@@ -111,6 +112,28 @@ class Node:
                 yield item
         finally:
             await items.aclose()
+
+    def authenticate(self, token: str) -> Authority | None:
+        """What ``token`` allows on this cluster (``None``: not a token of it); raises a
+        typed ``unauthorized`` error for a forged, expired or revoked capability token."""
+        return self.tokens.authenticate(token)
+
+    async def create_token(
+        self,
+        authority: Authority,
+        capabilities: list[str],
+        *,
+        ttl: float | None = None,
+        name: str = "",
+    ) -> dict[str, Any]:
+        """Issue a capability token on behalf of ``authority`` (which must hold each of
+        ``capabilities``); returns ``{id, token, expires}``."""
+        from aspen.auth.capability import parse_capabilities
+        from aspen.auth.handlers import issue_token
+
+        return await issue_token(
+            self, authority, parse_capabilities(capabilities), ttl=ttl, name=name
+        )
 
     @property
     def is_leader(self) -> bool:
