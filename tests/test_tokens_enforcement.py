@@ -17,6 +17,7 @@ from aspen.errors import AspenError, ResourceExhaustedError, UnauthorizedError
 from aspen.node.config import NodeConfig
 from aspen.node.runner import NodeThread
 from aspen.plugins.manager import make_plugin_manager
+from aspen.testing import wait_for
 
 #: The methods any valid token may call, each with params that need a capability anyway
 #: (``None``: the method answers only about the caller's own token). A new entry here is a
@@ -137,3 +138,32 @@ def test_a_flooding_token_does_not_starve_a_normal_one(tmp_path: Path) -> None:
         assert exhausted, "the flooding token was never limited"
         assert exhausted[0].details["retry_after"] > 0
         assert "retry in" in exhausted[0].message
+
+
+def _watch_opens(client: Any) -> bool:
+    """Whether a watch opens now (and close it)."""
+    try:
+        client.watch("/w/c").close()
+    except ResourceExhaustedError:
+        return False
+    return True
+
+
+def test_revocation_reaches_open_connections_and_stream_limits(tmp_path: Path) -> None:
+    config = NodeConfig(data_dir=tmp_path / "n", listen="127.0.0.1:0", sync=False)
+    with NodeThread(config) as node:
+        with node.client() as root:
+            made = root.call(
+                "token.create", {"capabilities": ["kv:read:/w/"], "streams": 1, "name": "w"}
+            )
+        with aspen.connect(node.endpoint, token=made["token"]) as c:
+            first = c.watch("/w/a")  # the token's one stream
+            with pytest.raises(ResourceExhaustedError, match="streams open"):
+                c.watch("/w/b")
+            first.close()
+            wait_for(lambda: _watch_opens(c), timeout=10, message="the stream slot is freed")
+            assert c.kv.get("/w/a") is None
+            with node.client() as root:
+                root.call("token.revoke", {"id": made["id"]})
+            with pytest.raises(UnauthorizedError, match="revoked"):
+                c.kv.get("/w/a")
