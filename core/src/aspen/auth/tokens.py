@@ -28,8 +28,6 @@ its blocks' revocation ids is revoked (:mod:`aspen.auth.service`).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime
 import re
 import secrets
@@ -61,7 +59,7 @@ from aspen.limits import (
     MAX_TOKEN_TTL_SECONDS,
     TOKEN_DATALOG_SECONDS,
 )
-from aspen.transport.tokens import CAPABILITY_TOKEN_PREFIX
+from aspen.transport.tokens import CAPABILITY_TOKEN_PREFIX, b64decode, b64encode
 
 __all__ = [
     "CAPABILITY_TOKEN_PREFIX",
@@ -150,15 +148,12 @@ class VerifiedToken:
         }
 
 
-def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
 def _unb64(text: str) -> bytes:
+    """Decode a base64url field (:class:`MalformedTokenError` if it is not)."""
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError) as exc:
-        raise MalformedTokenError(f"malformed capability token: not base64url ({exc})") from None
+        return b64decode(text)
+    except ValueError as exc:
+        raise MalformedTokenError(f"malformed capability token: {exc}") from None
 
 
 def signing_key_from_ca(ca_private: Ed25519PrivateKey) -> PrivateKey:
@@ -366,8 +361,8 @@ class TokenSigner:
         text = ".".join(
             [
                 CAPABILITY_TOKEN_PREFIX,
-                _b64(self.ca_public_raw),
-                _b64(self._public_raw),
+                b64encode(self.ca_public_raw),
+                b64encode(self._public_raw),
                 _biscuit_text(biscuit),
             ]
         )

@@ -30,6 +30,8 @@ __all__ = [
     "JOIN_TOKEN_PREFIX",
     "ClusterToken",
     "TokenKind",
+    "b64decode",
+    "b64encode",
     "new_cluster_token",
     "parse_cluster_token",
     "secrets_match",
@@ -57,12 +59,12 @@ _SECRET_RE = re.compile(r"[A-Za-z0-9_-]{16,256}")
 _CAPABILITY_SECRET_RE = re.compile(r"[A-Za-z0-9_-]{16,64}\.[A-Za-z0-9_-]{16,}")
 
 
-def _b64encode(raw: bytes) -> str:
+def b64encode(raw: bytes) -> str:
     """Unpadded base64url."""
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
-def _b64decode(text: str) -> bytes:
+def b64decode(text: str) -> bytes:
     """Decode unpadded base64url (raises ``ValueError``)."""
     try:
         return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
@@ -87,10 +89,10 @@ class ClusterToken:
 
     def __str__(self) -> str:
         """The token's text form."""
-        return f"{_PREFIXES[self.kind]}.{_b64encode(self.ca_public_raw)}.{self.secret}"
+        return f"{_PREFIXES[self.kind]}.{b64encode(self.ca_public_raw)}.{self.secret}"
 
     def __repr__(self) -> str:
-        return f"ClusterToken({self.kind!r}, ca={_b64encode(self.ca_public_raw)!r}, secret=...)"
+        return f"ClusterToken({self.kind!r}, ca={b64encode(self.ca_public_raw)!r}, secret=...)"
 
 
 def new_cluster_token(kind: TokenKind, ca_public_raw: bytes) -> ClusterToken:
@@ -114,7 +116,7 @@ def parse_cluster_token(text: str) -> ClusterToken | None:
     if len(parts) != 2:
         raise ValueError(f"a {prefix}. token has three dot-separated fields")
     key_text, secret = parts
-    key = _b64decode(key_text)
+    key = b64decode(key_text)
     if len(key) != 32:
         raise ValueError(f"the cluster key in a {prefix}. token must be 32 bytes, not {len(key)}")
     secret_re = _CAPABILITY_SECRET_RE if kind == "capability" else _SECRET_RE
