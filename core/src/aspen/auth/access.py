@@ -19,12 +19,13 @@ Handlers that need a finer check call ``ctx.authority.require("secrets:read:<pat
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from aspen.auth.capability import Capability, covered, parse_capability
-from aspen.auth.kvscope import Span, kv_prefixes, span_allowed
+from aspen.auth.kvscope import Span, key_allowed, kv_prefixes, span_allowed
 from aspen.errors import UnauthorizedError
 
 if TYPE_CHECKING:
@@ -124,6 +125,15 @@ class Authority:
         """The error refusing this request before ``handler`` runs, or ``None``."""
         if self.unrestricted:
             return None
+        operation = _SINGLE_KEY.get(handler.name)
+        if operation is not None and self.expires is None and type(params) is dict:
+            key = params.get("key")
+            plain = type(key) is bytes and key and params.get("end") is None
+            if plain and key_allowed(self.kv, operation, key):  # type: ignore[arg-type]  # hot
+                refused = self.gate.admit(self, handler) if self.gate is not None else None
+                if refused is not None and self.gate is not None:
+                    self.gate.denied(self, handler.name, refused)
+                return refused
         refused = self._refusal(handler, params)
         if refused is not None and self.gate is not None:
             self.gate.denied(self, handler.name, refused)
@@ -163,7 +173,7 @@ class Authority:
             return capability_error("root (the method declares no capability)", handler.name)
         if declared == ANY_TOKEN:
             return None
-        if not covered(self.capabilities, parse_capability(declared)):
+        if not covered(self.capabilities, _declared(declared)):
             return capability_error(declared, handler.name, token_id=self.token_id)
         return None
 
@@ -194,6 +204,12 @@ def _describe_span(span: Span) -> str:
     end_text = "(all keys)" if end == b"\x00" else end.decode("utf-8", "backslashreplace")
     return f"kv:{operation}:[{text}, {end_text})"
 
+
+#: Core methods on one key, by the operation they do: checked on a fast path when the key is
+#: plain bytes (anything else takes the general path through ``scope``).
+_SINGLE_KEY = {"kv.put": "write", "kv.range": "read", "kv.delete": "write"}
+#: A method's declared capability, parsed once.
+_declared = functools.lru_cache(maxsize=1024)(parse_capability)
 
 #: The authority of the root token and of the node's own in-process calls.
 ROOT = Authority("root")

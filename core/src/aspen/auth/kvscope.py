@@ -26,6 +26,7 @@ __all__ = [
     "RESERVED_PREFIX",
     "TOKEN_STORE_PREFIX",
     "Span",
+    "key_allowed",
     "kv_prefixes",
     "kv_spans",
     "span_allowed",
@@ -89,6 +90,17 @@ def span_allowed(prefixes: dict[str, tuple[_Prefix, ...]], span: Span) -> bool:
         if reserved and not prefix[0].startswith(RESERVED_PREFIX):
             continue
         if _within(key, end, prefix):
+            return True
+    return False
+
+
+def key_allowed(prefixes: dict[str, tuple[_Prefix, ...]], operation: str, key: bytes) -> bool:
+    """:func:`span_allowed` for one key (the hot path of gets and puts)."""
+    if key.startswith(TOKEN_STORE_PREFIX):
+        return False
+    reserved = key.startswith(RESERVED_PREFIX)
+    for start, _ in prefixes.get(operation, ()):
+        if key.startswith(start) and (not reserved or start.startswith(RESERVED_PREFIX)):
             return True
     return False
 

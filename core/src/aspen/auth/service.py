@@ -185,7 +185,9 @@ class TokenService:
             checked.refused = self._revoked(grant)
         if checked.refused is not None:
             return checked.refused
-        state = self._state(grant)
+        state = checked.state
+        if state is None:
+            state = checked.state = self._state(grant)
         wait = state.bucket.take()
         if wait:
             return ResourceExhaustedError(
@@ -219,8 +221,8 @@ class TokenService:
 
     def stream_ended(self, authority: Authority) -> None:
         """A stream of ``authority`` ended: one fewer open."""
-        grant = authority.grant
-        state = self._states.get(grant.id) if grant is not None else None
+        checked: _Checked | None = authority.state
+        state = checked.state if checked is not None else None
         if state is not None and state.streams > 0:
             state.streams -= 1
 
