@@ -126,10 +126,15 @@ class Authority:
         if self.unrestricted:
             return None
         operation = _SINGLE_KEY.get(handler.name)
-        if operation is not None and self.expires is None and type(params) is dict:
+        live = self.expires is None or time.time() <= self.expires
+        if operation is not None and live and type(params) is dict:
             key = params.get("key")
-            plain = type(key) is bytes and key and params.get("end") is None
-            if plain and key_allowed(self.kv, operation, key):  # type: ignore[arg-type]  # hot
+            if (  # the hot path: one plain key
+                type(key) is bytes
+                and key
+                and params.get("end") is None
+                and key_allowed(self.kv, operation, key)
+            ):
                 refused = self.gate.admit(self, handler) if self.gate is not None else None
                 if refused is not None and self.gate is not None:
                     self.gate.denied(self, handler.name, refused)
