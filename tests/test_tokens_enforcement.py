@@ -167,3 +167,15 @@ def test_revocation_reaches_open_connections_and_stream_limits(tmp_path: Path) -
                 root.call("token.revoke", {"id": made["id"]})
             with pytest.raises(UnauthorizedError, match="revoked"):
                 c.kv.get("/w/a")
+
+
+def test_token_list_is_bounded_and_shows_no_secret(tmp_path: Path) -> None:
+    config = NodeConfig(data_dir=tmp_path / "n", listen="127.0.0.1:0", sync=False)
+    with NodeThread(config) as node:
+        texts = [_create(node, f"kv:read:/t{i}/") for i in range(3)]
+        with node.client() as c:
+            page = c.call("token.list", {"limit": 2})
+            full = c.call("token.list")
+        assert len(page["tokens"]) == 2 and page["more"] is True
+        assert len(full["tokens"]) == 3 and full["more"] is False
+        assert not any(t in repr(full) for t in texts)

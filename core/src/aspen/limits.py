@@ -294,15 +294,17 @@ MAX_TOKEN_CAPABILITIES = 64
 #: Deepest delegation chain: blocks appended to a token by attenuation, plus tokens created
 #: from tokens (``aspen token create`` with a scoped token); a deeper chain is refused.
 MAX_TOKEN_CHAIN_DEPTH = 8
-#: Longest token text a node accepts in a hello, in bytes (a chain of MAX_TOKEN_CHAIN_DEPTH
-#: blocks of MAX_TOKEN_CAPABILITIES capabilities fits with room to spare).
-MAX_TOKEN_BYTES = 256 * 1024
+#: Longest token text, in bytes: a node refuses a longer one in a hello before decoding it,
+#: and creating or attenuating one that would be longer is refused.
+MAX_TOKEN_BYTES = 64 * 1024
 #: Longest token name (``aspen token create --name``), in bytes.
 MAX_TOKEN_NAME_BYTES = 128
 #: Longest lifetime of an issued token, in seconds (one year); ``--ttl`` above it is refused.
 MAX_TOKEN_TTL_SECONDS = 365 * 24 * 3600
 #: Most tokens ``token.list`` answers in one call.
 MAX_TOKEN_LIST = 10_000
+#: Most bytes of token records ``token.list`` answers in one call (then ``more`` is true).
+MAX_TOKEN_LIST_BYTES = 1024 * 1024
 #: Time a Biscuit authorizer may spend on one token's Datalog checks (at hello), in seconds.
 TOKEN_DATALOG_SECONDS = 0.05
 #: Default sustained requests per second of one scoped token, per node (token bucket rate);

@@ -30,6 +30,7 @@ from aspen.limits import (
     MAX_TOKEN_CAPABILITIES,
     MAX_TOKEN_CHAIN_DEPTH,
     MAX_TOKEN_LIST,
+    MAX_TOKEN_LIST_BYTES,
     MAX_TOKEN_NAME_BYTES,
     MAX_TOKEN_TTL_SECONDS,
 )
@@ -161,18 +162,23 @@ async def token_revoke(ctx: RpcContext, params: dict[str, Any]) -> Any:
 
 
 async def token_list(ctx: RpcContext, params: dict[str, Any]) -> Any:
-    """Issued tokens (id, name, capabilities, expiry, revoked): never their text."""
+    """Issued tokens (id, name, capabilities, expiry, revoked): never their text; at most
+    ``limit`` of them and ``MAX_TOKEN_LIST_BYTES`` of records (``more`` says when cut)."""
     node = node_of(ctx)
     most = p.optional_int(params, "limit", MAX_TOKEN_LIST, min=1, max=MAX_TOKEN_LIST)
-    records, truncated, _ = await paging.collect(node.call, ISSUED_PREFIX, most=most, local=True)
     revoked = node.tokens.revoked
-    tokens = []
-    for kv in records:
-        record = msgpack.unpackb(kv["value"])
-        lineage = [record["id"], *record.get("ancestors", ())]
-        record["revoked"] = any(i in revoked for i in lineage)
-        tokens.append(record)
-    return {"tokens": tokens, "more": truncated}
+    tokens: list[dict[str, Any]] = []
+    size = 0
+    async for page in paging.pages(node.call, ISSUED_PREFIX, local=True, most=most + 1):
+        for kv in page["kvs"]:
+            size += len(kv["value"])
+            if len(tokens) == most or size > MAX_TOKEN_LIST_BYTES:
+                return {"tokens": tokens, "more": True}
+            record = msgpack.unpackb(kv["value"])
+            lineage = [record["id"], *record.get("ancestors", ())]
+            record["revoked"] = any(i in revoked for i in lineage)
+            tokens.append(record)
+    return {"tokens": tokens, "more": False}
 
 
 async def token_audit(ctx: RpcContext, params: dict[str, Any]) -> Any:

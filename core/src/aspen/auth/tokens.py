@@ -206,6 +206,17 @@ def _split(text: str) -> _Parts:
     return _Parts(ca, signing, fields[3])
 
 
+def _joined(fields: list[str]) -> str:
+    """The token text of ``fields``; refuses one over ``MAX_TOKEN_BYTES``."""
+    text = ".".join(fields)
+    if len(text) > MAX_TOKEN_BYTES:
+        raise InvalidArgumentError(
+            f"the token would be {len(text)} bytes, over MAX_TOKEN_BYTES ({MAX_TOKEN_BYTES}): "
+            "grant fewer or shorter capabilities"
+        )
+    return text
+
+
 def _biscuit_text(biscuit: Biscuit) -> str:
     return biscuit.to_base64().rstrip("=")
 
@@ -358,7 +369,7 @@ class TokenSigner:
         if limits.streams is not None:
             source += f"streams({int(limits.streams)});\n"
         biscuit = BiscuitBuilder(source).build(self._private)
-        text = ".".join(
+        text = _joined(
             [
                 CAPABILITY_TOKEN_PREFIX,
                 b64encode(self.ca_public_raw),
@@ -437,4 +448,4 @@ def attenuate(
         + _expiry_code(expires)
     )
     narrowed = biscuit.append(BlockBuilder(source))
-    return ".".join([*text.strip().split(".")[:3], _biscuit_text(narrowed)])
+    return _joined([*text.strip().split(".")[:3], _biscuit_text(narrowed)])
