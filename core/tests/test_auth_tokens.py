@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from aspen.auth.capability import CapabilityError, parse_capabilities, parse_capability
+from aspen.auth.capability import CapabilityError, covered, parse_capabilities, parse_capability
 from aspen.auth.tokens import (
     ChainTooDeepError,
     ExpiredTokenError,
@@ -119,3 +123,31 @@ def test_an_expired_attenuation_expires_the_token() -> None:
 def test_bad_capability_syntax() -> None:
     with pytest.raises(CapabilityError):
         parse_capabilities(['kv:read:/a"b'])
+
+
+_SCOPES = st.sampled_from(["/", "/a/", "/a/b/", "/ab", "/b/", "/a/b/c"])
+_CAPS = st.builds(
+    lambda op, scope: parse_capability(f"kv:{op}:{scope}"),
+    st.sampled_from(["read", "write"]),
+    _SCOPES,
+)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(_CAPS, min_size=1, max_size=4), st.lists(st.lists(_CAPS, max_size=3), max_size=4))
+def test_no_chain_of_real_attenuations_widens(held: list[Any], blocks: list[list[Any]]) -> None:
+    """Attenuate a real token block by block: whatever verifies never grants more."""
+    signer = _SIGNER
+    _, text, _ = signer.issue(parse_capabilities(str(c) for c in held))
+    granted = signer.verify(text).capabilities
+    for block in blocks:
+        try:
+            text = attenuate(text, block, ttl=600)
+        except InvalidArgumentError:
+            continue  # asked for more than it has: refused offline
+        narrowed = signer.verify(text).capabilities
+        assert all(covered(granted, c) for c in narrowed)
+        granted = narrowed
+
+
+_SIGNER = TokenSigner.from_ca(Ed25519PrivateKey.generate(), "prop")
