@@ -46,8 +46,12 @@ class Gate(Protocol):
         """The error refusing the request (revoked, over its rate), or ``None``."""
         ...
 
+    def stream_started(self, authority: Authority) -> None:
+        """A stream :meth:`admit` let through has started."""
+        ...
+
     def stream_ended(self, authority: Authority) -> None:
-        """A stream :meth:`admit` let start has ended."""
+        """A started stream has ended."""
         ...
 
     def denied(self, authority: Authority, method: str, error: Exception) -> None:
@@ -158,8 +162,13 @@ class Authority:
             return self.gate.admit(self, handler)
         return refused
 
+    def stream_started(self) -> None:
+        """A stream this authority was admitted for has started (counted until it ends)."""
+        if self.gate is not None:
+            self.gate.stream_started(self)
+
     def stream_ended(self) -> None:
-        """A stream this authority was admitted for has ended."""
+        """A started stream of this authority has ended."""
         if self.gate is not None:
             self.gate.stream_ended(self)
 

@@ -197,16 +197,22 @@ class TokenService:
                 retry_after=round(wait, 3),
                 limit=state.bucket.rate,
             )
-        if handler.streaming:
-            if state.streams >= state.max_streams:
-                return ResourceExhaustedError(
-                    f"token {grant.id} has {state.streams} streams open, its limit "
-                    f"(TOKEN_MAX_STREAMS unless set at creation): close one and retry",
-                    retry_after=1.0,
-                    limit=state.max_streams,
-                )
-            state.streams += 1
+        if handler.streaming and state.streams >= state.max_streams:
+            return ResourceExhaustedError(
+                f"token {grant.id} has {state.streams} streams open, its limit "
+                f"(TOKEN_MAX_STREAMS unless set at creation): close one and retry",
+                retry_after=1.0,
+                limit=state.max_streams,
+            )
         return None
+
+    def stream_started(self, authority: Authority) -> None:
+        """A stream of ``authority`` started: one more open (counted from its runner, so a
+        request cancelled before it ran is never counted)."""
+        checked: _Checked | None = authority.state
+        state = checked.state if checked is not None else None
+        if state is not None:
+            state.streams += 1
 
     def _state(self, grant: VerifiedToken) -> _TokenState:
         state = self._states.get(grant.id)

@@ -371,6 +371,9 @@ class ServerSession:
     async def _run_stream(self, rid: int, handler: RpcHandler, params: dict[str, Any]) -> None:
         """Run a streaming handler: one item frame per yielded item, then the end frame."""
         agen = None
+        authority = self.ctx.authority  # type: ignore[union-attr]
+        if not authority.unrestricted:
+            authority.stream_started()
         try:
             agen = handler.func(self.ctx, params)  # type: ignore[arg-type, misc]
             async for item in agen:  # type: ignore[union-attr]
@@ -403,7 +406,6 @@ class ServerSession:
             if aclose is not None:
                 with contextlib.suppress(BaseException):
                     await aclose()
-            authority = self.ctx.authority  # type: ignore[union-attr]
             if not authority.unrestricted:
                 authority.stream_ended()
 
