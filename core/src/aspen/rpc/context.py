@@ -18,8 +18,8 @@ class RpcContext:
     """Per-request context passed to every handler as its first argument.
 
     ``node`` is the :class:`aspen.NodeAPI` of the serving node; ``peer`` the client's
-    address; ``identity`` who the token belongs to (``"root"`` for the root token, ``"token:<id>"`` for a
-capability token, ``"node"`` for the node's own in-process calls);
+    address; ``identity`` who the token belongs to (``"root"`` for the root token,
+    ``"token:<id>"`` for a capability token, ``"node"`` for the node's own calls);
     ``connection_id`` is unique per client connection on this node; ``open_streams`` counts
     the connection's running streams by method (e.g. ``kv.watch``, bounded by
     ``MAX_WATCHES_PER_CONNECTION``), shared by every request of the connection;
