@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import aspen
 from aspen.client.aclient import AsyncClient
@@ -108,6 +110,86 @@ def check_cost_us(rounds: int = 100_000) -> dict[str, float]:
     return out
 
 
+async def _rpc_round(conns: int, requests: int, scoped_first: bool) -> dict[str, float]:
+    """Process CPU µs per ``kv.range``-shaped request through the real RpcServer (TLS, the
+    core's declaration and check; a stub handler, no storage) for each token."""
+    import anyio
+
+    from aspen.auth.capability import parse_capabilities
+    from aspen.auth.kvscope import kv_spans
+    from aspen.auth.service import TokenService
+    from aspen.auth.tokens import TokenLimits, TokenSigner
+    from aspen.plugins.types import RpcHandler
+    from aspen.rpc import MethodRegistry, RpcServer
+    from aspen.transport.identity import NodeIdentity
+    from aspen.transport.tls import ClusterCA, NodeCredentials, server_context
+    from aspen.transport.tokens import new_cluster_token
+
+    async def stub(ctx: Any, params: dict[str, Any]) -> Any:
+        return {"kvs": [], "more": False}
+
+    ca = ClusterCA.generate()
+    assert ca.private_key is not None
+    creds = NodeCredentials.issue(ca, NodeIdentity.generate(), ["127.0.0.1:1"])
+    root = str(new_cluster_token("client", ca.public_raw))
+    signer = TokenSigner.from_ca(ca.private_key, ca.cluster_id)
+    caps = parse_capabilities(["kv:read:/bench/"])
+    scoped = signer.issue(caps, limits=TokenLimits(rate=1e9, burst=10**9))[1]
+    handler = RpcHandler(
+        "kv.range",
+        stub,
+        plugin="core",
+        capability="kv:read",
+        scope=functools.partial(kv_spans, "kv.range"),
+    )
+    server = RpcServer(
+        MethodRegistry([handler]),
+        node=None,
+        authenticate=TokenService(signer, root).authenticate,
+        node_id="bench",
+        ssl_context=server_context(creds),
+    )
+    out: dict[str, float] = {}
+    async with anyio.create_task_group() as tg:
+        port = await tg.start(server.serve, "127.0.0.1", 0)
+        order = [("root", root), ("scoped", scoped)]
+        for name, token in reversed(order) if scoped_first else order:
+            clients = [aspen.aconnect(f"127.0.0.1:{port}", token=token) for _ in range(conns)]
+            for c in clients:
+                await c.__aenter__()
+
+            async def closed(c: Any) -> None:
+                for i in range(requests):
+                    await c.call("kv.range", {"key": f"/bench/{i % 16}".encode()})
+
+            cpu = time.process_time()
+            async with anyio.create_task_group() as runs:
+                for c in clients:
+                    runs.start_soon(closed, c)
+            out[name] = (time.process_time() - cpu) / (conns * requests) * 1e6
+            for c in clients:
+                await c.aclose()
+        tg.cancel_scope.cancel()
+    return out
+
+
+def rpc_layer_cost(conns: int = 16, requests: int = 1500, repeat: int = 10) -> list[dict]:
+    """:func:`_rpc_round` ``repeat`` times on uvloop, which token goes first alternating."""
+    import anyio
+
+    return [
+        anyio.run(
+            _rpc_round,
+            conns,
+            requests,
+            bool(i % 2),
+            backend="asyncio",
+            backend_options={"use_uvloop": True},
+        )
+        for i in range(repeat)
+    ]
+
+
 def main() -> None:
     """Run the bench and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -130,6 +212,15 @@ def main() -> None:
         tokens = {"root": cluster.token, "scoped": scoped}
         cost = check_cost_us()
         print(f"check alone: {cost['get']:.2f} µs per get, {cost['put']:.2f} µs per put")
+        rounds = rpc_layer_cost(args.clients)
+        root_cpu = statistics.median(r["root"] for r in rounds)
+        scoped_cpu = statistics.median(r["scoped"] for r in rounds)
+        lowest = min(r["scoped"] for r in rounds) / min(r["root"] for r in rounds)
+        print(
+            f"RPC layer (TLS, stub get, {args.clients} conns, server + client CPU per request, "
+            f"{len(rounds)} rounds): median root {root_cpu:.1f} µs, scoped {scoped_cpu:.1f} µs: "
+            f"scoped/root {scoped_cpu / root_cpu:.3f} by medians, {lowest:.3f} by minima"
+        )
         print(f"1 node, {args.clients} clients, {args.duration:g} s phases, 2 shared cores")
         print(f"{'op':<4} {'token':<7} {'ops/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'node µs/op':>10}")
         pid = cluster.procs[0].pid
