@@ -137,6 +137,15 @@ FORBIDDEN: dict[str, tuple[tuple[str, ...], str]] = {
         (*TOP, *_aspen("raft", "transport", "http", "rpc", "plugins", "client")),
         "the state machine is applied the same way everywhere: no node, RPC or network",
     ),
+    "aspen.auth": (
+        (
+            *TOP,
+            *_aspen("raft", "storage", "http", "plugins", "client", "api", "hookspecs"),
+            *_aspen("rpc.server", "rpc.session", "rpc.registry", "rpc.context", "rpc.flow"),
+            *_aspen("kv.state_machine", "kv.reads"),
+        ),
+        "capabilities and tokens are checked below the RPC layer; they know no node or server",
+    ),
     "aspen.rpc": (
         (*TOP, *_aspen("raft", "storage", "kv", "client")),
         "the RPC layer serves handlers; it does not know the node or its state",
@@ -212,7 +221,6 @@ def _stable_public_modules() -> tuple[str, ...]:
 KNOWN_PRIVATE_IMPORTS = {
     ("aspen_hooks.executors.forward", "aspen.transport.tokens"),  # parse_cluster_token
     ("aspen_secrets.keyring", "aspen.transport.tokens"),  # token_secret
-    ("aspen_secrets.http", "aspen.node.auth"),  # TokenAuthenticator
 }
 
 

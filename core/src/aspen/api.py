@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from aspen.auth.access import Authority
     from aspen.http import HttpLimits, HttpServer
 
 __all__ = ["NodeAPI"]
@@ -101,6 +102,24 @@ class NodeAPI(Protocol):
     def plugin_state(self, plugin: str) -> dict[str, Any]:
         """A dict this node keeps for ``plugin``'s runtime objects (services, caches):
         create them in ``aspen_startup``, find them from RPC handlers."""
+        ...
+
+    # ------------------------------------------------------------------ tokens
+    def authenticate(self, token: str) -> Authority | None:
+        """What ``token`` (root or capability token) allows, ``None`` if it is none of this
+        cluster's; raises ``unauthorized`` for a forged, expired or revoked one."""
+        ...
+
+    async def create_token(
+        self,
+        authority: Authority,
+        capabilities: list[str],
+        *,
+        ttl: float | None = None,
+        name: str = "",
+    ) -> dict[str, Any]:
+        """Issue a capability token on behalf of ``authority`` (which must hold each
+        capability); returns ``{id, token, expires}``."""
         ...
 
     # ------------------------------------------------------------------ serving HTTP

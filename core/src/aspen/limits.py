@@ -293,3 +293,40 @@ HTTP_MAX_LINGERING_CONNECTIONS = 64
 HTTP_READ_BUFFER_BYTES = 256 * 1024
 
 __all__ = [name for name in list(globals()) if name.isupper()]
+
+# --- capability tokens (aspen.auth) ------------------------------------------------------
+#: Longest capability string (``kv:read:/app/``), in bytes.
+MAX_CAPABILITY_BYTES = 1024 + 64
+#: Most capabilities one token (or one attenuation block) may carry.
+MAX_TOKEN_CAPABILITIES = 64
+#: Deepest delegation chain: blocks appended to a token by attenuation, plus tokens created
+#: from tokens (``aspen token create`` with a scoped token); a deeper chain is refused.
+MAX_TOKEN_CHAIN_DEPTH = 8
+#: Longest token text, in bytes: a node refuses a longer one in a hello before decoding it,
+#: and creating or attenuating one that would be longer is refused.
+MAX_TOKEN_BYTES = 64 * 1024
+#: Longest token name (``aspen token create --name``), in bytes.
+MAX_TOKEN_NAME_BYTES = 128
+#: Longest lifetime of an issued token, in seconds (one year); ``--ttl`` above it is refused.
+MAX_TOKEN_TTL_SECONDS = 365 * 24 * 3600
+#: Most tokens ``token.list`` answers in one call.
+MAX_TOKEN_LIST = 10_000
+#: Most bytes of token records ``token.list`` answers in one call (then ``more`` is true).
+MAX_TOKEN_LIST_BYTES = 1024 * 1024
+#: Time a Biscuit authorizer may spend on one token's Datalog checks (at hello), in seconds.
+TOKEN_DATALOG_SECONDS = 0.05
+#: Default sustained requests per second of one scoped token, per node (token bucket rate);
+#: overridable per token at creation (``--rate``).
+TOKEN_RATE_PER_SECOND = 5000.0
+#: Default burst of one scoped token's bucket, per node (``--burst``).
+TOKEN_RATE_BURST = 10_000
+#: Default most streams (watches…) one scoped token may have open at once on a node.
+TOKEN_MAX_STREAMS = 64
+#: Most distinct tokens a node keeps state for (verified grants, rate buckets, open
+#: streams); the least recently used is dropped first (and verified again when it returns).
+MAX_TRACKED_TOKENS = 10_000
+#: Most records a node keeps in its audit log of denials and token creates/revokes
+#: (oldest dropped first).
+MAX_AUDIT_RECORDS = 10_000
+#: Largest one audit record's text fields (method, capability, message), in bytes.
+MAX_AUDIT_FIELD_BYTES = 512

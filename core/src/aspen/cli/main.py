@@ -99,6 +99,7 @@ def make_cli(pm: Any = None) -> click.Group:
     from aspen.cli.lease import lease
     from aspen.cli.node import node
     from aspen.cli.plugins import plugins
+    from aspen.cli.token import token
 
     @click.group(cls=AspenGroup, pm=pm, epilog=_EPILOG)
     @click.option(
@@ -140,7 +141,7 @@ def make_cli(pm: Any = None) -> click.Group:
             endpoint_source="ASPEN_ENDPOINT" if from_env else "--endpoint",
         )
 
-    for command in (cluster, dev, kv, lease, node, plugins, status):
+    for command in (cluster, dev, kv, lease, node, plugins, status, token):
         cli.add_command(command)
     return cli
 

@@ -11,11 +11,15 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
+from aspen.auth.service import REVOKED_PREFIX, TokenService
+from aspen.auth.tokens import TokenSigner
+from aspen.kv.state_machine import KVStateMachine
 from aspen.transport.datadir import ROOT_TOKEN_FILE
 from aspen.transport.identity import write_private_file
+from aspen.transport.tls import NodeCredentials
 from aspen.transport.tokens import secrets_match, token_secret
 
-__all__ = ["TokenAuthenticator", "load_or_create_root_token"]
+__all__ = ["TokenAuthenticator", "load_or_create_root_token", "revoked_ids", "token_service"]
 
 #: Prefix of generated tokens, so a leaked one is recognisable in logs and scanners.
 TOKEN_PREFIX = "aspen_"
@@ -48,3 +52,29 @@ class TokenAuthenticator:
         if not isinstance(token, str) or not token:
             return None
         return "root" if secrets_match(token_secret(token), self._root) else None
+
+
+def token_service(creds: NodeCredentials, root_token: str, node_id: str) -> TokenService:
+    """The node's :class:`~aspen.auth.service.TokenService`: the root token, and capability
+    tokens signed with the key derived from the cluster CA key every member holds."""
+    if creds.ca.private_key is None:
+        raise ValueError("this node's copy of the cluster CA has no key: it cannot check tokens")
+    signer = TokenSigner.from_ca(creds.ca.private_key, creds.cluster_id)
+    return TokenService(signer, root_token, node_id=node_id)
+
+
+def revoked_ids(state_machine: KVStateMachine) -> list[str]:
+    """Every revoked id in the local state (start-up, after a snapshot), page by page."""
+    from aspen.kv.commands import RangeRequest
+    from aspen.kv.keys import prefix_end
+    from aspen.limits import MAX_RANGE_LIMIT
+
+    ids: list[str] = []
+    key, end = REVOKED_PREFIX, prefix_end(REVOKED_PREFIX)
+    while True:
+        request = RangeRequest(key, end, limit=MAX_RANGE_LIMIT, keys_only=True)
+        page = state_machine.range(None, request)
+        ids += [kv["key"][len(REVOKED_PREFIX) :].decode("utf-8", "replace") for kv in page["kvs"]]
+        if not page.get("more") or not page["kvs"]:
+            return ids
+        key = page["kvs"][-1]["key"] + b"\0"

@@ -107,11 +107,13 @@ class ClusterRuntime:
         spawn: Callable[..., None],
         stop: Callable[[], None],
         lease_reads: bool = False,
+        on_applied: Callable[[list[Event]], None] | None = None,
     ) -> None:
         """``granted_members`` are the members a join grant listed (see
         :func:`obtain_credentials`); ``spawn(func, *args, name=)`` runs a task until the node
         stops; ``stop()`` asks the node to stop (when it was removed from the cluster);
-        ``lease_reads`` serves linearizable reads from a leader lease (``--lease-reads``)."""
+        ``lease_reads`` serves linearizable reads from a leader lease (``--lease-reads``);
+        ``on_applied(events)`` sees each commit's events as it applies, before the bus."""
         self.identity = identity
         self.id = identity.node_id
         self.data_dir = data_dir
@@ -123,6 +125,7 @@ class ClusterRuntime:
         self._spawn = spawn
         self._stop = stop
         self._lease_reads = lease_reads
+        self._applied_observer = on_applied
         self.peer_endpoint = ""
         self.raft_storage = LmdbRaftStorage(storage, Log(storage), state_machine)
         self.spool = SnapshotSpool(data_dir)
@@ -379,6 +382,8 @@ class ClusterRuntime:
         """After every commit: wake watchers, hand events to the bus, follow membership."""
         self.watch_hub.advance(revision)
         if events:
+            if self._applied_observer is not None:
+                self._applied_observer(events)
             self.bus.publish(events)
         conf = self.replicator.conf
         if conf != self._last_conf:

@@ -69,14 +69,20 @@ async def cluster_snapshot(cluster: ClusterRuntime, ctx: RpcContext, params: dic
 def cluster_handlers(cluster: ClusterRuntime) -> list[RpcHandler]:
     """Every ``cluster.*`` method, bound to ``cluster`` and tagged as the core's."""
     table = [
-        ("cluster.status", cluster_status),
-        ("cluster.add_learner", cluster_add_learner),
-        ("cluster.promote", cluster_promote),
-        ("cluster.remove", cluster_remove),
-        ("cluster.transfer_leader", cluster_transfer_leader),
-        ("cluster.snapshot", cluster_snapshot),
+        ("cluster.status", cluster_status, "cluster:read"),
+        ("cluster.add_learner", cluster_add_learner, "cluster:admin"),
+        ("cluster.promote", cluster_promote, "cluster:admin"),
+        ("cluster.remove", cluster_remove, "cluster:admin"),
+        ("cluster.transfer_leader", cluster_transfer_leader, "cluster:admin"),
+        ("cluster.snapshot", cluster_snapshot, "cluster:admin"),
     ]
     return [
-        RpcHandler(name, partial(func, cluster), doc=(func.__doc__ or "").strip(), plugin="core")
-        for name, func in table
+        RpcHandler(
+            name,
+            partial(func, cluster),
+            doc=(func.__doc__ or "").strip(),
+            plugin="core",
+            capability=cap,
+        )
+        for name, func, cap in table
     ]

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from functools import partial
 from typing import Any
 
+from aspen.auth.kvscope import kv_spans
 from aspen.errors import ResourceExhaustedError
 from aspen.kv import commands
 from aspen.limits import MAX_WATCHES_PER_CONNECTION
@@ -140,22 +141,23 @@ def core_handlers(
     watch_hub: WatchHub,
     plugin_infos: Callable[[], list[PluginInfo]],
 ) -> list[RpcHandler]:
-    """Every built-in method but ``cluster.*``, bound to the collaborator it uses and tagged
-    as the core's."""
-    table: list[tuple[str, Callable[..., Any], Any, bool]] = [
-        ("kv.put", kv_put, kv, False),
-        ("kv.range", kv_range, kv, False),
-        ("kv.delete", kv_delete, kv, False),
-        ("kv.txn", kv_txn, kv, False),
-        ("kv.compact", kv_compact, kv, False),
-        ("kv.watch", kv_watch, watch_hub, True),
-        ("lease.grant", lease_grant, leases, False),
-        ("lease.revoke", lease_revoke, leases, False),
-        ("lease.keepalive", lease_keepalive, leases, False),
-        ("lease.ttl", lease_ttl, leases, False),
-        ("lease.list", lease_list, leases, False),
-        ("node.status", node_status, None, False),
-        ("node.plugins", node_plugins, plugin_infos, False),
+    """Every built-in method but ``cluster.*`` and ``token.*``, bound to the collaborator it
+    uses, tagged as the core's, with the capability it needs (KV methods also check every key
+    or range they touch: ``aspen.auth.kvscope``)."""
+    table: list[tuple[str, Callable[..., Any], Any, bool, str]] = [
+        ("kv.put", kv_put, kv, False, "kv:write"),
+        ("kv.range", kv_range, kv, False, "kv:read"),
+        ("kv.delete", kv_delete, kv, False, "kv:write"),
+        ("kv.txn", kv_txn, kv, False, "kv:read"),
+        ("kv.compact", kv_compact, kv, False, "cluster:admin"),
+        ("kv.watch", kv_watch, watch_hub, True, "kv:read"),
+        ("lease.grant", lease_grant, leases, False, "lease:write"),
+        ("lease.revoke", lease_revoke, leases, False, "lease:write"),
+        ("lease.keepalive", lease_keepalive, leases, False, "lease:write"),
+        ("lease.ttl", lease_ttl, leases, False, "lease:read"),
+        ("lease.list", lease_list, leases, False, "lease:read"),
+        ("node.status", node_status, None, False, "cluster:read"),
+        ("node.plugins", node_plugins, plugin_infos, False, "cluster:read"),
     ]
     return [
         RpcHandler(
@@ -164,6 +166,12 @@ def core_handlers(
             streaming=streaming,
             doc=(func.__doc__ or "").strip(),
             plugin="core",
+            capability=capability,
+            scope=partial(kv_spans, name) if name in _KEY_SCOPED else None,
         )
-        for name, func, uses, streaming in table
+        for name, func, uses, streaming, capability in table
     ]
+
+
+#: The methods whose every key or range is checked against the token's ``kv:`` prefixes.
+_KEY_SCOPED = frozenset({"kv.put", "kv.range", "kv.delete", "kv.txn", "kv.watch"})

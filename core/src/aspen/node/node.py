@@ -20,9 +20,12 @@ from anyio.abc import TaskGroup
 import aspen
 from aspen import limits
 from aspen.api import NodeAPI
+from aspen.auth.access import Authority
+from aspen.auth.service import TokenService
 from aspen.errors import UnavailableError
+from aspen.events import Event
 from aspen.kv.state_machine import KVStateMachine
-from aspen.node.auth import TokenAuthenticator, load_or_create_root_token
+from aspen.node.auth import load_or_create_root_token, revoked_ids, token_service
 from aspen.node.bus import EventBus
 from aspen.node.cluster import JOINED_MARKER, ClusterRuntime, obtain_credentials
 from aspen.node.cluster_handlers import cluster_handlers
@@ -31,6 +34,7 @@ from aspen.node.handlers import core_handlers
 from aspen.node.kv_service import KVService
 from aspen.node.leases import LeaseService
 from aspen.node.parts import NodeParts
+from aspen.node.token_handlers import token_handlers
 from aspen.node.watch import WatchHub
 from aspen.plugins.config import load_config_file, resolve_config
 from aspen.plugins.manager import current_plugin
@@ -128,6 +132,33 @@ class Node:
                 yield item
         finally:
             await items.aclose()
+
+    def authenticate(self, token: str) -> Authority | None:
+        """What ``token`` allows on this cluster (``None``: not a token of it); raises a
+        typed ``unauthorized`` error for a forged, expired or revoked capability token."""
+        return self.parts.tokens.authenticate(token)
+
+    async def create_token(
+        self,
+        authority: Authority,
+        capabilities: list[str],
+        *,
+        ttl: float | None = None,
+        name: str = "",
+    ) -> dict[str, Any]:
+        """Issue a capability token on behalf of ``authority`` (which must hold each of
+        ``capabilities``); returns ``{id, token, expires}``."""
+        from aspen.auth.capability import parse_capabilities
+        from aspen.node.token_handlers import issue_token
+
+        return await issue_token(
+            self.parts.tokens,
+            self.propose,
+            authority,
+            parse_capabilities(capabilities),
+            ttl=ttl,
+            name=name,
+        )
 
     @property
     def is_leader(self) -> bool:
@@ -280,6 +311,8 @@ class Node:
         self._cluster_id = creds.cluster_id
         token = load_or_create_root_token(self.data_dir)
         tighten_tree(self.data_dir)  # the credentials just written, too
+        tokens = token_service(creds, token, identity.node_id)
+        tokens.load_revoked(revoked_ids(state_machine))
         cluster = ClusterRuntime(
             identity,
             self.data_dir,
@@ -292,6 +325,7 @@ class Node:
             spawn=self.spawn,
             stop=self.stop,
             lease_reads=config.lease_reads,
+            on_applied=_revocations_followed_by(tokens, state_machine),
         )
         leases = LeaseService(
             storage,
@@ -308,12 +342,16 @@ class Node:
             read_barrier=cluster.read_barrier,
         )
         plugin_infos = self.pm.infos if self.pm is not None else list
-        core = core_handlers(kv, leases, watch_hub, plugin_infos) + cluster_handlers(cluster)
+        core = (
+            core_handlers(kv, leases, watch_hub, plugin_infos)
+            + cluster_handlers(cluster)
+            + token_handlers(tokens, cluster.propose)
+        )
         registry = self._build_registry(core)
         server = RpcServer(
             registry,
             node=self,
-            authenticate=TokenAuthenticator(token),
+            authenticate=tokens.authenticate,
             node_id=self.id,
             features=("watch", "leases", "txn", "cluster"),
             ssl_context=server_context(creds),
@@ -322,6 +360,7 @@ class Node:
             identity=identity,
             credentials=creds,
             token=token,
+            tokens=tokens,
             storage=storage,
             state_machine=state_machine,
             watch_hub=watch_hub,
@@ -422,6 +461,19 @@ class Node:
             if self.pm is not None:
                 self.pm.remove_failure_listener(self._unload_plugin)
             parts.storage.close()
+
+
+def _revocations_followed_by(
+    tokens: TokenService, state_machine: KVStateMachine
+) -> Callable[[list[Event]], None]:
+    """What a commit's events tell ``tokens``: each revocation as it applies, and the whole
+    revoked set again after a snapshot was installed."""
+
+    def follow(events: list[Event]) -> None:
+        if tokens.on_applied(events):
+            tokens.load_revoked(revoked_ids(state_machine))
+
+    return follow
 
 
 def _offers_the_node_api(node: Node) -> NodeAPI:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from aspen.auth.service import TokenService
 from aspen.kv.state_machine import KVStateMachine
 from aspen.node.bus import EventBus
 from aspen.node.cluster import ClusterRuntime
@@ -34,6 +35,8 @@ class NodeParts:
     credentials: NodeCredentials
     #: The root token clients present (``aspen1.…``).
     token: str
+    #: Checks the root token and capability tokens; follows revocations as they apply.
+    tokens: TokenService
     storage: Storage
     state_machine: KVStateMachine
     watch_hub: WatchHub

@@ -7,7 +7,7 @@ registry (:mod:`aspen.rpc.registry`) serves them by name. Plugins may keep impor
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -33,3 +33,9 @@ class RpcHandler:
     doc: str = ""
     #: Set by the plugin manager: which plugin registered it ("core" for built-ins).
     plugin: str = ""
+    #: The capability a token needs to call it (``"blob:read"``; ``"token"`` = any valid
+    #: token); ``None`` = the root token only. See :mod:`aspen.auth.access`.
+    capability: str | None = None
+    #: ``scope(params)``: what one request touches (capability strings or KV spans), each
+    #: checked against the token before the handler runs; set for per-name checks.
+    scope: Callable[[dict[str, Any]], Iterable[Any]] | None = None

@@ -30,6 +30,7 @@ from typing import Any, Literal
 import anyio
 import anyio.abc
 
+from aspen.auth.access import Authority
 from aspen.errors import (
     AspenError,
     ResourceExhaustedError,
@@ -82,7 +83,7 @@ class RpcServer:
         registry: MethodRegistry,
         *,
         node: Any,
-        authenticate: Callable[[str | None], str | None],
+        authenticate: Callable[[str | None], Authority | str | None],
         node_id: str,
         features: Sequence[str] = (),
         max_connections: int = MAX_CLIENT_CONNECTIONS,
@@ -178,8 +179,9 @@ class RpcServer:
         """The fields of this server's hello reply (node id, version, features)."""
         return self._hello_fields
 
-    def check_token(self, token: object) -> str:
-        """Return the identity of ``token`` or raise ``unauthorized``."""
+    def check_token(self, token: object) -> Authority:
+        """Return what ``token`` allows or raise ``unauthorized`` (an authenticator that
+        answers an identity string grants everything: the root token)."""
         if token is not None and not isinstance(token, str):
             raise UnauthorizedError("the hello 'token' must be a string")
         try:
@@ -196,7 +198,7 @@ class RpcServer:
                     "file root-token in its data directory)"
                 )
             raise UnauthorizedError("the token is not valid on this node")
-        return identity
+        return Authority(identity) if isinstance(identity, str) else identity
 
     def _admit(self, session: ServerSession) -> bool:
         """Track a new session; refuse it (and return False) over the connection limit."""

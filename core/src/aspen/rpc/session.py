@@ -63,6 +63,7 @@ from aspen.transport.wire import (
 )
 
 if TYPE_CHECKING:
+    from aspen.auth.access import Authority
     from aspen.plugins.types import RpcHandler
 
 __all__ = ["PROTOCOL_VERSION", "Cancellable", "ServerSession", "SessionHost"]
@@ -108,8 +109,8 @@ class SessionHost(Protocol):
         """Every registered method name."""
         ...
 
-    def check_token(self, token: object) -> str:
-        """The identity of ``token``, or raise ``unauthorized``."""
+    def check_token(self, token: object) -> Authority:
+        """What ``token`` allows (:mod:`aspen.auth.access`), or raise ``unauthorized``."""
         ...
 
     def hello_fields(self) -> dict[str, Any]:
@@ -268,11 +269,13 @@ class ServerSession:
     def _on_hello(self, hello: Hello) -> bool:
         """Check the client's token, answer the hello; return whether the session may go on."""
         try:
-            identity = self.server.check_token(hello.fields.get("token"))
+            authority = self.server.check_token(hello.fields.get("token"))
         except AspenError as exc:
             self.fail(exc)
             return False
-        self.ctx = RpcContext(self.server.node, self.peer, identity, self.connection_id)
+        self.ctx = RpcContext(
+            self.server.node, self.peer, authority.identity, self.connection_id, authority=authority
+        )
         self._hello_done()
         self.send_bytes(self.wire.send(Hello(self.server.hello_fields())))
         return True
@@ -302,6 +305,12 @@ class ServerSession:
                 rid, InvalidArgumentError(f"request id {rid} is already in flight", field="id")
             )
             return None
+        authority = self.ctx.authority  # type: ignore[union-attr]
+        if not authority.unrestricted:  # the root token's requests skip the check
+            refused = authority.check(handler, params)
+            if refused is not None:
+                self.send_error(rid, self._as_error(handler, refused))
+                return None
         if handler.streaming:
             self.streams.add(rid)
             self.inflight[rid] = self._spawn(self._run_stream(rid, handler, params), rid)
@@ -362,6 +371,9 @@ class ServerSession:
     async def _run_stream(self, rid: int, handler: RpcHandler, params: dict[str, Any]) -> None:
         """Run a streaming handler: one item frame per yielded item, then the end frame."""
         agen = None
+        authority = self.ctx.authority  # type: ignore[union-attr]
+        if not authority.unrestricted:
+            authority.stream_started()
         try:
             agen = handler.func(self.ctx, params)  # type: ignore[arg-type, misc]
             async for item in agen:  # type: ignore[union-attr]
@@ -394,6 +406,12 @@ class ServerSession:
             if aclose is not None:
                 with contextlib.suppress(BaseException):
                     await aclose()
+            if not authority.unrestricted:
+                authority.stream_ended()
+
+    def _as_error(self, handler: RpcHandler, exc: Exception) -> AspenError:
+        """``exc`` as the error to send (a non-Aspen one is a bug: ``internal``)."""
+        return exc if isinstance(exc, AspenError) else self._internal(handler, exc)
 
     def _internal(self, handler: RpcHandler, exc: Exception) -> InternalError:
         """Log a handler bug with its plugin and return the ``internal`` error to send."""

@@ -3,7 +3,10 @@
 * client token: ``aspen1.<ca-public-key>.<secret>``: connect with TLS, accept only a server
   whose certificate the cluster CA signed, say hello with the secret;
 * join token: ``aspen1j.<ca-public-key>.<secret>``: join the cluster (see
-  :mod:`aspen.transport.join`).
+  :mod:`aspen.transport.join`);
+* capability token: ``aspen1c.<ca-public-key>.<signing-key>.<biscuit>``: a client token
+  with capabilities (:mod:`aspen.auth.tokens`); pinned like a client token, its
+  ``secret`` is ``<signing-key>.<biscuit>``.
 
 ``<ca-public-key>`` is the raw 32-byte Ed25519 public key of the cluster CA in unpadded
 base64url, so the token alone pins the cluster. Any other token (``aspen_...``, made by a
@@ -27,6 +30,8 @@ __all__ = [
     "JOIN_TOKEN_PREFIX",
     "ClusterToken",
     "TokenKind",
+    "b64decode",
+    "b64encode",
     "new_cluster_token",
     "parse_cluster_token",
     "secrets_match",
@@ -37,22 +42,29 @@ __all__ = [
 CLIENT_TOKEN_PREFIX = "aspen1"
 #: First field of a join token.
 JOIN_TOKEN_PREFIX = "aspen1j"
+#: First field of a capability token (see :mod:`aspen.auth.tokens`).
+CAPABILITY_TOKEN_PREFIX = "aspen1c"
 #: Random bytes in a generated secret.
 SECRET_BYTES = 32
 
-TokenKind = Literal["client", "join"]
+TokenKind = Literal["client", "join", "capability"]
 
-_KINDS: dict[str, TokenKind] = {CLIENT_TOKEN_PREFIX: "client", JOIN_TOKEN_PREFIX: "join"}
+_KINDS: dict[str, TokenKind] = {
+    CLIENT_TOKEN_PREFIX: "client",
+    JOIN_TOKEN_PREFIX: "join",
+    CAPABILITY_TOKEN_PREFIX: "capability",
+}
 _PREFIXES = {kind: prefix for prefix, kind in _KINDS.items()}
 _SECRET_RE = re.compile(r"[A-Za-z0-9_-]{16,256}")
+_CAPABILITY_SECRET_RE = re.compile(r"[A-Za-z0-9_-]{16,64}\.[A-Za-z0-9_-]{16,}")
 
 
-def _b64encode(raw: bytes) -> str:
+def b64encode(raw: bytes) -> str:
     """Unpadded base64url."""
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
-def _b64decode(text: str) -> bytes:
+def b64decode(text: str) -> bytes:
     """Decode unpadded base64url (raises ``ValueError``)."""
     try:
         return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
@@ -77,10 +89,10 @@ class ClusterToken:
 
     def __str__(self) -> str:
         """The token's text form."""
-        return f"{_PREFIXES[self.kind]}.{_b64encode(self.ca_public_raw)}.{self.secret}"
+        return f"{_PREFIXES[self.kind]}.{b64encode(self.ca_public_raw)}.{self.secret}"
 
     def __repr__(self) -> str:
-        return f"ClusterToken({self.kind!r}, ca={_b64encode(self.ca_public_raw)!r}, secret=...)"
+        return f"ClusterToken({self.kind!r}, ca={b64encode(self.ca_public_raw)!r}, secret=...)"
 
 
 def new_cluster_token(kind: TokenKind, ca_public_raw: bytes) -> ClusterToken:
@@ -100,14 +112,15 @@ def parse_cluster_token(text: str) -> ClusterToken | None:
     kind = _KINDS.get(prefix)
     if kind is None or not sep:
         return None
-    parts = rest.split(".")
+    parts = rest.split(".", 1) if kind == "capability" else rest.split(".")
     if len(parts) != 2:
         raise ValueError(f"a {prefix}. token has three dot-separated fields")
     key_text, secret = parts
-    key = _b64decode(key_text)
+    key = b64decode(key_text)
     if len(key) != 32:
         raise ValueError(f"the cluster key in a {prefix}. token must be 32 bytes, not {len(key)}")
-    if not _SECRET_RE.fullmatch(secret):
+    secret_re = _CAPABILITY_SECRET_RE if kind == "capability" else _SECRET_RE
+    if not secret_re.fullmatch(secret):
         raise ValueError(f"the secret of a {prefix}. token is malformed")
     return ClusterToken(kind, key, secret)
 

@@ -367,6 +367,16 @@ def rpc_handlers() -> list[RpcHandler]:
         hooks_status,
     ]
     return [
-        RpcHandler(f"hooks.{f.__name__.removeprefix('hooks_')}", f, doc=(f.__doc__ or "").strip())
+        RpcHandler(
+            f"hooks.{f.__name__.removeprefix('hooks_')}",
+            f,
+            doc=(f.__doc__ or "").strip(),
+            capability="hooks:read" if f in _READS else "hooks:write",
+        )
         for f in table
     ]
+
+
+#: The methods a ``hooks:read`` token may call; the others need ``hooks:write`` (they change
+#: hooks, and a hook can run a command).
+_READS = frozenset({hooks_list, hooks_show, hooks_metrics, hooks_dlq, hooks_status})

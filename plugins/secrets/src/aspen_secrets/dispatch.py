@@ -58,6 +58,8 @@ def answer_from_response(response: Response, mount_type: str = "") -> dict[str, 
         answer = {"data": response.data, "warnings": list(response.warnings)}
     if response.status is not None:
         answer["status"] = response.status
+    if response.auth is not None:
+        answer["auth"] = response.auth
     if mount_type:
         answer["mount_type"] = mount_type
     return answer
@@ -72,6 +74,7 @@ def response_from_answer(answer: dict[str, Any]) -> Response:
         raw=bytes(raw) if raw is not None else None,
         content_type=answer.get("content_type") or "application/json",
         status=answer.get("status"),
+        auth=answer.get("auth"),
     )
 
 

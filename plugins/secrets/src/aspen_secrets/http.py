@@ -3,8 +3,9 @@
 ``/v1/<path>``: GET → read (``?list=true`` → list), LIST → list, POST/PUT → write with the
 JSON body, PATCH → patch (``application/merge-patch+json`` or JSON), DELETE → delete.
 GET and DELETE query parameters become the request data. The token comes in
-``X-Vault-Token`` (or ``Authorization: Bearer``) and is checked against the node's root
-token in constant time (403 otherwise), except for the reads an engine declares public
+``X-Vault-Token`` (or ``Authorization: Bearer``): the node's root token, or a capability
+token limited to its ``secrets:`` capabilities (:mod:`aspen_secrets.access`; 403 naming
+the missing one otherwise), except for the reads an engine declares public
 in its class's ``unauthenticated_paths`` (regular expressions relative to the mount, as
 PKI's CA and CRL). Answers use Vault's envelope, ``204`` for an empty success (no data
 and no warnings), ``{"errors": [...]}`` with Vault's status codes, and ``Content-Type:
@@ -32,10 +33,18 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, parse_qsl, unquote_to_bytes
 
+from aspen.auth.access import ROOT, Authority
 from aspen.errors import AspenError, InvalidArgumentError
 from aspen.http import HttpLimits, HttpServer
-from aspen.node.auth import TokenAuthenticator
 from aspen_secrets import limits
+from aspen_secrets.access import (
+    TOKEN_CREATE,
+    TOKEN_SELF,
+    authenticate,
+    create_token,
+    lookup_self,
+    require,
+)
 from aspen_secrets.fields import get_status_code
 from aspen_secrets.logical import (
     ForbiddenError,
@@ -172,7 +181,7 @@ def _envelope(response: Response, mount_type: str, top_level: bool) -> dict[str,
         "data": response.data,
         "wrap_info": None,
         "warnings": list(response.warnings) or None,
-        "auth": None,
+        "auth": response.auth,
         "mount_type": mount_type,
     }
     if top_level and response.data:  # Vault's sys endpoints also answer at the top level
@@ -243,9 +252,8 @@ class VaultApi:
 
     def __init__(self, service: SecretsService) -> None:
         self.service = service
-        self.auth = TokenAuthenticator(service.node.token)
-        #: The last token presented that was accepted, as bytes (checked first, in
-        #: constant time, so that a client repeating its token skips parsing it again).
+        #: The root token's bytes once presented (checked first, in constant time, so that a
+        #: client repeating it skips parsing it again).
         self._accepted = b""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -261,20 +269,21 @@ class VaultApi:
             response = await self.handle(HttpRequest(scope, receive), path[len(_PREFIX) :])
         await response.send(send)
 
-    def _token_ok(self, request: HttpRequest) -> bool:
+    def _authority(self, request: HttpRequest) -> Authority | None:
+        """The presented token's authority; ``None`` without a token; 403 for a bad one."""
         token = request.header(b"x-vault-token")
         if not token:
             scheme, _, value = request.header(b"authorization").partition(" ")
             token = value.strip() if scheme.lower() == "bearer" else ""
         if not token:
-            return False
+            return None
         presented = token.encode("utf-8", "surrogateescape")
         if self._accepted and hmac.compare_digest(presented, self._accepted):
-            return True
-        if self.auth(token) is None:
-            return False
-        self._accepted = presented
-        return True
+            return ROOT
+        authority = authenticate(self.service.node, token)
+        if authority.unrestricted:
+            self._accepted = presented
+        return authority
 
     async def _public(self, request: HttpRequest, path: str) -> bool:
         """Whether ``request`` is a read its engine serves without a token (the engine
@@ -292,9 +301,14 @@ class VaultApi:
             _check_target(request.scope)
             if path == "sys/health":
                 return await self._health(request)
-            if not self._token_ok(request) and not await self._public(request, path):
-                raise ForbiddenError("permission denied")
-            return await self._serve(request, path)
+            refused: ForbiddenError | None = None
+            try:
+                authority = self._authority(request)
+            except ForbiddenError as exc:  # a public read ignores a bad token, as Vault does
+                authority, refused = None, exc
+            if authority is None and not await self._public(request, path):
+                raise refused or ForbiddenError("permission denied")
+            return await self._serve(request, path, authority)
         except AspenError as exc:
             status = exc.details.get("http_status") or http_status(exc)
             return _error(status, exc.message)
@@ -304,7 +318,9 @@ class VaultApi:
             log.exception("secrets HTTP request %s /v1/%s failed", request.method, path)
             return _error(500, "internal error")
 
-    async def _serve(self, request: HttpRequest, path: str) -> HttpResponse:
+    async def _serve(
+        self, request: HttpRequest, path: str, authority: Authority | None
+    ) -> HttpResponse:
         query = request.query
         operation = _operation(request.method, query)
         body = await request.body()  # bounded by the listener (SECRETS_MAX_REQUEST_BYTES)
@@ -317,6 +333,13 @@ class VaultApi:
             data = _parse_json(body)
         if not path:
             raise UnsupportedPathError('no handler for route ""')
+        if authority is not None:
+            if path == TOKEN_SELF:
+                return self._answer(lookup_self(authority), "token", False)
+            if path == TOKEN_CREATE and operation == Operation.WRITE:
+                made = await create_token(self.service.node, authority, data)
+                return self._answer(made, "token", False)
+            require(authority, operation, path)
         logical = Request(operation, path, data)
         response, mount_type = await self.service.dispatcher.dispatch_routed(path, logical)
         return self._answer(response, mount_type, path.startswith("sys/"))
@@ -329,7 +352,7 @@ class VaultApi:
                 response.raw,
                 [(b"content-type", response.content_type.encode("latin-1"))],
             )
-        if response.data is None and not response.warnings:
+        if response.data is None and not response.warnings and response.auth is None:
             if response.status is None or response.status == 204:
                 return HttpResponse(204)
             if response.status >= 400:

@@ -63,6 +63,8 @@ class Response:
     raw: bytes | None = None
     content_type: str = "application/json"
     status: int | None = None
+    #: Vault's ``auth`` block (``auth/token/create``: the new token).
+    auth: dict[str, Any] | None = None
 
 
 class UnsupportedPathError(errors.NotFoundError):

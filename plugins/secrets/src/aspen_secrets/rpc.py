@@ -14,6 +14,7 @@ from typing import Any
 from aspen.errors import AspenError, UnavailableError
 from aspen.plugins.types import RpcHandler
 from aspen.rpc.context import RpcContext
+from aspen_secrets.access import required_capability
 from aspen_secrets.dispatch import RPC_REQUEST, answer_from_response, request_from_params
 from aspen_secrets.logical import http_status
 from aspen_secrets.service import SecretsService
@@ -55,6 +56,20 @@ def rpc_handlers(lookup: ServiceLookup) -> list[RpcHandler]:
         return service_of(ctx).status()
 
     return [
-        RpcHandler(RPC_REQUEST, request, doc=(request.__doc__ or "").strip()),
-        RpcHandler(RPC_STATUS, status, doc=(status.__doc__ or "").strip()),
+        RpcHandler(
+            RPC_REQUEST,
+            request,
+            doc=(request.__doc__ or "").strip(),
+            capability="secrets:read",
+            scope=_request_scope,
+        ),
+        RpcHandler(
+            RPC_STATUS, status, doc=(status.__doc__ or "").strip(), capability="cluster:read"
+        ),
     ]
+
+
+def _request_scope(params: dict[str, Any]) -> list[str]:
+    """The capability one ``secrets.request`` needs (:mod:`aspen_secrets.access`)."""
+    path, logical = request_from_params(params)
+    return [required_capability(logical.operation, path)]

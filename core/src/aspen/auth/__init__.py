@@ -1,0 +1,1 @@
+"""Capability tokens: the capability algebra, Biscuit tokens, and their enforcement."""

@@ -1,0 +1,178 @@
+"""``aspen token …``: create, attenuate (offline), inspect, revoke, list and audit
+capability tokens (see docs/tokens.md)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import click
+
+from aspen.cli.context import CliContext, json_option, pass_cli
+from aspen.cli.output import echo_json, format_table
+
+__all__ = ["Duration", "token"]
+
+_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class Duration(click.ParamType):
+    """Seconds from ``90``, ``90s``, ``10m``, ``1h30m`` or ``7d``."""
+
+    name = "duration"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        """Parse ``value`` into seconds (a float)."""
+        if isinstance(value, int | float):
+            return float(value)
+        text = str(value).strip()
+        try:
+            return float(text)
+        except ValueError:
+            pass
+        pos, total = 0, 0.0
+        for match in _DURATION_RE.finditer(text):
+            if match.start() != pos:
+                break
+            total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+            pos = match.end()
+        if not text or pos != len(text):
+            self.fail(f"{value!r} is not a duration like 90s, 10m, 1h30m or 7d", param, ctx)
+        return total
+
+
+_caps_option = click.option(
+    "--cap",
+    "caps",
+    multiple=True,
+    metavar="CAP",
+    help="A capability, resource:operation[:scope] (kv:read:/app/, cluster:admin); repeat.",
+)
+
+
+@click.group()
+def token() -> None:
+    """Capability tokens: create, attenuate offline, inspect, revoke, list, audit."""
+
+
+@token.command()
+@_caps_option
+@click.option("--ttl", type=Duration(), help="Lifetime (90s, 10m, 1h, 7d); default: none.")
+@click.option("--name", default="", help="A name shown by `aspen token list`.")
+@click.option("--rate", type=float, help="Requests per second per node (root only).")
+@click.option("--burst", type=int, help="Burst of the rate bucket (root only).")
+@click.option("--streams", type=int, help="Open streams at once per node (root only).")
+@json_option
+@pass_cli
+def create(
+    cli: CliContext,
+    caps: tuple[str, ...],
+    ttl: float | None,
+    name: str,
+    rate: float | None,
+    burst: int | None,
+    streams: int | None,
+) -> None:
+    """Issue a token granting each --cap (you must hold each one yourself); prints
+    {"id", "token"} with --json. The token works as ASPEN_TOKEN."""
+    if not caps:
+        raise click.UsageError("give at least one --cap")
+    params: dict[str, Any] = {"capabilities": list(caps), "name": name}
+    for field, value in (("ttl", ttl), ("rate", rate), ("burst", burst), ("streams", streams)):
+        if value is not None:
+            params[field] = value
+    result = cli.client().call("token.create", params)
+    if cli.json:
+        echo_json(result)
+    else:
+        click.echo(f"id: {result['id']}")
+        click.echo(result["token"])
+
+
+@token.command()
+@click.argument("token_text", metavar="TOKEN")
+@_caps_option
+@click.option("--ttl", type=Duration(), help="Expire within this (90s, 10m, 1h, 7d).")
+@json_option
+@pass_cli
+def attenuate(cli: CliContext, token_text: str, caps: tuple[str, ...], ttl: float | None) -> None:
+    """Print a narrower TOKEN: only the --cap given (each covered by TOKEN) and/or a shorter
+    life. Works offline: no node is contacted."""
+    from aspen.auth.capability import parse_capabilities
+    from aspen.auth.tokens import attenuate as narrow_token
+
+    narrowed = narrow_token(token_text, parse_capabilities(caps), ttl=ttl)
+    if cli.json:
+        echo_json({"token": narrowed})
+    else:
+        click.echo(narrowed)
+
+
+@token.command()
+@click.argument("token_text", metavar="TOKEN")
+@json_option
+@pass_cli
+def inspect(cli: CliContext, token_text: str) -> None:
+    """Show what TOKEN grants (offline): id, capabilities, expiry, chain."""
+    from aspen.auth.tokens import inspect_token
+
+    info = inspect_token(token_text).to_json()
+    if cli.json:
+        echo_json(info)
+        return
+    for name, value in info.items():
+        shown = ", ".join(map(str, value)) if isinstance(value, list) else value
+        click.echo(f"{name}: {shown}")
+
+
+@token.command()
+@click.argument("token_id", metavar="ID")
+@json_option
+@pass_cli
+def revoke(cli: CliContext, token_id: str) -> None:
+    """Revoke token ID and every token delegated from it, on every node."""
+    result = cli.client().call("token.revoke", {"id": token_id})
+    if cli.json:
+        echo_json(result)
+    else:
+        click.echo(f"revoked {token_id}")
+
+
+@token.command(name="list")
+@json_option
+@pass_cli
+def list_tokens(cli: CliContext) -> None:
+    """Issued tokens (id, name, capabilities, expiry, revoked): never their secrets."""
+    result = cli.client().call("token.list")
+    if cli.json:
+        echo_json(result["tokens"])
+        return
+    rows = [
+        (
+            t["id"],
+            t["name"],
+            " ".join(t["capabilities"]),
+            t["expires"] or "-",
+            "revoked" if t["revoked"] else "",
+        )
+        for t in result["tokens"]
+    ]
+    click.echo(format_table(("ID", "NAME", "CAPABILITIES", "EXPIRES", "STATE"), rows))
+
+
+@token.command()
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@json_option
+@pass_cli
+def audit(cli: CliContext, limit: int) -> None:
+    """The connected node's audit log: denied requests, token creates and revokes."""
+    result = cli.client().call("token.audit", {"limit": limit})
+    if cli.json:
+        echo_json(result["records"])
+        return
+    rows = [
+        (r["event"], r["token"], r.get("method", ""), r.get("capability", ""), r.get("by", ""))
+        for r in result["records"]
+    ]
+    click.echo(format_table(("EVENT", "TOKEN", "METHOD", "CAPABILITY", "BY"), rows))

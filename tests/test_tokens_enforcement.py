@@ -1,0 +1,182 @@
+"""Central enforcement on a real node with every installed plugin: each registered RPC
+method (core and plugins) is denied to a token without its capability, before its handler
+runs; per-token rate limits keep a flooding token from starving a normal one."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import aspen
+from aspen.auth.access import ANY_TOKEN
+from aspen.errors import AspenError, ResourceExhaustedError, UnauthorizedError
+from aspen.node.config import NodeConfig
+from aspen.node.runner import NodeThread
+from aspen.plugins.manager import make_plugin_manager
+from aspen.testing import wait_for
+
+#: The methods any valid token may call, each with params that need a capability anyway
+#: (``None``: the method answers only about the caller's own token). A new entry here is a
+#: deliberate decision.
+OPEN_METHODS: dict[str, dict[str, Any] | None] = {
+    "token.create": {"capabilities": ["kv:read:/"]},
+    "token.revoke": {"id": "0123456789abcdef"},
+    "token.self": None,
+}
+
+
+@pytest.fixture
+def plugin_node(tmp_path: Path) -> Iterator[NodeThread]:
+    """A node with every installed plugin (aspen-hooks, aspen-secrets…), in a thread."""
+    config = NodeConfig(data_dir=tmp_path / "node", listen="127.0.0.1:0", sync=False)
+    with NodeThread(config, make_plugin_manager(load=None, disable=())) as node:
+        yield node
+
+
+def _create(node: NodeThread, *caps: str, **extra: Any) -> str:
+    with node.client() as c:
+        return str(c.call("token.create", {"capabilities": list(caps), **extra})["token"])
+
+
+def _call(client: Any, method: str, params: dict[str, Any], streaming: bool) -> None:
+    """Call ``method`` (a stream's first item for a streaming one)."""
+    if streaming:
+        for _ in client.stream(method, params):
+            break
+    else:
+        client.call(method, params)
+
+
+@pytest.mark.with_installed_plugins
+def test_every_method_is_denied_without_its_capability(plugin_node: NodeThread) -> None:
+    registry = plugin_node.node.parts.registry
+    handlers = [registry.get(n) for n in registry.names()]
+    plugins = {h.plugin for h in handlers if h is not None}
+    assert {"core", "hooks", "secrets"} <= plugins  # the walk covers the installed plugins
+    open_methods = {h.name for h in handlers if h is not None and h.capability == ANY_TOKEN}
+    assert open_methods == set(OPEN_METHODS)
+    outsider = _create(plugin_node, "nothing:read")
+    with aspen.connect(plugin_node.endpoint, token=outsider) as c:
+        for handler in handlers:
+            assert handler is not None
+            params = OPEN_METHODS.get(handler.name, {})
+            if params is None:
+                continue
+            with pytest.raises(UnauthorizedError) as info:
+                _call(c, handler.name, params, handler.streaming)
+            wanted = handler.capability if handler.capability != ANY_TOKEN else ""
+            needed = info.value.details.get("capability", "")
+            assert needed, f"{handler.name}: {info.value.message}"
+            if wanted:
+                assert needed == wanted, f"{handler.name}: {info.value.message}"
+            elif handler.capability is None:
+                assert needed.startswith("root"), f"{handler.name}: {info.value.message}"
+    # and a token holding a method's capability passes the check (it may fail otherwise)
+    for handler in handlers:
+        assert handler is not None
+        if handler.capability in (None, ANY_TOKEN) or handler.scope is not None:
+            continue
+        holder = _create(plugin_node, handler.capability)
+        with aspen.connect(plugin_node.endpoint, token=holder) as c:
+            try:
+                _call(c, handler.name, {}, handler.streaming)
+            except AspenError as exc:
+                assert exc.code != "unauthorized", f"{handler.name}: {exc.message}"
+
+
+def test_a_kv_txn_touching_one_forbidden_key_fails_whole(tmp_path: Path) -> None:
+    config = NodeConfig(data_dir=tmp_path / "n", listen="127.0.0.1:0", sync=False)
+    with NodeThread(config) as node:
+        token = _create(node, "kv:read:/app/", "kv:write:/app/")
+        txn = {
+            "success": [
+                {"put": {"key": "/app/a", "value": b"1"}},
+                {"put": {"key": "/apple", "value": b"1"}},
+            ]
+        }
+        with aspen.connect(node.endpoint, token=token) as c:
+            with pytest.raises(UnauthorizedError, match="kv:write:/apple"):
+                c.call("kv.txn", txn)
+            with pytest.raises(UnauthorizedError, match="kv:read"):
+                for _ in c.watch("/", end="\0"):
+                    break
+        with node.client() as c:
+            assert c.kv.get("/app/a") is None
+
+
+def test_a_flooding_token_does_not_starve_a_normal_one(tmp_path: Path) -> None:
+    config = NodeConfig(data_dir=tmp_path / "n", listen="127.0.0.1:0", sync=False)
+    with NodeThread(config) as node:
+        flood = _create(node, "kv:read:/", rate=20, burst=20)
+        normal = _create(node, "kv:read:/", "kv:write:/n/")
+        exhausted: list[ResourceExhaustedError] = []
+        stop = threading.Event()
+
+        def flooder() -> None:
+            with aspen.connect(node.endpoint, token=flood, failover_timeout=0) as c:
+                while not stop.is_set():
+                    try:
+                        c.kv.get("/x")
+                    except ResourceExhaustedError as exc:
+                        exhausted.append(exc)
+
+        threads = [threading.Thread(target=flooder) for _ in range(2)]
+        for t in threads:
+            t.start()
+        try:
+            with aspen.connect(node.endpoint, token=normal) as c:
+                for i in range(200):
+                    c.kv.put(f"/n/{i}", b"v")  # never refused: its own bucket
+                    assert c.kv.get(f"/n/{i}") is not None
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(30)
+        assert exhausted, "the flooding token was never limited"
+        assert exhausted[0].details["retry_after"] > 0
+        assert "retry in" in exhausted[0].message
+
+
+def _watch_opens(client: Any) -> bool:
+    """Whether a watch opens now (and close it)."""
+    try:
+        client.watch("/w/c").close()
+    except ResourceExhaustedError:
+        return False
+    return True
+
+
+def test_revocation_reaches_open_connections_and_stream_limits(tmp_path: Path) -> None:
+    config = NodeConfig(data_dir=tmp_path / "n", listen="127.0.0.1:0", sync=False)
+    with NodeThread(config) as node:
+        with node.client() as root:
+            made = root.call(
+                "token.create", {"capabilities": ["kv:read:/w/"], "streams": 1, "name": "w"}
+            )
+        with aspen.connect(node.endpoint, token=made["token"]) as c:
+            first = c.watch("/w/a")  # the token's one stream
+            with pytest.raises(ResourceExhaustedError, match="streams open"):
+                c.watch("/w/b")
+            first.close()
+            wait_for(lambda: _watch_opens(c), timeout=10, message="the stream slot is freed")
+            assert c.kv.get("/w/a") is None
+            with node.client() as root:
+                root.call("token.revoke", {"id": made["id"]})
+            with pytest.raises(UnauthorizedError, match="revoked"):
+                c.kv.get("/w/a")
+
+
+def test_token_list_is_bounded_and_shows_no_secret(tmp_path: Path) -> None:
+    config = NodeConfig(data_dir=tmp_path / "n", listen="127.0.0.1:0", sync=False)
+    with NodeThread(config) as node:
+        texts = [_create(node, f"kv:read:/t{i}/") for i in range(3)]
+        with node.client() as c:
+            page = c.call("token.list", {"limit": 2})
+            full = c.call("token.list")
+        assert len(page["tokens"]) == 2 and page["more"] is True
+        assert len(full["tokens"]) == 3 and full["more"] is False
+        assert not any(t in repr(full) for t in texts)
