@@ -43,6 +43,7 @@ leader refuses new writes before they enter the log while the disk lacks room fo
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import itertools
 import logging
@@ -210,6 +211,8 @@ class Replicator:
         self._queries: deque[tuple[_Waiter, Callable[[RawNode], Any]]] = deque()
         self._wake = anyio.Event()
         self._leader_known = anyio.Event()
+        #: Runs ``func(*args)`` on the event loop from the cycle's worker thread (``run``).
+        self._to_loop: Callable[..., None] = anyio.from_thread.run_sync
         #: Driver cycles, and those of them that needed the worker thread and a write.
         self.cycles = 0
         self.write_cycles = 0
@@ -376,6 +379,7 @@ class Replicator:
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         """Tick and cycle until cancelled."""
+        self._to_loop = _loop_caller()
         if self.conf.voters == (self.id,):
             self.report(lambda raw: raw.campaign())  # alone: no need to wait a timeout
         async with anyio.create_task_group() as tg:
@@ -490,7 +494,7 @@ class Replicator:
         applies it again. Entries this cycle stored wait for the flush."""
         if out.early:
             early, out.early = out.early, []
-            anyio.from_thread.run_sync(self._resolve_results, early)
+            self._to_loop(self._resolve_results, early)
 
     def _resolve_results(self, results: list[tuple[int, Any]]) -> None:
         """Wake the proposers of ``results`` ((seq, result) pairs)."""
@@ -645,7 +649,7 @@ class Replicator:
             self.role, self.leader = rd.soft_state.role, rd.soft_state.leader
 
     def _send_from_thread(self, messages: list[Message]) -> None:
-        anyio.from_thread.run_sync(self._send, messages)
+        self._to_loop(self._send, messages)
 
     def _take_ready(
         self, raw: RawNode, out: CycleOutput, send: Callable[[list[Message]], None]
@@ -810,3 +814,13 @@ class Replicator:
                     waiter.resolve(NotLeaderError("leadership changed; retry the read", **hint))
             self._read_batches.clear()
         self._on_soft_state(soft)
+
+
+def _loop_caller() -> Callable[..., None]:
+    """How the worker thread hands work to the running event loop: on asyncio, queue it
+    without waiting (the thread goes on to its flush at once; callbacks run in the order
+    queued, before the cycle's own completion); elsewhere, anyio's blocking hand-off."""
+    try:
+        return asyncio.get_running_loop().call_soon_threadsafe
+    except RuntimeError:  # not on asyncio (e.g. trio)
+        return anyio.from_thread.run_sync
