@@ -5,11 +5,12 @@ races the Raft state, and the event loop never waits on an fsync:
 
 1. on the event loop: step the peer messages, ticks, proposals and read requests queued
    since the last cycle (CPU only; LMDB is at most read);
-2. when Raft has something to persist or apply (``has_durable_ready``), in a worker thread
-   and in ONE LMDB write transaction, while Raft has work: take ``ready()``, install a
-   received snapshot, persist hard state and entries, apply committed entries to the state
-   machine, ``advance()`` — then commit. The first ``Ready`` is taken on the event loop,
-   so a leader's appends leave before the thread hop. The commit is made durable (data and
+2. when Raft has something to persist or apply (``has_durable_ready``), in the driver's
+   own worker thread (``aspen.node.cycle_thread``) and in ONE LMDB write transaction,
+   while Raft has work: take ``ready()``, install a received snapshot, persist hard state
+   and entries, apply committed entries to the state machine, ``advance()`` — then
+   commit. The first ``Ready`` is taken on the event loop, so a leader's appends leave
+   before the thread hop. The commit is made durable (data and
    meta page flushed) when the cycle wrote entries, a new term or vote, a snapshot or a
    membership change; a cycle that only applied committed entries skips the meta flush
    (see ``aspen.storage.env``): a power loss may undo it, and the restart then re-applies
@@ -69,6 +70,7 @@ from aspen.errors import (
 )
 from aspen.events import Event, SnapshotInstalled
 from aspen.kv.state_machine import KVStateMachine
+from aspen.node.cycle_thread import CycleThread
 from aspen.node.raft_storage import LmdbRaftStorage
 from aspen.raft import Config, ProposalDroppedError, RawNode
 from aspen.raft import NotLeaderError as RaftNotLeader
@@ -211,6 +213,8 @@ class Replicator:
         self._queries: deque[tuple[_Waiter, Callable[[RawNode], Any]]] = deque()
         self._wake = anyio.Event()
         self._leader_known = anyio.Event()
+        #: The worker thread write cycles run in.
+        self._thread = CycleThread(f"aspen-raft-{node_id[:8]}")
         #: Runs ``func(*args)`` on the event loop from the cycle's worker thread (``run``).
         self._to_loop: Callable[..., None] = anyio.from_thread.run_sync
         #: Driver cycles, and those of them that needed the worker thread and a write.
@@ -382,6 +386,12 @@ class Replicator:
         self._to_loop = _loop_caller()
         if self.conf.voters == (self.id,):
             self.report(lambda raw: raw.campaign())  # alone: no need to wait a timeout
+        try:
+            await self._cycle_forever(task_status)
+        finally:
+            self._thread.close()
+
+    async def _cycle_forever(self, task_status: anyio.abc.TaskStatus[None]) -> None:
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._ticker)
             task_status.started()
@@ -397,7 +407,7 @@ class Replicator:
                     )
                     self._cycle_started = time.monotonic()
                     try:
-                        await anyio.to_thread.run_sync(self._write_cycle, out, first)
+                        await self._thread.run(self._write_cycle, out, first)
                     except OutOfSpace as exc:
                         out = await self._recover_from_no_space(out, exc.reason)
                     finally:
@@ -821,6 +831,11 @@ def _loop_caller() -> Callable[..., None]:
     without waiting (the thread goes on to its flush at once; callbacks run in the order
     queued, before the cycle's own completion); elsewhere, anyio's blocking hand-off."""
     try:
-        return asyncio.get_running_loop().call_soon_threadsafe
+        loop = asyncio.get_running_loop()
     except RuntimeError:  # not on asyncio (e.g. trio)
         return anyio.from_thread.run_sync
+
+    def call_soon(func: Callable[..., object], *args: Any) -> None:
+        loop.call_soon_threadsafe(func, *args)
+
+    return call_soon
