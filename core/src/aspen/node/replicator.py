@@ -45,7 +45,6 @@ leader refuses new writes before they enter the log while the disk lacks room fo
 from __future__ import annotations
 
 import asyncio
-import builtins
 import itertools
 import logging
 import random
@@ -97,13 +96,15 @@ _BUSY_SECONDS = 1.0
 
 
 class _Waiter:
-    """One proposal or read waiting for the driver."""
+    """One proposal or read waiting for the driver (a proposal until ``deadline``, on
+    ``time.monotonic``'s clock: see ``Replicator._expire_proposals``)."""
 
-    __slots__ = ("done", "result")
+    __slots__ = ("deadline", "done", "result")
 
-    def __init__(self) -> None:
+    def __init__(self, deadline: float = 0.0) -> None:
         self.done = anyio.Event()
         self.result: Any = None
+        self.deadline = deadline
 
     def resolve(self, result: Any) -> None:
         if not self.done.is_set():
@@ -280,15 +281,12 @@ class Replicator:
 
     async def _await_result(self, payload: bytes | ConfChange) -> Any:
         seq = next(self._seq)
-        waiter = self._waiters[seq] = _Waiter()
+        deadline = time.monotonic() + limits.PROPOSAL_TIMEOUT_SECONDS
+        waiter = self._waiters[seq] = _Waiter(deadline)
         self._proposals.append((seq, payload))
         self._kick()
         try:
-            with anyio.fail_after(limits.PROPOSAL_TIMEOUT_SECONDS):
-                await waiter.done.wait()
-        except builtins.TimeoutError:
-            message, outcome = self._why_late(seq)
-            raise TimeoutError(message, outcome=outcome) from None
+            await waiter.done.wait()  # answered, refused, or timed out by the ticker
         finally:
             self._waiters.pop(seq, None)
             self._proposed.pop(seq, None)
@@ -420,7 +418,21 @@ class Replicator:
     async def _ticker(self) -> None:
         while True:
             await anyio.sleep(limits.RAFT_TICK_SECONDS)
+            self._expire_proposals()
             self._kick()
+
+    def _expire_proposals(self) -> None:
+        """Fail the proposals still waiting past their deadline with a ``timeout`` that
+        says what held them up (one sweep per tick instead of a cancel scope per write).
+        ``_waiters`` is in proposal order and every proposal gets the same time, so the
+        sweep stops at the first one still in time."""
+        now = time.monotonic()
+        for seq, waiter in self._waiters.items():
+            if waiter.deadline > now:
+                break
+            if not waiter.done.is_set():
+                message, outcome = self._why_late(seq)
+                waiter.resolve(TimeoutError(message, outcome=outcome))
 
     def _due_ticks(self) -> int:
         """Tick intervals passed since the last cycle took them, by the clock (not by the
