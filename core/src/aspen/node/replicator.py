@@ -25,7 +25,12 @@ races the Raft state, and the event loop never waits on an fsync:
    a quorum acknowledged since) are woken earlier, between the commit and the flush
    that only the cycle's new entries need (``_answer_early``).
 
-A linearizable read on a leader thus costs no thread hop at all: its heartbeat round goes
+A write on a cluster thus costs the leader two write cycles (persist and send; then, once
+a quorum acknowledged, apply and answer) and each follower one: a follower learns that an
+entry is committed with the leader's next APPEND (or its next tick, see
+``aspen.raft.leader``), so it applies it in the cycle that persists the next entries.
+
+A linearizable read on a leader costs no thread hop at all: its heartbeat round goes
 out in the cycle that steps the request, and the cycle that steps a quorum of answers
 releases it.
 
