@@ -74,6 +74,9 @@ def main() -> None:
     ap.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--idle", action="store_true", help="include idle (waiting) frames")
+    ap.add_argument(
+        "--gil", action="store_true", help="only samples of the thread holding the GIL (CPU)"
+    )
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     out = args.out or ROOT / "bench" / "results" / f"profile-{args.nodes}"
@@ -146,6 +149,7 @@ def _profile(args, out: Path, procs: dict, endpoint: str, token: str) -> None:
         cmd = [_py_spy(), "record", "--pid", str(proc.pid), "--rate", str(args.rate)]
         cmd += ["--duration", str(int(args.duration)), "--format", "raw", "--nonblocking"]
         cmd += ["--output", str(out / f"{role}.txt")] + (["--idle"] if args.idle else [])
+        cmd += ["--gil"] if args.gil else []
         spies[role] = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     load.wait()
     for spy in spies.values():

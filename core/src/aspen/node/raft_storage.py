@@ -165,12 +165,15 @@ class LmdbRaftStorage:
 
     def trim(self, txn: lmdb.Transaction, applied: int) -> None:
         """Compact the log behind ``applied`` once it outgrows its retention bounds
-        (``LOG_RETAIN_ENTRIES`` entries, ``LOG_RETAIN_BYTES`` bytes)."""
+        (``LOG_RETAIN_ENTRIES`` entries, ``LOG_RETAIN_BYTES`` bytes), at most
+        ``LOG_COMPACT_SLICE_ENTRIES`` entries per call (per write cycle): small steps
+        instead of one long cycle that holds every write up."""
         upto = self._log.retention_cut(
             txn, applied, limits.LOG_RETAIN_ENTRIES, limits.LOG_RETAIN_BYTES
         )
         if upto:
-            self._log.compact_to(txn, upto)
+            first = self._log.first_index(txn)
+            self._log.compact_to(txn, min(upto, first + limits.LOG_COMPACT_SLICE_ENTRIES - 1))
 
     def reset_log(self, txn: lmdb.Transaction, index: int, term: int) -> None:
         """After installing a snapshot at (index, term): start the log after it."""

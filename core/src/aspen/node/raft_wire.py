@@ -3,13 +3,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from aspen.raft.types import ConfState, Entry, EntryType, Message, MessageType, SnapshotMeta
 
 __all__ = ["message_from_wire", "message_to_wire"]
 
+_E = TypeVar("_E", MessageType, EntryType)
 _INT_FIELDS = ("term", "log_term", "index", "commit", "reject_hint", "hint_term")
+#: Wire value -> enum member: a dict lookup, not an ``Enum(value)`` call (~1 µs) per
+#: message and per entry.
+_MESSAGE_TYPES = {t.value: t for t in MessageType}
+_ENTRY_TYPES = {t.value: t for t in EntryType}
 
 
 def message_to_wire(msg: Message) -> dict[str, Any]:
@@ -31,6 +36,14 @@ def message_to_wire(msg: Message) -> dict[str, Any]:
     return out
 
 
+def _member(members: dict[str, _E], value: Any) -> _E | None:
+    """The enum member sent as ``value``, or None (also for an unhashable value)."""
+    try:
+        return members.get(value)
+    except TypeError:
+        return None
+
+
 def _int(obj: dict[str, Any], name: str) -> int:
     value = obj.get(name, 0)
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
@@ -48,10 +61,9 @@ def message_from_wire(obj: Any) -> Message:
     """Decode and validate a message; raises ``ValueError`` on anything malformed."""
     if not isinstance(obj, dict):
         raise ValueError("raft message must be a map")
-    try:
-        kind = MessageType(obj.get("t"))  # type: ignore[arg-type]
-    except ValueError:
-        raise ValueError(f"unknown raft message type {obj.get('t')!r}") from None
+    kind = _member(_MESSAGE_TYPES, obj.get("t"))
+    if kind is None:
+        raise ValueError(f"unknown raft message type {obj.get('t')!r}")
     frm, to = obj.get("f"), obj.get("to")
     if not isinstance(frm, str) or not isinstance(to, str):
         raise ValueError("raft message needs string 'f' and 'to'")
@@ -65,9 +77,15 @@ def message_from_wire(obj: Any) -> Message:
             if not (isinstance(item, list) and len(item) == 4):
                 raise ValueError("malformed raft entry")
             index, term, etype, data = item
-            if not (isinstance(index, int) and isinstance(term, int) and isinstance(data, bytes)):
+            kind_of_entry = _member(_ENTRY_TYPES, etype)
+            if not (
+                isinstance(index, int)
+                and isinstance(term, int)
+                and isinstance(data, bytes)
+                and kind_of_entry is not None
+            ):
                 raise ValueError("malformed raft entry")
-            decoded.append(Entry(index, term, EntryType(etype), data))
+            decoded.append(Entry(index, term, kind_of_entry, data))
         entries = tuple(decoded)
     snapshot = None
     if "snap" in obj:

@@ -5,11 +5,12 @@ races the Raft state, and the event loop never waits on an fsync:
 
 1. on the event loop: step the peer messages, ticks, proposals and read requests queued
    since the last cycle (CPU only; LMDB is at most read);
-2. when Raft has something to persist or apply (``has_durable_ready``), in a worker thread
-   and in ONE LMDB write transaction, while Raft has work: take ``ready()``, install a
-   received snapshot, persist hard state and entries, apply committed entries to the state
-   machine, ``advance()`` — then commit. The first ``Ready`` is taken on the event loop,
-   so a leader's appends leave before the thread hop. The commit is made durable (data and
+2. when Raft has something to persist or apply (``has_durable_ready``), in the driver's
+   own worker thread (``aspen.node.cycle_thread``) and in ONE LMDB write transaction,
+   while Raft has work: take ``ready()``, install a received snapshot, persist hard state
+   and entries, apply committed entries to the state machine, ``advance()`` — then
+   commit. The first ``Ready`` is taken on the event loop, so a leader's appends leave
+   before the thread hop. The commit is made durable (data and
    meta page flushed) when the cycle wrote entries, a new term or vote, a snapshot or a
    membership change; a cycle that only applied committed entries skips the meta flush
    (see ``aspen.storage.env``): a power loss may undo it, and the restart then re-applies
@@ -24,7 +25,12 @@ races the Raft state, and the event loop never waits on an fsync:
    a quorum acknowledged since) are woken earlier, between the commit and the flush
    that only the cycle's new entries need (``_answer_early``).
 
-A linearizable read on a leader thus costs no thread hop at all: its heartbeat round goes
+A write on a cluster thus costs the leader two write cycles (persist and send; then, once
+a quorum acknowledged, apply and answer) and each follower one: a follower learns that an
+entry is committed with the leader's next APPEND (or its next tick, see
+``aspen.raft.leader``), so it applies it in the cycle that persists the next entries.
+
+A linearizable read on a leader costs no thread hop at all: its heartbeat round goes
 out in the cycle that steps the request, and the cycle that steps a quorum of answers
 releases it.
 
@@ -43,7 +49,7 @@ leader refuses new writes before they enter the log while the disk lacks room fo
 
 from __future__ import annotations
 
-import builtins
+import asyncio
 import itertools
 import logging
 import random
@@ -68,6 +74,7 @@ from aspen.errors import (
 )
 from aspen.events import Event, SnapshotInstalled
 from aspen.kv.state_machine import KVStateMachine
+from aspen.node.cycle_thread import CycleThread
 from aspen.node.raft_storage import LmdbRaftStorage
 from aspen.raft import Config, ProposalDroppedError, RawNode
 from aspen.raft import NotLeaderError as RaftNotLeader
@@ -94,13 +101,15 @@ _BUSY_SECONDS = 1.0
 
 
 class _Waiter:
-    """One proposal or read waiting for the driver."""
+    """One proposal or read waiting for the driver (a proposal until ``deadline``, on
+    ``time.monotonic``'s clock: see ``Replicator._expire_proposals``)."""
 
-    __slots__ = ("done", "result")
+    __slots__ = ("deadline", "done", "result")
 
-    def __init__(self) -> None:
+    def __init__(self, deadline: float = 0.0) -> None:
         self.done = anyio.Event()
         self.result: Any = None
+        self.deadline = deadline
 
     def resolve(self, result: Any) -> None:
         if not self.done.is_set():
@@ -210,6 +219,10 @@ class Replicator:
         self._queries: deque[tuple[_Waiter, Callable[[RawNode], Any]]] = deque()
         self._wake = anyio.Event()
         self._leader_known = anyio.Event()
+        #: The worker thread write cycles run in.
+        self._thread = CycleThread(f"aspen-raft-{node_id[:8]}")
+        #: Runs ``func(*args)`` on the event loop from the cycle's worker thread (``run``).
+        self._to_loop: Callable[..., None] = anyio.from_thread.run_sync
         #: Driver cycles, and those of them that needed the worker thread and a write.
         self.cycles = 0
         self.write_cycles = 0
@@ -273,15 +286,12 @@ class Replicator:
 
     async def _await_result(self, payload: bytes | ConfChange) -> Any:
         seq = next(self._seq)
-        waiter = self._waiters[seq] = _Waiter()
+        deadline = time.monotonic() + limits.PROPOSAL_TIMEOUT_SECONDS
+        waiter = self._waiters[seq] = _Waiter(deadline)
         self._proposals.append((seq, payload))
         self._kick()
         try:
-            with anyio.fail_after(limits.PROPOSAL_TIMEOUT_SECONDS):
-                await waiter.done.wait()
-        except builtins.TimeoutError:
-            message, outcome = self._why_late(seq)
-            raise TimeoutError(message, outcome=outcome) from None
+            await waiter.done.wait()  # answered, refused, or timed out by the ticker
         finally:
             self._waiters.pop(seq, None)
             self._proposed.pop(seq, None)
@@ -376,8 +386,15 @@ class Replicator:
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         """Tick and cycle until cancelled."""
+        self._to_loop = _loop_caller()
         if self.conf.voters == (self.id,):
             self.report(lambda raw: raw.campaign())  # alone: no need to wait a timeout
+        try:
+            await self._cycle_forever(task_status)
+        finally:
+            self._thread.close()
+
+    async def _cycle_forever(self, task_status: anyio.abc.TaskStatus[None]) -> None:
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._ticker)
             task_status.started()
@@ -393,7 +410,7 @@ class Replicator:
                     )
                     self._cycle_started = time.monotonic()
                     try:
-                        await anyio.to_thread.run_sync(self._write_cycle, out, first)
+                        await self._thread.run(self._write_cycle, out, first)
                     except OutOfSpace as exc:
                         out = await self._recover_from_no_space(out, exc.reason)
                     finally:
@@ -406,7 +423,21 @@ class Replicator:
     async def _ticker(self) -> None:
         while True:
             await anyio.sleep(limits.RAFT_TICK_SECONDS)
+            self._expire_proposals()
             self._kick()
+
+    def _expire_proposals(self) -> None:
+        """Fail the proposals still waiting past their deadline with a ``timeout`` that
+        says what held them up (one sweep per tick instead of a cancel scope per write).
+        ``_waiters`` is in proposal order and every proposal gets the same time, so the
+        sweep stops at the first one still in time."""
+        now = time.monotonic()
+        for seq, waiter in self._waiters.items():
+            if waiter.deadline > now:
+                break
+            if not waiter.done.is_set():
+                message, outcome = self._why_late(seq)
+                waiter.resolve(TimeoutError(message, outcome=outcome))
 
     def _due_ticks(self) -> int:
         """Tick intervals passed since the last cycle took them, by the clock (not by the
@@ -490,7 +521,7 @@ class Replicator:
         applies it again. Entries this cycle stored wait for the flush."""
         if out.early:
             early, out.early = out.early, []
-            anyio.from_thread.run_sync(self._resolve_results, early)
+            self._to_loop(self._resolve_results, early)
 
     def _resolve_results(self, results: list[tuple[int, Any]]) -> None:
         """Wake the proposers of ``results`` ((seq, result) pairs)."""
@@ -645,7 +676,7 @@ class Replicator:
             self.role, self.leader = rd.soft_state.role, rd.soft_state.leader
 
     def _send_from_thread(self, messages: list[Message]) -> None:
-        anyio.from_thread.run_sync(self._send, messages)
+        self._to_loop(self._send, messages)
 
     def _take_ready(
         self, raw: RawNode, out: CycleOutput, send: Callable[[list[Message]], None]
@@ -810,3 +841,18 @@ class Replicator:
                     waiter.resolve(NotLeaderError("leadership changed; retry the read", **hint))
             self._read_batches.clear()
         self._on_soft_state(soft)
+
+
+def _loop_caller() -> Callable[..., None]:
+    """How the worker thread hands work to the running event loop: on asyncio, queue it
+    without waiting (the thread goes on to its flush at once; callbacks run in the order
+    queued, before the cycle's own completion); elsewhere, anyio's blocking hand-off."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # not on asyncio (e.g. trio)
+        return anyio.from_thread.run_sync
+
+    def call_soon(func: Callable[..., object], *args: Any) -> None:
+        loop.call_soon_threadsafe(func, *args)
+
+    return call_soon
