@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from aspen.blobs.service import BlobService
     from aspen.http import HttpLimits, HttpServer
 
 __all__ = ["NodeAPI"]
@@ -49,6 +50,12 @@ class NodeAPI(Protocol):
     @property
     def data_dir(self) -> Path:
         """This node's data directory; a plugin keeps its files under ``data_dir / <name>``."""
+        ...
+
+    @property
+    def blobs(self) -> BlobService:
+        """The blob store: ``put(stream) -> BlobRef``, ``open(hash)``, ``stat``, ``pin``,
+        ``unpin`` (docs/blobs.md)."""
         ...
 
     # ------------------------------------------------------------------ where writes go

@@ -18,6 +18,7 @@ import anyio
 import lmdb
 
 from aspen.errors import NotFoundError, ResourceExhaustedError
+from aspen.blobs.handlers import blob_handlers
 from aspen.kv import commands
 from aspen.limits import MAX_WATCHES_PER_CONNECTION
 from aspen.node.cluster_handlers import cluster_handlers
@@ -192,7 +193,13 @@ def core_handlers() -> list[RpcHandler]:
         ("node.status", node_status, False),
         ("node.plugins", node_plugins, False),
     ]
-    return [
-        RpcHandler(name, func, streaming=streaming, doc=(func.__doc__ or "").strip(), plugin="core")
-        for name, func, streaming in table
-    ] + cluster_handlers()
+    return (
+        [
+            RpcHandler(
+                name, func, streaming=streaming, doc=(func.__doc__ or "").strip(), plugin="core"
+            )
+            for name, func, streaming in table
+        ]
+        + cluster_handlers()
+        + blob_handlers()
+    )

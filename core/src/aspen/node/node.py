@@ -14,6 +14,7 @@ from anyio.abc import TaskGroup
 
 import aspen
 from aspen import limits
+from aspen.blobs.service import BlobService
 from aspen.errors import UnavailableError
 from aspen.events import Event
 from aspen.kv.state_machine import KVStateMachine
@@ -237,6 +238,8 @@ class Node:
             revision = self.state_machine.current_revision(txn)
         self.watch_hub = WatchHub(self.storage, self.state_machine, revision)
         self.leases = LeaseKeeper(self.propose)
+        #: The blob store (``node.blobs``, see :mod:`aspen.blobs`).
+        self.blobs = BlobService(self)
         self._plugin_config = self._load_plugin_config()
         self.registry = self._build_registry()
         subscribers: dict[str, list[tuple[str, Callable[..., Any]]]] = {}
@@ -342,6 +345,7 @@ class Node:
                 await tg.start(self.cluster.replicator.run)
                 tg.start_soon(self.leases.run, name="leases")
                 await self._wait_for_leader_if_alone()
+                tg.start_soon(self.blobs.run, name="blobs")
                 if self.pm is not None:
                     await self.pm.run_lifecycle("aspen_startup", self)
                 task_status.started(self.endpoint)
