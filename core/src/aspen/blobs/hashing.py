@@ -10,7 +10,7 @@ and never reaches a caller, even in the middle of a stream or a range read.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import blake3
@@ -73,10 +73,12 @@ def check_range(size: int, offset: int, length: int | None) -> int:
 
 @dataclass(frozen=True, slots=True)
 class BlobRef:
-    """A stored blob: its ``hash`` (lowercase hex BLAKE3) and ``size`` in bytes."""
+    """A stored blob: its ``hash`` (lowercase hex BLAKE3) and ``size`` in bytes; after a
+    put, ``replicas`` is how many nodes held it when the put was acknowledged."""
 
     hash: str
     size: int
+    replicas: int | None = field(default=None, compare=False)
 
     def to_wire(self) -> dict[str, Any]:
         """``{"hash", "size"}``."""

@@ -168,7 +168,7 @@ class BlobClient:
             with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
                 await self._client.call("blob.put_abort", {"upload": upload}, timeout=5)
             raise
-        return BlobRef(result["hash"], result["size"])
+        return BlobRef(result["hash"], result["size"], result.get("replicas"))
 
     async def get(
         self,
