@@ -136,7 +136,7 @@ class BlobClient:
         sent = 0
         try:
             window = anyio.Semaphore(BLOB_PUT_WINDOW_CHUNKS)
-            failure: list[BaseException] = []
+            failure: list[Exception] = []
             async with anyio.create_task_group() as tg:
 
                 async def send(offset: int, piece: bytes) -> None:
@@ -144,10 +144,9 @@ class BlobClient:
                         await self._client.call(
                             "blob.put_chunk", {"upload": upload, "offset": offset, "data": piece}
                         )
-                    except BaseException as exc:
+                    except Exception as exc:  # the first failure ends the put
                         failure.append(exc)
                         tg.cancel_scope.cancel()
-                        raise
                     finally:
                         window.release()
 
