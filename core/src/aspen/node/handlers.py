@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 import lmdb
 
-from aspen.errors import NotFoundError, ResourceExhaustedError
 from aspen.blobs.handlers import blob_handlers
+from aspen.errors import NotFoundError, ResourceExhaustedError
 from aspen.kv import commands
 from aspen.limits import MAX_WATCHES_PER_CONNECTION
 from aspen.node.cluster_handlers import cluster_handlers
