@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
     import click
 
-    from aspen.events import ClusterEvent, KvEvent, RaftEvent
+    from aspen.events import BlobEvent, ClusterEvent, KvEvent, RaftEvent
     from aspen.node.api import NodeAPI
     from aspen.plugins.types import ConfigSection, RpcHandler
 
@@ -99,3 +99,9 @@ def aspen_on_raft_event(event: RaftEvent, node: NodeAPI) -> None:
 @hookspec
 def aspen_on_cluster_event(event: ClusterEvent, node: NodeAPI) -> None:
     """Called by the event bus for ``cluster.*`` events (membership changes)."""
+
+
+@hookspec
+def aspen_on_blob_event(event: BlobEvent, node: NodeAPI) -> None:
+    """Called by the event bus for ``blob.*`` events: ``blob.added`` when a blob is first
+    stored in the cluster, ``blob.removed`` when GC removes it (docs/blobs.md)."""

@@ -245,7 +245,16 @@ class BlobWriter:
 
     def write(self, data: bytes | memoryview) -> None:
         """Append ``data`` (refused past the bound or when the disk is full)."""
-        self.store.check_size(self._hasher.size + len(data))
+        store = self.store
+        store.check_size(self._hasher.size + len(data))
+        free = store.free_bytes()
+        if free < store.reserve_bytes + len(data):
+            self.abort()
+            raise ResourceExhaustedError(
+                f"no disk space left on this node for a blob ({free} bytes free, "
+                f"BLOB_DISK_RESERVE_BYTES = {store.reserve_bytes} kept free)",
+                resource="disk",
+            )
         self._hasher.update(data)
         view = memoryview(data)
         try:

@@ -14,6 +14,7 @@ from anyio.abc import TaskGroup
 
 import aspen
 from aspen import limits
+from aspen.blobs.events import blob_events
 from aspen.blobs.service import BlobService
 from aspen.errors import UnavailableError
 from aspen.events import Event
@@ -45,7 +46,12 @@ __all__ = ["NOTIFICATION_HOOKS", "Node", "NodeAPI"]
 log = logging.getLogger(__name__)
 
 #: The bus hooks a node subscribes plugins to.
-NOTIFICATION_HOOKS = ("aspen_on_kv_event", "aspen_on_raft_event", "aspen_on_cluster_event")
+NOTIFICATION_HOOKS = (
+    "aspen_on_kv_event",
+    "aspen_on_raft_event",
+    "aspen_on_cluster_event",
+    "aspen_on_blob_event",
+)
 #: Name of the LMDB environment directory inside the data directory.
 DB_DIR = "db"
 
@@ -301,6 +307,7 @@ class Node:
         self.watch_hub.advance(revision)
         if events:
             self.bus.publish(events)
+            self.bus.publish(blob_events(events))
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[str] = anyio.TASK_STATUS_IGNORED

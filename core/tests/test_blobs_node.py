@@ -1,0 +1,114 @@
+"""The blob store on one real node: the node API plugins use (``node.blobs``), the
+``blob.*`` events on the bus, the local store's verification, and a disk that fills."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import blake3
+import pytest
+
+import aspen
+from aspen.blobs.hashing import BlobRef
+from aspen.blobs.store import BlobCorruptError, BlobStore
+from aspen.errors import NotFoundError, ResourceExhaustedError
+from aspen.node.config import NodeConfig
+from aspen.node.runner import NodeThread
+from aspen.plugins.manager import make_plugin_manager
+from aspen.testing import wait_for
+from aspen.testing.disk import SmallDisk
+
+MiB = 1024 * 1024
+
+
+class BlobRecorder:
+    """Records the blob events it is handed."""
+
+    def __init__(self) -> None:
+        self.events: list = []
+        self.lock = threading.Lock()
+
+    @aspen.hookimpl
+    def aspen_on_blob_event(self, event) -> None:
+        with self.lock:
+            self.events.append(event)
+
+    def names(self) -> list[str]:
+        with self.lock:
+            return [e.name for e in self.events]
+
+
+def test_the_node_api_and_blob_events(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ASPEN_BLOB_GC_GRACE_SECONDS", "0.5")
+    monkeypatch.setenv("ASPEN_BLOB_REPAIR_INTERVAL_SECONDS", "0.2")
+    recorder = BlobRecorder()
+    pm = make_plugin_manager(load=[], plugins={"recorder": recorder})
+    config = NodeConfig(data_dir=tmp_path / "n", listen="127.0.0.1:0")
+    data = os.urandom(2 * MiB + 1)
+    with NodeThread(config, pm) as node:
+        blobs = node.node.blobs
+
+        async def chunks():
+            yield data[:MiB]
+            yield data[MiB:]
+
+        async def put_and_read() -> tuple[BlobRef, bytes, dict]:
+            ref = await blobs.put(chunks(), pin="recorder/a")
+            got = b"".join([piece async for piece in blobs.open(ref.hash)])
+            return ref, got, await blobs.stat(ref.hash)
+
+        ref, got, info = node.call(put_and_read)
+        assert ref == BlobRef(blake3.blake3(data).hexdigest(), len(data)) and got == data
+        assert info["pins"] == ["recorder/a"] and info["holders"] == [node.node.id]
+        wait_for(lambda: "blob.added" in recorder.names(), timeout=10)
+        added = recorder.events[0]
+        assert (added.hash, added.size) == (ref.hash, len(data)) and added.revision > 0
+        # unpinned, the blob is collected after the grace period: blob.removed, file gone
+        assert node.call(blobs.unpin, "recorder/a") == ref.hash
+        wait_for(lambda: "blob.removed" in recorder.names(), timeout=20)
+        wait_for(lambda: not blobs.store.has(ref.hash), timeout=20)
+        with node.client() as c, pytest.raises(NotFoundError):
+            c.blobs.stat(ref.hash)
+
+
+def test_the_store_verifies_every_piece_it_reads(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path / "blobs", max_bytes=10 * MiB, reserve_bytes=0)
+    data = os.urandom(3 * MiB)
+    writer = store.writer(len(data))
+    writer.write(data)
+    ref = writer.commit()
+    assert b"".join(store.read(ref.hash, MiB - 1, 2)) == data[MiB - 1 : MiB + 1]
+    with open(store.path(ref.hash), "r+b") as f:
+        f.seek(2 * MiB + 9)
+        f.write(b"\x00" if data[2 * MiB + 9] else b"\x01")
+    pieces = store.read(ref.hash)
+    assert next(pieces) == data[:MiB] and next(pieces) == data[MiB : 2 * MiB]
+    with pytest.raises(BlobCorruptError, match="failed its hash check"):
+        next(pieces)
+    assert not store.verify(ref.hash)
+    # a put that was never committed leaves nothing behind
+    writer = store.writer()
+    writer.write(b"partial")
+    writer.abort()
+    assert not any(store.tmp.iterdir())
+
+
+def test_a_disk_that_fills_during_a_put(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 24 MiB tmpfs data dir: a put too big for it fails with a clear error (announced
+    size: before any byte; streamed: when the disk fills), leaves no partial file, and
+    the node keeps serving KV and smaller blobs."""
+    monkeypatch.setenv("ASPEN_BLOB_DISK_RESERVE_BYTES", str(MiB))
+    with SmallDisk(tmp_path / "n", 24 * MiB).mounted_for_test() as disk:
+        config = NodeConfig(data_dir=disk.path, listen="127.0.0.1:0")
+        with NodeThread(config) as node, node.client(timeout=20) as c:
+            with pytest.raises(ResourceExhaustedError, match="does not fit"):
+                c.blobs.put(os.urandom(40 * MiB))
+            with pytest.raises(ResourceExhaustedError, match="no disk space"):
+                c.blobs.put(iter([os.urandom(MiB)] * 40))
+            assert not any((disk.path / "blobs" / "tmp").iterdir())
+            c.kv.put("still", "serving")
+            assert c.kv.get("still").value == b"serving"
+            small = c.blobs.put(b"fits")
+            assert c.blobs.get_bytes(small.hash) == b"fits"
