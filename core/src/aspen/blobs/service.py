@@ -22,6 +22,7 @@ from aspen.blobs.meta import BlobInfo, BlobMeta, check_pin_name
 from aspen.blobs.repair import Repairer
 from aspen.blobs.settings import BlobSettings
 from aspen.blobs.store import BLOBS_DIR, BlobCorruptError, BlobStore, BlobWriter
+from aspen.blobs.tee import Tee
 from aspen.blobs.transfer import PeerClients
 from aspen.blobs.uploads import Upload, Uploads
 from aspen.client.aclient import AsyncClient
@@ -137,44 +138,93 @@ class BlobService:
 
     # ------------------------------------------------------------------ uploads (RPC)
     async def open_upload(
-        self, connection: int, size: int | None, replicas: int | None, pin: str | None
+        self,
+        connection: int,
+        size: int | None,
+        replicas: int | None,
+        pin: str | None,
+        *,
+        replica: bool = False,
     ) -> Upload:
-        """Start an upload for a client connection."""
+        """Start an upload for a client connection; unless it is itself a ``replica``
+        stream, open the streams of its copies to ``replicas - 1`` other members."""
         if pin is not None:
             check_pin_name(pin)
-        if replicas is not None:
-            self._check_replicas(replicas)
+        want = 1 if replica else await self.replica_count(replicas)
         writer = await anyio.to_thread.run_sync(self.store.writer, size)
-        return self.uploads.open(connection, writer, replicas, pin, size)
+        upload = self.uploads.open(connection, writer, want, pin, size)
+        upload.replica = replica
+        if want > 1:
+            upload.tee = Tee(self.peers)
+            try:
+                await upload.tee.open(self._other_members()[: want - 1], size)
+            except BaseException:
+                self.uploads.close(upload)
+                raise
+        return upload
 
-    async def close_upload(self, upload: Upload) -> BlobRef:
-        """Finish an upload: commit it here, replicate it, record it."""
+    async def write_chunk(self, upload: Upload, offset: int, data: bytes) -> None:
+        """Write one chunk here and forward it to the upload's copies at the same time."""
+        idle = self.settings.upload_idle_seconds
+        tee = upload.tee
+        if tee is None or not tee.uploads:
+            await upload.write(offset, data, idle)
+            return
+        failure: AspenError | None = None
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(tee.forward, offset, data)  # never raises: a failed copy drops out
+            try:
+                await upload.write(offset, data, idle)
+            except AspenError as exc:  # raised outside the group: not wrapped in a group
+                failure = exc
+                tg.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
+
+    async def close_upload(self, upload: Upload, expect: str | None = None) -> BlobRef:
+        """Finish an upload: commit it here (a replica copy only if it hashes to
+        ``expect``), then, for a client's put, complete its copies and record it."""
         async with upload.lock:
             self.uploads.finish(upload)
-            if upload.failed is not None:
+            try:
+                if upload.failed is not None:
+                    raise upload.failed
+                if upload.size is not None and upload.written != upload.size:
+                    raise InvalidArgumentError(
+                        f"the put announced {upload.size} bytes but sent {upload.written}",
+                        field="size",
+                    )
+                if upload.replica:
+                    return await anyio.to_thread.run_sync(upload.writer.commit, expect)
+                return await self.publish(upload.writer, upload.replicas, upload.pin, upload.tee)
+            except BaseException:
                 upload.writer.abort()
-                raise upload.failed
-            if upload.size is not None and upload.written != upload.size:
-                upload.writer.abort()
-                raise InvalidArgumentError(
-                    f"the put announced {upload.size} bytes but sent {upload.written}",
-                    field="size",
-                )
-            return await self.publish(upload.writer, upload.replicas, upload.pin)
+                if upload.tee is not None:
+                    with anyio.CancelScope(shield=True):
+                        await upload.tee.abort()
+                raise
 
     async def abort_upload(self, upload: Upload) -> None:
-        """Drop an upload and what it wrote."""
+        """Drop an upload and what it wrote (and its copies)."""
         async with upload.lock:
             self.uploads.close(upload)
+        if upload.tee is not None:
+            await upload.tee.abort()
 
     # ------------------------------------------------------------------ put: replicate, record
-    async def publish(self, writer: BlobWriter, replicas: int | None, pin: str | None) -> BlobRef:
-        """Commit ``writer`` here, copy the blob until ``replicas`` nodes hold it, record it."""
+    async def publish(
+        self, writer: BlobWriter, replicas: int | None, pin: str | None, tee: Tee | None = None
+    ) -> BlobRef:
+        """Commit ``writer`` here, have the members of ``tee`` commit their streamed copies,
+        copy the blob to more members until ``replicas`` nodes hold it, record it."""
         ref = await anyio.to_thread.run_sync(writer.commit)
         want = await self.replica_count(replicas)
-        holders = await self._replicate(ref, want)
+        holders = [self.node.id]
+        if tee is not None:
+            holders += await tee.commit(ref.hash)
+        holders = await self._replicate(ref, want, holders)
         await self.meta.commit_put(ref.hash, ref.size, holders, want, pin)
-        return ref
+        return BlobRef(ref.hash, ref.size, len(holders))
 
     def _check_replicas(self, replicas: int) -> None:
         members = len(self.node.cluster.members())
@@ -203,10 +253,10 @@ class BlobService:
         random.shuffle(learners)
         return voters + learners
 
-    async def _replicate(self, ref: BlobRef, want: int) -> list[str]:
+    async def _replicate(self, ref: BlobRef, want: int, holders: list[str]) -> list[str]:
         """Have other members copy ``ref`` from here until ``want`` nodes hold it."""
-        holders = [self.node.id]
-        candidates = self._other_members()
+        holders = list(holders)
+        candidates = [m for m in self._other_members() if m not in holders]
         failures: list[str] = []
         while len(holders) < want and candidates:
             batch = candidates[: want - len(holders)]

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import anyio
 
 from aspen.blobs.store import BlobWriter
+from aspen.blobs.tee import Tee
 from aspen.errors import AspenError, InvalidArgumentError, NotFoundError, ResourceExhaustedError
 from aspen.limits import BLOB_CHUNK_BYTES, BLOB_MAX_UPLOADS, BLOB_MAX_UPLOADS_PER_CONNECTION
 
@@ -32,6 +33,10 @@ class Upload:
     failed: AspenError | None = None
     lock: anyio.Lock = field(default_factory=anyio.Lock)
     moved: anyio.Event = field(default_factory=anyio.Event)
+    #: The members this put streams copies to (the node a client puts through).
+    tee: Tee | None = None
+    #: This upload is such a copy (another member streams it here; no replication).
+    replica: bool = False
 
     async def write(self, offset: int, data: bytes, idle_timeout: float) -> None:
         """Append ``data`` at ``offset`` once every byte before it is written."""
