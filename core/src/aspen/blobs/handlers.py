@@ -15,14 +15,13 @@ from aspen.blobs.hashing import parse_hash
 from aspen.blobs.meta import check_pin_name
 from aspen.limits import BLOB_CHUNK_BYTES, BLOB_MAX_REPLICAS
 from aspen.node.node_of import node_of
-from aspen.plugins.types import RpcHandler
 from aspen.rpc import params as p
 from aspen.rpc.context import RpcContext
 
 if TYPE_CHECKING:
     from aspen.blobs.service import BlobService
 
-__all__ = ["blob_handlers"]
+__all__ = ["blob_methods"]
 
 
 def _service(ctx: RpcContext) -> BlobService:
@@ -135,9 +134,9 @@ async def blob_ping(ctx: RpcContext, params: dict[str, Any]) -> Any:
     return {"node": node_of(ctx).id}
 
 
-def blob_handlers() -> list[RpcHandler]:
-    """Every ``blob.*`` method, tagged as the core's."""
-    table: list[tuple[str, Any, bool]] = [
+def blob_methods() -> list[tuple[str, Any, bool]]:
+    """Every ``blob.*`` method as ``(name, handler, streaming)`` (served as the core's)."""
+    return [
         ("blob.put_open", blob_put_open, False),
         ("blob.put_chunk", blob_put_chunk, False),
         ("blob.put_close", blob_put_close, False),
@@ -151,8 +150,4 @@ def blob_handlers() -> list[RpcHandler]:
         ("blob.configure", blob_configure, False),
         ("blob.fetch", blob_fetch, False),
         ("blob.ping", blob_ping, False),
-    ]
-    return [
-        RpcHandler(name, func, streaming=streaming, doc=(func.__doc__ or "").strip(), plugin="core")
-        for name, func, streaming in table
     ]

@@ -88,12 +88,16 @@ class BlobStore:
         return self.objects / digest[:2] / f"{digest}.sums"
 
     # ------------------------------------------------------------------ questions
-    def size(self, digest: str) -> int | None:
-        """Size of the local replica of ``digest``, or ``None`` if this node has none."""
+    def _stat(self, digest: str) -> os.stat_result | None:
         try:
-            return self.path(digest).stat().st_size
+            return self.path(digest).stat()
         except FileNotFoundError:
             return None
+
+    def size(self, digest: str) -> int | None:
+        """Size of the local replica of ``digest``, or ``None`` if this node has none."""
+        st = self._stat(digest)
+        return None if st is None else st.st_size
 
     def has(self, digest: str) -> bool:
         """Whether this node holds ``digest``."""
@@ -101,10 +105,8 @@ class BlobStore:
 
     def mtime(self, digest: str) -> float | None:
         """When the local replica was last written or touched (``None``: absent)."""
-        try:
-            return self.path(digest).stat().st_mtime
-        except FileNotFoundError:
-            return None
+        st = self._stat(digest)
+        return None if st is None else st.st_mtime
 
     def touch(self, digest: str) -> None:
         """Mark the local replica as just used (GC of local files goes by this time)."""

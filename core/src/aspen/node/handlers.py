@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 import lmdb
 
-from aspen.blobs.handlers import blob_handlers
+from aspen.blobs.handlers import blob_methods
 from aspen.errors import NotFoundError, ResourceExhaustedError
 from aspen.kv import commands
 from aspen.limits import MAX_WATCHES_PER_CONNECTION
@@ -193,13 +193,7 @@ def core_handlers() -> list[RpcHandler]:
         ("node.status", node_status, False),
         ("node.plugins", node_plugins, False),
     ]
-    return (
-        [
-            RpcHandler(
-                name, func, streaming=streaming, doc=(func.__doc__ or "").strip(), plugin="core"
-            )
-            for name, func, streaming in table
-        ]
-        + cluster_handlers()
-        + blob_handlers()
-    )
+    return [
+        RpcHandler(name, func, streaming=streaming, doc=(func.__doc__ or "").strip(), plugin="core")
+        for name, func, streaming in table + blob_methods()
+    ] + cluster_handlers()
