@@ -23,6 +23,7 @@ import asyncio
 import json
 import os
 import socket
+import shutil
 import ssl
 import subprocess
 import sys
@@ -248,6 +249,7 @@ def main() -> None:
                 report["three_nodes_R3"] = throughput(three, 3, args.big_mib, args.small_count)
     if "repair" in what:
         report["repair"] = repair_time(root, args.repair_blobs)
+    shutil.rmtree(root, ignore_errors=True)
     print(json.dumps(report, indent=2))
 
 

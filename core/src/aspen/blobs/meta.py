@@ -106,8 +106,9 @@ class BlobMeta:
         return info
 
     async def exists(self, digest: str) -> bool:
-        """Whether this node's state records ``digest`` (a local, possibly stale read)."""
-        return await self.client.kv.get(BLOB + digest, serializable=True) is not None
+        """Whether the cluster records ``digest`` (a linearizable read: a node that is still
+        catching up must not take its stale state for the cluster's)."""
+        return await self.client.kv.get(BLOB + digest) is not None
 
     async def require(self, digest: str, *, serializable: bool = False) -> BlobInfo:
         """Like :meth:`get`, but ``not_found`` when the blob does not exist."""
