@@ -195,6 +195,20 @@ def test_the_scrub_finds_a_damaged_replica_nobody_reads(cluster: LocalCluster) -
     )
 
 
+def test_a_missing_replica_is_found_by_the_scrub_and_replaced(cluster: LocalCluster) -> None:
+    data = os.urandom(200_000)
+    with cluster.client(1) as c:
+        ref = c.blobs.put(data)
+    path = _replica(cluster, 2, ref.hash)
+    path.unlink()
+    wait_for(
+        lambda: path.exists() and path.read_bytes() == data,
+        timeout=SETTLE_SECONDS,
+        interval=0.2,
+        message="the scrub unregisters the missing replica and the repairer copies it back",
+    )
+
+
 _SLOW_PUT = textwrap.dedent(
     """
     import sys, time, aspen

@@ -388,10 +388,15 @@ class BlobService:
             log.warning("blobs: could not unregister damaged %s: %s", digest, exc)
 
     async def scrub(self) -> int:
-        """Re-verify every local replica; quarantine damaged ones; return how many."""
+        """Re-verify every local replica, quarantine damaged ones, and stop being the
+        holder of blobs whose replica is missing here; return how many were bad."""
         damaged = 0
         for digest in await anyio.to_thread.run_sync(lambda: list(self.store.hashes())):
             if not await anyio.to_thread.run_sync(self.store.verify, digest):
+                damaged += 1
+                await self.quarantine(digest)
+        for digest, holders in (await self.meta.holders()).items():
+            if self.node.id in holders and not self.store.has(digest):
                 damaged += 1
                 await self.quarantine(digest)
         return damaged
