@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from aspen.blobs.service import BlobService
+    from aspen.blobs.api import BlobsAPI
     from aspen.http import HttpLimits, HttpServer
 
 __all__ = ["NodeAPI"]
@@ -53,7 +53,7 @@ class NodeAPI(Protocol):
         ...
 
     @property
-    def blobs(self) -> BlobService:
+    def blobs(self) -> BlobsAPI:
         """The blob store: ``put(stream) -> BlobRef``, ``open(hash)``, ``stat``, ``pin``,
         ``unpin`` (docs/blobs.md)."""
         ...
