@@ -16,8 +16,9 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.abc
 
-from aspen.blobs.hashing import BlobRef, check_range
+from aspen.blobs.hashing import BlobRef, check_range, parse_hash
 from aspen.blobs.meta import BlobInfo, BlobMeta, check_pin_name
 from aspen.blobs.repair import Repairer
 from aspen.blobs.settings import BlobSettings
@@ -63,11 +64,15 @@ class BlobService:
         self.repairer = Repairer(self)
 
     # ------------------------------------------------------------------ life
-    async def run(self) -> None:
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
         """Serve until cancelled: a client of the cluster for metadata, housekeeping (idle
-        uploads, local GC, scrub) and, on the leader, the repairer."""
+        uploads, local GC, scrub) and, on the leader, the repairer. Ready (``node.blobs``
+        usable) once ``task_status.started()``."""
         self.client = AsyncClient(self.node.endpoint, self.node.token)
         self.meta = BlobMeta(self.client)
+        task_status.started()
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._housekeeping, name="blobs-housekeeping")
@@ -121,16 +126,16 @@ class BlobService:
         self, digest: str, offset: int = 0, length: int | None = None
     ) -> AsyncIterator[bytes]:
         """Yield the verified bytes of ``digest`` (``[offset, offset + length)``)."""
-        async for piece in self.read(digest, offset, length):
+        async for piece in self.read(parse_hash(digest), offset, length):
             yield piece
 
     async def stat(self, digest: str) -> dict[str, Any]:
         """``{"hash", "size", "holders", "pins", "replicas", "created"}`` (``not_found``)."""
-        return (await self.meta.require(digest)).to_wire()
+        return (await self.meta.require(parse_hash(digest))).to_wire()
 
     async def pin(self, name: str, digest: str) -> None:
         """Keep ``digest`` under the pin ``name`` (a plugin prefixes names with its own)."""
-        await self.meta.pin(check_pin_name(name), digest)
+        await self.meta.pin(check_pin_name(name), parse_hash(digest))
 
     async def unpin(self, name: str) -> str:
         """Drop the pin ``name``; return the hash it kept."""

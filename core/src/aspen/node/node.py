@@ -352,7 +352,7 @@ class Node:
                 await tg.start(self.cluster.replicator.run)
                 tg.start_soon(self.leases.run, name="leases")
                 await self._wait_for_leader_if_alone()
-                tg.start_soon(self.blobs.run, name="blobs")
+                await tg.start(self.blobs.run, name="blobs")
                 if self.pm is not None:
                     await self.pm.run_lifecycle("aspen_startup", self)
                 task_status.started(self.endpoint)
