@@ -291,6 +291,19 @@ def test_the_cli_contract(cluster: LocalCluster, tmp_path: Path) -> None:
     assert _aspen(cluster, 1, "blob", "get", "nothex").returncode == 2
 
 
+def test_the_cluster_replica_setting(cluster: LocalCluster) -> None:
+    assert _aspen(cluster, 2, "blob", "replicas", "2").returncode == 0
+    try:
+        with cluster.client(3) as c:
+            assert c.blobs.status()["replicas"] == 2
+            ref = c.blobs.put(os.urandom(1000))
+            assert ref.replicas == 2 and len(c.blobs.stat(ref.hash)["holders"]) == 2
+            assert c.blobs.put(os.urandom(1000), replicas=3).replicas == 3  # per put wins
+    finally:
+        with cluster.client(1) as c:
+            c.blobs.set_replicas(3)
+
+
 def test_every_acknowledged_put_survives_kill_9_of_a_holder(cluster: LocalCluster) -> None:
     """Puts stream through node 1 while node 3 is killed: each put that was acknowledged
     is readable afterwards with the right bytes (puts after the kill may be refused: with

@@ -112,3 +112,19 @@ def test_a_disk_that_fills_during_a_put(tmp_path: Path, monkeypatch: pytest.Monk
             assert c.kv.get("still").value == b"serving"
             small = c.blobs.put(b"fits")
             assert c.blobs.get_bytes(small.hash) == b"fits"
+
+
+def test_the_progress_bar_shows_bytes_rate_and_eta_only_when_enabled(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from aspen.cli.blob import Progress
+
+    quiet = Progress(10 * MiB, enabled=False)
+    quiet(5 * MiB)
+    quiet.finish()
+    assert capsys.readouterr().err == ""
+    shown = Progress(10 * MiB, enabled=True)
+    shown(5 * MiB)
+    shown.finish()
+    err = capsys.readouterr().err
+    assert "5.0 MiB / 10.0 MiB" in err and "MiB/s" in err and "ETA" in err

@@ -26,7 +26,7 @@ from typing import Any
 from aspen.client.aclient import AsyncClient
 from aspen.client.txn import Compare, Op, TxnOp
 from aspen.errors import CompareFailedError, InvalidArgumentError, NotFoundError
-from aspen.limits import BLOB_MAX_PIN_NAME_BYTES
+from aspen.limits import BLOB_LIST_LIMIT, BLOB_MAX_PIN_NAME_BYTES
 
 __all__ = ["PREFIX", "BlobInfo", "BlobMeta", "check_pin_name"]
 
@@ -96,13 +96,23 @@ class BlobMeta:
         return names
 
     async def get(self, digest: str, *, serializable: bool = False) -> BlobInfo | None:
-        """The record of ``digest`` with its holders and pins, or ``None``."""
-        kv = await self.client.kv.get(BLOB + digest, serializable=serializable)
-        if kv is None:
+        """The record of ``digest`` with its holders and pins (one read), or ``None``; with
+        ``serializable``, this node's view of the record alone (holders and pins empty)."""
+        ops = [
+            Op.get(BLOB + digest),
+            Op.range(f"{HOLDER}{digest}/", keys_only=True),
+            Op.range(f"{PINNED}{digest}/", keys_only=True, limit=BLOB_LIST_LIMIT),
+        ]
+        if serializable:  # this node's view of the record alone (no holders or pins)
+            kv = await self.client.kv.get(BLOB + digest, serializable=True)
+            return None if kv is None else _info(digest, kv.value, kv.mod_revision)
+        record, holders, pins = (await self.client.kv.txn([], ops)).responses
+        if not record.kvs:  # type: ignore[union-attr]
             return None
+        kv = record.kvs[0]  # type: ignore[union-attr]
         info = _info(digest, kv.value, kv.mod_revision)
-        info.holders = await self._names_under(f"{HOLDER}{digest}/", True)
-        info.pins = await self._names_under(f"{PINNED}{digest}/", serializable)
+        info.holders = [k.key.decode().rsplit("/", 1)[1] for k in holders.kvs]  # type: ignore[union-attr]
+        info.pins = [k.key.decode().split("/", 5)[5] for k in pins.kvs]  # type: ignore[union-attr]
         return info
 
     async def exists(self, digest: str) -> bool:
@@ -116,6 +126,10 @@ class BlobMeta:
         if info is None:
             raise NotFoundError(f"blob {digest} not found", hash=digest)
         return info
+
+    async def holder_ids(self, digest: str) -> list[str]:
+        """The nodes recorded as holding ``digest``."""
+        return await self._names_under(f"{HOLDER}{digest}/", False)
 
     async def blobs(self, *, serializable: bool = True) -> AsyncIterator[BlobInfo]:
         """Every blob record (without holders or pins), in hash order."""
@@ -158,6 +172,15 @@ class BlobMeta:
     ) -> None:
         """Rewrite ``b/<digest>`` (``touched`` = now) together with ``ops``, atomically;
         create it when ``create``, else raise ``not_found`` if it is absent."""
+        if create:  # most puts are of new blobs: try to create the record without a read
+            now = time.time()
+            record = {"size": size, "created": now, "touched": now, "replicas": replicas}
+            result = await self.client.kv.txn(
+                [Compare.create_revision(BLOB + digest) == 0],
+                [Op.put(BLOB + digest, _dump(record)), *ops],
+            )
+            if result.succeeded:
+                return
         for _ in range(_CAS_ATTEMPTS):
             kv = await self.client.kv.get(BLOB + digest)
             now = time.time()

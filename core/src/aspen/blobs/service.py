@@ -336,7 +336,8 @@ class BlobService:
             pieces.close()
 
     async def _info_for_read(self, digest: str) -> BlobInfo:
-        """The blob's record (this node's view first, then the leader's)."""
+        """The blob's record: this node's view first (enough to serve a local replica),
+        else the cluster's (linearizable, with its holders)."""
         info = await self.meta.get(digest, serializable=True)
         return info if info is not None else await self.meta.require(digest)
 
@@ -361,7 +362,8 @@ class BlobService:
                 return
             except (BlobCorruptError, NotFoundError) as exc:
                 log.warning("blobs: reading %s from another holder: %s", digest, exc)
-        others = [h for h in info.holders if h != self.node.id]
+        holders = info.holders or await self.meta.holder_ids(digest)
+        others = [h for h in holders if h != self.node.id]
         random.shuffle(others)
         for holder in others:
             if position >= end:
@@ -377,7 +379,7 @@ class BlobService:
         if position < end:
             raise UnavailableError(
                 f"no holder of blob {digest} could serve it now (holders: "
-                f"{', '.join(info.holders) or 'none'})",
+                f"{', '.join(holders) or 'none'})",
                 hash=digest,
             )
 
