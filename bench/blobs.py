@@ -22,8 +22,8 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import shutil
+import socket
 import ssl
 import subprocess
 import sys
