@@ -128,3 +128,24 @@ def test_the_progress_bar_shows_bytes_rate_and_eta_only_when_enabled(
     shown.finish()
     err = capsys.readouterr().err
     assert "5.0 MiB / 10.0 MiB" in err and "MiB/s" in err and "ETA" in err
+
+
+def test_gc_cannot_race_a_concurrent_put_of_the_same_hash(tmp_path: Path) -> None:
+    """GC deletes a record only if it is unchanged since GC read it: a put (or pin) of the
+    same bytes in between rewrites the record, so that GC's delete is refused."""
+    config = NodeConfig(data_dir=tmp_path / "n", listen="127.0.0.1:0")
+    with NodeThread(config) as node:
+        blobs = node.node.blobs
+
+        async def race() -> tuple[bool, bool, bool]:
+            ref = await blobs.put(b"same bytes")
+            seen = await blobs.meta.require(ref.hash)  # what a GC pass examined
+            await blobs.put(b"same bytes")  # a concurrent put of the same hash
+            refused = not await blobs.meta.forget(seen)
+            again = await blobs.meta.require(ref.hash)
+            await blobs.pin("p", ref.hash)  # so is a pin in between
+            refused_after_pin = not await blobs.meta.forget(again)
+            still = await blobs.meta.get(ref.hash) is not None
+            return refused, refused_after_pin, still
+
+        assert node.call(race) == (True, True, True)
