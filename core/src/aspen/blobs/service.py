@@ -36,6 +36,7 @@ from aspen.limits import (
     BLOB_MAX_REPLICAS,
     BLOB_REPAIR_SCAN_BLOBS,
 )
+from aspen.rpc import params as p
 
 if TYPE_CHECKING:
     from aspen.node.node import Node
@@ -307,7 +308,7 @@ class BlobService:
         if not await anyio.to_thread.run_sync(self.store.has, digest):
             writer = await anyio.to_thread.run_sync(self.store.writer, size)
             try:
-                async for piece in self.peers.read(source, digest, size, 0, size):
+                async for piece in self.peers.read(source, digest, 0, size):
                     await anyio.to_thread.run_sync(writer.write, piece)
                 await anyio.to_thread.run_sync(writer.commit, digest)
             finally:
@@ -369,9 +370,7 @@ class BlobService:
             if position >= end:
                 return
             try:
-                async for piece in self.peers.read(
-                    holder, digest, info.size, position, end - position
-                ):
+                async for piece in self.peers.read(holder, digest, position, end - position):
                     yield piece
                     position += len(piece)
             except (AspenError, OSError) as exc:
@@ -382,6 +381,17 @@ class BlobService:
                 f"{', '.join(holders) or 'none'})",
                 hash=digest,
             )
+
+    async def serve_fetch(self, peer_id: str, header: dict[str, Any]) -> AsyncIterator[bytes]:
+        """A member's fetch of this node's replica: ``{"kind": "blob", "hash", "offset",
+        "length"}`` -> its verified pieces (see :mod:`aspen.blobs.transfer`)."""
+        if header.get("kind") != "blob":
+            raise InvalidArgumentError(f"unknown fetch {header.get('kind')!r}")
+        digest = parse_hash(header.get("hash"))
+        offset = p.optional_int(header, "offset", 0, min=0)
+        length = None if header.get("length") is None else p.require_int(header, "length", min=0)
+        async for piece in self._local_pieces(digest, offset, length):
+            yield piece
 
     # ------------------------------------------------------------------ damage, GC, scrub
     async def quarantine(self, digest: str) -> None:

@@ -1,10 +1,14 @@
 """Node-to-node transfer of blobs.
 
-A node reads another member's replica with ``blob.get {"local": true}`` over a client
-connection to that member's client endpoint: the same TLS, pinned to the cluster CA, and the
-same flow-controlled windows as any reader (:func:`aspen.client.blobs.read_blob`); the
-bytes never enter the Raft log. The serving member verifies every piece against its sums
-before sending it; the receiving member re-hashes the whole blob before it keeps it.
+Bytes: a node reads another member's replica with a *fetch* over the peer transport
+(mutual TLS with the nodes' certificates, membership checked, a connection of its own per
+fetch, paced by TCP; :meth:`aspen.transport.peer.PeerTransport.fetch`), never through the
+Raft log. The serving member verifies every piece against its sums before sending it; a
+member that keeps a copy re-hashes the whole blob before it commits it.
+
+Requests: the few calls one member makes of another (``blob.fetch`` "copy this blob from
+that member", ``blob.ping``, the upload calls of a streamed put copy) go over a client
+connection to that member's client endpoint with the node's token.
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from aspen.client.aclient import AsyncClient
-from aspen.client.blobs import read_blob
 from aspen.errors import UnavailableError
 from aspen.limits import BLOB_COPY_TIMEOUT_SECONDS, CONNECT_TIMEOUT_SECONDS
 
@@ -63,11 +66,11 @@ class PeerClients:
         return await client.call(method, params, timeout=timeout)
 
     async def read(
-        self, node_id: str, digest: str, size: int, offset: int, length: int
+        self, node_id: str, digest: str, offset: int, length: int
     ) -> AsyncIterator[bytes]:
         """Yield ``[offset, offset + length)`` of ``node_id``'s own replica of ``digest``."""
-        client = await self.client(node_id)
-        async for piece in read_blob(client, digest, size, offset, length, local=True):
+        header = {"kind": "blob", "hash": digest, "offset": offset, "length": length}
+        async for piece in self.node.cluster.transport.fetch(node_id, None, header):  # type: ignore[union-attr]
             yield piece
 
     async def aclose(self) -> None:

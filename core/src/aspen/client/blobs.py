@@ -64,8 +64,6 @@ async def read_blob(
     size: int,
     offset: int = 0,
     length: int | None = None,
-    *,
-    local: bool = False,
 ) -> AsyncIterator[bytes]:
     """Yield ``[offset, offset + length)`` of a blob of ``size`` bytes through ``client``,
     window by window; the next window is requested while the caller takes this one."""
@@ -77,7 +75,7 @@ async def read_blob(
         nonlocal next_start
         if next_start < end:
             length = min(BLOB_GET_WINDOW_BYTES, end - next_start)
-            params = {"hash": digest, "offset": next_start, "length": length, "local": local}
+            params = {"hash": digest, "offset": next_start, "length": length}
             stream = client.stream("blob.get", params)
             streams.append(stream)
             await stream.__aenter__()

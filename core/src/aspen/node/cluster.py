@@ -107,6 +107,7 @@ class ClusterRuntime:
             is_member=self.is_member,
             on_message=self.on_peer_message,
             on_stream=self.on_peer_stream,
+            on_fetch=self.on_peer_fetch,
             on_join=JoinService(creds, join_token, self.node.token, self.admit)
             if join_token
             else None,
@@ -324,6 +325,10 @@ class ClusterRuntime:
                 snapshot=meta,
             )
         )
+
+    def on_peer_fetch(self, peer_id: str, header: dict[str, Any]) -> AsyncIterator[bytes]:
+        """A member reads a blob from this node (see :mod:`aspen.blobs.transfer`)."""
+        return self.node.blobs.serve_fetch(peer_id, header)
 
     # ------------------------------------------------------------------ events
     def _on_applied(self, events: list, revision: int) -> None:
