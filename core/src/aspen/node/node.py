@@ -340,7 +340,7 @@ class Node:
                     node=self,
                     authenticate=TokenAuthenticator(self.token),
                     node_id=self.id,
-                    features=("watch", "leases", "txn", "cluster"),
+                    features=("watch", "leases", "txn", "cluster", "blobs"),
                     ssl_context=server_context(creds),
                 )
                 bound = await tg.start(self.server.serve, host, port)
