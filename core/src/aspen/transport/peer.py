@@ -279,19 +279,7 @@ class PeerTransport:
         breaks, the receiver's error if it refused or failed, ``TimeoutError`` (Aspen's) when it
         does not answer within ``result_timeout`` seconds after the last chunk.
         """
-        if address is None:
-            address = self._addresses.get(peer_id)
-        if address is None:
-            raise UnavailableError(f"no address known for peer {peer_id}", peer=peer_id)
-        try:
-            framed = await self._dial(peer_id, address, "stream", header)
-        except (UnauthorizedError, InvalidArgumentError, ResourceExhaustedError):
-            raise
-        except LINK_ERRORS as exc:
-            raise UnavailableError(
-                f"cannot stream to peer {peer_id} at {address}: {describe_error(exc)}",
-                peer=peer_id,
-            ) from exc
+        framed = await self._dial_own(peer_id, address, "stream", header, "stream to")
         try:
             result = await StreamSender(framed, peer_id).run(chunks, result_timeout)  # type: ignore[arg-type]
         finally:
@@ -308,19 +296,7 @@ class PeerTransport:
         Raises ``UnavailableError`` if the peer cannot be reached or the stream breaks off,
         the peer's error if it refused or failed.
         """
-        if address is None:
-            address = self._addresses.get(peer_id)
-        if address is None:
-            raise UnavailableError(f"no address known for peer {peer_id}", peer=peer_id)
-        try:
-            framed = await self._dial(peer_id, address, "fetch", header)
-        except (UnauthorizedError, InvalidArgumentError, ResourceExhaustedError):
-            raise
-        except LINK_ERRORS as exc:
-            raise UnavailableError(
-                f"cannot fetch from peer {peer_id} at {address}: {describe_error(exc)}",
-                peer=peer_id,
-            ) from exc
+        framed = await self._dial_own(peer_id, address, "fetch", header, "fetch from")
         try:
             reader = StreamReader(framed, peer_id, self.stream_idle_timeout)  # type: ignore[arg-type]
             async for chunk in reader.chunks():
@@ -328,6 +304,25 @@ class PeerTransport:
         finally:
             with anyio.CancelScope(shield=True):
                 await framed.aclose()
+
+    async def _dial_own(
+        self, peer_id: str, address: str | None, kind: str, header: dict[str, Any], what: str
+    ) -> FramedStream | FrameProtocol:
+        """Open a connection of its own to ``peer_id`` (a stream or a fetch); an unreachable
+        peer is ``UnavailableError("cannot <what> peer …")``, a refusal is the peer's error."""
+        if address is None:
+            address = self._addresses.get(peer_id)
+        if address is None:
+            raise UnavailableError(f"no address known for peer {peer_id}", peer=peer_id)
+        try:
+            return await self._dial(peer_id, address, kind, header)
+        except (UnauthorizedError, InvalidArgumentError, ResourceExhaustedError):
+            raise
+        except LINK_ERRORS as exc:
+            raise UnavailableError(
+                f"cannot {what} peer {peer_id} at {address}: {describe_error(exc)}",
+                peer=peer_id,
+            ) from exc
 
     def update_addresses(self, addresses: Mapping[str, str]) -> None:
         """Set the peer addresses (``{peer_id: "host:port"}``); a connected link whose
