@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import blake3
@@ -13,7 +14,7 @@ import pytest
 import aspen
 from aspen.blobs.hashing import BlobRef
 from aspen.blobs.store import BlobCorruptError, BlobStore
-from aspen.errors import NotFoundError, ResourceExhaustedError
+from aspen.errors import NotFoundError, ResourceExhaustedError, UnavailableError
 from aspen.node.config import NodeConfig
 from aspen.node.runner import NodeThread
 from aspen.plugins.manager import make_plugin_manager
@@ -149,3 +150,23 @@ def test_gc_cannot_race_a_concurrent_put_of_the_same_hash(tmp_path: Path) -> Non
             return refused, refused_after_pin, still
 
         assert node.call(race) == (True, True, True)
+
+
+def test_a_put_whose_upload_expired_says_it_was_interrupted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ASPEN_BLOB_UPLOAD_IDLE_SECONDS", "0.3")
+    monkeypatch.setenv("ASPEN_BLOB_REPAIR_INTERVAL_SECONDS", "0.1")
+    config = NodeConfig(data_dir=tmp_path / "n", listen="127.0.0.1:0")
+    with NodeThread(config) as node, node.client(timeout=10) as c:
+        uploads = node.node.blobs.uploads
+
+        def stalls() -> Iterator[bytes]:
+            yield b"first"
+            wait_for(lambda: len(uploads) == 0, timeout=20, message="the idle upload expires")
+            yield b"second"
+
+        with pytest.raises(UnavailableError, match="interrupted"):
+            c.blobs.put(stalls())
+        assert not any((node.data_dir / "blobs" / "tmp").iterdir())
+        assert c.blobs.status()["blobs"] == 0

@@ -18,7 +18,7 @@ import anyio
 import blake3
 
 from aspen.blobs.hashing import BlobRef, check_range, parse_hash
-from aspen.errors import InvalidArgumentError
+from aspen.errors import InvalidArgumentError, NotFoundError, UnavailableError
 from aspen.limits import BLOB_CHUNK_BYTES, BLOB_GET_WINDOW_BYTES, BLOB_PUT_WINDOW_CHUNKS
 
 if TYPE_CHECKING:
@@ -161,6 +161,13 @@ class BlobClient:
             result = await self._client.call(
                 "blob.put_close", {"upload": upload}, timeout=PUT_CLOSE_TIMEOUT_SECONDS
             )
+        except NotFoundError as exc:  # the upload is gone: its node restarted or we moved
+            if exc.details.get("upload") is None:
+                raise
+            raise UnavailableError(
+                f"the put was interrupted ({exc.message}); put the blob again",
+                upload=upload,
+            ) from exc
         except BaseException:
             with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
                 await self._client.call("blob.put_abort", {"upload": upload}, timeout=5)
