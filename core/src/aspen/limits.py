@@ -313,6 +313,9 @@ BLOB_DISK_RESERVE_BYTES = 64 * 1024 * 1024
 BLOB_DEFAULT_REPLICAS = 3
 #: Most replicas a put or the cluster setting may ask for.
 BLOB_MAX_REPLICAS = 16
+#: Most seconds between two looks of a node for local replicas the cluster no longer
+#: records (a quarter of the GC grace period when that is shorter).
+BLOB_LOCAL_GC_INTERVAL_SECONDS = 60.0
 #: Seconds an unpinned blob is kept after its last put before GC removes it
 #: (``ASPEN_BLOB_GC_GRACE_SECONDS`` overrides it on a node).
 BLOB_GC_GRACE_SECONDS = 3600.0

@@ -33,6 +33,7 @@ from aspen.limits import (
     BLOB_COPY_TIMEOUT_SECONDS,
     BLOB_DEFAULT_REPLICAS,
     BLOB_LIST_LIMIT,
+    BLOB_LOCAL_GC_INTERVAL_SECONDS,
     BLOB_MAX_REPLICAS,
     BLOB_REPAIR_SCAN_BLOBS,
 )
@@ -85,12 +86,17 @@ class BlobService:
 
     async def _housekeeping(self) -> None:
         """Drop idle uploads, remove unreferenced local replicas, scrub now and then."""
-        next_scrub = time.monotonic() + self.settings.scrub_interval_seconds
+        settings = self.settings
+        next_scrub = time.monotonic() + settings.scrub_interval_seconds
+        collect_every = min(settings.gc_grace_seconds / 4, BLOB_LOCAL_GC_INTERVAL_SECONDS)
+        next_collect = time.monotonic() + collect_every
         while True:
-            await anyio.sleep(min(self.settings.repair_interval_seconds, 1.0))
-            self.uploads.reap(self.settings.upload_idle_seconds)
+            await anyio.sleep(min(settings.repair_interval_seconds, 1.0))
+            self.uploads.reap(settings.upload_idle_seconds)
             try:
-                await self.collect_local()
+                if time.monotonic() >= next_collect:
+                    await self.collect_local()
+                    next_collect = time.monotonic() + collect_every
                 if time.monotonic() >= next_scrub:
                     await self.scrub()
                     next_scrub = time.monotonic() + self.settings.scrub_interval_seconds
@@ -408,12 +414,17 @@ class BlobService:
         """Re-verify every local replica, quarantine damaged ones, and stop being the
         holder of blobs whose replica is missing here; return how many were bad."""
         damaged = 0
-        for digest in await anyio.to_thread.run_sync(lambda: list(self.store.hashes())):
+        local = await anyio.to_thread.run_sync(lambda: set(self.store.hashes()))
+        for digest in local:
             if not await anyio.to_thread.run_sync(self.store.verify, digest):
                 damaged += 1
                 await self.quarantine(digest)
         for digest, holders in (await self.meta.holders()).items():
-            if self.node.id in holders and not self.store.has(digest):
+            if (
+                self.node.id in holders
+                and digest not in local
+                and not await anyio.to_thread.run_sync(self.store.has, digest)  # put meanwhile?
+            ):
                 damaged += 1
                 await self.quarantine(digest)
         return damaged
@@ -423,11 +434,8 @@ class BlobService:
         written or touched for the GC grace period; return how many were removed."""
         older_than = time.time() - self.settings.gc_grace_seconds
         removed = 0
-        local = await anyio.to_thread.run_sync(lambda: list(self.store.hashes()))
-        for digest in local[:BLOB_REPAIR_SCAN_BLOBS]:
-            mtime = self.store.mtime(digest)
-            if mtime is None or mtime >= older_than:
-                continue
+        stale = await anyio.to_thread.run_sync(self.store.stale, older_than)
+        for digest in stale[:BLOB_REPAIR_SCAN_BLOBS]:
             if await self.meta.exists(digest):
                 continue
             if await anyio.to_thread.run_sync(self.store.delete_if_stale, digest, older_than):

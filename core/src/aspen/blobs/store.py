@@ -120,6 +120,15 @@ class BlobStore:
                 if HASH_RE.fullmatch(entry.name):
                     yield entry.name
 
+    def stale(self, older_than: float) -> list[str]:
+        """The replicas last written or touched before ``older_than`` (GC candidates)."""
+        out = []
+        for digest in self.hashes():
+            mtime = self.mtime(digest)
+            if mtime is not None and mtime < older_than:
+                out.append(digest)
+        return out
+
     def usage(self) -> tuple[int, int]:
         """``(blobs, bytes)`` held here."""
         count = total = 0
