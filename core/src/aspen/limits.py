@@ -161,9 +161,10 @@ PEER_TCP_USER_TIMEOUT_SECONDS = 15.0
 MAX_PEER_CONNECTIONS = 1024
 #: Most snapshot (or other) streams a node receives at once.
 MAX_PEER_STREAMS = 4
-#: Fetches (a member reading a blob from this one, see aspen.blobs.transfer) a node serves
-#: at once; counted apart from MAX_PEER_STREAMS so that blob copies never hold up a snapshot.
-MAX_PEER_FETCHES = 16
+#: Blob transfers (fetches of a replica, streamed copies of a put; see aspen.blobs.transfer)
+#: a node serves at once; counted apart from MAX_PEER_STREAMS so that blob copies never hold
+#: up a snapshot.
+MAX_PEER_BLOB_TRANSFERS = 16
 #: Largest chunk of a peer stream, in bytes (bigger chunks are split).
 PEER_STREAM_CHUNK_BYTES = 1024 * 1024
 #: Seconds a stream receiver waits for the next chunk before giving up.

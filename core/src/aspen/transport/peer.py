@@ -52,8 +52,8 @@ from aspen.errors import (
 )
 from aspen.limits import (
     MAX_FRAME_BYTES,
+    MAX_PEER_BLOB_TRANSFERS,
     MAX_PEER_CONNECTIONS,
-    MAX_PEER_FETCHES,
     MAX_PEER_STREAMS,
     PEER_CONNECT_TIMEOUT_SECONDS,
     PEER_HANDSHAKE_TIMEOUT_SECONDS,
@@ -176,7 +176,14 @@ class PeerTransport:
         self._inbound: dict[str, set[anyio.CancelScope]] = {}
         self._received: dict[str, int] = {}
         self._counters = dict.fromkeys(
-            ("connections", "refused", "bad_frames", "joins", "streams_active", "fetches_active"),
+            (
+                "connections",
+                "refused",
+                "bad_frames",
+                "joins",
+                "streams_active",
+                "blob_transfers_active",
+            ),
             0,
         )
         self._counters.update(streams_sent=0, streams_received=0)
@@ -586,23 +593,25 @@ class PeerTransport:
             member = False
         if not member:
             raise UnauthorizedError(f"node {peer_id} is not a member of this cluster")
-        if kind == "fetch":
-            if self._on_fetch is None:
-                raise UnavailableError("this node does not serve fetches")
-            if self._counters["fetches_active"] >= MAX_PEER_FETCHES:
+        if kind == "fetch" and self._on_fetch is None:
+            raise UnavailableError("this node does not serve fetches")
+        if kind == "stream" and self._on_stream is None:
+            raise UnavailableError("this node does not accept peer streams")
+        if kind != "messages":
+            counter, bound, name = self._stream_bound(kind, hello.get("header"))
+            if self._counters[counter] >= bound:
                 raise ResourceExhaustedError(
-                    f"too many fetches at once (MAX_PEER_FETCHES = {MAX_PEER_FETCHES})",
-                    limit=MAX_PEER_FETCHES,
-                )
-        if kind == "stream":
-            if self._on_stream is None:
-                raise UnavailableError("this node does not accept peer streams")
-            if self._counters["streams_active"] >= self.max_streams:
-                raise ResourceExhaustedError(
-                    f"too many streams at once (MAX_PEER_STREAMS = {self.max_streams})",
-                    limit=self.max_streams,
+                    f"too many {kind}s at once ({name} = {bound})", limit=bound
                 )
         return kind
+
+    def _stream_bound(self, kind: str, header: object) -> tuple[str, int, str]:
+        """The counter and bound of a stream or fetch: blob transfers (fetches, and streams
+        whose header says ``"kind": "blob"``) count apart from snapshots."""
+        blob = kind == "fetch" or (isinstance(header, dict) and header.get("kind") == "blob")
+        if blob:
+            return "blob_transfers_active", MAX_PEER_BLOB_TRANSFERS, "MAX_PEER_BLOB_TRANSFERS"
+        return "streams_active", self.max_streams, "MAX_PEER_STREAMS"
 
     async def _serve_certless(
         self, framed: FramedStream | FrameProtocol, hello: dict[str, Any], remote: str
@@ -662,7 +671,8 @@ class PeerTransport:
         """Hand an inbound stream to ``on_stream`` and answer with its result."""
         assert self._on_stream is not None
         counters = self._counters
-        counters["streams_active"] += 1
+        counter = self._stream_bound("stream", header)[0]
+        counters[counter] += 1
         reader = StreamReader(framed, peer_id, self.stream_idle_timeout)  # type: ignore[arg-type]
         try:
             result = await self._on_stream(peer_id, header, reader.chunks())
@@ -674,7 +684,7 @@ class PeerTransport:
             log.error("on_stream for peer %s failed", peer_id, exc_info=exc)
             reply = error_frame(InternalError(f"receiving the stream failed: {exc}"))
         finally:
-            counters["streams_active"] -= 1
+            counters[counter] -= 1
         if not reader.broken:
             with anyio.move_on_after(self.handshake_timeout):
                 await framed.send(reply)
@@ -685,7 +695,7 @@ class PeerTransport:
         """Answer a fetch: ``on_fetch``'s chunks, then ``end`` (or an error frame)."""
         assert self._on_fetch is not None
         counters = self._counters
-        counters["fetches_active"] += 1
+        counters["blob_transfers_active"] += 1
         chunks = self._on_fetch(peer_id, header)
         try:
             async for chunk in chunks:
@@ -699,7 +709,7 @@ class PeerTransport:
             log.error("on_fetch for peer %s failed", peer_id, exc_info=exc)
             await framed.send(error_frame(InternalError(f"serving the fetch failed: {exc}")))
         finally:
-            counters["fetches_active"] -= 1
+            counters["blob_transfers_active"] -= 1
             aclose = getattr(chunks, "aclose", None)
             if aclose is not None:
                 with anyio.CancelScope(shield=True):
