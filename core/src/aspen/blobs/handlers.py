@@ -33,15 +33,13 @@ def _optional_int(params: dict[str, Any], name: str, **bounds: int) -> int | Non
 
 
 async def blob_put_open(ctx: RpcContext, params: dict[str, Any]) -> Any:
-    """Start a put: ``{size?, replicas?, pin?}`` -> ``{upload, chunk_bytes}`` (members
-    streaming a copy add ``replica: true``)."""
+    """Start a put: ``{size?, replicas?, pin?}`` -> ``{upload, chunk_bytes}``."""
     pin = params.get("pin")
     upload = await _service(ctx).open_upload(
         ctx.connection_id,
         _optional_int(params, "size", min=0),
         _optional_int(params, "replicas", min=1, max=BLOB_MAX_REPLICAS),
         None if pin is None else check_pin_name(pin),
-        replica=p.optional_bool(params, "replica"),
     )
     return {"upload": upload.id, "chunk_bytes": BLOB_CHUNK_BYTES}
 
@@ -52,17 +50,15 @@ async def blob_put_chunk(ctx: RpcContext, params: dict[str, Any]) -> Any:
     upload = service.uploads.get(ctx.connection_id, params.get("upload"))
     data = p.require_bytes(params, "data", max_len=BLOB_CHUNK_BYTES, allow_empty=True)
     offset = p.require_int(params, "offset", min=0)
-    await service.write_chunk(upload, offset, data)
+    await upload.write(offset, data, service.settings.upload_idle_seconds)
     return {"received": upload.written}
 
 
 async def blob_put_close(ctx: RpcContext, params: dict[str, Any]) -> Any:
-    """Finish a put: ``{hash, size, replicas}`` once it is durable on its replicas (a
-    member's copy: ``expect`` is the hash it must have)."""
+    """Finish a put: ``{hash, size, replicas}`` once it is durable on its replicas."""
     service = _service(ctx)
     upload = service.uploads.get(ctx.connection_id, params.get("upload"))
-    expect = params.get("expect")
-    ref = await service.close_upload(upload, None if expect is None else parse_hash(expect))
+    ref = await service.close_upload(upload)
     return {"hash": ref.hash, "size": ref.size, "replicas": ref.replicas}
 
 

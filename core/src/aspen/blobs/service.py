@@ -150,52 +150,22 @@ class BlobService:
 
     # ------------------------------------------------------------------ uploads (RPC)
     async def open_upload(
-        self,
-        connection: int,
-        size: int | None,
-        replicas: int | None,
-        pin: str | None,
-        *,
-        replica: bool = False,
+        self, connection: int, size: int | None, replicas: int | None, pin: str | None
     ) -> Upload:
-        """Start an upload for a client connection; unless it is itself a ``replica``
-        stream, open the streams of its copies to ``replicas - 1`` other members."""
+        """Start an upload for a client connection, with the streams of its copies to
+        ``replicas - 1`` other members."""
         if pin is not None:
             check_pin_name(pin)
-        want = 1 if replica else await self.replica_count(replicas)
+        want = await self.replica_count(replicas)
         writer = await anyio.to_thread.run_sync(self.store.writer, size)
         upload = self.uploads.open(connection, writer, want, pin, size)
-        upload.replica = replica
         if want > 1:
-            upload.tee = Tee(self.peers)
-            try:
-                await upload.tee.open(self._other_members()[: want - 1], size)
-            except BaseException:
-                self.uploads.close(upload)
-                raise
+            upload.tee = Tee(self.node)
+            upload.tee.open(self._other_members()[: want - 1], size)
         return upload
 
-    async def write_chunk(self, upload: Upload, offset: int, data: bytes) -> None:
-        """Write one chunk here and forward it to the upload's copies at the same time."""
-        idle = self.settings.upload_idle_seconds
-        tee = upload.tee
-        if tee is None or not tee.uploads:
-            await upload.write(offset, data, idle)
-            return
-        failure: AspenError | None = None
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(tee.forward, offset, data)  # never raises: a failed copy drops out
-            try:
-                await upload.write(offset, data, idle)
-            except AspenError as exc:  # raised outside the group: not wrapped in a group
-                failure = exc
-                tg.cancel_scope.cancel()
-        if failure is not None:
-            raise failure
-
-    async def close_upload(self, upload: Upload, expect: str | None = None) -> BlobRef:
-        """Finish an upload: commit it here (a replica copy only if it hashes to
-        ``expect``), then, for a client's put, complete its copies and record it."""
+    async def close_upload(self, upload: Upload) -> BlobRef:
+        """Finish an upload: commit it here, complete its copies, record it."""
         async with upload.lock:
             self.uploads.finish(upload)
             try:
@@ -206,22 +176,32 @@ class BlobService:
                         f"the put announced {upload.size} bytes but sent {upload.written}",
                         field="size",
                     )
-                if upload.replica:
-                    return await anyio.to_thread.run_sync(upload.writer.commit, expect)
                 return await self.publish(upload.writer, upload.replicas, upload.pin, upload.tee)
             except BaseException:
                 upload.writer.abort()
                 if upload.tee is not None:
-                    with anyio.CancelScope(shield=True):
-                        await upload.tee.abort()
+                    upload.tee.abort()
                 raise
 
     async def abort_upload(self, upload: Upload) -> None:
         """Drop an upload and what it wrote (and its copies)."""
         async with upload.lock:
             self.uploads.close(upload)
-        if upload.tee is not None:
-            await upload.tee.abort()
+
+    async def receive_copy(
+        self, peer_id: str, header: dict[str, Any], chunks: AsyncIterator[bytes]
+    ) -> dict[str, Any]:
+        """A member streams a copy of a put here (see :mod:`aspen.blobs.tee`): store it,
+        answer its hash (the sender checks it; an unmatched copy is left to local GC)."""
+        size = None if header.get("size") is None else p.require_int(header, "size", min=0)
+        writer = await anyio.to_thread.run_sync(self.store.writer, size)
+        try:
+            async for piece in chunks:
+                await anyio.to_thread.run_sync(writer.write, piece)
+            ref = await anyio.to_thread.run_sync(writer.commit)
+        finally:
+            writer.abort()
+        return {"hash": ref.hash, "size": ref.size}
 
     # ------------------------------------------------------------------ put: replicate, record
     async def publish(

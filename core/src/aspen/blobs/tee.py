@@ -1,101 +1,130 @@
-"""Replicating a put while it streams: the node a client puts through opens an upload on
-each of ``R - 1`` other members and forwards every chunk to them as it writes its own copy,
-so the copies are ready when the last chunk is; at the end each member commits its copy
-only if it hashes to the same blob. A member that fails drops out of the tee (the put then
-copies the finished blob to another member the ordinary way, :meth:`BlobService.publish`).
+"""Replicating a put while it streams in: the node a client puts through opens a peer
+stream (:meth:`aspen.transport.peer.PeerTransport.send_stream`, header ``{"kind": "blob"}``)
+to each of ``R - 1`` other members and hands it every chunk, in order, as it writes its own
+copy; at the end each member commits its copy and answers its hash, which must be the
+blob's. A member that falls behind by more than ``BLOB_PUT_WINDOW_CHUNKS`` slows the put
+down (bounded memory); one that fails drops out, and the put then copies the finished blob
+to another member the ordinary way (:meth:`BlobService.publish`).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from aspen.errors import AspenError
+from aspen.limits import BLOB_PUT_WINDOW_CHUNKS
 
 if TYPE_CHECKING:
-    from aspen.blobs.transfer import PeerClients
+    from collections.abc import AsyncIterator
+
+    from aspen.node.node import Node
 
 __all__ = ["Tee"]
 
 log = logging.getLogger("aspen.blobs")
 
-#: Seconds a member has to take one forwarded chunk (or open/abort an upload).
+#: Seconds a member may keep a chunk waiting before it is dropped from the put.
 FORWARD_TIMEOUT_SECONDS = 60.0
-#: Seconds a member has to commit its copy (it fsyncs the whole blob).
+#: Seconds a member has to commit its copy after the last chunk (it fsyncs the blob).
 COMMIT_TIMEOUT_SECONDS = 600.0
 
 
+class _Aborted(Exception):
+    """The put was abandoned: its copies must not be committed."""
+
+
+@dataclass
+class _Copy:
+    """One member's copy of a put in progress."""
+
+    target: str
+    send: MemoryObjectSendStream[bytes]
+    done: anyio.Event = field(default_factory=anyio.Event)
+    aborted: bool = False
+    result: Any = None
+    error: BaseException | None = None
+
+
 class Tee:
-    """The members a put streams to, with their upload ids."""
+    """The members a put streams its copies to."""
 
-    def __init__(self, peers: PeerClients) -> None:
-        self.peers = peers
-        self.uploads: dict[str, str] = {}
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.copies: dict[str, _Copy] = {}
 
-    async def open(self, targets: list[str], size: int | None) -> None:
-        """Open a replica upload on each of ``targets`` (the ones that refuse are skipped)."""
+    def open(self, targets: list[str], size: int | None) -> None:
+        """Start a copy to each of ``targets`` (each runs until committed or aborted)."""
+        for target in targets:
+            send, receive = anyio.create_memory_object_stream[bytes](BLOB_PUT_WINDOW_CHUNKS)
+            copy = _Copy(target, send)
+            self.copies[target] = copy
+            self.node.spawn(self._run, copy, receive, size, name=f"blob-copy->{target[:12]}")
 
-        async def open_one(target: str) -> None:
-            params = {"replica": True, **({} if size is None else {"size": size})}
+    async def _run(
+        self, copy: _Copy, receive: MemoryObjectReceiveStream[bytes], size: int | None
+    ) -> None:
+        """Stream what :meth:`forward` hands over to ``copy.target``; record the answer."""
+
+        async def chunks() -> AsyncIterator[bytes]:
+            async with receive:
+                async for data in receive:
+                    yield data
+            if copy.aborted:
+                raise _Aborted  # the sender then closes without "end": nothing is committed
+
+        header = {"kind": "blob", "size": size}
+        try:
+            transport = self.node.cluster.transport
+            assert transport is not None
+            copy.result = await transport.send_stream(copy.target, None, header, chunks())
+        except Exception as exc:
+            copy.error = exc
+            if not isinstance(exc, _Aborted):
+                log.info("blobs: streaming a copy to %s failed: %s", copy.target, exc)
+        finally:
+            receive.close()  # a copy that ended early makes forward() drop it at once
+            copy.done.set()
+
+    def _drop(self, copy: _Copy) -> None:
+        """Stop streaming to ``copy.target`` (its stream ends without being committed)."""
+        copy.aborted = True
+        copy.send.close()
+        self.copies.pop(copy.target, None)
+
+    async def forward(self, data: bytes) -> None:
+        """Hand the next chunk to every copy still running (call in order)."""
+        for copy in list(self.copies.values()):
+            if copy.done.is_set():
+                self._drop(copy)
+                continue
             try:
-                opened = await self.peers.call(
-                    target, "blob.put_open", params, FORWARD_TIMEOUT_SECONDS
-                )
-            except (AspenError, OSError) as exc:
-                log.info("blobs: %s will not take a streamed copy: %s", target, exc)
-                return
-            self.uploads[target] = opened["upload"]
-
-        async with anyio.create_task_group() as tg:
-            for target in targets:
-                tg.start_soon(open_one, target)
-
-    async def forward(self, offset: int, data: bytes) -> None:
-        """Send one chunk to every member still in the tee."""
-
-        async def send(target: str, upload: str) -> None:
-            params = {"upload": upload, "offset": offset, "data": data}
-            try:
-                await self.peers.call(target, "blob.put_chunk", params, FORWARD_TIMEOUT_SECONDS)
-            except (AspenError, OSError) as exc:
-                if self.uploads.pop(target, None) is not None:
-                    log.info("blobs: streaming a copy to %s failed: %s", target, exc)
-
-        async with anyio.create_task_group() as tg:
-            for target, upload in list(self.uploads.items()):
-                tg.start_soon(send, target, upload)
+                with anyio.fail_after(FORWARD_TIMEOUT_SECONDS):
+                    await copy.send.send(data)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError, TimeoutError):
+                self._drop(copy)
 
     async def commit(self, digest: str) -> list[str]:
-        """Have every member commit its copy if it hashes to ``digest``; return those that
-        did (their copies are durable)."""
+        """End every copy; return the members whose committed copy hashes to ``digest``."""
         done: list[str] = []
-
-        async def close(target: str, upload: str) -> None:
-            params = {"upload": upload, "expect": digest}
-            try:
-                await self.peers.call(target, "blob.put_close", params, COMMIT_TIMEOUT_SECONDS)
-            except (AspenError, OSError) as exc:
-                log.info("blobs: %s could not commit its copy: %s", target, exc)
-                return
-            done.append(target)
-
-        async with anyio.create_task_group() as tg:
-            for target, upload in self.uploads.items():
-                tg.start_soon(close, target, upload)
-        self.uploads.clear()
+        copies, self.copies = list(self.copies.values()), {}
+        for copy in copies:
+            copy.send.close()
+        with anyio.move_on_after(COMMIT_TIMEOUT_SECONDS):
+            for copy in copies:
+                await copy.done.wait()
+        for copy in copies:
+            result = copy.result if copy.done.is_set() else None
+            if isinstance(result, dict) and result.get("hash") == digest:
+                done.append(copy.target)
+            elif copy.error is None:
+                log.info("blobs: the copy on %s did not match %s: %r", copy.target, digest, result)
         return done
 
-    async def abort(self) -> None:
-        """Drop the members' uploads (best effort: they also expire when idle)."""
-        uploads, self.uploads = self.uploads, {}
-        async with anyio.create_task_group() as tg:
-            for target, upload in uploads.items():
-                tg.start_soon(self._abort_one, target, upload)
-
-    async def _abort_one(self, target: str, upload: str) -> None:
-        try:
-            await self.peers.call(target, "blob.put_abort", {"upload": upload}, 5.0)
-        except (AspenError, OSError) as exc:
-            log.debug("blobs: aborting the copy on %s: %s", target, exc)
+    def abort(self) -> None:
+        """End every copy without committing it."""
+        for copy in list(self.copies.values()):
+            self._drop(copy)

@@ -6,9 +6,12 @@ fetch, paced by TCP; :meth:`aspen.transport.peer.PeerTransport.fetch`), never th
 Raft log. The serving member verifies every piece against its sums before sending it; a
 member that keeps a copy re-hashes the whole blob before it commits it.
 
-Requests: the few calls one member makes of another (``blob.fetch`` "copy this blob from
-that member", ``blob.ping``, the upload calls of a streamed put copy) go over a client
-connection to that member's client endpoint with the node's token.
+A put's copies are pushed the other way while the put streams in, also over the peer
+transport (:mod:`aspen.blobs.tee`).
+
+Requests: the two small calls one member makes of another (``blob.fetch`` "copy this blob
+from that member", ``blob.ping``) go over a client connection to that member's client
+endpoint with the node's token.
 """
 
 from __future__ import annotations

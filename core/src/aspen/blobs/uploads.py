@@ -33,10 +33,8 @@ class Upload:
     failed: AspenError | None = None
     lock: anyio.Lock = field(default_factory=anyio.Lock)
     moved: anyio.Event = field(default_factory=anyio.Event)
-    #: The members this put streams copies to (the node a client puts through).
+    #: The members this put streams copies to.
     tee: Tee | None = None
-    #: This upload is such a copy (another member streams it here; no replication).
-    replica: bool = False
 
     async def write(self, offset: int, data: bytes, idle_timeout: float) -> None:
         """Append ``data`` at ``offset`` once every byte before it is written."""
@@ -57,6 +55,8 @@ class Upload:
                     field="offset",
                 )
             try:
+                if self.tee is not None:  # in order, under the lock; waits only on a laggard
+                    await self.tee.forward(data)
                 await anyio.to_thread.run_sync(self.writer.write, data)
             except AspenError as exc:
                 self.failed = exc
@@ -115,9 +115,12 @@ class Uploads:
         self._by_id.pop(upload.id, None)
 
     def close(self, upload: Upload) -> None:
-        """Forget ``upload`` and drop whatever it wrote that was not committed."""
+        """Forget ``upload`` and drop whatever it wrote that was not committed (and the
+        copies it streams)."""
         self._by_id.pop(upload.id, None)
         upload.writer.abort()
+        if upload.tee is not None:
+            upload.tee.abort()
         if upload.failed is None:
             upload.failed = NotFoundError(f"upload {upload.id} was closed", upload=upload.id)
         upload.moved.set()

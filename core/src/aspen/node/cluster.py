@@ -311,8 +311,11 @@ class ClusterRuntime:
 
     async def on_peer_stream(
         self, peer_id: str, header: dict[str, Any], chunks: AsyncIterator[bytes]
-    ) -> None:
-        """A snapshot streamed by the leader: spool it, then step its SNAPSHOT message."""
+    ) -> Any:
+        """A snapshot streamed by the leader: spool it, then step its SNAPSHOT message; or a
+        member's streamed copy of a blob put (:mod:`aspen.blobs.tee`)."""
+        if header.get("kind") == "blob":
+            return await self.node.blobs.receive_copy(peer_id, header, chunks)
         if header.get("kind") != "snapshot" or header.get("from") != peer_id:
             raise InvalidArgumentError("unexpected stream from peer")
         meta = await self.spool.receive(header, chunks)
