@@ -294,7 +294,7 @@ HTTP_READ_BUFFER_BYTES = 256 * 1024
 BLOB_MAX_BYTES = 64 * 1024**3
 #: Bytes of one piece of a blob on the wire (a put chunk request, a get item): well under
 #: MAX_FRAME_BYTES, and the unit in which a node reads, verifies and sends a blob.
-BLOB_CHUNK_BYTES = 1024 * 1024
+BLOB_CHUNK_BYTES = 2 * 1024 * 1024
 #: Bytes one ``blob.get`` request streams at most; a reader asks for the next window while
 #: it takes this one, so a reader holds at most two windows.
 BLOB_GET_WINDOW_BYTES = 8 * 1024 * 1024
