@@ -170,6 +170,12 @@ FORBIDDEN: dict[str, tuple[tuple[str, ...], str]] = {
         ),
         "the client installs without the server (it may share aspen.kv.keys and aspen.transport)",
     ),
+    "aspen.blobs": (
+        # blob.fetch / blob.ping instructions still reach members through their client port
+        # (aspen.client); only the blob bytes use the peer links so far
+        _aspen("cli", "testing"),
+        "the blob store is a service of the node, served by the CLI and the test kit",
+    ),
     "aspen.node": (
         _aspen("cli", "testing", "client"),
         "the node is served by the CLI and the test kit, and never calls itself as a client",

@@ -384,3 +384,33 @@ async def test_stream_errors_reach_the_sender() -> None:
                 await tb.send_stream(a.id, a.address, {}, chunks())
         with pytest.raises(errors.UnavailableError, match="cannot stream"):
             await ta.send_stream(b.id, "127.0.0.1:1", {}, chunks())
+
+
+@pytest.mark.anyio
+async def test_a_fetch_streams_many_mib_back_and_carries_errors() -> None:
+    a, b, outsider = cluster(3)
+    b.members.discard(outsider.id)
+    payload = bytes(range(256)) * 4096 * 6  # 6 MiB
+
+    async def on_fetch(peer_id: str, header: dict[str, Any]) -> AsyncIterator[bytes]:
+        if header.get("name") != "payload":
+            raise errors.NotFoundError(f"no {header.get('name')!r} here")
+        for start in range(0, len(payload), 1024 * 1024):
+            yield payload[start : start + 1024 * 1024]
+
+    ta = a.make()
+    tb = b.make(on_fetch=on_fetch)
+    tc = outsider.make()
+    async with running(ta, tb, tc):
+        with anyio.fail_after(20):
+            got = b"".join([c async for c in ta.fetch(b.id, b.address, {"name": "payload"})])
+        assert got == payload
+        with pytest.raises(errors.NotFoundError, match="no 'other' here"):
+            async for _ in ta.fetch(b.id, b.address, {"name": "other"}):
+                pass
+        with pytest.raises(errors.UnauthorizedError, match="not a member"):
+            async for _ in tc.fetch(b.id, b.address, {"name": "payload"}):
+                pass
+        with pytest.raises(errors.UnavailableError, match="does not serve fetches"):
+            async for _ in tb.fetch(a.id, a.address, {}):
+                pass

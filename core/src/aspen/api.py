@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from aspen.auth.access import Authority
+    from aspen.blobs.api import BlobsAPI
     from aspen.http import HttpLimits, HttpServer
 
 __all__ = ["NodeAPI"]
@@ -52,6 +53,12 @@ class NodeAPI(Protocol):
     @property
     def data_dir(self) -> Path:
         """This node's data directory; a plugin keeps its files under ``data_dir / <name>``."""
+        ...
+
+    @property
+    def blobs(self) -> BlobsAPI:
+        """The blob store: ``put(stream) -> BlobRef``, ``open(hash)``, ``stat``, ``pin``,
+        ``unpin`` (docs/blobs.md)."""
         ...
 
     # ------------------------------------------------------------------ where writes go

@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 __all__ = [
+    "BlobAdded",
+    "BlobEvent",
+    "BlobRemoved",
     "ClusterEvent",
     "Event",
     "KeyValue",
@@ -163,3 +166,27 @@ class MembershipChanged(ClusterEvent):
     learners_before: tuple[str, ...]
     voters_after: tuple[str, ...]
     learners_after: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class BlobEvent(Event):
+    """Base of the ``blob.*`` events: ``hash`` is the blob's, ``revision`` the store revision
+    of the KV change that recorded it."""
+
+    revision: int
+    hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class BlobAdded(BlobEvent):
+    """A blob became stored in the cluster (its first put was acknowledged)."""
+
+    name: ClassVar[str] = "blob.added"
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class BlobRemoved(BlobEvent):
+    """A blob was removed from the cluster by GC (its replicas are deleted next)."""
+
+    name: ClassVar[str] = "blob.removed"

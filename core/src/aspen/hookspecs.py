@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     import click
 
     from aspen.api import NodeAPI
-    from aspen.events import ClusterEvent, KvEvent, RaftEvent
+    from aspen.events import BlobEvent, ClusterEvent, KvEvent, RaftEvent
     from aspen.plugins.types import ConfigSection
     from aspen.rpc.handler import RpcHandler
 
@@ -100,3 +100,9 @@ def aspen_on_raft_event(event: RaftEvent, node: NodeAPI) -> None:
 @hookspec
 def aspen_on_cluster_event(event: ClusterEvent, node: NodeAPI) -> None:
     """Called by the event bus for ``cluster.*`` events (membership changes)."""
+
+
+@hookspec
+def aspen_on_blob_event(event: BlobEvent, node: NodeAPI) -> None:
+    """Called by the event bus for ``blob.*`` events: ``blob.added`` when a blob is first
+    stored in the cluster, ``blob.removed`` when GC removes it (docs/blobs.md)."""

@@ -169,6 +169,10 @@ PEER_TCP_USER_TIMEOUT_SECONDS = 15.0
 MAX_PEER_CONNECTIONS = 1024
 #: Most snapshot (or other) streams a node receives at once.
 MAX_PEER_STREAMS = 4
+#: Blob transfers (fetches of a replica, streamed copies of a put; see aspen.blobs.transfer)
+#: a node serves at once; counted apart from MAX_PEER_STREAMS so that blob copies never hold
+#: up a snapshot.
+MAX_PEER_BLOB_TRANSFERS = 16
 #: Largest chunk of a peer stream, in bytes (bigger chunks are split).
 PEER_STREAM_CHUNK_BYTES = 1024 * 1024
 #: Seconds a stream receiver waits for the next chunk before giving up.
@@ -294,6 +298,58 @@ HTTP_MAX_LINGERING_CONNECTIONS = 64
 #: Bytes of one HTTP connection's input a listener buffers (a request body the app has not
 #: read yet, or pipelined requests behind the one being answered) before it stops reading.
 HTTP_READ_BUFFER_BYTES = 256 * 1024
+
+# ---------------------------------------------------------------- blobs (aspen.blobs)
+#: Largest blob, in bytes (a put over it is refused with ``resource_exhausted``); nodes
+#: take ``ASPEN_BLOB_MAX_BYTES`` instead when it is set (tests use a small one).
+BLOB_MAX_BYTES = 64 * 1024**3
+#: Bytes of one piece of a blob on the wire (a put chunk request, a get item): well under
+#: MAX_FRAME_BYTES, and the unit in which a node reads, verifies and sends a blob.
+BLOB_CHUNK_BYTES = 2 * 1024 * 1024
+#: Bytes one ``blob.get`` request streams at most; a reader asks for the next window while
+#: it takes this one, so a reader holds at most two windows.
+BLOB_GET_WINDOW_BYTES = 8 * 1024 * 1024
+#: Put chunk requests a client keeps in flight on one upload (memory per upload on the
+#: node is at most this many chunks).
+BLOB_PUT_WINDOW_CHUNKS = 4
+#: Uploads one connection may have open at once.
+BLOB_MAX_UPLOADS_PER_CONNECTION = 16
+#: Uploads one node may have open at once (each holds a temporary file).
+BLOB_MAX_UPLOADS = 256
+#: Seconds an upload may sit without a chunk before the node drops it and deletes its
+#: temporary file (a client killed mid-put).
+BLOB_UPLOAD_IDLE_SECONDS = 60.0
+#: Free bytes a blob write must leave on the data dir's disk (on top of the blob).
+BLOB_DISK_RESERVE_BYTES = 64 * 1024 * 1024
+#: Default number of nodes a put waits to hold a blob (capped at the voters).
+BLOB_DEFAULT_REPLICAS = 3
+#: Most replicas a put or the cluster setting may ask for.
+BLOB_MAX_REPLICAS = 16
+#: Most seconds between two looks of a node for local replicas the cluster no longer
+#: records (a quarter of the GC grace period when that is shorter).
+BLOB_LOCAL_GC_INTERVAL_SECONDS = 60.0
+#: Seconds an unpinned blob is kept after its last put before GC removes it
+#: (``ASPEN_BLOB_GC_GRACE_SECONDS`` overrides it on a node).
+BLOB_GC_GRACE_SECONDS = 3600.0
+#: Seconds a holder may stay unreachable before the repairer copies its blobs elsewhere
+#: (``ASPEN_BLOB_HOLDER_GRACE_SECONDS`` overrides it).
+BLOB_HOLDER_GRACE_SECONDS = 300.0
+#: Seconds between two passes of the repairer and the GC on the leader
+#: (``ASPEN_BLOB_REPAIR_INTERVAL_SECONDS`` overrides it).
+BLOB_REPAIR_INTERVAL_SECONDS = 10.0
+#: Seconds between two background scrubs of a node's blobs (each re-verifies every local
+#: blob; ``ASPEN_BLOB_SCRUB_INTERVAL_SECONDS`` overrides it).
+BLOB_SCRUB_INTERVAL_SECONDS = 24 * 3600.0
+#: Copies the repairer runs at once.
+BLOB_REPAIR_CONCURRENCY = 4
+#: Blobs one repair pass examines (bounds the metadata held in memory by one pass).
+BLOB_REPAIR_SCAN_BLOBS = 100_000
+#: Seconds a node-to-node copy of one blob may take before it is abandoned.
+BLOB_COPY_TIMEOUT_SECONDS = 3600.0
+#: Blobs ``blob.list`` returns in one page.
+BLOB_LIST_LIMIT = 1000
+#: Bytes of a pin name.
+BLOB_MAX_PIN_NAME_BYTES = 512
 
 __all__ = [name for name in list(globals()) if name.isupper()]
 

@@ -93,6 +93,7 @@ def _single_error(exc: BaseException) -> BaseException:
 
 def make_cli(pm: Any = None) -> click.Group:
     """Build the ``aspen`` command; ``pm`` is the plugin manager (None: load on first need)."""
+    from aspen.cli.blob import blob
     from aspen.cli.cluster import cluster
     from aspen.cli.dev import dev
     from aspen.cli.kv import kv
@@ -141,7 +142,7 @@ def make_cli(pm: Any = None) -> click.Group:
             endpoint_source="ASPEN_ENDPOINT" if from_env else "--endpoint",
         )
 
-    for command in (cluster, dev, kv, lease, node, plugins, status, token):
+    for command in (blob, cluster, dev, kv, lease, node, plugins, status, token):
         cli.add_command(command)
     return cli
 

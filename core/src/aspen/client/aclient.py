@@ -14,6 +14,7 @@ from typing import Any
 import anyio
 import anyio.abc
 
+from aspen.client.blobs import BlobClient
 from aspen.client.connection import (
     ClientStream,
     Connection,
@@ -77,7 +78,16 @@ _monotonic = time.monotonic
 #: (A write whose connection dropped after it was sent may have been applied: it is never
 #: retried blindly; the caller gets ``unavailable`` and decides.)
 READ_ONLY_METHODS = frozenset(
-    {"kv.range", "node.status", "cluster.status", "lease.ttl", "lease.list"}
+    {
+        "kv.range",
+        "node.status",
+        "cluster.status",
+        "lease.ttl",
+        "lease.list",
+        "blob.stat",
+        "blob.list",
+        "blob.status",
+    }
 )
 #: First pause before retrying when no leader is known; doubles up to ``_MAX_BACKOFF``.
 _FIRST_BACKOFF = 0.05
@@ -130,6 +140,8 @@ class AsyncClient:
         self.failover_timeout = failover_timeout
         self.kv = KVClient(self)
         self.lease = LeaseClient(self)
+        #: The blob store: put, get, stat, pin, unpin, list (:class:`BlobClient`).
+        self.blobs = BlobClient(self)
         self._conn: Connection | None = None
         self._index = -1
         self._lock: anyio.Lock | None = None

@@ -133,6 +133,8 @@ class SyncClient:
         self.kv = _Mirror(self, self.aclient.kv)
         #: :class:`~aspen.client.aclient.LeaseClient`, blocking.
         self.lease = _Mirror(self, self.aclient.lease)
+        #: :class:`~aspen.client.blobs.BlobClient`, blocking (``get`` is an iterator).
+        self.blobs = _Mirror(self, self.aclient.blobs)
 
     def open(self) -> SyncClient:
         """Start the background loop and connect; return self."""

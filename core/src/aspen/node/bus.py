@@ -27,7 +27,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from aspen import limits
-from aspen.events import ClusterEvent, Event, KvEvent, RaftEvent
+from aspen.events import BlobEvent, ClusterEvent, Event, KvEvent, RaftEvent
 
 __all__ = ["HOOK_FOR_EVENT", "EventBus", "SubscriberStats"]
 
@@ -38,6 +38,7 @@ HOOK_FOR_EVENT: dict[type[Event], str] = {
     KvEvent: "aspen_on_kv_event",
     RaftEvent: "aspen_on_raft_event",
     ClusterEvent: "aspen_on_cluster_event",
+    BlobEvent: "aspen_on_blob_event",
 }
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
@@ -46,6 +46,9 @@ from aspen.transport.identity import NodeIdentity
 from aspen.transport.join import JoinService, init_cluster, load_join_token, request_join
 from aspen.transport.peer import PeerTransport
 from aspen.transport.tls import ClusterCA, NodeCredentials, load_node_credentials
+
+if TYPE_CHECKING:
+    from aspen.blobs.service import BlobService
 
 __all__ = ["JOINED_MARKER", "ClusterRuntime", "LeadershipListener", "obtain_credentials"]
 
@@ -108,12 +111,14 @@ class ClusterRuntime:
         stop: Callable[[], None],
         lease_reads: bool = False,
         on_applied: Callable[[list[Event]], None] | None = None,
+        blobs: BlobService | None = None,
     ) -> None:
         """``granted_members`` are the members a join grant listed (see
         :func:`obtain_credentials`); ``spawn(func, *args, name=)`` runs a task until the node
         stops; ``stop()`` asks the node to stop (when it was removed from the cluster);
         ``lease_reads`` serves linearizable reads from a leader lease (``--lease-reads``);
-        ``on_applied(events)`` sees each commit's events as it applies, before the bus."""
+        ``on_applied(events)`` sees each commit's events once the bus has them;
+        ``blobs`` serves members' blob fetches and streamed copies (:mod:`aspen.blobs`)."""
         self.identity = identity
         self.id = identity.node_id
         self.data_dir = data_dir
@@ -126,6 +131,7 @@ class ClusterRuntime:
         self._stop = stop
         self._lease_reads = lease_reads
         self._applied_observer = on_applied
+        self._blobs = blobs
         self.peer_endpoint = ""
         self.raft_storage = LmdbRaftStorage(storage, Log(storage), state_machine)
         self.spool = SnapshotSpool(data_dir)
@@ -164,6 +170,7 @@ class ClusterRuntime:
             is_member=self.is_member,
             on_message=self.on_peer_message,
             on_stream=self.on_peer_stream,
+            on_fetch=self._blobs.serve_fetch if self._blobs is not None else None,
             on_join=JoinService(creds, join_token, self.root_token, self.admit)
             if join_token
             else None,
@@ -362,8 +369,11 @@ class ClusterRuntime:
 
     async def on_peer_stream(
         self, peer_id: str, header: dict[str, Any], chunks: AsyncIterator[bytes]
-    ) -> None:
-        """A snapshot streamed by the leader: spool it, then step its SNAPSHOT message."""
+    ) -> Any:
+        """A snapshot streamed by the leader: spool it, then step its SNAPSHOT message; or a
+        member's streamed copy of a blob put (:mod:`aspen.blobs.tee`)."""
+        if header.get("kind") == "blob" and self._blobs is not None:
+            return await self._blobs.receive_copy(peer_id, header, chunks)
         if header.get("kind") != "snapshot" or header.get("from") != peer_id:
             raise InvalidArgumentError("unexpected stream from peer")
         meta = await self.spool.receive(header, chunks)
@@ -382,9 +392,9 @@ class ClusterRuntime:
         """After every commit: wake watchers, hand events to the bus, follow membership."""
         self.watch_hub.advance(revision)
         if events:
+            self.bus.publish(events)
             if self._applied_observer is not None:
                 self._applied_observer(events)
-            self.bus.publish(events)
         conf = self.replicator.conf
         if conf != self._last_conf:
             before, self._last_conf = self._last_conf, conf

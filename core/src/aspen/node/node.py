@@ -22,6 +22,9 @@ from aspen import limits
 from aspen.api import NodeAPI
 from aspen.auth.access import Authority
 from aspen.auth.service import TokenService
+from aspen.blobs.events import blob_events
+from aspen.blobs.handlers import blob_handlers
+from aspen.blobs.service import BlobService
 from aspen.errors import UnavailableError
 from aspen.events import Event
 from aspen.kv.state_machine import KVStateMachine
@@ -55,7 +58,12 @@ __all__ = ["NOTIFICATION_HOOKS", "Node", "NodeAPI"]
 log = logging.getLogger(__name__)
 
 #: The bus hooks a node subscribes plugins to.
-NOTIFICATION_HOOKS = ("aspen_on_kv_event", "aspen_on_raft_event", "aspen_on_cluster_event")
+NOTIFICATION_HOOKS = (
+    "aspen_on_kv_event",
+    "aspen_on_raft_event",
+    "aspen_on_cluster_event",
+    "aspen_on_blob_event",
+)
 #: Name of the LMDB environment directory inside the data directory.
 DB_DIR = "db"
 
@@ -89,6 +97,11 @@ class Node:
         return self._parts
 
     # ------------------------------------------------------------------ the API for plugins
+    @property
+    def blobs(self) -> BlobService:
+        """The node's blob store (:mod:`aspen.blobs`; plugins see its ``BlobsAPI``)."""
+        return self.parts.blobs
+
     @property
     def token(self) -> str:
         """The node's root token (``aspen1.…``), for clients a plugin opens to the cluster."""
@@ -313,6 +326,9 @@ class Node:
         tighten_tree(self.data_dir)  # the credentials just written, too
         tokens = token_service(creds, token, identity.node_id)
         tokens.load_revoked(revoked_ids(state_machine))
+        #: The blob store (``node.blobs``, see :mod:`aspen.blobs`); it reaches the cluster
+        #: runtime through ``self.parts`` once the node runs.
+        blobs = BlobService(self)
         cluster = ClusterRuntime(
             identity,
             self.data_dir,
@@ -325,7 +341,8 @@ class Node:
             spawn=self.spawn,
             stop=self.stop,
             lease_reads=config.lease_reads,
-            on_applied=_revocations_followed_by(tokens, state_machine),
+            on_applied=_applied_observer(tokens, state_machine, bus),
+            blobs=blobs,
         )
         leases = LeaseService(
             storage,
@@ -346,6 +363,7 @@ class Node:
             core_handlers(kv, leases, watch_hub, plugin_infos)
             + cluster_handlers(cluster)
             + token_handlers(tokens, cluster.propose)
+            + blob_handlers()
         )
         registry = self._build_registry(core)
         server = RpcServer(
@@ -353,7 +371,7 @@ class Node:
             node=self,
             authenticate=tokens.authenticate,
             node_id=self.id,
-            features=("watch", "leases", "txn", "cluster"),
+            features=("watch", "leases", "txn", "cluster", "blobs"),
             ssl_context=server_context(creds),
         )
         return NodeParts(
@@ -362,6 +380,7 @@ class Node:
             token=token,
             tokens=tokens,
             storage=storage,
+            blobs=blobs,
             state_machine=state_machine,
             watch_hub=watch_hub,
             bus=bus,
@@ -447,6 +466,7 @@ class Node:
                 await tg.start(parts.cluster.replicator.run)
                 tg.start_soon(parts.leases.run, name="leases")
                 await self._wait_for_leader_if_alone()
+                await tg.start(parts.blobs.run, name="blobs")
                 if self.pm is not None:
                     await self.pm.run_lifecycle("aspen_startup", self)
                 task_status.started(self.endpoint)
@@ -463,15 +483,17 @@ class Node:
             parts.storage.close()
 
 
-def _revocations_followed_by(
-    tokens: TokenService, state_machine: KVStateMachine
+def _applied_observer(
+    tokens: TokenService, state_machine: KVStateMachine, bus: EventBus
 ) -> Callable[[list[Event]], None]:
-    """What a commit's events tell ``tokens``: each revocation as it applies, and the whole
-    revoked set again after a snapshot was installed."""
+    """What a commit's events tell the node beyond watches and the bus: ``tokens`` each
+    revocation as it applies (the whole revoked set again after a snapshot was installed),
+    and the bus the ``blob.*`` events derived from the blob records' changes."""
 
     def follow(events: list[Event]) -> None:
         if tokens.on_applied(events):
             tokens.load_revoked(revoked_ids(state_machine))
+        bus.publish(blob_events(events))
 
     return follow
 

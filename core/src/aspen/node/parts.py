@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from aspen.auth.service import TokenService
+from aspen.blobs.service import BlobService
 from aspen.kv.state_machine import KVStateMachine
 from aspen.node.bus import EventBus
 from aspen.node.cluster import ClusterRuntime
@@ -38,6 +39,8 @@ class NodeParts:
     #: Checks the root token and capability tokens; follows revocations as they apply.
     tokens: TokenService
     storage: Storage
+    #: The blob store (content-addressed files under the data dir, metadata in KV).
+    blobs: BlobService
     state_machine: KVStateMachine
     watch_hub: WatchHub
     bus: EventBus

@@ -15,6 +15,9 @@ Wire (after the TLS handshake), every message a length-prefixed msgpack frame:
   ``{"type": "error", "error": {code, message, details}}`` and close;
 * a stream sends ``{"chunk": bytes}`` frames then ``{"end": true}``; the receiver answers
   ``{"type": "result", "result": ...}`` or an error frame.
+* a fetch (kind ``"fetch"``, the request in ``header``) is a stream the other way: the
+  acceptor sends ``{"chunk": bytes}`` frames from ``on_fetch`` then ``{"end": true}``, or an
+  error frame (blob copies between members, :mod:`aspen.blobs.transfer`).
 
 Sending never blocks: :meth:`PeerTransport.send` queues an encoded frame on the peer's
 bounded queue (a full queue drops and counts; Raft retransmits); everything queued in one
@@ -49,6 +52,7 @@ from aspen.errors import (
 )
 from aspen.limits import (
     MAX_FRAME_BYTES,
+    MAX_PEER_BLOB_TRANSFERS,
     MAX_PEER_CONNECTIONS,
     MAX_PEER_STREAMS,
     PEER_CONNECT_TIMEOUT_SECONDS,
@@ -86,6 +90,7 @@ __all__ = [
     "PEER_PROTOCOL_VERSION",
     "Driver",
     "IsMember",
+    "OnFetch",
     "OnJoin",
     "OnMessage",
     "OnStream",
@@ -104,10 +109,12 @@ IsMember = Callable[[str], bool]
 OnMessage = Callable[[str, dict[str, Any]], None]
 #: ``await on_stream(peer_id, header, chunks)``: consume a stream; the result is sent back.
 OnStream = Callable[[str, dict[str, Any], AsyncIterator[bytes]], Awaitable[Any]]
+#: ``on_fetch(peer_id, header)``: the chunks to send back for a fetch request.
+OnFetch = Callable[[str, dict[str, Any]], AsyncIterator[bytes]]
 #: ``await on_join(first_frame, remote)``: answer a certificate-less join connection.
 OnJoin = Callable[[dict[str, Any], str], Awaitable[dict[str, Any]]]
 
-_KINDS = ("messages", "stream")
+_KINDS = ("messages", "stream", "fetch")
 
 #: ``"asyncio"``: asyncio's TLS transport and protocols (the fast path, on asyncio/uvloop);
 #: ``"anyio"``: anyio TLS streams (portable); ``"auto"``: asyncio when running on it.
@@ -128,6 +135,7 @@ class PeerTransport:
         on_message: OnMessage,
         on_stream: OnStream | None = None,
         on_join: OnJoin | None = None,
+        on_fetch: OnFetch | None = None,
         queue_messages: int = PEER_QUEUE_MESSAGES,
         queue_bytes: int = PEER_QUEUE_BYTES,
         max_frame: int = MAX_FRAME_BYTES,
@@ -159,6 +167,7 @@ class PeerTransport:
         self._on_message = on_message
         self._on_stream = on_stream
         self._on_join = on_join
+        self._on_fetch = on_fetch
         self._server_ctx = server_context(credentials, peers=True)
         self._client_ctx = peer_client_context(credentials)
         self._tg: anyio.abc.TaskGroup | None = None
@@ -167,7 +176,15 @@ class PeerTransport:
         self._inbound: dict[str, set[anyio.CancelScope]] = {}
         self._received: dict[str, int] = {}
         self._counters = dict.fromkeys(
-            ("connections", "refused", "bad_frames", "joins", "streams_active"), 0
+            (
+                "connections",
+                "refused",
+                "bad_frames",
+                "joins",
+                "streams_active",
+                "blob_transfers_active",
+            ),
+            0,
         )
         self._counters.update(streams_sent=0, streams_received=0)
         self._hello = self._hello_frame()
@@ -269,25 +286,50 @@ class PeerTransport:
         breaks, the receiver's error if it refused or failed, ``TimeoutError`` (Aspen's) when it
         does not answer within ``result_timeout`` seconds after the last chunk.
         """
-        if address is None:
-            address = self._addresses.get(peer_id)
-        if address is None:
-            raise UnavailableError(f"no address known for peer {peer_id}", peer=peer_id)
-        try:
-            framed = await self._dial(peer_id, address, "stream", header)
-        except (UnauthorizedError, InvalidArgumentError, ResourceExhaustedError):
-            raise
-        except LINK_ERRORS as exc:
-            raise UnavailableError(
-                f"cannot stream to peer {peer_id} at {address}: {describe_error(exc)}",
-                peer=peer_id,
-            ) from exc
+        framed = await self._dial_own(peer_id, address, "stream", header, "stream to")
         try:
             result = await StreamSender(framed, peer_id).run(chunks, result_timeout)  # type: ignore[arg-type]
         finally:
             await framed.aclose()
         self._counters["streams_sent"] += 1
         return result
+
+    async def fetch(
+        self, peer_id: str, address: str | None, header: dict[str, Any]
+    ) -> AsyncIterator[bytes]:
+        """Ask ``peer_id`` for the stream ``header`` names (its ``on_fetch`` answers) over a
+        connection of its own; yield each chunk as it arrives (TCP paces the sender).
+
+        Raises ``UnavailableError`` if the peer cannot be reached or the stream breaks off,
+        the peer's error if it refused or failed.
+        """
+        framed = await self._dial_own(peer_id, address, "fetch", header, "fetch from")
+        try:
+            reader = StreamReader(framed, peer_id, self.stream_idle_timeout)  # type: ignore[arg-type]
+            async for chunk in reader.chunks():
+                yield chunk
+        finally:
+            with anyio.CancelScope(shield=True):
+                await framed.aclose()
+
+    async def _dial_own(
+        self, peer_id: str, address: str | None, kind: str, header: dict[str, Any], what: str
+    ) -> FramedStream | FrameProtocol:
+        """Open a connection of its own to ``peer_id`` (a stream or a fetch); an unreachable
+        peer is ``UnavailableError("cannot <what> peer …")``, a refusal is the peer's error."""
+        if address is None:
+            address = self._addresses.get(peer_id)
+        if address is None:
+            raise UnavailableError(f"no address known for peer {peer_id}", peer=peer_id)
+        try:
+            return await self._dial(peer_id, address, kind, header)
+        except (UnauthorizedError, InvalidArgumentError, ResourceExhaustedError):
+            raise
+        except LINK_ERRORS as exc:
+            raise UnavailableError(
+                f"cannot {what} peer {peer_id} at {address}: {describe_error(exc)}",
+                peer=peer_id,
+            ) from exc
 
     def update_addresses(self, addresses: Mapping[str, str]) -> None:
         """Set the peer addresses (``{peer_id: "host:port"}``); a connected link whose
@@ -524,6 +566,8 @@ class PeerTransport:
         await framed.send(self._hello)
         if kind == "stream":
             await self._receive_stream(peer_id, framed, hello.get("header") or {})
+        elif kind == "fetch":
+            await self._serve_fetch(peer_id, framed, hello.get("header") or {})
         else:
             await self._receive_messages(peer_id, framed, remote)
 
@@ -549,15 +593,25 @@ class PeerTransport:
             member = False
         if not member:
             raise UnauthorizedError(f"node {peer_id} is not a member of this cluster")
-        if kind == "stream":
-            if self._on_stream is None:
-                raise UnavailableError("this node does not accept peer streams")
-            if self._counters["streams_active"] >= self.max_streams:
+        if kind == "fetch" and self._on_fetch is None:
+            raise UnavailableError("this node does not serve fetches")
+        if kind == "stream" and self._on_stream is None:
+            raise UnavailableError("this node does not accept peer streams")
+        if kind != "messages":
+            counter, bound, name = self._stream_bound(kind, hello.get("header"))
+            if self._counters[counter] >= bound:
                 raise ResourceExhaustedError(
-                    f"too many streams at once (MAX_PEER_STREAMS = {self.max_streams})",
-                    limit=self.max_streams,
+                    f"too many {kind}s at once ({name} = {bound})", limit=bound
                 )
         return kind
+
+    def _stream_bound(self, kind: str, header: object) -> tuple[str, int, str]:
+        """The counter and bound of a stream or fetch: blob transfers (fetches, and streams
+        whose header says ``"kind": "blob"``) count apart from snapshots."""
+        blob = kind == "fetch" or (isinstance(header, dict) and header.get("kind") == "blob")
+        if blob:
+            return "blob_transfers_active", MAX_PEER_BLOB_TRANSFERS, "MAX_PEER_BLOB_TRANSFERS"
+        return "streams_active", self.max_streams, "MAX_PEER_STREAMS"
 
     async def _serve_certless(
         self, framed: FramedStream | FrameProtocol, hello: dict[str, Any], remote: str
@@ -617,7 +671,8 @@ class PeerTransport:
         """Hand an inbound stream to ``on_stream`` and answer with its result."""
         assert self._on_stream is not None
         counters = self._counters
-        counters["streams_active"] += 1
+        counter = self._stream_bound("stream", header)[0]
+        counters[counter] += 1
         reader = StreamReader(framed, peer_id, self.stream_idle_timeout)  # type: ignore[arg-type]
         try:
             result = await self._on_stream(peer_id, header, reader.chunks())
@@ -629,7 +684,33 @@ class PeerTransport:
             log.error("on_stream for peer %s failed", peer_id, exc_info=exc)
             reply = error_frame(InternalError(f"receiving the stream failed: {exc}"))
         finally:
-            counters["streams_active"] -= 1
+            counters[counter] -= 1
         if not reader.broken:
             with anyio.move_on_after(self.handshake_timeout):
                 await framed.send(reply)
+
+    async def _serve_fetch(
+        self, peer_id: str, framed: FramedStream | FrameProtocol, header: dict[str, Any]
+    ) -> None:
+        """Answer a fetch: ``on_fetch``'s chunks, then ``end`` (or an error frame)."""
+        assert self._on_fetch is not None
+        counters = self._counters
+        counters["blob_transfers_active"] += 1
+        chunks = self._on_fetch(peer_id, header)
+        try:
+            async for chunk in chunks:
+                await framed.send({"chunk": chunk})
+            await framed.send({"end": True})
+        except AspenError as exc:
+            await framed.send(error_frame(exc))
+        except LINK_ERRORS:
+            raise
+        except Exception as exc:
+            log.error("on_fetch for peer %s failed", peer_id, exc_info=exc)
+            await framed.send(error_frame(InternalError(f"serving the fetch failed: {exc}")))
+        finally:
+            counters["blob_transfers_active"] -= 1
+            aclose = getattr(chunks, "aclose", None)
+            if aclose is not None:
+                with anyio.CancelScope(shield=True):
+                    await aclose()

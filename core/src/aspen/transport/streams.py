@@ -45,6 +45,8 @@ class StreamReader:
                 yield chunk
             elif frame.get("end") is True:
                 return
+            elif frame.get("type") == "error":  # the sender of a fetch refused or failed
+                raise error_from_wire(frame.get("error"))
             else:
                 raise InvalidArgumentError(f"unexpected frame in a stream: {sorted(frame)}")
 

@@ -1,0 +1,162 @@
+"""The ``blob.*`` RPC methods (docs/blobs.md).
+
+Clients: ``blob.put_open`` / ``blob.put_chunk`` / ``blob.put_close`` / ``blob.put_abort``
+(a put, chunk by chunk), ``blob.get`` (streams a window of a blob), ``blob.stat``,
+``blob.pin``, ``blob.unpin``, ``blob.list``, ``blob.status``, ``blob.configure``.
+Members: ``blob.fetch`` (copy a blob from a member) and ``blob.ping``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from aspen.blobs.hashing import parse_hash
+from aspen.blobs.meta import check_pin_name
+from aspen.limits import BLOB_CHUNK_BYTES, BLOB_MAX_REPLICAS
+from aspen.rpc import params as p
+from aspen.rpc.context import RpcContext
+from aspen.rpc.handler import RpcHandler
+
+if TYPE_CHECKING:
+    from aspen.blobs.service import BlobService
+
+__all__ = ["blob_handlers"]
+
+
+def _service(ctx: RpcContext) -> BlobService:
+    return ctx.node.blobs  # type: ignore[return-value]  # the node's BlobService
+
+
+def _optional_int(params: dict[str, Any], name: str, **bounds: int) -> int | None:
+    return None if params.get(name) is None else p.require_int(params, name, **bounds)
+
+
+async def blob_put_open(ctx: RpcContext, params: dict[str, Any]) -> Any:
+    """Start a put: ``{size?, replicas?, pin?}`` -> ``{upload, chunk_bytes}``."""
+    pin = params.get("pin")
+    upload = await _service(ctx).open_upload(
+        ctx.connection_id,
+        _optional_int(params, "size", min=0),
+        _optional_int(params, "replicas", min=1, max=BLOB_MAX_REPLICAS),
+        None if pin is None else check_pin_name(pin),
+    )
+    return {"upload": upload.id, "chunk_bytes": BLOB_CHUNK_BYTES}
+
+
+async def blob_put_chunk(ctx: RpcContext, params: dict[str, Any]) -> Any:
+    """Append ``data`` at ``offset`` to an upload (chunks may be pipelined)."""
+    service = _service(ctx)
+    upload = service.uploads.get(ctx.connection_id, params.get("upload"))
+    data = p.require_bytes(params, "data", max_len=BLOB_CHUNK_BYTES, allow_empty=True)
+    offset = p.require_int(params, "offset", min=0)
+    await upload.write(offset, data, service.settings.upload_idle_seconds)
+    return {"received": upload.written}
+
+
+async def blob_put_close(ctx: RpcContext, params: dict[str, Any]) -> Any:
+    """Finish a put: ``{hash, size, replicas}`` once it is durable on its replicas."""
+    service = _service(ctx)
+    upload = service.uploads.get(ctx.connection_id, params.get("upload"))
+    ref = await service.close_upload(upload)
+    return {"hash": ref.hash, "size": ref.size, "replicas": ref.replicas}
+
+
+async def blob_put_abort(ctx: RpcContext, params: dict[str, Any]) -> Any:
+    """Drop an upload and what it wrote."""
+    service = _service(ctx)
+    await service.abort_upload(service.uploads.get(ctx.connection_id, params.get("upload")))
+    return {}
+
+
+async def blob_get(ctx: RpcContext, params: dict[str, Any]) -> AsyncIterator[Any]:
+    """Stream ``[offset, offset + length)`` of a blob as ``{"data": bytes}`` items, each
+    verified (``local``: only from this node's replica)."""
+    digest = parse_hash(params.get("hash"))
+    offset = p.optional_int(params, "offset", 0, min=0)
+    length = _optional_int(params, "length", min=0)
+    local = p.optional_bool(params, "local")
+    async for piece in _service(ctx).read(digest, offset, length, local=local):
+        yield {"data": piece}
+
+
+async def blob_stat(ctx: RpcContext, params: dict[str, Any]) -> Any:
+    """``{hash, size, holders, pins, replicas, created}`` of a blob."""
+    return await _service(ctx).stat(parse_hash(params.get("hash")))
+
+
+async def blob_pin(ctx: RpcContext, params: dict[str, Any]) -> Any:
+    """Keep a blob under a name: ``{name, hash}``."""
+    await _service(ctx).pin(p.require_str(params, "name"), parse_hash(params.get("hash")))
+    return {}
+
+
+async def blob_unpin(ctx: RpcContext, params: dict[str, Any]) -> Any:
+    """Drop a pin: ``{name}`` -> ``{hash}``."""
+    return {"hash": await _service(ctx).unpin(p.require_str(params, "name"))}
+
+
+async def blob_list(ctx: RpcContext, params: dict[str, Any]) -> Any:
+    """Every blob: ``{blobs: [{hash, size, holders, pins, ...}]}``."""
+    return {"blobs": await _service(ctx).list()}
+
+
+async def blob_status(ctx: RpcContext, params: dict[str, Any]) -> Any:
+    """``{blobs, bytes, under_replicated, repairing, replicas, local}``."""
+    return await _service(ctx).status()
+
+
+async def blob_configure(ctx: RpcContext, params: dict[str, Any]) -> Any:
+    """Set the cluster's default replica count: ``{replicas}``."""
+    replicas = p.require_int(params, "replicas", min=1, max=BLOB_MAX_REPLICAS)
+    await _service(ctx).meta.set_replicas(replicas)
+    return {"replicas": replicas}
+
+
+async def blob_fetch(ctx: RpcContext, params: dict[str, Any]) -> Any:
+    """(Members) copy a blob from member ``source`` into this node: ``{hash, size, source,
+    register}``."""
+    await _service(ctx).fetch(
+        parse_hash(params.get("hash")),
+        p.require_int(params, "size", min=0),
+        p.require_str(params, "source"),
+        p.optional_bool(params, "register"),
+    )
+    return {"node": ctx.node.id}
+
+
+async def blob_ping(ctx: RpcContext, params: dict[str, Any]) -> Any:
+    """(Members) a liveness probe of the repairer."""
+    return {"node": ctx.node.id}
+
+
+def blob_handlers() -> list[RpcHandler]:
+    """Every ``blob.*`` method, tagged as the core's, with the capability a token needs
+    (``blob:read`` / ``blob:write``; the cluster-wide setting is ``cluster:admin``; the
+    members' own ``blob.fetch`` and ``blob.ping`` are root-only)."""
+    table: list[tuple[str, Any, bool, str | None]] = [
+        ("blob.put_open", blob_put_open, False, "blob:write"),
+        ("blob.put_chunk", blob_put_chunk, False, "blob:write"),
+        ("blob.put_close", blob_put_close, False, "blob:write"),
+        ("blob.put_abort", blob_put_abort, False, "blob:write"),
+        ("blob.get", blob_get, True, "blob:read"),
+        ("blob.stat", blob_stat, False, "blob:read"),
+        ("blob.pin", blob_pin, False, "blob:write"),
+        ("blob.unpin", blob_unpin, False, "blob:write"),
+        ("blob.list", blob_list, False, "blob:read"),
+        ("blob.status", blob_status, False, "blob:read"),
+        ("blob.configure", blob_configure, False, "cluster:admin"),
+        ("blob.fetch", blob_fetch, False, None),
+        ("blob.ping", blob_ping, False, None),
+    ]
+    return [
+        RpcHandler(
+            name,
+            func,
+            streaming=streaming,
+            doc=(func.__doc__ or "").strip(),
+            plugin="core",
+            capability=capability,
+        )
+        for name, func, streaming, capability in table
+    ]
