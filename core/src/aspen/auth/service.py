@@ -164,10 +164,9 @@ class TokenService:
             return None
         for key in grant.revocation_keys:
             if key in self.revoked:
-                what = "it" if key == grant.id else f"the token it derives from ({key[:16]})"
+                why = "" if key == grant.id else f" with the token it derives from ({key[:16]})"
                 return UnauthorizedError(
-                    f"capability token {grant.id} was revoked ({what} was revoked)",
-                    token=grant.id,
+                    f"capability token {grant.id} was revoked{why}", token=grant.id
                 )
         return None
 
