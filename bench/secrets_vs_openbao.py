@@ -28,7 +28,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from secrets_support.aspen_side import aspen_cluster
+from secrets_support.aspen_side import READ_MODES, aspen_cluster
 from secrets_support.bao_side import openbao
 from secrets_support.load import HTTP_CLIENTS, INTERFACES, OPS, measure, prepare
 from secrets_support.procs import Endpoint
@@ -52,6 +52,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--concurrency", default="1,16", help="clients per run, comma separated")
     ap.add_argument("--ops", default=",".join(OPS), help="operations, comma separated")
     ap.add_argument("--interfaces", default=",".join(INTERFACES), help="Aspen: http, client")
+    ap.add_argument(
+        "--aspen-reads",
+        default="readindex,lease",
+        help="Aspen set-ups by read mode: readindex (the default linearizable reads), "
+        "lease (nodes started with --lease-reads, like OpenBao's active node)",
+    )
+    ap.add_argument(
+        "--lease-interfaces",
+        default="http",
+        help="interfaces measured on the lease-reads set-ups (the HTTP API by default)",
+    )
     ap.add_argument(
         "--http-client",
         choices=HTTP_CLIENTS,
@@ -88,7 +99,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.ops = args.ops.split(",")
     args.interfaces = args.interfaces.split(",")
     args.bao_modes = args.bao_modes.split(",")
+    args.aspen_reads = args.aspen_reads.split(",")
+    args.lease_interfaces = args.lease_interfaces.split(",")
     bad = (set(args.ops) - set(OPS)) | (set(args.interfaces) - set(INTERFACES))
+    bad |= set(args.aspen_reads) - set(READ_MODES)
+    bad |= set(args.lease_interfaces) - set(INTERFACES)
     bad |= set(args.bao_modes) - {"raft", "dev"}
     if bad or any(n < 1 for n in args.nodes):
         ap.error(f"unknown value(s): {sorted(map(str, bad)) or args.nodes}")
@@ -171,9 +186,13 @@ def main(argv: list[str] | None = None) -> None:
                         ["http"],
                         args,
                     )
-            rows += run_system(
-                lambda n=n: aspen_cluster(work / f"aspen-{n}", n), args.interfaces, args
-            )
+            for reads in args.aspen_reads:
+                interfaces = args.lease_interfaces if reads == "lease" else args.interfaces
+                rows += run_system(
+                    lambda n=n, reads=reads: aspen_cluster(work / f"aspen-{reads}-{n}", n, reads),
+                    interfaces,
+                    args,
+                )
     print(table(rows))
     cores = os.cpu_count()
     print(
