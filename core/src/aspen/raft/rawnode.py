@@ -246,4 +246,5 @@ class RawNode:
             conf=r.tracker.conf,
             progress=progress,
             lead_transferee=r.lead_transferee,
+            lease=r.role == Role.LEADER and r.lease.valid(),
         )
