@@ -154,3 +154,17 @@ def test_a_round_sent_before_a_membership_change_earns_no_lease():
         c.deliver(m)
     c.stabilize()
     assert not lease.valid()
+
+
+def test_lease_ticks_left_tell_the_driver_how_long_reads_may_skip_raft():
+    c, leader = lease_cluster()
+    raw = c.raw(leader)
+    lease = raw._raft.lease
+    left = raw.lease_ticks_left()
+    assert left == lease.start + lease.duration - lease.clock > 0
+    raw.tick()  # a tick passes; the round it sends is not answered yet
+    assert raw.lease_ticks_left() == left - 1
+    follower = next(n for n in c.ids if n != leader)
+    assert c.raw(follower).lease_ticks_left() == 0  # only a leader has a lease
+    raw._raft.after_conf_change()
+    assert raw.lease_ticks_left() == 0  # restarted: until a new round is acknowledged

@@ -220,6 +220,7 @@ class Node:
                 "cycles": self.cluster.replicator.cycles,
                 "commands": self.cluster.replicator.commands,
             },
+            "reads": {"lease": self.cluster.replicator.lease_reads},
             "cluster": await self.cluster.status(),
             "rpc": self.server.stats(),
             "bus": self.bus.stats(),

@@ -104,6 +104,13 @@ class LeaderLease:
         """Whether no other leader can exist now (under the clock-drift assumption)."""
         return self.enabled and self.start is not None and self.clock < self.start + self.duration
 
+    def ticks_left(self) -> int:
+        """Leader ticks the lease still lasts (0: none now)."""
+        if not self.valid():
+            return 0
+        assert self.start is not None  # valid() says so
+        return self.start + self.duration - self.clock
+
     def restart(self) -> None:
         """Forget the lease and every round sent so far; only rounds sent from now on can
         earn a new one (after a membership change: see the module docstring)."""
