@@ -45,10 +45,16 @@ def _secrets_ready(cluster: DevCluster, i: int) -> bool:
 
 
 @contextmanager
-def aspen_cluster(workdir: Path, nodes: int, reads: str = "readindex") -> Iterator[Endpoint]:
+def aspen_cluster(
+    workdir: Path, nodes: int, reads: str = "readindex", source: Path | None = None
+) -> Iterator[Endpoint]:
     """Start an ``nodes``-node Aspen cluster in ``workdir`` with the read mode ``reads``
-    (:data:`READ_MODES`); yield its leader's endpoint."""
+    (:data:`READ_MODES`); yield its leader's endpoint. ``source``: run the nodes from
+    another checkout's sources (its ``core/src`` and ``plugins/secrets/src`` first on
+    their ``PYTHONPATH``), reported as system ``aspen-baseline``."""
     env = {**NODE_ENV, **READ_MODES[reads]}
+    if source is not None:
+        env["PYTHONPATH"] = f"{source / 'core' / 'src'}:{source / 'plugins' / 'secrets' / 'src'}"
     cluster = DevCluster(workdir, nodes, free_base_port(nodes), env=env)
     try:
         cluster.up()
@@ -57,7 +63,7 @@ def aspen_cluster(workdir: Path, nodes: int, reads: str = "readindex") -> Iterat
             wait_until(lambda i=i: _secrets_ready(cluster, i), f"aspen-secrets on node {i}")
         address = (cluster.node_dir(leader) / HTTP_ADDRESS_FILE).read_text().strip()
         yield Endpoint(
-            system="aspen",
+            system="aspen" if source is None else "aspen-baseline",
             storage=STORAGE_LABELS[reads],
             nodes=nodes,
             http_url=f"http://{address}",
