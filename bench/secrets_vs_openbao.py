@@ -24,11 +24,11 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
 from typing import Any
 
-from secrets_support.aspen_side import aspen_cluster
+from secrets_support.aspen_side import READ_MODES, aspen_cluster
 from secrets_support.bao_side import openbao
 from secrets_support.load import HTTP_CLIENTS, INTERFACES, OPS, measure, prepare
 from secrets_support.procs import Endpoint
@@ -52,6 +52,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--concurrency", default="1,16", help="clients per run, comma separated")
     ap.add_argument("--ops", default=",".join(OPS), help="operations, comma separated")
     ap.add_argument("--interfaces", default=",".join(INTERFACES), help="Aspen: http, client")
+    ap.add_argument(
+        "--aspen-reads",
+        default="readindex,lease",
+        help="Aspen set-ups by read mode: readindex (the default linearizable reads), "
+        "lease (nodes started with --lease-reads, like OpenBao's active node)",
+    )
+    ap.add_argument(
+        "--baseline",
+        type=Path,
+        help="also run Aspen (HTTP only) from this checkout's sources, e.g. a git worktree "
+        "of the base branch: rows 'aspen-baseline', measured next to the others",
+    )
+    ap.add_argument(
+        "--lease-interfaces",
+        default="http",
+        help="interfaces measured on the lease-reads set-ups (the HTTP API by default)",
+    )
     ap.add_argument(
         "--http-client",
         choices=HTTP_CLIENTS,
@@ -88,10 +105,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.ops = args.ops.split(",")
     args.interfaces = args.interfaces.split(",")
     args.bao_modes = args.bao_modes.split(",")
+    args.aspen_reads = args.aspen_reads.split(",")
+    args.lease_interfaces = args.lease_interfaces.split(",")
     bad = (set(args.ops) - set(OPS)) | (set(args.interfaces) - set(INTERFACES))
+    bad |= set(args.aspen_reads) - set(READ_MODES)
+    bad |= set(args.lease_interfaces) - set(INTERFACES)
     bad |= set(args.bao_modes) - {"raft", "dev"}
     if bad or any(n < 1 for n in args.nodes):
         ap.error(f"unknown value(s): {sorted(map(str, bad)) or args.nodes}")
+    if args.baseline is not None and not (args.baseline / "core" / "src").is_dir():
+        ap.error(f"--baseline {args.baseline}: no core/src there (a checkout of Aspen?)")
     if args.bao and not shutil.which(args.bao):
         ap.error(f"--bao {args.bao}: not an executable")
     return args
@@ -108,19 +131,60 @@ def _progress(row: dict[str, Any]) -> str:
     )
 
 
-def run_system(
-    start: Callable[[], AbstractContextManager[Endpoint]],
-    interfaces: list[str],
-    args: argparse.Namespace,
-) -> list[dict[str, Any]]:
-    """Start one system, prepare its keys, measure every (repeat, interface, op,
-    concurrency); append each result to ``args.out``."""
+#: One system to measure: how to start it, and its interfaces.
+SetUp = tuple[Callable[[], AbstractContextManager[Endpoint]], list[str]]
+
+
+def set_ups(n: int, work: Path, args: argparse.Namespace) -> list[SetUp]:
+    """Every system measured on ``n`` nodes: OpenBao's modes, then Aspen's read modes
+    (and the baseline checkout's, HTTP only)."""
+    out: list[SetUp] = []
+    if args.bao:
+        for mode in args.bao_modes:
+            if mode == "dev" and n != 1:
+                continue  # dev mode is a single in-memory server
+            out.append(
+                (lambda mode=mode: openbao(args.bao, work / f"bao-{mode}-{n}", mode, n), ["http"])
+            )
+    sources: list[tuple[str, Path | None]] = [("aspen", None)]
+    if args.baseline is not None:
+        sources.append(("baseline", args.baseline))
+    for name, source in sources:
+        for reads in args.aspen_reads:
+            if reads == "lease" and n == 1 and "readindex" in args.aspen_reads:
+                continue  # a single voter answers reads at once either way
+            interfaces = args.lease_interfaces if reads == "lease" else args.interfaces
+            if source is not None:
+                interfaces = ["http"]
+            folder = work / f"{name}-{reads}-{n}"
+            out.append(
+                (
+                    lambda folder=folder, reads=reads, source=source: aspen_cluster(
+                        folder, n, reads, source
+                    ),
+                    interfaces,
+                )
+            )
+    return out
+
+
+def run_size(n: int, work: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Start every set-up of ``n`` nodes at once, prepare their keys, then measure each
+    (repeat, op, concurrency) point on every set-up back to back, so that the ratios of a
+    point come from runs minutes apart at most, whatever the machine's other load does;
+    append each result to ``args.out``."""
     rows = []
-    with start() as ep:
-        prepare(ep)
-        points = itertools.product(range(args.repeat), interfaces, args.ops, args.concurrency)
-        for _rep, interface, op, c in points:
-            rows += _measure_point(ep, interface, op, c, args)
+    with ExitStack() as stack:
+        started = []
+        for start, interfaces in set_ups(n, work, args):
+            ep = stack.enter_context(start())
+            prepare(ep)
+            started.append((ep, interfaces))
+        points = itertools.product(range(args.repeat), args.ops, args.concurrency)
+        for _rep, op, c in points:
+            for ep, interfaces in started:
+                for interface in interfaces:
+                    rows += _measure_point(ep, interface, op, c, args)
     return rows
 
 
@@ -162,18 +226,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="aspen-secrets-bench-") as tmp:
         work = Path(tmp)
         for n in args.nodes:
-            if args.bao:
-                for mode in args.bao_modes:
-                    if mode == "dev" and n != 1:
-                        continue  # dev mode is a single in-memory server
-                    rows += run_system(
-                        lambda mode=mode, n=n: openbao(args.bao, work / f"bao-{mode}-{n}", mode, n),
-                        ["http"],
-                        args,
-                    )
-            rows += run_system(
-                lambda n=n: aspen_cluster(work / f"aspen-{n}", n), args.interfaces, args
-            )
+            rows += run_size(n, work, args)
     print(table(rows))
     cores = os.cpu_count()
     print(

@@ -501,8 +501,22 @@ def test_lease_reads_stay_linearizable_when_the_leader_is_paused_or_killed(clust
             e["ok"] and e["op"] == "put" and e["call"] > moment for e in work.recorder.history()
         )
 
+    def leader_has_lease() -> bool:
+        with aspen.connect(c.client_endpoint(c.leader_index()), token=c.token, timeout=5) as cl:
+            return bool(cl.call("cluster.status")["raft"]["lease"])
+
+    def a_read_skipped_raft() -> bool:
+        """A linearizable get on the leader answered from its lease, without a cycle."""
+        with aspen.connect(c.client_endpoint(c.leader_index()), token=c.token, timeout=5) as cl:
+            before = cl.call("node.status")["reads"]["lease"]
+            cl.kv.get("lease-probe")
+            return bool(cl.call("node.status")["reads"]["lease"] > before)
+
     with Workload(c) as work:
         wait_for(lambda: len(work.recorder) > 100, timeout=30)
+        # formed by joins, the cluster has a lease (reads are served from it, no round)
+        wait_for(leader_has_lease, timeout=30, ignore=(AspenError, OSError))
+        wait_for(a_read_skipped_raft, timeout=30, ignore=(AspenError, OSError))
         pid = c.procs[c.leader_index() - 1].pid
         os.kill(pid, signal.SIGSTOP)
         try:

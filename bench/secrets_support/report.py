@@ -47,7 +47,8 @@ def _order(r: Row) -> tuple:
         r["nodes"],
         OPS.index(r["op"]),
         r["concurrency"],
-        r["system"] != "aspen",
+        r["system"] == "openbao",
+        r["system"],
         r["interface"],
         r["storage"],
     )
@@ -84,7 +85,7 @@ def table(rows: list[Row]) -> str:
         cells += [f"{r['other_cpu_pct_of_one_core']:.0f}" + (" noisy" if r["noisy"] else "")]
         for s in storages:
             peer = bao.get((s, r["nodes"], r["op"], r["concurrency"]))
-            if r["system"] == "aspen" and peer:
+            if r["system"] != "openbao" and peer:
                 cells += [_ratio(r["ops_per_s"], peer["ops_per_s"])]
                 cells += [_ratio(r["p99_ms"], peer["p99_ms"])]
             else:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from aspen.raft import Message, MessageType, Role
+from aspen.raft import ConfChange, ConfChangeType, Message, MessageType, Role
 from aspen.raft.lease import lease_duration
 from aspen.testing.linearizability import check_kv_history
 from aspen.testing.raftsim import run_simulation
@@ -120,3 +120,51 @@ def test_simulated_lease_reads_with_drifting_clocks_stay_linearizable(first):
         if verdict.ok is not True:
             failures.append(f"{result.summary()} (lease=True)\n  {verdict.explanation}")
     assert not failures, "\n".join(failures)
+
+
+def test_a_leader_earns_a_lease_again_after_a_membership_change():
+    """A cluster formed by joins (as ``aspen dev up`` forms one) gets a lease once a round
+    sent after the last change is acknowledged, not only after its next election."""
+    c = Cluster(["n1"], joiners=["n2", "n3"], read_only="lease", election_tick=ELECTION_TICK)
+    c.elect("n1")
+    lease = c.raw("n1")._raft.lease
+    for joiner in ("n2", "n3"):
+        for kind in (ConfChangeType.ADD_LEARNER, ConfChangeType.PROMOTE):
+            c.raw("n1").propose_conf_change(ConfChange(kind, joiner))
+            c.stabilize()
+    assert c.nodes["n1"].conf.voters == ("n1", "n2", "n3")
+    assert not lease.valid()  # the rounds of the old voters no longer count
+    assert not c.raw("n1").status().lease
+    c.tick(1)  # a heartbeat round to the new voters, acknowledged by both
+    assert lease.valid() and c.raw("n1").status().lease
+    answers = ask(c, "n1", b"after-joins")
+    assert answers == [c.raw("n1").status().commit]
+    assert all(m.context != b"after-joins" for m in c.take(MT.HEARTBEAT))
+
+
+def test_a_round_sent_before_a_membership_change_earns_no_lease():
+    c, leader = lease_cluster()
+    lease = c.raw(leader)._raft.lease
+    c.raw(leader).tick()  # a round leaves; its answers arrive after the change
+    pending = c.take(MT.HEARTBEAT)
+    assert pending
+    c.raw(leader)._raft.after_conf_change()
+    assert not lease.valid()
+    for m in pending:
+        c.deliver(m)
+    c.stabilize()
+    assert not lease.valid()
+
+
+def test_lease_ticks_left_tell_the_driver_how_long_reads_may_skip_raft():
+    c, leader = lease_cluster()
+    raw = c.raw(leader)
+    lease = raw._raft.lease
+    left = raw.lease_ticks_left()
+    assert left == lease.start + lease.duration - lease.clock > 0
+    raw.tick()  # a tick passes; the round it sends is not answered yet
+    assert raw.lease_ticks_left() == left - 1
+    follower = next(n for n in c.ids if n != leader)
+    assert c.raw(follower).lease_ticks_left() == 0  # only a leader has a lease
+    raw._raft.after_conf_change()
+    assert raw.lease_ticks_left() == 0  # restarted: until a new round is acknowledged

@@ -79,3 +79,33 @@ async def test_a_cancelled_waiter_costs_no_run() -> None:
     assert await first == 1
     await _settle()
     assert reads.runs == 1  # nobody is left waiting for a second run
+
+
+@pytest.mark.anyio
+async def test_a_lone_caller_runs_the_read_in_its_own_task() -> None:
+    tasks: list[asyncio.Task[object] | None] = []
+
+    async def read() -> int:
+        tasks.append(asyncio.current_task())
+        return 7
+
+    shared = SharedRead(read)
+    assert await shared.get() == 7
+    assert tasks == [asyncio.current_task()]  # no task of its own when nobody shares it
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_lone_caller_still_starts_the_next_run_for_the_others() -> None:
+    reads = Reads()
+    shared = SharedRead(reads)
+    first = asyncio.ensure_future(shared.get())
+    await _settle()
+    assert reads.runs == 1  # in `first`'s own task
+    later = asyncio.ensure_future(shared.get())
+    await _settle()
+    first.cancel()
+    await _settle()
+    assert first.cancelled()
+    assert reads.runs == 2  # the next run, for `later`, started after it asked
+    reads.release.set()
+    assert await later == 2

@@ -281,6 +281,7 @@ class Node:
             "leases": len(parts.leases),
             "watches": parts.watch_hub.active,
             "writes": {"cycles": replicator.cycles, "commands": replicator.commands},
+            "reads": {"lease": replicator.lease_reads},
             "cluster": await parts.cluster.status(),
             "rpc": parts.server.stats(),
             "bus": parts.bus.stats(),

@@ -124,8 +124,14 @@ class LeaderMixin:
 
     # ------------------------------------------------------------------ commit
     def committed_in_term(self: Raft) -> bool:
-        """Whether the commit index is in this term (the leader's commit is current)."""
-        return self.log.zero_term(self.log.committed) == self.term
+        """Whether the commit index is in this term (the leader's commit is current);
+        remembered for the term, so a read does not look the entry's term up each time."""
+        if self.committed_term == self.term:
+            return True
+        if self.log.zero_term(self.log.committed) != self.term:
+            return False
+        self.committed_term = self.term
+        return True
 
     def maybe_commit(self: Raft) -> bool:
         """Advance the commit index to what a quorum matches (current-term entries only)."""
@@ -364,10 +370,13 @@ class LeaderMixin:
 
     def after_conf_change(self: Raft) -> None:
         """A leader's configuration changed: step down if removed, else re-evaluate."""
-        self.lease.revoke()  # acknowledged by the old voters: simply earn none this term
         if not self.tracker.is_voter(self.id):
+            self.lease.revoke()
             self._hand_over()
             return
+        # rounds acknowledged by the old voters stop counting; a new lease needs a round
+        # sent from now on, acknowledged by a quorum of the new voters (see aspen.raft.lease)
+        self.lease.restart()
         if self.lead_transferee is not None and not self.tracker.is_voter(self.lead_transferee):
             self.lead_transferee = None
         self.maybe_commit()

@@ -22,7 +22,14 @@ The driver must also tick the leader at least as fast as real time (ticks it cou
 deliver count through :meth:`LeaderLease.elapse`), never slower.
 
 A leadership transfer ends the lease for the rest of the term: the transferee's forced
-election ignores the voters' lease.
+election ignores the voters' lease. A membership change the leader applies restarts it
+(:meth:`LeaderLease.restart`): the rounds acknowledged under the old voters no longer
+count, and a new lease needs a round sent after the change and acknowledged by a quorum
+of the new voters. Changes add or remove one voter at a time, so every quorum of the new
+voters intersects every quorum of the old ones: a candidate that still counts with the
+old voters also needs a vote from one that acknowledged the round (a cluster formed by
+joins, ``aspen dev up``, thus has a lease as soon as it is formed, not only after its
+first leader change).
 
 Invariants: ``rounds`` maps a context to (the leader tick it was first sent at, the
 voters that acknowledged it) and holds only rounds that could still extend the lease
@@ -96,6 +103,19 @@ class LeaderLease:
     def valid(self) -> bool:
         """Whether no other leader can exist now (under the clock-drift assumption)."""
         return self.enabled and self.start is not None and self.clock < self.start + self.duration
+
+    def ticks_left(self) -> int:
+        """Leader ticks the lease still lasts (0: none now)."""
+        if not self.valid():
+            return 0
+        assert self.start is not None  # valid() says so
+        return self.start + self.duration - self.clock
+
+    def restart(self) -> None:
+        """Forget the lease and every round sent so far; only rounds sent from now on can
+        earn a new one (after a membership change: see the module docstring)."""
+        self.start = None
+        self.rounds.clear()
 
     def revoke(self) -> None:
         """Give the lease up for the rest of the term."""

@@ -82,6 +82,9 @@ class Raft(LeaderMixin):
         self.read_states: list[ReadState] = []
         self.read_requests = ReadRequestQueue(MAX_PENDING_READ_REQUESTS)
         self.deferred_reads: list[tuple[str, bytes]] = []
+        #: The term in which the commit index was last seen holding an entry of that term
+        #: (it stays so for the rest of the term: commit only grows, terms never fall).
+        self.committed_term = 0
         self.election_elapsed = 0
         self.heartbeat_elapsed = 0
         self.randomized_election_timeout = config.election_tick

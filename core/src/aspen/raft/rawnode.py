@@ -80,6 +80,17 @@ class RawNode:
         if ticks > 0 and self._raft.role == Role.LEADER:
             self._raft.lease.elapse(ticks)
 
+    def lease_ticks_left(self) -> int:
+        """Ticks for which this leader may answer a read from its local state at once,
+        with no ReadIndex request (lease reads): 0 unless it leads with a lease, its
+        commit index is of its term and every committed entry is applied."""
+        r = self._raft
+        if r.role != Role.LEADER or r.log.applied < r.log.committed:
+            return 0
+        if not r.committed_in_term():
+            return 0
+        return r.lease.ticks_left()
+
     def step(self, msg: Message) -> None:
         """Handle a message from a peer; malformed ones are counted and dropped."""
         problem = message_problem(msg, self._raft.id)
@@ -246,4 +257,5 @@ class RawNode:
             conf=r.tracker.conf,
             progress=progress,
             lead_transferee=r.lead_transferee,
+            lease=r.role == Role.LEADER and r.lease.valid(),
         )

@@ -39,6 +39,9 @@ class Status:
     #: Per member (including the leader itself); only filled in on the leader.
     progress: dict[str, ProgressStatus] = field(default_factory=dict)
     lead_transferee: str | None = None
+    #: Whether this leader holds a read lease now (``read_only="lease"`` only): it answers
+    #: reads without a heartbeat round.
+    lease: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able form (roles as strings, tuples as lists)."""

@@ -149,8 +149,12 @@ class HttpRequest:
                 return b"".join(parts)
 
 
+#: One encoder for every answer (``json.dumps`` with options builds one per call).
+_JSON_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
+
 def _json_response(body: Any, status: int = 200) -> HttpResponse:
-    return HttpResponse(status, json.dumps(body, separators=(",", ":")).encode(), _JSON_HEADERS)
+    return HttpResponse(status, _JSON_ENCODER.encode(body).encode(), _JSON_HEADERS)
 
 
 def _error(status: int, *messages: str) -> HttpResponse:
@@ -215,13 +219,18 @@ def _finite_float(text: str) -> float:
     return value
 
 
+#: One decoder for every body (``json.loads`` with hooks builds one per call).
+_JSON_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
+
+
 def _parse_json(body: bytes) -> dict[str, Any]:
     """A JSON object body (any content type, as Vault); ``NaN``/``Infinity`` and numbers
     beyond a double are refused: they could not be answered as valid JSON."""
     if not body.strip():
         return {}
     try:
-        data = json.loads(body, parse_constant=_refuse_constant, parse_float=_finite_float)
+        # what json.loads does with bytes: UTF-8/16/32 as the first bytes tell
+        data = _JSON_DECODER.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidArgumentError(f"failed to parse JSON input: {exc}") from None
     except RecursionError:

@@ -9,7 +9,10 @@ answers everybody who joined it. A read that starts after a request began is a v
 linearizable read for that request (it observes every write completed before the read
 started, so before the request did); the running read, which may have started before,
 is never handed to a later request. So requests stay linearizable, and N concurrent
-requests cost about one read round instead of N.
+requests cost about one read round instead of N. A request that finds nobody to share
+with (no run, nobody waiting: the usual case with one client) runs the read itself, in
+its own task, rather than paying for a task of its own; whoever asks meanwhile waits
+for the next run as before.
 """
 
 from __future__ import annotations
@@ -31,20 +34,36 @@ class SharedRead(Generic[T]):
     def __init__(self, read: Callable[[], Awaitable[T]]) -> None:
         self._read = read
         self._waiting: list[asyncio.Future[T]] = []
-        self._running: asyncio.Task[None] | None = None
+        self._busy = False  # a run is going on (in a caller's task or in its own)
+        self._task: asyncio.Task[None] | None = None  # the run in its own task (kept alive)
 
     async def get(self) -> T:
         """The result of a run of ``read`` that starts after this call."""
+        if not self._busy and not self._waiting:
+            return await self._run_here()
         waiter: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._waiting.append(waiter)
-        if self._running is None:
+        if not self._busy:
             self._start()
         return await waiter
 
+    async def _run_here(self) -> T:
+        """Run the read in the caller's task; then start the next run for whoever asked
+        meanwhile (also when the caller was cancelled or the read failed)."""
+        self._busy = True
+        try:
+            return await self._read()
+        finally:
+            self._busy = False
+            self._waiting = [w for w in self._waiting if not w.done()]
+            if self._waiting:
+                self._start()
+
     def _start(self) -> None:
         waiters, self._waiting = self._waiting, []
+        self._busy = True
         # a fresh context: the run belongs to no request (nor to its read scope)
-        self._running = asyncio.get_running_loop().create_task(
+        self._task = asyncio.get_running_loop().create_task(
             self._run(waiters), context=contextvars.Context()
         )
 
@@ -52,7 +71,7 @@ class SharedRead(Generic[T]):
         try:
             result = await self._read()
         except asyncio.CancelledError:  # the node stops: so do the requests waiting
-            self._running = None
+            self._busy = False
             for waiter in waiters + self._waiting:
                 waiter.cancel()
             self._waiting = []
@@ -65,7 +84,7 @@ class SharedRead(Generic[T]):
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_result(result)
-        self._running = None
+        self._busy = False
         self._waiting = [w for w in self._waiting if not w.done()]  # (gave up: no read)
         if self._waiting:
             self._start()
