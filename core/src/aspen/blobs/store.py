@@ -35,6 +35,7 @@ from aspen.errors import (
     ResourceExhaustedError,
     UnavailableError,
 )
+from aspen.storage.private import make_private_dir
 
 __all__ = ["BlobCorruptError", "BlobStore", "BlobWriter"]
 
@@ -74,9 +75,10 @@ class BlobStore:
         #: Held while a replica is put in place or removed as stale: a put of a hash and
         #: the local GC of the same hash never interleave.
         self.lock = threading.Lock()
-        self.objects.mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_private_dir(root)  # 0700 like the rest of the data dir: blobs hold user data
+        make_private_dir(self.objects)
         shutil.rmtree(self.tmp, ignore_errors=True)  # puts a crash interrupted
-        self.tmp.mkdir(mode=0o700)
+        make_private_dir(self.tmp)
 
     # ------------------------------------------------------------------ where
     def path(self, digest: str) -> Path:
