@@ -237,7 +237,6 @@ def test_figure_8_it_commits_together_with_an_entry_of_the_current_term():
     c.tick(1)
     status = c.raw("n1").status()
     assert status.commit >= 4
-    c.tell_commit()  # followers hear of the commit at the leader's next tick
     assert c.nodes["n2"].kv == {"k": "a"}
 
 
@@ -331,7 +330,6 @@ def test_a_batch_of_proposals_leaves_in_one_append_per_follower():
         assert [e.index for e in app.entries] == list(range(last + 1, last + 6))
         c.deliver(app)
     c.stabilize()
-    c.tell_commit()
     assert c.nodes["n2"].kv == {f"k{k}": str(k) for k in range(5)}
 
 
@@ -343,20 +341,3 @@ def test_a_batch_is_cut_at_the_uncommitted_bytes_bound():
     assert c.raw("n1").propose_batch([b"x" * 40, b"x" * 40, b"x" * 40]) == 2
     assert c.raw("n1").last_index() == last + 2
     assert c.raw("n1").propose_batch([b"x" * 30]) == 0
-
-
-def test_followers_learn_a_commit_with_the_next_append_or_at_the_next_tick():
-    c = Cluster()
-    c.elect("n1")
-    c.put("n1", "a", "1")
-    c.raw("n1").propose(cmd("2", key="b"))
-    c.stabilize()
-    # the acks committed "b": no APPEND goes out only to say so ...
-    assert c.raw("n1").status().commit == c.raw("n1").last_index()
-    assert c.nodes["n2"].kv == {"a": "1"} and not c.take(MT.APPEND)
-    # ... the next one carries it, and so does the leader's next tick
-    c.raw("n1").propose(cmd("3", key="c"))
-    c.stabilize()
-    assert c.nodes["n2"].kv == {"a": "1", "b": "2"}
-    c.tick(1, ["n1"])
-    assert c.nodes["n2"].kv == c.nodes["n3"].kv == {"a": "1", "b": "2", "c": "3"}

@@ -167,7 +167,6 @@ class LeaderMixin:
             entries=tuple(entries),
             commit=self.log.committed,
         )
-        pr.commit_sent = max(pr.commit_sent, self.log.committed)
         pr.sent_entries(entries[-1].index if entries else None, entries_size(entries))
         return True
 
@@ -182,20 +181,10 @@ class LeaderMixin:
         self.send(to, _MT.SNAPSHOT, snapshot=snap)
         return True
 
-    def bcast_append(self: Raft, *, send_if_empty: bool = True) -> None:
-        """Send every other member what it needs next (nothing to those with no new
-        entries unless ``send_if_empty``)."""
+    def bcast_append(self: Raft) -> None:
+        """Send every other member what it needs next."""
         for node in self.tracker.progress:
             if node != self.id:
-                self.maybe_send_append(node, send_if_empty=send_if_empty)
-
-    def _tell_commit(self: Raft) -> None:
-        """Send an APPEND to every follower that has not been told the commit index it
-        can already use (its entries up to it are there): followers apply committed
-        entries at most a tick late even when no new entry carries the commit."""
-        committed = self.log.committed
-        for node, pr in self.tracker.progress.items():
-            if node != self.id and min(pr.match, committed) > pr.commit_sent:
                 self.maybe_send_append(node)
 
     def bcast_heartbeat(self: Raft, context: bytes | None = None) -> None:
@@ -208,9 +197,7 @@ class LeaderMixin:
         committed = self.log.committed
         for node, pr in self.tracker.progress.items():
             if node != self.id:
-                commit = min(pr.match, committed)
-                pr.commit_sent = max(pr.commit_sent, commit)
-                self.send(node, _MT.HEARTBEAT, commit=commit, context=context)
+                self.send(node, _MT.HEARTBEAT, commit=min(pr.match, committed), context=context)
 
     # ------------------------------------------------------------------ time
     def tick_leader(self: Raft) -> None:
@@ -231,7 +218,6 @@ class LeaderMixin:
         if self.heartbeat_elapsed >= self.config.heartbeat_tick:
             self.heartbeat_elapsed = 0
             self.bcast_heartbeat()
-        self._tell_commit()
 
     # ------------------------------------------------------------------ input
     def step_leader(self: Raft, m: Message) -> None:
@@ -276,10 +262,7 @@ class LeaderMixin:
         else:
             pr.inflights.free_le(m.index)
         if self.maybe_commit():
-            # Only followers with entries to send hear now; the others learn the new
-            # commit index with their next APPEND or within a tick (``_tell_commit``):
-            # one message each way less per write when writes come one at a time.
-            self.bcast_append(send_if_empty=False)
+            self.bcast_append()
         elif was_paused:
             self.maybe_send_append(m.frm)
         while self.maybe_send_append(m.frm, send_if_empty=False):

@@ -74,7 +74,6 @@ class Progress:
     """Replication state of one follower (or learner), kept by the leader."""
 
     __slots__ = (
-        "commit_sent",
         "inflights",
         "is_learner",
         "match",
@@ -94,8 +93,6 @@ class Progress:
         self.recent_active = False
         self.is_learner = is_learner
         self.inflights = inflights
-        #: The highest commit index this follower was told (by an APPEND or a heartbeat).
-        self.commit_sent = 0
 
     def _reset_state(self, state: ProgressState) -> None:
         self.paused = False

@@ -176,19 +176,10 @@ class Cluster:
             raise AssertionError(f"{node_id} did not win: {self.raw(node_id).status()}")
 
     def put(self, node_id: str, key: str, value: str) -> int:
-        """Propose a put on ``node_id`` and deliver until every member applied it (see
-        :meth:`tell_commit`); returns the entry's index."""
+        """Propose a put on ``node_id`` and deliver; returns the entry's index."""
         index = self.raw(node_id).propose(encode_command({"op": "put", "key": key, "value": value}))
         self.stabilize()
-        self.tell_commit()
         return index
-
-    def tell_commit(self) -> None:
-        """Tick the leader once and deliver: followers learn a new commit index with the
-        next APPEND or at the leader's next tick, not at once."""
-        leader = self.leader()
-        if leader is not None:
-            self.tick(1, [leader])
 
     def isolate(self, node_id: str) -> None:
         """Cut ``node_id`` off from everyone, both ways."""
