@@ -439,6 +439,11 @@ class ClusterRuntime:
         """Wait until a linearizable read may be served from this node's state (ReadIndex)."""
         await self.replicator.read_barrier()
 
+    async def settled(self) -> None:
+        """Wait until every write this node answered is visible to a new read transaction
+        (what a serializable read needs to see its own writes; see ``Replicator.settled``)."""
+        await self.replicator.settled()
+
     def require_leader(self) -> None:
         """Raise ``not_leader`` (with the leader's endpoint) unless this node leads."""
         if not self.replicator.is_leader:

@@ -332,6 +332,7 @@ class Node:
             state_machine,
             propose=cluster.propose,
             require_leader=cluster.require_leader,
+            settled=cluster.settled,
         )
         cluster.add_leadership_listener(leases)
         kv = KVService(
@@ -340,6 +341,7 @@ class Node:
             anyio.CapacityLimiter(limits.MAX_READ_THREADS),  # reads served off the loop
             propose=cluster.propose,
             read_barrier=cluster.read_barrier,
+            settled=cluster.settled,
         )
         plugin_infos = self.pm.infos if self.pm is not None else list
         core = (
