@@ -3,6 +3,8 @@ its apply (``Replicator._answer_early``): nothing may observe that gap.
 
 - a read that starts after the answer, on the leader, linearizable or serializable, sees the
   write (``Replicator.settled``);
+- a token revoked on the leader is refused there from the moment the revocation is
+  acknowledged (``ClusterRuntime.propose_visible``);
 - ``kill -9`` of the leader right after answers loses nothing acknowledged: the entries are
   in the durable log of a quorum, and the restarted node applies them again.
 """
@@ -16,7 +18,7 @@ import time
 import pytest
 
 import aspen
-from aspen.errors import AspenError
+from aspen.errors import AspenError, UnauthorizedError
 from aspen.testing import LocalCluster, wait_for
 
 pytestmark = pytest.mark.slow
@@ -27,6 +29,8 @@ WRITERS = 6
 KILLS = 2
 #: Writes each of which is read back at once, on the same leader.
 READ_BACKS = 200
+#: Tokens revoked one after another, each used at once.
+REVOCATIONS = 20
 
 
 def test_reads_on_the_leader_right_after_an_answer_see_the_write(cluster: LocalCluster) -> None:
@@ -39,6 +43,21 @@ def test_reads_on_the_leader_right_after_an_answer_see_the_write(cluster: LocalC
             got = reader.kv.get(key, serializable=i % 2 == 0)
             assert got is not None and got.value == value, (i, got)
             assert got.mod_revision == revision
+
+
+def test_a_token_revoked_on_the_leader_is_refused_there_once_acknowledged(
+    cluster: LocalCluster,
+) -> None:
+    leader = cluster.leader_index()
+    endpoint = cluster.client_endpoint(leader)
+    with cluster.client(leader) as root:
+        for i in range(REVOCATIONS):
+            made = root.call("token.create", {"capabilities": ["kv:read:/r/"], "name": f"r{i}"})
+            with aspen.connect(endpoint, token=made["token"], timeout=10) as c:
+                assert c.kv.get("/r/a") is None
+                root.call("token.revoke", {"id": made["id"]})
+                with pytest.raises(UnauthorizedError, match="revoked"):
+                    c.kv.get("/r/a")
 
 
 def _writer(endpoint: str, token: str, name: str, acked: dict, stop: threading.Event) -> None:

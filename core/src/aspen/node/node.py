@@ -347,7 +347,7 @@ class Node:
         core = (
             core_handlers(kv, leases, watch_hub, plugin_infos)
             + cluster_handlers(cluster)
-            + token_handlers(tokens, cluster.propose)
+            + token_handlers(tokens, cluster.propose_visible)
         )
         registry = self._build_registry(core)
         server = RpcServer(

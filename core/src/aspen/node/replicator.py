@@ -386,7 +386,9 @@ class Replicator:
         transaction (writes are answered as soon as their result is computed, before the
         commit of their apply: ``_answer_early``). Reads that do not go through
         :meth:`read_barrier` (serializable reads, lease reads of the leader's state) wait
-        here, so nothing reads a state older than an answer it may have seen."""
+        here, so nothing reads a state older than an answer it may have seen. It returns
+        after the ``_deliver`` that made them visible also handed their events to
+        ``on_applied`` (the waiter wakes once that call is over)."""
         index = self._answered_index
         if index <= self.visible_index:
             return  # the common case: nothing answered ahead of its commit
