@@ -153,8 +153,8 @@ class CycleOutput:
     leader_ready: bool = False
     #: Whether the cycle wrote something Raft needs durable before its messages leave.
     needs_sync: bool = False
-    #: Our results whose entries were durable before the cycle began: answered once the
-    #: cycle's transaction commits, before its flush (``Replicator._answer_early``).
+    #: Our results whose entries were durable before the cycle began: answered as soon as
+    #: they are computed, before the cycle's commit (``Replicator._answer_early``).
     early: list[tuple[int, Any]] = field(default_factory=list)
     #: Highest log index among ``early`` (0: none).
     early_index: int = 0
