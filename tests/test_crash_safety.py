@@ -1,4 +1,6 @@
-"""kill -9 at any moment loses no acknowledged write and leaves a store that opens."""
+"""kill -9 at any moment loses no acknowledged write and leaves a store that opens: a single
+node's, and a cluster leader's right after it answered writes before their apply committed
+(``Replicator._answer_early``)."""
 
 from __future__ import annotations
 
@@ -10,11 +12,14 @@ import pytest
 
 import aspen
 from aspen.errors import AspenError
+from aspen.testing import LocalCluster, wait_for
 
 #: kill/restart cycles per test run.
 CYCLES = 4
 #: concurrent writers (each its own connection), so kills land inside group commits.
 WRITERS = 8
+#: Leader kill/restart rounds of the cluster test.
+LEADER_KILLS = 2
 
 
 def _writer(endpoint: str, token: str, name: str, acked: dict, stop: threading.Event) -> None:
@@ -59,16 +64,69 @@ def test_kill9_during_concurrent_writes_loses_nothing_acknowledged(node_process)
 
     node_process.start()
     with aspen.connect(node_process.endpoint, token=node_process.token) as c:
-        present = {kv.key.decode(): kv.value for kv in _scan_all(c)}
-    missing = [k for k, v in acked.items() if present.get(k) != v]
+        missing = _missing(c, acked, serializable=False)
     assert not missing, f"{len(missing)} acknowledged writes lost, e.g. {missing[:5]}"
 
 
-def _scan_all(c):
+def _scan_all(c, *, serializable: bool = False):
     start = b"\0"
     while True:
-        page = c.kv.range(start, end=b"\0", limit=5000)
+        page = c.kv.range(start, end=b"\0", limit=5000, serializable=serializable)
         yield from page.kvs
         if not page.more:
             return
         start = page.kvs[-1].key + b"\0"
+
+
+def _missing(c, acked: dict[str, bytes], *, serializable: bool) -> list[str]:
+    """The acknowledged keys a node's range does not return with their value."""
+    present = {kv.key.decode(): kv.value for kv in _scan_all(c, serializable=serializable)}
+    return [k for k, v in acked.items() if present.get(k) != v]
+
+
+@pytest.mark.slow
+def test_kill9_cluster_leader_right_after_answers_loses_nothing_acknowledged(
+    cluster: LocalCluster,
+) -> None:
+    rng = random.Random(20261207)
+    acked: dict[str, bytes] = {}
+    for round_ in range(LEADER_KILLS):
+        leader = cluster.leader_index()
+        stop = threading.Event()
+        threads = [
+            threading.Thread(
+                target=_writer,
+                args=(
+                    cluster.client_endpoint(leader),
+                    cluster.token,
+                    f"w{round_}x{w}",
+                    acked,
+                    stop,
+                ),
+            )
+            for w in range(WRITERS)
+        ]
+        for t in threads:
+            t.start()
+        target = len(acked) + rng.randint(100, 600)
+        deadline = time.monotonic() + 60
+        while len(acked) < target and time.monotonic() < deadline:
+            time.sleep(0.001)  # kill at once: answers just sent, their applies in flight
+        cluster.kill(leader)
+        stop.set()
+        for t in threads:
+            t.join(20)
+        assert len(acked) >= target - WRITERS, "writers made no progress before the kill"
+        # the killed leader applies again from its own log what it had answered
+        cluster.restart(leader)
+        snapshot = dict(acked)
+        with cluster.client(leader) as c:
+            wait_for(
+                lambda c=c, snapshot=snapshot: not _missing(c, snapshot, serializable=True),
+                timeout=60,
+                message="the restarted leader holds every acknowledged write",
+                ignore=(AspenError, OSError),
+            )
+    with cluster.client() as c:
+        missing = _missing(c, acked, serializable=False)
+    assert not missing, f"{len(missing)} acknowledged writes lost, e.g. {missing[:5]}"

@@ -449,6 +449,20 @@ class ClusterRuntime:
         """Wait until a linearizable read may be served from this node's state (ReadIndex)."""
         await self.replicator.read_barrier()
 
+    async def propose_visible(self, command: dict) -> Any:
+        """:meth:`propose`, returning once the apply is also committed and its events went
+        to the bus and ``on_applied`` (a write is answered before that: see
+        ``Replicator.settled``) — for a caller whose effect lives there, such as a token
+        revocation this node enforces from the moment it is acknowledged."""
+        result = await self.replicator.propose(command)
+        await self.replicator.settled()
+        return result
+
+    async def settled(self) -> None:
+        """Wait until every write this node answered is visible to a new read transaction
+        (what a serializable read needs to see its own writes; see ``Replicator.settled``)."""
+        await self.replicator.settled()
+
     def require_leader(self) -> None:
         """Raise ``not_leader`` (with the leader's endpoint) unless this node leads."""
         if not self.replicator.is_leader:

@@ -65,6 +65,8 @@ async def kv_range(kv: KVService, ctx: RpcContext, params: dict[str, Any]) -> An
     request = commands.range_request(params)
     if not request.serializable:
         await kv.read_barrier()
+    else:
+        await kv.settled()
     if request.end is None and not request.revision:  # one key: cheap enough for the loop
         with kv.storage.begin() as txn:
             return kv.state_machine.range(txn, request)

@@ -22,7 +22,8 @@ _T = TypeVar("_T")
 
 
 class KVService:
-    """Storage, state machine, read threads, ``propose`` and ``read_barrier`` of one node."""
+    """Storage, state machine, read threads, ``propose``, ``read_barrier`` and ``settled`` of
+    one node."""
 
     def __init__(
         self,
@@ -32,15 +33,18 @@ class KVService:
         *,
         propose: Callable[[dict[str, Any]], Awaitable[Any]],
         read_barrier: Callable[[], Awaitable[None]],
+        settled: Callable[[], Awaitable[None]],
     ) -> None:
         """``read_limiter`` bounds the worker threads reads run in; ``propose`` replicates a
         command and returns its result; ``read_barrier`` waits for a linearizable read point
-        (ReadIndex)."""
+        (ReadIndex); ``settled`` waits until every write this node answered is visible (a
+        serializable read waits for it, so a client reads its own writes)."""
         self.storage = storage
         self.state_machine = state_machine
         self.read_limiter = read_limiter
         self.propose = propose
         self.read_barrier = read_barrier
+        self.settled = settled
 
     async def read(self, read: Callable[[lmdb.Transaction], _T]) -> _T:
         """Run ``read`` in a fresh read transaction in a worker thread, off the event loop."""

@@ -63,6 +63,10 @@ def _index(granted: Iterable[tuple[int, int]], now: float) -> tuple[Deadlines, D
     return leases, heap
 
 
+async def _nothing_unsettled() -> None:
+    """The default ``settled`` of a :class:`LeaseService`: no answer is ahead of its apply."""
+
+
 class LeaseService:
     """Lease deadlines (kept in memory by the leader), the ``lease.*`` operations, the
     load of a new leader's leases, and the loop that proposes the expiry of leases that
@@ -75,14 +79,18 @@ class LeaseService:
         *,
         propose: Callable[[dict[str, Any]], Awaitable[Any]],
         require_leader: Callable[[], None],
+        settled: Callable[[], Awaitable[None]] = _nothing_unsettled,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``propose`` replicates a command and returns its result; ``require_leader``
-        raises ``not_leader`` (with the leader's endpoint) unless this node leads."""
+        raises ``not_leader`` (with the leader's endpoint) unless this node leads;
+        ``settled`` waits until every write this node answered is visible (lease reads of
+        the stored state wait for it)."""
         self._storage = storage
         self._state_machine = state_machine
         self._propose = propose
         self._require_leader = require_leader
+        self._settled = settled
         self._clock = clock
         self._leases: Deadlines = {}
         #: possibly stale entries (the lease renewed or gone): see the module doc
@@ -128,6 +136,7 @@ class LeaseService:
         """Remaining and granted TTL of a lease, optionally with its keys (leader only;
         read in a worker thread: a lease may list ``MAX_LEASE_KEYS_LISTED`` keys)."""
         self._require_leader()
+        await self._settled()
         info = await anyio.to_thread.run_sync(
             self._state_machine.lease_info, None, lease_id, with_keys
         )
@@ -143,6 +152,7 @@ class LeaseService:
     async def ids(self) -> list[int]:
         """Every granted lease id, ascending (from this node's state, read in a worker
         thread)."""
+        await self._settled()
         return await anyio.to_thread.run_sync(self._state_machine.lease_ids)
 
     def remaining(self, lease_id: int) -> int:

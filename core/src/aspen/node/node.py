@@ -350,6 +350,7 @@ class Node:
             state_machine,
             propose=cluster.propose,
             require_leader=cluster.require_leader,
+            settled=cluster.settled,
         )
         cluster.add_leadership_listener(leases)
         kv = KVService(
@@ -358,12 +359,13 @@ class Node:
             anyio.CapacityLimiter(limits.MAX_READ_THREADS),  # reads served off the loop
             propose=cluster.propose,
             read_barrier=cluster.read_barrier,
+            settled=cluster.settled,
         )
         plugin_infos = self.pm.infos if self.pm is not None else list
         core = (
             core_handlers(kv, leases, watch_hub, plugin_infos)
             + cluster_handlers(cluster)
-            + token_handlers(tokens, cluster.propose)
+            + token_handlers(tokens, cluster.propose_visible)
             + blob_handlers()
         )
         registry = self._build_registry(core)

@@ -20,10 +20,26 @@ races the Raft state, and the event loop never waits on an fsync:
    read states, soft state only — right there on the event loop, with no thread hop and no
    write transaction;
 3. back on the event loop, and only now that it is durable: send the messages, wake the
-   proposers whose entries applied, answer reads whose index is applied, publish events.
+   proposers whose entries applied, answer reads whose index is applied, publish events
+   (watches and bus subscribers thus only ever see committed state).
    Proposers whose entries were durable before the cycle began (a leader's entries that
-   a quorum acknowledged since) are woken earlier, between the commit and the flush
-   that only the cycle's new entries need (``_answer_early``).
+   a quorum acknowledged since) are woken earlier: as soon as their result is computed,
+   inside the cycle, before its commit (``_answer_early``).
+
+What a write's answer guarantees: its entry is durable on a quorum (the leader's own
+copy included) and committed, and its result is the one every replica computes, as
+``apply`` is a pure function of the log. A crash (``kill -9`` or power loss) before the
+apply's commit loses nothing: the applied index is stored with the state machine, so the
+restart applies the entry again from the durable log, and the log is only ever trimmed
+in the transaction that applies up to the trimmed index (LMDB restores whole commits, so
+a state whose apply was undone still holds those entries). Nothing observes the gap
+between the answer and the commit: ``visible_index`` is the applied index a new read
+transaction sees (it moves at ``_deliver``); a ReadIndex or lease read waits until it
+reaches the read index, which is at least every answered entry's; reads that need no
+quorum (a single voter's, serializable ones, the lease service's) wait in ``settled``
+until every answered entry is visible. The apply's commit keeps its data flush (LMDB's
+integrity on a power loss needs data pages on disk before the meta page that points at
+them); it is off the answer's path, not off the cycle's.
 
 A write on a cluster thus costs the leader two write cycles (persist and send; then, once
 a quorum acknowledged, apply and answer) and each follower one: a follower learns that an
@@ -137,9 +153,11 @@ class CycleOutput:
     leader_ready: bool = False
     #: Whether the cycle wrote something Raft needs durable before its messages leave.
     needs_sync: bool = False
-    #: Our results whose entries were durable before the cycle began: answered once the
-    #: cycle's transaction commits, before its flush (``Replicator._answer_early``).
+    #: Our results whose entries were durable before the cycle began: answered as soon as
+    #: they are computed, before the cycle's commit (``Replicator._answer_early``).
     early: list[tuple[int, Any]] = field(default_factory=list)
+    #: Highest log index among ``early`` (0: none).
+    early_index: int = 0
     #: Entries of this cycle up to this index were stored durable with entries <= it.
     durable_upto: int = 0
     #: Last index of the entries this cycle persisted (0: none).
@@ -214,6 +232,9 @@ class Replicator:
         #: Lease reads: until when (``time.monotonic()``) a read on this leader is answered
         #: at once, without a driver cycle (see ``_lease_deadline``; 0: not now).
         self._lease_until = 0.0
+        #: The highest log index whose result was handed out before its apply committed
+        #: (``_answer_early``); reads wait until it is visible (``settled``).
+        self._answered_index = 0
         #: context -> (when asked, waiters); unanswered ones are pruned (readers re-ask)
         self._read_batches: dict[bytes, tuple[float, list[_Waiter]]] = {}
         self._reads_to_apply: list[tuple[int, list[_Waiter]]] = []
@@ -340,10 +361,14 @@ class Replicator:
         """Return once this node may serve a linearizable read (ReadIndex)."""
         await self.wait_for_leader()
         if self.is_leader and self.conf.voters == (self.id,):
-            return  # a single voter is the only possible leader: its applied state is current
-        if time.monotonic() < self._lease_until:
+            # a single voter is the only possible leader: its applied state is current once
+            # every write it answered is visible (a ReadIndex below waits for that anyway:
+            # the read index is at least every answered entry's, see ``_deliver``)
+            await self.settled()
+            return
+        if time.monotonic() < self._lease_until and self._answered_index <= self.visible_index:
             self.lease_reads += 1
-            return  # our lease holds and every committed entry is applied: as Raft would say
+            return  # our lease holds, every committed entry is applied and visible
         if len(self._reads) >= limits.MAX_PENDING_READS:
             raise ResourceExhaustedError("too many reads waiting; retry later")
         deadline = anyio.current_time() + limits.PROPOSAL_TIMEOUT_SECONDS
@@ -363,6 +388,28 @@ class Replicator:
             f"no leader confirmed the read within PROPOSAL_TIMEOUT_SECONDS "
             f"({limits.PROPOSAL_TIMEOUT_SECONDS:g} s){self._busy_note() or ' (no quorum?)'}"
         )
+
+    async def settled(self) -> None:
+        """Return once every write this node has answered is visible to a new read
+        transaction (writes are answered as soon as their result is computed, before the
+        commit of their apply: ``_answer_early``). Reads that do not go through
+        :meth:`read_barrier` (serializable reads, lease reads of the leader's state) wait
+        here, so nothing reads a state older than an answer it may have seen. It returns
+        after the ``_deliver`` that made them visible also handed their events to
+        ``on_applied`` (the waiter wakes once that call is over)."""
+        index = self._answered_index
+        if index <= self.visible_index:
+            return  # the common case: nothing answered ahead of its commit
+        waiter = _Waiter()
+        self._reads_to_apply.append((index, [waiter]))
+        with anyio.move_on_after(limits.PROPOSAL_TIMEOUT_SECONDS):
+            await waiter.done.wait()
+        if not waiter.done.is_set():
+            raise TimeoutError(
+                f"log index {index} was answered but not visible within "
+                f"PROPOSAL_TIMEOUT_SECONDS ({limits.PROPOSAL_TIMEOUT_SECONDS:g} s)"
+                f"{self._busy_note()}"
+            )
 
     async def snapshot(self) -> int:
         """Compact the log up to the applied index (the LMDB state is the snapshot); return
@@ -517,7 +564,6 @@ class Replicator:
                 log.info("writes succeed again (%s before)", self.space.full)
                 self.space.full = None
             if out.needs_sync:
-                self._answer_early(out)
                 self._storage.flush()
             if out.persisted_to:
                 self._stable_index = out.persisted_to
@@ -535,14 +581,21 @@ class Replicator:
             out.snapshots.extend((w, result) for w in waiters)
 
     def _answer_early(self, out: CycleOutput) -> None:
-        """In the worker thread, between the cycle's commit and its flush: wake the
-        proposers of entries that were durable (on this leader, and committed: on a
-        quorum) before the cycle began. Their apply is committed, so visible to every
-        later read; a power loss may undo the apply, never the entry, and a restart
-        applies it again. Entries this cycle stored wait for the flush."""
+        """In the worker thread, as soon as their results are computed and before the
+        cycle's commit: wake the proposers of entries that were durable (on this leader,
+        and committed: on a quorum) before the cycle began. Their result is a pure function
+        of the log, which a crash cannot undo: a restart applies them again. Until the
+        commit makes the apply visible, :meth:`settled` holds back the reads that could
+        see the state without it. Entries this cycle stored wait for its flush."""
         if out.early:
             early, out.early = out.early, []
-            self._to_loop(self._resolve_results, early)
+            self._to_loop(self._resolve_before_visible, out.early_index, early)
+
+    def _resolve_before_visible(self, index: int, results: list[tuple[int, Any]]) -> None:
+        """On the event loop: note that the results up to log index ``index`` are out before
+        their apply is visible, then wake their proposers (see :meth:`settled`)."""
+        self._answered_index = max(self._answered_index, index)
+        self._resolve_results(results)
 
     def _resolve_results(self, results: list[tuple[int, Any]]) -> None:
         """Wake the proposers of ``results`` ((seq, result) pairs)."""
@@ -604,6 +657,9 @@ class Replicator:
             self.applied_index = self._sm.applied_index(txn)
             self.revision = self._sm.current_revision(txn)
             self.conf = self._rs.conf_state(txn)
+        #: The applied index a new read transaction sees (``applied_index`` runs ahead of
+        #: it while a write cycle applies entries it has not committed yet).
+        self.visible_index = self.applied_index
         self._sm.forget_cache()
         config = Config(
             id=self.id,
@@ -741,6 +797,7 @@ class Replicator:
             out.persisted_to = rd.entries[-1].index
         for entry in rd.committed:
             self._apply(txn, raw, entry, out)
+        self._answer_early(out)
         out.messages.extend(messages)
         out.read_states.extend((r.index, r.context) for r in rd.read_states)
         raw.advance(rd)
@@ -757,8 +814,11 @@ class Replicator:
             result, events = self._sm.apply(txn, entry.index, entry.term, command, answer=ours)
             out.events.extend(events)
             if ours:
-                early = entry.index <= out.durable_upto
-                (out.early if early else out.results).append((seq, result))
+                if entry.index <= out.durable_upto:
+                    out.early.append((seq, result))
+                    out.early_index = entry.index
+                else:
+                    out.results.append((seq, result))
             self.commands += 1
         else:  # the no-op a leader appends when elected
             self._sm.mark_applied(txn, entry.index, entry.term)
@@ -802,9 +862,9 @@ class Replicator:
         """On the event loop, after the cycle's commit: send, wake, answer, publish."""
         if out.commit is not None:
             self.commit_index = out.commit  # durable now
+        self.visible_index = self.applied_index  # the cycle is over: its apply committed
         if out.messages:
             self._send(out.messages)
-        self._resolve_results(out.early)  # a cycle that needed no flush answers them here
         self._resolve_results(out.results)
         for seq, error in out.refused:
             waiter = self._waiters.get(seq)
