@@ -16,7 +16,7 @@ from aspen.journal.commands import publish_op
 if TYPE_CHECKING:
     from aspen.api import NodeAPI
 
-__all__ = ["EventsAPI"]
+__all__ = ["EventsAPI", "read_params"]
 
 
 class EventsAPI:
@@ -53,7 +53,7 @@ class EventsAPI:
         """One page from position ``start`` (0: the oldest kept) or after a revision:
         ``{events, next, more, first, end}``; ``compacted`` (details ``oldest``) if
         ``start`` was trimmed."""
-        params = _read_params(start, after_revision, match, limit)
+        params = read_params(start, after_revision, match, limit)
         return dict(await self._node.call("events.read", params))
 
     def watch(
@@ -65,10 +65,10 @@ class EventsAPI:
     ) -> AsyncGenerator[Any, None]:
         """Follow events from position ``start`` (default: now) or after a revision: items
         ``{"created", "next"}``, ``{"events", "next"}``, ``{"progress", "next"}``."""
-        return self._node.stream("events.watch", _read_params(start, after_revision, match, None))
+        return self._node.stream("events.watch", read_params(start, after_revision, match, None))
 
 
-def _read_params(
+def read_params(
     start: int | None, after_revision: int | None, match: str | None, limit: int | None
 ) -> dict[str, Any]:
     """The ``events.read`` / ``events.watch`` params of these arguments."""
