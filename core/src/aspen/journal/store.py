@@ -142,7 +142,7 @@ class JournalStore:
     def retention(self, txn: lmdb.Transaction) -> Retention:
         """The cluster's retention (the defaults of aspen.limits unless overridden)."""
         raw = txn.get(_RETENTION_KEY, db=self.meta)
-        return Retention(**_unpack(raw)) if raw is not None else Retention()
+        return Retention(**msgpack.unpackb(raw)) if raw is not None else Retention()
 
     # ------------------------------------------------------------------ apply
     def append(self, txn: lmdb.Transaction, revision: int, op: dict[str, Any]) -> int:
