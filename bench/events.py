@@ -1,0 +1,184 @@
+"""The event journal (docs/events.md): publish rate, and publish-to-hook-start latency.
+
+On a local cluster of real node processes (1 node, then 3) running the core and
+aspen-hooks, in one run:
+
+1. closed loop, ``--clients`` async clients on the leader for ``--duration`` seconds each,
+   phases interleaved (put, publish, put+publish, put again): a plain ``kv.put`` of 100
+   bytes; ``events.publish`` of a 100-byte payload on its own; and a ``kv.txn`` putting a
+   key and publishing an event about it (what a plugin does); ops/s and p50/p99, with the
+   ratio of each to the mean of the two put phases;
+2. paced publishes (``--paced`` at 50/s): time from sending ``events.publish`` to a python
+   handler on ``bench.paced`` starting (``bench/hooks_support/bench_hook.py``), p50/p99.
+
+    .venv/bin/python bench/events.py [--duration 5] [--clients 16] [--paced 200]
+
+No peer has this feature in the same shape (etcd's watch is per key range, not a named
+journal), so the ratios are against Aspen's own put. 2 cores are shared by the nodes, the
+handler and the load generator: report ratios from one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from compare import free_port
+
+import aspen
+from aspen.node.devcluster import DevCluster
+
+HERE = Path(__file__).resolve().parent
+PAYLOAD = b"p" * 100
+
+
+def _percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(pct / 100 * len(ordered)))]
+
+
+async def _closed_loop(
+    endpoint: str, token: str, clients: int, seconds: float, op: Callable[[Any, int], Awaitable]
+) -> dict[str, float]:
+    """``clients`` connections each running ``op`` back to back for ``seconds``."""
+    latencies: list[float] = []
+    deadline = time.monotonic() + seconds
+
+    async def one(n: int) -> None:
+        async with aspen.aconnect(endpoint, token=token, timeout=30) as c:
+            i = 0
+            while time.monotonic() < deadline:
+                started = time.perf_counter()
+                await op(c, n * 10_000_000 + i)
+                latencies.append(time.perf_counter() - started)
+                i += 1
+
+    began = time.monotonic()
+    async with anyio.create_task_group() as tg:
+        for n in range(clients):
+            tg.start_soon(one, n)
+    took = time.monotonic() - began
+    return {
+        "ops_per_s": len(latencies) / took,
+        "p50_ms": statistics.median(latencies) * 1e3,
+        "p99_ms": _percentile(latencies, 99) * 1e3,
+    }
+
+
+async def _put(c: Any, i: int) -> None:
+    await c.kv.put(f"bench/{i}".encode(), PAYLOAD)
+
+
+async def _publish(c: Any, i: int) -> None:
+    await c.events.publish("bench.tick", f"s{i}", PAYLOAD)
+
+
+async def _put_and_publish(c: Any, i: int) -> None:
+    key = f"bench/{i}".encode()
+    event = {"name": "bench.put", "subject": f"s{i}", "payload": PAYLOAD}
+    await c.call(
+        "kv.txn", {"success": [{"put": {"key": key, "value": PAYLOAD}}, {"publish": event}]}
+    )
+
+
+def _paced(client: Any, count: int, log: Path) -> list[float]:
+    """Publish ``count`` events at 50/s; return send-to-handler-start latencies (s)."""
+    sent: dict[str, float] = {}
+    for i in range(count):
+        subject = f"e{i:05d}"
+        sent[subject] = time.time()
+        client.events.publish("bench.paced", subject)
+        time.sleep(0.02)
+    deadline = time.monotonic() + 60
+    started: dict[str, float] = {}
+    while time.monotonic() < deadline and len(started) < count:
+        time.sleep(0.2)
+        rows = [line.split(" ", 1) for line in log.read_text().splitlines()] if log.exists() else []
+        started = {s: float(t) for t, s in rows if s in sent}
+    return [started[s] - sent[s] for s in started]
+
+
+def _measure(nodes: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    log = tmp / f"hook-{nodes}.log"
+    cluster = DevCluster(
+        tmp / f"c{nodes}",
+        nodes,
+        free_port() // 10 * 10 % 20000 + 30000,
+        env={
+            "ASPEN_LOAD_PLUGINS": "hooks",
+            "PYTHONPATH": str(HERE / "hooks_support"),
+            "ASPEN_BENCH_HOOK_LOG": str(log),
+        },
+    )
+    figures: dict[str, Any] = {}
+    try:
+        cluster.up()
+        endpoints = ",".join(cluster.client_endpoint(i) for i in range(1, nodes + 1))
+        with aspen.connect(endpoints, token=cluster.token, timeout=30) as client:
+            status = client.call("cluster.status")
+            leader = status["members"][status["leader"]]["client"]
+            for label, op in (
+                ("put", _put),
+                ("publish", _publish),
+                ("put+publish", _put_and_publish),
+                ("put again", _put),
+            ):
+                figures[label] = anyio.run(
+                    _closed_loop, leader, cluster.token, args.clients, args.duration, op
+                )
+            client.call(
+                "hooks.add",
+                {"name": "paced", "on": "bench.paced", "kind": "python",
+                 "target": {"entrypoint": "bench_hook:record"}},
+            )  # fmt: skip
+            figures["hook_latency"] = _paced(client, args.paced, log)
+    finally:
+        cluster.down()
+    return figures
+
+
+def _report(nodes: int, f: dict[str, Any], clients: int) -> None:
+    base = (f["put"]["ops_per_s"] + f["put again"]["ops_per_s"]) / 2
+    print(f"\n{nodes} node(s), {clients} clients on the leader, closed loop")
+    for label in ("put", "publish", "put+publish", "put again"):
+        r = f[label]
+        print(
+            f"  {label:12} {r['ops_per_s']:8.0f} ops/s  p50 {r['p50_ms']:6.2f} ms  "
+            f"p99 {r['p99_ms']:6.2f} ms  ({r['ops_per_s'] / base:.2f}x of put)"
+        )
+    lat = f["hook_latency"]
+    if lat:
+        print(
+            f"  publish -> python hook start: p50 {statistics.median(lat) * 1e3:.1f} ms  "
+            f"p99 {_percentile(lat, 99) * 1e3:.1f} ms  ({len(lat)} paced publishes)"
+        )
+
+
+def main() -> None:
+    """Measure on 1 node, then on 3, and print the figures."""
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--duration", type=float, default=5.0)
+    ap.add_argument("--clients", type=int, default=16)
+    ap.add_argument("--paced", type=int, default=200)
+    ap.add_argument("--nodes", default="1,3", help="cluster sizes, comma-separated")
+    args = ap.parse_args()
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        for nodes in (int(n) for n in args.nodes.split(",")):
+            results[nodes] = _measure(nodes, args, Path(tmp_dir))
+    for nodes, figures in results.items():
+        _report(nodes, figures, args.clients)
+    print("(2 cores shared by the nodes, the handler and the load generator)")
+
+
+if __name__ == "__main__":
+    main()
