@@ -179,23 +179,26 @@ class JournalStore:
             newest = _unpack(last)[1] if last is not None else None
         trimmed = 0
         with txn.cursor(db=self.db) as cur:
-            if not cur.first():
-                return 0
             while trimmed < budget and state.first < state.next:
                 over = (
                     state.next - state.first > retention.max_events
                     or state.bytes > retention.max_bytes
                 )
+                if not over and newest is None:
+                    break  # the common case: nothing to trim, nothing read
+                if not cur.set_key(_POSITION.pack(state.first)):
+                    break
                 key, raw = cur.key(), cur.value()
                 record = _unpack(raw)
-                if not over and (newest is None or record[1] >= newest - retention.max_age):
-                    break
-                state.first = _POSITION.unpack(key)[0] + 1
+                if not over:  # only the age bound may trim it
+                    assert newest is not None
+                    if record[1] >= newest - retention.max_age:
+                        break
+                state.first += 1
                 state.bytes -= len(key) + len(raw)
                 state.trimmed_revision = record[0]
                 trimmed += 1
-                if not cur.delete():
-                    break
+                cur.delete()
         if trimmed:
             self._save(txn, state)
         return trimmed

@@ -54,7 +54,8 @@ class HandlerWorker:
 
     Progress is saved by a background flusher at most every ``HOOKS_STATE_FLUSH_SECONDS``
     while events are delivered, after a quiet spell once other writes moved the cursor by
-    ``HOOKS_IDLE_SAVE_REVISIONS``, and once more when the worker stops. Saves are fenced
+    ``HOOKS_IDLE_SAVE_REVISIONS`` (a journal handler: once its position moved past events
+    it does not match), and once more when the worker stops. Saves are fenced
     by the runner's token and the handler's ``create_revision`` (a removed and re-added
     handler starts anew); the spec's ``generation`` (bumped by ``hooks reset`` and
     ``--replace``) tells which saved state still applies.
@@ -68,6 +69,7 @@ class HandlerWorker:
         self.create_revision = create_revision
         self.state = HandlerState(cursor=spec.start_revision or create_revision)
         self.saved_cursor = self.state.cursor
+        self.saved_position = self.state.position
         #: True while the worker waits for its next watch item (nothing to deliver).
         self.waiting = False
         self._last_flush = time.monotonic()
@@ -90,6 +92,7 @@ class HandlerWorker:
         if saved is not None and saved["value"].get("generation", 0) == self.spec.generation:
             self.state = HandlerState.from_record(saved["value"])
             self.saved_cursor = self.state.cursor
+            self.saved_position = self.state.position
         span = self.pattern.watch_range()
         if self.state.lagged or (span is None and not self.pattern.journal):
             self.waiting = True
@@ -178,6 +181,8 @@ class HandlerWorker:
             await anyio.sleep(limits.HOOKS_STATE_FLUSH_SECONDS)
             quiet = time.monotonic() - self._last_flush >= limits.HOOKS_IDLE_FLUSH_SECONDS
             moved = self.state.cursor - self.saved_cursor >= limits.HOOKS_IDLE_SAVE_REVISIONS
+            # a journal handler's position also moves past events it does not match
+            moved = moved or self.state.position != self.saved_position
             if self._dirty or (moved and quiet):
                 try:
                     await self.flush()
@@ -296,6 +301,7 @@ class HandlerWorker:
                 self._dirty = True
                 raise
             self.saved_cursor = record["cursor"]
+            self.saved_position = record["position"]
             self._last_flush = time.monotonic()
 
     async def _fenced(self, success: list[dict[str, Any]]) -> None:
