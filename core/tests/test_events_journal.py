@@ -14,6 +14,7 @@ from kvstore import Store
 
 import aspen
 from aspen import limits
+from aspen.client import Compare, Op
 from aspen.errors import CompactedError, InvalidArgumentError, NotFoundError
 from aspen.journal.commands import publish_op, retention_command
 from aspen.journal.match import Match
@@ -94,6 +95,18 @@ def test_an_event_is_published_with_its_kv_change_or_not_at_all(node) -> None:
             )
         assert _end(c) == end and c.kv.get("lost") is None
         assert c.events.read(0, match="test.lost")["events"] == []
+
+
+def test_a_client_txn_publishes_with_its_put(node) -> None:
+    with node.client() as c:
+        result = c.kv.txn(
+            compare=[Compare.version("/app/v") == 0],
+            success=[Op.put("/app/v", "1"), Op.publish("app.released", "v1", {"n": 1})],
+        )
+        assert result.succeeded
+        (event,) = c.events.read(0, match="app.*")["events"]
+        assert event["revision"] == result.revision == c.kv.get("/app/v").mod_revision
+        assert result.responses[1].position == event["position"]
 
 
 def test_positions_are_dense_and_every_publish_takes_a_revision(node) -> None:
