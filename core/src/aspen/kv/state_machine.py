@@ -1,7 +1,9 @@
 """The replicated state machine: etcd's MVCC key-value model over LMDB.
 
 The store revision starts at 1 on an empty store; every command that changes at least one
-key bumps it by one, and all changes of one command share that revision. Each key record
+key or publishes an event (a ``publish`` op, appended to the event journal of
+:mod:`aspen.journal` in the same nested transaction) bumps it by one, and all changes and
+events of one command share that revision. Each key record
 carries ``create_revision``, ``mod_revision``, ``version`` (1 on create, +1 per put; a
 deleted key is gone) and ``lease``. Every change is appended to the ``history`` db under
 its position (``revision + sub-index``), the one place a record is stored; the ``kv`` and
