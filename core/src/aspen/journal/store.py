@@ -128,6 +128,7 @@ class JournalStore:
         self.meta = storage.db("meta")
         #: Stored events read so far (tests pin a page's cost with it).
         self.rows_read = 0
+        self._retention: tuple[bytes | None, Retention] = (None, Retention())
 
     # ------------------------------------------------------------------ state
     def state(self, txn: lmdb.Transaction) -> JournalState:
@@ -142,7 +143,9 @@ class JournalStore:
     def retention(self, txn: lmdb.Transaction) -> Retention:
         """The cluster's retention (the defaults of aspen.limits unless overridden)."""
         raw = txn.get(_RETENTION_KEY, db=self.meta)
-        return Retention(**msgpack.unpackb(raw)) if raw is not None else Retention()
+        if raw != self._retention[0]:  # decoded once per change, not per command
+            self._retention = (raw, Retention(**msgpack.unpackb(raw)) if raw else Retention())
+        return self._retention[1]
 
     # ------------------------------------------------------------------ apply
     def append(self, txn: lmdb.Transaction, revision: int, op: dict[str, Any]) -> int:
@@ -178,19 +181,23 @@ class JournalStore:
             last = txn.get(_POSITION.pack(state.next - 1), db=self.db)
             newest = _unpack(last)[1] if last is not None else None
         trimmed = 0
+
+        def over() -> bool:
+            return (
+                state.next - state.first > retention.max_events or state.bytes > retention.max_bytes
+            )
+
+        if newest is None and not over():
+            return 0  # the common case: nothing to trim, nothing read
         with txn.cursor(db=self.db) as cur:
             while trimmed < budget and state.first < state.next:
-                over = (
-                    state.next - state.first > retention.max_events
-                    or state.bytes > retention.max_bytes
-                )
-                if not over and newest is None:
-                    break  # the common case: nothing to trim, nothing read
+                if not over() and newest is None:
+                    break
                 if not cur.set_key(_POSITION.pack(state.first)):
                     break
                 key, raw = cur.key(), cur.value()
                 record = _unpack(raw)
-                if not over:  # only the age bound may trim it
+                if not over():  # only the age bound may trim it
                     assert newest is not None
                     if record[1] >= newest - retention.max_age:
                         break
