@@ -11,6 +11,10 @@ aspen-hooks, in one run:
 2. paced publishes (``--paced`` at 50/s): time from sending ``events.publish`` to a python
    handler on ``bench.paced`` starting (``bench/hooks_support/bench_hook.py``), p50/p99.
 
+Before the clusters, the CPU one apply costs (the state machine on real LMDB, in this
+process, 500 commands per write transaction as a group commit would): a put, a publish,
+a txn putting a key and publishing; the least noisy figure on a shared machine.
+
     .venv/bin/python bench/events.py [--duration 3] [--rounds 3] [--clients 16] [--paced 200]
 
 No peer has this feature in the same shape (etcd's watch is per key range, not a named
@@ -111,6 +115,39 @@ def _paced(client: Any, count: int, log: Path) -> list[float]:
     return [started[s] - sent[s] for s in started]
 
 
+def _apply_cpu(tmp: Path, count: int = 20_000) -> dict[str, float]:
+    """Process CPU µs per applied command, by kind (best of 3)."""
+    from aspen.kv import put_command, txn_command
+    from aspen.kv.state_machine import KVStateMachine
+    from aspen.storage import Storage
+
+    def publish(i: int) -> dict[str, Any]:
+        return {"publish": {"name": "bench.tick", "subject": f"s{i}", "payload": PAYLOAD}}
+
+    kinds = {
+        "put": lambda i: put_command({"key": f"bench/{i}", "value": PAYLOAD}),
+        "publish": lambda i: txn_command({"success": [publish(i)]}),
+        "put+publish": lambda i: txn_command(
+            {"success": [{"put": {"key": f"bench/{i}", "value": PAYLOAD}}, publish(i)]}
+        ),
+    }
+    best: dict[str, float] = {}
+    for attempt in range(3):
+        for kind, make in kinds.items():
+            storage = Storage(tmp / f"apply-{kind}-{attempt}", sync=False)
+            sm = KVStateMachine(storage)
+            commands = [make(i) for i in range(count)]
+            began = time.process_time()
+            for lo in range(0, count, 500):
+                with storage.begin(write=True) as txn:
+                    for i, command in enumerate(commands[lo : lo + 500], lo + 1):
+                        sm.apply(txn, i, 1, command)
+            spent = (time.process_time() - began) / count * 1e6
+            best[kind] = min(best.get(kind, spent), spent)
+            storage.close()
+    return best
+
+
 def _measure(nodes: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     log = tmp / f"hook-{nodes}.log"
     cluster = DevCluster(
@@ -181,6 +218,10 @@ def main() -> None:
     args = ap.parse_args()
     results = {}
     with tempfile.TemporaryDirectory() as tmp_dir:
+        cpu = _apply_cpu(Path(tmp_dir))
+        print("apply CPU per command (one process, real LMDB, 500 per write txn):")
+        for kind, us in cpu.items():
+            print(f"  {kind:12} {us:6.1f} µs  ({us / cpu['put']:.2f}x of put)")
         for nodes in (int(n) for n in args.nodes.split(",")):
             results[nodes] = _measure(nodes, args, Path(tmp_dir))
     for nodes, figures in results.items():
