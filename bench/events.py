@@ -5,8 +5,9 @@ aspen-hooks, in one run:
 
 1. closed loop, ``--clients`` async clients on the leader for ``--duration`` seconds per
    phase, the three phases interleaved for ``--rounds`` rounds (the machine drifts): a plain
-   ``kv.put`` of 100 bytes; ``events.publish`` of a 100-byte payload on its own; and a
-   ``kv.txn`` putting a key and publishing an event about it (what a plugin does); the
+   ``kv.put`` of 100 bytes; ``events.publish`` of a 100-byte payload on its own; a
+   ``kv.txn`` putting a key, and one putting a key and publishing an event about it (what a
+   plugin does: compare it with the txn that only puts); the
    median over the rounds of ops/s and p50/p99, and the ratio of the medians to the put's;
 2. paced publishes (``--paced`` at 50/s): time from sending ``events.publish`` to a python
    handler on ``bench.paced`` starting (``bench/hooks_support/bench_hook.py``), p50/p99.
@@ -86,6 +87,10 @@ async def _publish(c: Any, i: int) -> None:
     await c.events.publish("bench.tick", f"s{i}", PAYLOAD)
 
 
+async def _txn_put(c: Any, i: int) -> None:
+    await c.call("kv.txn", {"success": [{"put": {"key": f"bench/{i}".encode(), "value": PAYLOAD}}]})
+
+
 async def _put_and_publish(c: Any, i: int) -> None:
     key = f"bench/{i}".encode()
     event = {"name": "bench.put", "subject": f"s{i}", "payload": PAYLOAD}
@@ -95,7 +100,12 @@ async def _put_and_publish(c: Any, i: int) -> None:
 
 
 #: The closed-loop phases, run in this order in every round.
-PHASES = {"put": _put, "publish": _publish, "put+publish": _put_and_publish}
+PHASES = {
+    "put": _put,
+    "publish": _publish,
+    "txn(put)": _txn_put,
+    "txn(put+publish)": _put_and_publish,
+}
 
 
 def _paced(client: Any, count: int, log: Path) -> list[float]:
@@ -127,7 +137,10 @@ def _apply_cpu(tmp: Path, count: int = 20_000) -> dict[str, float]:
     kinds = {
         "put": lambda i: put_command({"key": f"bench/{i}", "value": PAYLOAD}),
         "publish": lambda i: txn_command({"success": [publish(i)]}),
-        "put+publish": lambda i: txn_command(
+        "txn(put)": lambda i: txn_command(
+            {"success": [{"put": {"key": f"bench/{i}", "value": PAYLOAD}}]}
+        ),
+        "txn(put+publish)": lambda i: txn_command(
             {"success": [{"put": {"key": f"bench/{i}", "value": PAYLOAD}}, publish(i)]}
         ),
     }
@@ -196,7 +209,7 @@ def _report(nodes: int, f: dict[str, Any], args: argparse.Namespace) -> None:
     for label in PHASES:
         r = med[label]
         print(
-            f"  {label:12} {r['ops_per_s']:8.0f} ops/s  p50 {r['p50_ms']:6.2f} ms  "
+            f"  {label:16} {r['ops_per_s']:8.0f} ops/s  p50 {r['p50_ms']:6.2f} ms  "
             f"p99 {r['p99_ms']:6.2f} ms  ({r['ops_per_s'] / base:.2f}x of put)"
         )
     lat = f["hook_latency"]
@@ -221,7 +234,7 @@ def main() -> None:
         cpu = _apply_cpu(Path(tmp_dir))
         print("apply CPU per command (one process, real LMDB, 500 per write txn):")
         for kind, us in cpu.items():
-            print(f"  {kind:12} {us:6.1f} µs  ({us / cpu['put']:.2f}x of put)")
+            print(f"  {kind:16} {us:6.1f} µs  ({us / cpu['put']:.2f}x of put)")
         for nodes in (int(n) for n in args.nodes.split(",")):
             results[nodes] = _measure(nodes, args, Path(tmp_dir))
     for nodes, figures in results.items():
