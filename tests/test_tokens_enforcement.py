@@ -180,3 +180,41 @@ def test_token_list_is_bounded_and_shows_no_secret(tmp_path: Path) -> None:
         assert len(page["tokens"]) == 2 and page["more"] is True
         assert len(full["tokens"]) == 3 and full["more"] is False
         assert not any(t in repr(full) for t in texts)
+
+
+def test_events_capabilities_scope_by_name_prefix(tmp_path: Path) -> None:
+    """``events:read:<prefix>`` reads the events whose ``match`` names lie under it;
+    ``events:write:<prefix>`` publishes those names, also from inside a ``kv.txn``."""
+    config = NodeConfig(data_dir=tmp_path / "n", listen="127.0.0.1:0", sync=False)
+    with NodeThread(config) as node:
+        with node.client() as c:
+            c.events.publish("forge.push", "acme/w")
+            c.events.publish("deploy.requested", "web")
+        reader = _create(node, "events:read:forge.")
+        with aspen.connect(node.endpoint, token=reader) as c:
+            names = {e["name"] for e in c.events.read(0, match="forge.*")["events"]}
+            assert names == {"forge.push"}
+            assert c.events.read(0, match="forge.push:acme/*")["events"]
+            for match in (None, "*", "deploy.*", "f*"):
+                with pytest.raises(UnauthorizedError, match="events:read"):
+                    c.events.read(0, match=match)
+            with pytest.raises(UnauthorizedError, match=r"events:read:deploy\."):
+                for _ in c.events.tail(0, match="deploy.requested"):
+                    break
+            with pytest.raises(UnauthorizedError, match=r"events:write:forge\.push"):
+                c.events.publish("forge.push", "acme/w")
+        writer = _create(node, "events:write:deploy.", "kv:read:/app/", "kv:write:/app/")
+        with aspen.connect(node.endpoint, token=writer) as c:
+            assert c.events.publish("deploy.requested", "web")["position"] == 3
+            with pytest.raises(UnauthorizedError, match=r"events:write:forge\.push"):
+                c.events.publish("forge.push", "acme/w")
+            publish = {"publish": {"name": "forge.push", "subject": "acme/w"}}
+            with pytest.raises(UnauthorizedError, match=r"events:write:forge\.push"):
+                c.call("kv.txn", {"success": [{"put": {"key": "/app/x", "value": b"1"}}, publish]})
+            ok = {"publish": {"name": "deploy.done", "subject": "web"}}
+            c.call("kv.txn", {"success": [{"put": {"key": "/app/x", "value": b"1"}}, ok]})
+        with node.client() as c:
+            assert [e["name"] for e in c.events.read(3)["events"]] == [
+                "deploy.requested",
+                "deploy.done",
+            ]

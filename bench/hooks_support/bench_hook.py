@@ -12,7 +12,7 @@ from typing import Any
 
 
 def record(event: dict[str, Any]) -> None:
-    """Append the start time and the key of ``event`` to the log."""
+    """Append the start time and the key (journal events: the subject) of ``event``."""
     started = time.time()
     with open(os.environ["ASPEN_BENCH_HOOK_LOG"], "a") as log:
-        log.write(f"{started:.6f} {event.get('key', '')}\n")
+        log.write(f"{started:.6f} {event.get('key') or event.get('subject', '')}\n")

@@ -23,6 +23,8 @@ from aspen.testing import CliInvoker
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 PLUGIN_GUIDE = (DOCS / "plugins.md").read_text()
+#: Guides whose runnable blocks run against a real node (plugins of one name are shared).
+RUNNABLE_GUIDES = ("plugins.md", "events.md")
 
 
 def _hookspec_names() -> list[str]:
@@ -91,20 +93,21 @@ def test_the_stable_public_modules_exist():
 # ----------------------------------------------------------------------------- runnable docs
 @dataclass(frozen=True)
 class DocBlock:
-    """A runnable python block of docs/plugins.md: ``plugin <name>`` or ``test``."""
+    """A runnable python block of a guide: ``plugin <name>`` or ``test``."""
 
     kind: str
     plugin: str
     line: int
     code: str
+    guide: str = "plugins.md"
 
     def compile(self) -> types.CodeType:
         """The block's code, with tracebacks pointing into the guide."""
         padded = "\n" * self.line + self.code
-        return compile(padded, str(DOCS / "plugins.md"), "exec")
+        return compile(padded, str(DOCS / self.guide), "exec")
 
 
-def _runnable_blocks(text: str) -> list[DocBlock]:
+def _runnable_blocks(text: str, guide: str = "plugins.md") -> list[DocBlock]:
     """Blocks announced by ``<!-- doctest: plugin NAME -->`` or ``<!-- doctest: test -->``."""
     pattern = re.compile(
         r"^<!-- doctest: (plugin (?P<plugin>[\w-]+)|test) -->\n```python\n(?P<code>.*?)^```$",
@@ -116,12 +119,17 @@ def _runnable_blocks(text: str) -> list[DocBlock]:
             m["plugin"] or "",
             text.count("\n", 0, m.start("code")),
             m["code"],
+            guide,
         )
         for m in pattern.finditer(text)
     ]
 
 
-BLOCKS = _runnable_blocks(PLUGIN_GUIDE)
+BLOCKS = [
+    block
+    for guide in RUNNABLE_GUIDES
+    for block in _runnable_blocks((DOCS / guide).read_text(), guide)
+]
 TESTS = [
     (block, node.name)
     for block in BLOCKS
@@ -144,7 +152,8 @@ def _doc_plugins() -> dict[str, types.ModuleType]:
 def test_the_guide_has_runnable_plugins_and_tests():
     assert {b.plugin for b in BLOCKS if b.kind == "plugin"} >= {"hello", "counter"}
     assert len(TESTS) >= 3
-    assert PLUGIN_GUIDE.count("<!-- doctest:") == len(BLOCKS), "a marker not before ```python"
+    markers = sum((DOCS / guide).read_text().count("<!-- doctest:") for guide in RUNNABLE_GUIDES)
+    assert markers == len(BLOCKS), "a marker not before ```python"
 
 
 @pytest.mark.parametrize(("block", "name"), TESTS, ids=[name for _, name in TESTS])

@@ -176,6 +176,10 @@ FORBIDDEN: dict[str, tuple[tuple[str, ...], str]] = {
         _aspen("cli", "testing"),
         "the blob store is a service of the node, served by the CLI and the test kit",
     ),
+    "aspen.journal": (
+        (*TOP, *_aspen("raft", "transport", "http", "plugins", "client")),
+        "the event journal is part of the state machine and its service: no node or network",
+    ),
     "aspen.node": (
         _aspen("cli", "testing", "client"),
         "the node is served by the CLI and the test kit, and never calls itself as a client",

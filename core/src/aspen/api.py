@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from aspen.auth.access import Authority
     from aspen.blobs.api import BlobsAPI
     from aspen.http import HttpLimits, HttpServer
+    from aspen.journal.api import EventsAPI
 
 __all__ = ["NodeAPI"]
 
@@ -59,6 +60,12 @@ class NodeAPI(Protocol):
     def blobs(self) -> BlobsAPI:
         """The blob store: ``put(stream) -> BlobRef``, ``open(hash)``, ``stat``, ``pin``,
         ``unpin`` (docs/blobs.md)."""
+        ...
+
+    @property
+    def events(self) -> EventsAPI:
+        """The event journal: ``publish(name, subject, payload)``, ``op(...)`` (a ``kv.txn``
+        op publishing with a KV change), ``read``, ``watch`` (docs/events.md)."""
         ...
 
     # ------------------------------------------------------------------ where writes go

@@ -351,6 +351,38 @@ BLOB_LIST_LIMIT = 1000
 #: Bytes of a pin name.
 BLOB_MAX_PIN_NAME_BYTES = 512
 
+# ---------------------------------------------------------------- event journal (aspen.journal)
+#: Largest payload of one journal event (its msgpack encoding), in bytes.
+EVENTS_MAX_PAYLOAD_BYTES = 64 * 1024
+#: Longest event name (``forge.push``), in bytes.
+EVENTS_MAX_NAME_BYTES = 128
+#: Longest event subject (``acme/widgets``), in bytes.
+EVENTS_MAX_SUBJECT_BYTES = 1024
+#: Events the journal keeps by default (the oldest are trimmed past it, in apply);
+#: ``aspen events retention --max-events`` overrides it for a cluster.
+EVENTS_RETAIN_EVENTS = 100_000
+#: Bytes of stored events the journal keeps by default (name, subject, payload and fixed
+#: fields); ``--max-bytes`` overrides it for a cluster.
+EVENTS_RETAIN_BYTES = 256 * 1024 * 1024
+#: Seconds of events the journal keeps by default, measured against the newest event's
+#: (proposer's) time; 0 = no age bound. ``--max-age`` overrides it for a cluster.
+EVENTS_RETAIN_SECONDS = 0.0
+#: Most events trimmed by one command beyond those it publishes, so a retention lowered a
+#: lot is reached over several commands instead of stalling one apply.
+EVENTS_TRIM_SLICE_EVENTS = 10_000
+#: Most events one ``events.read`` page (or one watch message) carries.
+EVENTS_MAX_PAGE_EVENTS = 1000
+#: Most bytes of events (as stored) one page or watch message carries; a single larger event
+#: travels alone.
+EVENTS_MAX_PAGE_BYTES = 1024 * 1024
+#: Most stored events one read examines (matching its filter or not) before it answers with
+#: what it found and where to go on, so a filtered read costs at most this much.
+EVENTS_READ_SLICE_EVENTS = 10_000
+#: Most open ``events.watch`` streams on one client connection.
+EVENTS_MAX_WATCHES_PER_CONNECTION = 100
+#: Seconds between progress items of an idle ``events.watch`` (carrying the next position).
+EVENTS_PROGRESS_INTERVAL_SECONDS = 10.0
+
 __all__ = [name for name in list(globals()) if name.isupper()]
 
 # --- capability tokens (aspen.auth) ------------------------------------------------------

@@ -203,6 +203,8 @@ def test_shell_environment_is_clean(monkeypatch):
         "ASPEN_HOOK_KEY": "/orders/1",
         "ASPEN_HOOK_KEY_HEX": b"/orders/1".hex(),
         "ASPEN_HOOK_REVISION": "42",
+        "ASPEN_HOOK_SUBJECT": "",  # journal events only
+        "ASPEN_HOOK_POSITION": "",
         "ASPEN_HOOK_IDEMPOTENCY_KEY": "cluster-x:42:h1",
         "ASPEN_HOOK_NAME": "h1",
         "ASPEN_HOOK_ATTEMPT": "2",

@@ -347,3 +347,24 @@ def test_list_and_dlq_answer_pages_after_a_name(node, cli, monkeypatch) -> None:
         assert [e["event"]["key"] for e in last["entries"]] == ["/dl/5"] and not last["more"]
         shown = json.loads(cli("hooks", "dlq", "z", "--limit", "2", "--json").stdout)
         assert [e["event"]["key"] for e in shown] == ["/dl/3", "/dl/4"]
+
+
+def test_a_journal_hook_added_from_the_cli_runs_once_per_published_event(
+    node, cli, tmp_path
+) -> None:
+    out = tmp_path / "ci"
+    command = _append(out, "ASPEN_HOOK_SUBJECT", "ASPEN_HOOK_POSITION")
+    added = cli("hooks", "add", "ci", "--on", "forge.push:acme/*", "--shell", command)
+    assert added.exit_code == 0, added.output
+    for subject in ("acme/a", "other/b", "acme/c"):
+        published = cli("events", "publish", "forge.push", subject, "--payload", '{"ref": "main"}')
+        assert published.exit_code == 0, published.output
+    wait_for(lambda: len(_lines(out)) >= 4, timeout=20)
+    assert _lines(out) == ["acme/a", "1", "acme/c", "3"]
+    tailed = cli("events", "tail", "--no-follow", "--match", "forge.push:acme/*", "--json")
+    assert tailed.exit_code == 0, tailed.output
+    events = [json.loads(line) for line in tailed.stdout.splitlines()]
+    assert [(e["position"], e["payload"]) for e in events] == [
+        (1, {"ref": "main"}),
+        (3, {"ref": "main"}),
+    ]

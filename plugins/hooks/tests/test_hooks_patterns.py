@@ -39,6 +39,28 @@ def test_pattern_matching(pattern, event, key, wanted) -> None:
 
 
 @pytest.mark.parametrize(
+    ("pattern", "event", "subject", "wanted"),
+    [
+        ("forge.push:acme/*", "forge.push", "acme/widgets", True),
+        ("forge.push:acme/*", "forge.push", "other/widgets", False),
+        ("forge.push:acme/*", "forge.push", None, False),
+        ("forge.*:acme/widgets", "forge.patch_merged", "acme/widgets", True),
+        ("forge.push", "forge.push", "anything", True),
+        ("forge.*", "pubsub.dead_letter", "q", False),
+    ],
+)
+def test_journal_patterns_match_name_and_subject(pattern, event, subject, wanted) -> None:
+    parsed = parse_pattern(pattern)
+    assert parsed.journal and parsed.watch_range() is None
+    assert parsed.matches(event, subject=subject) is wanted
+
+
+def test_kv_raft_cluster_and_star_patterns_do_not_read_the_journal() -> None:
+    for text in ("kv.put:/x", "raft.*", "cluster.membership_changed", "*"):
+        assert not parse_pattern(text).journal
+
+
+@pytest.mark.parametrize(
     ("pattern", "span"),
     [
         ("kv.put:/app/config/*", (b"/app/config/", b"/app/config0")),
@@ -59,6 +81,9 @@ def test_watch_range_covers_what_a_pattern_wants(pattern, span) -> None:
         "KV.PUT",
         "kv.update:/x",
         "raft.leader_changed:/x",
+        "cluster.*:x",
+        "*:acme/*",
+        "forge.push:",
         "kv.put:",
         "kv.pu*",
         "kv.put:/a[b",
@@ -118,3 +143,11 @@ def test_idempotency_keys_are_stable_and_distinct() -> None:
     b = {"name": "kv.put", "key": "/b", "revision": 3}
     assert idempotency_key("c1", a, "h") == idempotency_key("c1", dict(a), "h")
     assert len({idempotency_key("c1", e, h) for e in (a, b) for h in ("h", "g")}) == 4
+
+
+def test_journal_events_of_one_revision_have_their_own_idempotency_keys() -> None:
+    first = {"name": "forge.push", "subject": "acme/w", "position": 7, "revision": 42}
+    second = {**first, "position": 8}
+    keys = {idempotency_key("c", e, "ci") for e in (first, second)}
+    assert len(keys) == 2 and all(k.startswith("c:42:") for k in keys)
+    assert idempotency_key("c", first, "ci") == idempotency_key("c", dict(first), "ci")

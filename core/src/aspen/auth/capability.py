@@ -40,8 +40,9 @@ __all__ = [
     "parse_capability",
 ]
 
-#: Resources whose scope is always a prefix (KV keys, as etcd's ranges).
-PREFIX_RESOURCES = frozenset({"kv"})
+#: Resources whose scope is always a prefix (KV keys, as etcd's ranges; journal event names:
+#: ``events:read:forge.`` covers ``forge.push``).
+PREFIX_RESOURCES = frozenset({"kv", "events"})
 
 _NAME_RE = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 #: Scope characters: printable, no whitespace, no quote or backslash (so a scope reads back

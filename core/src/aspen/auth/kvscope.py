@@ -114,8 +114,9 @@ def _as_key(value: Any) -> bytes | None:
     return None
 
 
-def kv_spans(method: str, params: dict[str, Any]) -> list[Span]:
-    """The spans ``method`` (``kv.put`` …) would touch with ``params``; raises
+def kv_spans(method: str, params: dict[str, Any]) -> list[Span | str]:
+    """The spans ``method`` (``kv.put`` …) would touch with ``params`` (and, for a txn that
+    publishes events, the ``events:write:<name>`` capability of each); raises
     ``invalid_argument`` (as the handler would) when they are malformed.
 
     Single-key and range requests with plain ``bytes``/``str`` keys take a fast path: the
@@ -147,8 +148,9 @@ def kv_spans(method: str, params: dict[str, Any]) -> list[Span]:
 _WRITES = frozenset({"kv.put", "kv.delete"})
 
 
-def _txn_spans(cmd: dict[str, Any]) -> Iterator[Span]:
-    """Every span of a validated ``txn`` command, nested txns included."""
+def _txn_spans(cmd: dict[str, Any]) -> Iterator[Span | str]:
+    """Every span of a validated ``txn`` command, nested txns included; a ``publish`` op
+    needs ``events:write:<name>``."""
     for compare in cmd["compare"]:
         yield ("read", compare["key"], compare["end"])
     for branch in ("success", "failure"):
@@ -158,5 +160,7 @@ def _txn_spans(cmd: dict[str, Any]) -> Iterator[Span]:
                 yield from _txn_spans(op)
             elif kind == "range":
                 yield ("read", op["key"], op["end"])
+            elif kind == "publish":
+                yield f"events:write:{op['name']}"
             else:
                 yield ("write", op["key"], op.get("end"))

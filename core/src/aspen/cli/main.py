@@ -96,6 +96,7 @@ def make_cli(pm: Any = None) -> click.Group:
     from aspen.cli.blob import blob
     from aspen.cli.cluster import cluster
     from aspen.cli.dev import dev
+    from aspen.cli.events import events
     from aspen.cli.kv import kv
     from aspen.cli.lease import lease
     from aspen.cli.node import node
@@ -142,7 +143,7 @@ def make_cli(pm: Any = None) -> click.Group:
             endpoint_source="ASPEN_ENDPOINT" if from_env else "--endpoint",
         )
 
-    for command in (blob, cluster, dev, kv, lease, node, plugins, status, token):
+    for command in (blob, cluster, dev, events, kv, lease, node, plugins, status, token):
         cli.add_command(command)
     return cli
 

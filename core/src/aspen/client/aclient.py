@@ -22,6 +22,7 @@ from aspen.client.connection import (
     open_connection,
     parse_endpoint,
 )
+from aspen.client.events import EventsClient
 from aspen.client.records import (
     DeleteResult,
     KeyValue,
@@ -87,6 +88,8 @@ READ_ONLY_METHODS = frozenset(
         "blob.stat",
         "blob.list",
         "blob.status",
+        "events.read",
+        "events.status",
     }
 )
 #: First pause before retrying when no leader is known; doubles up to ``_MAX_BACKOFF``.
@@ -142,6 +145,8 @@ class AsyncClient:
         self.lease = LeaseClient(self)
         #: The blob store: put, get, stat, pin, unpin, list (:class:`BlobClient`).
         self.blobs = BlobClient(self)
+        #: The event journal (:class:`~aspen.client.events.EventsClient`).
+        self.events = EventsClient(self)
         self._conn: Connection | None = None
         self._index = -1
         self._lock: anyio.Lock | None = None

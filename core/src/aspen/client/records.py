@@ -13,6 +13,7 @@ __all__ = [
     "KeyValue",
     "Lease",
     "LeaseInfo",
+    "PublishResult",
     "PutResult",
     "RangeResult",
     "TxnResult",
@@ -60,6 +61,19 @@ class PutResult:
     def from_wire(cls, obj: dict[str, Any], revision: int | None = None) -> PutResult:
         """Build from a ``kv.put`` result map."""
         return cls(_revision(obj, revision), kv_or_none(obj.get("prev_kv")))
+
+
+@dataclass(frozen=True, slots=True)
+class PublishResult:
+    """Result of a ``publish`` txn op: the event's journal position and its revision."""
+
+    position: int
+    revision: int
+
+    @classmethod
+    def from_wire(cls, obj: dict[str, Any], revision: int | None = None) -> PublishResult:
+        """Build from a ``publish`` response map."""
+        return cls(obj["position"], _revision(obj, revision))
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +141,7 @@ _RESPONSE_TYPES: dict[str, Any] = {
     "delete": DeleteResult,
     "range": RangeResult,
     "txn": TxnResult,
+    "publish": PublishResult,
 }
 
 

@@ -135,6 +135,8 @@ class SyncClient:
         self.lease = _Mirror(self, self.aclient.lease)
         #: :class:`~aspen.client.blobs.BlobClient`, blocking (``get`` is an iterator).
         self.blobs = _Mirror(self, self.aclient.blobs)
+        #: :class:`~aspen.client.events.EventsClient`, blocking (``tail`` is an iterator).
+        self.events = _Mirror(self, self.aclient.events)
 
     def open(self) -> SyncClient:
         """Start the background loop and connect; return self."""

@@ -126,9 +126,10 @@ class Compare:
 
 @dataclass(frozen=True, slots=True)
 class TxnOp:
-    """One txn operation: ``kind`` is put, delete, range or txn; ``params`` its wire params."""
+    """One txn operation: ``kind`` is put, delete, range, txn or publish; ``params`` its wire
+    params."""
 
-    kind: Literal["put", "delete", "range", "txn"]
+    kind: Literal["put", "delete", "range", "txn", "publish"]
     params: dict[str, Any]
 
     def to_wire(self) -> dict[str, Any]:
@@ -240,7 +241,8 @@ def txn_params(
 
 
 class Op:
-    """Builds txn operations: ``Op.put(k, v)``, ``Op.delete(k)``, ``Op.get(k)``, ``Op.range(p)``."""
+    """Builds txn operations: ``Op.put(k, v)``, ``Op.delete(k)``, ``Op.get(k)``, ``Op.range(p)``,
+    ``Op.publish(name, subject, payload)``."""
 
     @staticmethod
     def put(key: bytes | str, value: bytes | str, lease: int = 0, prev_kv: bool = False) -> TxnOp:
@@ -284,6 +286,11 @@ class Op:
             count=count,
         )
         return TxnOp("range", params)
+
+    @staticmethod
+    def publish(name: str, subject: str = "", payload: Any = None) -> TxnOp:
+        """Publish an event to the journal if this branch runs (docs/events.md)."""
+        return TxnOp("publish", {"name": name, "subject": subject, "payload": payload})
 
     @staticmethod
     def txn(

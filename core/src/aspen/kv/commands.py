@@ -15,6 +15,8 @@ Internal shapes::
         a command without "count", proposed before it existed, counts: it did then)
     {"op": "txn", "compare": [cmp], "success": [op], "failure": [op]}
         cmp = {"key": b, "end": b | None, "target": str, "op": str, "value": b | int}
+    {"op": "publish", "name": str, "subject": str, "payload": b, "time": float}
+        (inside a txn only: an event appended to the journal, see aspen.journal.commands)
     {"op": "compact", "revision": int}
     {"op": "lease_grant", "id": int, "ttl": int}
     {"op": "lease_revoke", "id": int}
@@ -29,6 +31,7 @@ from typing import Any
 
 from aspen import limits
 from aspen.errors import InvalidArgumentError
+from aspen.journal.commands import publish_op
 from aspen.kv.keys import prefix_end
 
 __all__ = [
@@ -61,7 +64,7 @@ WATCH_FILTERS = frozenset({"noput", "nodelete"})
 _MAX_I64 = 2**63 - 1
 #: A deleted range: (key, end) with range end semantics.
 _Span = tuple[bytes, bytes | None]
-_TXN_OP_KINDS = ("put", "delete", "range", "txn")
+_TXN_OP_KINDS = ("put", "delete", "range", "txn", "publish")
 
 
 # ---------------------------------------------------------------------------- requests
@@ -437,6 +440,8 @@ def _txn_op(op: Any, where: str, depth: int, budget: _TxnBudget) -> dict[str, An
         return _delete(params, where)
     if kind == "range":
         return _range_request(params, where).to_command()
+    if kind == "publish":
+        return publish_op(params, where)
     return _txn(params, where, depth + 1, budget)
 
 

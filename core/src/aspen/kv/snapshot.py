@@ -23,6 +23,7 @@ import msgpack
 
 from aspen import limits
 from aspen.errors import StorageFormatError
+from aspen.journal.store import JOURNAL_META_KEYS
 from aspen.storage import Storage
 from aspen.storage.env import FORMAT_KEY, STORAGE_FORMAT
 
@@ -36,7 +37,7 @@ __all__ = [
 ]
 
 #: Databases that make up the replicated state.
-SNAPSHOT_DBS = ("kv", "history", "keyrevs", "leases", "lease_keys")
+SNAPSHOT_DBS = ("kv", "history", "keyrevs", "leases", "lease_keys", "events")
 #: Keys of the ``meta`` database that belong to the replicated state.
 SNAPSHOT_META_KEYS = (
     b"kv/state",
@@ -44,6 +45,7 @@ SNAPSHOT_META_KEYS = (
     b"kv/compact_position",
     b"raft/conf",
     b"cluster/members",
+    *JOURNAL_META_KEYS,  # the event journal's extent and retention
 )
 
 

@@ -1,7 +1,9 @@
 """The replicated state machine: etcd's MVCC key-value model over LMDB.
 
 The store revision starts at 1 on an empty store; every command that changes at least one
-key bumps it by one, and all changes of one command share that revision. Each key record
+key or publishes an event (a ``publish`` op, appended to the event journal of
+:mod:`aspen.journal` in the same nested transaction) bumps it by one, and all changes and
+events of one command share that revision. Each key record
 carries ``create_revision``, ``mod_revision``, ``version`` (1 on create, +1 per put; a
 deleted key is gone) and ``lease``. Every change is appended to the ``history`` db under
 its position (``revision + sub-index``), the one place a record is stored; the ``kv`` and
@@ -46,6 +48,7 @@ from aspen.errors import (
     ResourceExhaustedError,
 )
 from aspen.events import Event, KeyValue, KvBatch, KvDelete, KvPut, LeaseExpired
+from aspen.journal.store import JournalAppended, JournalStore
 from aspen.kv.budget import ReadBudget
 from aspen.kv.commands import RangeRequest
 from aspen.kv.keycodec import encode_key
@@ -87,6 +90,8 @@ class KVStateMachine:
         self.reader = KVReader(storage)
         self.index = self.reader.index
         self.leases = LeaseTable(storage)
+        #: The event journal (:mod:`aspen.journal`), written by ``publish`` ops.
+        self.journal = JournalStore(storage)
         self._packer = msgpack.Packer(use_bin_type=True)
         # Revision cache, valid only for the write transaction it was read in: a new parent
         # transaction (e.g. after the caller aborted one) reloads it from meta.
@@ -124,13 +129,15 @@ class KVStateMachine:
             with self._env.begin(write=True, parent=txn) as child:
                 ctx.txn = child
                 result = handler(ctx, command)
+                if ctx.published:
+                    ctx.journaled()
                 result["header"] = ctx.header()
         except AspenError as exc:
             result = exc
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             result = InvalidArgumentError(f"malformed {op} command: {exc!r}")
         else:
-            if ctx.sub:
+            if ctx.changed:
                 self._revision = revision + 1
         events = ctx.finish() if not isinstance(result, AspenError) else []
         txn.put(_STATE_KEY, _STATE.pack(index, term, self._revision), db=self._meta)
@@ -322,6 +329,7 @@ class _Apply:
         "keys",
         "kv_db",
         "kv_events",
+        "published",
         "revision",
         "sm",
         "sub",
@@ -352,10 +360,16 @@ class _Apply:
         self.sub = 0  # changes so far (the next history sub-index)
         self.events: list[Event] = []
         self.kv_events: list[KvPut | KvDelete] = []
+        self.published: list[int] = []  # journal positions of the events published
+
+    @property
+    def changed(self) -> bool:
+        """Whether the command changed a key or published an event (either takes a revision)."""
+        return bool(self.sub or self.published)
 
     def header(self) -> dict[str, int]:
         """The result header: the store revision after this command."""
-        return {"revision": self.revision if self.sub else self.revision - 1}
+        return {"revision": self.revision if self.changed else self.revision - 1}
 
     def finish(self) -> list[Event]:
         """All events, with a KvBatch when more than one key changed."""
@@ -364,6 +378,19 @@ class _Apply:
                 KvBatch(self.index, self.term, self.revision, events=tuple(self.kv_events))
             )
         return self.events
+
+    # ------------------------------------------------------------------ journal
+    def publish(self, op: dict[str, Any]) -> dict[str, Any]:
+        """Append a validated ``publish`` op to the journal; result ``{position}``."""
+        position = self.sm.journal.append(self.txn, self.revision, op)
+        self.published.append(position)
+        return {"position": position}
+
+    def journaled(self) -> None:
+        """After a command that published: apply the retention, tell the node."""
+        self.sm.journal.trim(self.txn, len(self.published))
+        first, last = self.published[0], self.published[-1]
+        self.events.append(JournalAppended(self.index, self.term, self.revision, first, last))
 
     # ------------------------------------------------------------------ changes
     def _changed(self, entry: bytes, event: KvPut | KvDelete) -> bytes:
@@ -483,6 +510,8 @@ class _Apply:
             return {"range": self.range(op)}
         if kind == "txn":
             return {"txn": self.run_txn(op, path)}
+        if kind == "publish":
+            return {"publish": self.publish(op)}
         raise InvalidArgumentError(f"unknown txn op {kind!r}")
 
     # ------------------------------------------------------------------ leases
@@ -624,6 +653,10 @@ class _ExpiryBudget:
         return taken, True
 
 
+def _events_retention(ctx: _Apply, cmd: dict[str, Any]) -> dict[str, Any]:
+    return {"retention": ctx.sm.journal.set_retention(ctx.txn, cmd).to_json()}
+
+
 _HANDLERS: dict[str, Callable[[_Apply, dict[str, Any]], dict[str, Any]]] = {
     "put": _put,
     "delete": _delete,
@@ -633,4 +666,5 @@ _HANDLERS: dict[str, Callable[[_Apply, dict[str, Any]], dict[str, Any]]] = {
     "lease_grant": _lease_grant,
     "lease_revoke": _lease_revoke,
     "lease_expire": _lease_expire,
+    "events_retention": _events_retention,
 }

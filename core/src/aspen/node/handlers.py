@@ -18,7 +18,6 @@ from functools import partial
 from typing import Any
 
 from aspen.auth.kvscope import kv_spans
-from aspen.errors import ResourceExhaustedError
 from aspen.kv import commands
 from aspen.limits import MAX_WATCHES_PER_CONNECTION
 from aspen.node.kv_service import KVService
@@ -79,19 +78,9 @@ async def kv_watch(
     """Stream changes of a key or range from a start revision (at most
     ``MAX_WATCHES_PER_CONNECTION`` at once on one connection)."""
     request = commands.watch_request(params)
-    streams = ctx.open_streams
-    if streams.get("kv.watch", 0) >= MAX_WATCHES_PER_CONNECTION:
-        raise ResourceExhaustedError(
-            f"too many watches on this connection (MAX_WATCHES_PER_CONNECTION = "
-            f"{MAX_WATCHES_PER_CONNECTION}); cancel one, or open another connection",
-            limit=MAX_WATCHES_PER_CONNECTION,
-        )
-    streams["kv.watch"] = streams.get("kv.watch", 0) + 1
-    try:
+    with ctx.stream_slot("kv.watch", MAX_WATCHES_PER_CONNECTION, "MAX_WATCHES_PER_CONNECTION"):
         async for item in watch_hub.stream(request):
             yield item
-    finally:
-        streams["kv.watch"] -= 1
 
 
 async def lease_grant(leases: LeaseService, ctx: RpcContext, params: dict[str, Any]) -> Any:

@@ -27,6 +27,9 @@ from aspen.blobs.handlers import blob_handlers
 from aspen.blobs.service import BlobService
 from aspen.errors import UnavailableError
 from aspen.events import Event
+from aspen.journal.api import EventsAPI
+from aspen.journal.handlers import events_handlers
+from aspen.journal.hub import JournalHub
 from aspen.kv.state_machine import KVStateMachine
 from aspen.node.auth import load_or_create_root_token, revoked_ids, token_service
 from aspen.node.bus import EventBus
@@ -101,6 +104,11 @@ class Node:
     def blobs(self) -> BlobService:
         """The node's blob store (:mod:`aspen.blobs`; plugins see its ``BlobsAPI``)."""
         return self.parts.blobs
+
+    @property
+    def events(self) -> EventsAPI:
+        """The event journal: ``publish``, ``op`` (inside ``kv.txn``), ``read``, ``watch``."""
+        return EventsAPI(self)
 
     @property
     def token(self) -> str:
@@ -280,6 +288,7 @@ class Node:
             "disk": replicator.space.report(),
             "leases": len(parts.leases),
             "watches": parts.watch_hub.active,
+            "events": {"watches": parts.journal_hub.active, "end": parts.journal_hub.end},
             "writes": {"cycles": replicator.cycles, "commands": replicator.commands},
             "reads": {"lease": replicator.lease_reads},
             "cluster": await parts.cluster.status(),
@@ -308,6 +317,7 @@ class Node:
         with storage.begin() as txn:
             revision = state_machine.current_revision(txn)
         watch_hub = WatchHub(storage, state_machine, revision)
+        journal_hub = JournalHub(storage, state_machine.journal)
         self._plugin_config = self._load_plugin_config()
         subscribers: dict[str, list[tuple[str, Callable[..., Any]]]] = {}
         if self.pm is not None:
@@ -342,7 +352,7 @@ class Node:
             spawn=self.spawn,
             stop=self.stop,
             lease_reads=config.lease_reads,
-            on_applied=_applied_observer(tokens, state_machine, bus),
+            on_applied=_applied_observer(tokens, state_machine, bus, journal_hub),
             blobs=blobs,
         )
         leases = LeaseService(
@@ -367,6 +377,7 @@ class Node:
             + cluster_handlers(cluster)
             + token_handlers(tokens, cluster.propose_visible)
             + blob_handlers()
+            + events_handlers(kv, journal_hub)
         )
         registry = self._build_registry(core)
         server = RpcServer(
@@ -374,7 +385,7 @@ class Node:
             node=self,
             authenticate=tokens.authenticate,
             node_id=self.id,
-            features=("watch", "leases", "txn", "cluster", "blobs"),
+            features=("watch", "leases", "txn", "cluster", "blobs", "events"),
             ssl_context=server_context(creds),
         )
         return NodeParts(
@@ -386,6 +397,7 @@ class Node:
             blobs=blobs,
             state_machine=state_machine,
             watch_hub=watch_hub,
+            journal_hub=journal_hub,
             bus=bus,
             cluster=cluster,
             leases=leases,
@@ -487,13 +499,15 @@ class Node:
 
 
 def _applied_observer(
-    tokens: TokenService, state_machine: KVStateMachine, bus: EventBus
+    tokens: TokenService, state_machine: KVStateMachine, bus: EventBus, journal_hub: JournalHub
 ) -> Callable[[list[Event]], None]:
     """What a commit's events tell the node beyond watches and the bus: ``tokens`` each
     revocation as it applies (the whole revoked set again after a snapshot was installed),
-    and the bus the ``blob.*`` events derived from the blob records' changes."""
+    the bus the ``blob.*`` events derived from the blob records' changes, and the journal's
+    watchers that events were appended."""
 
     def follow(events: list[Event]) -> None:
+        journal_hub.follow(events)
         if tokens.on_applied(events):
             tokens.load_revoked(revoked_ids(state_machine))
         bus.publish(blob_events(events))

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from aspen.auth.service import TokenService
 from aspen.blobs.service import BlobService
+from aspen.journal.hub import JournalHub
 from aspen.kv.state_machine import KVStateMachine
 from aspen.node.bus import EventBus
 from aspen.node.cluster import ClusterRuntime
@@ -43,6 +44,8 @@ class NodeParts:
     blobs: BlobService
     state_machine: KVStateMachine
     watch_hub: WatchHub
+    #: Wakes ``events.watch`` streams as journal events are applied.
+    journal_hub: JournalHub
     bus: EventBus
     cluster: ClusterRuntime
     leases: LeaseService

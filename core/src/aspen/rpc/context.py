@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from aspen.auth.access import ROOT, Authority
+from aspen.errors import ResourceExhaustedError
 
 if TYPE_CHECKING:
     from aspen.api import NodeAPI
@@ -34,3 +37,20 @@ class RpcContext:
     connection_id: int
     open_streams: dict[str, int] = field(default_factory=dict, compare=False)
     authority: Authority = field(default=ROOT, compare=False)
+
+    @contextmanager
+    def stream_slot(self, method: str, most: int, bound: str) -> Iterator[None]:
+        """Count one running ``method`` stream of this connection while the block runs;
+        ``resource_exhausted`` naming ``bound`` when ``most`` already run."""
+        streams = self.open_streams
+        if streams.get(method, 0) >= most:
+            raise ResourceExhaustedError(
+                f"too many {method} streams on this connection ({bound} = {most}); cancel "
+                "one, or open another connection",
+                limit=most,
+            )
+        streams[method] = streams.get(method, 0) + 1
+        try:
+            yield
+        finally:
+            streams[method] -= 1

@@ -38,7 +38,16 @@ from aspen.storage.private import PRIVATE_FILE_MODE, make_private_dir
 __all__ = ["DB_NAMES", "FORMAT_KEY", "STORAGE_FORMAT", "Storage"]
 
 #: The named databases of the environment.
-DB_NAMES: tuple[str, ...] = ("meta", "log", "kv", "history", "keyrevs", "leases", "lease_keys")
+DB_NAMES: tuple[str, ...] = (
+    "meta",
+    "log",
+    "kv",
+    "history",
+    "keyrevs",
+    "leases",
+    "lease_keys",
+    "events",  # the event journal (aspen.journal.store); empty in older data dirs
+)
 #: Databases holding sorted duplicate values of a fixed size (see :mod:`aspen.kv.layout`).
 _DUPFIXED_DBS = frozenset({"keyrevs"})
 #: Meta key of the layout version (8 bytes BE).

@@ -1,13 +1,17 @@
 """Handler patterns: which events a handler wants.
 
-A pattern is ``EVENT`` or ``EVENT:KEY``:
+A pattern is ``EVENT``, ``EVENT:KEY`` or ``EVENT:SUBJECT``:
 
-* ``EVENT`` is an event name (``kv.put``, ``raft.leader_changed``) or a family glob
-  (``kv.*``, ``cluster.*``, ``*``). Names outside the ``kv`` / ``raft`` / ``cluster``
-  families (``deploy.requested``) are custom events: they only arrive through
-  ``hooks.trigger`` (by hand, or forwarded from another cluster).
+* ``EVENT`` is an event name (``kv.put``, ``raft.leader_changed``, ``forge.push``) or a
+  family glob (``kv.*``, ``cluster.*``, ``forge.*``, ``*``). ``kv`` events come from the KV
+  history, ``raft`` / ``cluster`` ones from the plugin's journal keys; every other family
+  (``forge.push``, ``deploy.requested``) comes from the core's **event journal**
+  (``events.watch``, docs/events.md) and from ``hooks.trigger`` (by hand, or forwarded from
+  another cluster). ``*`` alone reads the KV history (kv, raft and cluster events).
 * ``KEY`` (``kv`` events only) is a key or a glob over keys: ``/app/config/*`` matches
   every key under ``/app/config/``; ``*`` matches any run of characters and ``?`` one.
+* ``SUBJECT`` (journal events) is a glob over the event's subject: ``forge.push:acme/*``
+  runs for pushes to every repository of ``acme``.
 
 Without a ``KEY``, ``kv`` patterns leave out the plugins' own keys (``/_aspen/…``); name
 them explicitly to watch them — except the hooks plugin's own (``/_aspen/hooks/…``),
@@ -48,16 +52,25 @@ class Pattern:
         """``kv``, ``raft``, ``cluster``, ``*`` (every family) or a custom family."""
         return self.event.split(".", 1)[0]
 
+    @property
+    def journal(self) -> bool:
+        """Whether the wanted events come from the core's event journal (every family but
+        the KV history's)."""
+        return self.family not in (*HISTORY_FAMILIES, "*")
+
     def matches_event(self, name: str) -> bool:
         """Whether an event called ``name`` is wanted (keys aside)."""
         return fnmatch.fnmatchcase(name, self.event)
 
-    def matches(self, name: str, key: bytes | None = None) -> bool:
-        """Whether the event ``name`` (on ``key`` for kv events) is wanted."""
+    def matches(self, name: str, key: bytes | None = None, subject: str | None = None) -> bool:
+        """Whether the event ``name`` (on ``key`` for kv events, on ``subject`` for journal
+        events) is wanted."""
         if not self.matches_event(name):
             return False
         if not name.startswith("kv."):
-            return True
+            if self.key is None or not self.journal:
+                return True
+            return subject is not None and fnmatch.fnmatchcase(subject, self.key)
         if key is None:
             return self.key is None
         if key.startswith(_OWN.encode()):
@@ -69,7 +82,7 @@ class Pattern:
 
     def watch_range(self) -> tuple[bytes, bytes] | None:
         """The smallest key range whose history holds every wanted event (``None``: the
-        pattern names custom events only, which never come from the history)."""
+        pattern names journal events only, which never come from the history)."""
         family = self.family
         if family == "kv":
             if self.key is None:
@@ -105,13 +118,14 @@ def parse_pattern(text: str) -> Pattern:
     if sep:
         if not key:
             raise InvalidArgumentError(f"bad pattern {text!r}: empty key after ':'")
-        if not event.startswith("kv."):
+        if event.split(".", 1)[0] in ("raft", "cluster", "*"):
             raise InvalidArgumentError(
-                f"bad pattern {text!r}: only kv events have keys (kv.put:/prefix/*)"
+                f"bad pattern {text!r}: only kv events have keys (kv.put:/prefix/*) and "
+                "journal events subjects (forge.push:acme/*)"
             )
         if "\0" in key or key.count("[") != key.count("]"):
             raise InvalidArgumentError(f"bad pattern {text!r}: malformed key glob")
-        if key.startswith(_OWN):
+        if event.startswith("kv.") and key.startswith(_OWN):
             raise InvalidArgumentError(
                 f"bad pattern {text!r}: the hooks plugin's own keys ({_OWN}) cannot be hooked"
             )

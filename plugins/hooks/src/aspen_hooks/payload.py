@@ -13,6 +13,11 @@ events carry the deleted record's revisions in ``prev_*`` fields.
 
 A journaled ``raft.*`` / ``cluster.*`` event is the record the leader wrote (see
 :mod:`aspen_hooks.journal`) plus the ``revision`` it was written at.
+
+An event of the core's event journal (``forge.push``…) is as ``events.watch`` gives it::
+
+    {"name": "forge.push", "subject": "acme/widgets", "position": 17, "revision": 42,
+     "time": 1765000000.5, "payload": {...}}
 """
 
 from __future__ import annotations
@@ -119,5 +124,7 @@ def idempotency_key(cluster_id: str, event: dict[str, Any], handler: str) -> str
     Events of one revision (a transaction) differ by key; journal events by name.
     """
     what = event.get("key") or event.get("key_b64") or event.get("name", "")
+    if "position" in event:  # a journal event: several may share a revision and a name
+        what = f"{event.get('name', '')}@{event['position']}"
     digest = hashlib.blake2b(str(what).encode(), digest_size=6).hexdigest()
     return f"{cluster_id}:{event.get('revision', 0)}:{digest}:{handler}"

@@ -254,9 +254,11 @@ async def hooks_trigger(ctx: Any, params: dict[str, Any]) -> Any:
     event = {**payload, "name": name, "triggered": True, "forward_hops": hops}
     key_text = payload.get("key")
     key = key_text.encode() if isinstance(key_text, str) else None
+    subject = payload.get("subject")
+    subject = subject if isinstance(subject, str) else None
     records, _ = await kvops.scan(ctx.node, HANDLERS, most=limits.HOOKS_MAX_HANDLERS)
     specs = [HandlerSpec(**r["value"]) for r in records]
-    chosen = [s for s in specs if s.enabled and s.pattern.matches(name, key)]
+    chosen = [s for s in specs if s.enabled and s.pattern.matches(name, key, subject)]
     results: list[dict[str, Any]] = [{}] * len(chosen)
 
     budget = anyio.CapacityLimiter(limits.HOOKS_MAX_TRIGGER_CONCURRENCY)

@@ -33,6 +33,9 @@ class HandlerState:
     """
 
     cursor: int = 0
+    #: Journal handlers: the next event journal position to read (0: not started, read
+    #: from the first event after ``cursor``).
+    position: int = 0
     succeeded: int = 0
     failed: int = 0
     retries: int = 0
@@ -51,6 +54,7 @@ class HandlerState:
         """The stored form."""
         return {
             "cursor": self.cursor,
+            "position": self.position,
             "succeeded": self.succeeded,
             "failed": self.failed,
             "retries": self.retries,
@@ -65,6 +69,7 @@ class HandlerState:
         """Read the stored form (unknown fields ignored)."""
         state = cls(
             cursor=int(record.get("cursor", 0)),
+            position=int(record.get("position", 0)),
             succeeded=int(record.get("succeeded", 0)),
             failed=int(record.get("failed", 0)),
             retries=int(record.get("retries", 0)),
@@ -87,6 +92,7 @@ class HandlerState:
             "p50_seconds": percentile(samples, 0.50),
             "p99_seconds": percentile(samples, 0.99),
             "cursor": self.cursor,
+            "position": self.position,
             "lag": max(0, store_revision - self.cursor),
             "lagged": self.lagged,
         }

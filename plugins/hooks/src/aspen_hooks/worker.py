@@ -1,6 +1,8 @@
-"""One handler's worker: reads the handler's events from the KV history in revision order,
-runs the handler for each (retries with backoff, then the dead-letter list), and saves its
-cursor and counters under the runner's fencing token."""
+"""One handler's worker: reads the handler's events in order — from the KV history (kv,
+raft and cluster events) or from the core's event journal (every other family) — runs the
+handler for each (retries with backoff, then the dead-letter list, announced as a
+``hooks.dead_letter`` journal event), and saves its cursor and counters under the runner's
+fencing token."""
 
 from __future__ import annotations
 
@@ -24,7 +26,10 @@ from aspen_hooks.stats import HandlerState
 if TYPE_CHECKING:
     from aspen_hooks.runner import Runner
 
-__all__ = ["HandlerWorker", "RunnerLost", "SpecChanged", "backoff_seconds"]
+__all__ = ["DEAD_LETTER", "HandlerWorker", "RunnerLost", "SpecChanged", "backoff_seconds"]
+
+#: The journal event announcing a dead letter, in the same transaction (subject: handler).
+DEAD_LETTER = "hooks.dead_letter"
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +54,8 @@ class HandlerWorker:
 
     Progress is saved by a background flusher at most every ``HOOKS_STATE_FLUSH_SECONDS``
     while events are delivered, after a quiet spell once other writes moved the cursor by
-    ``HOOKS_IDLE_SAVE_REVISIONS``, and once more when the worker stops. Saves are fenced
+    ``HOOKS_IDLE_SAVE_REVISIONS`` (a journal handler: once its position moved past events
+    it does not match), and once more when the worker stops. Saves are fenced
     by the runner's token and the handler's ``create_revision`` (a removed and re-added
     handler starts anew); the spec's ``generation`` (bumped by ``hooks reset`` and
     ``--replace``) tells which saved state still applies.
@@ -63,6 +69,7 @@ class HandlerWorker:
         self.create_revision = create_revision
         self.state = HandlerState(cursor=spec.start_revision or create_revision)
         self.saved_cursor = self.state.cursor
+        self.saved_position = self.state.position
         #: True while the worker waits for its next watch item (nothing to deliver).
         self.waiting = False
         self._last_flush = time.monotonic()
@@ -85,14 +92,18 @@ class HandlerWorker:
         if saved is not None and saved["value"].get("generation", 0) == self.spec.generation:
             self.state = HandlerState.from_record(saved["value"])
             self.saved_cursor = self.state.cursor
+            self.saved_position = self.state.position
         span = self.pattern.watch_range()
-        if self.state.lagged or span is None:
+        if self.state.lagged or (span is None and not self.pattern.journal):
             self.waiting = True
-            await anyio.sleep_forever()  # lagged: waits for `hooks reset`; custom: triggers only
+            await anyio.sleep_forever()  # lagged: waits for `hooks reset`
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._flusher)
-                await self._follow(span)  # type: ignore[arg-type]
+                if span is None:
+                    await self._follow_journal()
+                else:
+                    await self._follow(span)
         finally:
             with anyio.move_on_after(limits.HOOKS_STATE_FLUSH_SECONDS * 10, shield=True):
                 if self._dirty:
@@ -119,15 +130,50 @@ class HandlerWorker:
             pass  # the runner cancels this worker and starts anew
         except CompactedError as exc:
             compacted = exc.details.get("compact_revision", "?")
-            self.state.lagged = (
-                f"the history was compacted (to revision {compacted}) past this handler's "
-                f"cursor ({self.state.cursor}): events after it are lost to the handler. "
-                f"'aspen hooks reset {self.spec.name}' resumes from now."
-            )
-            log.error("hooks: handler %s lagged: %s", self.spec.name, self.state.lagged)
-            self._dirty = True
+            self._lagged(f"the history was compacted (to revision {compacted})")
         self.waiting = True
         await anyio.sleep_forever()
+
+    async def _follow_journal(self) -> None:
+        """Deliver from the core's event journal (filtered there by the pattern), from the
+        saved position, else from the first event after the handler's start revision; a
+        position trimmed by the journal's retention marks the handler lagged."""
+        state = self.state
+        start = state.position or None
+        after = None if start else state.cursor
+        watch = self.node.events.watch(start, after_revision=after, match=self.pattern.text)
+        try:
+            async with contextlib.aclosing(watch) as items:
+                while True:
+                    self.waiting = True
+                    item = await items.__anext__()
+                    self.waiting = False
+                    for event in item.get("events") or ():
+                        # every revision before this event's is done (its own may have more)
+                        self._advance(event["revision"] - 1)
+                        await self.deliver(event)
+                        state.position = event["position"] + 1
+                        self._dirty = True
+                    if item.get("events"):
+                        self._advance(item["events"][-1]["revision"])
+                    state.position = max(state.position, item.get("next", 0))
+        except SpecChanged:
+            pass
+        except CompactedError as exc:
+            oldest = exc.details.get("oldest", "?")
+            self._lagged(f"the event journal's retention trimmed it (oldest kept: {oldest})")
+        self.waiting = True
+        await anyio.sleep_forever()
+
+    def _lagged(self, why: str) -> None:
+        """Stop delivering: ``why`` events after the cursor are gone."""
+        self.state.lagged = (
+            f"{why} past this handler's cursor (revision {self.state.cursor}, journal position "
+            f"{self.state.position}): events after it are lost to the handler. "
+            f"'aspen hooks reset {self.spec.name}' resumes from now."
+        )
+        log.error("hooks: handler %s lagged: %s", self.spec.name, self.state.lagged)
+        self._dirty = True
 
     async def _flusher(self) -> None:
         """Save progress in the background (see the class docs)."""
@@ -135,6 +181,8 @@ class HandlerWorker:
             await anyio.sleep(limits.HOOKS_STATE_FLUSH_SECONDS)
             quiet = time.monotonic() - self._last_flush >= limits.HOOKS_IDLE_FLUSH_SECONDS
             moved = self.state.cursor - self.saved_cursor >= limits.HOOKS_IDLE_SAVE_REVISIONS
+            # a journal handler's position also moves past events it does not match
+            moved = moved or self.state.position != self.saved_position
             if self._dirty or (moved and quiet):
                 try:
                     await self.flush()
@@ -201,6 +249,16 @@ class HandlerWorker:
             "time": time.time(),
         }
         success = [kvops.put_op(dlq_key(name, entry_id), entry)]
+        if not str(event.get("name", "")).startswith("hooks."):  # never feed on itself
+            announce = {
+                "handler": name,
+                "id": entry_id,
+                "event": event.get("name"),
+                "idempotency_key": key,
+                "error": outcome.error,  # at most HOOKS_MAX_ERROR_CHARS
+                "attempts": attempts,
+            }
+            success.append(self.node.events.op(DEAD_LETTER, name, announce))
         oldest = await self._dlq_oldest_if_full()
         if oldest is not None:
             success.append(kvops.delete_op(oldest))
@@ -243,6 +301,7 @@ class HandlerWorker:
                 self._dirty = True
                 raise
             self.saved_cursor = record["cursor"]
+            self.saved_position = record["position"]
             self._last_flush = time.monotonic()
 
     async def _fenced(self, success: list[dict[str, Any]]) -> None:

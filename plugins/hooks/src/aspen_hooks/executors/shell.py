@@ -75,12 +75,14 @@ def build_env(invocation: Invocation, settings: ExecutorSettings) -> dict[str, s
 
     ``ASPEN_HOOK_KEY`` is the key percent-encoded where it is not plain text (see
     :func:`aspen_hooks.payload.percent_encode`), ``ASPEN_HOOK_KEY_HEX`` its bytes in hex;
-    both are empty only for events without a key.
+    both are empty only for events without a key. Journal events (``forge.push``…) also set
+    ``ASPEN_HOOK_SUBJECT`` and ``ASPEN_HOOK_POSITION`` (empty for other events).
     """
     env = {name: os.environ[name] for name in settings.env_allow if name in os.environ}
     env["PATH"] = settings.shell_path
     event = invocation.event
     revision = event.get("revision")
+    position = event.get("position")  # journal events
     key = event_key(event)
     env.update(
         ASPEN_HOOK_EVENT=_event_json(event),
@@ -88,6 +90,8 @@ def build_env(invocation: Invocation, settings: ExecutorSettings) -> dict[str, s
         ASPEN_HOOK_KEY="" if key is None else percent_encode(key),
         ASPEN_HOOK_KEY_HEX="" if key is None else key.hex(),
         ASPEN_HOOK_REVISION=str(revision) if type(revision) is int else "",
+        ASPEN_HOOK_SUBJECT=_env_text(event.get("subject", "")),
+        ASPEN_HOOK_POSITION=str(position) if type(position) is int else "",
         ASPEN_HOOK_IDEMPOTENCY_KEY=_env_text(invocation.idempotency_key),
         ASPEN_HOOK_NAME=_env_text(invocation.handler),
         ASPEN_HOOK_ATTEMPT=str(invocation.attempt),
