@@ -1,0 +1,190 @@
+"""The fair FIFO queue under locks, elections, semaphores and read-write locks (etcd's
+concurrency recipe).
+
+A caller joins the queue of a primitive by putting ``<prefix><lease as 16 hex digits>``,
+attached to its lease, if absent; the key's ``create_revision`` — a store revision, so
+strictly increasing across every joiner — is its place in the queue and, once admitted, its
+**fencing token**. Whether a caller is admitted depends only on the entries that joined
+before it (``admitted(ahead)``): nothing ahead for a lock, no writer ahead for a reader,
+fewer than N ahead for a semaphore. Entries only ever leave (release, or their lease
+expires), so once admitted a caller stays admitted while its entry lives. A waiter sleeps
+on a watch of the queue's deletions, never by polling, and re-checks on each one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+
+from aspen.client import prefix_end
+from aspen.errors import InvalidArgumentError, ResourceExhaustedError
+from aspen.rpc.params import optional_int
+from aspen_coord import limits, store
+from aspen_coord.errors import BusyError, NotHeldError, raise_typed
+
+__all__ = ["Entry", "Ticket", "acquire", "entries", "entry_key", "lease_params", "leave"]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One queue entry: its key, place (create revision), lease and value."""
+
+    key: bytes
+    fence: int
+    lease: int
+    value: bytes
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """What an admitted caller holds: its fencing token, lease, and whether this request
+    granted that lease."""
+
+    fence: int
+    lease: int
+    granted: bool
+
+    def to_wire(self) -> dict[str, int]:
+        """``{fence, lease}``."""
+        return {"fence": self.fence, "lease": self.lease}
+
+
+def entry_key(prefix: bytes, lease: int) -> bytes:
+    """The key of ``lease``'s entry in the queue at ``prefix``."""
+    return prefix + b"%016x" % lease
+
+
+def _entry(kv: dict[str, Any]) -> Entry:
+    return Entry(kv["key"], int(kv["create_revision"]), int(kv["lease"]), kv["value"])
+
+
+async def entries(node: Any, prefix: bytes) -> tuple[list[Entry], int]:
+    """The queue's entries in order of arrival, and the revision they were read at."""
+    records, _, revision = await store.collect(node, prefix, most=2 * limits.COORD_MAX_WAITERS)
+    return sorted((_entry(kv) for kv in records), key=lambda e: e.fence), revision
+
+
+def lease_params(params: dict[str, Any]) -> tuple[int, int]:
+    """(``lease``, ``ttl``) of a request: an existing lease to attach to, or the TTL of a
+    lease to grant (exactly one is used; ``lease`` wins)."""
+    lease = optional_int(params, "lease", 0, min=0, max=2**63 - 1)
+    ttl = optional_int(
+        params,
+        "ttl",
+        60,
+        min=limits.COORD_MIN_TTL_SECONDS,
+        max=limits.COORD_MAX_TTL_SECONDS,
+    )
+    return lease, ttl
+
+
+def wait_seconds(params: dict[str, Any], default: float) -> float:
+    """The ``timeout`` of a waiting request (0: try once), within COORD_MAX_WAIT_SECONDS."""
+    value = params.get("timeout", default)
+    if value is None:
+        value = default
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise InvalidArgumentError("'timeout' must be a number of seconds", field="timeout")
+    if not 0 <= value <= limits.COORD_MAX_WAIT_SECONDS:
+        raise InvalidArgumentError(
+            f"'timeout' must be 0 to COORD_MAX_WAIT_SECONDS ({limits.COORD_MAX_WAIT_SECONDS})",
+            field="timeout",
+            limit=limits.COORD_MAX_WAIT_SECONDS,
+        )
+    return float(value)
+
+
+async def _join(node: Any, prefix: bytes, lease: int, value: bytes) -> int:
+    """Put ``lease``'s entry if absent (a retried request finds its own); its fence."""
+    key = entry_key(prefix, lease)
+    got = await node.call(
+        "kv.range", {"key": prefix, "end": prefix_end(prefix), "count_only": True}
+    )
+    result = await store.txn(
+        node,
+        [store.cmp(key, "create_revision", "==", 0)],
+        [store.put_op(key, value, lease=lease)],
+        [store.range_op(key)],
+    )
+    if result["succeeded"]:
+        if got["count"] >= limits.COORD_MAX_WAITERS:
+            await leave(node, prefix, lease, int(result["header"]["revision"]))
+            raise ResourceExhaustedError(
+                f"{got['count']} callers are queued; COORD_MAX_WAITERS is "
+                f"{limits.COORD_MAX_WAITERS}",
+                limit=limits.COORD_MAX_WAITERS,
+            )
+        return int(result["header"]["revision"])
+    return int(result["responses"][0]["range"]["kvs"][0]["create_revision"])
+
+
+async def leave(node: Any, prefix: bytes, lease: int, fence: int) -> bool:
+    """Delete ``lease``'s entry if it is still the one at ``fence``; whether it was."""
+    key = entry_key(prefix, lease)
+    result = await store.txn(
+        node, [store.cmp(key, "create_revision", "==", fence)], [store.delete_op(key)]
+    )
+    return bool(result["succeeded"])
+
+
+async def _await_turn(
+    node: Any,
+    prefix: bytes,
+    fence: int,
+    admitted: Callable[[list[Entry]], bool],
+    deadline: store.Deadline,
+) -> None:
+    """Return once ``admitted(entries ahead)``; ``busy`` at the deadline, ``not_held`` if
+    the entry vanished (its lease expired) while waiting."""
+    while True:
+        queue, revision = await entries(node, prefix)
+        if not any(e.fence == fence for e in queue):
+            raise_typed(NotHeldError, "the lease expired while waiting in the queue")
+        ahead = [e for e in queue if e.fence < fence]
+        if admitted(ahead):
+            return
+        if deadline.left() <= 0 or not await store.wait_for_change(
+            node, prefix, revision, deadline, deletes_only=True
+        ):
+            raise_typed(BusyError, f"still {len(ahead)} ahead in the queue", ahead=len(ahead))
+
+
+async def acquire(
+    node: Any,
+    prefix: bytes,
+    params: dict[str, Any],
+    admitted: Callable[[list[Entry]], bool],
+    *,
+    value: bytes = b"",
+) -> Ticket:
+    """Join the queue at ``prefix`` (granting a lease unless ``params`` names one) and wait
+    until admitted or ``params["timeout"]``; on failure leave the queue (and revoke a lease
+    granted here) before raising."""
+    lease, ttl = lease_params(params)
+    seconds = wait_seconds(params, 0.0)
+    granted = lease == 0
+    if granted:
+        lease = await store.lease_grant(node, ttl)
+    fence = 0
+    try:
+        fence = await _join(node, prefix, lease, value)
+        await _await_turn(node, prefix, fence, admitted, store.Deadline(seconds))
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            if fence:
+                await leave(node, prefix, lease, fence)
+            if granted:
+                await store.lease_revoke(node, lease)
+        raise
+    return Ticket(fence, lease, granted)
+
+
+async def held_entry(node: Any, prefix: bytes, lease: int) -> Entry:
+    """``lease``'s live entry in the queue at ``prefix``; ``not_held`` if there is none."""
+    kv = await store.get(node, entry_key(prefix, lease))
+    if kv is None:
+        raise_typed(NotHeldError, f"lease {lease} holds no entry here (released or expired)")
+    return _entry(kv)
