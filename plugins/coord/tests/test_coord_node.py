@@ -16,6 +16,8 @@ from aspen_coord.client import Coord
 from aspen_coord.errors import BusyError, FencedError, NotHeldError
 
 pytestmark = pytest.mark.aspen_plugins("coord")
+BAD = InvalidArgumentError
+TAGS = ["t"] * (limits.COORD_MAX_TAGS + 1)
 
 
 def test_cli_contract_lock_and_counter(node, cli):
@@ -169,9 +171,9 @@ def test_election_rate_limiter_and_services(node):
         ("lock.acquire", {"name": "a", "timeout": 1e9}, InvalidArgumentError),
         ("counter.add", {"name": "a", "by": 2**64}, InvalidArgumentError),
         ("semaphore.acquire", {"name": "a", "permits": 0}, InvalidArgumentError),
-        ("barrier.wait", {"name": "a", "count": limits.COORD_MAX_PERMITS + 1}, InvalidArgumentError),
+        ("barrier.wait", {"name": "a", "count": limits.COORD_MAX_PERMITS + 1}, BAD),
         ("ratelimit.take", {"name": "a", "rate": -1}, InvalidArgumentError),
-        ("service.register", {"name": "a", "instance": "i", "address": "x", "tags": ["t"] * 99}, InvalidArgumentError),
+        ("service.register", {"name": "s", "instance": "i", "address": "x", "tags": TAGS}, BAD),
         ("lock.release", {"name": "nobody", "lease": 5}, NotHeldError),
     ],
 )  # fmt: skip
