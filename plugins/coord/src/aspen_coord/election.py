@@ -12,12 +12,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+from aspen.client import prefix_end
 from aspen.errors import NotFoundError
 from aspen.rpc.params import require_bytes, require_int
 from aspen_coord import limits, store
 from aspen_coord.errors import NotHeldError, raise_typed
 from aspen_coord.keys import name_of, prefix
-from aspen_coord.queue import Entry, acquire, entries, entry_key
+from aspen_coord.queue import Entry, acquire, entries, entry_key, entry_of
 
 __all__ = ["campaign", "leader", "observe", "proclaim"]
 
@@ -70,16 +71,23 @@ async def leader(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
 
 async def observe(ctx: Any, params: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
     """Stream ``{leader: {value, fence, lease} | None, revision}``: the leader now, then
-    every change of leader or of its value (read on a watch of the election)."""
+    every change of leader or of its value. The queue is read once, then kept up to date
+    event by event from a watch, so no change is skipped, even two in one watch message."""
     where = prefix("election", name_of(params))
-    last: Any = ()
-    forever = store.Deadline(limits.COORD_MAX_WAIT_SECONDS)
-    while True:
-        queue, revision = await entries(ctx.node, where)
-        now = _wire(queue[0] if queue else None)
-        if now != last:
-            last = now
-            yield {"leader": now, "revision": revision}
-        if forever.left() <= 0:
-            forever = store.Deadline(limits.COORD_MAX_WAIT_SECONDS)
-        await store.wait_for_change(ctx.node, where, revision, forever, deletes_only=False)
+    queue, revision = await entries(ctx.node, where)
+    by_key = {e.key: e for e in queue}
+    last = _wire(queue[0] if queue else None)
+    yield {"leader": last, "revision": revision}
+    spec = {"key": where, "end": prefix_end(where), "start_revision": revision + 1}
+    async for item in ctx.node.stream("kv.watch", spec):
+        for event in item.get("events", ()):
+            kv = event["kv"]
+            if event["type"] == "put":
+                by_key[kv["key"]] = entry_of(kv)
+            else:
+                by_key.pop(kv["key"], None)
+            first = min(by_key.values(), key=lambda e: e.fence, default=None)
+            now = _wire(first)
+            if now != last:
+                last = now
+                yield {"leader": now, "revision": int(kv["mod_revision"])}

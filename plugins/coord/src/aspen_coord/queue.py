@@ -57,14 +57,15 @@ def entry_key(prefix: bytes, lease: int) -> bytes:
     return prefix + b"%016x" % lease
 
 
-def _entry(kv: dict[str, Any]) -> Entry:
+def entry_of(kv: dict[str, Any]) -> Entry:
+    """The queue entry of a wire ``kv`` record."""
     return Entry(kv["key"], int(kv["create_revision"]), int(kv["lease"]), kv["value"])
 
 
 async def entries(node: Any, prefix: bytes) -> tuple[list[Entry], int]:
     """The queue's entries in order of arrival, and the revision they were read at."""
     records, _, revision = await store.collect(node, prefix, most=2 * limits.COORD_MAX_WAITERS)
-    return sorted((_entry(kv) for kv in records), key=lambda e: e.fence), revision
+    return sorted((entry_of(kv) for kv in records), key=lambda e: e.fence), revision
 
 
 def lease_params(params: dict[str, Any]) -> tuple[int, int]:
@@ -187,4 +188,4 @@ async def held_entry(node: Any, prefix: bytes, lease: int) -> Entry:
     kv = await store.get(node, entry_key(prefix, lease))
     if kv is None:
         raise_typed(NotHeldError, f"lease {lease} holds no entry here (released or expired)")
-    return _entry(kv)
+    return entry_of(kv)
