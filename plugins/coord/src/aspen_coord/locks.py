@@ -19,7 +19,8 @@ from aspen.rpc.params import optional_bool, optional_list, require_int
 from aspen_coord import limits, store
 from aspen_coord.errors import FencedError, raise_typed
 from aspen_coord.keys import name_of, prefix
-from aspen_coord.queue import Entry, acquire, entries, held_entry, leave
+from aspen_coord.queue import Entry, acquire, entries, held_entry
+from aspen_coord.queue import release as release_entry
 
 __all__ = [
     "fenced_ops",
@@ -49,11 +50,10 @@ def release_for(kind: str) -> Any:
     async def release(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
         where = prefix(kind, name_of(params))
         lease = require_int(params, "lease", min=1)
-        entry = await held_entry(ctx.node, where, lease)
-        released = await leave(ctx.node, where, lease, entry.fence)
+        fence = await release_entry(ctx.node, where, lease)
         if optional_bool(params, "revoke"):
             await store.lease_revoke(ctx.node, lease)
-        return {"released": released, "fence": entry.fence}
+        return {"released": True, "fence": fence}
 
     release.__doc__ = f"Release what ``lease`` holds of {kind} ``name``."
     return release
@@ -152,7 +152,7 @@ async def rwlock_acquire(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
             return not ahead
         return all(e.value == b"read" for e in ahead)
 
-    ticket = await acquire(ctx.node, where, params, admitted, value=mode.encode())
+    ticket = await acquire(ctx.node, where, params, admitted, value=mode.encode(), values=True)
     return {**ticket.to_wire(), "mode": mode}
 
 

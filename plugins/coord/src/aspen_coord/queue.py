@@ -98,28 +98,43 @@ def wait_seconds(params: dict[str, Any], default: float) -> float:
     return float(value)
 
 
-async def _join(node: Any, prefix: bytes, lease: int, value: bytes) -> int:
-    """Put ``lease``'s entry if absent (a retried request finds its own); its fence."""
+def _queue_range(prefix: bytes, values: bool) -> dict[str, Any]:
+    """Txn op: read the queue (at most twice COORD_MAX_WAITERS entries; values only if
+    admission needs them)."""
+    limit = 2 * limits.COORD_MAX_WAITERS
+    spec = {"key": prefix, "end": prefix_end(prefix), "limit": limit, "keys_only": not values}
+    return {"range": spec}
+
+
+def _sorted(kvs: list[dict[str, Any]]) -> list[Entry]:
+    return sorted((entry_of(kv) for kv in kvs), key=lambda e: e.fence)
+
+
+async def _join(
+    node: Any, prefix: bytes, lease: int, value: bytes, values: bool
+) -> tuple[int, list[Entry], int]:
+    """Put ``lease``'s entry if absent (a retried request finds its own) and read the queue
+    in the same txn: (its fence, the queue, the revision read at)."""
     key = entry_key(prefix, lease)
-    got = await node.call(
-        "kv.range", {"key": prefix, "end": prefix_end(prefix), "count_only": True}
-    )
+    queue = _queue_range(prefix, values)
     result = await store.txn(
         node,
         [store.cmp(key, "create_revision", "==", 0)],
-        [store.put_op(key, value, lease=lease)],
-        [store.range_op(key)],
+        [store.put_op(key, value, lease=lease), queue],
+        [store.range_op(key), queue],
     )
-    if result["succeeded"]:
-        if got["count"] >= limits.COORD_MAX_WAITERS:
-            await leave(node, prefix, lease, int(result["header"]["revision"]))
-            raise ResourceExhaustedError(
-                f"{got['count']} callers are queued; COORD_MAX_WAITERS is "
-                f"{limits.COORD_MAX_WAITERS}",
-                limit=limits.COORD_MAX_WAITERS,
-            )
-        return int(result["header"]["revision"])
-    return int(result["responses"][0]["range"]["kvs"][0]["create_revision"])
+    revision = int(result["header"]["revision"])
+    entries = _sorted(result["responses"][1]["range"]["kvs"])
+    if not result["succeeded"]:
+        return int(result["responses"][0]["range"]["kvs"][0]["create_revision"]), entries, revision
+    if len(entries) > limits.COORD_MAX_WAITERS:
+        await leave(node, prefix, lease, revision)
+        raise ResourceExhaustedError(
+            f"{len(entries) - 1} callers are queued; COORD_MAX_WAITERS is "
+            f"{limits.COORD_MAX_WAITERS}",
+            limit=limits.COORD_MAX_WAITERS,
+        )
+    return revision, entries, revision
 
 
 async def leave(node: Any, prefix: bytes, lease: int, fence: int) -> bool:
@@ -137,11 +152,13 @@ async def _await_turn(
     fence: int,
     admitted: Callable[[list[Entry]], bool],
     deadline: store.Deadline,
+    first: tuple[list[Entry], int],
 ) -> None:
-    """Return once ``admitted(entries ahead)``; ``busy`` at the deadline, ``not_held`` if
-    the entry vanished (its lease expired) while waiting."""
+    """Return once ``admitted(entries ahead)`` (``first``: the queue as the join read it);
+    ``busy`` at the deadline, ``not_held`` if the entry vanished (its lease expired) while
+    waiting."""
+    queue, revision = first
     while True:
-        queue, revision = await entries(node, prefix)
         if not any(e.fence == fence for e in queue):
             raise_typed(NotHeldError, "the lease expired while waiting in the queue")
         ahead = [e for e in queue if e.fence < fence]
@@ -151,6 +168,7 @@ async def _await_turn(
             node, prefix, revision, deadline, deletes_only=True
         ):
             raise_typed(BusyError, f"still {len(ahead)} ahead in the queue", ahead=len(ahead))
+        queue, revision = await entries(node, prefix)
 
 
 async def acquire(
@@ -160,10 +178,11 @@ async def acquire(
     admitted: Callable[[list[Entry]], bool],
     *,
     value: bytes = b"",
+    values: bool = False,
 ) -> Ticket:
     """Join the queue at ``prefix`` (granting a lease unless ``params`` names one) and wait
-    until admitted or ``params["timeout"]``; on failure leave the queue (and revoke a lease
-    granted here) before raising."""
+    until admitted or ``params["timeout"]`` (``values``: admission looks at the entries'
+    values); on failure leave the queue (and revoke a lease granted here) before raising."""
     lease, ttl = lease_params(params)
     seconds = wait_seconds(params, 0.0)
     granted = lease == 0
@@ -171,8 +190,9 @@ async def acquire(
         lease = await store.lease_grant(node, ttl)
     fence = 0
     try:
-        fence = await _join(node, prefix, lease, value)
-        await _await_turn(node, prefix, fence, admitted, store.Deadline(seconds))
+        fence, queue, revision = await _join(node, prefix, lease, value, values)
+        deadline = store.Deadline(seconds)
+        await _await_turn(node, prefix, fence, admitted, deadline, (queue, revision))
     except BaseException:
         with anyio.CancelScope(shield=True):
             if fence:
@@ -181,6 +201,19 @@ async def acquire(
                 await store.lease_revoke(node, lease)
         raise
     return Ticket(fence, lease, granted)
+
+
+async def release(node: Any, prefix: bytes, lease: int) -> int:
+    """Delete ``lease``'s entry in one txn; the fence it had (``not_held`` if none)."""
+    key = entry_key(prefix, lease)
+    result = await store.txn(
+        node,
+        [store.cmp(key, "create_revision", ">", 0)],
+        [{"delete": {"key": key, "prev_kv": True}}],
+    )
+    if not result["succeeded"]:
+        raise_typed(NotHeldError, f"lease {lease} holds no entry here (released or expired)")
+    return int(result["responses"][0]["delete"]["prev_kvs"][0]["create_revision"])
 
 
 async def held_entry(node: Any, prefix: bytes, lease: int) -> Entry:
