@@ -3,6 +3,7 @@
 Closed loop, C clients each with its own connection and its own session lease (granted
 once, as etcd's ``concurrency.Session`` does), for:
 
+* ``put``: one plain KV put (the baseline: what one write costs each system here);
 * ``lock``: acquire + release of a lock of the client's own (uncontended), one op = the pair;
   Aspen ``coord.lock.acquire`` / ``coord.lock.release`` vs etcd's v3 lock RPC
   (``/v3/lock/lock``, ``/v3/lock/unlock``: the server-side ``concurrency.Mutex``) through
@@ -48,7 +49,7 @@ ENV = {
     "ETCDBENCH_HOST": os.environ.get("ETCDBENCH_HOST", "127.0.0.7"),
     "ETCDBENCH_DIR": os.environ.get("ETCDBENCH_DIR", "/tmp/etcdbench-coord"),
 }
-WORKLOADS = ("lock", "lock-shared", "counter")
+WORKLOADS = ("put", "lock", "lock-shared", "counter")
 #: One line of the table.
 ROW = "{:12} {:>7} {:6} {:>8} {:>7} {:>7}  {}"
 #: One op: ``await op(client_index)``.
@@ -114,6 +115,11 @@ class Etcd:
                     return
                 kvs = got["responses"][0]["response_range"].get("kvs", [])
 
+        async def put(i: int) -> None:
+            await self.post(i, "/kv/put", {"key": b64(b"bench-put-%d" % i), "value": b64(b"v")})
+
+        if workload == "put":
+            return put
         if workload == "lock":
             return lambda i: lock(i, b"bench-lock-%d" % i)
         if workload == "lock-shared":
@@ -151,6 +157,11 @@ class Aspen:
         async def counter(i: int) -> None:
             await self.clients[i].call("coord.counter.add", {"name": "bench-counter"})
 
+        async def put(i: int) -> None:
+            await self.clients[i].kv.put(f"bench-put-{i}", b"v")
+
+        if workload == "put":
+            return put
         if workload == "lock":
             return lambda i: lock(i, f"bench-lock-{i}")
         if workload == "lock-shared":

@@ -18,7 +18,7 @@ from aspen.rpc.params import require_bytes, require_int
 from aspen_coord import limits, store
 from aspen_coord.errors import NotHeldError, raise_typed
 from aspen_coord.keys import name_of, prefix
-from aspen_coord.queue import Entry, acquire, entries, entry_key, entry_of
+from aspen_coord.queue import Entry, acquire, entries, entry_key, entry_of, predecessor
 
 __all__ = ["campaign", "leader", "observe", "proclaim"]
 
@@ -40,7 +40,9 @@ async def campaign(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
     """Become leader of election ``name`` with ``value`` (wait up to ``timeout`` s; 0 =
     only if nobody leads): ``{fence, lease}``."""
     where = prefix("election", name_of(params))
-    ticket = await acquire(ctx.node, where, params, lambda ahead: not ahead, value=_value(params))
+    ticket = await acquire(
+        ctx.node, where, params, lambda ahead: not ahead, value=_value(params), blocker=predecessor
+    )
     return ticket.to_wire()
 
 

@@ -19,7 +19,7 @@ from aspen.rpc.params import optional_bool, optional_list, require_int
 from aspen_coord import limits, store
 from aspen_coord.errors import FencedError, raise_typed
 from aspen_coord.keys import name_of, prefix
-from aspen_coord.queue import Entry, acquire, entries, held_entry
+from aspen_coord.queue import Entry, acquire, entries, held_entry, predecessor
 from aspen_coord.queue import release as release_entry
 
 __all__ = [
@@ -41,7 +41,8 @@ def _nothing_ahead(ahead: list[Entry]) -> bool:
 async def lock_acquire(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
     """Take lock ``name`` (wait up to ``timeout`` s; 0 = try): ``{fence, lease}``."""
     where = prefix("lock", name_of(params))
-    return (await acquire(ctx.node, where, params, _nothing_ahead)).to_wire()
+    ticket = await acquire(ctx.node, where, params, _nothing_ahead, blocker=predecessor)
+    return ticket.to_wire()
 
 
 def release_for(kind: str) -> Any:
@@ -152,7 +153,13 @@ async def rwlock_acquire(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
             return not ahead
         return all(e.value == b"read" for e in ahead)
 
-    ticket = await acquire(ctx.node, where, params, admitted, value=mode.encode(), values=True)
+    def blocker(ahead: list[Entry]) -> Entry | None:
+        """A writer waits on the entry ahead; a reader on the last writer ahead."""
+        return predecessor(ahead if mode == "write" else [e for e in ahead if e.value != b"read"])
+
+    ticket = await acquire(
+        ctx.node, where, params, admitted, value=mode.encode(), values=True, blocker=blocker
+    )
     return {**ticket.to_wire(), "mode": mode}
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import anyio
 
 from aspen.client import prefix_end
-from aspen.errors import InvalidArgumentError, ResourceExhaustedError
+from aspen.errors import AspenError, InvalidArgumentError, ResourceExhaustedError
 from aspen.rpc.params import optional_int
 from aspen_coord import limits, store
 from aspen_coord.errors import BusyError, NotHeldError, raise_typed
@@ -50,6 +50,11 @@ class Ticket:
     def to_wire(self) -> dict[str, int]:
         """``{fence, lease}``."""
         return {"fence": self.fence, "lease": self.lease}
+
+
+def predecessor(ahead: list[Entry]) -> Entry | None:
+    """The entry just ahead (what an exclusive waiter waits on)."""
+    return ahead[-1] if ahead else None
 
 
 def entry_key(prefix: bytes, lease: int) -> bytes:
@@ -153,10 +158,13 @@ async def _await_turn(
     admitted: Callable[[list[Entry]], bool],
     deadline: store.Deadline,
     first: tuple[list[Entry], int],
+    blocker: Callable[[list[Entry]], Entry | None],
 ) -> None:
     """Return once ``admitted(entries ahead)`` (``first``: the queue as the join read it);
     ``busy`` at the deadline, ``not_held`` if the entry vanished (its lease expired) while
-    waiting."""
+    waiting. In between, sleep until ``blocker(ahead)`` leaves (etcd's wait on the key just
+    ahead: one release wakes one waiter, not the whole queue), or, when it names no single
+    entry, until any entry leaves."""
     queue, revision = first
     while True:
         if not any(e.fence == fence for e in queue):
@@ -164,8 +172,10 @@ async def _await_turn(
         ahead = [e for e in queue if e.fence < fence]
         if admitted(ahead):
             return
+        blocking = blocker(ahead)
+        watched = prefix if blocking is None else blocking.key
         if deadline.left() <= 0 or not await store.wait_for_change(
-            node, prefix, revision, deadline, deletes_only=True
+            node, watched, revision, deadline, deletes_only=True, single=blocking is not None
         ):
             raise_typed(BusyError, f"still {len(ahead)} ahead in the queue", ahead=len(ahead))
         queue, revision = await entries(node, prefix)
@@ -179,10 +189,12 @@ async def acquire(
     *,
     value: bytes = b"",
     values: bool = False,
+    blocker: Callable[[list[Entry]], Entry | None] = lambda ahead: None,
 ) -> Ticket:
     """Join the queue at ``prefix`` (granting a lease unless ``params`` names one) and wait
     until admitted or ``params["timeout"]`` (``values``: admission looks at the entries'
-    values); on failure leave the queue (and revoke a lease granted here) before raising."""
+    values; ``blocker``: see :func:`_await_turn`); the lease is kept alive while waiting. On
+    failure leave the queue (and revoke a lease granted here) before raising."""
     lease, ttl = lease_params(params)
     seconds = wait_seconds(params, 0.0)
     granted = lease == 0
@@ -192,7 +204,18 @@ async def acquire(
     try:
         fence, queue, revision = await _join(node, prefix, lease, value, values)
         deadline = store.Deadline(seconds)
-        await _await_turn(node, prefix, fence, admitted, deadline, (queue, revision))
+        refused: AspenError | None = None
+        async with anyio.create_task_group() as group:
+            group.start_soon(store.keep_alive, node, lease)
+            try:
+                await _await_turn(
+                    node, prefix, fence, admitted, deadline, (queue, revision), blocker
+                )
+            except AspenError as exc:
+                refused = exc  # raised below, not wrapped in the task group's ExceptionGroup
+            group.cancel_scope.cancel()
+        if refused is not None:
+            raise refused
     except BaseException:
         with anyio.CancelScope(shield=True):
             if fence:

@@ -20,6 +20,7 @@ __all__ = [
     "collect",
     "delete_op",
     "get",
+    "keep_alive",
     "lease_grant",
     "lease_keepalive",
     "lease_revoke",
@@ -103,6 +104,18 @@ async def lease_keepalive(node: Any, lease: int) -> int:
     return int((await node.call("lease.keepalive", {"id": lease}))["ttl"])
 
 
+async def keep_alive(node: Any, lease: int) -> None:
+    """Refresh ``lease`` every third of its TTL until cancelled (or it is gone)."""
+    from aspen.errors import AspenError
+
+    while True:
+        try:
+            ttl = await lease_keepalive(node, lease)
+        except AspenError:
+            return  # expired or revoked: the waiter finds its entry gone
+        await anyio.sleep(max(0.2, ttl / 3))
+
+
 async def lease_revoke(node: Any, lease: int) -> None:
     """Revoke ``lease`` (deleting its keys); an already gone lease is fine."""
     from aspen.errors import NotFoundError
@@ -112,13 +125,20 @@ async def lease_revoke(node: Any, lease: int) -> None:
 
 
 async def wait_for_change(
-    node: Any, prefix: bytes, after_revision: int, deadline: Deadline, *, deletes_only: bool
+    node: Any,
+    prefix: bytes,
+    after_revision: int,
+    deadline: Deadline,
+    *,
+    deletes_only: bool,
+    single: bool = False,
 ) -> bool:
-    """Wait (on a watch, not by polling) until a key under ``prefix`` changes after
-    ``after_revision``; False when ``deadline`` passes first."""
+    """Wait (on a watch, not by polling) until a key under ``prefix`` (only the key
+    ``prefix`` itself with ``single``) changes after ``after_revision``; False when
+    ``deadline`` passes first."""
     params: dict[str, Any] = {
         "key": prefix,
-        "end": prefix_end(prefix),
+        "end": None if single else prefix_end(prefix),
         "start_revision": after_revision + 1,
         "filters": ["noput"] if deletes_only else [],
     }
