@@ -57,20 +57,13 @@ async def add(ctx: Any, key: bytes, by: int) -> tuple[int, int]:
     for _ in range(limits.COORD_MAX_CAS_ATTEMPTS):
         value, mod = seen
         new = _bounded(value + by)
-        result = await store.txn(
-            ctx.node,
-            [store.cmp(key, "mod_revision", "==", mod)],
-            [store.put_op(key, b"%d" % new)],
-            [store.range_op(key)],
-        )
-        if result["succeeded"]:
-            revision = int(result["header"]["revision"])
+        swapped, current, revision = await store.swap(ctx.node, key, mod, b"%d" % new)
+        if swapped:
             if len(cache) >= _CACHE_SIZE:
                 cache.clear()
             cache[key] = (new, revision)
             return new, revision
-        kvs = result["responses"][0]["range"]["kvs"]
-        seen = _decode(kvs[0] if kvs else None)
+        seen = _decode(current)
         cache[key] = seen
     raise UnavailableError(
         f"the counter is too contended (COORD_MAX_CAS_ATTEMPTS {limits.COORD_MAX_CAS_ATTEMPTS})"
@@ -108,17 +101,10 @@ async def counter_cas(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
         value, mod = _decode(kv)
         if value != expected:
             return {"succeeded": False, "value": value}
-        result = await store.txn(
-            ctx.node,
-            [store.cmp(key, "mod_revision", "==", mod)],
-            [store.put_op(key, b"%d" % new)],
-            [store.range_op(key)],
-        )
-        if result["succeeded"]:
+        swapped, kv, _ = await store.swap(ctx.node, key, mod, b"%d" % new)
+        if swapped:
             _cache(ctx).pop(key, None)
             return {"succeeded": True, "value": new}
-        kvs = result["responses"][0]["range"]["kvs"]
-        kv = kvs[0] if kvs else None
     raise UnavailableError("the counter is too contended; try again")
 
 

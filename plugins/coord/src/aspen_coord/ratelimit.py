@@ -56,16 +56,10 @@ async def ratelimit_take(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
         if tokens < n:
             return {"allowed": False, "tokens": tokens, "retry_after": (n - tokens) / rate}
         record = {"tokens": tokens - n, "t": at, "rate": rate, "burst": burst}
-        result = await store.txn(
-            ctx.node,
-            [store.cmp(key, "mod_revision", "==", kv["mod_revision"] if kv else 0)],
-            [store.put_op(key, msgpack.packb(record))],
-            [store.range_op(key)],
-        )
-        if result["succeeded"]:
+        mod = kv["mod_revision"] if kv else 0
+        swapped, kv, _ = await store.swap(ctx.node, key, mod, msgpack.packb(record))
+        if swapped:
             return {"allowed": True, "tokens": tokens - n, "retry_after": 0.0}
-        kvs = result["responses"][0]["range"]["kvs"]
-        kv = kvs[0] if kvs else None
     raise UnavailableError("the rate limiter is too contended; try again")
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "lease_revoke",
     "put_op",
     "range_op",
+    "swap",
     "txn",
     "wait_for_change",
 ]
@@ -92,6 +93,21 @@ async def txn(
     """Run one transaction; ``{header, succeeded, responses}``."""
     params = {"compare": compare, "success": success, "failure": failure or []}
     return await node.call("kv.txn", params)
+
+
+async def swap(
+    node: Any, key: bytes, mod_revision: int, value: bytes
+) -> tuple[bool, dict[str, Any] | None, int]:
+    """Put ``value`` at ``key`` only if its ``mod_revision`` is still the one read (0:
+    absent): (whether it did, the current record when it did not, the txn's revision)."""
+    result = await txn(
+        node, [cmp(key, "mod_revision", "==", mod_revision)], [put_op(key, value)], [range_op(key)]
+    )
+    revision = int(result["header"]["revision"])
+    if result["succeeded"]:
+        return True, None, revision
+    kvs = result["responses"][0]["range"]["kvs"]
+    return False, (kvs[0] if kvs else None), revision
 
 
 async def lease_grant(node: Any, ttl: int) -> int:
