@@ -121,7 +121,7 @@ def test_fenced_mutual_exclusion_across_sigstop_sigkill_and_leader_kill(cluster,
     assert max(written) > stale and written.count(stale) == len(_fences(victim_log, "wrote"))
 
 
-def test_counters_are_linearizable_across_a_leader_kill(cluster):
+def test_counters_are_linearizable_across_a_paused_and_a_killed_leader(cluster):
     recorder = HistoryRecorder()
     names = ["lin0", "lin1"]
     with cluster.client() as client:
@@ -140,7 +140,7 @@ def test_counters_are_linearizable_across_a_leader_kill(cluster):
         with aspen.connect(cluster.endpoints, token=cluster.token, timeout=5) as c:
             coord = Coord(c)
             seen = {name: 0 for name in names}
-            for step in range(60):
+            for step in range(90):
                 if step == 20:
                     stop_at.set()
                 name = rng.choice(names)
@@ -167,12 +167,20 @@ def test_counters_are_linearizable_across_a_leader_kill(cluster):
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(1, 5)]
     for t in threads:
         t.start()
+    paused = 0
     try:
         assert stop_at.wait(120)
-        cluster.kill(cluster.leader_index())
+        paused = cluster.leader_index()
+        cluster.procs[paused - 1].send_signal(signal.SIGSTOP)  # a leader that hangs…
+        cluster.leader_index(among=[i for i in (1, 2, 3) if i != paused])
+        cluster.procs[paused - 1].send_signal(signal.SIGCONT)  # …and wakes up deposed
+        paused = 0
+        cluster.kill(cluster.leader_index())  # then one that dies
         for t in threads:
             t.join(300)
     finally:
+        if paused:
+            cluster.procs[paused - 1].send_signal(signal.SIGCONT)
         _restart_dead(cluster)
     verdict = check_kv_history(recorder.history(), timeout=60)
     assert verdict.ok is True, verdict.message
@@ -216,6 +224,11 @@ def test_one_election_leader_at_a_time_seen_by_every_observer(cluster, tmp_path)
                 None,
             )
 
+        frozen = wait_for(leading, timeout=60, interval=0.02)
+        candidates[frozen].send_signal(signal.SIGSTOP)  # a leader paused past its TTL…
+        stuck = _fences(logs[frozen], "leader")[-1]
+        wait_for(lambda: seen[0] and seen[0][-1] > stuck, timeout=60, message="a new leader")
+        candidates[frozen].send_signal(signal.SIGCONT)  # …wakes up to find itself deposed
         doomed = wait_for(leading, timeout=60, interval=0.02)
         candidates[doomed].kill()  # kill -9 the leading candidate: its lease ends its term
         for i, proc in enumerate(candidates):
@@ -226,6 +239,7 @@ def test_one_election_leader_at_a_time_seen_by_every_observer(cluster, tmp_path)
     finally:
         for proc in candidates:
             if proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)
                 proc.kill()
                 proc.wait(10)
         for stream in streams:

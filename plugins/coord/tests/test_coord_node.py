@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 import threading
 
+import anyio
 import pytest
 
 import aspen
 from aspen.errors import InvalidArgumentError, NotFoundError, ResourceExhaustedError
 from aspen.errors import TimeoutError as AspenTimeoutError
 from aspen_coord import limits
-from aspen_coord.client import Coord
+from aspen_coord.client import AsyncCoord, Coord
 from aspen_coord.errors import BusyError, FencedError, NotHeldError
 
 pytestmark = pytest.mark.aspen_plugins("coord")
@@ -190,3 +191,21 @@ def test_queue_is_bounded(node):
             client.kv.put(f"/_aspen/coord/semaphore/big/{i:016x}", b"1", lease=lease)
         with pytest.raises(ResourceExhaustedError, match="COORD_MAX_WAITERS"):
             coord.semaphore("big", 1).acquire()
+
+
+def test_async_api_over_an_async_client(node):
+    async def main() -> None:
+        async with aspen.aconnect(node.endpoint, token=node.token) as c:
+            coord = AsyncCoord(c.call)
+            async with coord.lock("al", ttl=5) as lock:
+                assert lock.fence > 0
+                assert await lock.write([{"put": {"key": b"/al", "value": b"1"}}]) > lock.fence
+                with pytest.raises(BusyError):
+                    async with coord.lock("al", ttl=5):
+                        pass
+            async with coord.lock("al", ttl=5) as again:
+                assert again.fence > lock.fence
+            assert await coord.counter_add("ac", 2) == 2
+            assert await coord.sequence_next("as") == 1
+
+    anyio.run(main)
