@@ -115,6 +115,18 @@ def _sorted(kvs: list[dict[str, Any]]) -> list[Entry]:
     return sorted((entry_of(kv) for kv in kvs), key=lambda e: e.fence)
 
 
+async def _local_queue(node: Any, prefix: bytes, values: bool) -> tuple[list[Entry], int]:
+    """The queue as this node has it (a serializable read). Safe for admission: the node
+    has applied at least the departure its watch just reported, entries only ever leave,
+    and newcomers queue behind, so whoever is ahead now was ahead in this read: a caller
+    admitted by it is admitted now."""
+    params = {**_queue_range(prefix, values)["range"], "serializable": True}
+    got = await node.call("kv.range", params)
+    if got["more"]:  # a page cut short by its byte bound: read the whole queue
+        return await entries(node, prefix)
+    return _sorted(got["kvs"]), int(got["header"]["revision"])
+
+
 async def _join(
     node: Any, prefix: bytes, lease: int, value: bytes, values: bool
 ) -> tuple[int, list[Entry], int]:
@@ -159,6 +171,7 @@ async def _await_turn(
     deadline: store.Deadline,
     first: tuple[list[Entry], int],
     blocker: Callable[[list[Entry]], Entry | None],
+    values: bool,
 ) -> None:
     """Return once ``admitted(entries ahead)`` (``first``: the queue as the join read it);
     ``busy`` at the deadline, ``not_held`` if the entry vanished (its lease expired) while
@@ -178,7 +191,7 @@ async def _await_turn(
             node, watched, revision, deadline, deletes_only=True, single=blocking is not None
         ):
             raise_typed(BusyError, f"still {len(ahead)} ahead in the queue", ahead=len(ahead))
-        queue, revision = await entries(node, prefix)
+        queue, revision = await _local_queue(node, prefix, values)
 
 
 async def acquire(
@@ -209,7 +222,7 @@ async def acquire(
             group.start_soon(store.keep_alive, node, lease)
             try:
                 await _await_turn(
-                    node, prefix, fence, admitted, deadline, (queue, revision), blocker
+                    node, prefix, fence, admitted, deadline, (queue, revision), blocker, values
                 )
             except AspenError as exc:
                 refused = exc  # raised below, not wrapped in the task group's ExceptionGroup
