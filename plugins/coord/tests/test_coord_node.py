@@ -26,7 +26,7 @@ def test_cli_contract_lock_and_counter(node, cli):
     assert got.exit_code == 0, got.stderr
     held = json.loads(got.stdout)
     assert set(held) == {"fence", "lease"} and held["fence"] > 0
-    busy = cli("coord", "lock", "acquire", "jobs", "--ttl", "10", "--json")
+    busy = cli("coord", "lock", "try", "jobs", "--ttl", "10", "--json")
     assert busy.exit_code != 0 and "queue" in busy.stderr
     written = cli(
         "coord", "lock", "write", "jobs", "--lease", str(held["lease"]),
@@ -46,7 +46,7 @@ def test_lock_waits_in_fifo_order_and_fences(node):
     with node.client() as client:
         coord = Coord(client)
         first = coord.lock("l", ttl=5)
-        first.acquire()
+        assert first.try_acquire() and not coord.lock("l", ttl=5).try_acquire()
         order: list[int] = []
 
         def waiter(i: int) -> None:
@@ -66,7 +66,7 @@ def test_lock_waits_in_fifo_order_and_fences(node):
                 timeout=10,
             )
         with pytest.raises(BusyError):
-            coord.lock("l", ttl=5).acquire()
+            coord.lock("l", ttl=5, timeout=0).acquire()
         stale_fence = first.fence
         first.release()
         for t in threads:
@@ -91,7 +91,7 @@ def test_semaphore_rwlock_barrier_sequence(node):
         a.acquire()
         b.acquire()
         with pytest.raises(BusyError):
-            coord.semaphore("s", 2).acquire()
+            coord.semaphore("s", 2).acquire(timeout=0)
         with pytest.raises(aspen.errors.CompareFailedError, match="2 permits"):
             coord.semaphore("s", 3).acquire()
         a.release()
@@ -101,13 +101,13 @@ def test_semaphore_rwlock_barrier_sequence(node):
         for r in readers:
             r.acquire()
         with pytest.raises(BusyError):
-            coord.rwlock("rw", "write").acquire()
+            coord.rwlock("rw", "write").acquire(timeout=0)
         for r in readers:
             r.release()
         w = coord.rwlock("rw", "write")
         w.acquire()
         with pytest.raises(BusyError):
-            coord.rwlock("rw", "read").acquire()
+            coord.rwlock("rw", "read").acquire(timeout=0)
         assert coord.sequence_next("q") == 1
         assert coord.sequence_reserve("q", 10) == range(2, 12)
         assert coord.counter_cas("k", 0, 7) and not coord.counter_cas("k", 0, 8)
@@ -142,7 +142,7 @@ def test_election_rate_limiter_and_services(node):
         )
         assert next(observer)["leader"]["value"] == b"two"
         with pytest.raises(BusyError):
-            coord.campaign("e", b"other")
+            coord.campaign("e", b"other", timeout=0)
         lead.release()
         assert next(observer)["leader"] is None
         observer.close()
@@ -201,7 +201,7 @@ def test_async_api_over_an_async_client(node):
                 assert lock.fence > 0
                 assert await lock.write([{"put": {"key": b"/al", "value": b"1"}}]) > lock.fence
                 with pytest.raises(BusyError):
-                    async with coord.lock("al", ttl=5):
+                    async with coord.lock("al", ttl=5, timeout=0):
                         pass
             async with coord.lock("al", ttl=5) as again:
                 assert again.fence > lock.fence

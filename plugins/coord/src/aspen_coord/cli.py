@@ -15,7 +15,7 @@ from aspen.cli import json_option, pass_cli
 from aspen.cli.context import CliContext
 from aspen.cli.output import echo_json
 from aspen.errors import AspenError
-from aspen_coord.client import wait_timeout
+from aspen_coord.client import DEFAULT_WAIT_SECONDS, wait_timeout
 from aspen_coord.errors import typed
 
 __all__ = ["coord_cli"]
@@ -91,7 +91,11 @@ LEASE = click.option("--lease", type=int, required=True, help="The lease that ho
 TTL = click.option("--ttl", type=int, default=60, show_default=True, help="Lease TTL (s).")
 OWN_LEASE = click.option("--lease", type=int, default=None, help="Attach to this lease.")
 WAIT = click.option(
-    "--timeout", type=float, default=0.0, show_default=True, help="Wait up to (s); 0 = try."
+    "--timeout",
+    type=float,
+    default=DEFAULT_WAIT_SECONDS,
+    show_default=True,
+    help="Wait up to (s) in the FIFO queue; 0 = try once (the same as `try`).",
 )
 REVOKE = click.option(
     "--keep-lease", "revoke", flag_value=False, default=True, help="Do not revoke the lease."
@@ -101,6 +105,7 @@ REVOKE = click.option(
 def _queue_group(kind: str, help_text: str, *extra: Any) -> click.Group:
     group = click.Group(kind, help=help_text)
     _command(group, "acquire", f"{kind}.acquire", NAME, TTL, OWN_LEASE, WAIT, *extra)
+    _command(group, "try", f"{kind}.acquire", NAME, TTL, OWN_LEASE, *extra, timeout=0)
     _command(group, "release", f"{kind}.release", NAME, LEASE, REVOKE)
     _command(group, "renew", f"{kind}.renew", NAME, LEASE)
     _command(group, "status", f"{kind}.status", NAME)

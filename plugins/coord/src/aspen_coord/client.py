@@ -21,12 +21,14 @@ from typing import Any
 import anyio
 
 from aspen.errors import AspenError
-from aspen_coord.errors import typed
+from aspen_coord.errors import BusyError, typed
 
-__all__ = ["AsyncCoord", "AsyncLock", "Coord", "Lock", "wait_timeout"]
+__all__ = ["DEFAULT_WAIT_SECONDS", "AsyncCoord", "AsyncLock", "Coord", "Lock", "wait_timeout"]
 
 #: Renew a held lease after this fraction of its TTL.
 RENEW_FRACTION = 1 / 3
+#: How long an acquire or campaign waits unless told (0: try once).
+DEFAULT_WAIT_SECONDS = 30.0
 #: A waiting call (acquire, campaign, barrier) gets its wait plus this many seconds to answer.
 WAIT_MARGIN_SECONDS = 10.0
 
@@ -54,16 +56,20 @@ class Coord:
         """Iterate over the streaming method ``coord.<method>``."""
         return self.client.stream(f"coord.{method}", params)  # type: ignore[no-any-return]
 
-    def lock(self, name: str, *, ttl: int = 10, timeout: float = 0.0) -> Lock:
+    def lock(self, name: str, *, ttl: int = 10, timeout: float = DEFAULT_WAIT_SECONDS) -> Lock:
         """A lock handle; ``with coord.lock(…) as lock:`` acquires (waiting up to
         ``timeout`` s) and releases it."""
         return Lock(self, "lock", name, ttl=ttl, timeout=timeout)
 
-    def semaphore(self, name: str, permits: int, *, ttl: int = 10, timeout: float = 0.0) -> Lock:
+    def semaphore(
+        self, name: str, permits: int, *, ttl: int = 10, timeout: float = DEFAULT_WAIT_SECONDS
+    ) -> Lock:
         """A handle on one of semaphore ``name``'s ``permits``."""
         return Lock(self, "semaphore", name, ttl=ttl, timeout=timeout, permits=permits)
 
-    def rwlock(self, name: str, mode: str, *, ttl: int = 10, timeout: float = 0.0) -> Lock:
+    def rwlock(
+        self, name: str, mode: str, *, ttl: int = 10, timeout: float = DEFAULT_WAIT_SECONDS
+    ) -> Lock:
         """A handle on read-write lock ``name`` in ``mode`` ``read`` or ``write``."""
         return Lock(self, "rwlock", name, ttl=ttl, timeout=timeout, mode=mode)
 
@@ -98,7 +104,9 @@ class Coord:
         params = {"name": name, "rate": rate, "burst": burst, "n": n}
         return self.call("ratelimit.take", params)  # type: ignore[no-any-return]
 
-    def campaign(self, name: str, value: bytes, *, ttl: int = 10, timeout: float = 0.0) -> Lock:
+    def campaign(
+        self, name: str, value: bytes, *, ttl: int = 10, timeout: float = DEFAULT_WAIT_SECONDS
+    ) -> Lock:
         """Campaign in election ``name`` with ``value``; the held leadership (a
         :class:`Lock` whose ``release`` resigns)."""
         leadership = Lock(self, "election", name, ttl=ttl, timeout=timeout, value=value)
@@ -142,6 +150,14 @@ class Lock:
                 self.renew()
             except AspenError:
                 return  # lost (or unreachable): the fence protects what it guards
+
+    def try_acquire(self) -> bool:
+        """Acquire only if it is free now; whether it did."""
+        try:
+            self.acquire(timeout=0)
+        except BusyError:
+            return False
+        return True
 
     def renew(self) -> int:
         """Keep the lease alive now; its TTL."""
@@ -191,7 +207,7 @@ class AsyncCoord:
         except AspenError as exc:
             raise typed(exc) from None
 
-    def lock(self, name: str, *, ttl: int = 10, timeout: float = 0.0) -> AsyncLock:
+    def lock(self, name: str, *, ttl: int = 10, timeout: float = DEFAULT_WAIT_SECONDS) -> AsyncLock:
         """``async with coord.lock(…) as lock:`` acquires and releases lock ``name``."""
         return AsyncLock(self, name, ttl=ttl, timeout=timeout)
 
