@@ -220,7 +220,8 @@ def main() -> None:
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
     workloads = args.workloads.split(",")
-    print(f"# machine busy before the run: {machine_busy_pct(2.0):.0f}% of {os.cpu_count()} cores")
+    busy, load = machine_busy_pct(2.0), os.getloadavg()[0]
+    print(f"# before the run: machine {busy:.0f}% busy, load {load:.1f} on {os.cpu_count()} cores")
     results: dict[tuple[str, str, int], dict[str, Any]] = {}
     env = {**os.environ, **ENV}
     subprocess.run(["bash", str(ETCD), "start", str(args.nodes)], env=env, check=True)
@@ -241,7 +242,8 @@ def main() -> None:
             for c in levels:
                 aspen_side = Aspen(cluster.endpoints, cluster.token)
                 results[("aspen", w, c)] = asyncio.run(measure(aspen_side, w, c, args.duration))
-    print(f"\n{args.nodes} node(s), {args.duration:.0f} s per point, 2 shared cores")
+    load = os.getloadavg()[0]
+    print(f"\n{args.nodes} node(s), {args.duration:.0f} s a point, load {load:.1f}, 2 shared cores")
     print(ROW.format("workload", "clients", "system", "ops/s", "p50 ms", "p99 ms", "aspen/etcd"))
     for w in workloads:
         for c in levels:

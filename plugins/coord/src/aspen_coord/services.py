@@ -15,6 +15,7 @@ from aspen.errors import InvalidArgumentError
 from aspen.kv import paging
 from aspen.rpc.params import optional_int, optional_list, optional_str, require_int, require_str
 from aspen_coord import limits, store
+from aspen_coord.errors import NotHeldError, raise_typed
 from aspen_coord.keys import check_name, name_of, prefix
 from aspen_coord.queue import lease_params
 
@@ -66,8 +67,6 @@ async def renew(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
     kv = await store.get(ctx.node, where + check_name(params.get("instance"), "instance").encode())
     lease = require_int(params, "lease", min=1)
     if kv is None or int(kv["lease"]) != lease:
-        from aspen_coord.errors import NotHeldError, raise_typed
-
         raise_typed(NotHeldError, "no such registration on that lease (expired?)")
     return {"ttl": await store.lease_keepalive(ctx.node, lease)}
 

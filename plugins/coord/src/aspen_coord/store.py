@@ -12,6 +12,7 @@ from typing import Any
 import anyio
 
 from aspen.client import prefix_end
+from aspen.errors import AspenError, NotFoundError
 from aspen.kv import paging
 
 __all__ = [
@@ -122,8 +123,6 @@ async def lease_keepalive(node: Any, lease: int) -> int:
 
 async def keep_alive(node: Any, lease: int) -> None:
     """Refresh ``lease`` every third of its TTL until cancelled (or it is gone)."""
-    from aspen.errors import AspenError
-
     while True:
         try:
             ttl = await lease_keepalive(node, lease)
@@ -134,8 +133,6 @@ async def keep_alive(node: Any, lease: int) -> None:
 
 async def lease_revoke(node: Any, lease: int) -> None:
     """Revoke ``lease`` (deleting its keys); an already gone lease is fine."""
-    from aspen.errors import NotFoundError
-
     with contextlib.suppress(NotFoundError):
         await node.call("lease.revoke", {"id": lease})
 
