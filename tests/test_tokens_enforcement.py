@@ -218,3 +218,27 @@ def test_events_capabilities_scope_by_name_prefix(tmp_path: Path) -> None:
                 "deploy.requested",
                 "deploy.done",
             ]
+
+
+@pytest.mark.with_installed_plugins
+def test_coord_methods_need_their_name_and_kv_write_for_a_fenced_write(
+    plugin_node: NodeThread,
+) -> None:
+    """``coord:<kind>:<name>`` admits that primitive only; a fenced write also needs
+    ``kv:write`` on each key it writes (the plugin writes as the node)."""
+    token = _create(plugin_node, "coord:lock:orders", "coord:counter:*", "kv:write:/app/")
+    with aspen.connect(plugin_node.endpoint, token=token) as c:
+        held = c.call("coord.lock.acquire", {"name": "orders", "ttl": 10})
+        with pytest.raises(UnauthorizedError, match="coord:lock:other"):
+            c.call("coord.lock.acquire", {"name": "other", "ttl": 10})
+        with pytest.raises(UnauthorizedError, match="coord:semaphore"):
+            c.call("coord.semaphore.acquire", {"name": "orders", "permits": 1})
+        assert c.call("coord.counter.add", {"name": "any", "by": 2})["value"] == 2
+        fenced = {"name": "orders", "lease": held["lease"], "fence": held["fence"]}
+        put = {"put": {"key": b"/app/x", "value": b"1"}}
+        assert c.call("coord.lock.write", {**fenced, "ops": [put]})["revision"] > 0
+        outside = {"put": {"key": b"/other", "value": b"1"}}
+        with pytest.raises(UnauthorizedError, match="kv:write:/other"):
+            c.call("coord.lock.write", {**fenced, "ops": [put, outside]})
+        with pytest.raises(UnauthorizedError):
+            c.kv.get(b"/_aspen/coord/lock/orders/")  # its state is not readable as kv
