@@ -136,6 +136,14 @@ class SyncClient:
         #: :class:`~aspen.client.blobs.BlobClient`, blocking (``get`` is an iterator).
         self.blobs = _Mirror(self, self.aclient.blobs)
 
+    def __getattr__(self, name: str) -> Any:
+        """A plugin's client API (``c.pubsub``), blocking: see ``AsyncClient.__getattr__``."""
+        if name.startswith("_") or name == "aclient":
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        api = _Mirror(self, getattr(self.aclient, name))
+        setattr(self, name, api)
+        return api
+
     def open(self) -> SyncClient:
         """Start the background loop and connect; return self."""
         if self._portal is not None:
