@@ -196,7 +196,10 @@ class SyncClient:
 
         @functools.wraps(afunc)
         def call(*args: Any, **kwargs: Any) -> Any:
-            return self.portal.call(functools.partial(afunc, *args, **kwargs))
+            result = self.portal.call(functools.partial(afunc, *args, **kwargs))
+            if hasattr(result, "__anext__"):  # an opened stream: iterate it blocking
+                return SyncIterator(self.portal, result)
+            return result
 
         return call
 

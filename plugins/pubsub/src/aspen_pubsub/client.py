@@ -11,10 +11,11 @@ every method, and :meth:`PubSubClient.subscribe` becomes a blocking iterator).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections import deque
+from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["PubSubClient"]
+__all__ = ["PubSubClient", "Subscription"]
 
 
 def _positions(messages: Iterable[Any]) -> list[list[int]]:
@@ -26,6 +27,32 @@ def _positions(messages: Iterable[Any]) -> list[list[int]]:
         else:
             out.append(list(m))
     return out
+
+
+class Subscription:
+    """An open subscription: ``async for message in sub``; ``offsets`` is where to resume
+    (``{partition: next offset}`` of what it has returned)."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.offsets: dict[int, int] = {}
+        self._page: deque[dict[str, Any]] = deque()
+
+    def __aiter__(self) -> Subscription:
+        """Return self."""
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        """The next message (waiting for one to be published)."""
+        while not self._page:
+            self._page.extend((await self.stream.__anext__())["messages"])
+        message = self._page.popleft()
+        self.offsets[message["partition"]] = message["offset"] + 1
+        return message
+
+    async def aclose(self) -> None:
+        """End the subscription on the server."""
+        await self.stream.aclose()
 
 
 class PubSubClient:
@@ -84,21 +111,22 @@ class PubSubClient:
         offsets: dict[int, int] | None = None,
         time: float | None = None,
         max: int = 0,
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> Subscription:
         """Every message of ``topic`` in order per partition, then new ones as they commit:
-        from ``start`` (``start`` | ``end``), ``time`` (seconds), or ``offsets`` (resume)."""
+        from ``start`` (``start`` | ``end``), ``time`` (seconds), or ``offsets`` (resume).
+        Returns once the subscription is registered; iterate it, ``aclose()`` it."""
         params: dict[str, Any] = {"topic": topic, "from": "time" if time else start, "max": max}
         if time:
             params["time"] = time
         if offsets:
-            params["offsets"] = {int(p): int(o) for p, o in offsets.items()}
-        stream = self._client.stream("pubsub.subscribe", params)
+            params["offsets"] = {str(p): int(o) for p, o in offsets.items()}
+        subscription = Subscription(self._client.stream("pubsub.subscribe", params))
         try:
-            async for item in stream:
-                for message in item["messages"]:
-                    yield message
-        finally:
-            await stream.aclose()
+            await subscription.stream.__anext__()  # the server's "registered"
+        except BaseException:
+            await subscription.aclose()
+            raise
+        return subscription
 
     async def read(
         self, topic: str, partition: int = 0, offset: int = 0, limit: int = 100

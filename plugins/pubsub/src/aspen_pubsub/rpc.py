@@ -61,9 +61,17 @@ async def topic_create(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
     """Create a topic: ``partitions`` (≤ PUBSUB_MAX_PARTITIONS), retention ``max_messages``,
     ``max_bytes``, ``max_age`` (seconds; 0: unbounded), ``dedup_window`` (seconds)."""
     name = _topic(params)
+    partitions = optional_int(params, "partitions", 1, min=1)
+    if partitions > limits.PUBSUB_MAX_PARTITIONS:
+        raise InvalidArgumentError(
+            f"{partitions} partitions exceed PUBSUB_MAX_PARTITIONS "
+            f"({limits.PUBSUB_MAX_PARTITIONS})",
+            field="partitions",
+            limit=limits.PUBSUB_MAX_PARTITIONS,
+        )
     topic = Topic(
         name=name,
-        partitions=optional_int(params, "partitions", 1, min=1, max=limits.PUBSUB_MAX_PARTITIONS),
+        partitions=partitions,
         max_messages=optional_int(params, "max_messages", 0, min=0, max=2**62),
         max_bytes=optional_int(params, "max_bytes", 0, min=0, max=2**62),
         max_age=_float(params, "max_age", 0.0, 10 * 365 * 86400.0),
@@ -155,8 +163,9 @@ async def publish(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
 async def subscribe(ctx: Any, params: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
     """Stream a topic's messages in order per partition, then new ones as they commit:
     ``from`` = ``start`` | ``end`` | ``time`` (with ``time``, seconds) or ``offsets``
-    (``{partition: next offset}``, to resume); ``max`` ends the stream after that many.
-    Each item is ``{messages: [...]}``."""
+    (``{"<partition>": next offset}``, to resume); ``max`` ends the stream after that many.
+    Each item is ``{messages: [...]}``; the first, empty one says the subscription is
+    registered (what commits from then on is delivered)."""
     name = _topic(params)
     start = optional_str(params, "from", "start", choices=("start", "end", "time"))
     offsets = params.get("offsets") or {}
@@ -308,8 +317,10 @@ async def dead_letters(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
     prefix = keys.dead_prefix(name, group)
     key_after = b""
     if after:
-        partition, _, offset = after.partition("/")
-        key_after = b"%04d/%016x" % (int(partition), int(offset))
+        part_text, _, offset_text = after.partition("/")
+        if not (part_text.isdigit() and offset_text.isdigit()):
+            raise InvalidArgumentError("'after' must be 'partition/offset'", field="after")
+        key_after = b"%04d/%016x" % (int(part_text), int(offset_text))
     page = await paging.page_after(ctx.node.call, prefix, limit=limit, after=key_after)
     out = []
     for kv in page["kvs"]:

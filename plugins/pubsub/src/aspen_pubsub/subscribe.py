@@ -69,6 +69,7 @@ async def subscription(
     try:
         await watch.__anext__()  # created: registered before anything is read
         cursors = await _cursors(node, name, topic.partitions, start, offsets, at)
+        yield []  # ready: where it starts is fixed (a from-end subscription sees what follows)
         sent = 0
         behind = True
         while True:
