@@ -56,7 +56,7 @@ def test_every_method_is_denied_without_its_capability(plugin_node: NodeThread) 
     registry = plugin_node.node.parts.registry
     handlers = [registry.get(n) for n in registry.names()]
     plugins = {h.plugin for h in handlers if h is not None}
-    assert {"core", "hooks", "secrets"} <= plugins  # the walk covers the installed plugins
+    assert {"core", "hooks", "secrets", "pubsub"} <= plugins  # the walk covers the installed plugins
     open_methods = {h.name for h in handlers if h is not None and h.capability == ANY_TOKEN}
     assert open_methods == set(OPEN_METHODS)
     outsider = _create(plugin_node, "nothing:read")
@@ -180,3 +180,18 @@ def test_token_list_is_bounded_and_shows_no_secret(tmp_path: Path) -> None:
         assert len(page["tokens"]) == 2 and page["more"] is True
         assert len(full["tokens"]) == 3 and full["more"] is False
         assert not any(t in repr(full) for t in texts)
+
+
+@pytest.mark.with_installed_plugins
+def test_pubsub_capabilities_are_scoped_by_topic(plugin_node: NodeThread) -> None:
+    with plugin_node.client() as root:
+        for topic in ("orders.eu", "billing"):
+            root.call("pubsub.topic_create", {"topic": topic})
+    token = _create(plugin_node, "pubsub:publish:orders*", "pubsub:consume:orders.eu")
+    with aspen.connect(plugin_node.endpoint, token=token) as c:
+        c.call("pubsub.publish", {"topic": "orders.eu", "data": b"x"})
+        assert c.call("pubsub.stats", {"topic": "orders.eu"})["messages"] == 1
+        with pytest.raises(UnauthorizedError, match="pubsub:publish:billing"):
+            c.call("pubsub.publish", {"topic": "billing", "data": b"x"})
+        with pytest.raises(UnauthorizedError, match="pubsub:admin"):
+            c.call("pubsub.topic_delete", {"topic": "orders.eu"})
