@@ -229,3 +229,33 @@ class PubSubClient:
         if group is not None:
             params["group"] = group
         return await self._call("stats", params)
+
+    # ------------------------------------------------------------------ partitioned groups
+    async def join(
+        self, topic: str, group: str, consumer: str, instance: str | None = None
+    ) -> dict[str, Any]:
+        """Join a partitioned group: ``{member, epoch, assigned, revoke, state}``."""
+        params: dict[str, Any] = {"topic": topic, "group": group, "consumer": consumer}
+        if instance is not None:
+            params["instance"] = instance
+        return await self._call("join", params)
+
+    async def heartbeat(
+        self, topic: str, group: str, member: str, epoch: int, owned: Iterable[int]
+    ) -> dict[str, Any]:
+        """Say the member is alive and owns ``owned`` (anything else it had is released)."""
+        params = {"topic": topic, "group": group, "member": member, "epoch": epoch}
+        return await self._call("heartbeat", {**params, "owned": list(owned)})
+
+    async def commit(
+        self, topic: str, group: str, member: str, epoch: int, offsets: dict[int, int]
+    ) -> dict[str, Any]:
+        """Commit next offsets of owned partitions (a stale epoch is fenced)."""
+        params = {"topic": topic, "group": group, "member": member, "epoch": epoch}
+        committed = {str(p): o for p, o in offsets.items()}
+        return await self._call("commit", {**params, "offsets": committed})
+
+    async def leave(self, topic: str, group: str, member: str, epoch: int) -> dict[str, Any]:
+        """Leave a partitioned group (its partitions are released at once)."""
+        params = {"topic": topic, "group": group, "member": member, "epoch": epoch}
+        return await self._call("leave", params)

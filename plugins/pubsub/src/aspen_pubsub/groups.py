@@ -15,8 +15,9 @@ never reads a clock.
 
 from __future__ import annotations
 
+import copy
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,7 +67,7 @@ class _Change:
 
     def __init__(self, state: _State) -> None:
         self.state = state
-        self.record = dict(state.record, cursors=list(state.record["cursors"]))
+        self.record = copy.deepcopy(state.record)
         self.pending = dict(state.pending)
         self.ops: list[dict[str, Any]] = []
         self.dead: list[tuple[int, int, int]] = []
@@ -145,6 +146,20 @@ class GroupService:
                 self.node, state.topic.name, name, partition, offset, deliveries
             )
         return True
+
+    async def update(
+        self, topic: str, group: str, mutate: Callable[[_State, _Change], Awaitable[Any]]
+    ) -> Any:
+        """Run ``mutate(state, change)`` under the group's lock and propose the change it
+        made (none: nothing is written); retried on a stale cache. Its result."""
+        async with self._lock(topic, group):
+            for _ in range(limits.PUBSUB_COMMIT_ATTEMPTS):
+                state = await self._state(topic, group)
+                change = _Change(state)
+                result = await mutate(state, change)
+                if (not change.ops and change.record == state.record) or await self._save(change):
+                    return result
+        raise CompareFailedError("group changed concurrently; try again")
 
     async def _message(self, topic: str, partition: int, offset: int) -> dict[str, Any] | None:
         record, _ = await store.get(self.node, keys.message(topic, partition, offset))
@@ -349,10 +364,16 @@ def new_group(
     ack_wait: float,
     max_deliver: int,
     max_ack_pending: int,
+    session_timeout: float,
 ) -> bytes:
-    """A new group's stored record."""
+    """A new group's stored record (a partitioned one with no members yet)."""
     return pack(
         {
+            "members": {},
+            "owners": [None] * len(cursors),
+            "target": [None] * len(cursors),
+            "epoch_seq": 0,
+            "session_timeout": session_timeout,
             "name": name,
             "mode": mode,
             "ack_wait": ack_wait,

@@ -44,8 +44,9 @@ PUBSUB_COMMIT_MAX_MESSAGES = 300
 #: rest go in the next commit or the leader's retention sweep), so no commit reads more
 #: than a batch.
 PUBSUB_TRIM_PER_COMMIT = 100
-#: How often the leader applies age retention to idle topics, in seconds.
-PUBSUB_RETENTION_SWEEP_SECONDS = 1.0
+#: How often the leader applies age retention to idle topics and expires the sessions of
+#: partitioned groups' members, in seconds.
+PUBSUB_SWEEP_SECONDS = 0.5
 #: How many times a commit whose compares failed (stale leader cache) is rebuilt.
 PUBSUB_COMMIT_ATTEMPTS = 5
 
@@ -68,7 +69,13 @@ PUBSUB_MAX_WAIT_SECONDS = 60.0
 PUBSUB_MAX_ACKS = 1000
 #: Most dead letters one ``pubsub.dead_letters`` page lists.
 PUBSUB_MAX_DEAD_LIST = 1000
-#: Most groups one topic may have.
+#: Default and longest session timeout of a partitioned group's member, in seconds: a
+#: member not heard from for this long loses its partitions.
+PUBSUB_DEFAULT_SESSION_SECONDS = 10.0
+PUBSUB_MAX_SESSION_SECONDS = 300.0
+#: Most members of one partitioned group.
+PUBSUB_MAX_MEMBERS = 256
+#: Most groups one topic may have (and the retention sweeper looks at).
 PUBSUB_MAX_GROUPS = 100
 #: Most topics a wildcard subscription follows.
 PUBSUB_MAX_SUBSCRIBED_TOPICS = 64

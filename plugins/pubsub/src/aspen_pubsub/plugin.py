@@ -8,6 +8,7 @@ from typing import Any
 import anyio
 
 import aspen
+from aspen.client import prefix_end
 from aspen.errors import AspenError
 from aspen_pubsub import keys, limits
 from aspen_pubsub.model import unpack
@@ -36,42 +37,52 @@ async def aspen_startup(node: Any) -> None:
     """Create this node's publisher (group commit) and group service; both work only
     while the node leads."""
     from aspen_pubsub.groups import GroupService
+    from aspen_pubsub.partitioned import PartitionedGroups
     from aspen_pubsub.publisher import Publisher
 
     publisher = Publisher(node)
     state = node.plugin_state(PLUGIN)
     state["publisher"] = publisher
-    state["groups"] = GroupService(node, publisher.committed)
+    state["groups"] = groups = GroupService(node, publisher.committed)
+    state["partitioned"] = partitioned = PartitionedGroups(groups)
     node.spawn(publisher.run, name="pubsub-publisher")
-    node.spawn(_retention_sweeper, node, publisher, name="pubsub-retention")
+    node.spawn(_sweeper, node, publisher, partitioned, name="pubsub-sweeper")
 
 
 @aspen.hookimpl
 async def aspen_on_raft_event(event: Any, node: Any) -> None:
     """Leadership may have moved: drop what the leader cached (compares would catch it;
     this saves the failed attempt)."""
+    from aspen.events import LeaderChanged
+
+    if not isinstance(event, LeaderChanged):
+        return
     state = node.plugin_state(PLUGIN)
-    for service in ("publisher", "groups"):
+    for service in ("publisher", "groups", "partitioned"):
         if service in state:
             state[service].forget()
 
 
-async def _retention_sweeper(node: Any, publisher: Any) -> None:
-    """On the leader, apply age retention to topics that have a ``max_age`` (publishes
-    apply every limit as they commit; an idle topic still ages)."""
+async def _sweeper(node: Any, publisher: Any, partitioned: Any) -> None:
+    """On the leader, every PUBSUB_SWEEP_SECONDS: apply age retention to topics with a
+    ``max_age`` (publishes apply every limit as they commit; an idle topic still ages),
+    and expire the sessions of partitioned groups' members."""
     while True:
-        await anyio.sleep(limits.PUBSUB_RETENTION_SWEEP_SECONDS)
+        await anyio.sleep(limits.PUBSUB_SWEEP_SECONDS)
         if not node.is_leader:
             continue
         with contextlib.suppress(AspenError):
-            got = await node.call(
-                "kv.range",
-                {
-                    "key": keys.TOPICS,
-                    "end": keys.TOPICS[:-1] + b"0",
-                    "limit": limits.PUBSUB_MAX_LIST,
-                },
-            )
-            for kv in got["kvs"]:
-                if unpack(kv["value"]).get("max_age"):
-                    await publisher.sweep(kv["key"][len(keys.TOPICS) :].decode())
+            for name, topic in await _records(node, keys.TOPICS):
+                if topic.get("max_age"):
+                    await publisher.sweep(name)
+                for group, record in await _records(node, keys.groups(name)):
+                    if record["mode"] == "partitioned" and record["members"]:
+                        await partitioned.expire(name, group, record)
+
+
+async def _records(node: Any, prefix: bytes) -> list[tuple[str, Any]]:
+    """``(name, record)`` of the first PUBSUB_MAX_LIST records under ``prefix``."""
+    got = await node.call(
+        "kv.range", {"key": prefix, "end": prefix_end(prefix), "limit": limits.PUBSUB_MAX_LIST}
+    )
+    return [(kv["key"][len(prefix) :].decode(), unpack(kv["value"])) for kv in got["kvs"]]

@@ -18,6 +18,7 @@ from aspen.rpc.params import optional_int, optional_list, optional_str, require_
 from aspen_pubsub import keys, limits, store
 from aspen_pubsub.groups import ACK_KINDS, GroupService, new_group
 from aspen_pubsub.model import Topic, check_name, delivered, parse_message, unpack
+from aspen_pubsub.partitioned import PartitionedGroups, group_state
 from aspen_pubsub.publisher import Publisher
 from aspen_pubsub.subscribe import subscription
 
@@ -30,6 +31,10 @@ def _publisher(ctx: Any) -> Publisher:
 
 def _groups(ctx: Any) -> GroupService:
     return ctx.node.plugin_state(PLUGIN)["groups"]
+
+
+def _partitioned(ctx: Any) -> PartitionedGroups:
+    return ctx.node.plugin_state(PLUGIN)["partitioned"]
 
 
 def _topic(params: dict[str, Any]) -> str:
@@ -197,10 +202,6 @@ async def group_create(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
     ``max_ack_pending``, ``start`` = start | end (where its cursors begin)."""
     name, group = _topic(params), _group(params)
     mode = require_str(params, "mode", choices=("competing", "partitioned"))
-    if mode == "partitioned":
-        raise InvalidArgumentError(
-            "partitioned groups are not implemented yet; use mode competing", field="mode"
-        )
     start = optional_str(params, "start", "start", choices=("start", "end"))
     topic, topic_revision = await store.topic(ctx.node, name)
     cursors = []
@@ -231,6 +232,12 @@ async def group_create(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
             limits.PUBSUB_DEFAULT_MAX_ACK_PENDING,
             min=1,
             max=limits.PUBSUB_MAX_MAX_ACK_PENDING,
+        ),
+        session_timeout=_float(
+            params,
+            "session_timeout",
+            limits.PUBSUB_DEFAULT_SESSION_SECONDS,
+            limits.PUBSUB_MAX_SESSION_SECONDS,
         ),
     )
     key = keys.group(name, group)
@@ -384,9 +391,74 @@ async def stats(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
             "redeliveries": record["redeliveries"],
             "dead_letters": record["dead"],
             "terminated": record["terminated"],
-            "members": [],
+            "members": [
+                {
+                    "member": member,
+                    "epoch": info["epoch"],
+                    "static": info["static"],
+                    "partitions": [p for p, o in enumerate(record["owners"]) if o == member],
+                }
+                for member, info in sorted(record["members"].items())
+            ],
         }
+        if record["mode"] == "partitioned":
+            out["group"]["state"] = group_state(record)
+            out["group"]["owners"] = record["owners"]
     return out
+
+
+# ---------------------------------------------------------------------- partitioned groups
+def _member(params: dict[str, Any]) -> tuple[str, str, str, int]:
+    member = require_str(params, "member", max_len=limits.PUBSUB_MAX_NAME_CHARS * 2)
+    epoch = optional_int(params, "epoch", 0, min=0, max=2**62)
+    return _topic(params), _group(params), member, epoch
+
+
+async def join(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """Join a partitioned group as ``consumer`` (``instance``: a static id that keeps its
+    partitions across a quick restart): ``{member, epoch, assigned, revoke, state}``."""
+    name, group = _topic(params), _group(params)
+    consumer = check_name("consumer", params.get("consumer"))
+    instance = params.get("instance")
+    if instance is not None:
+        instance = check_name("instance", instance)
+    await require_leader(ctx.node)
+    return await _partitioned(ctx).join(name, group, consumer, instance)
+
+
+async def heartbeat(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """A member is alive and still owns ``owned`` (what it left out is released): its
+    assignment (``assigned``: partition and committed offset) and what to ``revoke``."""
+    name, group, member, epoch = _member(params)
+    owned = optional_list(params, "owned", max_len=limits.PUBSUB_MAX_PARTITIONS)
+    if not all(isinstance(p, int) for p in owned):
+        raise InvalidArgumentError("'owned' must list partition numbers", field="owned")
+    await require_leader(ctx.node)
+    return await _partitioned(ctx).heartbeat(name, group, member, epoch, owned)
+
+
+async def commit(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """Commit next offsets (``offsets``: ``{"<partition>": offset}``) of partitions the
+    member owns; a stale epoch is fenced."""
+    name, group, member, epoch = _member(params)
+    raw = params.get("offsets")
+    if not isinstance(raw, dict) or len(raw) > limits.PUBSUB_MAX_PARTITIONS:
+        raise InvalidArgumentError("'offsets' must map partition to offset", field="offsets")
+    try:
+        offsets = {int(p): int(o) for p, o in raw.items()}
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgumentError(
+            "'offsets' must map partition to offset", field="offsets"
+        ) from exc
+    await require_leader(ctx.node)
+    return await _partitioned(ctx).commit(name, group, member, epoch, offsets)
+
+
+async def leave(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """Leave a partitioned group: its partitions are released at once."""
+    name, group, member, epoch = _member(params)
+    await require_leader(ctx.node)
+    return await _partitioned(ctx).leave(name, group, member, epoch)
 
 
 # ---------------------------------------------------------------------- table
@@ -412,6 +484,10 @@ _TABLE: list[tuple[str, Any, str]] = [
     ("claim", claim, "admin"),
     ("dead_letters", dead_letters, "consume"),
     ("stats", stats, "consume"),
+    ("join", join, "consume"),
+    ("heartbeat", heartbeat, "consume"),
+    ("commit", commit, "consume"),
+    ("leave", leave, "consume"),
 ]
 
 
