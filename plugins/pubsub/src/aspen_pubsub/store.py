@@ -10,18 +10,23 @@ from aspen_pubsub import keys
 from aspen_pubsub.model import Head, Topic, pack, unpack
 
 
-async def get(node: Any, key: bytes) -> tuple[Any, int]:
-    """``(decoded value, mod_revision)`` of ``key``, ``(None, 0)`` when absent."""
-    got = await node.call("kv.range", {"key": key})
+async def get(node: Any, key: bytes, *, local: bool = False) -> tuple[Any, int]:
+    """``(decoded value, mod_revision)`` of ``key``, ``(None, 0)`` when absent (``local``:
+    a serializable read of this node's state, for what never changes once written)."""
+    got = await node.call("kv.range", {"key": key, "serializable": local})
     if not got["kvs"]:
         return None, 0
     kv = got["kvs"][0]
     return unpack(kv["value"]), kv["mod_revision"]
 
 
-async def read_range(node: Any, start: bytes, end: bytes, limit: int) -> list[dict[str, Any]]:
+async def read_range(
+    node: Any, start: bytes, end: bytes, limit: int, *, local: bool = False
+) -> list[dict[str, Any]]:
     """Up to ``limit`` key-values in ``[start, end)`` (one page: costs what it returns)."""
-    got = await node.call("kv.range", {"key": start, "end": end, "limit": limit})
+    got = await node.call(
+        "kv.range", {"key": start, "end": end, "limit": limit, "serializable": local}
+    )
     return list(got["kvs"])
 
 
@@ -42,12 +47,16 @@ async def head(node: Any, name: str, partition: int) -> tuple[Head, int]:
 async def messages(
     node: Any, name: str, partition: int, offset: int, limit: int
 ) -> list[tuple[int, dict[str, Any]]]:
-    """Up to ``limit`` messages of a partition from ``offset`` on: ``(offset, record)``."""
+    """Up to ``limit`` messages of a partition from ``offset`` on: ``(offset, record)``.
+
+    A serializable read of this node: messages never change once written and are applied
+    in order, so a node that lags returns fewer, never different ones (a leader has applied
+    every publish it answered; a subscriber on a follower gets the rest from its watch)."""
     start = keys.message(name, partition, offset)
     end = keys.messages(name, partition) + b"\xff"
     return [
         (keys.offset_of(kv["key"]), unpack(kv["value"]))
-        for kv in await read_range(node, start, end, limit)
+        for kv in await read_range(node, start, end, limit, local=True)
     ]
 
 
