@@ -21,6 +21,7 @@ from aspen.errors import (
 from aspen.plugins.manager import make_plugin_manager
 from aspen.testing import CliInvoker, LocalCluster, local_cluster, wait_for
 from aspen_pubsub import limits
+from aspen_pubsub.subjects import check_pattern, literal_prefix, matches
 
 pytestmark = [pytest.mark.slow]
 
@@ -318,3 +319,33 @@ def test_capabilities_scope_topics(cluster: LocalCluster, client: Any) -> None:
             c.pubsub.publish("other", b"no")
         with pytest.raises(UnauthorizedError, match="pubsub:admin"):
             c.pubsub.delete_topic("scoped")
+
+
+def test_subject_patterns() -> None:
+    assert matches("orders.*", "orders.eu") and not matches("orders.*", "orders.eu.paris")
+    assert matches("orders.>", "orders.eu.paris") and not matches("orders.>", "orders")
+    assert matches("*.eu", "orders.eu") and not matches("*.eu", "orders.us")
+    assert literal_prefix("orders.*") == "orders." and literal_prefix("*.eu") == ""
+    with pytest.raises(InvalidArgumentError, match="last token"):
+        check_pattern("orders.>.eu")
+
+
+def test_wildcard_subscription_follows_every_matching_topic(client: Any) -> None:
+    ps = client.pubsub
+    for name in ("shop.eu", "shop.us", "shop.eu.paris", "shopping"):
+        ps.create_topic(name)
+        ps.publish(name, name.encode())
+    star = ps.subscribe("shop.*")
+    assert sorted(next(star)["data"] for _ in range(2)) == [b"shop.eu", b"shop.us"]
+    ps.publish("shop.eu.paris", b"not for shop.*")
+    ps.publish("shop.us", b"live")
+    live = next(star)
+    assert (live["topic"], live["data"]) == ("shop.us", b"live")
+    resume = dict(star.offsets)
+    star.close()
+    deep = [m["data"] for m in ps.subscribe("shop.>", max=4)]
+    assert sorted(deep) == [b"not for shop.*", b"shop.eu", b"shop.eu.paris", b"shop.us"]
+    ps.publish("shop.eu", b"after")
+    again = ps.subscribe("shop.*", offsets=resume)
+    assert next(again)["data"] == b"after"
+    again.close()

@@ -82,6 +82,12 @@ class SyncIterator:
         """For a watch: the store revision when it was created."""
         return getattr(self._aiterator, "revision", 0)
 
+    def __getattr__(self, name: str) -> Any:
+        """Other public attributes of the async iterator (a subscription's ``offsets``)."""
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._aiterator, name)
+
 
 class _Mirror:
     """Exposes an async object's coroutine methods as blocking ones (same signatures)."""

@@ -31,11 +31,12 @@ def _positions(messages: Iterable[Any]) -> list[list[int]]:
 
 class Subscription:
     """An open subscription: ``async for message in sub``; ``offsets`` is where to resume
-    (``{partition: next offset}`` of what it has returned)."""
+    (``{"<topic>/<partition>": next offset}`` of what it has returned: pass it as
+    ``subscribe(..., offsets=sub.offsets)``)."""
 
     def __init__(self, stream: Any) -> None:
         self.stream = stream
-        self.offsets: dict[int, int] = {}
+        self.offsets: dict[str, int] = {}
         self._page: deque[dict[str, Any]] = deque()
 
     def __aiter__(self) -> Subscription:
@@ -47,7 +48,7 @@ class Subscription:
         while not self._page:
             self._page.extend((await self.stream.__anext__())["messages"])
         message = self._page.popleft()
-        self.offsets[message["partition"]] = message["offset"] + 1
+        self.offsets[f"{message['topic']}/{message['partition']}"] = message["offset"] + 1
         return message
 
     async def aclose(self) -> None:
@@ -108,12 +109,14 @@ class PubSubClient:
         topic: str,
         *,
         start: str = "start",
-        offsets: dict[int, int] | None = None,
+        offsets: dict[Any, int] | None = None,
         time: float | None = None,
         max: int = 0,
     ) -> Subscription:
-        """Every message of ``topic`` in order per partition, then new ones as they commit:
-        from ``start`` (``start`` | ``end``), ``time`` (seconds), or ``offsets`` (resume).
+        """Every message of ``topic`` (or of the topics a pattern such as ``orders.*`` or
+        ``orders.>`` matches) in order per partition, then new ones as they commit: from
+        ``start`` (``start`` | ``end``), ``time`` (seconds), or ``offsets`` (resume: keys
+        ``partition`` for one topic, ``"<topic>/<partition>"`` for any).
         Returns once the subscription is registered; iterate it, ``aclose()`` it."""
         params: dict[str, Any] = {"topic": topic, "from": "time" if time else start, "max": max}
         if time:

@@ -20,6 +20,7 @@ from aspen_pubsub.groups import ACK_KINDS, GroupService, new_group
 from aspen_pubsub.model import Topic, check_name, delivered, parse_message, unpack
 from aspen_pubsub.partitioned import PartitionedGroups, group_state
 from aspen_pubsub.publisher import Publisher
+from aspen_pubsub.subjects import is_pattern, literal_prefix
 from aspen_pubsub.subscribe import subscription
 
 PLUGIN = "pubsub"
@@ -166,12 +167,15 @@ async def publish(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------- reading
 async def subscribe(ctx: Any, params: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-    """Stream a topic's messages in order per partition, then new ones as they commit:
+    """Stream a topic's messages (or those of the topics a pattern such as ``orders.*`` or
+    ``orders.>`` matches when it starts) in order per partition, then new ones as they commit:
     ``from`` = ``start`` | ``end`` | ``time`` (with ``time``, seconds) or ``offsets``
     (``{"<partition>": next offset}``, to resume); ``max`` ends the stream after that many.
     Each item is ``{messages: [...]}``; the first, empty one says the subscription is
     registered (what commits from then on is delivered)."""
-    name = _topic(params)
+    name = params.get("topic")
+    if not (isinstance(name, str) and is_pattern(name)):
+        name = _topic(params)
     start = optional_str(params, "from", "start", choices=("start", "end", "time"))
     offsets = params.get("offsets") or {}
     if not isinstance(offsets, dict):
@@ -464,7 +468,10 @@ async def leave(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------------- table
 def _scoped(operation: str) -> Callable[[dict[str, Any]], list[str]]:
     def scope(params: dict[str, Any]) -> list[str]:
-        return [f"pubsub:{operation}:{params.get('topic', '')}"]
+        topic = params.get("topic", "")
+        if isinstance(topic, str) and is_pattern(topic):  # every topic it may match
+            return [f"pubsub:{operation}:{literal_prefix(topic)}*"]
+        return [f"pubsub:{operation}:{topic}"]
 
     return scope
 

@@ -1,5 +1,6 @@
-"""Subscriptions without a group: every message of a topic, in order per partition, then
-new ones as they commit, with no gap.
+"""Subscriptions without a group: every message of a topic (or of the topics a NATS-style
+pattern matches, ``orders.*``, ``orders.>``), in order per partition, then new ones as
+they commit, with no gap.
 
 A watch on the topic's messages is registered *before* the first read, so whatever
 commits after a read is announced by the watch; the cursors (next offset per partition)
@@ -13,8 +14,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from aspen.client import prefix_end
-from aspen_pubsub import keys, store
-from aspen_pubsub.model import delivered, unpack
+from aspen.errors import InvalidArgumentError
+from aspen_pubsub import keys, limits, store
+from aspen_pubsub.model import Topic, delivered, unpack
+from aspen_pubsub.subjects import check_pattern, is_pattern, literal_prefix, matches
 
 __all__ = ["subscription"]
 
@@ -40,48 +43,69 @@ async def _at_time(node: Any, name: str, partition: int, at_ms: int) -> int:
     return low
 
 
-async def _cursors(
-    node: Any, name: str, partitions: int, start: str, offsets: dict[Any, Any], at: float
-) -> list[int]:
-    cursors = []
-    for partition in range(partitions):
-        given = offsets.get(partition, offsets.get(str(partition)))
-        if isinstance(given, int) and given >= 0:
-            cursors.append(given)
-        elif start == "time":
-            cursors.append(await _at_time(node, name, partition, int(at * 1000)))
-        else:
-            head, _ = await store.head(node, name, partition)
-            cursors.append(head.first if start == "start" else head.next)
-    return cursors
+async def _cursor(node: Any, name: str, partition: int, start: str, given: Any, at: float) -> int:
+    if isinstance(given, int) and given >= 0:
+        return given
+    if start == "time":
+        return await _at_time(node, name, partition, int(at * 1000))
+    head, _ = await store.head(node, name, partition)
+    return head.first if start == "start" else head.next
+
+
+async def _topics(node: Any, pattern: str) -> list[Topic]:
+    """The topics a name or pattern stands for (at most PUBSUB_MAX_SUBSCRIBED_TOPICS)."""
+    if not is_pattern(pattern):
+        return [(await store.topic(node, pattern))[0]]
+    check_pattern(pattern)
+    start = keys.TOPICS + literal_prefix(pattern).encode()
+    found = []
+    for kv in await store.read_range(node, start, prefix_end(start), limits.PUBSUB_MAX_LIST):
+        name = kv["key"][len(keys.TOPICS) :].decode()
+        if matches(pattern, name):
+            found.append(Topic.from_record(name, unpack(kv["value"])))
+    if len(found) > limits.PUBSUB_MAX_SUBSCRIBED_TOPICS:
+        raise InvalidArgumentError(
+            f"{pattern!r} matches {len(found)} topics, over PUBSUB_MAX_SUBSCRIBED_TOPICS "
+            f"({limits.PUBSUB_MAX_SUBSCRIBED_TOPICS})",
+            limit=limits.PUBSUB_MAX_SUBSCRIBED_TOPICS,
+        )
+    return found
 
 
 async def subscription(
-    node: Any, name: str, start: str, offsets: dict[Any, Any], at: float, most: int
+    node: Any, pattern: str, start: str, offsets: dict[str, Any], at: float, most: int
 ) -> AsyncIterator[list[dict[str, Any]]]:
-    """Pages of messages of topic ``name`` from ``start`` (or ``offsets``); ends after
+    """Pages of messages of topic ``pattern`` (or of every topic matching a wildcard
+    pattern when the subscription starts) from ``start``, or from ``offsets`` (keys
+    ``"<partition>"`` for one topic, ``"<topic>/<partition>"`` for any); ends after
     ``most`` messages (0: never)."""
-    topic, _ = await store.topic(node, name)
-    prefix = keys.PREFIX + b"m/" + name.encode() + b"/"
+    messages = keys.PREFIX + b"m/"
+    prefix = messages + (literal_prefix(pattern) if is_pattern(pattern) else pattern + "/").encode()
     watch = node.stream(
         "kv.watch", {"key": prefix, "end": prefix_end(prefix), "filters": ["nodelete"]}
     )
     try:
         await watch.__anext__()  # created: registered before anything is read
-        cursors = await _cursors(node, name, topic.partitions, start, offsets, at)
+        cursors: dict[tuple[str, int], int] = {}
+        for topic in await _topics(node, pattern):
+            for partition in range(topic.partitions):
+                given = offsets.get(f"{topic.name}/{partition}", offsets.get(str(partition)))
+                cursors[(topic.name, partition)] = await _cursor(
+                    node, topic.name, partition, start, given, at
+                )
         yield []  # ready: where it starts is fixed (a from-end subscription sees what follows)
         sent = 0
         behind = True
         while True:
             while behind:
                 behind = False
-                for partition in range(topic.partitions):
+                for (name, partition), cursor in cursors.items():
                     room = _PAGE if not most else min(_PAGE, most - sent)
-                    found = await store.messages(node, name, partition, cursors[partition], room)
+                    found = await store.messages(node, name, partition, cursor, room)
                     if not found:
                         continue
                     behind = True
-                    cursors[partition] = found[-1][0] + 1
+                    cursors[(name, partition)] = found[-1][0] + 1
                     sent += len(found)
                     yield [delivered(name, partition, o, r) for o, r in found]
                     if most and sent >= most:
@@ -90,14 +114,16 @@ async def subscription(
             page = []
             for event in item.get("events", ()):
                 key = event["kv"]["key"]
+                name = key[len(messages) : -22].decode()
                 partition, offset = keys.position(key)
-                if partition >= len(cursors) or offset < cursors[partition]:
-                    continue
-                if offset > cursors[partition]:
+                expected = cursors.get((name, partition))
+                if expected is None or offset < expected:
+                    continue  # not subscribed, or sent already
+                if offset > expected:
                     behind = True
                     continue
                 page.append(delivered(name, partition, offset, unpack(event["kv"]["value"])))
-                cursors[partition] = offset + 1
+                cursors[(name, partition)] = offset + 1
                 if most and sent + len(page) >= most:
                     break
             if page:
