@@ -10,7 +10,9 @@ payloads, one partition / one stream:
 * awaited publish: one publisher, each publish awaited (its ack: durable on a quorum);
 * windowed publish: 64 publishes in flight (64 tasks on one connection, each awaited);
 * fetch+ack: a pull consumer takes batches of 100 and acks them (Aspen: one ``fetch`` and
-  one ``ack`` call per batch; JetStream: ``fetch(100)`` and an ``ack()`` per message);
+  one ``ack`` call per batch, each awaited; JetStream: ``fetch(100)`` and an ``ack()`` per
+  message, which is sent without waiting for a reply); Aspen also with each batch's acks
+  carried by the next ``fetch`` (one Raft entry per batch);
 * end to end: a publisher at a modest rate and a subscriber on the same host clock,
   publish call → delivery p50/p99.
 
@@ -120,6 +122,14 @@ async def aspen_side(endpoints: str, token: str, duration: float, e2e: int) -> d
             return len(got)
 
         out["fetch_ack_100"] = await _consume(take, duration)
+        previous: list[Any] = []
+
+        async def take_and_ack_previous() -> int:
+            got = await ps.fetch("bench", "work", "w", max=BATCH, ack=previous)
+            previous[:] = got
+            return len(got)
+
+        out["fetch_ack_100_in_next_fetch"] = await _consume(take_and_ack_previous, duration)
         received: asyncio.Queue = asyncio.Queue()
         sub = await ps.subscribe("e2e", start="end")
 

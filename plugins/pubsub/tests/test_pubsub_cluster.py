@@ -237,6 +237,21 @@ def test_term_max_ack_pending_and_claim(client: Any) -> None:
     assert (group["terminated"], group["acked"], group["lag"]) == (1, 5, 0)
 
 
+def test_a_fetch_acknowledges_the_previous_batch_in_the_same_entry(client: Any) -> None:
+    ps = client.pubsub
+    ps.create_topic("piggy", partitions=1)
+    ps.create_group("piggy", "g")
+    ps.publish_batch("piggy", [{"data": b"%d" % i} for i in range(4)])
+    first = ps.fetch("piggy", "g", "w", max=2)
+    second = ps.fetch("piggy", "g", "w", max=2, ack=first)
+    assert _positions(second) == [(0, 2), (0, 3)]
+    group = ps.stats("piggy", "g")["group"]
+    assert (group["acked"], group["pending"]) == (2, 2)
+    with pytest.raises(CompareFailedError, match="acked or terminated"):
+        ps.fetch("piggy", "g", "w", max=2, ack=first)  # nothing taken either
+    assert ps.stats("piggy", "g")["group"]["pending"] == 2
+
+
 def test_a_fetch_waits_for_the_next_publish(cluster: LocalCluster, client: Any) -> None:
     ps = client.pubsub
     ps.create_topic("waiting", partitions=1)

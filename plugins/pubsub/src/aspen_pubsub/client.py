@@ -158,10 +158,12 @@ class PubSubClient:
         consumer: str,
         max: int = 1,
         wait: float = 0.0,
+        ack: Iterable[Any] = (),
     ) -> list[dict[str, Any]]:
-        """The next messages for ``consumer`` (waiting up to ``wait`` seconds for one)."""
+        """The next messages for ``consumer`` (waiting up to ``wait`` seconds for one);
+        ``ack``: delivered messages to acknowledge first, in the same Raft entry."""
         params = {"topic": topic, "group": group, "consumer": consumer, "max": max, "wait": wait}
-        return (await self._call("fetch", params))["messages"]
+        return (await self._call("fetch", {**params, "acks": _positions(ack)}))["messages"]
 
     async def _settle(
         self,

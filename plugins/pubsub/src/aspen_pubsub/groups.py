@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -167,32 +167,39 @@ class GroupService:
 
     # ------------------------------------------------------------------ fetch
     async def fetch(
-        self, topic: str, group: str, consumer: str, most: int, wait: float
+        self,
+        topic: str,
+        group: str,
+        consumer: str,
+        most: int,
+        wait: float,
+        acks: Sequence[tuple[int, int, int | None]] = (),
     ) -> list[dict[str, Any]]:
         """Up to ``most`` messages for ``consumer``: expired deliveries first (or into the
         dead letters past ``max_deliver``), then undelivered ones; waits up to ``wait``
-        seconds for one."""
+        seconds for one. ``acks`` (the previous batch) are acknowledged in the same entry."""
         deadline = time.monotonic() + wait
+        soonest: list[int] = []
+
+        async def mutate(state: _State, change: _Change) -> list[dict[str, Any]]:
+            if state.record["mode"] != "competing":
+                raise CompareFailedError(
+                    f"group {group!r} is partitioned: use pubsub.join and pubsub.heartbeat",
+                    group=group,
+                )
+            _settle(change, consumer, acks, "ack", 0.0)
+            out = await self._take(change, consumer, most)
+            soonest[:] = [min((e["dl"] for e in change.pending.values()), default=0)]
+            return out
+
         while True:
-            async with self._lock(topic, group):
-                for _ in range(limits.PUBSUB_COMMIT_ATTEMPTS):
-                    state = await self._state(topic, group)
-                    if state.record["mode"] != "competing":
-                        raise CompareFailedError(
-                            f"group {group!r} is partitioned: use pubsub.poll", group=group
-                        )
-                    change = _Change(state)
-                    out = await self._take(change, consumer, most)
-                    if not change.ops or await self._save(change):
-                        break
-                else:
-                    raise CompareFailedError("group changed concurrently; try again")
+            out = await self.update(topic, group, mutate)
+            acks = ()
             left = deadline - time.monotonic()
             if out or left <= 0:
                 return out
-            soonest = min((e["dl"] for e in change.pending.values()), default=None)
-            if soonest is not None:
-                left = min(left, max(0.0, soonest / 1000 - time.time()) + 0.001)
+            if soonest and soonest[0]:
+                left = min(left, max(0.0, soonest[0] / 1000 - time.time()) + 0.001)
             with anyio.move_on_after(left):
                 await self._committed()
 
@@ -221,19 +228,7 @@ class GroupService:
                 )
                 change.dead.append((partition, offset, entry["n"]))
                 continue
-            fresh = {"c": consumer, "n": entry["n"] + 1, "dl": now + wait_ms}
-            change.put_pending(partition, offset, fresh)
-            change.count("redeliveries")
-            out.append(
-                delivered(
-                    topic.name,
-                    partition,
-                    offset,
-                    message,
-                    delivery_count=fresh["n"],
-                    redelivered=True,
-                )
-            )
+            out.append(_redeliver(change, consumer, partition, offset, message, now))
         room = min(most - len(out), record["max_ack_pending"] - len(change.pending))
         cursors = record["cursors"]
         turn = record.get("turn", 0)
@@ -264,40 +259,12 @@ class GroupService:
         delay: float,
     ) -> int:
         """Settle deliveries of ``consumer`` (``kind`` in :data:`ACK_KINDS`); all or none."""
-        async with self._lock(topic, group):
-            for _ in range(limits.PUBSUB_COMMIT_ATTEMPTS):
-                state = await self._state(topic, group)
-                change = _Change(state)
-                now = now_ms()
-                for partition, offset, deliveries in acks:
-                    entry = change.pending.get((partition, offset))
-                    if (
-                        entry is None
-                        or entry["c"] != consumer
-                        or (deliveries is not None and entry["n"] != deliveries)
-                    ):
-                        raise StaleAckError(
-                            f"message {partition}/{offset} is not pending for consumer "
-                            f"{consumer!r}"
-                            + (f" at delivery {deliveries}" if deliveries is not None else "")
-                            + (
-                                " (acked or terminated already)"
-                                if entry is None
-                                else f" (now delivery {entry['n']} to {entry['c']!r})"
-                            ),
-                            partition=partition,
-                            offset=offset,
-                        )
-                    if kind in ("ack", "term"):
-                        change.drop_pending(partition, offset)
-                        change.count("pending", -1)
-                        change.count("acked" if kind == "ack" else "terminated")
-                    else:
-                        later = delay * 1000 if kind == "nak" else state.record["ack_wait"] * 1000
-                        change.put_pending(partition, offset, dict(entry, dl=now + int(later)))
-                if await self._save(change):
-                    return len(acks)
-        raise CompareFailedError("group changed concurrently; try again")
+
+        async def mutate(state: _State, change: _Change) -> int:
+            _settle(change, consumer, acks, kind, delay)
+            return len(acks)
+
+        return int(await self.update(topic, group, mutate))
 
     # ------------------------------------------------------------------ claim
     async def claim(
@@ -310,50 +277,85 @@ class GroupService:
     ) -> list[dict[str, Any]]:
         """Give pending deliveries (these positions, or all of ``from_consumer``'s) to
         ``consumer`` now, with a new delivery each (the operator's XCLAIM)."""
-        async with self._lock(topic, group):
-            for _ in range(limits.PUBSUB_COMMIT_ATTEMPTS):
-                state = await self._state(topic, group)
-                change = _Change(state)
-                now = now_ms()
-                chosen = positions or [
-                    pos for pos, e in state.pending.items() if e["c"] == from_consumer
-                ]
-                if len(chosen) > limits.PUBSUB_MAX_FETCH:
-                    raise ResourceExhaustedError(
-                        f"claim of {len(chosen)} messages exceeds PUBSUB_MAX_FETCH "
-                        f"({limits.PUBSUB_MAX_FETCH})",
-                        limit=limits.PUBSUB_MAX_FETCH,
+
+        async def mutate(state: _State, change: _Change) -> list[dict[str, Any]]:
+            chosen = positions or [
+                pos for pos, e in state.pending.items() if e["c"] == from_consumer
+            ]
+            if len(chosen) > limits.PUBSUB_MAX_FETCH:
+                raise ResourceExhaustedError(
+                    f"claim of {len(chosen)} messages exceeds PUBSUB_MAX_FETCH "
+                    f"({limits.PUBSUB_MAX_FETCH})",
+                    limit=limits.PUBSUB_MAX_FETCH,
+                )
+            out = []
+            now = now_ms()
+            for partition, offset in chosen:
+                if (partition, offset) not in change.pending:
+                    raise StaleAckError(
+                        f"message {partition}/{offset} is not pending", partition=partition
                     )
-                out = []
-                for partition, offset in chosen:
-                    entry = change.pending.get((partition, offset))
-                    if entry is None:
-                        raise StaleAckError(
-                            f"message {partition}/{offset} is not pending", partition=partition
-                        )
-                    message = await self._message(topic, partition, offset)
-                    if message is None:
-                        continue
-                    fresh = {
-                        "c": consumer,
-                        "n": entry["n"] + 1,
-                        "dl": now + int(state.record["ack_wait"] * 1000),
-                    }
-                    change.put_pending(partition, offset, fresh)
-                    change.count("redeliveries")
-                    out.append(
-                        delivered(
-                            topic,
-                            partition,
-                            offset,
-                            message,
-                            delivery_count=fresh["n"],
-                            redelivered=True,
-                        )
-                    )
-                if not change.ops or await self._save(change):
-                    return out
-        raise CompareFailedError("group changed concurrently; try again")
+                message = await self._message(topic, partition, offset)
+                if message is not None:
+                    out.append(_redeliver(change, consumer, partition, offset, message, now))
+            return out
+
+        return list(await self.update(topic, group, mutate))
+
+
+def _redeliver(
+    change: _Change, consumer: str, partition: int, offset: int, message: dict[str, Any], now: int
+) -> dict[str, Any]:
+    """Deliver a pending message again, to ``consumer``, with a new ack deadline."""
+    count = change.pending[(partition, offset)]["n"] + 1
+    fresh = {"c": consumer, "n": count, "dl": now + int(change.record["ack_wait"] * 1000)}
+    change.put_pending(partition, offset, fresh)
+    change.count("redeliveries")
+    return delivered(
+        change.state.topic.name,
+        partition,
+        offset,
+        message,
+        delivery_count=count,
+        redelivered=True,
+    )
+
+
+def _settle(
+    change: _Change,
+    consumer: str,
+    acks: Sequence[tuple[int, int, int | None]],
+    kind: str,
+    delay: float,
+) -> None:
+    """Settle deliveries of ``consumer`` in ``change``; a delivery that is not its (acked
+    already, or redelivered to another) refuses the whole request (:class:`StaleAckError`)."""
+    now = now_ms()
+    for partition, offset, deliveries in acks:
+        entry = change.pending.get((partition, offset))
+        if (
+            entry is None
+            or entry["c"] != consumer
+            or (deliveries is not None and entry["n"] != deliveries)
+        ):
+            raise StaleAckError(
+                f"message {partition}/{offset} is not pending for consumer {consumer!r}"
+                + (f" at delivery {deliveries}" if deliveries is not None else "")
+                + (
+                    " (acked or terminated already)"
+                    if entry is None
+                    else f" (now delivery {entry['n']} to {entry['c']!r})"
+                ),
+                partition=partition,
+                offset=offset,
+            )
+        if kind in ("ack", "term"):
+            change.drop_pending(partition, offset)
+            change.count("pending", -1)
+            change.count("acked" if kind == "ack" else "terminated")
+        else:
+            later = delay if kind == "nak" else change.record["ack_wait"]
+            change.put_pending(partition, offset, dict(entry, dl=now + int(later * 1000)))
 
 
 def new_group(

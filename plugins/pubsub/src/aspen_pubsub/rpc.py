@@ -266,13 +266,16 @@ async def group_delete(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
 
 async def fetch(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
     """The next messages for ``consumer`` of a competing group (``max``, ``wait`` seconds
-    to wait for one): ``{messages}``, each with ``delivery_count`` and ``redelivered``."""
+    to wait for one; ``acks``: deliveries to acknowledge first, in the same entry):
+    ``{messages}``, each with ``delivery_count`` and ``redelivered``."""
     name, group = _topic(params), _group(params)
     consumer = check_name("consumer", params.get("consumer"))
     most = optional_int(params, "max", 1, min=1, max=limits.PUBSUB_MAX_FETCH)
     wait = _float(params, "wait", 0.0, limits.PUBSUB_MAX_WAIT_SECONDS)
+    acks = _positions(params, "acks", 3)
     await require_leader(ctx.node)
-    return {"messages": await _groups(ctx).fetch(name, group, consumer, most, wait)}
+    got = await _groups(ctx).fetch(name, group, consumer, most, wait, acks)
+    return {"messages": got}
 
 
 def _positions(params: dict[str, Any], name: str, width: int) -> list[tuple[Any, ...]]:
