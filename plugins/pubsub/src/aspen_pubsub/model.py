@@ -33,6 +33,15 @@ def check_name(what: str, name: Any) -> str:
     return name
 
 
+def check_bound(field: str, what: str, value: int, bound: str) -> None:
+    """Refuse ``value`` over ``limits.<bound>`` with ``invalid_argument`` naming the bound."""
+    limit = getattr(limits, bound)
+    if value > limit:
+        raise InvalidArgumentError(
+            f"{what} ({value}) exceeds {bound} ({limit})", field=field, limit=limit
+        )
+
+
 def partition_for(key: bytes, partitions: int) -> int:
     """The partition of a keyed message: CRC-32 of the key modulo the partition count (a
     fixed hash, the same on every node and in every process, unlike ``hash()``)."""
@@ -138,49 +147,22 @@ def parse_message(raw: Any) -> Message:
     if raw.get("data") is None:
         raise InvalidArgumentError("missing required field 'data'", field="data")
     data = _as_bytes("data", raw["data"])
-    if len(data) > limits.PUBSUB_MAX_MESSAGE_BYTES:
-        raise InvalidArgumentError(
-            f"message of {len(data)} bytes exceeds PUBSUB_MAX_MESSAGE_BYTES "
-            f"({limits.PUBSUB_MAX_MESSAGE_BYTES})",
-            field="data",
-            limit=limits.PUBSUB_MAX_MESSAGE_BYTES,
-        )
+    check_bound("data", "message bytes", len(data), "PUBSUB_MAX_MESSAGE_BYTES")
     key = None if raw.get("key") is None else _as_bytes("key", raw["key"])
-    if key is not None and len(key) > limits.PUBSUB_MAX_KEY_BYTES:
-        raise InvalidArgumentError(
-            f"key of {len(key)} bytes exceeds PUBSUB_MAX_KEY_BYTES ({limits.PUBSUB_MAX_KEY_BYTES})",
-            field="key",
-            limit=limits.PUBSUB_MAX_KEY_BYTES,
-        )
+    check_bound("key", "key bytes", len(key or b""), "PUBSUB_MAX_KEY_BYTES")
     headers = raw.get("headers") or {}
     if not isinstance(headers, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
     ):
         raise InvalidArgumentError("headers must be a map of str to str", field="headers")
-    if len(headers) > limits.PUBSUB_MAX_HEADERS:
-        raise InvalidArgumentError(
-            f"{len(headers)} headers exceed PUBSUB_MAX_HEADERS ({limits.PUBSUB_MAX_HEADERS})",
-            field="headers",
-            limit=limits.PUBSUB_MAX_HEADERS,
-        )
+    check_bound("headers", "headers", len(headers), "PUBSUB_MAX_HEADERS")
     header_bytes = sum(len(k.encode()) + len(v.encode()) for k, v in headers.items())
-    if header_bytes > limits.PUBSUB_MAX_HEADER_BYTES:
-        raise InvalidArgumentError(
-            f"headers of {header_bytes} bytes exceed PUBSUB_MAX_HEADER_BYTES "
-            f"({limits.PUBSUB_MAX_HEADER_BYTES})",
-            field="headers",
-            limit=limits.PUBSUB_MAX_HEADER_BYTES,
-        )
+    check_bound("headers", "header bytes", header_bytes, "PUBSUB_MAX_HEADER_BYTES")
     msg_id = raw.get("id")
     if msg_id is not None:
         if not isinstance(msg_id, str) or not msg_id or "/" in msg_id:
             raise InvalidArgumentError("id must be a non-empty string without '/'", field="id")
-        if len(msg_id.encode()) > limits.PUBSUB_MAX_MSG_ID_BYTES:
-            raise InvalidArgumentError(
-                f"id exceeds PUBSUB_MAX_MSG_ID_BYTES ({limits.PUBSUB_MAX_MSG_ID_BYTES})",
-                field="id",
-                limit=limits.PUBSUB_MAX_MSG_ID_BYTES,
-            )
+        check_bound("id", "id bytes", len(msg_id.encode()), "PUBSUB_MAX_MSG_ID_BYTES")
     return Message(data, key, dict(headers), msg_id)
 
 

@@ -17,7 +17,7 @@ from aspen.plugins.types import RpcHandler
 from aspen.rpc.params import optional_int, optional_list, optional_str, require_str
 from aspen_pubsub import keys, limits, store
 from aspen_pubsub.groups import ACK_KINDS, GroupService, new_group
-from aspen_pubsub.model import Topic, check_name, delivered, parse_message, unpack
+from aspen_pubsub.model import Topic, check_bound, check_name, delivered, parse_message, unpack
 from aspen_pubsub.partitioned import PartitionedGroups, group_state
 from aspen_pubsub.publisher import Publisher
 from aspen_pubsub.subjects import is_pattern, literal_prefix
@@ -68,13 +68,7 @@ async def topic_create(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
     ``max_bytes``, ``max_age`` (seconds; 0: unbounded), ``dedup_window`` (seconds)."""
     name = _topic(params)
     partitions = optional_int(params, "partitions", 1, min=1)
-    if partitions > limits.PUBSUB_MAX_PARTITIONS:
-        raise InvalidArgumentError(
-            f"{partitions} partitions exceed PUBSUB_MAX_PARTITIONS "
-            f"({limits.PUBSUB_MAX_PARTITIONS})",
-            field="partitions",
-            limit=limits.PUBSUB_MAX_PARTITIONS,
-        )
+    check_bound("partitions", "partitions", partitions, "PUBSUB_MAX_PARTITIONS")
     topic = Topic(
         name=name,
         partitions=partitions,
@@ -153,13 +147,7 @@ async def publish(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
         raise InvalidArgumentError("'messages' is empty", field="messages")
     messages = [parse_message(m) for m in raw]
     size = sum(m.size for m in messages)
-    if size > limits.PUBSUB_MAX_BATCH_BYTES:
-        raise InvalidArgumentError(
-            f"batch of {size} bytes exceeds PUBSUB_MAX_BATCH_BYTES "
-            f"({limits.PUBSUB_MAX_BATCH_BYTES})",
-            field="messages",
-            limit=limits.PUBSUB_MAX_BATCH_BYTES,
-        )
+    check_bound("messages", "batch bytes", size, "PUBSUB_MAX_BATCH_BYTES")
     await require_leader(ctx.node)
     results = await _publisher(ctx).publish(name, messages)
     return {"results": results} if batch else results[0]
