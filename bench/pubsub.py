@@ -9,7 +9,8 @@ payloads, one partition / one stream:
 
 * awaited publish: one publisher, each publish awaited (its ack: durable on a quorum);
 * windowed publish: 64 publishes in flight (64 tasks on one connection, each awaited);
-* fetch+ack: a pull consumer takes batches of 100 and acks them (Aspen: one ``fetch`` and
+* fetch+ack: a pull consumer takes a backlog (``--backlog``, published beforehand) in
+  batches of 100 and acks them (Aspen: one ``fetch`` and
   one ``ack`` call per batch, each awaited; JetStream: ``fetch(100)`` and an ``ack()`` per
   message, which is sent without waiting for a reply); Aspen also with each batch's acks
   carried by the next ``fetch`` (one Raft entry per batch);
@@ -77,15 +78,29 @@ async def _windowed(publish: Callable[[bytes], Awaitable[Any]], duration: float)
     return {"ops_s": round(done / duration)}
 
 
-async def _consume(take: Callable[[], Awaitable[int]], duration: float) -> dict[str, Any]:
+async def _consume(take: Callable[[], Awaitable[int]], total: int) -> dict[str, Any]:
+    """Time to take and ack ``total`` messages published beforehand."""
     done = 0
-    end = time.perf_counter() + duration
-    while time.perf_counter() < end:
+    start = time.perf_counter()
+    while done < total:
         got = await take()
         if not got:
             break
         done += got
-    return {"msgs_s": round(done / duration)}
+    return {"msgs_s": round(done / (time.perf_counter() - start)), "msgs": done}
+
+
+async def _fill(publish: Callable[[bytes], Awaitable[Any]], total: int) -> None:
+    """Publish ``total`` messages, WINDOW at a time."""
+    left = total
+
+    async def worker() -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            await publish(PAYLOAD)
+
+    await asyncio.gather(*(worker() for _ in range(WINDOW)))
 
 
 async def _end_to_end(
@@ -100,7 +115,9 @@ async def _end_to_end(
 
 
 # ---------------------------------------------------------------------- Aspen
-async def aspen_side(endpoints: str, token: str, duration: float, e2e: int) -> dict[str, Any]:
+async def aspen_side(
+    endpoints: str, token: str, duration: float, e2e: int, backlog: int
+) -> dict[str, Any]:
     import aspen
 
     async with aspen.aconnect(endpoints, token=token) as c:
@@ -113,23 +130,26 @@ async def aspen_side(endpoints: str, token: str, duration: float, e2e: int) -> d
 
         out: dict[str, Any] = {"awaited_publish": await _awaited(publish, duration)}
         out["windowed_publish"] = await _windowed(publish, duration)
-        await ps.create_group("bench", "work", max_ack_pending=BATCH * 2)
+        await ps.create_topic("work")
+        await _fill(lambda d: ps.publish("work", d), backlog)
+        await ps.create_group("work", "a", max_ack_pending=BATCH * 2)
+        await ps.create_group("work", "b", max_ack_pending=BATCH * 2)
 
         async def take() -> int:
-            got = await ps.fetch("bench", "work", "w", max=BATCH)
+            got = await ps.fetch("work", "a", "w", max=BATCH)
             if got:
-                await ps.ack("bench", "work", "w", got)
+                await ps.ack("work", "a", "w", got)
             return len(got)
 
-        out["fetch_ack_100"] = await _consume(take, duration)
+        out["fetch_ack_100"] = await _consume(take, backlog)
         previous: list[Any] = []
 
         async def take_and_ack_previous() -> int:
-            got = await ps.fetch("bench", "work", "w", max=BATCH, ack=previous)
+            got = await ps.fetch("work", "b", "w", max=BATCH, ack=previous)
             previous[:] = got
             return len(got)
 
-        out["fetch_ack_100_in_next_fetch"] = await _consume(take_and_ack_previous, duration)
+        out["fetch_ack_100_in_next_fetch"] = await _consume(take_and_ack_previous, backlog)
         received: asyncio.Queue = asyncio.Queue()
         sub = await ps.subscribe("e2e", start="end")
 
@@ -146,7 +166,7 @@ async def aspen_side(endpoints: str, token: str, duration: float, e2e: int) -> d
     return out
 
 
-def run_aspen(nodes: int, duration: float, e2e: int) -> dict[str, Any]:
+def run_aspen(nodes: int, duration: float, e2e: int, backlog: int) -> dict[str, Any]:
     from aspen.node.devcluster import DevCluster
     from aspen.testing import free_base_port
 
@@ -157,14 +177,16 @@ def run_aspen(nodes: int, duration: float, e2e: int) -> dict[str, Any]:
     try:
         cluster.up()
         endpoints = ",".join(cluster.client_endpoint(i) for i in range(1, nodes + 1))
-        return asyncio.run(aspen_side(endpoints, cluster.token, duration, e2e))
+        return asyncio.run(aspen_side(endpoints, cluster.token, duration, e2e, backlog))
     finally:
         cluster.down()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------- NATS JetStream
-async def nats_side(urls: list[str], nodes: int, duration: float, e2e: int) -> dict[str, Any]:
+async def nats_side(
+    urls: list[str], nodes: int, duration: float, e2e: int, backlog: int
+) -> dict[str, Any]:
     import nats
 
     nc = await nats.connect(urls)
@@ -172,6 +194,7 @@ async def nats_side(urls: list[str], nodes: int, duration: float, e2e: int) -> d
     for _ in range(100):  # the meta leader of a fresh cluster takes a moment
         try:
             await js.add_stream(name="BENCH", subjects=["bench"], num_replicas=nodes)
+            await js.add_stream(name="WORK", subjects=["work"], num_replicas=nodes)
             await js.add_stream(name="E2E", subjects=["e2e"], num_replicas=nodes)
             break
         except Exception:  # not ready yet
@@ -182,7 +205,8 @@ async def nats_side(urls: list[str], nodes: int, duration: float, e2e: int) -> d
 
     out: dict[str, Any] = {"awaited_publish": await _awaited(publish, duration)}
     out["windowed_publish"] = await _windowed(publish, duration)
-    psub = await js.pull_subscribe("bench", durable="work")
+    await _fill(lambda d: js.publish("work", d), backlog)
+    psub = await js.pull_subscribe("work", durable="a")
 
     async def take() -> int:
         try:
@@ -193,7 +217,7 @@ async def nats_side(urls: list[str], nodes: int, duration: float, e2e: int) -> d
             await m.ack()
         return len(got)
 
-    out["fetch_ack_100"] = await _consume(take, duration)
+    out["fetch_ack_100"] = await _consume(take, backlog)
     received: asyncio.Queue = asyncio.Queue()
 
     async def on_message(msg: Any) -> None:
@@ -205,7 +229,7 @@ async def nats_side(urls: list[str], nodes: int, duration: float, e2e: int) -> d
     return out
 
 
-def run_nats(nodes: int, duration: float, e2e: int) -> dict[str, Any]:
+def run_nats(nodes: int, duration: float, e2e: int, backlog: int) -> dict[str, Any]:
     from aspen.testing import free_base_port
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-pubsub-nats-"))
@@ -228,7 +252,7 @@ def run_nats(nodes: int, duration: float, e2e: int) -> dict[str, Any]:
             procs.append(subprocess.Popen(["nats-server", "-c", str(conf)], stdout=log, stderr=log))
         time.sleep(1.0)
         urls = [f"nats://127.0.0.1:{base + i}" for i in range(nodes)]
-        return asyncio.run(nats_side(urls, nodes, duration, e2e))
+        return asyncio.run(nats_side(urls, nodes, duration, e2e, backlog))
     finally:
         for p in procs:
             p.terminate()
@@ -245,13 +269,14 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, nargs="+", default=[1, 3])
     parser.add_argument("--duration", type=float, default=3.0, help="seconds per phase")
     parser.add_argument("--e2e", type=int, default=300, help="end-to-end samples")
+    parser.add_argument("--backlog", type=int, default=5000, help="messages each consumer takes")
     args = parser.parse_args()
     if shutil.which("nats-server") is None:
         sys.exit("nats-server is not installed: apt-get install -y nats-server")
     report: dict[str, Any] = {}
     for nodes in args.nodes:
-        aspen_figures = run_aspen(nodes, args.duration, args.e2e)
-        nats_figures = run_nats(nodes, args.duration, args.e2e)
+        aspen_figures = run_aspen(nodes, args.duration, args.e2e, args.backlog)
+        nats_figures = run_nats(nodes, args.duration, args.e2e, args.backlog)
         report[f"{nodes}_node"] = {
             "aspen": aspen_figures,
             "jetstream": nats_figures,
@@ -266,6 +291,10 @@ def main() -> None:
                 ),
                 "fetch_ack_100": _ratio(
                     aspen_figures["fetch_ack_100"]["msgs_s"],
+                    nats_figures["fetch_ack_100"]["msgs_s"],
+                ),
+                "fetch_ack_100_in_next_fetch": _ratio(
+                    aspen_figures["fetch_ack_100_in_next_fetch"]["msgs_s"],
                     nats_figures["fetch_ack_100"]["msgs_s"],
                 ),
             },
