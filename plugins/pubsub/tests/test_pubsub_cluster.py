@@ -292,6 +292,14 @@ def test_cli_contract(cli: CliInvoker) -> None:
     assert stats["group"]["pending"] == 1 and stats["group"]["lag"] == 1  # the --no-ack one
     sub = cli("pubsub", "subscribe", "clitopic", "--from-start", "--json", "--max", "2")
     assert [json.loads(x)["data"] for x in sub.stdout.splitlines()] == ["hello", "world"]
+    made = cli("pubsub", "group", "create", "clitopic", "k", "--mode", "partitioned")
+    assert made.exit_code == 0, made.output
+    first = cli("pubsub", "consume", "clitopic", "k", "--consumer", "c", "--max", "1", "--json")
+    rest = cli("pubsub", "consume", "clitopic", "k", "--consumer", "c", "--max", "5", "--json")
+    taken = [json.loads(x)["data"] for x in first.stdout.splitlines() + rest.stdout.splitlines()]
+    assert taken == ["hello", "world"]  # committed offsets: the second run goes on from there
+    stats = json.loads(cli("pubsub", "stats", "clitopic", "--group", "k", "--json").stdout)
+    assert stats["group"]["lag"] == 0 and stats["group"]["state"] == "Empty"
 
 
 # ---------------------------------------------------------------------- bad input

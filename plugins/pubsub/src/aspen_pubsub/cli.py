@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from typing import Any
 
 import click
@@ -37,7 +38,7 @@ def _out(cli: CliContext, value: Any, line: str) -> None:
 
 @click.group("pubsub")
 def pubsub_cli() -> None:
-    """Durable topics: publish, subscribe, and consumer groups (competing)."""
+    """Durable topics: publish, subscribe, and consumer groups (competing, partitioned)."""
 
 
 @pubsub_cli.group("topic")
@@ -192,8 +193,14 @@ def subscribe(cli: CliContext, name: str, start: str, from_time: float | None, m
 def consume(
     cli: CliContext, name: str, group: str, consumer: str, most: int, wait: float, no_ack: bool
 ) -> None:
-    """Take up to --max messages of competing group GROUP; ack each one printed."""
+    """Take up to --max messages of group GROUP and ack (competing) or commit
+    (partitioned) each one printed. In a partitioned group the consumer joins with
+    --consumer as its static instance id, reads its partitions from their committed
+    offsets, and leaves."""
     client = cli.client()
+    if client.pubsub.stats(name, group)["group"]["mode"] == "partitioned":
+        _consume_partitioned(cli, client, name, group, consumer, most, wait, no_ack)
+        return
     left = most
     while left > 0:
         got = client.pubsub.fetch(name, group, consumer, max=min(left, 1000), wait=wait)
@@ -204,6 +211,41 @@ def consume(
         if not no_ack:
             client.pubsub.ack(name, group, consumer, got)
         left -= len(got)
+
+
+def _consume_partitioned(
+    cli: CliContext,
+    client: Any,
+    name: str,
+    group: str,
+    consumer: str,
+    most: int,
+    wait: float,
+    no_ack: bool,
+) -> None:
+    ps = client.pubsub
+    member = ps.join(name, group, consumer, instance=consumer)
+    deadline = time.monotonic() + wait
+    answer = member
+    while not answer["assigned"] and time.monotonic() < deadline:
+        time.sleep(0.2)  # the partitions are being handed over by their owners
+        answer = ps.heartbeat(name, group, member["member"], member["epoch"], [])
+    left = most
+    try:
+        for assigned in answer["assigned"]:
+            partition, offset = assigned["partition"], assigned["offset"]
+            while left > 0:
+                page = ps.read(name, partition, offset, limit=min(left, 1000))
+                if not page["messages"]:
+                    break
+                for message in page["messages"]:
+                    _show(cli, message)
+                left -= len(page["messages"])
+                offset = page["next"]
+                if not no_ack:
+                    ps.commit(name, group, member["member"], member["epoch"], {partition: offset})
+    finally:
+        ps.leave(name, group, member["member"], member["epoch"])
 
 
 @pubsub_cli.group("group")
@@ -218,6 +260,7 @@ def group_cli() -> None:
 @click.option("--ack-wait", callback=_seconds, default="30s", show_default=True)
 @click.option("--max-deliver", type=int, default=5, show_default=True)
 @click.option("--max-ack-pending", type=int, default=1000, show_default=True)
+@click.option("--session-timeout", callback=_seconds, default="10s", show_default=True)
 @click.option("--from-end", is_flag=True, help="Start after the messages already there.")
 @json_option
 @pass_cli
@@ -229,6 +272,7 @@ def group_create(
     ack_wait: float,
     max_deliver: int,
     max_ack_pending: int,
+    session_timeout: float,
     from_end: bool,
 ) -> None:
     """Create group GROUP on topic NAME."""
@@ -241,6 +285,7 @@ def group_create(
             "ack_wait": ack_wait,
             "max_deliver": max_deliver,
             "max_ack_pending": max_ack_pending,
+            "session_timeout": session_timeout,
             "start": "end" if from_end else "start",
         },
     )
