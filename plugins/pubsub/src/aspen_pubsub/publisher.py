@@ -292,7 +292,7 @@ class Publisher:
         end = keys.messages(name, partition) + b"\xff"
         return [
             (keys.offset_of(kv["key"]), (len(kv["value"]), unpack(kv["value"])["t"]))
-            for kv in await store.read_range(self.node, start, end, limit)
+            for kv in await store.read_range(self.node, start, end, limit, local=True)
         ]
 
     @staticmethod
