@@ -56,7 +56,8 @@ def test_every_method_is_denied_without_its_capability(plugin_node: NodeThread) 
     registry = plugin_node.node.parts.registry
     handlers = [registry.get(n) for n in registry.names()]
     plugins = {h.plugin for h in handlers if h is not None}
-    assert {"core", "hooks", "secrets"} <= plugins  # the walk covers the installed plugins
+    # the walk covers the installed plugins
+    assert {"core", "hooks", "secrets", "pubsub"} <= plugins
     open_methods = {h.name for h in handlers if h is not None and h.capability == ANY_TOKEN}
     assert open_methods == set(OPEN_METHODS)
     outsider = _create(plugin_node, "nothing:read")
@@ -242,3 +243,18 @@ def test_coord_methods_need_their_name_and_kv_write_for_a_fenced_write(
             c.call("coord.lock.write", {**fenced, "ops": [put, outside]})
         with pytest.raises(UnauthorizedError):
             c.kv.get(b"/_aspen/coord/lock/orders/")  # its state is not readable as kv
+
+
+@pytest.mark.with_installed_plugins
+def test_pubsub_capabilities_are_scoped_by_topic(plugin_node: NodeThread) -> None:
+    with plugin_node.client() as root:
+        for topic in ("orders.eu", "billing"):
+            root.call("pubsub.topic_create", {"topic": topic})
+    token = _create(plugin_node, "pubsub:publish:orders*", "pubsub:consume:orders.eu")
+    with aspen.connect(plugin_node.endpoint, token=token) as c:
+        c.call("pubsub.publish", {"topic": "orders.eu", "data": b"x"})
+        assert c.call("pubsub.stats", {"topic": "orders.eu"})["messages"] == 1
+        with pytest.raises(UnauthorizedError, match="pubsub:publish:billing"):
+            c.call("pubsub.publish", {"topic": "billing", "data": b"x"})
+        with pytest.raises(UnauthorizedError, match="pubsub:admin"):
+            c.call("pubsub.topic_delete", {"topic": "orders.eu"})

@@ -5,6 +5,8 @@ Runs on asyncio (and uvloop) with no task of its own, and on trio through anyio.
 
 from __future__ import annotations
 
+import functools
+import importlib.metadata
 import os
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -112,6 +114,15 @@ def split_endpoints(endpoints: str | Sequence[str]) -> list[str]:
     return out
 
 
+@functools.cache
+def client_extension(name: str) -> Any:
+    """The class an installed plugin offers as ``client.<name>`` (entry point group
+    ``aspen.client``), or ``None``."""
+    for entry in importlib.metadata.entry_points(group="aspen.client", name=name):
+        return entry.load()
+    return None
+
+
 class AsyncClient:
     """An Aspen client: ``call``/``stream`` any method, or use ``kv``, ``lease``, ``watch``.
 
@@ -154,6 +165,17 @@ class AsyncClient:
         self._closed = False
 
     # ------------------------------------------------------------------ lifecycle
+
+    def __getattr__(self, name: str) -> Any:
+        """A plugin's client API, e.g. ``client.pubsub``: the ``aspen.client`` entry point
+        named ``name`` (a class taking this client), made once per client."""
+        factory = None if name.startswith("_") else client_extension(name)
+        if factory is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        api = factory(self)
+        setattr(self, name, api)
+        return api
+
     async def __aenter__(self) -> AsyncClient:
         """Connect (raise ``UnavailableError`` if no endpoint answers)."""
         if not running_on_asyncio():

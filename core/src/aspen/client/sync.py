@@ -82,6 +82,12 @@ class SyncIterator:
         """For a watch: the store revision when it was created."""
         return getattr(self._aiterator, "revision", 0)
 
+    def __getattr__(self, name: str) -> Any:
+        """Other public attributes of the async iterator (a subscription's ``offsets``)."""
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._aiterator, name)
+
 
 class _Mirror:
     """Exposes an async object's coroutine methods as blocking ones (same signatures)."""
@@ -138,6 +144,14 @@ class SyncClient:
         #: :class:`~aspen.client.events.EventsClient`, blocking (``tail`` is an iterator).
         self.events = _Mirror(self, self.aclient.events)
 
+    def __getattr__(self, name: str) -> Any:
+        """A plugin's client API (``c.pubsub``), blocking: see ``AsyncClient.__getattr__``."""
+        if name.startswith("_") or name == "aclient":
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        api = _Mirror(self, getattr(self.aclient, name))
+        setattr(self, name, api)
+        return api
+
     def open(self) -> SyncClient:
         """Start the background loop and connect; return self."""
         if self._portal is not None:
@@ -190,7 +204,10 @@ class SyncClient:
 
         @functools.wraps(afunc)
         def call(*args: Any, **kwargs: Any) -> Any:
-            return self.portal.call(functools.partial(afunc, *args, **kwargs))
+            result = self.portal.call(functools.partial(afunc, *args, **kwargs))
+            if hasattr(result, "__anext__"):  # an opened stream: iterate it blocking
+                return SyncIterator(self.portal, result)
+            return result
 
         return call
 

@@ -1,0 +1,102 @@
+"""Where the plugin's state lives in the replicated KV store (all under ``/_aspen/pubsub/``).
+
+=======================================  ==============================================
+``t/<topic>``                            the topic: partitions, retention, dedup window
+``h/<topic>/<pppp>``                     a partition's head: next offset, first, bytes
+``m/<topic>/<pppp>/<offset:016x>``       one message (a fetch is one range from an offset)
+``i/<topic>/<msg-id>``                   a de-duplication record: partition, offset, time
+``g/<topic>/<group>``                    a group: settings, cursors, counters
+``p/<topic>/<group>/<pppp>/<offset>``    a delivered, un-acked message (competing groups)
+``x/<topic>/<group>/<pppp>/<offset>``    a dead letter
+=======================================  ==============================================
+
+Names never contain ``/`` (see :func:`aspen_pubsub.model.check_name`), so one topic's
+prefix never covers another's.
+"""
+
+from __future__ import annotations
+
+from aspen.client import prefix_end
+
+PREFIX = b"/_aspen/pubsub/"
+
+
+def _name(name: str) -> bytes:
+    return name.encode()
+
+
+def topic(name: str) -> bytes:
+    """The topic record."""
+    return PREFIX + b"t/" + _name(name)
+
+
+TOPICS = PREFIX + b"t/"
+
+
+def head(name: str, partition: int) -> bytes:
+    """A partition's head record."""
+    return PREFIX + b"h/" + _name(name) + b"/%04d" % partition
+
+
+def messages(name: str, partition: int) -> bytes:
+    """The prefix of a partition's messages."""
+    return PREFIX + b"m/" + _name(name) + b"/%04d/" % partition
+
+
+def message(name: str, partition: int, offset: int) -> bytes:
+    """One message."""
+    return messages(name, partition) + b"%016x" % offset
+
+
+def offset_of(key: bytes) -> int:
+    """The offset a message key ends with."""
+    return int(key[-16:], 16)
+
+
+def dedup(name: str, msg_id: str) -> bytes:
+    """A de-duplication record."""
+    return PREFIX + b"i/" + _name(name) + b"/" + msg_id.encode()
+
+
+def group(name: str, group_name: str) -> bytes:
+    """A group record."""
+    return PREFIX + b"g/" + _name(name) + b"/" + _name(group_name)
+
+
+def groups(name: str) -> bytes:
+    """The prefix of a topic's groups."""
+    return PREFIX + b"g/" + _name(name) + b"/"
+
+
+def pending_prefix(name: str, group_name: str) -> bytes:
+    """The prefix of a group's un-acked deliveries."""
+    return PREFIX + b"p/" + _name(name) + b"/" + _name(group_name) + b"/"
+
+
+def pending(name: str, group_name: str, partition: int, offset: int) -> bytes:
+    """One un-acked delivery."""
+    return pending_prefix(name, group_name) + b"%04d/%016x" % (partition, offset)
+
+
+def dead_prefix(name: str, group_name: str) -> bytes:
+    """The prefix of a group's dead letters."""
+    return PREFIX + b"x/" + _name(name) + b"/" + _name(group_name) + b"/"
+
+
+def dead(name: str, group_name: str, partition: int, offset: int) -> bytes:
+    """One dead letter."""
+    return dead_prefix(name, group_name) + b"%04d/%016x" % (partition, offset)
+
+
+def position(key: bytes) -> tuple[int, int]:
+    """``(partition, offset)`` of a pending or dead-letter key."""
+    return int(key[-21:-17]), int(key[-16:], 16)
+
+
+def topic_prefixes(name: str) -> list[tuple[bytes, bytes]]:
+    """Every ``[start, end)`` span holding a topic's state (to delete it)."""
+    spans = [(topic(name), topic(name) + b"\0")]
+    for kind in (b"h/", b"m/", b"i/", b"g/", b"p/", b"x/"):
+        start = PREFIX + kind + _name(name) + b"/"
+        spans.append((start, prefix_end(start)))
+    return spans

@@ -1,0 +1,81 @@
+"""Every resource bound of the pubsub plugin, as a named constant.
+
+The core's bounds live in :mod:`aspen.limits`; these are aspen-pubsub's own. Input over a
+bound gets an ``invalid_argument`` (or ``resource_exhausted``) error that names the bound.
+"""
+
+from __future__ import annotations
+
+# --- Names and topics ------------------------------------------------------------------
+#: Longest topic, group or consumer name, in characters (``[A-Za-z0-9_.-]``).
+PUBSUB_MAX_NAME_CHARS = 128
+#: Most partitions of one topic.
+PUBSUB_MAX_PARTITIONS = 64
+#: Most topics one ``pubsub.topics`` page lists.
+PUBSUB_MAX_LIST = 1000
+
+# --- Messages -------------------------------------------------------------------------
+#: Largest message payload, in bytes.
+PUBSUB_MAX_MESSAGE_BYTES = 256 * 1024
+#: Largest message key, in bytes.
+PUBSUB_MAX_KEY_BYTES = 256
+#: Most headers on one message.
+PUBSUB_MAX_HEADERS = 32
+#: Most bytes of one message's headers (names and values together).
+PUBSUB_MAX_HEADER_BYTES = 8 * 1024
+#: Longest message id (de-duplication, as JetStream's ``Nats-Msg-Id``), in bytes.
+PUBSUB_MAX_MSG_ID_BYTES = 128
+#: Most messages in one ``pubsub.publish`` batch.
+PUBSUB_MAX_BATCH_MESSAGES = 250
+#: Most bytes (payloads, keys, headers) in one ``pubsub.publish`` batch.
+PUBSUB_MAX_BATCH_BYTES = 1024 * 1024
+#: Default and longest de-duplication window, in seconds.
+PUBSUB_DEFAULT_DEDUP_SECONDS = 120.0
+PUBSUB_MAX_DEDUP_SECONDS = 24 * 3600.0
+
+# --- Group commit ---------------------------------------------------------------------
+#: Most bytes of messages the leader puts in one Raft entry (one ``kv.txn``); below the
+#: core's MAX_ENTRY_BYTES with room for heads, de-dup records and retention deletes.
+PUBSUB_COMMIT_MAX_BYTES = 2 * 1024 * 1024
+#: Most messages in one Raft entry (each is a put, plus one de-dup put; with the heads and
+#: one retention delete-range per partition the txn stays under the core's MAX_TXN_OPS).
+PUBSUB_COMMIT_MAX_MESSAGES = 300
+#: Most old messages one commit deletes per partition for retention (one delete-range; the
+#: rest go in the next commit or the leader's retention sweep), so no commit reads more
+#: than a batch.
+PUBSUB_TRIM_PER_COMMIT = 100
+#: How often the leader applies age retention to idle topics and expires the sessions of
+#: partitioned groups' members, in seconds.
+PUBSUB_SWEEP_SECONDS = 0.5
+#: How many times a commit whose compares failed (stale leader cache) is rebuilt.
+PUBSUB_COMMIT_ATTEMPTS = 5
+
+# --- Consumers ------------------------------------------------------------------------
+#: Most messages one fetch or subscribe page returns.
+PUBSUB_MAX_FETCH = 1000
+#: Default and longest ack wait, in seconds.
+PUBSUB_DEFAULT_ACK_WAIT_SECONDS = 30.0
+PUBSUB_MAX_ACK_WAIT_SECONDS = 12 * 3600.0
+#: Default and largest max_deliver.
+PUBSUB_DEFAULT_MAX_DELIVER = 5
+PUBSUB_MAX_MAX_DELIVER = 1000
+#: Default and largest max_ack_pending (messages delivered and not yet acked, per group).
+PUBSUB_DEFAULT_MAX_ACK_PENDING = 1000
+PUBSUB_MAX_MAX_ACK_PENDING = 5000
+#: Longest nak delay and fetch wait, in seconds.
+PUBSUB_MAX_DELAY_SECONDS = 12 * 3600.0
+PUBSUB_MAX_WAIT_SECONDS = 60.0
+#: Most acks in one ``pubsub.ack`` call.
+PUBSUB_MAX_ACKS = 1000
+#: Most dead letters one ``pubsub.dead_letters`` page lists.
+PUBSUB_MAX_DEAD_LIST = 1000
+#: Default and longest session timeout of a partitioned group's member, in seconds: a
+#: member not heard from for this long loses its partitions.
+PUBSUB_DEFAULT_SESSION_SECONDS = 10.0
+PUBSUB_MAX_SESSION_SECONDS = 300.0
+#: Most members of one partitioned group.
+PUBSUB_MAX_MEMBERS = 256
+#: Most groups one topic may have (and the retention sweeper looks at).
+PUBSUB_MAX_GROUPS = 100
+#: Most topics a wildcard subscription follows.
+PUBSUB_MAX_SUBSCRIBED_TOPICS = 64

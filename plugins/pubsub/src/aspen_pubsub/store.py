@@ -1,0 +1,84 @@
+"""Reads of the plugin's records over the node's in-process KV methods, and the request
+maps of the writes (``kv.txn`` ops and compares)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aspen.errors import NotFoundError
+from aspen_pubsub import keys
+from aspen_pubsub.model import Head, Topic, pack, unpack
+
+
+async def get(node: Any, key: bytes, *, local: bool = False) -> tuple[Any, int]:
+    """``(decoded value, mod_revision)`` of ``key``, ``(None, 0)`` when absent (``local``:
+    a serializable read of this node's state, for what never changes once written)."""
+    got = await node.call("kv.range", {"key": key, "serializable": local})
+    if not got["kvs"]:
+        return None, 0
+    kv = got["kvs"][0]
+    return unpack(kv["value"]), kv["mod_revision"]
+
+
+async def read_range(
+    node: Any, start: bytes, end: bytes, limit: int, *, local: bool = False
+) -> list[dict[str, Any]]:
+    """Up to ``limit`` key-values in ``[start, end)`` (one page: costs what it returns)."""
+    got = await node.call(
+        "kv.range", {"key": start, "end": end, "limit": limit, "serializable": local}
+    )
+    return list(got["kvs"])
+
+
+async def topic(node: Any, name: str) -> tuple[Topic, int]:
+    """The topic ``name`` and its mod_revision; ``not_found`` if it does not exist."""
+    record, revision = await get(node, keys.topic(name))
+    if record is None:
+        raise NotFoundError(f"topic {name!r} does not exist", topic=name)
+    return Topic.from_record(name, record), revision
+
+
+async def head(node: Any, name: str, partition: int) -> tuple[Head, int]:
+    """A partition's head and its mod_revision (a new partition: empty head, 0)."""
+    record, revision = await get(node, keys.head(name, partition))
+    return (Head() if record is None else Head.from_record(record)), revision
+
+
+async def messages(
+    node: Any, name: str, partition: int, offset: int, limit: int
+) -> list[tuple[int, dict[str, Any]]]:
+    """Up to ``limit`` messages of a partition from ``offset`` on: ``(offset, record)``.
+
+    A serializable read of this node: messages never change once written and are applied
+    in order, so a node that lags returns fewer, never different ones (a leader has applied
+    every publish it answered; a subscriber on a follower gets the rest from its watch)."""
+    start = keys.message(name, partition, offset)
+    end = keys.messages(name, partition) + b"\xff"
+    return [
+        (keys.offset_of(kv["key"]), unpack(kv["value"]))
+        for kv in await read_range(node, start, end, limit, local=True)
+    ]
+
+
+async def txn(
+    node: Any, compare: list[dict[str, Any]], success: list[dict[str, Any]]
+) -> int | None:
+    """Propose one transaction (one Raft entry): the revision its writes got, or ``None``
+    if a compare failed (nothing was written)."""
+    answer = await node.call("kv.txn", {"compare": compare, "success": success, "failure": []})
+    return int(answer["header"]["revision"]) if answer["succeeded"] else None
+
+
+def put(key: bytes, value: Any) -> dict[str, Any]:
+    """A txn put of ``value`` (msgpack-encoded unless bytes)."""
+    return {"put": {"key": key, "value": value if isinstance(value, bytes) else pack(value)}}
+
+
+def delete(key: bytes, end: bytes | None = None) -> dict[str, Any]:
+    """A txn delete of ``key`` (or ``[key, end)``)."""
+    return {"delete": {"key": key} if end is None else {"key": key, "end": end}}
+
+
+def same(key: bytes, mod_revision: int) -> dict[str, Any]:
+    """A compare: ``key`` is still at ``mod_revision`` (0: still absent)."""
+    return {"key": key, "target": "mod_revision", "op": "==", "value": mod_revision}

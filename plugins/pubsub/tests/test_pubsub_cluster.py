@@ -1,0 +1,374 @@
+"""aspen-pubsub on one real 3-node cluster (node processes, real sockets, LMDB): topics,
+group commit, subscriptions, the JetStream-style semantics of competing groups, the CLI
+contract, and bad input."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from aspen.errors import (
+    CompareFailedError,
+    InvalidArgumentError,
+    NotFoundError,
+    UnauthorizedError,
+)
+from aspen.plugins.manager import make_plugin_manager
+from aspen.testing import CliInvoker, LocalCluster, local_cluster, wait_for
+from aspen_pubsub import limits
+from aspen_pubsub.subjects import check_pattern, literal_prefix, matches
+
+pytestmark = [pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """One 3-node cluster with aspen-pubsub for the whole module (each test its own topic)."""
+    with local_cluster(tmp_path_factory.mktemp("pubsub"), 3, plugins=["pubsub"]) as c:
+        c.leader_index()
+        yield c
+
+
+@pytest.fixture(scope="module")
+def client(cluster: LocalCluster) -> Iterator[Any]:
+    """A client that follows the leader."""
+    with cluster.client() as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def cli(cluster: LocalCluster) -> CliInvoker:
+    """``aspen …`` in-process against the cluster."""
+    pm = make_plugin_manager(load=["pubsub"])
+    return CliInvoker(pm, {"ASPEN_ENDPOINT": cluster.endpoints, "ASPEN_TOKEN": cluster.token})
+
+
+def _positions(messages: list[dict[str, Any]]) -> list[tuple[int, int]]:
+    return [(m["partition"], m["offset"]) for m in messages]
+
+
+# ---------------------------------------------------------------------- topics and publish
+def test_keyed_messages_keep_their_partition_and_offsets_never_repeat(client: Any) -> None:
+    ps = client.pubsub
+    ps.create_topic("keyed", partitions=4)
+    with pytest.raises(CompareFailedError, match="already exists"):
+        ps.create_topic("keyed", partitions=4)
+    first = [ps.publish("keyed", b"%d" % i, key=b"customer-7") for i in range(5)]
+    assert len({r["partition"] for r in first}) == 1
+    assert [r["offset"] for r in first] == [0, 1, 2, 3, 4]
+    batch = ps.publish_batch("keyed", [{"data": b"b%d" % i, "key": b"k%d" % i} for i in range(40)])
+    seen = {(r["partition"], r["offset"]) for r in first + batch}
+    assert len(seen) == 45  # no offset given twice
+    topics = ps.topics()["topics"]
+    assert any(t["topic"] == "keyed" and t["partitions"] == 4 for t in topics)
+
+
+def test_concurrent_publishes_share_raft_entries(cluster: LocalCluster) -> None:
+    """64 publishers at once: every publish is answered, offsets are dense per partition,
+    and the leader committed fewer entries than publishes (group commit)."""
+    with cluster.client() as c:
+        c.pubsub.create_topic("grouped", partitions=2)
+        before = c.status()["applied_index"]
+    results: list[dict[str, Any]] = []
+    lock = threading.Lock()
+
+    def publisher(n: int) -> None:
+        with cluster.client() as c:
+            for i in range(10):
+                got = c.pubsub.publish("grouped", b"%d-%d" % (n, i))
+                with lock:
+                    results.append(got)
+
+    threads = [threading.Thread(target=publisher, args=(n,)) for n in range(32)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(results) == 320
+    for partition in (0, 1):
+        offsets = sorted(r["offset"] for r in results if r["partition"] == partition)
+        assert offsets == list(range(len(offsets)))
+    with cluster.client() as c:
+        entries = c.status()["applied_index"] - before
+    assert entries < 320, f"{entries} entries for 320 publishes: no group commit"
+
+
+def test_message_id_is_deduplicated_within_the_window(client: Any) -> None:
+    ps = client.pubsub
+    ps.create_topic("dedup", partitions=2)
+    first = ps.publish("dedup", b"x", id="order-1")
+    again = ps.publish("dedup", b"x", id="order-1")
+    assert again == {**first, "duplicate": True}
+    assert ps.stats("dedup")["messages"] == 1
+
+
+def test_retention_by_messages_is_applied_at_commit(client: Any) -> None:
+    ps = client.pubsub
+    ps.create_topic("capped", partitions=1, max_messages=3)
+    for i in range(5):
+        ps.publish("capped", b"%d" % i)
+    ps.publish_batch("capped", [{"data": b"b%d" % i} for i in range(4)])
+    stats = ps.stats("capped")
+    assert stats["messages"] == 3
+    part = stats["partition_offsets"][0]
+    assert (part["first_offset"], part["end_offset"]) == (6, 9)
+    got = [m["data"] for m in ps.subscribe("capped", max=3)]
+    assert got == [b"b1", b"b2", b"b3"]
+
+
+def test_retention_by_age_trims_an_idle_topic(client: Any) -> None:
+    ps = client.pubsub
+    ps.create_topic("aging", partitions=1, max_age=1.0)
+    ps.publish("aging", b"old")
+    wait_for(lambda: ps.stats("aging")["messages"] == 0, timeout=15, message="aged out")
+    assert ps.stats("aging")["partition_offsets"][0]["end_offset"] == 1
+    assert ps.publish("aging", b"new")["offset"] == 1  # offsets never repeat
+
+
+# ---------------------------------------------------------------------- subscribe
+def test_subscribe_streams_history_then_new_messages_and_resumes(cluster: LocalCluster) -> None:
+    with cluster.client() as c:
+        ps = c.pubsub
+        ps.create_topic("feed", partitions=2)
+        for i in range(6):
+            ps.publish("feed", b"%d" % i, key=b"k%d" % (i % 2))
+        stream = ps.subscribe("feed")
+        got = [next(stream) for _ in range(6)]
+        with cluster.client(1) as other:  # published while the stream waits
+            for i in range(6, 10):
+                other.pubsub.publish("feed", b"%d" % i, key=b"k%d" % (i % 2))
+        got += [next(stream) for _ in range(4)]
+        stream.close()
+        for partition in (0, 1):
+            offsets = [m["offset"] for m in got if m["partition"] == partition]
+            assert offsets == list(range(len(offsets)))
+        assert sorted(m["data"] for m in got) == sorted(b"%d" % i for i in range(10))
+        resume = {m["partition"]: m["offset"] + 1 for m in got if m["offset"] < 2}
+        rest = list(ps.subscribe("feed", offsets=resume, max=6))
+        assert all(m["offset"] >= 2 for m in rest) and len(rest) == 6
+        tail = ps.subscribe("feed", start="end")
+        ps.publish("feed", b"late")
+        assert next(tail)["data"] == b"late"
+        tail.close()
+
+
+def test_subscribe_from_a_time(client: Any) -> None:
+    ps = client.pubsub
+    ps.create_topic("timed", partitions=1)
+    ps.publish("timed", b"before")
+    time.sleep(0.05)  # publish times are milliseconds: make the two sides differ
+    mark = time.time()
+    time.sleep(0.05)
+    ps.publish("timed", b"after")
+    assert [m["data"] for m in ps.subscribe("timed", time=mark, max=1)] == [b"after"]
+
+
+# ---------------------------------------------------------------------- competing groups
+def test_jetstream_semantics_ack_nak_ack_wait_max_deliver(client: Any) -> None:
+    ps = client.pubsub
+    ps.create_topic("jobs", partitions=1)
+    ps.create_group("jobs", "workers", ack_wait=1.0, max_deliver=2)
+    for i in range(4):
+        ps.publish("jobs", b"job-%d" % i)
+    a, b, c, d = ps.fetch("jobs", "workers", "w1", max=4)
+    assert [m["delivery_count"] for m in (a, b, c, d)] == [1, 1, 1, 1]
+    assert not a["redelivered"] and a["topic"] == "jobs" and a["published"] > 0
+    ps.ack("jobs", "workers", "w1", [a])  # acked: never again
+    ps.nak("jobs", "workers", "w1", [b])  # nak'd: back at once, delivery 2
+    back = ps.fetch("jobs", "workers", "w2", max=1)
+    assert _positions(back) == _positions([b])
+    assert back[0]["delivery_count"] == 2 and back[0]["redelivered"]
+    ps.ack("jobs", "workers", "w2", back)
+    ps.in_progress("jobs", "workers", "w1", [d])  # still working: its wait restarts
+    ps.ack("jobs", "workers", "w1", [d])
+    # c is never acked: back after ack_wait (delivery 2), then dead after max_deliver
+    again = ps.fetch("jobs", "workers", "w3", max=10, wait=5)
+    assert _positions(again) == _positions([c]) and again[0]["delivery_count"] == 2
+    assert ps.fetch("jobs", "workers", "w3", max=10, wait=3) == []  # ack wait passed: dead
+    wait_for(
+        lambda: ps.stats("jobs", "workers")["group"]["dead_letters"] == 1,
+        timeout=10,
+        message="c is dead-lettered",
+    )
+    dead = ps.dead_letters("jobs", "workers")["dead_letters"]
+    assert [(x["partition"], x["offset"], x["data"]) for x in dead] == [(0, 2, b"job-2")]
+    group = ps.stats("jobs", "workers")["group"]
+    assert group["pending"] == 0 and group["lag"] == 0 and group["acked"] == 3
+
+
+def test_ack_of_a_message_redelivered_to_someone_else_is_refused(client: Any) -> None:
+    ps = client.pubsub
+    ps.create_topic("steal", partitions=1)
+    ps.create_group("steal", "g", ack_wait=0.5)
+    ps.publish("steal", b"x")
+    (first,) = ps.fetch("steal", "g", "slow", max=1)
+    (again,) = ps.fetch("steal", "g", "fast", max=1, wait=5)
+    assert again["delivery_count"] == 2
+    with pytest.raises(CompareFailedError, match="now delivery 2 to 'fast'"):
+        ps.ack("steal", "g", "slow", [first])
+    ps.ack("steal", "g", "fast", [again])
+    with pytest.raises(CompareFailedError, match="acked or terminated"):
+        ps.ack("steal", "g", "fast", [again])
+
+
+def test_term_max_ack_pending_and_claim(client: Any) -> None:
+    ps = client.pubsub
+    ps.create_topic("bounded", partitions=2)
+    ps.create_group("bounded", "g", max_ack_pending=3)
+    ps.publish_batch("bounded", [{"data": b"%d" % i} for i in range(6)])
+    got = ps.fetch("bounded", "g", "w1", max=10)
+    assert len(got) == 3  # max_ack_pending
+    assert ps.fetch("bounded", "g", "w2", max=10) == []
+    ps.term("bounded", "g", "w1", got[:1])
+    claimed = ps.claim("bounded", "g", "w2", from_consumer="w1")
+    assert sorted(_positions(claimed)) == sorted(_positions(got[1:]))
+    with pytest.raises(CompareFailedError):
+        ps.ack("bounded", "g", "w1", got[1:])
+    ps.ack("bounded", "g", "w2", claimed)
+    rest = ps.fetch("bounded", "g", "w2", max=10)
+    assert len(rest) == 3
+    ps.ack("bounded", "g", "w2", rest)
+    group = ps.stats("bounded", "g")["group"]
+    assert (group["terminated"], group["acked"], group["lag"]) == (1, 5, 0)
+
+
+def test_a_fetch_acknowledges_the_previous_batch_in_the_same_entry(client: Any) -> None:
+    ps = client.pubsub
+    ps.create_topic("piggy", partitions=1)
+    ps.create_group("piggy", "g")
+    ps.publish_batch("piggy", [{"data": b"%d" % i} for i in range(4)])
+    first = ps.fetch("piggy", "g", "w", max=2)
+    second = ps.fetch("piggy", "g", "w", max=2, ack=first)
+    assert _positions(second) == [(0, 2), (0, 3)]
+    group = ps.stats("piggy", "g")["group"]
+    assert (group["acked"], group["pending"]) == (2, 2)
+    with pytest.raises(CompareFailedError, match="acked or terminated"):
+        ps.fetch("piggy", "g", "w", max=2, ack=first)  # nothing taken either
+    assert ps.stats("piggy", "g")["group"]["pending"] == 2
+
+
+def test_a_fetch_waits_for_the_next_publish(cluster: LocalCluster, client: Any) -> None:
+    ps = client.pubsub
+    ps.create_topic("waiting", partitions=1)
+    ps.create_group("waiting", "g")
+    got: list[Any] = []
+    thread = threading.Thread(target=lambda: got.extend(ps.fetch("waiting", "g", "w", wait=20)))
+    thread.start()
+    with cluster.client() as other:
+        wait_for(lambda: thread.is_alive(), timeout=5)
+        other.pubsub.publish("waiting", b"wake")
+    thread.join(30)
+    assert [m["data"] for m in got] == [b"wake"]
+
+
+# ---------------------------------------------------------------------- CLI contract
+def test_cli_contract(cli: CliInvoker) -> None:
+    assert cli("pubsub", "topic", "create", "clitopic", "--partitions", "2").exit_code == 0
+    out = cli("pubsub", "publish", "clitopic", "hello", "--key", "k", "--header", "a=b", "--json")
+    assert out.exit_code == 0, out.output
+    placed = json.loads(out.stdout)
+    assert set(placed) == {"partition", "offset"}
+    cli("pubsub", "publish", "clitopic", "world", "--key", "k")
+    made = cli(
+        "pubsub", "group", "create", "clitopic", "g", "--mode", "competing", "--ack-wait", "30s",
+        "--max-deliver", "5",
+    )  # fmt: skip
+    assert made.exit_code == 0, made.output
+    peek = cli(
+        "pubsub", "consume", "clitopic", "g", "--consumer", "c", "--max", "1", "--no-ack", "--json"
+    )
+    line = json.loads(peek.stdout.splitlines()[0])
+    assert {"data", "partition", "offset", "delivery_count"} <= set(line)
+    stats = json.loads(cli("pubsub", "stats", "clitopic", "--group", "g", "--json").stdout)
+    assert stats["group"]["pending"] == 1 and stats["group"]["lag"] == 2
+    taken = cli("pubsub", "consume", "clitopic", "g", "--consumer", "c", "--max", "5", "--json")
+    assert [json.loads(x)["data"] for x in taken.stdout.splitlines()] == ["world"]
+    stats = json.loads(cli("pubsub", "stats", "clitopic", "--group", "g", "--json").stdout)
+    assert stats["group"]["pending"] == 1 and stats["group"]["lag"] == 1  # the --no-ack one
+    sub = cli("pubsub", "subscribe", "clitopic", "--from-start", "--json", "--max", "2")
+    assert [json.loads(x)["data"] for x in sub.stdout.splitlines()] == ["hello", "world"]
+    made = cli("pubsub", "group", "create", "clitopic", "k", "--mode", "partitioned")
+    assert made.exit_code == 0, made.output
+    first = cli("pubsub", "consume", "clitopic", "k", "--consumer", "c", "--max", "1", "--json")
+    rest = cli("pubsub", "consume", "clitopic", "k", "--consumer", "c", "--max", "5", "--json")
+    taken = [json.loads(x)["data"] for x in first.stdout.splitlines() + rest.stdout.splitlines()]
+    assert taken == ["hello", "world"]  # committed offsets: the second run goes on from there
+    stats = json.loads(cli("pubsub", "stats", "clitopic", "--group", "k", "--json").stdout)
+    assert stats["group"]["lag"] == 0 and stats["group"]["state"] == "Empty"
+
+
+# ---------------------------------------------------------------------- bad input
+def test_bad_input_gets_typed_errors(client: Any) -> None:
+    ps = client.pubsub
+    with pytest.raises(NotFoundError, match="topic 'nope'"):
+        ps.publish("nope", b"x")
+    with pytest.raises(InvalidArgumentError, match="PUBSUB_MAX_PARTITIONS"):
+        ps.create_topic("huge", partitions=limits.PUBSUB_MAX_PARTITIONS + 1)
+    ps.create_topic("strict", partitions=1)
+    with pytest.raises(NotFoundError, match="group 'nope'"):
+        ps.fetch("strict", "nope", "c")
+    with pytest.raises(InvalidArgumentError, match="PUBSUB_MAX_MESSAGE_BYTES"):
+        ps.publish("strict", b"x" * (limits.PUBSUB_MAX_MESSAGE_BYTES + 1))
+    batch = [{"data": b"x" * (limits.PUBSUB_MAX_MESSAGE_BYTES // 2)}] * 9
+    with pytest.raises(InvalidArgumentError, match="PUBSUB_MAX_BATCH_BYTES"):
+        ps.publish_batch("strict", batch)
+    with pytest.raises(InvalidArgumentError, match="PUBSUB_MAX_HEADERS"):
+        ps.publish("strict", b"x", headers={f"h{i}": "v" for i in range(40)})
+    with pytest.raises(InvalidArgumentError, match="topic"):
+        ps.create_topic("bad/name")
+    with pytest.raises(InvalidArgumentError, match="mode"):
+        ps.create_group("strict", "g", mode="fanout")
+    assert ps.stats("strict")["messages"] == 0  # nothing half-written
+
+
+def test_capabilities_scope_topics(cluster: LocalCluster, client: Any) -> None:
+    client.pubsub.create_topic("scoped", partitions=1)
+    client.pubsub.create_topic("other", partitions=1)
+    made = client.call(
+        "token.create",
+        {"capabilities": ["pubsub:publish:scoped", "pubsub:consume:scoped"]},
+    )
+    import aspen
+
+    with aspen.connect(cluster.endpoints, token=made["token"]) as c:
+        c.pubsub.publish("scoped", b"ok")
+        assert c.pubsub.stats("scoped")["messages"] == 1
+        with pytest.raises(UnauthorizedError, match="pubsub:publish:other"):
+            c.pubsub.publish("other", b"no")
+        with pytest.raises(UnauthorizedError, match="pubsub:admin"):
+            c.pubsub.delete_topic("scoped")
+
+
+def test_subject_patterns() -> None:
+    assert matches("orders.*", "orders.eu") and not matches("orders.*", "orders.eu.paris")
+    assert matches("orders.>", "orders.eu.paris") and not matches("orders.>", "orders")
+    assert matches("*.eu", "orders.eu") and not matches("*.eu", "orders.us")
+    assert literal_prefix("orders.*") == "orders." and literal_prefix("*.eu") == ""
+    with pytest.raises(InvalidArgumentError, match="last token"):
+        check_pattern("orders.>.eu")
+
+
+def test_wildcard_subscription_follows_every_matching_topic(client: Any) -> None:
+    ps = client.pubsub
+    for name in ("shop.eu", "shop.us", "shop.eu.paris", "shopping"):
+        ps.create_topic(name)
+        ps.publish(name, name.encode())
+    star = ps.subscribe("shop.*")
+    assert sorted(next(star)["data"] for _ in range(2)) == [b"shop.eu", b"shop.us"]
+    ps.publish("shop.eu.paris", b"not for shop.*")
+    ps.publish("shop.us", b"live")
+    live = next(star)
+    assert (live["topic"], live["data"]) == ("shop.us", b"live")
+    resume = dict(star.offsets)
+    star.close()
+    deep = [m["data"] for m in ps.subscribe("shop.>", max=4)]
+    assert sorted(deep) == [b"not for shop.*", b"shop.eu", b"shop.eu.paris", b"shop.us"]
+    ps.publish("shop.eu", b"after")
+    again = ps.subscribe("shop.*", offsets=resume)
+    assert next(again)["data"] == b"after"
+    again.close()

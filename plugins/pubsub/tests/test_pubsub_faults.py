@@ -1,0 +1,201 @@
+"""aspen-pubsub under faults on a real 3-node cluster: publishers, competing consumers and
+partitioned-group members run while the leader is killed with SIGKILL and restarted, a
+consumer dies holding un-acked messages and a member dies (no leave) and comes back with
+its static instance id. Every acknowledged publish reaches both groups at least once, no
+offset is given twice, each partition keeps its order, and the ownership log never shows
+two owners of a partition at once."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+
+import pytest
+
+from aspen.errors import AspenError
+from aspen.testing import LocalCluster, local_cluster, wait_for
+
+pytestmark = [pytest.mark.slow]
+
+TOPIC, GROUP, KAFKA = "faults", "g", "kg"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """A 3-node cluster with aspen-pubsub, for this module's fault test."""
+    with local_cluster(tmp_path_factory.mktemp("pubsub-faults"), 3, plugins=["pubsub"]) as c:
+        c.leader_index()
+        yield c
+
+
+class _Run:
+    """What the publishers and consumers saw (shared between threads)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.stop_publishing = threading.Event()
+        self.stop_consuming = threading.Event()
+        #: publisher → [(sequence, partition, offset)] of acknowledged publishes, in order
+        self.acked: dict[int, list[tuple[int, int, int]]] = defaultdict(list)
+        #: (partition, offset) → the payloads delivered there
+        self.delivered: dict[tuple[int, int], set[bytes]] = defaultdict(set)
+        #: what the partitioned group's members read: (partition, offset) → payloads
+        self.read: dict[tuple[int, int], set[bytes]] = defaultdict(set)
+        #: the ownership log: (monotonic time, partition, member, "acquire" | "release")
+        self.ownership: list[tuple[float, int, str, str]] = []
+
+    def own(self, partition: int, member: str, what: str) -> None:
+        with self.lock:
+            self.ownership.append((time.monotonic(), partition, member, what))
+
+
+def _publisher(cluster: LocalCluster, run: _Run, n: int) -> None:
+    with cluster.client() as c:
+        seq = 0
+        while not run.stop_publishing.is_set():
+            try:
+                got = c.pubsub.publish(TOPIC, b"p%d-%d" % (n, seq), key=b"publisher-%d" % n)
+            except (AspenError, OSError):
+                seq += 1  # outcome unknown: not acknowledged, not checked
+                continue
+            with run.lock:
+                run.acked[n].append((seq, got["partition"], got["offset"]))
+            seq += 1
+
+
+def _consumer(cluster: LocalCluster, run: _Run, name: str, dies: bool = False) -> None:
+    with cluster.client() as c:
+        while not run.stop_consuming.is_set():
+            try:
+                got = c.pubsub.fetch(TOPIC, GROUP, name, max=20, wait=0.5)
+                with run.lock:
+                    for m in got:
+                        run.delivered[(m["partition"], m["offset"])].add(m["data"])
+                if dies and got:
+                    return  # gone with its messages un-acked: they come back after ack_wait
+                if got:
+                    c.pubsub.ack(TOPIC, GROUP, name, got)
+            except (AspenError, OSError):
+                continue  # leader gone or stale ack: the message comes back after ack_wait
+
+
+def _member(cluster: LocalCluster, run: _Run, instance: str, killed: threading.Event) -> None:
+    """A partitioned group member: heartbeat, release what is revoked, read and commit
+    what it owns. ``killed``: it stops dead (no leave), as a process killed with SIGKILL."""
+    owned: dict[int, int] = {}  # partition → next offset to read
+    with cluster.client() as c:
+        ps, joined = c.pubsub, None
+        while not (run.stop_consuming.is_set() or killed.is_set()):
+            try:
+                if joined is None:
+                    joined = ps.join(TOPIC, KAFKA, "m", instance=instance)
+                    answer = joined
+                else:
+                    answer = ps.heartbeat(TOPIC, KAFKA, instance, joined["epoch"], list(owned))
+                for partition in answer["revoke"]:
+                    if partition in owned:
+                        run.own(partition, instance, "release")
+                        del owned[partition]
+                for a in answer["assigned"]:
+                    if a["partition"] not in owned:
+                        run.own(a["partition"], instance, "acquire")
+                        owned[a["partition"]] = a["offset"]
+                for partition, offset in list(owned.items()):
+                    page = ps.read(TOPIC, partition, offset, limit=50)
+                    with run.lock:
+                        for m in page["messages"]:
+                            run.read[(partition, m["offset"])].add(m["data"])
+                    owned[partition] = page["next"]
+                if owned:
+                    ps.commit(TOPIC, KAFKA, instance, joined["epoch"], owned)
+            except (AspenError, OSError) as exc:
+                if "fenced" in str(exc):
+                    for partition in owned:
+                        run.own(partition, instance, "release")
+                    owned.clear()
+                    joined = None
+                time.sleep(0.05)  # the leader is being elected: try again shortly
+    for partition in owned:  # stopped or killed: it holds nothing from here on
+        run.own(partition, instance, "release")
+
+
+def _never_two_owners(log: list[tuple[float, int, str, str]]) -> None:
+    """Per partition, the ownership log alternates acquire / release of one member."""
+    holder: dict[int, str | None] = defaultdict(lambda: None)
+    for _, partition, member, what in sorted(log):
+        if what == "acquire":
+            assert holder[partition] is None, f"p{partition}: {member} while {holder[partition]}"
+            holder[partition] = member
+        else:
+            assert holder[partition] == member
+            holder[partition] = None
+
+
+def test_acknowledged_publishes_survive_a_leader_kill(cluster: LocalCluster) -> None:
+    with cluster.client() as c:
+        c.pubsub.create_topic(TOPIC, partitions=3)
+        c.pubsub.create_group(TOPIC, GROUP, ack_wait=2.0, max_deliver=1000)
+        c.pubsub.create_group(TOPIC, KAFKA, mode="partitioned", session_timeout=3.0)
+    run = _Run()
+    alive, doomed = threading.Event(), threading.Event()
+    threads = [threading.Thread(target=_publisher, args=(cluster, run, n)) for n in range(3)]
+    threads += [threading.Thread(target=_consumer, args=(cluster, run, f"c{i}")) for i in range(2)]
+    threads.append(threading.Thread(target=_consumer, args=(cluster, run, "doomed", True)))
+    threads.append(threading.Thread(target=_member, args=(cluster, run, "m0", alive)))
+    threads.append(threading.Thread(target=_member, args=(cluster, run, "m1", doomed)))
+    for t in threads:
+        t.start()
+    try:
+        wait_for(lambda: sum(map(len, run.acked.values())) >= 100, timeout=60)
+        leader = cluster.leader_index()
+        cluster.kill(leader)
+        wait_for(
+            lambda: cluster.leader_index(among=[i for i in (1, 2, 3) if i != leader]),
+            timeout=30,
+        )
+        count = sum(map(len, run.acked.values()))
+        wait_for(lambda: sum(map(len, run.acked.values())) >= count + 100, timeout=60)
+        cluster.restart(leader)
+        doomed.set()  # member m1 dies without leaving, and comes back with its instance id
+        restarted = threading.Thread(target=_member, args=(cluster, run, "m1", alive))
+        restarted.start()
+        threads.append(restarted)
+        count = sum(map(len, run.acked.values()))
+        wait_for(lambda: sum(map(len, run.acked.values())) >= count + 50, timeout=60)
+    finally:
+        run.stop_publishing.set()
+    acked = {(p, o): b"p%d-%d" % (n, s) for n, rows in run.acked.items() for s, p, o in rows}
+
+    def all_delivered() -> bool:
+        with run.lock:
+            return all(pos in run.delivered and pos in run.read for pos in acked)
+
+    try:
+        wait_for(all_delivered, timeout=60, message="every acknowledged publish is delivered")
+    finally:
+        run.stop_consuming.set()
+        for t in threads:
+            t.join(30)
+    for pos, data in acked.items():
+        assert run.delivered[pos] == {data}, f"{pos}: offset given to two messages"
+        assert run.read[pos] == {data}
+    _never_two_owners(run.ownership)
+    assert {m for _, _, m, _ in run.ownership} == {"m0", "m1"}
+    for rows in run.acked.values():  # one key per publisher: its offsets rise in its order
+        offsets = [o for _, _, o in rows]
+        assert offsets == sorted(offsets) and len(set(offsets)) == len(offsets)
+    with cluster.client() as c:
+        stats = c.pubsub.stats(TOPIC, GROUP)
+        for part in stats["partition_offsets"]:  # the log itself: dense, in order, as acked
+            log, offset = [], part["first_offset"]
+            while offset < part["end_offset"]:
+                page = c.pubsub.read(TOPIC, part["partition"], offset, limit=500)
+                log += page["messages"]
+                offset = page["next"]
+            assert [m["offset"] for m in log] == list(range(part["first_offset"], offset))
+            for m in log:
+                wanted = acked.get((m["partition"], m["offset"]))
+                assert wanted is None or m["data"] == wanted
+        assert stats["group"]["redeliveries"] > 0  # the doomed consumer's came back
