@@ -199,6 +199,10 @@ def test_jetstream_semantics_ack_nak_ack_wait_max_deliver(client: Any) -> None:
     assert [(x["partition"], x["offset"], x["data"]) for x in dead] == [(0, 2, b"job-2")]
     group = ps.stats("jobs", "workers")["group"]
     assert group["pending"] == 0 and group["lag"] == 0 and group["acked"] == 3
+    announced = client.events.read(0, match="pubsub.dead_letter:jobs/workers")["events"]
+    assert [e["payload"] for e in announced] == [
+        {"topic": "jobs", "group": "workers", "partition": 0, "offset": 2, "deliveries": 2}
+    ]
 
 
 def test_ack_of_a_message_redelivered_to_someone_else_is_refused(client: Any) -> None:

@@ -28,7 +28,7 @@ from aspen.kv import paging
 from aspen_pubsub import keys, limits, store
 from aspen_pubsub.model import Topic, delivered, pack, unpack
 
-__all__ = ["ACK_KINDS", "GroupService", "StaleAckError", "announce_dead_letter"]
+__all__ = ["ACK_KINDS", "GroupService", "StaleAckError", "dead_letter_event"]
 
 #: What an ack may say: done, again (after ``delay``), still working, never again.
 ACK_KINDS = ("ack", "nak", "progress", "term")
@@ -39,12 +39,19 @@ class StaleAckError(CompareFailedError):
     already, or redelivered to someone else after its ack wait)."""
 
 
-async def announce_dead_letter(
+def dead_letter_event(
     node: Any, topic: str, group: str, partition: int, offset: int, deliveries: int
-) -> None:
-    """Where a dead letter is announced as an event. A durable core event journal is
-    being built in parallel; until it lands, dead letters are listed by
-    ``pubsub.dead_letters`` and counted in ``stats`` only."""
+) -> dict[str, Any]:
+    """The ``kv.txn`` op publishing ``pubsub.dead_letter`` (docs/events.md) in the same
+    entry that moves the message to the group's dead-letter list."""
+    payload = {
+        "topic": topic,
+        "group": group,
+        "partition": partition,
+        "offset": offset,
+        "deliveries": deliveries,
+    }
+    return node.events.op("pubsub.dead_letter", f"{topic}/{group}", payload)
 
 
 def now_ms() -> int:
@@ -129,7 +136,11 @@ class GroupService:
         state = change.state
         name = change.record["name"]
         gkey = keys.group(state.topic.name, name)
-        ops = [*change.ops, store.put(gkey, change.record)]
+        announced = [
+            dead_letter_event(self.node, state.topic.name, name, partition, offset, deliveries)
+            for partition, offset, deliveries in change.dead
+        ]
+        ops = [*change.ops, *announced, store.put(gkey, change.record)]
         try:
             revision = await store.txn(self.node, [store.same(gkey, state.revision)], ops)
         except BaseException:
@@ -141,10 +152,6 @@ class GroupService:
         self._states[(state.topic.name, name)] = _State(
             state.topic, change.record, revision, change.pending
         )
-        for partition, offset, deliveries in change.dead:
-            await announce_dead_letter(
-                self.node, state.topic.name, name, partition, offset, deliveries
-            )
         return True
 
     async def update(
