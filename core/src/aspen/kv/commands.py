@@ -17,7 +17,9 @@ Internal shapes::
         cmp = {"key": b, "end": b | None, "target": str, "op": str, "value": b | int}
     {"op": "compact", "revision": int}
     {"op": "lease_grant", "id": int, "ttl": int}
-    {"op": "lease_revoke", "id": int}
+    {"op": "lease_revoke", "id": int, "writable": [b]}
+        ("writable", when a capability token revokes: its kv:write prefixes; the apply
+        refuses the revoke, deleting nothing, if any attached key lies outside them)
     {"op": "lease_expire", "ids": [int], "max_keys": int, "max_bytes": int}
         (a command without the bounds, proposed before they existed, expires every id)
 """
@@ -204,9 +206,13 @@ def lease_grant_command(params: Any, new_id: int) -> dict[str, Any]:
     return {"op": "lease_grant", "id": lease_id, "ttl": max(ttl, limits.MIN_LEASE_TTL_SECONDS)}
 
 
-def lease_revoke_command(params: Any) -> dict[str, Any]:
-    """Validate ``lease.revoke`` params into a ``lease_revoke`` command."""
-    return {"op": "lease_revoke", "id": lease_id_param(params)}
+def lease_revoke_command(params: Any, writable: list[bytes] | None = None) -> dict[str, Any]:
+    """Validate ``lease.revoke`` params into a ``lease_revoke`` command; ``writable``: the
+    caller's ``kv:write`` prefixes (``None``: the root token, no check)."""
+    command: dict[str, Any] = {"op": "lease_revoke", "id": lease_id_param(params)}
+    if writable is not None:
+        command["writable"] = writable
+    return command
 
 
 def lease_expire_command(

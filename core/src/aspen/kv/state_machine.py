@@ -38,6 +38,8 @@ import lmdb
 import msgpack
 
 from aspen import limits
+from aspen.auth.access import lease_key_error
+from aspen.auth.kvscope import first_outside, prefixes_for
 from aspen.errors import (
     AspenError,
     CompactedError,
@@ -304,6 +306,15 @@ class KVStateMachine:
                 listed = [k for _, k in itertools.islice(attached, limits.MAX_LEASE_KEYS_LISTED)]
         return {"id": lease_id, "granted_ttl": ttl, "keys": listed}
 
+    def lease_key_outside(
+        self, lease_id: int, prefixes: dict[str, tuple[tuple[bytes, bytes], ...]], operation: str
+    ) -> bytes | None:
+        """The first key attached to the lease that ``prefixes`` (by operation, as
+        :func:`aspen.auth.kvscope.kv_prefixes` gives them) do not allow ``operation`` on;
+        ``None`` when they cover every key (or there is no such lease)."""
+        with self._reading(None) as t:
+            return first_outside(prefixes, operation, (k for _, k in self.leases.keys(t, lease_id)))
+
     def lease_count(self, txn: lmdb.Transaction | None = None) -> int:
         """Number of granted leases."""
         with self._reading(txn) as t:
@@ -562,10 +573,19 @@ def _lease_grant(ctx: _Apply, cmd: dict[str, Any]) -> dict[str, Any]:
 
 
 def _lease_revoke(ctx: _Apply, cmd: dict[str, Any]) -> dict[str, Any]:
+    """Delete a lease and its keys; a revoke carrying ``writable`` prefixes (a capability
+    token's) is refused whole unless they cover every attached key."""
     lease_id = cmd["id"]
     if not ctx.sm.leases.exists(ctx.txn, lease_id):
         raise NotFoundError(f"lease {lease_id} not found", lease=lease_id)
-    ctx.delete_lease(lease_id, list(ctx.sm.leases.keys(ctx.txn, lease_id)))
+    attached = list(ctx.sm.leases.keys(ctx.txn, lease_id))
+    if "writable" in cmd:
+        outside = first_outside(
+            prefixes_for("write", cmd["writable"]), "write", (key for _, key in attached)
+        )
+        if outside is not None:
+            raise lease_key_error(lease_id, "write", outside, "lease.revoke")
+    ctx.delete_lease(lease_id, attached)
     return {}
 
 
