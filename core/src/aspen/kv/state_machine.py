@@ -573,18 +573,24 @@ def _lease_grant(ctx: _Apply, cmd: dict[str, Any]) -> dict[str, Any]:
 
 
 def _lease_revoke(ctx: _Apply, cmd: dict[str, Any]) -> dict[str, Any]:
-    """Delete a lease and its keys; a revoke carrying ``writable`` prefixes (a capability
-    token's) is refused whole unless they cover every attached key."""
+    """Delete a lease and its keys, or only a slice of its keys (within the command's
+    ``max_keys`` / ``max_bytes``; ``remaining`` says so) when they do not all fit. A command
+    carrying ``writable`` prefixes (a capability token's) is refused whole unless they
+    cover every key it would delete."""
     lease_id = cmd["id"]
     if not ctx.sm.leases.exists(ctx.txn, lease_id):
         raise NotFoundError(f"lease {lease_id} not found", lease=lease_id)
-    attached = list(ctx.sm.leases.keys(ctx.txn, lease_id))
+    budget = _ExpiryBudget(cmd.get("max_keys"), cmd.get("max_bytes"))
+    attached, whole = budget.take(ctx, lease_id, first=True)
     if "writable" in cmd:
         outside = first_outside(
             prefixes_for("write", cmd["writable"]), "write", (key for _, key in attached)
         )
         if outside is not None:
             raise lease_key_error(lease_id, "write", outside, "lease.revoke")
+    if not whole:
+        ctx.delete_attached(attached)
+        return {"remaining": True}
     ctx.delete_lease(lease_id, attached)
     return {}
 

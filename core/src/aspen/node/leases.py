@@ -118,17 +118,28 @@ class LeaseService:
         return result
 
     async def revoke(self, params: dict[str, Any], authority: Authority = ROOT) -> Any:
-        """Delete a lease and every key attached to it (``lease.revoke``). A capability
-        token's revoke carries its ``kv:write`` prefixes and the apply refuses it, deleting
-        nothing, unless they cover every attached key (checked in the apply: a key attached
+        """Delete a lease and every key attached to it (``lease.revoke``).
+
+        Like an expiry, one command deletes at most ``LEASE_EXPIRY_SLICE_KEYS`` keys and
+        ``LEASE_EXPIRY_SLICE_BYTES`` bytes: a lease with more loses them over several
+        commands, ``LEASE_EXPIRY_PAUSE_SECONDS`` apart (writes go on between them), the last
+        of which deletes the lease; the answer comes after it. A capability token's revoke
+        carries its ``kv:write`` prefixes and each command is refused, deleting nothing,
+        unless they cover every key it would delete (checked in the apply: a key attached
         meanwhile is seen)."""
         writable = None
         if not authority.unrestricted:
             writable = [prefix for prefix, _ in authority.kv.get("write", ())]
         command = commands.lease_revoke_command(params, writable)
         result = await self._propose(command)
+        while result.get("remaining"):
+            await anyio.sleep(limits.LEASE_EXPIRY_PAUSE_SECONDS)
+            try:
+                result = await self._propose(command)
+            except NotFoundError:  # expired or revoked by another caller meanwhile: gone
+                result = {}
         self.forget(command["id"])
-        return result
+        return {k: v for k, v in result.items() if k != "remaining"}
 
     async def require_keys(
         self, lease_id: int, authority: Authority, operation: str, method: str
