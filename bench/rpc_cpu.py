@@ -21,9 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import aspen
-from aspen.node.auth import TokenAuthenticator, load_or_create_root_token
+from aspen.auth.service import TokenService
+from aspen.auth.tokens import TokenSigner
+from aspen.node.auth import load_or_create_root_token
 from aspen.plugins.types import RpcHandler
 from aspen.rpc import MethodRegistry, RpcServer
 
@@ -41,7 +44,9 @@ async def measure(conns: int, requests: int) -> dict[str, float]:
     server = RpcServer(
         MethodRegistry([RpcHandler("bench.echo", echo, plugin="bench")]),
         node=None,
-        authenticate=TokenAuthenticator(token),
+        authenticate=TokenService(
+            TokenSigner.from_ca(Ed25519PrivateKey.generate(), "bench"), token
+        ).authenticate,
         node_id="bench",
     )
     out: dict[str, float] = {}

@@ -73,7 +73,10 @@ def pct(values: list[float], p: float) -> float:
 # ---------------------------------------------------------------------------------- rpc
 async def rpc_server(data_dir: Path, tls: bool, port_file: Path) -> None:
     """Serve ``bench.echo`` (plain or TLS) until killed."""
-    from aspen.node.auth import TokenAuthenticator
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from aspen.auth.service import TokenService
+    from aspen.auth.tokens import TokenSigner
     from aspen.plugins.types import RpcHandler
     from aspen.rpc import MethodRegistry, RpcServer
     from aspen.transport.identity import load_or_create_identity
@@ -88,7 +91,9 @@ async def rpc_server(data_dir: Path, tls: bool, port_file: Path) -> None:
     server = RpcServer(
         MethodRegistry([RpcHandler("bench.echo", echo, plugin="bench")]),
         node=None,
-        authenticate=TokenAuthenticator(token),
+        authenticate=TokenService(
+            TokenSigner.from_ca(Ed25519PrivateKey.generate(), "bench"), token
+        ).authenticate,
         node_id=identity.node_id,
         ssl_context=server_context(creds) if tls and creds else None,
     )

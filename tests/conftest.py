@@ -15,7 +15,7 @@ import pytest
 import aspen
 from aspen.errors import AspenError
 from aspen.node.devcluster import node_command
-from aspen.testing import free_port
+from aspen.testing import free_node_port
 
 #: Seconds a freshly started node process has to answer.
 NODE_START_TIMEOUT = 30.0
@@ -88,7 +88,7 @@ class NodeProcess:
 @pytest.fixture
 def node_process(tmp_path) -> Iterator[NodeProcess]:
     """A node process on a free port; stopped after the test."""
-    node = NodeProcess(tmp_path / "node", free_port())
+    node = NodeProcess(tmp_path / "node", free_node_port())
     try:
         yield node
     finally:

@@ -291,6 +291,25 @@ def test_the_cli_contract(cluster: LocalCluster, tmp_path: Path) -> None:
     assert _aspen(cluster, 1, "blob", "get", "nothex").returncode == 2
 
 
+def test_members_instructions_are_no_client_method_not_even_for_root(
+    cluster: LocalCluster,
+) -> None:
+    """``fetch`` / ``ping`` between members go over the peer transport: the client port
+    does not serve them, whatever the token (the root token included)."""
+    with cluster.client(1) as c:
+        ref = c.blobs.put(os.urandom(1000), replicas=1)
+        holder = c.blobs.stat(ref.hash)["holders"][0]
+        for method, params in (
+            ("blob.fetch", {"hash": ref.hash, "size": 1000, "source": holder}),
+            ("blob.ping", {}),
+        ):
+            with pytest.raises(AspenError) as info:
+                c.call(method, params)
+            assert "does not exist" in info.value.message
+        # (test_a_missing_replica_is_found_by_the_scrub_and_replaced shows the members' own
+        # ping and fetch still work: the repairer probes, then copies)
+
+
 def test_the_cluster_replica_setting(cluster: LocalCluster) -> None:
     assert _aspen(cluster, 2, "blob", "replicas", "2").returncode == 0
     try:

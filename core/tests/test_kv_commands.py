@@ -134,7 +134,12 @@ def test_lease_commands() -> None:
     _refused("ttl is required", lease_grant_command, {}, 99)
     _refused("id must be in", lease_grant_command, {"ttl": 5, "id": -3}, 99)
     _refused("id must be in", lease_grant_command, {"ttl": 5, "id": 2**63}, 99)
-    assert lease_revoke_command({"id": 5}) == {"op": "lease_revoke", "id": 5}
+    assert lease_revoke_command({"id": 5}) == {
+        "op": "lease_revoke",
+        "id": 5,
+        "max_keys": limits.LEASE_EXPIRY_SLICE_KEYS,
+        "max_bytes": limits.LEASE_EXPIRY_SLICE_BYTES,
+    }
     _refused("id must be in 1", lease_revoke_command, {"id": 0})
     assert lease_id_param({"id": 8}) == 8
     assert lease_expire_command([3, 4]) == {

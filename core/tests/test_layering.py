@@ -171,8 +171,8 @@ FORBIDDEN: dict[str, tuple[tuple[str, ...], str]] = {
         "the client installs without the server (it may share aspen.kv.keys and aspen.transport)",
     ),
     "aspen.blobs": (
-        # blob.fetch / blob.ping instructions still reach members through their client port
-        # (aspen.client); only the blob bytes use the peer links so far
+        # members' blob instructions and bytes use the peer links; the service's own KV
+        # writes (blob metadata) use a cluster client (aspen.client) with the node's token
         _aspen("cli", "testing"),
         "the blob store is a service of the node, served by the CLI and the test kit",
     ),

@@ -82,3 +82,30 @@ def test_thousands_of_leases_expiring_at_once_are_deleted_in_bounded_commands(
         assert max(counter.per_revision.values()) <= SLICE_KEYS
         assert len(counter.per_revision) >= LEASES * KEYS_PER_LEASE // SLICE_KEYS
         assert c.lease.list() == []
+
+
+def test_revoking_one_lease_with_many_keys_deletes_them_in_bounded_commands(
+    tmp_path, small_slices
+) -> None:
+    """``lease.revoke`` of one lease with 2,000 keys: sliced like an expiry, answered once
+    every key and the lease are gone."""
+    keys = 2_000
+    config = NodeConfig(data_dir=tmp_path / "node", listen="127.0.0.1:0", sync=False)
+    with NodeThread(config) as node, node.client(timeout=60) as c:
+        lease = c.lease.grant(3600).id
+        for start in range(0, keys, limits.MAX_TXN_OPS):
+            c.kv.txn(
+                success=[
+                    Op.put(f"l/{n:05d}", "v", lease=lease)
+                    for n in range(start, start + limits.MAX_TXN_OPS)
+                ]
+            )
+        counter = DeleteCounter(node, keys)
+        counter.start()
+        assert counter.watching.wait(30)
+        c.lease.revoke(lease)
+        assert not c.kv.range("l/", limit=1).kvs and c.lease.list() == []
+        counter.join(60)
+        assert sum(counter.per_revision.values()) == keys
+        assert max(counter.per_revision.values()) <= SLICE_KEYS
+        assert len(counter.per_revision) == keys // SLICE_KEYS

@@ -129,6 +129,28 @@ def test_replication_reaches_every_state_machine():
     assert all(s == states[0] for s in states) and len(states[0]) == 10
 
 
+def test_heartbeats_for_a_long_write_cycle_change_nothing_and_keep_followers_quiet():
+    """RawNode.heartbeats (what the driver sends while a long apply holds the node): a
+    leader's current term and safe commit per follower, no Raft state touched; stepped by a
+    follower they reset its election clock as Raft's own heartbeats do; none off a leader."""
+    c = Cluster()
+    c.elect("n1")
+    c.put("n1", "k", "v")
+    leader = c.raw("n1")
+    assert c.raw("n2").heartbeats() == []
+    before = leader.status()
+    beats = leader.heartbeats()
+    assert {m.to for m in beats} == {"n2", "n3"}
+    assert all(m.type == MT.HEARTBEAT and m.term == before.term for m in beats)
+    assert all(m.commit == before.commit and m.context == b"" for m in beats)
+    assert leader.status() == before and not leader.has_ready()
+    follower = c.raw("n2")
+    for _ in range(100):  # ten election timeouts: heartbeats alone keep n2 a follower
+        follower.tick()
+        follower.step(next(m for m in beats if m.to == "n2"))
+    assert follower.role == Role.FOLLOWER and follower.leader == "n1"
+
+
 # --------------------------------------------------------------------------- repair
 def record_rejections(m: Message, into: list[Message]) -> Message:
     """Pass ``m`` on, noting it if it is a rejected APPEND."""

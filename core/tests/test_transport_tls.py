@@ -15,7 +15,8 @@ from test_rpc_server import serving
 
 import aspen
 from aspen import errors
-from aspen.node.auth import TokenAuthenticator
+from aspen.auth.access import ROOT
+from aspen.node.auth import token_service
 from aspen.transport.identity import NodeIdentity, load_or_create_identity
 from aspen.transport.join import init_cluster
 from aspen.transport.tls import (
@@ -159,17 +160,18 @@ def test_token_formats() -> None:
     assert "secret=..." in repr(token) and token.secret not in repr(token)
 
 
-def test_authenticator_compares_the_secret_of_cluster_tokens() -> None:
+def test_the_token_service_compares_the_secret_of_cluster_tokens() -> None:
     ca = ClusterCA.generate()
+    creds = NodeCredentials.issue(ca, NodeIdentity.generate(), ["127.0.0.1:0"])
     root = new_cluster_token("client", ca.public_raw)
-    auth = TokenAuthenticator(str(root))
-    assert auth(str(root)) == "root"
+    auth = token_service(creds, str(root), creds.node_id).authenticate
+    assert auth(str(root)) is ROOT
     other = ClusterToken("client", ca.public_raw, "x" * 43)
     assert auth(str(other)) is None
-    assert auth(str(ClusterToken("join", ca.public_raw, root.secret))) == "root"
+    assert auth(str(ClusterToken("join", ca.public_raw, root.secret))) is ROOT
     assert auth(None) is None and auth("") is None
-    legacy = TokenAuthenticator("aspen_abc")
-    assert legacy("aspen_abc") == "root" and legacy("aspen_abd") is None
+    legacy = token_service(creds, "aspen_abc", creds.node_id).authenticate
+    assert legacy("aspen_abc") is ROOT and legacy("aspen_abd") is None
 
 
 # ------------------------------------------------------------------------------ client TLS

@@ -23,7 +23,7 @@ import pytest
 
 import aspen
 from aspen.errors import AspenError, UnavailableError
-from aspen.testing import free_port, wait_for
+from aspen.testing import free_node_port, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -135,7 +135,7 @@ class RunningNode:
     def __init__(self, bin_dir: Path, tmp: Path) -> None:
         self.bin_dir = bin_dir
         self.data_dir = tmp / "node"
-        self.endpoint = f"127.0.0.1:{free_port()}"
+        self.endpoint = f"127.0.0.1:{free_node_port()}"
         self.log = tmp / "node.log"
         self.config = tmp / "aspen.toml"
         self.config.write_text('[hello]\ngreeting = "Howdy"\n')

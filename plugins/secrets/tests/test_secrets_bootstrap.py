@@ -19,7 +19,7 @@ import pytest
 import aspen
 from aspen.errors import AspenError
 from aspen.node.devcluster import node_command
-from aspen.testing import free_port, wait_for
+from aspen.testing import free_node_port, wait_for
 from aspen_secrets.bootstrap import secret_data
 from aspen_secrets.sops import encrypt_document
 
@@ -48,7 +48,7 @@ class _NodeProcess:
 
     def __init__(self, data_dir: Path, extra: list[str]) -> None:
         self.data_dir = data_dir
-        self.endpoint = f"127.0.0.1:{free_port()}"
+        self.endpoint = f"127.0.0.1:{free_node_port()}"
         env = {
             **os.environ,
             "ASPEN_LOAD_PLUGINS": "secrets",
@@ -69,7 +69,8 @@ class _NodeProcess:
 
     def status(self) -> dict[str, Any] | None:
         if self.proc.poll() is not None:
-            raise AssertionError(f"node exited with {self.proc.returncode}")
+            log = (self.data_dir.parent / f"{self.data_dir.name}.log").read_text(errors="replace")
+            raise AssertionError(f"node exited with {self.proc.returncode}: {log[-2000:]}")
         try:
             with aspen.connect(self.endpoint, token=self.token, timeout=2) as c:
                 status = c.call("secrets.status")
@@ -161,7 +162,7 @@ def test_tampered_secrets_file_seals_the_plugin(
 
 
 def test_node_start_secrets_http_listen_flag(tmp_path: Path) -> None:
-    port = free_port()
+    port = free_node_port()
     node = _NodeProcess(tmp_path / "node", ["--secrets-http-listen", f"127.0.0.1:{port}"])
     try:
 

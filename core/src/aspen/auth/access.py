@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from aspen.auth.tokens import VerifiedToken
     from aspen.rpc.handler import RpcHandler
 
-__all__ = ["ANY_TOKEN", "ROOT", "Authority", "Gate", "capability_error"]
+__all__ = ["ANY_TOKEN", "ROOT", "Authority", "Gate", "capability_error", "lease_key_error"]
 
 #: ``RpcHandler.capability`` for a method any valid token may call.
 ANY_TOKEN = "token"
@@ -67,6 +67,22 @@ def capability_error(missing: str, method: str = "", *, token_id: str = "") -> U
         f"missing capability {missing}{where}: the token{who} does not grant it",
         capability=missing,
         method=method,
+    )
+
+
+def lease_key_error(
+    lease_id: int, operation: str, key: bytes, method: str, *, token_id: str = ""
+) -> UnauthorizedError:
+    """The ``unauthorized`` error of a lease operation refused because a key attached to the
+    lease lies outside the token's ``kv:<operation>`` prefixes (docs/tokens.md, Leases)."""
+    missing = f"kv:{operation}:{key.decode('utf-8', 'backslashreplace')}"
+    who = f" (token {token_id})" if token_id else ""
+    return UnauthorizedError(
+        f"missing capability {missing} for {method}: lease {lease_id} has that key attached "
+        f"and the token{who} does not grant it",
+        capability=missing,
+        method=method,
+        lease=lease_id,
     )
 
 

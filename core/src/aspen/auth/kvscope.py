@@ -26,9 +26,11 @@ __all__ = [
     "RESERVED_PREFIX",
     "TOKEN_STORE_PREFIX",
     "Span",
+    "first_outside",
     "key_allowed",
     "kv_prefixes",
     "kv_spans",
+    "prefixes_for",
     "span_allowed",
 ]
 
@@ -103,6 +105,22 @@ def key_allowed(prefixes: dict[str, tuple[_Prefix, ...]], operation: str, key: b
         if key.startswith(start) and (not reserved or start.startswith(RESERVED_PREFIX)):
             return True
     return False
+
+
+def prefixes_for(operation: str, prefixes: Iterable[bytes]) -> dict[str, tuple[_Prefix, ...]]:
+    """What :func:`kv_prefixes` gives for plain ``kv:<operation>`` prefixes (as a command
+    carries them to the state machine)."""
+    return {operation: tuple((p, prefix_end(p)) for p in prefixes)}
+
+
+def first_outside(
+    prefixes: dict[str, tuple[_Prefix, ...]], operation: str, keys: Iterable[bytes]
+) -> bytes | None:
+    """The first of ``keys`` that no ``kv:<operation>`` prefix covers, or ``None``."""
+    for key in keys:
+        if not key_allowed(prefixes, operation, key):
+            return key
+    return None
 
 
 def _as_key(value: Any) -> bytes | None:

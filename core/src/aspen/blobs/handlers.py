@@ -3,7 +3,8 @@
 Clients: ``blob.put_open`` / ``blob.put_chunk`` / ``blob.put_close`` / ``blob.put_abort``
 (a put, chunk by chunk), ``blob.get`` (streams a window of a blob), ``blob.stat``,
 ``blob.pin``, ``blob.unpin``, ``blob.list``, ``blob.status``, ``blob.configure``.
-Members: ``blob.fetch`` (copy a blob from a member) and ``blob.ping``.
+What members ask of each other (copy a blob, a liveness ping) is not here: it goes over
+the peer transport (:mod:`aspen.blobs.transfer`).
 """
 
 from __future__ import annotations
@@ -113,27 +114,10 @@ async def blob_configure(ctx: RpcContext, params: dict[str, Any]) -> Any:
     return {"replicas": replicas}
 
 
-async def blob_fetch(ctx: RpcContext, params: dict[str, Any]) -> Any:
-    """(Members) copy a blob from member ``source`` into this node: ``{hash, size, source,
-    register}``."""
-    await _service(ctx).fetch(
-        parse_hash(params.get("hash")),
-        p.require_int(params, "size", min=0),
-        p.require_str(params, "source"),
-        p.optional_bool(params, "register"),
-    )
-    return {"node": ctx.node.id}
-
-
-async def blob_ping(ctx: RpcContext, params: dict[str, Any]) -> Any:
-    """(Members) a liveness probe of the repairer."""
-    return {"node": ctx.node.id}
-
-
 def blob_handlers() -> list[RpcHandler]:
     """Every ``blob.*`` method, tagged as the core's, with the capability a token needs
-    (``blob:read`` / ``blob:write``; the cluster-wide setting is ``cluster:admin``; the
-    members' own ``blob.fetch`` and ``blob.ping`` are root-only)."""
+    (``blob:read`` / ``blob:write``; the cluster-wide setting is ``cluster:admin``). What
+    members ask of each other goes over the peer transport (:mod:`aspen.blobs.transfer`)."""
     table: list[tuple[str, Any, bool, str | None]] = [
         ("blob.put_open", blob_put_open, False, "blob:write"),
         ("blob.put_chunk", blob_put_chunk, False, "blob:write"),
@@ -146,8 +130,6 @@ def blob_handlers() -> list[RpcHandler]:
         ("blob.list", blob_list, False, "blob:read"),
         ("blob.status", blob_status, False, "blob:read"),
         ("blob.configure", blob_configure, False, "cluster:admin"),
-        ("blob.fetch", blob_fetch, False, None),
-        ("blob.ping", blob_ping, False, None),
     ]
     return [
         RpcHandler(

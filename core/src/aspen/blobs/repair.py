@@ -74,7 +74,7 @@ class Repairer:
 
         async def probe(member: str) -> None:
             try:
-                await self.service.peers.call(member, "blob.ping", {}, PROBE_TIMEOUT_SECONDS)
+                await self.service.peers.call(member, "ping", {}, PROBE_TIMEOUT_SECONDS)
             except (AspenError, OSError):
                 return
             self.last_seen[member] = time.monotonic()

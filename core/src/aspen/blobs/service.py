@@ -1,7 +1,7 @@
 """``node.blobs``: one node's blob service (store, metadata, transfer, repair, GC).
 
 A put is written to this node's store while it is hashed, then copied to other members
-(each pulls it from here with ``blob.fetch``) until ``R`` nodes hold it durably, then
+(each pulls it from here on a ``fetch`` instruction) until ``R`` nodes hold it durably, then
 recorded in KV with its holders in one transaction: only then is it acknowledged and
 visible. A read is served from the local replica, piece by verified piece; a node without
 one (or whose replica fails its check) reads from a holder instead, from where it was.
@@ -280,7 +280,7 @@ class BlobService:
         """Ask ``target`` to copy ``ref`` from ``source``; add it to ``holders`` on success."""
         params = {"hash": ref.hash, "size": ref.size, "source": source, "register": register}
         try:
-            await self.peers.call(target, "blob.fetch", params, BLOB_COPY_TIMEOUT_SECONDS)
+            await self.peers.call(target, "fetch", params, BLOB_COPY_TIMEOUT_SECONDS)
         except (AspenError, OSError) as exc:
             failures.append(f"{target[:12]}: {exc}")
             log.info("blobs: copying %s to %s failed: %s", ref.hash, target, exc)
@@ -288,7 +288,8 @@ class BlobService:
         holders.append(target)
 
     async def fetch(self, digest: str, size: int, source: str, register: bool) -> None:
-        """Copy ``digest`` from member ``source`` into this node's store (``blob.fetch``);
+        """Copy ``digest`` from member ``source`` into this node's store (a member's
+        ``fetch`` instruction);
         with ``register``, record this node as a holder."""
         self.store.check_size(size)
         if not await anyio.to_thread.run_sync(self.store.has, digest):
@@ -367,6 +368,28 @@ class BlobService:
                 f"{', '.join(holders) or 'none'})",
                 hash=digest,
             )
+
+    async def serve_call(
+        self, peer_id: str, header: dict[str, Any], chunks: AsyncIterator[bytes]
+    ) -> dict[str, Any]:
+        """A member's instruction over the peer transport (:mod:`aspen.blobs.transfer`):
+        ``fetch`` (copy ``{hash, size, source, register}`` from member ``source`` here) or
+        ``ping`` (a liveness probe of the repairer); answers ``{node}``."""
+        async for _ in chunks:
+            raise InvalidArgumentError("a blob instruction carries no chunks")
+        method, params = header.get("method"), header.get("params")
+        if not isinstance(params, dict):
+            raise InvalidArgumentError("blob instruction params must be a map")
+        if method == "fetch":
+            await self.fetch(
+                parse_hash(params.get("hash")),
+                p.require_int(params, "size", min=0),
+                p.require_str(params, "source"),
+                bool(p.optional_bool(params, "register")),
+            )
+        elif method != "ping":
+            raise InvalidArgumentError(f"unknown blob instruction {method!r} from {peer_id}")
+        return {"node": self.node.id}
 
     async def serve_fetch(self, peer_id: str, header: dict[str, Any]) -> AsyncIterator[bytes]:
         """A member's fetch of this node's replica: ``{"kind": "blob", "hash", "offset",

@@ -1,84 +1,74 @@
-"""Node-to-node transfer of blobs.
+"""Node-to-node transfer of blobs, all of it over the peer transport (mutual TLS with the
+nodes' certificates, membership checked; :class:`aspen.transport.peer.PeerTransport`),
+never through the Raft log and never through a client port.
 
-Bytes: a node reads another member's replica with a *fetch* over the peer transport
-(mutual TLS with the nodes' certificates, membership checked, a connection of its own per
-fetch, paced by TCP; :meth:`aspen.transport.peer.PeerTransport.fetch`), never through the
-Raft log. The serving member verifies every piece against its sums before sending it; a
-member that keeps a copy re-hashes the whole blob before it commits it.
+Bytes: a node reads another member's replica with a *fetch* (a connection of its own per
+fetch, paced by TCP; :meth:`~aspen.transport.peer.PeerTransport.fetch`). The serving member
+verifies every piece against its sums before sending it; a member that keeps a copy
+re-hashes the whole blob before it commits it. A put's copies are pushed the other way while
+the put streams in (:mod:`aspen.blobs.tee`).
 
-A put's copies are pushed the other way while the put streams in, also over the peer
-transport (:mod:`aspen.blobs.tee`).
-
-Requests: the two small calls one member makes of another (``blob.fetch`` "copy this blob
-from that member", ``blob.ping``) go over a client connection to that member's client
-endpoint with the node's token.
+Instructions: the two small calls one member makes of another (``fetch`` "copy this blob
+from that member", ``ping``) are peer streams without chunks whose header is
+``{"kind": "blob-call", "method", "params"}``; the receiver answers with
+:meth:`aspen.blobs.service.BlobService.serve_call`'s result. Only a member's certificate
+can make them: no client token, the root token included, reaches them.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from aspen.client.aclient import AsyncClient
-from aspen.errors import UnavailableError
-from aspen.limits import BLOB_COPY_TIMEOUT_SECONDS, CONNECT_TIMEOUT_SECONDS
+import anyio
 
 if TYPE_CHECKING:
     from aspen.node.node import Node
+    from aspen.transport.peer import PeerTransport
 
-__all__ = ["PeerClients"]
+__all__ = ["CALL_KIND", "PeerClients"]
 
 log = logging.getLogger(__name__)
 
+#: The ``kind`` of a peer stream header carrying a member's blob instruction.
+CALL_KIND = "blob-call"
+
+
+async def _no_chunks() -> AsyncIterator[bytes]:
+    """The (empty) body of an instruction's peer stream."""
+    return
+    yield b""  # pragma: no cover - makes this an async generator
+
 
 class PeerClients:
-    """One client per other member, opened on first use and kept."""
+    """What this node asks of the other members about blobs, over the peer transport."""
 
     def __init__(self, node: Node) -> None:
         self.node = node
-        self._clients: dict[str, AsyncClient] = {}
 
-    def endpoint(self, node_id: str) -> str | None:
-        """The client endpoint of member ``node_id`` (``None``: not a member)."""
-        member = self.node.parts.cluster.members().get(node_id)
-        return None if member is None else member.get("client")
-
-    async def client(self, node_id: str) -> AsyncClient:
-        """A connected client of member ``node_id``."""
-        client = self._clients.get(node_id)
-        endpoint = self.endpoint(node_id)
-        if endpoint is None:
-            raise UnavailableError(f"node {node_id} is not a member", node=node_id)
-        if client is None or client.endpoints != [endpoint]:
-            client = AsyncClient(
-                endpoint,
-                self.node.token,
-                timeout=BLOB_COPY_TIMEOUT_SECONDS,
-                connect_timeout=CONNECT_TIMEOUT_SECONDS,
-                failover_timeout=0,
-            )
-            self._clients[node_id] = client
-        await client.connect()
-        return client
+    @property
+    def _transport(self) -> PeerTransport:
+        transport = self.node.parts.cluster.transport
+        assert transport is not None, "blob transfers need a cluster node"
+        return transport
 
     async def call(self, node_id: str, method: str, params: dict[str, Any], timeout: float) -> Any:
-        """Call ``method`` on member ``node_id``."""
-        client = await self.client(node_id)
-        return await client.call(method, params, timeout=timeout)
+        """Ask member ``node_id`` to do ``method`` (``fetch`` or ``ping``) within ``timeout``
+        seconds (past it: the builtin ``TimeoutError``); its error is raised here."""
+        header = {"kind": CALL_KIND, "method": method, "params": params}
+        with anyio.fail_after(timeout):
+            return await self._transport.send_stream(
+                node_id, None, header, _no_chunks(), result_timeout=timeout
+            )
 
     async def read(
         self, node_id: str, digest: str, offset: int, length: int
     ) -> AsyncIterator[bytes]:
         """Yield ``[offset, offset + length)`` of ``node_id``'s own replica of ``digest``."""
         header = {"kind": "blob", "hash": digest, "offset": offset, "length": length}
-        async for piece in self.node.parts.cluster.transport.fetch(node_id, None, header):  # type: ignore[union-attr]
+        async for piece in self._transport.fetch(node_id, None, header):
             yield piece
 
     async def aclose(self) -> None:
-        """Close every client."""
-        for client in self._clients.values():
-            with contextlib.suppress(Exception):
-                await client.aclose()
-        self._clients.clear()
+        """Nothing to close: every call and fetch has a connection of its own."""

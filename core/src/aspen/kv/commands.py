@@ -19,7 +19,12 @@ Internal shapes::
         (inside a txn only: an event appended to the journal, see aspen.journal.commands)
     {"op": "compact", "revision": int}
     {"op": "lease_grant", "id": int, "ttl": int}
-    {"op": "lease_revoke", "id": int}
+    {"op": "lease_revoke", "id": int, "writable": [b], "max_keys": int, "max_bytes": int}
+        ("writable", when a capability token revokes: its kv:write prefixes; the apply
+        refuses the command, deleting nothing, if any key it would delete lies outside
+        them. With the bounds, a lease with more keys loses a slice and stays: the result
+        says ``remaining`` and the proposer revokes again; a command without them, proposed
+        before they existed, deletes every key)
     {"op": "lease_expire", "ids": [int], "max_keys": int, "max_bytes": int}
         (a command without the bounds, proposed before they existed, expires every id)
 """
@@ -207,9 +212,27 @@ def lease_grant_command(params: Any, new_id: int) -> dict[str, Any]:
     return {"op": "lease_grant", "id": lease_id, "ttl": max(ttl, limits.MIN_LEASE_TTL_SECONDS)}
 
 
-def lease_revoke_command(params: Any) -> dict[str, Any]:
-    """Validate ``lease.revoke`` params into a ``lease_revoke`` command."""
-    return {"op": "lease_revoke", "id": lease_id_param(params)}
+def lease_revoke_command(
+    params: Any,
+    writable: list[bytes] | None = None,
+    *,
+    max_keys: int | None = None,
+    max_bytes: int | None = None,
+) -> dict[str, Any]:
+    """Validate ``lease.revoke`` params into a ``lease_revoke`` command; ``writable``: the
+    caller's ``kv:write`` prefixes (``None``: the root token, no check). One command deletes
+    at most ``max_keys`` keys and ``max_bytes`` bytes (``LEASE_EXPIRY_SLICE_KEYS`` /
+    ``LEASE_EXPIRY_SLICE_BYTES`` by default), as an expiry does: a lease with more loses
+    them over several commands (the apply answers ``remaining``)."""
+    command: dict[str, Any] = {
+        "op": "lease_revoke",
+        "id": lease_id_param(params),
+        "max_keys": limits.LEASE_EXPIRY_SLICE_KEYS if max_keys is None else max_keys,
+        "max_bytes": limits.LEASE_EXPIRY_SLICE_BYTES if max_bytes is None else max_bytes,
+    }
+    if writable is not None:
+        command["writable"] = writable
+    return command
 
 
 def lease_expire_command(

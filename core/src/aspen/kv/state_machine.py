@@ -40,6 +40,8 @@ import lmdb
 import msgpack
 
 from aspen import limits
+from aspen.auth.access import lease_key_error
+from aspen.auth.kvscope import first_outside, prefixes_for
 from aspen.errors import (
     AspenError,
     CompactedError,
@@ -310,6 +312,15 @@ class KVStateMachine:
                 attached = self.leases.keys(t, lease_id)
                 listed = [k for _, k in itertools.islice(attached, limits.MAX_LEASE_KEYS_LISTED)]
         return {"id": lease_id, "granted_ttl": ttl, "keys": listed}
+
+    def lease_key_outside(
+        self, lease_id: int, prefixes: dict[str, tuple[tuple[bytes, bytes], ...]], operation: str
+    ) -> bytes | None:
+        """The first key attached to the lease that ``prefixes`` (by operation, as
+        :func:`aspen.auth.kvscope.kv_prefixes` gives them) do not allow ``operation`` on;
+        ``None`` when they cover every key (or there is no such lease)."""
+        with self._reading(None) as t:
+            return first_outside(prefixes, operation, (k for _, k in self.leases.keys(t, lease_id)))
 
     def lease_count(self, txn: lmdb.Transaction | None = None) -> int:
         """Number of granted leases."""
@@ -591,10 +602,25 @@ def _lease_grant(ctx: _Apply, cmd: dict[str, Any]) -> dict[str, Any]:
 
 
 def _lease_revoke(ctx: _Apply, cmd: dict[str, Any]) -> dict[str, Any]:
+    """Delete a lease and its keys, or only a slice of its keys (within the command's
+    ``max_keys`` / ``max_bytes``; ``remaining`` says so) when they do not all fit. A command
+    carrying ``writable`` prefixes (a capability token's) is refused whole unless they
+    cover every key it would delete."""
     lease_id = cmd["id"]
     if not ctx.sm.leases.exists(ctx.txn, lease_id):
         raise NotFoundError(f"lease {lease_id} not found", lease=lease_id)
-    ctx.delete_lease(lease_id, list(ctx.sm.leases.keys(ctx.txn, lease_id)))
+    budget = _ExpiryBudget(cmd.get("max_keys"), cmd.get("max_bytes"))
+    attached, whole = budget.take(ctx, lease_id, first=True)
+    if "writable" in cmd:
+        outside = first_outside(
+            prefixes_for("write", cmd["writable"]), "write", (key for _, key in attached)
+        )
+        if outside is not None:
+            raise lease_key_error(lease_id, "write", outside, "lease.revoke")
+    if not whole:
+        ctx.delete_attached(attached)
+        return {"remaining": True}
+    ctx.delete_lease(lease_id, attached)
     return {}
 
 

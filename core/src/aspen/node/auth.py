@@ -1,4 +1,5 @@
-"""Client authentication: the root token every connection must present in its hello.
+"""Client authentication: the root token every connection must present in its hello, and
+the node's :class:`~aspen.auth.service.TokenService` that checks it and capability tokens.
 
 A single node without a cluster CA makes a legacy ``aspen_...`` token (plain TCP). A cluster
 (``aspen cluster init``, :func:`aspen.transport.join.init_cluster`) writes an
@@ -17,9 +18,8 @@ from aspen.kv.state_machine import KVStateMachine
 from aspen.transport.datadir import ROOT_TOKEN_FILE
 from aspen.transport.identity import write_private_file
 from aspen.transport.tls import NodeCredentials
-from aspen.transport.tokens import secrets_match, token_secret
 
-__all__ = ["TokenAuthenticator", "load_or_create_root_token", "revoked_ids", "token_service"]
+__all__ = ["load_or_create_root_token", "revoked_ids", "token_service"]
 
 #: Prefix of generated tokens, so a leaked one is recognisable in logs and scanners.
 TOKEN_PREFIX = "aspen_"
@@ -34,24 +34,6 @@ def load_or_create_root_token(data_dir: Path) -> str:
     if not token:
         raise ValueError(f"{path} is empty; delete it to have a new root token created")
     return token
-
-
-class TokenAuthenticator:
-    """Maps a presented token to an identity (only ``root`` for now), in constant time.
-
-    Tokens are compared by their secret (:func:`~aspen.transport.tokens.token_secret`), so
-    ``aspen1.<ca>.<secret>`` matches on ``<secret>``; the CA key part is what the client
-    pinned the TLS connection with.
-    """
-
-    def __init__(self, root_token: str) -> None:
-        self._root = token_secret(root_token)
-
-    def __call__(self, token: str | None) -> str | None:
-        """Return the identity for ``token``, or ``None`` when it is missing or wrong."""
-        if not isinstance(token, str) or not token:
-            return None
-        return "root" if secrets_match(token_secret(token), self._root) else None
 
 
 def token_service(creds: NodeCredentials, root_token: str, node_id: str) -> TokenService:

@@ -371,9 +371,12 @@ class ClusterRuntime:
         self, peer_id: str, header: dict[str, Any], chunks: AsyncIterator[bytes]
     ) -> Any:
         """A snapshot streamed by the leader: spool it, then step its SNAPSHOT message; or a
-        member's streamed copy of a blob put (:mod:`aspen.blobs.tee`)."""
+        member's streamed copy of a blob put (:mod:`aspen.blobs.tee`), or a member's blob
+        instruction (:mod:`aspen.blobs.transfer`)."""
         if header.get("kind") == "blob" and self._blobs is not None:
             return await self._blobs.receive_copy(peer_id, header, chunks)
+        if header.get("kind") == "blob-call" and self._blobs is not None:
+            return await self._blobs.serve_call(peer_id, header, chunks)
         if header.get("kind") != "snapshot" or header.get("from") != peer_id:
             raise InvalidArgumentError("unexpected stream from peer")
         meta = await self.spool.receive(header, chunks)

@@ -89,19 +89,24 @@ async def lease_grant(leases: LeaseService, ctx: RpcContext, params: dict[str, A
 
 
 async def lease_revoke(leases: LeaseService, ctx: RpcContext, params: dict[str, Any]) -> Any:
-    """Delete a lease and every key attached to it."""
-    return await leases.revoke(params)
+    """Delete a lease and every key attached to it (a capability token: only if it may
+    write every one of them)."""
+    return await leases.revoke(params, ctx.authority)
 
 
 async def lease_keepalive(leases: LeaseService, ctx: RpcContext, params: dict[str, Any]) -> Any:
-    """Renew a lease to its full TTL."""
+    """Renew a lease to its full TTL (a capability token: only if it may write every key
+    attached to it)."""
     lease_id = commands.lease_id_param(params)
+    await leases.require_keys(lease_id, ctx.authority, "write", "lease.keepalive")
     return {"id": lease_id, "ttl": leases.keepalive(lease_id)}
 
 
 async def lease_ttl(leases: LeaseService, ctx: RpcContext, params: dict[str, Any]) -> Any:
-    """Remaining and granted TTL of a lease, optionally with its keys."""
+    """Remaining and granted TTL of a lease, optionally with its keys (a capability token:
+    only if it may read every key attached to it)."""
     lease_id = commands.lease_id_param(params)
+    await leases.require_keys(lease_id, ctx.authority, "read", "lease.ttl")
     return await leases.time_to_live(lease_id, bool(p.optional_bool(params, "keys")))
 
 

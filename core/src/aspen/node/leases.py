@@ -37,6 +37,7 @@ from typing import Any
 import anyio
 
 from aspen import limits
+from aspen.auth.access import ROOT, Authority, lease_key_error
 from aspen.errors import AspenError, NotFoundError
 from aspen.kv import commands
 from aspen.kv.state_machine import KVStateMachine
@@ -116,12 +117,43 @@ class LeaseService:
         self._set(result["id"], result["ttl"], self._clock() + result["ttl"])
         return result
 
-    async def revoke(self, params: dict[str, Any]) -> Any:
-        """Delete a lease and every key attached to it (``lease.revoke``)."""
-        command = commands.lease_revoke_command(params)
+    async def revoke(self, params: dict[str, Any], authority: Authority = ROOT) -> Any:
+        """Delete a lease and every key attached to it (``lease.revoke``).
+
+        Like an expiry, one command deletes at most ``LEASE_EXPIRY_SLICE_KEYS`` keys and
+        ``LEASE_EXPIRY_SLICE_BYTES`` bytes: a lease with more loses them over several
+        commands, ``LEASE_EXPIRY_PAUSE_SECONDS`` apart (writes go on between them), the last
+        of which deletes the lease; the answer comes after it. A capability token's revoke
+        carries its ``kv:write`` prefixes and each command is refused, deleting nothing,
+        unless they cover every key it would delete (checked in the apply: a key attached
+        meanwhile is seen)."""
+        writable = None
+        if not authority.unrestricted:
+            writable = [prefix for prefix, _ in authority.kv.get("write", ())]
+        command = commands.lease_revoke_command(params, writable)
         result = await self._propose(command)
+        while result.get("remaining"):
+            await anyio.sleep(limits.LEASE_EXPIRY_PAUSE_SECONDS)
+            try:
+                result = await self._propose(command)
+            except NotFoundError:  # expired or revoked by another caller meanwhile: gone
+                result = {}
         self.forget(command["id"])
-        return result
+        return {k: v for k, v in result.items() if k != "remaining"}
+
+    async def require_keys(
+        self, lease_id: int, authority: Authority, operation: str, method: str
+    ) -> None:
+        """Raise ``unauthorized`` unless ``authority`` may ``operation`` (``read``/``write``)
+        every key attached to the lease (read in a worker thread; root: no check)."""
+        if authority.unrestricted:
+            return
+        await self._settled()
+        outside = await anyio.to_thread.run_sync(
+            self._state_machine.lease_key_outside, lease_id, authority.kv, operation
+        )
+        if outside is not None:
+            raise lease_key_error(lease_id, operation, outside, method, token_id=authority.token_id)
 
     def keepalive(self, lease_id: int) -> int:
         """Renew a lease to its full TTL and return that TTL (leader only)."""

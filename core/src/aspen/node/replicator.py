@@ -229,6 +229,13 @@ class Replicator:
         self._proposed: dict[int, int] = {}
         self.commit_index = 0
         self._cycle_started: float | None = None
+        #: While a leader's write cycle runs in the thread: its heartbeats, built before
+        #: the cycle began, which the ticker sends every heartbeat interval until it ends
+        #: (a long apply, e.g. a 100k-key delete, must not make followers campaign).
+        self._bridge: list[Message] = []
+        self._bridge_sent = 0.0
+        #: How many times the ticker sent them (tests and benches read it).
+        self.bridged_heartbeats = 0
         #: Lease reads: until when (``time.monotonic()``) a read on this leader is answered
         #: at once, without a driver cycle (see ``_lease_deadline``; 0: not now).
         self._lease_until = 0.0
@@ -424,9 +431,18 @@ class Replicator:
 
     async def status(self) -> dict[str, Any]:
         """Raft's view (role, term, commit, applied, leader, progress of followers), taken
-        inside the next driver cycle so it never races the Raft state."""
+        inside the next driver cycle so it never races the Raft state, and how many times
+        this node sent heartbeats while a write cycle ran (``bridged_heartbeats``)."""
         waiter = _Waiter()
-        self._queries.append((waiter, lambda raw: raw.status().to_dict()))
+        self._queries.append(
+            (
+                waiter,
+                lambda raw: {
+                    **raw.status().to_dict(),
+                    "bridged_heartbeats": self.bridged_heartbeats,
+                },
+            )
+        )
         self._kick()
         with anyio.fail_after(limits.PROPOSAL_TIMEOUT_SECONDS):
             await waiter.done.wait()
@@ -463,14 +479,16 @@ class Replicator:
                         if self._raw.has_ready()
                         else None
                     )
-                    self._cycle_started = time.monotonic()
+                    self._cycle_started = self._bridge_sent = time.monotonic()
                     self._lease_until = 0.0  # Raft's state changes in the thread: ask it
+                    self._bridge = self._raw.heartbeats()
                     try:
                         await self._thread.run(self._write_cycle, out, first)
                     except OutOfSpace as exc:
                         out = await self._recover_from_no_space(out, exc.reason)
                     finally:
                         self._cycle_started = None
+                        self._bridge = []
                 elif self._raw.has_ready():
                     self._handle_light_ready(self._raw, out)
                 self.cycles += 1
@@ -481,7 +499,22 @@ class Replicator:
         while True:
             await anyio.sleep(limits.RAFT_TICK_SECONDS)
             self._expire_proposals()
+            self._bridge_heartbeats()
             self._kick()
+
+    def _bridge_heartbeats(self) -> None:
+        """Send the leader's heartbeats every heartbeat interval while one write cycle runs
+        in the thread (Raft's own come only between cycles). Built before the cycle, they
+        hold its term (a term changes only when the loop steps a message, never inside a
+        cycle) and commit indexes no follower may lack, so a follower steps them as if Raft
+        had sent them; their answers wait in the inbox for the next cycle."""
+        if not self._bridge:
+            return
+        now = time.monotonic()
+        if now - self._bridge_sent >= limits.RAFT_HEARTBEAT_TICKS * limits.RAFT_TICK_SECONDS:
+            self._bridge_sent = now
+            self._send(self._bridge)
+            self.bridged_heartbeats += 1
 
     def _expire_proposals(self) -> None:
         """Fail the proposals still waiting past their deadline with a ``timeout`` that

@@ -28,7 +28,15 @@ from aspen.raft.config import Config
 from aspen.raft.raft import Raft
 from aspen.raft.status import ProgressStatus, Status
 from aspen.raft.storage import RaftStorage
-from aspen.raft.types import ConfChange, ConfState, EntryType, Message, Ready, Role
+from aspen.raft.types import (
+    ConfChange,
+    ConfState,
+    EntryType,
+    Message,
+    MessageType,
+    Ready,
+    Role,
+)
 from aspen.raft.validate import message_problem
 
 if TYPE_CHECKING:
@@ -225,6 +233,26 @@ class RawNode:
         if rd.committed:
             r.advance_applied(rd.committed[-1].index)
             r.reduce_uncommitted(rd.committed)
+
+    def heartbeats(self) -> list[Message]:
+        """The heartbeats this node would send now if it leads (none otherwise), without a
+        read context and without changing Raft's state: the driver sends them while a long
+        write cycle holds the node in its worker thread, so followers do not time out."""
+        r = self._raft
+        if r.role != Role.LEADER:
+            return []
+        committed = r.log.committed
+        return [
+            Message(
+                type=MessageType.HEARTBEAT,
+                frm=r.id,
+                to=node,
+                term=r.term,
+                commit=min(pr.match, committed),
+            )
+            for node, pr in r.tracker.progress.items()
+            if node != r.id
+        ]
 
     # ------------------------------------------------------------------ introspection
     def status(self) -> Status:

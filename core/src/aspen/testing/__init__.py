@@ -11,13 +11,20 @@ from __future__ import annotations
 
 from aspen.testing.cli import CliInvoker
 from aspen.testing.cluster import LocalCluster, local_cluster
-from aspen.testing.waiting import async_wait_for, free_base_port, free_port, wait_for
+from aspen.testing.waiting import (
+    async_wait_for,
+    free_base_port,
+    free_node_port,
+    free_port,
+    wait_for,
+)
 
 __all__ = [
     "CliInvoker",
     "LocalCluster",
     "async_wait_for",
     "free_base_port",
+    "free_node_port",
     "free_port",
     "local_cluster",
     "wait_for",

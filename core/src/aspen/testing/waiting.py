@@ -100,6 +100,26 @@ def _port_free(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
+#: Ports the test helpers pick from: below Linux's ephemeral range (32768-60999), so an
+#: outgoing connection cannot take a picked port before the child process binds it.
+NODE_PORTS_LOW, NODE_PORTS_HIGH = 20000, 32000
+
+
+def free_node_port(*, low: int = NODE_PORTS_LOW, high: int = NODE_PORTS_HIGH) -> int:
+    """A client port for one ``aspen node start`` without ``--peer-listen``: it and the
+    port after it (the default peer port) bind now, and both lie below the ephemeral
+    range. (:func:`free_port` checks one ephemeral port only: the node's peer port, or the
+    port itself, may be taken by the time the node binds, and it exits with code 4.)"""
+    import random
+
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(low, high)
+        if _port_free(port) and _port_free(port + 1):
+            return port
+    raise RuntimeError(f"no two free ports in a row between {low} and {high}")
+
+
 def free_base_port(nodes: int, *, low: int = 20000, high: int = 40000) -> int:
     """A base port (below the ephemeral range) for a :class:`~aspen.node.devcluster.DevCluster`
     of ``nodes``: every client port (base + i) and peer port (base + 100 + i) binds now."""

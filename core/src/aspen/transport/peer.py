@@ -607,8 +607,10 @@ class PeerTransport:
 
     def _stream_bound(self, kind: str, header: object) -> tuple[str, int, str]:
         """The counter and bound of a stream or fetch: blob transfers (fetches, and streams
-        whose header says ``"kind": "blob"``) count apart from snapshots."""
-        blob = kind == "fetch" or (isinstance(header, dict) and header.get("kind") == "blob")
+        whose header says ``"kind": "blob"`` or ``"blob-call"``) count apart from snapshots."""
+        blob = kind == "fetch" or (
+            isinstance(header, dict) and header.get("kind") in ("blob", "blob-call")
+        )
         if blob:
             return "blob_transfers_active", MAX_PEER_BLOB_TRANSFERS, "MAX_PEER_BLOB_TRANSFERS"
         return "streams_active", self.max_streams, "MAX_PEER_STREAMS"
