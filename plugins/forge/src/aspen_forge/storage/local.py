@@ -1,0 +1,87 @@
+"""Each node's copy of the object stores it serves, as dulwich :class:`DiskObjectStore`s.
+
+The cluster's truth is the pack records in KV (:mod:`.packs`). Before a git request is
+served, :meth:`LocalStores.sync` writes every recorded pack this node lacks into
+``<data_dir>/forge/stores/<store id>/pack/`` (inline bytes from the record, or the blob's
+verified bytes streamed to disk); the ``.idx`` is renamed into place last, so a pack is
+visible to dulwich only once complete. Any node can therefore read any object; a node that
+served a push already holds its pack. A pack left by a push whose commit failed is never
+named by a ref, so it changes no answer.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from aspen_forge.storage.packs import PackRecord
+
+__all__ = ["LocalStores"]
+
+
+class LocalStores:
+    """The object stores of one node, under ``root``."""
+
+    def __init__(self, node: Any, root: Path) -> None:
+        self.node = node
+        self.root = root
+        self._locks: dict[str, anyio.Lock] = {}
+
+    def path(self, store_id: str) -> Path:
+        """The directory of object store ``store_id``."""
+        return self.root / store_id
+
+    def _lock(self, store_id: str) -> anyio.Lock:
+        lock = self._locks.get(store_id)
+        if lock is None:
+            lock = self._locks[store_id] = anyio.Lock()
+        return lock
+
+    async def sync(self, store_id: str, records: list[PackRecord]) -> None:
+        """Make sure every pack of ``records`` is on this node's disk."""
+        pack_dir = self.path(store_id) / "pack"
+        missing = [r for r in records if not (pack_dir / f"pack-{r.name}.idx").exists()]
+        if not missing and pack_dir.exists():
+            return
+        async with self._lock(store_id):
+            await anyio.to_thread.run_sync(self._init, store_id)
+            for record in missing:
+                if not (pack_dir / f"pack-{record.name}.idx").exists():
+                    await self._fetch(pack_dir, record)
+
+    def _init(self, store_id: str) -> None:
+        from dulwich.object_store import DiskObjectStore
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        DiskObjectStore.init(str(self.path(store_id))).close()
+
+    async def _fetch(self, pack_dir: Path, record: PackRecord) -> None:
+        base = pack_dir / f"pack-{record.name}"
+        tmp_pack = pack_dir / f"tmp-fetch-{record.name}.pack"
+        tmp_idx = pack_dir / f"tmp-fetch-{record.name}.idx"
+        await self._write(tmp_pack, record.pack, record.pack_blob)
+        await self._write(tmp_idx, record.idx, record.idx_blob)
+        await anyio.to_thread.run_sync(os.replace, tmp_pack, base.with_suffix(".pack"))
+        await anyio.to_thread.run_sync(os.replace, tmp_idx, base.with_suffix(".idx"))
+
+    async def _write(self, path: Path, inline: bytes | None, blob: str | None) -> None:
+        handle = await anyio.to_thread.run_sync(open, path, "wb")
+        try:
+            if inline is not None:
+                await anyio.to_thread.run_sync(handle.write, inline)
+            elif blob:
+                async for piece in self.node.blobs.open(blob):
+                    await anyio.to_thread.run_sync(handle.write, piece)
+            await anyio.to_thread.run_sync(os.fsync, handle.fileno())
+        finally:
+            handle.close()
+
+    def open(self, store_id: str) -> Any:
+        """A dulwich object store over ``store_id``'s local packs (close it after use);
+        call from a worker thread."""
+        from dulwich.object_store import DiskObjectStore
+
+        return DiskObjectStore(str(self.path(store_id)))
