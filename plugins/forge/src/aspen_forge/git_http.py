@@ -171,12 +171,6 @@ class GitHttpApp:
         try:
             return await self.service.repos.get(name)
         except NotFoundError:
-            if authority is None:  # it may be private: ask for a token rather than say
-                raise HttpError(
-                    401,
-                    f"repository {name.full} not found (or private: give a token)",
-                    [(b"www-authenticate", _REALM)],
-                ) from None
             raise HttpError(404, f"repository {name.full} not found") from None
 
     async def _run(
@@ -203,7 +197,7 @@ class GitHttpApp:
             receive,
             run,
             gzip=headers.get(b"content-encoding", b"").lower() in (b"gzip", b"x-gzip"),
-            max_bytes=(limits.MAX_PUSH_BYTES + limits.PUSH_BODY_SLACK_BYTES)
+            max_bytes=(self.service.max_push_bytes + limits.PUSH_BODY_SLACK_BYTES)
             if push
             else limits.MAX_UPLOAD_REQUEST_BYTES,
             bound_name="MAX_PUSH_BYTES" if push else "MAX_UPLOAD_REQUEST_BYTES",

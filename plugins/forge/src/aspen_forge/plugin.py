@@ -52,6 +52,12 @@ def aspen_config_sections() -> list[ConfigSection]:
                     start_flag=True,
                     flag_name="forge_http_listen",
                 ),
+                ConfigOption(
+                    "max_push_bytes",
+                    int,
+                    0,
+                    "Largest pack one push may send, in bytes (0: MAX_PUSH_BYTES, 512 MiB).",
+                ),
             ),
             help="Git hosting over smart HTTP.",
         )

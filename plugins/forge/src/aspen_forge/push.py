@@ -61,7 +61,7 @@ class PushSession:
     # ------------------------------------------------------------------ pack
     def _receive_pack(self, store: Any, proto: Any) -> Any:
         return store.add_thin_pack(
-            proto.read, getattr(proto, "recv", None), max_input_size=limits.MAX_PUSH_BYTES
+            proto.read, getattr(proto, "recv", None), max_input_size=self.service.max_push_bytes
         )
 
     def apply(
@@ -85,7 +85,7 @@ class PushSession:
             except PackInputTooLarge:
                 yield from _refuse_all(
                     updates,
-                    f"pack is over MAX_PUSH_BYTES ({limits.MAX_PUSH_BYTES} bytes)",
+                    f"pack is over MAX_PUSH_BYTES ({self.service.max_push_bytes} bytes)",
                 )
                 return
             except (

@@ -52,6 +52,8 @@ class ForgeService:
         self.http: Any = None
         self.http_address = ""
         self.http_error = ""
+        #: The push bound in force (MAX_PUSH_BYTES unless configured lower or higher).
+        self.max_push_bytes = int(config.get("max_push_bytes") or limits.MAX_PUSH_BYTES)
 
     def start(self) -> None:
         """Serve git over HTTP (a failure to bind is logged and shown in ``forge.status``)."""
@@ -68,7 +70,7 @@ class ForgeService:
                 name="forge",
                 error_body=lambda status, message: {"error": message},
                 limits=HttpLimits(
-                    max_body_bytes=limits.MAX_PUSH_BYTES + limits.PUSH_BODY_SLACK_BYTES,
+                    max_body_bytes=self.max_push_bytes + limits.PUSH_BODY_SLACK_BYTES,
                     max_body_name="MAX_PUSH_BYTES",
                 ),
             )

@@ -44,19 +44,20 @@ class LocalStores:
         """Make sure every pack of ``records`` is on this node's disk."""
         pack_dir = self.path(store_id) / "pack"
         missing = [r for r in records if not (pack_dir / f"pack-{r.name}.idx").exists()]
-        if not missing and pack_dir.exists():
+        if not pack_dir.exists():
+            await anyio.to_thread.run_sync(self._init, store_id)
+        if not missing:
             return
         async with self._lock(store_id):
-            await anyio.to_thread.run_sync(self._init, store_id)
             for record in missing:
                 if not (pack_dir / f"pack-{record.name}.idx").exists():
                     await self._fetch(pack_dir, record)
 
     def _init(self, store_id: str) -> None:
-        from dulwich.object_store import DiskObjectStore
-
-        self.root.mkdir(parents=True, exist_ok=True)
-        DiskObjectStore.init(str(self.path(store_id))).close()
+        """Create the store's directories (``pack/`` and ``info/``) if missing."""
+        path = self.path(store_id)
+        (path / "pack").mkdir(parents=True, exist_ok=True)
+        (path / "info").mkdir(exist_ok=True)
 
     async def _fetch(self, pack_dir: Path, record: PackRecord) -> None:
         base = pack_dir / f"pack-{record.name}"
