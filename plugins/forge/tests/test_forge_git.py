@@ -10,7 +10,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from forge_git import (
     CLICK_MAIN,
     CLICK_STABLE,
@@ -248,7 +247,7 @@ def test_bad_repository_names(forge: ForgeCluster, git: Git, tmp_path: Path) -> 
         "acme/a..b",
         "acme/a/b",
         "acme/" + "x" * 101,
-        "acme/clіck",
+        "acme/cl\u0456ck",  # a Cyrillic i
         "acme/a\x01",
     ):
         with pytest.raises(InvalidArgumentError):
