@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from forge_git import CLICK_MAIN, Git, bare_click, forge_cluster
 
 pytestmark = [pytest.mark.slow, pytest.mark.aspen_plugins("forge")]
