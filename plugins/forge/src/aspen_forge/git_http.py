@@ -75,14 +75,14 @@ def choose_head(repo: Repo, refs: dict[bytes, bytes]) -> bytes | None:
 
 
 async def _text(
-    send: Callable[..., Any], status: int, message: str, headers: list[Any] = ()
-) -> None:  # type: ignore[assignment]
+    send: Callable[..., Any], status: int, message: str, headers: list[Any] | None = None
+) -> None:
     body = (message.rstrip("\n") + "\n").encode()
     await send(
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [(b"content-type", b"text/plain; charset=utf-8"), *headers],
+            "headers": [(b"content-type", b"text/plain; charset=utf-8"), *(headers or [])],
         }
     )
     await send({"type": "http.response.body", "body": body})

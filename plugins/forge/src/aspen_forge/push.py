@@ -121,7 +121,7 @@ class PushSession:
         ref = update.ref
         if len(ref) > limits.MAX_REF_BYTES:
             return f"ref name over MAX_REF_BYTES ({limits.MAX_REF_BYTES})"
-        if not ref.startswith(b"refs/") or not check_ref_format(ref):
+        if not ref.startswith(b"refs/") or not check_ref_format(ref):  # type: ignore[arg-type]
             return "funny refname"
         if not update.is_delete:
             if update.new not in store:

@@ -117,13 +117,17 @@ def make_refs_container(
     class ForgeRefs(DictRefsContainer):
         """Refs of one repository as read at the request's start; writes are KV CAS."""
 
+        @property
+        def _snapshot(self) -> dict[bytes, bytes]:
+            return self._refs  # type: ignore[return-value]
+
         def set_if_equals(  # type: ignore[override]
             self, name: bytes, old_ref: bytes | None, new_ref: bytes, *args: Any, **kw: Any
         ) -> bool:
             """Set ``name`` to ``new_ref`` if it holds ``old_ref``; raise
             :class:`StaleRefError` otherwise (never return False)."""
             commit([RefUpdate(name, old_ref or ZERO, new_ref)])
-            self._refs[name] = new_ref
+            self._snapshot[name] = new_ref
             return True
 
         def add_if_new(  # type: ignore[override]
@@ -131,19 +135,19 @@ def make_refs_container(
         ) -> bool:
             """Create ``name`` at ``ref`` if absent; raise :class:`StaleRefError` if not."""
             commit([RefUpdate(name, ZERO, ref)])
-            self._refs[name] = ref
+            self._snapshot[name] = ref
             return True
 
         def remove_if_equals(  # type: ignore[override]
             self, name: bytes, old_ref: bytes | None, *args: Any, **kw: Any
         ) -> bool:
             """Delete ``name`` if it holds ``old_ref``; raise :class:`StaleRefError` if not."""
-            current = self._refs.get(name, ZERO)
+            current = self._snapshot.get(name, ZERO)
             commit([RefUpdate(name, old_ref or current, ZERO)])
-            self._refs.pop(name, None)
+            self._snapshot.pop(name, None)
             return True
 
     snapshot: dict[bytes, bytes] = dict(refs)
     if head is not None and head in refs:
         snapshot[b"HEAD"] = b"ref: " + head
-    return ForgeRefs(snapshot)
+    return ForgeRefs(snapshot)  # type: ignore[arg-type]

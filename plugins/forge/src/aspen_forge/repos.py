@@ -82,7 +82,7 @@ def validate_branch(branch: object) -> str:
         or not branch
         or len(branch) > limits.MAX_REF_BYTES
         or not branch.isascii()
-        or not check_ref_format(b"refs/heads/" + branch.encode())
+        or not check_ref_format(b"refs/heads/" + branch.encode())  # type: ignore[arg-type]
     ):
         raise InvalidArgumentError(f"{branch!r} is not a valid branch name", field="default_branch")
     return branch
