@@ -316,3 +316,22 @@ def test_malformed_pack_and_missing_objects_write_nothing(forge: ForgeCluster, g
     assert b"unpack ok" in answer.content
     assert b"ng refs/heads/main missing object " + sha in answer.content
     assert git.refs(forge.url(1, "acme/garbage")) == {}
+
+
+def test_fork_shares_objects_and_takes_its_own_pushes(
+    forge: ForgeCluster, git: Git, pushed: str, tmp_path: Path
+) -> None:
+    fork = forge.call("forge.repo_fork", {"repo": pushed, "new_name": "me/click"})
+    assert fork["alternates"] and fork["store"] != fork["alternates"][0]
+    work = tmp_path / "w"
+    git("clone", "-q", "-b", "main", forge.url(2, "me/click"), str(work))
+    mine = _commit(git, work, "only in the fork")
+    git("push", "-q", "origin", "HEAD:main", cwd=work, token=forge.token)
+    assert git.refs(forge.url(3, "me/click"))["refs/heads/main"] == mine
+    assert git.refs(forge.url(3, pushed))["refs/heads/main"] == CLICK_MAIN
+    mirror = tmp_path / "m"
+    git("clone", "-q", "--mirror", forge.url(1, "me/click"), str(mirror))
+    git("fsck", "--full", cwd=mirror)
+    origin = tmp_path / "o"
+    git("clone", "-q", "--mirror", forge.url(1, pushed), str(origin))
+    assert git("cat-file", "-t", mine, cwd=origin, check=False).returncode != 0

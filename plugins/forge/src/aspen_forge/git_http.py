@@ -31,6 +31,7 @@ from aspen_forge.push import PushSession, receive_pack_handler
 from aspen_forge.refs import commit_updates, make_refs_container, read_refs
 from aspen_forge.repos import Repo
 from aspen_forge.storage.packs import read_packs
+from aspen_forge.upload import upload_pack_handler
 
 __all__ = ["GitHttpApp", "choose_head"]
 
@@ -186,8 +187,13 @@ class GitHttpApp:
     ) -> None:
         node = self.service.node
         refs = await read_refs(node, repo.id)
-        packs = await read_packs(node, repo.store)
-        await self.service.stores.sync(repo.store, packs)
+        stores = self.service.stores
+        own: list[Any] = []
+        for store_id in reversed(repo.stores):  # alternates first: the fork reads them
+            packs = await read_packs(node, store_id)
+            alternates = () if store_id != repo.store else repo.alternates
+            await stores.sync(store_id, packs, alternates)
+            own = packs
         rules = await load_rules(node, repo.id) if service == RECEIVE and not advertise else []
         kind = "advertisement" if advertise else "result"
         run = anyio.from_thread.run
@@ -209,14 +215,19 @@ class GitHttpApp:
 
         def work() -> None:
             from dulwich.protocol import ReceivableProtocol
-            from dulwich.server import UploadPackHandler
 
-            store = self.service.stores.open(repo.store)
+            store = stores.open(repo.store)
             try:
                 container = make_refs_container(refs, choose_head(repo, refs), commit)
                 backend = _Backend(_make_repo(store, container, repo))
                 proto = ReceivableProtocol(body.recv, out.write)
-                handler_cls = receive_pack_handler(session) if push else UploadPackHandler
+                if push:
+                    handler_cls = receive_pack_handler(session)
+                else:
+                    whole = (
+                        None if repo.alternates else (lambda: stores.pack_paths(repo.store, own))
+                    )
+                    handler_cls = upload_pack_handler(whole)
                 handler = handler_cls(
                     backend, ["/"], proto, stateless_rpc=True, advertise_refs=advertise
                 )

@@ -2,8 +2,9 @@
 
 A record (``repos/<owner>/<name>``, lower-cased, so names differing only in case collide)
 holds the repository's ``id`` (its refs and protection are keyed by it, so a rename moves
-one key), the ``store`` holding its objects (its own id, or the origin's for a fork: a fork
-shares objects and copies refs), ``default_branch``, ``description``, ``private``.
+one key), the ``store`` holding its objects (its own id), ``alternates`` (a fork reads its
+origin's stores, as git's ``objects/info/alternates``: objects are shared, never copied),
+``default_branch``, ``description``, ``private``.
 """
 
 from __future__ import annotations
@@ -47,6 +48,13 @@ class Repo:
     private: bool = False
     created: float = 0.0
     forked_from: str = ""
+    #: Stores whose objects this repository also reads (a fork: its origin's, and theirs).
+    alternates: tuple[str, ...] = ()
+
+    @property
+    def stores(self) -> list[str]:
+        """Its own store, then its alternates."""
+        return [self.store, *self.alternates]
 
     @property
     def full(self) -> str:
@@ -66,11 +74,12 @@ class Repo:
     def from_value(cls, value: bytes) -> Repo:
         """Decode a record written by :meth:`to_value` (unknown fields ignored)."""
         data = msgpack.unpackb(value, raw=False)
+        data["alternates"] = tuple(data.get("alternates", ()))
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
     def to_wire(self) -> dict[str, Any]:
         """What ``forge.repo_*`` answer (``--json``)."""
-        return {**asdict(self), "full_name": self.full}
+        return {**asdict(self), "alternates": list(self.alternates), "full_name": self.full}
 
 
 def validate_branch(branch: object) -> str:
@@ -230,7 +239,8 @@ class Repos:
         return repo
 
     async def fork(self, full_name: str, new_name: str, *, private: bool | None = None) -> Repo:
-        """A new repository sharing ``full_name``'s objects, with a copy of its refs."""
+        """A new repository sharing ``full_name``'s objects (its store and alternates become
+        the fork's alternates, as git's ``objects/info/alternates``), with a copy of its refs."""
         origin, revision = await self._read(parse_full_name(full_name))
         target = parse_full_name(new_name)
         refs = await read_refs(self.node, origin.id)
@@ -244,6 +254,8 @@ class Repos:
             id=repo_id,
             owner=target.owner,
             name=target.name,
+            store=repo_id,
+            alternates=tuple(origin.stores),
             created=time.time(),
             forked_from=origin.full,
             private=origin.private if private is None else bool(private),

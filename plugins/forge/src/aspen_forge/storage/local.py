@@ -40,12 +40,18 @@ class LocalStores:
             lock = self._locks[store_id] = anyio.Lock()
         return lock
 
-    async def sync(self, store_id: str, records: list[PackRecord]) -> None:
-        """Make sure every pack of ``records`` is on this node's disk."""
+    def pack_paths(self, store_id: str, records: list[PackRecord]) -> list[Path]:
+        """The local ``.pack`` files of ``records`` (after :meth:`sync`)."""
+        return [self.path(store_id) / "pack" / f"pack-{r.name}.pack" for r in records]
+
+    async def sync(
+        self, store_id: str, records: list[PackRecord], alternates: tuple[str, ...] = ()
+    ) -> None:
+        """Make sure every pack of ``records`` is on this node's disk, and that the store
+        reads ``alternates`` (other stores' ids) as git alternates."""
         pack_dir = self.path(store_id) / "pack"
         missing = [r for r in records if not (pack_dir / f"pack-{r.name}.idx").exists()]
-        if not pack_dir.exists():
-            await anyio.to_thread.run_sync(self._init, store_id)
+        await anyio.to_thread.run_sync(self._init, store_id, alternates)
         if not missing:
             return
         async with self._lock(store_id):
@@ -53,11 +59,19 @@ class LocalStores:
                 if not (pack_dir / f"pack-{record.name}.idx").exists():
                     await self._fetch(pack_dir, record)
 
-    def _init(self, store_id: str) -> None:
-        """Create the store's directories (``pack/`` and ``info/``) if missing."""
+    def _init(self, store_id: str, alternates: tuple[str, ...]) -> None:
+        """Create the store's directories (``pack/``, ``info/``) and its alternates file."""
         path = self.path(store_id)
-        (path / "pack").mkdir(parents=True, exist_ok=True)
-        (path / "info").mkdir(exist_ok=True)
+        if not (path / "info").exists():
+            (path / "pack").mkdir(parents=True, exist_ok=True)
+            (path / "info").mkdir(exist_ok=True)
+        wanted = "".join(f"{self.path(a)}\n" for a in alternates)
+        listed = path / "info" / "alternates"
+        current = listed.read_text() if listed.exists() else ""
+        if current != wanted:
+            tmp = listed.with_suffix(".tmp")
+            tmp.write_text(wanted)
+            os.replace(tmp, listed)
 
     async def _fetch(self, pack_dir: Path, record: PackRecord) -> None:
         base = pack_dir / f"pack-{record.name}"
@@ -81,8 +95,18 @@ class LocalStores:
             handle.close()
 
     def open(self, store_id: str) -> Any:
-        """A dulwich object store over ``store_id``'s local packs (close it after use);
-        call from a worker thread."""
+        """A dulwich object store over ``store_id``'s local packs (and its alternates);
+        close it after use; call from a worker thread."""
         from dulwich.object_store import DiskObjectStore
 
-        return DiskObjectStore(str(self.path(store_id)))
+        class ForgeObjectStore(DiskObjectStore):
+            """A :class:`DiskObjectStore` that remembers the commits a fetch negotiation
+            found in common (:mod:`aspen_forge.upload` streams whole packs when none)."""
+
+            common: list[Any] = []
+
+            def find_common_revisions(self, graphwalker: Any) -> Any:
+                self.common = list(super().find_common_revisions(graphwalker))
+                return self.common
+
+        return ForgeObjectStore(str(self.path(store_id)))
