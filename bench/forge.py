@@ -201,7 +201,7 @@ def git_daemon(root: Path) -> Iterator[str]:
 @contextlib.contextmanager
 def aspen_forge(data_dir: Path, nodes: int) -> Iterator[tuple[Callable[[str], str], str, Any]]:
     sys.path.insert(0, str(ROOT / "plugins" / "forge" / "tests"))
-    from forge_git import ForgeCluster  # noqa: PLC0415
+    from forge_git import ForgeCluster
 
     from aspen.testing import local_cluster
 
@@ -322,7 +322,8 @@ def main() -> None:
         f"load: {os.getloadavg()[0]:.2f} (1 min), {os.cpu_count()} CPUs; medians of {args.repeat}"
     )
     print(
-        f"{'server':28} {'push s':>8} {'clone s':>8} {'fetch1 s':>9} {'8 clones s':>11}   ratio to http-backend (push, clone)"
+        f"{'server':28} {'push s':>8} {'clone s':>8} {'fetch1 s':>9} {'8 clones s':>11}"
+        "   ratio to http-backend (push, clone)"
     )
     for name, m in medians.items():
         cells = [f"{m[k]:8.3f}" if k in m else f"{'':8}" for k in ("push", "clone")]
