@@ -47,3 +47,9 @@ MAX_CAS_ATTEMPTS = 20
 MAX_ANCESTRY_WALK = 1_000_000
 #: Most refs a fork copies (all in the one transaction that creates it, under MAX_TXN_OPS).
 MAX_FORK_REFS = 900
+#: Commits whose parents one node keeps in memory for fetch negotiation (about 200 bytes
+#: each: 200,000 commits is about 40 MiB); over it the cache is cleared and refilled.
+MAX_PARENT_CACHE_COMMITS = 200_000
+#: A fetch sending fewer objects than this sends them whole (no delta search: dulwich's
+#: scans every object of every pack); more reuse the deltas stored in the packs.
+REUSE_DELTAS_MIN_OBJECTS = 2_000

@@ -19,6 +19,7 @@ node's event loop and waits for it. Steps:
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,7 @@ class PushSession:
             )
             return
         pack = None
+        started = time.monotonic()
         if any(not u.is_delete for u in updates):
             try:
                 pack = self._receive_pack(store, proto)
@@ -105,13 +107,27 @@ class PushSession:
                     return
                 raise
         record: PackRecord | None = None
+        received = time.monotonic()
         if pack is not None and len(pack) > 0:
             record = self.run(
                 publish_pack, self.service.node, self.repo.store, Path(pack._basename), len(pack)
             )
+        published = time.monotonic()
         yield (b"unpack", b"ok")
         reasons = {u.ref: self._check(store, u) for u in updates}
+        checked = time.monotonic()
         yield from self._commit(updates, reasons, record, atomic)
+        log.info(
+            "forge: push to %s: %d objects, %d bytes; received %.3fs, stored %.3fs, "
+            "checked %.3fs, committed %.3fs",
+            self.repo.full,
+            record.count if record else 0,
+            record.size if record else 0,
+            received - started,
+            published - received,
+            checked - published,
+            time.monotonic() - checked,
+        )
 
     # ------------------------------------------------------------------ checks
     def _check(self, store: Any, update: RefUpdate) -> str | None:
@@ -216,6 +232,7 @@ def _is_ancestor(store: Any, old: bytes, new: bytes) -> bool:
 
     if old not in store:
         return False
+    graph = store.get_commit_graph()
     seen: set[bytes] = set()
     todo = [new]
     while todo and len(seen) < limits.MAX_ANCESTRY_WALK:
@@ -225,9 +242,11 @@ def _is_ancestor(store: Any, old: bytes, new: bytes) -> bool:
         if sha in seen or sha not in store:
             continue
         seen.add(sha)
-        obj = store[sha]
-        if isinstance(obj, Commit):
-            todo.extend(obj.parents)
+        parents = graph.get_parents(sha) if graph is not None else None
+        if parents is None:
+            obj = store[sha]
+            parents = obj.parents if isinstance(obj, Commit) else []
+        todo.extend(parents)
     return False
 
 

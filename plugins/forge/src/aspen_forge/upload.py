@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from aspen_forge import limits
+
 __all__ = ["pack_stream", "upload_pack_handler"]
 
 _PIECE = 64 * 1024
@@ -114,6 +116,9 @@ def upload_pack_handler(packs: Callable[[], list[Path]] | None) -> type:
                 self.repo.object_store,
                 object_ids,
                 object_format=self.repo.object_format,
+                # finding reusable deltas scans every object of every pack: worth it only
+                # for many objects; a few are sent whole
+                reuse_deltas=len(object_ids) >= limits.REUSE_DELTAS_MIN_OBJECTS,
             )
             self.proto.write_pkt_line(None)
 

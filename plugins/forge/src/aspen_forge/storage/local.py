@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 
 from aspen_forge.storage.packs import PackRecord
+from aspen_forge.storage.parents import ParentsCache
 
 __all__ = ["LocalStores"]
 
@@ -29,6 +30,7 @@ class LocalStores:
         self.node = node
         self.root = root
         self._locks: dict[str, anyio.Lock] = {}
+        self.parents = ParentsCache()
 
     def path(self, store_id: str) -> Path:
         """The directory of object store ``store_id``."""
@@ -99,14 +101,21 @@ class LocalStores:
         close it after use; call from a worker thread."""
         from dulwich.object_store import DiskObjectStore
 
+        parents = self.parents
+
         class ForgeObjectStore(DiskObjectStore):
             """A :class:`DiskObjectStore` that remembers the commits a fetch negotiation
-            found in common (:mod:`aspen_forge.upload` streams whole packs when none)."""
+            found in common (:mod:`aspen_forge.upload` streams whole packs when none) and
+            looks commit parents up in the node's :class:`ParentsCache`."""
 
             common: list[Any] = []
 
             def find_common_revisions(self, graphwalker: Any) -> Any:
                 self.common = list(super().find_common_revisions(graphwalker))
                 return self.common
+
+            def get_commit_graph(self) -> Any:
+                """The node's parents cache, in place of a commit-graph file."""
+                return parents.for_store(self)
 
         return ForgeObjectStore(str(self.path(store_id)))
