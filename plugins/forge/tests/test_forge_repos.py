@@ -43,9 +43,9 @@ def test_repository_lifecycle(node: Any, cli: Any) -> None:
     assert renamed["full_name"] == "other/site" and renamed["id"] == created["id"]
     assert cli("forge", "repo", "show", "acme/web").exit_code != 0
     fork = _json(cli, "repo", "fork", "other/site", "me/site")
-    assert fork["store"] == created["store"] and fork["forked_from"] == "other/site"
+    assert fork["alternates"] == [created["store"]] and fork["forked_from"] == "other/site"
     assert _json(cli, "repo", "delete", "other/site") == {"deleted": "other/site"}
-    assert _json(cli, "repo", "show", "me/site")["store"] == created["store"]
+    assert _json(cli, "repo", "show", "me/site")["alternates"] == [created["store"]]
     with node.client() as c, pytest.raises(NotFoundError):
         c.call("forge.repo_show", {"repo": "other/site"})
 
