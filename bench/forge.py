@@ -36,27 +36,16 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-BUNDLE = ROOT / "plugins" / "forge" / "tests" / "fixtures" / "click.bundle"
+sys.path.insert(0, str(ROOT / "plugins" / "forge" / "tests"))
+
+from forge_git import CLICK_BUNDLE as BUNDLE  # noqa: E402  (the tests' helpers)
+from forge_git import ForgeCluster, git_env  # noqa: E402
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def git_env(home: Path) -> dict[str, str]:
-    home.mkdir(parents=True, exist_ok=True)
-    return {
-        **os.environ,
-        "HOME": str(home),
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_TERMINAL_PROMPT": "0",
-        "GIT_AUTHOR_NAME": "bench",
-        "GIT_AUTHOR_EMAIL": "bench@example.com",
-        "GIT_COMMITTER_NAME": "bench",
-        "GIT_COMMITTER_EMAIL": "bench@example.com",
-    }
 
 
 class Git:
@@ -201,7 +190,6 @@ def git_daemon(root: Path) -> Iterator[str]:
 @contextlib.contextmanager
 def aspen_forge(data_dir: Path, nodes: int) -> Iterator[tuple[Callable[[str], str], str, Any]]:
     sys.path.insert(0, str(ROOT / "plugins" / "forge" / "tests"))
-    from forge_git import ForgeCluster
 
     from aspen.testing import local_cluster
 

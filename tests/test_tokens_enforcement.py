@@ -56,7 +56,7 @@ def test_every_method_is_denied_without_its_capability(plugin_node: NodeThread) 
     registry = plugin_node.node.parts.registry
     handlers = [registry.get(n) for n in registry.names()]
     plugins = {h.plugin for h in handlers if h is not None}
-    assert {"core", "hooks", "secrets"} <= plugins  # the walk covers the installed plugins
+    assert {"core", "hooks", "secrets", "forge"} <= plugins  # the walk covers the installed plugins
     open_methods = {h.name for h in handlers if h is not None and h.capability == ANY_TOKEN}
     assert open_methods == set(OPEN_METHODS)
     outsider = _create(plugin_node, "nothing:read")
