@@ -1,6 +1,7 @@
 """kill -9 of the leader while pushes are in flight: every push git reported as done is in
 the repository afterwards, on every node (the restarted one too), and ``git fsck`` is
-clean; a push cut off by the kill either landed whole or not at all."""
+clean; a push cut off by the kill either landed whole or not at all; while the node is
+down a large push (a blob) still lands."""
 
 from __future__ import annotations
 
@@ -72,6 +73,11 @@ def test_kill_leader_during_pushes(tmp_path: Path) -> None:
         pusher.join(120)
         big.join(240)
         assert len(acknowledged) >= before + 3, "pushes did not resume after the fail-over"
+        # with a node still down, a large push (its pack a blob) lands on the others
+        forge.call("forge.repo_create", {"repo": "acme/degraded"})
+        git(
+            "push", "-q", forge.url(follower, "acme/degraded"), "main", cwd=click, token=forge.token
+        )
         cluster.restart(leader)
         for node in (1, 2, 3):
             main = git.refs(forge.url(node, "acme/small"))["refs/heads/main"]
@@ -83,6 +89,7 @@ def test_kill_leader_during_pushes(tmp_path: Path) -> None:
             large_refs = git.refs(forge.url(node, "acme/large"))
             if large["result"].returncode == 0:  # type: ignore[attr-defined]
                 assert large_refs["refs/heads/main"] == CLICK_MAIN
+            assert git.refs(forge.url(node, "acme/degraded"))["refs/heads/main"] == CLICK_MAIN
             if large_refs:  # landed: whole
                 big_clone = tmp_path / f"big{node}"
                 git("clone", "-q", "--mirror", forge.url(node, "acme/large"), str(big_clone))

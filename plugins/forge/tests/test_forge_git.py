@@ -335,3 +335,23 @@ def test_fork_shares_objects_and_takes_its_own_pushes(
     origin = tmp_path / "o"
     git("clone", "-q", "--mirror", forge.url(1, pushed), str(origin))
     assert git("cat-file", "-t", mine, cwd=origin, check=False).returncode != 0
+
+
+def test_full_clone_after_thin_pushes_sends_each_object_once(
+    forge: ForgeCluster, git: Git, click: Path, tmp_path: Path
+) -> None:
+    """A thin push is completed with copies of its delta bases; a full clone streams the
+    packs as one and must not repeat those objects (git refuses duplicates)."""
+    forge.call("forge.repo_create", {"repo": "acme/thin"})
+    git("push", "-q", forge.url(1, "acme/thin"), "main", cwd=click, token=forge.token)
+    work = tmp_path / "w"
+    git("clone", "-q", forge.url(2, "acme/thin"), str(work))
+    for n in range(2):
+        readme = work / "README.md"
+        readme.write_text(readme.read_text() + f"\nedit {n}\n")  # a delta against the old blob
+        git("commit", "-q", "-am", f"edit {n}", cwd=work)
+        git("push", "-q", "origin", "HEAD:main", cwd=work, token=forge.token)
+    mirror = tmp_path / "m"
+    git("clone", "-q", "--mirror", forge.url(3, "acme/thin"), str(mirror))
+    git("fsck", "--full", cwd=mirror)
+    assert git("rev-list", "--count", "main", cwd=mirror).stdout.strip() == "3331"

@@ -3,9 +3,10 @@
 dulwich finds the objects a client lacks by walking every commit and tree, then writes a
 pack object by object: right for a fetch (a few objects), slow for a clone of a whole
 history. When a client wants every ref and has nothing in common with the repository
-(a clone), not shallow and unfiltered, :class:`ForgeUploadPack` instead sends the store's
-packs as one pack stream: their object bytes as stored (each pack is self-contained, and
-offset deltas stay valid when packs are concatenated) under one header and trailer. Only
+(a clone), not shallow, :class:`ForgeUploadPack` instead sends the store's packs as one
+pack stream (:func:`pack_stream`): the largest pack's object bytes as stored (it is
+self-contained, so its offset deltas stay valid), then whatever the other packs add, whole,
+under one header and trailer. Only
 a repository with no alternates (not a fork) is served this way, so a clone carries only
 what was pushed to that repository.
 """
@@ -26,31 +27,59 @@ __all__ = ["pack_stream", "upload_pack_handler"]
 _PIECE = 64 * 1024
 
 
-def pack_stream(packs: list[Path]) -> Iterator[bytes]:
-    """One pack (header, objects, SHA-1 trailer) made of the objects of ``packs`` (paths
-    of ``.pack`` files), read piece by piece."""
-    counts = []
-    for path in packs:
-        with open(path, "rb") as f:
-            header = f.read(12)
-        counts.append(struct.unpack(">I", header[8:12])[0])
+def pack_stream(packs: list[Path], store: Any) -> Iterator[bytes]:
+    """One pack (header, objects, SHA-1 trailer) holding every object of ``packs`` (paths of
+    ``.pack`` files with their ``.idx``) once: the largest pack's object bytes as stored,
+    then each object of the others that it lacks, whole (the packs a thin push completed
+    repeat their delta bases, and git refuses a pack with an object twice)."""
+    from dulwich.pack import load_pack_index, pack_object_chunks
+
+    fmt = store.object_format
+    base = max(packs, key=os.path.getsize) if packs else None
+    extra: set[bytes] = set()
+    base_count = 0
+    if base is not None:
+        base_index = load_pack_index(str(base.with_suffix(".idx")), fmt)
+        try:
+            base_count = len(base_index)
+            for path in packs:
+                if path == base:
+                    continue
+                index = load_pack_index(str(path.with_suffix(".idx")), fmt)
+                try:
+                    extra.update(sha for sha in index if sha not in base_index)
+                finally:
+                    index.close()
+        finally:
+            base_index.close()
     digest = hashlib.sha1()
-    head = b"PACK" + struct.pack(">II", 2, sum(counts))
+    head = b"PACK" + struct.pack(">II", 2, base_count + len(extra))
     digest.update(head)
     yield head
-    for path in packs:
-        size = os.path.getsize(path)
-        with open(path, "rb") as f:
-            f.seek(12)
-            left = size - 12 - 20
-            while left > 0:
-                piece = f.read(min(_PIECE, left))
-                if not piece:
-                    raise OSError(f"pack {path} ended early")
-                left -= len(piece)
-                digest.update(piece)
-                yield piece
+    if base is not None:
+        for piece in _pack_objects(base):
+            digest.update(piece)
+            yield piece
+    for sha in sorted(extra):
+        type_num, raw = store.get_raw(sha)
+        piece = b"".join(pack_object_chunks(type_num, [raw], object_format=fmt))
+        digest.update(piece)
+        yield piece
     yield digest.digest()
+
+
+def _pack_objects(path: Path) -> Iterator[bytes]:
+    """The object bytes of the pack file ``path`` (no header, no trailer), piece by piece."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        f.seek(12)
+        left = size - 12 - 20
+        while left > 0:
+            piece = f.read(min(_PIECE, left))
+            if not piece:
+                raise OSError(f"pack {path} ended early")
+            left -= len(piece)
+            yield piece
 
 
 def upload_pack_handler(packs: Callable[[], list[Path]] | None) -> type:
@@ -97,7 +126,7 @@ def upload_pack_handler(packs: Callable[[], list[Path]] | None) -> type:
             ):
                 return
             self._start_pack_send_phase()
-            for piece in pack_stream(packs()):
+            for piece in pack_stream(packs(), self.repo.object_store):
                 self.write_pack_data(piece)
             self.proto.write_pkt_line(None)
 

@@ -79,6 +79,22 @@ async def _file_pieces(path: Path, piece: int = 1024 * 1024) -> Any:
         handle.close()
 
 
+async def _put_blob(node: Any, path: Path, pin: str) -> str:
+    """Put the file ``path`` as a blob pinned ``pin``; its hash. At the cluster's replica
+    count if it can, else (a member is down) on a majority of the voters, as durable as
+    the Raft log that will name it."""
+    from aspen.errors import UnavailableError
+
+    size = os.path.getsize(path)
+    try:
+        return str((await node.blobs.put(_file_pieces(path), pin=pin, size=size)).hash)
+    except UnavailableError:
+        voters = (await node.call("cluster.status", {}))["conf"]["voters"]
+        majority = len(voters) // 2 + 1
+        ref = await node.blobs.put(_file_pieces(path), pin=pin, size=size, replicas=majority)
+        return str(ref.hash)
+
+
 async def publish_pack(node: Any, store_id: str, basename: Path, count: int) -> PackRecord:
     """Make the completed pack ``basename``.pack/.idx durable in the cluster (inline, or
     as blobs replicated before this returns) and return its record (not yet written)."""
@@ -89,15 +105,11 @@ async def publish_pack(node: Any, store_id: str, basename: Path, count: int) -> 
     if size <= limits.INLINE_PACK_BYTES:
         record.pack = await anyio.Path(pack_path).read_bytes()
     else:
-        ref = await node.blobs.put(
-            _file_pieces(pack_path), pin=pin_name(store_id, name, "pack"), size=size
-        )
-        record.pack_blob = ref.hash
+        record.pack_blob = await _put_blob(node, pack_path, pin_name(store_id, name, "pack"))
     if os.path.getsize(idx_path) <= limits.INLINE_INDEX_BYTES:
         record.idx = await anyio.Path(idx_path).read_bytes()
     else:
-        ref = await node.blobs.put(_file_pieces(idx_path), pin=pin_name(store_id, name, "idx"))
-        record.idx_blob = ref.hash
+        record.idx_blob = await _put_blob(node, idx_path, pin_name(store_id, name, "idx"))
     return record
 
 
