@@ -235,16 +235,21 @@ def measure(
     many = [work / f"many{round_no}-{i}" for i in range(8)]
 
     def eight() -> None:
-        threads = [
-            threading.Thread(
-                target=git, args=("clone", "-q", "--bare", url, str(p)), kwargs={"token": token}
-            )
-            for p in many
-        ]
+        errors: list[BaseException] = []
+
+        def clone(path: Path) -> None:
+            try:
+                git("clone", "-q", "--bare", url, str(path), token=token)
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=clone, args=(p,)) for p in many]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
+        if errors:
+            raise RuntimeError(f"{len(errors)} of 8 clones failed: {errors[0]}")
 
     result["clone8"] = timed(eight)
     for p in [target, editor, *many]:
