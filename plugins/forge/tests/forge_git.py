@@ -10,6 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from aspen.testing import LocalCluster, local_cluster, wait_for
 from aspen_forge.service import HTTP_ADDRESS_FILE
 
@@ -17,6 +19,8 @@ from aspen_forge.service import HTTP_ADDRESS_FILE
 CLICK_BUNDLE = Path(__file__).parent / "fixtures" / "click.bundle"
 CLICK_MAIN = "2c8cd3ac958a7eb316d67f2d316c27086c4c0369"
 CLICK_STABLE = "8ee83ddbf5a7a4c2eac5308c9599c5ee67ee005e"
+#: Bytes that start like a pack and are not one.
+GARBAGE_PACK = b"PACK\x00\x00\x00\x02garbage!"
 #: The push bound the test clusters run with (small, so an oversized push is cheap).
 TEST_MAX_PUSH_BYTES = 16 * 1024 * 1024
 
@@ -88,11 +92,15 @@ class ForgeCluster:
 
 
 @contextmanager
-def forge_cluster(data_dir: Path, nodes: int = 3) -> Iterator[ForgeCluster]:
-    """A fresh ``nodes``-node cluster loading aspen-forge, git on free ports."""
+def forge_cluster(
+    data_dir: Path, nodes: int = 3, *, index_pack: str = "auto"
+) -> Iterator[ForgeCluster]:
+    """A fresh ``nodes``-node cluster loading aspen-forge, git on free ports; pushes indexed
+    by ``index_pack`` (``auto``: git index-pack; ``dulwich``)."""
     env = {
         "ASPEN_FORGE_HTTP_LISTEN": "127.0.0.1:0",
         "ASPEN_FORGE_MAX_PUSH_BYTES": str(TEST_MAX_PUSH_BYTES),
+        "ASPEN_FORGE_INDEX_PACK": index_pack,
     }
     with local_cluster(data_dir, nodes, plugins=["forge"], env=env) as cluster:
         cluster.leader_index()
@@ -104,3 +112,21 @@ def bare_click(git: Git, where: Path) -> Path:
     if not where.exists():
         git("clone", "-q", "--bare", str(CLICK_BUNDLE), str(where))
     return where
+
+
+def pkt_line(line: bytes) -> bytes:
+    """``line`` framed as a git pkt-line."""
+    return b"%04x" % (len(line) + 4) + line
+
+
+def receive_pack(forge: ForgeCluster, node: int, repo: str, body: bytes) -> httpx.Response:
+    """POST ``body`` to node ``node``'s git-receive-pack of ``repo`` (root token)."""
+    return httpx.post(
+        forge.url(node, repo) + "/git-receive-pack",
+        content=body,
+        headers={
+            "content-type": "application/x-git-receive-pack-request",
+            "authorization": f"Bearer {forge.token}",
+        },
+        timeout=30,
+    )

@@ -1,7 +1,8 @@
 """kill -9 of the leader while pushes are in flight: every push git reported as done is in
 the repository afterwards, on every node (the restarted one too), and ``git fsck`` is
 clean; a push cut off by the kill either landed whole or not at all; while the node is
-down a large push (a blob) still lands."""
+down a large push (a blob) still lands. The nodes index pushes with dulwich here (the
+other modules use ``git index-pack``), so both paths take real pushes."""
 
 from __future__ import annotations
 
@@ -10,7 +11,15 @@ import time
 from pathlib import Path
 
 import pytest
-from forge_git import CLICK_MAIN, Git, bare_click, forge_cluster
+from forge_git import (
+    CLICK_MAIN,
+    GARBAGE_PACK,
+    Git,
+    bare_click,
+    forge_cluster,
+    pkt_line,
+    receive_pack,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.aspen_plugins("forge")]
 
@@ -18,8 +27,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.aspen_plugins("forge")]
 def test_kill_leader_during_pushes(tmp_path: Path) -> None:
     git = Git(tmp_path / "home")
     click = bare_click(git, tmp_path / "click.git")
-    with forge_cluster(tmp_path / "cluster") as forge:
+    with forge_cluster(tmp_path / "cluster", index_pack="dulwich") as forge:
         cluster = forge.cluster
+        assert forge.call("forge.status", {})["index_pack"] == "dulwich"
         forge.call("forge.repo_create", {"repo": "acme/small"})
         forge.call("forge.repo_create", {"repo": "acme/large"})
         leader = cluster.leader_index()
@@ -94,3 +104,10 @@ def test_kill_leader_during_pushes(tmp_path: Path) -> None:
                 big_clone = tmp_path / f"big{node}"
                 git("clone", "-q", "--mirror", forge.url(node, "acme/large"), str(big_clone))
                 git("fsck", "--full", cwd=big_clone)
+        # dulwich's indexer refuses malformed data as git index-pack does
+        command = pkt_line(
+            b"0" * 40 + b" " + CLICK_MAIN.encode() + b" refs/heads/x\0report-status\n"
+        )
+        answer = receive_pack(forge, 1, "acme/small", command + b"0000" + GARBAGE_PACK)
+        assert b"unpack malformed pack" in answer.content, answer.content
+        assert "refs/heads/x" not in git.refs(forge.url(2, "acme/small"))

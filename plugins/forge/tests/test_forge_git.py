@@ -8,16 +8,18 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from forge_git import (
     CLICK_MAIN,
     CLICK_STABLE,
+    GARBAGE_PACK,
     TEST_MAX_PUSH_BYTES,
     ForgeCluster,
     Git,
     bare_click,
     forge_cluster,
+    pkt_line,
+    receive_pack,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.aspen_plugins("forge")]
@@ -285,34 +287,18 @@ def test_oversized_push_is_refused_whole(forge: ForgeCluster, git: Git, tmp_path
     assert git.refs(forge.url(2, "acme/big")) == {}
 
 
-def _receive_pack(forge: ForgeCluster, node: int, repo: str, body: bytes) -> httpx.Response:
-    return httpx.post(
-        forge.url(node, repo) + "/git-receive-pack",
-        content=body,
-        headers={
-            "content-type": "application/x-git-receive-pack-request",
-            "authorization": f"Bearer {forge.token}",
-        },
-        timeout=30,
-    )
-
-
-def _pkt(line: bytes) -> bytes:
-    return b"%04x" % (len(line) + 4) + line
-
-
 def test_malformed_pack_and_missing_objects_write_nothing(forge: ForgeCluster, git: Git) -> None:
     forge.call("forge.repo_create", {"repo": "acme/garbage"})
     zero, sha = b"0" * 40, CLICK_MAIN.encode()
-    command = _pkt(zero + b" " + sha + b" refs/heads/main\0report-status\n") + b"0000"
-    answer = _receive_pack(forge, 2, "acme/garbage", command + b"PACK\x00\x00\x00\x02garbage!")
+    command = pkt_line(zero + b" " + sha + b" refs/heads/main\0report-status\n") + b"0000"
+    answer = receive_pack(forge, 2, "acme/garbage", command + GARBAGE_PACK)
     assert answer.status_code == 200
     assert b"unpack malformed pack" in answer.content and b"ng refs/heads/main" in answer.content
     empty_pack = b"PACK\x00\x00\x00\x02\x00\x00\x00\x00"
     import hashlib
 
     empty_pack += hashlib.sha1(empty_pack).digest()
-    answer = _receive_pack(forge, 3, "acme/garbage", command + empty_pack)
+    answer = receive_pack(forge, 3, "acme/garbage", command + empty_pack)
     assert b"unpack ok" in answer.content
     assert b"ng refs/heads/main missing object " + sha in answer.content
     assert git.refs(forge.url(1, "acme/garbage")) == {}

@@ -58,6 +58,13 @@ def aspen_config_sections() -> list[ConfigSection]:
                     0,
                     "Largest pack one push may send, in bytes (0: MAX_PUSH_BYTES, 512 MiB).",
                 ),
+                ConfigOption(
+                    "index_pack",
+                    str,
+                    "auto",
+                    "What indexes a pushed pack: 'auto' (git index-pack if git is installed, "
+                    "else dulwich) or 'dulwich'.",
+                ),
             ),
             help="Git hosting over smart HTTP.",
         )

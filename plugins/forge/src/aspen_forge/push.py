@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 from aspen.errors import AspenError
@@ -31,6 +30,7 @@ from aspen_forge.keys import pack_key
 from aspen_forge.protection import Rule, check_update
 from aspen_forge.refs import RefUpdate, StaleRefError, commit_updates
 from aspen_forge.repos import Repo
+from aspen_forge.storage.indexpack import BadPack, PackTooLarge, receive_pack
 from aspen_forge.storage.packs import PackRecord, pin_name, publish_pack
 
 __all__ = ["PushSession", "receive_pack_handler"]
@@ -60,18 +60,10 @@ class PushSession:
         self.updated: list[RefUpdate] = []
 
     # ------------------------------------------------------------------ pack
-    def _receive_pack(self, store: Any, proto: Any) -> Any:
-        return store.add_thin_pack(
-            proto.read, getattr(proto, "recv", None), max_input_size=self.service.max_push_bytes
-        )
-
     def apply(
         self, store: Any, proto: Any, commands: list[tuple[bytes, bytes, bytes]], atomic: bool
     ) -> Iterator[Status]:
         """Yield ``(b"unpack", result)`` then ``(ref, b"ok" | reason)`` for each command."""
-        from dulwich.errors import ApplyDeltaError, ChecksumMismatch, ObjectFormatException
-        from dulwich.object_store import PackInputTooLarge
-
         updates = [RefUpdate(ref, old, new) for old, new, ref in commands]
         if len(updates) > limits.MAX_REF_UPDATES:
             yield from _refuse_all(
@@ -82,35 +74,27 @@ class PushSession:
         pack = None
         started = time.monotonic()
         if any(not u.is_delete for u in updates):
+            bound = self.service.max_push_bytes
             try:
-                pack = self._receive_pack(store, proto)
-            except PackInputTooLarge:
-                yield from _refuse_all(
-                    updates,
-                    f"pack is over MAX_PUSH_BYTES ({self.service.max_push_bytes} bytes)",
+                pack = receive_pack(
+                    store,
+                    self.service.stores.path(self.repo.store),
+                    self.service.git_dir,
+                    getattr(proto, "recv", proto.read),
+                    proto.read,
+                    bound,
                 )
+            except PackTooLarge:
+                yield from _refuse_all(updates, f"pack is over MAX_PUSH_BYTES ({bound} bytes)")
                 return
-            except (
-                OSError,
-                ChecksumMismatch,
-                ApplyDeltaError,
-                AssertionError,
-                ObjectFormatException,
-            ) as exc:
-                yield from _refuse_all(updates, f"malformed pack: {_one_line(exc)}")
+            except BadPack as exc:
+                yield from _refuse_all(updates, f"malformed pack: {exc}")
                 return
-            except Exception as exc:  # zlib errors, truncated data, …
-                if type(exc).__module__.startswith(("zlib", "dulwich", "struct")) or isinstance(
-                    exc, ValueError
-                ):
-                    yield from _refuse_all(updates, f"malformed pack: {_one_line(exc)}")
-                    return
-                raise
         record: PackRecord | None = None
         received = time.monotonic()
-        if pack is not None and len(pack) > 0:
+        if pack is not None:
             record = self.run(
-                publish_pack, self.service.node, self.repo.store, Path(pack._basename), len(pack)
+                publish_pack, self.service.node, self.repo.store, pack.basename, pack.count
             )
         published = time.monotonic()
         yield (b"unpack", b"ok")
@@ -219,10 +203,6 @@ def _refuse_all(updates: list[RefUpdate], reason: str) -> Iterator[Status]:
     yield (b"unpack", reason.encode())
     for u in updates:
         yield (u.ref, b"unpacker error")
-
-
-def _one_line(exc: BaseException) -> str:
-    return (str(exc) or type(exc).__name__).replace("\n", " ")[:200]
 
 
 def _is_ancestor(store: Any, old: bytes, new: bytes) -> bool:

@@ -54,10 +54,14 @@ class ForgeService:
         self.http_error = ""
         #: The push bound in force (MAX_PUSH_BYTES unless configured lower or higher).
         self.max_push_bytes = int(config.get("max_push_bytes") or limits.MAX_PUSH_BYTES)
+        #: An empty bare repository for ``git index-pack`` (``None``: dulwich indexes pushes).
+        self.git_dir: Path | None = None
 
     def start(self) -> None:
         """Serve git over HTTP (a failure to bind is logged and shown in ``forge.status``)."""
         from aspen_forge.git_http import GitHttpApp
+
+        self.git_dir = self._git_dir()
 
         listen = str(self.config.get("http_listen") or "").strip() or default_http_listen()
         if listen.lower() in _OFF:
@@ -82,6 +86,21 @@ class ForgeService:
         (Path(self.node.data_dir) / HTTP_ADDRESS_FILE).write_text(self.http_address + "\n")
         log.info("aspen-forge serves git on http://%s/OWNER/NAME.git", self.http_address)
 
+    def _git_dir(self) -> Path | None:
+        """Where ``git index-pack`` runs, if git is installed and not turned off."""
+        from aspen_forge.storage.indexpack import git_available
+
+        if str(self.config.get("index_pack") or "auto") == "dulwich" or not git_available():
+            return None
+        path = Path(self.node.data_dir) / "forge" / "git"
+        if not (path / "HEAD").exists():
+            path.mkdir(parents=True, exist_ok=True)
+            for sub in ("objects", "refs"):
+                (path / sub).mkdir(exist_ok=True)
+            (path / "HEAD").write_text("ref: refs/heads/main\n")
+            (path / "config").write_text("[core]\n\trepositoryformatversion = 0\n\tbare = true\n")
+        return path
+
     async def stop(self) -> None:
         """Stop the listener and drop leader connections."""
         if self.http is not None:
@@ -95,4 +114,5 @@ class ForgeService:
             "http_address": self.http_address,
             "http_error": self.http_error,
             "url": f"http://{self.http_address}/" if self.http_address else "",
+            "index_pack": "git" if self.git_dir is not None else "dulwich",
         }
