@@ -3,9 +3,10 @@
 Runs in the git worker thread (:mod:`git_http`); ``run`` calls a coroutine function on the
 node's event loop and waits for it. Steps:
 
-1. the (thin) pack is streamed to a temporary file of the node's local object store and
-   completed by dulwich (bounded by ``MAX_PUSH_BYTES``: over it, or malformed, the push
-   is refused whole and git shows ``remote unpack failed`` with the reason);
+1. the (thin) pack is streamed into the node's local object store and completed with its
+   delta bases (:mod:`storage.indexpack`: ``git index-pack`` or dulwich; bounded by
+   ``MAX_PUSH_BYTES``: over it, or malformed, the push is refused whole and git shows
+   ``remote unpack failed`` with the reason);
 2. the completed pack is made durable in the cluster (:func:`storage.packs.publish_pack`);
 3. each ref update is checked: a sane name, its new object present (a commit for a
    branch), branch protection (:mod:`protection`);
