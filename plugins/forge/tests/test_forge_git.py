@@ -341,3 +341,19 @@ def test_full_clone_after_thin_pushes_sends_each_object_once(
     git("clone", "-q", "--mirror", forge.url(3, "acme/thin"), str(mirror))
     git("fsck", "--full", cwd=mirror)
     assert git("rev-list", "--count", "main", cwd=mirror).stdout.strip() == "3331"
+
+
+def test_default_branch_is_what_a_clone_checks_out(
+    forge: ForgeCluster, git: Git, tmp_path: Path
+) -> None:
+    forge.call("forge.repo_create", {"repo": "acme/default", "default_branch": "dev"})
+    work = _work_clone(forge, git, "acme/default", tmp_path / "w")
+    main = _commit(git, work, "on main")
+    git("push", "-q", "origin", "HEAD:main", cwd=work, token=forge.token)
+    assert git.refs(forge.url(2, "acme/default"))["HEAD"] == main  # dev absent: main
+    dev = _commit(git, work, "on dev")
+    git("push", "-q", "origin", "HEAD:dev", cwd=work, token=forge.token)
+    clone = tmp_path / "c"
+    git("clone", "-q", forge.url(3, "acme/default"), str(clone))
+    assert git("rev-parse", "--abbrev-ref", "HEAD", cwd=clone).stdout.strip() == "dev"
+    assert git("rev-parse", "HEAD", cwd=clone).stdout.strip() == dev
