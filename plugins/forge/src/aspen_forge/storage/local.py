@@ -17,7 +17,7 @@ from typing import Any
 
 import anyio
 
-from aspen_forge.storage.packs import PackRecord
+from aspen_forge.storage.packs import PackRecord, read_pack
 from aspen_forge.storage.parents import ParentsCache
 
 __all__ = ["LocalStores"]
@@ -42,24 +42,22 @@ class LocalStores:
             lock = self._locks[store_id] = anyio.Lock()
         return lock
 
-    def pack_paths(self, store_id: str, records: list[PackRecord]) -> list[Path]:
-        """The local ``.pack`` files of ``records`` (after :meth:`sync`)."""
-        return [self.path(store_id) / "pack" / f"pack-{r.name}.pack" for r in records]
+    def pack_paths(self, store_id: str, names: list[str]) -> list[Path]:
+        """The local ``.pack`` files of the packs ``names`` (after :meth:`sync`)."""
+        return [self.path(store_id) / "pack" / f"pack-{name}.pack" for name in names]
 
-    async def sync(
-        self, store_id: str, records: list[PackRecord], alternates: tuple[str, ...] = ()
-    ) -> None:
-        """Make sure every pack of ``records`` is on this node's disk, and that the store
-        reads ``alternates`` (other stores' ids) as git alternates."""
+    async def sync(self, store_id: str, names: list[str], alternates: tuple[str, ...] = ()) -> None:
+        """Make sure every pack of ``names`` (recorded in KV) is on this node's disk, and
+        that the store reads ``alternates`` (other stores' ids) as git alternates."""
         pack_dir = self.path(store_id) / "pack"
-        missing = [r for r in records if not (pack_dir / f"pack-{r.name}.idx").exists()]
+        missing = [n for n in names if not (pack_dir / f"pack-{n}.idx").exists()]
         await anyio.to_thread.run_sync(self._init, store_id, alternates)
         if not missing:
             return
         async with self._lock(store_id):
-            for record in missing:
-                if not (pack_dir / f"pack-{record.name}.idx").exists():
-                    await self._fetch(pack_dir, record)
+            for name in missing:
+                if not (pack_dir / f"pack-{name}.idx").exists():
+                    await self._fetch(pack_dir, await read_pack(self.node, store_id, name))
 
     def _init(self, store_id: str, alternates: tuple[str, ...]) -> None:
         """Create the store's directories (``pack/``, ``info/``) and its alternates file."""

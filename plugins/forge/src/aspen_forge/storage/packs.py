@@ -27,7 +27,7 @@ import msgpack
 
 from aspen_forge import limits
 
-__all__ = ["PackRecord", "pin_name", "publish_pack", "read_packs"]
+__all__ = ["PackRecord", "pin_name", "publish_pack", "read_pack", "read_pack_names"]
 
 
 @dataclass
@@ -113,17 +113,31 @@ async def publish_pack(node: Any, store_id: str, basename: Path, count: int) -> 
     return record
 
 
-async def read_packs(node: Any, store_id: str) -> list[PackRecord]:
-    """Every pack record of ``store_id`` (linearizable; at most MAX_PACKS)."""
+async def read_pack_names(node: Any, store_id: str) -> list[str]:
+    """The names of every pack of ``store_id`` (linearizable, keys only: a request reads the
+    records, which may hold inline packs, only of the packs its node lacks; at most
+    MAX_PACKS)."""
     from aspen.errors import ResourceExhaustedError
     from aspen.kv import paging
     from aspen_forge.keys import packs_prefix
 
+    prefix = packs_prefix(store_id)
     records, truncated, _ = await paging.collect(
-        node.call, packs_prefix(store_id), most=limits.MAX_PACKS, local=True
+        node.call, prefix, most=limits.MAX_PACKS, keys_only=True, local=True
     )
     if truncated:
         raise ResourceExhaustedError(
             f"object store holds more than MAX_PACKS ({limits.MAX_PACKS}) packs"
         )
-    return [PackRecord.from_value(kv["value"]) for kv in records]
+    return [kv["key"][len(prefix) :].decode() for kv in records]
+
+
+async def read_pack(node: Any, store_id: str, name: str) -> PackRecord:
+    """The record of pack ``name`` of ``store_id``."""
+    from aspen.errors import NotFoundError
+    from aspen_forge.keys import pack_key
+
+    kvs = (await node.call("kv.range", {"key": pack_key(store_id, name)}))["kvs"]
+    if not kvs:
+        raise NotFoundError(f"pack {name} of store {store_id} is not recorded")
+    return PackRecord.from_value(kvs[0]["value"])
