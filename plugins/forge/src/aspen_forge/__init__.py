@@ -1,0 +1,1 @@
+"""aspen-forge: git hosting on an Aspen cluster."""

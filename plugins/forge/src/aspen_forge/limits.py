@@ -1,0 +1,55 @@
+"""Every bound of aspen-forge, as a named constant (bytes where it bounds data)."""
+
+from __future__ import annotations
+
+#: Largest pack one push may send (bytes read from the wire, thin-pack bases not counted).
+#: A push over it is refused with ``unpack`` failing and every ref ``ng``; raise it here.
+MAX_PUSH_BYTES = 512 * 1024 * 1024
+#: Bytes of HTTP body the listener takes on top of MAX_PUSH_BYTES (the ref commands and
+#: pkt-line framing), so that the pack bound, not the listener, answers an oversized push.
+PUSH_BODY_SLACK_BYTES = 4 * 1024 * 1024
+#: Largest (decompressed) upload-pack request body: wants, haves, shallow lines.
+MAX_UPLOAD_REQUEST_BYTES = 64 * 1024 * 1024
+#: Bytes of response the git handler thread gathers before handing them to the listener.
+RESPONSE_CHUNK_BYTES = 256 * 1024
+#: A pack up to this size is stored inline in its KV record (one Raft entry with the refs);
+#: larger ones go to the blob store.
+INLINE_PACK_BYTES = 256 * 1024
+#: A pack index up to this size is stored inline in the pack's KV record, else as a blob.
+INLINE_INDEX_BYTES = 512 * 1024
+#: Most refs one repository may hold (each a KV key; read on every clone and push).
+MAX_REFS = 10_000
+#: Most ref updates one push may carry.
+MAX_REF_UPDATES = 500
+#: Most packs one repository's object store may hold (each is looked up per object).
+MAX_PACKS = 2_000
+#: Longest owner or repository name, in characters (ASCII only).
+MAX_NAME_CHARS = 100
+#: Longest repository description, in bytes (UTF-8).
+MAX_DESCRIPTION_BYTES = 4096
+#: Longest ref name, in bytes.
+MAX_REF_BYTES = 512
+#: Most repositories one ``forge.repo_list`` answer carries.
+MAX_LIST_REPOS = 1000
+#: Most branch protection rules per repository.
+MAX_PROTECTION_RULES = 100
+#: Most names on one rule's push allow-list.
+MAX_PUSH_ALLOW = 100
+#: Git requests (upload-pack / receive-pack) one node serves at once in worker threads;
+#: more wait their turn.
+MAX_CONCURRENT_GIT_REQUESTS = 16
+#: Connections to the leader one node keeps for forwarding writes.
+MAX_FORWARD_CLIENTS = 4
+#: Compare-and-swap attempts of a metadata change (repo create/rename…) before giving up.
+MAX_CAS_ATTEMPTS = 20
+#: Commits one force-push check walks back from the new tip looking for the old one
+#: before calling the update a force push.
+MAX_ANCESTRY_WALK = 1_000_000
+#: Most refs a fork copies (all in the one transaction that creates it, under MAX_TXN_OPS).
+MAX_FORK_REFS = 900
+#: Commits whose parents one node keeps in memory for fetch negotiation (about 200 bytes
+#: each: 200,000 commits is about 40 MiB); over it the cache is cleared and refilled.
+MAX_PARENT_CACHE_COMMITS = 200_000
+#: A fetch sending fewer objects than this sends them whole (no delta search: dulwich's
+#: scans every object of every pack); more reuse the deltas stored in the packs.
+REUSE_DELTAS_MIN_OBJECTS = 2_000

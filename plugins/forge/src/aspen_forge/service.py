@@ -1,0 +1,118 @@
+"""One node's forge: repositories, local object stores, the git HTTP listener."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from aspen.errors import AspenError
+from aspen.http import HttpLimits
+from aspen_forge import limits
+from aspen_forge.leader import LeaderCaller
+from aspen_forge.repos import Repos
+from aspen_forge.storage.local import LocalStores
+
+__all__ = [
+    "DEFAULT_HTTP_PORT",
+    "DEV_NODE_INDEX_ENV",
+    "HTTP_ADDRESS_FILE",
+    "ForgeService",
+    "default_http_listen",
+]
+
+log = logging.getLogger(__name__)
+
+#: The default port of ``http_listen``.
+DEFAULT_HTTP_PORT = 8300
+#: Set by ``aspen dev up`` to each node's 0-based index: the default port moves up by it.
+DEV_NODE_INDEX_ENV = "ASPEN_DEV_NODE_INDEX"
+#: File in the data directory that holds the bound HTTP address.
+HTTP_ADDRESS_FILE = "forge-http-address"
+_OFF = frozenset({"off", "none", "disabled"})
+
+
+def default_http_listen() -> str:
+    """``127.0.0.1:8300``, or ``8300 + $ASPEN_DEV_NODE_INDEX`` for ``aspen dev up`` nodes."""
+    index = os.environ.get(DEV_NODE_INDEX_ENV, "")
+    offset = int(index) if index.isdigit() else 0
+    return f"127.0.0.1:{DEFAULT_HTTP_PORT + offset}"
+
+
+class ForgeService:
+    """Everything the plugin holds for one node."""
+
+    def __init__(self, node: Any, config: dict[str, Any]) -> None:
+        self.node = node
+        self.config = config
+        self.writer = LeaderCaller(node)
+        self.repos = Repos(node, self.writer)
+        self.stores = LocalStores(node, Path(node.data_dir) / "forge" / "stores")
+        self.http: Any = None
+        self.http_address = ""
+        self.http_error = ""
+        #: The push bound in force (MAX_PUSH_BYTES unless configured lower or higher).
+        self.max_push_bytes = int(config.get("max_push_bytes") or limits.MAX_PUSH_BYTES)
+        #: An empty bare repository for ``git index-pack`` (``None``: dulwich indexes pushes).
+        self.git_dir: Path | None = None
+
+    def start(self) -> None:
+        """Serve git over HTTP (a failure to bind is logged and shown in ``forge.status``)."""
+        from aspen_forge.git_http import GitHttpApp
+
+        self.git_dir = self._git_dir()
+
+        listen = str(self.config.get("http_listen") or "").strip() or default_http_listen()
+        if listen.lower() in _OFF:
+            self.http_error = "disabled (http_listen = off)"
+            return
+        try:
+            self.http = self.node.serve_http(
+                GitHttpApp(self),
+                listen,
+                name="forge",
+                error_body=lambda status, message: {"error": message},
+                limits=HttpLimits(
+                    max_body_bytes=self.max_push_bytes + limits.PUSH_BODY_SLACK_BYTES,
+                    max_body_name="MAX_PUSH_BYTES",
+                ),
+            )
+        except (OSError, AspenError) as exc:
+            self.http_error = f"cannot listen on {listen}: {exc}"
+            log.error("aspen-forge git HTTP not started: %s", self.http_error)
+            return
+        self.http_address = self.http.address
+        (Path(self.node.data_dir) / HTTP_ADDRESS_FILE).write_text(self.http_address + "\n")
+        log.info("aspen-forge serves git on http://%s/OWNER/NAME.git", self.http_address)
+
+    def _git_dir(self) -> Path | None:
+        """Where ``git index-pack`` runs, if git is installed and not turned off."""
+        from aspen_forge.storage.indexpack import git_available
+
+        if str(self.config.get("index_pack") or "auto") == "dulwich" or not git_available():
+            return None
+        path = Path(self.node.data_dir) / "forge" / "git"
+        if not (path / "HEAD").exists():
+            path.mkdir(parents=True, exist_ok=True)
+            for sub in ("objects", "refs"):
+                (path / sub).mkdir(exist_ok=True)
+            (path / "HEAD").write_text("ref: refs/heads/main\n")
+            (path / "config").write_text("[core]\n\trepositoryformatversion = 0\n\tbare = true\n")
+        return path
+
+    async def stop(self) -> None:
+        """Stop the listener and drop leader connections."""
+        if self.http is not None:
+            self.http.stop()
+        await self.writer.close()
+
+    def status(self) -> dict[str, Any]:
+        """What ``forge.status`` answers."""
+        return {
+            "node_id": self.node.id,
+            "http_address": self.http_address,
+            "http_error": self.http_error,
+            "url": f"http://{self.http_address}/" if self.http_address else "",
+            "index_pack": "git" if self.git_dir is not None else "dulwich",
+        }
