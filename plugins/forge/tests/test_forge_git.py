@@ -100,6 +100,13 @@ def test_fetch_sees_a_push_through_another_node(
     git("pull", "-q", "--ff-only", cwd=b)
     assert git("rev-list", "--count", "HEAD", cwd=b).stdout.strip() == "2"
     assert first != second
+    # each push published forge.push in its own ref-update commit (docs/events.md)
+    read = forge.call("events.read", {"match": "forge.push:acme/fetch"})
+    updates = [e["payload"]["updates"] for e in read["events"]]
+    assert updates == [
+        [{"ref": "refs/heads/main", "old": "0" * 40, "new": first}],
+        [{"ref": "refs/heads/main", "old": first, "new": second}],
+    ]
 
 
 def test_tags_and_branch_delete(forge: ForgeCluster, git: Git, tmp_path: Path) -> None:

@@ -1,9 +1,9 @@
 """Where forge changes are published for automation (hooks, CI).
 
-The durable event journal is a core primitive being built separately; until it is merged,
-:func:`push_event_ops` is the one place a push publishes ``forge.push``. It returns the
-txn ops to add to the push's own ref-update transaction (so the event commits with the
-change it reports, or not at all); today that is nothing.
+:func:`push_event_ops` is the one place a push publishes ``forge.push`` to the core's
+durable event journal (docs/events.md). It returns the txn op to add to the push's own
+ref-update transaction, so the event commits with the change it reports, or not at all;
+hooks then match it with ``--on 'forge.push:OWNER/*'``.
 
 Event ``forge.push``, subject ``<owner>/<name>``, payload ``{"repo", "pusher",
 "updates": [{"ref", "old", "new"}]}`` (ids as 40-hex strings, ``0`` * 40 for
@@ -36,9 +36,9 @@ def push_payload(repo: Repo, pusher: str, updates: list[RefUpdate]) -> dict[str,
     }
 
 
-def push_event_ops(repo: Repo, pusher: str, updates: list[RefUpdate]) -> list[dict[str, Any]]:
-    """The txn ops that publish ``forge.push`` for ``updates`` in the push's own commit.
-
-    TODO(events): return ``node.events`` journal ops (name ``PUSH_EVENT``, subject
-    ``repo.full``, payload :func:`push_payload`) once the core journal lands."""
-    return []
+def push_event_ops(
+    events: Any, repo: Repo, pusher: str, updates: list[RefUpdate]
+) -> list[dict[str, Any]]:
+    """The txn op that publishes ``forge.push`` for ``updates`` in the push's own commit
+    (``events`` is the node's ``node.events``)."""
+    return [events.op(PUSH_EVENT, repo.full, push_payload(repo, pusher, updates))]

@@ -167,7 +167,7 @@ class PushSession:
 
     def _commit_batch(self, batch: list[RefUpdate], extra: list[dict[str, Any]]) -> None:
         pusher = sorted(self.pusher)[0] if self.pusher else "anonymous"
-        events = push_event_ops(self.repo, pusher, batch)
+        events = push_event_ops(self.service.node.events, self.repo, pusher, batch)
         self.run(commit_updates, self.service.writer, self.repo.id, batch, extra + events)
 
     def _commit_each(
