@@ -280,7 +280,13 @@ class Node:
             "disk": replicator.space.report(),
             "leases": len(parts.leases),
             "watches": parts.watch_hub.active,
-            "writes": {"cycles": replicator.cycles, "commands": replicator.commands},
+            "writes": {
+                "cycles": replicator.cycles,
+                "commands": replicator.commands,
+                "lmdb_commits": replicator.lmdb_commits,
+                "lmdb_flushes": parts.storage.flushes,
+                "wal": parts.cluster.wal.stats(),
+            },
             "reads": {"lease": replicator.lease_reads},
             "cluster": await parts.cluster.status(),
             "rpc": parts.server.stats(),
@@ -483,6 +489,7 @@ class Node:
             self._tg = None
             if self.pm is not None:
                 self.pm.remove_failure_listener(self._unload_plugin)
+            parts.cluster.wal.close()
             parts.storage.close()
 
 

@@ -162,6 +162,13 @@ class CycleOutput:
     durable_upto: int = 0
     #: Last index of the entries this cycle persisted (0: none).
     persisted_to: int = 0
+    #: Highest log index among ``results`` (0: none).
+    results_index: int = 0
+    #: The cycle installed a snapshot or changed the membership: LMDB is flushed and the
+    #: WAL checkpointed before anything of it leaves (no early release).
+    checkpoint: bool = False
+    #: Messages and results went out once the WAL was synced, before the LMDB commit.
+    released: bool = False
 
 
 @dataclass(frozen=True)
@@ -247,9 +254,11 @@ class Replicator:
         self._thread = CycleThread(f"aspen-raft-{node_id[:8]}")
         #: Runs ``func(*args)`` on the event loop from the cycle's worker thread (``run``).
         self._to_loop: Callable[..., None] = anyio.from_thread.run_sync
-        #: Driver cycles, and those of them that needed the worker thread and a write.
+        #: Driver cycles, and those of them that needed the worker thread and a write;
+        #: LMDB commits of write cycles (each flushes LMDB's data pages, not its meta page).
         self.cycles = 0
         self.write_cycles = 0
+        self.lmdb_commits = 0
         self.commands = 0
         #: Linearizable reads answered from the lease at once, without a driver cycle.
         self.lease_reads = 0
@@ -555,16 +564,31 @@ class Replicator:
         raw = self._raw
         self.write_cycles += 1
         if first is not None:
-            # Flushed only when Raft needs it (CycleOutput.needs_sync): a cycle that only
-            # applies committed entries skips the meta flush (one fsync, not two).
+            # Raft's promises are made durable by the WAL's one sync inside
+            # ``_persist_cycle``; LMDB commits without its meta flush, except when the
+            # cycle installed a snapshot or changed the membership (a checkpoint).
             out.durable_upto = self._stable_index if self.role == Role.LEADER else 0
-            with no_space_raised(self._storage):
-                self._persist_cycle(raw, first, out)
+            try:
+                with no_space_raised(self._storage):
+                    self._persist_cycle(raw, first, out)
+            except OutOfSpace as exc:
+                self._rs.discard_wal_pending()
+                if out.released:  # acknowledged from the WAL: only a restart re-applies it
+                    raise RuntimeError(
+                        f"{exc.reason} while committing entries this node already "
+                        "acknowledged (they are in its WAL): stopping; a restart redoes them"
+                    ) from exc
+                raise
+            except BaseException:
+                self._rs.discard_wal_pending()
+                raise
+            self.lmdb_commits += 1
             if self.space.full is not None:
                 log.info("writes succeed again (%s before)", self.space.full)
                 self.space.full = None
-            if out.needs_sync:
-                self._storage.flush()
+            if out.checkpoint or self._rs.checkpoint_due():
+                self._storage.flush()  # LMDB now holds everything the WAL holds
+                self._rs.checkpoint_wal()
             if out.persisted_to:
                 self._stable_index = out.persisted_to
             # durable now (or nothing written needs to be): so are the term and vote
@@ -618,6 +642,23 @@ class Replicator:
             finally:
                 self._rs.cycle_txn = None
             self._rs.trim(txn, self.applied_index)
+            if out.needs_sync:
+                self._rs.sync_wal()  # the cycle's one fdatasync
+                if not out.checkpoint:
+                    self._release(out)
+
+    def _release(self, out: CycleOutput) -> None:
+        """In the worker thread, once the WAL holds the cycle's entries and hard state and
+        before the LMDB commit: send the cycle's messages (acknowledgements, votes) and
+        answer its results (see ``_resolve_before_visible``). A crash before the commit
+        loses nothing of them: the restart redoes the WAL into LMDB and re-applies."""
+        out.released = True
+        if out.messages:
+            messages, out.messages = out.messages, []
+            self._to_loop(self._send, messages)
+        if out.results:
+            results, out.results = out.results, []
+            self._to_loop(self._resolve_before_visible, out.results_index, results)
 
     async def _recover_from_no_space(self, failed: CycleOutput, reason: str) -> CycleOutput:
         """A write cycle failed for lack of space and LMDB aborted it: restart Raft from
@@ -819,6 +860,7 @@ class Replicator:
                     out.early_index = entry.index
                 else:
                     out.results.append((seq, result))
+                    out.results_index = entry.index
             self.commands += 1
         else:  # the no-op a leader appends when elected
             self._sm.mark_applied(txn, entry.index, entry.term)
@@ -832,6 +874,7 @@ class Replicator:
 
         change, origin, seq, context = decode_tagged_conf_change(entry.data)
         out.needs_sync = True  # membership changes are rare: keep them simple
+        out.checkpoint = True
         conf: ConfState = raw.apply_conf_change(change)
         self._rs.set_conf_state(txn, conf)
         apply_member_change(self._rs, txn, change, context)
@@ -846,6 +889,8 @@ class Replicator:
         from aspen.node.snapshots import install_received_snapshot
 
         size = install_received_snapshot(self._storage, self._rs, txn, meta, self.spool)
+        self._rs.bump_wal_generation(txn)  # the old log's WAL is never redone over it
+        out.checkpoint = True
         out.events.append(
             SnapshotInstalled(
                 index=meta.index, term=meta.term, source=self.leader or "", size_bytes=size

@@ -72,6 +72,8 @@ class Storage:
             readahead=False,
         )
         self._dbs: dict[str, Any] = {}
+        #: Full flushes (data and meta page) so far: :meth:`flush` and durable commits.
+        self.flushes = 0
         try:
             with self.env.begin(write=True) as txn:
                 meta = self.env.open_db(b"meta", txn=txn, create=True)
@@ -123,10 +125,16 @@ class Storage:
             return _DurableTxn(self)
         return self.env.begin(write=write)
 
+    @property
+    def syncs(self) -> bool:
+        """Whether commits are flushed to disk at all (``sync=False``: throwaway test nodes)."""
+        return self._sync
+
     def flush(self) -> None:
         """Make every transaction committed so far durable (a no-op without ``sync``)."""
         if self._sync:
             self.env.sync(True)
+            self.flushes += 1
 
     def sync(self) -> None:
         """Flush to disk (only needed when opened with ``sync=False``)."""
