@@ -27,6 +27,7 @@ from aspen.kv.state_machine import KVStateMachine
 from aspen.raft.types import ConfState, Entry, EntryType, HardState, SnapshotMeta
 from aspen.storage import Storage
 from aspen.storage.log import Log, LogCompactedError, LogEntry
+from aspen.storage.space import SpaceGuard
 from aspen.storage.wal import ENTRIES, HARD, Wal, WalRecord
 
 __all__ = ["LmdbRaftStorage", "decode_entry", "encode_entry"]
@@ -196,6 +197,12 @@ class LmdbRaftStorage:
         wal.checkpoint(ours)
         self.wal = wal
 
+    def redo_wal(self) -> None:
+        """Redo the attached WAL into LMDB again (after an LMDB commit failed that the WAL
+        had already made durable), as a restart would."""
+        if self.wal is not None:
+            self.attach_wal(self.wal)
+
     def _redo(self, txn: lmdb.Transaction, records: list[WalRecord], wal: Wal) -> None:
         """Redo ``records`` in order (LMDB may already hold some: redoing is idempotent)."""
         term, vote = self._log.get_hard_state(txn)
@@ -243,9 +250,12 @@ class LmdbRaftStorage:
             self.wal.discard_pending()
             self._wal_vote = None
 
-    def checkpoint_due(self) -> bool:
-        """Whether the WAL grew enough since its last checkpoint to take one."""
-        return self.wal is not None and self.wal.checkpoint_due()
+    def checkpoint_due(self, space: SpaceGuard) -> bool:
+        """Whether the WAL grew enough since its last checkpoint to take one (by its bounds,
+        or to half of the free disk space ``space`` last measured)."""
+        if self.wal is None:
+            return False
+        return self.wal.checkpoint_due() or space.crowded_by(self.wal.bytes_since_checkpoint)
 
     def checkpoint_wal(self) -> None:
         """Start a new WAL segment and drop the old ones. Only once LMDB is flushed."""

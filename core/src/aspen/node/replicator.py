@@ -66,6 +66,7 @@ leader refuses new writes before they enter the log while the disk lacks room fo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import random
@@ -169,6 +170,8 @@ class CycleOutput:
     checkpoint: bool = False
     #: Messages and results went out once the WAL was synced, before the LMDB commit.
     released: bool = False
+    #: Whether they may (disk space for the commit is allocated: ``Storage.reserve``).
+    release_early: bool = True
 
 
 @dataclass(frozen=True)
@@ -219,6 +222,8 @@ class Replicator:
         self._durable_vote: tuple[int, str | None] | None = None
         #: Last log index known durable (entries up to it survive a power loss).
         self._stable_index = 0
+        #: The WAL holds acknowledged entries LMDB lost with a failed commit (``_redo_wal``).
+        self._wal_ahead = False
         self._open_raft()
         #: The role and leader the node was last told of (``_soft_state_changed``).
         self._told_soft_state = SoftState(None, Role.FOLLOWER)
@@ -570,14 +575,14 @@ class Replicator:
             out.durable_upto = self._stable_index if self.role == Role.LEADER else 0
             try:
                 with no_space_raised(self._storage):
+                    # the commit after an early release must not fail for disk space
+                    out.release_early = self._storage.reserve()
                     self._persist_cycle(raw, first, out)
-            except OutOfSpace as exc:
+            except OutOfSpace:
                 self._rs.discard_wal_pending()
-                if out.released:  # acknowledged from the WAL: only a restart re-applies it
-                    raise RuntimeError(
-                        f"{exc.reason} while committing entries this node already "
-                        "acknowledged (they are in its WAL): stopping; a restart redoes them"
-                    ) from exc
+                # acknowledged from the WAL but not in LMDB: redo the WAL into LMDB before
+                # Raft restarts from LMDB (``_recover_from_no_space``)
+                self._wal_ahead = self._wal_ahead or out.released
                 raise
             except BaseException:
                 self._rs.discard_wal_pending()
@@ -586,9 +591,8 @@ class Replicator:
             if self.space.full is not None:
                 log.info("writes succeed again (%s before)", self.space.full)
                 self.space.full = None
-            if out.checkpoint or self._rs.checkpoint_due():
-                self._storage.flush()  # LMDB now holds everything the WAL holds
-                self._rs.checkpoint_wal()
+            if out.checkpoint or self._rs.checkpoint_due(self.space):
+                self._checkpoint()  # LMDB flushed: it holds everything the WAL holds
             if out.persisted_to:
                 self._stable_index = out.persisted_to
             # durable now (or nothing written needs to be): so are the term and vote
@@ -644,7 +648,7 @@ class Replicator:
             self._rs.trim(txn, self.applied_index)
             if out.needs_sync:
                 self._rs.sync_wal()  # the cycle's one fdatasync
-                if not out.checkpoint:
+                if out.release_early and not out.checkpoint:
                     self._release(out)
 
     def _release(self, out: CycleOutput) -> None:
@@ -679,6 +683,17 @@ class Replicator:
         for waiter in self._waiters.values():
             waiter.resolve(error)
         self._proposals.clear()  # not in Raft yet: their proposers were just told
+        if not self._wal_ahead:  # give the WAL's space back (LMDB holds all of it)
+            with contextlib.suppress(OSError):
+                await self._thread.run(self._checkpoint)
+        while self._wal_ahead:  # as a restart would, before Raft reads LMDB again
+            try:
+                await self._thread.run(self._redo_wal)
+            except OutOfSpace:
+                for waiter in self._waiters.values():
+                    waiter.resolve(error)  # writes fail at once while the redo waits
+                self._proposals.clear()
+                await anyio.sleep(limits.DISK_FULL_RETRY_SECONDS)
         self._open_raft()
         out = CycleOutput(
             refused=failed.refused, refused_reads=failed.refused_reads, answers=failed.answers
@@ -691,6 +706,18 @@ class Replicator:
             self.report(lambda raw: raw.campaign())  # alone: lead again once it can write
         await anyio.sleep(limits.DISK_FULL_RETRY_SECONDS)
         return out
+
+    def _checkpoint(self) -> None:
+        """In the worker thread: flush LMDB, then start a new WAL segment."""
+        self._storage.flush()
+        self._rs.checkpoint_wal()
+
+    def _redo_wal(self) -> None:
+        """In the worker thread: redo the WAL into LMDB (it acknowledged entries whose LMDB
+        commit then failed for lack of space)."""
+        with no_space_raised(self._storage):
+            self._rs.redo_wal()
+        self._wal_ahead = False
 
     def _open_raft(self) -> None:
         """(Re)start Raft from what LMDB holds, as a restarted process would."""

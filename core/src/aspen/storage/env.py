@@ -26,6 +26,7 @@ The meta database records the layout version (:data:`STORAGE_FORMAT` under
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,9 @@ class Storage:
         self._dbs: dict[str, Any] = {}
         #: Full flushes (data and meta page) so far: :meth:`flush` and durable commits.
         self.flushes = 0
+        self._page_size: int = self.env.stat()["psize"]
+        #: The data file's length: past its last used page, blocks :meth:`reserve` allocated.
+        self._reserved_to = (self.path / "data.mdb").stat().st_size
         try:
             with self.env.begin(write=True) as txn:
                 meta = self.env.open_db(b"meta", txn=txn, create=True)
@@ -129,6 +133,32 @@ class Storage:
     def syncs(self) -> bool:
         """Whether commits are flushed to disk at all (``sync=False``: throwaway test nodes)."""
         return self._sync
+
+    @property
+    def reserved_bytes(self) -> int:
+        """Bytes of the data file allocated (its length, including :meth:`reserve`'s)."""
+        return self._reserved_to
+
+    def reserve(self) -> bool:
+        """Keep ``LMDB_RESERVE_BYTES`` allocated past the data file's last used page
+        (``posix_fallocate``; topped up once half of it is used). False when less than
+        half of it is left and the disk lacks the room to top it up (a commit may then
+        fail for lack of space)."""
+        if not self._sync:
+            return True
+        info = self.env.info()
+        used = (info["last_pgno"] + 1) * self._page_size
+        if self._reserved_to - used >= limits.LMDB_RESERVE_BYTES // 2:
+            return True
+        fd = os.open(self.path / "data.mdb", os.O_RDWR)
+        try:
+            os.posix_fallocate(fd, 0, used + limits.LMDB_RESERVE_BYTES)
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
+        self._reserved_to = used + limits.LMDB_RESERVE_BYTES
+        return True
 
     def flush(self) -> None:
         """Make every transaction committed so far durable (a no-op without ``sync``)."""

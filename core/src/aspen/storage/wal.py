@@ -26,11 +26,13 @@ generation counter in LMDB, flushes LMDB and checkpoints with the new generation
 segment of an older generation than LMDB's is never replayed (a crash between the flush
 and the new segment leaves exactly that).
 
-**Record format.** ``length u32 | crc32 u32 | type u8 | payload`` (big-endian; the CRC
-covers type and payload; the payload is msgpack). A bad record followed by nothing valid
-is a torn tail (a write the crash cut short, never synced, so never acknowledged): it is
-truncated. A bad record followed by a valid one is corruption no crash explains:
-:class:`~aspen.errors.StorageCorruptError`, and the node refuses to start.
+**Record format.** ``length u32 | crc32 u32 | type u8 | batch u64 | payload``
+(big-endian; the CRC covers type, batch and payload; the payload is msgpack; the type's
+high bit marks the last record of a sync batch). A bad record followed by no intact record
+of a later sync batch is a torn tail (a write the crash cut short, never synced, so never
+acknowledged): it is truncated. A bad record followed by one of a later batch was synced
+once (a batch is written only after the one before it was synced): that is corruption no
+crash explains, :class:`~aspen.errors.StorageCorruptError`, and the node refuses to start.
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ _HEAD = struct.Struct(">IIBQ")
 HEADER, ENTRIES, HARD = 1, 2, 3
 _TYPES = frozenset({HEADER, ENTRIES, HARD})
 _TAIL = struct.Struct(">BQ")
+#: Flag on the type byte: the last record of its sync batch.
+_LAST = 0x80
 _SUFFIX = ".wal"
 #: A header record ([generation, seq]) is never longer than this.
 _HEADER_MAX_BYTES = 64
@@ -68,12 +72,15 @@ class WalRecord:
     payload: Any
     #: The sync batch it was written in (one per :meth:`Wal.sync`, rising).
     batch: int = 0
+    #: Whether it is the last record of its batch.
+    last: bool = True
 
 
-def _encode(rtype: int, batch: int, payload: Any) -> bytes:
-    body = msgpack.packb(payload, use_bin_type=True)
-    crc = zlib.crc32(body, zlib.crc32(_TAIL.pack(rtype, batch)))
-    return _HEAD.pack(len(body), crc, rtype, batch) + body
+def _encode(rtype: int, batch: int, body: bytes, *, last: bool) -> bytes:
+    """One record; ``last`` marks the last record of its sync batch."""
+    tag = rtype | (_LAST if last else 0)
+    crc = zlib.crc32(body, zlib.crc32(_TAIL.pack(tag, batch)))
+    return _HEAD.pack(len(body), crc, tag, batch) + body
 
 
 def _max_payload() -> int:
@@ -84,32 +91,36 @@ def _parse_at(data: bytes, offset: int) -> tuple[WalRecord, int] | None:
     """The record at ``offset`` and the offset after it, or None if it is not intact."""
     if offset + _HEAD.size > len(data):
         return None
-    length, crc, rtype, batch = _HEAD.unpack_from(data, offset)
+    length, crc, tag, batch = _HEAD.unpack_from(data, offset)
     end = offset + _HEAD.size + length
+    rtype = tag & ~_LAST
     if rtype not in _TYPES or length > _max_payload() or end > len(data):
         return None
     payload = data[offset + _HEAD.size : end]
-    if zlib.crc32(payload, zlib.crc32(_TAIL.pack(rtype, batch))) != crc:
+    if zlib.crc32(payload, zlib.crc32(_TAIL.pack(tag, batch))) != crc:
         return None
     try:
-        return WalRecord(rtype, msgpack.unpackb(payload, raw=False), batch), end
+        record = WalRecord(rtype, msgpack.unpackb(payload, raw=False), batch, bool(tag & _LAST))
+        return record, end
     except ValueError:
         return None
 
 
-def _synced_after(data: bytes, offset: int, batch: int) -> bool:
-    """Whether an intact record of a batch later than ``batch`` (that of the last intact
-    record) follows the bad one at ``offset``, found by the bad record's stated length and
-    the lengths after it. A later batch is only written once the earlier ones were synced,
-    so the bad record was durable once: the damage is corruption, not a torn tail (a cut
-    write of the last, unsynced batch, whose later pages may have reached the disk)."""
+def _synced_after(data: bytes, offset: int, before: WalRecord) -> bool:
+    """Whether an intact record of a batch later than the bad one's follows the bad record
+    at ``offset`` (found by the stated lengths from there on; ``before`` is the last intact
+    record, whose batch the bad one continues unless ``before`` ended it). A batch is only
+    written once the earlier ones were synced, so then the bad record was durable once:
+    corruption, not a torn tail (a cut write of the last, unsynced batch, some of whose
+    later pages may have reached the disk)."""
+    bad_batch = before.batch + 1 if before.last else before.batch
     while offset + _HEAD.size <= len(data):
         length = _HEAD.unpack_from(data, offset)[0]
         if length > _max_payload():
             return False
         offset += _HEAD.size + length
         parsed = _parse_at(data, offset)
-        if parsed is not None and parsed[0].batch > batch:
+        if parsed is not None and parsed[0].batch > bad_batch:
             return True
     return False
 
@@ -121,7 +132,7 @@ class Wal:
         self.path = Path(path)
         self._sync = sync
         make_private_dir(self.path)
-        self._pending: list[bytes] = []
+        self._pending: list[tuple[int, bytes]] = []
         self._file: Any = None
         self._seq = 0
         self._offset = 0
@@ -153,11 +164,11 @@ class Wal:
                 continue  # a checkpoint cut short while it began this segment: no records
             header, offset = first
             records: list[WalRecord] = []
-            batch = header.batch
+            before = header
             while offset < len(data):
                 parsed = _parse_at(data, offset)
                 if parsed is None:
-                    if _synced_after(data, offset, batch):
+                    if _synced_after(data, offset, before):
                         raise self._corrupt(seg, offset, "a record fails its checksum")
                     with open(seg, "r+b") as f:  # torn tail: never synced, never acknowledged
                         f.truncate(offset)
@@ -165,8 +176,8 @@ class Wal:
                     break
                 record, offset = parsed
                 records.append(record)
-                batch = record.batch
-            self._batch = batch
+                before = record
+            self._batch = before.batch
             return int(header.payload[0]), records
         return -1, []
 
@@ -202,7 +213,7 @@ class Wal:
         self._queue(HARD, [term, vote, commit])
 
     def _queue(self, rtype: int, payload: Any) -> None:
-        self._pending.append(_encode(rtype, self._batch + 1, payload))
+        self._pending.append((rtype, msgpack.packb(payload, use_bin_type=True)))
 
     @property
     def has_pending(self) -> bool:
@@ -218,7 +229,11 @@ class Wal:
         error the segment is cut back to what was durable and the error re-raised."""
         if not self._pending:
             return
-        data = b"".join(self._pending)
+        batch, n = self._batch + 1, len(self._pending)
+        data = b"".join(
+            _encode(rtype, batch, body, last=k == n - 1)
+            for k, (rtype, body) in enumerate(self._pending)
+        )
         self._pending.clear()
         f = self._open_file()
         try:
@@ -252,7 +267,7 @@ class Wal:
         fd = os.open(seg, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
         self._file = os.fdopen(fd, "wb", buffering=0)
         self._batch += 1
-        header = _encode(HEADER, self._batch, [generation, self._seq])
+        header = _encode(HEADER, self._batch, msgpack.packb([generation, self._seq]), last=True)
         self._file.write(header)
         if self._sync:
             os.fdatasync(fd)
