@@ -97,7 +97,7 @@ def test_corrupt_record_in_the_middle_is_a_typed_error(tmp_path: Path) -> None:
     data = bytearray(seg.read_bytes())
     data[first_record + 20] ^= 0xFF  # the first batch's record; two synced batches follow
     seg.write_bytes(bytes(data))
-    with pytest.raises(StorageCorruptError, match="corrupt at byte .*refuses to start"):
+    with pytest.raises(StorageCorruptError, match=r"corrupt at byte .*refuses to start"):
         Wal(tmp_path / "wal").read()
     assert seg.read_bytes() == bytes(data), "a corrupt WAL is left as it was"
 
@@ -227,3 +227,21 @@ def test_wal_of_an_older_generation_is_not_redone(tmp_path: Path) -> None:
     rs.attach_wal(Wal(tmp_path / "wal"))
     assert (rs.first_index(), rs.last_index()) == (101, 100)
     storage.close()
+
+
+def test_a_node_keeps_its_wal_to_one_bounded_segment(running_node, monkeypatch) -> None:
+    """Checkpoints every WAL_CHECKPOINT_ENTRIES: the WAL never holds more than one segment
+    of about that many entries, however many writes went through it."""
+    monkeypatch.setattr(limits, "WAL_CHECKPOINT_ENTRIES", 40)
+    with running_node.client() as c:
+        before = c.status()["writes"]["wal"]["checkpoints"]
+        for i in range(300):
+            c.kv.put(f"r/{i}", b"v" * 200)
+            wal = c.status()["writes"]["wal"] if i % 50 == 0 else None
+            if wal is not None:
+                assert wal["segments"] == 1
+                assert wal["bytes"] < 40 * 2 * 400  # ~40 entries of ~300 B, and headers
+        wal = c.status()["writes"]["wal"]
+        assert wal["checkpoints"] - before >= 300 // 40 - 1
+        assert wal["segments"] == 1
+        assert len(c.kv.range("r/").kvs) == 300
