@@ -10,12 +10,16 @@ races the Raft state, and the event loop never waits on an fsync:
    while Raft has work: take ``ready()``, install a received snapshot, persist hard state
    and entries, apply committed entries to the state machine, ``advance()`` — then
    commit. The first ``Ready`` is taken on the event loop, so a leader's appends leave
-   before the thread hop. The commit is made durable (data and
-   meta page flushed) when the cycle wrote entries, a new term or vote, a snapshot or a
-   membership change; a cycle that only applied committed entries skips the meta flush
-   (see ``aspen.storage.env``): a power loss may undo it, and the restart then re-applies
-   those entries from the durable log, as the applied index is written with the state
-   machine. ``kill -9`` undoes no commit. Otherwise (the
+   before the thread hop. What Raft needs durable (new entries, a new term or vote) is
+   made so by the Raft-log WAL (``aspen.storage.wal``): the cycle queues it there as it
+   persists, syncs the WAL ONCE before the LMDB commit, and right then hands the cycle's
+   messages and results to the event loop (``_release``); the LMDB commit that follows
+   skips the meta-page flush (see ``aspen.storage.env``): a power loss may undo it, and
+   the restart then redoes the WAL into LMDB and re-applies from the log, as the applied
+   index is written with the state machine. Every ``WAL_CHECKPOINT_BYTES`` /
+   ``WAL_CHECKPOINT_ENTRIES`` LMDB is flushed and the WAL starts a new segment; a cycle
+   that installs a snapshot or changes the membership flushes LMDB and checkpoints before
+   anything of it leaves. ``kill -9`` undoes no commit. Otherwise (the
    light path: heartbeats, their answers, ReadIndex rounds) take the ``Ready`` — messages,
    read states, soft state only — right there on the event loop, with no thread hop and no
    write transaction;
