@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 import aspen
+from aspen.errors import AspenError
 from aspen.node.cluster import WAL_DIR
-from aspen.testing import LocalCluster
+from aspen.testing import LocalCluster, wait_for
 
 #: Sequential acknowledged writes per test (each its own WAL batch).
 WRITES = 120
@@ -117,3 +118,43 @@ def test_a_follower_pays_one_wal_fdatasync_per_write_cycle(cluster: LocalCluster
     write_cycles = end["lmdb_commits"] - start["lmdb_commits"]
     assert 0 < fsyncs <= write_cycles + 1  # one per cycle at most (+1: the status cycle)
     assert end["lmdb_flushes"] == start["lmdb_flushes"], "no LMDB meta flush per write"
+
+
+def test_a_follower_that_joined_by_snapshot_restarts_from_its_reset_wal(
+    cluster: LocalCluster,
+) -> None:
+    """Snapshot install and the WAL: a member that joined got the leader's snapshot, which
+    bumped its WAL generation and reset its WAL to one segment; after writes and a kill -9
+    it restarts from that WAL (the old log's segment is never redone over the snapshot)
+    and serves every acknowledged write."""
+    leader = cluster.leader_index()
+
+    def wal(i: int) -> dict:
+        with cluster.client(i) as c:
+            return c.status()["writes"]["wal"]
+
+    joined = [i for i in range(1, cluster.nodes + 1) if i != leader and wal(i)["generation"]]
+    assert joined, "a follower that joined by snapshot"
+    follower = joined[0]
+    before = wal(follower)
+    assert before["segments"] == 1
+    acked = {}
+    with cluster.client(leader) as c:
+        for i in range(WRITES):
+            c.kv.put(f"snap/{i:04d}", b"s" * 50)
+            acked[f"snap/{i:04d}"] = b"s" * 50
+    wait_for(
+        lambda: len(_range(cluster, follower)) == WRITES,
+        message="the follower applied every write",
+        ignore=(AspenError, OSError),
+    )
+    cluster.kill(follower)
+    cluster.restart(follower)
+    assert _range(cluster, follower) == acked
+    after = wal(follower)
+    assert after["generation"] == before["generation"] and after["segments"] == 1
+
+
+def _range(cluster: LocalCluster, i: int) -> dict[str, bytes]:
+    with cluster.client(i) as c:
+        return {kv.key.decode(): kv.value for kv in c.kv.range("snap/", serializable=True).kvs}

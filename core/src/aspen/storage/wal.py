@@ -299,8 +299,10 @@ class Wal:
         return sum(p.stat().st_size for p in self.segments())
 
     def stats(self) -> dict[str, int]:
-        """Counters for ``node.status``: fsyncs, checkpoints, segments, bytes on disk."""
+        """Counters for ``node.status``: fsyncs, checkpoints, segments, bytes on disk, and
+        the generation (one per snapshot installed)."""
         return {
+            "generation": self.generation,
             "fsyncs": self.fsyncs,
             "checkpoints": self.checkpoints,
             "segments": len(self.segments()),
