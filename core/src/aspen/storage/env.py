@@ -11,7 +11,9 @@ second flush: the commit keeps LMDB's integrity (data is on disk before any meta
 points at it) but a power loss may undo it until the next durable commit or
 :meth:`Storage.flush`. ``kill -9`` never undoes a commit either way (it is in the page
 cache). Only state that can be rebuilt after such a loss may be written that way.
-``writemap`` stays off: the state machine runs every command in a nested transaction,
+:meth:`Storage.reserve` keeps ``LMDB_RESERVE_BYTES`` of the data file allocated ahead, so a
+commit the Raft-log WAL already acknowledged does not fail for a disk another program
+filled. ``writemap`` stays off: the state machine runs every command in a nested transaction,
 which LMDB does not allow with a writable memory map.
 
 The directory is made 0700 and LMDB creates its files 0600 (a node tightens existing ones

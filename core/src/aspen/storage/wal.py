@@ -15,11 +15,12 @@ flushes LMDB (then it holds everything written here so far) and calls
 synced) and the older segments are deleted. So the WAL is one segment, bounded in size,
 and a restart replays only the newest segment whose header is intact.
 
-**Replay** (:func:`aspen.node.wal_replay.replay_wal`) redoes the segment's records into
-LMDB in order: an ``ENTRIES`` record replaces the log from its first index on (as the
-driver's ``persist`` did), ``HARD`` records raise term, vote and commit monotonically. LMDB
-may already hold some or all of them (it is at least at the last checkpoint and at most at
-the WAL's end), and redoing them in order gives the same log either way.
+**Replay** (``LmdbRaftStorage.attach_wal`` in :mod:`aspen.node.raft_storage`) redoes the
+segment's records into LMDB in order: an ``ENTRIES`` record replaces the log from its first
+index on (as the driver's ``persist`` did), ``HARD`` records raise term, vote and commit
+monotonically. LMDB may already hold some or all of them (it is at least at the last
+checkpoint and at most at the WAL's end), and redoing them in order gives the same log
+either way.
 
 **Generation.** Installing a snapshot replaces the log; the cycle that does it bumps a
 generation counter in LMDB, flushes LMDB and checkpoints with the new generation. A
