@@ -260,20 +260,26 @@ class Wal:
 
     def checkpoint(self, generation: int) -> None:
         """Start a new segment of ``generation`` and delete the older ones. Call it only
-        once LMDB durably holds everything written here (``Storage.flush``)."""
+        once LMDB durably holds everything written here (``Storage.flush``). If the new
+        segment cannot be made (e.g. ``ENOSPC``), the error is raised with the current
+        segment still open and intact."""
         old = self.segments()
-        self._seq = max([self._seq, *(int(p.stem, 16) for p in old)]) + 1
-        self.close()
-        seg = self.path / f"{self._seq:016x}{_SUFFIX}"
+        seq = max([self._seq, *(int(p.stem, 16) for p in old)]) + 1
+        seg = self.path / f"{seq:016x}{_SUFFIX}"
+        header = _encode(HEADER, self._batch + 1, msgpack.packb([generation, seq]), last=True)
         fd = os.open(seg, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
+        try:
+            os.write(fd, header)
+            if self._sync:
+                os.fdatasync(fd)
+                self._sync_dir()
+        except OSError:
+            os.close(fd)
+            seg.unlink(missing_ok=True)
+            raise
+        self.close()
         self._file = os.fdopen(fd, "wb", buffering=0)
-        self._batch += 1
-        header = _encode(HEADER, self._batch, msgpack.packb([generation, self._seq]), last=True)
-        self._file.write(header)
-        if self._sync:
-            os.fdatasync(fd)
-            self._sync_dir()
-        self._offset = len(header)
+        self._seq, self._batch, self._offset = seq, self._batch + 1, len(header)
         for p in old:
             p.unlink(missing_ok=True)
         if self._sync and old:
