@@ -107,15 +107,24 @@ def summarize(path: Path) -> None:
         vals = [r.get(field, 0) for r in rows.get((target, op, c), [])]
         return statistics.median(vals) if vals else float("nan")
 
-    print("\nop   clients | etcd ops/s  p50/p99 ms   | aspen ops/s  p50/p99 ms   | ratio ops  p99")
+    print(
+        "\nop   clients | etcd ops/s  p50/p99 ms   | aspen ops/s  p50/p99 ms   | ratio ops  p99"
+        "    | aspen server CPU us/op"
+    )
     for op in ("put", "get"):
         for c in sorted({k[2] for k in rows if k[1] == op}):
             e, a = med("etcd", op, c, "ops_per_s"), med("aspen", op, c, "ops_per_s")
             e50, e99 = med("etcd", op, c, "p50_us") / 1e3, med("etcd", op, c, "p99_us") / 1e3
             a50, a99 = med("aspen", op, c, "p50_us") / 1e3, med("aspen", op, c, "p99_us") / 1e3
+            cpu = [
+                sum(r.get("server_cpu_pct_of_one_core", {}).values()) * 1e4 / r["ops_per_s"]
+                for r in rows.get(("aspen", op, c), [])
+                if r.get("ops_per_s")
+            ]
+            us = statistics.median(cpu) if cpu else float("nan")
             print(
                 f"{op:4} {c:7} | {e:10.0f}  {e50:5.2f}/{e99:6.2f} | {a:11.0f}  "
-                f"{a50:5.2f}/{a99:6.2f} | {a / e:8.2f}x  {a99 / e99:5.2f}x"
+                f"{a50:5.2f}/{a99:6.2f} | {a / e:8.2f}x  {a99 / e99:5.2f}x | {us:8.0f}"
             )
     print("(2 cores shared by the server and the load generator; medians of the repeats)")
 
@@ -134,6 +143,13 @@ def main() -> None:
         "--quiet-wait", type=float, default=30, help="seconds to wait for an idle machine"
     )
     ap.add_argument("--noisy-retries", type=int, default=2, help="re-runs of a run flagged noisy")
+    ap.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="another checkout (e.g. a `git worktree` of main): its Aspen runs too, in the same "
+        "run before this one, and is printed as a second table against the same etcd figures",
+    )
     args = ap.parse_args()
     args.out = args.out or ROOT / "bench" / "results" / f"compare-{args.nodes}.jsonl"
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -141,12 +157,35 @@ def main() -> None:
     ops = args.ops.split(",")
     if not args.skip_etcd:
         run_etcd(ops, args)
+    if args.baseline is not None:
+        base_out = args.out.with_suffix(".baseline.jsonl")
+        etcd_rows = [ln for ln in args.out.read_text().splitlines() if '"etcd"' in ln]
+        base_out.write_text("".join(ln + "\n" for ln in etcd_rows))
+        saved, os.environ["PYTHONPATH"] = (
+            os.environ.get("PYTHONPATH"),
+            str(args.baseline.resolve() / "core" / "src"),
+        )
+        try:
+            run_aspen(ops, argparse.Namespace(**{**vars(args), "out": base_out}))
+        finally:
+            if saved is None:
+                del os.environ["PYTHONPATH"]
+            else:
+                os.environ["PYTHONPATH"] = saved
+        print(f"\n== baseline: {args.baseline}")
+        summarize(base_out)
+        print("\n== this checkout")
+    run_aspen(ops, args)
+    summarize(args.out)
+
+
+def run_aspen(ops: list[str], args) -> None:
+    """Aspen's side: one node or a local cluster, in a fresh temporary directory."""
     with tempfile.TemporaryDirectory(prefix="aspen-bench-") as tmp:
         if args.nodes == 1:
             run_aspen_single(Path(tmp), ops, args)
         else:
             run_aspen_cluster(Path(tmp), ops, args)
-    summarize(args.out)
 
 
 def _etcd(*args: str) -> str:

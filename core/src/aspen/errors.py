@@ -20,6 +20,7 @@ __all__ = [
     "NotFoundError",
     "NotLeaderError",
     "ResourceExhaustedError",
+    "StorageCorruptError",
     "StorageFormatError",
     "TimeoutError",
     "UnauthorizedError",
@@ -105,6 +106,15 @@ class StorageFormatError(AspenError):
     (details: ``path``, ``found``, ``expected``); raised when it is opened, never sent."""
 
     code = "invalid_argument"
+
+
+class StorageCorruptError(AspenError):
+    """A data directory's durable files fail their checksums where a crash cannot explain
+    it (e.g. a record in the middle of the Raft-log WAL; details: ``path``, ``offset``);
+    raised when the node opens them, never sent: the node refuses to start rather than
+    drop entries it may have acknowledged."""
+
+    code = "internal"
 
 
 class InternalError(AspenError):

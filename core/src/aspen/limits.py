@@ -234,6 +234,23 @@ MAX_RAFT_MESSAGES_PER_CYCLE = 4096
 #: Largest replicated command (a log entry), in bytes: below MAX_FRAME_BYTES so that any
 #: entry fits one peer message.
 MAX_ENTRY_BYTES = 3 * 1024 * 1024
+
+# --- Raft-log WAL (aspen.storage.wal) ---------------------------------------------------
+#: WAL bytes written since the last checkpoint that start the next one (LMDB flushed, a new
+#: segment begun, the old one deleted): this bounds the WAL on disk (about one segment of
+#: this size) and the replay work after a crash.
+WAL_CHECKPOINT_BYTES = 64 * 1024 * 1024
+#: Log entries written to the WAL since the last checkpoint that start the next one (also
+#: bounds how many entries a restart may re-apply beyond LMDB's durable applied index).
+WAL_CHECKPOINT_ENTRIES = 20_000
+#: Largest payload of one WAL record, in bytes: entries are written in records up to this
+#: size (one entry may exceed it up to MAX_ENTRY_BYTES); a larger length read back is corrupt.
+WAL_RECORD_BYTES = 4 * 1024 * 1024
+#: Disk a node keeps allocated (``posix_fallocate``) past the last used page of its LMDB
+#: data file, topped up when half is used: a write cycle's commit, which comes after the
+#: WAL sync that let its acknowledgements out, then finds its blocks already allocated and
+#: does not fail for a disk another program filled (the top-up fails first, before the WAL).
+LMDB_RESERVE_BYTES = 4 * 1024 * 1024
 #: Seconds a write or a linearizable read waits for the cluster before ``timeout``.
 PROPOSAL_TIMEOUT_SECONDS = 8.0
 #: A learner is promoted to voter only when it is at most this many entries behind the commit.

@@ -41,6 +41,7 @@ from aspen.raft.types import (
 )
 from aspen.storage import Storage
 from aspen.storage.log import Log
+from aspen.storage.wal import Wal
 from aspen.transport.framing import FrameError
 from aspen.transport.identity import NodeIdentity
 from aspen.transport.join import JoinService, init_cluster, load_join_token, request_join
@@ -50,10 +51,18 @@ from aspen.transport.tls import ClusterCA, NodeCredentials, load_node_credential
 if TYPE_CHECKING:
     from aspen.blobs.service import BlobService
 
-__all__ = ["JOINED_MARKER", "ClusterRuntime", "LeadershipListener", "obtain_credentials"]
+__all__ = [
+    "JOINED_MARKER",
+    "WAL_DIR",
+    "ClusterRuntime",
+    "LeadershipListener",
+    "obtain_credentials",
+]
 
 #: File a node that joined an existing cluster keeps, so it never founds one of its own.
 JOINED_MARKER = "cluster-joined"
+#: Directory (in the data dir) of the Raft-log WAL (:mod:`aspen.storage.wal`).
+WAL_DIR = "wal"
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +143,9 @@ class ClusterRuntime:
         self._blobs = blobs
         self.peer_endpoint = ""
         self.raft_storage = LmdbRaftStorage(storage, Log(storage), state_machine)
+        #: The Raft-log WAL, redone into LMDB now (a data dir without one simply starts it).
+        self.wal = Wal(data_dir / WAL_DIR, sync=storage.syncs)
+        self.raft_storage.attach_wal(self.wal)
         self.spool = SnapshotSpool(data_dir)
         self.transport: PeerTransport | None = None
         self._replicator: Replicator | None = None  # made by open()

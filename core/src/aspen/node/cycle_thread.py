@@ -9,7 +9,11 @@ about 20 µs of CPU and 50-70 µs of wall time per hop.
 
 Like ``anyio.to_thread.run_sync``, :meth:`CycleThread.run` waits for the function even when
 the caller is cancelled (the cycle owns Raft and an LMDB write transaction: it must finish
-before the node closes its environment). Off asyncio (e.g. trio) it falls back to anyio.
+before the node closes its environment). It awaits a future that refuses to be cancelled
+(:class:`_Uncancellable`): a cancelled task then wakes only once the job is done, and gets
+its ``CancelledError`` there. That costs about 5 µs less per hop than a shielded anyio
+``CancelScope``, whose bookkeeping (``current_task``, the scope stack) was about a tenth of
+a follower's GIL samples. Off asyncio (e.g. trio) it falls back to anyio.
 """
 
 from __future__ import annotations
@@ -44,10 +48,9 @@ class CycleThread:
         if self._thread is None:
             self._thread = threading.Thread(target=self._serve, name=self._name, daemon=True)
             self._thread.start()
-        done: asyncio.Future[Any] = loop.create_future()
+        done: asyncio.Future[Any] = _Uncancellable(loop=loop)
         self._jobs.put((loop, done, func, args))
-        with anyio.CancelScope(shield=True):
-            return await done
+        return await done
 
     def close(self) -> None:
         """Let the thread end once the job it runs (if any) is done."""
@@ -66,6 +69,14 @@ class CycleThread:
                 loop.call_soon_threadsafe(_settle, done, *outcome)
             except RuntimeError:  # the loop is closed: nobody waits any more
                 return
+
+
+class _Uncancellable(asyncio.Future):  # type: ignore[type-arg]
+    """A future whose ``cancel()`` does nothing: the task awaiting it is cancelled only when
+    it is woken, i.e. once the thread settled it (``Task.cancel`` then marks the task)."""
+
+    def cancel(self, msg: Any = None) -> bool:
+        return False
 
 
 def _settle(done: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:

@@ -13,7 +13,8 @@ is refused before it is proposed.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -72,12 +73,23 @@ async def kv_range(kv: KVService, ctx: RpcContext, params: dict[str, Any]) -> An
     return await kv.read(lambda txn: kv.state_machine.range(txn, request))
 
 
+@dataclass(frozen=True)
+class WatchSource:
+    """What ``kv.watch`` reads: the watch hub, and ``settled`` (``KVService.settled``)."""
+
+    hub: WatchHub
+    settled: Callable[[], Awaitable[None]]
+
+
 async def kv_watch(
-    watch_hub: WatchHub, ctx: RpcContext, params: dict[str, Any]
+    source: WatchSource, ctx: RpcContext, params: dict[str, Any]
 ) -> AsyncIterator[Any]:
     """Stream changes of a key or range from a start revision (at most
-    ``MAX_WATCHES_PER_CONNECTION`` at once on one connection)."""
+    ``MAX_WATCHES_PER_CONNECTION`` at once on one connection). It starts from a state that
+    holds every write this node already answered (a compaction among them included)."""
     request = commands.watch_request(params)
+    await source.settled()
+    watch_hub = source.hub
     with ctx.stream_slot("kv.watch", MAX_WATCHES_PER_CONNECTION, "MAX_WATCHES_PER_CONNECTION"):
         async for item in watch_hub.stream(request):
             yield item
@@ -146,7 +158,7 @@ def core_handlers(
         ("kv.delete", kv_delete, kv, False, "kv:write"),
         ("kv.txn", kv_txn, kv, False, "kv:read"),
         ("kv.compact", kv_compact, kv, False, "cluster:admin"),
-        ("kv.watch", kv_watch, watch_hub, True, "kv:read"),
+        ("kv.watch", kv_watch, WatchSource(watch_hub, kv.settled), True, "kv:read"),
         ("lease.grant", lease_grant, leases, False, "lease:write"),
         ("lease.revoke", lease_revoke, leases, False, "lease:write"),
         ("lease.keepalive", lease_keepalive, leases, False, "lease:write"),

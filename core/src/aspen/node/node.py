@@ -289,7 +289,13 @@ class Node:
             "leases": len(parts.leases),
             "watches": parts.watch_hub.active,
             "events": {"watches": parts.journal_hub.active, "end": parts.journal_hub.end},
-            "writes": {"cycles": replicator.cycles, "commands": replicator.commands},
+            "writes": {
+                "cycles": replicator.cycles,
+                "commands": replicator.commands,
+                "lmdb_commits": replicator.lmdb_commits,
+                "lmdb_flushes": parts.storage.flushes,
+                "wal": parts.cluster.wal.stats(),
+            },
             "reads": {"lease": replicator.lease_reads},
             "cluster": await parts.cluster.status(),
             "rpc": parts.server.stats(),
@@ -495,6 +501,7 @@ class Node:
             self._tg = None
             if self.pm is not None:
                 self.pm.remove_failure_listener(self._unload_plugin)
+            parts.cluster.wal.close()
             parts.storage.close()
 
 

@@ -2,9 +2,14 @@
 through the ``RaftStorage`` protocol and written by the driver inside its batch transaction.
 
 Entries are stored through :class:`aspen.storage.log.Log` with a one-byte type prefix on
-their data. The snapshot Raft sees is the state machine itself: LMDB always holds a
-consistent state at ``applied_index``, so the snapshot position is (applied index, term)
-with the membership stored beside it.
+their data. LMDB is the readable copy; what makes entries and hard state durable is the
+Raft-log WAL (:mod:`aspen.storage.wal`): :meth:`LmdbRaftStorage.persist` queues the same
+changes there, the driver syncs it once per write cycle, and :meth:`attach_wal` redoes it
+into LMDB when the node starts.
+
+The snapshot Raft sees is the state machine itself: LMDB always holds a consistent state
+at ``applied_index``, so the snapshot position is (applied index, term) with the
+membership stored beside it.
 """
 
 from __future__ import annotations
@@ -17,10 +22,13 @@ import lmdb
 import msgpack
 
 from aspen import limits
+from aspen.errors import StorageCorruptError
 from aspen.kv.state_machine import KVStateMachine
 from aspen.raft.types import ConfState, Entry, EntryType, HardState, SnapshotMeta
 from aspen.storage import Storage
 from aspen.storage.log import Log, LogCompactedError, LogEntry
+from aspen.storage.space import SpaceGuard
+from aspen.storage.wal import ENTRIES, HARD, Wal, WalRecord
 
 __all__ = ["LmdbRaftStorage", "decode_entry", "encode_entry"]
 
@@ -29,6 +37,8 @@ _BYTE_TYPE = {ord(v): k for k, v in _TYPE_BYTE.items()}
 _COMMIT_KEY = b"raft/commit"
 _CONF_KEY = b"raft/conf"
 _MEMBERS_KEY = b"cluster/members"
+#: Meta key of the WAL generation (8 bytes BE), bumped by each snapshot install.
+_WAL_GENERATION_KEY = b"wal/generation"
 
 
 def encode_entry(entry: Entry) -> LogEntry:
@@ -51,6 +61,10 @@ class LmdbRaftStorage:
         self._meta = storage.db("meta")
         #: Set by the driver while its cycle's write transaction is open.
         self.cycle_txn: lmdb.Transaction | None = None
+        #: The Raft-log WAL once attached (:meth:`attach_wal`); None: LMDB alone.
+        self.wal: Wal | None = None
+        #: (term, vote) last queued to the WAL (None: write the next hard state).
+        self._wal_vote: tuple[int, Any] | None = None
 
     @contextmanager
     def _reading(self) -> Iterator[lmdb.Transaction]:
@@ -149,10 +163,116 @@ class LmdbRaftStorage:
             first = entries[0].index
             if first <= self._log.last_index(txn):
                 self._log.truncate_from(txn, first)
-            self._log.append(txn, [encode_entry(e) for e in entries])
+            stored = [encode_entry(e) for e in entries]
+            self._log.append(txn, stored)
+            if self.wal is not None:
+                self.wal.append_entries([(e.index, e.term, e.data) for e in stored])
         if hard_state is not None:
             self._log.set_hard_state(txn, hard_state.term, hard_state.vote)
             txn.put(_COMMIT_KEY, str(hard_state.commit).encode(), db=self._meta)
+            vote = (hard_state.term, hard_state.vote)
+            if self.wal is not None and vote != self._wal_vote:
+                # the commit index need not be durable: only term and vote changes are
+                self.wal.append_hard_state(hard_state.term, hard_state.vote, hard_state.commit)
+                self._wal_vote = vote
+
+    # ------------------------------------------------------------------ the WAL
+    def attach_wal(self, wal: Wal) -> None:
+        """Redo ``wal``'s newest segment into LMDB (durably), start a fresh segment, and
+        queue every later ``persist`` to it. Raises :class:`StorageCorruptError` if the WAL
+        is corrupt or newer than LMDB (see :mod:`aspen.storage.wal`)."""
+        generation, records = wal.read()
+        with self._storage.begin(write=True) as txn:
+            ours = self.wal_generation(txn)
+            if generation > ours:
+                raise StorageCorruptError(
+                    f"the Raft-log WAL in {wal.path} is of generation {generation}, but the "
+                    f"LMDB environment only of {ours}: LMDB lost a commit it had flushed; "
+                    "the node refuses to start",
+                    path=str(wal.path),
+                )
+            if generation == ours:
+                self._redo(txn, records, wal)
+            self._wal_vote = self._log.get_hard_state(txn)
+        wal.checkpoint(ours)
+        self.wal = wal
+
+    def redo_wal(self) -> None:
+        """Redo the attached WAL into LMDB again (after an LMDB commit failed that the WAL
+        had already made durable), as a restart would."""
+        if self.wal is not None:
+            self.attach_wal(self.wal)
+
+    def _redo(self, txn: lmdb.Transaction, records: list[WalRecord], wal: Wal) -> None:
+        """Redo ``records`` in order (LMDB may already hold some: redoing is idempotent)."""
+        term, vote = self._log.get_hard_state(txn)
+        raw = txn.get(_COMMIT_KEY, db=self._meta)
+        commit = int(raw) if raw else 0
+        unapplied = False
+        for record in records:
+            if record.type == ENTRIES:
+                compacted = self._log.compacted(txn)[0]
+                entries = [LogEntry(i, t, d) for i, t, d in record.payload if i > compacted]
+                if not entries:
+                    continue
+                first, last = entries[0].index, self._log.last_index(txn)
+                if first > last + 1:
+                    unapplied = True  # a later record replaced the log below it
+                    continue
+                if first <= last:
+                    self._log.truncate_from(txn, first)
+                self._log.append(txn, entries)
+                unapplied = False
+            elif record.type == HARD:
+                r_term, r_vote, r_commit = record.payload
+                if r_term > term:
+                    term, vote = r_term, r_vote
+                elif r_term == term and vote is None:
+                    vote = r_vote
+                commit = max(commit, r_commit)
+        if unapplied:
+            raise StorageCorruptError(
+                f"the Raft-log WAL in {wal.path} ends with entries that do not follow the "
+                "log LMDB holds; the node refuses to start",
+                path=str(wal.path),
+            )
+        self._log.set_hard_state(txn, term, vote)
+        txn.put(_COMMIT_KEY, str(commit).encode(), db=self._meta)
+
+    def sync_wal(self) -> None:
+        """Make what this cycle queued to the WAL durable (one ``fdatasync``)."""
+        if self.wal is not None:
+            self.wal.sync()
+
+    def discard_wal_pending(self) -> None:
+        """The cycle failed before its sync: forget what it queued."""
+        if self.wal is not None:
+            self.wal.discard_pending()
+            self._wal_vote = None
+
+    def checkpoint_due(self, space: SpaceGuard) -> bool:
+        """Whether the WAL grew enough since its last checkpoint to take one (by its bounds,
+        or to half of the free disk space ``space`` last measured)."""
+        if self.wal is None:
+            return False
+        return self.wal.checkpoint_due() or space.crowded_by(self.wal.bytes_since_checkpoint)
+
+    def checkpoint_wal(self) -> None:
+        """Start a new WAL segment and drop the old ones. Only once LMDB is flushed."""
+        if self.wal is not None:
+            with self._storage.begin() as txn:
+                generation = self.wal_generation(txn)
+            self.wal.checkpoint(generation)
+
+    def wal_generation(self, txn: lmdb.Transaction) -> int:
+        """The WAL generation LMDB is at (see :mod:`aspen.storage.wal`)."""
+        raw = txn.get(_WAL_GENERATION_KEY, db=self._meta)
+        return int.from_bytes(raw, "big") if raw else 0
+
+    def bump_wal_generation(self, txn: lmdb.Transaction) -> None:
+        """A snapshot replaces the log in ``txn``: older WAL segments must never be redone."""
+        generation = self.wal_generation(txn) + 1
+        txn.put(_WAL_GENERATION_KEY, generation.to_bytes(8, "big"), db=self._meta)
 
     def first_index_in(self, txn: lmdb.Transaction) -> int:
         """First index still in the log, read in the caller's transaction."""

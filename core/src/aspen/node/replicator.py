@@ -10,12 +10,16 @@ races the Raft state, and the event loop never waits on an fsync:
    while Raft has work: take ``ready()``, install a received snapshot, persist hard state
    and entries, apply committed entries to the state machine, ``advance()`` — then
    commit. The first ``Ready`` is taken on the event loop, so a leader's appends leave
-   before the thread hop. The commit is made durable (data and
-   meta page flushed) when the cycle wrote entries, a new term or vote, a snapshot or a
-   membership change; a cycle that only applied committed entries skips the meta flush
-   (see ``aspen.storage.env``): a power loss may undo it, and the restart then re-applies
-   those entries from the durable log, as the applied index is written with the state
-   machine. ``kill -9`` undoes no commit. Otherwise (the
+   before the thread hop. What Raft needs durable (new entries, a new term or vote) is
+   made so by the Raft-log WAL (``aspen.storage.wal``): the cycle queues it there as it
+   persists, syncs the WAL ONCE before the LMDB commit, and right then hands the cycle's
+   messages and results to the event loop (``_release``); the LMDB commit that follows
+   skips the meta-page flush (see ``aspen.storage.env``): a power loss may undo it, and
+   the restart then redoes the WAL into LMDB and re-applies from the log, as the applied
+   index is written with the state machine. Every ``WAL_CHECKPOINT_BYTES`` /
+   ``WAL_CHECKPOINT_ENTRIES`` LMDB is flushed and the WAL starts a new segment; a cycle
+   that installs a snapshot or changes the membership flushes LMDB and checkpoints before
+   anything of it leaves. ``kill -9`` undoes no commit. Otherwise (the
    light path: heartbeats, their answers, ReadIndex rounds) take the ``Ready`` — messages,
    read states, soft state only — right there on the event loop, with no thread hop and no
    write transaction;
@@ -66,6 +70,7 @@ leader refuses new writes before they enter the log while the disk lacks room fo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import random
@@ -162,6 +167,15 @@ class CycleOutput:
     durable_upto: int = 0
     #: Last index of the entries this cycle persisted (0: none).
     persisted_to: int = 0
+    #: Highest log index among ``results`` (0: none).
+    results_index: int = 0
+    #: The cycle installed a snapshot or changed the membership: LMDB is flushed and the
+    #: WAL checkpointed before anything of it leaves (no early release).
+    checkpoint: bool = False
+    #: Messages and results went out once the WAL was synced, before the LMDB commit.
+    released: bool = False
+    #: Whether they may (disk space for the commit is allocated: ``Storage.reserve``).
+    release_early: bool = True
 
 
 @dataclass(frozen=True)
@@ -212,6 +226,8 @@ class Replicator:
         self._durable_vote: tuple[int, str | None] | None = None
         #: Last log index known durable (entries up to it survive a power loss).
         self._stable_index = 0
+        #: The WAL holds acknowledged entries LMDB lost with a failed commit (``_redo_wal``).
+        self._wal_ahead = False
         self._open_raft()
         #: The role and leader the node was last told of (``_soft_state_changed``).
         self._told_soft_state = SoftState(None, Role.FOLLOWER)
@@ -254,9 +270,11 @@ class Replicator:
         self._thread = CycleThread(f"aspen-raft-{node_id[:8]}")
         #: Runs ``func(*args)`` on the event loop from the cycle's worker thread (``run``).
         self._to_loop: Callable[..., None] = anyio.from_thread.run_sync
-        #: Driver cycles, and those of them that needed the worker thread and a write.
+        #: Driver cycles, and those of them that needed the worker thread and a write;
+        #: LMDB commits of write cycles (each flushes LMDB's data pages, not its meta page).
         self.cycles = 0
         self.write_cycles = 0
+        self.lmdb_commits = 0
         self.commands = 0
         #: Linearizable reads answered from the lease at once, without a driver cycle.
         self.lease_reads = 0
@@ -588,16 +606,30 @@ class Replicator:
         raw = self._raw
         self.write_cycles += 1
         if first is not None:
-            # Flushed only when Raft needs it (CycleOutput.needs_sync): a cycle that only
-            # applies committed entries skips the meta flush (one fsync, not two).
+            # Raft's promises are made durable by the WAL's one sync inside
+            # ``_persist_cycle``; LMDB commits without its meta flush, except when the
+            # cycle installed a snapshot or changed the membership (a checkpoint).
             out.durable_upto = self._stable_index if self.role == Role.LEADER else 0
-            with no_space_raised(self._storage):
-                self._persist_cycle(raw, first, out)
+            try:
+                with no_space_raised(self._storage):
+                    # the commit after an early release must not fail for disk space
+                    out.release_early = self._storage.reserve()
+                    self._persist_cycle(raw, first, out)
+            except OutOfSpace:
+                self._rs.discard_wal_pending()
+                # acknowledged from the WAL but not in LMDB: redo the WAL into LMDB before
+                # Raft restarts from LMDB (``_recover_from_no_space``)
+                self._wal_ahead = self._wal_ahead or out.released
+                raise
+            except BaseException:
+                self._rs.discard_wal_pending()
+                raise
+            self.lmdb_commits += 1
             if self.space.full is not None:
                 log.info("writes succeed again (%s before)", self.space.full)
                 self.space.full = None
-            if out.needs_sync:
-                self._storage.flush()
+            if out.checkpoint or self._rs.checkpoint_due(self.space):
+                self._checkpoint()  # LMDB flushed: it holds everything the WAL holds
             if out.persisted_to:
                 self._stable_index = out.persisted_to
             # durable now (or nothing written needs to be): so are the term and vote
@@ -651,6 +683,23 @@ class Replicator:
             finally:
                 self._rs.cycle_txn = None
             self._rs.trim(txn, self.applied_index)
+            if out.needs_sync:
+                self._rs.sync_wal()  # the cycle's one fdatasync
+                if out.release_early and not out.checkpoint:
+                    self._release(out)
+
+    def _release(self, out: CycleOutput) -> None:
+        """In the worker thread, once the WAL holds the cycle's entries and hard state and
+        before the LMDB commit: send the cycle's messages (acknowledgements, votes) and
+        answer its results (see ``_resolve_before_visible``). A crash before the commit
+        loses nothing of them: the restart redoes the WAL into LMDB and re-applies."""
+        out.released = True
+        if out.messages:
+            messages, out.messages = out.messages, []
+            self._to_loop(self._send, messages)
+        if out.results:
+            results, out.results = out.results, []
+            self._to_loop(self._resolve_before_visible, out.results_index, results)
 
     async def _recover_from_no_space(self, failed: CycleOutput, reason: str) -> CycleOutput:
         """A write cycle failed for lack of space and LMDB aborted it: restart Raft from
@@ -671,6 +720,17 @@ class Replicator:
         for waiter in self._waiters.values():
             waiter.resolve(error)
         self._proposals.clear()  # not in Raft yet: their proposers were just told
+        if not self._wal_ahead:  # give the WAL's space back (LMDB holds all of it)
+            with contextlib.suppress(OSError):
+                await self._thread.run(self._checkpoint)
+        while self._wal_ahead:  # as a restart would, before Raft reads LMDB again
+            try:
+                await self._thread.run(self._redo_wal)
+            except OutOfSpace:
+                for waiter in self._waiters.values():
+                    waiter.resolve(error)  # writes fail at once while the redo waits
+                self._proposals.clear()
+                await anyio.sleep(limits.DISK_FULL_RETRY_SECONDS)
         self._open_raft()
         out = CycleOutput(
             refused=failed.refused, refused_reads=failed.refused_reads, answers=failed.answers
@@ -683,6 +743,18 @@ class Replicator:
             self.report(lambda raw: raw.campaign())  # alone: lead again once it can write
         await anyio.sleep(limits.DISK_FULL_RETRY_SECONDS)
         return out
+
+    def _checkpoint(self) -> None:
+        """In the worker thread: flush LMDB, then start a new WAL segment."""
+        self._storage.flush()
+        self._rs.checkpoint_wal()
+
+    def _redo_wal(self) -> None:
+        """In the worker thread: redo the WAL into LMDB (it acknowledged entries whose LMDB
+        commit then failed for lack of space)."""
+        with no_space_raised(self._storage):
+            self._rs.redo_wal()
+        self._wal_ahead = False
 
     def _open_raft(self) -> None:
         """(Re)start Raft from what LMDB holds, as a restarted process would."""
@@ -852,6 +924,7 @@ class Replicator:
                     out.early_index = entry.index
                 else:
                     out.results.append((seq, result))
+                    out.results_index = entry.index
             self.commands += 1
         else:  # the no-op a leader appends when elected
             self._sm.mark_applied(txn, entry.index, entry.term)
@@ -865,6 +938,7 @@ class Replicator:
 
         change, origin, seq, context = decode_tagged_conf_change(entry.data)
         out.needs_sync = True  # membership changes are rare: keep them simple
+        out.checkpoint = True
         conf: ConfState = raw.apply_conf_change(change)
         self._rs.set_conf_state(txn, conf)
         apply_member_change(self._rs, txn, change, context)
@@ -879,6 +953,8 @@ class Replicator:
         from aspen.node.snapshots import install_received_snapshot
 
         size = install_received_snapshot(self._storage, self._rs, txn, meta, self.spool)
+        self._rs.bump_wal_generation(txn)  # the old log's WAL is never redone over it
+        out.checkpoint = True
         out.events.append(
             SnapshotInstalled(
                 index=meta.index, term=meta.term, source=self.leader or "", size_bytes=size

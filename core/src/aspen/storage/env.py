@@ -11,7 +11,9 @@ second flush: the commit keeps LMDB's integrity (data is on disk before any meta
 points at it) but a power loss may undo it until the next durable commit or
 :meth:`Storage.flush`. ``kill -9`` never undoes a commit either way (it is in the page
 cache). Only state that can be rebuilt after such a loss may be written that way.
-``writemap`` stays off: the state machine runs every command in a nested transaction,
+:meth:`Storage.reserve` keeps ``LMDB_RESERVE_BYTES`` of the data file allocated ahead, so a
+commit the Raft-log WAL already acknowledged does not fail for a disk another program
+filled. ``writemap`` stays off: the state machine runs every command in a nested transaction,
 which LMDB does not allow with a writable memory map.
 
 The directory is made 0700 and LMDB creates its files 0600 (a node tightens existing ones
@@ -26,6 +28,7 @@ The meta database records the layout version (:data:`STORAGE_FORMAT` under
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +84,11 @@ class Storage:
             readahead=False,
         )
         self._dbs: dict[str, Any] = {}
+        #: Full flushes (data and meta page) so far: :meth:`flush` and durable commits.
+        self.flushes = 0
+        self._page_size: int = self.env.stat()["psize"]
+        #: The data file's length: past its last used page, blocks :meth:`reserve` allocated.
+        self._reserved_to = (self.path / "data.mdb").stat().st_size
         try:
             with self.env.begin(write=True) as txn:
                 meta = self.env.open_db(b"meta", txn=txn, create=True)
@@ -132,10 +140,42 @@ class Storage:
             return _DurableTxn(self)
         return self.env.begin(write=write)
 
+    @property
+    def syncs(self) -> bool:
+        """Whether commits are flushed to disk at all (``sync=False``: throwaway test nodes)."""
+        return self._sync
+
+    @property
+    def reserved_bytes(self) -> int:
+        """Bytes of the data file allocated (its length, including :meth:`reserve`'s)."""
+        return self._reserved_to
+
+    def reserve(self) -> bool:
+        """Keep ``LMDB_RESERVE_BYTES`` allocated past the data file's last used page
+        (``posix_fallocate``; topped up once half of it is used). False when less than
+        half of it is left and the disk lacks the room to top it up (a commit may then
+        fail for lack of space)."""
+        if not self._sync:
+            return True
+        info = self.env.info()
+        used = (info["last_pgno"] + 1) * self._page_size
+        if self._reserved_to - used >= limits.LMDB_RESERVE_BYTES // 2:
+            return True
+        fd = os.open(self.path / "data.mdb", os.O_RDWR)
+        try:
+            os.posix_fallocate(fd, 0, used + limits.LMDB_RESERVE_BYTES)
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
+        self._reserved_to = used + limits.LMDB_RESERVE_BYTES
+        return True
+
     def flush(self) -> None:
         """Make every transaction committed so far durable (a no-op without ``sync``)."""
         if self._sync:
             self.env.sync(True)
+            self.flushes += 1
 
     def sync(self) -> None:
         """Flush to disk (only needed when opened with ``sync=False``)."""

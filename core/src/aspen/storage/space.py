@@ -64,13 +64,15 @@ class SpaceReport:
 
 
 def space_report(storage: Storage) -> SpaceReport:
-    """Measure now (one ``statvfs`` and one ``mdb_env_info``: cheap, never blocks long)."""
+    """Measure now (one ``statvfs`` and one ``mdb_env_info``: cheap, never blocks long).
+    Free bytes count the data file's blocks allocated ahead (``Storage.reserve``) too."""
     st = os.statvfs(storage.path)
+    used = storage.size_bytes()
     return SpaceReport(
         path=str(storage.path),
-        free_bytes=st.f_bavail * st.f_frsize,
+        free_bytes=st.f_bavail * st.f_frsize + max(0, storage.reserved_bytes - used),
         total_bytes=st.f_blocks * st.f_frsize,
-        map_used_bytes=storage.size_bytes(),
+        map_used_bytes=used,
         map_size_bytes=storage.map_size,
     )
 
@@ -165,6 +167,11 @@ class SpaceGuard:
         self._measured_at = time.monotonic()
         self._admitted_since = 0
         return self._measured
+
+    def crowded_by(self, nbytes: int) -> bool:
+        """Whether ``nbytes`` (of a WAL segment, say) exceed half of the free disk space last
+        measured (False before any measurement): then they should be given back."""
+        return self._measured is not None and 2 * nbytes > self._measured.free_bytes
 
     def report(self) -> dict[str, Any]:
         """Free disk space, map use, space claimed by writes in flight, and ``full``."""
