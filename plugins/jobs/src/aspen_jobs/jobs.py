@@ -151,6 +151,11 @@ async def jobs_stats(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
             continue
         counts = queues.setdefault(job["queue"], dict.fromkeys(STATES, 0))
         counts[job["state"]] += 1
+    queue = params.get("queue")
+    if queue is not None:
+        if queue not in queues:
+            raise NotFoundError(f"unknown queue {queue!r}: no job was ever submitted to it")
+        queues = {queue: queues[queue]}
     return {"queues": queues, "truncated": more}
 
 

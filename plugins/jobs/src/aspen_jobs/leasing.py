@@ -84,7 +84,7 @@ async def worker_register(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _claim(
-    node: Any, ready_key: bytes, job_id: str, lease: int, worker: str
+    node: Any, ready_key: bytes, job_id: str, lease: int, worker: str, claim: str
 ) -> dict[str, Any] | None:
     """Lease job ``job_id`` (found at ``ready_key``) to ``lease``; None if someone else won."""
     kv = await get(node, keys.job(job_id))
@@ -109,7 +109,7 @@ async def _claim(
             put_op(keys.job(job_id), encode(job)),
             delete_op(ready_key),
             put_op(keys.running(job_id), f"{lease:016x}".encode()),
-            put_op(run_key, encode({"worker": worker}), lease=lease),
+            put_op(run_key, encode({"worker": worker, "claim": claim}), lease=lease),
             state_event(node, job, "queued"),
         ],
     )
@@ -118,11 +118,27 @@ async def _claim(
     return {"job": public(job), "fence": int(result["header"]["revision"])}
 
 
+async def _claimed(node: Any, lease: int, claim: str) -> dict[str, Any] | None:
+    """The job an earlier try of lease call ``claim`` got, if it did."""
+    records, _, _ = await collect(node, keys.run_prefix(lease), most=limits.JOBS_MAX_CONCURRENCY)
+    for kv in records:
+        if decode(kv["value"]).get("claim") == claim:
+            job = await get(node, keys.job(keys.tail(kv["key"], keys.run_prefix(lease))))
+            if job is not None:
+                return {"job": decode(job["value"]), "fence": int(kv["create_revision"])}
+    return None
+
+
 async def lease_job(
-    node: Any, queues: list[str], lease: int, worker: str, wait: float
+    node: Any, queues: list[str], lease: int, worker: str, wait: float, claim: str = ""
 ) -> dict[str, Any]:
     """Lease the first due job of ``queues`` (waiting up to ``wait`` s): ``{job, fence}``
-    or ``{job: None}``."""
+    or ``{job: None}``. ``claim`` names the call, so a retried call answers the job an
+    earlier try got (its answer lost in a failover) instead of leasing a second one."""
+    if claim:
+        earlier = await _claimed(node, lease, claim)
+        if earlier is not None:
+            return earlier
     deadline = Deadline(wait)
     while True:
         now = time.time()
@@ -139,7 +155,7 @@ async def lease_job(
                     earliest = not_before if earliest is None else min(earliest, not_before)
                     continue
                 job_id = kv["key"].rsplit(b"/", 1)[1].decode()
-                claimed = await _claim(node, kv["key"], job_id, lease, worker)
+                claimed = await _claim(node, kv["key"], job_id, lease, worker, claim)
                 if claimed is not None:
                     return claimed
         left = deadline.left()
@@ -151,21 +167,26 @@ async def lease_job(
 
 
 async def worker_lease(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
-    """Lease one job: ``{queues, lease, worker?, wait?}`` → ``{job, fence}`` (``job``
-    None when none came within ``wait`` seconds)."""
+    """Lease one job: ``{queues, lease, worker?, wait?, claim?}`` → ``{job, fence}``
+    (``job`` None when none came within ``wait`` seconds; a retry with the same ``claim``
+    answers what the first try got)."""
     queues = queues_of(params)
     lease = require_int(params, "lease", min=1)
     wait = params.get("wait", 0)
     if isinstance(wait, bool) or not isinstance(wait, int | float):
         raise InvalidArgumentError("'wait' must be a number of seconds", field="wait")
     wait = min(max(0.0, float(wait)), limits.JOBS_MAX_LEASE_WAIT_SECONDS)
-    return await lease_job(ctx.node, queues, lease, _worker(ctx, params), wait)
+    claim = params.get("claim") or ""
+    if not isinstance(claim, str) or len(claim) > limits.JOBS_MAX_ID_BYTES:
+        raise InvalidArgumentError("'claim' must be a short string", field="claim")
+    return await lease_job(ctx.node, queues, lease, _worker(ctx, params), wait, claim)
 
 
 async def worker_heartbeat(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
-    """Keep a worker's lease: ``{lease, jobs: [ids it runs]}`` → ``{ttl, lost, adopt}``:
-    ``lost`` are jobs it must stop (cancelled, or no longer its own), ``adopt`` jobs leased
-    to it whose lease answer it never saw (``[{job, fence}]``)."""
+    """Keep a worker's lease: ``{lease, jobs: [ids it runs]}`` → ``{ttl, lost, unknown}``:
+    ``lost`` are jobs it must stop (cancelled, or no longer its own), ``unknown`` jobs
+    leased to it that it did not list (``[{id, fence, claim}]``: a lease call still in
+    flight, or one whose answer it gave up on, which it hands back)."""
     lease = require_int(params, "lease", min=1)
     running = params.get("jobs") or []
     if not isinstance(running, list) or len(running) > limits.JOBS_MAX_CONCURRENCY:
@@ -178,13 +199,16 @@ async def worker_heartbeat(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
         ctx.node, keys.run_prefix(lease), most=limits.JOBS_MAX_CONCURRENCY
     )
     held = {keys.tail(kv["key"], keys.run_prefix(lease)): kv for kv in records}
-    adopt = []
-    for job_id, kv in held.items():
-        if job_id not in running:
-            job = await get(ctx.node, keys.job(job_id))
-            if job is not None:
-                adopt.append({"job": decode(job["value"]), "fence": int(kv["create_revision"])})
-    return {"ttl": ttl, "lost": [j for j in running if j not in held], "adopt": adopt}
+    unknown = [
+        {
+            "id": job_id,
+            "fence": int(kv["create_revision"]),
+            "claim": decode(kv["value"]).get("claim", ""),
+        }
+        for job_id, kv in held.items()
+        if job_id not in running
+    ]
+    return {"ttl": ttl, "lost": [j for j in running if j not in held], "unknown": unknown}
 
 
 def _fenced_ids(params: dict[str, Any]) -> tuple[str, int, int]:

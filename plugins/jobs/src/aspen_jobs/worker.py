@@ -1,9 +1,9 @@
 """The standalone worker: ``aspen jobs worker --queues q1,q2 --concurrency N``.
 
 It registers a worker lease, runs ``concurrency`` slots that each lease a job (a long
-poll), run it with its type's callable and report the end, and a heartbeat that keeps the
-lease, stops jobs cancelled (or lost) meanwhile and adopts jobs leased to it whose lease
-answer was lost in a failover. On SIGTERM (or SIGINT) it stops leasing, lets running jobs
+poll, retried under the same claim after an error), run it with its type's callable and
+report the end, and a heartbeat that keeps the lease, stops jobs cancelled (or lost)
+meanwhile and hands back jobs leased to it in an answer it never used. On SIGTERM (or SIGINT) it stops leasing, lets running jobs
 finish for ``drain`` seconds, hands back the rest (``release``: queued again, their
 processes stopped) and revokes its lease.
 """
@@ -75,6 +75,8 @@ class Worker:
         self.running: dict[str, _Running] = {}
         self.stopping = anyio.Event()
         self.client: Any = None
+        #: Claims of lease calls in flight.
+        self._claims: set[str] = set()
         #: Scopes of lease calls waiting for a job (cancelled by :meth:`stop`).
         self._waiting: set[anyio.CancelScope] = set()
         self._group: Any = None
@@ -140,33 +142,52 @@ class Worker:
             await anyio.sleep(0.05)
 
     async def _slot(self) -> None:
-        """Lease, run, report; until the worker stops."""
+        """Lease, run, report; until the worker stops. A lease call that failed is
+        retried under the same claim, so a job leased in a lost answer is not orphaned."""
         while not self.stopping.is_set():
+            claim = os.urandom(8).hex()
+            self._claims.add(claim)
             got: dict[str, Any] = {}
             with anyio.CancelScope() as scope:
                 self._waiting.add(scope)
                 try:
-                    got = await self.call(
-                        "jobs.worker.lease",
-                        {
-                            "queues": self.queues,
-                            "lease": self.lease,
-                            "worker": self.name,
-                            "wait": LEASE_WAIT_SECONDS,
-                        },
-                        timeout=LEASE_WAIT_SECONDS + 15,
-                    )
-                except AspenError as exc:  # a lost lease is renewed by the heartbeat
-                    log.info("jobs worker: lease call failed: %s", exc)
-                    await anyio.sleep(ERROR_PAUSE_SECONDS)
+                    while not got and not self.stopping.is_set():
+                        got = await self._lease_call(claim)
                 finally:
                     self._waiting.discard(scope)
+            # no await from here to _run's registration: the heartbeat sees it either
+            # as a claim in flight or as a running job
+            self._claims.discard(claim)
             if got.get("job") is not None:
                 await self._run(got["job"], int(got["fence"]))
+
+    async def _lease_call(self, claim: str) -> dict[str, Any]:
+        """One lease call (``{}`` after an error, to try again with the same claim)."""
+        try:
+            got: dict[str, Any] = await self.call(
+                "jobs.worker.lease",
+                {
+                    "queues": self.queues,
+                    "lease": self.lease,
+                    "worker": self.name,
+                    "wait": LEASE_WAIT_SECONDS,
+                    "claim": claim,
+                },
+                timeout=LEASE_WAIT_SECONDS + 15,
+            )
+            return got
+        except AspenError as exc:  # a lost lease is renewed by the heartbeat
+            log.info("jobs worker: lease call failed: %s", exc)
+            await anyio.sleep(ERROR_PAUSE_SECONDS)
+            return {}
 
     async def _run(self, job: dict[str, Any], fence: int) -> None:
         """Run one leased job and report its end."""
         run = self.running[job["id"]] = _Running(job, fence)
+        await self._execute_and_report(run)
+
+    async def _execute_and_report(self, run: _Running) -> None:
+        job = run.job
         ctx = JobContext(job=job, policy=self.policy, report=self._reporter(run))
         started = time.monotonic()
         report: dict[str, Any] = {"ok": False}
@@ -274,10 +295,11 @@ class Worker:
                 if lost is not None:
                     lost.lost = True
                     lost.scope.cancel()
-            for item in got["adopt"]:
-                if item["job"]["id"] not in self.running and not self.stopping.is_set():
-                    self._spawn(item["job"], int(item["fence"]))
+            for item in got["unknown"]:
+                if item["id"] not in self.running and item["claim"] not in self._claims:
+                    self._group.start_soon(self._hand_back, item)
 
-    def _spawn(self, job: dict[str, Any], fence: int) -> None:
-        """Run an adopted job beside the slots."""
-        self._group.start_soon(self._run, job, fence)
+    async def _hand_back(self, item: dict[str, Any]) -> None:
+        """Give back a job leased to this worker in an answer it never used."""
+        run = _Running({"id": item["id"]}, int(item["fence"]))
+        await self._report(run, {"release": True, "error": "released: lease answer lost"})
