@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from jobs_support import aspen, aspen_json, restart_dead, start_worker
 
-from aspen.errors import InvalidArgumentError, NotFoundError
+from aspen.errors import AspenError, InvalidArgumentError, NotFoundError
 from aspen.testing import LocalCluster, wait_for
 from aspen_coord.errors import FencedError, typed
 
@@ -124,7 +124,10 @@ def test_many_shell_jobs_survive_a_worker_and_the_leader_killed(
             ]
 
             def done() -> int:
-                stats = c.call("jobs.stats", {"queue": "bulk"})["queues"].get("bulk", {})
+                try:
+                    stats = c.call("jobs.stats", {"queue": "bulk"})["queues"]["bulk"]
+                except AspenError:  # the node it asked was the one killed: ask again
+                    return -1
                 return sum(stats.get(s, 0) for s in FINISHED)
 
             wait_for(lambda: done() >= count // 4, timeout=120, interval=0.2)
@@ -292,3 +295,74 @@ def test_bad_input_gets_typed_errors(cluster: LocalCluster):
         check=False,
     )
     assert bad.returncode != 0 and "bad cron expression" in bad.stderr
+
+
+def test_a_cron_schedule_fires_once_per_tick_across_a_leader_failover(cluster: LocalCluster):
+    aspen(
+        cluster,
+        "schedule",
+        "add",
+        "every2",
+        "--cron",
+        "* * * * * */2",
+        "--queue",
+        "cron",
+        "--shell",
+        "date",
+    )
+    with cluster.client() as c:
+
+        def fired() -> int:
+            try:
+                return int(c.call("jobs.schedule.get", {"name": "every2"})["fired"])
+            except AspenError:  # the node it asked was the one killed: ask again
+                return -1
+
+        wait_for(lambda: fired() >= 2, timeout=30, interval=0.2)
+        cluster.kill(cluster.leader_index())
+        before = wait_for(lambda: fired() if fired() >= 0 else None, timeout=30)
+        wait_for(lambda: fired() >= before + 3, timeout=60, interval=0.2)
+        aspen(cluster, "schedule", "pause", "every2")
+        paused = c.call("jobs.schedule.get", {"name": "every2"})
+        listed = c.call("jobs.list", {"queue": "cron", "limit": 1000})["jobs"]
+        ticks = [_job(c, j["id"])["tick"] for j in listed]
+    restart_dead(cluster)
+    assert paused["paused"] is True
+    assert len(ticks) == len(set(ticks)) == paused["fired"]  # no tick fired twice
+    assert all(t % 2 == 0 for t in ticks)  # each on a tick of the expression
+    assert max(ticks) == paused["last_tick"]
+    listed_names = [s["name"] for s in aspen_json(cluster, "schedule", "list")]
+    assert "every2" in listed_names
+    aspen(cluster, "schedule", "remove", "every2")
+
+
+def test_a_hooks_job_handler_submits_each_event_as_a_job(cluster: LocalCluster, tmp_path: Path):
+    aspen(
+        cluster,
+        "hooks",
+        "add",
+        "tojobs",
+        "--on",
+        "kv.put:/app/*",
+        "--job",
+        "hookq",
+        "--shell",
+        "printf %s $ASPEN_JOB_PAYLOAD",
+    )
+    worker = start_worker(cluster, "hookq", tmp_path / "w.log")
+    try:
+        with cluster.client() as c:
+            c.kv.put(b"/app/x", b"1")
+            job = wait_for(
+                lambda: (got := c.call("jobs.list", {"queue": "hookq"})["jobs"]) and got[0],
+                timeout=60,
+                interval=0.2,
+            )
+            done = _wait_state(c, job["id"], FINISHED)
+        assert done["state"] == "succeeded"
+        payload = done["payload"]
+        assert payload["handler"] == "tojobs" and payload["event"]["key"] == "/app/x"
+        assert '"/app/x"' in aspen(cluster, "jobs", "result", job["id"]).stdout
+    finally:
+        assert _stop(worker) == 0
+        aspen(cluster, "hooks", "remove", "tojobs")
