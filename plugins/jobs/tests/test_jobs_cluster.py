@@ -366,3 +366,17 @@ def test_a_hooks_job_handler_submits_each_event_as_a_job(cluster: LocalCluster, 
     finally:
         assert _stop(worker) == 0
         aspen(cluster, "hooks", "remove", "tojobs")
+
+
+def test_a_stopped_worker_hands_back_what_it_could_not_finish(
+    cluster: LocalCluster, tmp_path: Path
+):
+    worker = start_worker(cluster, "handback", tmp_path / "w.log", "--drain", "1", "--grace", "1")
+    with cluster.client() as c:
+        job_id = c.call("jobs.submit", {"queue": "handback", "command": "sleep 60"})["id"]
+        _wait_state(c, job_id, ("running",))
+        assert _stop(worker) == 0
+        job = _job(c, job_id)
+        assert job["state"] == "queued" and job["attempts"][-1]["state"] == "released"
+        assert job["attempt_count"] - job["attempt_base"] == 0  # not counted as an attempt
+        c.call("jobs.cancel", {"id": job_id})

@@ -79,3 +79,5 @@ JOBS_MIN_INTERVAL_SECONDS = 1.0
 JOBS_MAX_LIST = 1000
 #: Audit records kept (the oldest are dropped by the upkeep beyond this).
 JOBS_MAX_AUDIT_RECORDS = 10_000
+#: The upkeep trims the audit records every this many passes.
+JOBS_AUDIT_TRIM_PASSES = 120

@@ -1,6 +1,7 @@
 """The leader's upkeep, every ``JOBS_UPKEEP_SECONDS``: retry the jobs of vanished workers,
-release jobs whose dependencies are met (cancel those whose dependencies failed), and
-fire due schedules. Every change is a compare-and-swap, so a second node that believes it
+release jobs whose dependencies are met (cancel those whose dependencies failed), fire
+due schedules, and (every ``JOBS_AUDIT_TRIM_PASSES``) trim the audit records. Every
+change is a compare-and-swap, so a second node that believes it
 leads (for a moment, around a failover) changes nothing twice."""
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import anyio
 from aspen.errors import AspenError
 from aspen_coord.store import cmp, collect, delete_op, get
 from aspen_jobs import keys, limits
+from aspen_jobs.audit import trim_audit
 from aspen_jobs.jobs import enqueue_ops
 from aspen_jobs.leasing import settle
 from aspen_jobs.model import FINAL, decode
@@ -97,21 +99,25 @@ async def release_waiting(node: Any) -> int:
     return changed_count
 
 
-async def upkeep_pass(node: Any) -> None:
-    """One pass of the upkeep (on the leader)."""
+async def upkeep_pass(node: Any, number: int = 0) -> None:
+    """One pass of the upkeep (on the leader); pass ``number`` decides the rare chores."""
     await reap_lost(node)
     await release_waiting(node)
     await fire_due(node)
+    if number % limits.JOBS_AUDIT_TRIM_PASSES == 0:
+        await trim_audit(node)
 
 
 async def upkeep_loop(node: Any) -> None:
     """Run :func:`upkeep_pass` while this node leads, until the node stops."""
+    number = 0
     while True:
         await anyio.sleep(limits.JOBS_UPKEEP_SECONDS)
         if not node.is_leader:
             continue
+        number += 1
         try:
-            await upkeep_pass(node)
+            await upkeep_pass(node, number)
         except AspenError as exc:  # lost leadership mid-pass, a busy store…
             log.info("jobs: upkeep pass stopped: %s", exc)
         except Exception:

@@ -3,9 +3,9 @@
 It registers a worker lease, runs ``concurrency`` slots that each lease a job (a long
 poll, retried under the same claim after an error), run it with its type's callable and
 report the end, and a heartbeat that keeps the lease, stops jobs cancelled (or lost)
-meanwhile and hands back jobs leased to it in an answer it never used. On SIGTERM (or SIGINT) it stops leasing, lets running jobs
-finish for ``drain`` seconds, hands back the rest (``release``: queued again, their
-processes stopped) and revokes its lease.
+meanwhile and hands back jobs leased to it in an answer it never used. On SIGTERM (or
+SIGINT) it stops leasing, lets running jobs finish for ``drain`` seconds, hands back the
+rest (``release``: queued again, their processes stopped) and revokes its lease.
 """
 
 from __future__ import annotations
