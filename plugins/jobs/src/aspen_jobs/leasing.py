@@ -11,9 +11,13 @@ leader's upkeep retries the job, and the old worker's late result is refused wit
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
+import anyio
+
+from aspen.client import prefix_end
 from aspen.errors import InvalidArgumentError
 from aspen.rpc.params import optional_int, require_int
 from aspen_coord.errors import FencedError, raise_typed
@@ -27,7 +31,6 @@ from aspen_coord.store import (
     lease_keepalive,
     put_op,
     txn,
-    wait_for_change,
 )
 from aspen_jobs import keys, limits
 from aspen_jobs.jobs import enqueue_ops, require_queue
@@ -118,6 +121,22 @@ async def _claim(
     return {"job": public(job), "fence": int(result["header"]["revision"])}
 
 
+async def _wait_for_ready(node: Any, after_revision: int, seconds: float) -> None:
+    """Wait (on a watch of the ready index, puts only: a claim by another worker deletes
+    and wakes nobody) until a job becomes ready after ``after_revision``, or ``seconds``."""
+    params = {
+        "key": keys.READY,
+        "end": prefix_end(keys.READY),
+        "start_revision": after_revision + 1,
+        "filters": ["nodelete"],
+    }
+    with anyio.move_on_after(seconds):
+        async with contextlib.aclosing(node.stream("kv.watch", params)) as items:
+            async for item in items:
+                if item.get("events"):
+                    return
+
+
 async def _claimed(node: Any, lease: int, claim: str) -> dict[str, Any] | None:
     """The job an earlier try of lease call ``claim`` got, if it did."""
     records, _, _ = await collect(node, keys.run_prefix(lease), most=limits.JOBS_MAX_CONCURRENCY)
@@ -163,7 +182,7 @@ async def lease_job(
             return {"job": None}
         if earliest is not None:
             left = min(left, max(0.05, earliest - time.time()))
-        await wait_for_change(node, keys.READY, seen, Deadline(left), deletes_only=False)
+        await _wait_for_ready(node, seen, left)
 
 
 async def worker_lease(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ rest (``release``: queued again, their processes stopped) and revokes its lease.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import inspect
 import logging
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 LEASE_WAIT_SECONDS = 5.0
 #: Seconds a worker keeps retrying a report through a failover before giving up on it.
 REPORT_RETRY_SECONDS = 60.0
+#: Fences remembered (see ``Worker._fences``).
+KNOWN_FENCES = 4096
 #: Pause after an unexpected error before a slot asks again.
 ERROR_PAUSE_SECONDS = 0.5
 
@@ -77,6 +80,9 @@ class Worker:
         self.client: Any = None
         #: Claims of lease calls in flight.
         self._claims: set[str] = set()
+        #: Fences of the attempts this worker got (the latest ``KNOWN_FENCES``): a job the
+        #: heartbeat reports as unknown but that is one of these was run here, not lost.
+        self._fences: collections.deque[int] = collections.deque(maxlen=KNOWN_FENCES)
         #: Scopes of lease calls waiting for a job (cancelled by :meth:`stop`).
         self._waiting: set[anyio.CancelScope] = set()
         self._group: Any = None
@@ -100,6 +106,7 @@ class Worker:
                         slots.start_soon(self._slot)
                     await self.stopping.wait()
                     await self._drain()
+                    await self._hand_back_unknown()
                 tg.cancel_scope.cancel()
             shield, bound = anyio.CancelScope(shield=True), anyio.move_on_after(5)
             with shield, bound, contextlib.suppress(AspenError):  # else it expires by itself
@@ -140,6 +147,14 @@ class Worker:
             run.scope.cancel()
         while self.running:
             await anyio.sleep(0.05)
+
+    async def _hand_back_unknown(self) -> None:
+        """Before leaving: hand back jobs a cancelled lease call got for us."""
+        with contextlib.suppress(AspenError):
+            got = await self.call("jobs.worker.heartbeat", {"lease": self.lease, "jobs": []})
+            for item in got["unknown"]:
+                if item["fence"] not in self._fences:
+                    await self._hand_back(item)
 
     async def _slot(self) -> None:
         """Lease, run, report; until the worker stops. A lease call that failed is
@@ -184,6 +199,7 @@ class Worker:
     async def _run(self, job: dict[str, Any], fence: int) -> None:
         """Run one leased job and report its end."""
         run = self.running[job["id"]] = _Running(job, fence)
+        self._fences.append(fence)
         await self._execute_and_report(run)
 
     async def _execute_and_report(self, run: _Running) -> None:
@@ -296,7 +312,8 @@ class Worker:
                     lost.lost = True
                     lost.scope.cancel()
             for item in got["unknown"]:
-                if item["id"] not in self.running and item["claim"] not in self._claims:
+                known = item["fence"] in self._fences or item["claim"] in self._claims
+                if not known and item["id"] not in self.running:
                     self._group.start_soon(self._hand_back, item)
 
     async def _hand_back(self, item: dict[str, Any]) -> None:
