@@ -6,6 +6,7 @@ dependencies, retries, and bad input."""
 from __future__ import annotations
 
 import collections
+import os
 import signal
 import subprocess
 from pathlib import Path
@@ -106,11 +107,12 @@ def test_cli_contract_submit_get_result_and_idempotency(cluster: LocalCluster, t
 def test_many_shell_jobs_survive_a_worker_and_the_leader_killed(
     cluster: LocalCluster, tmp_path: Path
 ):
-    """150 shell jobs (the issue's 1,000 scaled down for a shared 2-core machine) over 3
-    worker processes; one worker and then the leader are kill -9'd midway. Every job ends
-    succeeded; a job ran twice only where its attempt record shows a lost worker."""
+    """150 shell jobs (the issue's 1,000 scaled down for a shared 2-core machine;
+    ``ASPEN_JOBS_BULK_COUNT=1000`` runs that) over 3 worker processes; one worker and then
+    the leader are kill -9'd midway. Every job ends succeeded; a job ran twice only where
+    its attempt record shows a lost worker."""
     runs = tmp_path / "runs.log"
-    count = 150
+    count = int(os.environ.get("ASPEN_JOBS_BULK_COUNT", "150"))  # 1000: the issue's size
     command = f"echo $ASPEN_JOB_ID $ASPEN_JOB_ATTEMPT >> {runs}"
     workers = [
         start_worker(cluster, "bulk", tmp_path / f"w{i}.log", "--concurrency", "4", "--ttl", "3")
@@ -135,7 +137,7 @@ def test_many_shell_jobs_survive_a_worker_and_the_leader_killed(
             workers[0].wait()
             wait_for(lambda: done() >= count // 2, timeout=120, interval=0.2)
             cluster.kill(cluster.leader_index())
-            wait_for(lambda: done() >= count, timeout=180, interval=0.5)
+            wait_for(lambda: done() >= count, timeout=120 + count, interval=0.5)
             jobs = {job_id: _job(c, job_id) for job_id in ids}
     finally:
         for w in workers[1:]:
