@@ -384,13 +384,16 @@ def test_a_stopped_worker_hands_back_what_it_could_not_finish(
         c.call("jobs.cancel", {"id": job_id})
 
 
-def test_a_large_output_goes_to_the_blob_store(cluster: LocalCluster):
+def test_progress_and_a_large_output_in_the_blob_store(cluster: LocalCluster):
     with cluster.client() as c:
         job_id = c.call("jobs.submit", {"queue": "big", "type": "noop"})["id"]
         lease = c.call("jobs.worker.register", {"ttl": 10})["lease"]
         got = c.call("jobs.worker.lease", {"queues": ["big"], "lease": lease, "wait": 10})
         text = "x" * 100_000 + "\n"
-        done = {"id": job_id, "lease": lease, "fence": got["fence"], "ok": True}
+        held = {"id": job_id, "lease": lease, "fence": got["fence"]}
+        c.call("jobs.worker.progress", {**held, "progress": {"done": 3, "of": 4}})
+        assert _job(c, job_id)["progress"] == {"done": 3, "of": 4}
+        done = {**held, "ok": True}
         c.call("jobs.worker.complete", {**done, "exit_code": 0, "stdout": text})
         attempt = _job(c, job_id)["attempts"][-1]
         assert attempt["stdout_blob"] and len(attempt["stdout"]) < len(text)
