@@ -57,7 +57,7 @@ def test_every_method_is_denied_without_its_capability(plugin_node: NodeThread) 
     handlers = [registry.get(n) for n in registry.names()]
     plugins = {h.plugin for h in handlers if h is not None}
     # the walk covers the installed plugins
-    assert {"core", "hooks", "secrets", "pubsub", "coord", "forge"} <= plugins
+    assert {"core", "hooks", "secrets", "pubsub", "coord", "forge", "jobs"} <= plugins
     open_methods = {h.name for h in handlers if h is not None and h.capability == ANY_TOKEN}
     assert open_methods == set(OPEN_METHODS)
     outsider = _create(plugin_node, "nothing:read")
@@ -258,3 +258,42 @@ def test_pubsub_capabilities_are_scoped_by_topic(plugin_node: NodeThread) -> Non
             c.call("pubsub.publish", {"topic": "billing", "data": b"x"})
         with pytest.raises(UnauthorizedError, match="pubsub:admin"):
             c.call("pubsub.topic_delete", {"topic": "orders.eu"})
+
+
+def test_jobs_methods_need_their_queue(plugin_node: NodeThread) -> None:
+    """``jobs:submit|work|admin:<queue>`` admit that queue only; a job named by id is
+    checked against its queue inside the handler."""
+    with plugin_node.client() as root:
+        foreign = root.call("jobs.submit", {"queue": "other", "command": "date"})["id"]
+    token = _create(plugin_node, "jobs:submit:builds", "jobs:work:builds")
+    with aspen.connect(plugin_node.endpoint, token=token) as c:
+        mine = c.call("jobs.submit", {"queue": "builds", "command": "date"})["id"]
+        assert c.call("jobs.get", {"id": mine})["queue"] == "builds"
+        with pytest.raises(UnauthorizedError, match="jobs:submit:other"):
+            c.call("jobs.submit", {"queue": "other", "command": "date"})
+        with pytest.raises(UnauthorizedError, match="jobs:submit:other"):
+            c.call("jobs.get", {"id": foreign})
+        with pytest.raises(UnauthorizedError, match="jobs:submit:other"):
+            c.call("jobs.cancel", {"id": foreign})
+        assert [j["id"] for j in c.call("jobs.list", {})["jobs"]] == [mine]
+        lease = c.call("jobs.worker.register", {"ttl": 10})["lease"]
+        got = c.call("jobs.worker.lease", {"queues": ["builds"], "lease": lease})
+        assert got["job"]["id"] == mine
+        with pytest.raises(UnauthorizedError, match="jobs:work:other"):
+            c.call("jobs.worker.lease", {"queues": ["builds", "other"], "lease": lease})
+        with pytest.raises(UnauthorizedError, match="jobs:admin"):
+            c.call(
+                "jobs.schedule.add",
+                {"name": "s", "interval": 60, "queue": "builds", "command": "date"},
+            )
+    admin = _create(plugin_node, "jobs:admin:builds")
+    with aspen.connect(plugin_node.endpoint, token=admin) as c:
+        c.call(
+            "jobs.schedule.add", {"name": "s", "interval": 60, "queue": "builds", "command": "date"}
+        )
+        assert [s["name"] for s in c.call("jobs.schedule.list", {})["schedules"]] == ["s"]
+        with pytest.raises(UnauthorizedError, match="jobs:admin:other"):
+            c.call(
+                "jobs.schedule.add",
+                {"name": "t", "interval": 60, "queue": "other", "command": "date"},
+            )

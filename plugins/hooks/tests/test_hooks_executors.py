@@ -83,7 +83,7 @@ def read_pids(path: Path) -> list[int]:
 
 
 def test_kinds_and_unknown_kind():
-    assert KINDS == ("shell", "python", "forward")
+    assert KINDS == ("shell", "python", "forward", "job")
     with pytest.raises(InvalidArgumentError, match="unknown handler kind 'cron'; kinds: shell"):
         validate_target("cron", {"command": "true"}, FAST)
     outcome = run(execute, "cron", {}, invocation(), FAST)

@@ -1,14 +1,14 @@
 """The capability algebra: what a token may do, as ``resource:operation[:scope]`` strings.
 
 Examples: ``kv:read:/app/``, ``kv:write:/app/config/``, ``blob:read``,
-``secrets:read:secret/data/app/*``, ``forge:push:acme/*``, ``jobs:consume:builds``,
+``secrets:read:secret/data/app/*``, ``forge:push:acme/*``, ``jobs:submit:builds``,
 ``cluster:admin``.
 
 * ``resource`` and ``operation`` are lowercase names (``[a-z][a-z0-9_-]*``).
 * No scope (or ``*``) means every name of that resource.
 * A ``kv`` scope is always a key **prefix**, byte for byte as etcd's ``--prefix``:
   ``kv:read:/app/`` covers ``/app/x`` but not ``/apple``; ``kv:read:/app`` covers both.
-* Any other scope is an exact name (``jobs:consume:builds``) unless it ends in ``*``, which
+* Any other scope is an exact name (``jobs:submit:builds``) unless it ends in ``*``, which
   makes it a prefix (``forge:push:acme/*`` covers ``acme/web`` and ``acme/x/y``). A ``*``
   anywhere else is refused, so nobody mistakes a scope for a glob.
 

@@ -56,10 +56,21 @@ def _target(
     forward: str | None,
     forward_token: str | None,
     forward_token_file: Path | None,
+    job: str | None = None,
+    job_type: str | None = None,
 ) -> tuple[str, dict[str, Any]]:
+    if job:
+        if python or forward or (shell and job_type):
+            raise click.UsageError("--job takes --shell CMD or --job-type TYPE, nothing else")
+        target = {"queue": job}
+        if shell:
+            target["command"] = shell
+        elif job_type:
+            target["type"] = job_type
+        return "job", target
     given = [k for k, v in (("shell", shell), ("python", python), ("forward", forward)) if v]
     if len(given) != 1:
-        raise click.UsageError("give exactly one of --shell, --python, --forward")
+        raise click.UsageError("give exactly one of --shell, --python, --forward, --job")
     if shell:
         return "shell", {"command": shell}
     if python:
@@ -78,6 +89,8 @@ def _target(
 @click.option("--shell", help="Run this command with sh -c.")
 @click.option("--python", help="Call this entry point (module:function).")
 @click.option("--forward", help="Send events to another cluster's hooks.trigger (host:port).")
+@click.option("--job", help="Submit each event as an aspen-jobs job to this queue.")
+@click.option("--job-type", help="With --job: the job type (default 'event'; --shell: shell).")
 @click.option("--forward-token", envvar="ASPEN_HOOKS_FORWARD_TOKEN", help="Its client token.")
 @click.option(
     "--forward-token-file",
@@ -111,13 +124,15 @@ def add(
     forward: str | None,
     forward_token: str | None,
     forward_token_file: Path | None,
+    job: str | None,
+    job_type: str | None,
     timeout: float,
     retries: int,
     disabled: bool,
     replace: bool,
 ) -> None:
     """Add handler NAME."""
-    kind, target = _target(shell, python, forward, forward_token, forward_token_file)
+    kind, target = _target(shell, python, forward, forward_token, forward_token_file, job, job_type)
     params = {
         "name": name,
         "on": on,
@@ -171,6 +186,10 @@ def list_(cli: CliContext) -> None:
 
 def _describe(handler: dict[str, Any]) -> str:
     target = handler["target"]
+    if handler["kind"] == "job":
+        return (
+            f"job queue {target['queue']}: {target.get('command') or target.get('type', 'event')}"
+        )
     return str(target.get("command") or target.get("entrypoint") or target.get("endpoint"))
 
 

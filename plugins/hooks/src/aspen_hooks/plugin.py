@@ -63,7 +63,9 @@ async def aspen_startup(node: Any) -> None:
 
     config = node.config(PLUGIN)
     settings = ExecutorSettings(
-        shell_allow=tuple(config["shell_allow"]), env_allow=tuple(config["env_allow"])
+        shell_allow=tuple(config["shell_allow"]),
+        env_allow=tuple(config["env_allow"]),
+        call=node.call,
     )
     service = HooksService(node, settings)
     node.plugin_state(PLUGIN)["service"] = service

@@ -19,7 +19,7 @@ from types import ModuleType
 from typing import Any
 
 from aspen.errors import InvalidArgumentError
-from aspen_hooks.executors import forward, pyfunc, shell
+from aspen_hooks.executors import forward, job, pyfunc, shell
 from aspen_hooks.executors.base import ExecutorSettings, Invocation, Outcome, failed
 
 __all__ = [
@@ -36,8 +36,13 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: Handler kinds, in the order the CLI offers them.
-KINDS = ("shell", "python", "forward")
-_EXECUTORS: dict[str, ModuleType] = {"shell": shell, "python": pyfunc, "forward": forward}
+KINDS = ("shell", "python", "forward", "job")
+_EXECUTORS: dict[str, ModuleType] = {
+    "shell": shell,
+    "python": pyfunc,
+    "forward": forward,
+    "job": job,
+}
 
 
 def _executor(kind: str) -> ModuleType:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +37,8 @@ class ExecutorSettings:
     max_output_bytes: int = limits.HOOKS_MAX_OUTPUT_BYTES
     #: Seconds between SIGTERM and SIGKILL when a shell handler is stopped.
     kill_grace_seconds: float = limits.HOOKS_KILL_GRACE_SECONDS
+    #: The node's in-process ``call(method, params)`` (``job`` handlers submit through it).
+    call: Callable[[str, dict[str, Any]], Awaitable[Any]] | None = None
     #: The threads synchronous python handlers may use (apart from the node's own pool).
     python_threads: ThreadBudget = field(default_factory=lambda: ThreadBudget())
     #: The ``PATH`` shell handlers run with: the node's when ``PATH`` is in ``env_allow``,
