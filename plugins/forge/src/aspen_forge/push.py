@@ -34,7 +34,7 @@ from aspen_forge.repos import Repo
 from aspen_forge.storage.indexpack import BadPack, PackTooLarge, receive_pack
 from aspen_forge.storage.packs import PackRecord, pin_name, publish_pack
 
-__all__ = ["PushSession", "receive_pack_handler"]
+__all__ = ["PushSession", "is_ancestor", "receive_pack_handler"]
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +102,8 @@ class PushSession:
         reasons = {u.ref: self._check(store, u) for u in updates}
         checked = time.monotonic()
         yield from self._commit(updates, reasons, record, atomic)
+        if self.updated:
+            self.service.collab.after_push(store, self.repo, self.updated, self._pusher, self.run)
         log.info(
             "forge: push to %s: %d objects, %d bytes; received %.3fs, stored %.3fs, "
             "checked %.3fs, committed %.3fs",
@@ -130,7 +132,7 @@ class PushSession:
             if ref.startswith(b"refs/heads/") and store[update.new].type_name != Commit.type_name:
                 return "a branch must point at a commit"
         return check_update(
-            self.rules, update, self.pusher, lambda old, new: _is_ancestor(store, old, new)
+            self.rules, update, self.pusher, lambda old, new: is_ancestor(store, old, new)
         )
 
     # ------------------------------------------------------------------ commit
@@ -165,9 +167,13 @@ class PushSession:
         for u in updates:
             yield (u.ref, results[u.ref].encode() if results[u.ref] else b"ok")
 
+    @property
+    def _pusher(self) -> str:
+        """The one name the push goes by in events and patch ops."""
+        return sorted(self.pusher)[0] if self.pusher else "anonymous"
+
     def _commit_batch(self, batch: list[RefUpdate], extra: list[dict[str, Any]]) -> None:
-        pusher = sorted(self.pusher)[0] if self.pusher else "anonymous"
-        events = push_event_ops(self.service.node.events, self.repo, pusher, batch)
+        events = push_event_ops(self.service.node.events, self.repo, self._pusher, batch)
         self.run(commit_updates, self.service.writer, self.repo.id, batch, extra + events)
 
     def _commit_each(
@@ -206,7 +212,7 @@ def _refuse_all(updates: list[RefUpdate], reason: str) -> Iterator[Status]:
         yield (u.ref, b"unpacker error")
 
 
-def _is_ancestor(store: Any, old: bytes, new: bytes) -> bool:
+def is_ancestor(store: Any, old: bytes, new: bytes) -> bool:
     """Whether commit ``old`` is reachable from ``new`` (a fast-forward), walking at most
     MAX_ANCESTRY_WALK commits."""
     from dulwich.objects import Commit
