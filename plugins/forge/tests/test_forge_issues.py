@@ -53,7 +53,7 @@ def test_issue_lifecycle(node: Any, cli: Any) -> None:
     assert _json(cli, "issue", "list", "acme/web", "--state", "closed") == []
     with node.client() as c:
         log = c.call("forge.issue_show", {"repo": "acme/web", "number": 1, "ops": True})["log"]
-        assert [op["type"] for op in sorted(log, key=lambda o: o["time"])][0] == "create"
+        assert next(op["type"] for op in sorted(log, key=lambda o: o["time"])) == "create"
         assert len(log) == 8 and all(op["actor"] == "root" for op in log)
         events = c.events.read(0, match="forge.issue:acme/web")["events"]
         ops = [e["payload"]["op"] for e in events]
