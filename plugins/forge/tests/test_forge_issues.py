@@ -111,12 +111,16 @@ def test_tokens_scope_issues(node: Any) -> None:
             c.call("forge.issue_create", {"repo": "acme/secret", "title": "x"})
     with node.client() as c:
         outsider = c.call("token.create", {"capabilities": ["kv:read:/x/"]})["token"]
-    with aspen.connect(node.endpoint, token=outsider) as c:
-        with pytest.raises(UnauthorizedError, match="forge:read"):
-            c.call("forge.issue_create", {"repo": "acme/t", "title": "no forge capability"})
-    with pytest.raises(Exception, match="token"):  # no token: the node takes none
-        with aspen.connect(node.endpoint, token=None) as c:
-            c.call("forge.issue_create", {"repo": "acme/t", "title": "anonymous"})
+    with (
+        aspen.connect(node.endpoint, token=outsider) as c,
+        pytest.raises(UnauthorizedError, match="forge:read"),
+    ):
+        c.call("forge.issue_create", {"repo": "acme/t", "title": "no forge capability"})
+    with (
+        pytest.raises(Exception, match="token"),  # no token: the node takes none
+        aspen.connect(node.endpoint, token=None) as c,
+    ):
+        c.call("forge.issue_create", {"repo": "acme/t", "title": "anonymous"})
 
 
 def test_commit_statuses(node: Any, cli: Any) -> None:

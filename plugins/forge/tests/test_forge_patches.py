@@ -199,7 +199,7 @@ def test_conflicts_are_named_by_path(forge: ForgeCluster, git: Git, tmp_path: Pa
     assert not merge["mergeable"] and merge["conflicts"] == ["shared.txt"]
     assert any("conflicts in 1 path" in b for b in merge["blockers"])
     for strategy in ("merge", "squash"):
-        with pytest.raises(CompareFailedError, match="shared.txt"):
+        with pytest.raises(CompareFailedError, match=r"shared\.txt"):
             forge.call(
                 "forge.patch_merge", {"repo": "acme/clash", "number": number, "strategy": strategy}
             )
@@ -236,8 +236,8 @@ def test_protection_blocks_merges_and_direct_pushes(
     refused = w.push("change:main", check=False)
     assert refused.returncode != 0
     assert (
-        "! [remote rejected] change -> main (protected branch main: changes go through a merged patch"
-        in refused.stderr
+        "! [remote rejected] change -> main "
+        "(protected branch main: changes go through a merged patch" in refused.stderr
     )
     forge.call("forge.patch_review", {"repo": repo, "number": number, "verdict": "approve"})
     _json(cli, "status", "set", repo, first, "ci/build", "success")
@@ -304,7 +304,7 @@ def test_patch_states_and_bad_input(forge: ForgeCluster, git: Git, tmp_path: Pat
         forge.call("forge.patch_create", {**params, "title": "t" * 5000})
     with pytest.raises(InvalidArgumentError, match="strategy"):
         forge.call("forge.patch_merge", {"repo": repo, "number": number, "strategy": "rebase"})
-    with pytest.raises(InvalidArgumentError, match="revisions 1..1"):
+    with pytest.raises(InvalidArgumentError, match=r"revisions 1\.\.1"):
         forge.call("forge.patch_review", {"repo": repo, "number": number, "revision": 5})
     with pytest.raises(InvalidArgumentError, match="MAX_LINE_COMMENTS"):
         many = [{"path": "w.txt", "line": 1, "body": "x"}] * 201
