@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from forge_git import ForgeCluster, Git, forge_cluster
 
+import aspen
 from aspen.errors import CompareFailedError, InvalidArgumentError, NotFoundError
 from aspen.testing import wait_for
 from aspen.testing.cli import CliInvoker
@@ -77,6 +78,12 @@ class Work:
         self.git("fetch", "-q", "origin", cwd=self.dir, token=self.forge.token)
 
 
+def _reviewer(forge: ForgeCluster, repo: str) -> Any:
+    """A connection with a token that may read (and so review) ``repo``, not the author's."""
+    token = forge.call("token.create", {"capabilities": [f"forge:read:{repo}"]})["token"]
+    return aspen.connect(forge.cluster.endpoints, token=token)
+
+
 def _show(forge: ForgeCluster, repo: str, number: int) -> dict[str, Any]:
     return forge.call("forge.patch_show", {"repo": repo, "number": number})  # type: ignore[no-any-return]
 
@@ -117,7 +124,15 @@ def test_patch_flow_each_strategy(
     assert shown["state"] == "open" and [r["head"] for r in shown["revisions"]] == [first, second]
     assert shown["merge"]["mergeable"] and shown["merge"]["fast_forward"]
     _json(cli, "patch", "review", "acme/flow", str(number), "--approve")
-    assert _show(forge, "acme/flow", number)["approvals"] == ["root"]
+    assert _show(forge, "acme/flow", number)["approvals"] == []  # the author's own
+    with _reviewer(forge, "acme/flow") as reviewer:
+        reviewer.call(
+            "forge.patch_review", {"repo": "acme/flow", "number": number, "verdict": "approve"}
+        )
+        actor = reviewer.call("forge.patch_show", {"repo": "acme/flow", "number": number})[
+            "approvals"
+        ]
+    assert actor and actor != ["root"]
     merged = _json(cli, "patch", "merge", "acme/flow", str(number), "--strategy", "merge")
     assert merged["state"] == "merged" and merged["merged"]["strategy"] == "merge"
     tip = w.remote("main")
@@ -239,7 +254,10 @@ def test_protection_blocks_merges_and_direct_pushes(
         "! [remote rejected] change -> main "
         "(protected branch main: changes go through a merged patch" in refused.stderr
     )
+    reviewer = _reviewer(forge, repo)
     forge.call("forge.patch_review", {"repo": repo, "number": number, "verdict": "approve"})
+    assert "0 of 1 required approval(s)" in str(_show(forge, repo, number)["merge"]["blockers"])
+    reviewer.call("forge.patch_review", {"repo": repo, "number": number, "verdict": "approve"})
     _json(cli, "status", "set", repo, first, "ci/build", "success")
     assert _show(forge, repo, number)["merge"]["blockers"] == []
     # a new revision dismisses the approval (dismiss_stale) and lacks the status
@@ -249,12 +267,13 @@ def test_protection_blocks_merges_and_direct_pushes(
     blockers = _show(forge, repo, number)["merge"]["blockers"]
     assert any("0 of 1 required approval(s) on the latest revision" in b for b in blockers)
     assert any("ci/build is missing" in b for b in blockers)
-    forge.call(
+    reviewer.call(
         "forge.patch_review",
         {"repo": repo, "number": number, "verdict": "request_changes", "body": "hmm"},
     )
-    assert "changes requested by root" in _show(forge, repo, number)["merge"]["blockers"]
-    forge.call(
+    blockers = _show(forge, repo, number)["merge"]["blockers"]
+    assert any(b.startswith("changes requested by ") for b in blockers)
+    reviewer.call(
         "forge.patch_review",
         {
             "repo": repo,
@@ -271,6 +290,7 @@ def test_protection_blocks_merges_and_direct_pushes(
     assert merged["state"] == "merged" and w.remote("main") == second
     reviews = merged["revisions"][1]["reviews"]
     assert reviews[-1]["comments"] == [{"path": "c.txt", "line": 1, "body": "fine now"}]
+    reviewer.close()
 
 
 def test_patch_states_and_bad_input(forge: ForgeCluster, git: Git, tmp_path: Path) -> None:

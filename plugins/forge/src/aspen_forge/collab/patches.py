@@ -145,12 +145,13 @@ def apply(state: dict[str, Any], op: Op) -> dict[str, Any]:
 def approvals(state: dict[str, Any], *, latest_only: bool) -> tuple[list[str], list[str]]:
     """``(approvers, requesting_changes)``: each reviewer's last approve/request-changes
     verdict, on the latest revision only (``latest_only``: stale approvals dismissed) or
-    on any revision."""
+    on any revision. The patch's author is no reviewer of it (as on GitHub and Gitea):
+    their verdicts are kept in the log and count for nothing here."""
     revisions = state["revisions"][-1:] if latest_only else state["revisions"]
     last: dict[str, str] = {}
     for revision in revisions:
         for review in revision["reviews"]:
-            if review["verdict"] != "comment":
+            if review["verdict"] != "comment" and review["actor"] != state["author"]:
                 last[review["actor"]] = review["verdict"]
     approvers = sorted(a for a, v in last.items() if v == "approve")
     blocking = sorted(a for a, v in last.items() if v == "request_changes")
