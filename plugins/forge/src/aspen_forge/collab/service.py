@@ -1,6 +1,7 @@
 """Patches against the repository's refs and objects: create (revision 1 from the source
 branch), merge (a push by the server, under branch protection), mergeability, and what a
-push does to patches (a new revision; merged when its head lands on the target)."""
+push does to patches (a new revision; merged when its head lands on the target), written
+in the push's own ref-update transaction."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 
 import anyio
 
-from aspen.errors import AspenError, CompareFailedError, InvalidArgumentError
+from aspen.errors import AspenError, InvalidArgumentError
 from aspen_forge.collab import patches
 from aspen_forge.collab.fields import StateError
 from aspen_forge.collab.merge import build_merge, check_merge
@@ -176,48 +177,56 @@ class Collab:
         )
 
     # ------------------------------------------------------------------ pushes
-    def after_push(
+    def push_ops(
         self, store: Any, repo: Repo, updates: list[RefUpdate], actor: str, run: Callable[..., Any]
-    ) -> None:
-        """What a committed push does to live patches (called in the push's worker thread,
-        ``run`` reaching the event loop): a push to a patch's source adds a revision; a
-        push landing a patch's head on its target marks it merged. Best effort: the push
-        is committed already; a failure is logged."""
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The compares and ops a push's own transaction adds for the live patches it
+        touches (called in the push's worker thread, ``run`` reaching the event loop): a
+        push moving a patch's source adds a revision; a push landing a patch's head on its
+        target (the new tip or an ancestor of it) marks it merged. A patch whose op cannot
+        be made (its log full) is logged and left alone: the push goes on."""
         moved = {
             u.ref: u.new for u in updates if not u.is_delete and u.ref.startswith(b"refs/heads/")
         }
         if not moved:
-            return
-        try:
-            live = [
-                s
-                for s in run(self.objects.summaries, repo, patches)[0]
-                if s["state"] in ("draft", "open")
-            ]
-        except AspenError as exc:
-            log.warning("forge: patches of %s not updated after a push: %s", repo.full, exc)
-            return
+            return [], []
+        live = [
+            s
+            for s in run(self.objects.summaries, repo, patches)[0]
+            if s["state"] in ("draft", "open")
+        ]
+        compare: list[dict[str, Any]] = []
+        ops: list[dict[str, Any]] = []
+        refs: dict[bytes, bytes] | None = None
         for summary in live:
             number, head = summary["number"], summary["head"].encode()
             new_target = moved.get(branch_ref(summary["target"]))
             new_source = moved.get(branch_ref(summary["source"]))
-            try:
-                if new_target is not None and (
-                    head == new_target or is_ancestor(store, head, new_target)
-                ):
-                    body = {
-                        "commit": new_target.decode(),
-                        "strategy": "push",
-                        "revision": summary["revision_count"],
-                        "via": "push",
-                    }
-                    run(self.objects.append, repo, patches, number, actor, "merged", body)
-                elif new_source is not None and new_source != head:
+            if new_target is not None and (
+                head == new_target or is_ancestor(store, head, new_target)
+            ):
+                op_type = "merged"
+                body: dict[str, Any] = {
+                    "commit": new_target.decode(),
+                    "strategy": "push",
+                    "revision": summary["revision_count"],
+                    "via": "push",
+                }
+            elif new_source is not None and new_source != head:
+                if refs is None:
                     refs = run(read_refs, self.node, repo.id)
-                    target = refs.get(branch_ref(summary["target"]), b"")
-                    body = {"head": new_source.decode(), "base": target.decode()}
-                    run(self.objects.append, repo, patches, number, actor, "revision", body)
-            except (AspenError, CompareFailedError) as exc:
+                op_type = "revision"
+                target = refs.get(branch_ref(summary["target"]), b"")
+                body = {"head": new_source.decode(), "base": target.decode()}
+            else:
+                continue
+            try:
+                prepared = run(self.objects.prepare, repo, patches, number, actor, op_type, body)
+            except AspenError as exc:
                 log.warning(
-                    "forge: patch #%d of %s not updated after a push: %s", number, repo.full, exc
+                    "forge: patch #%d of %s not updated by a push: %s", number, repo.full, exc
                 )
+                continue
+            compare += prepared.compare
+            ops += prepared.ops
+        return compare, ops

@@ -13,6 +13,7 @@ read (else it reads again, up to MAX_CAS_ATTEMPTS).
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
@@ -25,7 +26,7 @@ from aspen_forge.collab.oplog import Op, fold, heads, make_op
 from aspen_forge.leader import LeaderCaller
 from aspen_forge.repos import Repo
 
-__all__ = ["Loaded", "Objects", "actor_of", "event_name"]
+__all__ = ["Loaded", "Objects", "Prepared", "actor_of", "event_name"]
 
 
 def actor_of(authority: Any) -> str:
@@ -38,6 +39,16 @@ def actor_of(authority: Any) -> str:
 def event_name(kind: ModuleType) -> str:
     """``forge.issue`` or ``forge.patch``."""
     return f"forge.{kind.KIND}"
+
+
+@dataclass
+class Prepared:
+    """An op ready to commit: the txn's ``compare`` and ``ops`` (op, summary, event) and
+    the object's ``state`` once it has."""
+
+    compare: list[dict[str, Any]]
+    ops: list[dict[str, Any]]
+    state: dict[str, Any]
 
 
 class Loaded:
@@ -149,6 +160,44 @@ class Objects:
             f"MAX_CAS_ATTEMPTS ({limits.MAX_CAS_ATTEMPTS})"
         )
 
+    async def prepare(
+        self,
+        repo: Repo,
+        kind: ModuleType,
+        number: int,
+        actor: str,
+        op_type: str,
+        body: dict[str, Any],
+        *,
+        loaded: Loaded | None = None,
+    ) -> Prepared:
+        """The compares and ops of a txn appending an ``op_type`` op to ``kind``
+        ``number`` (as read now, or as ``loaded``), and the state after it; typed errors
+        if the op does not fit."""
+        current = loaded or await self.load(repo, kind, number)
+        op = make_op(
+            op_type,
+            actor,
+            time.time(),
+            heads(current.ops),
+            kind.check(current.state, op_type, body),
+        )
+        value = op.to_value()
+        size = current.size + len(value)
+        self._bound(kind, number, len(current.ops) + 1, size)
+        state = kind.apply(current.state, op)
+        key = keys.object_key(repo.id, kind.KIND, number)
+        summary = _summary_value(kind, state, [*current.ops, op], size)
+        return Prepared(
+            compare=[{"key": key, "target": "mod_revision", "op": "==", "value": current.revision}],
+            ops=[
+                {"put": {"key": keys.op_key(repo.id, kind.KIND, number, op.id), "value": value}},
+                {"put": {"key": key, "value": summary}},
+                self._event(repo, kind, state, op),
+            ],
+            state=state,
+        )
+
     async def append(
         self,
         repo: Repo,
@@ -167,52 +216,18 @@ class Objects:
         one transaction, once: ``compare_failed`` if anything changed since ``loaded``."""
         once = extra_compare is not None or extra_ops is not None
         for _ in range(1 if once else limits.MAX_CAS_ATTEMPTS):
-            current = loaded or await self.load(repo, kind, number)
+            prepared = await self.prepare(repo, kind, number, actor, op_type, body, loaded=loaded)
             loaded = None
-            state = current.state
-            op = make_op(
-                op_type, actor, time.time(), heads(current.ops), kind.check(state, op_type, body)
-            )
-            value = op.to_value()
-            self._bound(kind, number, len(current.ops) + 1, current.size + len(value))
-            state = kind.apply(state, op)
-            ops = [*current.ops, op]
-            key = keys.object_key(repo.id, kind.KIND, number)
             answer = await self.writer.call(
                 "kv.txn",
                 {
-                    "compare": [
-                        {
-                            "key": key,
-                            "target": "mod_revision",
-                            "op": "==",
-                            "value": current.revision,
-                        },
-                        *(extra_compare or []),
-                    ],
-                    "success": [
-                        {
-                            "put": {
-                                "key": keys.op_key(repo.id, kind.KIND, number, op.id),
-                                "value": value,
-                            }
-                        },
-                        {
-                            "put": {
-                                "key": key,
-                                "value": _summary_value(
-                                    kind, state, ops, current.size + len(value)
-                                ),
-                            }
-                        },
-                        self._event(repo, kind, state, op),
-                        *(extra_ops or []),
-                    ],
+                    "compare": prepared.compare + (extra_compare or []),
+                    "success": prepared.ops + (extra_ops or []),
                     "failure": [],
                 },
             )
             if answer["succeeded"]:
-                return state
+                return prepared.state
         if once:
             raise CompareFailedError(
                 f"{kind.KIND} #{number} or its target changed meanwhile; retry"
