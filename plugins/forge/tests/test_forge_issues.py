@@ -14,6 +14,7 @@ from aspen.errors import (
     CompareFailedError,
     InvalidArgumentError,
     NotFoundError,
+    ResourceExhaustedError,
     UnauthorizedError,
 )
 from aspen_forge import limits
@@ -147,3 +148,16 @@ def test_commit_statuses(node: Any, cli: Any) -> None:
             )
         names = [e["name"] for e in c.events.read(0, match="forge.status:acme/ci")["events"]]
         assert names == ["forge.status"] * 3
+
+
+def test_ops_per_object_are_bounded(node: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(limits, "MAX_OPS_PER_OBJECT", 3)
+    with node.client() as c:
+        c.call("forge.repo_create", {"repo": "acme/full"})
+        c.call("forge.issue_create", {"repo": "acme/full", "title": "t"})
+        for body in ("one", "two"):
+            c.call("forge.issue_comment", {"repo": "acme/full", "number": 1, "body": body})
+        with pytest.raises(ResourceExhaustedError, match="MAX_OPS_PER_OBJECT"):
+            c.call("forge.issue_comment", {"repo": "acme/full", "number": 1, "body": "three"})
+        shown = c.call("forge.issue_show", {"repo": "acme/full", "number": 1})
+        assert [x["body"] for x in shown["comments"]] == ["one", "two"]

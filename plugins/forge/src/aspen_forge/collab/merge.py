@@ -104,10 +104,13 @@ def build_merge(
 ) -> tuple[bytes, Path | None, int]:
     """The commit the target moves to under ``strategy``, and the pack (its basename, in
     ``store``'s pack directory) and object count holding the new objects (``None, 0`` for
-    a fast-forward). ``compare_failed`` naming the conflicting paths, or that a
-    fast-forward is impossible."""
+    a fast-forward, and for a head the target holds already: it stays where it is).
+    ``compare_failed`` naming the conflicting paths, or that a fast-forward is
+    impossible."""
     from dulwich.objects import Commit
 
+    if target == head or is_ancestor(store, head, target):
+        return target, None, 0  # already on the target (landed by another merge): no commit
     if strategy == "ff":
         if not is_ancestor(store, target, head):
             raise CompareFailedError(
