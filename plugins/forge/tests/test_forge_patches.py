@@ -328,3 +328,25 @@ def test_patch_states_and_bad_input(forge: ForgeCluster, git: Git, tmp_path: Pat
         many = [{"path": "w.txt", "line": 1, "body": "x"}] * 201
         forge.call("forge.patch_review", {"repo": repo, "number": number, "comments": many})
     assert _show(forge, repo, number)["revisions"][0]["reviews"] == []
+
+
+def test_a_server_merge_marks_patches_it_lands_merged(
+    forge: ForgeCluster, git: Git, tmp_path: Path
+) -> None:
+    w = Work(forge, git, "acme/stack", tmp_path / "w")
+    w.commit("base")
+    w.push("HEAD:main")
+    w.checkout("lower")
+    lower = w.commit("lower", "l.txt")
+    w.push("lower")
+    w.checkout("upper")
+    upper = w.commit("upper", "u.txt")
+    w.push("upper")
+    n_lower, n_upper = _patch(forge, "acme/stack", "lower"), _patch(forge, "acme/stack", "upper")
+    merged = forge.call(
+        "forge.patch_merge", {"repo": "acme/stack", "number": n_upper, "strategy": "ff"}
+    )
+    assert merged["merged"]["commit"] == upper and w.remote("main") == upper
+    below = _show(forge, "acme/stack", n_lower)
+    assert below["state"] == "merged" and below["merged"]["via"] == "push"
+    assert below["revisions"][-1]["head"] == lower

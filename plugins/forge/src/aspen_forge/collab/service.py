@@ -145,10 +145,23 @@ class Collab:
             else f"Merge patch #{number}: {state['title']}\n\n"
             f"Merges {state['source']} (revision {revision['number']}) into {state['target']}.\n"
         )
-        new, basename, count = await self._in_store(
-            repo,
-            lambda store: build_merge(store, strategy, target, head, message=message, author=actor),
-        )
+        others = [
+            s
+            for s in (await self.objects.summaries(repo, patches))[0]
+            if s["state"] in ("draft", "open")
+            and s["number"] != number
+            and s["target"] == state["target"]
+        ]
+
+        def work(store: Any) -> tuple[bytes, Any, int, list[dict[str, Any]]]:
+            new, basename, count = build_merge(
+                store, strategy, target, head, message=message, author=actor
+            )
+            landed = [s for s in others if is_ancestor(store, s["head"].encode(), new)]
+            return new, basename, count, landed
+
+        new, basename, count, landed = await self._in_store(repo, work)
+        compare, ops = await self._landed_ops(repo, landed, new, actor)
         extra: list[dict[str, Any]] = []
         if basename is not None:
             record = await publish_pack(self.node, repo.store, basename, count)
@@ -156,8 +169,9 @@ class Collab:
                 {"put": {"key": pack_key(repo.store, record.name), "value": record.to_value()}}
             )
         update = RefUpdate(target_ref, target, new)
-        compare, ops = ref_ops(repo.id, [update])
-        ops += extra + push_event_ops(self.node.events, repo, actor, [update])
+        ref_compare, ref_put = ref_ops(repo.id, [update])
+        compare += ref_compare
+        ops += ref_put + extra + push_event_ops(self.node.events, repo, actor, [update])
         body = {
             "commit": new.decode(),
             "strategy": strategy,
@@ -175,6 +189,33 @@ class Collab:
             extra_ops=ops,
             loaded=loaded,
         )
+
+    async def _landed_ops(
+        self, repo: Repo, landed: list[dict[str, Any]], commit: bytes, actor: str
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Compares and ops marking the ``landed`` patches (summaries) merged by ``commit``
+        reaching their target (a patch whose op cannot be made is left alone)."""
+        compare: list[dict[str, Any]] = []
+        ops: list[dict[str, Any]] = []
+        for summary in landed:
+            body = {
+                "commit": commit.decode(),
+                "strategy": "push",
+                "revision": summary["revision_count"],
+                "via": "push",
+            }
+            try:
+                prepared = await self.objects.prepare(
+                    repo, patches, summary["number"], actor, "merged", body
+                )
+            except AspenError as exc:
+                log.warning(
+                    "forge: patch #%d of %s left open: %s", summary["number"], repo.full, exc
+                )
+                continue
+            compare += prepared.compare
+            ops += prepared.ops
+        return compare, ops
 
     # ------------------------------------------------------------------ pushes
     def push_ops(
@@ -205,26 +246,21 @@ class Collab:
             if new_target is not None and (
                 head == new_target or is_ancestor(store, head, new_target)
             ):
-                op_type = "merged"
-                body: dict[str, Any] = {
-                    "commit": new_target.decode(),
-                    "strategy": "push",
-                    "revision": summary["revision_count"],
-                    "via": "push",
-                }
-            elif new_source is not None and new_source != head:
-                if refs is None:
-                    refs = run(read_refs, self.node, repo.id)
-                op_type = "revision"
-                target = refs.get(branch_ref(summary["target"]), b"")
-                body = {"head": new_source.decode(), "base": target.decode()}
-            else:
+                more_compare, more_ops = run(self._landed_ops, repo, [summary], new_target, actor)
+                compare += more_compare
+                ops += more_ops
                 continue
+            if new_source is None or new_source == head:
+                continue
+            if refs is None:
+                refs = run(read_refs, self.node, repo.id)
+            target = refs.get(branch_ref(summary["target"]), b"")
+            body = {"head": new_source.decode(), "base": target.decode()}
             try:
-                prepared = run(self.objects.prepare, repo, patches, number, actor, op_type, body)
+                prepared = run(self.objects.prepare, repo, patches, number, actor, "revision", body)
             except AspenError as exc:
                 log.warning(
-                    "forge: patch #%d of %s not updated by a push: %s", number, repo.full, exc
+                    "forge: patch #%d of %s has no new revision: %s", number, repo.full, exc
                 )
                 continue
             compare += prepared.compare
