@@ -161,3 +161,46 @@ def test_ops_per_object_are_bounded(node: Any, monkeypatch: pytest.MonkeyPatch) 
             c.call("forge.issue_comment", {"repo": "acme/full", "number": 1, "body": "three"})
         shown = c.call("forge.issue_show", {"repo": "acme/full", "number": 1})
         assert [x["body"] for x in shown["comments"]] == ["one", "two"]
+
+
+def test_concurrent_ops_all_land_and_numbers_stay_unique(node: Any) -> None:
+    import threading
+
+    with node.client() as c:
+        c.call("forge.repo_create", {"repo": "acme/busy"})
+        c.call("forge.issue_create", {"repo": "acme/busy", "title": "shared"})
+    numbers: list[int] = []
+
+    def work(i: int) -> None:
+        with node.client() as c:
+            numbers.append(
+                c.call("forge.issue_create", {"repo": "acme/busy", "title": f"n{i}"})["number"]
+            )
+            for j in range(3):
+                c.call(
+                    "forge.issue_comment", {"repo": "acme/busy", "number": 1, "body": f"{i}.{j}"}
+                )
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(numbers) == [2, 3, 4, 5]
+    with node.client() as c:
+        shown = c.call("forge.issue_show", {"repo": "acme/busy", "number": 1, "ops": True})
+    assert sorted(x["body"] for x in shown["comments"]) == sorted(
+        f"{i}.{j}" for i in range(4) for j in range(3)
+    )
+    # one chain: every op but the first names exactly the op before it
+    assert sum(1 for op in shown["log"] if not op["parents"]) == 1
+
+
+def test_an_oversized_op_is_refused(node: Any) -> None:
+    with node.client() as c:
+        c.call("forge.repo_create", {"repo": "acme/big"})
+        c.call("forge.issue_create", {"repo": "acme/big", "title": "t", "body": "b" * 60_000})
+        body = "x" * (limits.MAX_BODY_BYTES - 10)
+        with pytest.raises(InvalidArgumentError, match="MAX_BODY_BYTES"):
+            c.call("forge.issue_edit", {"repo": "acme/big", "number": 1, "body": body + "y" * 20})
+        c.call("forge.issue_edit", {"repo": "acme/big", "number": 1, "body": body})

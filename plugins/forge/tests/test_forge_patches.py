@@ -327,6 +327,9 @@ def test_patch_states_and_bad_input(forge: ForgeCluster, git: Git, tmp_path: Pat
     with pytest.raises(InvalidArgumentError, match="MAX_LINE_COMMENTS"):
         many = [{"path": "w.txt", "line": 1, "body": "x"}] * 201
         forge.call("forge.patch_review", {"repo": repo, "number": number, "comments": many})
+    with pytest.raises(InvalidArgumentError, match="MAX_OP_BYTES"):
+        wide = [{"path": "w.txt", "line": i + 1, "body": "x" * 60_000} for i in range(10)]
+        forge.call("forge.patch_review", {"repo": repo, "number": number, "comments": wide})
     assert _show(forge, repo, number)["revisions"][0]["reviews"] == []
 
 
@@ -350,3 +353,39 @@ def test_a_server_merge_marks_patches_it_lands_merged(
     below = _show(forge, "acme/stack", n_lower)
     assert below["state"] == "merged" and below["merged"]["via"] == "push"
     assert below["revisions"][-1]["head"] == lower
+
+
+def test_pushes_racing_with_comments_all_land(
+    forge: ForgeCluster, git: Git, tmp_path: Path
+) -> None:
+    import threading
+
+    repo = "acme/race"
+    w = Work(forge, git, repo, tmp_path / "w")
+    w.commit("base")
+    w.push("HEAD:main")
+    w.checkout("busy")
+    w.commit("busy 0", "b.txt")
+    w.push("busy")
+    number = _patch(forge, repo, "busy")
+    done = threading.Event()
+    comments: list[str] = []
+
+    def comment() -> None:
+        with forge.cluster.client() as c:
+            while not done.is_set() or len(comments) < 5:
+                body = f"c{len(comments)}"
+                c.call("forge.patch_comment", {"repo": repo, "number": number, "body": body})
+                comments.append(body)
+
+    thread = threading.Thread(target=comment)
+    thread.start()
+    heads = []
+    for i in range(1, 4):
+        heads.append(w.commit(f"busy {i}", "b.txt"))
+        w.push("busy")
+    done.set()
+    thread.join(60)
+    shown = _show(forge, repo, number)
+    assert [r["head"] for r in shown["revisions"]][1:] == heads
+    assert [c["body"] for c in shown["comments"]] == comments

@@ -59,6 +59,8 @@ REUSE_DELTAS_MIN_OBJECTS = 2_000
 MAX_TITLE_BYTES = 1024
 #: Longest issue/patch body, comment or review body, in bytes (UTF-8).
 MAX_BODY_BYTES = 64 * 1024
+#: Largest one op may be, encoded (a review with its line comments, a comment): one KV value.
+MAX_OP_BYTES = 256 * 1024
 #: Most ops one issue or patch may carry (each a KV key, all read to fold its state).
 MAX_OPS_PER_OBJECT = 2_000
 #: Most bytes of ops (encoded) one issue or patch may carry: the fold reads them all.
@@ -73,6 +75,10 @@ MAX_LINE_COMMENTS = 200
 MAX_PATH_BYTES = 4096
 #: Most issues or patches one list answer carries.
 MAX_LIST_OBJECTS = 1000
+#: Most patches one push or server merge updates in its transaction (a revision or
+#: ``merged`` each: 3 txn ops and 1 compare apiece, under the core's MAX_TXN_OPS); patches
+#: past it (by number) are left as they are, and a warning is logged.
+MAX_PATCH_UPDATES_PER_PUSH = 100
 #: Longest commit status context ("ci/build"), in bytes.
 MAX_STATUS_CONTEXT_BYTES = 255
 #: Longest commit status description or target URL, in bytes.

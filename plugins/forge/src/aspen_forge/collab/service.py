@@ -12,6 +12,7 @@ from typing import Any
 import anyio
 
 from aspen.errors import AspenError, InvalidArgumentError
+from aspen_forge import limits
 from aspen_forge.collab import patches
 from aspen_forge.collab.fields import StateError
 from aspen_forge.collab.merge import build_merge, check_merge
@@ -158,7 +159,7 @@ class Collab:
                 store, strategy, target, head, message=message, author=actor
             )
             landed = [s for s in others if is_ancestor(store, s["head"].encode(), new)]
-            return new, basename, count, landed
+            return new, basename, count, landed[: limits.MAX_PATCH_UPDATES_PER_PUSH]
 
         new, basename, count, landed = await self._in_store(repo, work)
         compare, ops = await self._landed_ops(repo, landed, new, actor)
@@ -239,7 +240,16 @@ class Collab:
         compare: list[dict[str, Any]] = []
         ops: list[dict[str, Any]] = []
         refs: dict[bytes, bytes] | None = None
+        touched = 0
         for summary in live:
+            if touched >= limits.MAX_PATCH_UPDATES_PER_PUSH:
+                log.warning(
+                    "forge: a push to %s touches more than MAX_PATCH_UPDATES_PER_PUSH (%d) "
+                    "patches; the rest are left as they are",
+                    repo.full,
+                    limits.MAX_PATCH_UPDATES_PER_PUSH,
+                )
+                break
             number, head = summary["number"], summary["head"].encode()
             new_target = moved.get(branch_ref(summary["target"]))
             new_source = moved.get(branch_ref(summary["source"]))
@@ -249,6 +259,7 @@ class Collab:
                 more_compare, more_ops = run(self._landed_ops, repo, [summary], new_target, actor)
                 compare += more_compare
                 ops += more_ops
+                touched += 1
                 continue
             if new_source is None or new_source == head:
                 continue
@@ -265,4 +276,5 @@ class Collab:
                 continue
             compare += prepared.compare
             ops += prepared.ops
+            touched += 1
         return compare, ops

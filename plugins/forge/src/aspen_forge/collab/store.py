@@ -19,7 +19,12 @@ from typing import Any
 
 import msgpack
 
-from aspen.errors import CompareFailedError, NotFoundError, ResourceExhaustedError
+from aspen.errors import (
+    CompareFailedError,
+    InvalidArgumentError,
+    NotFoundError,
+    ResourceExhaustedError,
+)
 from aspen.kv import paging
 from aspen_forge import keys, limits
 from aspen_forge.collab.oplog import Op, fold, heads, make_op
@@ -129,7 +134,7 @@ class Objects:
             op = make_op("create", actor, time.time(), (), kind.check(state, "create", body))
             state = kind.apply(state, op)
             value = op.to_value()
-            self._bound(kind, number, 1, len(value))
+            self._bound(kind, number, 1, len(value), len(value))
             answer = await self.writer.call(
                 "kv.txn",
                 {
@@ -184,7 +189,7 @@ class Objects:
         )
         value = op.to_value()
         size = current.size + len(value)
-        self._bound(kind, number, len(current.ops) + 1, size)
+        self._bound(kind, number, len(current.ops) + 1, size, len(value))
         state = kind.apply(current.state, op)
         key = keys.object_key(repo.id, kind.KIND, number)
         summary = _summary_value(kind, state, [*current.ops, op], size)
@@ -250,7 +255,12 @@ class Objects:
         return self.node.events.op(event_name(kind), repo.full, payload)
 
     @staticmethod
-    def _bound(kind: ModuleType, number: int, count: int, size: int) -> None:
+    def _bound(kind: ModuleType, number: int, count: int, size: int, op_size: int) -> None:
+        if op_size > limits.MAX_OP_BYTES:
+            raise InvalidArgumentError(
+                f"the op is {op_size} bytes encoded, over MAX_OP_BYTES ({limits.MAX_OP_BYTES})",
+                field="body",
+            )
         if count > limits.MAX_OPS_PER_OBJECT:
             raise ResourceExhaustedError(
                 f"{kind.KIND} #{number} has MAX_OPS_PER_OBJECT ({limits.MAX_OPS_PER_OBJECT}) ops"
