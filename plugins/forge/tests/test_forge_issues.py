@@ -101,13 +101,18 @@ def test_tokens_scope_issues(node: Any) -> None:
     with node.client() as c:
         c.call("forge.repo_create", {"repo": "acme/t"})
         c.call("forge.repo_create", {"repo": "acme/secret", "private": True})
+        c.call("forge.issue_create", {"repo": "acme/t", "title": "root's"})
         reader = c.call("token.create", {"capabilities": ["forge:read:acme/t"]})["token"]
     with aspen.connect(node.endpoint, token=reader) as c:
         opened = c.call("forge.issue_create", {"repo": "acme/t", "title": "from a reader"})
         assert opened["author"] != "root"
+        assert opened["number"] == 2
         c.call("forge.issue_comment", {"repo": "acme/t", "number": 1, "body": "hi"})
         with pytest.raises(UnauthorizedError, match="forge:push:acme/t"):
-            c.call("forge.issue_close", {"repo": "acme/t", "number": 1})
+            c.call("forge.issue_label", {"repo": "acme/t", "number": 2, "add": ["x"]})
+        assert c.call("forge.issue_close", {"repo": "acme/t", "number": 2})["state"] == "closed"
+        with pytest.raises(UnauthorizedError, match="forge:push:acme/t"):
+            c.call("forge.issue_edit", {"repo": "acme/t", "number": 1, "title": "mine now"})
         with pytest.raises(NotFoundError):
             c.call("forge.issue_create", {"repo": "acme/secret", "title": "x"})
     with node.client() as c:

@@ -2,9 +2,10 @@
 
 Access (checked in the handler with :func:`aspen_forge.access.allowed`, so ``push``
 implies ``read`` and ``admin`` both): reading, opening an issue, commenting and reviewing
-need ``forge:read`` on the repository (public ones: any token passing the gate); triage
-(edit, label, assign, close, reopen), opening and merging patches and setting statuses
-need ``forge:push``. Every answer is a JSON-able map; the shapes are in the README.
+need ``forge:read`` on the repository (public ones: any token passing the gate), and so
+do editing, closing and reopening one's own issue; triage (those on others' issues,
+labels, assignees), opening and merging patches and setting statuses need
+``forge:push``. Every answer is a JSON-able map; the shapes are in the README.
 """
 
 from __future__ import annotations
@@ -32,6 +33,13 @@ def _number(params: dict[str, Any]) -> int:
     return require_int(params, "number", min=1, max=10**9)
 
 
+def _require(ctx: RpcContext, repo: Repo, operation: str) -> None:
+    """Raise ``unauthorized`` naming ``forge:<operation>:<repo>`` unless the caller holds it."""
+    if not allowed(ctx.authority, operation, repo.full, private=repo.private):
+        wanted = capability(operation, repo.full)
+        raise UnauthorizedError(f"this token does not hold {wanted}", capability=wanted)
+
+
 def collab_methods(
     service_of: Callable[[RpcContext], Any], repo_param: Callable[[dict[str, Any]], str]
 ) -> list[Method]:
@@ -41,9 +49,7 @@ def collab_methods(
         repo = await service_of(ctx).repos.get(repo_param(params))
         if not allowed(ctx.authority, "read", repo.full, private=repo.private):
             raise NotFoundError(f"repository {repo.full} not found")
-        if not allowed(ctx.authority, operation, repo.full, private=repo.private):
-            wanted = capability(operation, repo.full)
-            raise UnauthorizedError(f"this token does not hold {wanted}", capability=wanted)
+        _require(ctx, repo, operation)
         return repo
 
     def objects(ctx: RpcContext) -> Any:
@@ -72,11 +78,26 @@ def collab_methods(
         return out
 
     def issue_op(op_type: str, operation: str, fields: tuple[str, ...]) -> Handler:
+        """A handler appending ``op_type``; ``author``: its author with ``forge:read``
+        may too (their own issue), others need ``forge:push``."""
+
         async def handler(ctx: RpcContext, params: dict[str, Any]) -> dict[str, Any]:
-            repo = await repo_for(ctx, params, operation)
+            actor = actor_of(ctx.authority)
+            repo = await repo_for(ctx, params, "read" if operation == "author" else operation)
             body = {k: params.get(k) for k in fields}
+
+            def authorize(state: dict[str, Any]) -> None:
+                if state["author"] != actor:
+                    _require(ctx, repo, "push")
+
             return await objects(ctx).append(
-                repo, issues, _number(params), actor_of(ctx.authority), op_type, body
+                repo,
+                issues,
+                _number(params),
+                actor,
+                op_type,
+                body,
+                authorize=authorize if operation == "author" else None,
             )
 
         handler.__doc__ = f"Issue op ``{op_type}`` {{repo, number, {', '.join(fields)}}}."
@@ -189,11 +210,11 @@ def collab_methods(
         ("forge.issue_list", issue_list, "read"),
         ("forge.issue_show", issue_show, "read"),
         ("forge.issue_comment", issue_op("comment", "read", ("body",)), "read"),
-        ("forge.issue_edit", issue_op("edit", "push", ("title", "body")), "push"),
+        ("forge.issue_edit", issue_op("edit", "author", ("title", "body")), "read"),
         ("forge.issue_label", issue_op("label", "push", ("add", "remove")), "push"),
         ("forge.issue_assign", issue_op("assign", "push", ("add", "remove")), "push"),
-        ("forge.issue_close", issue_op("close", "push", ("reason",)), "push"),
-        ("forge.issue_reopen", issue_op("reopen", "push", ()), "push"),
+        ("forge.issue_close", issue_op("close", "author", ("reason",)), "read"),
+        ("forge.issue_reopen", issue_op("reopen", "author", ()), "read"),
         ("forge.patch_create", patch_create, "push"),
         ("forge.patch_list", patch_list, "read"),
         ("forge.patch_show", patch_show, "read"),

@@ -13,6 +13,7 @@ read (else it reads again, up to MAX_CAS_ATTEMPTS).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -175,11 +176,14 @@ class Objects:
         body: dict[str, Any],
         *,
         loaded: Loaded | None = None,
+        authorize: Callable[[dict[str, Any]], None] | None = None,
     ) -> Prepared:
         """The compares and ops of a txn appending an ``op_type`` op to ``kind``
         ``number`` (as read now, or as ``loaded``), and the state after it; typed errors
         if the op does not fit."""
         current = loaded or await self.load(repo, kind, number)
+        if authorize is not None:
+            authorize(current.state)
         op = make_op(
             op_type,
             actor,
@@ -215,13 +219,17 @@ class Objects:
         extra_compare: list[dict[str, Any]] | None = None,
         extra_ops: list[dict[str, Any]] | None = None,
         loaded: Loaded | None = None,
+        authorize: Callable[[dict[str, Any]], None] | None = None,
     ) -> dict[str, Any]:
         """Append an ``op_type`` op to ``kind`` ``number``; its state after it. With
         ``extra_compare``/``extra_ops`` (a merge's ref update) the op commits with them in
-        one transaction, once: ``compare_failed`` if anything changed since ``loaded``."""
+        one transaction, once: ``compare_failed`` if anything changed since ``loaded``.
+        ``authorize(state)`` may refuse the op on the state it would land on."""
         once = extra_compare is not None or extra_ops is not None
         for _ in range(1 if once else limits.MAX_CAS_ATTEMPTS):
-            prepared = await self.prepare(repo, kind, number, actor, op_type, body, loaded=loaded)
+            prepared = await self.prepare(
+                repo, kind, number, actor, op_type, body, loaded=loaded, authorize=authorize
+            )
             loaded = None
             answer = await self.writer.call(
                 "kv.txn",
