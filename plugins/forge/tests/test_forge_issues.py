@@ -130,6 +130,7 @@ def test_tokens_scope_issues(node: Any) -> None:
 
 
 def test_commit_statuses(node: Any, cli: Any) -> None:
+    assert "http_address" in _json(cli, "status")  # the node's git URL, as before
     _json(cli, "repo", "create", "acme/ci")
     sha = "ab" * 20
     _json(cli, "status", "set", "acme/ci", sha, "ci/build", "pending")
