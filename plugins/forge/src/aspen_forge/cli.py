@@ -1,4 +1,5 @@
-"""``aspen forge …``: repositories and branch protection (``--json`` on every command)."""
+"""``aspen forge …``: repositories, branch protection, and (from :mod:`aspen_forge.collab.cli`)
+issues, patches and commit statuses (``--json`` on every command)."""
 
 from __future__ import annotations
 
@@ -182,8 +183,11 @@ def _show_rules(cli: CliContext, answer: dict[str, Any]) -> None:
 @click.option(
     "--push-allow", multiple=True, help="Token id (or 'root') allowed to push; repeatable."
 )
-@click.option("--required-approvals", type=int, default=0, help="Stored; enforced with patches.")
-@click.option("--required-status", multiple=True, help="Stored; enforced with statuses.")
+@click.option("--required-approvals", type=int, default=0, help="Approvals a patch needs to merge.")
+@click.option(
+    "--required-status", multiple=True, help="Status context that must be success (repeatable)."
+)
+@click.option("--dismiss-stale", is_flag=True, help="Only approvals of the latest revision count.")
 @json_option
 @pass_cli
 def protect(
@@ -195,6 +199,7 @@ def protect(
     push_allow: tuple[str, ...],
     required_approvals: int,
     required_status: tuple[str, ...],
+    dismiss_stale: bool,
 ) -> None:
     """Protect the branches of OWNER/NAME matching PATTERN (glob: main, release/*)."""
     params = {
@@ -205,6 +210,7 @@ def protect(
         "push_allow": list(push_allow),
         "required_approvals": required_approvals,
         "required_status": list(required_status),
+        "dismiss_stale": dismiss_stale,
     }
     _show_rules(cli, _call(cli, "forge.protect", params))
 
@@ -228,13 +234,27 @@ def protections(cli: CliContext, repo: str) -> None:
     _show_rules(cli, _call(cli, "forge.protections", {"repo": repo}))
 
 
-@forge_cli.command("status")
+@forge_cli.group("status", invoke_without_command=True)
 @json_option
 @pass_cli
-def status(cli: CliContext) -> None:
-    """This node's git HTTP address."""
+@click.pass_context
+def status(ctx: click.Context, cli: CliContext) -> None:
+    """This node's git HTTP address; ``set`` and ``list``: commit statuses."""
+    if ctx.invoked_subcommand is not None:
+        return
     answer = _call(cli, "forge.status", {})
     if cli.json:
         echo_json(answer)
     else:
         click.echo(answer["url"] or f"git HTTP not served: {answer['http_error']}")
+
+
+def _collab_commands() -> None:
+    from aspen_forge.collab.cli import add_status_commands, issue_cli, patch_cli
+
+    forge_cli.add_command(issue_cli)
+    forge_cli.add_command(patch_cli)
+    add_status_commands(status)
+
+
+_collab_commands()

@@ -30,7 +30,6 @@ from aspen_forge.protection import load_rules
 from aspen_forge.push import PushSession, receive_pack_handler
 from aspen_forge.refs import commit_updates, make_refs_container, read_refs
 from aspen_forge.repos import Repo
-from aspen_forge.storage.packs import read_pack_names
 from aspen_forge.upload import upload_pack_handler
 
 __all__ = ["GitHttpApp", "choose_head"]
@@ -188,12 +187,7 @@ class GitHttpApp:
         node = self.service.node
         refs = await read_refs(node, repo.id)
         stores = self.service.stores
-        own: list[str] = []
-        for store_id in reversed(repo.stores):  # alternates first: the fork reads them
-            packs = await read_pack_names(node, store_id)
-            alternates = () if store_id != repo.store else repo.alternates
-            await stores.sync(store_id, packs, alternates)
-            own = packs
+        own = await self.service.sync_stores(repo)
         rules = await load_rules(node, repo.id) if service == RECEIVE and not advertise else []
         kind = "advertisement" if advertise else "result"
         run = anyio.from_thread.run

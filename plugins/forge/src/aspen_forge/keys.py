@@ -5,12 +5,22 @@
 * ``packs/<store id>/<pack name>`` → msgpack pack record (:mod:`storage.packs`); a store is
   shared by a repository and its forks
 * ``protect/<repo id>`` → msgpack list of branch protection rules (:mod:`protection`)
+* ``counters/<repo id>/<kind>`` → the last issue/patch number (:mod:`collab.store`)
+* ``objects/<repo id>/<kind>/<number>`` → an issue/patch summary (its folded state
+  without comments, and its op-log heads)
+* ``ops/<repo id>/<kind>/<number>/<op id>`` → one op of its log (:mod:`collab.oplog`)
+* ``status/<repo id>/<commit>/<context>`` → a commit status (:mod:`collab.statuses`)
 """
 
 from __future__ import annotations
 
 __all__ = [
     "PREFIX",
+    "counter_key",
+    "object_key",
+    "objects_prefix",
+    "op_key",
+    "ops_prefix",
     "pack_key",
     "packs_prefix",
     "prefix_end",
@@ -19,6 +29,8 @@ __all__ = [
     "refs_prefix",
     "repo_key",
     "repos_prefix",
+    "status_key",
+    "status_prefix",
 ]
 
 #: Every key of the plugin starts with this.
@@ -73,3 +85,44 @@ def prefix_end(prefix: bytes) -> bytes:
         return b"\0"
     end[-1] += 1
     return bytes(end)
+
+
+_COUNTERS = PREFIX + b"counters/"
+_OBJECTS = PREFIX + b"objects/"
+_OPS = PREFIX + b"ops/"
+_STATUS = PREFIX + b"status/"
+
+
+def counter_key(repo_id: str, kind: str) -> bytes:
+    """The key of repository ``repo_id``'s last number of ``kind`` (``issue``, ``patch``)."""
+    return _COUNTERS + f"{repo_id}/{kind}".encode()
+
+
+def objects_prefix(repo_id: str, kind: str) -> bytes:
+    """The prefix of the summaries of every ``kind`` object of ``repo_id``."""
+    return _OBJECTS + f"{repo_id}/{kind}/".encode()
+
+
+def object_key(repo_id: str, kind: str, number: int) -> bytes:
+    """The key of the summary of ``kind`` ``number`` (zero-padded: keys sort by number)."""
+    return objects_prefix(repo_id, kind) + b"%010d" % number
+
+
+def ops_prefix(repo_id: str, kind: str, number: int) -> bytes:
+    """The prefix of the ops of ``kind`` ``number`` of ``repo_id``."""
+    return _OPS + f"{repo_id}/{kind}/{number:010d}/".encode()
+
+
+def op_key(repo_id: str, kind: str, number: int, op_id: str) -> bytes:
+    """The key of one op."""
+    return ops_prefix(repo_id, kind, number) + op_id.encode()
+
+
+def status_prefix(repo_id: str, commit: str) -> bytes:
+    """The prefix of the statuses of ``commit`` (40 hex) in ``repo_id``."""
+    return _STATUS + f"{repo_id}/{commit}/".encode()
+
+
+def status_key(repo_id: str, commit: str, context: str) -> bytes:
+    """The key of the status of ``commit`` for ``context``."""
+    return status_prefix(repo_id, commit) + context.encode()

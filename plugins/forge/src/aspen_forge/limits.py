@@ -53,3 +53,37 @@ MAX_PARENT_CACHE_COMMITS = 200_000
 #: A fetch sending fewer objects than this sends them whole (no delta search: dulwich's
 #: scans every object of every pack); more reuse the deltas stored in the packs.
 REUSE_DELTAS_MIN_OBJECTS = 2_000
+
+# ---------------------------------------------------------------- issues, patches, statuses
+#: Longest issue or patch title, in bytes (UTF-8).
+MAX_TITLE_BYTES = 1024
+#: Longest issue/patch body, comment or review body, in bytes (UTF-8).
+MAX_BODY_BYTES = 64 * 1024
+#: Largest one op may be, encoded (a review with its line comments, a comment): one KV value.
+MAX_OP_BYTES = 256 * 1024
+#: Most ops one issue or patch may carry (each a KV key, all read to fold its state).
+MAX_OPS_PER_OBJECT = 2_000
+#: Most bytes of ops (encoded) one issue or patch may carry: the fold reads them all.
+MAX_OBJECT_BYTES = 8 * 1024 * 1024
+#: Most labels (and most assignees) one issue may carry.
+MAX_LABELS = 50
+#: Longest label or assignee name, in bytes.
+MAX_LABEL_BYTES = 64
+#: Most line comments one review may carry.
+MAX_LINE_COMMENTS = 200
+#: Longest path a line comment names, in bytes.
+MAX_PATH_BYTES = 4096
+#: Most issues or patches one list answer carries.
+MAX_LIST_OBJECTS = 1000
+#: Most patches one push or server merge updates in its transaction (a revision or
+#: ``merged`` each: 3 txn ops and 1 compare apiece, under the core's MAX_TXN_OPS); patches
+#: past it (by number) are left as they are, and a warning is logged.
+MAX_PATCH_UPDATES_PER_PUSH = 100
+#: Longest commit status context ("ci/build"), in bytes.
+MAX_STATUS_CONTEXT_BYTES = 255
+#: Longest commit status description or target URL, in bytes.
+MAX_STATUS_TEXT_BYTES = 1024
+#: Most status contexts one commit may carry.
+MAX_STATUSES_PER_COMMIT = 100
+#: Most conflicting paths one mergeability answer names (the count is always given).
+MAX_CONFLICT_PATHS = 100

@@ -3,9 +3,13 @@
 A rule (stored with the repository's others under ``protect/<repo id>``, one msgpack list)
 matches branches by ``fnmatch`` pattern (``main``, ``release/*``) and may forbid force
 pushes (an update whose old tip is not an ancestor of the new), deletion, and pushes by
-anyone not on ``push_allow`` (token ids; ``root`` for the root token). The record already
-carries ``required_approvals``, ``required_status`` and ``dismiss_stale`` for the
-patches/reviews/statuses that come next; they are stored and shown, not yet enforced.
+anyone not on ``push_allow`` (token ids; ``root`` for the root token).
+
+``required_approvals``, ``required_status`` and ``dismiss_stale`` govern patches: a server
+merge into a matching branch needs that many approvals (on the latest revision only when
+``dismiss_stale``; none of the reviewers' last verdicts may request changes) and every
+required status context ``success`` on the patch head (:func:`merge_blockers`). A branch
+requiring approvals takes no direct push: its changes arrive through merged patches.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from aspen_forge import keys, limits
 from aspen_forge.leader import LeaderCaller
 from aspen_forge.refs import RefUpdate
 
-__all__ = ["Rule", "check_update", "load_rules", "remove_rule", "save_rule"]
+__all__ = ["Rule", "check_update", "load_rules", "merge_blockers", "remove_rule", "save_rule"]
 
 _HEADS = b"refs/heads/"
 
@@ -160,6 +164,11 @@ def check_update(
             continue
         if rule.push_allow and not pusher & set(rule.push_allow):
             return f"protected branch {branch}: pushing is limited to its allow-list"
+        if rule.required_approvals and not update.is_delete:
+            return (
+                f"protected branch {branch}: changes go through a merged patch "
+                f"({rule.required_approvals} approval(s) required)"
+            )
         if update.is_delete:
             if rule.no_delete:
                 return f"protected branch {branch}: deletion is not allowed"
@@ -168,3 +177,36 @@ def check_update(
         ):
             return f"protected branch {branch}: force push is not allowed"
     return None
+
+
+def merge_blockers(
+    rules: list[Rule],
+    branch: str,
+    pusher: set[str],
+    approvals: Callable[[bool], tuple[list[str], list[str]]],
+    statuses: dict[str, str],
+) -> list[str]:
+    """Why a server merge into ``branch`` is refused (empty: it may go ahead).
+    ``approvals(latest_only)`` gives ``(approvers, requesting_changes)``; ``statuses`` maps
+    each context to its state on the commit being merged."""
+    reasons: list[str] = []
+    for rule in rules:
+        if not rule.matches(branch):
+            continue
+        if rule.push_allow and not pusher & set(rule.push_allow):
+            reasons.append(f"protected branch {branch}: merging is limited to its allow-list")
+        if rule.required_approvals:
+            approvers, blocking = approvals(rule.dismiss_stale)
+            if len(approvers) < rule.required_approvals:
+                where = "the latest revision" if rule.dismiss_stale else "the patch"
+                reasons.append(
+                    f"protected branch {branch}: {len(approvers)} of "
+                    f"{rule.required_approvals} required approval(s) on {where}"
+                )
+            if blocking:
+                reasons.append(f"changes requested by {', '.join(blocking)}")
+        for context in rule.required_status:
+            state = statuses.get(context, "missing")
+            if state != "success":
+                reasons.append(f"protected branch {branch}: required status {context} is {state}")
+    return list(dict.fromkeys(reasons))

@@ -10,10 +10,13 @@ node's event loop and waits for it. Steps:
 2. the completed pack is made durable in the cluster (:func:`storage.packs.publish_pack`);
 3. each ref update is checked: a sane name, its new object present (a commit for a
    branch), branch protection (:mod:`protection`);
-4. the accepted updates and the pack record are committed by one ``kv.txn`` whose
-   compares say every ref still holds what the pusher saw (``--atomic``: all or none; else
-   on a stale ref each update is retried alone, so the others still land). A ref that
-   changed meanwhile is answered ``ng <ref> stale info``: git shows
+4. the accepted updates, the pack record, the ``forge.push`` event and the patch ops the
+   push implies (a revision for a patch whose source moved; ``merged`` for one whose head
+   landed on its target: :meth:`aspen_forge.collab.service.Collab.push_ops`) are committed
+   by one ``kv.txn`` whose compares say every ref still holds what the pusher saw
+   (``--atomic``: all or none; else on a stale ref each update is retried alone, so the
+   others still land). A ref that changed meanwhile is answered ``ng <ref> stale info``:
+   git shows
    ``! [remote rejected] main (stale info…)`` and nothing is lost.
 """
 
@@ -29,12 +32,12 @@ from aspen_forge import limits
 from aspen_forge.events import push_event_ops
 from aspen_forge.keys import pack_key
 from aspen_forge.protection import Rule, check_update
-from aspen_forge.refs import RefUpdate, StaleRefError, commit_updates
+from aspen_forge.refs import ZERO, RefUpdate, StaleRefError, commit_updates, read_refs
 from aspen_forge.repos import Repo
 from aspen_forge.storage.indexpack import BadPack, PackTooLarge, receive_pack
 from aspen_forge.storage.packs import PackRecord, pin_name, publish_pack
 
-__all__ = ["PushSession", "receive_pack_handler"]
+__all__ = ["PushSession", "is_ancestor", "receive_pack_handler"]
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +62,8 @@ class PushSession:
         self.run = run
         #: The refs this push updated (for the caller, after the handler returns).
         self.updated: list[RefUpdate] = []
+        #: The request's object store (set by :meth:`apply`; patch checks walk it).
+        self._store: Any = None
 
     # ------------------------------------------------------------------ pack
     def apply(
@@ -101,6 +106,7 @@ class PushSession:
         yield (b"unpack", b"ok")
         reasons = {u.ref: self._check(store, u) for u in updates}
         checked = time.monotonic()
+        self._store = store
         yield from self._commit(updates, reasons, record, atomic)
         log.info(
             "forge: push to %s: %d objects, %d bytes; received %.3fs, stored %.3fs, "
@@ -130,7 +136,7 @@ class PushSession:
             if ref.startswith(b"refs/heads/") and store[update.new].type_name != Commit.type_name:
                 return "a branch must point at a commit"
         return check_update(
-            self.rules, update, self.pusher, lambda old, new: _is_ancestor(store, old, new)
+            self.rules, update, self.pusher, lambda old, new: is_ancestor(store, old, new)
         )
 
     # ------------------------------------------------------------------ commit
@@ -165,10 +171,43 @@ class PushSession:
         for u in updates:
             yield (u.ref, results[u.ref].encode() if results[u.ref] else b"ok")
 
+    @property
+    def _pusher(self) -> str:
+        """The one name the push goes by in events and patch ops."""
+        return sorted(self.pusher)[0] if self.pusher else "anonymous"
+
     def _commit_batch(self, batch: list[RefUpdate], extra: list[dict[str, Any]]) -> None:
-        pusher = sorted(self.pusher)[0] if self.pusher else "anonymous"
-        events = push_event_ops(self.service.node.events, self.repo, pusher, batch)
-        self.run(commit_updates, self.service.writer, self.repo.id, batch, extra + events)
+        """Commit ``batch`` with the pack record, the ``forge.push`` event and what it does
+        to patches (revisions, merges), in one transaction. If only a patch changed
+        meanwhile (its refs still hold what the pusher saw), the patch ops are made again."""
+        events = push_event_ops(self.service.node.events, self.repo, self._pusher, batch)
+        collab = self.service.collab
+        for _ in range(limits.MAX_CAS_ATTEMPTS):
+            compare, patch_ops = collab.push_ops(
+                self._store, self.repo, batch, self._pusher, self.run
+            )
+            try:
+                self.run(
+                    commit_updates,
+                    self.service.writer,
+                    self.repo.id,
+                    batch,
+                    extra + events + patch_ops,
+                    compare,
+                )
+                return
+            except StaleRefError:
+                if not compare or self._refs_moved(batch):
+                    raise
+        raise StaleRefError(
+            "the repository's patches kept changing during the push: gave up after "
+            f"MAX_CAS_ATTEMPTS ({limits.MAX_CAS_ATTEMPTS}); push again"
+        )
+
+    def _refs_moved(self, batch: list[RefUpdate]) -> bool:
+        """Whether a ref of ``batch`` no longer holds what the pusher saw."""
+        refs = self.run(read_refs, self.service.node, self.repo.id)
+        return any(refs.get(u.ref, ZERO) != u.old for u in batch)
 
     def _commit_each(
         self, accepted: list[RefUpdate], extra: list[dict[str, Any]], results: dict[bytes, str]
@@ -206,7 +245,7 @@ def _refuse_all(updates: list[RefUpdate], reason: str) -> Iterator[Status]:
         yield (u.ref, b"unpacker error")
 
 
-def _is_ancestor(store: Any, old: bytes, new: bytes) -> bool:
+def is_ancestor(store: Any, old: bytes, new: bytes) -> bool:
     """Whether commit ``old`` is reachable from ``new`` (a fast-forward), walking at most
     MAX_ANCESTRY_WALK commits."""
     from dulwich.objects import Commit

@@ -3,7 +3,9 @@
 Each declares the capability it needs: ``forge:admin:<owner>/<name>`` for changes to a
 repository (create, update, rename, delete, protect), ``forge:read`` for reads, where a
 public repository is readable by any token holding some ``forge`` capability and a private
-one needs ``forge:read|push|admin`` on it (checked in the handler).
+one needs ``forge:read|push|admin`` on it (checked in the handler). Issues, patches and
+statuses (:mod:`aspen_forge.collab.rpc`) pass the gate with any ``forge`` capability and
+check ``forge:read`` or ``forge:push`` on the repository in the handler.
 """
 
 from __future__ import annotations
@@ -175,6 +177,12 @@ def rpc_handlers(lookup: Lookup) -> list[RpcHandler]:
         ("forge.unprotect", unprotect, admin, _admin_scope("repo")),
         ("forge.protections", protections, "forge:read", _any_forge),
         ("forge.status", status, "cluster:read", None),
+    ]
+    from aspen_forge.collab.rpc import collab_methods
+
+    table += [
+        (name, fn, f"forge:{operation}", _any_forge)
+        for name, fn, operation in collab_methods(service_of, _repo_param)
     ]
     return [
         RpcHandler(name, fn, doc=(fn.__doc__ or "").strip(), capability=cap, scope=scope)

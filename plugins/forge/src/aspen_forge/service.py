@@ -48,6 +48,10 @@ class ForgeService:
         self.config = config
         self.writer = LeaderCaller(node)
         self.repos = Repos(node, self.writer)
+        from aspen_forge.collab.service import Collab
+
+        #: Issues, patches and merges (:mod:`aspen_forge.collab`).
+        self.collab = Collab(self)
         self.stores = LocalStores(node, Path(node.data_dir) / "forge" / "stores")
         self.http: Any = None
         self.http_address = ""
@@ -100,6 +104,19 @@ class ForgeService:
             (path / "HEAD").write_text("ref: refs/heads/main\n")
             (path / "config").write_text("[core]\n\trepositoryformatversion = 0\n\tbare = true\n")
         return path
+
+    async def sync_stores(self, repo: Any) -> list[str]:
+        """Bring every pack of ``repo`` (and of its alternates) to this node's disk; the
+        names of its own store's packs."""
+        from aspen_forge.storage.packs import read_pack_names
+
+        own: list[str] = []
+        for store_id in reversed(repo.stores):  # alternates first: the fork reads them
+            packs = await read_pack_names(self.node, store_id)
+            alternates = () if store_id != repo.store else repo.alternates
+            await self.stores.sync(store_id, packs, alternates)
+            own = packs
+        return own
 
     async def stop(self) -> None:
         """Stop the listener and drop leader connections."""
