@@ -33,7 +33,7 @@ from aspen_forge.repos import Repo
 from aspen_forge.storage.packs import read_pack_names
 from aspen_forge.upload import upload_pack_handler
 
-__all__ = ["GitHttpApp", "choose_head"]
+__all__ = ["GitHttpApp", "choose_head", "is_git_path", "sync_repo"]
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,24 @@ class HttpError(Exception):
         self.status = status
         self.message = message
         self.headers = headers or []
+
+
+def is_git_path(path: str) -> bool:
+    """Whether ``path`` is one of git's smart-HTTP routes (the rest is the web UI's)."""
+    return _ROUTE.match(path) is not None
+
+
+async def sync_repo(service: Any, repo: Repo) -> list[str]:
+    """Bring every pack of ``repo`` (its own store and its alternates) to this node's disk;
+    the names of its own store's packs."""
+    node, stores = service.node, service.stores
+    own: list[str] = []
+    for store_id in reversed(repo.stores):  # alternates first: the fork reads them
+        packs = await read_pack_names(node, store_id)
+        alternates = () if store_id != repo.store else repo.alternates
+        await stores.sync(store_id, packs, alternates)
+        own = packs
+    return own
 
 
 def choose_head(repo: Repo, refs: dict[bytes, bytes]) -> bytes | None:
@@ -188,12 +206,7 @@ class GitHttpApp:
         node = self.service.node
         refs = await read_refs(node, repo.id)
         stores = self.service.stores
-        own: list[str] = []
-        for store_id in reversed(repo.stores):  # alternates first: the fork reads them
-            packs = await read_pack_names(node, store_id)
-            alternates = () if store_id != repo.store else repo.alternates
-            await stores.sync(store_id, packs, alternates)
-            own = packs
+        own = await sync_repo(self.service, repo)
         rules = await load_rules(node, repo.id) if service == RECEIVE and not advertise else []
         kind = "advertisement" if advertise else "result"
         run = anyio.from_thread.run

@@ -53,3 +53,29 @@ MAX_PARENT_CACHE_COMMITS = 200_000
 #: A fetch sending fewer objects than this sends them whole (no delta search: dulwich's
 #: scans every object of every pack); more reuse the deltas stored in the packs.
 REUSE_DELTAS_MIN_OBJECTS = 2_000
+
+# --- web UI (aspen_forge.web) ---
+#: Web page reads (object reads, highlighting, rendering) one node runs at once in worker
+#: threads; more wait their turn (git requests have their own MAX_CONCURRENT_GIT_REQUESTS).
+MAX_CONCURRENT_WEB_READS = 8
+#: Largest file the web UI shows (highlighted) in a page; larger ones get a notice and a
+#: raw link.
+MAX_WEB_FILE_BYTES = 512 * 1024
+#: Largest file the raw view sends (a whole blob is read into memory to send it).
+MAX_WEB_RAW_BYTES = 16 * 1024 * 1024
+#: Largest README rendered on a repository's home page; larger ones get a notice.
+MAX_WEB_README_BYTES = 256 * 1024
+#: Most entries one tree page lists (the rest are counted in a notice).
+MAX_WEB_TREE_ENTRIES = 2_000
+#: Commits per page of the commit log.
+WEB_LOG_PAGE_COMMITS = 50
+#: Deepest a log page may start (commits walked to reach it); a deeper page is refused.
+MAX_WEB_LOG_DEPTH = 50_000
+#: Bytes of unified diff one commit page shows (the rest is cut with a notice).
+MAX_WEB_DIFF_BYTES = 1024 * 1024
+#: Most changed files one commit page shows a diff for.
+MAX_WEB_DIFF_FILES = 300
+#: Most branches or tags one refs page lists (each costs an object read).
+MAX_WEB_REFS_LISTED = 500
+#: Largest login form body (a token and nothing else).
+MAX_WEB_FORM_BYTES = 8 * 1024

@@ -1,0 +1,103 @@
+"""Turning repository content into safe HTML: Markdown (raw HTML escaped, unsafe links
+refused) and highlighted code (Pygments), plus the Jinja2 environment of the pages.
+
+Everything here is CPU work: callers run it in a worker thread.
+"""
+
+from __future__ import annotations
+
+import datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from markupsafe import Markup, escape
+
+__all__ = ["environment", "highlight", "markdown", "pygments_css", "readme_html"]
+
+_TEMPLATES = Path(__file__).parent / "templates"
+
+
+@lru_cache(maxsize=1)
+def _md() -> Any:
+    from markdown_it import MarkdownIt
+
+    # html=False: raw HTML in the source is shown as text, never passed through;
+    # markdown-it refuses javascript:/vbscript:/data: (but images) link targets itself.
+    return MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table")
+
+
+def markdown(text: str) -> Markup:
+    """``text`` rendered as CommonMark (with tables); raw HTML is escaped."""
+    return Markup(_md().render(text))
+
+
+def readme_html(name: str, text: str) -> Markup:
+    """A README: Markdown if its name says so, else preformatted text."""
+    if name.lower().endswith((".md", ".markdown")):
+        return markdown(text)
+    return Markup("<pre class='plain'>") + escape(text) + Markup("</pre>")
+
+
+def highlight(path: str, text: str) -> Markup:
+    """``text`` highlighted for the file name ``path`` (plain text if no lexer fits), as
+    a table of numbered lines (``.hl`` classes, styled by :func:`pygments_css`)."""
+    from pygments import highlight as run
+    from pygments.formatters import HtmlFormatter
+    from pygments.lexers import TextLexer, get_lexer_for_filename
+    from pygments.util import ClassNotFound
+
+    try:
+        lexer = get_lexer_for_filename(path, text, stripnl=False)
+    except ClassNotFound:
+        lexer = TextLexer(stripnl=False)
+    formatter = HtmlFormatter(cssclass="hl", linenos="table", lineanchors="L", anchorlinenos=True)
+    return Markup(run(text, lexer, formatter))
+
+
+@lru_cache(maxsize=1)
+def pygments_css() -> str:
+    """The highlighting styles: a light palette, and a dark one when the browser prefers it."""
+    from pygments.formatters import HtmlFormatter
+
+    light = HtmlFormatter(style="friendly").get_style_defs(".hl")
+    dark = HtmlFormatter(style="github-dark").get_style_defs(".hl")
+    return f"{light}\n@media (prefers-color-scheme: dark) {{\n{dark}\n}}\n"
+
+
+def _when(seconds: int) -> str:
+    return datetime.datetime.fromtimestamp(seconds, datetime.UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def _size(n: int) -> str:
+    if n < 1024:
+        return f"{n} B"
+    if n < 1024 * 1024:
+        return f"{n / 1024:.1f} KiB"
+    return f"{n / (1024 * 1024):.1f} MiB"
+
+
+def _person(author: str) -> str:
+    """``Name <mail>`` → ``Name``."""
+    return author.split(" <", 1)[0]
+
+
+@lru_cache(maxsize=1)
+def environment() -> Any:
+    """The pages' Jinja2 environment (autoescaping everything)."""
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+    env = Environment(
+        loader=FileSystemLoader(_TEMPLATES),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["when"] = _when
+    env.filters["size"] = _size
+    env.filters["person"] = _person
+    env.filters["short"] = lambda sha: sha[:10]
+    env.filters["q"] = lambda path: quote(path, safe="/")
+    return env
