@@ -69,8 +69,9 @@ MAX_WEB_README_BYTES = 256 * 1024
 MAX_WEB_TREE_ENTRIES = 2_000
 #: Commits per page of the commit log.
 WEB_LOG_PAGE_COMMITS = 50
-#: Deepest a log page may start (commits walked to reach it); a deeper page is refused.
-MAX_WEB_LOG_DEPTH = 50_000
+#: Deepest a log page may start (commits walked to reach it, about 0.15 ms each); a
+#: deeper page is refused (clone instead).
+MAX_WEB_LOG_DEPTH = 10_000
 #: Bytes of unified diff one commit page shows (the rest is cut with a notice).
 MAX_WEB_DIFF_BYTES = 1024 * 1024
 #: Most changed files one commit page shows a diff for.
@@ -79,3 +80,6 @@ MAX_WEB_DIFF_FILES = 300
 MAX_WEB_REFS_LISTED = 500
 #: Largest login form body (a token and nothing else).
 MAX_WEB_FORM_BYTES = 8 * 1024
+#: Bytes of highlighted file HTML one node keeps (keyed by blob id and file name: a blob
+#: never changes, so a popular file is highlighted once); least recently used goes first.
+MAX_WEB_HIGHLIGHT_CACHE_BYTES = 32 * 1024 * 1024

@@ -14,7 +14,17 @@ from urllib.parse import quote
 
 from markupsafe import Markup, escape
 
-__all__ = ["environment", "highlight", "markdown", "pygments_css", "readme_html"]
+from aspen_forge import limits
+from aspen_forge.web.cache import ByteLRU
+
+__all__ = [
+    "environment",
+    "highlight",
+    "highlight_blob",
+    "markdown",
+    "pygments_css",
+    "readme_html",
+]
 
 _TEMPLATES = Path(__file__).parent / "templates"
 
@@ -38,6 +48,19 @@ def readme_html(name: str, text: str) -> Markup:
     if name.lower().endswith((".md", ".markdown")):
         return markdown(text)
     return Markup("<pre class='plain'>") + escape(text) + Markup("</pre>")
+
+
+_HIGHLIGHTED = ByteLRU(limits.MAX_WEB_HIGHLIGHT_CACHE_BYTES)
+
+
+def highlight_blob(path: str, sha: str, data: bytes) -> Markup:
+    """:func:`highlight` of blob ``sha`` named ``path``, from the node's cache if there."""
+    key = (sha, path)
+    cached = _HIGHLIGHTED.get(key)
+    if cached is None:
+        cached = str(highlight(path, data.decode("utf-8", "replace")))
+        _HIGHLIGHTED.put(key, cached)
+    return Markup(cached)
 
 
 def highlight(path: str, text: str) -> Markup:

@@ -253,7 +253,7 @@ async def blob(request: Any) -> Any:
         data = gitread.read_blob(store, found[1], "/".join(path), limits.MAX_WEB_FILE_BYTES)
         code = None
         if data.data is not None and not data.binary:
-            code = render.highlight(path[-1], data.data.decode("utf-8", "replace"))
+            code = render.highlight_blob(path[-1], data.sha, data.data)
         return {
             "tab": "code",
             "ref": ref,
