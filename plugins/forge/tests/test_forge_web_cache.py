@@ -11,7 +11,7 @@ def test_cache_keeps_recent_values_within_its_bytes() -> None:
     cache.put("b", "b" * 10)
     cache.put("c", "c" * 10)
     assert cache.get("a") == "a" * 10  # now the most recently used
-    cache.put("d", "é" * 5)  # 10 bytes in UTF-8: over 40, "b" (least recent) goes
+    cache.put("d", "é" * 6)  # 12 bytes in UTF-8: 42 in all, "b" (least recent) goes
     assert cache.get("b") is None
     assert [cache.get(k) is not None for k in "acd"] == [True, True, True]
 
