@@ -6,14 +6,13 @@ from aspen_forge.web.cache import ByteLRU
 
 
 def test_cache_keeps_recent_values_within_its_bytes() -> None:
-    cache = ByteLRU(max_bytes=40)
-    cache.put("a", "a" * 10)
-    cache.put("b", "b" * 10)
-    cache.put("c", "c" * 10)
-    assert cache.get("a") == "a" * 10  # now the most recently used
-    cache.put("d", "é" * 6)  # 12 bytes in UTF-8: 42 in all, "b" (least recent) goes
+    cache = ByteLRU(max_bytes=100)
+    for key in "abcd":
+        cache.put(key, key * 25)  # 100 bytes: full
+    assert cache.get("a") == "a" * 25  # now the most recently used
+    cache.put("e", "é" * 12)  # 24 bytes in UTF-8: "b", the least recently used, goes
     assert cache.get("b") is None
-    assert [cache.get(k) is not None for k in "acd"] == [True, True, True]
+    assert all(cache.get(key) is not None for key in "acde")
 
 
 def test_cache_skips_values_over_a_quarter_of_its_bound() -> None:
