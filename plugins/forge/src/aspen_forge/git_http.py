@@ -135,12 +135,7 @@ class GitHttpApp:
     async def _serve(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         method, path = scope["method"], scope["path"]
         match = _ROUTE.match(path)
-        if match is None:
-            if method in ("GET", "HEAD") and path in ("/", ""):
-                await _text(
-                    send, 200, "aspen-forge: clone with git clone http://HOST:PORT/OWNER/NAME.git"
-                )
-                return
+        if match is None:  # the web UI serves the other paths (aspen_forge.web.app)
             raise HttpError(404, f"not found: {path} (repositories are /OWNER/NAME.git)")
         tail = match["tail"]
         headers = {k.lower(): v for k, v in scope.get("headers", ())}

@@ -6,6 +6,12 @@ Pages: ``/`` (repositories), ``/OWNER/NAME`` (home: tree and README), ``…/tree
 ``…/branches``, ``…/tags``; ``/-/login`` and ``/-/logout`` (a token in an HttpOnly,
 SameSite=Strict cookie); ``/-/static/…``. Owner names cannot start with ``-``, so ``/-/``
 never collides with a repository.
+
+Adding pages (issues, patches): a handler as in :mod:`.routes` (``web.repo(request)``
+gives the repository, 404 to a reader who may not read it; ``web.render(request,
+template, repo, work)`` runs ``work(store)`` in a worker thread and renders; POSTed forms
+through ``read_form``, the SameSite=Strict cookie keeping other sites' posts out), its
+``Route`` in ``routes.web_app`` and a tab in ``templates/base.html``'s nav.
 """
 
 from __future__ import annotations

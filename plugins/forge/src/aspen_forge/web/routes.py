@@ -24,7 +24,7 @@ from aspen_forge.refs import read_refs
 from aspen_forge.repos import Repo
 from aspen_forge.web import gitread, render
 
-__all__ = ["COOKIE", "PageError", "web_app"]
+__all__ = ["COOKIE", "PageError", "Web", "read_form", "web_app"]
 
 #: The cookie that carries a logged-in reader's token.
 COOKIE = "aspen_forge_token"
@@ -374,6 +374,17 @@ def _refs_page(kind: str) -> Callable[[Any], Any]:
 # --- login -------------------------------------------------------------------------------
 
 
+async def read_form(request: Any, most: int = limits.MAX_WEB_FORM_BYTES) -> dict[str, str]:
+    """A POSTed ``application/x-www-form-urlencoded`` form (first value of each field),
+    at most ``most`` bytes (413 naming the bound otherwise)."""
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > most:
+            raise PageError(413, f"form over MAX_WEB_FORM_BYTES ({most} bytes)")
+    return {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
+
+
 def _next(target: str | None) -> str:
     """A same-site path to go back to (anything else: ``/``)."""
     if target and target.startswith("/") and not target.startswith(("//", "/\\")):
@@ -389,14 +400,9 @@ async def login(request: Any) -> Any:
     target = _next(request.query_params.get("next"))
     error = ""
     if request.method == "POST":
-        body = b""
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limits.MAX_WEB_FORM_BYTES:
-                raise PageError(413, f"form over MAX_WEB_FORM_BYTES ({limits.MAX_WEB_FORM_BYTES})")
-        form = parse_qs(body.decode("utf-8", "replace"))
-        token = (form.get("token") or [""])[0].strip()
-        target = _next((form.get("next") or [target])[0])
+        form = await read_form(request)
+        token = form.get("token", "").strip()
+        target = _next(form.get("next", target))
         if token and web.service.node.authenticate(token) is not None:
             response = RedirectResponse(target, status_code=303)
             response.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/")
