@@ -27,12 +27,20 @@ XSS_README = """# Odd
 <img src=x onerror="window.pwned = 'img'">
 
 [click me](javascript:window.pwned='link')
+
+See [the inner file](sub/inner.txt) in [its directory](sub). ![a dot](dot.png)
 """
 XSS_FILE = "<img src=x onerror=window.pwned=1>.py"
+#: A 1x1 PNG, for an image a README shows from the repository.
+DOT_PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c63f8ffff3f0005fe02fea7d6a45d0000000049454e44ae426082"
+)
 
 
 def _commit_tree(git: Git, work: Path, files: dict[str, bytes], message: str) -> None:
     for name, data in files.items():
+        (work / name).parent.mkdir(parents=True, exist_ok=True)
         (work / name).write_bytes(data)
     git("add", "-A", cwd=work)
     git("commit", "-q", "-m", message, cwd=work)
@@ -65,6 +73,8 @@ def forge(tmp_path_factory: pytest.TempPathFactory, git: Git) -> Iterator[ForgeC
                     XSS_FILE: b"print('hi')\n",
                     "logo.bin": bytes(range(256)) * 4,
                     "big.txt": (b"x" * 79 + b"\n") * (limits.MAX_WEB_FILE_BYTES // 80 + 10),
+                    "sub/inner.txt": b"inner\n",
+                    "dot.png": DOT_PNG,
                 },
             ),
         ):
@@ -223,7 +233,8 @@ def test_xss_in_readme_and_file_name_is_escaped(browser: Any, forge: ForgeCluste
     browser.get(base + "/acme/odd")
     readme = _css(browser, "#readme")
     assert "<script>window.pwned = 'script'</script>" in readme.text  # shown, as text
-    assert _all(browser, "#readme script") == [] and _all(browser, "#readme img") == []
+    assert _all(browser, "#readme script") == []
+    assert [img.get_attribute("alt") for img in _all(browser, "#readme img")] == ["a dot"]
     assert all(
         not (a.get_attribute("href") or "").startswith("javascript:")
         for a in _all(browser, "#readme a")
@@ -233,6 +244,22 @@ def test_xss_in_readme_and_file_name_is_escaped(browser: Any, forge: ForgeCluste
     assert "print" in _css(browser, "#code").text
     assert _css(browser, ".pathbar b").text == XSS_FILE
     assert browser.execute_script("return window.pwned === undefined")
+
+
+def test_readme_links_and_images_resolve_in_the_repository(
+    browser: Any, forge: ForgeCluster
+) -> None:
+    base = forge.http(1)
+    browser.get(base + "/acme/odd")
+    dot = _css(browser, "#readme img")
+    assert dot.get_attribute("src") == base + "/acme/odd/raw/main/dot.png"
+    assert browser.execute_script("return arguments[0].naturalWidth", dot) == 1  # loaded
+    _go(browser, _link(browser, "the inner file"))
+    assert browser.current_url == base + "/acme/odd/blob/main/sub/inner.txt"
+    assert _css(browser, "#code").text.strip().endswith("inner")
+    browser.back()
+    _go(browser, _link(browser, "its directory"))
+    assert [a.text for a in _all(browser, "#tree a")] == ["inner.txt"]
 
 
 def test_binary_and_large_files_get_a_notice(browser: Any, forge: ForgeCluster) -> None:

@@ -10,7 +10,7 @@ import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from markupsafe import Markup, escape
 
@@ -35,18 +35,49 @@ def _md() -> Any:
 
     # html=False: raw HTML in the source is shown as text, never passed through;
     # markdown-it refuses javascript:/vbscript:/data: (but images) link targets itself.
-    return MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table")
+    md = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table")
+    md.add_render_rule("link_open", _link_open)
+    md.add_render_rule("image", _image)
+    return md
 
 
-def markdown(text: str) -> Markup:
-    """``text`` rendered as CommonMark (with tables); raw HTML is escaped."""
-    return Markup(_md().render(text))
+def _relative(url: object) -> bool:
+    """Whether ``url`` is relative to the document (no scheme, host, ``/``, ``#`` or ``?``)."""
+    if not isinstance(url, str) or not url or url.startswith(("/", "#", "?")):
+        return False
+    parts = urlsplit(url)
+    return not parts.scheme and not parts.netloc
 
 
-def readme_html(name: str, text: str) -> Markup:
-    """A README: Markdown if its name says so, else preformatted text."""
+def _link_open(renderer: Any, tokens: Any, idx: int, options: Any, env: Any) -> str:
+    """A link relative to the README goes to that file's page in the repository."""
+    token = tokens[idx]
+    href = token.attrGet("href")
+    if env.get("blob") and _relative(href):
+        token.attrSet("href", env["blob"] + href)
+    return str(renderer.renderToken(tokens, idx, options, env))
+
+
+def _image(renderer: Any, tokens: Any, idx: int, options: Any, env: Any) -> str:
+    """An image relative to the README is loaded from the repository's raw view."""
+    token = tokens[idx]
+    src = token.attrGet("src")
+    if env.get("raw") and _relative(src):
+        token.attrSet("src", env["raw"] + src)
+    return str(renderer.image(tokens, idx, options, env))
+
+
+def markdown(text: str, blob: str = "", raw: str = "") -> Markup:
+    """``text`` rendered as CommonMark (with tables); raw HTML is escaped. Relative links
+    are resolved against ``blob``, relative images against ``raw`` (URL prefixes ending
+    in ``/``), when given."""
+    return Markup(_md().render(text, {"blob": blob, "raw": raw}))
+
+
+def readme_html(name: str, text: str, blob: str = "", raw: str = "") -> Markup:
+    """A README: Markdown if its name says so (see :func:`markdown`), else plain text."""
     if name.lower().endswith((".md", ".markdown")):
-        return markdown(text)
+        return markdown(text, blob, raw)
     return Markup("<pre class='plain'>") + escape(text) + Markup("</pre>")
 
 

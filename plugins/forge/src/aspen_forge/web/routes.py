@@ -9,7 +9,7 @@ the reader may not read answers the same 404 as an absent one.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import parse_qs, quote
 
@@ -35,6 +35,16 @@ _HEADERS = {
     " form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     "x-content-type-options": "nosniff",
     "referrer-policy": "same-origin",
+}
+
+
+#: Raw files served with their image type, so that READMEs can show them.
+_IMAGES = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".gif": "image/gif",
+    ".webp": "image/webp",
 }
 
 
@@ -89,7 +99,8 @@ class Web:
             finally:
                 if store is not None:
                     store.close()
-            return render.environment().get_template(template).render(context)
+            name = context.pop("template", template)  # a page may choose another
+            return render.environment().get_template(name).render(context)
 
         body = await anyio.to_thread.run_sync(run, limiter=self.limiter)
         return HTMLResponse(body, status_code=context.get("status", 200), headers=_HEADERS)
@@ -216,8 +227,9 @@ async def repo_home(request: Any) -> Any:
         readme = gitread.readme(store, _commit(store, refs[head].decode()))
         context["readme"] = readme
         if readme is not None and readme.data is not None and not readme.binary:
+            at = f"/{quote(repo.full)}/%s/{quote(ref)}/"
             context["readme_html"] = render.readme_html(
-                readme.path, readme.data.decode("utf-8", "replace")
+                readme.path, readme.data.decode("utf-8", "replace"), at % "blob", at % "raw"
             )
         return {"empty": False, "tab": "code", **context}
 
@@ -248,6 +260,8 @@ async def blob(request: Any) -> Any:
     def work(store: Any) -> dict[str, Any]:
         commit = _commit(store, sha)
         found = gitread.lookup(store, commit, path)
+        if found is not None and gitread._kind(found[0]) == "tree":  # a README's link
+            return {"template": "tree.html", **_tree_context(store, refs, ref, sha, path)}
         if found is None or gitread._kind(found[0]) not in ("blob", "link"):
             raise PageError(404, f"no file {'/'.join(path)!r} at {ref}")
         data = gitread.read_blob(store, found[1], "/".join(path), limits.MAX_WEB_FILE_BYTES)
@@ -294,6 +308,9 @@ async def raw(request: Any) -> Any:
             f"({limits.MAX_WEB_RAW_BYTES}): clone the repository to read it",
         )
     kind = "application/octet-stream" if data.binary else "text/plain; charset=utf-8"
+    image = _IMAGES.get(PurePosixPath(data.path).suffix.lower())
+    if image is not None and data.binary:  # a README's picture (never SVG: it can script)
+        kind = image
     headers = {**_HEADERS, "content-security-policy": "default-src 'none'; sandbox"}
     return Response(data.data, media_type=kind, headers=headers)
 
