@@ -270,6 +270,13 @@ def test_binary_and_large_files_get_a_notice(browser: Any, forge: ForgeCluster) 
     assert "MAX_WEB_FILE_BYTES" in _css(browser, "#too-large").text
     _go(browser, _css(browser, "#raw"))
     assert browser.current_url == base + "/acme/odd/raw/main/big.txt"
+    browser.get(base + "/acme/odd/commits")
+    _go(browser, _css(browser, "#commits a.sha"))  # the commit that added them
+    files = {f.text: f for f in _all(browser, ".diff .file")}
+    assert set(files) >= {"big.txt", "logo.bin", "README.md"}
+    notes = [n.text for n in _all(browser, ".diff-note")]
+    assert notes == ["Diff not shown: a side is over MAX_WEB_FILE_BYTES."]
+    assert "Binary files" in browser.page_source
 
 
 # --- over plain HTTP: what a browser does not show ----------------------------------------

@@ -88,6 +88,8 @@ class DiffFile:
     new_path: str
     change: str
     lines: list[str] | None = field(default_factory=list)
+    #: Why ``lines`` is ``None``.
+    note: str = ""
 
 
 def _text(raw: bytes) -> str:
@@ -248,6 +250,14 @@ def _side(entry: Any) -> tuple[Any, Any, Any]:
     return entry.path, entry.mode, entry.sha
 
 
+def _size(store: Any, side: tuple[Any, Any, Any]) -> int:
+    """Bytes of one side's blob (0 for an absent side or a submodule)."""
+    _, mode, sha = side
+    if sha is None or mode is None or _kind(mode) == "submodule":
+        return 0
+    return int(store[sha].raw_length())
+
+
 def commit_diff(store: Any, commit: Any) -> tuple[list[DiffFile], bool]:
     """The changes of ``commit`` against its first parent (a root commit: against nothing),
     as unified diffs; at most MAX_WEB_DIFF_FILES files and MAX_WEB_DIFF_BYTES of diff
@@ -271,14 +281,17 @@ def commit_diff(store: Any, commit: Any) -> tuple[list[DiffFile], bool]:
         )
         files.append(item)
         if budget <= 0:
-            item.lines, cut = None, True
+            item.lines, item.note, cut = None, "the page's diff budget is spent", True
+            continue
+        if max(_size(store, old), _size(store, new)) > limits.MAX_WEB_FILE_BYTES:
+            item.lines, item.note = None, "a side is over MAX_WEB_FILE_BYTES"
             continue
         out = io.BytesIO()
         write_object_diff(out, store, old, new)
         raw = out.getvalue()
         budget -= len(raw)
         if budget < 0:
-            item.lines, cut = None, True
+            item.lines, item.note, cut = None, "the page's diff budget is spent", True
             continue
         # The ``diff --git`` / ``index`` / ``---`` / ``+++`` header is shown as the file name.
         lines = _text(raw).splitlines()
