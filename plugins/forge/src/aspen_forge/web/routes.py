@@ -48,6 +48,9 @@ _IMAGES = {
 }
 
 
+_UNSET = object()
+
+
 class PageError(Exception):
     """Answer with an error page: ``status`` and a one-line ``message``."""
 
@@ -66,8 +69,12 @@ class Web:
 
     def authority(self, request: Any) -> Any:
         """The reader's authority from the login cookie (``None``: anonymous or stale)."""
-        token = request.cookies.get(COOKIE)
-        return self.service.node.authenticate(token) if token else None
+        authority = getattr(request.state, "authority", _UNSET)  # checked once per request
+        if authority is _UNSET:
+            token = request.cookies.get(COOKIE)
+            authority = self.service.node.authenticate(token) if token else None
+            request.state.authority = authority
+        return authority
 
     async def repo(self, request: Any) -> tuple[Repo, Any]:
         """The page's repository and reader; 404 if absent or not readable by the reader."""
