@@ -302,6 +302,10 @@ def test_pages_answer_with_statuses_and_headers(forge: ForgeCluster) -> None:
         "/-/nothing-here",
     ):
         assert httpx.get(base + path).status_code == 404, path
+    forge.call("forge.repo_create", {"repo": "acme/void"})
+    void = httpx.get(base + "/acme/void")
+    assert void.status_code == 200 and "This repository is empty" in void.text
+    assert "acme/void is empty" in httpx.get(base + "/acme/void/commits").text
     assert httpx.get(base + "/acme/click/commits?page=x").status_code == 400
     deep = limits.MAX_WEB_LOG_DEPTH // limits.WEB_LOG_PAGE_COMMITS + 1
     assert "MAX_WEB_LOG_DEPTH" in httpx.get(f"{base}/acme/click/commits?page={deep}").text

@@ -228,7 +228,7 @@ async def repo_home(request: Any) -> Any:
 
     def work(store: Any) -> dict[str, Any]:
         if head is None:
-            return {"empty": True}
+            return {"empty": True, "tab": "code"}
         ref = head[len(b"refs/heads/") :].decode()
         context = _tree_context(store, refs, ref, refs[head].decode(), [])
         readme = gitread.readme(store, _commit(store, refs[head].decode()))
