@@ -49,21 +49,21 @@ def _relative(url: object) -> bool:
     return not parts.scheme and not parts.netloc
 
 
+def _resolve(token: Any, attr: str, base: str) -> None:
+    """Prefix ``token``'s ``attr`` with ``base`` if it is relative to the document."""
+    if base and _relative(token.attrGet(attr)):
+        token.attrSet(attr, base + token.attrGet(attr))
+
+
 def _link_open(renderer: Any, tokens: Any, idx: int, options: Any, env: Any) -> str:
     """A link relative to the README goes to that file's page in the repository."""
-    token = tokens[idx]
-    href = token.attrGet("href")
-    if env.get("blob") and _relative(href):
-        token.attrSet("href", env["blob"] + href)
+    _resolve(tokens[idx], "href", env.get("blob", ""))
     return str(renderer.renderToken(tokens, idx, options, env))
 
 
 def _image(renderer: Any, tokens: Any, idx: int, options: Any, env: Any) -> str:
     """An image relative to the README is loaded from the repository's raw view."""
-    token = tokens[idx]
-    src = token.attrGet("src")
-    if env.get("raw") and _relative(src):
-        token.attrSet("src", env["raw"] + src)
+    _resolve(tokens[idx], "src", env.get("raw", ""))
     return str(renderer.image(tokens, idx, options, env))
 
 
