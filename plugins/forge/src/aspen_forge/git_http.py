@@ -32,7 +32,7 @@ from aspen_forge.refs import commit_updates, make_refs_container, read_refs
 from aspen_forge.repos import Repo
 from aspen_forge.upload import upload_pack_handler
 
-__all__ = ["GitHttpApp", "choose_head"]
+__all__ = ["GitHttpApp", "choose_head", "is_git_path"]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,11 @@ class HttpError(Exception):
         self.status = status
         self.message = message
         self.headers = headers or []
+
+
+def is_git_path(path: str) -> bool:
+    """Whether ``path`` is one of git's smart-HTTP routes (the rest is the web UI's)."""
+    return _ROUTE.match(path) is not None
 
 
 def choose_head(repo: Repo, refs: dict[bytes, bytes]) -> bytes | None:
@@ -116,12 +121,7 @@ class GitHttpApp:
     async def _serve(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         method, path = scope["method"], scope["path"]
         match = _ROUTE.match(path)
-        if match is None:
-            if method in ("GET", "HEAD") and path in ("/", ""):
-                await _text(
-                    send, 200, "aspen-forge: clone with git clone http://HOST:PORT/OWNER/NAME.git"
-                )
-                return
+        if match is None:  # the web UI serves the other paths (aspen_forge.web.app)
             raise HttpError(404, f"not found: {path} (repositories are /OWNER/NAME.git)")
         tail = match["tail"]
         headers = {k.lower(): v for k, v in scope.get("headers", ())}

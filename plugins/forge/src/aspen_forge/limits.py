@@ -87,3 +87,34 @@ MAX_STATUS_TEXT_BYTES = 1024
 MAX_STATUSES_PER_COMMIT = 100
 #: Most conflicting paths one mergeability answer names (the count is always given).
 MAX_CONFLICT_PATHS = 100
+
+
+# --- web UI (aspen_forge.web) ---
+#: Web page reads (object reads, highlighting, rendering) one node runs at once in worker
+#: threads; more wait their turn (git requests have their own MAX_CONCURRENT_GIT_REQUESTS).
+MAX_CONCURRENT_WEB_READS = 8
+#: Largest file the web UI shows (highlighted) in a page; larger ones get a notice and a
+#: raw link.
+MAX_WEB_FILE_BYTES = 512 * 1024
+#: Largest file the raw view sends (a whole blob is read into memory to send it).
+MAX_WEB_RAW_BYTES = 16 * 1024 * 1024
+#: Largest README rendered on a repository's home page; larger ones get a notice.
+MAX_WEB_README_BYTES = 256 * 1024
+#: Most entries one tree page lists (the rest are counted in a notice).
+MAX_WEB_TREE_ENTRIES = 2_000
+#: Commits per page of the commit log.
+WEB_LOG_PAGE_COMMITS = 50
+#: Deepest a log page may start (commits walked to reach it, about 0.15 ms each); a
+#: deeper page is refused (clone instead).
+MAX_WEB_LOG_DEPTH = 10_000
+#: Bytes of unified diff one commit page shows (the rest is cut with a notice).
+MAX_WEB_DIFF_BYTES = 1024 * 1024
+#: Most changed files one commit page shows a diff for.
+MAX_WEB_DIFF_FILES = 300
+#: Most branches or tags one refs page lists (each costs an object read).
+MAX_WEB_REFS_LISTED = 500
+#: Largest login form body (a token and nothing else).
+MAX_WEB_FORM_BYTES = 8 * 1024
+#: Bytes of highlighted file HTML one node keeps (keyed by blob id and file name: a blob
+#: never changes, so a popular file is highlighted once); least recently used goes first.
+MAX_WEB_HIGHLIGHT_CACHE_BYTES = 32 * 1024 * 1024

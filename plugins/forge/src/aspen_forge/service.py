@@ -1,4 +1,5 @@
-"""One node's forge: repositories, local object stores, the git HTTP listener."""
+"""One node's forge: repositories, local object stores, the HTTP listener (git smart HTTP
+and the web UI on one port)."""
 
 from __future__ import annotations
 
@@ -63,7 +64,7 @@ class ForgeService:
 
     def start(self) -> None:
         """Serve git over HTTP (a failure to bind is logged and shown in ``forge.status``)."""
-        from aspen_forge.git_http import GitHttpApp
+        from aspen_forge.web.app import forge_http_app
 
         self.git_dir = self._git_dir()
 
@@ -73,7 +74,7 @@ class ForgeService:
             return
         try:
             self.http = self.node.serve_http(
-                GitHttpApp(self),
+                forge_http_app(self),
                 listen,
                 name="forge",
                 error_body=lambda status, message: {"error": message},
@@ -88,7 +89,11 @@ class ForgeService:
             return
         self.http_address = self.http.address
         (Path(self.node.data_dir) / HTTP_ADDRESS_FILE).write_text(self.http_address + "\n")
-        log.info("aspen-forge serves git on http://%s/OWNER/NAME.git", self.http_address)
+        log.info(
+            "aspen-forge serves git on http://%s/OWNER/NAME.git and its web UI on http://%s/",
+            self.http_address,
+            self.http_address,
+        )
 
     def _git_dir(self) -> Path | None:
         """Where ``git index-pack`` runs, if git is installed and not turned off."""

@@ -1,0 +1,1 @@
+"""The forge's web UI: server-rendered pages (Starlette + Jinja2) on the git HTTP port."""
