@@ -1,0 +1,22 @@
+"""Bounds of the pijul plugin. Every bound is in bytes or counts of things that cost bytes."""
+
+from __future__ import annotations
+
+#: Largest file (bytes) that may be recorded; bigger files are refused with a named error.
+MAX_FILE_BYTES = 8 * 1024 * 1024
+#: Largest serialised change (bytes, hashed part plus contents) that is recorded or accepted.
+MAX_CHANGE_BYTES = 16 * 1024 * 1024
+#: Most hunks one change may carry.
+MAX_HUNKS = 100_000
+#: Most lines one file may have (each line is a vertex of the graph).
+MAX_FILE_LINES = 200_000
+#: Most changes a channel's log walk (log, dependency closure) visits.
+MAX_HISTORY_WALK = 1_000_000
+#: Longest commit message / description (bytes, UTF-8).
+MAX_MESSAGE_BYTES = 64 * 1024
+#: Longest path of a tracked file (bytes, UTF-8).
+MAX_PATH_BYTES = 4096
+#: Shortest hash prefix accepted where a change is named.
+MIN_PREFIX_CHARS = 2
+#: Bytes of a file inspected to decide whether it is binary (a NUL byte in them means binary).
+BINARY_SNIFF_BYTES = 8000
