@@ -152,8 +152,11 @@ def test_file_add_move_remove() -> None:
     s = Sandbox()
     _base(s)
     s.record("main", {"poem.txt": "roses\nviolets\nsugar\n", "b.txt": "x\n"})
-    s.record("main", {"verse.txt": "roses\nviolets\nsugar\n", "b.txt": "x\n"},
-             moves={"verse.txt": "poem.txt"})
+    s.record(
+        "main",
+        {"verse.txt": "roses\nviolets\nsugar\n", "b.txt": "x\n"},
+        moves={"verse.txt": "poem.txt"},
+    )
     assert sorted(s.channel("main").output()) == ["b.txt", "verse.txt"]
     s.record("main", {"verse.txt": "roses\n"})
     assert s.channel("main").output() == {"verse.txt": b"roses\n"}

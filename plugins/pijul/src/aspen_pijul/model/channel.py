@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Protocol
 
 from aspen_pijul import limits
@@ -134,6 +135,20 @@ class Channel:
         self.applied.add(c.hash)
         for d in c.dependencies:
             self._dependents.setdefault(d, set()).add(c.hash)
+
+    @contextmanager
+    def trial(self, change: Change) -> Iterator[None]:
+        """Apply ``change`` (not stored) to the graph for the duration of the block."""
+        known: set[str] = set()
+        for d in change.dependencies + change.extra_known:
+            known |= {d} | self.known(d)
+        self._known[change.hash] = frozenset(known)
+        self.graph.apply(change)
+        try:
+            yield
+        finally:
+            self.graph.remove(change)
+            self._known.pop(change.hash, None)
 
     def dependents(self, h: str) -> set[str]:
         """Changes of this channel that depend directly on ``h``."""

@@ -21,7 +21,7 @@ from aspen_pijul.model.change import Pos
 from aspen_pijul.model.graph import Graph
 from aspen_pijul.model.hashing import short
 
-__all__ = ["OutLine", "output_file", "render"]
+__all__ = ["OutLine", "alive_frontier", "output_file", "render"]
 
 OPEN = b">>>>>>>"
 SEP = b"======="
@@ -44,6 +44,24 @@ class OutLine:
 
 # Tokens of the emission: ("line", pos) | ("open", labels) | ("sep", labels) | ("close", "")
 Token = tuple[str, object]
+
+
+def alive_frontier(g: Graph, inode: Pos, alive: set[Pos], start: Pos) -> set[Pos]:
+    """The alive vertices reached from ``start`` through alive edges and deleted vertices."""
+    found: set[Pos] = set()
+    seen = {start}
+    stack = [start]
+    while stack:
+        u = stack.pop()
+        for w in g.out.get(u, ()):
+            if w in seen or not g.edge_alive((u, w)):
+                continue
+            seen.add(w)
+            if w in alive:
+                found.add(w)
+            elif g.vertices.get(w, (None,))[0] == inode:
+                stack.append(w)
+    return found
 
 
 def _alive_successors(g: Graph, inode: Pos, alive: set[Pos]) -> dict[Pos, set[Pos]]:

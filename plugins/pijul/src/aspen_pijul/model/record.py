@@ -23,7 +23,7 @@ from aspen_pijul.model.change import (
     Revive,
 )
 from aspen_pijul.model.channel import Channel
-from aspen_pijul.model.output import OutLine
+from aspen_pijul.model.output import MARKER_PREFIXES, OutLine, alive_frontier, render
 
 __all__ = ["Meta", "record", "rollback", "split_lines"]
 
@@ -64,6 +64,8 @@ class _Builder:
     next_pos: int = 0
     deleted: list[Element] = field(default_factory=list)
     extra_known: set[str] = field(default_factory=set)
+    #: inode -> kept old vertex -> its line number in the new text.
+    ranks: dict[Pos, dict[Pos, int]] = field(default_factory=dict)
 
     def take(self, n: int) -> int:
         p = self.next_pos
@@ -81,15 +83,31 @@ class _Builder:
         return (SELF, pos + len(lines) - 1)
 
 
-def _diff_file(ch: Channel, b: _Builder, inode: Pos, out: list[OutLine], new: list[bytes]) -> None:
-    """Hunks turning file ``inode``'s printed lines ``out`` into ``new``."""
+def _diff_file(
+    ch: Channel,
+    b: _Builder,
+    inode: Pos,
+    out: list[OutLine],
+    new: list[bytes],
+    forced: bool = False,
+    cut: tuple[Edge, ...] = (),
+) -> None:
+    """Hunks turning file ``inode``'s printed lines ``out`` into ``new``.
+
+    Normally an ordering edge is added only between kept lines the output did not already
+    print next to each other; ``forced`` adds one between every pair of consecutive kept
+    lines, and ``cut`` are existing edges to delete because they contradict the new order."""
     ops = SequenceMatcher(None, [o.text for o in out], new, autojunk=False).get_opcodes()
     # The new file as entries: ("old", index in out) | ("new", text) | ("marker", None).
     seq: list[tuple[str, object]] = []
     deleted: set[int] = set()
+    ranks = b.ranks.setdefault(inode, {})
     for tag, i1, i2, j1, j2 in ops:
         if tag == "equal":
             for k in range(i1, i2):
+                p = out[k].pos
+                if p is not None:
+                    ranks[p] = j1 + k - i1
                 seq.append(("old", k) if out[k].pos is not None else ("marker", None))
             continue
         for k in range(i1, i2):
@@ -97,6 +115,12 @@ def _diff_file(ch: Channel, b: _Builder, inode: Pos, out: list[OutLine], new: li
                 deleted.add(k)
         seq.extend(("new", t) for t in new[j1:j2])
     del_elems: list[Element] = [out[k].pos for k in sorted(deleted)]  # type: ignore[misc]
+    # Deleting a line knows every change whose edges touch it: lines they inserted next to
+    # it are then not zombies of this deletion.
+    g = ch.graph
+    for v in del_elems:
+        for e in [(u, v) for u in g.inn.get(v, ())] + [(v, x) for x in g.out.get(v, ())]:
+            b.extra_known |= g.edges.get(e, set())  # type: ignore[arg-type]
     # Adjacent in the old output (deleted lines left out): pairs that need no new edge.
     kept = [k for k in range(len(out)) if k not in deleted]
     follows = {kept[i + 1]: kept[i] for i in range(len(kept) - 1)}
@@ -112,6 +136,8 @@ def _diff_file(ch: Channel, b: _Builder, inode: Pos, out: list[OutLine], new: li
     def flush(down: list[Pos]) -> None:
         nonlocal prev, prev_k, marker, pending
         if pending:
+            if prev_k is not None and not marker:  # new lines next to a kept zombie
+                b.extra_known |= out[prev_k].zombie
             prev = b.lines(inode, [] if marker else [prev], down, pending)
             prev_k, marker, pending = None, False, []
 
@@ -127,13 +153,14 @@ def _diff_file(ch: Channel, b: _Builder, inode: Pos, out: list[OutLine], new: li
         w = out[k].pos
         assert w is not None
         if pending:
+            b.extra_known |= out[k].zombie
             flush([w])
         elif not marker:
             adjacent = (prev_k is None and prev == inode and k == first_kept) or (
                 prev_k is not None and follows.get(k) == prev_k
             )
             zombie = out[k].zombie or (prev_k is not None and out[prev_k].zombie)
-            if not adjacent or zombie:
+            if not adjacent or zombie or forced:
                 edges.append((prev, w))
             if zombie:
                 b.extra_known |= out[k].zombie
@@ -150,6 +177,12 @@ def _diff_file(ch: Channel, b: _Builder, inode: Pos, out: list[OutLine], new: li
             for x in sorted(ch.graph.out.get(v, ())):
                 if x in rank and rank[x] < rank[v] and ch.graph.edge_alive((v, x)):
                     del_elems.append((v, x))
+    del_elems.extend(cut)
+    # An edge asked for again after a change deleted it is revived too.
+    revive = [(e, tuple(sorted(g.effective_deleters(e)))) for e in edges if e in g.edges]
+    revive = [(e, dels) for e, dels in revive if dels]
+    if revive:
+        b.hunks.append(Revive(tuple(revive)))
     if edges:
         b.hunks.append(AddEdges(inode, tuple(edges)))
     if del_elems:
@@ -165,7 +198,30 @@ def record(
     ``moves`` maps a new path to the channel path it was moved from. Channel paths neither
     in ``tree`` nor moved are removed; paths of ``tree`` the channel lacks are added."""
     moves = dict(moves or {})
+    change, checks, b = _build(ch, tree, meta, moves, {})
+    if change is None or not checks:
+        return change
+    bad = _mismatches(ch, change, checks, tree)
+    if not bad:
+        return change
+    # The new order contradicts edges already in the graph: say every order explicitly and
+    # cut the edges that contradict it.
+    redo = {path: _contradicting_edges(ch, change, inode, b.ranks[inode]) for path, inode in bad}
+    change, _, _ = _build(ch, tree, meta, moves, redo)
+    return change
+
+
+def _build(
+    ch: Channel,
+    tree: dict[str, bytes],
+    meta: Meta,
+    moves: dict[str, str],
+    redo: dict[str, tuple[Edge, ...]],
+) -> tuple[Change | None, list[tuple[str, Pos]], _Builder]:
+    """The change, the (path, inode) of the edited files whose output must be checked, and
+    the builder."""
     b = _Builder()
+    checks: list[tuple[str, Pos]] = []
     names = ch.file_inodes()
     path_inode: dict[str, Pos] = {}
     for new_path, old_path in sorted(moves.items()):
@@ -195,10 +251,47 @@ def record(
                 b.lines((SELF, pos), [(SELF, pos)], [], lines)
             continue
         inode = path_inode[path]
-        _diff_file(ch, b, inode, ch.output_lines(inode), lines)
+        out = ch.output_lines(inode)
+        if [o.text for o in out] == lines:
+            continue
+        _diff_file(ch, b, inode, out, lines, path in redo, redo.get(path, ()))
+        if not any(ln.startswith(MARKER_PREFIXES) for ln in lines):
+            checks.append((path, inode))
     if not b.hunks:
-        return None
-    return _seal(ch, b.hunks, bytes(b.contents), meta, b.extra_known)
+        return None, [], b
+    return _seal(ch, b.hunks, bytes(b.contents), meta, b.extra_known), checks, b
+
+
+def _mismatches(
+    ch: Channel, change: Change, checks: list[tuple[str, Pos]], tree: dict[str, bytes]
+) -> list[tuple[str, Pos]]:
+    """The checked files whose output, with ``change`` applied, is not their new text."""
+    with ch.trial(change):
+        return [
+            (path, inode) for path, inode in checks if render(ch.output_lines(inode)) != tree[path]
+        ]
+
+
+def _contradicting_edges(
+    ch: Channel, change: Change, inode: Pos, rank: dict[Pos, int]
+) -> tuple[Edge, ...]:
+    """Existing alive edges leaving a kept line (with ``change`` applied) towards a line the
+    new text puts before it (``rank``: line numbers), directly or through deleted lines."""
+    with ch.trial(change):
+        g = ch.graph
+        alive = {v for v in g.file_vertices(inode) if g.alive(v)}
+        cut: list[Edge] = []
+        for v in sorted(rank):
+            if v[0] == change.hash:
+                continue
+            for x in sorted(g.out.get(v, ())):
+                e = (v, x)
+                if not g.edge_alive(e) or g.edges[e] == {change.hash}:
+                    continue
+                ahead = {x} if x in alive else alive_frontier(g, inode, alive, x)
+                if any(rank.get(w, 1 << 62) < rank[v] for w in ahead):
+                    cut.append(e)
+        return tuple(cut)
 
 
 def _seal(ch: Channel, hunks: list[Hunk], contents: bytes, meta: Meta, extra: set[str]) -> Change:

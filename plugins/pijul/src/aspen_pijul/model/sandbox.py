@@ -53,11 +53,12 @@ class Sandbox:
         assert change is not None, "nothing to record"
         return change.hash
 
-    def rollback(self, channel: str, h: str) -> str:
-        """Record and apply the inverse of ``h``."""
+    def rollback(self, channel: str, h: str) -> str | None:
+        """Record and apply the inverse of ``h`` (None if nothing of it is left to invert)."""
         ch = self.channel(channel)
         change = rollback(ch, h, self._meta(f"Rollback of {h}", "rollback"))
-        assert change is not None
+        if change is None:
+            return None
         self.store.put(change)
         ch.apply(change.hash)
         return change.hash
