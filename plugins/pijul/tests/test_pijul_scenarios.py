@@ -101,6 +101,7 @@ def test_rollback_inverts_and_rollback_of_rollback_restores() -> None:
     _base(s)
     e = s.edit("main", "poem.txt", "roses\nsugar\nhoney\n")
     r = s.rollback("main", e)
+    assert r is not None
     assert s.text("main", "poem.txt") == "roses\nviolets\nsugar\n"
     s.rollback("main", r)
     assert s.text("main", "poem.txt") == "roses\nsugar\nhoney\n"

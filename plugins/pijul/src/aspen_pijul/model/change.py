@@ -302,14 +302,14 @@ class Change:
                 refs.update(p[0] for p in x.up + x.down)
             elif isinstance(x, AddEdges):
                 refs.add(x.inode[0])
-                for e in x.edges:
-                    add_el(e)
+                for edge in x.edges:
+                    add_el(edge)
             elif isinstance(x, Delete):
-                for e in x.elements:
-                    add_el(e)
+                for el in x.elements:
+                    add_el(el)
             elif isinstance(x, Revive):
-                for e, cancels in x.elements:
-                    add_el(e)
+                for el, cancels in x.elements:
+                    add_el(el)
                     refs.update(cancels)
         refs.discard(SELF)
         return refs

@@ -178,6 +178,18 @@ class Channel:
                 if not s:
                     del self._dependents[d]
 
+    def snapshot(self) -> tuple[object, ...]:
+        """Picklable state (a derived cache; :meth:`restore` takes it back)."""
+        return (self.order, self.graph, self._dependents)
+
+    def restore(self, state: tuple[object, ...]) -> None:
+        """Adopt a :meth:`snapshot`."""
+        order, graph, dependents = state
+        self.order = list(order)  # type: ignore[call-overload]
+        self.applied = set(self.order)
+        self.graph = graph  # type: ignore[assignment]
+        self._dependents = dependents  # type: ignore[assignment]
+
     def fork(self, name: str) -> Channel:
         """A new channel with the same changes in the same order."""
         return Channel.replay(name, self.store, self.order)

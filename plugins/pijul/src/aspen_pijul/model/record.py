@@ -114,13 +114,15 @@ def _diff_file(
             if out[k].pos is not None:
                 deleted.add(k)
         seq.extend(("new", t) for t in new[j1:j2])
-    del_elems: list[Element] = [out[k].pos for k in sorted(deleted)]  # type: ignore[misc]
+    gone: list[Pos] = [out[i].pos for i in sorted(deleted)]  # type: ignore[misc]
+    del_elems: list[Element] = list(gone)
     # Deleting a line knows every change whose edges touch it: lines they inserted next to
     # it are then not zombies of this deletion.
     g = ch.graph
-    for v in del_elems:
-        for e in [(u, v) for u in g.inn.get(v, ())] + [(v, x) for x in g.out.get(v, ())]:
-            b.extra_known |= g.edges.get(e, set())  # type: ignore[arg-type]
+    for v in gone:
+        touching = [(u, v) for u in g.inn.get(v, ())] + [(v, x) for x in g.out.get(v, ())]
+        for e in touching:
+            b.extra_known |= g.edges.get(e, set())
     # Adjacent in the old output (deleted lines left out): pairs that need no new edge.
     kept = [k for k in range(len(out)) if k not in deleted]
     follows = {kept[i + 1]: kept[i] for i in range(len(kept) - 1)}
@@ -149,7 +151,7 @@ def _diff_file(
             flush([])
             marker = True
             continue
-        k: int = arg  # type: ignore[assignment]
+        k = int(arg)  # type: ignore[call-overload]
         w = out[k].pos
         assert w is not None
         if pending:
