@@ -218,3 +218,20 @@ def test_events_capabilities_scope_by_name_prefix(tmp_path: Path) -> None:
                 "deploy.requested",
                 "deploy.done",
             ]
+
+
+@pytest.mark.with_installed_plugins
+def test_pijul_capabilities_scope_by_repository(plugin_node: NodeThread) -> None:
+    """``pijul:read:<repo>`` reads that repository only and writes nothing."""
+    reader = _create(plugin_node, "pijul:read:poems")
+    with aspen.connect(plugin_node.endpoint, token=reader) as c:
+        assert c.call("pijul.log", {"repo": "poems", "channel": "main"})["length"] == 0
+        with pytest.raises(UnauthorizedError, match="pijul:read:other"):
+            c.call("pijul.log", {"repo": "other", "channel": "main"})
+        with pytest.raises(UnauthorizedError, match="pijul:write"):
+            c.call("pijul.append", {"repo": "poems", "channel": "main", "expected": 0})
+    writer = _create(plugin_node, "pijul:write:poems", "pijul:read:poems")
+    with aspen.connect(plugin_node.endpoint, token=writer) as c:
+        c.call("pijul.append", {"repo": "poems", "channel": "main", "expected": 0, "hashes": []})
+        with pytest.raises(UnauthorizedError, match="pijul:write:other"):
+            c.call("pijul.put_changes", {"repo": "other", "changes": []})

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import click
 
+from aspen.cli import pass_cli
+from aspen.cli.context import CliContext
 from aspen_pijul.errors import PijulError
 from aspen_pijul.model.channel import Channel
 from aspen_pijul.model.hashing import short
@@ -271,3 +273,61 @@ def channel_list() -> None:
     repo = _repo()
     for name in repo.channels():
         click.echo(("* " if name == repo.current else "  ") + name)
+
+
+@pijul_cli.group("remote")
+def remote_group() -> None:
+    """Remotes: cluster repositories (on the cluster named by ASPEN_ENDPOINT)."""
+
+
+@remote_group.command("add")
+@click.argument("name")
+@click.argument("repo")
+def remote_add(name: str, repo: str) -> None:
+    """Remember cluster repository REPO as remote NAME."""
+    _repo().set_remote(name, repo)
+
+
+@pijul_cli.command("push")
+@click.argument("remote", default="origin")
+@click.option("--to-channel", default=None, help="Remote channel (default: the local one's).")
+@pass_cli
+def push_cmd(cli: CliContext, remote: str, to_channel: str | None) -> None:
+    """Send the current channel's changes the remote lacks."""
+    from aspen_pijul.sync import push
+
+    repo = _repo()
+    client = cli.client()
+    n = push(repo, client, repo.remote(remote), repo.current, to_channel or repo.current)
+    click.echo(f"pushed {n} change(s)", err=True)
+
+
+@pijul_cli.command("pull")
+@click.argument("remote", default="origin")
+@click.option("--from-channel", default=None, help="Remote channel (default: the local one's).")
+@pass_cli
+def pull_cmd(cli: CliContext, remote: str, from_channel: str | None) -> None:
+    """Apply the remote's changes the current channel lacks, and output them."""
+    from aspen_pijul.sync import pull
+
+    repo = _repo()
+    client = cli.client()
+    ch = pull(repo, client, repo.remote(remote), repo.current, from_channel or repo.current)
+    _output(repo, ch)
+
+
+@pijul_cli.command("clone")
+@click.argument("remote_repo")
+@click.argument("directory", type=click.Path())
+@click.option("--channel", default="main", show_default=True)
+@pass_cli
+def clone_cmd(cli: CliContext, remote_repo: str, directory: str, channel: str) -> None:
+    """Create DIRECTORY as a working copy of cluster repository REMOTE_REPO."""
+    from aspen_pijul.sync import pull
+
+    root = Path(directory).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    repo = Repo.init(root, Repo.check_name(channel))
+    repo.set_remote("origin", remote_repo)
+    ch = pull(repo, cli.client(), remote_repo, channel, channel)
+    _output(repo, ch)

@@ -20,3 +20,14 @@ MAX_PATH_BYTES = 4096
 MIN_PREFIX_CHARS = 2
 #: Bytes of a file inspected to decide whether it is binary (a NUL byte in them means binary).
 BINARY_SNIFF_BYTES = 8000
+#: Largest change a cluster repository stores (bytes): one KV value, so the change and the
+#: channel head move in Raft (changes are small; bigger ones are refused, see README).
+MAX_CLUSTER_CHANGE_BYTES = 900 * 1024
+#: Most change bytes one ``pijul.put_changes`` / ``pijul.get_changes`` request carries.
+MAX_TRANSFER_BYTES = 4 * 1024 * 1024
+#: Most hashes one ``pijul.append`` adds to a channel (one kv.txn, under MAX_TXN_OPS).
+MAX_APPEND_HASHES = 200
+#: Most log entries one ``pijul.log`` page returns.
+MAX_LOG_PAGE = 5000
+#: Longest repository or channel name (bytes).
+MAX_NAME_BYTES = 200

@@ -13,3 +13,11 @@ def aspen_cli_commands() -> list[Any]:
     from aspen_pijul.cli import pijul_cli
 
     return [pijul_cli]
+
+
+@aspen.hookimpl
+def aspen_rpc_handlers() -> list[Any]:
+    """``pijul.*``: cluster repositories."""
+    from aspen_pijul.rpc import rpc_handlers
+
+    return rpc_handlers()
