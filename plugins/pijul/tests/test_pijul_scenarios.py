@@ -161,3 +161,43 @@ def test_file_add_move_remove() -> None:
     assert sorted(s.channel("main").output()) == ["b.txt", "verse.txt"]
     s.record("main", {"verse.txt": "roses\n"})
     assert s.channel("main").output() == {"verse.txt": b"roses\n"}
+
+
+def test_two_names_for_one_file_and_its_resolution() -> None:
+    s = Sandbox()
+    s.record("main", {"a.txt": "text\n"})
+    s.pull("bob", "main")
+    s.record("main", {"b.txt": "text\n"}, moves={"b.txt": "a.txt"}, author="alice")
+    s.record("bob", {"c.txt": "text\n"}, moves={"c.txt": "a.txt"}, author="bob")
+    s.pull("main", "bob")
+    assert s.channel("main").output() == {"b.txt": b"text\n", "c.txt": b"text\n"}
+    s.record("main", {"b.txt": "text\n"})  # keep one name
+    s.pull("bob", "main")
+    assert s.channel("bob").output() == {"b.txt": b"text\n"}
+
+
+def test_renames_colliding_on_one_name() -> None:
+    s = Sandbox()
+    s.record("main", {"a.txt": "from a\n", "b.txt": "from b\n"})
+    s.pull("bob", "main")
+    s.record("main", {"z.txt": "from a\n", "b.txt": "from b\n"}, moves={"z.txt": "a.txt"})
+    s.record("bob", {"a.txt": "from a\n", "z.txt": "from b\n"}, moves={"z.txt": "b.txt"})
+    s.pull("main", "bob")
+    s.pull("bob", "main")
+    out = s.channel("main").output()
+    assert out == s.channel("bob").output()
+    alias = next(p for p in out if p.startswith("z.txt.~"))
+    assert sorted(out.values()) == [b"from a\n", b"from b\n"] and "z.txt" in out
+    # Resolve by renaming the second file; the conflict is gone everywhere.
+    s.record("main", {"z.txt": out["z.txt"], "y.txt": out[alias]}, moves={"y.txt": alias})
+    s.pull("bob", "main")
+    assert sorted(s.channel("bob").output()) == ["y.txt", "z.txt"]
+
+
+def test_clone_by_replay_equals_source() -> None:
+    s = Sandbox()
+    _base(s)
+    s.edit("main", "poem.txt", "roses\nred\nsugar\n")
+    s.pull("clone", "main")
+    assert s.channel("clone").output() == s.channel("main").output()
+    assert s.channel("clone").graph.canonical() == s.channel("main").graph.canonical()

@@ -10,7 +10,7 @@ from aspen_pijul import limits
 from aspen_pijul.errors import DependedUponError, MissingDependencyError, TooLargeError
 from aspen_pijul.model.change import Change, Pos
 from aspen_pijul.model.graph import Graph
-from aspen_pijul.model.hashing import resolve_prefix
+from aspen_pijul.model.hashing import resolve_prefix, short
 from aspen_pijul.model.output import OutLine, output_file, render
 
 __all__ = ["ChangeStore", "Channel", "MemoryStore"]
@@ -208,9 +208,23 @@ class Channel:
 
     # -- output ---------------------------------------------------------------------------
 
+    def file_table(self) -> dict[str, tuple[Pos, str]]:
+        """Printed path -> (file, the name it has in the graph).
+
+        File-tree conflicts are states too: a file with two names is printed at both; when
+        two files share a name, the one with the smallest inode keeps it and each other is
+        printed at ``NAME.~HASH8`` (its introducing change), until a change renames or
+        removes one."""
+        table: dict[str, tuple[Pos, str]] = {}
+        for path, inodes in self.graph.file_names().items():
+            table[path] = (inodes[0], path)
+            for inode in inodes[1:]:
+                table[f"{path}.~{short(inode[0])}"] = (inode, path)
+        return table
+
     def file_inodes(self) -> dict[str, Pos]:
-        """Path -> the file printed there (the smallest inode if several share a name)."""
-        return {p: inodes[0] for p, inodes in self.graph.file_names().items()}
+        """Printed path -> the file printed there."""
+        return {p: inode for p, (inode, _) in self.file_table().items()}
 
     def output_lines(self, inode: Pos) -> list[OutLine]:
         """The printed lines of one file."""

@@ -224,11 +224,12 @@ def _build(
     the builder."""
     b = _Builder()
     checks: list[tuple[str, Pos]] = []
-    names = ch.file_inodes()
+    table = ch.file_table()
+    names = {p: inode for p, (inode, _) in table.items()}
     path_inode: dict[str, Pos] = {}
     for new_path, old_path in sorted(moves.items()):
-        inode = names[old_path]
-        elems = tuple(n for n, p in ch.graph.names_of(inode) if p == old_path)
+        inode, real = table[old_path]
+        elems = tuple(n for n, p in ch.graph.names_of(inode) if p == real)
         b.hunks.append(Delete(elems))
         b.hunks.append(AddName(b.take(1), inode, new_path))
         path_inode[new_path] = inode
@@ -237,7 +238,8 @@ def _build(
         if path in moved_from:
             continue
         if path not in tree:
-            elems = tuple(n for n, p in ch.graph.names_of(inode) if p == path)
+            real = table[path][1]
+            elems = tuple(n for n, p in ch.graph.names_of(inode) if p == real)
             b.hunks.append(Delete(elems))
         else:
             path_inode[path] = inode
