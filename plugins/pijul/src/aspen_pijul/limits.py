@@ -23,11 +23,16 @@ BINARY_SNIFF_BYTES = 8000
 #: Largest change a cluster repository stores (bytes): one KV value, so the change and the
 #: channel head move in Raft (changes are small; bigger ones are refused, see README).
 MAX_CLUSTER_CHANGE_BYTES = 900 * 1024
-#: Most change bytes one ``pijul.put_changes`` / ``pijul.get_changes`` request carries.
-MAX_TRANSFER_BYTES = 4 * 1024 * 1024
+#: Most change bytes one ``pijul.put_changes`` / ``pijul.get_changes`` request carries
+#: (under the core's MAX_FRAME_BYTES with room for the envelope).
+MAX_TRANSFER_BYTES = 2 * 1024 * 1024
+#: Most change bytes stored by one kv.txn of ``pijul.put_changes`` (under MAX_ENTRY_BYTES).
+PUT_TXN_BYTES = 1024 * 1024
 #: Most hashes one ``pijul.append`` adds to a channel (one kv.txn, under MAX_TXN_OPS).
 MAX_APPEND_HASHES = 200
 #: Most log entries one ``pijul.log`` page returns.
 MAX_LOG_PAGE = 5000
 #: Longest repository or channel name (bytes).
 MAX_NAME_BYTES = 200
+#: Most changes stored by one kv.txn of ``pijul.put_changes`` (under MAX_TXN_OPS).
+PUT_TXN_OPS = 500

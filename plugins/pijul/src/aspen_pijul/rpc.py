@@ -85,8 +85,17 @@ async def pijul_put_changes(ctx: Any, params: dict[str, Any]) -> Any:
                 f"change over MAX_CLUSTER_CHANGE_BYTES={limits.MAX_CLUSTER_CHANGE_BYTES}"
             )
         change = await anyio.to_thread.run_sync(Change.from_bytes, data)
-        await ctx.node.call("kv.put", {"key": _key(repo, "c", change.hash), "value": data})
         hashes.append(change.hash)
+    ops: list[dict[str, Any]] = []
+    size = 0
+    for h, data in zip(hashes, blobs, strict=True):
+        if ops and (size + len(data) > limits.PUT_TXN_BYTES or len(ops) >= limits.PUT_TXN_OPS):
+            await ctx.node.call("kv.txn", {"compare": [], "success": ops, "failure": []})
+            ops, size = [], 0
+        ops.append({"put": {"key": _key(repo, "c", h), "value": data}})
+        size += len(data)
+    if ops:
+        await ctx.node.call("kv.txn", {"compare": [], "success": ops, "failure": []})
     return {"hashes": hashes}
 
 
