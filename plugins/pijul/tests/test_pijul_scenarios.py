@@ -15,6 +15,17 @@ def _base(s: Sandbox) -> str:
     return c.hash
 
 
+def _two_party_conflict() -> Sandbox:
+    """Alice and Bob each add a line at the same place; main has both changes."""
+    s = Sandbox()
+    _base(s)
+    s.pull("bob", "main")
+    s.edit("main", "poem.txt", "roses\nviolets\nred\nsugar\n", author="alice")
+    s.edit("bob", "poem.txt", "roses\nviolets\nblue\nsugar\n", author="bob")
+    s.pull("main", "bob")
+    return s
+
+
 def test_record_and_output_round_trip() -> None:
     s = Sandbox()
     _base(s)
@@ -23,12 +34,7 @@ def test_record_and_output_round_trip() -> None:
 
 
 def test_two_party_order_conflict_and_resolution_travels() -> None:
-    s = Sandbox()
-    _base(s)
-    s.pull("bob", "main")
-    s.edit("main", "poem.txt", "roses\nviolets\nred\nsugar\n", author="alice")
-    s.edit("bob", "poem.txt", "roses\nviolets\nblue\nsugar\n", author="bob")
-    s.pull("main", "bob")
+    s = _two_party_conflict()
     s.pull("bob", "main")
     a, b = s.text("main", "poem.txt"), s.text("bob", "poem.txt")
     assert a == b
@@ -133,12 +139,7 @@ def _pos_of(s: Sandbox, channel: str, text: bytes) -> Pos:
 
 
 def test_cyclic_conflict_is_collapsed_and_resolvable() -> None:
-    s = Sandbox()
-    _base(s)
-    s.pull("bob", "main")
-    s.edit("main", "poem.txt", "roses\nviolets\nred\nsugar\n", author="alice")
-    s.edit("bob", "poem.txt", "roses\nviolets\nblue\nsugar\n", author="bob")
-    s.pull("main", "bob")
+    s = _two_party_conflict()
     red, blue = _pos_of(s, "main", b"red\n"), _pos_of(s, "main", b"blue\n")
     _edges_change(s, "main", [(red, blue)], "alice")
     _edges_change(s, "main", [(blue, red)], "bob")

@@ -46,8 +46,15 @@ class OutLine:
 Token = tuple[str, object]
 
 
-def alive_frontier(g: Graph, inode: Pos, alive: set[Pos], start: Pos) -> set[Pos]:
-    """The alive vertices reached from ``start`` through alive edges and deleted vertices."""
+def alive_frontier(
+    g: Graph,
+    inode: Pos,
+    alive: set[Pos],
+    start: Pos,
+    memo: dict[Pos, frozenset[Pos]] | None = None,
+) -> set[Pos]:
+    """The alive vertices reached from ``start`` through alive edges and deleted vertices
+    (``memo``: the known frontiers of some deleted vertices)."""
     found: set[Pos] = set()
     seen = {start}
     stack = [start]
@@ -59,6 +66,8 @@ def alive_frontier(g: Graph, inode: Pos, alive: set[Pos], start: Pos) -> set[Pos
             seen.add(w)
             if w in alive:
                 found.add(w)
+            elif memo is not None and w in memo:
+                found |= memo[w]
             elif g.vertices.get(w, (None,))[0] == inode:
                 stack.append(w)
     return found
@@ -67,25 +76,6 @@ def alive_frontier(g: Graph, inode: Pos, alive: set[Pos], start: Pos) -> set[Pos
 def _alive_successors(g: Graph, inode: Pos, alive: set[Pos]) -> dict[Pos, set[Pos]]:
     """For each alive vertex, the alive vertices it reaches through deleted ones."""
     memo: dict[Pos, frozenset[Pos]] = {}
-
-    def frontier(start: Pos) -> frozenset[Pos]:
-        found: set[Pos] = set()
-        seen = {start}
-        stack = [start]
-        while stack:
-            u = stack.pop()
-            for w in g.out.get(u, ()):
-                if w in seen or not g.edge_alive((u, w)):
-                    continue
-                seen.add(w)
-                if w in alive:
-                    found.add(w)
-                elif w in memo:
-                    found |= memo[w]
-                elif g.vertices.get(w, (None,))[0] == inode:
-                    stack.append(w)
-        return frozenset(found)
-
     succ: dict[Pos, set[Pos]] = {}
     for v in sorted(alive):
         res: set[Pos] = set()
@@ -96,7 +86,7 @@ def _alive_successors(g: Graph, inode: Pos, alive: set[Pos]) -> dict[Pos, set[Po
                 res.add(w)
             elif g.vertices.get(w, (None,))[0] == inode:
                 if w not in memo:
-                    memo[w] = frontier(w)
+                    memo[w] = frozenset(alive_frontier(g, inode, alive, w, memo))
                 res |= memo[w]
         res.discard(v)
         succ[v] = res
