@@ -86,6 +86,7 @@ def test_push_clone_kill_leader_pull(cluster: Any, tmp_path: Path, monkeypatch: 
         files = alice.channel().output()
         files["poem.txt"] = files["poem.txt"] + b"more %d\n" % i
         _record(alice, files, i)
+    monkeypatch.setattr(limits, "MAX_APPEND_HASHES", 1)  # 30 appends: the kill lands mid-push
     with cluster.client() as client:
         done = threading.Event()
 
