@@ -34,9 +34,11 @@ _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012345678
 
 
 def _name(params: dict[str, Any], field: str) -> str:
+    """A repository name (may contain ``/``) or a channel name (may not)."""
     value = require_str(params, field, max_len=limits.MAX_NAME_BYTES)
-    if not value or not set(value) <= _NAME_CHARS or value.startswith(("/", ".")):
-        raise PijulError(f"bad {field} {value!r} (letters, digits, . _ - /)")
+    allowed = _NAME_CHARS if field == "repo" else _NAME_CHARS - {"/"}
+    if not value or not set(value) <= allowed or value.startswith(("/", ".")):
+        raise PijulError(f"bad {field} name {value!r} (letters, digits, . _ -)")
     return value
 
 
