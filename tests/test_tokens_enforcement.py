@@ -57,7 +57,7 @@ def test_every_method_is_denied_without_its_capability(plugin_node: NodeThread) 
     handlers = [registry.get(n) for n in registry.names()]
     plugins = {h.plugin for h in handlers if h is not None}
     # the walk covers the installed plugins
-    assert {"core", "hooks", "secrets", "pubsub", "coord", "forge", "jobs"} <= plugins
+    assert {"core", "hooks", "secrets", "pubsub", "coord", "forge", "jobs", "pijul"} <= plugins
     open_methods = {h.name for h in handlers if h is not None and h.capability == ANY_TOKEN}
     assert open_methods == set(OPEN_METHODS)
     outsider = _create(plugin_node, "nothing:read")
@@ -297,3 +297,19 @@ def test_jobs_methods_need_their_queue(plugin_node: NodeThread) -> None:
                 "jobs.schedule.add",
                 {"name": "t", "interval": 60, "queue": "other", "command": "date"},
             )
+
+
+def test_pijul_capabilities_scope_by_repository(plugin_node: NodeThread) -> None:
+    """``pijul:read:<repo>`` reads that repository only and writes nothing."""
+    reader = _create(plugin_node, "pijul:read:poems")
+    with aspen.connect(plugin_node.endpoint, token=reader) as c:
+        assert c.call("pijul.log", {"repo": "poems", "channel": "main"})["length"] == 0
+        with pytest.raises(UnauthorizedError, match="pijul:read:other"):
+            c.call("pijul.log", {"repo": "other", "channel": "main"})
+        with pytest.raises(UnauthorizedError, match="pijul:write"):
+            c.call("pijul.append", {"repo": "poems", "channel": "main", "expected": 0})
+    writer = _create(plugin_node, "pijul:write:poems", "pijul:read:poems")
+    with aspen.connect(plugin_node.endpoint, token=writer) as c:
+        c.call("pijul.append", {"repo": "poems", "channel": "main", "expected": 0, "hashes": []})
+        with pytest.raises(UnauthorizedError, match="pijul:write:other"):
+            c.call("pijul.put_changes", {"repo": "other", "changes": []})

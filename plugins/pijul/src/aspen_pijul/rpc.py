@@ -1,0 +1,204 @@
+"""``pijul.*``: cluster-hosted repositories.
+
+State under ``/_aspen/pijul/<repo>/``::
+
+    c/<HASH>              a change's bytes (verified on receipt; immutable, content-addressed)
+    h/<channel>           the channel's head: its length, as decimal text
+    l/<channel>/<n:010d>  the n-th hash of the channel's log (application order)
+
+Changes live in KV rather than the blob store so a push needs no second system and a
+change is readable wherever the log is; they are bounded by ``MAX_CLUSTER_CHANGE_BYTES``.
+A channel's log grows by a compare-and-swap on its head (``pijul.append``), in the same
+``kv.txn`` as the ``pijul.channel_update`` event it publishes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+
+from aspen.errors import CompareFailedError
+from aspen.plugins.types import RpcHandler
+from aspen.rpc.params import optional_int, optional_list, require_int, require_str
+from aspen_pijul import limits
+from aspen_pijul.errors import MissingDependencyError, PijulError, TooLargeError
+from aspen_pijul.model.change import Change
+from aspen_pijul.model.hashing import is_hash
+
+__all__ = ["rpc_handlers"]
+
+_PREFIX = b"/_aspen/pijul/"
+_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-/")
+
+
+def _name(params: dict[str, Any], field: str) -> str:
+    """A repository name (may contain ``/``) or a channel name (may not)."""
+    value = require_str(params, field, max_len=limits.MAX_NAME_BYTES)
+    allowed = _NAME_CHARS if field == "repo" else _NAME_CHARS - {"/"}
+    if not value or not set(value) <= allowed or value.startswith(("/", ".")):
+        raise PijulError(f"bad {field} name {value!r} (letters, digits, . _ -)")
+    return value
+
+
+def _key(repo: str, *parts: str) -> bytes:
+    return _PREFIX + "/".join([repo.replace("/", "%2F"), *parts]).encode()
+
+
+def _prefix_end(prefix: bytes) -> bytes:
+    return prefix[:-1] + bytes([prefix[-1] + 1])
+
+
+async def _head(node: Any, repo: str, channel: str) -> int:
+    kvs = (await node.call("kv.range", {"key": _key(repo, "h", channel)}))["kvs"]
+    return int(kvs[0]["value"]) if kvs else 0
+
+
+async def _log(node: Any, repo: str, channel: str, start: int, limit: int) -> list[str]:
+    lo = _key(repo, "l", channel, f"{start:010d}")
+    hi = _prefix_end(_key(repo, "l", channel) + b"/")
+    out: list[str] = []
+    while len(out) < limit:
+        want = min(limit - len(out), limits.MAX_LOG_PAGE)
+        page = await node.call("kv.range", {"key": lo, "end": hi, "limit": want})
+        out += [kv["value"].decode() for kv in page["kvs"]]
+        if not page["more"] or not page["kvs"]:
+            break
+        lo = page["kvs"][-1]["key"] + b"\0"
+    return out
+
+
+async def _has(node: Any, repo: str, h: str) -> bool:
+    r = await node.call("kv.range", {"key": _key(repo, "c", h), "count_only": True})
+    return bool(r["count"])
+
+
+async def pijul_put_changes(ctx: Any, params: dict[str, Any]) -> Any:
+    """Store changes (``changes``: their bytes), each verified against its hash first."""
+    repo = _name(params, "repo")
+    blobs = optional_list(params, "changes", max_len=10_000)
+    if sum(len(b) for b in blobs) > limits.MAX_TRANSFER_BYTES:
+        raise TooLargeError(f"request over MAX_TRANSFER_BYTES={limits.MAX_TRANSFER_BYTES}")
+    hashes = []
+    for data in blobs:
+        if not isinstance(data, bytes) or len(data) > limits.MAX_CLUSTER_CHANGE_BYTES:
+            raise TooLargeError(
+                f"change over MAX_CLUSTER_CHANGE_BYTES={limits.MAX_CLUSTER_CHANGE_BYTES}"
+            )
+        change = await anyio.to_thread.run_sync(Change.from_bytes, data)
+        hashes.append(change.hash)
+    ops: list[dict[str, Any]] = []
+    size = 0
+    for h, data in zip(hashes, blobs, strict=True):
+        if ops and (size + len(data) > limits.PUT_TXN_BYTES or len(ops) >= limits.PUT_TXN_OPS):
+            await ctx.node.call("kv.txn", {"compare": [], "success": ops, "failure": []})
+            ops, size = [], 0
+        ops.append({"put": {"key": _key(repo, "c", h), "value": data}})
+        size += len(data)
+    if ops:
+        await ctx.node.call("kv.txn", {"compare": [], "success": ops, "failure": []})
+    return {"hashes": hashes}
+
+
+async def pijul_get_changes(ctx: Any, params: dict[str, Any]) -> Any:
+    """The bytes of changes ``hashes`` (``not_found`` names a missing one)."""
+    repo = _name(params, "repo")
+    out: list[bytes] = []
+    total = 0
+    for h in optional_list(params, "hashes", max_len=10_000):
+        if not isinstance(h, str) or not is_hash(h):
+            raise PijulError(f"not a change hash: {h!r}")
+        kvs = (await ctx.node.call("kv.range", {"key": _key(repo, "c", h)}))["kvs"]
+        if not kvs:
+            from aspen_pijul.errors import UnknownChangeError
+
+            raise UnknownChangeError(f"repository {repo!r} has no change {h}")
+        total += len(kvs[0]["value"])
+        if out and total > limits.MAX_TRANSFER_BYTES:
+            break  # the caller asks again for the rest
+        out.append(kvs[0]["value"])
+    return {"changes": out}
+
+
+async def pijul_log(ctx: Any, params: dict[str, Any]) -> Any:
+    """A page of a channel's log from position ``start``: ``{hashes, length}``."""
+    repo, channel = _name(params, "repo"), _name(params, "channel")
+    start = optional_int(params, "start", 0, min=0)
+    limit = optional_int(params, "limit", limits.MAX_LOG_PAGE, min=1, max=limits.MAX_LOG_PAGE)
+    length = await _head(ctx.node, repo, channel)
+    return {"hashes": await _log(ctx.node, repo, channel, start, limit), "length": length}
+
+
+async def pijul_append(ctx: Any, params: dict[str, Any]) -> Any:
+    """Append ``hashes`` to a channel whose length is ``expected`` (compare-and-swap on its
+    head); every change must be stored and its dependencies already in the channel."""
+    repo, channel = _name(params, "repo"), _name(params, "channel")
+    expected = require_int(params, "expected", min=0)
+    hashes = optional_list(params, "hashes", max_len=limits.MAX_APPEND_HASHES)
+    node = ctx.node
+    present = set(await _log(node, repo, channel, 0, limits.MAX_HISTORY_WALK))
+    for h in hashes:
+        if not isinstance(h, str) or not await _has(node, repo, h):
+            raise MissingDependencyError(f"change {h!r} is not stored in {repo!r}")
+        kvs = (await node.call("kv.range", {"key": _key(repo, "c", h)}))["kvs"]
+        change = await anyio.to_thread.run_sync(Change.from_bytes, kvs[0]["value"], h)
+        missing = [d for d in change.dependencies if d not in present]
+        if missing:
+            raise MissingDependencyError(f"{h} depends on {missing[0]}, not in {channel!r}")
+        present.add(h)
+    head = _key(repo, "h", channel)
+    compare = (
+        {"key": head, "target": "version", "op": "==", "value": 0}
+        if expected == 0
+        else {"key": head, "target": "value", "op": "==", "value": str(expected).encode()}
+    )
+    ops: list[dict[str, Any]] = [
+        {"put": {"key": _key(repo, "l", channel, f"{expected + i:010d}"), "value": h.encode()}}
+        for i, h in enumerate(hashes)
+    ]
+    new_len = expected + len(hashes)
+    ops.append({"put": {"key": head, "value": str(new_len).encode()}})
+    ops.append(
+        node.events.op(
+            "pijul.channel_update",
+            f"{repo}:{channel}",
+            {"old": expected, "new": new_len, "hashes": list(hashes)},
+        )
+    )
+    answer = await node.call("kv.txn", {"compare": [compare], "success": ops, "failure": []})
+    if not answer["succeeded"]:
+        length = await _head(node, repo, channel)
+        raise CompareFailedError(
+            f"channel {channel!r} of {repo!r} has {length} changes, not {expected}: pull first",
+            length=length,
+        )
+    return {"length": new_len}
+
+
+def _scope(op: str) -> Callable[[dict[str, Any]], list[str]]:
+    """What a ``pijul.*`` request touches: ``pijul:<op>:<repo>``."""
+
+    def scope(params: dict[str, Any]) -> list[str]:
+        return [f"pijul:{op}:{params.get('repo', '')}"]
+
+    return scope
+
+
+def rpc_handlers() -> list[RpcHandler]:
+    """Every ``pijul.*`` method, each needing ``pijul:read|write:<repo>``."""
+    reads = {pijul_get_changes, pijul_log}
+    table = [pijul_put_changes, pijul_get_changes, pijul_log, pijul_append]
+    out = []
+    for f in table:
+        op = "read" if f in reads else "write"
+        out.append(
+            RpcHandler(
+                f"pijul.{f.__name__.removeprefix('pijul_')}",
+                f,
+                doc=(f.__doc__ or "").strip().splitlines()[0],
+                capability=f"pijul:{op}",
+                scope=_scope(op),
+            )
+        )
+    return out

@@ -1,0 +1,172 @@
+"""``aspen pijul …`` in a real directory: the interface contract of issue 16."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from aspen_pijul import limits
+from aspen_pijul.cli import pijul_cli
+from aspen_pijul.errors import (
+    AmbiguousPrefixError,
+    CorruptChangeError,
+    DependedUponError,
+    MissingDependencyError,
+    TooLargeError,
+    UnknownChangeError,
+)
+from aspen_pijul.model.hashing import HASH_CHARS
+
+
+@pytest.fixture
+def wc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ASPEN_PIJUL_AUTHOR", "tester")
+    run("init")
+    return tmp_path
+
+
+def run(*args: str) -> str:
+    """Run ``aspen pijul ARGS``; return stdout (exceptions propagate)."""
+    result = CliRunner().invoke(pijul_cli, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def test_record_prints_hash_and_log_json(wc: Path) -> None:
+    (wc / "a.txt").write_text("one\ntwo\n")
+    run("add", "a.txt")
+    h1 = run("record", "-m", "first").strip()
+    assert len(h1) == HASH_CHARS
+    (wc / "a.txt").write_text("one\ntwo\nthree\n")
+    h2 = run("record", "-m", "second").strip()
+    log = json.loads(run("log", "--json"))
+    assert [e["hash"] for e in log] == [h1, h2]
+    assert log[0]["message"] == "first" and log[0]["authors"] == ["tester"]
+    assert set(log[0]) == {"hash", "message", "authors", "timestamp"}
+    assert run("record", "-m", "nothing") == ""
+    text = run("change", h2[:10])
+    assert "# Dependencies" in text and h1 in text and "+ three" in text
+
+
+def test_channels_fork_apply_conflict_and_resolution(wc: Path) -> None:
+    f = wc / "a.txt"
+    f.write_text("one\ntwo\n")
+    run("add", "a.txt")
+    run("record", "-m", "base")
+    run("fork", "bob")
+    f.write_text("one\ntwo\nalice\n")
+    run("record", "-m", "alice")
+    run("channel", "switch", "bob")
+    assert f.read_text() == "one\ntwo\n"
+    f.write_text("one\ntwo\nbob\n")
+    hb = run("record", "-m", "bob").strip()
+    run("channel", "switch", "main")
+    run("apply", hb)
+    conflicted = f.read_text()
+    assert ">>>>>>> 1" in conflicted and "=======" in conflicted and "<<<<<<< 1" in conflicted
+    assert run("record", "-m", "unchanged") == ""
+    f.write_text("one\ntwo\nalice\nbob\n")
+    res = run("record", "-m", "resolve").strip()
+    credit = run("credit", "a.txt").splitlines()
+    assert credit[-1].startswith(hb[:8]) and credit[-1].endswith("bob")
+    run("unrecord", "--reset", res)
+    assert f.read_text() == conflicted
+    assert run("channel", "list").splitlines() == ["  bob", "* main"]
+    run("channel", "rename", "bob", "robert")
+    run("channel", "delete", "robert")
+    assert run("channel", "list").splitlines() == ["* main"]
+
+
+def test_unrecord_refused_while_depended_upon_and_rollback(wc: Path) -> None:
+    f = wc / "a.txt"
+    f.write_text("x\n")
+    run("add", "a.txt")
+    h1 = run("record", "-m", "a").strip()
+    f.write_text("x\ny\n")
+    h2 = run("record", "-m", "b").strip()
+    with pytest.raises(DependedUponError):
+        run("unrecord", h1)
+    run("rollback", h2)
+    assert f.read_text() == "x\n"
+    assert len(json.loads(run("log", "--json"))) == 3
+
+
+def test_move_remove_and_reset(wc: Path) -> None:
+    (wc / "a.txt").write_text("x\n")
+    (wc / "b.txt").write_text("y\n")
+    run("add", "a.txt", "b.txt")
+    run("record", "-m", "two files")
+    run("move", "a.txt", "sub/c.txt")
+    run("remove", "b.txt")
+    run("record", "-m", "move and remove")
+    (wc / "sub/c.txt").write_text("changed\n")
+    run("reset")
+    assert (wc / "sub/c.txt").read_text() == "x\n"
+    assert not (wc / "a.txt").exists()
+    assert "b.txt" not in run("credit", "sub/c.txt")
+
+
+def test_bad_input_is_typed(wc: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    f = wc / "a.txt"
+    f.write_text("x\n")
+    run("add", "a.txt")
+    hashes = set()
+    for i in range(33):  # 33 hashes over 32 first characters: two share one
+        f.write_text(f"x\n{i}\n")
+        hashes.add(run("record", "-m", str(i)).strip())
+    first = sorted(hashes)
+    shared = next(a[0] for a, b in itertools.pairwise(first) if a[0] == b[0])
+    monkeypatch.setattr(limits, "MIN_PREFIX_CHARS", 1)
+    with pytest.raises(AmbiguousPrefixError, match="ambiguous"):
+        run("change", shared)
+    with pytest.raises(UnknownChangeError):
+        run("change", "ZZZZZZZZ")
+    # Corrupt stored bytes are refused when read.
+    h = sorted(hashes)[0]
+    stored = wc / ".aspen-pijul" / "changes" / h
+    data = bytearray(stored.read_bytes())
+    data[len(data) // 2] ^= 1
+    stored.write_bytes(bytes(data))
+    with pytest.raises(CorruptChangeError):
+        run("change", h)
+
+
+def test_missing_dependency_and_huge_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ASPEN_PIJUL_AUTHOR", "tester")
+    one, two = tmp_path / "one", tmp_path / "two"
+    for d in (one, two):
+        d.mkdir()
+        monkeypatch.chdir(d)
+        run("init")
+    monkeypatch.chdir(one)
+    (one / "a.txt").write_text("x\n")
+    run("add", "a.txt")
+    run("record", "-m", "a")
+    (one / "a.txt").write_text("x\ny\n")
+    h2 = run("record", "-m", "b").strip()
+    monkeypatch.chdir(two)
+    with pytest.raises(MissingDependencyError):
+        run("apply", str(one / ".aspen-pijul" / "changes" / h2))
+    monkeypatch.setattr(limits, "MAX_FILE_BYTES", 100)
+    (two / "big.txt").write_bytes(b"z" * 101)
+    run("add", "big.txt")
+    with pytest.raises(TooLargeError, match="MAX_FILE_BYTES"):
+        run("record", "-m", "big")
+
+
+def test_binary_file_is_one_vertex(wc: Path) -> None:
+    f = wc / "img.bin"
+    f.write_bytes(b"\x00\x01\n\x02\n")
+    run("add", "img.bin")
+    run("record", "-m", "bin")
+    f.write_bytes(b"\x00\x01\n\x03\n")
+    h = run("record", "-m", "bin2").strip()
+    text = run("change", h)
+    assert text.count("\n+ ") == 1
+    run("reset")
+    assert f.read_bytes() == b"\x00\x01\n\x03\n"

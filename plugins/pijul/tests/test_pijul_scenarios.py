@@ -1,0 +1,204 @@
+"""Scenarios from the Pijul manual's behaviours, in our own words and data."""
+
+from __future__ import annotations
+
+import pytest
+
+from aspen_pijul.errors import DependedUponError
+from aspen_pijul.model.change import AddEdges, Change, Pos
+from aspen_pijul.model.sandbox import Sandbox
+
+
+def _base(s: Sandbox) -> str:
+    c = s.record("main", {"poem.txt": "roses\nviolets\nsugar\n"}, "first")
+    assert c is not None
+    return c.hash
+
+
+def _two_party_conflict() -> Sandbox:
+    """Alice and Bob each add a line at the same place; main has both changes."""
+    s = Sandbox()
+    _base(s)
+    s.pull("bob", "main")
+    s.edit("main", "poem.txt", "roses\nviolets\nred\nsugar\n", author="alice")
+    s.edit("bob", "poem.txt", "roses\nviolets\nblue\nsugar\n", author="bob")
+    s.pull("main", "bob")
+    return s
+
+
+def test_record_and_output_round_trip() -> None:
+    s = Sandbox()
+    _base(s)
+    assert s.text("main", "poem.txt") == "roses\nviolets\nsugar\n"
+    assert s.record("main", {"poem.txt": "roses\nviolets\nsugar\n"}) is None
+
+
+def test_two_party_order_conflict_and_resolution_travels() -> None:
+    s = _two_party_conflict()
+    s.pull("bob", "main")
+    a, b = s.text("main", "poem.txt"), s.text("bob", "poem.txt")
+    assert a == b
+    assert ">>>>>>> 1" in a and "=======" in a and "<<<<<<< 1" in a
+    assert a.index("roses") < a.index(">>>>>>>") < a.index("red") < a.index("sugar")
+    # Recording the conflicted file unchanged records nothing.
+    assert s.record("main", {"poem.txt": a}) is None
+    # Removing the markers records a resolution, which resolves the conflict everywhere.
+    res = s.edit("main", "poem.txt", "roses\nviolets\nred\nblue\nsugar\n")
+    s.pull("bob", "main")
+    assert s.text("bob", "poem.txt") == "roses\nviolets\nred\nblue\nsugar\n"
+    # Unrecording the resolution brings the conflict back.
+    s.channel("bob").unrecord(res)
+    assert s.text("bob", "poem.txt") == b
+
+
+def test_three_party_conflict_has_three_sides_in_fixed_order() -> None:
+    s = Sandbox()
+    _base(s)
+    for who, word in (("alice", "one"), ("bob", "two"), ("carol", "three")):
+        s.pull(who, "main")
+        s.edit(who, "poem.txt", f"roses\n{word}\nviolets\nsugar\n", author=who)
+    for x in ("alice", "bob", "carol"):
+        for y in ("alice", "bob", "carol"):
+            s.pull(x, y)
+    texts = {s.text(x, "poem.txt") for x in ("alice", "bob", "carol")}
+    assert len(texts) == 1
+    (t,) = texts
+    assert t.count("=======") == 2 and t.count(">>>>>>>") == 1
+
+
+def test_zombie_line_and_its_resolution() -> None:
+    s = Sandbox()
+    _base(s)
+    s.pull("bob", "main")
+    s.edit("main", "poem.txt", "roses\n", author="alice")  # deletes violets, sugar
+    s.edit("bob", "poem.txt", "roses\nviolets\nhoney\nsugar\n", author="bob")
+    s.pull("main", "bob")
+    t = s.text("main", "poem.txt")
+    assert "honey" in t and "zombie" in t and "violets" not in t
+    assert s.record("main", {"poem.txt": t}) is None
+    s.edit("main", "poem.txt", "roses\nhoney\n")
+    assert s.text("main", "poem.txt") == "roses\nhoney\n"
+    s.pull("bob", "main")
+    assert s.text("bob", "poem.txt") == "roses\nhoney\n"
+
+
+def test_unrecord_refused_while_depended_upon() -> None:
+    s = Sandbox()
+    first = _base(s)
+    s.edit("main", "poem.txt", "roses\nviolets\nsugar\nhoney\n")
+    with pytest.raises(DependedUponError):
+        s.channel("main").unrecord(first)
+
+
+def test_double_deletion_then_unrecord_keeps_line_deleted() -> None:
+    s = Sandbox()
+    _base(s)
+    s.pull("bob", "main")
+    a = s.edit("main", "poem.txt", "roses\nsugar\n", author="alice")
+    s.edit("bob", "poem.txt", "roses\nsugar\n", author="bob")
+    s.pull("main", "bob")
+    assert s.text("main", "poem.txt") == "roses\nsugar\n"
+    s.channel("main").unrecord(a)
+    assert s.text("main", "poem.txt") == "roses\nsugar\n"
+
+
+def test_rollback_inverts_and_rollback_of_rollback_restores() -> None:
+    s = Sandbox()
+    _base(s)
+    e = s.edit("main", "poem.txt", "roses\nsugar\nhoney\n")
+    r = s.rollback("main", e)
+    assert r is not None
+    assert s.text("main", "poem.txt") == "roses\nviolets\nsugar\n"
+    s.rollback("main", r)
+    assert s.text("main", "poem.txt") == "roses\nsugar\nhoney\n"
+
+
+def _edges_change(s: Sandbox, channel: str, edges: list[tuple[Pos, Pos]], who: str) -> str:
+    """Record a change that only adds ordering edges (as a resolution made elsewhere)."""
+    ch = s.channel(channel)
+    inode = ch.file_inodes()["poem.txt"]
+    c = Change(
+        message=f"order by {who}",
+        authors=(who,),
+        timestamp=1,
+        dependencies=ch.minimise({e[0][0] for e in edges} | {e[1][0] for e in edges}),
+        extra_known=(),
+        hunks=(AddEdges(inode, tuple(edges)),),
+        contents=b"",
+    ).sealed()
+    s.store.put(c)
+    ch.apply(c.hash)
+    return c.hash
+
+
+def _pos_of(s: Sandbox, channel: str, text: bytes) -> Pos:
+    ch = s.channel(channel)
+    inode = ch.file_inodes()["poem.txt"]
+    (pos,) = [ol.pos for ol in ch.output_lines(inode) if ol.text == text and ol.pos]
+    return pos
+
+
+def test_cyclic_conflict_is_collapsed_and_resolvable() -> None:
+    s = _two_party_conflict()
+    red, blue = _pos_of(s, "main", b"red\n"), _pos_of(s, "main", b"blue\n")
+    _edges_change(s, "main", [(red, blue)], "alice")
+    _edges_change(s, "main", [(blue, red)], "bob")
+    t = s.text("main", "poem.txt")
+    assert "cyclic" in t and t.index("roses") < t.index("red") < t.index("sugar")
+    assert s.record("main", {"poem.txt": t}) is None
+    s.edit("main", "poem.txt", "roses\nviolets\nblue\nred\nsugar\n")
+    assert s.text("main", "poem.txt") == "roses\nviolets\nblue\nred\nsugar\n"
+
+
+def test_file_add_move_remove() -> None:
+    s = Sandbox()
+    _base(s)
+    s.record("main", {"poem.txt": "roses\nviolets\nsugar\n", "b.txt": "x\n"})
+    s.record(
+        "main",
+        {"verse.txt": "roses\nviolets\nsugar\n", "b.txt": "x\n"},
+        moves={"verse.txt": "poem.txt"},
+    )
+    assert sorted(s.channel("main").output()) == ["b.txt", "verse.txt"]
+    s.record("main", {"verse.txt": "roses\n"})
+    assert s.channel("main").output() == {"verse.txt": b"roses\n"}
+
+
+def test_two_names_for_one_file_and_its_resolution() -> None:
+    s = Sandbox()
+    s.record("main", {"a.txt": "text\n"})
+    s.pull("bob", "main")
+    s.record("main", {"b.txt": "text\n"}, moves={"b.txt": "a.txt"}, author="alice")
+    s.record("bob", {"c.txt": "text\n"}, moves={"c.txt": "a.txt"}, author="bob")
+    s.pull("main", "bob")
+    assert s.channel("main").output() == {"b.txt": b"text\n", "c.txt": b"text\n"}
+    s.record("main", {"b.txt": "text\n"})  # keep one name
+    s.pull("bob", "main")
+    assert s.channel("bob").output() == {"b.txt": b"text\n"}
+
+
+def test_renames_colliding_on_one_name() -> None:
+    s = Sandbox()
+    s.record("main", {"a.txt": "from a\n", "b.txt": "from b\n"})
+    s.pull("bob", "main")
+    s.record("main", {"z.txt": "from a\n", "b.txt": "from b\n"}, moves={"z.txt": "a.txt"})
+    s.record("bob", {"a.txt": "from a\n", "z.txt": "from b\n"}, moves={"z.txt": "b.txt"})
+    s.pull("main", "bob")
+    s.pull("bob", "main")
+    out = s.channel("main").output()
+    assert out == s.channel("bob").output()
+    alias = next(p for p in out if p.startswith("z.txt.~"))
+    assert sorted(out.values()) == [b"from a\n", b"from b\n"] and "z.txt" in out
+    # Resolve by renaming the second file; the conflict is gone everywhere.
+    s.record("main", {"z.txt": out["z.txt"], "y.txt": out[alias]}, moves={"y.txt": alias})
+    s.pull("bob", "main")
+    assert sorted(s.channel("bob").output()) == ["y.txt", "z.txt"]
+
+
+def test_clone_by_replay_equals_source() -> None:
+    s = Sandbox()
+    _base(s)
+    s.edit("main", "poem.txt", "roses\nred\nsugar\n")
+    s.pull("clone", "main")
+    assert s.channel("clone").output() == s.channel("main").output()
+    assert s.channel("clone").graph.canonical() == s.channel("main").graph.canonical()
