@@ -260,6 +260,7 @@ def test_pubsub_capabilities_are_scoped_by_topic(plugin_node: NodeThread) -> Non
             c.call("pubsub.topic_delete", {"topic": "orders.eu"})
 
 
+@pytest.mark.with_installed_plugins
 def test_jobs_methods_need_their_queue(plugin_node: NodeThread) -> None:
     """``jobs:submit|work|admin:<queue>`` admit that queue only; a job named by id is
     checked against its queue inside the handler."""
@@ -299,6 +300,7 @@ def test_jobs_methods_need_their_queue(plugin_node: NodeThread) -> None:
             )
 
 
+@pytest.mark.with_installed_plugins
 def test_pijul_capabilities_scope_by_repository(plugin_node: NodeThread) -> None:
     """``pijul:read:<repo>`` reads that repository only and writes nothing."""
     reader = _create(plugin_node, "pijul:read:poems")
