@@ -71,6 +71,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import itertools
 import logging
 import random
@@ -1036,13 +1037,23 @@ class Replicator:
 def _loop_caller() -> Callable[..., None]:
     """How the worker thread hands work to the running event loop: on asyncio, queue it
     without waiting (the thread goes on to its flush at once; callbacks run in the order
-    queued, before the cycle's own completion); elsewhere, anyio's blocking hand-off."""
+    queued, before the cycle's own completion); elsewhere, anyio's blocking hand-off.
+
+    A plain callback runs outside any task, where anyio cannot tell which library runs the
+    loop (sniffio looks for the current task), so anything it builds there (a peer link's
+    ``CancelScope`` or ``Event``, a task spawned for a snapshot) would fail. The callbacks
+    therefore run in a context that names asyncio, as sniffio lets an event loop do."""
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:  # not on asyncio (e.g. trio)
         return anyio.from_thread.run_sync
+    context = contextvars.copy_context()
+    with contextlib.suppress(ImportError):  # without sniffio, anyio asks the running loop
+        import sniffio
+
+        context.run(sniffio.current_async_library_cvar.set, "asyncio")
 
     def call_soon(func: Callable[..., object], *args: Any) -> None:
-        loop.call_soon_threadsafe(func, *args)
+        loop.call_soon_threadsafe(func, *args, context=context)
 
     return call_soon
