@@ -6,6 +6,7 @@ N, a barrier releases all at N, and a rate limiter continues across a leader cha
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -194,22 +195,27 @@ def test_one_election_leader_at_a_time_seen_by_every_observer(cluster, tmp_path)
     leader_node = cluster.leader_index()
     others = [i for i in range(1, 4) if i != leader_node]
     seen: list[list[int]] = [[], []]
+    failed: list[AspenError] = []
     streams = []
 
     def observe(slot: int, node: int) -> None:
         with cluster.client(node) as c:
-            stream = Coord(c).observe("e")
-            streams.append(stream)
             try:
+                stream = Coord(c).observe("e")  # returns once it reported the leader now
+                streams.append(stream)
                 for item in stream:
                     if item["leader"] is not None:
                         seen[slot].append(item["leader"]["fence"])
-            except AspenError:
-                pass
+            except AspenError as exc:
+                failed.append(exc)
 
     observers = [threading.Thread(target=observe, args=(s, n)) for s, n in enumerate(others)]
     for t in observers:
         t.start()
+    # every leadership from here on must reach both observers: start the candidates only
+    # once both observe (an observer started later reports the leader then, not the past)
+    wait_for(lambda: len(streams) + len(failed) == 2, timeout=30, message="both observe")
+    assert not failed, failed
     logs = [tmp_path / f"candidate{i}" for i in range(3)]
     candidates = [_spawn(cluster, "candidate", "e", log, rounds=3) for log in logs]
     try:
@@ -235,7 +241,10 @@ def test_one_election_leader_at_a_time_seen_by_every_observer(cluster, tmp_path)
             if i != doomed:
                 assert proc.wait(180) == 0
         won = sorted(f for p in logs for f in _fences(p, "leader"))
-        wait_for(lambda: all(set(won) <= set(s) for s in seen), timeout=30)
+        with contextlib.suppress(AssertionError):  # the asserts below say what is missing
+            wait_for(lambda: failed or all(set(won) <= set(s) for s in seen), timeout=30)
+        assert not failed, failed  # an observer's stream ended with an error
+        assert all(set(won) <= set(s) for s in seen), f"observers saw {seen}; leaders {won}"
     finally:
         for proc in candidates:
             if proc.poll() is None:

@@ -163,6 +163,24 @@ def test_election_rate_limiter_and_services(node):
         watch.close()
 
 
+def test_observe_sees_every_leadership_that_begins_after_it_returns(node):
+    """Observe, then (before reading a single item) three leaderships come and go: every
+    one is reported, in order, none coalesced into the next."""
+    with node.client() as client:
+        coord = Coord(client)
+        with coord.observe("brief") as observer:
+            fences = []
+            for value in (b"a", b"b", b"c"):
+                lead = coord.campaign("brief", value, ttl=5)
+                fences.append(lead.fence)
+                lead.release()
+            items = [next(observer)["leader"] for _ in range(7)]
+    assert items[0] is None  # the leader when it began: nobody
+    assert [i and (i["fence"], i["value"]) for i in items[1:]] == [
+        (fences[0], b"a"), None, (fences[1], b"b"), None, (fences[2], b"c"), None,
+    ]  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("method", "params", "error"),
     [

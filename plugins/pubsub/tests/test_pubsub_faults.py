@@ -43,12 +43,17 @@ class _Run:
         self.delivered: dict[tuple[int, int], set[bytes]] = defaultdict(set)
         #: what the partitioned group's members read: (partition, offset) → payloads
         self.read: dict[tuple[int, int], set[bytes]] = defaultdict(set)
-        #: the ownership log: (monotonic time, partition, member, "acquire" | "release")
+        #: the ownership log: (monotonic time, partition, incarnation, "acquire" | "release");
+        #: an incarnation is a member at one epoch (``m1@4``): each join is a new one
         self.ownership: list[tuple[float, int, str, str]] = []
+        #: incarnations the group told they are fenced (a stale epoch, or removed)
+        self.fenced: set[str] = set()
+        #: (monotonic time it was sent, incarnation) of every commit the group accepted
+        self.commits: list[tuple[float, str]] = []
 
-    def own(self, partition: int, member: str, what: str) -> None:
+    def own(self, partition: int, incarnation: str, what: str) -> None:
         with self.lock:
-            self.ownership.append((time.monotonic(), partition, member, what))
+            self.ownership.append((time.monotonic(), partition, incarnation, what))
 
 
 def _publisher(cluster: LocalCluster, run: _Run, n: int) -> None:
@@ -85,22 +90,23 @@ def _member(cluster: LocalCluster, run: _Run, instance: str, killed: threading.E
     """A partitioned group member: heartbeat, release what is revoked, read and commit
     what it owns. ``killed``: it stops dead (no leave), as a process killed with SIGKILL."""
     owned: dict[int, int] = {}  # partition → next offset to read
+    me = ""  # this incarnation: instance@epoch
     with cluster.client() as c:
         ps, joined = c.pubsub, None
         while not (run.stop_consuming.is_set() or killed.is_set()):
             try:
                 if joined is None:
                     joined = ps.join(TOPIC, KAFKA, "m", instance=instance)
-                    answer = joined
+                    answer, me = joined, f"{instance}@{joined['epoch']}"
                 else:
                     answer = ps.heartbeat(TOPIC, KAFKA, instance, joined["epoch"], list(owned))
                 for partition in answer["revoke"]:
                     if partition in owned:
-                        run.own(partition, instance, "release")
+                        run.own(partition, me, "release")
                         del owned[partition]
                 for a in answer["assigned"]:
                     if a["partition"] not in owned:
-                        run.own(a["partition"], instance, "acquire")
+                        run.own(a["partition"], me, "acquire")
                         owned[a["partition"]] = a["offset"]
                 for partition, offset in list(owned.items()):
                     page = ps.read(TOPIC, partition, offset, limit=50)
@@ -109,28 +115,54 @@ def _member(cluster: LocalCluster, run: _Run, instance: str, killed: threading.E
                             run.read[(partition, m["offset"])].add(m["data"])
                     owned[partition] = page["next"]
                 if owned:
+                    sent = time.monotonic()
                     ps.commit(TOPIC, KAFKA, instance, joined["epoch"], owned)
+                    with run.lock:
+                        run.commits.append((sent, me))
             except (AspenError, OSError) as exc:
                 if "fenced" in str(exc):
+                    with run.lock:
+                        run.fenced.add(me)
                     for partition in owned:
-                        run.own(partition, instance, "release")
+                        run.own(partition, me, "release")
                     owned.clear()
                     joined = None
                 time.sleep(0.05)  # the leader is being elected: try again shortly
     for partition in owned:  # stopped or killed: it holds nothing from here on
-        run.own(partition, instance, "release")
+        run.own(partition, me, "release")
 
 
-def _never_two_owners(log: list[tuple[float, int, str, str]]) -> None:
-    """Per partition, the ownership log alternates acquire / release of one member."""
+def _never_two_owners(run: _Run) -> None:
+    """Per partition, the ownership log alternates acquire / release of one incarnation,
+    except for a takeover: an incarnation the group fenced (told so, or superseded by a
+    later epoch of its static instance id, as the rejoin of a killed member is) may still
+    believe it owns a partition its successor acquired. The fencing is what makes that
+    safe, so check it: the old owner made no commit the group accepted once the new one
+    had acquired the partition."""
+    superseded = set()
+    epochs: dict[str, set[int]] = defaultdict(set)
+    for _, _, incarnation, _ in run.ownership:
+        member, epoch = incarnation.split("@")
+        epochs[member].add(int(epoch))
+    for member, seen in epochs.items():
+        superseded |= {f"{member}@{e}" for e in seen if e < max(seen)}
     holder: dict[int, str | None] = defaultdict(lambda: None)
-    for _, partition, member, what in sorted(log):
+    taken: dict[str, float] = {}  # displaced incarnation → when it was first displaced
+    for at, partition, incarnation, what in sorted(run.ownership):
+        owner = holder[partition]
         if what == "acquire":
-            assert holder[partition] is None, f"p{partition}: {member} while {holder[partition]}"
-            holder[partition] = member
-        else:
-            assert holder[partition] == member
+            if owner is not None:
+                assert owner in run.fenced | superseded, (
+                    f"p{partition}: {incarnation} while {owner} (never fenced)"
+                )
+                taken.setdefault(owner, at)
+            holder[partition] = incarnation
+        elif owner == incarnation:
             holder[partition] = None
+        else:  # the late release of a displaced incarnation
+            assert incarnation in taken, f"p{partition}: {incarnation} released it, {owner} held"
+    for sent, incarnation in run.commits:
+        assert sent < taken.get(incarnation, sent + 1), f"{incarnation} committed once fenced"
 
 
 def test_acknowledged_publishes_survive_a_leader_kill(cluster: LocalCluster) -> None:
@@ -181,8 +213,8 @@ def test_acknowledged_publishes_survive_a_leader_kill(cluster: LocalCluster) -> 
     for pos, data in acked.items():
         assert run.delivered[pos] == {data}, f"{pos}: offset given to two messages"
         assert run.read[pos] == {data}
-    _never_two_owners(run.ownership)
-    assert {m for _, _, m, _ in run.ownership} == {"m0", "m1"}
+    _never_two_owners(run)
+    assert {i.split("@")[0] for _, _, i, _ in run.ownership} == {"m0", "m1"}
     for rows in run.acked.values():  # one key per publisher: its offsets rise in its order
         offsets = [o for _, _, o in rows]
         assert offsets == sorted(offsets) and len(set(offsets)) == len(offsets)

@@ -23,7 +23,15 @@ import anyio
 from aspen.errors import AspenError
 from aspen_coord.errors import BusyError, typed
 
-__all__ = ["DEFAULT_WAIT_SECONDS", "AsyncCoord", "AsyncLock", "Coord", "Lock", "wait_timeout"]
+__all__ = [
+    "DEFAULT_WAIT_SECONDS",
+    "AsyncCoord",
+    "AsyncLock",
+    "Coord",
+    "Lock",
+    "Observation",
+    "wait_timeout",
+]
 
 #: Renew a held lease after this fraction of its TTL.
 RENEW_FRACTION = 1 / 3
@@ -113,9 +121,50 @@ class Coord:
         leadership.acquire()
         return leadership
 
-    def observe(self, name: str) -> Iterator[Any]:
-        """The leader of election ``name`` now and at every change."""
-        return self.stream("election.observe", {"name": name})
+    def observe(self, name: str) -> Observation:
+        """Observe election ``name``: iterate for ``{leader, revision}`` items, the leader
+        now and then every change of leader or value, in order, none skipped. It returns
+        once the node has reported the leader now, so every leadership that begins after
+        the call is seen; ``close()`` stops it. An error ends the iteration (observe again:
+        the changes in between are not replayed)."""
+        stream: Any = self.stream("election.observe", {"name": name})
+        try:
+            first = next(stream)
+        except BaseException:
+            stream.close()
+            raise
+        return Observation(first, stream)
+
+
+class Observation:
+    """An election being observed: its first item (the leader when it began) was already
+    received; iterate for it and every change after; ``close()`` cancels the stream."""
+
+    def __init__(self, first: Any, stream: Any) -> None:
+        self._first: list[Any] = [first]
+        self._stream = stream
+
+    def __iter__(self) -> Observation:
+        """Return self."""
+        return self
+
+    def __next__(self) -> Any:
+        """The next item (the first one first)."""
+        if self._first:
+            return self._first.pop()
+        return next(self._stream)
+
+    def close(self) -> None:
+        """Stop observing (cancels the stream on the node)."""
+        self._stream.close()
+
+    def __enter__(self) -> Observation:
+        """Return self."""
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Stop observing."""
+        self.close()
 
 
 class Lock:
