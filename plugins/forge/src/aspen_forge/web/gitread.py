@@ -29,6 +29,7 @@ __all__ = [
     "read_blob",
     "readme",
     "resolve",
+    "tree_diff",
     "tree_entries",
 ]
 
@@ -265,7 +266,7 @@ def commit_diff(store: Any, commit: Any) -> tuple[list[DiffFile], bool]:
     return tree_diff(store, old_tree, commit.tree)
 
 
-def tree_diff(store: Any, old_tree: bytes | None, new_tree: bytes) -> tuple[list[DiffFile], bool]:
+def tree_diff(store: Any, old_tree: Any, new_tree: Any) -> tuple[list[DiffFile], bool]:
     """The changes from tree ``old_tree`` (``None``: nothing) to ``new_tree`` as unified
     diffs; at most MAX_WEB_DIFF_FILES files and MAX_WEB_DIFF_BYTES of diff (whether
     something was cut)."""
