@@ -60,3 +60,56 @@ def screenshot_on_failure(request: Any, driver: Any, where: Path) -> None:
     driver.save_screenshot(str(png))
     (where / f"{request.node.name}.html").write_text(driver.page_source)
     print(f"\nbrowser screenshot: {png} (page at {driver.current_url}, source next to it)")
+
+
+def css(driver: Any, selector: str) -> Any:
+    """The element ``selector`` finds (waiting for it to appear)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    wait = WebDriverWait(driver, PAGE_LOAD_SECONDS)
+    return wait.until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, selector)))
+
+
+def go(driver: Any, element: Any) -> None:
+    """Click ``element`` and wait until the page it leads to has replaced this one."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    page = driver.find_element(By.TAG_NAME, "html")
+    element.click()
+    WebDriverWait(driver, PAGE_LOAD_SECONDS).until(expected_conditions.staleness_of(page))
+
+
+def find_all(driver: Any, selector: str) -> list[Any]:
+    """Every element ``selector`` finds now (no waiting)."""
+    from selenium.webdriver.common.by import By
+
+    return driver.find_elements(By.CSS_SELECTOR, selector)
+
+
+def link(driver: Any, text: str) -> Any:
+    """The link whose text is ``text``."""
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.LINK_TEXT, text)
+
+
+def log_in(driver: Any, base: str, token: str) -> None:
+    """Log ``driver`` in at ``base`` (``http://host:port``) with ``token``."""
+    driver.get(base + "/-/login")
+    css(driver, "#token").send_keys(token)
+    go(driver, css(driver, "#submit"))
+
+
+def form_csrf(client: Any, path: str) -> str:
+    """The CSRF token of the form on page ``path``, read as a browser would with the
+    ``httpx.Client`` ``client`` (which keeps the cookie the page sets)."""
+    import re
+
+    page = client.get(path)
+    found = re.search(r'name="csrf" value="([0-9a-f]+)"', page.text)
+    assert found is not None, f"no CSRF field on {path}"
+    return found.group(1)
