@@ -154,8 +154,9 @@ def test_login_shows_private_repo_and_logout_hides_it(browser: Any, forge: Forge
     assert browser.current_url == base + "/acme/secret"  # back where the reader was
     assert _css(browser, "#readme h1").text == "Top secret"
     assert _css(browser, "#who").text == "root"
-    (cookie,) = browser.get_cookies()
-    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    cookies = {c["name"]: c for c in browser.get_cookies()}
+    assert set(cookies) == {"aspen_forge_token", "aspen_forge_csrf"}
+    assert all(c["httpOnly"] and c["sameSite"] == "Strict" for c in cookies.values())
     browser.get(base + "/")
     assert "acme/secret" in [a.text for a in _all(browser, "#repos a.repo-link")]
 
