@@ -158,20 +158,6 @@ class CollabPages:
             raise PageError(403, "log in to open an issue")
         return await self.web.render(request, "issue_new.html", repo, lambda _: {"tab": "issues"})
 
-    def issue_action(self, method: str, *fields: str) -> Any:
-        """A POST endpoint running ``forge.issue_<method>`` with the form's ``fields``."""
-
-        async def endpoint(request: Any) -> Any:
-            repo, form = await self._post(request)
-            number = _number(request)
-            params = {"repo": repo.full, "number": number}
-            params.update({f: form[f] for f in fields if form.get(f)})
-            await self._call(request, f"forge.issue_{method}", params)
-            return _see_other(f"/{quote(repo.full)}/issues/{number}")
-
-        endpoint.__doc__ = f"``POST /OWNER/NAME/issues/N/{method}``."
-        return endpoint
-
     # ------------------------------------------------------------------ patches
     async def patch_list(self, request: Any) -> Any:
         """``/OWNER/NAME/patches?state=open|draft|merged|closed|all&page=N``."""
@@ -234,53 +220,48 @@ class CollabPages:
 
         return await self.web.render(request, "revision.html", repo, work)
 
-    async def patch_review(self, request: Any) -> Any:
-        """``POST /OWNER/NAME/patches/N/review``: a verdict (and body) on the latest
-        revision."""
-        repo, form = await self._post(request)
-        number = _number(request)
-        params = {
-            "repo": repo.full,
-            "number": number,
-            "verdict": form.get("verdict", ""),
-            "body": form.get("body") or None,
-        }
-        await self._call(request, "forge.patch_review", params)
-        return _see_other(f"/{quote(repo.full)}/patches/{number}#reviews")
+    # ------------------------------------------------------------------ changes
+    def action(self, kind: str, method: str, *fields: str, anchor: str = "") -> Any:
+        """A POST endpoint running ``forge.<kind>_<method>`` with the form's non-empty
+        ``fields``, then back to the thread (at ``#anchor``)."""
 
-    async def patch_merge(self, request: Any) -> Any:
-        """``POST /OWNER/NAME/patches/N/merge``: merge by the chosen strategy."""
-        repo, form = await self._post(request)
-        number = _number(request)
-        params = {"repo": repo.full, "number": number, "strategy": form.get("strategy", "")}
-        await self._call(request, "forge.patch_merge", params)
-        return _see_other(f"/{quote(repo.full)}/patches/{number}")
+        async def endpoint(request: Any) -> Any:
+            repo, form = await self._post(request)
+            number = _number(request)
+            params: dict[str, Any] = {"repo": repo.full, "number": number}
+            params.update({f: form[f] for f in fields if form.get(f)})
+            await self._call(request, f"forge.{kind}_{method}", params)
+            thread = request.url.path.rsplit("/", 1)[0]  # …/issues/N/comment → …/issues/N
+            return _see_other(thread + anchor)
 
-    async def patch_comment(self, request: Any) -> Any:
-        """``POST /OWNER/NAME/patches/N/comment``."""
-        repo, form = await self._post(request)
-        number = _number(request)
-        params = {"repo": repo.full, "number": number, "body": form.get("body", "")}
-        await self._call(request, "forge.patch_comment", params)
-        return _see_other(f"/{quote(repo.full)}/patches/{number}#comments")
+        endpoint.__doc__ = f"``POST …/N/{method}``: ``forge.{kind}_{method}``."
+        return endpoint
 
     def routes(self, prefix: str) -> list[Any]:
         """The Starlette routes under ``prefix`` (``/{owner}/{name}``)."""
         from starlette.routing import Route
 
         issue, patch = prefix + "/issues", prefix + "/patches"
-        post = ["POST"]
+        post: dict[str, Any] = {"methods": ["POST"]}
         return [
             Route(issue, self.issue_list),
             Route(issue + "/new", self.issue_new, methods=["GET", "POST"]),
             Route(issue + "/{number}", self.issue_page),
-            Route(issue + "/{number}/comment", self.issue_action("comment", "body"), methods=post),
-            Route(issue + "/{number}/close", self.issue_action("close", "reason"), methods=post),
-            Route(issue + "/{number}/reopen", self.issue_action("reopen"), methods=post),
+            Route(issue + "/{number}/comment", self.action("issue", "comment", "body"), **post),
+            Route(issue + "/{number}/close", self.action("issue", "close", "reason"), **post),
+            Route(issue + "/{number}/reopen", self.action("issue", "reopen"), **post),
             Route(patch, self.patch_list),
             Route(patch + "/{number}", self.patch_page),
             Route(patch + "/{number}/revisions/{revision}", self.revision_diff),
-            Route(patch + "/{number}/review", self.patch_review, methods=post),
-            Route(patch + "/{number}/comment", self.patch_comment, methods=post),
-            Route(patch + "/{number}/merge", self.patch_merge, methods=post),
+            Route(
+                patch + "/{number}/review",
+                self.action("patch", "review", "verdict", "body", anchor="#reviews"),
+                **post,
+            ),
+            Route(
+                patch + "/{number}/comment",
+                self.action("patch", "comment", "body", anchor="#comments"),
+                **post,
+            ),
+            Route(patch + "/{number}/merge", self.action("patch", "merge", "strategy"), **post),
         ]
