@@ -74,12 +74,20 @@ def css(driver: Any, selector: str) -> Any:
 
 def go(driver: Any, element: Any) -> None:
     """Click ``element`` and wait until the page it leads to has replaced this one."""
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.wait import WebDriverWait
 
     page = driver.find_element(By.TAG_NAME, "html")
-    element.click()
+    try:
+        element.click()
+    except WebDriverException as exc:
+        # chromedriver sometimes loses the clicked node when the click's navigation
+        # replaces the document before it has finished with it: the click has landed,
+        # and the wait below fails if it had not.
+        if "does not belong to the document" not in str(exc):
+            raise
     WebDriverWait(driver, PAGE_LOAD_SECONDS).until(expected_conditions.staleness_of(page))
 
 
