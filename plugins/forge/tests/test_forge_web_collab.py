@@ -202,6 +202,16 @@ def test_conflicting_patch_names_the_path(browser: Any, forge: Forge) -> None:
     assert css(browser, "#conflicts").text == "a.txt"
     assert not css(browser, "#merge").is_enabled()
 
+    go(browser, css(browser, "#patch-close"))  # a closed patch says so
+    assert css(browser, "#state").text == "closed"
+    assert css(browser, "#blockers").text == "patch is closed"
+    assert not css(browser, "#merge").is_enabled()
+    go(browser, css(browser, "#patch-reopen"))
+    go(browser, css(browser, "#patch-draft"))
+    assert "patch is a draft" in css(browser, "#blockers").text
+    go(browser, css(browser, "#patch-ready"))
+    assert css(browser, "#state").text == "open"
+
 
 def test_anonymous_reader_sees_no_forms(browser: Any, forge: Forge) -> None:
     forge.repo("open", {"x.txt": "x\n"})

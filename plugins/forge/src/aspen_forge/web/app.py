@@ -5,10 +5,11 @@ Pages: ``/`` (repositories), ``/OWNER/NAME`` (home: tree and README), ``…/tree
 ``…/blob/REF/PATH``, ``…/raw/REF/PATH``, ``…/commits/REF``, ``…/commit/SHA``,
 ``…/branches``, ``…/tags``; ``…/issues``, ``…/issues/new``, ``…/issues/N`` (POSTs to
 ``…/issues/N/comment|close|reopen``), ``…/patches``, ``…/patches/N``,
-``…/patches/N/revisions/R`` (POSTs to ``…/patches/N/review|comment|merge``), in
-:mod:`.collab_pages`; ``/-/login`` and ``/-/logout`` (a token in an HttpOnly,
-SameSite=Strict cookie); ``/-/static/…``. Owner names cannot start with ``-``, so ``/-/``
-never collides with a repository.
+``…/patches/N/revisions/R`` (POSTs to
+``…/patches/N/review|comment|merge|ready|draft|close|reopen``), in :mod:`.collab_pages`;
+``/-/login`` and ``/-/logout`` (a token in an HttpOnly, SameSite=Strict cookie);
+``/-/static/…``. Owner names cannot start with ``-``, so ``/-/`` never collides with a
+repository.
 
 Adding pages: a handler as in :mod:`.routes` (``web.repo(request)`` gives the
 repository, 404 to a reader who may not read it; ``web.render(request, template, repo,

@@ -264,4 +264,8 @@ class CollabPages:
                 **post,
             ),
             Route(patch + "/{number}/merge", self.action("patch", "merge", "strategy"), **post),
+            *(
+                Route(patch + "/{number}/" + change, self.action("patch", change), **post)
+                for change in ("ready", "draft", "close", "reopen")
+            ),
         ]
