@@ -72,23 +72,38 @@ def css(driver: Any, selector: str) -> Any:
     return wait.until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, selector)))
 
 
+#: What chromedriver sometimes says, instead of "stale element", about a node of a
+#: document that a navigation is replacing.
+_GONE = "does not belong to the document"
+
+
 def go(driver: Any, element: Any) -> None:
     """Click ``element`` and wait until the page it leads to has replaced this one."""
-    from selenium.common.exceptions import WebDriverException
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.wait import WebDriverWait
 
     page = driver.find_element(By.TAG_NAME, "html")
     try:
         element.click()
     except WebDriverException as exc:
-        # chromedriver sometimes loses the clicked node when the click's navigation
-        # replaces the document before it has finished with it: the click has landed,
-        # and the wait below fails if it had not.
-        if "does not belong to the document" not in str(exc):
+        # The click's navigation replaced the document before chromedriver was done with
+        # the node: the click has landed (the wait below fails if it had not).
+        if _GONE not in str(exc):
             raise
-    WebDriverWait(driver, PAGE_LOAD_SECONDS).until(expected_conditions.staleness_of(page))
+
+    def replaced(_: Any) -> bool:
+        try:
+            page.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as exc:
+            if _GONE not in str(exc):
+                raise
+            return True
+        return False
+
+    WebDriverWait(driver, PAGE_LOAD_SECONDS).until(replaced)
 
 
 def find_all(driver: Any, selector: str) -> list[Any]:
