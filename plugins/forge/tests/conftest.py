@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 
@@ -17,3 +21,28 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = yield
     setattr(item, f"rep_{report.when}", report)
     return report
+
+
+@pytest.fixture(scope="module")
+def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A headless Chromium per test module (skips without one)."""
+    from forge_browser import missing, start_chromium
+
+    reason = missing()
+    if reason:
+        pytest.skip(f"browser tests need headless Chromium: {reason}")
+    driver = start_chromium(tmp_path_factory.mktemp("chromium-profile"))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture
+def browser(chromium: Any, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """The module's browser, logged out; a screenshot lands in tmp_path if the test fails."""
+    from forge_browser import screenshot_on_failure
+
+    chromium.delete_all_cookies()
+    yield chromium
+    screenshot_on_failure(request, chromium, tmp_path / "screenshots")

@@ -60,3 +60,79 @@ def screenshot_on_failure(request: Any, driver: Any, where: Path) -> None:
     driver.save_screenshot(str(png))
     (where / f"{request.node.name}.html").write_text(driver.page_source)
     print(f"\nbrowser screenshot: {png} (page at {driver.current_url}, source next to it)")
+
+
+def css(driver: Any, selector: str) -> Any:
+    """The element ``selector`` finds (waiting for it to appear)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    wait = WebDriverWait(driver, PAGE_LOAD_SECONDS)
+    return wait.until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, selector)))
+
+
+#: What chromedriver sometimes says, instead of "stale element", about a node of a
+#: document that a navigation is replacing.
+_GONE = "does not belong to the document"
+
+
+def go(driver: Any, element: Any) -> None:
+    """Click ``element`` and wait until the page it leads to has replaced this one."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    page = driver.find_element(By.TAG_NAME, "html")
+    try:
+        element.click()
+    except WebDriverException as exc:
+        # The click's navigation replaced the document before chromedriver was done with
+        # the node: the click has landed (the wait below fails if it had not).
+        if _GONE not in str(exc):
+            raise
+
+    def replaced(_: Any) -> bool:
+        try:
+            page.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as exc:
+            if _GONE not in str(exc):
+                raise
+            return True
+        return False
+
+    WebDriverWait(driver, PAGE_LOAD_SECONDS).until(replaced)
+
+
+def find_all(driver: Any, selector: str) -> list[Any]:
+    """Every element ``selector`` finds now (no waiting)."""
+    from selenium.webdriver.common.by import By
+
+    return driver.find_elements(By.CSS_SELECTOR, selector)
+
+
+def link(driver: Any, text: str) -> Any:
+    """The link whose text is ``text``."""
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.LINK_TEXT, text)
+
+
+def log_in(driver: Any, base: str, token: str) -> None:
+    """Log ``driver`` in at ``base`` (``http://host:port``) with ``token``."""
+    driver.get(base + "/-/login")
+    css(driver, "#token").send_keys(token)
+    go(driver, css(driver, "#submit"))
+
+
+def form_csrf(client: Any, path: str) -> str:
+    """The CSRF token of the form on page ``path``, read as a browser would with the
+    ``httpx.Client`` ``client`` (which keeps the cookie the page sets)."""
+    import re
+
+    page = client.get(path)
+    found = re.search(r'name="csrf" value="([0-9a-f]+)"', page.text)
+    assert found is not None, f"no CSRF field on {path}"
+    return found.group(1)

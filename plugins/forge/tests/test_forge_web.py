@@ -12,7 +12,11 @@ from typing import Any
 
 import httpx
 import pytest
-from forge_browser import PAGE_LOAD_SECONDS, missing, screenshot_on_failure, start_chromium
+from forge_browser import css as _css
+from forge_browser import find_all as _all
+from forge_browser import form_csrf
+from forge_browser import go as _go
+from forge_browser import link as _link
 from forge_git import CLICK_MAIN, ForgeCluster, Git, bare_click, forge_cluster
 
 from aspen_forge import limits
@@ -86,59 +90,6 @@ def forge(tmp_path_factory: pytest.TempPathFactory, git: Git) -> Iterator[ForgeC
         yield forge
 
 
-@pytest.fixture(scope="module")
-def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    reason = missing()
-    if reason:
-        pytest.skip(f"browser tests need headless Chromium: {reason}")
-    driver = start_chromium(tmp_path_factory.mktemp("chromium-profile"))
-    try:
-        yield driver
-    finally:
-        driver.quit()
-
-
-@pytest.fixture
-def browser(chromium: Any, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
-    """The module's browser, logged out; a screenshot lands in tmp_path if the test fails."""
-    chromium.delete_all_cookies()
-    yield chromium
-    screenshot_on_failure(request, chromium, tmp_path / "screenshots")
-
-
-def _css(driver: Any, selector: str) -> Any:
-    """The element ``selector`` finds (waiting for it to appear)."""
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
-    from selenium.webdriver.support.wait import WebDriverWait
-
-    wait = WebDriverWait(driver, PAGE_LOAD_SECONDS)
-    return wait.until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, selector)))
-
-
-def _go(driver: Any, element: Any) -> None:
-    """Click ``element`` and wait until the page it leads to has replaced this one."""
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
-    from selenium.webdriver.support.wait import WebDriverWait
-
-    page = driver.find_element(By.TAG_NAME, "html")
-    element.click()
-    WebDriverWait(driver, PAGE_LOAD_SECONDS).until(expected_conditions.staleness_of(page))
-
-
-def _all(driver: Any, selector: str) -> list[Any]:
-    from selenium.webdriver.common.by import By
-
-    return driver.find_elements(By.CSS_SELECTOR, selector)
-
-
-def _link(driver: Any, text: str) -> Any:
-    from selenium.webdriver.common.by import By
-
-    return driver.find_element(By.LINK_TEXT, text)
-
-
 def test_browse_click_history(browser: Any, forge: ForgeCluster) -> None:
     base = forge.http(1)
     browser.get(base + "/")
@@ -203,8 +154,9 @@ def test_login_shows_private_repo_and_logout_hides_it(browser: Any, forge: Forge
     assert browser.current_url == base + "/acme/secret"  # back where the reader was
     assert _css(browser, "#readme h1").text == "Top secret"
     assert _css(browser, "#who").text == "root"
-    (cookie,) = browser.get_cookies()
-    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    cookies = {c["name"]: c for c in browser.get_cookies()}
+    assert set(cookies) == {"aspen_forge_token", "aspen_forge_csrf"}
+    assert all(c["httpOnly"] and c["sameSite"] == "Strict" for c in cookies.values())
     browser.get(base + "/")
     assert "acme/secret" in [a.text for a in _all(browser, "#repos a.repo-link")]
 
@@ -325,16 +277,23 @@ def test_raw_files_are_never_html(forge: ForgeCluster) -> None:
 
 def test_login_cookie_flags_and_bounds(forge: ForgeCluster) -> None:
     base = forge.http(1)
-    ok = httpx.post(base + "/-/login", data={"token": forge.token, "next": "//evil.example/"})
-    assert ok.status_code == 303 and ok.headers["location"] == "/"  # no open redirect
-    cookie = ok.headers["set-cookie"].lower()
-    assert "httponly" in cookie and "samesite=strict" in cookie and "path=/" in cookie
-    bad = httpx.post(base + "/-/login", data={"token": "nope"})
-    assert bad.status_code == 401 and "set-cookie" not in bad.headers
-    huge = httpx.post(base + "/-/login", content=b"token=" + b"x" * limits.MAX_WEB_FORM_BYTES)
-    assert huge.status_code == 413 and "MAX_WEB_FORM_BYTES" in huge.text
-    out = httpx.post(base + "/-/logout")
-    assert out.status_code == 303 and "max-age=0" in out.headers["set-cookie"].lower()
+    with httpx.Client(base_url=base) as client:
+        csrf = form_csrf(client, "/-/login")
+        forged = client.post("/-/login", data={"token": forge.token})  # no CSRF field
+        assert forged.status_code == 403 and "CSRF" in forged.text
+        ok = client.post(
+            "/-/login", data={"token": forge.token, "next": "//evil.example/", "csrf": csrf}
+        )
+        assert ok.status_code == 303 and ok.headers["location"] == "/"  # no open redirect
+        cookie = ok.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=strict" in cookie and "path=/" in cookie
+        bad = client.post("/-/login", data={"token": "nope", "csrf": csrf})
+        assert bad.status_code == 401 and "set-cookie" not in bad.headers
+        huge = client.post("/-/login", content=b"token=" + b"x" * limits.MAX_WEB_FORM_BYTES)
+        assert huge.status_code == 413 and "MAX_WEB_FORM_BYTES" in huge.text
+        assert client.post("/-/logout").status_code == 403
+        out = client.post("/-/logout", data={"csrf": csrf})
+        assert out.status_code == 303 and "max-age=0" in out.headers["set-cookie"].lower()
 
 
 def test_git_still_served_on_the_same_port(forge: ForgeCluster, git: Git) -> None:

@@ -115,6 +115,14 @@ MAX_WEB_DIFF_FILES = 300
 MAX_WEB_REFS_LISTED = 500
 #: Largest login form body (a token and nothing else).
 MAX_WEB_FORM_BYTES = 8 * 1024
+#: Largest issue or patch form body (a comment, a review): MAX_BODY_BYTES of text
+#: percent-encoded (up to 3 bytes each) plus the other fields.
+MAX_WEB_POST_BYTES = 3 * MAX_BODY_BYTES + 4 * 1024
+#: Issues or patches per page of their lists.
+WEB_OBJECTS_PAGE = 50
+#: Bytes of the per-browser CSRF token (a random value in an HttpOnly, SameSite=Strict
+#: cookie, echoed by every form in a hidden field).
+WEB_CSRF_BYTES = 16
 #: Bytes of highlighted file HTML one node keeps (keyed by blob id and file name: a blob
 #: never changes, so a popular file is highlighted once); least recently used goes first.
 MAX_WEB_HIGHLIGHT_CACHE_BYTES = 32 * 1024 * 1024

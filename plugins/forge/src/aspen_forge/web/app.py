@@ -3,14 +3,19 @@ path to the web UI (a Starlette app).
 
 Pages: ``/`` (repositories), ``/OWNER/NAME`` (home: tree and README), ``…/tree/REF/PATH``,
 ``…/blob/REF/PATH``, ``…/raw/REF/PATH``, ``…/commits/REF``, ``…/commit/SHA``,
-``…/branches``, ``…/tags``; ``/-/login`` and ``/-/logout`` (a token in an HttpOnly,
-SameSite=Strict cookie); ``/-/static/…``. Owner names cannot start with ``-``, so ``/-/``
-never collides with a repository.
+``…/branches``, ``…/tags``; ``…/issues``, ``…/issues/new``, ``…/issues/N`` (POSTs to
+``…/issues/N/comment|close|reopen``), ``…/patches``, ``…/patches/N``,
+``…/patches/N/revisions/R`` (POSTs to
+``…/patches/N/review|comment|merge|ready|draft|close|reopen``), in :mod:`.collab_pages`;
+``/-/login`` and ``/-/logout`` (a token in an HttpOnly, SameSite=Strict cookie);
+``/-/static/…``. Owner names cannot start with ``-``, so ``/-/`` never collides with a
+repository.
 
-Adding pages (issues, patches): a handler as in :mod:`.routes` (``web.repo(request)``
-gives the repository, 404 to a reader who may not read it; ``web.render(request,
-template, repo, work)`` runs ``work(store)`` in a worker thread and renders; POSTed forms
-through ``read_form``, the SameSite=Strict cookie keeping other sites' posts out), its
+Adding pages: a handler as in :mod:`.routes` (``web.repo(request)`` gives the
+repository, 404 to a reader who may not read it; ``web.render(request, template, repo,
+work)`` runs ``work(store)`` in a worker thread and renders; POSTed forms through
+``read_form`` and ``web.check_csrf`` — every form has a hidden ``csrf`` field with
+``{{ csrf }}`` — the SameSite=Strict cookies keeping other sites' posts out besides), its
 ``Route`` in ``routes.web_app`` and a tab in ``templates/base.html``'s nav.
 """
 

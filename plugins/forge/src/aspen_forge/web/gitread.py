@@ -29,6 +29,7 @@ __all__ = [
     "read_blob",
     "readme",
     "resolve",
+    "tree_diff",
     "tree_entries",
 ]
 
@@ -259,17 +260,23 @@ def _size(store: Any, side: tuple[Any, Any, Any]) -> int:
 
 
 def commit_diff(store: Any, commit: Any) -> tuple[list[DiffFile], bool]:
-    """The changes of ``commit`` against its first parent (a root commit: against nothing),
-    as unified diffs; at most MAX_WEB_DIFF_FILES files and MAX_WEB_DIFF_BYTES of diff
-    (whether something was cut)."""
+    """The changes of ``commit`` against its first parent (a root commit: against nothing);
+    see :func:`tree_diff`."""
+    old_tree = store[commit.parents[0]].tree if commit.parents else None
+    return tree_diff(store, old_tree, commit.tree)
+
+
+def tree_diff(store: Any, old_tree: Any, new_tree: Any) -> tuple[list[DiffFile], bool]:
+    """The changes from tree ``old_tree`` (``None``: nothing) to ``new_tree`` as unified
+    diffs; at most MAX_WEB_DIFF_FILES files and MAX_WEB_DIFF_BYTES of diff (whether
+    something was cut)."""
     from dulwich.diff_tree import tree_changes
     from dulwich.patch import write_object_diff
 
-    old_tree = store[commit.parents[0]].tree if commit.parents else None
     files: list[DiffFile] = []
     budget = limits.MAX_WEB_DIFF_BYTES
     cut = False
-    for change in tree_changes(store, old_tree, commit.tree):
+    for change in tree_changes(store, old_tree, new_tree):
         if len(files) == limits.MAX_WEB_DIFF_FILES:
             cut = True
             break

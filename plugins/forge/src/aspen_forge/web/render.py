@@ -152,6 +152,7 @@ def environment() -> Any:
     env.filters["when"] = _when
     env.filters["size"] = _size
     env.filters["person"] = _person
+    env.filters["md"] = markdown  # issue and patch bodies, comments, reviews
     env.filters["short"] = lambda sha: sha[:10]
     env.filters["q"] = lambda path: quote(path, safe="/")
     return env

@@ -8,6 +8,8 @@ the reader may not read answers the same 404 as an absent one.
 
 from __future__ import annotations
 
+import hmac
+import secrets
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -24,10 +26,12 @@ from aspen_forge.refs import read_refs
 from aspen_forge.repos import Repo
 from aspen_forge.web import gitread, render
 
-__all__ = ["COOKIE", "PageError", "Web", "read_form", "web_app"]
+__all__ = ["COOKIE", "CSRF_COOKIE", "PageError", "Web", "page_number", "read_form", "web_app"]
 
 #: The cookie that carries a logged-in reader's token.
 COOKIE = "aspen_forge_token"
+#: The cookie that carries the browser's CSRF token (every form echoes it in ``csrf``).
+CSRF_COOKIE = "aspen_forge_csrf"
 _STATIC = Path(__file__).parent / "static"
 #: Pages load nothing from elsewhere and run no script; raw files are sandboxed.
 _HEADERS = {
@@ -76,6 +80,33 @@ class Web:
             request.state.authority = authority
         return authority
 
+    def csrf(self, request: Any) -> str:
+        """The browser's CSRF token: its cookie's, or a new one that the response sets."""
+        token = getattr(request.state, "csrf", None)
+        if token is None:
+            token = request.cookies.get(CSRF_COOKIE, "")
+            if len(token) != 2 * limits.WEB_CSRF_BYTES or not token.isalnum():
+                token = secrets.token_hex(limits.WEB_CSRF_BYTES)
+                request.state.csrf_new = True
+            request.state.csrf = token
+        return token
+
+    def check_csrf(self, request: Any, form: dict[str, str]) -> None:
+        """403 unless the POSTed ``form`` carries the browser's CSRF token (double submit:
+        a page of this site put it in a hidden field; another site cannot read it)."""
+        cookie = request.cookies.get(CSRF_COOKIE, "")
+        sent = form.get("csrf", "")
+        if not cookie or not hmac.compare_digest(cookie.encode(), sent.encode()):
+            raise PageError(403, "this form has no valid CSRF token: reload the page and retry")
+
+    def respond(self, request: Any, response: Any) -> Any:
+        """``response`` with the CSRF cookie set if this request made a new token."""
+        if getattr(request.state, "csrf_new", False):
+            response.set_cookie(
+                CSRF_COOKIE, request.state.csrf, httponly=True, samesite="strict", path="/"
+            )
+        return response
+
     async def repo(self, request: Any) -> tuple[Repo, Any]:
         """The page's repository and reader; 404 if absent or not readable by the reader."""
         owner, name = request.path_params["owner"], request.path_params["name"]
@@ -110,7 +141,8 @@ class Web:
             return render.environment().get_template(name).render(context)
 
         body = await anyio.to_thread.run_sync(run, limiter=self.limiter)
-        return HTMLResponse(body, status_code=context.get("status", 200), headers=_HEADERS)
+        response = HTMLResponse(body, status_code=context.get("status", 200), headers=_HEADERS)
+        return self.respond(request, response)
 
     def _base(self, request: Any, repo: Repo | None) -> dict[str, Any]:
         authority = self.authority(request)
@@ -123,12 +155,14 @@ class Web:
             "repo": repo,
             "here": request.url.path,
             "clone_url": f"http://{host}/{repo.full}.git" if repo else "",
+            "csrf": self.csrf(request),
         }
 
 
 def _html_error(request: Any, exc: PageError) -> Any:
     from starlette.responses import HTMLResponse
 
+    web: Web = request.app.state.web
     body = (
         render.environment()
         .get_template("error.html")
@@ -140,10 +174,11 @@ def _html_error(request: Any, exc: PageError) -> Any:
                 "status": exc.status,
                 "message": exc.message,
                 "clone_url": "",
+                "csrf": web.csrf(request),
             }
         )
     )
-    return HTMLResponse(body, status_code=exc.status, headers=_HEADERS)
+    return web.respond(request, HTMLResponse(body, status_code=exc.status, headers=_HEADERS))
 
 
 async def _page_error(request: Any, exc: Exception) -> Any:
@@ -186,6 +221,14 @@ def _at(refs: dict[bytes, bytes], rest: str) -> tuple[str, str, list[str]]:
     if any(p in (".", "..") for p in found[2]):
         raise PageError(404, f"no path {rest!r}")
     return found
+
+
+def page_number(request: Any) -> int:
+    """The ``?page=N`` of a paged list (0 by default; 400 if not a number)."""
+    try:
+        return max(0, int(request.query_params.get("page", "0")))
+    except ValueError:
+        raise PageError(400, "page must be a number") from None
 
 
 def _commit(store: Any, sha: str) -> Any:
@@ -334,10 +377,7 @@ async def log(request: Any) -> Any:
             raise PageError(404, f"{repo.full} is empty: no commits yet")
         rest = head[len(b"refs/heads/") :].decode()
     ref, sha, _ = _at(refs, rest)
-    try:
-        page = max(0, int(request.query_params.get("page", "0")))
-    except ValueError:
-        raise PageError(400, "page must be a number") from None
+    page = page_number(request)
     if page * limits.WEB_LOG_PAGE_COMMITS > limits.MAX_WEB_LOG_DEPTH:
         raise PageError(
             400,
@@ -425,6 +465,7 @@ async def login(request: Any) -> Any:
     error = ""
     if request.method == "POST":
         form = await read_form(request)
+        web.check_csrf(request, form)
         token = form.get("token", "").strip()
         target = _next(form.get("next", target))
         if token and web.service.node.authenticate(token) is not None:
@@ -443,6 +484,8 @@ async def logout(request: Any) -> Any:
     """``POST /-/logout``: forget the token cookie."""
     from starlette.responses import RedirectResponse
 
+    web: Web = request.app.state.web
+    web.check_csrf(request, await read_form(request))
     response = RedirectResponse("/", status_code=303)
     response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
     return response
@@ -469,6 +512,9 @@ def web_app(service: Any) -> Any:
     from starlette.exceptions import HTTPException
     from starlette.routing import Route
 
+    from aspen_forge.web.collab_pages import CollabPages
+
+    web = Web(service)
     repo = "/{owner}/{name}"
     routes = [
         Route("/", repo_list),
@@ -484,10 +530,11 @@ def web_app(service: Any) -> Any:
         Route(repo + "/commit/{sha}", commit),
         Route(repo + "/branches", _refs_page("branches")),
         Route(repo + "/tags", _refs_page("tags")),
+        *CollabPages(web).routes(repo),
     ]
     app = Starlette(
         routes=routes,
         exception_handlers={PageError: _page_error, HTTPException: _http_error},
     )
-    app.state.web = Web(service)
+    app.state.web = web
     return app
