@@ -1,0 +1,31 @@
+"""Where the plugin keeps its state in the cluster (all under ``/_aspen/federation/``)."""
+
+from __future__ import annotations
+
+__all__ = ["IDENTITY", "PEERS", "REQUESTS", "SHARES", "peer", "request", "share"]
+
+ROOT = b"/_aspen/federation/"
+#: The sealed cluster key and its identity document.
+IDENTITY = ROOT + b"identity"
+#: ``peers/<key hex>`` -> a remote cluster's trust record.
+PEERS = ROOT + b"peers/"
+#: ``requests/<key hex>`` -> a pending trust request (its signed identity document).
+REQUESTS = ROOT + b"requests/"
+#: ``shares/<kind>/<name>`` -> a resource's federation mode and allow-list.
+SHARES = ROOT + b"shares/"
+
+
+def peer(public: bytes) -> bytes:
+    """The trust record's key of a remote cluster."""
+    return PEERS + public.hex().encode()
+
+
+def request(public: bytes) -> bytes:
+    """The pending trust request's key of a remote cluster."""
+    return REQUESTS + public.hex().encode()
+
+
+def share(resource: str) -> bytes:
+    """A resource's share record key (``forge:OWNER/NAME`` -> ``shares/forge/OWNER/NAME``)."""
+    kind, _, name = resource.partition(":")
+    return SHARES + f"{kind}/{name}".encode()
