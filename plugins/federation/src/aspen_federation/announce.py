@@ -46,7 +46,14 @@ class Announcement:
     signature: bytes = field(default=b"", repr=False)
 
     def _fields(self) -> list[Any]:
-        return [VERSION, self.key, self.name, list(self.endpoints), list(self.shares), self.timestamp]
+        return [
+            VERSION,
+            self.key,
+            self.name,
+            list(self.endpoints),
+            list(self.shares),
+            self.timestamp,
+        ]
 
     def _signed_bytes(self) -> bytes:
         return _CONTEXT + msgpack.packb(self._fields(), use_bin_type=True)
@@ -157,7 +164,9 @@ def _check_fields(ann: Announcement) -> None:
     if len(ann.endpoints) > limits.MAX_ENDPOINTS:
         raise AnnouncementError(f"more than MAX_ENDPOINTS ({limits.MAX_ENDPOINTS}) endpoints")
     if any(len(e.encode()) > limits.MAX_ENDPOINT_BYTES for e in ann.endpoints):
-        raise AnnouncementError(f"an endpoint is over MAX_ENDPOINT_BYTES ({limits.MAX_ENDPOINT_BYTES})")
+        raise AnnouncementError(
+            f"an endpoint is over MAX_ENDPOINT_BYTES ({limits.MAX_ENDPOINT_BYTES})"
+        )
     if len(ann.shares) > limits.MAX_ANNOUNCED_SHARES:
         raise AnnouncementError(
             f"more than MAX_ANNOUNCED_SHARES ({limits.MAX_ANNOUNCED_SHARES}) shares"

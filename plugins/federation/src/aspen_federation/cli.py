@@ -38,7 +38,10 @@ def status_cmd(cli: CliContext) -> None:
         echo_json(got)
         return
     click.echo(f"{got['name']}  key {got['cluster_key']}  (id {got['key_id']})")
-    click.echo(f"endpoints {', '.join(got['endpoints'])}  dht port {got['dht_listen']}  dht nodes {got['dht_nodes']}")
+    click.echo(
+        f"endpoints {', '.join(got['endpoints'])}  "
+        f"dht port {got['dht_listen']}  dht nodes {got['dht_nodes']}"
+    )
     for peer in got["peers"]:
         click.echo(f"  {peer['key_id']}  {peer['level']:8}  {peer['name']}")
 
@@ -62,7 +65,9 @@ def dht_bootstrap_cmd(cli: CliContext, contact: str) -> None:
     host, sep, port = contact.rpartition(":")
     if not sep or not port.isdigit():
         raise click.BadParameter("give HOST:PORT", param_hint="CONTACT")
-    got = cli.client().call("federation.dht_bootstrap", {"host": host.strip("[]"), "port": int(port)})
+    got = cli.client().call(
+        "federation.dht_bootstrap", {"host": host.strip("[]"), "port": int(port)}
+    )
     _show(cli, got, f"added DHT contact {contact}")
 
 

@@ -73,7 +73,7 @@ class DhtDiscovery:
                 dht_ignore_dark_internet=False,
                 dht_prefer_verified_node_ids=False,
             )
-        self._session = lt.session(settings)
+        self._session = lt.session(settings)  # type: ignore[call-overload]
         self._lock = threading.Lock()
         self._gets: dict[bytes, list[_Waiter]] = {}
         self._puts: dict[bytes, list[_Waiter]] = {}

@@ -31,7 +31,10 @@ def aspen_config_sections() -> list[ConfigSection]:
                     flag_name="federation_dht_listen",
                 ),
                 ConfigOption(
-                    "dht_routers", str, "", "Bootstrap routers (host:port,…); empty: libtorrent's public ones."
+                    "dht_routers",
+                    str,
+                    "",
+                    "Bootstrap routers (host:port,…); empty: libtorrent's public ones.",
                 ),
                 ConfigOption(
                     "dht_private",
@@ -39,9 +42,18 @@ def aspen_config_sections() -> list[ConfigSection]:
                     False,
                     "A private test network: no routers, DoS limits raised for loopback.",
                 ),
-                ConfigOption("endpoints", str, "", "Endpoints to announce (host:port,…); empty: this node's."),
-                ConfigOption("republish_seconds", float, limits.REPUBLISH_SECONDS, "How often to re-publish."),
-                ConfigOption("root_key_file", Path, None, "A file whose bytes seal the cluster key (else the root token)."),
+                ConfigOption(
+                    "endpoints", str, "", "Endpoints to announce (host:port,…); empty: this node's."
+                ),
+                ConfigOption(
+                    "republish_seconds", float, limits.REPUBLISH_SECONDS, "How often to re-publish."
+                ),
+                ConfigOption(
+                    "root_key_file",
+                    Path,
+                    None,
+                    "A file whose bytes seal the cluster key (else the root token).",
+                ),
             ),
         )
     ]

@@ -43,13 +43,16 @@ def parse_resource(kind: str, name: str) -> str:
         raise InvalidArgumentError(str(exc)) from None
     resource = f"{kind}:{full}"
     if len(resource.encode()) > limits.MAX_RESOURCE_BYTES:
-        raise InvalidArgumentError(f"resource over MAX_RESOURCE_BYTES ({limits.MAX_RESOURCE_BYTES})")
+        raise InvalidArgumentError(
+            f"resource over MAX_RESOURCE_BYTES ({limits.MAX_RESOURCE_BYTES})"
+        )
     return resource
 
 
 def _resource(params: dict[str, Any]) -> str:
     return parse_resource(
-        require_str(params, "kind", max_len=16), require_str(params, "name", max_len=limits.MAX_RESOURCE_BYTES)
+        require_str(params, "kind", max_len=16),
+        require_str(params, "name", max_len=limits.MAX_RESOURCE_BYTES),
     )
 
 
@@ -120,7 +123,8 @@ async def share(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
     """Set a resource's federation mode (``disabled``, ``public``, ``allow-list``)."""
     mode = require_str(params, "mode", choices=MODES)
     allow = [
-        parse_public_key(str(k)) for k in optional_list(params, "allow", max_len=limits.MAX_ALLOW_LIST)
+        parse_public_key(str(k))
+        for k in optional_list(params, "allow", max_len=limits.MAX_ALLOW_LIST)
     ]
     return await _service(ctx).set_share(_resource(params), mode, allow)
 
@@ -148,7 +152,12 @@ def rpc_handlers() -> list[RpcHandler]:
         RpcHandler("federation.peers", peers, doc=peers.__doc__ or "", capability=read),
         RpcHandler("federation.discover", discover, doc=discover.__doc__ or "", capability=read),
         RpcHandler("federation.requests", requests, doc=requests.__doc__ or "", capability=read),
-        RpcHandler("federation.dht_bootstrap", dht_bootstrap, doc=dht_bootstrap.__doc__ or "", capability=admin),
+        RpcHandler(
+            "federation.dht_bootstrap",
+            dht_bootstrap,
+            doc=dht_bootstrap.__doc__ or "",
+            capability=admin,
+        ),
         RpcHandler("federation.publish", publish, doc=publish.__doc__ or "", capability=admin),
         RpcHandler("federation.trust", trust, doc=trust.__doc__ or "", capability=admin),
         RpcHandler("federation.request", request, doc=request.__doc__ or "", capability=admin),

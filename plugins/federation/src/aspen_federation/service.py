@@ -81,7 +81,9 @@ class FederationService:
                     "compare": [
                         {"key": keys.IDENTITY, "target": "create_revision", "op": "==", "value": 0}
                     ],
-                    "success": [{"put": {"key": keys.IDENTITY, "value": seal(key, doc, self._sealing)}}],
+                    "success": [
+                        {"put": {"key": keys.IDENTITY, "value": seal(key, doc, self._sealing)}}
+                    ],
                 },
             )
             got = await self.node.call("kv.range", {"key": keys.IDENTITY})
@@ -123,7 +125,8 @@ class FederationService:
     def _require_discovery(self) -> Discovery:
         if self.discovery is None:
             raise UnavailableError(
-                "the DHT is off on this node: set [federation] dht_listen (ASPEN_FEDERATION_DHT_LISTEN)"
+                "the DHT is off on this node: set [federation] dht_listen "
+                "(ASPEN_FEDERATION_DHT_LISTEN)"
             )
         return self.discovery
 
@@ -178,7 +181,9 @@ class FederationService:
         out = []
         for kv in records:
             public = bytes.fromhex(kv["key"][len(keys.PEERS) :].decode())
-            out.append({"cluster_key": public.hex(), "key_id": key_id(public), **_unpack(kv["value"])})
+            out.append(
+                {"cluster_key": public.hex(), "key_id": key_id(public), **_unpack(kv["value"])}
+            )
         return out
 
     async def request_trust(self, document: bytes) -> dict[str, Any]:
@@ -202,7 +207,12 @@ class FederationService:
         out = []
         for kv in records:
             record = _unpack(kv["value"])
-            out.append({**IdentityDocument.decode(record["document"]).to_json(), "received": record["received"]})
+            out.append(
+                {
+                    **IdentityDocument.decode(record["document"]).to_json(),
+                    "received": record["received"],
+                }
+            )
         return out
 
     async def answer_request(self, public: bytes, accept: bool) -> dict[str, Any]:
