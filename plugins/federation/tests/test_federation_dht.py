@@ -5,6 +5,8 @@ a remote cluster may be granted."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from collections.abc import Iterator
 from contextlib import ExitStack
 from typing import Any
@@ -28,6 +30,7 @@ ENV = {
     "ASPEN_FEDERATION_DHT_LISTEN": "127.0.0.1:0",
     "ASPEN_FEDERATION_DHT_PRIVATE": "true",
     "ASPEN_FEDERATION_REPUBLISH_SECONDS": "1",
+    "ASPEN_FORGE_HTTP_LISTEN": "127.0.0.1:0",
 }
 
 
@@ -184,3 +187,105 @@ def test_trust_requests_queue_for_an_operator(
     assert _json(b, "federation", "requests")["requests"] == []
     peers = {p["cluster_key"]: p["level"] for p in _json(b, "federation", "status")["peers"]}
     assert peers[joined["c"]["cluster_key"]] == "trusted"
+
+
+def _git(home: Path, *args: str, token: str | None = None, cwd: Path | None = None) -> str:
+    """``git ARGS`` with no user config, never prompting; its stdout."""
+    env = {
+        **os.environ,
+        "HOME": str(home),
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_AUTHOR_NAME": "T",
+        "GIT_AUTHOR_EMAIL": "t@example.com",
+        "GIT_COMMITTER_NAME": "T",
+        "GIT_COMMITTER_EMAIL": "t@example.com",
+    }
+    extra = ["-c", f"http.extraHeader=Authorization: Bearer {token}"] if token else []
+    done = subprocess.run(
+        ["git", *extra, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, f"git {args}: {done.stdout}{done.stderr}"
+    return done.stdout
+
+
+def _commit(home: Path, work: Path, text: str) -> None:
+    (work / "file.txt").write_text(text)
+    _git(home, "add", "file.txt", cwd=work)
+    _git(home, "commit", "-q", "-m", text, cwd=work)
+
+
+def _refs(cluster: LocalCluster, repo: str) -> dict[str, str]:
+    with cluster.client() as c:
+        return dict(c.call("forge.repo_show", {"repo": repo})["refs"])
+
+
+def _objects(home: Path, repo: Path) -> set[str]:
+    return set(_git(home, "rev-list", "--objects", "--all", cwd=repo).split())
+
+
+def test_b_syncs_a_shared_repository_verified(
+    clusters: dict[str, LocalCluster], joined: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    a, b = clusters["a"], clusters["b"]
+    a_key, b_key, c_key = (joined[n]["cluster_key"] for n in "abc")
+    a_id = joined["a"]["key_id"]
+    home, work = tmp_path / "home", tmp_path / "work"
+    with a.client() as c:
+        c.call("forge.repo_create", {"repo": "acme/synced", "private": True})
+        a_url = c.call("forge.repo_show", {"repo": "acme/synced"})["clone_url"]
+    _git(home, "init", "-q", "-b", "main", str(work))
+    _commit(home, work, "one")
+    _git(home, "push", "-q", a_url, "main", token=a.token, cwd=work)
+    assert _json(a, "federation", "share", "forge", "acme/synced", "--mode", "public")
+    token = _json(a, "federation", "grant", b_key, "forge", "acme/synced")["token"]
+
+    def sync(key: str = a_key, **extra: str) -> Any:
+        args = ["federation", "sync", key, "forge", "acme/synced", "--token", token]
+        for option, value in extra.items():
+            args += [f"--{option}", value]
+        return _cli(b)(*args, "--json")
+
+    # a ref list verified against another cluster's key is refused; nothing is written
+    wrong = sync(c_key, endpoint=a.endpoints.split(",")[0])
+    assert wrong.exit_code != 0 and "bad signature" in wrong.output
+    first = sync()
+    assert first.exit_code == 0, first.output
+    mirrored = {k: v for k, v in _refs(b, "acme/synced").items() if k.startswith("refs/remotes/")}
+    origin = _refs(a, "acme/synced")
+    assert mirrored == {f"refs/remotes/{a_id}/{k[5:]}": v for k, v in origin.items()}
+
+    # B's own branch in the same repository is never touched by a sync
+    with b.client() as c:
+        b_url = c.call("forge.repo_show", {"repo": "acme/synced"})["clone_url"]
+    local = tmp_path / "local"
+    _git(home, "init", "-q", "-b", "main", str(local))
+    _commit(home, local, "b's own")
+    _git(home, "push", "-q", b_url, "main", token=b.token, cwd=local)
+    b_main = _refs(b, "acme/synced")["refs/heads/main"]
+
+    # A moves on; B re-syncs (incrementally: the staging store has the old objects)
+    _commit(home, work, "two")
+    _git(home, "push", "-q", a_url, "main", token=a.token, cwd=work)
+    assert sync().exit_code == 0
+    assert sync().exit_code == 0  # idempotent
+    after = _refs(b, "acme/synced")
+    assert after[f"refs/remotes/{a_id}/heads/main"] == _refs(a, "acme/synced")["refs/heads/main"]
+    assert after["refs/heads/main"] == b_main
+
+    # a clone from B holds A's objects under the remote namespace, and fsck is clean
+    clone = tmp_path / "clone"
+    _git(home, "init", "-q", "--bare", str(clone))
+    _git(
+        home,
+        "fetch",
+        "-q",
+        b_url,
+        f"+refs/remotes/{a_id}/*:refs/remotes/{a_id}/*",
+        token=b.token,
+        cwd=clone,
+    )
+    _git(home, "fsck", "--strict", cwd=clone)
+    origin_clone = tmp_path / "origin"
+    _git(home, "clone", "-q", "--bare", a_url, str(origin_clone), token=a.token)
+    assert _objects(home, origin_clone) == _objects(home, clone)

@@ -171,3 +171,21 @@ def grant_cmd(cli: CliContext, key: str, kind: str, name: str) -> None:
     trust level and the resource's mode allow it)."""
     got = cli.client().call("federation.grant", {"key": key, "kind": kind, "name": name})
     _show(cli, got, got["token"])
+
+
+@federation_cli.command("sync")
+@click.argument("key")
+@click.argument("kind", type=click.Choice(KINDS))
+@click.argument("name")
+@click.option("--token", "token", required=True, help="The read token the remote cluster granted.")
+@click.option("--endpoint", help="The remote's endpoint (default: from its announcement).")
+@json_option
+@pass_cli
+def sync_cmd(
+    cli: CliContext, key: str, kind: str, name: str, token: str, endpoint: str | None
+) -> None:
+    """Pull a shared resource from cluster KEY: verified refs and objects, kept under
+    refs/remotes/<cluster id>/ in the local forge."""
+    params = {"key": key, "kind": kind, "name": name, "token": token, "endpoint": endpoint}
+    got = cli.client().call("federation.sync", params)
+    _show(cli, got, f"synced {len(got['refs'])} refs into {name} under {got['namespace']}")

@@ -61,3 +61,13 @@ GOSSIP_GLOBAL_RATE = 100.0
 GOSSIP_GLOBAL_BURST = 200.0
 #: Gossip: most peers with a bucket held at once (the least recently seen is dropped).
 GOSSIP_MAX_BUCKETS = 4096
+#: Most refs one signed ref list (and so one sync) carries.
+MAX_SYNC_REFS = 10_000
+#: Largest ref name a sync accepts.
+MAX_SYNC_REF_BYTES = 1024
+#: A signed ref list older than this is refused by the puller.
+SIGNED_REFS_MAX_AGE_SECONDS = 600
+#: How often a sync re-reads the origin's signed refs when they moved during the fetch.
+SYNC_ATTEMPTS = 3
+#: Most git objects one sync walks when checking the fetched graph is complete.
+MAX_SYNC_OBJECTS = 5_000_000

@@ -7,7 +7,14 @@ from typing import Any
 
 from aspen.errors import InvalidArgumentError, UnavailableError
 from aspen.plugins.types import RpcHandler
-from aspen.rpc.params import optional_int, optional_list, require_bytes, require_int, require_str
+from aspen.rpc.params import (
+    optional_int,
+    optional_list,
+    optional_str,
+    require_bytes,
+    require_int,
+    require_str,
+)
 from aspen_federation import limits
 from aspen_federation.identity import key_id, parse_public_key
 from aspen_federation.service import FederationService
@@ -143,6 +150,28 @@ async def grant(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
     return {"resource": resource, "capabilities": read_capability(resource), **created}
 
 
+async def refs(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """A shared repository's refs signed by this cluster's key (what a puller verifies)."""
+    from aspen_federation.sync import signed_refs
+
+    return (await signed_refs(_service(ctx), _resource(params))).to_wire()
+
+
+async def sync(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """Pull a resource from cluster ``key`` with the ``token`` it granted: verified refs
+    and objects, written under ``refs/remotes/<cluster id>/`` in the local forge."""
+    from aspen_federation.sync import pull_forge
+
+    token = require_str(params, "token", max_len=4096)
+    endpoint = optional_str(params, "endpoint", max_len=limits.MAX_ENDPOINT_BYTES)
+    return await pull_forge(_service(ctx), _key(params), _resource(params), token, endpoint)
+
+
+def _read_scope(params: dict[str, Any]) -> list[str]:
+    """``refs`` needs read access to the repository named."""
+    return read_capability(_resource(params))
+
+
 def rpc_handlers() -> list[RpcHandler]:
     """Every ``federation.*`` method with its capability."""
     read, admin = "cluster:read", "cluster:admin"
@@ -165,4 +194,12 @@ def rpc_handlers() -> list[RpcHandler]:
         RpcHandler("federation.reject", reject, doc=reject.__doc__ or "", capability=admin),
         RpcHandler("federation.share", share, doc=share.__doc__ or "", capability=admin),
         RpcHandler("federation.grant", grant, doc=grant.__doc__ or "", capability=admin),
+        RpcHandler("federation.sync", sync, doc=sync.__doc__ or "", capability=admin),
+        RpcHandler(
+            "federation.refs",
+            refs,
+            doc=refs.__doc__ or "",
+            capability="forge:read",
+            scope=_read_scope,
+        ),
     ]

@@ -264,6 +264,11 @@ class FederationService:
                 out.append(f"{kind}:{name}")
         return out[: limits.MAX_ANNOUNCED_SHARES]
 
+    async def check_not_blocked(self, remote: bytes) -> None:
+        """Refuse to deal with a blocked cluster at all."""
+        if await self.trust_level(remote) == "blocked":
+            raise NotFoundError(f"cluster {key_id(remote)} is blocked")
+
     async def check_read(self, remote: bytes, resource: str) -> None:
         """Raise ``unauthorized``-like ``not_found`` unless ``remote`` may read ``resource``
         (a refused cluster cannot tell a hidden resource from a missing one)."""
