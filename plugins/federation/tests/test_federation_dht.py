@@ -290,3 +290,10 @@ def test_b_syncs_a_shared_repository_verified(
     origin_clone = tmp_path / "origin"
     _git(home, "clone", "-q", "--bare", a_url, str(origin_clone), token=a.token)
     assert _objects(home, origin_clone) == _objects(home, clone)
+
+    # A blocks B: the tokens it granted B are revoked, B's next sync gets nothing, and
+    # what B already synced stays as it was
+    assert _cli(a)("federation", "trust", b_key, "--level", "blocked").exit_code == 0
+    refused = sync()
+    assert refused.exit_code != 0 and "revoked" in refused.output.lower(), refused.output
+    assert _refs(b, "acme/synced") == after

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-__all__ = ["IDENTITY", "PEERS", "REQUESTS", "SHARES", "peer", "request", "share"]
+__all__ = [
+    "GRANTS",
+    "IDENTITY",
+    "grants",
+    "PEERS",
+    "REQUESTS",
+    "SHARES",
+    "peer",
+    "request",
+    "share",
+]
 
 ROOT = b"/_aspen/federation/"
 #: The sealed cluster key and its identity document.
@@ -11,6 +21,8 @@ IDENTITY = ROOT + b"identity"
 PEERS = ROOT + b"peers/"
 #: ``requests/<key hex>`` -> a pending trust request (its signed identity document).
 REQUESTS = ROOT + b"requests/"
+#: ``grants/<key hex>/<token id>`` -> a read token granted to a remote cluster.
+GRANTS = ROOT + b"grants/"
 #: ``shares/<kind>/<name>`` -> a resource's federation mode and allow-list.
 SHARES = ROOT + b"shares/"
 
@@ -18,6 +30,11 @@ SHARES = ROOT + b"shares/"
 def peer(public: bytes) -> bytes:
     """The trust record's key of a remote cluster."""
     return PEERS + public.hex().encode()
+
+
+def grants(public: bytes) -> bytes:
+    """The prefix of the grants made to a remote cluster."""
+    return GRANTS + public.hex().encode() + b"/"
 
 
 def request(public: bytes) -> bytes:

@@ -71,3 +71,5 @@ SIGNED_REFS_MAX_AGE_SECONDS = 600
 SYNC_ATTEMPTS = 3
 #: Most git objects one sync walks when checking the fetched graph is complete.
 MAX_SYNC_OBJECTS = 5_000_000
+#: Most live read grants kept per remote cluster (revoked together when it is blocked).
+MAX_GRANTS_PER_PEER = 256

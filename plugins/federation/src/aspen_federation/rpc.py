@@ -147,6 +147,7 @@ async def grant(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
     created = await ctx.node.create_token(
         ctx.authority, read_capability(resource), ttl=ttl, name=f"federation:{key_id(remote)}"
     )
+    await service.record_grant(remote, str(created["id"]), resource)
     return {"resource": resource, "capabilities": read_capability(resource), **created}
 
 

@@ -157,6 +157,8 @@ class FederationService:
         if not existing["kvs"]:
             await self._bound(keys.PEERS, limits.MAX_PEERS, "MAX_PEERS")
         record = {"level": level, "name": name, "updated": int(time.time())}
+        if level == "blocked":
+            await self.revoke_grants(public)
         await self.node.call(
             "kv.txn",
             {
@@ -167,6 +169,26 @@ class FederationService:
             },
         )
         return {"cluster_key": public.hex(), "key_id": key_id(public), **record}
+
+    async def record_grant(self, public: bytes, token_id: str, resource: str) -> None:
+        """Remember a read token granted to ``public`` (to revoke it if it is blocked)."""
+        await self._bound(keys.grants(public), limits.MAX_GRANTS_PER_PEER, "MAX_GRANTS_PER_PEER")
+        record = {"resource": resource, "granted": int(time.time())}
+        await self.node.call(
+            "kv.put", {"key": keys.grants(public) + token_id.encode(), "value": _pack(record)}
+        )
+
+    async def revoke_grants(self, public: bytes) -> int:
+        """Revoke every token granted to ``public``; how many."""
+        prefix = keys.grants(public)
+        records, _, _ = await paging.collect(
+            self.node.call, prefix, most=limits.MAX_GRANTS_PER_PEER, local=True
+        )
+        for kv in records:
+            with contextlib.suppress(NotFoundError):
+                await self.node.call("token.revoke", {"id": kv["key"][len(prefix) :].decode()})
+            await self.node.call("kv.delete", {"key": kv["key"]})
+        return len(records)
 
     async def trust_level(self, public: bytes) -> str:
         """A remote cluster's level (``public`` when unknown)."""
