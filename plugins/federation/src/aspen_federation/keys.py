@@ -5,10 +5,10 @@ from __future__ import annotations
 __all__ = [
     "GRANTS",
     "IDENTITY",
-    "grants",
     "PEERS",
     "REQUESTS",
     "SHARES",
+    "grants",
     "peer",
     "request",
     "share",
