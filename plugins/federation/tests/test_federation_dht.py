@@ -291,9 +291,77 @@ def test_b_syncs_a_shared_repository_verified(
     _git(home, "clone", "-q", "--bare", a_url, str(origin_clone), token=a.token)
     assert _objects(home, origin_clone) == _objects(home, clone)
 
+    # A moves on again; objects fetched through a proxy that flips one bit on the wire
+    # are refused and nothing changes on B; then a clean sync lands
+    _commit(home, work, "three")
+    _git(home, "push", "-q", a_url, "main", token=a.token, cwd=work)
+    with _TamperingProxy(a_url) as proxy:
+        bad = sync(**{"git-url": proxy.url})
+        assert bad.exit_code != 0 and "internal error" not in bad.output, bad.output
+        assert proxy.flipped
+    assert _refs(b, "acme/synced") == after
+    assert sync().exit_code == 0
+    after = _refs(b, "acme/synced")
+    assert after[f"refs/remotes/{a_id}/heads/main"] == _refs(a, "acme/synced")["refs/heads/main"]
+
     # A blocks B: the tokens it granted B are revoked, B's next sync gets nothing, and
     # what B already synced stays as it was
     assert _cli(a)("federation", "trust", b_key, "--level", "blocked").exit_code == 0
     refused = sync()
     assert refused.exit_code != 0 and "revoked" in refused.output.lower(), refused.output
     assert _refs(b, "acme/synced") == after
+
+
+class _TamperingProxy:
+    """An HTTP proxy to one git URL that flips a bit in the middle of every pack it relays."""
+
+    def __init__(self, target_url: str) -> None:
+        import http.server
+        import threading
+        import urllib.parse
+
+        import httpx
+
+        parts = urllib.parse.urlsplit(target_url)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        proxy = self
+        self.flipped = 0
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _relay(self, method: str) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                keep = ("authorization", "content-type", "content-encoding", "git-protocol")
+                headers = {k: v for k, v in self.headers.items() if k.lower() in keep}
+                got = httpx.request(method, origin + self.path, content=body, headers=headers)
+                data = got.content
+                if method == "POST" and "upload-pack" in self.path and len(data) > 200:
+                    middle = len(data) // 2
+                    data = data[:middle] + bytes([data[middle] ^ 0x10]) + data[middle + 1 :]
+                    proxy.flipped += 1
+                self.send_response(got.status_code)
+                self.send_header("Content-Type", got.headers.get("content-type", ""))
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                self._relay("GET")
+
+            def do_POST(self) -> None:
+                self._relay("POST")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}{parts.path}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> _TamperingProxy:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -179,13 +179,27 @@ def grant_cmd(cli: CliContext, key: str, kind: str, name: str) -> None:
 @click.argument("name")
 @click.option("--token", "token", required=True, help="The read token the remote cluster granted.")
 @click.option("--endpoint", help="The remote's endpoint (default: from its announcement).")
+@click.option("--git-url", default="", help="Fetch objects from here (a mirror; verified).")
 @json_option
 @pass_cli
 def sync_cmd(
-    cli: CliContext, key: str, kind: str, name: str, token: str, endpoint: str | None
+    cli: CliContext,
+    key: str,
+    kind: str,
+    name: str,
+    token: str,
+    endpoint: str | None,
+    git_url: str,
 ) -> None:
     """Pull a shared resource from cluster KEY: verified refs and objects, kept under
     refs/remotes/<cluster id>/ in the local forge."""
-    params = {"key": key, "kind": kind, "name": name, "token": token, "endpoint": endpoint}
+    params = {
+        "key": key,
+        "kind": kind,
+        "name": name,
+        "token": token,
+        "endpoint": endpoint,
+        "git_url": git_url,
+    }
     got = cli.client().call("federation.sync", params)
     _show(cli, got, f"synced {len(got['refs'])} refs into {name} under {got['namespace']}")

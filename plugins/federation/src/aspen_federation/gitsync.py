@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from aspen.errors import CompareFailedError, InvalidArgumentError, UnavailableError
+from aspen.errors import AspenError, CompareFailedError, InvalidArgumentError, UnavailableError
 from aspen_federation import limits
 from aspen_federation.signedrefs import SignedRefs
 
@@ -57,15 +57,17 @@ def _open(store_dir: Path) -> Any:
     return Repo.init_bare(str(store_dir))
 
 
-def fetch_verified(store_dir: Path, signed: SignedRefs, token: str) -> Any:
-    """Fetch what ``signed`` names into the staging store; the store, every object checked."""
+def fetch_verified(store_dir: Path, signed: SignedRefs, token: str, git_url: str = "") -> Any:
+    """Fetch what ``signed`` names into the staging store (from ``git_url``, default the
+    origin's hint); the store, every object checked."""
     from dulwich.errors import GitProtocolError, HangupException
 
     repo = _open(store_dir)
     wanted = {sha.encode() for _, sha in signed.refs}
     missing = sorted(s for s in wanted if s not in repo.object_store)
     if missing:
-        client, path = _client(signed.git_url, token)
+        url = git_url or signed.git_url
+        client, path = _client(url, token)
 
         def determine_wants(refs: dict[bytes, bytes], depth: Any = None) -> list[bytes]:
             advertised = set(refs.values())
@@ -75,8 +77,14 @@ def fetch_verified(store_dir: Path, signed: SignedRefs, token: str) -> Any:
 
         try:
             client.fetch(path, repo, determine_wants=determine_wants)
+        except AspenError:
+            raise  # RefsMoved, from determine_wants
         except (GitProtocolError, HangupException, OSError) as exc:
-            raise UnavailableError(f"fetch from {signed.git_url} failed: {exc}") from None
+            raise UnavailableError(f"fetch from {url} failed: {exc}") from None
+        except Exception as exc:  # a corrupt pack: checksum, zlib, delta, object format…
+            raise InvalidArgumentError(
+                f"fetched pack failed verification: {type(exc).__name__}: {exc}"
+            ) from None
     check_complete(repo, wanted)
     # the staging refs: the next fetch offers them as haves (incremental)
     for ref in list(repo.refs.keys()):

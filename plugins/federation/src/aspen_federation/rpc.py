@@ -165,7 +165,10 @@ async def sync(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
 
     token = require_str(params, "token", max_len=4096)
     endpoint = optional_str(params, "endpoint", max_len=limits.MAX_ENDPOINT_BYTES)
-    return await pull_forge(_service(ctx), _key(params), _resource(params), token, endpoint)
+    git_url = optional_str(params, "git_url", "", max_len=1024) or ""
+    return await pull_forge(
+        _service(ctx), _key(params), _resource(params), token, endpoint, git_url
+    )
 
 
 def _read_scope(params: dict[str, Any]) -> list[str]:

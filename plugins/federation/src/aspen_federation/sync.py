@@ -46,9 +46,11 @@ async def pull_forge(
     resource: str,
     token: str,
     endpoint: str | None,
+    git_url: str = "",
 ) -> dict[str, Any]:
     """Sync ``resource`` from cluster ``remote`` (found through discovery unless
-    ``endpoint`` is given) into the local forge; what was written."""
+    ``endpoint`` is given) into the local forge, the objects fetched from ``git_url`` if
+    given (a mirror or proxy: they are verified all the same); what was written."""
     from aspen_federation import gitsync
 
     await service.check_not_blocked(remote)
@@ -65,7 +67,9 @@ async def pull_forge(
         wire = await anyio.to_thread.run_sync(_remote_refs, endpoint, token, kind, name)
         signed = SignedRefs.verified(wire, key=remote, resource=resource)
         try:
-            repo = await anyio.to_thread.run_sync(gitsync.fetch_verified, staging, signed, token)
+            repo = await anyio.to_thread.run_sync(
+                gitsync.fetch_verified, staging, signed, token, git_url
+            )
         except gitsync.RefsMoved:
             if attempt + 1 == limits.SYNC_ATTEMPTS:
                 raise
