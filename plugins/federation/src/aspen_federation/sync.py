@@ -8,6 +8,7 @@ ref is written; a re-run is idempotent and resumes from the staged objects.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import anyio
@@ -66,6 +67,7 @@ async def pull_forge(
     for attempt in range(limits.SYNC_ATTEMPTS):
         wire = await anyio.to_thread.run_sync(_remote_refs, endpoint, token, kind, name)
         signed = SignedRefs.verified(wire, key=remote, resource=resource)
+        started = time.monotonic()
         try:
             repo = await anyio.to_thread.run_sync(
                 gitsync.fetch_verified, staging, signed, token, git_url
@@ -74,6 +76,7 @@ async def pull_forge(
             if attempt + 1 == limits.SYNC_ATTEMPTS:
                 raise
             continue
+        fetched = time.monotonic()
         written = await anyio.to_thread.run_sync(
             gitsync.push_local, repo, local_url, str(service.node.token), signed, cluster_id
         )
@@ -83,6 +86,10 @@ async def pull_forge(
             "namespace": gitsync.namespace(cluster_id),
             "refs": written,
             "signed_at": signed.timestamp,
+            "seconds": {
+                "fetch": round(fetched - started, 3),
+                "push": round(time.monotonic() - fetched, 3),
+            },
         }
     raise CompareFailedError("the origin's refs kept moving")  # pragma: no cover
 
