@@ -83,7 +83,8 @@ def main() -> None:
     for name, secs in (("federation sync", synced), ("git fetch", fetched)):
         print(f"{name:16} {secs:6.2f} s  {objects / secs:8.0f} objects/s  {mb / secs:6.2f} MB/s")
     print(
-        f"sync phases: fetch+verify {phases['fetch']:.2f} s, push into B's forge {phases['push']:.2f} s"
+        f"sync phases: fetch+verify {phases['fetch']:.2f} s, "
+        f"push into B's forge {phases['push']:.2f} s"
     )
     print(f"sync / fetch time ratio: {synced / fetched:.2f}")
 
