@@ -189,6 +189,23 @@ def test_trust_requests_queue_for_an_operator(
     peers = {p["cluster_key"]: p["level"] for p in _json(b, "federation", "status")["peers"]}
     assert peers[joined["c"]["cluster_key"]] == "trusted"
 
+    # C, now trusted by B, gossips to B with the federation:gossip token B gave it; the
+    # message lands in B's event journal; from A (not trusted by B) it is refused
+    with b.client() as cb:
+        gossip_token = cb.call("token.create", {"capabilities": ["federation:gossip"]})["token"]
+    b_endpoint = b.endpoints.split(",")[0]
+    told = _cli(c)(
+        "federation", "tell", b_endpoint, "ref.updated", "acme/w", "--token", gossip_token
+    )
+    assert told.exit_code == 0, told.output
+    with b.client() as cb:
+        events = cb.events.read(0, match="federation.gossip")["events"]
+    assert [e["subject"] for e in events] == [joined["c"]["key_id"]]
+    untrusted = _cli(clusters["a"])(
+        "federation", "tell", b_endpoint, "ref.updated", "acme/w", "--token", gossip_token
+    )
+    assert untrusted.exit_code != 0 and "not trusted" in untrusted.output
+
 
 def _git(home: Path, *args: str, token: str | None = None, cwd: Path | None = None) -> str:
     """``git ARGS`` with no user config, never prompting; its stdout."""

@@ -203,3 +203,17 @@ def sync_cmd(
     }
     got = cli.client().call("federation.sync", params)
     _show(cli, got, f"synced {len(got['refs'])} refs into {name} under {got['namespace']}")
+
+
+@federation_cli.command("tell")
+@click.argument("endpoint")
+@click.argument("kind")
+@click.argument("subject")
+@click.option("--token", required=True, help="The federation:gossip token the peer gave us.")
+@json_option
+@pass_cli
+def tell_cmd(cli: CliContext, endpoint: str, kind: str, subject: str, token: str) -> None:
+    """Send a signed gossip message (KIND: repo.created, ref.updated, …) to a trusted peer."""
+    params = {"endpoint": endpoint, "kind": kind, "subject": subject, "token": token}
+    got = cli.client().call("federation.tell", params)
+    _show(cli, got, "accepted" if got.get("accepted") else "duplicate")

@@ -73,3 +73,11 @@ SYNC_ATTEMPTS = 3
 MAX_SYNC_OBJECTS = 5_000_000
 #: Most live read grants kept per remote cluster (revoked together when it is blocked).
 MAX_GRANTS_PER_PEER = 256
+#: Largest gossip message.
+MAX_GOSSIP_BYTES = 1024
+#: Largest gossip subject (a repository, channel, blob hash or token id).
+MAX_GOSSIP_SUBJECT_BYTES = 256
+#: A gossip message older (or further ahead) than this is refused.
+GOSSIP_MAX_AGE_SECONDS = 300
+#: How many (sender, seq) pairs the inbox remembers to drop a re-delivered message.
+GOSSIP_SEEN = 65536

@@ -171,6 +171,41 @@ async def sync(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
     )
 
 
+async def gossip(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """Receive one signed gossip message from a trusted cluster; an admitted one is
+    published to the event journal as ``federation.gossip`` (subject: the sender's id)."""
+    data = require_bytes(params, "message", max_len=limits.MAX_GOSSIP_BYTES)
+    peer = ctx.authority.token_id.encode() or None
+    msg = await _service(ctx).inbox.receive(data, peer)
+    if msg is None:
+        return {"accepted": False, "duplicate": True}
+    payload = {"sender": msg.sender.hex(), "kind": msg.kind, "subject": msg.subject, "seq": msg.seq}
+    await ctx.node.events.publish("federation.gossip", key_id(msg.sender), payload)
+    return {"accepted": True, "duplicate": False}
+
+
+async def tell(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """Sign a gossip message with this cluster's key and send it to the cluster at
+    ``endpoint`` (with the ``federation:gossip`` token it gave us)."""
+    import time
+
+    import anyio
+
+    from aspen_federation.gossip import KINDS as GOSSIP_KINDS
+    from aspen_federation.gossip import GossipMessage
+    from aspen_federation.sync import remote_call
+
+    kind = require_str(params, "kind", choices=GOSSIP_KINDS)
+    subject = require_str(params, "subject", max_len=limits.MAX_GOSSIP_SUBJECT_BYTES)
+    endpoint = require_str(params, "endpoint", max_len=limits.MAX_ENDPOINT_BYTES)
+    token = require_str(params, "token", max_len=4096)
+    key, _ = await _service(ctx).identity()
+    data = GossipMessage.create(key, kind, subject, seq=time.time_ns()).encode()
+    return await anyio.to_thread.run_sync(
+        remote_call, endpoint, token, "federation.gossip", {"message": data}
+    )
+
+
 def _read_scope(params: dict[str, Any]) -> list[str]:
     """``refs`` needs read access to the repository named."""
     return read_capability(_resource(params))
@@ -199,6 +234,10 @@ def rpc_handlers() -> list[RpcHandler]:
         RpcHandler("federation.share", share, doc=share.__doc__ or "", capability=admin),
         RpcHandler("federation.grant", grant, doc=grant.__doc__ or "", capability=admin),
         RpcHandler("federation.sync", sync, doc=sync.__doc__ or "", capability=admin),
+        RpcHandler("federation.tell", tell, doc=tell.__doc__ or "", capability=admin),
+        RpcHandler(
+            "federation.gossip", gossip, doc=gossip.__doc__ or "", capability="federation:gossip"
+        ),
         RpcHandler(
             "federation.refs",
             refs,

@@ -23,6 +23,7 @@ from aspen.kv import paging
 from aspen_federation import keys, limits
 from aspen_federation.announce import Announcement, AnnouncementError
 from aspen_federation.discovery import Discovery
+from aspen_federation.gossip import GossipInbox
 from aspen_federation.identity import (
     ClusterKey,
     IdentityDocument,
@@ -59,6 +60,7 @@ class FederationService:
         self._key: ClusterKey | None = None
         self._document: IdentityDocument | None = None
         self.last_published = 0
+        self.inbox = GossipInbox(self.trust_level)
 
     # -- identity ----------------------------------------------------------------------
 

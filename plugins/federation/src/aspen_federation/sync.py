@@ -19,7 +19,7 @@ from aspen_federation.identity import key_id
 from aspen_federation.service import FederationService
 from aspen_federation.signedrefs import SignedRefs
 
-__all__ = ["pull_forge", "signed_refs"]
+__all__ = ["pull_forge", "remote_call", "signed_refs"]
 
 
 async def signed_refs(service: FederationService, resource: str) -> SignedRefs:
@@ -34,11 +34,12 @@ async def signed_refs(service: FederationService, resource: str) -> SignedRefs:
     return SignedRefs.create(key, resource, refs, shown["clone_url"])
 
 
-def _remote_refs(endpoint: str, token: str, kind: str, name: str) -> dict[str, Any]:
+def remote_call(endpoint: str, token: str, method: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Call ``method`` on a remote cluster with a token it granted (blocking)."""
     import aspen
 
     with aspen.connect(endpoint, token=token) as remote:
-        return dict(remote.call("federation.refs", {"kind": kind, "name": name}))
+        return dict(remote.call(method, params))
 
 
 async def pull_forge(
@@ -65,7 +66,9 @@ async def pull_forge(
     cluster_id = key_id(remote)
     staging = service.node.data_dir / "federation" / "staging" / cluster_id / name
     for attempt in range(limits.SYNC_ATTEMPTS):
-        wire = await anyio.to_thread.run_sync(_remote_refs, endpoint, token, kind, name)
+        wire = await anyio.to_thread.run_sync(
+            remote_call, endpoint, token, "federation.refs", {"kind": kind, "name": name}
+        )
         signed = SignedRefs.verified(wire, key=remote, resource=resource)
         started = time.monotonic()
         try:
