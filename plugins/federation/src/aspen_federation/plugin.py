@@ -77,7 +77,8 @@ def aspen_cli_commands() -> list[Any]:
 
 @aspen.hookimpl
 async def aspen_startup(node: Any) -> None:
-    """Start this node's DHT session (if ``dht_listen`` is set) and the announcement loop."""
+    """Start this node's DHT session and announcement loop if ``dht_listen`` is set (a
+    node without it writes nothing until an RPC needs the identity)."""
     from aspen_federation.service import FederationService
 
     config = node.config(PLUGIN)
@@ -92,7 +93,9 @@ async def aspen_startup(node: Any) -> None:
         )
     service = FederationService(node, config, discovery)
     node.plugin_state(PLUGIN)["service"] = service
-    node.spawn(service.republish_loop, name="federation-announce")
+    if discovery is not None:
+        # without a DHT nothing is announced, and the identity is made on first use
+        node.spawn(service.republish_loop, name="federation-announce")
 
 
 @aspen.hookimpl

@@ -65,15 +65,14 @@ class FederationService:
     # -- identity ----------------------------------------------------------------------
 
     async def identity(self) -> tuple[ClusterKey, IdentityDocument]:
-        """The cluster's key and document; the leader creates them on first use."""
+        """The cluster's key and document, created on first use (a follower's attempt
+        raises ``not_leader`` with the leader's endpoint, so a client retries there)."""
         if self._key is not None and self._document is not None:
             return self._key, self._document
         got = await self.node.call("kv.range", {"key": keys.IDENTITY})
         if got["kvs"]:
             key, doc = unseal(got["kvs"][0]["value"], self._sealing)
         else:
-            if not self.node.is_leader:
-                raise UnavailableError("the cluster's federation identity is not created yet")
             key = ClusterKey.generate()
             name = self.config.get("name") or f"aspen-{key.id[:8]}"
             doc = IdentityDocument.create(key, name, self.config.get("description") or "")
