@@ -201,6 +201,9 @@ def test_trust_requests_queue_for_an_operator(
     with b.client() as cb:
         events = cb.events.read(0, match="federation.gossip")["events"]
     assert [e["subject"] for e in events] == [joined["c"]["key_id"]]
+    # B's status shows when it last heard from C (the gossip)
+    seen = {p["cluster_key"]: p["last_seen"] for p in _json(b, "federation", "status")["peers"]}
+    assert seen[joined["c"]["cluster_key"]] > 0
     untrusted = _cli(clusters["a"])(
         "federation", "tell", b_endpoint, "ref.updated", "acme/w", "--token", gossip_token
     )

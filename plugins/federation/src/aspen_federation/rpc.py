@@ -176,9 +176,11 @@ async def gossip(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
     published to the event journal as ``federation.gossip`` (subject: the sender's id)."""
     data = require_bytes(params, "message", max_len=limits.MAX_GOSSIP_BYTES)
     peer = ctx.authority.token_id.encode() or None
-    msg = await _service(ctx).inbox.receive(data, peer)
+    service = _service(ctx)
+    msg = await service.inbox.receive(data, peer)
     if msg is None:
         return {"accepted": False, "duplicate": True}
+    service.seen(msg.sender)
     payload = {"sender": msg.sender.hex(), "kind": msg.kind, "subject": msg.subject, "seq": msg.seq}
     await ctx.node.events.publish("federation.gossip", key_id(msg.sender), payload)
     return {"accepted": True, "duplicate": False}

@@ -61,6 +61,9 @@ class FederationService:
         self._document: IdentityDocument | None = None
         self.last_published = 0
         self.inbox = GossipInbox(self.trust_level)
+        #: When this node last heard from each remote cluster (a verified announcement,
+        #: gossip, a sync): node-local, bounded by MAX_PEERS.
+        self.last_seen: dict[bytes, int] = {}
 
     # -- identity ----------------------------------------------------------------------
 
@@ -119,9 +122,18 @@ class FederationService:
         if value is None:
             raise NotFoundError(f"no announcement found for cluster {key_id(public)}")
         try:
-            return Announcement.decode(value, expected_key=public)
+            announcement = Announcement.decode(value, expected_key=public)
         except AnnouncementError as exc:
             raise NotFoundError(f"cluster {key_id(public)}: {exc.message}") from None
+        self.seen(public)
+        return announcement
+
+    def seen(self, public: bytes) -> None:
+        """Note that a remote cluster was just heard from (verified)."""
+        self.last_seen.pop(public, None)
+        self.last_seen[public] = int(time.time())
+        while len(self.last_seen) > limits.MAX_PEERS:
+            del self.last_seen[next(iter(self.last_seen))]
 
     def _require_discovery(self) -> Discovery:
         if self.discovery is None:
@@ -205,7 +217,12 @@ class FederationService:
         for kv in records:
             public = bytes.fromhex(kv["key"][len(keys.PEERS) :].decode())
             out.append(
-                {"cluster_key": public.hex(), "key_id": key_id(public), **_unpack(kv["value"])}
+                {
+                    "cluster_key": public.hex(),
+                    "key_id": key_id(public),
+                    **_unpack(kv["value"]),
+                    "last_seen": self.last_seen.get(public, 0),
+                }
             )
         return out
 

@@ -70,6 +70,7 @@ async def pull_forge(
             remote_call, endpoint, token, "federation.refs", {"kind": kind, "name": name}
         )
         signed = SignedRefs.verified(wire, key=remote, resource=resource)
+        service.seen(remote)
         started = time.monotonic()
         try:
             repo = await anyio.to_thread.run_sync(
