@@ -57,7 +57,17 @@ def test_every_method_is_denied_without_its_capability(plugin_node: NodeThread) 
     handlers = [registry.get(n) for n in registry.names()]
     plugins = {h.plugin for h in handlers if h is not None}
     # the walk covers the installed plugins
-    assert {"core", "hooks", "secrets", "pubsub", "coord", "forge", "jobs", "pijul"} <= plugins
+    assert {
+        "core",
+        "hooks",
+        "secrets",
+        "pubsub",
+        "coord",
+        "forge",
+        "jobs",
+        "pijul",
+        "federation",
+    } <= plugins
     open_methods = {h.name for h in handlers if h is not None and h.capability == ANY_TOKEN}
     assert open_methods == set(OPEN_METHODS)
     outsider = _create(plugin_node, "nothing:read")

@@ -1,0 +1,219 @@
+"""``aspen federation …``: identity, DHT discovery, trust and shares."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from aspen.cli import json_option, pass_cli
+from aspen.cli.context import CliContext
+from aspen.cli.output import EXIT_NO, echo_json, fail
+from aspen.errors import AspenError
+from aspen_federation.trust import KINDS, LEVELS, MODES
+
+__all__ = ["federation_cli"]
+
+
+@click.group("federation")
+def federation_cli() -> None:
+    """Independent clusters that find each other through the Mainline DHT and trust
+    selectively."""
+
+
+def _show(cli: CliContext, result: dict[str, Any], line: str) -> None:
+    if cli.json:
+        echo_json(result)
+    else:
+        click.echo(line)
+
+
+@federation_cli.command("status")
+@json_option
+@pass_cli
+def status_cmd(cli: CliContext) -> None:
+    """This cluster's key, name, DHT routing-table size and peers."""
+    got = cli.client().call("federation.status", {})
+    if cli.json:
+        echo_json(got)
+        return
+    click.echo(f"{got['name']}  key {got['cluster_key']}  (id {got['key_id']})")
+    click.echo(
+        f"endpoints {', '.join(got['endpoints'])}  "
+        f"dht port {got['dht_listen']}  dht nodes {got['dht_nodes']}"
+    )
+    for peer in got["peers"]:
+        click.echo(f"  {peer['key_id']}  {peer['level']:8}  {peer['name']}")
+
+
+@federation_cli.command("identity")
+@json_option
+@pass_cli
+def identity_cmd(cli: CliContext) -> None:
+    """This cluster's signed identity document (hex), for another cluster's operator."""
+    got = cli.client().call("federation.identity", {})
+    got["document"] = bytes(got["document"]).hex()
+    _show(cli, got, got["document"])
+
+
+@federation_cli.command("dht-bootstrap")
+@click.argument("contact")
+@json_option
+@pass_cli
+def dht_bootstrap_cmd(cli: CliContext, contact: str) -> None:
+    """Add a DHT contact HOST:PORT on the node the CLI talks to."""
+    host, sep, port = contact.rpartition(":")
+    if not sep or not port.isdigit():
+        raise click.BadParameter("give HOST:PORT", param_hint="CONTACT")
+    got = cli.client().call(
+        "federation.dht_bootstrap", {"host": host.strip("[]"), "port": int(port)}
+    )
+    _show(cli, got, f"added DHT contact {contact}")
+
+
+@federation_cli.command("publish")
+@json_option
+@pass_cli
+def publish_cmd(cli: CliContext) -> None:
+    """Publish this cluster's announcement now."""
+    got = cli.client().call("federation.publish", {})
+    _show(cli, got, f"announcement stored on {got['stored']} DHT nodes")
+
+
+@federation_cli.command("discover")
+@click.argument("key")
+@json_option
+@pass_cli
+def discover_cmd(cli: CliContext, key: str) -> None:
+    """Find a cluster by KEY alone: its verified announcement, or exit 1."""
+    try:
+        got = cli.client().call("federation.discover", {"key": key})
+    except AspenError as exc:
+        fail(f"error: {exc.message}", EXIT_NO)
+    _show(cli, got, f"{got['name']} ({got['key_id']}): {', '.join(got['endpoints'])}")
+
+
+@federation_cli.command("trust")
+@click.argument("key")
+@click.option("--level", type=click.Choice(LEVELS), required=True)
+@json_option
+@pass_cli
+def trust_cmd(cli: CliContext, key: str, level: str) -> None:
+    """Set a remote cluster's trust level (blocked wins over everything)."""
+    got = cli.client().call("federation.trust", {"key": key, "level": level})
+    _show(cli, got, f"{got['key_id']} is {level}")
+
+
+@federation_cli.command("requests")
+@json_option
+@pass_cli
+def requests_cmd(cli: CliContext) -> None:
+    """Pending trust requests."""
+    got = cli.client().call("federation.requests", {})
+    if cli.json:
+        echo_json(got)
+        return
+    for req in got["requests"]:
+        click.echo(f"{req['cluster_key']}  {req['name']}  {req['description']}")
+
+
+@federation_cli.command("request")
+@click.argument("document")
+@pass_cli
+def request_cmd(cli: CliContext, document: str) -> None:
+    """Queue a trust request: a remote cluster's identity document (hex, from its
+    ``aspen federation identity``)."""
+    cli.client().call("federation.request", {"document": bytes.fromhex(document)})
+    click.echo("queued")
+
+
+@federation_cli.command("accept")
+@click.argument("key")
+@pass_cli
+def accept_cmd(cli: CliContext, key: str) -> None:
+    """Accept a pending trust request: the cluster becomes trusted."""
+    cli.client().call("federation.accept", {"key": key})
+    click.echo("trusted")
+
+
+@federation_cli.command("reject")
+@click.argument("key")
+@pass_cli
+def reject_cmd(cli: CliContext, key: str) -> None:
+    """Reject a pending trust request."""
+    cli.client().call("federation.reject", {"key": key})
+    click.echo("rejected")
+
+
+@federation_cli.command("share")
+@click.argument("kind", type=click.Choice(KINDS))
+@click.argument("name")
+@click.option("--mode", type=click.Choice(MODES), required=True)
+@click.option("--allow", multiple=True, help="A remote cluster key (allow-list mode); repeat.")
+@json_option
+@pass_cli
+def share_cmd(cli: CliContext, kind: str, name: str, mode: str, allow: tuple[str, ...]) -> None:
+    """Set a resource's federation mode."""
+    got = cli.client().call(
+        "federation.share", {"kind": kind, "name": name, "mode": mode, "allow": list(allow)}
+    )
+    _show(cli, got, f"{kind} {name}: {mode}")
+
+
+@federation_cli.command("grant")
+@click.argument("key")
+@click.argument("kind", type=click.Choice(KINDS))
+@click.argument("name")
+@json_option
+@pass_cli
+def grant_cmd(cli: CliContext, key: str, kind: str, name: str) -> None:
+    """A read token for remote cluster KEY on one shared resource (refused unless its
+    trust level and the resource's mode allow it)."""
+    got = cli.client().call("federation.grant", {"key": key, "kind": kind, "name": name})
+    _show(cli, got, got["token"])
+
+
+@federation_cli.command("sync")
+@click.argument("key")
+@click.argument("kind", type=click.Choice(KINDS))
+@click.argument("name")
+@click.option("--token", "token", required=True, help="The read token the remote cluster granted.")
+@click.option("--endpoint", help="The remote's endpoint (default: from its announcement).")
+@click.option("--git-url", default="", help="Fetch objects from here (a mirror; verified).")
+@json_option
+@pass_cli
+def sync_cmd(
+    cli: CliContext,
+    key: str,
+    kind: str,
+    name: str,
+    token: str,
+    endpoint: str | None,
+    git_url: str,
+) -> None:
+    """Pull a shared resource from cluster KEY: verified refs and objects, kept under
+    refs/remotes/<cluster id>/ in the local forge."""
+    params = {
+        "key": key,
+        "kind": kind,
+        "name": name,
+        "token": token,
+        "endpoint": endpoint,
+        "git_url": git_url,
+    }
+    got = cli.client().call("federation.sync", params)
+    _show(cli, got, f"synced {len(got['refs'])} refs into {name} under {got['namespace']}")
+
+
+@federation_cli.command("tell")
+@click.argument("endpoint")
+@click.argument("kind")
+@click.argument("subject")
+@click.option("--token", required=True, help="The federation:gossip token the peer gave us.")
+@json_option
+@pass_cli
+def tell_cmd(cli: CliContext, endpoint: str, kind: str, subject: str, token: str) -> None:
+    """Send a signed gossip message (KIND: repo.created, ref.updated, …) to a trusted peer."""
+    params = {"endpoint": endpoint, "kind": kind, "subject": subject, "token": token}
+    got = cli.client().call("federation.tell", params)
+    _show(cli, got, "accepted" if got.get("accepted") else "duplicate")

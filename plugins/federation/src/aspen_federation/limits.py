@@ -1,0 +1,83 @@
+"""Bounds of the federation plugin (bytes first, then counts and times)."""
+
+from __future__ import annotations
+
+#: Largest encoded announcement: a BEP-44 value is at most 1000 bytes bencoded, and a
+#: bencoded byte string of 996 bytes is ``996:`` + 996 bytes = 1000.
+MAX_ANNOUNCEMENT_BYTES = 996
+#: Largest cluster name in an identity document or announcement.
+MAX_NAME_BYTES = 64
+#: Largest cluster description in an identity document.
+MAX_DESCRIPTION_BYTES = 512
+#: Largest encoded identity document (the signed map), as stored and as sent in a trust request.
+MAX_IDENTITY_DOCUMENT_BYTES = 1024
+#: Largest endpoint (``host:port``) in an announcement.
+MAX_ENDPOINT_BYTES = 128
+#: Most endpoints in one announcement.
+MAX_ENDPOINTS = 8
+#: Largest shared-resource name (``forge:OWNER/NAME``) in an announcement or a share.
+MAX_RESOURCE_BYTES = 160
+#: Most shared resources listed in one announcement (the rest are found by asking the cluster).
+MAX_ANNOUNCED_SHARES = 8
+#: An announcement older than this (by its signed timestamp) is stale and refused.
+ANNOUNCEMENT_MAX_AGE_SECONDS = 3600
+#: An announcement dated further than this in the future is refused (clock skew bound).
+ANNOUNCEMENT_MAX_FUTURE_SECONDS = 300
+#: How often the leader re-publishes the cluster's announcement into the DHT.
+REPUBLISH_SECONDS = 600.0
+#: How often a node re-pings its configured DHT contacts while its routing table is small
+#: (``add_dht_node`` is a single ping; a lost one would leave the node alone).
+CONTACT_PING_SECONDS = 2.0
+#: Below this many routing-table nodes, contacts keep being re-pinged.
+CONTACT_PING_BELOW_NODES = 8
+#: Most DHT contacts a node keeps (``dht-bootstrap`` beyond this is refused).
+MAX_DHT_CONTACTS = 64
+#: How long one DHT get or put waits for its answer.
+DHT_OPERATION_TIMEOUT_SECONDS = 20.0
+#: How often the DHT thread polls libtorrent for alerts.
+DHT_ALERT_POLL_SECONDS = 0.05
+#: The libtorrent alert queue size (alerts beyond it are dropped by libtorrent).
+DHT_ALERT_QUEUE_SIZE = 4096
+#: Per-IP DHT request rate a private test network allows (``dht_block_ratelimit``); only
+#: applied with ``dht_private`` (every test node shares 127.0.0.1).
+PRIVATE_DHT_BLOCK_RATELIMIT = 1_000_000
+#: Most remote clusters the trust store keeps (trusted, public or blocked).
+MAX_PEERS = 1024
+#: Most pending trust requests queued for an operator (more are refused, resource_exhausted).
+MAX_TRUST_REQUESTS = 256
+#: Most shared resources per cluster.
+MAX_SHARES = 4096
+#: Most remote keys on one resource's allow-list.
+MAX_ALLOW_LIST = 256
+#: Most entries one listing page answers.
+MAX_LIST_PAGE = 500
+#: Gossip: messages per second one peer may send (its bucket refills at this rate).
+GOSSIP_PEER_RATE = 5.0
+#: Gossip: one peer's burst.
+GOSSIP_PEER_BURST = 20.0
+#: Gossip: messages per second from all peers together.
+GOSSIP_GLOBAL_RATE = 100.0
+#: Gossip: the global burst.
+GOSSIP_GLOBAL_BURST = 200.0
+#: Gossip: most peers with a bucket held at once (the least recently seen is dropped).
+GOSSIP_MAX_BUCKETS = 4096
+#: Most refs one signed ref list (and so one sync) carries.
+MAX_SYNC_REFS = 10_000
+#: Largest ref name a sync accepts.
+MAX_SYNC_REF_BYTES = 1024
+#: A signed ref list older than this is refused by the puller.
+SIGNED_REFS_MAX_AGE_SECONDS = 600
+#: How often a sync re-reads the origin's signed refs when they moved during the fetch.
+SYNC_ATTEMPTS = 3
+#: Most git objects one sync walks when checking the fetched graph is complete.
+MAX_SYNC_OBJECTS = 5_000_000
+#: Most live read grants kept per remote cluster (revoked together when it is blocked).
+MAX_GRANTS_PER_PEER = 256
+#: Largest gossip message.
+MAX_GOSSIP_BYTES = 1024
+#: Largest gossip subject (a repository, channel, blob hash or token id).
+MAX_GOSSIP_SUBJECT_BYTES = 256
+#: A gossip message older (or further ahead) than this is refused.
+GOSSIP_MAX_AGE_SECONDS = 300
+#: How many (sender, seq) pairs the inbox remembers to drop a re-delivered message.
+GOSSIP_SEEN = 65536

@@ -1,0 +1,106 @@
+"""The ``federation`` plugin's hooks: configuration, RPC methods, CLI, and the node's
+federation service (identity, DHT session, periodic announcement)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import aspen
+from aspen.plugins.types import ConfigOption, ConfigSection
+from aspen_federation import limits
+
+PLUGIN = "federation"
+
+
+@aspen.hookimpl
+def aspen_config_sections() -> list[ConfigSection]:
+    """``[federation]``."""
+    return [
+        ConfigSection(
+            PLUGIN,
+            (
+                ConfigOption("name", str, "", "The cluster's name in its identity document."),
+                ConfigOption("description", str, "", "The cluster's description."),
+                ConfigOption(
+                    "dht_listen",
+                    str,
+                    "",
+                    "host:port of this node's DHT session (empty: no DHT on this node).",
+                    start_flag=True,
+                    flag_name="federation_dht_listen",
+                ),
+                ConfigOption(
+                    "dht_routers",
+                    str,
+                    "",
+                    "Bootstrap routers (host:port,…); empty: libtorrent's public ones.",
+                ),
+                ConfigOption(
+                    "dht_private",
+                    bool,
+                    False,
+                    "A private test network: no routers, DoS limits raised for loopback.",
+                ),
+                ConfigOption(
+                    "endpoints", str, "", "Endpoints to announce (host:port,…); empty: this node's."
+                ),
+                ConfigOption(
+                    "republish_seconds", float, limits.REPUBLISH_SECONDS, "How often to re-publish."
+                ),
+                ConfigOption(
+                    "root_key_file",
+                    Path,
+                    None,
+                    "A file whose bytes seal the cluster key (else the root token).",
+                ),
+            ),
+        )
+    ]
+
+
+@aspen.hookimpl
+def aspen_rpc_handlers() -> list[Any]:
+    """``federation.*``."""
+    from aspen_federation.rpc import rpc_handlers
+
+    return rpc_handlers()
+
+
+@aspen.hookimpl
+def aspen_cli_commands() -> list[Any]:
+    """``aspen federation …``."""
+    from aspen_federation.cli import federation_cli
+
+    return [federation_cli]
+
+
+@aspen.hookimpl
+async def aspen_startup(node: Any) -> None:
+    """Start this node's DHT session and announcement loop if ``dht_listen`` is set (a
+    node without it writes nothing until an RPC needs the identity)."""
+    from aspen_federation.service import FederationService
+
+    config = node.config(PLUGIN)
+    discovery = None
+    if config.get("dht_listen"):
+        from aspen_federation.dht import DEFAULT_ROUTERS, DhtDiscovery
+
+        discovery = DhtDiscovery(
+            config["dht_listen"],
+            routers=config.get("dht_routers") or DEFAULT_ROUTERS,
+            private=bool(config.get("dht_private")),
+        )
+    service = FederationService(node, config, discovery)
+    node.plugin_state(PLUGIN)["service"] = service
+    if discovery is not None:
+        # without a DHT nothing is announced, and the identity is made on first use
+        node.spawn(service.republish_loop, name="federation-announce")
+
+
+@aspen.hookimpl
+async def aspen_shutdown(node: Any) -> None:
+    """Close the DHT session."""
+    service = node.plugin_state(PLUGIN).get("service")
+    if service is not None and service.discovery is not None:
+        service.discovery.close()

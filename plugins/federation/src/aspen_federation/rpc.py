@@ -1,0 +1,250 @@
+"""``federation.*`` RPC methods. Reading the federation's state needs ``cluster:read``;
+changing trust or shares, and granting access, needs ``cluster:admin``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aspen.errors import InvalidArgumentError, UnavailableError
+from aspen.plugins.types import RpcHandler
+from aspen.rpc.params import (
+    optional_int,
+    optional_list,
+    optional_str,
+    require_bytes,
+    require_int,
+    require_str,
+)
+from aspen_federation import limits
+from aspen_federation.identity import key_id, parse_public_key
+from aspen_federation.service import FederationService
+from aspen_federation.trust import KINDS, LEVELS, MODES, read_capability
+
+__all__ = ["parse_resource", "rpc_handlers"]
+
+PLUGIN = "federation"
+#: How long a granted read token lives by default (seconds).
+GRANT_TTL_SECONDS = 3600
+
+
+def _service(ctx: Any) -> FederationService:
+    service = ctx.node.plugin_state(PLUGIN).get("service")
+    if service is None:
+        raise UnavailableError("the federation plugin is not started on this node")
+    return service  # type: ignore[no-any-return]
+
+
+def _key(params: dict[str, Any]) -> bytes:
+    return parse_public_key(require_str(params, "key", max_len=128))
+
+
+def parse_resource(kind: str, name: str) -> str:
+    """``forge`` + ``OWNER/NAME`` -> ``forge:OWNER/NAME`` (``invalid_argument`` otherwise)."""
+    if kind not in KINDS:
+        raise InvalidArgumentError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
+    from aspen_forge.names import parse_full_name
+
+    try:
+        full = parse_full_name(name).full
+    except Exception as exc:  # the forge's InvalidNameError
+        raise InvalidArgumentError(str(exc)) from None
+    resource = f"{kind}:{full}"
+    if len(resource.encode()) > limits.MAX_RESOURCE_BYTES:
+        raise InvalidArgumentError(
+            f"resource over MAX_RESOURCE_BYTES ({limits.MAX_RESOURCE_BYTES})"
+        )
+    return resource
+
+
+def _resource(params: dict[str, Any]) -> str:
+    return parse_resource(
+        require_str(params, "kind", max_len=16),
+        require_str(params, "name", max_len=limits.MAX_RESOURCE_BYTES),
+    )
+
+
+async def status(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """This cluster's key, name, endpoints, DHT routing-table size and peers."""
+    return await _service(ctx).status()
+
+
+async def identity(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """This cluster's signed identity document (to hand to another cluster's operator)."""
+    _, doc = await _service(ctx).identity()
+    return {**doc.to_json(), "document": doc.encode()}
+
+
+async def dht_bootstrap(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """Add a DHT contact (``host``, ``port``) on this node."""
+    host = require_str(params, "host", max_len=limits.MAX_ENDPOINT_BYTES)
+    port = require_int(params, "port", min=1, max=65535)
+    service = _service(ctx)
+    service._require_discovery().add_contact(host, port)
+    return {"host": host, "port": port}
+
+
+async def publish(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """Publish this cluster's announcement now (the leader also does it periodically)."""
+    stored = await _service(ctx).publish()
+    return {"stored": stored}
+
+
+async def discover(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """A remote cluster's verified announcement, found by its key alone."""
+    return (await _service(ctx).discover(_key(params))).to_json()
+
+
+async def trust(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """Set a remote cluster's trust level."""
+    level = require_str(params, "level", choices=LEVELS)
+    return await _service(ctx).set_trust(_key(params), level)
+
+
+async def peers(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """Known remote clusters and their trust levels."""
+    return {"peers": await _service(ctx).peers()}
+
+
+async def request(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """Queue a trust request: a remote cluster's signed identity document."""
+    document = require_bytes(params, "document", max_len=limits.MAX_IDENTITY_DOCUMENT_BYTES)
+    return await _service(ctx).request_trust(document)
+
+
+async def requests(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """Pending trust requests."""
+    return {"requests": await _service(ctx).requests()}
+
+
+async def accept(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """Accept a pending trust request (the cluster becomes trusted)."""
+    return await _service(ctx).answer_request(_key(params), True)
+
+
+async def reject(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """Reject a pending trust request."""
+    return await _service(ctx).answer_request(_key(params), False)
+
+
+async def share(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """Set a resource's federation mode (``disabled``, ``public``, ``allow-list``)."""
+    mode = require_str(params, "mode", choices=MODES)
+    allow = [
+        parse_public_key(str(k))
+        for k in optional_list(params, "allow", max_len=limits.MAX_ALLOW_LIST)
+    ]
+    return await _service(ctx).set_share(_resource(params), mode, allow)
+
+
+async def grant(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """A capability token letting remote cluster ``key`` read one resource, if its trust
+    level and the resource's mode allow it (``not_found`` otherwise)."""
+    remote = _key(params)
+    resource = _resource(params)
+    ttl = optional_int(params, "ttl", GRANT_TTL_SECONDS, min=1, max=30 * 86400)
+    service = _service(ctx)
+    await service.check_read(remote, resource)
+    created = await ctx.node.create_token(
+        ctx.authority, read_capability(resource), ttl=ttl, name=f"federation:{key_id(remote)}"
+    )
+    await service.record_grant(remote, str(created["id"]), resource)
+    return {"resource": resource, "capabilities": read_capability(resource), **created}
+
+
+async def refs(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """A shared repository's refs signed by this cluster's key (what a puller verifies)."""
+    from aspen_federation.sync import signed_refs
+
+    return (await signed_refs(_service(ctx), _resource(params))).to_wire()
+
+
+async def sync(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """Pull a resource from cluster ``key`` with the ``token`` it granted: verified refs
+    and objects, written under ``refs/remotes/<cluster id>/`` in the local forge."""
+    from aspen_federation.sync import pull_forge
+
+    token = require_str(params, "token", max_len=4096)
+    endpoint = optional_str(params, "endpoint", max_len=limits.MAX_ENDPOINT_BYTES)
+    git_url = optional_str(params, "git_url", "", max_len=1024) or ""
+    return await pull_forge(
+        _service(ctx), _key(params), _resource(params), token, endpoint, git_url
+    )
+
+
+async def gossip(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """Receive one signed gossip message from a trusted cluster; an admitted one is
+    published to the event journal as ``federation.gossip`` (subject: the sender's id)."""
+    data = require_bytes(params, "message", max_len=limits.MAX_GOSSIP_BYTES)
+    peer = ctx.authority.token_id.encode() or None
+    service = _service(ctx)
+    msg = await service.inbox.receive(data, peer)
+    if msg is None:
+        return {"accepted": False, "duplicate": True}
+    service.seen(msg.sender)
+    payload = {"sender": msg.sender.hex(), "kind": msg.kind, "subject": msg.subject, "seq": msg.seq}
+    await ctx.node.events.publish("federation.gossip", key_id(msg.sender), payload)
+    return {"accepted": True, "duplicate": False}
+
+
+async def tell(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """Sign a gossip message with this cluster's key and send it to the cluster at
+    ``endpoint`` (with the ``federation:gossip`` token it gave us)."""
+    import time
+
+    import anyio
+
+    from aspen_federation.gossip import KINDS as GOSSIP_KINDS
+    from aspen_federation.gossip import GossipMessage
+    from aspen_federation.sync import remote_call
+
+    kind = require_str(params, "kind", choices=GOSSIP_KINDS)
+    subject = require_str(params, "subject", max_len=limits.MAX_GOSSIP_SUBJECT_BYTES)
+    endpoint = require_str(params, "endpoint", max_len=limits.MAX_ENDPOINT_BYTES)
+    token = require_str(params, "token", max_len=4096)
+    key, _ = await _service(ctx).identity()
+    data = GossipMessage.create(key, kind, subject, seq=time.time_ns()).encode()
+    return await anyio.to_thread.run_sync(
+        remote_call, endpoint, token, "federation.gossip", {"message": data}
+    )
+
+
+def _read_scope(params: dict[str, Any]) -> list[str]:
+    """``refs`` needs read access to the repository named."""
+    return read_capability(_resource(params))
+
+
+def rpc_handlers() -> list[RpcHandler]:
+    """Every ``federation.*`` method with its capability."""
+    read, admin = "cluster:read", "cluster:admin"
+    return [
+        RpcHandler("federation.status", status, doc=status.__doc__ or "", capability=read),
+        RpcHandler("federation.identity", identity, doc=identity.__doc__ or "", capability=read),
+        RpcHandler("federation.peers", peers, doc=peers.__doc__ or "", capability=read),
+        RpcHandler("federation.discover", discover, doc=discover.__doc__ or "", capability=read),
+        RpcHandler("federation.requests", requests, doc=requests.__doc__ or "", capability=read),
+        RpcHandler(
+            "federation.dht_bootstrap",
+            dht_bootstrap,
+            doc=dht_bootstrap.__doc__ or "",
+            capability=admin,
+        ),
+        RpcHandler("federation.publish", publish, doc=publish.__doc__ or "", capability=admin),
+        RpcHandler("federation.trust", trust, doc=trust.__doc__ or "", capability=admin),
+        RpcHandler("federation.request", request, doc=request.__doc__ or "", capability=admin),
+        RpcHandler("federation.accept", accept, doc=accept.__doc__ or "", capability=admin),
+        RpcHandler("federation.reject", reject, doc=reject.__doc__ or "", capability=admin),
+        RpcHandler("federation.share", share, doc=share.__doc__ or "", capability=admin),
+        RpcHandler("federation.grant", grant, doc=grant.__doc__ or "", capability=admin),
+        RpcHandler("federation.sync", sync, doc=sync.__doc__ or "", capability=admin),
+        RpcHandler("federation.tell", tell, doc=tell.__doc__ or "", capability=admin),
+        RpcHandler(
+            "federation.gossip", gossip, doc=gossip.__doc__ or "", capability="federation:gossip"
+        ),
+        RpcHandler(
+            "federation.refs",
+            refs,
+            doc=refs.__doc__ or "",
+            capability="forge:read",
+            scope=_read_scope,
+        ),
+    ]

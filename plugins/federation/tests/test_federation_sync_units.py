@@ -1,0 +1,75 @@
+"""Unit tests of the sync's verification: signed ref lists and the object-graph check."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from aspen.errors import InvalidArgumentError
+from aspen_federation import limits
+from aspen_federation.gitsync import check_complete
+from aspen_federation.identity import ClusterKey
+from aspen_federation.signedrefs import SignedRefs, SignedRefsError
+
+SHA = "a" * 40
+
+
+def test_signed_refs_verify_and_refuse_tampering() -> None:
+    key = ClusterKey.generate()
+    signed = SignedRefs.create(key, "forge:acme/w", {"refs/heads/main": SHA}, "http://h/acme/w.git")
+    wire = signed.to_wire()
+    assert SignedRefs.verified(wire, key=key.public, resource="forge:acme/w").refs == signed.refs
+    # the git URL is a hint, outside the signature
+    assert SignedRefs.verified(
+        {**wire, "git_url": "http://elsewhere/"}, key=key.public, resource="forge:acme/w"
+    )
+    tampered = [
+        {**wire, "refs": [["refs/heads/main", "b" * 40]]},
+        {**wire, "refs": [["refs/heads/main", SHA], ["refs/heads/evil", SHA]]},
+        {**wire, "timestamp": wire["timestamp"] + 1},
+        {**wire, "resource": "forge:acme/other"},
+    ]
+    for bad in tampered:
+        with pytest.raises(SignedRefsError):
+            SignedRefs.verified(bad, key=key.public, resource=str(bad["resource"]))
+    with pytest.raises(SignedRefsError, match="bad signature"):
+        SignedRefs.verified(wire, key=ClusterKey.generate().public, resource="forge:acme/w")
+    with pytest.raises(SignedRefsError, match="for forge:acme/w"):
+        SignedRefs.verified(wire, key=key.public, resource="forge:acme/x")
+    later = time.time() + limits.SIGNED_REFS_MAX_AGE_SECONDS + 5
+    with pytest.raises(SignedRefsError, match="stale"):
+        SignedRefs.verified(wire, key=key.public, resource="forge:acme/w", now=later)
+
+
+@pytest.mark.parametrize("ref", ["HEAD", "refs/heads/" + "x" * limits.MAX_SYNC_REF_BYTES])
+def test_signed_refs_refuse_odd_names(ref: str) -> None:
+    key = ClusterKey.generate()
+    wire = SignedRefs.create(key, "forge:a/b", {ref: SHA}, "").to_wire()
+    with pytest.raises(SignedRefsError, match="refused ref name"):
+        SignedRefs.verified(wire, key=key.public, resource="forge:a/b")
+
+
+def test_check_complete_finds_a_missing_or_altered_object(tmp_path: Path) -> None:
+    from dulwich.objects import Blob, Commit, Tree
+    from dulwich.repo import Repo
+
+    repo = Repo.init_bare(str(tmp_path / "r"), mkdir=True)
+    blob = Blob.from_string(b"hello\n")
+    tree = Tree()
+    tree.add(b"f", 0o100644, blob.id)
+    commit = Commit()
+    commit.tree = tree.id
+    commit.author = commit.committer = b"T <t@example.com>"
+    commit.author_time = commit.commit_time = 0
+    commit.author_timezone = commit.commit_timezone = 0
+    commit.message = b"m"
+    for obj in (tree, commit):
+        repo.object_store.add_object(obj)
+    # the blob is absent (as an object altered on the wire would be: stored under
+    # another id): refused, naming it
+    with pytest.raises(InvalidArgumentError, match=blob.id.decode()):
+        check_complete(repo, {commit.id})
+    repo.object_store.add_object(blob)
+    assert check_complete(repo, {commit.id}) == 3
