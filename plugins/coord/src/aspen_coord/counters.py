@@ -6,11 +6,17 @@ last one this node saw (a small per-node cache) and puts the new value; when ano
 got there first, the txn's failure branch reads the current record in the same round and
 the add tries again from it. No increment is lost or applied twice, and each add's answer
 is the value its own commit produced (linearizable).
+
+Adds of one counter on one node take turns (a striped lock): concurrent adders on a node
+would otherwise all compare against the same cached revision, and all but one would lose
+each round; in turn, each add is one txn unless another node wrote meanwhile.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+import anyio
 
 from aspen.errors import InvalidArgumentError, UnavailableError
 from aspen.rpc.params import optional_int, require_int
@@ -21,6 +27,17 @@ __all__ = ["counter_add", "counter_cas", "counter_get", "sequence_next", "sequen
 
 #: Counters whose (value, mod_revision) one node remembers; the cache is cleared when full.
 _CACHE_SIZE = 4096
+
+
+#: Lock stripes per node: adds of counters hashing to one stripe take turns.
+_LOCK_STRIPES = 64
+
+
+def _turn(ctx: Any, key: bytes) -> anyio.Lock:
+    """The lock adds of ``key`` take turns on (one of ``_LOCK_STRIPES`` per node)."""
+    state = ctx.node.plugin_state("coord")
+    stripes = state.setdefault("counter_locks", [anyio.Lock() for _ in range(_LOCK_STRIPES)])
+    return stripes[hash(key) % _LOCK_STRIPES]  # type: ignore[no-any-return]
 
 
 def _cache(ctx: Any) -> dict[bytes, tuple[int, int]]:
@@ -50,6 +67,11 @@ def _bounded(value: int) -> int:
 
 async def add(ctx: Any, key: bytes, by: int) -> tuple[int, int]:
     """Add ``by`` to the counter at ``key``: (new value, revision of the commit)."""
+    async with _turn(ctx, key):
+        return await _add_in_turn(ctx, key, by)
+
+
+async def _add_in_turn(ctx: Any, key: bytes, by: int) -> tuple[int, int]:
     cache = _cache(ctx)
     seen = cache.get(key)
     if seen is None:
