@@ -191,6 +191,30 @@ def test_counters_are_linearizable_across_a_paused_and_a_killed_leader(cluster):
     assert acked_adds[0] <= final <= acked_adds[0] + unknown_adds[0]
 
 
+def test_adders_through_every_node_all_land(cluster):
+    """Adders entering through the leader must not starve adders forwarded from followers
+    (each add's compare-and-swap would lose every round): every add lands, exactly once."""
+    _restart_dead(cluster)
+    values: list[int] = []
+    errors: list[BaseException] = []
+
+    def adder(node: int) -> None:
+        try:
+            with cluster.client(node) as c:
+                for _ in range(40):
+                    values.append(c.call("coord.counter.add", {"name": "spread"})["value"])
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=adder, args=(1 + i % 3,)) for i in range(9)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert not errors, errors
+    assert sorted(values) == list(range(1, 9 * 40 + 1))
+
+
 def test_one_election_leader_at_a_time_seen_by_every_observer(cluster, tmp_path):
     leader_node = cluster.leader_index()
     others = [i for i in range(1, 4) if i != leader_node]
