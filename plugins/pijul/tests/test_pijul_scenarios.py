@@ -247,3 +247,23 @@ def test_file_edited_inside_a_deleted_directory_kept_by_editing_it() -> None:
     assert s.record("main", main.output()) is None
     s.pull("bob", "main")
     assert s.channel("bob").output() == main.output()
+
+
+def test_file_edited_then_deleted_in_sequence_stays_deleted() -> None:
+    """Only a concurrent edit keeps a deleted file: one deleted after its edits (or by
+    rolling back its creation after them) is gone."""
+    s = Sandbox()
+    add = s.record("main", {"dir/a.txt": "one\n", "b.txt": "x\n"})
+    assert add is not None
+    s.edit("main", "dir/a.txt", "one\ntwo\n", author="bob")
+    s.edit("main", "dir/a.txt", "zero\none\ntwo\n")
+    s.record("main", {"b.txt": "x\n"})
+    assert s.channel("main").output() == {"b.txt": b"x\n"}
+    s.pull("bob", "main")
+    assert s.channel("bob").zombie_files() == {}
+    t = Sandbox()
+    t.record("main", {"a.txt": "one\n"})
+    first = t.channel("main").order[0]
+    t.edit("main", "a.txt", "one\ntwo\n")
+    t.rollback("main", first)
+    assert t.channel("main").output() == {}

@@ -326,11 +326,17 @@ def _seal(ch: Channel, hunks: list[Hunk], contents: bytes, meta: Meta, extra: se
         contents=contents,
     )
     refs = draft.referenced_changes()
-    for x in hunks:  # deleting an edge depends on the changes that introduced it
+    extra = set(extra)
+    g = ch.graph
+    for x in hunks:
         if isinstance(x, Delete):
             for e in x.elements:
-                if isinstance(e[0], tuple):
-                    refs |= ch.graph.edges.get(e, set())  # type: ignore[arg-type]
+                if isinstance(e[0], tuple):  # deleting an edge depends on its introducers
+                    refs |= g.edges.get(e, set())  # type: ignore[arg-type]
+                elif e in g.names:  # deleting a name knows the file's lines it saw, so
+                    # only a concurrent edit makes the file a zombie (Channel.zombie_files)
+                    inode = g.names[e][0]
+                    extra |= {v[0] for v in g.file_vertices(inode) if g.vertex_alive(v)}
     deps = ch.minimise(refs)
     known = tuple(sorted(extra - set(deps) - {SELF}))
     if len(meta.message.encode()) > limits.MAX_MESSAGE_BYTES:
