@@ -20,7 +20,15 @@ from aspen_pijul import limits
 from aspen_pijul.errors import CorruptChangeError, TooLargeError, UnknownChangeError
 from aspen_pijul.model.change import Change
 
-__all__ = ["ChangeRecord", "pin_name", "read_blob", "read_change", "record_for", "verify"]
+__all__ = [
+    "ChangeRecord",
+    "check_size",
+    "pin_name",
+    "read_blob",
+    "read_change",
+    "record_for",
+    "verify",
+]
 
 
 @dataclass(frozen=True)
@@ -51,13 +59,18 @@ def pin_name(repo: str, h: str) -> str:
     return f"pijul/{repo}/{h}"
 
 
-async def verify(data: bytes, expected: str | None = None) -> Change:
-    """Parse and verify change bytes off the event loop (against ``expected`` if given)."""
-    if len(data) > limits.MAX_CLUSTER_CHANGE_BYTES:
+def check_size(size: int) -> None:
+    """Refuse a change of ``size`` bytes over ``MAX_CLUSTER_CHANGE_BYTES``."""
+    if size > limits.MAX_CLUSTER_CHANGE_BYTES:
         raise TooLargeError(
-            f"change of {len(data)} bytes is over "
+            f"change of {size} bytes is over "
             f"MAX_CLUSTER_CHANGE_BYTES={limits.MAX_CLUSTER_CHANGE_BYTES}"
         )
+
+
+async def verify(data: bytes, expected: str | None = None) -> Change:
+    """Parse and verify change bytes off the event loop (against ``expected`` if given)."""
+    check_size(len(data))
     return await anyio.to_thread.run_sync(Change.from_bytes, data, expected)
 
 

@@ -96,10 +96,7 @@ async def _received(ctx: Any, repo: str, params: dict[str, Any]) -> list[tuple[s
         if not isinstance(digest, str):
             raise PijulError("blobs must be blob hashes")
         size = int((await ctx.node.blobs.stat(digest))["size"])
-        if size > limits.MAX_CLUSTER_CHANGE_BYTES:
-            raise TooLargeError(
-                f"change over MAX_CLUSTER_CHANGE_BYTES={limits.MAX_CLUSTER_CHANGE_BYTES}"
-            )
+        changestore.check_size(size)
         change = await changestore.verify(await changestore.read_blob(ctx.node, digest, size))
         await ctx.node.blobs.pin(changestore.pin_name(repo, change.hash), digest)
         out.append((change.hash, changestore.ChangeRecord(size=size, blob=digest).to_value()))

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from aspen_pijul import limits
-from aspen_pijul.errors import TooLargeError
+from aspen_pijul.changestore import check_size
 from aspen_pijul.model.channel import Channel
 from aspen_pijul.repo import Repo
 
@@ -39,10 +39,7 @@ def _fetched(client: Any, item: Any) -> bytes:
     """A change of a ``pijul.get_changes`` answer: its bytes, or read from its blob."""
     if isinstance(item, bytes):
         return item
-    if int(item["size"]) > limits.MAX_CLUSTER_CHANGE_BYTES:
-        raise TooLargeError(
-            f"change over MAX_CLUSTER_CHANGE_BYTES={limits.MAX_CLUSTER_CHANGE_BYTES}"
-        )
+    check_size(int(item["size"]))
     return bytes(client.blobs.get_bytes(item["blob"]))
 
 
