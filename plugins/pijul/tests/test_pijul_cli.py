@@ -170,3 +170,25 @@ def test_binary_file_is_one_vertex(wc: Path) -> None:
     assert text.count("\n+ ") == 1
     run("reset")
     assert f.read_bytes() == b"\x00\x01\n\x03\n"
+
+
+def test_file_edited_inside_a_deleted_directory_is_reported(wc: Path) -> None:
+    (wc / "dir").mkdir()
+    (wc / "dir/a.txt").write_text("one\n")
+    (wc / "dir/b.txt").write_text("two\n")
+    run("add", "dir/a.txt", "dir/b.txt")
+    run("record", "-m", "dir")
+    run("fork", "bob")
+    run("remove", "dir/a.txt", "dir/b.txt")
+    run("record", "-m", "delete dir")
+    run("channel", "switch", "bob")
+    (wc / "dir/a.txt").write_text("one\nbob\n")
+    hb = run("record", "-m", "bob edits").strip()
+    run("channel", "switch", "main")
+    assert not (wc / "dir").exists() or not any((wc / "dir").iterdir())
+    result = CliRunner().invoke(pijul_cli, ["apply", hb], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "conflict: dir/a.txt was edited while a concurrent change deleted it" in result.stderr
+    assert (wc / "dir/a.txt").read_text() == "one\nbob\n"
+    assert not (wc / "dir/b.txt").exists()
+    assert run("record", "-m", "unchanged") == ""

@@ -202,3 +202,68 @@ def test_clone_by_replay_equals_source() -> None:
     s.pull("clone", "main")
     assert s.channel("clone").output() == s.channel("main").output()
     assert s.channel("clone").graph.canonical() == s.channel("main").graph.canonical()
+
+
+def _edited_inside_deleted_directory() -> Sandbox:
+    """Alice deletes directory ``dir/`` (both its files); Bob, concurrently, adds a line to
+    ``dir/a.txt``; main has both changes."""
+    s = Sandbox()
+    s.record("main", {"dir/a.txt": "one\n", "dir/b.txt": "two\n", "top.txt": "top\n"})
+    s.pull("bob", "main")
+    s.record("main", {"top.txt": "top\n"}, author="alice")
+    s.edit("bob", "dir/a.txt", "one\nbob's line\n", author="bob")
+    s.pull("main", "bob")
+    return s
+
+
+def test_file_edited_inside_a_deleted_directory_is_a_conflict() -> None:
+    s = _edited_inside_deleted_directory()
+    main = s.channel("main")
+    # The edited file is kept and shown at its old name, as a file-tree conflict; the
+    # untouched one stays deleted. Both orders of the same changes print the same.
+    assert main.output() == {"dir/a.txt": b"one\nbob's line\n", "top.txt": b"top\n"}
+    assert list(main.zombie_files().values()) == ["dir/a.txt"]
+    s.pull("bob", "main")
+    assert s.channel("bob").output() == main.output()
+    # Recording it unchanged records nothing: the conflict stays.
+    assert s.record("main", main.output()) is None
+    # Removing it resolves the conflict by deleting the file, everywhere.
+    res = s.record("main", {"top.txt": "top\n"})
+    assert res is not None
+    assert main.output() == {"top.txt": b"top\n"} and main.zombie_files() == {}
+    s.pull("bob", "main")
+    assert s.channel("bob").output() == {"top.txt": b"top\n"}
+    # Unrecording the resolution brings the conflict back.
+    main.unrecord(res.hash)
+    assert list(main.zombie_files().values()) == ["dir/a.txt"]
+
+
+def test_file_edited_inside_a_deleted_directory_kept_by_editing_it() -> None:
+    s = _edited_inside_deleted_directory()
+    s.edit("main", "dir/a.txt", "one\nbob's line\nkept\n")
+    main = s.channel("main")
+    assert main.zombie_files() == {}
+    assert main.output()["dir/a.txt"] == b"one\nbob's line\nkept\n"
+    assert s.record("main", main.output()) is None
+    s.pull("bob", "main")
+    assert s.channel("bob").output() == main.output()
+
+
+def test_file_edited_then_deleted_in_sequence_stays_deleted() -> None:
+    """Only a concurrent edit keeps a deleted file: one deleted after its edits (or by
+    rolling back its creation after them) is gone."""
+    s = Sandbox()
+    add = s.record("main", {"dir/a.txt": "one\n", "b.txt": "x\n"})
+    assert add is not None
+    s.edit("main", "dir/a.txt", "one\ntwo\n", author="bob")
+    s.edit("main", "dir/a.txt", "zero\none\ntwo\n")
+    s.record("main", {"b.txt": "x\n"})
+    assert s.channel("main").output() == {"b.txt": b"x\n"}
+    s.pull("bob", "main")
+    assert s.channel("bob").zombie_files() == {}
+    t = Sandbox()
+    t.record("main", {"a.txt": "one\n"})
+    first = t.channel("main").order[0]
+    t.edit("main", "a.txt", "one\ntwo\n")
+    t.rollback("main", first)
+    assert t.channel("main").output() == {}

@@ -33,10 +33,17 @@ def _meta(message: str, author: str | None) -> Meta:
 
 
 def _output(repo: Repo, ch: Channel) -> None:
-    """Save the channel and make the working copy its output."""
+    """Save the channel and make the working copy its output; report file-tree conflicts
+    of deleted-but-edited files on stderr."""
     previous, _ = repo.tracked()
     repo.save_channel(ch)
     repo.write_out(ch, previous)
+    for path in sorted(ch.zombie_files().values()):
+        click.echo(
+            f"conflict: {path} was edited while a concurrent change deleted it; "
+            "record it edited to keep it, or remove it",
+            err=True,
+        )
 
 
 @click.group("pijul")

@@ -20,9 +20,15 @@ MAX_PATH_BYTES = 4096
 MIN_PREFIX_CHARS = 2
 #: Bytes of a file inspected to decide whether it is binary (a NUL byte in them means binary).
 BINARY_SNIFF_BYTES = 8000
-#: Largest change a cluster repository stores (bytes): one KV value, so the change and the
-#: channel head move in Raft (changes are small; bigger ones are refused, see README).
-MAX_CLUSTER_CHANGE_BYTES = 900 * 1024
+#: Largest change a cluster repository stores (bytes). A change over
+#: ``INLINE_CHANGE_BYTES`` lives in the core blob store, so this is bounded by what a
+#: working copy records or accepts (``MAX_CHANGE_BYTES``), not by one KV value.
+MAX_CLUSTER_CHANGE_BYTES = MAX_CHANGE_BYTES
+#: Largest change (bytes) kept inline in its index record in KV; bigger ones are blobs.
+INLINE_CHANGE_BYTES = 64 * 1024
+#: Largest change (bytes) a push sends inside ``pijul.put_changes``; bigger ones are put
+#: in the blob store first and named by their blob hash (under MAX_TRANSFER_BYTES).
+PUSH_INLINE_BYTES = 1024 * 1024
 #: Most change bytes one ``pijul.put_changes`` / ``pijul.get_changes`` request carries
 #: (under the core's MAX_FRAME_BYTES with room for the envelope).
 MAX_TRANSFER_BYTES = 2 * 1024 * 1024

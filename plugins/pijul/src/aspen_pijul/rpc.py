@@ -2,12 +2,14 @@
 
 State under ``/_aspen/pijul/<repo>/``::
 
-    c/<HASH>              a change's bytes (verified on receipt; immutable, content-addressed)
+    c/<HASH>              a change's index record: its bytes inline, or the blob holding
+                          them (see :mod:`aspen_pijul.changestore`)
     h/<channel>           the channel's head: its length, as decimal text
     l/<channel>/<n:010d>  the n-th hash of the channel's log (application order)
 
-Changes live in KV rather than the blob store so a push needs no second system and a
-change is readable wherever the log is; they are bounded by ``MAX_CLUSTER_CHANGE_BYTES``.
+Changes are immutable and content-addressed, verified against their hash on receipt and
+on every read; a change over ``INLINE_CHANGE_BYTES`` is a blob of the core blob store
+(pinned for the repository), bounded by ``MAX_CLUSTER_CHANGE_BYTES``.
 A channel's log grows by a compare-and-swap on its head (``pijul.append``), in the same
 ``kv.txn`` as the ``pijul.channel_update`` event it publishes.
 """
@@ -17,14 +19,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import anyio
-
 from aspen.errors import CompareFailedError
 from aspen.plugins.types import RpcHandler
 from aspen.rpc.params import optional_int, optional_list, require_int, require_str
-from aspen_pijul import limits
-from aspen_pijul.errors import MissingDependencyError, PijulError, TooLargeError
-from aspen_pijul.model.change import Change
+from aspen_pijul import changestore, limits
+from aspen_pijul.errors import (
+    MissingDependencyError,
+    PijulError,
+    TooLargeError,
+    UnknownChangeError,
+)
 from aspen_pijul.model.hashing import is_hash
 
 __all__ = ["rpc_handlers"]
@@ -74,50 +78,71 @@ async def _has(node: Any, repo: str, h: str) -> bool:
     return bool(r["count"])
 
 
-async def pijul_put_changes(ctx: Any, params: dict[str, Any]) -> Any:
-    """Store changes (``changes``: their bytes), each verified against its hash first."""
-    repo = _name(params, "repo")
-    blobs = optional_list(params, "changes", max_len=10_000)
-    if sum(len(b) for b in blobs) > limits.MAX_TRANSFER_BYTES:
+async def _received(ctx: Any, repo: str, params: dict[str, Any]) -> list[tuple[str, bytes]]:
+    """The records of a ``put_changes`` request, each change verified: ``changes`` (bytes
+    in the request) and ``blobs`` (hashes of blobs the client put holding one change)."""
+    inline = optional_list(params, "changes", max_len=10_000)
+    blobs = optional_list(params, "blobs", max_len=limits.MAX_APPEND_HASHES)
+    if sum(len(b) for b in inline if isinstance(b, bytes)) > limits.MAX_TRANSFER_BYTES:
         raise TooLargeError(f"request over MAX_TRANSFER_BYTES={limits.MAX_TRANSFER_BYTES}")
-    hashes = []
-    for data in blobs:
-        if not isinstance(data, bytes) or len(data) > limits.MAX_CLUSTER_CHANGE_BYTES:
-            raise TooLargeError(
-                f"change over MAX_CLUSTER_CHANGE_BYTES={limits.MAX_CLUSTER_CHANGE_BYTES}"
-            )
-        change = await anyio.to_thread.run_sync(Change.from_bytes, data)
-        hashes.append(change.hash)
+    out: list[tuple[str, bytes]] = []
+    for data in inline:
+        if not isinstance(data, bytes):
+            raise PijulError("changes must be bytes")
+        change = await changestore.verify(data)
+        record = await changestore.record_for(ctx.node, repo, change, data)
+        out.append((change.hash, record.to_value()))
+    for digest in blobs:
+        if not isinstance(digest, str):
+            raise PijulError("blobs must be blob hashes")
+        size = int((await ctx.node.blobs.stat(digest))["size"])
+        changestore.check_size(size)
+        change = await changestore.verify(await changestore.read_blob(ctx.node, digest, size))
+        await ctx.node.blobs.pin(changestore.pin_name(repo, change.hash), digest)
+        out.append((change.hash, changestore.ChangeRecord(size=size, blob=digest).to_value()))
+    return out
+
+
+async def pijul_put_changes(ctx: Any, params: dict[str, Any]) -> Any:
+    """Store changes (``changes``: their bytes; ``blobs``: blobs holding one change each),
+    each verified against its hash first."""
+    repo = _name(params, "repo")
+    received = await _received(ctx, repo, params)
     ops: list[dict[str, Any]] = []
     size = 0
-    for h, data in zip(hashes, blobs, strict=True):
-        if ops and (size + len(data) > limits.PUT_TXN_BYTES or len(ops) >= limits.PUT_TXN_OPS):
+    for h, value in received:
+        if ops and (size + len(value) > limits.PUT_TXN_BYTES or len(ops) >= limits.PUT_TXN_OPS):
             await ctx.node.call("kv.txn", {"compare": [], "success": ops, "failure": []})
             ops, size = [], 0
-        ops.append({"put": {"key": _key(repo, "c", h), "value": data}})
-        size += len(data)
+        ops.append({"put": {"key": _key(repo, "c", h), "value": value}})
+        size += len(value)
     if ops:
         await ctx.node.call("kv.txn", {"compare": [], "success": ops, "failure": []})
-    return {"hashes": hashes}
+    return {"hashes": [h for h, _ in received]}
 
 
 async def pijul_get_changes(ctx: Any, params: dict[str, Any]) -> Any:
-    """The bytes of changes ``hashes`` (``not_found`` names a missing one)."""
+    """Changes ``hashes``: each its verified bytes, or ``{"blob", "size"}`` for one held in
+    the blob store (the caller reads and verifies it); ``not_found`` names a missing one."""
     repo = _name(params, "repo")
-    out: list[bytes] = []
+    out: list[Any] = []
     total = 0
     for h in optional_list(params, "hashes", max_len=10_000):
         if not isinstance(h, str) or not is_hash(h):
             raise PijulError(f"not a change hash: {h!r}")
-        kvs = (await ctx.node.call("kv.range", {"key": _key(repo, "c", h)}))["kvs"]
+        key = _key(repo, "c", h)
+        kvs = (await ctx.node.call("kv.range", {"key": key}))["kvs"]
         if not kvs:
-            from aspen_pijul.errors import UnknownChangeError
-
             raise UnknownChangeError(f"repository {repo!r} has no change {h}")
-        total += len(kvs[0]["value"])
+        record = changestore.ChangeRecord.from_value(kvs[0]["value"])
+        if record.data is None:
+            out.append({"blob": record.blob, "size": record.size})
+            continue
+        total += record.size
         if out and total > limits.MAX_TRANSFER_BYTES:
             break  # the caller asks again for the rest
-        out.append(kvs[0]["value"])
+        await changestore.verify(record.data, h)
+        out.append(record.data)
     return {"changes": out}
 
 
@@ -141,8 +166,7 @@ async def pijul_append(ctx: Any, params: dict[str, Any]) -> Any:
     for h in hashes:
         if not isinstance(h, str) or not await _has(node, repo, h):
             raise MissingDependencyError(f"change {h!r} is not stored in {repo!r}")
-        kvs = (await node.call("kv.range", {"key": _key(repo, "c", h)}))["kvs"]
-        change = await anyio.to_thread.run_sync(Change.from_bytes, kvs[0]["value"], h)
+        change = await changestore.read_change(node, _key(repo, "c", h), repo, h)
         missing = [d for d in change.dependencies if d not in present]
         if missing:
             raise MissingDependencyError(f"{h} depends on {missing[0]}, not in {channel!r}")

@@ -2,9 +2,11 @@
 
 Both directions send the set difference of changes in the sender's application order
 (which is a dependency order) and verify every change's bytes against its hash on
-receipt. A push appends to the remote channel by compare-and-swap on its length and
-starts again from a fresh read if that fails, so an interrupted push (a leader killed,
-a connection lost) is simply run again.
+receipt. A change over ``PUSH_INLINE_BYTES`` travels through the blob store (put by the
+client, then named in ``pijul.put_changes``), as it comes back on a pull. A push appends
+to the remote channel by compare-and-swap on its length and starts again from a fresh
+read if that fails, so an interrupted push (a leader killed, a connection lost) is
+simply run again.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from aspen_pijul import limits
+from aspen_pijul.changestore import check_size
 from aspen_pijul.model.channel import Channel
 from aspen_pijul.repo import Repo
 
@@ -32,6 +35,14 @@ def _batches(items: list[str], size: int) -> list[list[str]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
+def _fetched(client: Any, item: Any) -> bytes:
+    """A change of a ``pijul.get_changes`` answer: its bytes, or read from its blob."""
+    if isinstance(item, bytes):
+        return item
+    check_size(int(item["size"]))
+    return bytes(client.blobs.get_bytes(item["blob"]))
+
+
 def push(local: Repo, client: Any, repo: str, channel: str, remote_channel: str) -> int:
     """Send the changes of local ``channel`` the remote channel lacks; returns how many."""
     order = local.log(channel)
@@ -42,6 +53,10 @@ def push(local: Repo, client: Any, repo: str, channel: str, remote_channel: str)
     size = 0
     for h in missing:
         data = local.store.get(h).to_bytes()
+        if len(data) > limits.PUSH_INLINE_BYTES:
+            ref = client.blobs.put(data)
+            client.call("pijul.put_changes", {"repo": repo, "blobs": [ref.hash]})
+            continue
         if batch and size + len(data) > limits.MAX_TRANSFER_BYTES:
             client.call("pijul.put_changes", {"repo": repo, "changes": batch})
             batch, size = [], 0
@@ -67,8 +82,8 @@ def pull(local: Repo, client: Any, repo: str, channel: str, remote_channel: str)
     i = 0
     while i < len(need):
         got = client.call("pijul.get_changes", {"repo": repo, "hashes": need[i:]})["changes"]
-        for h, data in zip(need[i:], got, strict=False):
-            local.store.put_bytes(data, h)  # verified against the hash we asked for
+        for h, item in zip(need[i:], got, strict=False):
+            local.store.put_bytes(_fetched(client, item), h)  # verified against h
         i += len(got)
     for h in theirs:
         ch.apply(h)

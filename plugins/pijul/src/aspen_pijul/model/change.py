@@ -220,8 +220,18 @@ class Change:
     def from_bytes(data: bytes, expected: str | None = None) -> Change:
         """Parse and verify stored bytes; ``expected`` is the hash they were stored under.
 
-        Raises :class:`CorruptChangeError` if the bytes are malformed, the contents do not
-        match their hash, or the hash is not ``expected``."""
+        Raises :class:`CorruptChangeError` (naming ``expected``) if the bytes are
+        malformed, the contents do not match their hash, or the hash is not ``expected``."""
+        try:
+            return Change._parse(data, expected)
+        except CorruptChangeError as exc:
+            if expected is None:
+                raise
+            raise CorruptChangeError(f"stored change {expected} is refused: {exc}") from exc
+
+    @staticmethod
+    def _parse(data: bytes, expected: str | None) -> Change:
+        """:meth:`from_bytes` without naming ``expected`` in its errors."""
         if len(data) > limits.MAX_CHANGE_BYTES:
             raise TooLargeError(f"change of {len(data)} bytes is over MAX_CHANGE_BYTES")
         try:

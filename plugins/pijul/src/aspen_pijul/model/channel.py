@@ -214,13 +214,41 @@ class Channel:
         File-tree conflicts are states too: a file with two names is printed at both; when
         two files share a name, the one with the smallest inode keeps it and each other is
         printed at ``NAME.~HASH8`` (its introducing change), until a change renames or
-        removes one."""
+        removes one. A file edited while a concurrent change deleted it (or its
+        directory) is printed at its old name (see :meth:`zombie_files`)."""
         table: dict[str, tuple[Pos, str]] = {}
-        for path, inodes in self.graph.file_names().items():
+        names = self.graph.file_names()
+        for inode, path in self.zombie_files().items():
+            names.setdefault(path, []).append(inode)
+        for path, inodes in sorted(names.items()):
+            inodes.sort()
             table[path] = (inodes[0], path)
             for inode in inodes[1:]:
                 table[f"{path}.~{short(inode[0])}"] = (inode, path)
         return table
+
+    def zombie_files(self) -> dict[Pos, str]:
+        """File-tree conflicts of a deleted file (or directory) edited concurrently:
+        file -> the path it is printed at (the smallest of its deleted names).
+
+        Such a file has no alive name but holds an alive line introduced by a change that
+        the changes deleting its names did not know. Recording it unchanged records
+        nothing; recording it edited revives its name (kept), recording it removed
+        deletes its lines (deleted)."""
+        named = {i for inodes in self.graph.file_names().values() for i in inodes}
+        dead: dict[Pos, list[tuple[Pos, str]]] = {}
+        for n, (inode, path) in self.graph.names.items():
+            if inode in self.graph.inodes and inode not in named:
+                dead.setdefault(inode, []).append((n, path))
+        out: dict[Pos, str] = {}
+        for inode, names in sorted(dead.items()):
+            deleters: set[str] = set()
+            for n, _ in names:
+                deleters |= self.graph.effective_deleters(n)
+            editors = {v[0] for v in self.graph.file_vertices(inode) if self.graph.vertex_alive(v)}
+            if any(e != d and e not in self.known(d) for e in editors for d in deleters):
+                out[inode] = min(p for _, p in names)
+        return out
 
     def file_inodes(self) -> dict[str, Pos]:
         """Printed path -> the file printed there."""

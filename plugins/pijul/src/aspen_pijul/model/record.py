@@ -213,6 +213,17 @@ def record(
     return change
 
 
+def _zombie_file(ch: Channel, b: _Builder, inode: Pos, real: str, data: bytes | None) -> None:
+    """Resolve a deleted-but-edited file (:meth:`Channel.zombie_files`) if the working copy
+    says how: removed deletes its alive lines; edited revives its deleted name ``real``."""
+    g = ch.graph
+    if data is None:
+        b.hunks.append(Delete(tuple(v for v in g.file_vertices(inode) if g.vertex_alive(v))))
+    elif [o.text for o in ch.output_lines(inode)] != split_lines(data, real):
+        dead = sorted(n for n, (i, p) in g.names.items() if i == inode and p == real)
+        b.hunks.append(Revive(tuple((n, tuple(sorted(g.effective_deleters(n)))) for n in dead)))
+
+
 def _build(
     ch: Channel,
     tree: dict[str, bytes],
@@ -234,10 +245,15 @@ def _build(
         b.hunks.append(AddName(b.take(1), inode, new_path))
         path_inode[new_path] = inode
     moved_from = set(moves.values())
+    zombies = ch.zombie_files()
     for path, inode in names.items():
         if path in moved_from:
             continue
-        if path not in tree:
+        if inode in zombies:
+            _zombie_file(ch, b, inode, table[path][1], tree.get(path))
+            if path in tree:
+                path_inode[path] = inode
+        elif path not in tree:
             real = table[path][1]
             elems = tuple(n for n, p in ch.graph.names_of(inode) if p == real)
             b.hunks.append(Delete(elems))
@@ -310,11 +326,17 @@ def _seal(ch: Channel, hunks: list[Hunk], contents: bytes, meta: Meta, extra: se
         contents=contents,
     )
     refs = draft.referenced_changes()
-    for x in hunks:  # deleting an edge depends on the changes that introduced it
+    extra = set(extra)
+    g = ch.graph
+    for x in hunks:
         if isinstance(x, Delete):
             for e in x.elements:
-                if isinstance(e[0], tuple):
-                    refs |= ch.graph.edges.get(e, set())  # type: ignore[arg-type]
+                if isinstance(e[0], tuple):  # deleting an edge depends on its introducers
+                    refs |= g.edges.get(e, set())  # type: ignore[arg-type]
+                elif e in g.names:  # deleting a name knows the file's lines it saw, so
+                    # only a concurrent edit makes the file a zombie (Channel.zombie_files)
+                    inode = g.names[e][0]
+                    extra |= {v[0] for v in g.file_vertices(inode) if g.vertex_alive(v)}
     deps = ch.minimise(refs)
     known = tuple(sorted(extra - set(deps) - {SELF}))
     if len(meta.message.encode()) > limits.MAX_MESSAGE_BYTES:
