@@ -221,7 +221,8 @@ class Change:
         """Parse and verify stored bytes; ``expected`` is the hash they were stored under.
 
         Raises :class:`CorruptChangeError` (naming ``expected``) if the bytes are
-        malformed, the contents do not match their hash, or the hash is not ``expected``."""
+        malformed or not in their canonical encoding (so every stored byte counts), the
+        contents do not match their hash, or the hash is not ``expected``."""
         try:
             return Change._parse(data, expected)
         except CorruptChangeError as exc:
@@ -258,6 +259,8 @@ class Change:
         h = change.compute_hash()
         if expected is not None and h != expected:
             raise CorruptChangeError(f"change bytes hash to {h}, not {expected}")
+        if change.to_bytes() != data:  # another encoding of the same values: not ours
+            raise CorruptChangeError("change bytes are not in their canonical encoding")
         return Change(**{**change.__dict__, "hash": h})
 
     def line(self, span: tuple[int, int]) -> bytes:
