@@ -20,7 +20,7 @@ from aspen.errors import (
 )
 from aspen.plugins.manager import make_plugin_manager
 from aspen.testing import CliInvoker, LocalCluster, local_cluster, wait_for
-from aspen_pubsub import limits
+from aspen_pubsub import keys, limits
 from aspen_pubsub.subjects import check_pattern, literal_prefix, matches
 
 pytestmark = [pytest.mark.slow]
@@ -254,6 +254,22 @@ def test_a_fetch_acknowledges_the_previous_batch_in_the_same_entry(client: Any) 
     with pytest.raises(CompareFailedError, match="acked or terminated"):
         ps.fetch("piggy", "g", "w", max=2, ack=first)  # nothing taken either
     assert ps.stats("piggy", "g")["group"]["pending"] == 2
+
+
+def test_acking_around_a_hole_keeps_the_unacked_one_pending(client: Any) -> None:
+    """A batch's acks are deleted as ranges of consecutive offsets: a message left un-acked
+    between them keeps its pending record (and is redelivered after its ack wait)."""
+    ps = client.pubsub
+    ps.create_topic("holes", partitions=1)
+    ps.create_group("holes", "g", ack_wait=0.5)
+    ps.publish_batch("holes", [{"data": b"%d" % i} for i in range(6)])
+    got = ps.fetch("holes", "g", "w", max=6)
+    ps.ack("holes", "g", "w", got[:2] + got[3:])
+    stored = client.kv.range(keys.pending_prefix("holes", "g"), keys_only=True)
+    assert [keys.position(kv.key) for kv in stored.kvs] == [(0, 2)]
+    again: list[dict[str, Any]] = []
+    wait_for(lambda: bool(again.extend(ps.fetch("holes", "g", "w", max=6)) or again))
+    assert _positions(again) == [(0, 2)] and again[0]["delivery_count"] == 2
 
 
 def test_a_fetch_waits_for_the_next_publish(cluster: LocalCluster, client: Any) -> None:
