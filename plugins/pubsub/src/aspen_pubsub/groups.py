@@ -192,8 +192,7 @@ class GroupService:
         raise CompareFailedError("group changed concurrently; try again")
 
     async def _message(self, topic: str, partition: int, offset: int) -> dict[str, Any] | None:
-        record, _ = await store.get(self.node, keys.message(topic, partition, offset), local=True)
-        return record
+        return await store.message(self.node, topic, partition, offset)
 
     # ------------------------------------------------------------------ fetch
     async def fetch(
