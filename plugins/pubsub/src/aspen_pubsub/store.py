@@ -61,7 +61,7 @@ async def segments(
 ) -> list[tuple[bytes, list[tuple[int, bytes]]]]:
     """Whole segments of a partition, from the one holding ``offset`` (or the first after
     it), until they hold at least ``most`` messages at or after ``offset``: ``(key,
-    [(offset, packed message)])``. Pages grow from 2 segments, so a read costs about
+    [(offset, packed message)])``. Pages grow from 2 segments (1 for one message): a read costs
     what it returns whether entries held one message or hundreds.
 
     A serializable read of this node: messages never change once written (retention only
@@ -71,7 +71,7 @@ async def segments(
     start = keys.message(name, partition, offset)
     end = keys.messages(name, partition) + b"\xff"
     out: list[tuple[bytes, list[tuple[int, bytes]]]] = []
-    count, page = 0, 2
+    count, page = 0, min(2, most)
     while count < most:
         found = await read_range(node, start, end, page, local=True)
         for kv in found:
