@@ -20,7 +20,7 @@ from aspen.errors import (
 )
 from aspen.plugins.manager import make_plugin_manager
 from aspen.testing import CliInvoker, LocalCluster, local_cluster, wait_for
-from aspen_pubsub import limits
+from aspen_pubsub import keys, limits
 from aspen_pubsub.subjects import check_pattern, literal_prefix, matches
 
 pytestmark = [pytest.mark.slow]
@@ -119,6 +119,35 @@ def test_retention_by_messages_is_applied_at_commit(client: Any) -> None:
     assert (part["first_offset"], part["end_offset"]) == (6, 9)
     got = [m["data"] for m in ps.subscribe("capped", max=3)]
     assert got == [b"b1", b"b2", b"b3"]
+
+
+def test_retention_cuts_inside_a_stored_segment(client: Any) -> None:
+    """A batch is one stored segment; trimming into its middle keeps exactly the rest,
+    for reads, subscriptions and groups alike."""
+    ps = client.pubsub
+    ps.create_topic("segments", partitions=1, max_messages=4)
+    ps.publish_batch("segments", [{"data": b"a%d" % i} for i in range(5)])  # a0 trimmed
+    ps.publish_batch("segments", [{"data": b"b%d" % i} for i in range(2)])  # a1, a2 too
+    part = ps.stats("segments")["partition_offsets"][0]
+    assert (part["first_offset"], part["end_offset"]) == (3, 7)
+    expected = [b"a3", b"a4", b"b0", b"b1"]
+    assert [m["data"] for m in ps.read("segments", offset=0)["messages"]] == expected
+    assert [m["offset"] for m in ps.read("segments", offset=4)["messages"]] == [4, 5, 6]
+    assert [m["data"] for m in ps.subscribe("segments", max=4)] == expected
+    ps.create_group("segments", "g")
+    assert [m["data"] for m in ps.fetch("segments", "g", "w", max=10)] == expected
+
+
+def test_a_batch_over_the_segment_bound_is_stored_in_several(client: Any) -> None:
+    ps = client.pubsub
+    ps.create_topic("bigbatch", partitions=1)
+    size = limits.PUBSUB_SEGMENT_MAX_BYTES // 2
+    batch = [{"data": bytes([i]) * size} for i in range(3)]
+    assert [r["offset"] for r in ps.publish_batch("bigbatch", batch)] == [0, 1, 2]
+    got = [ps.read("bigbatch", offset=i, limit=1)["messages"][0]["data"] for i in range(3)]
+    assert got == [m["data"] for m in batch]
+    stored = client.kv.range(keys.messages("bigbatch", 0), keys_only=True)
+    assert len(stored.kvs) > 1
 
 
 def test_retention_by_age_trims_an_idle_topic(client: Any) -> None:
@@ -254,6 +283,22 @@ def test_a_fetch_acknowledges_the_previous_batch_in_the_same_entry(client: Any) 
     with pytest.raises(CompareFailedError, match="acked or terminated"):
         ps.fetch("piggy", "g", "w", max=2, ack=first)  # nothing taken either
     assert ps.stats("piggy", "g")["group"]["pending"] == 2
+
+
+def test_acking_around_a_hole_keeps_the_unacked_one_pending(client: Any) -> None:
+    """A batch's acks are deleted as ranges of consecutive offsets: a message left un-acked
+    between them keeps its pending record (and is redelivered after its ack wait)."""
+    ps = client.pubsub
+    ps.create_topic("holes", partitions=1)
+    ps.create_group("holes", "g", ack_wait=0.5)
+    ps.publish_batch("holes", [{"data": b"%d" % i} for i in range(6)])
+    got = ps.fetch("holes", "g", "w", max=6)
+    ps.ack("holes", "g", "w", got[:2] + got[3:])
+    stored = client.kv.range(keys.pending_prefix("holes", "g"), keys_only=True)
+    assert [keys.position(kv.key) for kv in stored.kvs] == [(0, 2)]
+    again: list[dict[str, Any]] = []
+    wait_for(lambda: bool(again.extend(ps.fetch("holes", "g", "w", max=6)) or again))
+    assert _positions(again) == [(0, 2)] and again[0]["delivery_count"] == 2
 
 
 def test_a_fetch_waits_for_the_next_publish(cluster: LocalCluster, client: Any) -> None:

@@ -78,16 +78,39 @@ class _Change:
         self.pending = dict(state.pending)
         self.ops: list[dict[str, Any]] = []
         self.dead: list[tuple[int, int, int]] = []
+        self.dropped: set[tuple[int, int]] = set()  #: pending records to delete
 
     def put_pending(self, partition: int, offset: int, entry: dict[str, Any]) -> None:
         self.pending[(partition, offset)] = entry
+        self.dropped.discard((partition, offset))
         key = keys.pending(self.state.topic.name, self.record["name"], partition, offset)
         self.ops.append(store.put(key, entry))
 
     def drop_pending(self, partition: int, offset: int) -> None:
         del self.pending[(partition, offset)]
-        key = keys.pending(self.state.topic.name, self.record["name"], partition, offset)
-        self.ops.append(store.delete(key))
+        self.dropped.add((partition, offset))
+
+    def deletes(self) -> list[dict[str, Any]]:
+        """The deletes of the dropped pending records: one range per run of consecutive
+        offsets of a partition (a batch's acks are one op, not one per message; no other
+        pending key lies inside a run, as its keys are exactly those offsets)."""
+        name, group = self.state.topic.name, self.record["name"]
+        ops: list[dict[str, Any]] = []
+        run: list[int] = []  #: [partition, first, last] of the current run
+        for partition, offset in sorted(self.dropped):
+            if run and run[0] == partition and run[2] + 1 == offset:
+                run[2] = offset
+                continue
+            if run:
+                ops.append(_delete_run(name, group, *run))
+            run = [partition, offset, offset]
+        if run:
+            ops.append(_delete_run(name, group, *run))
+        return ops
+
+    def changed(self) -> bool:
+        """Whether the change writes anything."""
+        return bool(self.ops or self.dropped) or self.record != self.state.record
 
     def count(self, name: str, by: int = 1) -> None:
         self.record[name] = self.record.get(name, 0) + by
@@ -140,7 +163,7 @@ class GroupService:
             dead_letter_event(self.node, state.topic.name, name, partition, offset, deliveries)
             for partition, offset, deliveries in change.dead
         ]
-        ops = [*change.ops, *announced, store.put(gkey, change.record)]
+        ops = [*change.deletes(), *change.ops, *announced, store.put(gkey, change.record)]
         try:
             revision = await store.txn(self.node, [store.same(gkey, state.revision)], ops)
         except BaseException:
@@ -164,13 +187,12 @@ class GroupService:
                 state = await self._state(topic, group)
                 change = _Change(state)
                 result = await mutate(state, change)
-                if (not change.ops and change.record == state.record) or await self._save(change):
+                if not change.changed() or await self._save(change):
                     return result
         raise CompareFailedError("group changed concurrently; try again")
 
     async def _message(self, topic: str, partition: int, offset: int) -> dict[str, Any] | None:
-        record, _ = await store.get(self.node, keys.message(topic, partition, offset), local=True)
-        return record
+        return await store.message(self.node, topic, partition, offset)
 
     # ------------------------------------------------------------------ fetch
     async def fetch(
@@ -308,6 +330,14 @@ class GroupService:
             return out
 
         return list(await self.update(topic, group, mutate))
+
+
+def _delete_run(topic: str, group: str, partition: int, first: int, last: int) -> dict[str, Any]:
+    """The delete of the pending records ``first..last`` of ``partition`` (one key or a range)."""
+    key = keys.pending(topic, group, partition, first)
+    if first == last:
+        return store.delete(key)
+    return store.delete(key, keys.pending(topic, group, partition, last + 1))
 
 
 def _redeliver(

@@ -3,7 +3,8 @@
 =======================================  ==============================================
 ``t/<topic>``                            the topic: partitions, retention, dedup window
 ``h/<topic>/<pppp>``                     a partition's head: next offset, first, bytes
-``m/<topic>/<pppp>/<offset:016x>``       one message (a fetch is one range from an offset)
+``m/<topic>/<pppp>/<offset:016x>``       a segment: the messages one entry added, keyed by
+                                         the last one's offset (a fetch: a range from there)
 ``i/<topic>/<msg-id>``                   a de-duplication record: partition, offset, time
 ``g/<topic>/<group>``                    a group: settings, cursors, counters
 ``p/<topic>/<group>/<pppp>/<offset>``    a delivered, un-acked message (competing groups)
@@ -44,7 +45,7 @@ def messages(name: str, partition: int) -> bytes:
 
 
 def message(name: str, partition: int, offset: int) -> bytes:
-    """One message."""
+    """The segment whose last message is at ``offset``."""
     return messages(name, partition) + b"%016x" % offset
 
 

@@ -44,6 +44,10 @@ PUBSUB_COMMIT_MAX_MESSAGES = 300
 #: rest go in the next commit or the leader's retention sweep), so no commit reads more
 #: than a batch.
 PUBSUB_TRIM_PER_COMMIT = 100
+#: Most bytes of one stored segment (the messages one entry adds to a partition, one key;
+#: each message counted with 5 bytes of framing): larger batches are split in several, so
+#: a segment stays under the core's MAX_VALUE_BYTES.
+PUBSUB_SEGMENT_MAX_BYTES = 512 * 1024
 #: How often the leader applies age retention to idle topics and expires the sessions of
 #: partitioned groups' members, in seconds.
 PUBSUB_SWEEP_SECONDS = 0.5

@@ -24,7 +24,7 @@ import anyio
 
 from aspen.errors import AspenError, NotFoundError, UnavailableError
 from aspen_pubsub import keys, limits, store
-from aspen_pubsub.model import Head, Message, Topic, partition_for, unpack
+from aspen_pubsub.model import Head, Message, Topic, pack, partition_for, unpack
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,10 @@ class _Request:
     error: BaseException | None = None
 
 
+#: A stored message: offset, stored size, publish time (ms) and its packed record.
+_Stored = tuple[int, int, int, bytes]
+
+
 @dataclass
 class _Plan:
     """One entry being built."""
@@ -54,8 +58,26 @@ class _Plan:
     deletes: list[dict[str, Any]] = field(default_factory=list)
     topics: dict[str, Topic] = field(default_factory=dict)
     heads: dict[tuple[str, int], Head] = field(default_factory=dict)
-    new: dict[tuple[str, int], list[tuple[int, int, int]]] = field(default_factory=dict)
+    #: per partition, the messages this entry adds: (offset, size, publish ms, packed)
+    new: dict[tuple[str, int], list[_Stored]] = field(default_factory=dict)
     ids: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
+
+
+def _segments(messages: list[_Stored]) -> list[tuple[int, list[bytes]]]:
+    """Consecutive ``messages`` cut into segments of at most PUBSUB_SEGMENT_MAX_BYTES:
+    ``(last offset, packed messages)`` each (usually one: one key per partition)."""
+    out: list[tuple[int, list[bytes]]] = []
+    blobs: list[bytes] = []
+    size = 0
+    for offset, _, _, blob in messages:
+        if blobs and size + len(blob) + 5 > limits.PUBSUB_SEGMENT_MAX_BYTES:
+            out.append((offset - 1, blobs))
+            blobs, size = [], 0
+        blobs.append(blob)
+        size += len(blob) + 5
+    if blobs:
+        out.append((messages[-1][0], blobs))
+    return out
 
 
 class Publisher:
@@ -158,6 +180,11 @@ class Publisher:
             if not live:
                 return
             await self._retention(plan)
+            for (topic, partition), new in plan.new.items():
+                first = plan.heads[(topic, partition)].first
+                for last, blobs in _segments([m for m in new if m[0] >= first]):
+                    key = keys.message(topic, partition, last)
+                    plan.puts[key] = store.put(key, pack(blobs))
             for (topic, partition), head in plan.heads.items():
                 plan.puts[keys.head(topic, partition)] = store.put(
                     keys.head(topic, partition), head.record()
@@ -241,10 +268,8 @@ class Publisher:
             head.next += 1
             value = message.stored(plan.now_ms)
             head.bytes += len(value)
-            key = keys.message(topic.name, partition, offset)
-            plan.puts[key] = store.put(key, value)
             plan.new.setdefault((topic.name, partition), []).append(
-                (offset, len(value), plan.now_ms)
+                (offset, len(value), plan.now_ms, value)
             )
             if message.msg_id is not None:
                 plan.ids[(topic.name, message.msg_id)] = (partition, offset)
@@ -253,47 +278,47 @@ class Publisher:
             request.result.append({"partition": partition, "offset": offset})
 
     async def _retention(self, plan: _Plan) -> None:
-        """Trim the oldest messages of every touched partition over its topic's limits (one
-        delete-range each, at most PUBSUB_TRIM_PER_COMMIT messages)."""
+        """Trim the oldest messages of every touched partition over its topic's limits
+        (at most PUBSUB_TRIM_PER_COMMIT stored ones): one delete-range of the segments
+        wholly below the new first offset, and the segment it falls inside rewritten with
+        the messages it keeps (so every stored message is at or after ``first``)."""
         for (name, partition), head in plan.heads.items():
             topic = plan.topics[name]
             if not (topic.max_messages or topic.max_bytes or topic.max_age):
                 continue
             if not self._over(topic, head, None, plan.now_ms) and not topic.max_age:
                 continue
-            stored_end = head.next - len(plan.new.get((name, partition), []))
+            new = plan.new.get((name, partition), [])
+            stored_end = head.next - len(new)
             budget = min(limits.PUBSUB_TRIM_PER_COMMIT, stored_end - head.first)
-            oldest = []
+            held = []
             if budget > 0:
-                for offset, record in await self._oldest(name, partition, head.first, budget):
-                    oldest.append((offset, record[0], record[1]))
-            candidates = oldest + plan.new.get((name, partition), [])
+                held = await store.segments(self.node, name, partition, head.first, budget)
+            oldest = [
+                (offset, len(blob), unpack(blob)["t"], blob)
+                for _, messages in held
+                for offset, blob in messages
+                if offset >= head.first
+            ][:budget]
             start = head.first
-            for offset, size, stamp in candidates:
+            for offset, size, stamp, _ in oldest + new:
                 if not self._over(topic, head, stamp, plan.now_ms):
                     break
                 head.first = offset + 1
                 head.bytes -= size
-                plan.puts.pop(keys.message(name, partition, offset), None)
             stored_cut = min(head.first, stored_end)
-            if stored_cut > start:
-                plan.deletes.append(
-                    store.delete(
-                        keys.message(name, partition, start),
-                        keys.message(name, partition, stored_cut),
-                    )
+            if stored_cut <= start:
+                continue
+            plan.deletes.append(
+                store.delete(
+                    keys.message(name, partition, start),
+                    keys.message(name, partition, stored_cut),
                 )
-
-    async def _oldest(
-        self, name: str, partition: int, first: int, limit: int
-    ) -> list[tuple[int, tuple[int, int]]]:
-        """``(offset, (stored size, publish ms))`` of a partition's oldest messages."""
-        start = keys.message(name, partition, first)
-        end = keys.messages(name, partition) + b"\xff"
-        return [
-            (keys.offset_of(kv["key"]), (len(kv["value"]), unpack(kv["value"])["t"]))
-            for kv in await store.read_range(self.node, start, end, limit, local=True)
-        ]
+            )
+            for key, messages in held:  # the segment the cut falls inside, if any
+                if messages[0][0] < stored_cut <= messages[-1][0]:
+                    kept = [blob for offset, blob in messages if offset >= stored_cut]
+                    plan.puts[key] = store.put(key, pack(kept))
 
     @staticmethod
     def _over(topic: Topic, head: Head, oldest_ms: int | None, now_ms: int) -> bool:

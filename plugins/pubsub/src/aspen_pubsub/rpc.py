@@ -328,7 +328,7 @@ async def dead_letters(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
     for kv in page["kvs"]:
         partition, offset = keys.position(kv["key"])
         record = unpack(kv["value"])
-        message, _ = await store.get(ctx.node, keys.message(name, partition, offset))
+        message = await store.message(ctx.node, name, partition, offset)
         entry = {"partition": partition, "offset": offset, "deliveries": record["n"]}
         entry.update(consumer=record["c"], time=record["t"] / 1000.0)
         entry["data"] = None if message is None else message["d"]

@@ -44,20 +44,64 @@ async def head(node: Any, name: str, partition: int) -> tuple[Head, int]:
     return (Head() if record is None else Head.from_record(record)), revision
 
 
+def segment(key: bytes, value: bytes) -> list[tuple[int, bytes]]:
+    """``(offset, packed message)`` of one stored record: a segment (the consecutive
+    messages one entry added to a partition, a list keyed by its LAST offset) or, as
+    written before segments, a single message (a map)."""
+    last = keys.offset_of(key)
+    record = unpack(value)
+    if not isinstance(record, list):
+        return [(last, value)]
+    first = last - len(record) + 1
+    return [(first + i, blob) for i, blob in enumerate(record)]
+
+
+async def segments(
+    node: Any, name: str, partition: int, offset: int, most: int
+) -> list[tuple[bytes, list[tuple[int, bytes]]]]:
+    """Whole segments of a partition, from the one holding ``offset`` (or the first after
+    it), until they hold at least ``most`` messages at or after ``offset``: ``(key,
+    [(offset, packed message)])``. Pages grow from 2 segments (1 for one message): a read costs
+    what it returns whether entries held one message or hundreds.
+
+    A serializable read of this node: messages never change once written (retention only
+    removes the oldest) and are applied in order, so a node that lags returns fewer, never
+    different ones (a leader has applied every publish it answered; a subscriber on a
+    follower gets the rest from its watch)."""
+    start = keys.message(name, partition, offset)
+    end = keys.messages(name, partition) + b"\xff"
+    out: list[tuple[bytes, list[tuple[int, bytes]]]] = []
+    count, page = 0, min(2, most)
+    while count < most:
+        found = await read_range(node, start, end, page, local=True)
+        for kv in found:
+            held = segment(kv["key"], kv["value"])
+            out.append((kv["key"], held))
+            count += sum(1 for o, _ in held if o >= offset)
+        if len(found) < page:
+            break
+        start = found[-1]["key"] + b"\0"
+        page = min(page * 2, max(2, most - count))
+    return out
+
+
 async def messages(
     node: Any, name: str, partition: int, offset: int, limit: int
 ) -> list[tuple[int, dict[str, Any]]]:
-    """Up to ``limit`` messages of a partition from ``offset`` on: ``(offset, record)``.
+    """Up to ``limit`` messages of a partition from ``offset`` on: ``(offset, record)``
+    (see :func:`segments`)."""
+    out: list[tuple[int, dict[str, Any]]] = []
+    for _, held in await segments(node, name, partition, offset, limit):
+        for at, blob in held:
+            if at >= offset and len(out) < limit:
+                out.append((at, unpack(blob)))
+    return out
 
-    A serializable read of this node: messages never change once written and are applied
-    in order, so a node that lags returns fewer, never different ones (a leader has applied
-    every publish it answered; a subscriber on a follower gets the rest from its watch)."""
-    start = keys.message(name, partition, offset)
-    end = keys.messages(name, partition) + b"\xff"
-    return [
-        (keys.offset_of(kv["key"]), unpack(kv["value"]))
-        for kv in await read_range(node, start, end, limit, local=True)
-    ]
+
+async def message(node: Any, name: str, partition: int, offset: int) -> dict[str, Any] | None:
+    """The message at ``offset`` (``None``: removed by retention, or not yet applied here)."""
+    found = await messages(node, name, partition, offset, 1)
+    return found[0][1] if found and found[0][0] == offset else None
 
 
 async def txn(

@@ -115,15 +115,18 @@ async def subscription(
             for event in item.get("events", ()):
                 key = event["kv"]["key"]
                 name = key[len(messages) : -22].decode()
-                partition, offset = keys.position(key)
-                expected = cursors.get((name, partition))
-                if expected is None or offset < expected:
-                    continue  # not subscribed, or sent already
-                if offset > expected:
-                    behind = True
-                    continue
-                page.append(delivered(name, partition, offset, unpack(event["kv"]["value"])))
-                cursors[(name, partition)] = offset + 1
+                partition, _ = keys.position(key)
+                for offset, blob in store.segment(key, event["kv"]["value"]):
+                    expected = cursors.get((name, partition))
+                    if expected is None or offset < expected:
+                        continue  # not subscribed, or sent already
+                    if offset > expected:
+                        behind = True
+                        break
+                    page.append(delivered(name, partition, offset, unpack(blob)))
+                    cursors[(name, partition)] = offset + 1
+                    if most and sent + len(page) >= most:
+                        break
                 if most and sent + len(page) >= most:
                     break
             if page:
