@@ -81,3 +81,33 @@ MAX_GOSSIP_SUBJECT_BYTES = 256
 GOSSIP_MAX_AGE_SECONDS = 300
 #: How many (sender, seq) pairs the inbox remembers to drop a re-delivered message.
 GOSSIP_SEEN = 65536
+
+# -- the federation inbox, gossip sending and the trust-request channel (issue 17) -------
+
+#: Largest trust request on the wire (the signed envelope around an identity document).
+MAX_TRUST_REQUEST_BYTES = MAX_IDENTITY_DOCUMENT_BYTES + 256
+#: Most bytes of identity documents the pending trust-request queue holds (with
+#: ``MAX_TRUST_REQUESTS`` for the count; more are refused, resource_exhausted).
+MAX_TRUST_REQUEST_QUEUE_BYTES = 64 * 1024
+#: A trust request older (or further ahead) than this, by its signed timestamp, is refused.
+TRUST_REQUEST_MAX_AGE_SECONDS = 300
+#: Trust requests per second one sender cluster may make (its bucket refills at this rate).
+TRUST_REQUEST_SENDER_RATE = 1.0 / 60.0
+#: One sender cluster's trust-request burst.
+TRUST_REQUEST_SENDER_BURST = 3.0
+#: Most gossip messages in one inbox delivery (one HTTP request).
+GOSSIP_BATCH_MESSAGES = 32
+#: Largest body the federation inbox reads (a gossip batch or a trust request).
+MAX_INBOX_BODY_BYTES = GOSSIP_BATCH_MESSAGES * (MAX_GOSSIP_BYTES + 8) + 64
+#: Most gossip messages waiting to be sent (the oldest is dropped beyond it: best-effort).
+GOSSIP_OUTBOX_MESSAGES = 1024
+#: Most bytes of gossip (kind + subject) waiting to be sent.
+GOSSIP_OUTBOX_BYTES = 256 * 1024
+#: How long the sender waits to batch what queued before sending it.
+GOSSIP_SEND_INTERVAL_SECONDS = 0.2
+#: How long one delivery to a peer's inbox may take.
+GOSSIP_SEND_TIMEOUT_SECONDS = 5.0
+#: How long a peer's inbox address (from its verified announcement) is reused.
+GOSSIP_ENDPOINT_CACHE_SECONDS = 300.0
+#: How long the sender waits before retrying to watch the journal after an error.
+GOSSIP_WATCH_RETRY_SECONDS = 1.0
