@@ -32,8 +32,16 @@ CONTACT_PING_SECONDS = 2.0
 CONTACT_PING_BELOW_NODES = 8
 #: Most DHT contacts a node keeps (``dht-bootstrap`` beyond this is refused).
 MAX_DHT_CONTACTS = 64
-#: How long one DHT get or put waits for its answer.
+#: How long one DHT put waits for its answer.
 DHT_OPERATION_TIMEOUT_SECONDS = 20.0
+#: How long one DHT get attempt waits for a value (libtorrent's own traversal waits out
+#: each unresponsive node for up to 15 s); an attempt that found nothing is retried.
+DHT_LOOKUP_ATTEMPT_SECONDS = 3.0
+#: DHT get attempts per lookup (so a lookup answers within about 2 x 3 s, under a
+#: client's default RPC timeout).
+DHT_LOOKUP_ATTEMPTS = 2
+#: Once a get has a value, how much longer it waits for a higher seq from other nodes.
+DHT_LOOKUP_SETTLE_SECONDS = 0.25
 #: How often the DHT thread polls libtorrent for alerts.
 DHT_ALERT_POLL_SECONDS = 0.05
 #: The libtorrent alert queue size (alerts beyond it are dropped by libtorrent).
