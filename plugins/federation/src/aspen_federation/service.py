@@ -405,4 +405,9 @@ class FederationService:
             "dht_nodes": discovery.node_count() if discovery else 0,
             "last_published": self.last_published,
             "peers": await self.peers(),
+            "inbox": next((e for e in self.announced_endpoints() if "://" in e), ""),
+            "gossip": {
+                "sent": dict(self.outbox.stats) if self.outbox is not None else {},
+                "refused": dict(self.inbox.refused),
+            },
         }
