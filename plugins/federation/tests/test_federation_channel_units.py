@@ -1,15 +1,20 @@
 """Units of the inbox/outbox: trust-request envelopes, the outbox's bounds, gossip
-resources, and the inbox's body bound (no node needed)."""
+resources, the inbox's body bound; the trust-request queue's bounds on one in-process
+node."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import anyio
 import msgpack
 import pytest
 
-from aspen.errors import InvalidArgumentError, UnauthorizedError
+from aspen.errors import InvalidArgumentError, ResourceExhaustedError, UnauthorizedError
+from aspen.node.config import NodeConfig
+from aspen.node.runner import NodeThread
+from aspen.plugins.manager import make_plugin_manager
 from aspen_federation import limits
 from aspen_federation.identity import ClusterKey, IdentityDocument
 from aspen_federation.inbox import GOSSIP_PATH, Inbox, inbox_url, resource_of
@@ -114,3 +119,29 @@ def test_the_inbox_refuses_a_body_over_its_bound_and_a_batch_too_long() -> None:
     batch = msgpack.packb([b"x"] * (limits.GOSSIP_BATCH_MESSAGES + 1))
     too_long = anyio.run(deliver, batch)
     assert "GOSSIP_BATCH_MESSAGES" in too_long["error"]["message"]
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeThread]:
+    """One node in this process (so a test can lower a bound), no DHT."""
+    config = NodeConfig(data_dir=tmp_path_factory.mktemp("node"), listen="127.0.0.1:0", sync=False)
+    with NodeThread(config, make_plugin_manager(load=["federation", "forge"])) as running:
+        yield running
+
+
+def test_the_trust_request_queue_is_bounded_in_count_and_bytes(
+    node: NodeThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docs = [IdentityDocument.create(ClusterKey.generate(), f"c{i}").encode() for i in range(4)]
+    with node.client() as c:
+        monkeypatch.setattr(limits, "MAX_TRUST_REQUEST_QUEUE_BYTES", int(len(docs[0]) * 2.5))
+        c.call("federation.request", {"document": docs[0]})
+        c.call("federation.request", {"document": docs[1]})
+        with pytest.raises(ResourceExhaustedError, match="MAX_TRUST_REQUEST_QUEUE_BYTES"):
+            c.call("federation.request", {"document": docs[2]})
+        c.call("federation.request", {"document": docs[1]})  # a repeat replaces its own
+        monkeypatch.setattr(limits, "MAX_TRUST_REQUEST_QUEUE_BYTES", 1 << 20)
+        monkeypatch.setattr(limits, "MAX_TRUST_REQUESTS", 2)
+        with pytest.raises(ResourceExhaustedError, match="MAX_TRUST_REQUESTS"):
+            c.call("federation.request", {"document": docs[3]})
+        assert len(c.call("federation.requests", {})["requests"]) == 2

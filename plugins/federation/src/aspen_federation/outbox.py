@@ -126,8 +126,8 @@ class GossipOutbox:
                 continue
             try:
                 await self._follow_once()
-            except AspenError as exc:
-                log.info("federation: gossip journal watch ended: %s", exc)
+            except Exception:  # best-effort: a bug here must not stop the node
+                log.exception("federation: gossip journal watch failed")
             await anyio.sleep(limits.GOSSIP_WATCH_RETRY_SECONDS)
 
     async def _follow_once(self) -> None:
@@ -136,14 +136,19 @@ class GossipOutbox:
                 tg.start_soon(self._watch, name, tg.cancel_scope)
 
     async def _watch(self, name: str, scope: anyio.CancelScope) -> None:
+        """Queue gossip for ``name`` events until this node stops leading or the watch
+        fails (then every watch is cancelled, and re-opened after a pause)."""
         watch = self.service.node.events.watch(None, match=name)
-        async with contextlib.aclosing(watch) as items:
-            async for item in items:
-                if not self.service.node.is_leader:
-                    scope.cancel()
-                    return
-                for event in item.get("events") or ():
-                    self.on_event(event)
+        try:
+            async with contextlib.aclosing(watch) as items:
+                async for item in items:
+                    if not self.service.node.is_leader:
+                        break
+                    for event in item.get("events") or ():
+                        self.on_event(event)
+        except AspenError as exc:
+            log.info("federation: gossip journal watch of %s ended: %s", name, exc)
+        scope.cancel()
 
     async def _send_loop(self) -> None:
         while True:
@@ -155,6 +160,8 @@ class GossipOutbox:
                     await self.flush()
                 except AspenError as exc:
                     log.info("federation: gossip not sent: %s", exc)
+                except Exception:  # best-effort: a bug here must not stop the node
+                    log.exception("federation: gossip not sent")
 
     # -- sending -------------------------------------------------------------------------
 
