@@ -113,6 +113,8 @@ GOSSIP_OUTBOX_MESSAGES = 1024
 GOSSIP_OUTBOX_BYTES = 256 * 1024
 #: How long the sender waits to batch what queued before sending it.
 GOSSIP_SEND_INTERVAL_SECONDS = 0.2
+#: Most peers the leader delivers gossip to at once.
+GOSSIP_SEND_CONCURRENCY = 8
 #: How long one delivery to a peer's inbox may take.
 GOSSIP_SEND_TIMEOUT_SECONDS = 5.0
 #: How long a peer's inbox address (from its verified announcement) is reused.

@@ -9,7 +9,7 @@ gossip about shared resources:
   ``REPO:CHANNEL``);
 * a resource newly shared -> ``repo.created`` (the moment peers may first read it);
 * a grant revoked (unshare, narrowed allow-list, block) -> ``token.revoked`` to the
-  cluster that held it (subject: the token id).
+  cluster that held it, if this one trusts it (subject: the token id).
 
 Recipients are the clusters this one **trusts** that may read the resource
 (:func:`aspen_federation.trust.may_read`); their inbox is the URL endpoint of their
@@ -17,8 +17,9 @@ verified DHT announcement (cached ``GOSSIP_ENDPOINT_CACHE_SECONDS``). Queued mes
 bounded (``GOSSIP_OUTBOX_MESSAGES``, ``GOSSIP_OUTBOX_BYTES``: the oldest is dropped), a
 repeat of a queued ``(kind, subject)`` is folded into it, and every
 ``GOSSIP_SEND_INTERVAL_SECONDS`` what queued goes out in one batch per peer (at most
-``GOSSIP_BATCH_MESSAGES``), within the per-peer budget the receiver admits. A peer that
-cannot be found or reached loses the batch (counted in ``stats``).
+``GOSSIP_BATCH_MESSAGES``), to ``GOSSIP_SEND_CONCURRENCY`` peers at once, within the
+per-peer budget the receiver admits. A peer that cannot be found or reached loses the
+batch (counted in ``stats``).
 """
 
 from __future__ import annotations
@@ -183,40 +184,47 @@ class GossipOutbox:
         ]
         per_peer: dict[bytes, list[bytes]] = {}
         for item in batch:
-            for peer in await self._recipients(item, trusted):
-                self._seq = max(self._seq + 1, time.time_ns())
-                message = GossipMessage.create(key, item.kind, item.subject, self._seq)
-                per_peer.setdefault(peer, []).append(message.encode())
-        sent = 0
-        for peer, messages in per_peer.items():
-            sent += await self._deliver(peer, messages)
-        return sent
+            recipients = await self._recipients(item, trusted)
+            if not recipients:
+                continue
+            self._seq = max(self._seq + 1, time.time_ns())
+            message = GossipMessage.create(key, item.kind, item.subject, self._seq).encode()
+            for peer in recipients:
+                per_peer.setdefault(peer, []).append(message)
+        before = self.stats["sent"]
+        limiter = anyio.CapacityLimiter(limits.GOSSIP_SEND_CONCURRENCY)
+        async with anyio.create_task_group() as tg:
+            for peer, messages in per_peer.items():
+                tg.start_soon(self._deliver, peer, messages, limiter)
+        return self.stats["sent"] - before
 
     async def _recipients(self, item: Pending, trusted: list[bytes]) -> list[bytes]:
         """The trusted clusters that may read what ``item`` is about."""
         if item.only:
-            return [item.only]
+            return [item.only] if item.only in trusted else []
         resource = resource_of(item.kind, item.subject)
         mode, allowed = await self.service.share(resource)
         return [p for p in trusted if may_read("trusted", mode, allowed, p)]
 
-    async def _deliver(self, peer: bytes, messages: list[bytes]) -> int:
-        """Post ``messages`` to ``peer``'s inbox within its budget; how many were sent."""
+    async def _deliver(
+        self, peer: bytes, messages: list[bytes], limiter: anyio.CapacityLimiter
+    ) -> None:
+        """Post ``messages`` to ``peer``'s inbox within its budget (counted in ``stats``)."""
         allowed = [m for m in messages if self.limiter.admit(peer)]
         self.stats["dropped"] += len(messages) - len(allowed)
         if not allowed:
-            return 0
-        try:
-            url = await self._inbox(peer)
-            body = msgpack.packb(allowed, use_bin_type=True)
-            await anyio.to_thread.run_sync(post, url, GOSSIP_PATH, body)
-        except AspenError as exc:
-            self._urls.pop(peer, None)
-            self.stats["failed"] += len(allowed)
-            log.info("federation: gossip to %s failed: %s", peer.hex()[:16], exc)
-            return 0
+            return
+        async with limiter:
+            try:
+                url = await self._inbox(peer)
+                body = msgpack.packb(allowed, use_bin_type=True)
+                await anyio.to_thread.run_sync(post, url, GOSSIP_PATH, body)
+            except AspenError as exc:
+                self._urls.pop(peer, None)
+                self.stats["failed"] += len(allowed)
+                log.info("federation: gossip to %s failed: %s", peer.hex()[:16], exc)
+                return
         self.stats["sent"] += len(allowed)
-        return len(allowed)
 
     async def _inbox(self, peer: bytes) -> str:
         """``peer``'s inbox URL from its verified announcement (cached)."""
