@@ -115,8 +115,9 @@ GOSSIP_OUTBOX_BYTES = 256 * 1024
 GOSSIP_SEND_INTERVAL_SECONDS = 0.2
 #: Most peers the leader delivers gossip to at once.
 GOSSIP_SEND_CONCURRENCY = 8
-#: How long one delivery to a peer's inbox may take.
-GOSSIP_SEND_TIMEOUT_SECONDS = 5.0
+#: How long one delivery to a peer's inbox (gossip, a trust request) may take; with a
+#: lookup's 2 x 3 s it keeps ``request-trust`` under a client's default 10 s RPC timeout.
+GOSSIP_SEND_TIMEOUT_SECONDS = 3.0
 #: How long a peer's inbox address (from its verified announcement) is reused.
 GOSSIP_ENDPOINT_CACHE_SECONDS = 300.0
 #: How long the sender waits before retrying to watch the journal after an error.
