@@ -14,6 +14,9 @@ from aspen_federation.trust import KINDS, LEVELS, MODES
 
 __all__ = ["federation_cli"]
 
+#: The journal events ``aspen federation events`` shows.
+FEDERATION_EVENTS = "federation.*"
+
 
 @click.group("federation")
 def federation_cli() -> None:
@@ -217,3 +220,40 @@ def tell_cmd(cli: CliContext, endpoint: str, kind: str, subject: str, token: str
     params = {"endpoint": endpoint, "kind": kind, "subject": subject, "token": token}
     got = cli.client().call("federation.tell", params)
     _show(cli, got, "accepted" if got.get("accepted") else "duplicate")
+
+
+@federation_cli.command("request-trust")
+@click.argument("key")
+@json_option
+@pass_cli
+def request_trust_cmd(cli: CliContext, key: str) -> None:
+    """Send this cluster's signed identity to cluster KEY (found through the DHT) as a
+    trust request; its operator sees it in ``aspen federation requests``."""
+    try:
+        got = cli.client().call("federation.request_trust", {"key": key})
+    except AspenError as exc:
+        fail(f"error: {exc.message}", EXIT_NO)
+    _show(cli, got, f"trust request sent to {got['key_id']} ({got['inbox']})")
+
+
+@federation_cli.command("events")
+@click.option("--from", "start", type=int, default=None, help="A journal position (default: now).")
+@click.option("--follow/--no-follow", default=True, help="Keep following (default) or stop.")
+@json_option
+@pass_cli
+def events_cmd(cli: CliContext, start: int | None, follow: bool) -> None:
+    """Stream federation events (``federation.*`` in the event journal: admitted gossip)."""
+    client = cli.client()
+    if follow:
+        events: Any = client.events.tail(start, match=FEDERATION_EVENTS)
+    else:
+        events = client.events.read(start or 0, match=FEDERATION_EVENTS)["events"]
+    for event in events:
+        if cli.json:
+            echo_json(event)
+        else:
+            payload = event.get("payload") or {}
+            click.echo(
+                f"{event['position']}  {event['name']}  {event['subject']}  "
+                f"{payload.get('kind', '')} {payload.get('subject', '')}"
+            )

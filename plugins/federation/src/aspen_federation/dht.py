@@ -45,6 +45,19 @@ class _Waiter:
         self.value: bytes | None = None
         self.seq = -1
         self.stored = 0
+        #: When the first value arrived (``time.monotonic``), 0 before.
+        self.first_value_at = 0.0
+
+    def wait_value(self, attempt: float, settle: float) -> bool:
+        """Block until the answer is authoritative, or a value arrived ``settle`` seconds
+        ago (a higher seq may follow it), or ``attempt`` seconds passed; whether it was
+        authoritative."""
+        deadline = time.monotonic() + attempt
+        while not self.done.wait(min(limits.DHT_ALERT_POLL_SECONDS, attempt)):
+            now = time.monotonic()
+            if now >= deadline or (self.first_value_at and now - self.first_value_at >= settle):
+                return False
+        return True
 
 
 class DhtDiscovery:
@@ -102,15 +115,31 @@ class DhtDiscovery:
         return waiter.stored
 
     async def lookup(self, public: bytes) -> bytes | None:
-        """Get the item under ``public`` + :data:`SALT` (the newest seq any node gave)."""
+        """Get the item under ``public`` + :data:`SALT`: the newest seq any node gave by
+        the time the traversal ends, or ``DHT_LOOKUP_SETTLE_SECONDS`` after a first value
+        came (a traversal waits out every slow or dead node it asked, up to libtorrent's
+        15 s timeout). An attempt that ends with nothing after
+        ``DHT_LOOKUP_ATTEMPT_SECONDS`` is retried (``DHT_LOOKUP_ATTEMPTS`` in all)."""
+        for _ in range(limits.DHT_LOOKUP_ATTEMPTS):
+            value, authoritative = await anyio.to_thread.run_sync(self._get_once, public)
+            if value is not None or authoritative:
+                return value
+        return None
+
+    def _get_once(self, public: bytes) -> tuple[bytes | None, bool]:
+        """One get (blocking: a worker thread): its value and whether it was authoritative."""
         waiter = _Waiter()
         with self._lock:
             self._gets.setdefault(public, []).append(waiter)
         self._session.dht_get_mutable_item(public, SALT)
-        await anyio.to_thread.run_sync(waiter.done.wait, limits.DHT_OPERATION_TIMEOUT_SECONDS)
-        with self._lock:
-            self._drop(self._gets, public, waiter)
-        return waiter.value
+        try:
+            authoritative = waiter.wait_value(
+                limits.DHT_LOOKUP_ATTEMPT_SECONDS, limits.DHT_LOOKUP_SETTLE_SECONDS
+            )
+        finally:
+            with self._lock:
+                self._drop(self._gets, public, waiter)
+        return waiter.value, authoritative
 
     def add_contact(self, host: str, port: int) -> None:
         """Ping ``host:port`` now and again while the routing table is small."""
@@ -179,11 +208,13 @@ class DhtDiscovery:
         if bytes(alert.salt) != SALT:
             return
         item = alert.item
-        value = item if isinstance(item, bytes) else None
+        # an empty item is "nothing stored here" (or one libtorrent refused: a bad signature)
+        value = item if isinstance(item, bytes) and item else None
         with self._lock:
             for waiter in self._gets.get(bytes(alert.key), []):
                 if value is not None and int(alert.seq) > waiter.seq:
                     waiter.seq, waiter.value = int(alert.seq), value
+                    waiter.first_value_at = waiter.first_value_at or time.monotonic()
                 if alert.authoritative:
                     waiter.done.set()
 

@@ -32,8 +32,16 @@ CONTACT_PING_SECONDS = 2.0
 CONTACT_PING_BELOW_NODES = 8
 #: Most DHT contacts a node keeps (``dht-bootstrap`` beyond this is refused).
 MAX_DHT_CONTACTS = 64
-#: How long one DHT get or put waits for its answer.
+#: How long one DHT put waits for its answer.
 DHT_OPERATION_TIMEOUT_SECONDS = 20.0
+#: How long one DHT get attempt waits for a value (libtorrent's own traversal waits out
+#: each unresponsive node for up to 15 s); an attempt that found nothing is retried.
+DHT_LOOKUP_ATTEMPT_SECONDS = 3.0
+#: DHT get attempts per lookup (so a lookup answers within about 2 x 3 s, under a
+#: client's default RPC timeout).
+DHT_LOOKUP_ATTEMPTS = 2
+#: Once a get has a value, how much longer it waits for a higher seq from other nodes.
+DHT_LOOKUP_SETTLE_SECONDS = 0.25
 #: How often the DHT thread polls libtorrent for alerts.
 DHT_ALERT_POLL_SECONDS = 0.05
 #: The libtorrent alert queue size (alerts beyond it are dropped by libtorrent).
@@ -81,3 +89,36 @@ MAX_GOSSIP_SUBJECT_BYTES = 256
 GOSSIP_MAX_AGE_SECONDS = 300
 #: How many (sender, seq) pairs the inbox remembers to drop a re-delivered message.
 GOSSIP_SEEN = 65536
+
+# -- the federation inbox, gossip sending and the trust-request channel (issue 17) -------
+
+#: Largest trust request on the wire (the signed envelope around an identity document).
+MAX_TRUST_REQUEST_BYTES = MAX_IDENTITY_DOCUMENT_BYTES + 256
+#: Most bytes of identity documents the pending trust-request queue holds (with
+#: ``MAX_TRUST_REQUESTS`` for the count; more are refused, resource_exhausted).
+MAX_TRUST_REQUEST_QUEUE_BYTES = 64 * 1024
+#: A trust request older (or further ahead) than this, by its signed timestamp, is refused.
+TRUST_REQUEST_MAX_AGE_SECONDS = 300
+#: Trust requests per second one sender cluster may make (its bucket refills at this rate).
+TRUST_REQUEST_SENDER_RATE = 1.0 / 60.0
+#: One sender cluster's trust-request burst.
+TRUST_REQUEST_SENDER_BURST = 3.0
+#: Most gossip messages in one inbox delivery (one HTTP request).
+GOSSIP_BATCH_MESSAGES = 32
+#: Largest body the federation inbox reads (a gossip batch or a trust request).
+MAX_INBOX_BODY_BYTES = GOSSIP_BATCH_MESSAGES * (MAX_GOSSIP_BYTES + 8) + 64
+#: Most gossip messages waiting to be sent (the oldest is dropped beyond it: best-effort).
+GOSSIP_OUTBOX_MESSAGES = 1024
+#: Most bytes of gossip (kind + subject) waiting to be sent.
+GOSSIP_OUTBOX_BYTES = 256 * 1024
+#: How long the sender waits to batch what queued before sending it.
+GOSSIP_SEND_INTERVAL_SECONDS = 0.2
+#: Most peers the leader delivers gossip to at once.
+GOSSIP_SEND_CONCURRENCY = 8
+#: How long one delivery to a peer's inbox (gossip, a trust request) may take; with a
+#: lookup's 2 x 3 s it keeps ``request-trust`` under a client's default 10 s RPC timeout.
+GOSSIP_SEND_TIMEOUT_SECONDS = 3.0
+#: How long a peer's inbox address (from its verified announcement) is reused.
+GOSSIP_ENDPOINT_CACHE_SECONDS = 300.0
+#: How long the sender waits before retrying to watch the journal after an error.
+GOSSIP_WATCH_RETRY_SECONDS = 1.0

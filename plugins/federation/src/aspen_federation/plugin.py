@@ -49,6 +49,19 @@ def aspen_config_sections() -> list[ConfigSection]:
                     "republish_seconds", float, limits.REPUBLISH_SECONDS, "How often to re-publish."
                 ),
                 ConfigOption(
+                    "inbox_listen",
+                    str,
+                    "",
+                    "host:port of this node's federation inbox (signed gossip and trust "
+                    "requests from other clusters); empty: none.",
+                ),
+                ConfigOption(
+                    "inbox_url",
+                    str,
+                    "",
+                    "The inbox URL to announce (default: http:// + where it listens).",
+                ),
+                ConfigOption(
                     "root_key_file",
                     Path,
                     None,
@@ -93,14 +106,41 @@ async def aspen_startup(node: Any) -> None:
         )
     service = FederationService(node, config, discovery)
     node.plugin_state(PLUGIN)["service"] = service
+    if config.get("inbox_listen"):
+        _start_inbox(node, service, str(config["inbox_listen"]))
     if discovery is not None:
         # without a DHT nothing is announced, and the identity is made on first use
         node.spawn(service.republish_loop, name="federation-announce")
+        from aspen_federation.outbox import GossipOutbox
+
+        service.outbox = GossipOutbox(service)
+        node.spawn(service.outbox.run, name="federation-gossip")
+
+
+def _start_inbox(node: Any, service: Any, listen: str) -> None:
+    """Serve the federation inbox (:mod:`aspen_federation.inbox`) on ``listen``."""
+    from aspen.http import HttpLimits
+    from aspen_federation.inbox import Inbox
+
+    server = node.serve_http(
+        Inbox(service),
+        listen,
+        name="federation",
+        error_body=lambda status, message: {"error": {"code": str(status), "message": message}},
+        limits=HttpLimits(
+            max_body_bytes=limits.MAX_INBOX_BODY_BYTES, max_body_name="MAX_INBOX_BODY_BYTES"
+        ),
+    )
+    service.inbox_address = server.address
+    node.plugin_state(PLUGIN)["inbox"] = server
 
 
 @aspen.hookimpl
 async def aspen_shutdown(node: Any) -> None:
     """Close the DHT session."""
+    inbox = node.plugin_state(PLUGIN).get("inbox")
+    if inbox is not None:
+        inbox.stop()
     service = node.plugin_state(PLUGIN).get("service")
     if service is not None and service.discovery is not None:
         service.discovery.close()

@@ -174,16 +174,11 @@ async def sync(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
 async def gossip(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
     """Receive one signed gossip message from a trusted cluster; an admitted one is
     published to the event journal as ``federation.gossip`` (subject: the sender's id)."""
+    from aspen_federation.inbox import admit_gossip
+
     data = require_bytes(params, "message", max_len=limits.MAX_GOSSIP_BYTES)
     peer = ctx.authority.token_id.encode() or None
-    service = _service(ctx)
-    msg = await service.inbox.receive(data, peer)
-    if msg is None:
-        return {"accepted": False, "duplicate": True}
-    service.seen(msg.sender)
-    payload = {"sender": msg.sender.hex(), "kind": msg.kind, "subject": msg.subject, "seq": msg.seq}
-    await ctx.node.events.publish("federation.gossip", key_id(msg.sender), payload)
-    return {"accepted": True, "duplicate": False}
+    return await admit_gossip(_service(ctx), data, peer)
 
 
 async def tell(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
@@ -206,6 +201,14 @@ async def tell(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
     return await anyio.to_thread.run_sync(
         remote_call, endpoint, token, "federation.gossip", {"message": data}
     )
+
+
+async def request_trust(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """Send this cluster's signed identity to cluster ``key`` (found through the DHT) as a
+    trust request: it queues there for its operator (``requests``, ``accept``)."""
+    from aspen_federation.inbox import send_trust_request
+
+    return await send_trust_request(_service(ctx), _key(params))
 
 
 def _read_scope(params: dict[str, Any]) -> list[str]:
@@ -237,6 +240,12 @@ def rpc_handlers() -> list[RpcHandler]:
         RpcHandler("federation.grant", grant, doc=grant.__doc__ or "", capability=admin),
         RpcHandler("federation.sync", sync, doc=sync.__doc__ or "", capability=admin),
         RpcHandler("federation.tell", tell, doc=tell.__doc__ or "", capability=admin),
+        RpcHandler(
+            "federation.request_trust",
+            request_trust,
+            doc=request_trust.__doc__ or "",
+            capability=admin,
+        ),
         RpcHandler(
             "federation.gossip", gossip, doc=gossip.__doc__ or "", capability="federation:gossip"
         ),

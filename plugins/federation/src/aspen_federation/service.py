@@ -64,6 +64,11 @@ class FederationService:
         #: When this node last heard from each remote cluster (a verified announcement,
         #: gossip, a sync): node-local, bounded by MAX_PEERS.
         self.last_seen: dict[bytes, int] = {}
+        #: The leader's gossip sender (:class:`aspen_federation.outbox.GossipOutbox`),
+        #: set at startup; ``None`` sends nothing.
+        self.outbox: Any = None
+        #: This node's federation inbox (``host:port``), announced as ``http://…``.
+        self.inbox_address = ""
 
     # -- identity ----------------------------------------------------------------------
 
@@ -105,7 +110,20 @@ class FederationService:
         """This cluster's current announcement, freshly signed."""
         key, doc = await self.identity()
         shares = await self.public_shares()
-        return Announcement.create(key, doc.name, self.endpoints(), shares)
+        return Announcement.create(key, doc.name, self.announced_endpoints(), shares)
+
+    def announced_endpoints(self) -> list[str]:
+        """The RPC endpoints, then the federation inbox's URL (``[federation] inbox_url``,
+        else ``http://`` + where it listens) when this node serves one."""
+        inbox = self.config.get("inbox_url") or (
+            f"http://{self.inbox_address}" if self.inbox_address else ""
+        )
+        return self.endpoints() + ([inbox] if inbox else [])
+
+    def gossip(self, kind: str, subject: str, only: bytes = b"") -> None:
+        """Queue gossip for trusted peers (nothing when this node sends none)."""
+        if self.outbox is not None:
+            self.outbox.enqueue(kind, subject, only)
 
     async def publish(self) -> int:
         """Publish the announcement into the DHT; how many nodes stored it."""
@@ -198,10 +216,37 @@ class FederationService:
             self.node.call, prefix, most=limits.MAX_GRANTS_PER_PEER, local=True
         )
         for kv in records:
-            with contextlib.suppress(NotFoundError):
-                await self.node.call("token.revoke", {"id": kv["key"][len(prefix) :].decode()})
-            await self.node.call("kv.delete", {"key": kv["key"]})
+            await self._revoke_grant(public, kv["key"], kv["key"][len(prefix) :].decode())
         return len(records)
+
+    async def revoke_unshared(self, resource: str, mode: str, allowed: frozenset[bytes]) -> int:
+        """Revoke the grants for ``resource`` held by clusters that may no longer read it
+        under ``mode`` and ``allowed`` (an unshare, a narrowed allow-list); how many. The
+        tokens are revoked in the cluster's revocation list, so they are refused at once."""
+        records, _, _ = await paging.collect(
+            self.node.call,
+            keys.GRANTS,
+            most=limits.MAX_PEERS * limits.MAX_GRANTS_PER_PEER,
+            local=True,
+        )
+        revoked = 0
+        for kv in records:
+            if _unpack(kv["value"]).get("resource") != resource:
+                continue
+            holder, _, token_id = kv["key"][len(keys.GRANTS) :].decode().partition("/")
+            public = bytes.fromhex(holder)
+            if may_read(await self.trust_level(public), mode, allowed, public):
+                continue
+            await self._revoke_grant(public, kv["key"], token_id)
+            revoked += 1
+        return revoked
+
+    async def _revoke_grant(self, holder: bytes, record_key: bytes, token_id: str) -> None:
+        """Revoke one granted token, forget its record, tell its holder (gossip)."""
+        with contextlib.suppress(NotFoundError):
+            await self.node.call("token.revoke", {"id": token_id})
+        await self.node.call("kv.delete", {"key": record_key})
+        self.gossip("token.revoked", token_id, only=holder)
 
     async def trust_level(self, public: bytes) -> str:
         """A remote cluster's level (``public`` when unknown)."""
@@ -235,6 +280,12 @@ class FederationService:
         existing = await self.node.call("kv.range", {"key": keys.request(doc.key)})
         if not existing["kvs"]:
             await self._bound(keys.REQUESTS, limits.MAX_TRUST_REQUESTS, "MAX_TRUST_REQUESTS")
+            await self._bound_bytes(
+                keys.REQUESTS,
+                limits.MAX_TRUST_REQUESTS,
+                limits.MAX_TRUST_REQUEST_QUEUE_BYTES - len(document),
+                "MAX_TRUST_REQUEST_QUEUE_BYTES",
+            )
         record = {"document": document, "received": int(time.time())}
         await self.node.call("kv.put", {"key": keys.request(doc.key), "value": _pack(record)})
         return {"queued": True}
@@ -282,7 +333,15 @@ class FederationService:
                 await self._bound(keys.SHARES, limits.MAX_SHARES, "MAX_SHARES")
             record = {"mode": mode, "allow": allow, "updated": int(time.time())}
             await self.node.call("kv.put", {"key": keys.share(resource), "value": _pack(record)})
-        return {"resource": resource, "mode": mode, "allow": [a.hex() for a in allow]}
+            if not existing["kvs"] and resource.startswith("forge:"):
+                self.gossip("repo.created", resource.partition(":")[2])
+        revoked = await self.revoke_unshared(resource, mode, frozenset(allow))
+        return {
+            "resource": resource,
+            "mode": mode,
+            "allow": [a.hex() for a in allow],
+            "revoked": revoked,
+        }
 
     async def share(self, resource: str) -> tuple[str, frozenset[bytes]]:
         """A resource's mode and allow-list (``disabled`` when not shared)."""
@@ -324,6 +383,13 @@ class FederationService:
         if truncated or len(records) >= most:
             raise ResourceExhaustedError(f"over {name} ({most})")
 
+    async def _bound_bytes(self, prefix: bytes, most: int, room: int, name: str) -> None:
+        """Refuse when the values under ``prefix`` (at most ``most``) hold over ``room``
+        bytes."""
+        records, _, _ = await paging.collect(self.node.call, prefix, most=most, local=True)
+        if sum(len(kv["value"]) for kv in records) > room:
+            raise ResourceExhaustedError(f"over {name}")
+
     async def status(self) -> dict[str, Any]:
         """What ``aspen federation status --json`` prints."""
         key, doc = await self.identity()
@@ -339,4 +405,9 @@ class FederationService:
             "dht_nodes": discovery.node_count() if discovery else 0,
             "last_published": self.last_published,
             "peers": await self.peers(),
+            "inbox": next((e for e in self.announced_endpoints() if "://" in e), ""),
+            "gossip": {
+                "sent": dict(self.outbox.stats) if self.outbox is not None else {},
+                "refused": dict(self.inbox.refused),
+            },
         }
