@@ -201,10 +201,15 @@ async def pijul_append(ctx: Any, params: dict[str, Any]) -> Any:
 
 
 def _scope(op: str) -> Callable[[dict[str, Any]], list[str]]:
-    """What a ``pijul.*`` request touches: ``pijul:<op>:<repo>``."""
+    """What a ``pijul.*`` request touches: ``pijul:<op>:<repo>``, and ``blob:read`` when it
+    names blobs (``put_changes {blobs}`` reads and pins them, so a writer may only pin
+    blobs it may read)."""
 
     def scope(params: dict[str, Any]) -> list[str]:
-        return [f"pijul:{op}:{params.get('repo', '')}"]
+        items = [f"pijul:{op}:{params.get('repo', '')}"]
+        if params.get("blobs"):
+            items.append("blob:read")
+        return items
 
     return scope
 
