@@ -216,6 +216,13 @@ async def pijul_append(ctx: Any, params: dict[str, Any]) -> Any:
     return {"length": new_len}
 
 
+async def pijul_quorum(ctx: Any, params: dict[str, Any]) -> Any:
+    """``{replicas}``: a majority of the voters, the replica count a client's blob put
+    of a change may fall back to when a member is down."""
+    _name(params, "repo")
+    return {"replicas": await changestore.majority(ctx.node)}
+
+
 def _scope(op: str) -> Callable[[dict[str, Any]], list[str]]:
     """What a ``pijul.*`` request touches: ``pijul:<op>:<repo>``, and ``blob:read`` when it
     names blobs (``put_changes {blobs}`` reads and pins them, so a writer may only pin
@@ -233,7 +240,7 @@ def _scope(op: str) -> Callable[[dict[str, Any]], list[str]]:
 def rpc_handlers() -> list[RpcHandler]:
     """Every ``pijul.*`` method, each needing ``pijul:read|write:<repo>``."""
     reads = {pijul_get_changes, pijul_log}
-    table = [pijul_put_changes, pijul_get_changes, pijul_log, pijul_append]
+    table = [pijul_put_changes, pijul_get_changes, pijul_log, pijul_append, pijul_quorum]
     out = []
     for f in table:
         op = "read" if f in reads else "write"
