@@ -149,7 +149,7 @@ def _clone_figures(tmp: Path, s: Sandbox, history: list[str], gdir: Path | None)
         dst = Repo.init(tmp / "dst")
         ch = pull(dst, c, "bench", "main", "main")
         dst.save_channel(ch)
-        dst.write_out(ch)
+        dst.write_out(ch.output())
         out["clone_ms"] = (time.perf_counter() - t) * 1000
     if gdir is not None:
         t = time.perf_counter()

@@ -273,16 +273,44 @@ class Repo:
                 tree[p] = f.read_bytes()
         return tree
 
-    def write_out(self, ch: Channel, previous: Iterable[str] = ()) -> None:
-        """Make the working copy the channel's output: write its files, delete ``previous``
-        tracked files it no longer has, and track exactly its files."""
-        files = ch.output()
+    def unrecorded(self, files: dict[str, bytes]) -> list[str]:
+        """Paths where the working copy differs from ``files`` (a channel's output):
+        edited, deleted, added, removed, or either end of a pending move."""
+        paths, moves = self.tracked()
+        dirty = set(moves) | set(moves.values())
+        for p in paths:
+            if p in dirty:
+                continue
+            f = self.root / p
+            want = files.get(p)
+            if (
+                want is None
+                or not f.is_file()
+                or f.stat().st_size != len(want)
+                or f.read_bytes() != want
+            ):
+                dirty.add(p)
+        dirty |= set(files) - set(paths)
+        return sorted(dirty)
+
+    def write_out(
+        self, files: dict[str, bytes], previous: Iterable[str] = (), keep: Iterable[str] = ()
+    ) -> None:
+        """Make the working copy ``files`` (a channel's output): write them, delete
+        ``previous`` tracked files it no longer has, and track exactly its files. Paths in
+        ``keep`` (unrecorded edits the new output does not touch) are left as they are,
+        tracked or not, with their pending moves."""
+        kept = set(keep)
+        paths, moves = self.tracked()
         for p in previous:
-            if p not in files:
+            if p not in files and p not in kept:
                 (self.root / p).unlink(missing_ok=True)
         for p, data in files.items():
+            if p in kept:
+                continue
             f = self.root / p
             f.parent.mkdir(parents=True, exist_ok=True)
             if not f.exists() or f.read_bytes() != data:
                 _write(f, data)
-        self.save_tracked(files, {})
+        tracked = (set(files) - kept) | (kept & set(paths))
+        self.save_tracked(tracked, {n: o for n, o in moves.items() if n in kept})
