@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from aspen_pijul.errors import CorruptChangeError, DependedUponError, TooLargeError
 from aspen_pijul.model.change import Change
 from aspen_pijul.model.channel import Channel
-from aspen_pijul.model.output import MARKER_PREFIXES
+from aspen_pijul.model.output import MARKER_PREFIXES, output_file, render
 from aspen_pijul.model.sandbox import Sandbox
 
 PARTIES = ("alice", "bob", "carol")
@@ -47,7 +47,7 @@ def _history(seed: int, steps: int) -> tuple[Sandbox, list[str]]:
     s = Sandbox()
     counter = [0]
     recorded: list[str] = []
-    first = s.record("alice", {"f.txt": "a\nb\nc\n"}, "base")
+    first = s.record("alice", {"f.txt": "a\nb\nc\n", "g.txt": "1\n2\n"}, "base")
     assert first is not None
     recorded.append(first.hash)
     for p in PARTIES[1:]:
@@ -57,14 +57,15 @@ def _history(seed: int, steps: int) -> tuple[Sandbox, list[str]]:
         ch = s.channel(who)
         kind = rng.random()
         if kind < 0.55:
-            old = ch.output().get("f.txt", b"")
-            new = _random_edit(rng, old, counter)
-            c = s.record(who, {"f.txt": new}, author=who)
+            files = ch.output()
+            path = "f.txt" if rng.random() < 0.8 else "g.txt"
+            new = files[path] = _random_edit(rng, files.get(path, b""), counter)
+            c = s.record(who, dict(files), author=who)
             if c is not None:
                 recorded.append(c.hash)
                 # record-then-output round-trips (markers the user kept print again)
                 if not any(ln.startswith(MARKER_PREFIXES) for ln in new.splitlines()):
-                    assert ch.output()["f.txt"] == new, (ch.output()["f.txt"], new)
+                    assert ch.output()[path] == new, (ch.output()[path], new)
         elif kind < 0.8:
             s.pull(who, rng.choice(PARTIES))
         elif kind < 0.9 and len(ch.order) > 1:
@@ -112,6 +113,9 @@ def test_incremental_equals_replay(seed: int, steps: int) -> None:
     s, _ = _history(seed, steps)
     for ch in s.channels.values():
         assert _state(Channel.replay("r", s.store, ch.order)) == _state(ch)
+        # the printed text a channel keeps per file is what printing afresh gives
+        fresh = {p: render(output_file(ch.graph, i, ch.known)) for p, i in ch.file_inodes().items()}
+        assert fresh == ch.output()
 
 
 @PROPS

@@ -66,6 +66,8 @@ class Channel:
         self.graph = Graph()
         self._dependents: dict[str, set[str]] = {}
         self._known: dict[str, frozenset[str]] = {}
+        #: inode -> (graph clock when printed, printed lines): see :meth:`output_lines`.
+        self._printed: dict[Pos, tuple[int, list[OutLine]]] = {}
 
     # -- knowledge ------------------------------------------------------------------------
 
@@ -189,6 +191,7 @@ class Channel:
         self.applied = set(self.order)
         self.graph = graph  # type: ignore[assignment]
         self._dependents = dependents  # type: ignore[assignment]
+        self._printed = {}
 
     def fork(self, name: str) -> Channel:
         """A new channel with the same changes in the same order."""
@@ -255,8 +258,15 @@ class Channel:
         return {p: inode for p, (inode, _) in self.file_table().items()}
 
     def output_lines(self, inode: Pos) -> list[OutLine]:
-        """The printed lines of one file."""
-        return output_file(self.graph, inode, self.known)
+        """The printed lines of one file, kept until a change touches that file (so a
+        record or output of a many-file channel prints only the files changed since)."""
+        g = self.graph
+        cached = self._printed.get(inode)
+        if cached is not None and cached[0] >= g.file_stamp(inode):
+            return list(cached[1])
+        lines = output_file(g, inode, self.known)
+        self._printed[inode] = (g.clock, lines)
+        return list(lines)
 
     def output(self) -> dict[str, bytes]:
         """Every file of the channel: path -> bytes."""
