@@ -145,3 +145,53 @@ def test_one_byte_change_to_stored_change_is_detected(
     raw[i] ^= data.draw(st.integers(1, 255))
     with pytest.raises((CorruptChangeError, TooLargeError)):
         Change.from_bytes(bytes(raw), h)
+
+
+@PROPS
+@given(
+    size=st.integers(1, 8),
+    cut=st.tuples(st.integers(0, 8), st.integers(1, 4)),
+    at=st.integers(0, 9),
+    first=st.sampled_from(["alice", "bob"]),
+)
+def test_zombie_brings_back_the_deleted_context(
+    size: int, cut: tuple[int, int], at: int, first: str
+) -> None:
+    """Alice deletes a run of lines while Bob inserts one line among them: whichever is
+    applied first, the merged file prints the deleted neighbours of Bob's line back with
+    it inside the zombie markers; recording that unchanged records nothing, and removing
+    the markers (keeping the lines) records a resolution that prints exactly that."""
+    base = [f"l{i}\n" for i in range(size)]
+    lo = min(cut[0], size - 1)
+    hi = min(size, lo + cut[1])
+    at = min(at, size)
+    s = Sandbox()
+    s.record("alice", {"f.txt": "".join(base)})
+    s.pull("bob", "alice")
+    s.edit("alice", "f.txt", "".join(base[:lo] + base[hi:]), author="alice")
+    s.edit("bob", "f.txt", "".join([*base[:at], "new\n", *base[at:]]), author="bob")
+    second = "bob" if first == "alice" else "alice"
+    s.pull("carol", first)
+    s.pull("carol", second)
+    s.pull("alice", "bob")
+    text = s.text("alice", "f.txt")
+    assert s.text("carol", "f.txt") == text
+    neighbours = {i for i in (at - 1, at) if 0 <= i < size}
+    if neighbours & set(range(lo, hi)):  # Bob's line was written next to a deleted line
+        lines = text.splitlines(keepends=True)
+        opened = next(i for i, ln in enumerate(lines) if ln.startswith(">>>>>>>"))
+        closed = next(i for i, ln in enumerate(lines) if ln.startswith("<<<<<<<"))
+        block = lines[opened + 1 : closed]
+        assert "new\n" in block and "zombie" in lines[opened]
+        for i in neighbours & set(range(lo, hi)):
+            assert base[i] in block
+    else:
+        assert "zombie" not in text and "new\n" in text
+    assert s.record("alice", {"f.txt": text}) is None
+    resolved = "".join(
+        ln for ln in text.splitlines(keepends=True) if not ln.encode().startswith(MARKER_PREFIXES)
+    )
+    s.record("alice", {"f.txt": resolved})
+    assert s.text("alice", "f.txt") == resolved
+    s.pull("carol", "alice")
+    assert s.text("carol", "f.txt") == resolved

@@ -74,12 +74,40 @@ def test_zombie_line_and_its_resolution() -> None:
     s.edit("bob", "poem.txt", "roses\nviolets\nhoney\nsugar\n", author="bob")
     s.pull("main", "bob")
     t = s.text("main", "poem.txt")
-    assert "honey" in t and "zombie" in t and "violets" not in t
+    # The deleted lines honey was written between come back with it, as the zombie.
+    assert t.startswith("roses\n>>>>>>> 1 [zombie ")
+    assert t.endswith("\nviolets\nhoney\nsugar\n<<<<<<< 1\n")
     assert s.record("main", {"poem.txt": t}) is None
     s.edit("main", "poem.txt", "roses\nhoney\n")
     assert s.text("main", "poem.txt") == "roses\nhoney\n"
     s.pull("bob", "main")
     assert s.text("bob", "poem.txt") == "roses\nhoney\n"
+
+
+@pytest.mark.parametrize("kept", ["roses\nviolets\nhoney\nsugar\n", "roses\nhoney\nsugar\n"])
+def test_zombie_context_in_every_order_and_kept_by_a_resolution(kept: str) -> None:
+    """A line inserted where a concurrent change deleted its neighbours brings them back
+    as a zombie conflict, identically whichever change a channel applied first; a
+    resolution keeping some of them revives exactly those, everywhere it travels, and
+    unrecording it brings the conflict back."""
+    s = Sandbox()
+    _base(s)
+    s.pull("bob", "main")
+    delete = s.edit("main", "poem.txt", "roses\n", author="alice")
+    insert = s.edit("bob", "poem.txt", "roses\nviolets\nhoney\nsugar\n", author="bob")
+    s.pull("carol", "bob")  # carol: the insertion first, then the deletion
+    s.pull("carol", "main")
+    s.pull("main", "bob")  # main: the deletion first
+    assert s.channel("carol").order.index(insert) < s.channel("carol").order.index(delete)
+    t = s.text("main", "poem.txt")
+    assert s.text("carol", "poem.txt") == t
+    assert "violets\nhoney\nsugar\n<<<<<<<" in t
+    resolution = s.edit("main", "poem.txt", kept)
+    assert s.text("main", "poem.txt") == kept
+    s.pull("carol", "main")
+    assert s.text("carol", "poem.txt") == kept
+    s.channel("carol").unrecord(resolution)
+    assert s.text("carol", "poem.txt") == t
 
 
 def test_unrecord_refused_while_depended_upon() -> None:

@@ -114,11 +114,17 @@ def _diff_file(
             if out[k].pos is not None:
                 deleted.add(k)
         seq.extend(("new", t) for t in new[j1:j2])
-    gone: list[Pos] = [out[i].pos for i in sorted(deleted)]  # type: ignore[misc]
+    g = ch.graph
+    # A printed line already deleted is a zombie's deleted context: dropping it deletes
+    # nothing more; keeping it revives it (below).
+    gone: list[Pos] = [
+        p
+        for i in sorted(deleted)
+        if g.vertex_alive(p := out[i].pos)  # type: ignore[arg-type]
+    ]
     del_elems: list[Element] = list(gone)
     # Deleting a line knows every change whose edges touch it: lines they inserted next to
     # it are then not zombies of this deletion.
-    g = ch.graph
     for v in gone:
         touching = [(u, v) for u in g.inn.get(v, ())] + [(v, x) for x in g.out.get(v, ())]
         for e in touching:
@@ -182,6 +188,9 @@ def _diff_file(
     del_elems.extend(cut)
     # An edge asked for again after a change deleted it is revived too.
     revive = [(e, tuple(sorted(g.effective_deleters(e)))) for e in edges if e in g.edges]
+    # A zombie's deleted context line the new text keeps is alive again.
+    kept_context = [p for k in kept if (p := out[k].pos) is not None and not g.vertex_alive(p)]
+    revive += [(p, tuple(sorted(g.effective_deleters(p)))) for p in kept_context]
     revive = [(e, dels) for e, dels in revive if dels]
     if revive:
         b.hunks.append(Revive(tuple(revive)))
