@@ -117,11 +117,11 @@ def _diff_file(
     g = ch.graph
     # A printed line already deleted is a zombie's deleted context: dropping it deletes
     # nothing more; keeping it revives it (below).
-    gone: list[Pos] = [
-        p
-        for i in sorted(deleted)
-        if g.vertex_alive(p := out[i].pos)  # type: ignore[arg-type]
-    ]
+    gone: list[Pos] = []
+    for i in sorted(deleted):
+        p = out[i].pos
+        if p is not None and g.vertex_alive(p):
+            gone.append(p)
     del_elems: list[Element] = list(gone)
     # Deleting a line knows every change whose edges touch it: lines they inserted next to
     # it are then not zombies of this deletion.
@@ -187,7 +187,9 @@ def _diff_file(
                     del_elems.append((v, x))
     del_elems.extend(cut)
     # An edge asked for again after a change deleted it is revived too.
-    revive = [(e, tuple(sorted(g.effective_deleters(e)))) for e in edges if e in g.edges]
+    revive: list[tuple[Element, tuple[str, ...]]] = [
+        (e, tuple(sorted(g.effective_deleters(e)))) for e in edges if e in g.edges
+    ]
     # A zombie's deleted context line the new text keeps is alive again.
     kept_context = [p for k in kept if (p := out[k].pos) is not None and not g.vertex_alive(p)]
     revive += [(p, tuple(sorted(g.effective_deleters(p)))) for p in kept_context]
