@@ -139,6 +139,53 @@ def test_unrecorded_edits_are_never_silently_overwritten(wc: Path) -> None:
     assert "new.txt" in run("change", recorded) and "+ unrecorded" in run("change", recorded)
 
 
+def test_directories_are_entities(wc: Path) -> None:
+    """``add DIR`` tracks the directory itself (an empty one is recorded and comes back),
+    ``move DIR NEW`` moves it with everything under it in one change, and a directory
+    deleted while a concurrent change adds a file in it is printed back as a conflict."""
+    import shutil
+
+    (wc / "docs" / "guide").mkdir(parents=True)
+    (wc / "docs" / "guide" / "a.txt").write_text("a\n")
+    (wc / "empty").mkdir()
+    run("add", "docs", "empty")
+    run("record", "-m", "dirs")
+    run("fork", "other")
+    run("move", "docs", "manual")
+    moved = run("record", "-m", "move docs").strip()
+    assert (wc / "manual/guide/a.txt").read_text() == "a\n" and not (wc / "docs").exists()
+    assert len(json.loads(run("log", "--json"))) == 2
+    for path in ("manual/", "manual/guide/", "manual/guide/a.txt"):
+        assert f"is now '{path}'" in run("change", moved)
+    run("channel", "switch", "other")
+    assert (wc / "docs/guide/a.txt").read_text() == "a\n" and not (wc / "manual").exists()
+    shutil.rmtree(wc / "empty")
+    run("record", "-m", "drop empty")
+    assert not (wc / "empty").exists()
+    run("channel", "switch", "main")
+    assert (wc / "empty").is_dir() and not any((wc / "empty").iterdir())
+    # Channel "deleted" deletes manual/ while, concurrently, main adds a file in it.
+    run("fork", "deleted")
+    run("channel", "switch", "deleted")
+    shutil.rmtree(wc / "manual")
+    run("record", "-m", "delete manual")
+    run("channel", "switch", "main")
+    (wc / "manual" / "guide" / "c.txt").write_text("c\n")
+    run("add", "manual/guide/c.txt")
+    concurrent = run("record", "-m", "add c").strip()
+    run("channel", "switch", "deleted")
+    assert not (wc / "manual").exists()
+    result = CliRunner().invoke(pijul_cli, ["apply", concurrent], catch_exceptions=False)
+    assert "conflict: manual/guide/ had files added or edited" in result.stderr
+    assert (wc / "manual/guide/c.txt").read_text() == "c\n"
+    assert run("record", "-m", "unchanged") == ""
+    (wc / "manual/guide/c.txt").write_text("c\nkept\n")
+    run("record", "-m", "keep it")
+    result = CliRunner().invoke(pijul_cli, ["reset"], catch_exceptions=False)
+    assert "conflict" not in result.stderr
+    assert (wc / "manual/guide/c.txt").read_text() == "c\nkept\n"
+
+
 def test_move_remove_and_reset(wc: Path) -> None:
     (wc / "a.txt").write_text("x\n")
     (wc / "b.txt").write_text("y\n")

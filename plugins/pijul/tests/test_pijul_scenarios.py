@@ -295,3 +295,35 @@ def test_file_edited_then_deleted_in_sequence_stays_deleted() -> None:
     t.edit("main", "a.txt", "one\ntwo\n")
     t.rollback("main", first)
     assert t.channel("main").output() == {}
+
+
+def test_directory_moved_as_one_then_deleted_while_a_file_is_added_in_it() -> None:
+    """Directories are entities (paths ending in ``/``): an empty one is kept, a move
+    renames it with its files in one change, and one deleted while a concurrent change
+    adds a file in it is printed back (at the name the file is under) as a file-tree
+    conflict, identically in both orders; recording unchanged keeps the conflict,
+    recording something inside keeps the directory, removing the file removes it."""
+    s = Sandbox()
+    s.record("main", {"dir/": "", "dir/a.txt": "one\n", "empty/": "", "top.txt": "t\n"})
+    moves = {"new/": "dir/", "new/a.txt": "dir/a.txt"}
+    s.record(
+        "main", {"new/": "", "new/a.txt": "one\n", "empty/": "", "top.txt": "t\n"}, moves=moves
+    )
+    assert set(s.channel("main").output()) == {"empty/", "new/", "new/a.txt", "top.txt"}
+    s.pull("bob", "main")
+    s.record("main", {"empty/": "", "top.txt": "t\n"}, author="alice")  # deletes new/
+    bob = {"new/": "", "new/a.txt": "one\n", "new/b.txt": "bee\n", "empty/": "", "top.txt": "t\n"}
+    s.record("bob", bob, author="bob")
+    s.pull("carol", "bob")
+    s.pull("carol", "main")
+    s.pull("main", "bob")
+    main = s.channel("main")
+    assert main.output() == {"empty/": b"", "new/": b"", "new/b.txt": b"bee\n", "top.txt": b"t\n"}
+    assert list(main.zombie_files().values()) == ["new/"]
+    assert s.channel("carol").output() == main.output()
+    assert s.record("main", main.output()) is None
+    removed = s.record("carol", {"empty/": "", "top.txt": "t\n"})
+    assert removed is not None and s.channel("carol").output() == {"empty/": b"", "top.txt": b"t\n"}
+    kept = {**main.output(), "new/b.txt": b"bee\nkept\n"}
+    s.record("main", kept)
+    assert main.output() == kept and main.zombie_files() == {}

@@ -17,7 +17,7 @@ from aspen_pijul.errors import PijulError, UnrecordedChangesError
 from aspen_pijul.model.channel import Channel
 from aspen_pijul.model.hashing import short
 from aspen_pijul.model.record import Meta, record, rollback
-from aspen_pijul.repo import Repo
+from aspen_pijul.repo import DOT_DIR, Repo
 from aspen_pijul.text import change_text, log_entry
 
 __all__ = ["pijul_cli"]
@@ -63,8 +63,9 @@ def _output(
     repo.save_channel(ch)
     repo.write_out(files, previous, keep)
     for path in sorted(ch.zombie_files().values()):
+        what = "had files added or edited" if path.endswith("/") else "was edited"
         click.echo(
-            f"conflict: {path} was edited while a concurrent change deleted it; "
+            f"conflict: {path} {what} while a concurrent change deleted it; "
             "record it edited to keep it, or remove it",
             err=True,
         )
@@ -86,23 +87,35 @@ def init_cmd(channel: str) -> None:
 @pijul_cli.command("add")
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True))
 def add_cmd(files: tuple[str, ...]) -> None:
-    """Track FILES (directories: every file under them)."""
+    """Track FILES; a directory is tracked as one (kept when empty) with everything under
+    it."""
     repo = _repo()
     paths, moves = repo.tracked()
     for f in files:
         p = Path(f)
-        found = [x for x in p.rglob("*") if x.is_file()] if p.is_dir() else [p]
-        paths += [repo.rel(x) for x in found if repo.rel(x).split("/")[0] != ".aspen-pijul"]
+        found = [p, *p.rglob("*")] if p.is_dir() else [p]
+        for x in found:
+            rel = repo.rel(x)
+            if rel == "." or rel.split("/")[0] == DOT_DIR:
+                continue
+            paths.append(rel + "/" if x.is_dir() else rel)
     repo.save_tracked(paths, moves)
+
+
+def _under(paths: list[str], path: str) -> list[str]:
+    """``path`` and, if it names a directory, every tracked path under it."""
+    d = path.rstrip("/") + "/"
+    return [p for p in paths if p in (path, d) or p.startswith(d)]
 
 
 @pijul_cli.command("remove")
 @click.argument("files", nargs=-1, required=True)
 def remove_cmd(files: tuple[str, ...]) -> None:
-    """Stop tracking FILES (they stay on disk); the next record deletes them."""
+    """Stop tracking FILES (they stay on disk; a directory: everything under it too); the
+    next record deletes them."""
     repo = _repo()
     paths, moves = repo.tracked()
-    drop = {repo.rel(f) for f in files}
+    drop = {p for f in files for p in _under(paths, repo.rel(f))}
     repo.save_tracked(
         [p for p in paths if p not in drop], {k: v for k, v in moves.items() if k not in drop}
     )
@@ -112,18 +125,25 @@ def remove_cmd(files: tuple[str, ...]) -> None:
 @click.argument("old")
 @click.argument("new")
 def move_cmd(old: str, new: str) -> None:
-    """Rename a tracked file OLD to NEW (on disk too)."""
+    """Rename a tracked file or directory OLD to NEW (on disk too); a directory moves as
+    one, with everything under it, in the next record."""
     repo = _repo()
     paths, moves = repo.tracked()
     o, n = repo.rel(old), repo.rel(new)
-    if o not in paths:
+    moving = _under(paths, o)
+    if not moving:
         raise PijulError(f"{o} is not tracked")
+    if (repo.root / n).exists():
+        raise PijulError(f"{n} already exists")
     (repo.root / n).parent.mkdir(parents=True, exist_ok=True)
     os.replace(repo.root / o, repo.root / n)
-    origin = moves.pop(o, o)
-    if origin in repo.channel().file_inodes():
-        moves[n] = origin
-    repo.save_tracked([n if p == o else p for p in paths], moves)
+    recorded = repo.channel().file_inodes()
+    renamed = {p: n + p[len(o) :] for p in moving}
+    for p, q in renamed.items():
+        origin = moves.pop(p, p)
+        if origin in recorded:
+            moves[q] = origin
+    repo.save_tracked([renamed.get(p, p) for p in paths], moves)
 
 
 @pijul_cli.command("record")
