@@ -101,3 +101,17 @@ def test_a_missing_dependency_is_still_named(loaded: Any) -> None:
             "pijul.append",
             {"repo": "poems", "channel": "fresh", "expected": 0, "hashes": [hashes[1]]},
         )
+
+
+def test_a_channel_written_before_the_membership_keys_gets_them(loaded: Any) -> None:
+    """A channel whose log was written without ``i/`` keys (by an older node) is indexed
+    once at its next append, which then checks dependencies as usual."""
+    node, hashes = loaded
+    with node.client() as c:
+        for i, h in enumerate(hashes[:3]):  # the log and head as an older node wrote them
+            c.kv.put(f"/_aspen/pijul/poems/l/old/{i:010d}", h.encode())
+        c.kv.put("/_aspen/pijul/poems/h/old", b"3")
+        params = {"repo": "poems", "channel": "old", "expected": 3, "hashes": [hashes[3]]}
+        assert c.call("pijul.append", params)["length"] == 4
+        assert c.kv.get(f"/_aspen/pijul/poems/i/old/{hashes[0]}") is not None
+        assert c.call("pijul.log", {"repo": "poems", "channel": "old"})["hashes"] == hashes[:4]

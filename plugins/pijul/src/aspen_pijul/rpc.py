@@ -7,6 +7,8 @@ State under ``/_aspen/pijul/<repo>/``::
     h/<channel>           the channel's head: its length, as decimal text
     l/<channel>/<n:010d>  the n-th hash of the channel's log (application order)
     i/<channel>/<HASH>    the change is in the channel: its position, as decimal text
+    x/<channel>           the channel has its i/ keys (a channel appended to before they
+                          existed gets them, once, at its next append)
 
 Changes are immutable and content-addressed, verified against their hash on receipt and
 on every read; a change over ``INLINE_CHANGE_BYTES`` is a blob of the core blob store
@@ -85,6 +87,29 @@ async def _in_channel(node: Any, repo: str, channel: str, h: str) -> bool:
     """Whether change ``h`` is in ``channel`` (one key lookup)."""
     key = _key(repo, "i", channel, h)
     return bool((await node.call("kv.range", {"key": key, "count_only": True}))["count"])
+
+
+async def _ensure_index(node: Any, repo: str, channel: str) -> None:
+    """Give a channel appended to before the ``i/`` keys existed its ``i/`` keys (once:
+    O(its history), in pages), then mark it indexed; an indexed or empty channel costs
+    one key lookup."""
+    marker = _key(repo, "x", channel)
+    if (await node.call("kv.range", {"key": marker, "count_only": True}))["count"]:
+        return
+    length = await _head(node, repo, channel)
+    start = 0
+    while start < length:
+        page = await _log(node, repo, channel, start, limits.MAX_APPEND_HASHES)
+        if not page:
+            break
+        ops = [
+            {"put": {"key": _key(repo, "i", channel, h), "value": f"{start + i:010d}".encode()}}
+            for i, h in enumerate(page)
+        ]
+        await node.call("kv.txn", {"compare": [], "success": ops, "failure": []})
+        start += len(page)
+    if length:
+        await node.call("kv.put", {"key": marker, "value": b"1"})
 
 
 async def _received(ctx: Any, repo: str, params: dict[str, Any]) -> list[tuple[str, bytes]]:
@@ -171,6 +196,7 @@ async def pijul_append(ctx: Any, params: dict[str, Any]) -> Any:
     expected = require_int(params, "expected", min=0)
     hashes = optional_list(params, "hashes", max_len=limits.MAX_APPEND_HASHES)
     node = ctx.node
+    await _ensure_index(node, repo, channel)
     batch: set[str] = set()
     known: set[str] = set()  # dependencies already found in the channel
     for h in hashes:
@@ -199,6 +225,7 @@ async def pijul_append(ctx: Any, params: dict[str, Any]) -> Any:
         ops.append({"put": {"key": _key(repo, "i", channel, h), "value": position.encode()}})
     new_len = expected + len(hashes)
     ops.append({"put": {"key": head, "value": str(new_len).encode()}})
+    ops.append({"put": {"key": _key(repo, "x", channel), "value": b"1"}})
     ops.append(
         node.events.op(
             "pijul.channel_update",
