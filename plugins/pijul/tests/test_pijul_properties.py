@@ -1,5 +1,5 @@
 """Property tests of the model over random multi-party histories (forks, edits, conflicts,
-resolutions, unrecords, rollbacks)."""
+resolutions, unrecords, rollbacks, a directory added and deleted)."""
 
 from __future__ import annotations
 
@@ -56,7 +56,17 @@ def _history(seed: int, steps: int) -> tuple[Sandbox, list[str]]:
         who = rng.choice(PARTIES)
         ch = s.channel(who)
         kind = rng.random()
-        if kind < 0.55:
+        if kind < 0.1:  # a directory: added with a file in it, or deleted with its files
+            files = ch.output()
+            if "d/" in files:
+                files = {p: d for p, d in files.items() if not p.startswith("d/")}
+            else:
+                counter[0] += 1
+                files |= {"d/": b"", f"d/h{counter[0]}.txt": b"h\n"}
+            c = s.record(who, files, author=who)
+            if c is not None:
+                recorded.append(c.hash)
+        elif kind < 0.55:
             files = ch.output()
             path = "f.txt" if rng.random() < 0.8 else "g.txt"
             new = files[path] = _random_edit(rng, files.get(path, b""), counter)
