@@ -148,7 +148,9 @@ def test_directories_are_entities(wc: Path) -> None:
     (wc / "docs" / "guide").mkdir(parents=True)
     (wc / "docs" / "guide" / "a.txt").write_text("a\n")
     (wc / "empty").mkdir()
-    run("add", "docs", "empty")
+    run("add", ".")
+    paths = json.loads((wc / ".aspen-pijul" / "tracked.json").read_text())["paths"]
+    assert paths == ["docs/", "docs/guide/", "docs/guide/a.txt", "empty/"]
     run("record", "-m", "dirs")
     run("fork", "other")
     run("move", "docs", "manual")

@@ -95,10 +95,11 @@ def add_cmd(files: tuple[str, ...]) -> None:
         p = Path(f)
         found = [p, *p.rglob("*")] if p.is_dir() else [p]
         for x in found:
-            rel = repo.rel(x)
-            if rel == "." or rel.split("/")[0] == DOT_DIR:
+            if DOT_DIR in x.parts:
                 continue
-            paths.append(rel + "/" if x.is_dir() else rel)
+            rel = repo.rel(x)
+            if rel != ".":
+                paths.append(rel + "/" if x.is_dir() else rel)
     repo.save_tracked(paths, moves)
 
 
