@@ -2,10 +2,12 @@
 (replay vs the pristine snapshot), clone of a 1,000-change repository from a 3-node
 cluster; git on the same edits in the same table.
 
-    .venv/bin/python bench/pijul.py [--sizes 100,1000,5000] [--clone 1000] [--no-git]
+    .venv/bin/python bench/pijul.py [--sizes 100,1000,5000] [--files 20] [--clone 1000] [--no-git]
 
-One history is grown edit by edit (a line inserted at a pseudo-random place, every third
-edit also deleting one) and measured when it reaches each size. Times are medians of a few
+One history is grown edit by edit (a line inserted at a pseudo-random place of one of
+``--files`` files, every third edit also deleting one) and measured when it reaches each
+size, so history length and file size are separate axes (``--files 1``: one file that
+grows with the history, as before). Times are medians of a few
 repetitions in milliseconds; ratios pijul/git are from the same run.
 """
 
@@ -52,6 +54,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="100,1000,5000")
     ap.add_argument("--clone", type=int, default=1000, help="changes in the cloned repo (0: skip)")
+    ap.add_argument("--files", type=int, default=20, help="files the edits are spread over")
     ap.add_argument("--no-git", action="store_true")
     args = ap.parse_args()
     sizes = sorted(int(x) for x in args.sizes.split(","))
@@ -65,29 +68,31 @@ def main() -> None:
         _git("config", "user.name", "bench", cwd=gdir)
     rng = random.Random(1)
     s = Sandbox()
-    lines: list[bytes] = []
+    files: dict[str, list[bytes]] = {f"f{i:03d}.txt": [] for i in range(args.files)}
     rows = []
     clone_history: list[str] = []
     n = 0
     for size in sizes:
         while n < size:
-            _edit(rng, lines, n)
-            s.record("main", {"poem.txt": b"".join(lines)}, f"edit {n}")
+            path = rng.choice(sorted(files))
+            _edit(rng, files[path], n)
+            s.record("main", _tree(files), f"edit {n}")
             if use_git:
-                (gdir / "poem.txt").write_bytes(b"".join(lines))
-                _git("add", "poem.txt", cwd=gdir)
+                (gdir / path).write_bytes(b"".join(files[path]))
+                _git("add", path, cwd=gdir)
                 _git("commit", "-q", "--allow-empty", "-m", f"edit {n}", cwd=gdir)
             n += 1
             if n == args.clone:
                 clone_history = list(s.channel("main").order)
         ch = s.channel("main")
-        nxt = list(lines)
-        _edit(rng, nxt, n)
-        data = b"".join(nxt)
-        change = record(ch, {"poem.txt": data}, Meta("next", ("b",), n))
+        path = rng.choice(sorted(files))
+        nxt = {**files, path: list(files[path])}
+        _edit(rng, nxt[path], n)
+        tree = _tree(nxt)
+        change = record(ch, tree, Meta("next", ("b",), n))
         assert change is not None
         s.store.put(change)
-        row = _measure(s, ch, change, data, n, gdir if use_git else None)
+        row = _measure(s, ch, change, tree, path, n, gdir if use_git else None)
         rows.append(row)
         print(json.dumps(row), flush=True)
     if args.clone and clone_history:
@@ -98,6 +103,10 @@ def main() -> None:
     print()
 
 
+def _tree(files: dict[str, list[bytes]]) -> dict[str, bytes]:
+    return {p: b"".join(lines) for p, lines in files.items()}
+
+
 def _apply_unrecord(ch: Channel, h: str) -> None:
     """Apply ``h`` then unrecord it (the channel is left as it was)."""
     ch.apply(h)
@@ -105,29 +114,53 @@ def _apply_unrecord(ch: Channel, h: str) -> None:
 
 
 def _measure(
-    s: Sandbox, ch: Channel, change: Change, data: bytes, n: int, gdir: Path | None
+    s: Sandbox,
+    ch: Channel,
+    change: Change,
+    tree: dict[str, bytes],
+    path: str,
+    n: int,
+    gdir: Path | None,
 ) -> dict[str, float]:
-    """The figures of one history length."""
+    """The figures of one history length (``path``: the file the measured change edits;
+    ``output_ms``: printing every file afresh, ``output_one_ms``: after one edit)."""
+    inode = ch.file_inodes()[path]
+
+    def output_one() -> None:
+        _apply_unrecord(ch, change.hash)
+        ch.output_lines(inode)
+
     row: dict[str, float] = {
         "changes": len(ch.order),
         "edits": n,
-        "file_lines": data.count(b"\n"),
-        "record_ms": _ms(lambda: record(ch, {"poem.txt": data}, Meta("x", ("b",), n))),
+        "files": len(tree),
+        "file_lines": tree[path].count(b"\n"),
+        "total_lines": sum(d.count(b"\n") for d in tree.values()),
+        "record_ms": _ms(lambda: record(ch, tree, Meta("x", ("b",), n))),
         "apply_ms": _ms(lambda: _apply_unrecord(ch, change.hash)),
-        "output_ms": _ms(lambda: ch.output()),
+        "output_ms": _ms(lambda: _fresh_output(ch)),
+        "output_one_ms": _ms(output_one),
         "unrecord_replay_ms": _ms(lambda: Channel.replay("r", s.store, ch.order), 1),
         "unrecord_snapshot_ms": _ms(lambda: pickle.loads(pickle.dumps(ch.snapshot())), 1),
     }
     if gdir is not None:
-        (gdir / "poem.txt").write_bytes(data)
+        (gdir / path).write_bytes(tree[path])
 
         def commit() -> None:
             _git("commit", "-q", "--allow-empty", "-am", "next", cwd=gdir)
             _git("reset", "-q", "--hard", "HEAD~1", cwd=gdir)
 
         row["git_commit_and_reset_ms"] = _ms(commit, 3)
-        row["git_show_ms"] = _ms(lambda: _git("show", "HEAD:poem.txt", cwd=gdir), 3)
+        row["git_show_ms"] = _ms(lambda: _git("show", f"HEAD:{path}", cwd=gdir), 3)
     return row
+
+
+def _fresh_output(ch: Channel) -> None:
+    """Print every file of ``ch`` without the per-file cache (what a cold start costs)."""
+    from aspen_pijul.model.output import output_file
+
+    for inode in ch.file_inodes().values():
+        output_file(ch.graph, inode, ch.known)
 
 
 def _clone_figures(tmp: Path, s: Sandbox, history: list[str], gdir: Path | None) -> dict:  # type: ignore[type-arg]
@@ -149,7 +182,7 @@ def _clone_figures(tmp: Path, s: Sandbox, history: list[str], gdir: Path | None)
         dst = Repo.init(tmp / "dst")
         ch = pull(dst, c, "bench", "main", "main")
         dst.save_channel(ch)
-        dst.write_out(ch)
+        dst.write_out(ch.output())
         out["clone_ms"] = (time.perf_counter() - t) * 1000
     if gdir is not None:
         t = time.perf_counter()

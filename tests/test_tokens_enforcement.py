@@ -325,3 +325,24 @@ def test_pijul_capabilities_scope_by_repository(plugin_node: NodeThread) -> None
         c.call("pijul.append", {"repo": "poems", "channel": "main", "expected": 0, "hashes": []})
         with pytest.raises(UnauthorizedError, match="pijul:write:other"):
             c.call("pijul.put_changes", {"repo": "other", "changes": []})
+
+
+@pytest.mark.with_installed_plugins
+def test_pijul_put_changes_naming_blobs_needs_blob_read(plugin_node: NodeThread) -> None:
+    """``pijul.put_changes {blobs}`` reads and pins the blobs it names, so a token with only
+    ``pijul:write`` may not pin a blob it could not read; with ``blob:read`` the request
+    passes the check (and the handler refuses these bytes as not a change)."""
+    with plugin_node.client() as root:
+        digest = root.blobs.put(b"someone else's secret blob").hash
+    writer = _create(plugin_node, "pijul:write:poems", "pijul:read:poems")
+    with aspen.connect(plugin_node.endpoint, token=writer) as c:
+        with pytest.raises(UnauthorizedError, match="blob:read"):
+            c.call("pijul.put_changes", {"repo": "poems", "blobs": [digest]})
+        c.call("pijul.put_changes", {"repo": "poems", "changes": []})  # no blobs: no blob:read
+    reader = _create(plugin_node, "pijul:write:poems", "blob:read")
+    with aspen.connect(plugin_node.endpoint, token=reader) as c:
+        with pytest.raises(AspenError) as info:
+            c.call("pijul.put_changes", {"repo": "poems", "blobs": [digest]})
+        assert info.value.code != "unauthorized"
+    with plugin_node.client() as root:
+        assert not root.blobs.stat(digest)["pins"]

@@ -18,6 +18,7 @@ from aspen_pijul.errors import (
     MissingDependencyError,
     TooLargeError,
     UnknownChangeError,
+    UnrecordedChangesError,
 )
 from aspen_pijul.model.hashing import HASH_CHARS
 
@@ -94,6 +95,97 @@ def test_unrecord_refused_while_depended_upon_and_rollback(wc: Path) -> None:
     run("rollback", h2)
     assert f.read_text() == "x\n"
     assert len(json.loads(run("log", "--json"))) == 3
+
+
+def test_unrecorded_edits_are_never_silently_overwritten(wc: Path) -> None:
+    """``apply``, ``channel switch`` and ``rollback`` refuse to overwrite unrecorded edits
+    of the files they change (naming them, with a record / --force hint), keep edits of
+    files they do not change, and overwrite with ``--force``."""
+    a, b = wc / "a.txt", wc / "b.txt"
+    a.write_text("one\n")
+    b.write_text("bee\n")
+    run("add", "a.txt", "b.txt")
+    run("record", "-m", "base")
+    run("fork", "other")
+    a.write_text("one\ntwo\n")
+    h = run("record", "-m", "two").strip()
+    run("unrecord", h)  # the edit is unrecorded again: still on disk
+    assert a.read_text() == "one\ntwo\n"
+    a.write_text("one\nmine\n")
+    (wc / "new.txt").write_text("new\n")
+    run("add", "new.txt")
+    with pytest.raises(UnrecordedChangesError, match=r"a\.txt would be overwritten.*--force"):
+        run("apply", h)
+    assert a.read_text() == "one\nmine\n"
+    assert json.loads(run("log", "--json"))[-1]["message"] == "base"
+    # An edit of a file the change does not touch is kept, and so is a pending add.
+    a.write_text("one\n")
+    b.write_text("bee\nunrecorded\n")
+    run("apply", h)
+    assert a.read_text() == "one\ntwo\n"
+    assert b.read_text() == "bee\nunrecorded\n"
+    # Switching to a channel that prints a.txt differently: refused while a.txt is edited.
+    a.write_text("one\ntwo\nthree\n")
+    with pytest.raises(UnrecordedChangesError, match=r"a\.txt"):
+        run("channel", "switch", "other")
+    assert run("channel", "list").splitlines() == ["* main", "  other"]
+    # Rolling back the change that made a.txt: refused likewise.
+    with pytest.raises(UnrecordedChangesError, match=r"a\.txt"):
+        run("rollback", h)
+    run("channel", "switch", "--force", "other")
+    assert a.read_text() == "one\n" and b.read_text() == "bee\nunrecorded\n"
+    assert (wc / "new.txt").read_text() == "new\n"
+    recorded = run("record", "-m", "b and new").strip()
+    assert "new.txt" in run("change", recorded) and "+ unrecorded" in run("change", recorded)
+
+
+def test_directories_are_entities(wc: Path) -> None:
+    """``add DIR`` tracks the directory itself (an empty one is recorded and comes back),
+    ``move DIR NEW`` moves it with everything under it in one change, and a directory
+    deleted while a concurrent change adds a file in it is printed back as a conflict."""
+    import shutil
+
+    (wc / "docs" / "guide").mkdir(parents=True)
+    (wc / "docs" / "guide" / "a.txt").write_text("a\n")
+    (wc / "empty").mkdir()
+    run("add", ".")
+    paths = json.loads((wc / ".aspen-pijul" / "tracked.json").read_text())["paths"]
+    assert paths == ["docs/", "docs/guide/", "docs/guide/a.txt", "empty/"]
+    run("record", "-m", "dirs")
+    run("fork", "other")
+    run("move", "docs", "manual")
+    moved = run("record", "-m", "move docs").strip()
+    assert (wc / "manual/guide/a.txt").read_text() == "a\n" and not (wc / "docs").exists()
+    assert len(json.loads(run("log", "--json"))) == 2
+    for path in ("manual/", "manual/guide/", "manual/guide/a.txt"):
+        assert f"is now '{path}'" in run("change", moved)
+    run("channel", "switch", "other")
+    assert (wc / "docs/guide/a.txt").read_text() == "a\n" and not (wc / "manual").exists()
+    shutil.rmtree(wc / "empty")
+    run("record", "-m", "drop empty")
+    assert not (wc / "empty").exists()
+    run("channel", "switch", "main")
+    assert (wc / "empty").is_dir() and not any((wc / "empty").iterdir())
+    # Channel "deleted" deletes manual/ while, concurrently, main adds a file in it.
+    run("fork", "deleted")
+    run("channel", "switch", "deleted")
+    shutil.rmtree(wc / "manual")
+    run("record", "-m", "delete manual")
+    run("channel", "switch", "main")
+    (wc / "manual" / "guide" / "c.txt").write_text("c\n")
+    run("add", "manual/guide/c.txt")
+    concurrent = run("record", "-m", "add c").strip()
+    run("channel", "switch", "deleted")
+    assert not (wc / "manual").exists()
+    result = CliRunner().invoke(pijul_cli, ["apply", concurrent], catch_exceptions=False)
+    assert "conflict: manual/guide/ had files added or edited" in result.stderr
+    assert (wc / "manual/guide/c.txt").read_text() == "c\n"
+    assert run("record", "-m", "unchanged") == ""
+    (wc / "manual/guide/c.txt").write_text("c\nkept\n")
+    run("record", "-m", "keep it")
+    result = CliRunner().invoke(pijul_cli, ["reset"], catch_exceptions=False)
+    assert "conflict" not in result.stderr
+    assert (wc / "manual/guide/c.txt").read_text() == "c\nkept\n"
 
 
 def test_move_remove_and_reset(wc: Path) -> None:

@@ -114,3 +114,18 @@ def test_push_clone_kill_leader_pull(cluster: Any, tmp_path: Path, monkeypatch: 
     assert set(ch.order) == set(alice.log("main"))
     assert ch.output() == alice.channel().output()
     assert ch.graph.canonical() == alice.channel().graph.canonical()
+
+    # With that member still down, changes stored as blobs are pushed too: a 300 KiB one
+    # (a blob the node puts) and a 2 MiB one (a blob the client puts), each on a majority
+    # when the cluster's replica count (3) cannot be met, then cloned back whole.
+    for n, (name, size) in enumerate([("medium.txt", 300 * 1024), ("big.txt", 2 * 1024 * 1024)]):
+        files = alice.channel().output()
+        files[name] = b"".join(
+            b"%s line %08d %s\n" % (name.encode(), i, b"x" * 60) for i in range(size // 80)
+        )
+        _record(alice, files, 100 + n)
+    with cluster.client(survivor) as client:
+        assert push(alice, client, "poems", "main", "main") == 2
+        carol = Repo.init(tmp_path / "carol")
+        ch = pull(carol, client, "poems", "main", "main")
+    assert ch.output() == alice.channel().output()

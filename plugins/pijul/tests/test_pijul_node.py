@@ -48,6 +48,23 @@ def test_push_clone_pull_through_the_cli(
         events = c.events.read(0, match="pijul.channel_update:poems:main")["events"]
     assert [e["payload"]["hashes"] for e in events] == [[h1], [h2]]
 
+    # A pull does not overwrite bob's unrecorded edit of a file it changes: it is refused,
+    # naming the file; recorded, the edit and the pulled change meet as a conflict state.
+    monkeypatch.chdir(alice)
+    (alice / "poem.txt").write_text("roses\nviolets\nalice\n")
+    run("record", "-m", "third")
+    run("push")
+    monkeypatch.chdir(bob)
+    (bob / "poem.txt").write_text("roses\nviolets\nbob\n")
+    refused = cli("pijul", "pull")
+    assert refused.exit_code != 0
+    assert "unrecorded changes to poem.txt would be overwritten" in refused.output
+    assert (bob / "poem.txt").read_text() == "roses\nviolets\nbob\n"
+    run("record", "-m", "bob's line")
+    run("pull")
+    merged = (bob / "poem.txt").read_text()
+    assert "alice" in merged and "bob" in merged and ">>>>>>>" in merged
+
 
 def _lines(tag: str, total: int) -> str:
     """About ``total`` bytes of distinct text lines."""

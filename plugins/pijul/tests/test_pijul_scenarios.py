@@ -74,12 +74,40 @@ def test_zombie_line_and_its_resolution() -> None:
     s.edit("bob", "poem.txt", "roses\nviolets\nhoney\nsugar\n", author="bob")
     s.pull("main", "bob")
     t = s.text("main", "poem.txt")
-    assert "honey" in t and "zombie" in t and "violets" not in t
+    # The deleted lines honey was written between come back with it, as the zombie.
+    assert t.startswith("roses\n>>>>>>> 1 [zombie ")
+    assert t.endswith("\nviolets\nhoney\nsugar\n<<<<<<< 1\n")
     assert s.record("main", {"poem.txt": t}) is None
     s.edit("main", "poem.txt", "roses\nhoney\n")
     assert s.text("main", "poem.txt") == "roses\nhoney\n"
     s.pull("bob", "main")
     assert s.text("bob", "poem.txt") == "roses\nhoney\n"
+
+
+@pytest.mark.parametrize("kept", ["roses\nviolets\nhoney\nsugar\n", "roses\nhoney\nsugar\n"])
+def test_zombie_context_in_every_order_and_kept_by_a_resolution(kept: str) -> None:
+    """A line inserted where a concurrent change deleted its neighbours brings them back
+    as a zombie conflict, identically whichever change a channel applied first; a
+    resolution keeping some of them revives exactly those, everywhere it travels, and
+    unrecording it brings the conflict back."""
+    s = Sandbox()
+    _base(s)
+    s.pull("bob", "main")
+    delete = s.edit("main", "poem.txt", "roses\n", author="alice")
+    insert = s.edit("bob", "poem.txt", "roses\nviolets\nhoney\nsugar\n", author="bob")
+    s.pull("carol", "bob")  # carol: the insertion first, then the deletion
+    s.pull("carol", "main")
+    s.pull("main", "bob")  # main: the deletion first
+    assert s.channel("carol").order.index(insert) < s.channel("carol").order.index(delete)
+    t = s.text("main", "poem.txt")
+    assert s.text("carol", "poem.txt") == t
+    assert "violets\nhoney\nsugar\n<<<<<<<" in t
+    resolution = s.edit("main", "poem.txt", kept)
+    assert s.text("main", "poem.txt") == kept
+    s.pull("carol", "main")
+    assert s.text("carol", "poem.txt") == kept
+    s.channel("carol").unrecord(resolution)
+    assert s.text("carol", "poem.txt") == t
 
 
 def test_unrecord_refused_while_depended_upon() -> None:
@@ -267,3 +295,35 @@ def test_file_edited_then_deleted_in_sequence_stays_deleted() -> None:
     t.edit("main", "a.txt", "one\ntwo\n")
     t.rollback("main", first)
     assert t.channel("main").output() == {}
+
+
+def test_directory_moved_as_one_then_deleted_while_a_file_is_added_in_it() -> None:
+    """Directories are entities (paths ending in ``/``): an empty one is kept, a move
+    renames it with its files in one change, and one deleted while a concurrent change
+    adds a file in it is printed back (at the name the file is under) as a file-tree
+    conflict, identically in both orders; recording unchanged keeps the conflict,
+    recording something inside keeps the directory, removing the file removes it."""
+    s = Sandbox()
+    s.record("main", {"dir/": "", "dir/a.txt": "one\n", "empty/": "", "top.txt": "t\n"})
+    moves = {"new/": "dir/", "new/a.txt": "dir/a.txt"}
+    s.record(
+        "main", {"new/": "", "new/a.txt": "one\n", "empty/": "", "top.txt": "t\n"}, moves=moves
+    )
+    assert set(s.channel("main").output()) == {"empty/", "new/", "new/a.txt", "top.txt"}
+    s.pull("bob", "main")
+    s.record("main", {"empty/": "", "top.txt": "t\n"}, author="alice")  # deletes new/
+    bob = {"new/": "", "new/a.txt": "one\n", "new/b.txt": "bee\n", "empty/": "", "top.txt": "t\n"}
+    s.record("bob", bob, author="bob")
+    s.pull("carol", "bob")
+    s.pull("carol", "main")
+    s.pull("main", "bob")
+    main = s.channel("main")
+    assert main.output() == {"empty/": b"", "new/": b"", "new/b.txt": b"bee\n", "top.txt": b"t\n"}
+    assert list(main.zombie_files().values()) == ["new/"]
+    assert s.channel("carol").output() == main.output()
+    assert s.record("main", main.output()) is None
+    removed = s.record("carol", {"empty/": "", "top.txt": "t\n"})
+    assert removed is not None and s.channel("carol").output() == {"empty/": b"", "top.txt": b"t\n"}
+    kept = {**main.output(), "new/b.txt": b"bee\nkept\n"}
+    s.record("main", kept)
+    assert main.output() == kept and main.zombie_files() == {}

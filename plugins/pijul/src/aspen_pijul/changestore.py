@@ -16,6 +16,7 @@ from typing import Any
 import anyio
 import msgpack
 
+from aspen.errors import UnavailableError
 from aspen_pijul import limits
 from aspen_pijul.errors import CorruptChangeError, TooLargeError, UnknownChangeError
 from aspen_pijul.model.change import Change
@@ -23,7 +24,9 @@ from aspen_pijul.model.change import Change
 __all__ = [
     "ChangeRecord",
     "check_size",
+    "majority",
     "pin_name",
+    "put_blob",
     "read_blob",
     "read_change",
     "record_for",
@@ -88,13 +91,30 @@ async def read_blob(node: Any, digest: str, size: int) -> bytes:
     return b"".join(parts)
 
 
+async def majority(node: Any) -> int:
+    """How many nodes are a majority of the cluster's voters."""
+    voters = (await node.call("cluster.status", {}))["conf"]["voters"]
+    return len(voters) // 2 + 1
+
+
+async def put_blob(node: Any, data: bytes, pin: str) -> str:
+    """Put ``data`` as a blob pinned ``pin``; its hash. At the cluster's replica count if
+    it can, else (a member is down) on a majority of the voters, as durable as the Raft
+    log that will name it (as aspen-forge stores its packs)."""
+    try:
+        return str((await node.blobs.put(data, pin=pin, size=len(data))).hash)
+    except UnavailableError:
+        replicas = await majority(node)
+        return str((await node.blobs.put(data, pin=pin, size=len(data), replicas=replicas)).hash)
+
+
 async def record_for(node: Any, repo: str, change: Change, data: bytes) -> ChangeRecord:
     """The record of verified ``data``: inline if small, else the bytes put (pinned) in
     the blob store first."""
     if len(data) <= limits.INLINE_CHANGE_BYTES:
         return ChangeRecord(size=len(data), data=data)
-    ref = await node.blobs.put(data, pin=pin_name(repo, change.hash), size=len(data))
-    return ChangeRecord(size=len(data), blob=str(ref.hash))
+    digest = await put_blob(node, data, pin_name(repo, change.hash))
+    return ChangeRecord(size=len(data), blob=digest)
 
 
 async def read_change(node: Any, key: bytes, repo: str, h: str) -> Change:

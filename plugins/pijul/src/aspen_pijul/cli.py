@@ -13,11 +13,11 @@ import click
 
 from aspen.cli import pass_cli
 from aspen.cli.context import CliContext
-from aspen_pijul.errors import PijulError
+from aspen_pijul.errors import PijulError, UnrecordedChangesError
 from aspen_pijul.model.channel import Channel
 from aspen_pijul.model.hashing import short
 from aspen_pijul.model.record import Meta, record, rollback
-from aspen_pijul.repo import Repo
+from aspen_pijul.repo import DOT_DIR, Repo
 from aspen_pijul.text import change_text, log_entry
 
 __all__ = ["pijul_cli"]
@@ -32,15 +32,40 @@ def _meta(message: str, author: str | None) -> Meta:
     return Meta(message=message, authors=(who,), timestamp=int(time.time()))
 
 
-def _output(repo: Repo, ch: Channel) -> None:
+_FORCE = click.option(
+    "--force", is_flag=True, help="Overwrite unrecorded edits of the files this changes."
+)
+
+
+def _output(
+    repo: Repo, ch: Channel, before: dict[str, bytes] | None = None, force: bool = False
+) -> None:
     """Save the channel and make the working copy its output; report file-tree conflicts
-    of deleted-but-edited files on stderr."""
+    of deleted-but-edited files on stderr.
+
+    ``before`` is the output the working copy was last written from: unrecorded edits
+    (relative to it) of files the new output changes are refused with
+    :class:`UnrecordedChangesError` unless ``force``; edits of other files are kept.
+    ``None`` (reset, unrecord --reset) discards every unrecorded edit."""
     previous, _ = repo.tracked()
+    files = ch.output()
+    keep: list[str] = []
+    if before is not None:
+        dirty = repo.unrecorded(before)
+        hit = [p for p in dirty if before.get(p) != files.get(p)]
+        if hit and not force:
+            raise UnrecordedChangesError(
+                f"unrecorded changes to {', '.join(hit)} would be overwritten: record them "
+                "first (aspen pijul record) or pass --force to discard them",
+                paths=hit,
+            )
+        keep = [p for p in dirty if p not in hit]
     repo.save_channel(ch)
-    repo.write_out(ch, previous)
+    repo.write_out(files, previous, keep)
     for path in sorted(ch.zombie_files().values()):
+        what = "had files added or edited" if path.endswith("/") else "was edited"
         click.echo(
-            f"conflict: {path} was edited while a concurrent change deleted it; "
+            f"conflict: {path} {what} while a concurrent change deleted it; "
             "record it edited to keep it, or remove it",
             err=True,
         )
@@ -62,23 +87,36 @@ def init_cmd(channel: str) -> None:
 @pijul_cli.command("add")
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True))
 def add_cmd(files: tuple[str, ...]) -> None:
-    """Track FILES (directories: every file under them)."""
+    """Track FILES; a directory is tracked as one (kept when empty) with everything under
+    it."""
     repo = _repo()
     paths, moves = repo.tracked()
     for f in files:
         p = Path(f)
-        found = [x for x in p.rglob("*") if x.is_file()] if p.is_dir() else [p]
-        paths += [repo.rel(x) for x in found if repo.rel(x).split("/")[0] != ".aspen-pijul"]
+        found = [p, *p.rglob("*")] if p.is_dir() else [p]
+        for x in found:
+            if DOT_DIR in x.parts:
+                continue
+            rel = repo.rel(x)
+            if rel != ".":
+                paths.append(rel + "/" if x.is_dir() else rel)
     repo.save_tracked(paths, moves)
+
+
+def _under(paths: list[str], path: str) -> list[str]:
+    """``path`` and, if it names a directory, every tracked path under it."""
+    d = path.rstrip("/") + "/"
+    return [p for p in paths if p in (path, d) or p.startswith(d)]
 
 
 @pijul_cli.command("remove")
 @click.argument("files", nargs=-1, required=True)
 def remove_cmd(files: tuple[str, ...]) -> None:
-    """Stop tracking FILES (they stay on disk); the next record deletes them."""
+    """Stop tracking FILES (they stay on disk; a directory: everything under it too); the
+    next record deletes them."""
     repo = _repo()
     paths, moves = repo.tracked()
-    drop = {repo.rel(f) for f in files}
+    drop = {p for f in files for p in _under(paths, repo.rel(f))}
     repo.save_tracked(
         [p for p in paths if p not in drop], {k: v for k, v in moves.items() if k not in drop}
     )
@@ -88,18 +126,25 @@ def remove_cmd(files: tuple[str, ...]) -> None:
 @click.argument("old")
 @click.argument("new")
 def move_cmd(old: str, new: str) -> None:
-    """Rename a tracked file OLD to NEW (on disk too)."""
+    """Rename a tracked file or directory OLD to NEW (on disk too); a directory moves as
+    one, with everything under it, in the next record."""
     repo = _repo()
     paths, moves = repo.tracked()
     o, n = repo.rel(old), repo.rel(new)
-    if o not in paths:
+    moving = _under(paths, o)
+    if not moving:
         raise PijulError(f"{o} is not tracked")
+    if (repo.root / n).exists():
+        raise PijulError(f"{n} already exists")
     (repo.root / n).parent.mkdir(parents=True, exist_ok=True)
     os.replace(repo.root / o, repo.root / n)
-    origin = moves.pop(o, o)
-    if origin in repo.channel().file_inodes():
-        moves[n] = origin
-    repo.save_tracked([n if p == o else p for p in paths], moves)
+    recorded = repo.channel().file_inodes()
+    renamed = {p: n + p[len(o) :] for p in moving}
+    for p, q in renamed.items():
+        origin = moves.pop(p, p)
+        if origin in recorded:
+            moves[q] = origin
+    repo.save_tracked([renamed.get(p, p) for p in paths], moves)
 
 
 @pijul_cli.command("record")
@@ -161,15 +206,17 @@ def change_cmd(hash_: str) -> None:
 
 @pijul_cli.command("apply")
 @click.argument("changes", nargs=-1, required=True)
-def apply_cmd(changes: tuple[str, ...]) -> None:
+@_FORCE
+def apply_cmd(changes: tuple[str, ...], force: bool) -> None:
     """Apply changes (hashes, prefixes or change files) with their dependencies."""
     repo = _repo()
     ch = repo.channel()
+    before = ch.output()
     for c in changes:
         p = Path(c)
         h = repo.store.put_bytes(p.read_bytes()).hash if p.is_file() else repo.resolve(c)
         ch.apply(h)
-    _output(repo, ch)
+    _output(repo, ch, before, force)
 
 
 @pijul_cli.command("unrecord")
@@ -197,10 +244,12 @@ def reset_cmd() -> None:
 @pijul_cli.command("rollback")
 @click.argument("hash_")
 @click.option("--author", default=None)
-def rollback_cmd(hash_: str, author: str | None) -> None:
+@_FORCE
+def rollback_cmd(hash_: str, author: str | None, force: bool) -> None:
     """Record and apply a change inverting HASH; prints its hash."""
     repo = _repo()
     ch = repo.channel()
+    before = ch.output()
     h = ch.resolve(hash_)
     change = rollback(ch, h, _meta(f"Rollback of {h}", author))
     if change is None:
@@ -208,7 +257,7 @@ def rollback_cmd(hash_: str, author: str | None) -> None:
         return
     repo.store.put(change)
     ch.apply(change.hash)
-    _output(repo, ch)
+    _output(repo, ch, before, force)
     click.echo(change.hash)
 
 
@@ -249,11 +298,15 @@ def channel_new(name: str) -> None:
 
 @channel_group.command("switch")
 @click.argument("name")
-def channel_switch(name: str) -> None:
-    """Make NAME current and reset the working copy to it."""
+@_FORCE
+def channel_switch(name: str, force: bool) -> None:
+    """Make NAME current and make the working copy its output (unrecorded edits of files
+    the two channels print alike are kept; of others, refused unless --force)."""
     repo = _repo()
+    before = repo.channel().output()
+    target = repo.channel(name)
+    _output(repo, target, before, force)
     repo.set_current(name)
-    _output(repo, repo.channel(name))
 
 
 @channel_group.command("rename")
@@ -312,15 +365,17 @@ def push_cmd(cli: CliContext, remote: str, to_channel: str | None) -> None:
 @pijul_cli.command("pull")
 @click.argument("remote", default="origin")
 @click.option("--from-channel", default=None, help="Remote channel (default: the local one's).")
+@_FORCE
 @pass_cli
-def pull_cmd(cli: CliContext, remote: str, from_channel: str | None) -> None:
+def pull_cmd(cli: CliContext, remote: str, from_channel: str | None, force: bool) -> None:
     """Apply the remote's changes the current channel lacks, and output them."""
     from aspen_pijul.sync import pull
 
     repo = _repo()
     client = cli.client()
+    before = repo.channel().output()
     ch = pull(repo, client, repo.remote(remote), repo.current, from_channel or repo.current)
-    _output(repo, ch)
+    _output(repo, ch, before, force)
 
 
 @pijul_cli.command("clone")

@@ -19,6 +19,7 @@ __all__ = [
     "TooLargeError",
     "UnknownChangeError",
     "UnknownChannelError",
+    "UnrecordedChangesError",
 ]
 
 
@@ -56,3 +57,8 @@ class DependedUponError(PijulError):
 
 class TooLargeError(ResourceExhaustedError):
     """A file or change exceeds a bound of :mod:`aspen_pijul.limits`."""
+
+
+class UnrecordedChangesError(PijulError):
+    """Writing a channel's output would overwrite unrecorded working-copy edits (the files
+    are named in the message and in ``details["paths"]``)."""

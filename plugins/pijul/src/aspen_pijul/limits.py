@@ -34,7 +34,8 @@ PUSH_INLINE_BYTES = 1024 * 1024
 MAX_TRANSFER_BYTES = 2 * 1024 * 1024
 #: Most change bytes stored by one kv.txn of ``pijul.put_changes`` (under MAX_ENTRY_BYTES).
 PUT_TXN_BYTES = 1024 * 1024
-#: Most hashes one ``pijul.append`` adds to a channel (one kv.txn, under MAX_TXN_OPS).
+#: Most hashes one ``pijul.append`` adds to a channel (one kv.txn of two puts per hash,
+#: under MAX_TXN_OPS).
 MAX_APPEND_HASHES = 200
 #: Most log entries one ``pijul.log`` page returns.
 MAX_LOG_PAGE = 5000

@@ -4,7 +4,8 @@ Layout::
 
     .aspen-pijul/
       config.json          current channel, remotes
-      tracked.json         tracked paths and pending moves (new path -> recorded path)
+      tracked.json         tracked paths (a directory's ends in "/") and pending moves
+                           (new path -> recorded path)
       changes/<HASH>       change bytes, verified against the name when read
       channels/<NAME>      the channel's log: one hash per line, in application order
       pristine/<NAME>      derived cache of the channel's graph (rebuilt from the log)
@@ -15,6 +16,7 @@ or the new version of each file.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -259,12 +261,16 @@ class Repo:
         return rel.as_posix()
 
     def read_tree(self) -> dict[str, bytes]:
-        """The tracked files that exist on disk: path -> bytes (bounds checked)."""
+        """The tracked files that exist on disk: path -> bytes (bounds checked); a tracked
+        directory (its path ends in ``/``) that exists -> ``b""``."""
         paths, _ = self.tracked()
         tree: dict[str, bytes] = {}
         for p in paths:
             f = self.root / p
-            if f.is_file():
+            if p.endswith("/"):  # a directory entity
+                if f.is_dir():
+                    tree[p] = b""
+            elif f.is_file():
                 size = f.stat().st_size
                 if size > limits.MAX_FILE_BYTES:
                     raise TooLargeError(
@@ -273,16 +279,54 @@ class Repo:
                 tree[p] = f.read_bytes()
         return tree
 
-    def write_out(self, ch: Channel, previous: Iterable[str] = ()) -> None:
-        """Make the working copy the channel's output: write its files, delete ``previous``
-        tracked files it no longer has, and track exactly its files."""
-        files = ch.output()
-        for p in previous:
-            if p not in files:
+    def unrecorded(self, files: dict[str, bytes]) -> list[str]:
+        """Paths where the working copy differs from ``files`` (a channel's output):
+        edited, deleted, added, removed, or either end of a pending move."""
+        paths, moves = self.tracked()
+        dirty = set(moves) | set(moves.values())
+        for p in paths:
+            if p in dirty:
+                continue
+            f = self.root / p
+            want = files.get(p)
+            if p.endswith("/"):
+                if want is None or not f.is_dir():
+                    dirty.add(p)
+            elif (
+                want is None
+                or not f.is_file()
+                or f.stat().st_size != len(want)
+                or f.read_bytes() != want
+            ):
+                dirty.add(p)
+        dirty |= set(files) - set(paths)
+        return sorted(dirty)
+
+    def write_out(
+        self, files: dict[str, bytes], previous: Iterable[str] = (), keep: Iterable[str] = ()
+    ) -> None:
+        """Make the working copy ``files`` (a channel's output): write them, delete
+        ``previous`` tracked files it no longer has, and track exactly its files. Paths in
+        ``keep`` (unrecorded edits the new output does not touch) are left as they are,
+        tracked or not, with their pending moves."""
+        kept = set(keep)
+        paths, moves = self.tracked()
+        gone = [p for p in previous if p not in files and p not in kept]
+        for p in gone:
+            if not p.endswith("/"):
                 (self.root / p).unlink(missing_ok=True)
+        for p in sorted((p for p in gone if p.endswith("/")), reverse=True):
+            with contextlib.suppress(OSError):  # kept while untracked files are in it
+                (self.root / p).rmdir()
         for p, data in files.items():
             f = self.root / p
+            if p in kept:
+                continue
+            if p.endswith("/"):
+                f.mkdir(parents=True, exist_ok=True)
+                continue
             f.parent.mkdir(parents=True, exist_ok=True)
             if not f.exists() or f.read_bytes() != data:
                 _write(f, data)
-        self.save_tracked(files, {})
+        tracked = (set(files) - kept) | (kept & set(paths))
+        self.save_tracked(tracked, {n: o for n, o in moves.items() if n in kept})

@@ -6,12 +6,17 @@ State under ``/_aspen/pijul/<repo>/``::
                           them (see :mod:`aspen_pijul.changestore`)
     h/<channel>           the channel's head: its length, as decimal text
     l/<channel>/<n:010d>  the n-th hash of the channel's log (application order)
+    i/<channel>/<HASH>    the change is in the channel: its position, as decimal text
+    x/<channel>           the channel has its i/ keys (a channel appended to before they
+                          existed gets them, once, at its next append)
 
 Changes are immutable and content-addressed, verified against their hash on receipt and
 on every read; a change over ``INLINE_CHANGE_BYTES`` is a blob of the core blob store
 (pinned for the repository), bounded by ``MAX_CLUSTER_CHANGE_BYTES``.
 A channel's log grows by a compare-and-swap on its head (``pijul.append``), in the same
-``kv.txn`` as the ``pijul.channel_update`` event it publishes.
+``kv.txn`` as the ``pijul.channel_update`` event it publishes and the ``i/`` membership
+keys its dependency checks look up, so an append costs O(appended changes and their
+dependencies), never O(history).
 """
 
 from __future__ import annotations
@@ -76,6 +81,35 @@ async def _log(node: Any, repo: str, channel: str, start: int, limit: int) -> li
 async def _has(node: Any, repo: str, h: str) -> bool:
     r = await node.call("kv.range", {"key": _key(repo, "c", h), "count_only": True})
     return bool(r["count"])
+
+
+async def _in_channel(node: Any, repo: str, channel: str, h: str) -> bool:
+    """Whether change ``h`` is in ``channel`` (one key lookup)."""
+    key = _key(repo, "i", channel, h)
+    return bool((await node.call("kv.range", {"key": key, "count_only": True}))["count"])
+
+
+async def _ensure_index(node: Any, repo: str, channel: str) -> None:
+    """Give a channel appended to before the ``i/`` keys existed its ``i/`` keys (once:
+    O(its history), in pages), then mark it indexed; an indexed or empty channel costs
+    one key lookup."""
+    marker = _key(repo, "x", channel)
+    if (await node.call("kv.range", {"key": marker, "count_only": True}))["count"]:
+        return
+    length = await _head(node, repo, channel)
+    start = 0
+    while start < length:
+        page = await _log(node, repo, channel, start, limits.MAX_APPEND_HASHES)
+        if not page:
+            break
+        ops = [
+            {"put": {"key": _key(repo, "i", channel, h), "value": f"{start + i:010d}".encode()}}
+            for i, h in enumerate(page)
+        ]
+        await node.call("kv.txn", {"compare": [], "success": ops, "failure": []})
+        start += len(page)
+    if length:
+        await node.call("kv.put", {"key": marker, "value": b"1"})
 
 
 async def _received(ctx: Any, repo: str, params: dict[str, Any]) -> list[tuple[str, bytes]]:
@@ -162,27 +196,36 @@ async def pijul_append(ctx: Any, params: dict[str, Any]) -> Any:
     expected = require_int(params, "expected", min=0)
     hashes = optional_list(params, "hashes", max_len=limits.MAX_APPEND_HASHES)
     node = ctx.node
-    present = set(await _log(node, repo, channel, 0, limits.MAX_HISTORY_WALK))
+    await _ensure_index(node, repo, channel)
+    batch: set[str] = set()
+    known: set[str] = set()  # dependencies already found in the channel
     for h in hashes:
         if not isinstance(h, str) or not await _has(node, repo, h):
             raise MissingDependencyError(f"change {h!r} is not stored in {repo!r}")
+        if h in batch or await _in_channel(node, repo, channel, h):
+            raise PijulError(f"change {h} is already in {channel!r}")
         change = await changestore.read_change(node, _key(repo, "c", h), repo, h)
-        missing = [d for d in change.dependencies if d not in present]
-        if missing:
-            raise MissingDependencyError(f"{h} depends on {missing[0]}, not in {channel!r}")
-        present.add(h)
+        for d in change.dependencies:
+            if d in batch or d in known:
+                continue
+            if not await _in_channel(node, repo, channel, d):
+                raise MissingDependencyError(f"{h} depends on {d}, not in {channel!r}")
+            known.add(d)
+        batch.add(h)
     head = _key(repo, "h", channel)
     compare = (
         {"key": head, "target": "version", "op": "==", "value": 0}
         if expected == 0
         else {"key": head, "target": "value", "op": "==", "value": str(expected).encode()}
     )
-    ops: list[dict[str, Any]] = [
-        {"put": {"key": _key(repo, "l", channel, f"{expected + i:010d}"), "value": h.encode()}}
-        for i, h in enumerate(hashes)
-    ]
+    ops: list[dict[str, Any]] = []
+    for i, h in enumerate(hashes):
+        position = f"{expected + i:010d}"
+        ops.append({"put": {"key": _key(repo, "l", channel, position), "value": h.encode()}})
+        ops.append({"put": {"key": _key(repo, "i", channel, h), "value": position.encode()}})
     new_len = expected + len(hashes)
     ops.append({"put": {"key": head, "value": str(new_len).encode()}})
+    ops.append({"put": {"key": _key(repo, "x", channel), "value": b"1"}})
     ops.append(
         node.events.op(
             "pijul.channel_update",
@@ -200,11 +243,23 @@ async def pijul_append(ctx: Any, params: dict[str, Any]) -> Any:
     return {"length": new_len}
 
 
+async def pijul_quorum(ctx: Any, params: dict[str, Any]) -> Any:
+    """``{replicas}``: a majority of the voters, the replica count a client's blob put
+    of a change may fall back to when a member is down."""
+    _name(params, "repo")
+    return {"replicas": await changestore.majority(ctx.node)}
+
+
 def _scope(op: str) -> Callable[[dict[str, Any]], list[str]]:
-    """What a ``pijul.*`` request touches: ``pijul:<op>:<repo>``."""
+    """What a ``pijul.*`` request touches: ``pijul:<op>:<repo>``, and ``blob:read`` when it
+    names blobs (``put_changes {blobs}`` reads and pins them, so a writer may only pin
+    blobs it may read)."""
 
     def scope(params: dict[str, Any]) -> list[str]:
-        return [f"pijul:{op}:{params.get('repo', '')}"]
+        items = [f"pijul:{op}:{params.get('repo', '')}"]
+        if params.get("blobs"):
+            items.append("blob:read")
+        return items
 
     return scope
 
@@ -212,7 +267,7 @@ def _scope(op: str) -> Callable[[dict[str, Any]], list[str]]:
 def rpc_handlers() -> list[RpcHandler]:
     """Every ``pijul.*`` method, each needing ``pijul:read|write:<repo>``."""
     reads = {pijul_get_changes, pijul_log}
-    table = [pijul_put_changes, pijul_get_changes, pijul_log, pijul_append]
+    table = [pijul_put_changes, pijul_get_changes, pijul_log, pijul_append, pijul_quorum]
     out = []
     for f in table:
         op = "read" if f in reads else "write"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from aspen.errors import UnavailableError
 from aspen_pijul import limits
 from aspen_pijul.changestore import check_size
 from aspen_pijul.model.channel import Channel
@@ -43,6 +44,16 @@ def _fetched(client: Any, item: Any) -> bytes:
     return bytes(client.blobs.get_bytes(item["blob"]))
 
 
+def _put_blob(client: Any, repo: str, data: bytes) -> str:
+    """Put a change's bytes as a blob; its hash. At the cluster's replica count if it can,
+    else (a member is down) on a majority of the voters (``pijul.quorum``)."""
+    try:
+        return str(client.blobs.put(data).hash)
+    except UnavailableError:
+        replicas = client.call("pijul.quorum", {"repo": repo})["replicas"]
+        return str(client.blobs.put(data, replicas=replicas).hash)
+
+
 def push(local: Repo, client: Any, repo: str, channel: str, remote_channel: str) -> int:
     """Send the changes of local ``channel`` the remote channel lacks; returns how many."""
     order = local.log(channel)
@@ -54,8 +65,8 @@ def push(local: Repo, client: Any, repo: str, channel: str, remote_channel: str)
     for h in missing:
         data = local.store.get(h).to_bytes()
         if len(data) > limits.PUSH_INLINE_BYTES:
-            ref = client.blobs.put(data)
-            client.call("pijul.put_changes", {"repo": repo, "blobs": [ref.hash]})
+            digest = _put_blob(client, repo, data)
+            client.call("pijul.put_changes", {"repo": repo, "blobs": [digest]})
             continue
         if batch and size + len(data) > limits.MAX_TRANSFER_BYTES:
             client.call("pijul.put_changes", {"repo": repo, "changes": batch})

@@ -66,6 +66,8 @@ class Channel:
         self.graph = Graph()
         self._dependents: dict[str, set[str]] = {}
         self._known: dict[str, frozenset[str]] = {}
+        #: inode -> (graph clock when printed, printed lines): see :meth:`output_lines`.
+        self._printed: dict[Pos, tuple[int, list[OutLine]]] = {}
 
     # -- knowledge ------------------------------------------------------------------------
 
@@ -189,6 +191,7 @@ class Channel:
         self.applied = set(self.order)
         self.graph = graph  # type: ignore[assignment]
         self._dependents = dependents  # type: ignore[assignment]
+        self._printed = {}
 
     def fork(self, name: str) -> Channel:
         """A new channel with the same changes in the same order."""
@@ -231,6 +234,10 @@ class Channel:
         """File-tree conflicts of a deleted file (or directory) edited concurrently:
         file -> the path it is printed at (the smallest of its deleted names).
 
+        A directory is an entity too (a file whose path ends in ``/``, without lines): a
+        deleted one comes back as such a conflict while a file printed under it was
+        added or edited by a change that its deleters did not know.
+
         Such a file has no alive name but holds an alive line introduced by a change that
         the changes deleting its names did not know. Recording it unchanged records
         nothing; recording it edited revives its name (kept), recording it removed
@@ -241,22 +248,55 @@ class Channel:
             if inode in self.graph.inodes and inode not in named:
                 dead.setdefault(inode, []).append((n, path))
         out: dict[Pos, str] = {}
+        dirs: list[tuple[Pos, list[tuple[Pos, str]], set[str]]] = []
         for inode, names in sorted(dead.items()):
             deleters: set[str] = set()
             for n, _ in names:
                 deleters |= self.graph.effective_deleters(n)
+            if names[0][1].endswith("/"):
+                dirs.append((inode, names, deleters))
+                continue
             editors = {v[0] for v in self.graph.file_vertices(inode) if self.graph.vertex_alive(v)}
-            if any(e != d and e not in self.known(d) for e in editors for d in deleters):
+            if self._unknown_to(editors, deleters):
                 out[inode] = min(p for _, p in names)
+        # A deleted directory comes back while something printed under it was added or
+        # edited by a change its deleters did not know.
+        printed = [
+            (n[0], p)
+            for n, (i, p) in self.graph.names.items()
+            if i in named and self.graph.alive(n)
+        ]
+        printed += [(min(v[0] for v in self._alive_lines(i)), p) for i, p in out.items()]
+        for inode, names, deleters in dirs:
+            for _, prefix in sorted(names, key=lambda t: t[1]):
+                editors = {h for h, p in printed if p.startswith(prefix) and p != prefix}
+                if self._unknown_to(editors, deleters):
+                    out[inode] = prefix  # the first of its names a file is printed under
+                    break
         return out
+
+    def _alive_lines(self, inode: Pos) -> list[Pos]:
+        g = self.graph
+        return [v for v in g.file_vertices(inode) if g.vertex_alive(v)]
+
+    def _unknown_to(self, editors: set[str], deleters: set[str]) -> bool:
+        """Whether some editor is a change some deleter did not know."""
+        return any(e != d and e not in self.known(d) for e in editors for d in deleters)
 
     def file_inodes(self) -> dict[str, Pos]:
         """Printed path -> the file printed there."""
         return {p: inode for p, (inode, _) in self.file_table().items()}
 
     def output_lines(self, inode: Pos) -> list[OutLine]:
-        """The printed lines of one file."""
-        return output_file(self.graph, inode, self.known)
+        """The printed lines of one file, kept until a change touches that file (so a
+        record or output of a many-file channel prints only the files changed since)."""
+        g = self.graph
+        cached = self._printed.get(inode)
+        if cached is not None and cached[0] >= g.file_stamp(inode):
+            return list(cached[1])
+        lines = output_file(g, inode, self.known)
+        self._printed[inode] = (g.clock, lines)
+        return list(lines)
 
     def output(self) -> dict[str, bytes]:
         """Every file of the channel: path -> bytes."""

@@ -60,6 +60,42 @@ class Graph:
     #: adjacency (derived from ``edges``).
     out: dict[Pos, set[Pos]] = field(default_factory=lambda: defaultdict(set))
     inn: dict[Pos, set[Pos]] = field(default_factory=lambda: defaultdict(set))
+    #: Counts every apply/remove; ``touched[inode]`` is the count when a change last
+    #: touched that file's lines or edges (``touched_all``: an element whose file was not
+    #: found), so a file's printed text may be cached until its count moves (derived).
+    clock: int = 0
+    touched: dict[Pos, int] = field(default_factory=dict)
+    touched_all: int = 0
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickle, giving a graph pickled before the touch counts had them."""
+        state.setdefault("clock", 0)
+        state.setdefault("touched", {})
+        state.setdefault("touched_all", 0)
+        self.__dict__.update(state)
+
+    def file_stamp(self, inode: Pos) -> int:
+        """The clock when file ``inode``'s printed text last may have changed."""
+        return max(self.touched.get(inode, 0), self.touched_all)
+
+    def _inode_of(self, v: Pos) -> Pos | None:
+        vertex = self.vertices.get(v)
+        if vertex is not None:
+            return vertex[0]
+        return v if v in self.inodes else None
+
+    def _touch(self, el: Element) -> None:
+        """Note that the file holding vertex, edge or name ``el`` changed."""
+        if isinstance(el[0], tuple):  # an edge
+            inode = self._inode_of(el[0]) or self._inode_of(el[1])  # type: ignore[arg-type]
+        elif el in self.names:
+            return  # a name: the file table, not the file's text
+        else:
+            inode = self._inode_of(el)  # type: ignore[arg-type]
+        if inode is None:
+            self.touched_all = self.clock
+        else:
+            self.touched[inode] = self.clock
 
     # -- mutation -------------------------------------------------------------------------
 
@@ -77,6 +113,7 @@ class Graph:
     def apply(self, change: Change) -> None:
         """Add ``change``'s contributions."""
         h = change.hash
+        self.clock += 1
         for x in change.resolved_hunks():
             if isinstance(x, AddFile):
                 self.inodes[(h, x.pos)] = h
@@ -84,6 +121,7 @@ class Graph:
             elif isinstance(x, AddName):
                 self.names[(h, x.pos)] = (x.inode, x.path)
             elif isinstance(x, AddLines):
+                self.touched[x.inode] = self.clock
                 ids = [(h, x.pos + i) for i in range(len(x.spans))]
                 for v, span in zip(ids, x.spans, strict=True):
                     self.vertices[v] = (x.inode, change.line(span))
@@ -97,17 +135,31 @@ class Graph:
             elif isinstance(x, AddEdges):
                 for e in x.edges:
                     self._add_edge(e, h)
+                    self._touch(e)
             elif isinstance(x, Delete):
                 for el in x.elements:
                     self.deleters.setdefault(el, set()).add(h)
+                    self._touch(el)
             elif isinstance(x, Revive):
                 for el, cancels in x.elements:
                     self.revivers.setdefault(el, {})[h] = frozenset(cancels)
+                    self._touch(el)
 
     def remove(self, change: Change) -> None:
         """Remove exactly ``change``'s contributions (the inverse of :meth:`apply`)."""
         h = change.hash
-        for x in change.resolved_hunks():
+        self.clock += 1
+        hunks = change.resolved_hunks()
+        for x in hunks:  # note the files touched while every vertex is still known
+            if isinstance(x, AddLines):
+                self.touched[x.inode] = self.clock
+            elif isinstance(x, AddEdges):
+                for e in x.edges:
+                    self._touch(e)
+            elif isinstance(x, (Delete, Revive)):
+                for el in x.elements if isinstance(x, Delete) else (e for e, _ in x.elements):
+                    self._touch(el)
+        for x in hunks:
             if isinstance(x, AddFile):
                 self.inodes.pop((h, x.pos), None)
                 self.names.pop((h, x.pos + 1), None)

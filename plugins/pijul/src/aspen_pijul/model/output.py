@@ -7,7 +7,9 @@ form an *order conflict* whose sides (the connected groups) are printed between
 Strongly connected vertices (a *cyclic conflict*) are collapsed into one node before
 anything is ordered and printed as a conflict of single lines, so cycles are never walked.
 An alive line whose own context was deleted by a change that did not know it is a
-*zombie*, printed between markers until a change that knows the deletion connects it.
+*zombie*, printed between markers until a change that knows the deletion connects it;
+the deleted context lines it is attached to are brought back with it, inside the same
+markers (as Pijul does), so the conflict shows what the line was written next to.
 Everything is sorted, so the same graph always prints the same bytes.
 """
 
@@ -294,11 +296,34 @@ def _zombies(
     return out
 
 
+def _zombie_context(
+    g: Graph, inode: Pos, zombies: dict[Pos, frozenset[str]]
+) -> dict[Pos, frozenset[str]]:
+    """The deleted lines a zombie is attached to (by an edge of the change that inserted
+    it) whose deletion made it one: deleted vertex -> those deleters."""
+    out: dict[Pos, set[str]] = {}
+    for w, offending in zombies.items():
+        intro = w[0]
+        ctx = [(u, (u, w)) for u in g.inn.get(w, ())] + [(x, (w, x)) for x in g.out.get(w, ())]
+        for x, e in ctx:
+            if intro not in g.edges.get(e, ()) or g.vertices.get(x, (None,))[0] != inode:
+                continue
+            dels = g.effective_deleters(x) & offending
+            if dels:
+                out.setdefault(x, set()).update(dels)
+    return {x: frozenset(d) for x, d in out.items()}
+
+
 def output_file(g: Graph, inode: Pos, known: Callable[[str], frozenset[str]]) -> list[OutLine]:
     """The printed lines of file ``inode``; ``known(h)`` is what change ``h`` knew."""
     alive = {v for v in g.file_vertices(inode) if g.alive(v)}
     if not alive:
         return []
+    zombies = _zombies(g, alive, known)
+    if zombies:  # their deleted context is printed with them
+        context = _zombie_context(g, inode, zombies)
+        zombies.update(context)
+        alive |= context.keys()
     succ = _alive_successors(g, inode, alive)
     nodes = sorted(alive)
     comps = _sccs(nodes, succ)
@@ -311,7 +336,6 @@ def output_file(g: Graph, inode: Pos, known: Callable[[str], frozenset[str]]) ->
                 csucc[where[v]].add(where[w])
     em = _Emitter(comps, csucc)
     em.emit((1 << len(comps)) - 1)
-    zombies = _zombies(g, alive, known)
     return _render_tokens(g, em.tokens, zombies)
 
 

@@ -114,11 +114,17 @@ def _diff_file(
             if out[k].pos is not None:
                 deleted.add(k)
         seq.extend(("new", t) for t in new[j1:j2])
-    gone: list[Pos] = [out[i].pos for i in sorted(deleted)]  # type: ignore[misc]
+    g = ch.graph
+    # A printed line already deleted is a zombie's deleted context: dropping it deletes
+    # nothing more; keeping it revives it (below).
+    gone: list[Pos] = []
+    for i in sorted(deleted):
+        p = out[i].pos
+        if p is not None and g.vertex_alive(p):
+            gone.append(p)
     del_elems: list[Element] = list(gone)
     # Deleting a line knows every change whose edges touch it: lines they inserted next to
     # it are then not zombies of this deletion.
-    g = ch.graph
     for v in gone:
         touching = [(u, v) for u in g.inn.get(v, ())] + [(v, x) for x in g.out.get(v, ())]
         for e in touching:
@@ -181,7 +187,12 @@ def _diff_file(
                     del_elems.append((v, x))
     del_elems.extend(cut)
     # An edge asked for again after a change deleted it is revived too.
-    revive = [(e, tuple(sorted(g.effective_deleters(e)))) for e in edges if e in g.edges]
+    revive: list[tuple[Element, tuple[str, ...]]] = [
+        (e, tuple(sorted(g.effective_deleters(e)))) for e in edges if e in g.edges
+    ]
+    # A zombie's deleted context line the new text keeps is alive again.
+    kept_context = [p for k in kept if (p := out[k].pos) is not None and not g.vertex_alive(p)]
+    revive += [(p, tuple(sorted(g.effective_deleters(p)))) for p in kept_context]
     revive = [(e, dels) for e, dels in revive if dels]
     if revive:
         b.hunks.append(Revive(tuple(revive)))
@@ -215,11 +226,13 @@ def record(
 
 def _zombie_file(ch: Channel, b: _Builder, inode: Pos, real: str, data: bytes | None) -> None:
     """Resolve a deleted-but-edited file (:meth:`Channel.zombie_files`) if the working copy
-    says how: removed deletes its alive lines; edited revives its deleted name ``real``."""
+    says how: removed deletes its alive lines; edited revives its deleted name ``real``.
+    A directory (``real`` ends in ``/``) is only passed here when something recorded
+    inside it keeps it: its name is revived."""
     g = ch.graph
     if data is None:
         b.hunks.append(Delete(tuple(v for v in g.file_vertices(inode) if g.vertex_alive(v))))
-    elif [o.text for o in ch.output_lines(inode)] != split_lines(data, real):
+    elif real.endswith("/") or [o.text for o in ch.output_lines(inode)] != split_lines(data, real):
         dead = sorted(n for n, (i, p) in g.names.items() if i == inode and p == real)
         b.hunks.append(Revive(tuple((n, tuple(sorted(g.effective_deleters(n)))) for n in dead)))
 
@@ -246,10 +259,14 @@ def _build(
         path_inode[new_path] = inode
     moved_from = set(moves.values())
     zombies = ch.zombie_files()
+    kept_dirs: dict[str, Pos] = {}  # deleted directories printed back, still in the tree
     for path, inode in names.items():
         if path in moved_from:
             continue
-        if inode in zombies:
+        if inode in zombies and path.endswith("/"):
+            if path in tree:
+                kept_dirs[path] = path_inode[path] = inode
+        elif inode in zombies:
             _zombie_file(ch, b, inode, table[path][1], tree.get(path))
             if path in tree:
                 path_inode[path] = inode
@@ -259,6 +276,7 @@ def _build(
             b.hunks.append(Delete(elems))
         else:
             path_inode[path] = inode
+    edited: list[str] = []
     for path in sorted(tree):
         data = tree[path]
         if len(path.encode()) > limits.MAX_PATH_BYTES:
@@ -269,14 +287,19 @@ def _build(
             b.hunks.append(AddFile(pos, path))
             if lines:
                 b.lines((SELF, pos), [(SELF, pos)], [], lines)
+            edited.append(path)
             continue
         inode = path_inode[path]
         out = ch.output_lines(inode)
         if [o.text for o in out] == lines:
             continue
+        edited.append(path)
         _diff_file(ch, b, inode, out, lines, path in redo, redo.get(path, ()))
         if not any(ln.startswith(MARKER_PREFIXES) for ln in lines):
             checks.append((path, inode))
+    for path, inode in kept_dirs.items():  # kept by recording something inside it
+        if any(p.startswith(path) for p in edited):
+            _zombie_file(ch, b, inode, table[path][1], b"")
     if not b.hunks:
         return None, [], b
     return _seal(ch, b.hunks, bytes(b.contents), meta, b.extra_known), checks, b
