@@ -51,6 +51,10 @@ PUBSUB_SEGMENT_MAX_BYTES = 512 * 1024
 #: How often the leader applies age retention to idle topics and expires the sessions of
 #: partitioned groups' members, in seconds.
 PUBSUB_SWEEP_SECONDS = 0.5
+#: Most group-commit entries the leader has in flight at once (each built on the heads the
+#: previous one writes), so at most this many times PUBSUB_COMMIT_MAX_BYTES of messages wait
+#: on Raft at once.
+PUBSUB_PUBLISH_PIPELINE = 4
 #: How many times a commit whose compares failed (stale leader cache) is rebuilt.
 PUBSUB_COMMIT_ATTEMPTS = 5
 
