@@ -133,9 +133,11 @@ class Publisher:
         self._retry: list[_Request] = []
         #: the cache may be wrong (an entry failed, leadership moved): drain, then re-read
         self._stale = False
-        #: Entries committed and messages in them, since start (``stats``).
+        #: Entries committed and messages in them, and publishes queued again after
+        #: their entry's compares failed, since start (``stats``).
         self.entries = 0
         self.messages = 0
+        self.requeued = 0
 
     # ------------------------------------------------------------------ API
     async def publish(self, topic: str, messages: list[Message]) -> list[dict[str, Any]]:
@@ -147,6 +149,10 @@ class Publisher:
     async def sweep(self, topic: str) -> None:
         """Apply ``topic``'s retention now (age limits on a topic nobody publishes to)."""
         await self._submit(_Request(topic, [], 0, sweep=True))
+
+    def figures(self) -> dict[str, int]:
+        """This node's group-commit counters since it started (``pubsub.stats``)."""
+        return {"entries": self.entries, "messages": self.messages, "requeued": self.requeued}
 
     async def committed(self) -> None:
         """Wait until the next entry is committed (consumers waiting for messages)."""
@@ -307,6 +313,7 @@ class Publisher:
         """Queue the requests of an entry whose compares failed again (after the drain),
         or answer ``unavailable`` once one failed PUBSUB_COMMIT_ATTEMPTS times."""
         self._stale = True
+        self.requeued += len(requests)
         for request in requests:
             request.attempts += 1
             if request.attempts >= limits.PUBSUB_COMMIT_ATTEMPTS:

@@ -339,7 +339,8 @@ async def dead_letters(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------------- stats
 async def stats(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
     """A topic's messages, bytes and per-partition offsets; with ``group``, its lag,
-    pending, redeliveries, dead letters."""
+    pending, redeliveries, dead letters. ``publisher``: the answering node's group-commit
+    counters since it started (entries, messages, requeued)."""
     name = _topic(params)
     topic, _ = await store.topic(ctx.node, name)
     parts = []
@@ -360,6 +361,7 @@ async def stats(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
         "messages": sum(p["messages"] for p in parts),
         "bytes": sum(p["bytes"] for p in parts),
         "partition_offsets": parts,
+        "publisher": _publisher(ctx).figures(),
     }
     group = params.get("group")
     if group is not None:
