@@ -28,7 +28,7 @@ from aspen.kv import paging
 from aspen_pubsub import keys, limits, store
 from aspen_pubsub.model import Topic, delivered, pack, unpack
 
-__all__ = ["ACK_KINDS", "GroupService", "StaleAckError", "dead_letter_event"]
+__all__ = ["ACK_KINDS", "GroupService", "StaleAckError", "dead_letter_event", "gone"]
 
 #: What an ack may say: done, again (after ``delay``), still working, never again.
 ACK_KINDS = ("ack", "nak", "progress", "term")
@@ -52,6 +52,15 @@ def dead_letter_event(
         "deliveries": deliveries,
     }
     return node.events.op("pubsub.dead_letter", f"{topic}/{group}", payload)
+
+
+def gone(topic: str, group: str, *, deleting: bool = False) -> NotFoundError:
+    """The ``not_found`` of a group that does not exist, or is being deleted: its state is
+    Dead (as Kafka reports a deleted group), in the message and the details."""
+    why = "is being deleted" if deleting else "does not exist"
+    return NotFoundError(
+        f"group {group!r} of topic {topic!r} {why} (state Dead)", group=group, state="Dead"
+    )
 
 
 def now_ms() -> int:
@@ -140,7 +149,7 @@ class GroupService:
         the_topic, _ = await store.topic(self.node, topic)
         record, revision = await store.get(self.node, keys.group(topic, group))
         if record is None:
-            raise NotFoundError(f"group {group!r} of topic {topic!r} does not exist", group=group)
+            raise gone(topic, group)
         pending: dict[tuple[int, int], dict[str, Any]] = {}
         if record["mode"] == "competing":
             found, _, _ = await paging.collect(
@@ -178,13 +187,21 @@ class GroupService:
         return True
 
     async def update(
-        self, topic: str, group: str, mutate: Callable[[_State, _Change], Awaitable[Any]]
+        self,
+        topic: str,
+        group: str,
+        mutate: Callable[[_State, _Change], Awaitable[Any]],
+        *,
+        dead_ok: bool = False,
     ) -> Any:
         """Run ``mutate(state, change)`` under the group's lock and propose the change it
-        made (none: nothing is written); retried on a stale cache. Its result."""
+        made (none: nothing is written); retried on a stale cache. Its result. A group
+        being deleted (Dead) is ``not_found`` unless ``dead_ok`` (its deletion)."""
         async with self._lock(topic, group):
             for _ in range(limits.PUBSUB_COMMIT_ATTEMPTS):
                 state = await self._state(topic, group)
+                if state.record.get("dead") and not dead_ok:
+                    raise gone(topic, group, deleting=True)
                 change = _Change(state)
                 result = await mutate(state, change)
                 if not change.changed() or await self._save(change):
