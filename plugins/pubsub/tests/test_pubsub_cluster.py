@@ -421,3 +421,23 @@ def test_wildcard_subscription_follows_every_matching_topic(client: Any) -> None
     again = ps.subscribe("shop.*", offsets=resume)
     assert next(again)["data"] == b"after"
     again.close()
+
+
+def test_wildcard_subscription_picks_up_topics_created_after_it_started(client: Any) -> None:
+    ps = client.pubsub
+    ps.create_topic("late.us")
+    ps.publish("late.us", b"old")
+    sub = ps.subscribe("late.>", start="end")
+    ps.create_topic("late.eu", partitions=2)
+    ps.create_topic("latex")  # not matched: 'late.>' needs the dot
+    ps.publish("latex", b"not for late.>")
+    sent = [b"eu-%d" % i for i in range(4)]
+    for data in sent:
+        ps.publish("late.eu", data)
+    ps.publish("late.us", b"new")
+    got = [next(sub) for _ in range(5)]
+    sub.close()
+    eu = [m for m in got if m["topic"] == "late.eu"]
+    assert sorted(m["data"] for m in eu) == sorted(sent)  # from its first message on
+    assert {(m["partition"], m["offset"]) for m in eu} == {(p, o) for p in (0, 1) for o in (0, 1)}
+    assert [m["data"] for m in got if m["topic"] == "late.us"] == [b"new"]

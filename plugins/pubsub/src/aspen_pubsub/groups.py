@@ -200,7 +200,7 @@ class GroupService:
         async with self._lock(topic, group):
             for _ in range(limits.PUBSUB_COMMIT_ATTEMPTS):
                 state = await self._state(topic, group)
-                if state.record.get("dead") and not dead_ok:
+                if state.record.get("deleting") and not dead_ok:
                     raise gone(topic, group, deleting=True)
                 change = _Change(state)
                 result = await mutate(state, change)

@@ -57,7 +57,7 @@ def assign(members: list[str], partitions: int, previous: list[str | None]) -> l
 
 def group_state(record: dict[str, Any]) -> str:
     """Dead (being deleted), Empty, PreparingRebalance (a handover under way) or Stable."""
-    if record.get("dead"):
+    if record.get("deleting"):
         return "Dead"
     if not record["members"]:
         return "Empty"

@@ -242,7 +242,7 @@ async def group_create(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
     compare = [store.same(keys.topic(name), topic_revision), store.same(key, 0)]
     if await store.txn(ctx.node, compare, [store.put(key, record)]) is None:
         existing, _ = await store.get(ctx.node, key)
-        why = "is being deleted (state Dead)" if existing and existing.get("dead") else ""
+        why = "is being deleted (state Dead)" if existing and existing.get("deleting") else ""
         raise CompareFailedError(
             f"group {group!r} of topic {name!r} {why or 'already exists'}", group=group
         )
@@ -260,14 +260,14 @@ async def group_delete(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
 
     async def mark(state: Any, change: Any) -> None:
         record = change.record
-        if record["members"] and not (force or record.get("dead")):
+        if record["members"] and not (force or record.get("deleting")):
             raise CompareFailedError(
                 f"group {group!r} of topic {name!r} has {len(record['members'])} members "
                 "(Kafka's NON_EMPTY_GROUP): they leave first, or delete with force",
                 group=group,
                 members=len(record["members"]),
             )
-        record["dead"] = True
+        record["deleting"] = True
         record["members"] = {}
         record["owners"] = record["target"] = [None] * len(record["owners"])
 
@@ -425,7 +425,7 @@ async def stats(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
                 for member, info in sorted(record["members"].items())
             ],
         }
-        if record["mode"] == "partitioned" or record.get("dead"):
+        if record["mode"] == "partitioned" or record.get("deleting"):
             out["group"]["state"] = group_state(record)
             out["group"]["owners"] = record["owners"]
     return out
