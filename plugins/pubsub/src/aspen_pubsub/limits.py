@@ -73,6 +73,9 @@ PUBSUB_MAX_MAX_ACK_PENDING = 5000
 #: Longest nak delay and fetch wait, in seconds.
 PUBSUB_MAX_DELAY_SECONDS = 12 * 3600.0
 PUBSUB_MAX_WAIT_SECONDS = 60.0
+#: Most deliveries one stored pending record (a run of consecutive offsets delivered
+#: alike) holds: a change to one of them rewrites at most this many.
+PUBSUB_PENDING_RUN_MAX = 256
 #: Most acks in one ``pubsub.ack`` call.
 PUBSUB_MAX_ACKS = 1000
 #: Most dead letters one ``pubsub.dead_letters`` page lists.
