@@ -59,6 +59,11 @@ class _Publishers:
         with self.lock:
             return len(self.acked)
 
+    def wait_more(self, more: int) -> None:
+        """Wait until ``more`` further publishes are acknowledged."""
+        count = self.count()
+        wait_for(lambda: self.count() >= count + more, timeout=60)
+
     def __enter__(self) -> _Publishers:
         for t in self.threads:
             t.start()
@@ -114,15 +119,14 @@ def test_an_entry_failing_mid_pipeline_is_rebuilt_without_reusing_an_offset(
     with cluster.client() as c:
         c.pubsub.create_topic(topic, partitions=2)
         with _Publishers(cluster, topic) as pubs:
-            wait_for(lambda: pubs.count() >= 200, timeout=60)
+            pubs.wait_more(200)
 
             def requeued() -> bool:
                 _rewrite_head(c, topic, pubs.count() % 2)
                 return c.pubsub.stats(topic)["publisher"]["requeued"] > 0
 
             wait_for(requeued, timeout=60, message="an entry in flight was queued again")
-            count = pubs.count()
-            wait_for(lambda: pubs.count() >= count + 200, timeout=60)
+            pubs.wait_more(200)
         _check_log(c, topic, pubs.acked)
         publisher = c.pubsub.stats(topic)["publisher"]
         assert publisher["entries"] > 0 and publisher["requeued"] > 0
@@ -136,13 +140,11 @@ def test_leadership_moving_mid_pipeline_loses_no_acknowledged_publish(
         c.pubsub.create_topic(topic, partitions=3)
         with _Publishers(cluster, topic) as pubs:
             for _ in range(3):
-                count = pubs.count()
-                wait_for(lambda: pubs.count() >= count + 200, timeout=60)  # noqa: B023
+                pubs.wait_more(200)
                 leader = cluster.leader_index()
                 target = cluster.node_id(leader % 3 + 1)
                 with cluster.client(leader) as direct:
                     direct.call("cluster.transfer_leader", {"id": target})
                 wait_for(lambda: cluster.leader_index() != leader, timeout=30)  # noqa: B023
-            count = pubs.count()
-            wait_for(lambda: pubs.count() >= count + 200, timeout=60)
+            pubs.wait_more(200)
         _check_log(c, topic, pubs.acked)
