@@ -17,6 +17,10 @@ payloads, one partition / one stream:
 * end to end: a publisher at a modest rate and a subscriber on the same host clock,
   publish call → delivery p50/p99.
 
+Aspen's windowed publish and fetch+ack phases also report ``node_cpu_us_per_msg``: every
+node's CPU (user + system, from /proc) per message, which the load of a shared machine
+changes far less than messages per second.
+
 What each side makes durable: Aspen answers a publish once its Raft entry is fsynced on a
 quorum (group commit: many publishes share an entry and an fsync); JetStream (2.9, the
 Debian build) writes each message to its file store and replicates it to a quorum before
@@ -39,6 +43,8 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+
+from http_servers import cpu_seconds  # bench/ is this script's directory
 
 PAYLOAD = b"x" * 100
 WINDOW = 64
@@ -115,8 +121,28 @@ async def _end_to_end(
 
 
 # ---------------------------------------------------------------------- Aspen
+class _NodeCpu:
+    """The nodes' CPU (user + system, from /proc) per message of a phase: a figure the
+    load of a shared machine changes little, unlike messages per second."""
+
+    def __init__(self, pids: list[int]) -> None:
+        self.pids = pids
+        self.start = 0.0
+
+    def __enter__(self) -> _NodeCpu:
+        self.start = sum(map(cpu_seconds, self.pids))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.spent = sum(map(cpu_seconds, self.pids)) - self.start
+
+    def per_message(self, figures: dict[str, Any], messages: int) -> dict[str, Any]:
+        """``figures`` with ``node_cpu_us_per_msg`` (every node's CPU, summed) added."""
+        return {**figures, "node_cpu_us_per_msg": round(self.spent * 1e6 / max(messages, 1), 1)}
+
+
 async def aspen_side(
-    endpoints: str, token: str, duration: float, e2e: int, backlog: int
+    endpoints: str, token: str, duration: float, e2e: int, backlog: int, pids: list[int]
 ) -> dict[str, Any]:
     import aspen
 
@@ -129,7 +155,9 @@ async def aspen_side(
             return await ps.publish("bench", data)
 
         out: dict[str, Any] = {"awaited_publish": await _awaited(publish, duration)}
-        out["windowed_publish"] = await _windowed(publish, duration)
+        with _NodeCpu(pids) as cpu:
+            windowed = await _windowed(publish, duration)
+        out["windowed_publish"] = cpu.per_message(windowed, int(windowed["ops_s"] * duration))
         await ps.create_topic("work")
         await _fill(lambda d: ps.publish("work", d), backlog)
         await ps.create_group("work", "a", max_ack_pending=BATCH * 2)
@@ -141,7 +169,9 @@ async def aspen_side(
                 await ps.ack("work", "a", "w", got)
             return len(got)
 
-        out["fetch_ack_100"] = await _consume(take, backlog)
+        with _NodeCpu(pids) as cpu:
+            consumed = await _consume(take, backlog)
+        out["fetch_ack_100"] = cpu.per_message(consumed, consumed["msgs"])
         previous: list[Any] = []
 
         async def take_and_ack_previous() -> int:
@@ -149,7 +179,9 @@ async def aspen_side(
             previous[:] = got
             return len(got)
 
-        out["fetch_ack_100_in_next_fetch"] = await _consume(take_and_ack_previous, backlog)
+        with _NodeCpu(pids) as cpu:
+            consumed = await _consume(take_and_ack_previous, backlog)
+        out["fetch_ack_100_in_next_fetch"] = cpu.per_message(consumed, consumed["msgs"])
         received: asyncio.Queue = asyncio.Queue()
         sub = await ps.subscribe("e2e", start="end")
 
@@ -177,7 +209,8 @@ def run_aspen(nodes: int, duration: float, e2e: int, backlog: int) -> dict[str, 
     try:
         cluster.up()
         endpoints = ",".join(cluster.client_endpoint(i) for i in range(1, nodes + 1))
-        return asyncio.run(aspen_side(endpoints, cluster.token, duration, e2e, backlog))
+        pids = [proc.pid for proc in cluster.procs]
+        return asyncio.run(aspen_side(endpoints, cluster.token, duration, e2e, backlog, pids))
     finally:
         cluster.down()
         shutil.rmtree(tmp, ignore_errors=True)

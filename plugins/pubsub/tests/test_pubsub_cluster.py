@@ -301,6 +301,38 @@ def test_acking_around_a_hole_keeps_the_unacked_one_pending(client: Any) -> None
     assert _positions(again) == [(0, 2)] and again[0]["delivery_count"] == 2
 
 
+def test_pending_deliveries_are_stored_as_runs_and_a_new_leader_reads_them(
+    cluster: LocalCluster, client: Any
+) -> None:
+    """A fetch of 10 stores one pending record; a nak in the middle splits it in three; a
+    new leader rebuilds every delivery from the runs (acks and redeliveries still hold)."""
+    ps = client.pubsub
+    ps.create_topic("runs", partitions=1)
+    ps.create_group("runs", "g", ack_wait=60)
+    ps.publish_batch("runs", [{"data": b"%d" % i} for i in range(10)])
+
+    def stored() -> list[tuple[int, int]]:
+        found = client.kv.range(keys.pending_prefix("runs", "g"), keys_only=True)
+        return [keys.position(kv.key) for kv in found.kvs]
+
+    got = ps.fetch("runs", "g", "w", max=10)
+    assert len(got) == 10 and stored() == [(0, 0)]
+    ps.nak("runs", "g", "w", got[4:5])  # back at once: its own run
+    assert stored() == [(0, 0), (0, 4), (0, 5)]
+    leader = cluster.leader_index()
+    with cluster.client(leader) as direct:
+        direct.call("cluster.transfer_leader", {"id": cluster.node_id(leader % 3 + 1)})
+    wait_for(lambda: cluster.leader_index() != leader, timeout=30)
+    again = ps.fetch("runs", "g", "v", max=10)  # only the nak'd one is due
+    assert _positions(again) == [(0, 4)] and again[0]["delivery_count"] == 2
+    with pytest.raises(CompareFailedError, match="now delivery 2"):
+        ps.ack("runs", "g", "w", got[4:5])
+    ps.ack("runs", "g", "w", got[:4] + got[5:])
+    assert stored() == [(0, 4)]
+    ps.ack("runs", "g", "v", again)
+    assert stored() == [] and ps.stats("runs", "g")["group"]["pending"] == 0
+
+
 def test_a_fetch_waits_for_the_next_publish(cluster: LocalCluster, client: Any) -> None:
     ps = client.pubsub
     ps.create_topic("waiting", partitions=1)
@@ -421,3 +453,23 @@ def test_wildcard_subscription_follows_every_matching_topic(client: Any) -> None
     again = ps.subscribe("shop.*", offsets=resume)
     assert next(again)["data"] == b"after"
     again.close()
+
+
+def test_wildcard_subscription_picks_up_topics_created_after_it_started(client: Any) -> None:
+    ps = client.pubsub
+    ps.create_topic("late.us")
+    ps.publish("late.us", b"old")
+    sub = ps.subscribe("late.>", start="end")
+    ps.create_topic("late.eu", partitions=2)
+    ps.create_topic("latex")  # not matched: 'late.>' needs the dot
+    ps.publish("latex", b"not for late.>")
+    sent = [b"eu-%d" % i for i in range(4)]
+    for data in sent:
+        ps.publish("late.eu", data)
+    ps.publish("late.us", b"new")
+    got = [next(sub) for _ in range(5)]
+    sub.close()
+    eu = [m for m in got if m["topic"] == "late.eu"]
+    assert sorted(m["data"] for m in eu) == sorted(sent)  # from its first message on
+    assert {(m["partition"], m["offset"]) for m in eu} == {(p, o) for p in (0, 1) for o in (0, 1)}
+    assert [m["data"] for m in got if m["topic"] == "late.us"] == [b"new"]

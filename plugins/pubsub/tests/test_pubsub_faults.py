@@ -1,16 +1,20 @@
 """aspen-pubsub under faults on a real 3-node cluster: publishers, competing consumers and
 partitioned-group members run while the leader is killed with SIGKILL and restarted, a
-consumer dies holding un-acked messages and a member dies (no leave) and comes back with
-its static instance id. Every acknowledged publish reaches both groups at least once, no
-offset is given twice, each partition keeps its order, and the ownership log never shows
-two owners of a partition at once."""
+consumer dies holding un-acked messages and a member process is killed with SIGKILL (no
+leave) and comes back with its static instance id. Every acknowledged publish reaches both
+groups at least once, no offset is given twice, each partition keeps its order, and the
+ownership log (the member processes' own logs, on one monotonic clock) never shows two
+owners of a partition at once."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
-import time
 from collections import defaultdict
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +24,8 @@ from aspen.testing import LocalCluster, local_cluster, wait_for
 pytestmark = [pytest.mark.slow]
 
 TOPIC, GROUP, KAFKA = "faults", "g", "kg"
+#: The partitioned group's member, run as a process of its own (killed with SIGKILL).
+MEMBER = Path(__file__).parent / "member_support" / "pubsub_member.py"
 
 
 @pytest.fixture(scope="module")
@@ -50,10 +56,6 @@ class _Run:
         self.fenced: set[str] = set()
         #: (monotonic time it was sent, incarnation) of every commit the group accepted
         self.commits: list[tuple[float, str]] = []
-
-    def own(self, partition: int, incarnation: str, what: str) -> None:
-        with self.lock:
-            self.ownership.append((time.monotonic(), partition, incarnation, what))
 
 
 def _publisher(cluster: LocalCluster, run: _Run, n: int) -> None:
@@ -86,50 +88,50 @@ def _consumer(cluster: LocalCluster, run: _Run, name: str, dies: bool = False) -
                 continue  # leader gone or stale ack: the message comes back after ack_wait
 
 
-def _member(cluster: LocalCluster, run: _Run, instance: str, killed: threading.Event) -> None:
-    """A partitioned group member: heartbeat, release what is revoked, read and commit
-    what it owns. ``killed``: it stops dead (no leave), as a process killed with SIGKILL."""
-    owned: dict[int, int] = {}  # partition → next offset to read
-    me = ""  # this incarnation: instance@epoch
-    with cluster.client() as c:
-        ps, joined = c.pubsub, None
-        while not (run.stop_consuming.is_set() or killed.is_set()):
-            try:
-                if joined is None:
-                    joined = ps.join(TOPIC, KAFKA, "m", instance=instance)
-                    answer, me = joined, f"{instance}@{joined['epoch']}"
+class _Member:
+    """A partitioned group member as its own process (``member_support/pubsub_member.py``),
+    logging what it owns, reads and commits to ``log``."""
+
+    def __init__(self, cluster: LocalCluster, instance: str, log: Path) -> None:
+        self.log = log
+        args = [cluster.endpoints, cluster.token, TOPIC, KAFKA, instance, str(log)]
+        self.proc = subprocess.Popen([sys.executable, str(MEMBER), *args])
+
+    def kill(self) -> None:
+        """SIGKILL: it stops dead, no leave, no release."""
+        self.proc.kill()
+        self.proc.wait(30)
+
+    def stop(self) -> None:
+        """SIGTERM: it stops after its current step."""
+        self.proc.terminate()
+        self.proc.wait(30)
+
+
+def _load_members(run: _Run, logs: list[Path]) -> None:
+    """Fill ``run``'s ownership log, reads, commits and fenced incarnations from the member
+    processes' logs (a line a SIGKILL cut short is not a step it took)."""
+    with run.lock:
+        run.read.clear()
+        run.ownership.clear()
+        run.commits.clear()
+        run.fenced.clear()
+        for path in logs:
+            for text in path.read_text(encoding="utf-8").splitlines() if path.exists() else []:
+                try:
+                    line = json.loads(text)
+                except ValueError:
+                    continue
+                if line["kind"] == "own":
+                    step = (line["at"], line["partition"], line["incarnation"], line["what"])
+                    run.ownership.append(step)
+                elif line["kind"] == "read":
+                    position = (line["partition"], line["offset"])
+                    run.read[position].add(line["data"].encode("latin-1"))
+                elif line["kind"] == "commit":
+                    run.commits.append((line["at"], line["incarnation"]))
                 else:
-                    answer = ps.heartbeat(TOPIC, KAFKA, instance, joined["epoch"], list(owned))
-                for partition in answer["revoke"]:
-                    if partition in owned:
-                        run.own(partition, me, "release")
-                        del owned[partition]
-                for a in answer["assigned"]:
-                    if a["partition"] not in owned:
-                        run.own(a["partition"], me, "acquire")
-                        owned[a["partition"]] = a["offset"]
-                for partition, offset in list(owned.items()):
-                    page = ps.read(TOPIC, partition, offset, limit=50)
-                    with run.lock:
-                        for m in page["messages"]:
-                            run.read[(partition, m["offset"])].add(m["data"])
-                    owned[partition] = page["next"]
-                if owned:
-                    sent = time.monotonic()
-                    ps.commit(TOPIC, KAFKA, instance, joined["epoch"], owned)
-                    with run.lock:
-                        run.commits.append((sent, me))
-            except (AspenError, OSError) as exc:
-                if "fenced" in str(exc):
-                    with run.lock:
-                        run.fenced.add(me)
-                    for partition in owned:
-                        run.own(partition, me, "release")
-                    owned.clear()
-                    joined = None
-                time.sleep(0.05)  # the leader is being elected: try again shortly
-    for partition in owned:  # stopped or killed: it holds nothing from here on
-        run.own(partition, me, "release")
+                    run.fenced.add(line["incarnation"])
 
 
 def _never_two_owners(run: _Run) -> None:
@@ -165,20 +167,21 @@ def _never_two_owners(run: _Run) -> None:
         assert sent < taken.get(incarnation, sent + 1), f"{incarnation} committed once fenced"
 
 
-def test_acknowledged_publishes_survive_a_leader_kill(cluster: LocalCluster) -> None:
+def test_acknowledged_publishes_survive_a_leader_kill(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
     with cluster.client() as c:
         c.pubsub.create_topic(TOPIC, partitions=3)
         c.pubsub.create_group(TOPIC, GROUP, ack_wait=2.0, max_deliver=1000)
         c.pubsub.create_group(TOPIC, KAFKA, mode="partitioned", session_timeout=3.0)
     run = _Run()
-    alive, doomed = threading.Event(), threading.Event()
+    logs = [tmp_path / "m0.log", tmp_path / "m1.log"]
     threads = [threading.Thread(target=_publisher, args=(cluster, run, n)) for n in range(3)]
     threads += [threading.Thread(target=_consumer, args=(cluster, run, f"c{i}")) for i in range(2)]
     threads.append(threading.Thread(target=_consumer, args=(cluster, run, "doomed", True)))
-    threads.append(threading.Thread(target=_member, args=(cluster, run, "m0", alive)))
-    threads.append(threading.Thread(target=_member, args=(cluster, run, "m1", doomed)))
     for t in threads:
         t.start()
+    members = [_Member(cluster, "m0", logs[0]), _Member(cluster, "m1", logs[1])]
     try:
         wait_for(lambda: sum(map(len, run.acked.values())) >= 100, timeout=60)
         leader = cluster.leader_index()
@@ -190,10 +193,8 @@ def test_acknowledged_publishes_survive_a_leader_kill(cluster: LocalCluster) -> 
         count = sum(map(len, run.acked.values()))
         wait_for(lambda: sum(map(len, run.acked.values())) >= count + 100, timeout=60)
         cluster.restart(leader)
-        doomed.set()  # member m1 dies without leaving, and comes back with its instance id
-        restarted = threading.Thread(target=_member, args=(cluster, run, "m1", alive))
-        restarted.start()
-        threads.append(restarted)
+        members[1].kill()  # member m1 is killed (no leave) and comes back with its instance id
+        members.append(_Member(cluster, "m1", logs[1]))
         count = sum(map(len, run.acked.values()))
         wait_for(lambda: sum(map(len, run.acked.values())) >= count + 50, timeout=60)
     finally:
@@ -201,6 +202,7 @@ def test_acknowledged_publishes_survive_a_leader_kill(cluster: LocalCluster) -> 
     acked = {(p, o): b"p%d-%d" % (n, s) for n, rows in run.acked.items() for s, p, o in rows}
 
     def all_delivered() -> bool:
+        _load_members(run, logs)
         with run.lock:
             return all(pos in run.delivered and pos in run.read for pos in acked)
 
@@ -210,6 +212,10 @@ def test_acknowledged_publishes_survive_a_leader_kill(cluster: LocalCluster) -> 
         run.stop_consuming.set()
         for t in threads:
             t.join(30)
+        for member in members:
+            if member.proc.poll() is None:
+                member.stop()
+    _load_members(run, logs)
     for pos, data in acked.items():
         assert run.delivered[pos] == {data}, f"{pos}: offset given to two messages"
         assert run.read[pos] == {data}

@@ -1,16 +1,18 @@
 """Partitioned (Kafka-style) groups on a real 3-node cluster: the sticky assignor,
 cooperative handover (never two owners), member epochs fencing zombies, static instance
-ids, session expiry, committed offsets, and the group states."""
+ids, session expiry, committed offsets, and the group states (Dead too)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
 
+import msgpack
 import pytest
 
-from aspen.errors import CompareFailedError
+from aspen.errors import CompareFailedError, NotFoundError
 from aspen.testing import LocalCluster, local_cluster, wait_for
+from aspen_pubsub import keys
 from aspen_pubsub.partitioned import assign
 
 pytestmark = [pytest.mark.slow]
@@ -102,3 +104,45 @@ def test_a_silent_member_loses_its_partitions_after_its_session(client: Any) -> 
     with pytest.raises(CompareFailedError, match="not a member"):
         ps.heartbeat("sessions", "g", gone["member"], gone["epoch"], [])
     assert [m["member"] for m in ps.stats("sessions", "g")["group"]["members"]] == [live["member"]]
+
+
+def test_a_deleted_group_is_dead_and_a_new_one_starts_afresh(client: Any) -> None:
+    ps = client.pubsub
+    ps.create_topic("dead", partitions=2)
+    ps.publish("dead", b"one")
+    ps.create_group("dead", "g", mode="partitioned", session_timeout=30)
+    member = ps.join("dead", "g", "m")
+    ps.commit("dead", "g", member["member"], member["epoch"], {0: 1, 1: 1})
+    with pytest.raises(CompareFailedError, match="NON_EMPTY_GROUP"):  # as Kafka: members first
+        ps.delete_group("dead", "g")
+    ps.delete_group("dead", "g", force=True)
+    with pytest.raises(NotFoundError, match="Dead") as dead:  # its member is told
+        ps.heartbeat("dead", "g", member["member"], member["epoch"], [0, 1])
+    assert dead.value.details["state"] == "Dead"
+    with pytest.raises(NotFoundError, match="Dead"):
+        ps.stats("dead", "g")
+    ps.create_group("dead", "g", mode="partitioned", session_timeout=30)
+    fresh = ps.stats("dead", "g")["group"]
+    assert fresh["state"] == "Empty" and fresh["members"] == [] and fresh["cursors"] == [0, 0]
+    with pytest.raises(CompareFailedError, match="not a member"):  # the old member rejoins
+        ps.heartbeat("dead", "g", member["member"], member["epoch"], [0, 1])
+
+
+def test_a_group_whose_deletion_was_cut_short_stays_dead_until_deleted(client: Any) -> None:
+    """The leader dies between marking a group Dead and removing its records (written here
+    as that first entry would): the group reports Dead and refuses use and re-creation
+    until a delete finishes it."""
+    ps = client.pubsub
+    ps.create_topic("halfdead")
+    ps.create_group("halfdead", "w")  # a competing group: Dead applies to both kinds
+    key = keys.group("halfdead", "w")
+    record = msgpack.unpackb(client.call("kv.range", {"key": key})["kvs"][0]["value"])
+    client.call("kv.put", {"key": key, "value": msgpack.packb(dict(record, deleting=True))})
+    assert ps.stats("halfdead", "w")["group"]["state"] == "Dead"
+    with pytest.raises(NotFoundError, match="being deleted"):
+        ps.fetch("halfdead", "w", "c")
+    with pytest.raises(CompareFailedError, match="being deleted"):
+        ps.create_group("halfdead", "w")
+    ps.delete_group("halfdead", "w")
+    ps.create_group("halfdead", "w")
+    assert "state" not in ps.stats("halfdead", "w")["group"]

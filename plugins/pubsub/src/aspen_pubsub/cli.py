@@ -295,11 +295,13 @@ def group_create(
 @group_cli.command("delete")
 @click.argument("name")
 @click.argument("group")
+@click.option("--force", is_flag=True, help="Delete it even if it has members.")
 @json_option
 @pass_cli
-def group_delete(cli: CliContext, name: str, group: str) -> None:
-    """Delete group GROUP of topic NAME."""
-    got = cli.client().call("pubsub.group_delete", {"topic": name, "group": group})
+def group_delete(cli: CliContext, name: str, group: str, force: bool) -> None:
+    """Delete group GROUP of topic NAME (refused while it has members, unless --force)."""
+    params = {"topic": name, "group": group, "force": force}
+    got = cli.client().call("pubsub.group_delete", params)
     _out(cli, got, f"deleted {group}")
 
 

@@ -147,9 +147,9 @@ class PubSubClient:
             "group_create", {"topic": topic, "group": group, "mode": mode, **settings}
         )
 
-    async def delete_group(self, topic: str, group: str) -> dict[str, Any]:
-        """Delete a group."""
-        return await self._call("group_delete", {"topic": topic, "group": group})
+    async def delete_group(self, topic: str, group: str, *, force: bool = False) -> dict[str, Any]:
+        """Delete a group (one with members only with ``force``)."""
+        return await self._call("group_delete", {"topic": topic, "group": group, "force": force})
 
     async def fetch(
         self,

@@ -2,10 +2,12 @@
 
 A group record (``g/<topic>/<group>``) holds its settings, one cursor per partition (the
 next offset never delivered) and its counters. Each delivered, un-acked message has a
-pending record (``p/…``: consumer, delivery count, deadline). Every change of a group is
-one ``kv.txn`` that compares the group record's mod_revision and rewrites it, so a group's
-changes are serialised in the log; the leader keeps the group and its pending records in
-memory (checked by that compare) and serialises its own work on a lock per group.
+pending entry (consumer, delivery count, deadline), stored as runs of consecutive
+deliveries (``p/…``, see :mod:`aspen_pubsub.pending`: a fetch of 100 writes one record).
+Every change of a group is one ``kv.txn`` that compares the group record's mod_revision
+and rewrites it, so a group's changes are serialised in the log; the leader keeps the
+group and its pending entries in memory (checked by that compare) and serialises its own
+work on a lock per group.
 
 Deadlines are the leader's clock plus ``ack_wait`` (or a nak's delay), written into the
 entries; whether one has passed is decided by the leader when a consumer fetches and the
@@ -26,9 +28,10 @@ import anyio
 from aspen.errors import CompareFailedError, NotFoundError, ResourceExhaustedError
 from aspen.kv import paging
 from aspen_pubsub import keys, limits, store
-from aspen_pubsub.model import Topic, delivered, pack, unpack
+from aspen_pubsub import pending as pending_runs
+from aspen_pubsub.model import Topic, delivered, pack
 
-__all__ = ["ACK_KINDS", "GroupService", "StaleAckError", "dead_letter_event"]
+__all__ = ["ACK_KINDS", "GroupService", "StaleAckError", "dead_letter_event", "gone"]
 
 #: What an ack may say: done, again (after ``delay``), still working, never again.
 ACK_KINDS = ("ack", "nak", "progress", "term")
@@ -54,6 +57,15 @@ def dead_letter_event(
     return node.events.op("pubsub.dead_letter", f"{topic}/{group}", payload)
 
 
+def gone(topic: str, group: str, *, deleting: bool = False) -> NotFoundError:
+    """The ``not_found`` of a group that does not exist, or is being deleted: its state is
+    Dead (as Kafka reports a deleted group), in the message and the details."""
+    why = "is being deleted" if deleting else "does not exist"
+    return NotFoundError(
+        f"group {group!r} of topic {topic!r} {why} (state Dead)", group=group, state="Dead"
+    )
+
+
 def now_ms() -> int:
     """The leader's clock, in milliseconds (only ever written into entries)."""
     return int(time.time() * 1000)
@@ -66,7 +78,8 @@ class _State:
     topic: Topic
     record: dict[str, Any]
     revision: int
-    pending: dict[tuple[int, int], dict[str, Any]]
+    pending: pending_runs.Entries
+    runs: pending_runs.Runs  #: how ``pending`` is stored (see :mod:`aspen_pubsub.pending`)
 
 
 class _Change:
@@ -78,39 +91,19 @@ class _Change:
         self.pending = dict(state.pending)
         self.ops: list[dict[str, Any]] = []
         self.dead: list[tuple[int, int, int]] = []
-        self.dropped: set[tuple[int, int]] = set()  #: pending records to delete
+        self.touched: set[tuple[int, int]] = set()  #: pending positions put or dropped
 
     def put_pending(self, partition: int, offset: int, entry: dict[str, Any]) -> None:
         self.pending[(partition, offset)] = entry
-        self.dropped.discard((partition, offset))
-        key = keys.pending(self.state.topic.name, self.record["name"], partition, offset)
-        self.ops.append(store.put(key, entry))
+        self.touched.add((partition, offset))
 
     def drop_pending(self, partition: int, offset: int) -> None:
         del self.pending[(partition, offset)]
-        self.dropped.add((partition, offset))
-
-    def deletes(self) -> list[dict[str, Any]]:
-        """The deletes of the dropped pending records: one range per run of consecutive
-        offsets of a partition (a batch's acks are one op, not one per message; no other
-        pending key lies inside a run, as its keys are exactly those offsets)."""
-        name, group = self.state.topic.name, self.record["name"]
-        ops: list[dict[str, Any]] = []
-        run: list[int] = []  #: [partition, first, last] of the current run
-        for partition, offset in sorted(self.dropped):
-            if run and run[0] == partition and run[2] + 1 == offset:
-                run[2] = offset
-                continue
-            if run:
-                ops.append(_delete_run(name, group, *run))
-            run = [partition, offset, offset]
-        if run:
-            ops.append(_delete_run(name, group, *run))
-        return ops
+        self.touched.add((partition, offset))
 
     def changed(self) -> bool:
         """Whether the change writes anything."""
-        return bool(self.ops or self.dropped) or self.record != self.state.record
+        return bool(self.ops or self.touched) or self.record != self.state.record
 
     def count(self, name: str, by: int = 1) -> None:
         self.record[name] = self.record.get(name, 0) + by
@@ -140,8 +133,8 @@ class GroupService:
         the_topic, _ = await store.topic(self.node, topic)
         record, revision = await store.get(self.node, keys.group(topic, group))
         if record is None:
-            raise NotFoundError(f"group {group!r} of topic {topic!r} does not exist", group=group)
-        pending: dict[tuple[int, int], dict[str, Any]] = {}
+            raise gone(topic, group)
+        found: list[dict[str, Any]] = []
         if record["mode"] == "competing":
             found, _, _ = await paging.collect(
                 self.node.call,
@@ -149,8 +142,7 @@ class GroupService:
                 most=limits.PUBSUB_MAX_MAX_ACK_PENDING * 2,
                 local=True,
             )
-            pending = {keys.position(kv["key"]): unpack(kv["value"]) for kv in found}
-        state = _State(the_topic, record, revision, pending)
+        state = _State(the_topic, record, revision, *pending_runs.load(found))
         self._states[(topic, group)] = state
         return state
 
@@ -163,7 +155,10 @@ class GroupService:
             dead_letter_event(self.node, state.topic.name, name, partition, offset, deliveries)
             for partition, offset, deliveries in change.dead
         ]
-        ops = [*change.deletes(), *change.ops, *announced, store.put(gkey, change.record)]
+        stored, runs = pending_runs.writes(
+            state.topic.name, name, change.pending, state.runs, change.touched
+        )
+        ops = [*stored, *change.ops, *announced, store.put(gkey, change.record)]
         try:
             revision = await store.txn(self.node, [store.same(gkey, state.revision)], ops)
         except BaseException:
@@ -173,18 +168,26 @@ class GroupService:
             self.forget(state.topic.name)
             return False
         self._states[(state.topic.name, name)] = _State(
-            state.topic, change.record, revision, change.pending
+            state.topic, change.record, revision, change.pending, runs
         )
         return True
 
     async def update(
-        self, topic: str, group: str, mutate: Callable[[_State, _Change], Awaitable[Any]]
+        self,
+        topic: str,
+        group: str,
+        mutate: Callable[[_State, _Change], Awaitable[Any]],
+        *,
+        dead_ok: bool = False,
     ) -> Any:
         """Run ``mutate(state, change)`` under the group's lock and propose the change it
-        made (none: nothing is written); retried on a stale cache. Its result."""
+        made (none: nothing is written); retried on a stale cache. Its result. A group
+        being deleted (Dead) is ``not_found`` unless ``dead_ok`` (its deletion)."""
         async with self._lock(topic, group):
             for _ in range(limits.PUBSUB_COMMIT_ATTEMPTS):
                 state = await self._state(topic, group)
+                if state.record.get("deleting") and not dead_ok:
+                    raise gone(topic, group, deleting=True)
                 change = _Change(state)
                 result = await mutate(state, change)
                 if not change.changed() or await self._save(change):
@@ -330,14 +333,6 @@ class GroupService:
             return out
 
         return list(await self.update(topic, group, mutate))
-
-
-def _delete_run(topic: str, group: str, partition: int, first: int, last: int) -> dict[str, Any]:
-    """The delete of the pending records ``first..last`` of ``partition`` (one key or a range)."""
-    key = keys.pending(topic, group, partition, first)
-    if first == last:
-        return store.delete(key)
-    return store.delete(key, keys.pending(topic, group, partition, last + 1))
 
 
 def _redeliver(

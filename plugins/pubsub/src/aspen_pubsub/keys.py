@@ -7,7 +7,8 @@
                                          the last one's offset (a fetch: a range from there)
 ``i/<topic>/<msg-id>``                   a de-duplication record: partition, offset, time
 ``g/<topic>/<group>``                    a group: settings, cursors, counters
-``p/<topic>/<group>/<pppp>/<offset>``    a delivered, un-acked message (competing groups)
+``p/<topic>/<group>/<pppp>/<offset>``    delivered, un-acked messages (competing groups):
+                                         a run of them from that offset
 ``x/<topic>/<group>/<pppp>/<offset>``    a dead letter
 =======================================  ==============================================
 

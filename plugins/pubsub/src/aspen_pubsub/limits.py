@@ -51,6 +51,10 @@ PUBSUB_SEGMENT_MAX_BYTES = 512 * 1024
 #: How often the leader applies age retention to idle topics and expires the sessions of
 #: partitioned groups' members, in seconds.
 PUBSUB_SWEEP_SECONDS = 0.5
+#: Most group-commit entries the leader has in flight at once (each built on the heads the
+#: previous one writes), so at most this many times PUBSUB_COMMIT_MAX_BYTES of messages wait
+#: on Raft at once.
+PUBSUB_PUBLISH_PIPELINE = 4
 #: How many times a commit whose compares failed (stale leader cache) is rebuilt.
 PUBSUB_COMMIT_ATTEMPTS = 5
 
@@ -69,6 +73,9 @@ PUBSUB_MAX_MAX_ACK_PENDING = 5000
 #: Longest nak delay and fetch wait, in seconds.
 PUBSUB_MAX_DELAY_SECONDS = 12 * 3600.0
 PUBSUB_MAX_WAIT_SECONDS = 60.0
+#: Most deliveries one stored pending record (a run of consecutive offsets delivered
+#: alike) holds: a change to one of them rewrites at most this many.
+PUBSUB_PENDING_RUN_MAX = 256
 #: Most acks in one ``pubsub.ack`` call.
 PUBSUB_MAX_ACKS = 1000
 #: Most dead letters one ``pubsub.dead_letters`` page lists.

@@ -56,7 +56,9 @@ def assign(members: list[str], partitions: int, previous: list[str | None]) -> l
 
 
 def group_state(record: dict[str, Any]) -> str:
-    """Empty, PreparingRebalance (a handover under way) or Stable."""
+    """Dead (being deleted), Empty, PreparingRebalance (a handover under way) or Stable."""
+    if record.get("deleting"):
+        return "Dead"
     if not record["members"]:
         return "Empty"
     return "Stable" if record["owners"] == record["target"] else "PreparingRebalance"

@@ -76,7 +76,8 @@ async def _sweeper(node: Any, publisher: Any, partitioned: Any) -> None:
                 if topic.get("max_age"):
                     await publisher.sweep(name)
                 for group, record in await _records(node, keys.groups(name)):
-                    if record["mode"] == "partitioned" and record["members"]:
+                    live = record["members"] and not record.get("deleting")
+                    if record["mode"] == "partitioned" and live:
                         await partitioned.expire(name, group, record)
 
 

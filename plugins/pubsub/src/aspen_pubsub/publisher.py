@@ -1,19 +1,30 @@
-"""Group commit: the leader puts many concurrent publishes in one Raft entry.
+"""Group commit: the leader puts many concurrent publishes in one Raft entry, and keeps
+several entries in flight.
 
 Every ``pubsub.publish`` on the leader joins a queue; one task takes what has queued (up to
-``PUBSUB_COMMIT_MAX_MESSAGES`` / ``PUBSUB_COMMIT_MAX_BYTES``) while the previous entry is in
-flight, and proposes it as one ``kv.txn``: the messages, the partitions' new heads, the
-de-dup records and the retention deletes. Offsets come from the heads (never a clock).
+``PUBSUB_COMMIT_MAX_MESSAGES`` / ``PUBSUB_COMMIT_MAX_BYTES``) and proposes it as one
+``kv.txn``: the messages, the partitions' new heads, the de-dup records and the retention
+deletes. Offsets come from the heads (never a clock). Up to ``PUBSUB_PUBLISH_PIPELINE``
+entries are in flight at once: entry N+1 is built on the heads entry N will write.
 
-The leader keeps the topics and heads it read in memory; every entry compares the
-mod_revision of each topic and head it used, so a stale cache (a new leader, a topic
-deleted meanwhile) fails the compares, is dropped and the entry is rebuilt: nothing is
-applied from stale state. The publish time (the leader's clock, milliseconds) travels in
-the entry; applying it never reads a clock.
+The leader keeps the topics and heads in memory. Every entry compares the mod_revision of
+each topic it used, and each partition head it used against what it expects there: the
+mod_revision it read, or the exact VALUE an earlier entry of the pipeline writes. So an
+entry built on a stale cache (an earlier entry failed, a new leader, a topic deleted
+meanwhile) fails its compares and writes nothing; its publishes are queued again (in
+their order, at the front) and the entry is rebuilt from heads read afresh once the
+pipeline has drained. An offset is answered only once its entry committed, so none is
+ever given twice. An entry whose outcome is unknown (an error, not a failed compare) is
+answered with that error, as before.
+
+Retention (which reads the stored oldest messages) and message ids seen in an entry still
+in flight are planned only with nothing in flight. The publish time (the leader's clock,
+milliseconds) travels in the entry; applying it never reads a clock.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections import deque
@@ -38,10 +49,18 @@ class _Request:
     topic: str
     messages: list[Message]
     size: int
+    seq: int = 0  #: arrival order (failed entries' requests go back in this order)
     sweep: bool = False  #: a retention sweep: no messages, every partition checked
+    attempts: int = 0  #: entries it was in whose compares failed
     done: anyio.Event = field(default_factory=anyio.Event)
     result: list[dict[str, Any]] = field(default_factory=list)
     error: BaseException | None = None
+
+    def answer(self, error: BaseException | None = None) -> None:
+        """Wake the caller (with ``error``, or with ``result``)."""
+        if not self.done.is_set():
+            self.error = error
+            self.done.set()
 
 
 #: A stored message: offset, stored size, publish time (ms) and its packed record.
@@ -53,6 +72,7 @@ class _Plan:
     """One entry being built."""
 
     now_ms: int
+    requests: list[_Request] = field(default_factory=list)
     compare: list[dict[str, Any]] = field(default_factory=list)
     puts: dict[bytes, dict[str, Any]] = field(default_factory=dict)  #: key → op, in order
     deletes: list[dict[str, Any]] = field(default_factory=list)
@@ -80,20 +100,44 @@ def _segments(messages: list[_Stored]) -> list[tuple[int, list[bytes]]]:
     return out
 
 
+def _expect_value(key: bytes, head: Head) -> dict[str, Any]:
+    """A compare: the head at ``key`` is exactly ``head`` (as an entry in flight writes it)."""
+    return {"key": key, "target": "value", "op": "==", "value": pack(head.record())}
+
+
+def _retains(topic: Topic) -> bool:
+    """Whether ``topic`` has a retention limit (its commits may trim old messages)."""
+    return bool(topic.max_messages or topic.max_bytes or topic.max_age)
+
+
 class Publisher:
-    """The leader's publish queue and group-commit loop (one per node; idle on followers)."""
+    """The leader's publish queue and group-commit pipeline (one per node; idle on
+    followers)."""
 
     def __init__(self, node: Any) -> None:
         self.node = node
         self._queue: deque[_Request] = deque()
         self._wake = anyio.Event()
+        self._seq = itertools.count()
         self._topics: dict[str, tuple[Topic, int]] = {}
-        self._heads: dict[tuple[str, int], tuple[Head, int]] = {}
+        #: per partition: the head the next entry builds on and the compare that checks it
+        self._heads: dict[tuple[str, int], tuple[Head, dict[str, Any]]] = {}
         self._spread: dict[str, int] = {}
         self._committed = anyio.Event()
-        #: Entries committed and messages in them, since start (``stats``).
+        #: entries proposed and not yet answered; set when one is
+        self._inflight = 0
+        self._settled = anyio.Event()
+        #: message ids written by entries in flight (a repeat waits for them to settle)
+        self._inflight_ids: set[tuple[str, str]] = set()
+        #: requests of entries whose compares failed, to queue again once drained
+        self._retry: list[_Request] = []
+        #: the cache may be wrong (an entry failed, leadership moved): drain, then re-read
+        self._stale = False
+        #: Entries committed and messages in them, and publishes queued again after
+        #: their entry's compares failed, since start (``stats``).
         self.entries = 0
         self.messages = 0
+        self.requeued = 0
 
     # ------------------------------------------------------------------ API
     async def publish(self, topic: str, messages: list[Message]) -> list[dict[str, Any]]:
@@ -106,12 +150,18 @@ class Publisher:
         """Apply ``topic``'s retention now (age limits on a topic nobody publishes to)."""
         await self._submit(_Request(topic, [], 0, sweep=True))
 
+    def figures(self) -> dict[str, int]:
+        """This node's group-commit counters since it started (``pubsub.stats``)."""
+        return {"entries": self.entries, "messages": self.messages, "requeued": self.requeued}
+
     async def committed(self) -> None:
         """Wait until the next entry is committed (consumers waiting for messages)."""
         await self._committed.wait()
 
     def forget(self, topic: str | None = None) -> None:
-        """Drop cached state (a topic changed, or leadership moved)."""
+        """Drop cached state (a topic changed, or leadership moved); entries still in
+        flight drain before the next one is built."""
+        self._stale = True
         if topic is None:
             self._topics.clear()
             self._heads.clear()
@@ -121,6 +171,7 @@ class Publisher:
             del self._heads[k]
 
     async def _submit(self, request: _Request) -> list[dict[str, Any]]:
+        request.seq = next(self._seq)
         self._queue.append(request)
         self._wake.set()
         await request.done.wait()
@@ -130,24 +181,52 @@ class Publisher:
 
     # ------------------------------------------------------------------ loop
     async def run(self) -> None:
-        """Take queued publishes and commit them, one entry at a time, until cancelled."""
-        while True:
-            await self._wake.wait()
-            self._wake = anyio.Event()
-            while self._queue:
-                batch = self._take()
-                try:
-                    await self._commit(batch)
-                except Exception as exc:
-                    self.forget()
-                    if not isinstance(exc, AspenError):
-                        log.exception("pubsub: commit failed")
-                    for request in batch:
-                        if not request.done.is_set():
-                            request.error = exc
-                finally:
-                    for request in batch:
-                        request.done.set()
+        """Take queued publishes and propose them, up to PUBSUB_PUBLISH_PIPELINE entries in
+        flight, until cancelled."""
+        async with anyio.create_task_group() as tasks:
+            while True:
+                await self._wake.wait()
+                self._wake = anyio.Event()
+                while self._queue or self._retry:
+                    if self._stale or self._retry:
+                        await self._drain()
+                        continue
+                    if self._inflight >= limits.PUBSUB_PUBLISH_PIPELINE:
+                        await self._settled.wait()
+                        continue
+                    batch = self._take()
+                    if self._inflight and self._needs_quiet(batch):
+                        self._queue.extendleft(reversed(batch))
+                        await self._drain()
+                        continue
+                    plan = await self._plan(batch)
+                    if plan is not None:
+                        self._inflight += 1
+                        tasks.start_soon(self._propose, plan)
+
+    async def _drain(self) -> None:
+        """Wait for every entry in flight, then drop the cache if it may be wrong and queue
+        the failed entries' requests again, at the front, in their order."""
+        while self._inflight:
+            await self._settled.wait()
+        if self._stale:
+            self._stale = False
+            self._topics.clear()
+            self._heads.clear()
+        retry, self._retry = sorted(self._retry, key=lambda r: r.seq), []
+        self._queue.extendleft(reversed(retry))
+
+    def _needs_quiet(self, batch: list[_Request]) -> bool:
+        """Whether ``batch`` must be planned with nothing in flight: retention reads the
+        stored oldest messages, and a message id may be in an entry not yet committed."""
+        for request in batch:
+            cached = self._topics.get(request.topic)
+            if request.sweep or cached is None or _retains(cached[0]):
+                return True
+            for message in request.messages:
+                if (request.topic, message.msg_id) in self._inflight_ids:
+                    return True
+        return False
 
     def _take(self) -> list[_Request]:
         """The next entry's requests: at least one, then while the bounds allow."""
@@ -165,46 +244,84 @@ class Publisher:
             size += nxt.size
         return batch
 
-    async def _commit(self, batch: list[_Request]) -> None:
-        for _ in range(limits.PUBSUB_COMMIT_ATTEMPTS):
-            plan = _Plan(now_ms=int(time.time() * 1000))
-            live = []
+    async def _plan(self, batch: list[_Request]) -> _Plan | None:
+        """Build the entry of ``batch`` and move the cached heads past it (``None``: every
+        request was answered already, e.g. its topic does not exist)."""
+        plan = _Plan(now_ms=int(time.time() * 1000))
+        try:
             for request in batch:
                 request.result = []
                 try:
                     await self._add(plan, request)
-                    live.append(request)
+                    plan.requests.append(request)
                 except NotFoundError as exc:
-                    request.error = exc
-                    request.done.set()
-            if not live:
-                return
+                    request.answer(exc)
+            if not plan.requests:
+                return None
             await self._retention(plan)
-            for (topic, partition), new in plan.new.items():
-                first = plan.heads[(topic, partition)].first
-                for last, blobs in _segments([m for m in new if m[0] >= first]):
-                    key = keys.message(topic, partition, last)
-                    plan.puts[key] = store.put(key, pack(blobs))
-            for (topic, partition), head in plan.heads.items():
-                plan.puts[keys.head(topic, partition)] = store.put(
-                    keys.head(topic, partition), head.record()
-                )
+        except Exception as exc:
+            self._fail(batch, exc)
+            return None
+        for (topic, partition), new in plan.new.items():
+            first = plan.heads[(topic, partition)].first
+            for last, blobs in _segments([m for m in new if m[0] >= first]):
+                key = keys.message(topic, partition, last)
+                plan.puts[key] = store.put(key, pack(blobs))
+        for (topic, partition), head in plan.heads.items():
+            key = keys.head(topic, partition)
+            plan.puts[key] = store.put(key, head.record())
+            after = Head(head.next, head.first, head.bytes)
+            self._heads[(topic, partition)] = (after, _expect_value(key, after))
+        self._inflight_ids.update(plan.ids)
+        return plan
+
+    def _fail(self, requests: list[_Request], exc: BaseException) -> None:
+        """Answer ``requests`` with ``exc`` (an unknown outcome); the cache may be wrong."""
+        self._stale = True
+        if not isinstance(exc, AspenError):
+            log.error("pubsub: commit failed", exc_info=exc)
+        for request in requests:
+            request.answer(exc)
+
+    async def _propose(self, plan: _Plan) -> None:
+        """Propose ``plan``'s entry and answer its requests: their offsets once it
+        committed, again later if a compare failed, the error if the outcome is unknown."""
+        try:
             revision = await store.txn(
                 self.node, plan.compare, [*plan.puts.values(), *plan.deletes]
             )
-            if revision is None:  # stale cache: read again and rebuild
-                for topic in plan.topics:
-                    self.forget(topic)
-                batch = live
-                continue
-            for topic, part in plan.heads:
-                self._heads[(topic, part)] = (plan.heads[(topic, part)], revision)
-            self.entries += 1
-            self.messages += sum(len(r.messages) for r in live)
-            self._committed.set()
-            self._committed = anyio.Event()
-            return
-        raise UnavailableError("publish kept conflicting with concurrent changes; try again")
+        except Exception as exc:
+            self._fail(plan.requests, exc)
+        else:
+            if revision is None:  # built on a stale cache: nothing written, build it again
+                self._requeue(plan.requests)
+            else:
+                self.entries += 1
+                self.messages += sum(len(r.messages) for r in plan.requests)
+                for request in plan.requests:
+                    request.answer()
+                self._committed.set()
+                self._committed = anyio.Event()
+        finally:
+            self._inflight_ids.difference_update(plan.ids)
+            self._inflight -= 1
+            self._settled.set()
+            self._settled = anyio.Event()
+            self._wake.set()
+
+    def _requeue(self, requests: list[_Request]) -> None:
+        """Queue the requests of an entry whose compares failed again (after the drain),
+        or answer ``unavailable`` once one failed PUBSUB_COMMIT_ATTEMPTS times."""
+        self._stale = True
+        self.requeued += len(requests)
+        for request in requests:
+            request.attempts += 1
+            if request.attempts >= limits.PUBSUB_COMMIT_ATTEMPTS:
+                request.answer(
+                    UnavailableError("publish kept conflicting with concurrent changes; try again")
+                )
+            else:
+                self._retry.append(request)
 
     # ------------------------------------------------------------------ planning
     async def _topic(self, plan: _Plan, name: str) -> Topic:
@@ -224,11 +341,12 @@ class Publisher:
             return plan.heads[key]
         cached = self._heads.get(key)
         if cached is None:
-            cached = await store.head(self.node, topic, partition)
+            head, revision = await store.head(self.node, topic, partition)
+            cached = (head, store.same(keys.head(topic, partition), revision))
             self._heads[key] = cached
         head = Head(cached[0].next, cached[0].first, cached[0].bytes)
         plan.heads[key] = head
-        plan.compare.append(store.same(keys.head(topic, partition), cached[1]))
+        plan.compare.append(cached[1])
         return head
 
     async def _duplicate(self, plan: _Plan, topic: Topic, msg_id: str) -> tuple[int, int] | None:

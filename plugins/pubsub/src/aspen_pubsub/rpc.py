@@ -11,12 +11,18 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from aspen.errors import CompareFailedError, InvalidArgumentError, NotFoundError
+from aspen.errors import CompareFailedError, InvalidArgumentError
 from aspen.kv import paging
 from aspen.plugins.types import RpcHandler
-from aspen.rpc.params import optional_int, optional_list, optional_str, require_str
+from aspen.rpc.params import (
+    optional_bool,
+    optional_int,
+    optional_list,
+    optional_str,
+    require_str,
+)
 from aspen_pubsub import keys, limits, store
-from aspen_pubsub.groups import ACK_KINDS, GroupService, new_group
+from aspen_pubsub.groups import ACK_KINDS, GroupService, gone, new_group
 from aspen_pubsub.model import Topic, check_bound, check_name, delivered, parse_message, unpack
 from aspen_pubsub.partitioned import PartitionedGroups, group_state
 from aspen_pubsub.publisher import Publisher
@@ -235,19 +241,40 @@ async def group_create(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
     key = keys.group(name, group)
     compare = [store.same(keys.topic(name), topic_revision), store.same(key, 0)]
     if await store.txn(ctx.node, compare, [store.put(key, record)]) is None:
-        raise CompareFailedError(f"group {group!r} of topic {name!r} already exists", group=group)
+        existing, _ = await store.get(ctx.node, key)
+        why = "is being deleted (state Dead)" if existing and existing.get("deleting") else ""
+        raise CompareFailedError(
+            f"group {group!r} of topic {name!r} {why or 'already exists'}", group=group
+        )
     return {"topic": name, "group": group, "mode": mode}
 
 
 async def group_delete(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
-    """Delete a group, its pending deliveries and dead letters."""
+    """Delete a group, its pending deliveries and dead letters. As in Kafka, a group with
+    members is refused (``force``: delete it anyway; its members are told it is Dead). The
+    group is first marked Dead (one entry: from then on it answers ``not_found``, state
+    Dead, and stats report Dead), then its records go; a deletion cut short (a leader
+    crash) leaves it Dead until deleted again. A later create starts afresh."""
     name, group = _topic(params), _group(params)
-    record, _ = await store.get(ctx.node, keys.group(name, group))
-    if record is None:
-        raise NotFoundError(f"group {group!r} of topic {name!r} does not exist", group=group)
-    await ctx.node.call("kv.delete", {"key": keys.group(name, group)})
+    force = optional_bool(params, "force", False)
+
+    async def mark(state: Any, change: Any) -> None:
+        record = change.record
+        if record["members"] and not (force or record.get("deleting")):
+            raise CompareFailedError(
+                f"group {group!r} of topic {name!r} has {len(record['members'])} members "
+                "(Kafka's NON_EMPTY_GROUP): they leave first, or delete with force",
+                group=group,
+                members=len(record["members"]),
+            )
+        record["deleting"] = True
+        record["members"] = {}
+        record["owners"] = record["target"] = [None] * len(record["owners"])
+
+    await _groups(ctx).update(name, group, mark, dead_ok=True)
     for prefix in (keys.pending_prefix(name, group), keys.dead_prefix(name, group)):
         await _delete_span(ctx.node, prefix, prefix + b"\xff")
+    await ctx.node.call("kv.delete", {"key": keys.group(name, group)})
     _groups(ctx).forget(name)
     return {"deleted": group}
 
@@ -339,7 +366,8 @@ async def dead_letters(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------------- stats
 async def stats(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
     """A topic's messages, bytes and per-partition offsets; with ``group``, its lag,
-    pending, redeliveries, dead letters."""
+    pending, redeliveries, dead letters. ``publisher``: the answering node's group-commit
+    counters since it started (entries, messages, requeued)."""
     name = _topic(params)
     topic, _ = await store.topic(ctx.node, name)
     parts = []
@@ -360,13 +388,14 @@ async def stats(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
         "messages": sum(p["messages"] for p in parts),
         "bytes": sum(p["bytes"] for p in parts),
         "partition_offsets": parts,
+        "publisher": _publisher(ctx).figures(),
     }
     group = params.get("group")
     if group is not None:
         group = check_name("group", group)
         record, _ = await store.get(ctx.node, keys.group(name, group))
         if record is None:
-            raise NotFoundError(f"group {group!r} of topic {name!r} does not exist", group=group)
+            raise gone(name, group)
         undelivered = sum(
             p["end_offset"] - max(c, p["first_offset"])
             for p, c in zip(parts, record["cursors"], strict=False)
@@ -396,7 +425,7 @@ async def stats(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
                 for member, info in sorted(record["members"].items())
             ],
         }
-        if record["mode"] == "partitioned":
+        if record["mode"] == "partitioned" or record.get("deleting"):
             out["group"]["state"] = group_state(record)
             out["group"]["owners"] = record["owners"]
     return out

@@ -1,6 +1,6 @@
 """Subscriptions without a group: every message of a topic (or of the topics a NATS-style
-pattern matches, ``orders.*``, ``orders.>``), in order per partition, then new ones as
-they commit, with no gap.
+pattern matches, ``orders.*``, ``orders.>``, including topics created after it started),
+in order per partition, then new ones as they commit, with no gap.
 
 A watch on the topic's messages is registered *before* the first read, so whatever
 commits after a read is announced by the watch; the cursors (next offset per partition)
@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from aspen.client import prefix_end
-from aspen.errors import InvalidArgumentError
+from aspen.errors import InvalidArgumentError, NotFoundError, ResourceExhaustedError
 from aspen_pubsub import keys, limits, store
 from aspen_pubsub.model import Topic, delivered, unpack
 from aspen_pubsub.subjects import check_pattern, is_pattern, literal_prefix, matches
@@ -72,11 +72,36 @@ async def _topics(node: Any, pattern: str) -> list[Topic]:
     return found
 
 
+async def _follow(node: Any, pattern: str, name: str, cursors: dict[tuple[str, int], int]) -> bool:
+    """Whether topic ``name``, announced by the watch and not followed yet, is one the
+    wildcard ``pattern`` matches (created after the subscription started): then its
+    partitions are followed from their first message (cursors at 0)."""
+    if not is_pattern(pattern) or not matches(pattern, name):
+        return False
+    if any(topic == name for topic, _ in cursors):
+        return False  # followed already (a partition it did not know of: not a new topic)
+    try:
+        topic, _ = await store.topic(node, name)
+    except NotFoundError:
+        return False  # deleted meanwhile
+    followed = {t for t, _ in cursors}
+    if len(followed) >= limits.PUBSUB_MAX_SUBSCRIBED_TOPICS:
+        raise ResourceExhaustedError(
+            f"{pattern!r} now matches more than PUBSUB_MAX_SUBSCRIBED_TOPICS "
+            f"({limits.PUBSUB_MAX_SUBSCRIBED_TOPICS}) topics",
+            limit=limits.PUBSUB_MAX_SUBSCRIBED_TOPICS,
+        )
+    for partition in range(topic.partitions):
+        cursors[(name, partition)] = 0
+    return True
+
+
 async def subscription(
     node: Any, pattern: str, start: str, offsets: dict[str, Any], at: float, most: int
 ) -> AsyncIterator[list[dict[str, Any]]]:
     """Pages of messages of topic ``pattern`` (or of every topic matching a wildcard
-    pattern when the subscription starts) from ``start``, or from ``offsets`` (keys
+    pattern: those that exist when it starts from ``start``, those created later from their
+    first message), or from ``offsets`` (keys
     ``"<partition>"`` for one topic, ``"<topic>/<partition>"`` for any); ends after
     ``most`` messages (0: never)."""
     messages = keys.PREFIX + b"m/"
@@ -116,6 +141,9 @@ async def subscription(
                 key = event["kv"]["key"]
                 name = key[len(messages) : -22].decode()
                 partition, _ = keys.position(key)
+                if (name, partition) not in cursors and await _follow(node, pattern, name, cursors):
+                    behind = True  # a topic created since it started: read it from its start
+                    break
                 for offset, blob in store.segment(key, event["kv"]["value"]):
                     expected = cursors.get((name, partition))
                     if expected is None or offset < expected:
