@@ -430,6 +430,10 @@ TOKEN_RATE_PER_SECOND = 5000.0
 TOKEN_RATE_BURST = 10_000
 #: Default most streams (watches…) one scoped token may have open at once on a node.
 TOKEN_MAX_STREAMS = 64
+#: Requests per second (and burst) of a token the core mints for its own client of the
+#: cluster (``Node.internal_token``, e.g. the blob service's): high enough never to throttle
+#: the node's own metadata writes, still a finite bucket.
+INTERNAL_TOKEN_RATE_PER_SECOND = 1_000_000
 #: Most distinct tokens a node keeps state for (verified grants, rate buckets, open
 #: streams); the least recently used is dropped first (and verified again when it returns).
 MAX_TRACKED_TOKENS = 10_000
