@@ -268,6 +268,9 @@ MAX_READ_THREADS = 4
 CLIENT_MAX_STREAM_BUFFERED_ITEMS = 10_000
 #: Most ``not_leader`` redirects (or leaderless retries) the client follows for one request.
 CLIENT_MAX_REDIRECTS = 5
+#: Leader connections one ``aspen.client.leader.LeaderCaller`` keeps by default (a plugin
+#: forwarding writes from a follower; one per leader endpoint it has seen).
+LEADER_MAX_CLIENTS = 4
 #: Seconds the client keeps retrying a request that is safe to retry (refused with
 #: ``not_leader``, never sent, or read-only) across a leader change; a client option.
 CLIENT_FAILOVER_RETRY_SECONDS = 10.0

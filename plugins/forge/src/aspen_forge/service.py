@@ -8,10 +8,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from aspen.client.leader import LeaderCaller
 from aspen.errors import AspenError
 from aspen.http import HttpLimits
 from aspen_forge import limits
-from aspen_forge.leader import LeaderCaller
 from aspen_forge.repos import Repos
 from aspen_forge.storage.local import LocalStores
 
@@ -47,7 +47,7 @@ class ForgeService:
     def __init__(self, node: Any, config: dict[str, Any]) -> None:
         self.node = node
         self.config = config
-        self.writer = LeaderCaller(node)
+        self.writer = LeaderCaller(node, max_clients=limits.MAX_FORWARD_CLIENTS)
         self.repos = Repos(node, self.writer)
         from aspen_forge.collab.service import Collab
 
