@@ -3,44 +3,15 @@ capability tokens (see docs/tokens.md)."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import click
 
 from aspen.cli.context import CliContext, json_option, pass_cli
+from aspen.cli.duration import Duration
 from aspen.cli.output import echo_json, format_table
 
 __all__ = ["Duration", "token"]
-
-_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-class Duration(click.ParamType):
-    """Seconds from ``90``, ``90s``, ``10m``, ``1h30m`` or ``7d``."""
-
-    name = "duration"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        """Parse ``value`` into seconds (a float)."""
-        if isinstance(value, int | float):
-            return float(value)
-        text = str(value).strip()
-        try:
-            return float(text)
-        except ValueError:
-            pass
-        pos, total = 0, 0.0
-        for match in _DURATION_RE.finditer(text):
-            if match.start() != pos:
-                break
-            total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-            pos = match.end()
-        if not text or pos != len(text):
-            self.fail(f"{value!r} is not a duration like 90s, 10m, 1h30m or 7d", param, ctx)
-        return total
-
 
 _caps_option = click.option(
     "--cap",
