@@ -13,9 +13,8 @@ from typing import Any
 
 import click
 
-from aspen.cli import json_option, pass_cli
+from aspen.cli import emit, emit_table, json_option, pass_cli
 from aspen.cli.context import CliContext
-from aspen.cli.output import echo_json, format_table
 
 __all__ = ["add_status_commands", "issue_cli", "patch_cli"]
 
@@ -25,23 +24,6 @@ Handler = Callable[..., None]
 
 def _call(cli: CliContext, method: str, params: dict[str, Any]) -> Any:
     return cli.client().call(method, params)
-
-
-def _out(cli: CliContext, answer: Any, text: str) -> None:
-    echo_json(answer) if cli.json else click.echo(text)
-
-
-def _table(
-    cli: CliContext,
-    items: list[dict[str, Any]],
-    headers: Sequence[str],
-    row: Callable[[dict[str, Any]], Sequence[Any]],
-) -> None:
-    """Print ``items`` as JSON, or as a table of one ``row(item)`` each."""
-    if cli.json:
-        echo_json(items)
-    else:
-        click.echo(format_table(headers, [row(item) for item in items]))
 
 
 def _thread(item: dict[str, Any], kind: str) -> str:
@@ -72,7 +54,7 @@ def _op(
 ) -> None:
     """Call ``forge.<kind>_<name>`` on issue/patch ``number`` and say what was done."""
     answer = _call(cli, f"forge.{kind}_{name}", {"repo": repo, "number": number, **params})
-    _out(cli, answer, f"{verb} {kind} #{number} ({answer['state']})")
+    emit(cli, answer, f"{verb} {kind} #{number} ({answer['state']})")
 
 
 @dataclass(frozen=True)
@@ -99,12 +81,12 @@ def _add_shared_commands(group: click.Group, kind: _Kind) -> None:
     @pass_cli
     def list_items(cli: CliContext, repo: str, state: str | None) -> None:
         answer = _call(cli, f"forge.{name}_list", {"repo": repo, "state": state})
-        _table(cli, answer[kind.plural], kind.headers, kind.row)
+        emit_table(cli, answer[kind.plural], kind.headers, kind.row)
 
     @_on_item(group, "show", kind.show_help)
     def show(cli: CliContext, repo: str, number: int) -> None:
         answer = _call(cli, f"forge.{name}_show", {"repo": repo, "number": number})
-        _out(cli, answer, "" if cli.json else kind.show_text(answer))
+        emit(cli, answer, kind.show_text)
 
     @_on_item(group, "comment", f"Comment on {name} NUMBER.")
     @click.option("--body", required=True)
@@ -147,7 +129,7 @@ def issue_create(
     """Open an issue in OWNER/NAME."""
     params = {"repo": repo, "title": title, "body": body, "labels": list(labels)}
     answer = _call(cli, "forge.issue_create", params)
-    _out(cli, answer, f"opened issue #{answer['number']}")
+    emit(cli, answer, f"opened issue #{answer['number']}")
 
 
 _add_shared_commands(
@@ -225,7 +207,7 @@ def patch_create(
         "draft": draft,
     }
     answer = _call(cli, "forge.patch_create", params)
-    _out(cli, answer, f"opened patch #{answer['number']} ({source} -> {target})")
+    emit(cli, answer, f"opened patch #{answer['number']} ({source} -> {target})")
 
 
 def _patch_text(answer: dict[str, Any]) -> str:
@@ -305,7 +287,7 @@ def patch_review(
         "comments": _line_comments(lines),
     }
     answer = _call(cli, "forge.patch_review", params)
-    _out(cli, answer, f"reviewed patch #{number}: {verdict}")
+    emit(cli, answer, f"reviewed patch #{number}: {verdict}")
 
 
 @_on_item(patch_cli, "merge", "Merge patch NUMBER into its target on the server.")
@@ -318,7 +300,7 @@ def patch_review(
 def patch_merge(cli: CliContext, repo: str, number: int, strategy: str) -> None:
     answer = _call(cli, "forge.patch_merge", {"repo": repo, "number": number, "strategy": strategy})
     commit = (answer.get("merged") or {}).get("commit", "")
-    _out(cli, answer, f"merged patch #{number} as {commit[:12]} ({strategy})")
+    emit(cli, answer, f"merged patch #{number} as {commit[:12]} ({strategy})")
 
 
 # ---------------------------------------------------------------------- statuses
@@ -353,7 +335,7 @@ def add_status_commands(status: click.Group) -> None:
             "target_url": target_url,
         }
         answer = _call(cli, "forge.status_set", params)
-        _out(cli, answer, f"{context}: {state} on {commit[:12]}")
+        emit(cli, answer, f"{context}: {state} on {commit[:12]}")
 
     @status.command("list")
     @click.argument("repo")
@@ -363,7 +345,9 @@ def add_status_commands(status: click.Group) -> None:
     def status_list(cli: CliContext, repo: str, commit: str) -> None:
         """The statuses of COMMIT of OWNER/NAME."""
         answer = _call(cli, "forge.status_list", {"repo": repo, "commit": commit})
-        rows = ("CONTEXT", "STATE", "DESCRIPTION")
-        _table(
-            cli, answer["statuses"], rows, lambda s: (s["context"], s["state"], s["description"])
+        emit_table(
+            cli,
+            answer["statuses"],
+            ("CONTEXT", "STATE", "DESCRIPTION"),
+            lambda s: (s["context"], s["state"], s["description"]),
         )
