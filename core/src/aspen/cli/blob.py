@@ -12,7 +12,7 @@ import click
 
 from aspen.blobs.hashing import parse_hash
 from aspen.cli.context import CliContext, json_option, pass_cli
-from aspen.cli.output import echo_json, fail, format_table
+from aspen.cli.output import echo_json, emit, fail, format_table
 from aspen.errors import InvalidArgumentError
 
 __all__ = ["Progress", "blob"]
@@ -105,10 +105,7 @@ def put(cli: CliContext, file: Path, replicas: int | None, pin_name: str | None)
         if source is not sys.stdin.buffer:
             source.close()
     progress.finish()
-    if cli.json:
-        echo_json({"hash": ref.hash, "size": ref.size, "replicas": ref.replicas})
-    else:
-        click.echo(ref.hash)
+    emit(cli, {"hash": ref.hash, "size": ref.size, "replicas": ref.replicas}, ref.hash)
 
 
 @blob.command()

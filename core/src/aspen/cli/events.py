@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from aspen.cli.context import CliContext, json_option, pass_cli
-from aspen.cli.output import echo_json
+from aspen.cli.output import echo_json, emit
 
 __all__ = ["events"]
 
@@ -101,10 +101,7 @@ def publish(cli: CliContext, name: str, subject: str, payload: str) -> None:
     except ValueError as exc:
         raise click.BadParameter(f"not JSON: {exc}", param_hint="--payload") from exc
     result = cli.client().events.publish(name, subject, data)
-    if cli.json:
-        echo_json(result)
-    else:
-        click.echo(f"published at position {result['position']} (revision {result['revision']})")
+    emit(cli, result, f"published at position {result['position']} (revision {result['revision']})")
 
 
 @events.command()

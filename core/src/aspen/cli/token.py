@@ -9,7 +9,7 @@ import click
 
 from aspen.cli.context import CliContext, json_option, pass_cli
 from aspen.cli.duration import Duration
-from aspen.cli.output import echo_json, format_table
+from aspen.cli.output import echo_json, emit, format_table
 
 __all__ = ["Duration", "token"]
 
@@ -54,11 +54,7 @@ def create(
         if value is not None:
             params[field] = value
     result = cli.client().call("token.create", params)
-    if cli.json:
-        echo_json(result)
-    else:
-        click.echo(f"id: {result['id']}")
-        click.echo(result["token"])
+    emit(cli, result, lambda r: (f"id: {r['id']}", r["token"]))
 
 
 @token.command()
@@ -74,10 +70,7 @@ def attenuate(cli: CliContext, token_text: str, caps: tuple[str, ...], ttl: floa
     from aspen.auth.tokens import attenuate as narrow_token
 
     narrowed = narrow_token(token_text, parse_capabilities(caps), ttl=ttl)
-    if cli.json:
-        echo_json({"token": narrowed})
-    else:
-        click.echo(narrowed)
+    emit(cli, {"token": narrowed}, narrowed)
 
 
 @token.command()
@@ -104,10 +97,7 @@ def inspect(cli: CliContext, token_text: str) -> None:
 def revoke(cli: CliContext, token_id: str) -> None:
     """Revoke token ID and every token delegated from it, on every node."""
     result = cli.client().call("token.revoke", {"id": token_id})
-    if cli.json:
-        echo_json(result)
-    else:
-        click.echo(f"revoked {token_id}")
+    emit(cli, result, f"revoked {token_id}")
 
 
 @token.command(name="list")
