@@ -29,20 +29,7 @@ OP_TYPES = ("create", "comment", "edit", "label", "assign", "close", "reopen")
 
 def initial(number: int) -> dict[str, Any]:
     """The state before any op."""
-    return {
-        "number": number,
-        "title": "",
-        "body": "",
-        "state": "",
-        "close_reason": "",
-        "labels": [],
-        "assignees": [],
-        "comments": [],
-        "author": "",
-        "created": 0.0,
-        "updated": 0.0,
-        "ops": 0,
-    }
+    return thread.initial(number, close_reason="", labels=[], assignees=[])
 
 
 def _change_set(current: list[str], body: dict[str, Any]) -> list[str]:

@@ -45,21 +45,7 @@ _LIVE = ("draft", "open")
 
 def initial(number: int) -> dict[str, Any]:
     """The state before any op."""
-    return {
-        "number": number,
-        "title": "",
-        "body": "",
-        "state": "",
-        "source": "",
-        "target": "",
-        "author": "",
-        "created": 0.0,
-        "updated": 0.0,
-        "revisions": [],
-        "comments": [],
-        "merged": None,
-        "ops": 0,
-    }
+    return thread.initial(number, source="", target="", revisions=[], merged=None)
 
 
 def _revision(op: Op, number: int) -> dict[str, Any]:

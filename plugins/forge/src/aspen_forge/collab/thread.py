@@ -1,6 +1,6 @@
-"""What issues and patches share: their discussion thread, the ``comment {body}`` and
-``edit {title?, body?}`` ops (checked by :func:`check`, folded by :func:`apply`), and the
-bookkeeping every applied op does (:func:`touched`)."""
+"""What issues and patches share: their discussion thread (the fields of :func:`initial`),
+the ``comment {body}`` and ``edit {title?, body?}`` ops (checked by :func:`check`, folded by
+:func:`apply`), and the bookkeeping every applied op does (:func:`touched`)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,27 @@ from aspen.errors import InvalidArgumentError
 from aspen_forge.collab import fields
 from aspen_forge.collab.oplog import Op
 
-__all__ = ["OP_TYPES", "apply", "check", "touched"]
+__all__ = ["OP_TYPES", "apply", "check", "initial", "touched"]
 
 #: The op types this module checks and applies.
 OP_TYPES = ("comment", "edit")
+
+
+def initial(number: int, **fields: Any) -> dict[str, Any]:
+    """The state of issue or patch ``number`` before any op: the thread's own fields,
+    then ``fields`` (those of its kind, e.g. ``labels=[]``)."""
+    return {
+        "number": number,
+        "title": "",
+        "body": "",
+        "state": "",
+        "author": "",
+        "created": 0.0,
+        "updated": 0.0,
+        "comments": [],
+        "ops": 0,
+        **fields,
+    }
 
 
 def check(kind: str, body: dict[str, Any]) -> dict[str, Any]:
