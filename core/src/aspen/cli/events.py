@@ -109,15 +109,17 @@ def publish(cli: CliContext, name: str, subject: str, payload: str) -> None:
 @pass_cli
 def status(cli: CliContext) -> None:
     """Show the journal's extent (first and next positions, count, bytes) and retention."""
-    info = cli.client().events.status()
-    if cli.json:
-        echo_json(info)
-        return
+    emit(cli, cli.client().events.status(), _status_lines)
+
+
+def _status_lines(info: dict[str, Any]) -> tuple[str, str]:
+    """The journal's extent, then its retention."""
     r = info["retention"]
-    click.echo(
+    return (
         f"positions {info['first']}..{info['next'] - 1}: {info['count']} events, "
-        f"{info['bytes']} bytes\nretention: {r['max_events']} events, {r['max_bytes']} bytes, "
-        f"age {r['max_age'] or 'unbounded'}"
+        f"{info['bytes']} bytes",
+        f"retention: {r['max_events']} events, {r['max_bytes']} bytes, "
+        f"age {r['max_age'] or 'unbounded'}",
     )
 
 
