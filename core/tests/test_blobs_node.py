@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Iterator
@@ -12,9 +13,17 @@ import blake3
 import pytest
 
 import aspen
+from aspen.auth.tokens import inspect_token, is_capability_token
 from aspen.blobs.hashing import BlobRef
+from aspen.blobs.meta import PREFIX as META_PREFIX
+from aspen.blobs.service import META_CAPABILITIES
 from aspen.blobs.store import BlobCorruptError, BlobStore
-from aspen.errors import NotFoundError, ResourceExhaustedError, UnavailableError
+from aspen.errors import (
+    NotFoundError,
+    ResourceExhaustedError,
+    UnauthorizedError,
+    UnavailableError,
+)
 from aspen.node.config import NodeConfig
 from aspen.node.runner import NodeThread
 from aspen.plugins.manager import make_plugin_manager
@@ -72,6 +81,28 @@ def test_the_node_api_and_blob_events(tmp_path: Path, monkeypatch: pytest.Monkey
         wait_for(lambda: not blobs.store.has(ref.hash), timeout=20)
         with node.client() as c, pytest.raises(NotFoundError):
             c.blobs.stat(ref.hash)
+
+
+def test_the_blob_service_reaches_the_cluster_without_the_root_token(tmp_path: Path) -> None:
+    """Its own client holds a capability token for the blob metadata alone: puts and reads
+    work, and the same token is refused anywhere else."""
+    pm = make_plugin_manager(load=[])
+    config = NodeConfig(data_dir=tmp_path / "n", listen="127.0.0.1:0")
+    with NodeThread(config, pm) as node:
+        blobs = node.node.blobs
+        token = blobs.client.token
+        assert token != node.token and is_capability_token(token)
+        assert sorted(str(c) for c in inspect_token(token).capabilities) == sorted(
+            META_CAPABILITIES
+        )
+        ref = node.call(functools.partial(blobs.put, b"least privilege", pin="t/a"))
+        assert node.call(blobs.stat, ref.hash)["pins"] == ["t/a"]
+        with aspen.connect(node.endpoint, token=token) as c:
+            with pytest.raises(UnauthorizedError):
+                c.kv.put("/app/x", b"1")
+            with pytest.raises(UnauthorizedError):
+                c.kv.get("/_aspen/tokens/x")
+            assert c.kv.get(f"{META_PREFIX}p/t/a") is not None
 
 
 def test_the_store_verifies_every_piece_it_reads(tmp_path: Path) -> None:

@@ -172,7 +172,7 @@ FORBIDDEN: dict[str, tuple[tuple[str, ...], str]] = {
     ),
     "aspen.blobs": (
         # members' blob instructions and bytes use the peer links; the service's own KV
-        # writes (blob metadata) use a cluster client (aspen.client) with the node's token
+        # writes (blob metadata) use a cluster client (aspen.client) with a token of its own
         _aspen("cli", "testing"),
         "the blob store is a service of the node, served by the CLI and the test kit",
     ),

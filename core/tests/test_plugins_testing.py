@@ -4,6 +4,7 @@ async_wait_for."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import click
 import pytest
@@ -13,8 +14,17 @@ from aspen.cli import pass_client
 from aspen.events import KvPut
 from aspen.plugins.types import ConfigOption, ConfigSection, RpcHandler
 from aspen.rpc.params import require_str
-from aspen.testing import async_wait_for, free_port, wait_for
+from aspen.testing import (
+    async_wait_for,
+    free_base_port,
+    free_node_port,
+    free_port,
+    wait_for,
+    waiting,
+)
 from aspen.testing.pytest_plugin import pm_from_marker
+from aspen.testing.waiting import ephemeral_low
+from aspen.transport.ports import PEER_PORT_OFFSET
 
 
 class Echo:
@@ -147,3 +157,24 @@ def test_free_port_is_bindable():
     port = free_port()
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", port))
+
+
+def test_picked_ports_lie_below_the_ephemeral_range(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """free_base_port and free_node_port never hand out a port the kernel may give an
+    outgoing connection, even asked for a range that overlaps it."""
+    real = Path(waiting.EPHEMERAL_RANGE_FILE).read_text().split()[0]
+    assert ephemeral_low() == int(real)
+    ranges = tmp_path / "ip_local_port_range"
+    ranges.write_text("21000\t60999\n")
+    monkeypatch.setattr(waiting, "EPHEMERAL_RANGE_FILE", str(ranges))
+    assert ephemeral_low() == 21000
+    for _ in range(20):
+        base = free_base_port(3, high=60000)
+        assert base >= 20000 and base + PEER_PORT_OFFSET + 3 < 21000
+        port = free_node_port(high=60000)
+        assert port >= 20000 and port + 1 < 21000
+    ranges.write_text("1024\t60999\n")
+    with pytest.raises(RuntimeError, match="below the ephemeral range"):
+        free_base_port(3)

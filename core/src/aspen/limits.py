@@ -268,6 +268,9 @@ MAX_READ_THREADS = 4
 CLIENT_MAX_STREAM_BUFFERED_ITEMS = 10_000
 #: Most ``not_leader`` redirects (or leaderless retries) the client follows for one request.
 CLIENT_MAX_REDIRECTS = 5
+#: Leader connections one ``aspen.client.leader.LeaderCaller`` keeps by default (a plugin
+#: forwarding writes from a follower; one per leader endpoint it has seen).
+LEADER_MAX_CLIENTS = 4
 #: Seconds the client keeps retrying a request that is safe to retry (refused with
 #: ``not_leader``, never sent, or read-only) across a leader change; a client option.
 CLIENT_FAILOVER_RETRY_SECONDS = 10.0
@@ -430,6 +433,10 @@ TOKEN_RATE_PER_SECOND = 5000.0
 TOKEN_RATE_BURST = 10_000
 #: Default most streams (watches…) one scoped token may have open at once on a node.
 TOKEN_MAX_STREAMS = 64
+#: Requests per second (and burst) of a token the core mints for its own client of the
+#: cluster (``Node.internal_token``, e.g. the blob service's): high enough never to throttle
+#: the node's own metadata writes, still a finite bucket.
+INTERNAL_TOKEN_RATE_PER_SECOND = 1_000_000
 #: Most distinct tokens a node keeps state for (verified grants, rate buckets, open
 #: streams); the least recently used is dropped first (and verified again when it returns).
 MAX_TRACKED_TOKENS = 10_000

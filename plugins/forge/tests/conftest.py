@@ -7,6 +7,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from forge_git import ForgeCluster, Git, forge_cluster
+
+
+@pytest.fixture(scope="module")
+def git(tmp_path_factory: pytest.TempPathFactory) -> Git:
+    """The real git CLI, isolated from the user's configuration (one home per module)."""
+    return Git(tmp_path_factory.mktemp("git-home"))
+
+
+@pytest.fixture(scope="module")
+def forge(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ForgeCluster]:
+    """A fresh 3-node forge cluster for the module (modules that seed one define their own)."""
+    name = request.module.__name__.removeprefix("test_").replace("_", "-")
+    with forge_cluster(tmp_path_factory.mktemp(name)) as cluster:
+        yield cluster
 
 
 @pytest.fixture(autouse=True)

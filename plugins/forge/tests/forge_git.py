@@ -3,6 +3,7 @@ the user's configuration."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -105,6 +106,14 @@ def forge_cluster(
     with local_cluster(data_dir, nodes, plugins=["forge"], env=env) as cluster:
         cluster.leader_index()
         yield ForgeCluster(cluster)
+
+
+def forge_json(cli: Any, *args: str) -> Any:
+    """``aspen forge ARGS --json`` through ``cli`` (a ``CliInvoker``): its answer, which
+    must have succeeded."""
+    result = cli("forge", *args, "--json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
 
 
 def bare_click(git: Git, where: Path) -> Path:

@@ -5,7 +5,6 @@ answered the way git shows it, with nothing half-written."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,23 +16,11 @@ from forge_git import (
     ForgeCluster,
     Git,
     bare_click,
-    forge_cluster,
     pkt_line,
     receive_pack,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.aspen_plugins("forge")]
-
-
-@pytest.fixture(scope="module")
-def forge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForgeCluster]:
-    with forge_cluster(tmp_path_factory.mktemp("forge-git")) as cluster:
-        yield cluster
-
-
-@pytest.fixture(scope="module")
-def git(tmp_path_factory: pytest.TempPathFactory) -> Git:
-    return Git(tmp_path_factory.mktemp("git-home"))
 
 
 @pytest.fixture(scope="module")

@@ -4,10 +4,10 @@ the journal, and bad input answered with typed errors."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
+from forge_git import forge_json
 
 import aspen
 from aspen.errors import (
@@ -22,36 +22,30 @@ from aspen_forge import limits
 pytestmark = pytest.mark.aspen_plugins("forge")
 
 
-def _json(cli: Any, *args: str) -> Any:
-    result = cli("forge", *args, "--json")
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
-
-
 def test_issue_lifecycle(node: Any, cli: Any) -> None:
-    _json(cli, "repo", "create", "acme/web")
-    created = _json(
+    forge_json(cli, "repo", "create", "acme/web")
+    created = forge_json(
         cli, "issue", "create", "acme/web", "--title", "Crash on start", "--body", "it crashes"
     )
     assert created["number"] == 1 and created["state"] == "open"
-    assert _json(cli, "issue", "create", "acme/web", "--title", "Second")["number"] == 2
-    _json(cli, "issue", "comment", "acme/web", "1", "--body", "same here")
-    _json(cli, "issue", "edit", "acme/web", "1", "--title", "Crash on start-up")
-    _json(cli, "issue", "label", "acme/web", "1", "--add", "bug", "--add", "p1")
-    _json(cli, "issue", "label", "acme/web", "1", "--remove", "p1")
-    _json(cli, "issue", "assign", "acme/web", "1", "--add", "ann")
-    closed = _json(cli, "issue", "close", "acme/web", "1", "--reason", "duplicate")
+    assert forge_json(cli, "issue", "create", "acme/web", "--title", "Second")["number"] == 2
+    forge_json(cli, "issue", "comment", "acme/web", "1", "--body", "same here")
+    forge_json(cli, "issue", "edit", "acme/web", "1", "--title", "Crash on start-up")
+    forge_json(cli, "issue", "label", "acme/web", "1", "--add", "bug", "--add", "p1")
+    forge_json(cli, "issue", "label", "acme/web", "1", "--remove", "p1")
+    forge_json(cli, "issue", "assign", "acme/web", "1", "--add", "ann")
+    closed = forge_json(cli, "issue", "close", "acme/web", "1", "--reason", "duplicate")
     assert closed["state"] == "closed" and closed["close_reason"] == "duplicate"
     again = cli("forge", "issue", "close", "acme/web", "1")
     assert again.exit_code != 0 and "closed already" in again.output
-    _json(cli, "issue", "reopen", "acme/web", "1")
-    shown = _json(cli, "issue", "show", "acme/web", "1")
+    forge_json(cli, "issue", "reopen", "acme/web", "1")
+    shown = forge_json(cli, "issue", "show", "acme/web", "1")
     assert shown["number"] == 1 and shown["title"] == "Crash on start-up"
     assert shown["state"] == "open" and shown["labels"] == ["bug"]
     assert shown["assignees"] == ["ann"] and shown["author"] == "root"
     assert [c["body"] for c in shown["comments"]] == ["same here"]
-    assert [i["number"] for i in _json(cli, "issue", "list", "acme/web")] == [1, 2]
-    assert _json(cli, "issue", "list", "acme/web", "--state", "closed") == []
+    assert [i["number"] for i in forge_json(cli, "issue", "list", "acme/web")] == [1, 2]
+    assert forge_json(cli, "issue", "list", "acme/web", "--state", "closed") == []
     with node.client() as c:
         log = c.call("forge.issue_show", {"repo": "acme/web", "number": 1, "ops": True})["log"]
         assert next(op["type"] for op in sorted(log, key=lambda o: o["time"])) == "create"
@@ -130,13 +124,13 @@ def test_tokens_scope_issues(node: Any) -> None:
 
 
 def test_commit_statuses(node: Any, cli: Any) -> None:
-    assert "http_address" in _json(cli, "status")  # the node's git URL, as before
-    _json(cli, "repo", "create", "acme/ci")
+    assert "http_address" in forge_json(cli, "status")  # the node's git URL, as before
+    forge_json(cli, "repo", "create", "acme/ci")
     sha = "ab" * 20
-    _json(cli, "status", "set", "acme/ci", sha, "ci/build", "pending")
-    _json(cli, "status", "set", "acme/ci", sha, "ci/build", "success", "--description", "ok")
-    _json(cli, "status", "set", "acme/ci", sha, "ci/lint", "failure")
-    listed = _json(cli, "status", "list", "acme/ci", sha)
+    forge_json(cli, "status", "set", "acme/ci", sha, "ci/build", "pending")
+    forge_json(cli, "status", "set", "acme/ci", sha, "ci/build", "success", "--description", "ok")
+    forge_json(cli, "status", "set", "acme/ci", sha, "ci/lint", "failure")
+    listed = forge_json(cli, "status", "list", "acme/ci", sha)
     assert [(s["context"], s["state"]) for s in listed] == [
         ("ci/build", "success"),
         ("ci/lint", "failure"),

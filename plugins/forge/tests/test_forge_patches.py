@@ -7,13 +7,11 @@ checks run it (``--json``)."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from forge_git import ForgeCluster, Git, forge_cluster
+from forge_git import ForgeCluster, Git, forge_json
 
 import aspen
 from aspen.errors import CompareFailedError, InvalidArgumentError, NotFoundError
@@ -23,25 +21,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.aspen_plugins("forge")]
 
 
 @pytest.fixture(scope="module")
-def forge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForgeCluster]:
-    with forge_cluster(tmp_path_factory.mktemp("forge-patches")) as cluster:
-        yield cluster
-
-
-@pytest.fixture(scope="module")
-def git(tmp_path_factory: pytest.TempPathFactory) -> Git:
-    return Git(tmp_path_factory.mktemp("git-home"))
-
-
-@pytest.fixture(scope="module")
 def cli(forge: ForgeCluster) -> CliInvoker:
     return CliInvoker(env={"ASPEN_ENDPOINT": forge.cluster.endpoints, "ASPEN_TOKEN": forge.token})
-
-
-def _json(cli: CliInvoker, *args: str) -> Any:
-    result = cli("forge", *args, "--json")
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
 
 
 class Work:
@@ -102,7 +83,7 @@ def test_patch_flow_each_strategy(
     w.checkout("feature")
     first = w.commit("feature one", "f.txt")
     w.push("feature")
-    created = _json(
+    created = forge_json(
         cli,
         "patch",
         "create",
@@ -119,10 +100,10 @@ def test_patch_flow_each_strategy(
     second = w.commit("feature two", "f.txt")
     w.push("feature")
     # the revision commits in the push's own transaction: there once git returns
-    shown = _json(cli, "patch", "show", "acme/flow", str(number))
+    shown = forge_json(cli, "patch", "show", "acme/flow", str(number))
     assert shown["state"] == "open" and [r["head"] for r in shown["revisions"]] == [first, second]
     assert shown["merge"]["mergeable"] and shown["merge"]["fast_forward"]
-    _json(cli, "patch", "review", "acme/flow", str(number), "--approve")
+    forge_json(cli, "patch", "review", "acme/flow", str(number), "--approve")
     assert _show(forge, "acme/flow", number)["approvals"] == []  # the author's own
     with _reviewer(forge, "acme/flow") as reviewer:
         reviewer.call(
@@ -132,7 +113,7 @@ def test_patch_flow_each_strategy(
             "approvals"
         ]
     assert actor and actor != ["root"]
-    merged = _json(cli, "patch", "merge", "acme/flow", str(number), "--strategy", "merge")
+    merged = forge_json(cli, "patch", "merge", "acme/flow", str(number), "--strategy", "merge")
     assert merged["state"] == "merged" and merged["merged"]["strategy"] == "merge"
     tip = w.remote("main")
     assert tip == merged["merged"]["commit"]
@@ -146,7 +127,7 @@ def test_patch_flow_each_strategy(
     w.push("quick")
     n_ff = _patch(forge, "acme/flow", "quick")
     assert (
-        _json(cli, "patch", "merge", "acme/flow", str(n_ff), "--strategy", "ff")["state"]
+        forge_json(cli, "patch", "merge", "acme/flow", str(n_ff), "--strategy", "ff")["state"]
         == "merged"
     )
     assert w.remote("main") == quick
@@ -165,7 +146,7 @@ def test_patch_flow_each_strategy(
     assert refused["mergeable"] and not refused["fast_forward"]
     with pytest.raises(CompareFailedError, match="fast-forward"):
         forge.call("forge.patch_merge", {"repo": "acme/flow", "number": n_sq, "strategy": "ff"})
-    squashed = _json(cli, "patch", "merge", "acme/flow", str(n_sq), "--strategy", "squash")
+    squashed = forge_json(cli, "patch", "merge", "acme/flow", str(n_sq), "--strategy", "squash")
     w.fetch()
     head = squashed["merged"]["commit"]
     assert w.rev("origin/main") == head
@@ -226,7 +207,7 @@ def test_protection_blocks_merges_and_direct_pushes(
     w = Work(forge, git, repo, tmp_path / "w")
     w.commit("base")
     w.push("HEAD:main")
-    _json(
+    forge_json(
         cli,
         "protect",
         repo,
@@ -256,7 +237,7 @@ def test_protection_blocks_merges_and_direct_pushes(
     forge.call("forge.patch_review", {"repo": repo, "number": number, "verdict": "approve"})
     assert "0 of 1 required approval(s)" in str(_show(forge, repo, number)["merge"]["blockers"])
     reviewer.call("forge.patch_review", {"repo": repo, "number": number, "verdict": "approve"})
-    _json(cli, "status", "set", repo, first, "ci/build", "success")
+    forge_json(cli, "status", "set", repo, first, "ci/build", "success")
     assert _show(forge, repo, number)["merge"]["blockers"] == []
     # a new revision dismisses the approval (dismiss_stale) and lacks the status
     second = w.commit("change 2", "c.txt")

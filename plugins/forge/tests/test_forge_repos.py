@@ -4,10 +4,10 @@ delete, invalid names, and capability tokens."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
+from forge_git import forge_json
 
 import aspen
 from aspen.errors import CompareFailedError, InvalidArgumentError, NotFoundError, UnauthorizedError
@@ -16,43 +16,37 @@ from aspen_forge.names import parse_full_name
 pytestmark = pytest.mark.aspen_plugins("forge")
 
 
-def _json(cli: Any, *args: str) -> Any:
-    result = cli("forge", *args, "--json")
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
-
-
 def test_repository_lifecycle(node: Any, cli: Any) -> None:
-    created = _json(cli, "repo", "create", "acme/web", "--description", "the site")
+    created = forge_json(cli, "repo", "create", "acme/web", "--description", "the site")
     assert created["owner"] == "acme" and created["name"] == "web"
     assert created["default_branch"] == "main" and created["private"] is False
     again = cli("forge", "repo", "create", "ACME/Web")
     assert again.exit_code != 0 and "already exists" in again.output
-    _json(cli, "repo", "create", "acme/internal", "--private")
-    listed = _json(cli, "repo", "list")
+    forge_json(cli, "repo", "create", "acme/internal", "--private")
+    listed = forge_json(cli, "repo", "list")
     assert [(r["owner"], r["name"], r["default_branch"]) for r in listed] == [
         ("acme", "internal", "main"),
         ("acme", "web", "main"),
     ]
-    shown = _json(cli, "repo", "show", "acme/web")
+    shown = forge_json(cli, "repo", "show", "acme/web")
     assert shown["description"] == "the site" and shown["refs"] == {}
     assert shown["clone_url"].endswith("/acme/web.git")
-    edited = _json(cli, "repo", "edit", "acme/web", "--default-branch", "trunk", "--private")
+    edited = forge_json(cli, "repo", "edit", "acme/web", "--default-branch", "trunk", "--private")
     assert edited["default_branch"] == "trunk" and edited["private"] is True
-    renamed = _json(cli, "repo", "rename", "acme/web", "other/site")
+    renamed = forge_json(cli, "repo", "rename", "acme/web", "other/site")
     assert renamed["full_name"] == "other/site" and renamed["id"] == created["id"]
     assert cli("forge", "repo", "show", "acme/web").exit_code != 0
-    fork = _json(cli, "repo", "fork", "other/site", "me/site")
+    fork = forge_json(cli, "repo", "fork", "other/site", "me/site")
     assert fork["alternates"] == [created["store"]] and fork["forked_from"] == "other/site"
-    assert _json(cli, "repo", "delete", "other/site") == {"deleted": "other/site"}
-    assert _json(cli, "repo", "show", "me/site")["alternates"] == [created["store"]]
+    assert forge_json(cli, "repo", "delete", "other/site") == {"deleted": "other/site"}
+    assert forge_json(cli, "repo", "show", "me/site")["alternates"] == [created["store"]]
     with node.client() as c, pytest.raises(NotFoundError):
         c.call("forge.repo_show", {"repo": "other/site"})
 
 
 def test_protection_rules(node: Any, cli: Any) -> None:
-    _json(cli, "repo", "create", "acme/p")
-    rules = _json(cli, "protect", "acme/p", "release/*", "--no-delete", "--push-allow", "root")
+    forge_json(cli, "repo", "create", "acme/p")
+    rules = forge_json(cli, "protect", "acme/p", "release/*", "--no-delete", "--push-allow", "root")
     assert rules["rules"] == [
         {
             "pattern": "release/*",
@@ -65,12 +59,12 @@ def test_protection_rules(node: Any, cli: Any) -> None:
             "extra": {},
         }
     ]
-    _json(cli, "protect", "acme/p", "main", "--no-force-push")
-    assert [r["pattern"] for r in _json(cli, "protections", "acme/p")["rules"]] == [
+    forge_json(cli, "protect", "acme/p", "main", "--no-force-push")
+    assert [r["pattern"] for r in forge_json(cli, "protections", "acme/p")["rules"]] == [
         "release/*",
         "main",
     ]
-    assert _json(cli, "unprotect", "acme/p", "release/*")["rules"][0]["pattern"] == "main"
+    assert forge_json(cli, "unprotect", "acme/p", "release/*")["rules"][0]["pattern"] == "main"
     with node.client() as c, pytest.raises(InvalidArgumentError):
         c.call("forge.protect", {"repo": "acme/p", "pattern": "refs/heads/main"})
 

@@ -51,11 +51,6 @@ def _commit_tree(git: Git, work: Path, files: dict[str, bytes], message: str) ->
 
 
 @pytest.fixture(scope="module")
-def git(tmp_path_factory: pytest.TempPathFactory) -> Git:
-    return Git(tmp_path_factory.mktemp("git-home"))
-
-
-@pytest.fixture(scope="module")
 def forge(tmp_path_factory: pytest.TempPathFactory, git: Git) -> Iterator[ForgeCluster]:
     """One node holding acme/click (main, stable, tag v-web), private acme/secret and
     acme/odd (an XSS README and file name, a binary file, a file over MAX_WEB_FILE_BYTES)."""

@@ -236,12 +236,15 @@ def test_rotate_and_key_status(vault: hvac.Client, http: httpx.Client) -> None:
 def test_default_listen_address_follows_the_dev_node_index(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from aspen_secrets.service import default_http_listen
+    from aspen.http import listen_address
+    from aspen_secrets.plugin import DEFAULT_HTTP_PORT
 
     monkeypatch.delenv("ASPEN_DEV_NODE_INDEX", raising=False)
-    assert default_http_listen() == "127.0.0.1:8200"
+    assert listen_address("", DEFAULT_HTTP_PORT) == "127.0.0.1:8200"
     monkeypatch.setenv("ASPEN_DEV_NODE_INDEX", "2")
-    assert default_http_listen() == "127.0.0.1:8202"
+    assert listen_address(None, DEFAULT_HTTP_PORT) == "127.0.0.1:8202"
+    assert listen_address(" 0.0.0.0:9 ", DEFAULT_HTTP_PORT) == "0.0.0.0:9"
+    assert listen_address("Off", DEFAULT_HTTP_PORT) is None
 
 
 def test_http_bind_failure_leaves_the_node_running(

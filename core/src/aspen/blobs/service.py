@@ -19,6 +19,7 @@ import anyio
 import anyio.abc
 
 from aspen.blobs.hashing import BlobRef, check_range, parse_hash
+from aspen.blobs.meta import PREFIX as META_PREFIX
 from aspen.blobs.meta import BlobInfo, BlobMeta, check_pin_name
 from aspen.blobs.repair import Repairer
 from aspen.blobs.settings import BlobSettings
@@ -42,9 +43,12 @@ from aspen.rpc import params as p
 if TYPE_CHECKING:
     from aspen.node.node import Node
 
-__all__ = ["BlobService"]
+__all__ = ["META_CAPABILITIES", "BlobService"]
 
 log = logging.getLogger("aspen.blobs")
+
+#: All the service's own client may do: read and write the blob metadata (``PREFIX``).
+META_CAPABILITIES = (f"kv:read:{META_PREFIX}", f"kv:write:{META_PREFIX}")
 
 
 class BlobService:
@@ -60,7 +64,8 @@ class BlobService:
         )
         self.uploads = Uploads()
         self.peers = PeerClients(node)
-        #: A client of the cluster (writes reach the leader from any node); set in run().
+        #: A client of the cluster (writes reach the leader from any node) holding only
+        #: :data:`META_CAPABILITIES`, not the root token; set in run().
         self.client: AsyncClient
         self.meta: BlobMeta
         self.repairer = Repairer(self)
@@ -72,7 +77,8 @@ class BlobService:
         """Serve until cancelled: a client of the cluster for metadata, housekeeping (idle
         uploads, local GC, scrub) and, on the leader, the repairer. Ready (``node.blobs``
         usable) once ``task_status.started()``."""
-        self.client = AsyncClient(self.node.endpoint, self.node.token)
+        token = self.node.internal_token(META_CAPABILITIES)
+        self.client = AsyncClient(self.node.endpoint, token)
         self.meta = BlobMeta(self.client)
         task_status.started()
         try:

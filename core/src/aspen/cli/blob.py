@@ -12,7 +12,7 @@ import click
 
 from aspen.blobs.hashing import parse_hash
 from aspen.cli.context import CliContext, json_option, pass_cli
-from aspen.cli.output import echo_json, fail, format_table
+from aspen.cli.output import emit, emit_table, fail
 from aspen.errors import InvalidArgumentError
 
 __all__ = ["Progress", "blob"]
@@ -105,10 +105,7 @@ def put(cli: CliContext, file: Path, replicas: int | None, pin_name: str | None)
         if source is not sys.stdin.buffer:
             source.close()
     progress.finish()
-    if cli.json:
-        echo_json({"hash": ref.hash, "size": ref.size, "replicas": ref.replicas})
-    else:
-        click.echo(ref.hash)
+    emit(cli, {"hash": ref.hash, "size": ref.size, "replicas": ref.replicas}, ref.hash)
 
 
 @blob.command()
@@ -151,15 +148,17 @@ def get(cli: CliContext, digest: str, output: Path | None, offset: int, length: 
 @pass_cli
 def stat(cli: CliContext, digest: str) -> None:
     """Show HASH's size, holders and pins (exit code 1 if there is no such blob)."""
-    info = cli.client().blobs.stat(_hash(digest))
-    if cli.json:
-        echo_json(info)
-        return
-    click.echo(f"hash     {info['hash']}")
-    click.echo(f"size     {info['size']}")
-    click.echo(f"replicas {info['replicas']} wanted, {len(info['holders'])} held")
-    click.echo(f"holders  {', '.join(info['holders']) or '-'}")
-    click.echo(f"pins     {', '.join(info['pins']) or '-'}")
+    emit(
+        cli,
+        cli.client().blobs.stat(_hash(digest)),
+        lambda info: (
+            f"hash     {info['hash']}",
+            f"size     {info['size']}",
+            f"replicas {info['replicas']} wanted, {len(info['holders'])} held",
+            f"holders  {', '.join(info['holders']) or '-'}",
+            f"pins     {', '.join(info['pins']) or '-'}",
+        ),
+    )
 
 
 @blob.command()
@@ -167,14 +166,16 @@ def stat(cli: CliContext, digest: str) -> None:
 @pass_cli
 def status(cli: CliContext) -> None:
     """Blobs and bytes stored, blobs under-replicated and repairs in flight."""
-    info = cli.client().blobs.status()
-    if cli.json:
-        echo_json(info)
-        return
-    click.echo(f"blobs             {info['blobs']} ({info['bytes']} bytes)")
-    click.echo(f"replicas          {info['replicas']} by default")
-    click.echo(f"under-replicated  {info['under_replicated']}")
-    click.echo(f"repairing         {info['repairing']}")
+    emit(
+        cli,
+        cli.client().blobs.status(),
+        lambda info: (
+            f"blobs             {info['blobs']} ({info['bytes']} bytes)",
+            f"replicas          {info['replicas']} by default",
+            f"under-replicated  {info['under_replicated']}",
+            f"repairing         {info['repairing']}",
+        ),
+    )
 
 
 @blob.command()
@@ -199,12 +200,12 @@ def unpin(cli: CliContext, name: str) -> None:
 @pass_cli
 def ls(cli: CliContext) -> None:
     """List the blobs with their size, holders and pins."""
-    blobs = cli.client().blobs.list()
-    if cli.json:
-        echo_json(blobs)
-        return
-    rows = [(b["hash"], b["size"], len(b["holders"]), ",".join(b["pins"])) for b in blobs]
-    click.echo(format_table(("HASH", "SIZE", "HOLDERS", "PINS"), rows))
+    emit_table(
+        cli,
+        cli.client().blobs.list(),
+        ("HASH", "SIZE", "HOLDERS", "PINS"),
+        lambda b: (b["hash"], b["size"], len(b["holders"]), ",".join(b["pins"])),
+    )
 
 
 @blob.command()

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from aspen.cli.context import CliContext, json_option, pass_cli, resolve_token
-from aspen.cli.output import echo_json, format_table
+from aspen.cli.output import echo_json, emit, format_table
 from aspen.cli.status import disk_summary
 from aspen.node.config import DEFAULT_LISTEN, default_peer_listen
 
@@ -107,10 +107,7 @@ def _simple(name: str, method: str, doc: str, *, with_addresses: bool = False) -
     @pass_cli
     def command(cli: CliContext, node_id: str, **addresses: str) -> None:
         result = cli.client().call(method, {"id": node_id, **addresses})
-        if cli.json:
-            echo_json(result)
-        else:
-            click.echo(f"{name} {node_id}: done")
+        emit(cli, result, f"{name} {node_id}: done")
 
     command.__doc__ = doc
     if with_addresses:

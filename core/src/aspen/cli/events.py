@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from aspen.cli.context import CliContext, json_option, pass_cli
-from aspen.cli.output import echo_json
+from aspen.cli.output import echo_json, emit
 
 __all__ = ["events"]
 
@@ -101,10 +101,7 @@ def publish(cli: CliContext, name: str, subject: str, payload: str) -> None:
     except ValueError as exc:
         raise click.BadParameter(f"not JSON: {exc}", param_hint="--payload") from exc
     result = cli.client().events.publish(name, subject, data)
-    if cli.json:
-        echo_json(result)
-    else:
-        click.echo(f"published at position {result['position']} (revision {result['revision']})")
+    emit(cli, result, f"published at position {result['position']} (revision {result['revision']})")
 
 
 @events.command()
@@ -112,15 +109,17 @@ def publish(cli: CliContext, name: str, subject: str, payload: str) -> None:
 @pass_cli
 def status(cli: CliContext) -> None:
     """Show the journal's extent (first and next positions, count, bytes) and retention."""
-    info = cli.client().events.status()
-    if cli.json:
-        echo_json(info)
-        return
+    emit(cli, cli.client().events.status(), _status_lines)
+
+
+def _status_lines(info: dict[str, Any]) -> tuple[str, str]:
+    """The journal's extent, then its retention."""
     r = info["retention"]
-    click.echo(
+    return (
         f"positions {info['first']}..{info['next'] - 1}: {info['count']} events, "
-        f"{info['bytes']} bytes\nretention: {r['max_events']} events, {r['max_bytes']} bytes, "
-        f"age {r['max_age'] or 'unbounded'}"
+        f"{info['bytes']} bytes",
+        f"retention: {r['max_events']} events, {r['max_bytes']} bytes, "
+        f"age {r['max_age'] or 'unbounded'}",
     )
 
 

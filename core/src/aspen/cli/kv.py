@@ -14,6 +14,7 @@ from aspen.cli.context import CliContext, json_option, pass_cli
 from aspen.cli.output import (
     EXIT_NO,
     echo_json,
+    emit,
     fail,
     format_table,
     kv_to_json,
@@ -162,10 +163,7 @@ def range_(
         count = sum(
             client.kv.range(a, end=b, revision=rev, count_only=True).count or 0 for a, b in segments
         )
-        if cli.json:
-            echo_json({"count": count})
-        else:
-            click.echo(count)
+        emit(cli, {"count": count}, str(count))
         return
     records: list[Any] = []
     for a, b in segments:
@@ -347,7 +345,4 @@ def _print_event(cli: CliContext, event: Any, prev_kv: bool) -> None:
 def compact(cli: CliContext, revision: int) -> None:
     """Discard the history before REVISION (reads and watches below it become errors)."""
     cli.client().kv.compact(revision)
-    if cli.json:
-        echo_json({"compact_revision": revision})
-    else:
-        click.echo(f"compacted history before revision {revision}")
+    emit(cli, {"compact_revision": revision}, f"compacted history before revision {revision}")

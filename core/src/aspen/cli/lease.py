@@ -7,7 +7,7 @@ import time
 import click
 
 from aspen.cli.context import CliContext, json_option, pass_cli
-from aspen.cli.output import bytes_field, echo_json, show_bytes
+from aspen.cli.output import bytes_field, echo_json, emit, show_bytes
 
 __all__ = ["lease"]
 
@@ -44,10 +44,11 @@ def lease() -> None:
 def grant(cli: CliContext, ttl: int) -> None:
     """Grant a lease of TTL seconds and print its id."""
     granted = cli.client().lease.grant(ttl)
-    if cli.json:
-        echo_json({"id": granted.id, "ttl": granted.ttl})
-    else:
-        click.echo(f"lease {granted.id} granted with TTL {granted.ttl}s")
+    emit(
+        cli,
+        {"id": granted.id, "ttl": granted.ttl},
+        f"lease {granted.id} granted with TTL {granted.ttl}s",
+    )
 
 
 @lease.command()
@@ -79,10 +80,7 @@ def keepalive(cli: CliContext, lease_id: int, once: bool) -> None:
 def revoke(cli: CliContext, lease_id: int) -> None:
     """Revoke LEASE_ID now, deleting every key attached to it."""
     cli.client().lease.revoke(lease_id)
-    if cli.json:
-        echo_json({"id": lease_id, "revoked": True})
-    else:
-        click.echo(f"lease {lease_id} revoked")
+    emit(cli, {"id": lease_id, "revoked": True}, f"lease {lease_id} revoked")
 
 
 @lease.command()

@@ -1,5 +1,9 @@
 """Output helpers for the CLI: exit codes, error reporting, JSON and tables.
 
+A command prints its answer with :func:`emit` (JSON under ``--json``, else a line of
+text), :func:`emit_table` (JSON, else a table) or :func:`show_result` (JSON, else one field
+or ``key=value`` pairs); plugins use the same (``from aspen.cli import emit``).
+
 Exit codes (stable, documented in ``aspen --help``):
 
 * 0: success
@@ -19,8 +23,8 @@ import base64
 import json
 import socket
 import sys
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 import click
 
@@ -37,11 +41,15 @@ __all__ = [
     "EXIT_USAGE",
     "bytes_field",
     "echo_json",
+    "emit",
+    "emit_table",
     "exit_code_for",
     "fail",
     "format_table",
     "kv_to_json",
+    "plain",
     "show_bytes",
+    "show_result",
     "truncate",
     "write_bytes",
 ]
@@ -123,6 +131,61 @@ def echo_json(obj: Any, *, lines: bool = False) -> None:
     """Print ``obj`` as JSON: indented, or on one line (``lines``) for JSON-lines streams."""
     text = json.dumps(obj, separators=(",", ":")) if lines else json.dumps(obj, indent=2)
     click.echo(text)
+
+
+class _Output(Protocol):
+    """What the printing helpers need of a :class:`~aspen.cli.context.CliContext`."""
+
+    json: bool
+
+
+#: The text of an answer: a string, or a function of the answer giving the text or its lines.
+Text = str | Callable[[Any], "str | Iterable[str]"]
+
+
+def plain(obj: Any) -> Any:
+    """``obj`` with every bytes value (in maps and lists too) as text, for JSON and print."""
+    if isinstance(obj, bytes):
+        return obj.decode("utf-8", "backslashreplace")
+    if isinstance(obj, dict):
+        return {k: plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [plain(v) for v in obj]
+    return obj
+
+
+def emit(cli: _Output, answer: Any, text: Text) -> None:
+    """Print ``answer`` as JSON under ``--json``; else ``text`` (a string, or
+    ``text(answer)``: a string or the lines to print)."""
+    if cli.json:
+        echo_json(answer)
+        return
+    got = text if isinstance(text, str) else text(answer)
+    for line in [got] if isinstance(got, str) else got:
+        click.echo(line)
+
+
+def emit_table(
+    cli: _Output,
+    items: Sequence[Any],
+    headers: Sequence[str],
+    row: Callable[[Any], Sequence[Any]],
+) -> None:
+    """Print ``items`` as a JSON list under ``--json``; else a table of ``row(item)`` each."""
+    if cli.json:
+        echo_json(items)
+    else:
+        click.echo(format_table(headers, [row(item) for item in items]))
+
+
+def show_result(cli: _Output, result: Any, text_field: str | None = None) -> None:
+    """Print ``result`` (bytes as text) as JSON under ``--json``; else its ``text_field``
+    alone, or every field as ``key=value``."""
+    result = plain(result)
+    if text_field is not None:
+        emit(cli, result, str(result[text_field]))
+    else:
+        emit(cli, result, " ".join(f"{k}={v}" for k, v in result.items()))
 
 
 def show_bytes(data: bytes) -> str:

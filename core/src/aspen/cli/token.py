@@ -3,44 +3,15 @@ capability tokens (see docs/tokens.md)."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import click
 
 from aspen.cli.context import CliContext, json_option, pass_cli
-from aspen.cli.output import echo_json, format_table
+from aspen.cli.duration import Duration
+from aspen.cli.output import echo_json, emit, format_table
 
 __all__ = ["Duration", "token"]
-
-_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-class Duration(click.ParamType):
-    """Seconds from ``90``, ``90s``, ``10m``, ``1h30m`` or ``7d``."""
-
-    name = "duration"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        """Parse ``value`` into seconds (a float)."""
-        if isinstance(value, int | float):
-            return float(value)
-        text = str(value).strip()
-        try:
-            return float(text)
-        except ValueError:
-            pass
-        pos, total = 0, 0.0
-        for match in _DURATION_RE.finditer(text):
-            if match.start() != pos:
-                break
-            total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-            pos = match.end()
-        if not text or pos != len(text):
-            self.fail(f"{value!r} is not a duration like 90s, 10m, 1h30m or 7d", param, ctx)
-        return total
-
 
 _caps_option = click.option(
     "--cap",
@@ -83,11 +54,7 @@ def create(
         if value is not None:
             params[field] = value
     result = cli.client().call("token.create", params)
-    if cli.json:
-        echo_json(result)
-    else:
-        click.echo(f"id: {result['id']}")
-        click.echo(result["token"])
+    emit(cli, result, lambda r: (f"id: {r['id']}", r["token"]))
 
 
 @token.command()
@@ -103,10 +70,7 @@ def attenuate(cli: CliContext, token_text: str, caps: tuple[str, ...], ttl: floa
     from aspen.auth.tokens import attenuate as narrow_token
 
     narrowed = narrow_token(token_text, parse_capabilities(caps), ttl=ttl)
-    if cli.json:
-        echo_json({"token": narrowed})
-    else:
-        click.echo(narrowed)
+    emit(cli, {"token": narrowed}, narrowed)
 
 
 @token.command()
@@ -133,10 +97,7 @@ def inspect(cli: CliContext, token_text: str) -> None:
 def revoke(cli: CliContext, token_id: str) -> None:
     """Revoke token ID and every token delegated from it, on every node."""
     result = cli.client().call("token.revoke", {"id": token_id})
-    if cli.json:
-        echo_json(result)
-    else:
-        click.echo(f"revoked {token_id}")
+    emit(cli, result, f"revoked {token_id}")
 
 
 @token.command(name="list")

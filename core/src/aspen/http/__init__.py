@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import resource
 import socket
 from dataclasses import dataclass
@@ -39,11 +40,14 @@ from aspen.http.connection import HttpConnection, Listener
 from aspen.http.errors import ErrorBody, default_error_body
 
 __all__ = [
+    "DEV_NODE_INDEX_ENV",
+    "LISTEN_OFF",
     "ErrorBody",
     "HttpLimits",
     "HttpServer",
     "default_error_body",
     "effective_max_connections",
+    "listen_address",
     "parse_listen",
 ]
 
@@ -76,6 +80,25 @@ def parse_listen(text: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise InvalidArgumentError(f"an HTTP listen address must be host:port, got {text!r}")
     return host.strip("[]"), int(port)
+
+
+#: Set by ``aspen dev up`` to each node's 0-based index: a plugin's default port moves up by it.
+DEV_NODE_INDEX_ENV = "ASPEN_DEV_NODE_INDEX"
+#: ``http_listen`` values that turn a plugin's HTTP listener off.
+LISTEN_OFF = frozenset({"off", "none", "disabled"})
+
+
+def listen_address(configured: object, default_port: int) -> str | None:
+    """Where a plugin's listener binds: its configured ``http_listen``, else
+    ``127.0.0.1:<default_port + $ASPEN_DEV_NODE_INDEX>`` (so the nodes of ``aspen dev up``
+    do not collide); ``None`` when it is configured off (``off``, ``none``, ``disabled``)."""
+    listen = str(configured or "").strip()
+    if listen.lower() in LISTEN_OFF:
+        return None
+    if listen:
+        return listen
+    index = os.environ.get(DEV_NODE_INDEX_ENV, "")
+    return f"127.0.0.1:{default_port + (int(index) if index.isdigit() else 0)}"
 
 
 def effective_max_connections(configured: int) -> int:

@@ -20,17 +20,35 @@ which that node has, so only the first page pays for a linearizable read.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from aspen.kv.keys import prefix_range
 from aspen.limits import CLIENT_SCAN_PAGE_SIZE
 
-__all__ = ["CHILDREN_FIRST_PAGE", "Call", "children", "collect", "page_after", "pages", "scan"]
+__all__ = [
+    "CHILDREN_FIRST_PAGE",
+    "Call",
+    "ScanOptions",
+    "children",
+    "collect",
+    "page_after",
+    "pages",
+    "scan",
+]
 
 #: Keys the first page of :func:`children` asks for (later pages follow what they find).
 CHILDREN_FIRST_PAGE = 8
 #: ``async (method, params) -> result``: ``NodeAPI.call`` or ``AsyncClient.call``.
 Call = Callable[[str, dict[str, Any]], Awaitable[Any]]
+
+
+def _continue_at(params: dict[str, Any], key: bytes, page: dict[str, Any], local: bool) -> None:
+    """Point the ``kv.range`` ``params`` of the last ``page`` at the next page: from ``key``,
+    at the first page's revision, and (``local``) from this node's own state."""
+    params["key"] = key
+    params.setdefault("revision", page["header"]["revision"])  # the first page's
+    if local:
+        params["serializable"] = True
 
 
 async def pages(
@@ -67,35 +85,27 @@ async def pages(
             return
         if left is not None:
             left -= len(kvs)
-        params["key"] = kvs[-1]["key"] + b"\0"
-        params.setdefault("revision", page["header"]["revision"])  # the first page's
-        if local:
-            params["serializable"] = True
+        _continue_at(params, kvs[-1]["key"] + b"\0", page, local)
+
+
+class ScanOptions(TypedDict, total=False):
+    """What :func:`scan` passes on to :func:`pages` (the same keywords, same defaults)."""
+
+    end: bytes | None
+    page_size: int
+    revision: int
+    keys_only: bool
+    serializable: bool
+    local: bool
 
 
 async def scan(
-    call: Call,
-    prefix: bytes,
-    *,
-    end: bytes | None = None,
-    page_size: int = CLIENT_SCAN_PAGE_SIZE,
-    revision: int = 0,
-    keys_only: bool = False,
-    serializable: bool = False,
-    local: bool = False,
+    call: Call, prefix: bytes, **options: Unpack[ScanOptions]
 ) -> AsyncIterator[dict[str, Any]]:
     """Yield every record (wire ``kv`` map) under ``prefix`` (or in [prefix, end)), in key
-    order, read as :func:`pages` reads them; stop iterating to stop reading."""
-    async for page in pages(
-        call,
-        prefix,
-        end=end,
-        page_size=page_size,
-        revision=revision,
-        keys_only=keys_only,
-        serializable=serializable,
-        local=local,
-    ):
+    order, read as :func:`pages` reads them (``options`` are its keywords); stop iterating
+    to stop reading."""
+    async for page in pages(call, prefix, **options):
         for kv in page["kvs"]:
             yield kv
 
@@ -176,10 +186,7 @@ async def children(
                     return names, False
         if not page.get("more") or not page["kvs"]:
             return names, False
-        params["key"] = skip_to or page["kvs"][-1]["key"] + b"\0"
-        params.setdefault("revision", page["header"]["revision"])  # the first page's
-        if local:
-            params["serializable"] = True
+        _continue_at(params, skip_to or page["kvs"][-1]["key"] + b"\0", page, local)
         limit = max(CHILDREN_FIRST_PAGE, 2 * found)
 
 

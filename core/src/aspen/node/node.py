@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -114,6 +114,20 @@ class Node:
     def token(self) -> str:
         """The node's root token (``aspen1.…``), for clients a plugin opens to the cluster."""
         return self.parts.token
+
+    def internal_token(self, capabilities: Sequence[str]) -> str:
+        """A capability token granting only ``capabilities``, for a client the core opens
+        to its own cluster (least privilege instead of the root token). It is signed with
+        the cluster's signing key, so every member accepts it; it lives only in this
+        process (never written to the token store: nothing to list or revoke, it ends with
+        the process) and carries :data:`~aspen.limits.INTERNAL_TOKEN_RATE_PER_SECOND`."""
+        from aspen.auth.capability import parse_capabilities
+        from aspen.auth.tokens import TokenLimits
+
+        rate = limits.INTERNAL_TOKEN_RATE_PER_SECOND
+        grant = TokenLimits(rate=rate, burst=int(rate))
+        signer = self.parts.tokens.signer
+        return signer.issue(parse_capabilities(capabilities), limits=grant)[1]
 
     def config(self, plugin: str) -> dict[str, Any]:
         """The resolved configuration section of ``plugin`` (defaults applied)."""

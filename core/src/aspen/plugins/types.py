@@ -21,6 +21,7 @@ __all__ = [
     "RpcHandler",
     "StreamHandler",
     "UnaryHandler",
+    "http_listen_option",
 ]
 
 
@@ -53,6 +54,21 @@ class ConfigSection:
     name: str
     options: tuple[ConfigOption, ...] = ()
     help: str = ""
+
+
+def http_listen_option(plugin: str, default_port: int, what: str) -> ConfigOption:
+    """The ``http_listen`` option of a plugin that serves HTTP (``what``, e.g. "git smart
+    HTTP"), also the start flag ``--<plugin>-http-listen``; resolve it with
+    ``aspen.http.listen_address(config["http_listen"], default_port)``."""
+    return ConfigOption(
+        "http_listen",
+        str,
+        "",
+        f"host:port of {what} (default 127.0.0.1:{default_port}, +$ASPEN_DEV_NODE_INDEX; "
+        "port 0 picks a free one; 'off' disables it).",
+        start_flag=True,
+        flag_name=f"{plugin}_http_listen",
+    )
 
 
 PluginStatus = Literal["loaded", "failed", "disabled"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, TypeVar
 
 __all__ = ["async_wait_for", "free_base_port", "free_port", "wait_for"]
@@ -100,9 +100,42 @@ def _port_free(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
-#: Ports the test helpers pick from: below Linux's ephemeral range (32768-60999), so an
-#: outgoing connection cannot take a picked port before the child process binds it.
+#: Ports the test helpers pick from: below Linux's default ephemeral range (32768-60999), so
+#: an outgoing connection cannot take a picked port before the child process binds it. The
+#: range this machine really uses (:func:`ephemeral_low`) lowers ``NODE_PORTS_HIGH`` further.
 NODE_PORTS_LOW, NODE_PORTS_HIGH = 20000, 32000
+#: Where the kernel says its ephemeral range starts (read once by :func:`ephemeral_low`).
+EPHEMERAL_RANGE_FILE = "/proc/sys/net/ipv4/ip_local_port_range"
+#: The first ephemeral port when :data:`EPHEMERAL_RANGE_FILE` cannot be read (Linux's default).
+EPHEMERAL_LOW_DEFAULT = 32768
+
+
+def ephemeral_low() -> int:
+    """The first port of this machine's ephemeral range (the one outgoing connections take)."""
+    try:
+        with open(EPHEMERAL_RANGE_FILE) as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return EPHEMERAL_LOW_DEFAULT
+
+
+def _free_ports_at(offsets: Sequence[int], low: int, high: int, step: int = 1) -> int:
+    """A random base in ``[low, high)`` (a multiple of ``step`` from ``low``) such that every
+    ``base + offset`` binds now and lies below the ephemeral range."""
+    import random
+
+    top = min(high, ephemeral_low() - max(offsets))
+    if top <= low:
+        raise RuntimeError(
+            f"no ports between {low} and {high} lie below the ephemeral range (starting at "
+            f"{ephemeral_low()}, {EPHEMERAL_RANGE_FILE}): pass a lower range"
+        )
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(low, top, step)
+        if all(_port_free(base + offset) for offset in offsets):
+            return base
+    raise RuntimeError(f"no free ports at offsets {list(offsets)} between {low} and {top}")
 
 
 def free_node_port(*, low: int = NODE_PORTS_LOW, high: int = NODE_PORTS_HIGH) -> int:
@@ -110,28 +143,14 @@ def free_node_port(*, low: int = NODE_PORTS_LOW, high: int = NODE_PORTS_HIGH) ->
     port after it (the default peer port) bind now, and both lie below the ephemeral
     range. (:func:`free_port` checks one ephemeral port only: the node's peer port, or the
     port itself, may be taken by the time the node binds, and it exits with code 4.)"""
-    import random
-
-    rng = random.Random()
-    for _ in range(200):
-        port = rng.randrange(low, high)
-        if _port_free(port) and _port_free(port + 1):
-            return port
-    raise RuntimeError(f"no two free ports in a row between {low} and {high}")
+    return _free_ports_at((0, 1), low, high)
 
 
-def free_base_port(nodes: int, *, low: int = 20000, high: int = 40000) -> int:
+def free_base_port(nodes: int, *, low: int = NODE_PORTS_LOW, high: int = NODE_PORTS_HIGH) -> int:
     """A base port (below the ephemeral range) for a :class:`~aspen.node.devcluster.DevCluster`
     of ``nodes``: every client port (base + i) and peer port (base + 100 + i) binds now."""
-    import random
-
     from aspen.transport.ports import PEER_PORT_OFFSET
 
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(low, high, 10)
-        ports = [base + i for i in range(1, nodes + 1)]
-        ports += [base + PEER_PORT_OFFSET + i for i in range(1, nodes + 1)]
-        if all(_port_free(port) for port in ports):
-            return base
-    raise RuntimeError(f"no free range of ports for {nodes} nodes between {low} and {high}")
+    offsets = list(range(1, nodes + 1))
+    offsets += [PEER_PORT_OFFSET + i for i in range(1, nodes + 1)]
+    return _free_ports_at(offsets, low, high, step=10)

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from aspen.cli import json_option, pass_cli
+from aspen.cli import json_option, pass_cli, plain, show_result
 from aspen.cli.context import CliContext
 from aspen.cli.output import echo_json
 from aspen.errors import AspenError
@@ -21,17 +21,6 @@ from aspen_coord.errors import typed
 __all__ = ["coord_cli"]
 
 
-def _plain(obj: Any) -> Any:
-    """``obj`` with bytes as text, for JSON and for printing."""
-    if isinstance(obj, bytes):
-        return obj.decode("utf-8", "backslashreplace")
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_plain(v) for v in obj]
-    return obj
-
-
 def _call(cli: CliContext, method: str, params: dict[str, Any]) -> Any:
     try:
         return cli.client().call(f"coord.{method}", params, timeout=wait_timeout(params))
@@ -39,23 +28,12 @@ def _call(cli: CliContext, method: str, params: dict[str, Any]) -> Any:
         raise typed(exc) from None
 
 
-def _show(cli: CliContext, result: Any, text_field: str | None = None) -> None:
-    """Print ``result`` as JSON (``--json``), else its ``text_field`` alone or key=value."""
-    result = _plain(result)
-    if cli.json:
-        echo_json(result)
-    elif text_field is not None:
-        click.echo(result[text_field])
-    else:
-        click.echo(" ".join(f"{k}={v}" for k, v in result.items()))
-
-
 def _run(method: str, text_field: str | None = None, **fixed: Any) -> Any:
     """A command body: call ``coord.<method>`` with the command's options and show it."""
 
     def body(cli: CliContext, **options: Any) -> None:
         params = {k: v for k, v in {**options, **fixed}.items() if v is not None}
-        _show(cli, _call(cli, method, params), text_field)
+        show_result(cli, _call(cli, method, params), text_field)
 
     return body
 
@@ -136,7 +114,7 @@ def lock_write(
     ops: list[dict[str, Any]] = [{"put": {"key": k, "value": v}} for k, v in puts]
     ops += [{"delete": {"key": k}} for k in deletes]
     params = {"name": name, "lease": lease, "fence": fence, "ops": ops}
-    _show(cli, _call(cli, "lock.write", params))
+    show_result(cli, _call(cli, "lock.write", params))
 
 
 _queue_group(
@@ -174,7 +152,7 @@ coord_cli.add_command(election)
 def observe(cli: CliContext, name: str) -> None:
     """Print the leader now and at every change (JSON lines with --json)."""
     for item in cli.client().stream("coord.election.observe", {"name": name}):
-        leader = _plain(item["leader"])
+        leader = plain(item["leader"])
         if cli.json:
             echo_json({"leader": leader, "revision": item["revision"]}, lines=True)
         else:
@@ -253,4 +231,4 @@ coord_cli.add_command(service)
 def service_watch(cli: CliContext, name: str) -> None:
     """Print the instances, then every registration and departure (JSON lines)."""
     for item in cli.client().stream("coord.service.watch", {"name": name}):
-        echo_json(_plain(item), lines=True)
+        echo_json(plain(item), lines=True)

@@ -7,9 +7,9 @@ from typing import Any
 
 import click
 
-from aspen.cli import json_option, pass_cli
+from aspen.cli import emit, emit_table, json_option, pass_cli
 from aspen.cli.context import CliContext
-from aspen.cli.output import echo_json, format_table
+from aspen.cli.output import format_table
 
 __all__ = ["forge_cli"]
 
@@ -28,12 +28,13 @@ def _call(cli: CliContext, method: str, params: dict[str, Any]) -> Any:
     return cli.client().call(method, params)
 
 
-def _show_repo(cli: CliContext, repo: dict[str, Any], verb: str = "") -> None:
-    if cli.json:
-        echo_json(repo)
-        return
+def _repo_line(repo: dict[str, Any], verb: str = "") -> str:
     visibility = "private" if repo["private"] else "public"
-    click.echo(f"{verb}{repo['full_name']} ({visibility}, default branch {repo['default_branch']})")
+    return f"{verb}{repo['full_name']} ({visibility}, default branch {repo['default_branch']})"
+
+
+def _show_repo(cli: CliContext, repo: dict[str, Any], verb: str = "") -> None:
+    emit(cli, repo, _repo_line(repo, verb))
 
 
 @repo_cli.command("create")
@@ -63,20 +64,18 @@ def repo_create(
 def repo_list(cli: CliContext, owner: str | None) -> None:
     """List the repositories you may read."""
     answer = _call(cli, "forge.repo_list", {"owner": owner} if owner else {})
-    if cli.json:
-        echo_json(answer["repos"])
-        return
-    rows = [
-        (
+    emit_table(
+        cli,
+        answer["repos"],
+        ("REPOSITORY", "VISIBILITY", "DEFAULT", "DESCRIPTION"),
+        lambda r: (
             r["full_name"],
             "private" if r["private"] else "public",
             r["default_branch"],
             r["description"],
-        )
-        for r in answer["repos"]
-    ]
-    click.echo(format_table(("REPOSITORY", "VISIBILITY", "DEFAULT", "DESCRIPTION"), rows))
-    if answer["truncated"]:
+        ),
+    )
+    if answer["truncated"] and not cli.json:
         click.echo("(more repositories exist: narrow with --owner)", err=True)
 
 
@@ -86,19 +85,19 @@ def repo_list(cli: CliContext, owner: str | None) -> None:
 @pass_cli
 def repo_show(cli: CliContext, repo: str) -> None:
     """Show repository OWNER/NAME and its refs."""
-    answer = _call(cli, "forge.repo_show", {"repo": repo})
-    if cli.json:
-        echo_json(answer)
-        return
-    _show_repo(cli, answer)
+    emit(cli, _call(cli, "forge.repo_show", {"repo": repo}), _repo_lines)
+
+
+def _repo_lines(answer: dict[str, Any]) -> list[str]:
+    """A repository: its line, description, clone URL, origin, then one line per ref."""
+    lines = [_repo_line(answer)]
     if answer["description"]:
-        click.echo(answer["description"])
+        lines.append(answer["description"])
     if answer["clone_url"]:
-        click.echo(f"clone: git clone {answer['clone_url']}")
+        lines.append(f"clone: git clone {answer['clone_url']}")
     if answer["forked_from"]:
-        click.echo(f"forked from {answer['forked_from']}")
-    for ref, sha in answer["refs"].items():
-        click.echo(f"{sha} {ref}")
+        lines.append(f"forked from {answer['forked_from']}")
+    return lines + [f"{sha} {ref}" for ref, sha in answer["refs"].items()]
 
 
 @repo_cli.command("edit")
@@ -143,8 +142,7 @@ def repo_rename(cli: CliContext, repo: str, new_name: str) -> None:
 @pass_cli
 def repo_delete(cli: CliContext, repo: str) -> None:
     """Delete repository OWNER/NAME (its refs and protection rules)."""
-    answer = _call(cli, "forge.repo_delete", {"repo": repo})
-    echo_json(answer) if cli.json else click.echo(f"deleted {answer['deleted']}")
+    emit(cli, _call(cli, "forge.repo_delete", {"repo": repo}), lambda a: f"deleted {a['deleted']}")
 
 
 @repo_cli.command("fork")
@@ -159,10 +157,7 @@ def repo_fork(cli: CliContext, repo: str, new_name: str, private: bool | None) -
     _show_repo(cli, _call(cli, "forge.repo_fork", params), "forked as ")
 
 
-def _show_rules(cli: CliContext, answer: dict[str, Any]) -> None:
-    if cli.json:
-        echo_json(answer)
-        return
+def _rules_table(answer: dict[str, Any]) -> str:
     rows = [
         (
             r["pattern"],
@@ -172,7 +167,11 @@ def _show_rules(cli: CliContext, answer: dict[str, Any]) -> None:
         )
         for r in answer["rules"]
     ]
-    click.echo(format_table(("PATTERN", "FORCE PUSH", "DELETE", "PUSH ALLOWED"), rows))
+    return format_table(("PATTERN", "FORCE PUSH", "DELETE", "PUSH ALLOWED"), rows)
+
+
+def _show_rules(cli: CliContext, answer: dict[str, Any]) -> None:
+    emit(cli, answer, _rules_table)
 
 
 @forge_cli.command("protect")
@@ -243,10 +242,7 @@ def status(ctx: click.Context, cli: CliContext) -> None:
     if ctx.invoked_subcommand is not None:
         return
     answer = _call(cli, "forge.status", {})
-    if cli.json:
-        echo_json(answer)
-    else:
-        click.echo(answer["url"] or f"git HTTP not served: {answer['http_error']}")
+    emit(cli, answer, lambda a: a["url"] or f"git HTTP not served: {a['http_error']}")
 
 
 def _collab_commands() -> None:

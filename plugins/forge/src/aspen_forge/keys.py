@@ -14,6 +14,8 @@
 
 from __future__ import annotations
 
+from aspen.client import prefix_end  # re-exported: keys.prefix_end(prefix)
+
 __all__ = [
     "PREFIX",
     "counter_key",
@@ -74,17 +76,6 @@ def pack_key(store_id: str, pack_name: str) -> bytes:
 def protect_key(repo_id: str) -> bytes:
     """The key of repository ``repo_id``'s branch protection rules."""
     return _PROTECT + repo_id.encode()
-
-
-def prefix_end(prefix: bytes) -> bytes:
-    """The end of the range of every key starting with ``prefix`` (etcd's ``--prefix``)."""
-    end = bytearray(prefix)
-    while end and end[-1] == 0xFF:
-        end.pop()
-    if not end:
-        return b"\0"
-    end[-1] += 1
-    return bytes(end)
 
 
 _COUNTERS = PREFIX + b"counters/"

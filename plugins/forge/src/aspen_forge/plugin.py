@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import aspen
-from aspen.plugins.types import ConfigOption, ConfigSection, RpcHandler
+from aspen.plugins.types import ConfigOption, ConfigSection, RpcHandler, http_listen_option
 
 if TYPE_CHECKING:
     import click
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from aspen_forge.service import ForgeService
 
 __all__ = [
+    "DEFAULT_HTTP_PORT",
     "PLUGIN_NAME",
     "aspen_cli_commands",
     "aspen_config_sections",
@@ -28,6 +29,8 @@ __all__ = [
 
 #: The plugin's one name (RPC prefix, CLI group, config section, KV prefix).
 PLUGIN_NAME = "forge"
+#: The default port of ``http_listen`` (git smart HTTP and the web UI).
+DEFAULT_HTTP_PORT = 8300
 _SERVICE = "service"
 
 
@@ -43,15 +46,7 @@ def aspen_config_sections() -> list[ConfigSection]:
         ConfigSection(
             PLUGIN_NAME,
             (
-                ConfigOption(
-                    "http_listen",
-                    str,
-                    "",
-                    "host:port of git smart HTTP (default 127.0.0.1:8300, "
-                    "+$ASPEN_DEV_NODE_INDEX; port 0 picks a free one; 'off' disables it).",
-                    start_flag=True,
-                    flag_name="forge_http_listen",
-                ),
+                http_listen_option(PLUGIN_NAME, DEFAULT_HTTP_PORT, "git smart HTTP"),
                 ConfigOption(
                     "max_push_bytes",
                     int,

@@ -21,9 +21,9 @@ from typing import Any
 
 import msgpack
 
+from aspen.client.leader import LeaderCaller
 from aspen.errors import InvalidArgumentError, ResourceExhaustedError
 from aspen_forge import keys, limits
-from aspen_forge.leader import LeaderCaller
 from aspen_forge.refs import RefUpdate
 
 __all__ = ["Rule", "check_update", "load_rules", "merge_blockers", "remove_rule", "save_rule"]

@@ -15,10 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from aspen.client.leader import LeaderCaller
 from aspen.errors import CompareFailedError, ResourceExhaustedError
 from aspen.kv import paging
 from aspen_forge import keys, limits
-from aspen_forge.leader import LeaderCaller
 
 __all__ = [
     "ZERO",

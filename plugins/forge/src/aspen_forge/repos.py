@@ -16,6 +16,7 @@ from typing import Any
 
 import msgpack
 
+from aspen.client.leader import LeaderCaller
 from aspen.errors import (
     CompareFailedError,
     InvalidArgumentError,
@@ -24,7 +25,6 @@ from aspen.errors import (
 )
 from aspen.kv import paging
 from aspen_forge import keys, limits
-from aspen_forge.leader import LeaderCaller
 from aspen_forge.names import RepoName, parse_full_name
 from aspen_forge.refs import read_refs
 

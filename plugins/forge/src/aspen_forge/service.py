@@ -4,41 +4,23 @@ and the web UI on one port)."""
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
+from aspen.client.leader import LeaderCaller
 from aspen.errors import AspenError
-from aspen.http import HttpLimits
+from aspen.http import HttpLimits, listen_address
 from aspen_forge import limits
-from aspen_forge.leader import LeaderCaller
+from aspen_forge.plugin import DEFAULT_HTTP_PORT
 from aspen_forge.repos import Repos
 from aspen_forge.storage.local import LocalStores
 
-__all__ = [
-    "DEFAULT_HTTP_PORT",
-    "DEV_NODE_INDEX_ENV",
-    "HTTP_ADDRESS_FILE",
-    "ForgeService",
-    "default_http_listen",
-]
+__all__ = ["HTTP_ADDRESS_FILE", "ForgeService"]
 
 log = logging.getLogger(__name__)
 
-#: The default port of ``http_listen``.
-DEFAULT_HTTP_PORT = 8300
-#: Set by ``aspen dev up`` to each node's 0-based index: the default port moves up by it.
-DEV_NODE_INDEX_ENV = "ASPEN_DEV_NODE_INDEX"
 #: File in the data directory that holds the bound HTTP address.
 HTTP_ADDRESS_FILE = "forge-http-address"
-_OFF = frozenset({"off", "none", "disabled"})
-
-
-def default_http_listen() -> str:
-    """``127.0.0.1:8300``, or ``8300 + $ASPEN_DEV_NODE_INDEX`` for ``aspen dev up`` nodes."""
-    index = os.environ.get(DEV_NODE_INDEX_ENV, "")
-    offset = int(index) if index.isdigit() else 0
-    return f"127.0.0.1:{DEFAULT_HTTP_PORT + offset}"
 
 
 class ForgeService:
@@ -47,7 +29,7 @@ class ForgeService:
     def __init__(self, node: Any, config: dict[str, Any]) -> None:
         self.node = node
         self.config = config
-        self.writer = LeaderCaller(node)
+        self.writer = LeaderCaller(node, max_clients=limits.MAX_FORWARD_CLIENTS)
         self.repos = Repos(node, self.writer)
         from aspen_forge.collab.service import Collab
 
@@ -68,8 +50,8 @@ class ForgeService:
 
         self.git_dir = self._git_dir()
 
-        listen = str(self.config.get("http_listen") or "").strip() or default_http_listen()
-        if listen.lower() in _OFF:
+        listen = listen_address(self.config.get("http_listen"), DEFAULT_HTTP_PORT)
+        if listen is None:
             self.http_error = "disabled (http_listen = off)"
             return
         try:

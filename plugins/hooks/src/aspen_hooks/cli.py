@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from aspen.cli import json_option, pass_cli
+from aspen.cli import emit, emit_table, json_option, pass_cli
 from aspen.cli.context import CliContext
 from aspen.cli.output import echo_json, format_table
 from aspen_hooks import limits
@@ -144,10 +144,7 @@ def add(
         "replace": replace,
     }
     result = _call(cli, "hooks.add", params)
-    if cli.json:
-        echo_json(result["handler"])
-    else:
-        click.echo(f"handler {name} added (revision {result['revision']})")
+    emit(cli, result["handler"], f"handler {name} added (revision {result['revision']})")
 
 
 def _simple(verb: str, help_text: str, done: str) -> None:
@@ -156,11 +153,7 @@ def _simple(verb: str, help_text: str, done: str) -> None:
     @json_option
     @pass_cli
     def command(cli: CliContext, name: str) -> None:
-        result = _call(cli, f"hooks.{verb}", {"name": name})
-        if cli.json:
-            echo_json(result)
-        else:
-            click.echo(f"handler {name} {done}")
+        emit(cli, _call(cli, f"hooks.{verb}", {"name": name}), f"handler {name} {done}")
 
 
 _simple("remove", "Remove handler NAME (with its cursor, metrics and dead letters).", "removed")
@@ -173,15 +166,12 @@ _simple("disable", "Disable handler NAME (its cursor is kept).", "disabled")
 @pass_cli
 def list_(cli: CliContext) -> None:
     """List handlers."""
-    handlers = _pages(cli, "hooks.list", {}, "handlers", "name")
-    if cli.json:
-        echo_json(handlers)
-        return
-    rows = [
-        (h["name"], h["on"], h["kind"], "yes" if h["enabled"] else "no", _describe(h))
-        for h in handlers
-    ]
-    click.echo(format_table(("NAME", "ON", "KIND", "ENABLED", "TARGET"), rows))
+    emit_table(
+        cli,
+        _pages(cli, "hooks.list", {}, "handlers", "name"),
+        ("NAME", "ON", "KIND", "ENABLED", "TARGET"),
+        lambda h: (h["name"], h["on"], h["kind"], "yes" if h["enabled"] else "no", _describe(h)),
+    )
 
 
 def _describe(handler: dict[str, Any]) -> str:
@@ -199,12 +189,14 @@ def _describe(handler: dict[str, Any]) -> str:
 @pass_cli
 def show(cli: CliContext, name: str) -> None:
     """Show handler NAME and its metrics."""
-    result = _call(cli, "hooks.show", {"name": name})
-    if cli.json:
-        echo_json(result)
-        return
-    for key, value in {**result["handler"], **result["metrics"]}.items():
-        click.echo(f"{key:>14}: {value if not isinstance(value, dict) else json.dumps(value)}")
+    emit(
+        cli,
+        _call(cli, "hooks.show", {"name": name}),
+        lambda result: (
+            f"{key:>14}: {value if not isinstance(value, dict) else json.dumps(value)}"
+            for key, value in {**result["handler"], **result["metrics"]}.items()
+        ),
+    )
 
 
 @hooks_cli.command("metrics")
@@ -273,15 +265,18 @@ def trigger(cli: CliContext, event: str, payload: str) -> None:
 @pass_cli
 def dlq(cli: CliContext, name: str, limit: int) -> None:
     """Show handler NAME's dead-lettered events (the oldest LIMIT)."""
-    entries = _pages(cli, "hooks.dlq", {"name": name}, "entries", "id", most=limit)
-    if cli.json:
-        echo_json(entries)
-        return
-    rows = [
-        (e["id"], e["event"].get("name"), e["event"].get("key", ""), e["attempts"], e["error"])
-        for e in entries
-    ]
-    click.echo(format_table(("ID", "EVENT", "KEY", "ATTEMPTS", "ERROR"), rows))
+    emit_table(
+        cli,
+        _pages(cli, "hooks.dlq", {"name": name}, "entries", "id", most=limit),
+        ("ID", "EVENT", "KEY", "ATTEMPTS", "ERROR"),
+        lambda e: (
+            e["id"],
+            e["event"].get("name"),
+            e["event"].get("key", ""),
+            e["attempts"],
+            e["error"],
+        ),
+    )
 
 
 @hooks_cli.command("redrive")
@@ -292,11 +287,8 @@ def dlq(cli: CliContext, name: str, limit: int) -> None:
 def redrive(cli: CliContext, name: str, ids: tuple[str, ...]) -> None:
     """Run handler NAME again for its dead-lettered events; successes leave the list."""
     result = _call(cli, "hooks.redrive", {"name": name, "ids": list(ids)})
-    if cli.json:
-        echo_json(result)
-        return
     done = sum(1 for r in result["results"] if r["ok"])
-    click.echo(f"redriven {len(result['results'])}: {done} succeeded")
+    emit(cli, result, f"redriven {len(result['results'])}: {done} succeeded")
 
 
 @hooks_cli.command("reset")
@@ -310,10 +302,7 @@ def reset(cli: CliContext, name: str, revision: int | None) -> None:
     if revision is not None:
         params["revision"] = revision
     result = _call(cli, "hooks.reset", params)
-    if cli.json:
-        echo_json(result)
-    else:
-        click.echo(f"handler {name} resumes after revision {result['cursor']}")
+    emit(cli, result, f"handler {name} resumes after revision {result['cursor']}")
 
 
 @hooks_cli.command("status")

@@ -9,7 +9,7 @@ from typing import Any
 import anyio
 import click
 
-from aspen.cli import json_option, pass_cli
+from aspen.cli import emit, json_option, pass_cli, plain, show_result
 from aspen.cli.context import CliContext, resolve_token
 from aspen.cli.output import echo_json
 from aspen.errors import AspenError
@@ -20,33 +20,11 @@ from aspen_jobs.shell import DEFAULT_ALLOW, DEFAULT_ENV_ALLOW, ShellPolicy
 __all__ = ["jobs_cli", "schedule_group"]
 
 
-def _plain(obj: Any) -> Any:
-    """``obj`` with bytes as text, for JSON and for printing."""
-    if isinstance(obj, bytes):
-        return obj.decode("utf-8", "backslashreplace")
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_plain(v) for v in obj]
-    return obj
-
-
 def _call(cli: CliContext, method: str, params: dict[str, Any]) -> Any:
     try:
         return cli.client().call(f"jobs.{method}", params)
     except AspenError as exc:
         raise typed(exc) from None
-
-
-def _show(cli: CliContext, result: Any, text_field: str | None = None) -> None:
-    """Print ``result`` as JSON (``--json``), else its ``text_field`` or key=value."""
-    result = _plain(result)
-    if cli.json:
-        echo_json(result)
-    elif text_field is not None:
-        click.echo(result[text_field])
-    else:
-        click.echo(" ".join(f"{k}={v}" for k, v in result.items()))
 
 
 def _csv(text: str | None) -> list[str]:
@@ -110,7 +88,7 @@ def submit_command(
         params["after"] = list(after)
     if job_id:
         params["id"] = job_id
-    _show(cli, _call(cli, "submit", params), "id")
+    show_result(cli, _call(cli, "submit", params), "id")
 
 
 @jobs_cli.command("get")
@@ -119,17 +97,17 @@ def submit_command(
 @pass_cli
 def get_command(cli: CliContext, job_id: str) -> None:
     """A job: state, attempts (exit codes, durations, outputs), progress."""
-    job = _plain(_call(cli, "get", {"id": job_id}))
-    if cli.json:
-        echo_json(job)
-        return
-    for key in ("id", "queue", "type", "state", "priority", "retries", "attempt_count", "error"):
-        click.echo(f"{key}: {job.get(key)}")
-    for attempt in job["attempts"]:
-        click.echo(
-            f"attempt {attempt.get('n')}: {attempt.get('state')} exit={attempt.get('exit_code')} "
-            f"duration={attempt.get('duration')} worker={attempt.get('worker')}"
-        )
+    emit(cli, plain(_call(cli, "get", {"id": job_id})), _job_lines)
+
+
+def _job_lines(job: dict[str, Any]) -> list[str]:
+    """A job's fields, then one line per attempt."""
+    keys = ("id", "queue", "type", "state", "priority", "retries", "attempt_count", "error")
+    return [f"{key}: {job.get(key)}" for key in keys] + [
+        f"attempt {attempt.get('n')}: {attempt.get('state')} exit={attempt.get('exit_code')} "
+        f"duration={attempt.get('duration')} worker={attempt.get('worker')}"
+        for attempt in job["attempts"]
+    ]
 
 
 @jobs_cli.command("result")
@@ -138,7 +116,7 @@ def get_command(cli: CliContext, job_id: str) -> None:
 @pass_cli
 def result_command(cli: CliContext, job_id: str) -> None:
     """Print the job's (latest attempt's) stdout (``--json``: all outputs)."""
-    result = _plain(_call(cli, "result", {"id": job_id}))
+    result = plain(_call(cli, "result", {"id": job_id}))
     if cli.json:
         echo_json(result)
     else:
@@ -153,30 +131,27 @@ def result_command(cli: CliContext, job_id: str) -> None:
 @pass_cli
 def list_command(cli: CliContext, **options: Any) -> None:
     """Jobs, oldest first."""
-    got = _plain(_call(cli, "list", {k: v for k, v in options.items() if v is not None}))
-    if cli.json:
-        echo_json(got)
-        return
-    for job in got["jobs"]:
-        click.echo(f"{job['id']}  {job['queue']}  {job['type']}  {job['state']}")
+    got = plain(_call(cli, "list", {k: v for k, v in options.items() if v is not None}))
+    emit(
+        cli,
+        got,
+        lambda got: (f"{j['id']}  {j['queue']}  {j['type']}  {j['state']}" for j in got["jobs"]),
+    )
 
 
-@jobs_cli.command("cancel")
-@click.argument("job_id")
-@json_option
-@pass_cli
-def cancel_command(cli: CliContext, job_id: str) -> None:
-    """Cancel a job (a running one's process is stopped)."""
-    _show(cli, _call(cli, "cancel", {"id": job_id}), "state")
+def _job_state_command(verb: str, help_text: str) -> None:
+    """Add ``jobs VERB JOB_ID``: call ``jobs.VERB`` on one job and print its new state."""
+
+    @jobs_cli.command(verb, help=help_text)
+    @click.argument("job_id")
+    @json_option
+    @pass_cli
+    def command(cli: CliContext, job_id: str) -> None:
+        show_result(cli, _call(cli, verb, {"id": job_id}), "state")
 
 
-@jobs_cli.command("retry")
-@click.argument("job_id")
-@json_option
-@pass_cli
-def retry_command(cli: CliContext, job_id: str) -> None:
-    """Queue a failed, dead or cancelled job again."""
-    _show(cli, _call(cli, "retry", {"id": job_id}), "state")
+_job_state_command("cancel", "Cancel a job (a running one's process is stopped).")
+_job_state_command("retry", "Queue a failed, dead or cancelled job again.")
 
 
 @jobs_cli.command("stats")
@@ -185,12 +160,15 @@ def retry_command(cli: CliContext, job_id: str) -> None:
 @pass_cli
 def stats_command(cli: CliContext, queue: str | None) -> None:
     """Jobs per queue and state."""
-    got = _plain(_call(cli, "stats", {"queue": queue} if queue else {}))
-    if cli.json:
-        echo_json(got)
-        return
-    for name, counts in sorted(got["queues"].items()):
-        click.echo(f"{name}: " + " ".join(f"{s}={n}" for s, n in counts.items()))
+    got = plain(_call(cli, "stats", {"queue": queue} if queue else {}))
+    emit(
+        cli,
+        got,
+        lambda got: (
+            f"{name}: " + " ".join(f"{s}={n}" for s, n in counts.items())
+            for name, counts in sorted(got["queues"].items())
+        ),
+    )
 
 
 @jobs_cli.command("audit")
@@ -199,15 +177,16 @@ def stats_command(cli: CliContext, queue: str | None) -> None:
 @pass_cli
 def audit_command(cli: CliContext, limit: int) -> None:
     """The newest audit records of job runs (who, what, exit, duration)."""
-    got = _plain(_call(cli, "audit", {"limit": limit}))
-    if cli.json:
-        echo_json(got)
-        return
-    for r in got["records"]:
-        click.echo(
+    got = plain(_call(cli, "audit", {"limit": limit}))
+    emit(
+        cli,
+        got,
+        lambda got: (
             f"{r['time']:.3f} {r['job']} {r['queue']} attempt={r['attempt']} who={r['who']} "
             f"exit={r['exit_code']} ok={r['ok']} what={r['what']!r} {r['error']}"
-        )
+            for r in got["records"]
+        ),
+    )
 
 
 @jobs_cli.command("worker")
@@ -306,6 +285,13 @@ def worker_command(
     anyio.run(worker.run_until_signal)
 
 
+def _schedule_line(s: dict[str, Any]) -> str:
+    """One schedule: its name, when it fires, whether paused, times fired, its queue."""
+    when = s["cron"] or f"every {s['interval']}s"
+    state = "paused" if s["paused"] else "active"
+    return f"{s['name']}  {when} {s['tz']}  {state}  fired={s['fired']}  queue={s['job']['queue']}"
+
+
 def schedule_group(name: str) -> click.Group:
     """The schedule commands as a group called ``name``."""
 
@@ -325,24 +311,15 @@ def schedule_group(name: str) -> click.Group:
     def add(cli: CliContext, schedule: str, replace: bool, **options: Any) -> None:
         """Add schedule SCHEDULE submitting a job to --queue at every tick."""
         params = {"name": schedule, "replace": replace, **_job_params(options)}
-        _show(cli, _call(cli, "schedule.add", params), "name")
+        show_result(cli, _call(cli, "schedule.add", params), "name")
 
     @group.command("list")
     @json_option
     @pass_cli
     def list_(cli: CliContext) -> None:
         """Every schedule."""
-        got = _plain(_call(cli, "schedule.list", {}))
-        if cli.json:
-            echo_json(got["schedules"])
-            return
-        for s in got["schedules"]:
-            when = s["cron"] or f"every {s['interval']}s"
-            state = "paused" if s["paused"] else "active"
-            click.echo(
-                f"{s['name']}  {when} {s['tz']}  {state}  fired={s['fired']}  "
-                f"queue={s['job']['queue']}"
-            )
+        schedules = plain(_call(cli, "schedule.list", {}))["schedules"]
+        emit(cli, schedules, lambda schedules: map(_schedule_line, schedules))
 
     for verb in ("remove", "pause", "resume", "get"):
 
@@ -352,7 +329,7 @@ def schedule_group(name: str) -> click.Group:
             @json_option
             @pass_cli
             def command(cli: CliContext, schedule: str) -> None:
-                _show(cli, _call(cli, f"schedule.{verb}", {"name": schedule}))
+                show_result(cli, _call(cli, f"schedule.{verb}", {"name": schedule}))
 
             command.help = f"{verb.capitalize()} schedule SCHEDULE."
 

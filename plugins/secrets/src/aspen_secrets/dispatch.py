@@ -15,11 +15,11 @@ is linearizable on followers too). Each request runs in one
 
 from __future__ import annotations
 
-import logging
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from aspen.errors import AspenError, InvalidArgumentError, NotLeaderError, UnavailableError
+from aspen.client.leader import LeaderCaller
+from aspen.errors import AspenError, InvalidArgumentError, NotLeaderError
 from aspen_secrets import limits
 from aspen_secrets.consistency import read_scope
 from aspen_secrets.logical import Operation, Request, Response, http_status
@@ -28,7 +28,6 @@ from aspen_secrets.store import check_path
 from aspen_secrets.sys_endpoints import SysEngine, token_lookup
 
 if TYPE_CHECKING:
-    from aspen.client import AsyncClient
     from aspen_secrets.service import SecretsService
 
 __all__ = [
@@ -38,8 +37,6 @@ __all__ = [
     "request_from_params",
     "response_from_answer",
 ]
-
-log = logging.getLogger(__name__)
 
 #: The RPC method that serves one logical request (also the forwarding target).
 RPC_REQUEST = "secrets.request"
@@ -102,7 +99,8 @@ class Dispatcher:
     def __init__(self, service: SecretsService) -> None:
         self.service = service
         self.sys = SysEngine(service)
-        self._clients: dict[str, AsyncClient] = {}
+        #: Forwards to the leader (secrets requests, core writes) from a follower.
+        self.leader = LeaderCaller(service.node, max_clients=limits.SECRETS_MAX_FORWARD_CLIENTS)
 
     async def dispatch(
         self, path: str, request: Request, *, forwarded: bool = False, internal: bool = False
@@ -156,26 +154,12 @@ class Dispatcher:
     async def call_leader(self, method: str, params: dict[str, Any]) -> Any:
         """Call the core RPC ``method`` on this node, or on the leader it names when this
         node cannot commit (``unavailable`` while no leader is known)."""
-        try:
-            return await self.service.node.call(method, params)
-        except NotLeaderError as exc:
-            client = await self._leader_client(exc)
-            return await client.call(method, params)
-
-    async def _leader_client(self, exc: NotLeaderError) -> AsyncClient:
-        """A client to the leader named by ``exc``."""
-        leader = exc.details.get("leader")
-        if not isinstance(leader, str) or not leader:
-            raise UnavailableError(
-                "this node is not the leader and no leader is known yet; retry",
-                **exc.details,
-            ) from exc
-        return await self._client(leader)
+        return await self.leader.call(method, params)
 
     async def _forward(
         self, exc: NotLeaderError, path: str, request: Request
     ) -> tuple[Response, str]:
-        client = await self._leader_client(exc)
+        client = await self.leader.client_for(exc)
         params = {
             "operation": request.operation.value,
             "path": path,
@@ -189,24 +173,6 @@ class Dispatcher:
             raise
         return response_from_answer(answer), answer.get("mount_type", "")
 
-    async def _client(self, endpoint: str) -> AsyncClient:
-        """A connected client to ``endpoint`` (kept for later forwards)."""
-        client = self._clients.get(endpoint)
-        if client is None:
-            from aspen.client import aconnect
-
-            if len(self._clients) >= limits.SECRETS_MAX_FORWARD_CLIENTS:
-                await self.close()
-            client = aconnect(endpoint, token=self.service.node.token)
-            self._clients[endpoint] = client
-        await client.connect()
-        return client
-
     async def close(self) -> None:
         """Close the connections kept to leaders."""
-        clients, self._clients = self._clients, {}
-        for client in clients.values():
-            try:
-                await client.aclose()
-            except Exception:  # closing must not fail a shutdown
-                log.debug("closing a forwarding client failed", exc_info=True)
+        await self.leader.close()

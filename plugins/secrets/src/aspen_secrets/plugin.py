@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aspen
-from aspen.plugins.types import ConfigOption, ConfigSection, RpcHandler
+from aspen.plugins.types import ConfigOption, ConfigSection, RpcHandler, http_listen_option
 
 if TYPE_CHECKING:
     import click
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from aspen_secrets.service import SecretsService
 
 __all__ = [
+    "DEFAULT_HTTP_PORT",
     "PLUGIN_NAME",
     "SERVICE_KEY",
     "aspen_cli_commands",
@@ -32,6 +33,8 @@ __all__ = [
 
 #: The plugin's one name (RPC prefix, CLI group, config section).
 PLUGIN_NAME = "secrets"
+#: Vault's port, the default of ``http_listen``.
+DEFAULT_HTTP_PORT = 8200
 #: Key of the node's service in ``node.plugin_state(PLUGIN_NAME)``.
 SERVICE_KEY = "service"
 
@@ -48,15 +51,7 @@ def aspen_config_sections() -> list[ConfigSection]:
         ConfigSection(
             PLUGIN_NAME,
             (
-                ConfigOption(
-                    "http_listen",
-                    str,
-                    "",
-                    "host:port of the Vault-compatible HTTP API (default 127.0.0.1:8200, "
-                    "+$ASPEN_DEV_NODE_INDEX; port 0 picks a free one; 'off' disables it).",
-                    start_flag=True,
-                    flag_name="secrets_http_listen",
-                ),
+                http_listen_option(PLUGIN_NAME, DEFAULT_HTTP_PORT, "the Vault-compatible HTTP API"),
                 ConfigOption(
                     "root_key_file",
                     Path,

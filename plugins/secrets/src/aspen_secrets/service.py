@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from aspen.errors import AspenError, InvalidArgumentError, NotLeaderError, UnavailableError
+from aspen.http import listen_address
 from aspen_secrets import bootstrap, limits
 from aspen_secrets.consistency import in_scope, mark_fresh, needs_barrier
 from aspen_secrets.dispatch import Dispatcher
@@ -33,6 +34,7 @@ from aspen_secrets.keyring import ClusterKeyring, RootKey, dev_root_key, read_ro
 from aspen_secrets.kvstore import STORE_PREFIX, KvStore
 from aspen_secrets.logical import SealedError
 from aspen_secrets.mounts import TABLE_PATH, Router
+from aspen_secrets.plugin import DEFAULT_HTTP_PORT
 from aspen_secrets.sharedread import SharedRead
 from aspen_secrets.store import Entry
 from aspen_secrets.sys_endpoints import VERSION
@@ -41,35 +43,19 @@ if TYPE_CHECKING:
     from aspen.http import HttpServer
 
 __all__ = [
-    "DEFAULT_HTTP_PORT",
-    "DEV_NODE_INDEX_ENV",
     "HTTP_ADDRESS_FILE",
     "NODES_PREFIX",
     "SecretsService",
-    "default_http_listen",
     "node_address_key",
 ]
 
 log = logging.getLogger(__name__)
 
-#: Vault's port, the default of ``http_listen``.
-DEFAULT_HTTP_PORT = 8200
-#: Set by ``aspen dev up`` to each node's 0-based index: the default port moves up by it.
-DEV_NODE_INDEX_ENV = "ASPEN_DEV_NODE_INDEX"
 #: File in the data directory that holds the bound HTTP address.
 HTTP_ADDRESS_FILE = "secrets-http-address"
 #: KV prefix of the HTTP addresses the nodes publish, one plain JSON entry per node id (an
 #: address is no secret, and ``sys/leader`` reads them while the keyring is still closed).
 NODES_PREFIX = STORE_PREFIX + b"nodes/"
-#: ``http_listen`` values that turn the HTTP API off.
-_OFF = frozenset({"off", "none", "disabled"})
-
-
-def default_http_listen() -> str:
-    """``127.0.0.1:8200``, or ``8200 + $ASPEN_DEV_NODE_INDEX`` for ``aspen dev up`` nodes."""
-    index = os.environ.get(DEV_NODE_INDEX_ENV, "")
-    offset = int(index) if index.isdigit() else 0
-    return f"127.0.0.1:{DEFAULT_HTTP_PORT + offset}"
 
 
 def node_address_key(node_id: str) -> bytes:
@@ -151,8 +137,8 @@ class SecretsService:
         return dev_root_key(self.node.token)
 
     def _start_http(self) -> None:
-        listen = str(self.config.get("http_listen") or "").strip() or default_http_listen()
-        if listen.lower() in _OFF:
+        listen = listen_address(self.config.get("http_listen"), DEFAULT_HTTP_PORT)
+        if listen is None:
             self.http_error = "disabled (http_listen = off)"
             return
         try:

@@ -1,25 +1,29 @@
 """``aspen forge issue …``, ``aspen forge patch …`` and ``aspen forge status set|list``
-(``--json`` on every command: the RPC answer as is)."""
+(``--json`` on every command: the RPC answer as is).
+
+Issues and patches share most commands (``list``, ``show``, ``comment``, ``edit``,
+``reopen``…): each is declared once, by a helper that adds it to either group.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import click
 
-from aspen.cli import json_option, pass_cli
+from aspen.cli import emit, emit_table, json_option, pass_cli
 from aspen.cli.context import CliContext
-from aspen.cli.output import echo_json, format_table
 
 __all__ = ["add_status_commands", "issue_cli", "patch_cli"]
+
+#: A command's function, before click turns it into a command.
+Handler = Callable[..., None]
 
 
 def _call(cli: CliContext, method: str, params: dict[str, Any]) -> Any:
     return cli.client().call(method, params)
-
-
-def _out(cli: CliContext, answer: Any, text: str) -> None:
-    echo_json(answer) if cli.json else click.echo(text)
 
 
 def _thread(item: dict[str, Any], kind: str) -> str:
@@ -29,6 +33,81 @@ def _thread(item: dict[str, Any], kind: str) -> str:
     for comment in item.get("comments", ()):
         lines += ["", f"--- {comment['actor']}:", comment["body"]]
     return "\n".join(lines)
+
+
+def _on_item(group: click.Group, name: str, help: str) -> Callable[[Handler], click.Command]:
+    """Declare ``group``'s command ``name`` on one issue or patch: it takes the arguments
+    REPO and NUMBER and ``--json`` (besides its own options) and is called as
+    ``func(cli, repo, number, **options)``."""
+
+    def decorate(func: Handler) -> click.Command:
+        command = click.argument("repo")(
+            click.argument("number", type=int)(json_option(pass_cli(func)))
+        )
+        return group.command(name, help=help)(command)
+
+    return decorate
+
+
+def _op(
+    cli: CliContext, kind: str, name: str, repo: str, number: int, verb: str, **params: Any
+) -> None:
+    """Call ``forge.<kind>_<name>`` on issue/patch ``number`` and say what was done."""
+    answer = _call(cli, f"forge.{kind}_{name}", {"repo": repo, "number": number, **params})
+    emit(cli, answer, f"{verb} {kind} #{number} ({answer['state']})")
+
+
+@dataclass(frozen=True)
+class _Kind:
+    """What the shared commands need to know of issues or patches."""
+
+    name: str  # "issue" or "patch": the RPC methods are forge.<name>_<verb>
+    plural: str  # the key of the list in a <name>_list answer
+    states: tuple[str, ...]  # the choices of list --state
+    headers: tuple[str, ...]  # the columns of list
+    row: Callable[[dict[str, Any]], Sequence[Any]]  # one item's row in list
+    show_help: str
+    show_text: Callable[[dict[str, Any]], str]  # the text of a <name>_show answer
+
+
+def _add_shared_commands(group: click.Group, kind: _Kind) -> None:
+    """Add ``list``, ``show``, ``comment``, ``edit`` and ``reopen`` to ``group``."""
+    name = kind.name
+
+    @group.command("list", help=f"List the {kind.plural} of OWNER/NAME.")
+    @click.argument("repo")
+    @click.option("--state", type=click.Choice(kind.states), help="Only these.")
+    @json_option
+    @pass_cli
+    def list_items(cli: CliContext, repo: str, state: str | None) -> None:
+        answer = _call(cli, f"forge.{name}_list", {"repo": repo, "state": state})
+        emit_table(cli, answer[kind.plural], kind.headers, kind.row)
+
+    @_on_item(group, "show", kind.show_help)
+    def show(cli: CliContext, repo: str, number: int) -> None:
+        answer = _call(cli, f"forge.{name}_show", {"repo": repo, "number": number})
+        emit(cli, answer, kind.show_text)
+
+    @_on_item(group, "comment", f"Comment on {name} NUMBER.")
+    @click.option("--body", required=True)
+    def comment(cli: CliContext, repo: str, number: int, body: str) -> None:
+        _op(cli, name, "comment", repo, number, "commented on", body=body)
+
+    @_on_item(group, "edit", f"Change the title or body of {name} NUMBER.")
+    @click.option("--title")
+    @click.option("--body")
+    def edit(cli: CliContext, repo: str, number: int, title: str | None, body: str | None) -> None:
+        _op(cli, name, "edit", repo, number, "edited", title=title, body=body)
+
+    _add_transition(group, name, "reopen", "reopened", f"Reopen closed {name} NUMBER.")
+
+
+def _add_transition(group: click.Group, kind: str, name: str, verb: str, help: str) -> None:
+    """Add ``name``: a change of state of one issue or patch that takes no options."""
+
+    @_on_item(group, name, help)
+    def transition(cli: CliContext, repo: str, number: int) -> None:
+        _op(cli, kind, name, repo, number, verb)
 
 
 # ---------------------------------------------------------------------- issues
@@ -50,126 +129,54 @@ def issue_create(
     """Open an issue in OWNER/NAME."""
     params = {"repo": repo, "title": title, "body": body, "labels": list(labels)}
     answer = _call(cli, "forge.issue_create", params)
-    _out(cli, answer, f"opened issue #{answer['number']}")
+    emit(cli, answer, f"opened issue #{answer['number']}")
 
 
-@issue_cli.command("list")
-@click.argument("repo")
-@click.option("--state", type=click.Choice(["open", "closed"]), help="Only these.")
-@json_option
-@pass_cli
-def issue_list(cli: CliContext, repo: str, state: str | None) -> None:
-    """List the issues of OWNER/NAME."""
-    answer = _call(cli, "forge.issue_list", {"repo": repo, "state": state})
-    if cli.json:
-        echo_json(answer["issues"])
-        return
-    rows = [
-        (f"#{i['number']}", i["state"], i["title"], ",".join(i["labels"]), i["comment_count"])
-        for i in answer["issues"]
-    ]
-    click.echo(format_table(("NUMBER", "STATE", "TITLE", "LABELS", "COMMENTS"), rows))
+_add_shared_commands(
+    issue_cli,
+    _Kind(
+        "issue",
+        "issues",
+        ("open", "closed"),
+        ("NUMBER", "STATE", "TITLE", "LABELS", "COMMENTS"),
+        lambda i: (
+            f"#{i['number']}",
+            i["state"],
+            i["title"],
+            ",".join(i["labels"]),
+            i["comment_count"],
+        ),
+        "Show issue NUMBER of OWNER/NAME with its comments.",
+        lambda i: _thread(i, "issue"),
+    ),
+)
 
 
-@issue_cli.command("show")
-@click.argument("repo")
-@click.argument("number", type=int)
-@json_option
-@pass_cli
-def issue_show(cli: CliContext, repo: str, number: int) -> None:
-    """Show issue NUMBER of OWNER/NAME with its comments."""
-    answer = _call(cli, "forge.issue_show", {"repo": repo, "number": number})
-    _out(cli, answer, _thread(answer, "issue"))
+def _add_membership(name: str, verb: str, what: str) -> None:
+    """Add ``issue <name> --add X --remove Y``: change the ``what`` of one issue."""
+
+    @_on_item(issue_cli, name, f"Add or remove {what} of issue NUMBER.")
+    @click.option("--add", multiple=True, help="Repeatable.")
+    @click.option("--remove", multiple=True, help="Repeatable.")
+    def change(
+        cli: CliContext, repo: str, number: int, add: tuple[str, ...], remove: tuple[str, ...]
+    ) -> None:
+        _op(cli, "issue", name, repo, number, verb, add=list(add), remove=list(remove))
 
 
-def _issue_op(
-    cli: CliContext, method: str, repo: str, number: int, verb: str, **params: Any
-) -> None:
-    answer = _call(cli, method, {"repo": repo, "number": number, **params})
-    _out(cli, answer, f"{verb} issue #{number} ({answer['state']})")
+_add_membership("label", "labelled", "labels")
+_add_membership("assign", "assigned", "assignees")
 
 
-@issue_cli.command("comment")
-@click.argument("repo")
-@click.argument("number", type=int)
-@click.option("--body", required=True)
-@json_option
-@pass_cli
-def issue_comment(cli: CliContext, repo: str, number: int, body: str) -> None:
-    """Comment on issue NUMBER."""
-    _issue_op(cli, "forge.issue_comment", repo, number, "commented on", body=body)
-
-
-@issue_cli.command("edit")
-@click.argument("repo")
-@click.argument("number", type=int)
-@click.option("--title")
-@click.option("--body")
-@json_option
-@pass_cli
-def issue_edit(
-    cli: CliContext, repo: str, number: int, title: str | None, body: str | None
-) -> None:
-    """Change the title or body of issue NUMBER."""
-    _issue_op(cli, "forge.issue_edit", repo, number, "edited", title=title, body=body)
-
-
-@issue_cli.command("label")
-@click.argument("repo")
-@click.argument("number", type=int)
-@click.option("--add", multiple=True, help="Repeatable.")
-@click.option("--remove", multiple=True, help="Repeatable.")
-@json_option
-@pass_cli
-def issue_label(
-    cli: CliContext, repo: str, number: int, add: tuple[str, ...], remove: tuple[str, ...]
-) -> None:
-    """Add or remove labels of issue NUMBER."""
-    _issue_op(
-        cli, "forge.issue_label", repo, number, "labelled", add=list(add), remove=list(remove)
-    )
-
-
-@issue_cli.command("assign")
-@click.argument("repo")
-@click.argument("number", type=int)
-@click.option("--add", multiple=True, help="Repeatable.")
-@click.option("--remove", multiple=True, help="Repeatable.")
-@json_option
-@pass_cli
-def issue_assign(
-    cli: CliContext, repo: str, number: int, add: tuple[str, ...], remove: tuple[str, ...]
-) -> None:
-    """Add or remove assignees of issue NUMBER."""
-    _issue_op(
-        cli, "forge.issue_assign", repo, number, "assigned", add=list(add), remove=list(remove)
-    )
-
-
-@issue_cli.command("close")
-@click.argument("repo")
-@click.argument("number", type=int)
+@_on_item(issue_cli, "close", "Close issue NUMBER.")
 @click.option(
     "--reason",
     type=click.Choice(["completed", "not_planned", "duplicate"]),
     default="completed",
     show_default=True,
 )
-@json_option
-@pass_cli
 def issue_close(cli: CliContext, repo: str, number: int, reason: str) -> None:
-    """Close issue NUMBER."""
-    _issue_op(cli, "forge.issue_close", repo, number, "closed", reason=reason)
-
-
-@issue_cli.command("reopen")
-@click.argument("repo")
-@click.argument("number", type=int)
-@json_option
-@pass_cli
-def issue_reopen(cli: CliContext, repo: str, number: int) -> None:
-    """Reopen issue NUMBER."""
-    _issue_op(cli, "forge.issue_reopen", repo, number, "reopened")
+    _op(cli, "issue", "close", repo, number, "closed", reason=reason)
 
 
 # ---------------------------------------------------------------------- patches
@@ -200,38 +207,11 @@ def patch_create(
         "draft": draft,
     }
     answer = _call(cli, "forge.patch_create", params)
-    _out(cli, answer, f"opened patch #{answer['number']} ({source} -> {target})")
+    emit(cli, answer, f"opened patch #{answer['number']} ({source} -> {target})")
 
 
-@patch_cli.command("list")
-@click.argument("repo")
-@click.option("--state", type=click.Choice(["draft", "open", "merged", "closed"]))
-@json_option
-@pass_cli
-def patch_list(cli: CliContext, repo: str, state: str | None) -> None:
-    """List the patches of OWNER/NAME."""
-    answer = _call(cli, "forge.patch_list", {"repo": repo, "state": state})
-    if cli.json:
-        echo_json(answer["patches"])
-        return
-    rows = [
-        (f"#{p['number']}", p["state"], p["title"], f"{p['source']} -> {p['target']}")
-        for p in answer["patches"]
-    ]
-    click.echo(format_table(("NUMBER", "STATE", "TITLE", "BRANCHES"), rows))
-
-
-@patch_cli.command("show")
-@click.argument("repo")
-@click.argument("number", type=int)
-@json_option
-@pass_cli
-def patch_show(cli: CliContext, repo: str, number: int) -> None:
-    """Show patch NUMBER: revisions, reviews, whether it can merge."""
-    answer = _call(cli, "forge.patch_show", {"repo": repo, "number": number})
-    if cli.json:
-        echo_json(answer)
-        return
+def _patch_text(answer: dict[str, Any]) -> str:
+    """A patch's thread, its revisions with their reviews, and whether it can merge."""
     lines = [_thread(answer, "patch"), ""]
     for rev in answer["revisions"]:
         verdicts = ", ".join(f"{r['actor']}: {r['verdict']}" for r in rev["reviews"])
@@ -241,12 +221,43 @@ def patch_show(cli: CliContext, repo: str, number: int) -> None:
         lines.append("mergeable" if not merge["blockers"] else "blocked:")
         lines += [f"  - {b}" for b in merge["blockers"]]
         lines += [f"  conflict: {p}" for p in merge.get("conflicts", ())]
-    click.echo("\n".join(lines))
+    return "\n".join(lines)
 
 
-@patch_cli.command("review")
-@click.argument("repo")
-@click.argument("number", type=int)
+_add_shared_commands(
+    patch_cli,
+    _Kind(
+        "patch",
+        "patches",
+        ("draft", "open", "merged", "closed"),
+        ("NUMBER", "STATE", "TITLE", "BRANCHES"),
+        lambda p: (f"#{p['number']}", p["state"], p["title"], f"{p['source']} -> {p['target']}"),
+        "Show patch NUMBER: revisions, reviews, whether it can merge.",
+        _patch_text,
+    ),
+)
+_add_transition(
+    patch_cli, "patch", "ready", "marked ready", "Mark draft patch NUMBER ready for review."
+)
+_add_transition(
+    patch_cli, "patch", "draft", "converted to draft", "Turn open patch NUMBER back into a draft."
+)
+_add_transition(patch_cli, "patch", "close", "closed", "Close patch NUMBER without merging.")
+
+
+def _line_comments(specs: tuple[str, ...]) -> list[dict[str, Any]]:
+    """``--line PATH:LINE:TEXT`` values as review comments."""
+    comments = []
+    for spec in specs:
+        path, _, rest = spec.partition(":")
+        line, _, text = rest.partition(":")
+        if not line.isdigit():
+            raise click.BadParameter(f"{spec!r} is not PATH:LINE:TEXT", param_hint="--line")
+        comments.append({"path": path, "line": int(line), "body": text})
+    return comments
+
+
+@_on_item(patch_cli, "review", "Review patch NUMBER: --approve, --request-changes or --comment.")
 @click.option("--approve", "verdict", flag_value="approve")
 @click.option("--request-changes", "verdict", flag_value="request_changes")
 @click.option("--comment", "verdict", flag_value="comment", default=True)
@@ -258,8 +269,6 @@ def patch_show(cli: CliContext, repo: str, number: int) -> None:
     multiple=True,
     help="A line comment PATH:LINE:TEXT (repeatable).",
 )
-@json_option
-@pass_cli
 def patch_review(
     cli: CliContext,
     repo: str,
@@ -269,90 +278,29 @@ def patch_review(
     revision: int | None,
     lines: tuple[str, ...],
 ) -> None:
-    """Review patch NUMBER: --approve, --request-changes or --comment."""
-    comments = []
-    for spec in lines:
-        path, _, rest = spec.partition(":")
-        line, _, text = rest.partition(":")
-        if not line.isdigit():
-            raise click.BadParameter(f"{spec!r} is not PATH:LINE:TEXT", param_hint="--line")
-        comments.append({"path": path, "line": int(line), "body": text})
     params = {
         "repo": repo,
         "number": number,
         "verdict": verdict,
         "body": body,
         "revision": revision,
-        "comments": comments,
+        "comments": _line_comments(lines),
     }
     answer = _call(cli, "forge.patch_review", params)
-    _out(cli, answer, f"reviewed patch #{number}: {verdict}")
+    emit(cli, answer, f"reviewed patch #{number}: {verdict}")
 
 
-def _patch_op(cli: CliContext, method: str, repo: str, number: int, verb: str, **kw: Any) -> None:
-    answer = _call(cli, method, {"repo": repo, "number": number, **kw})
-    _out(cli, answer, f"{verb} patch #{number} ({answer['state']})")
-
-
-@patch_cli.command("comment")
-@click.argument("repo")
-@click.argument("number", type=int)
-@click.option("--body", required=True)
-@json_option
-@pass_cli
-def patch_comment(cli: CliContext, repo: str, number: int, body: str) -> None:
-    """Comment on patch NUMBER."""
-    _patch_op(cli, "forge.patch_comment", repo, number, "commented on", body=body)
-
-
-@patch_cli.command("edit")
-@click.argument("repo")
-@click.argument("number", type=int)
-@click.option("--title")
-@click.option("--body")
-@json_option
-@pass_cli
-def patch_edit(
-    cli: CliContext, repo: str, number: int, title: str | None, body: str | None
-) -> None:
-    """Change the title or body of patch NUMBER."""
-    _patch_op(cli, "forge.patch_edit", repo, number, "edited", title=title, body=body)
-
-
-def _transition(name: str, verb: str, doc: str) -> None:
-    @patch_cli.command(name)
-    @click.argument("repo")
-    @click.argument("number", type=int)
-    @json_option
-    @pass_cli
-    def command(cli: CliContext, repo: str, number: int) -> None:
-        _patch_op(cli, f"forge.patch_{name}", repo, number, verb)
-
-    command.__doc__ = doc
-
-
-_transition("ready", "marked ready", "Mark draft patch NUMBER ready for review.")
-_transition("draft", "converted to draft", "Turn open patch NUMBER back into a draft.")
-_transition("close", "closed", "Close patch NUMBER without merging.")
-_transition("reopen", "reopened", "Reopen closed patch NUMBER.")
-
-
-@patch_cli.command("merge")
-@click.argument("repo")
-@click.argument("number", type=int)
+@_on_item(patch_cli, "merge", "Merge patch NUMBER into its target on the server.")
 @click.option(
     "--strategy",
     type=click.Choice(["ff", "merge", "squash"]),
     default="merge",
     show_default=True,
 )
-@json_option
-@pass_cli
 def patch_merge(cli: CliContext, repo: str, number: int, strategy: str) -> None:
-    """Merge patch NUMBER into its target on the server."""
     answer = _call(cli, "forge.patch_merge", {"repo": repo, "number": number, "strategy": strategy})
     commit = (answer.get("merged") or {}).get("commit", "")
-    _out(cli, answer, f"merged patch #{number} as {commit[:12]} ({strategy})")
+    emit(cli, answer, f"merged patch #{number} as {commit[:12]} ({strategy})")
 
 
 # ---------------------------------------------------------------------- statuses
@@ -387,7 +335,7 @@ def add_status_commands(status: click.Group) -> None:
             "target_url": target_url,
         }
         answer = _call(cli, "forge.status_set", params)
-        _out(cli, answer, f"{context}: {state} on {commit[:12]}")
+        emit(cli, answer, f"{context}: {state} on {commit[:12]}")
 
     @status.command("list")
     @click.argument("repo")
@@ -397,8 +345,9 @@ def add_status_commands(status: click.Group) -> None:
     def status_list(cli: CliContext, repo: str, commit: str) -> None:
         """The statuses of COMMIT of OWNER/NAME."""
         answer = _call(cli, "forge.status_list", {"repo": repo, "commit": commit})
-        if cli.json:
-            echo_json(answer["statuses"])
-            return
-        rows = [(s["context"], s["state"], s["description"]) for s in answer["statuses"]]
-        click.echo(format_table(("CONTEXT", "STATE", "DESCRIPTION"), rows))
+        emit_table(
+            cli,
+            answer["statuses"],
+            ("CONTEXT", "STATE", "DESCRIPTION"),
+            lambda s: (s["context"], s["state"], s["description"]),
+        )

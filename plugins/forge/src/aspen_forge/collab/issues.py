@@ -13,7 +13,7 @@ from typing import Any
 
 from aspen.errors import InvalidArgumentError
 from aspen_forge import limits
-from aspen_forge.collab import fields
+from aspen_forge.collab import fields, thread
 from aspen_forge.collab.fields import StateError
 from aspen_forge.collab.oplog import Op
 
@@ -29,20 +29,7 @@ OP_TYPES = ("create", "comment", "edit", "label", "assign", "close", "reopen")
 
 def initial(number: int) -> dict[str, Any]:
     """The state before any op."""
-    return {
-        "number": number,
-        "title": "",
-        "body": "",
-        "state": "",
-        "close_reason": "",
-        "labels": [],
-        "assignees": [],
-        "comments": [],
-        "author": "",
-        "created": 0.0,
-        "updated": 0.0,
-        "ops": 0,
-    }
+    return thread.initial(number, close_reason="", labels=[], assignees=[])
 
 
 def _change_set(current: list[str], body: dict[str, Any]) -> list[str]:
@@ -65,12 +52,8 @@ def apply(state: dict[str, Any], op: Op) -> dict[str, Any]:
         )
     elif not state["state"]:
         return state  # nothing applies before the issue exists
-    elif kind == "comment":
-        state["comments"].append(
-            {"id": op.id, "actor": op.actor, "time": op.time, "body": body.get("body", "")}
-        )
-    elif kind == "edit":
-        state.update({k: body[k] for k in ("title", "body") if k in body})
+    elif kind in thread.OP_TYPES:
+        thread.apply(state, op)
     elif kind == "label":
         state["labels"] = _change_set(state["labels"], body)
     elif kind == "assign":
@@ -81,9 +64,7 @@ def apply(state: dict[str, Any], op: Op) -> dict[str, Any]:
         state.update(state="open", close_reason="")
     else:
         return state
-    state["updated"] = max(state["updated"], op.time)
-    state["ops"] += 1
-    return state
+    return thread.touched(state, op)
 
 
 def check(state: dict[str, Any], kind: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -94,20 +75,8 @@ def check(state: dict[str, Any], kind: str, body: dict[str, Any]) -> dict[str, A
             "body": fields.text(body.get("body"), "body"),
             "labels": fields.names(body.get("labels"), "labels"),
         }
-    if kind == "comment":
-        comment = fields.text(body.get("body"), "body")
-        if not comment.strip():
-            raise InvalidArgumentError("a comment needs a body", field="body")
-        return {"body": comment}
-    if kind == "edit":
-        out: dict[str, Any] = {}
-        if body.get("title") is not None:
-            out["title"] = fields.title(body["title"])
-        if body.get("body") is not None:
-            out["body"] = fields.text(body["body"], "body")
-        if not out:
-            raise InvalidArgumentError("an edit changes the title or the body", field="title")
-        return out
+    if kind in thread.OP_TYPES:
+        return thread.check(kind, body)
     if kind in ("label", "assign"):
         field = "labels" if kind == "label" else "assignees"
         add, remove = fields.names(body.get("add"), field), fields.names(body.get("remove"), field)

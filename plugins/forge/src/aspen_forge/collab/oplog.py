@@ -39,18 +39,8 @@ class Op:
     body: dict[str, Any] = field(default_factory=dict)
 
     def to_value(self) -> bytes:
-        """The KV value (msgpack)."""
-        return msgpack.packb(
-            {
-                "id": self.id,
-                "type": self.type,
-                "actor": self.actor,
-                "time": self.time,
-                "parents": list(self.parents),
-                "body": self.body,
-            },
-            use_bin_type=True,
-        )
+        """The KV value (msgpack of :meth:`to_wire`)."""
+        return msgpack.packb(self.to_wire(), use_bin_type=True)
 
     @classmethod
     def from_value(cls, value: bytes) -> Op:

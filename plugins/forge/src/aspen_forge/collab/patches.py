@@ -19,7 +19,7 @@ from typing import Any
 
 from aspen.errors import InvalidArgumentError
 from aspen_forge import limits
-from aspen_forge.collab import fields
+from aspen_forge.collab import fields, thread
 from aspen_forge.collab.fields import StateError
 from aspen_forge.collab.oplog import Op
 
@@ -45,21 +45,7 @@ _LIVE = ("draft", "open")
 
 def initial(number: int) -> dict[str, Any]:
     """The state before any op."""
-    return {
-        "number": number,
-        "title": "",
-        "body": "",
-        "state": "",
-        "source": "",
-        "target": "",
-        "author": "",
-        "created": 0.0,
-        "updated": 0.0,
-        "revisions": [],
-        "comments": [],
-        "merged": None,
-        "ops": 0,
-    }
+    return thread.initial(number, source="", target="", revisions=[], merged=None)
 
 
 def _revision(op: Op, number: int) -> dict[str, Any]:
@@ -111,12 +97,8 @@ def apply(state: dict[str, Any], op: Op) -> dict[str, Any]:
                 "comments": list(body.get("comments", ())),
             }
         )
-    elif kind == "comment":
-        state["comments"].append(
-            {"id": op.id, "actor": op.actor, "time": op.time, "body": body.get("body", "")}
-        )
-    elif kind == "edit":
-        state.update({k: body[k] for k in ("title", "body") if k in body})
+    elif kind in thread.OP_TYPES:
+        thread.apply(state, op)
     elif kind == "ready" and current == "draft":
         state["state"] = "open"
     elif kind == "draft" and current == "open":
@@ -137,9 +119,7 @@ def apply(state: dict[str, Any], op: Op) -> dict[str, Any]:
         }
     else:
         return state
-    state["updated"] = max(state["updated"], op.time)
-    state["ops"] += 1
-    return state
+    return thread.touched(state, op)
 
 
 def approvals(state: dict[str, Any], *, latest_only: bool) -> tuple[list[str], list[str]]:
@@ -219,20 +199,8 @@ def check(state: dict[str, Any], kind: str, body: dict[str, Any]) -> dict[str, A
             "body": fields.text(body.get("body"), "body"),
             "comments": _line_comments(body.get("comments")),
         }
-    if kind == "comment":
-        comment = fields.text(body.get("body"), "body")
-        if not comment.strip():
-            raise InvalidArgumentError("a comment needs a body", field="body")
-        return {"body": comment}
-    if kind == "edit":
-        out: dict[str, Any] = {}
-        if body.get("title") is not None:
-            out["title"] = fields.title(body["title"])
-        if body.get("body") is not None:
-            out["body"] = fields.text(body["body"], "body")
-        if not out:
-            raise InvalidArgumentError("an edit changes the title or the body", field="title")
-        return out
+    if kind in thread.OP_TYPES:
+        return thread.check(kind, body)
     transitions = {
         "ready": (("draft",), "mark ready"),
         "draft": (("open",), "convert to draft"),

@@ -15,11 +15,11 @@ from typing import Any
 
 import msgpack
 
+from aspen.client.leader import LeaderCaller
 from aspen.errors import InvalidArgumentError, ResourceExhaustedError
 from aspen.kv import paging
 from aspen_forge import keys, limits
 from aspen_forge.collab import fields
-from aspen_forge.leader import LeaderCaller
 from aspen_forge.repos import Repo
 
 __all__ = ["STATES", "STATUS_EVENT", "list_statuses", "set_status", "validate_commit"]

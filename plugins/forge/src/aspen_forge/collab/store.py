@@ -20,6 +20,7 @@ from typing import Any
 
 import msgpack
 
+from aspen.client.leader import LeaderCaller
 from aspen.errors import (
     CompareFailedError,
     InvalidArgumentError,
@@ -29,7 +30,6 @@ from aspen.errors import (
 from aspen.kv import paging
 from aspen_forge import keys, limits
 from aspen_forge.collab.oplog import Op, fold, heads, make_op
-from aspen_forge.leader import LeaderCaller
 from aspen_forge.repos import Repo
 
 __all__ = ["Loaded", "Objects", "Prepared", "actor_of", "event_name"]
