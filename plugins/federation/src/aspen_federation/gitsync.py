@@ -15,6 +15,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,10 +25,20 @@ from aspen.errors import AspenError, CompareFailedError, InvalidArgumentError, U
 from aspen_federation import limits
 from aspen_federation.signedrefs import SignedRefs
 
-__all__ = ["RefsMoved", "check_complete", "fetch_verified", "namespace", "push_local"]
+__all__ = [
+    "RefsMoved",
+    "check_complete",
+    "fetch_verified",
+    "namespace",
+    "pack_records",
+    "push_local",
+    "reusable_packs",
+]
 
 _ZERO = b"0" * 40
 _GITLINK = 0o160000
+#: In the staging store: the refs last pushed into the local forge and the packs they sent.
+_PUSHED = "aspen-pushed.json"
 
 
 class RefsMoved(CompareFailedError):
@@ -138,7 +150,10 @@ def push_local(
     prefix = namespace(cluster_id)
     target = {(prefix + name[len("refs/") :]).encode(): sha.encode() for name, sha in signed.refs}
 
+    forge_refs: dict[bytes, bytes] = {}
+
     def update_refs(remote: dict[bytes, bytes]) -> dict[bytes, bytes]:
+        forge_refs.update(remote)
         updates = {ref: sha for ref, sha in target.items() if remote.get(ref) != sha}
         for ref in remote:
             if ref.startswith(prefix.encode()) and ref not in target:
@@ -146,6 +161,9 @@ def push_local(
         return updates
 
     def pack_data(have: Any, want: Any, *, ofs_delta: bool = False, progress: Any = None) -> Any:
+        reused = reusable_packs(repo, forge_refs, prefix)
+        if reused is not None:
+            return pack_records(reused, _loose(repo))
         return repo.generate_pack_data(set(have), set(want), progress=progress, ofs_delta=ofs_delta)
 
     try:
@@ -157,4 +175,84 @@ def push_local(
     refused = {r.decode(): e for r, e in (result.ref_status or {}).items() if e}
     if refused:
         raise UnavailableError(f"the local forge refused the synced refs: {refused}")
+    _record_pushed(repo, target)
     return {ref.decode(): sha.decode() for ref, sha in target.items()}
+
+
+# -- pack reuse: send the fetched packs as they are, not re-packed object by object --------
+
+
+def reusable_packs(repo: Any, forge_refs: dict[bytes, bytes], prefix: str) -> list[Any] | None:
+    """The staging packs to send as they are, or ``None`` to re-pack (the slow, general
+    path). When the local forge has nothing under the namespace yet: every pack. When its
+    namespace refs are exactly those the last push wrote: the packs fetched since (each
+    is self-contained, a thin pack being completed on receipt). Otherwise (the forge's
+    refs were changed by hand, a pushed record is missing): ``None``."""
+    packs = list(repo.object_store.packs)
+    mine = {r: s for r, s in forge_refs.items() if r.startswith(prefix.encode())}
+    if not mine:
+        return packs
+    path = Path(repo.path) / _PUSHED
+    try:
+        pushed = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if {r.decode(): s.decode() for r, s in mine.items()} != pushed.get("refs"):
+        return None
+    sent = set(pushed.get("packs", []))
+    return [p for p in packs if p.name() not in sent]
+
+
+def _loose(repo: Any) -> list[Any]:
+    store = repo.object_store
+    return [store[sha] for sha in store._iter_loose_objects()]
+
+
+def pack_records(packs: list[Any], loose: list[Any]) -> tuple[int, Iterator[Any]]:
+    """``(count, records)`` for dulwich's pack writer: every object of ``packs`` with its
+    compressed bytes reused as stored (no delta search, no recompression; an offset delta
+    becomes a delta on its base's id, as its base's offset in the new pack differs), then
+    the ``loose`` objects; each object once."""
+    from dulwich.object_format import SHA1
+    from dulwich.pack import DELTA_TYPES, OFS_DELTA, REF_DELTA, UnpackedObject, pack_object_header
+
+    ids: set[bytes] = set()
+    for pack in packs:
+        ids.update(entry[0] for entry in pack.index.iterentries())
+    loose = [obj for obj in loose if obj.sha().digest() not in ids]
+
+    def records() -> Iterator[Any]:
+        sent: set[bytes] = set()
+        for pack in packs:
+            at = {offset: sha for sha, offset, _ in pack.index.iterentries()}
+            for unpacked in pack.data.iter_unpacked(include_comp=True):
+                sha = at[unpacked.offset]
+                if sha in sent:
+                    continue
+                sent.add(sha)
+                unpacked._sha = sha
+                kind = unpacked.pack_type_num
+                if kind == OFS_DELTA:
+                    unpacked.delta_base = at[unpacked.offset - unpacked.delta_base]
+                    kind = unpacked.pack_type_num = REF_DELTA
+                base = unpacked.delta_base if kind in DELTA_TYPES else None
+                header = pack_object_header(kind, base, unpacked.decomp_len, SHA1)
+                unpacked.comp_chunks = [bytes(header), *unpacked.comp_chunks]
+                yield unpacked
+        for obj in loose:
+            raw = obj.as_raw_chunks()
+            yield UnpackedObject(obj.type_num, sha=obj.sha().digest(), decomp_chunks=raw)
+
+    return len(ids) + len(loose), records()
+
+
+def _record_pushed(repo: Any, target: dict[bytes, bytes]) -> None:
+    """Remember what the forge now holds under the namespace and which packs sent it."""
+    record = {
+        "refs": {r.decode(): s.decode() for r, s in target.items()},
+        "packs": sorted(p.name() for p in repo.object_store.packs),
+    }
+    path = Path(repo.path) / _PUSHED
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record))
+    tmp.replace(path)
