@@ -202,7 +202,7 @@ def sync_cmd(
         "git_url": git_url,
     }
     got = cli.client().call("federation.sync", params)
-    _show(cli, got, f"synced {len(got['refs'])} refs into {name} under {got['namespace']}")
+    _show(cli, got, _synced_line(kind, name, got))
 
 
 @federation_cli.command("tell")
@@ -217,3 +217,14 @@ def tell_cmd(cli: CliContext, endpoint: str, kind: str, subject: str, token: str
     params = {"endpoint": endpoint, "kind": kind, "subject": subject, "token": token}
     got = cli.client().call("federation.tell", params)
     _show(cli, got, "accepted" if got.get("accepted") else "duplicate")
+
+
+def _synced_line(kind: str, name: str, got: dict[str, Any]) -> str:
+    """What ``sync`` prints for each kind."""
+    if kind == "pijul":
+        return f"appended {got['appended']} changes to channel {got['channel']}"
+    if kind == "blob":
+        return f"synced {got['blobs']} blobs ({got['fetched']} fetched) under {got['namespace']}"
+    if kind == "kv":
+        return f"synced {got['keys']} keys (revision {got['revision']}) under {got['namespace']}"
+    return f"synced {len(got['refs'])} refs into {name} under {got['namespace']}"

@@ -200,7 +200,12 @@ def reusable_packs(repo: Any, forge_refs: dict[bytes, bytes], prefix: str) -> li
     if {r.decode(): s.decode() for r, s in mine.items()} != pushed.get("refs"):
         return None
     sent = set(pushed.get("packs", []))
-    return [p for p in packs if p.name() not in sent]
+    return [p for p in packs if _pack_name(p) not in sent]
+
+
+def _pack_name(pack: Any) -> str:
+    name = pack.name()
+    return name.decode() if isinstance(name, bytes) else str(name)
 
 
 def _loose(repo: Any) -> list[Any]:
@@ -250,7 +255,7 @@ def _record_pushed(repo: Any, target: dict[bytes, bytes]) -> None:
     """Remember what the forge now holds under the namespace and which packs sent it."""
     record = {
         "refs": {r.decode(): s.decode() for r, s in target.items()},
-        "packs": sorted(p.name() for p in repo.object_store.packs),
+        "packs": sorted(_pack_name(p) for p in repo.object_store.packs),
     }
     path = Path(repo.path) / _PUSHED
     tmp = path.with_suffix(".tmp")
