@@ -16,7 +16,7 @@ import pytest
 import aspen
 from aspen.errors import AspenError, NotFoundError
 from aspen.plugins.manager import make_plugin_manager
-from aspen.testing import CliInvoker, LocalCluster, local_cluster
+from aspen.testing import CliInvoker, LocalCluster, local_cluster, wait_for
 from aspen_federation.blobsync import local_pin
 from aspen_federation.identity import key_id
 from aspen_federation.kvsync import namespace
@@ -218,3 +218,52 @@ def test_a_blocked_cluster_gets_nothing(pair: dict[str, Any]) -> None:
         a.call("federation.grant", {"key": pair["b_key"], "kind": "kv", "name": "/open/"})
     with aspen.connect(pair["a"].endpoints, token=pair["a"].token) as a:
         a.call("federation.trust", {"key": pair["b_key"], "level": "public"})
+
+
+def test_a_mirror_runs_on_the_leader_reports_and_survives_failover(
+    pair: dict[str, Any], tmp_path: Path
+) -> None:
+    a = pair["a"]
+    with a.client() as c:
+        c.kv.put("/mir/k1", b"v1")
+    with local_cluster(tmp_path / "b3", 3, plugins=PLUGINS) as b3:
+        leader = b3.leader_index()
+        with b3.client() as c:
+            b3_key = c.call("federation.status", {})["cluster_key"]
+        _run(a, "federation", "share", "kv", "/mir/", "--mode", "public")
+        grant = json.loads(_run(a, "federation", "grant", b3_key, "kv", "/mir/", "--json"))
+        common = ["--token", grant["token"], "--endpoint", a.endpoints.split(",")[0]]
+        added = json.loads(
+            _run(b3, "federation", "mirror", "add", pair["a_key"], "kv", "/mir/", *common,
+                 "--every", "5s", "--json")
+        )  # fmt: skip
+        # a mirror of something not granted fails, and says so
+        broken = json.loads(
+            _run(b3, "federation", "mirror", "add", pair["a_key"], "kv", "/nope/", *common,
+                 "--json")
+        )  # fmt: skip
+        ns = namespace(_cid(pair), "/mir/")
+
+        def synced(key: bytes) -> bool:
+            with b3.client() as c:
+                return c.kv.get(ns + key) is not None
+
+        wait_for(lambda: synced(b"k1"), timeout=60)
+
+        def mirrors() -> dict[str, Any]:
+            status = json.loads(_run(b3, "federation", "status", "--json"))
+            return {m["id"]: m for m in status["mirrors"]}
+
+        wait_for(lambda: mirrors()[broken["id"]]["failures"] >= 1, timeout=60)
+        shown = mirrors()
+        assert shown[added["id"]]["last"]["ok"] is True
+        assert shown[broken["id"]]["last"]["ok"] is False
+        assert "token" not in shown[added["id"]]
+        _run(b3, "federation", "mirror", "remove", broken["id"])
+        listed = json.loads(_run(b3, "federation", "mirror", "list", "--json"))["mirrors"]
+        assert [m["id"] for m in listed] == [added["id"]]
+        # the leader goes away: the next leader carries on from the schedule in KV
+        b3.kill(leader)
+        with a.client() as c:
+            c.kv.put("/mir/k2", b"v2")
+        wait_for(lambda: synced(b"k2"), timeout=90)

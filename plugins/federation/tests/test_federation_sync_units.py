@@ -73,3 +73,49 @@ def test_check_complete_finds_a_missing_or_altered_object(tmp_path: Path) -> Non
         check_complete(repo, {commit.id})
     repo.object_store.add_object(blob)
     assert check_complete(repo, {commit.id}) == 3
+
+
+def test_signed_state_verifies_and_refuses_tampering() -> None:
+    from aspen_federation.signedstate import SignedState, SignedStateError
+
+    key = ClusterKey.generate()
+    wire = SignedState.create(key, "kv:/app/", {"revision": 7, "digest": "ab"}).to_wire()
+    got = SignedState.verified(wire, key=key.public, resource="kv:/app/")
+    assert got.state == {"revision": 7, "digest": "ab"}
+    import msgpack
+
+    for bad in (
+        {**wire, "state": msgpack.packb({"revision": 8, "digest": "ab"})},
+        {**wire, "resource": "kv:/other/"},
+        {**wire, "timestamp": wire["timestamp"] - 1},
+    ):
+        with pytest.raises(SignedStateError):
+            SignedState.verified(bad, key=key.public, resource=str(bad["resource"]))
+    with pytest.raises(SignedStateError, match="bad signature"):
+        SignedState.verified(wire, key=ClusterKey.generate().public, resource="kv:/app/")
+    with pytest.raises(SignedStateError, match="stale"):
+        later = time.time() + limits.SIGNED_REFS_MAX_AGE_SECONDS + 5
+        SignedState.verified(wire, key=key.public, resource="kv:/app/", now=later)
+
+
+def test_kv_snapshot_digest_and_bounds() -> None:
+    from aspen.errors import ResourceExhaustedError
+    from aspen_federation.kvsync import Snapshot
+
+    one, two = Snapshot(), Snapshot()
+    one.add(b"/a", b"1")
+    two.add(b"/a", b"2")
+    assert one.digest != two.digest and (one.count, one.bytes) == (1, 3)
+    big = Snapshot()
+    with pytest.raises(ResourceExhaustedError, match="KV_SYNC_MAX_BYTES"):
+        big.add(b"/k", b"x" * (limits.KV_SYNC_MAX_BYTES + 1))
+
+
+def test_mirror_backoff_doubles_up_to_its_bound() -> None:
+    from aspen_federation.mirror import backoff, mirror_id
+
+    assert [backoff(60, n) for n in range(3)] == [60, 120, 240]
+    assert backoff(60, 1000) == limits.MIRROR_MAX_BACKOFF_SECONDS
+    assert (
+        mirror_id(b"k", "kv", "/a/") == mirror_id(b"k", "kv", "/a/") != mirror_id(b"k", "kv", "/b/")
+    )

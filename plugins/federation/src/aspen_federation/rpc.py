@@ -288,6 +288,57 @@ def _state_handlers() -> list[RpcHandler]:
     ]
 
 
+# -- periodic mirrors (see mirror) -------------------------------------------------------
+
+
+async def mirror_add(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """Sync a remote resource every ``every`` seconds (on the leader; state in KV)."""
+    from aspen_federation.mirror import add_mirror
+
+    kind = require_str(params, "kind", choices=KINDS)
+    name = require_str(params, "name", max_len=limits.MAX_RESOURCE_BYTES)
+    parse_resource(kind, name.partition(":")[0] if kind == "pijul" else name)
+    token = require_str(params, "token", max_len=4096)
+    endpoint = optional_str(params, "endpoint", max_len=limits.MAX_ENDPOINT_BYTES)
+    every = params.get("every", 60)
+    if not isinstance(every, (int, float)) or isinstance(every, bool):
+        raise InvalidArgumentError("every must be a number of seconds")
+    return await add_mirror(_service(ctx), _key(params), kind, name, token, endpoint, every)
+
+
+async def mirror_list(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """Every mirror: its schedule, failures in a row and last result."""
+    from aspen_federation.mirror import list_mirrors
+
+    return {"mirrors": await list_mirrors(_service(ctx))}
+
+
+async def mirror_remove(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """Remove a mirror by its id."""
+    from aspen_federation.mirror import remove_mirror
+
+    return await remove_mirror(_service(ctx), require_str(params, "id", max_len=64))
+
+
+def _mirror_handlers() -> list[RpcHandler]:
+    """``federation.mirror_*``."""
+    read, admin = "cluster:read", "cluster:admin"
+    return [
+        RpcHandler(
+            "federation.mirror_add", mirror_add, doc=mirror_add.__doc__ or "", capability=admin
+        ),
+        RpcHandler(
+            "federation.mirror_list", mirror_list, doc=mirror_list.__doc__ or "", capability=read
+        ),
+        RpcHandler(
+            "federation.mirror_remove",
+            mirror_remove,
+            doc=mirror_remove.__doc__ or "",
+            capability=admin,
+        ),
+    ]
+
+
 def rpc_handlers() -> list[RpcHandler]:
     """Every ``federation.*`` method with its capability."""
     read, admin = "cluster:read", "cluster:admin"
@@ -323,4 +374,5 @@ def rpc_handlers() -> list[RpcHandler]:
             scope=_read_scope,
         ),
         *_state_handlers(),
+        *_mirror_handlers(),
     ]

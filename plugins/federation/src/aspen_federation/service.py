@@ -339,4 +339,11 @@ class FederationService:
             "dht_nodes": discovery.node_count() if discovery else 0,
             "last_published": self.last_published,
             "peers": await self.peers(),
+            "mirrors": await self._mirrors(),
         }
+
+    async def _mirrors(self) -> list[dict[str, Any]]:
+        """The periodic mirrors and their last results (see :mod:`mirror`)."""
+        from aspen_federation.mirror import list_mirrors
+
+        return await list_mirrors(self)
