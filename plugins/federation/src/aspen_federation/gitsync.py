@@ -37,6 +37,7 @@ __all__ = [
 
 _ZERO = b"0" * 40
 _GITLINK = 0o160000
+_COMMIT, _TREE, _TAG = 1, 2, 4
 #: In the staging store: the refs last pushed into the local forge and the packs they sent.
 _PUSHED = "aspen-pushed.json"
 
@@ -109,10 +110,10 @@ def fetch_verified(store_dir: Path, signed: SignedRefs, token: str, git_url: str
 
 def check_complete(repo: Any, wanted: set[bytes]) -> int:
     """Every object reachable from ``wanted`` is in the store (``invalid_argument`` naming
-    the first missing one); how many were checked."""
-    from dulwich.objects import Commit, Tag, Tree
-
-    store = repo.object_store
+    the first missing one); how many were checked. The graph is read in one sequential
+    pass over each pack (each delta resolved once, from its base; blobs never parsed),
+    not object by object."""
+    edges = _graph(repo)
     seen: set[bytes] = set()
     stack = list(wanted)
     while stack:
@@ -120,23 +121,53 @@ def check_complete(repo: Any, wanted: set[bytes]) -> int:
         if sha in seen:
             continue
         seen.add(sha)
-        if len(seen) > limits.MAX_SYNC_OBJECTS:
-            raise InvalidArgumentError(f"over MAX_SYNC_OBJECTS ({limits.MAX_SYNC_OBJECTS}) objects")
-        try:
-            obj = store[sha]
-        except KeyError:
+        children = edges.get(sha)
+        if children is None:
             raise InvalidArgumentError(
                 f"object {sha.decode()} named by the signed refs is missing or does not "
                 "match its id: sync refused"
-            ) from None
-        if isinstance(obj, Commit):
-            stack.append(obj.tree)
-            stack.extend(obj.parents)
-        elif isinstance(obj, Tree):
-            stack.extend(entry.sha for entry in obj.iteritems() if entry.mode != _GITLINK)
-        elif isinstance(obj, Tag):
-            stack.append(obj.object[1])
+            )
+        stack.extend(children)
     return len(seen)
+
+
+def _graph(repo: Any) -> dict[bytes, tuple[bytes, ...]]:
+    """Every object of the store (hex id) with the ids it points to."""
+    from dulwich.objects import ShaFile
+    from dulwich.pack import UnpackedObjectIterator
+
+    store = repo.object_store
+    edges: dict[bytes, tuple[bytes, ...]] = {}
+    for pack in store.packs:
+        at = {offset: sha for sha, offset, _ in pack.index.iterentries()}
+        if len(edges) + len(at) > limits.MAX_SYNC_OBJECTS:
+            raise InvalidArgumentError(f"over MAX_SYNC_OBJECTS ({limits.MAX_SYNC_OBJECTS}) objects")
+        walker = UnpackedObjectIterator.for_pack_data(
+            pack.data, resolve_ext_ref=pack.resolve_ext_ref
+        )
+        for unpacked in walker:
+            sha = at[unpacked.offset].hex().encode()
+            kind = unpacked.obj_type_num
+            if kind in (_COMMIT, _TREE, _TAG):
+                edges[sha] = _children(ShaFile.from_raw_chunks(kind, unpacked.obj_chunks))
+            else:
+                edges[sha] = ()
+    for sha in store._iter_loose_objects():
+        edges[sha] = _children(store[sha])
+    return edges
+
+
+def _children(obj: Any) -> tuple[bytes, ...]:
+    """The ids a commit, tree or tag points to (none for a blob; submodules skipped)."""
+    from dulwich.objects import Commit, Tag, Tree
+
+    if isinstance(obj, Commit):
+        return (obj.tree, *obj.parents)
+    if isinstance(obj, Tree):
+        return tuple(entry.sha for entry in obj.iteritems() if entry.mode != _GITLINK)
+    if isinstance(obj, Tag):
+        return (obj.object[1],)
+    return ()
 
 
 def push_local(
