@@ -89,7 +89,7 @@ def fetch_verified(store_dir: Path, signed: SignedRefs, token: str, git_url: str
             return missing
 
         try:
-            client.fetch(path, repo, determine_wants=determine_wants)
+            _fetch(client, path, repo, determine_wants)
         except AspenError:
             raise  # RefsMoved, from determine_wants
         except (GitProtocolError, HangupException, OSError) as exc:
@@ -106,6 +106,21 @@ def fetch_verified(store_dir: Path, signed: SignedRefs, token: str, git_url: str
     for name, sha in signed.refs:
         repo.refs[name.encode()] = sha.encode()
     return repo
+
+
+def _fetch(client: Any, path: str, repo: Any, determine_wants: Any) -> None:
+    """``client.fetch``, but into an empty store the pack (whole: there is nothing it
+    could be thin against) is indexed once on receipt, not completed and then indexed."""
+    if any(True for _ in repo.object_store):
+        client.fetch(path, repo, determine_wants=determine_wants)
+        return
+    f, commit, abort = repo.object_store.add_pack()
+    try:
+        client.fetch_pack(path, determine_wants, repo.get_graph_walker(), f.write)
+    except BaseException:
+        abort()
+        raise
+    commit()
 
 
 def check_complete(repo: Any, wanted: set[bytes]) -> int:
