@@ -98,6 +98,7 @@ def fetch_verified(store_dir: Path, signed: SignedRefs, token: str, git_url: str
             raise InvalidArgumentError(
                 f"fetched pack failed verification: {type(exc).__name__}: {exc}"
             ) from None
+    repo = _open(store_dir)  # sees the pack just indexed
     check_complete(repo, wanted)
     # the staging refs: the next fetch offers them as haves (incremental)
     for ref in list(repo.refs.keys()):
@@ -109,25 +110,53 @@ def fetch_verified(store_dir: Path, signed: SignedRefs, token: str, git_url: str
 
 
 def _fetch(client: Any, path: str, repo: Any, determine_wants: Any) -> None:
-    """``client.fetch``, but into an empty store the pack (whole: there is nothing it
-    could be thin against) is indexed once on receipt, not completed and then indexed."""
-    if any(True for _ in repo.object_store):
-        client.fetch(path, repo, determine_wants=determine_wants)
-        return
-    f, commit, abort = repo.object_store.add_pack()
-    try:
+    """Fetch the pack into a temporary file in the store, then index it with the forge's
+    receiver (``git index-pack --fix-thin`` when git is installed, else dulwich), each
+    object's id computed from its bytes."""
+    import tempfile
+
+    from aspen_forge.storage.indexpack import BadPack, PackTooLarge, receive_pack
+
+    with tempfile.TemporaryFile(dir=repo.path, prefix="incoming-") as f:
         client.fetch_pack(path, determine_wants, repo.get_graph_walker(), f.write)
-    except BaseException:
-        abort()
-        raise
-    commit()
+        if not f.tell():
+            return
+        f.seek(0)
+        store = Path(repo.object_store.path)
+        try:
+            receive_pack(
+                repo.object_store,
+                store,
+                Path(repo.path),
+                f.read,
+                f.read,
+                limits.SYNC_MAX_PACK_BYTES,
+            )
+        except PackTooLarge:
+            raise InvalidArgumentError(
+                f"fetched pack over SYNC_MAX_PACK_BYTES ({limits.SYNC_MAX_PACK_BYTES})"
+            ) from None
+        except BadPack as exc:
+            raise InvalidArgumentError(f"fetched pack failed verification: {exc}") from None
 
 
 def check_complete(repo: Any, wanted: set[bytes]) -> int:
     """Every object reachable from ``wanted`` is in the store (``invalid_argument`` naming
     the first missing one); how many were checked. The graph is read in one sequential
     pass over each pack (each delta resolved once, from its base; blobs never parsed),
-    not object by object."""
+    not object by object; with git installed, ``git rev-list --objects`` walks it."""
+    listed = _rev_list(repo, wanted)
+    if listed is not None:
+        store = repo.object_store
+        for sha in listed:
+            if sha not in store:
+                raise InvalidArgumentError(
+                    f"object {sha.decode()} named by the signed refs is missing or does not "
+                    "match its id: sync refused"
+                )
+        if len(listed) > limits.MAX_SYNC_OBJECTS:
+            raise InvalidArgumentError(f"over MAX_SYNC_OBJECTS ({limits.MAX_SYNC_OBJECTS}) objects")
+        return len(listed)
     edges = _graph(repo)
     seen: set[bytes] = set()
     stack = list(wanted)
@@ -144,6 +173,33 @@ def check_complete(repo: Any, wanted: set[bytes]) -> int:
             )
         stack.extend(children)
     return len(seen)
+
+
+def _rev_list(repo: Any, wanted: set[bytes]) -> list[bytes] | None:
+    """Every object id reachable from ``wanted`` as ``git rev-list`` lists them (without
+    reading blobs: the caller checks those are present), or ``None`` without git. A
+    commit or tree it cannot read: ``invalid_argument``."""
+    import os
+    import shutil
+    import subprocess
+
+    if shutil.which("git") is None:
+        return None
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env.update({"GIT_DIR": str(repo.path), "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(repo.path)})
+    done = subprocess.run(
+        ["git", "rev-list", "--objects", "--no-object-names", "--stdin"],
+        input=b"".join(sha + b"\n" for sha in sorted(wanted)),
+        capture_output=True,
+        env=env,
+        check=False,
+    )
+    if done.returncode != 0:
+        message = done.stderr.decode(errors="replace").strip().replace("\n", " ")[:200]
+        raise InvalidArgumentError(
+            f"the objects named by the signed refs are incomplete ({message}): sync refused"
+        )
+    return done.stdout.split()
 
 
 def _graph(repo: Any) -> dict[bytes, tuple[bytes, ...]]:
@@ -237,7 +293,7 @@ def reusable_packs(repo: Any, forge_refs: dict[bytes, bytes], prefix: str) -> li
     packs = list(repo.object_store.packs)
     mine = {r: s for r, s in forge_refs.items() if r.startswith(prefix.encode())}
     if not mine:
-        return packs
+        return _disjoint(packs)
     path = Path(repo.path) / _PUSHED
     try:
         pushed = json.loads(path.read_text())
@@ -246,7 +302,18 @@ def reusable_packs(repo: Any, forge_refs: dict[bytes, bytes], prefix: str) -> li
     if {r.decode(): s.decode() for r, s in mine.items()} != pushed.get("refs"):
         return None
     sent = set(pushed.get("packs", []))
-    return [p for p in packs if _pack_name(p) not in sent]
+    return _disjoint([p for p in packs if _pack_name(p) not in sent])
+
+
+def _disjoint(packs: list[Any]) -> list[Any] | None:
+    """``packs`` if no object is in two of them (each can then be copied as it is)."""
+    ids: set[bytes] = set()
+    for pack in packs:
+        before = len(ids)
+        ids.update(entry[0] for entry in pack.index.iterentries())
+        if len(ids) - before != len(pack.index):
+            return None
+    return packs
 
 
 def _pack_name(pack: Any) -> str:
@@ -260,41 +327,36 @@ def _loose(repo: Any) -> list[Any]:
 
 
 def pack_records(packs: list[Any], loose: list[Any]) -> tuple[int, Iterator[Any]]:
-    """``(count, records)`` for dulwich's pack writer: every object of ``packs`` with its
-    compressed bytes reused as stored (no delta search, no recompression; an offset delta
-    becomes a delta on its base's id, as its base's offset in the new pack differs), then
-    the ``loose`` objects; each object once."""
-    from dulwich.object_format import SHA1
-    from dulwich.pack import DELTA_TYPES, OFS_DELTA, REF_DELTA, UnpackedObject, pack_object_header
+    """``(count, records)`` for dulwich's pack writer: every object of ``packs`` as the
+    bytes it is stored as (header, delta and compressed data copied, nothing decompressed:
+    the packs are sent in their own order, so an offset delta still points at its base),
+    then the ``loose`` objects. The packs must not share an object (see
+    :func:`reusable_packs`)."""
+    from dulwich.pack import UnpackedObject
 
-    ids: set[bytes] = set()
-    for pack in packs:
-        ids.update(entry[0] for entry in pack.index.iterentries())
-    loose = [obj for obj in loose if obj.sha().digest() not in ids]
+    if loose:
+        packed = {sha for pack in packs for sha, _, _ in pack.index.iterentries()}
+        loose = [obj for obj in loose if obj.sha().digest() not in packed]
 
     def records() -> Iterator[Any]:
-        sent: set[bytes] = set()
         for pack in packs:
-            at = {offset: sha for sha, offset, _ in pack.index.iterentries()}
-            for unpacked in pack.data.iter_unpacked(include_comp=True):
-                sha = at[unpacked.offset]
-                if sha in sent:
-                    continue
-                sent.add(sha)
-                unpacked._sha = sha
-                kind = unpacked.pack_type_num
-                if kind == OFS_DELTA:
-                    unpacked.delta_base = at[unpacked.offset - unpacked.delta_base]
-                    kind = unpacked.pack_type_num = REF_DELTA
-                base = unpacked.delta_base if kind in DELTA_TYPES else None
-                header = pack_object_header(kind, base, unpacked.decomp_len, SHA1)
-                unpacked.comp_chunks = [bytes(header), *unpacked.comp_chunks]
-                yield unpacked
+            entries = sorted((offset, sha) for sha, offset, _ in pack.index.iterentries())
+            path = Path(pack.data.path)
+            end = path.stat().st_size - 20  # the trailer
+            with path.open("rb") as f:
+                for i, (offset, sha) in enumerate(entries):
+                    stop = entries[i + 1][0] if i + 1 < len(entries) else end
+                    f.seek(offset)
+                    raw = f.read(stop - offset)
+                    unpacked = UnpackedObject((raw[0] >> 4) & 7, sha=sha)
+                    unpacked.comp_chunks = [raw]
+                    yield unpacked
         for obj in loose:
             raw = obj.as_raw_chunks()
             yield UnpackedObject(obj.type_num, sha=obj.sha().digest(), decomp_chunks=raw)
 
-    return len(ids) + len(loose), records()
+    count = sum(len(pack.index) for pack in packs) + len(loose)
+    return count, records()
 
 
 def _record_pushed(repo: Any, target: dict[bytes, bytes]) -> None:

@@ -112,3 +112,5 @@ MIRROR_MIN_SECONDS = 5.0
 MIRROR_MAX_BACKOFF_SECONDS = 3600.0
 #: How often the leader looks for mirrors that are due.
 MIRROR_POLL_SECONDS = 1.0
+#: Largest pack one git sync fetches (the forge's receiver refuses more while indexing).
+SYNC_MAX_PACK_BYTES = 4 * 1024 * 1024 * 1024
