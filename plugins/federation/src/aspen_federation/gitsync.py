@@ -115,7 +115,7 @@ def _fetch(client: Any, path: str, repo: Any, determine_wants: Any) -> None:
     object's id computed from its bytes."""
     import tempfile
 
-    from aspen_forge.storage.indexpack import BadPack, PackTooLarge, receive_pack
+    from aspen_forge.storage.indexpack import BadPack, PackTooLarge, git_available, receive_pack
 
     with tempfile.TemporaryFile(dir=repo.path, prefix="incoming-") as f:
         client.fetch_pack(path, determine_wants, repo.get_graph_walker(), f.write)
@@ -123,11 +123,12 @@ def _fetch(client: Any, path: str, repo: Any, determine_wants: Any) -> None:
             return
         f.seek(0)
         store = Path(repo.object_store.path)
+        git_dir = Path(repo.path) if git_available() else None
         try:
             receive_pack(
                 repo.object_store,
                 store,
-                Path(repo.path),
+                git_dir,
                 f.read,
                 f.read,
                 limits.SYNC_MAX_PACK_BYTES,
@@ -219,7 +220,7 @@ def _graph(repo: Any) -> dict[bytes, tuple[bytes, ...]]:
         for unpacked in walker:
             sha = at[unpacked.offset].hex().encode()
             kind = unpacked.obj_type_num
-            if kind in (_COMMIT, _TREE, _TAG):
+            if kind in (_COMMIT, _TREE, _TAG) and unpacked.obj_chunks is not None:
                 edges[sha] = _children(ShaFile.from_raw_chunks(kind, unpacked.obj_chunks))
             else:
                 edges[sha] = ()
