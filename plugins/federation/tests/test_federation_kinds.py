@@ -5,7 +5,10 @@ shared, and a tampered blob refused with nothing visible."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
+import threading
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -267,3 +270,71 @@ def test_a_mirror_runs_on_the_leader_reports_and_survives_failover(
         with a.client() as c:
             c.kv.put("/mir/k2", b"v2")
         wait_for(lambda: synced(b"k2"), timeout=90)
+
+
+class _FlippingProxy:
+    """A TCP proxy to a node's client port that flips one bit in every answer chunk past
+    the first ``skip`` bytes of a connection (past the TLS handshake: the grant is a
+    cluster token, so the puller speaks TLS and checks the origin's certificate)."""
+
+    def __init__(self, target: str, skip: int = 8192) -> None:
+        host, _, port = target.rpartition(":")
+        self.target = (host, int(port))
+        self.skip = skip
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.endpoint = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        self.flipped = 0
+
+    def __enter__(self) -> _FlippingProxy:
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.listener.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.target)
+            threading.Thread(target=self._pipe, args=(client, server, False), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(server, client, True), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, flip: bool) -> None:
+        seen = 0
+        with contextlib.suppress(OSError), src, dst:
+            while data := src.recv(65536):
+                seen += len(data)
+                if flip and seen > self.skip and len(data) > 64:
+                    middle = len(data) // 2
+                    data = data[:middle] + bytes([data[middle] ^ 0x01]) + data[middle + 1 :]
+                    self.flipped += 1
+                dst.sendall(data)
+
+
+def test_answers_flipped_on_the_wire_are_refused_with_nothing_visible(
+    pair: dict[str, Any],
+) -> None:
+    a, cid = pair["a"], _cid(pair)
+    puts = [{"put": {"key": f"/wire/k{i:03d}", "value": b"v" * 200}} for i in range(200)]
+    with a.client() as c:  # answers well past the handshake
+        c.call("kv.txn", {"compare": [], "success": puts, "failure": []})
+    token = _share_and_grant(pair, "kv", "/wire/")
+    with _FlippingProxy(a.endpoints.split(",")[0]) as proxy:
+        error = _sync_error_via(pair, "kv", "/wire/", token, proxy.endpoint)
+        assert proxy.flipped and error.code == "unavailable", error.message
+        assert "bad record mac" in error.message.lower()  # TLS caught it
+    with pair["b"].client() as b:  # nothing partial is visible
+        assert b.kv.get(namespace(cid, "/wire/") + b"k000") is None
+    assert _sync(pair, "kv", "/wire/", token)["keys"] == 200  # directly: it completes
+
+
+def _sync_error_via(
+    pair: dict[str, Any], kind: str, name: str, token: str, endpoint: str
+) -> AspenError:
+    params = {"key": pair["a_key"], "kind": kind, "name": name, "token": token}
+    with pair["b"].client(timeout=60) as b, pytest.raises(AspenError) as info:
+        b.call("federation.sync", {**params, "endpoint": endpoint})
+    return info.value
