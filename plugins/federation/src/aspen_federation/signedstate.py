@@ -20,7 +20,7 @@ from aspen.errors import InvalidArgumentError
 from aspen_federation import limits
 from aspen_federation.identity import ClusterKey, key_id, verify
 
-__all__ = ["SignedState", "SignedStateError"]
+__all__ = ["SignedState", "SignedStateError", "check_signed"]
 
 _CONTEXT = b"aspen-federation/state/v1\x00"
 
@@ -89,17 +89,29 @@ class SignedState:
             raise SignedStateError(
                 f"state over MAX_SIGNED_STATE_BYTES ({limits.MAX_SIGNED_STATE_BYTES})"
             )
-        if signed.key != key or not verify(key, signed.signature, signed._body()):
-            raise SignedStateError(
-                f"state of {resource}: bad signature (not cluster {key_id(key)})"
-            )
-        if signed.resource != resource:
-            raise SignedStateError(f"signed state is for {signed.resource}, not {resource}")
-        moment = time.time() if now is None else now
-        if signed.timestamp < moment - limits.SIGNED_REFS_MAX_AGE_SECONDS:
-            raise SignedStateError("signed state is stale (SIGNED_REFS_MAX_AGE_SECONDS)")
+        check_signed(signed, key, resource, now, "state", SignedStateError)
         try:
             signed.state  # noqa: B018 - decodes, or refuses
         except (ValueError, TypeError, msgpack.ExtraData) as exc:
             raise SignedStateError(f"malformed signed state: {exc}") from None
         return signed
+
+
+def check_signed(
+    signed: Any,
+    key: bytes,
+    resource: str,
+    now: float | None,
+    what: str,
+    error: type[InvalidArgumentError],
+) -> None:
+    """The checks every signed answer of an origin passes (``signed`` has ``key``,
+    ``signature``, ``resource``, ``timestamp`` and ``_body()``): signed by ``key``, for
+    ``resource``, not older than ``SIGNED_REFS_MAX_AGE_SECONDS``."""
+    if signed.key != key or not verify(key, signed.signature, signed._body()):
+        raise error(f"{what} of {resource}: bad signature (not cluster {key_id(key)})")
+    if signed.resource != resource:
+        raise error(f"the signed {what}: for {signed.resource}, not {resource}")
+    moment = time.time() if now is None else now
+    if signed.timestamp < moment - limits.SIGNED_REFS_MAX_AGE_SECONDS:
+        raise error(f"the signed {what}: stale (SIGNED_REFS_MAX_AGE_SECONDS)")
