@@ -34,8 +34,9 @@ RECORDS = b"/_aspen/federation/synced/kv/"
 
 
 def namespace(cluster_id: str, prefix: str) -> bytes:
-    """The local prefix a remote cluster's KV prefix is written under."""
-    return NAMESPACE + cluster_id.encode() + b"/" + prefix.encode()
+    """The local prefix a remote cluster's KV prefix is written under
+    (``/app/`` of cluster ``abc`` -> ``federation/remotes/abc/app/``)."""
+    return NAMESPACE + cluster_id.encode() + b"/" + prefix.removeprefix("/").encode()
 
 
 def sync_record_key(cluster_id: str, prefix: str) -> bytes:
