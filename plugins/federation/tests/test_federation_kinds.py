@@ -197,9 +197,14 @@ def test_pijul_channel_sync_appends_under_the_remote_channel(
     assert _sync(pair, "pijul", "poems", token)["appended"] == 0  # idempotent
     (work / "poem.txt").write_text("roses\nviolets\nlilies\n")
     h3 = _run(a, "pijul", "record", "-m", "third").strip()
+    # changes A keeps in its blob store (over aspen-pijul's inline size): read in pieces
+    for name, size in (("medium.txt", 300 * 1024), ("big.txt", 2 * 1024 * 1024)):
+        (work / name).write_text("".join(f"{name} {i:08d} {'x' * 60}\n" for i in range(size // 80)))
+        _run(a, "pijul", "add", name)
+        _run(a, "pijul", "record", "-m", name)
     _run(a, "pijul", "push")
-    assert _sync(pair, "pijul", "poems:main", token)["appended"] == 1
-    assert log(channel) == [h1, h2, h3]
+    assert _sync(pair, "pijul", "poems:main", token)["appended"] == 3
+    assert log(channel)[:3] == [h1, h2, h3] and len(log(channel)) == 5
     # the grant is for this repository only
     assert _sync_error(pair, "pijul", "other:main", token).code == "unauthorized"
 

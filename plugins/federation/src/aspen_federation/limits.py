@@ -114,3 +114,12 @@ MIRROR_MAX_BACKOFF_SECONDS = 3600.0
 MIRROR_POLL_SECONDS = 1.0
 #: Largest pack one git sync fetches (the forge's receiver refuses more while indexing).
 SYNC_MAX_PACK_BYTES = 4 * 1024 * 1024 * 1024
+#: Largest Pijul change a sync takes (aspen-pijul's ``MAX_CLUSTER_CHANGE_BYTES``).
+PIJUL_MAX_CHANGE_BYTES = 16 * 1024 * 1024
+#: Bytes of a large Pijul change (one the origin keeps in its blob store) one
+#: ``federation.pijul_change`` request answers.
+PIJUL_CHANGE_PIECE_BYTES = 1024 * 1024
+#: Most change bytes one local ``pijul.put_changes`` request carries inline (aspen-pijul
+#: refuses a request over its ``MAX_TRANSFER_BYTES`` = 2 MiB); a larger change goes through
+#: the local blob store.
+PIJUL_PUT_REQUEST_BYTES = 1024 * 1024

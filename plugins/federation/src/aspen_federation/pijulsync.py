@@ -3,7 +3,8 @@
 The origin (``federation.pijul_state``) signs the channel's state: its length and a
 SHA-256 over its log (the change hashes in application order). The puller reads the log
 with the ``pijul:read:REPO`` token the origin granted and checks it against that digest,
-fetches the changes its copy lacks (``pijul.get_changes``, bounded per request), stores
+fetches the changes its copy lacks (``pijul.get_changes``, bounded per request; a change
+the origin keeps in its blob store in pieces, ``federation.pijul_change``), stores
 them with the local ``pijul.put_changes`` (which verifies every change against its hash)
 after checking each is the change the signed log names, then appends them, in the
 origin's order (a dependency order), to the channel ``remotes.<cluster id>.<channel>``
@@ -23,7 +24,7 @@ from aspen_federation import limits
 from aspen_federation.identity import key_id
 from aspen_federation.signedstate import SignedState, SignedStateError
 
-__all__ = ["local_channel", "log_digest", "pijul_state", "pull_pijul"]
+__all__ = ["change_piece", "local_channel", "log_digest", "pijul_state", "pull_pijul"]
 
 
 def local_channel(cluster_id: str, channel: str) -> str:
@@ -73,7 +74,8 @@ async def pijul_state(service: Any, resource: str, channel: str) -> SignedState:
 
 
 async def _fetch_changes(client: Any, repo: str, hashes: list[str]) -> list[bytes]:
-    """The bytes of ``hashes`` from the origin (it may answer fewer per request)."""
+    """The bytes of ``hashes`` from the origin (it may answer fewer per request; a change
+    it keeps in its blob store is read in pieces with ``federation.pijul_change``)."""
     out: list[bytes] = []
     while len(out) < len(hashes):
         want = hashes[len(out) : len(out) + limits.PIJUL_SYNC_BATCH]
@@ -81,13 +83,76 @@ async def _fetch_changes(client: Any, repo: str, hashes: list[str]) -> list[byte
         if not got:
             raise InvalidArgumentError("the origin answered no change")
         for item in got:
-            if not isinstance(item, bytes):
-                raise InvalidArgumentError(
-                    "a change held in the origin's blob store (over aspen-pijul's "
-                    "INLINE_CHANGE_BYTES) cannot be synced yet"
-                )
-            out.append(item)
+            if isinstance(item, bytes):
+                out.append(item)
+            else:
+                out.append(await _fetch_large(client, repo, hashes[len(out)], int(item["size"])))
     return out
+
+
+async def _fetch_large(client: Any, repo: str, change: str, size: int) -> bytes:
+    """A change the origin keeps in its blob store, in ``PIJUL_CHANGE_PIECE_BYTES`` pieces."""
+    if size > limits.PIJUL_MAX_CHANGE_BYTES:
+        raise ResourceExhaustedError(
+            f"change {change} over PIJUL_MAX_CHANGE_BYTES ({limits.PIJUL_MAX_CHANGE_BYTES})"
+        )
+    data = bytearray()
+    while len(data) < size:
+        params = {"kind": "pijul", "name": repo, "hash": change, "offset": len(data)}
+        piece = bytes((await client.call("federation.pijul_change", params))["data"])
+        if not piece:
+            raise InvalidArgumentError(f"the origin answered no bytes of change {change}")
+        data += piece
+    if len(data) != size:
+        raise InvalidArgumentError(f"change {change}: {len(data)} bytes, not {size}")
+    return bytes(data)
+
+
+async def change_piece(service: Any, resource: str, change: str, offset: int) -> dict[str, Any]:
+    """The origin side: up to ``PIJUL_CHANGE_PIECE_BYTES`` of a change of the shared
+    repository, from ``offset`` (read from wherever the repository keeps it)."""
+    from aspen_federation.sync import require_shared
+
+    await require_shared(service, resource)
+    repo = resource.partition(":")[2]
+    node = service.node
+    item = (await node.call("pijul.get_changes", {"repo": repo, "hashes": [change]}))["changes"]
+    if not item:
+        raise InvalidArgumentError(f"change {change} is not readable")
+    if isinstance(item[0], bytes):
+        data = item[0]
+        return {"data": data[offset : offset + limits.PIJUL_CHANGE_PIECE_BYTES], "size": len(data)}
+    size = int(item[0]["size"])
+    length = max(0, min(limits.PIJUL_CHANGE_PIECE_BYTES, size - offset))
+    pieces = [p async for p in node.blobs.open(str(item[0]["blob"]), offset, length)]
+    return {"data": b"".join(pieces), "size": size}
+
+
+async def _store(service: Any, repo: str, hashes: list[str], data: list[bytes]) -> None:
+    """Store the fetched changes with the local ``pijul.put_changes`` (which verifies each
+    against its hash), checking each is the change the signed log names: small ones
+    inline, ``PIJUL_PUT_REQUEST_BYTES`` per request, larger ones through the blob store."""
+    call = service.node.call
+
+    async def put(params: dict[str, Any], expected: list[str]) -> None:
+        stored = (await call("pijul.put_changes", {"repo": repo, **params}))["hashes"]
+        if list(stored) != expected:
+            raise SignedStateError("a fetched change is not the change its log names")
+
+    batch: list[tuple[str, bytes]] = []
+    size = 0
+    for change, body in zip(hashes, data, strict=True):
+        if len(body) > limits.PIJUL_PUT_REQUEST_BYTES:
+            ref = await service.node.blobs.put(body)
+            await put({"blobs": [ref.hash]}, [change])
+            continue
+        if batch and size + len(body) > limits.PIJUL_PUT_REQUEST_BYTES:
+            await put({"changes": [b for _, b in batch]}, [h for h, _ in batch])
+            batch, size = [], 0
+        batch.append((change, body))
+        size += len(body)
+    if batch:
+        await put({"changes": [b for _, b in batch]}, [h for h, _ in batch])
 
 
 async def pull_pijul(
@@ -121,10 +186,7 @@ async def pull_pijul(
         missing = theirs[len(ours) :]
         for start in range(0, len(missing), limits.PIJUL_SYNC_BATCH):
             part = missing[start : start + limits.PIJUL_SYNC_BATCH]
-            data = await _fetch_changes(client, repo, part)
-            stored = (await call("pijul.put_changes", {"repo": repo, "changes": data}))["hashes"]
-            if list(stored) != part:
-                raise SignedStateError("a fetched change is not the change its log names")
+            await _store(service, repo, part, await _fetch_changes(client, repo, part))
     appended = len(ours)
     for start in range(0, len(missing), limits.PIJUL_SYNC_BATCH):
         part = missing[start : start + limits.PIJUL_SYNC_BATCH]

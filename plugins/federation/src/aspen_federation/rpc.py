@@ -251,6 +251,15 @@ async def pijul_state(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
     return (await state(_service(ctx), _resource(params), channel)).to_wire()
 
 
+async def pijul_change(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """A piece of a shared Pijul repository's change (``hash``, from ``offset``)."""
+    from aspen_federation.pijulsync import change_piece
+
+    change = require_str(params, "hash", max_len=128)
+    offset = optional_int(params, "offset", 0, min=0, max=limits.PIJUL_MAX_CHANGE_BYTES)
+    return await change_piece(_service(ctx), _resource(params), change, offset)
+
+
 async def blob_state(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
     """The listing of a shared blob prefix's pinned blobs, signed by this cluster's key."""
     from aspen_federation.blobsync import blob_state as state
@@ -285,6 +294,14 @@ def _state_handlers() -> list[RpcHandler]:
             scope=None if kind == "blob" else _kind_scope(kind),
         )
         for kind, handler in (("pijul", pijul_state), ("blob", blob_state), ("kv", kv_state))
+    ] + [
+        RpcHandler(
+            "federation.pijul_change",
+            pijul_change,
+            doc=pijul_change.__doc__ or "",
+            capability="pijul:read",
+            scope=_kind_scope("pijul"),
+        )
     ]
 
 
