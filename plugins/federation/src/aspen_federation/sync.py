@@ -4,6 +4,9 @@ puller verifies them against the key it asked for, fetches and checks the object
 writes the refs under ``refs/remotes/<cluster id>/`` in one atomic push into its own forge.
 A bad signature, a stale ref list or a missing/altered object stops the sync before any
 ref is written; a re-run is idempotent and resumes from the staged objects.
+
+:func:`pull_resource` does the same for the other kinds, each in its own module:
+:mod:`pijulsync` (a channel), :mod:`blobsync` (pinned blobs), :mod:`kvsync` (a KV prefix).
 """
 
 from __future__ import annotations
