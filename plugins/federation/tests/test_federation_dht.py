@@ -385,3 +385,26 @@ class _TamperingProxy:
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def test_b_syncs_a_kv_prefix_found_through_the_dht(
+    clusters: dict[str, LocalCluster], joined: dict[str, dict[str, Any]]
+) -> None:
+    """A KV prefix synced with A's endpoint taken from its DHT announcement; C (blocked by
+    A) is granted nothing, and C's allow-list prefix is refused to B (not trusted by C)."""
+    a, b, c = clusters["a"], clusters["b"], clusters["c"]
+    a_key, b_key = joined["a"]["cluster_key"], joined["b"]["cluster_key"]
+    with a.client() as ca:
+        ca.kv.put("/shared/x", b"1")
+    assert _cli(a)("federation", "trust", b_key, "--level", "trusted").exit_code == 0
+    assert _cli(a)("federation", "share", "kv", "/shared/", "--mode", "public").exit_code == 0
+    token = _json(a, "federation", "grant", b_key, "kv", "/shared/")["token"]
+    got = _json(b, "federation", "sync", a_key, "kv", "/shared/", "--token", token)
+    assert got["keys"] == 1 and got["namespace"].endswith("/shared/")
+    with b.client() as cb:
+        assert cb.kv.get(got["namespace"] + "x").value == b"1"
+    blocked = _cli(a)("federation", "grant", joined["c"]["cluster_key"], "kv", "/shared/")
+    assert blocked.exit_code != 0
+    share = _cli(c)("federation", "share", "kv", "/c/", "--mode", "allow-list", "--allow", b_key)
+    assert share.exit_code == 0, share.output
+    assert _cli(c)("federation", "grant", b_key, "kv", "/c/").exit_code != 0

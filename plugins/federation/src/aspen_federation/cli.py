@@ -205,7 +205,7 @@ def sync_cmd(
         "git_url": git_url,
     }
     got = cli.client().call("federation.sync", params)
-    _show(cli, got, f"synced {len(got['refs'])} refs into {name} under {got['namespace']}")
+    _show(cli, got, _synced_line(kind, name, got))
 
 
 @federation_cli.command("tell")
@@ -257,3 +257,80 @@ def events_cmd(cli: CliContext, start: int | None, follow: bool) -> None:
                 f"{event['position']}  {event['name']}  {event['subject']}  "
                 f"{payload.get('kind', '')} {payload.get('subject', '')}"
             )
+
+
+def _synced_line(kind: str, name: str, got: dict[str, Any]) -> str:
+    """What ``sync`` prints for each kind."""
+    if kind == "pijul":
+        return f"appended {got['appended']} changes to channel {got['channel']}"
+    if kind == "blob":
+        return f"synced {got['blobs']} blobs ({got['fetched']} fetched) under {got['namespace']}"
+    if kind == "kv":
+        return f"synced {got['keys']} keys (revision {got['revision']}) under {got['namespace']}"
+    return f"synced {len(got['refs'])} refs into {name} under {got['namespace']}"
+
+
+def _seconds(text: str) -> float:
+    """``90``, ``90s``, ``5m``, ``1h`` -> seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    number, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "s")
+    try:
+        return float(number) * units[unit]
+    except ValueError:
+        raise click.BadParameter(f"not a duration: {text!r} (e.g. 60s, 5m, 1h)") from None
+
+
+@federation_cli.group("mirror")
+def mirror_cli() -> None:
+    """Periodic mirrors of remote resources (run by the leader; state in the cluster)."""
+
+
+@mirror_cli.command("add")
+@click.argument("key")
+@click.argument("kind", type=click.Choice(KINDS))
+@click.argument("name")
+@click.option("--token", required=True, help="The read token the remote cluster granted.")
+@click.option("--endpoint", help="The remote's endpoint (default: from its announcement).")
+@click.option("--every", default="60s", show_default=True, help="How often (90s, 5m, 1h).")
+@json_option
+@pass_cli
+def mirror_add_cmd(
+    cli: CliContext, key: str, kind: str, name: str, token: str, endpoint: str | None, every: str
+) -> None:
+    """Sync KIND NAME from cluster KEY now and then every --every."""
+    params = {
+        "key": key,
+        "kind": kind,
+        "name": name,
+        "token": token,
+        "endpoint": endpoint,
+        "every": _seconds(every),
+    }
+    got = cli.client().call("federation.mirror_add", params)
+    _show(cli, got, f"mirror {got['id']}: {kind} {name} every {got['every']:g}s")
+
+
+@mirror_cli.command("list")
+@json_option
+@pass_cli
+def mirror_list_cmd(cli: CliContext) -> None:
+    """Every mirror with its last result."""
+    got = cli.client().call("federation.mirror_list", {})
+    if cli.json:
+        echo_json(got)
+        return
+    for m in got["mirrors"]:
+        last = m["last"]
+        state = "never run" if not last else ("ok" if last["ok"] else f"error: {last['error']}")
+        click.echo(
+            f"{m['id']}  {m['key_id']}  {m['kind']} {m['name']}  every {m['every']:g}s  {state}"
+        )
+
+
+@mirror_cli.command("remove")
+@click.argument("mirror_id")
+@pass_cli
+def mirror_remove_cmd(cli: CliContext, mirror_id: str) -> None:
+    """Remove a mirror by its id."""
+    cli.client().call("federation.mirror_remove", {"id": mirror_id})
+    click.echo("removed")

@@ -122,3 +122,46 @@ GOSSIP_SEND_TIMEOUT_SECONDS = 3.0
 GOSSIP_ENDPOINT_CACHE_SECONDS = 300.0
 #: How long the sender waits before retrying to watch the journal after an error.
 GOSSIP_WATCH_RETRY_SECONDS = 1.0
+
+
+# -- sync of Pijul channels, blobs and KV prefixes; periodic mirrors ----------------------
+
+#: Largest signed state (a channel's head, a blob listing, a KV snapshot's digest), encoded.
+MAX_SIGNED_STATE_BYTES = 256 * 1024
+#: Most keys one KV prefix snapshot carries: it is written in one ``kv.txn`` (core
+#: ``MAX_TXN_OPS`` = 1000, less room for the sync record and deletes of gone keys).
+KV_SYNC_MAX_KEYS = 900
+#: Most bytes (keys + values) of one KV prefix snapshot: one ``kv.txn`` is one Raft entry
+#: (core ``MAX_ENTRY_BYTES`` = 3 MiB).
+KV_SYNC_MAX_BYTES = 2 * 1024 * 1024
+#: Most pinned blobs one blob share lists (and one blob sync fetches).
+BLOB_SYNC_MAX_PINS = 1000
+#: Most bytes one blob sync fetches in all (each blob is also bounded by the core's
+#: ``BLOB_MAX_BYTES``); the staging copy of a blob being fetched is on disk, never in memory.
+BLOB_SYNC_MAX_BYTES = 16 * 1024 * 1024 * 1024
+#: Most changes one Pijul channel sync fetches (the rest on the next run).
+PIJUL_SYNC_MAX_CHANGES = 100_000
+#: Most change hashes one ``pijul.get_changes`` request to the origin asks for, and one
+#: local ``pijul.append`` appends (at most aspen-pijul's ``MAX_APPEND_HASHES`` = 200).
+PIJUL_SYNC_BATCH = 200
+#: Most log hashes one ``pijul.log`` page answers (aspen-pijul's ``MAX_LOG_PAGE``).
+PIJUL_LOG_PAGE = 5000
+#: Most periodic mirrors one cluster runs.
+MAX_MIRRORS = 256
+#: Shortest mirror interval.
+MIRROR_MIN_SECONDS = 5.0
+#: Longest back-off of a failing mirror (it doubles from the interval up to this).
+MIRROR_MAX_BACKOFF_SECONDS = 3600.0
+#: How often the leader looks for mirrors that are due.
+MIRROR_POLL_SECONDS = 1.0
+#: Largest pack one git sync fetches (the forge's receiver refuses more while indexing).
+SYNC_MAX_PACK_BYTES = 4 * 1024 * 1024 * 1024
+#: Largest Pijul change a sync takes (aspen-pijul's ``MAX_CLUSTER_CHANGE_BYTES``).
+PIJUL_MAX_CHANGE_BYTES = 16 * 1024 * 1024
+#: Bytes of a large Pijul change (one the origin keeps in its blob store) one
+#: ``federation.pijul_change`` request answers.
+PIJUL_CHANGE_PIECE_BYTES = 1024 * 1024
+#: Most change bytes one local ``pijul.put_changes`` request carries inline (aspen-pijul
+#: refuses a request over its ``MAX_TRANSFER_BYTES`` = 2 MiB); a larger change goes through
+#: the local blob store.
+PIJUL_PUT_REQUEST_BYTES = 1024 * 1024

@@ -108,6 +108,9 @@ async def aspen_startup(node: Any) -> None:
     node.plugin_state(PLUGIN)["service"] = service
     if config.get("inbox_listen"):
         _start_inbox(node, service, str(config["inbox_listen"]))
+    from aspen_federation.mirror import mirror_loop
+
+    node.spawn(mirror_loop, service, name="federation-mirrors")
     if discovery is not None:
         # without a DHT nothing is announced, and the identity is made on first use
         node.spawn(service.republish_loop, name="federation-announce")

@@ -42,13 +42,21 @@ def parse_resource(kind: str, name: str) -> str:
     """``forge`` + ``OWNER/NAME`` -> ``forge:OWNER/NAME`` (``invalid_argument`` otherwise)."""
     if kind not in KINDS:
         raise InvalidArgumentError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
+    if kind != "forge":
+        from aspen_federation.kinds import parse_name
+
+        name = parse_name(kind, name)
+        return _bounded(f"{kind}:{name}")
     from aspen_forge.names import parse_full_name
 
     try:
         full = parse_full_name(name).full
     except Exception as exc:  # the forge's InvalidNameError
         raise InvalidArgumentError(str(exc)) from None
-    resource = f"{kind}:{full}"
+    return _bounded(f"{kind}:{full}")
+
+
+def _bounded(resource: str) -> str:
     if len(resource.encode()) > limits.MAX_RESOURCE_BYTES:
         raise InvalidArgumentError(
             f"resource over MAX_RESOURCE_BYTES ({limits.MAX_RESOURCE_BYTES})"
@@ -165,6 +173,8 @@ async def sync(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
 
     token = require_str(params, "token", max_len=4096)
     endpoint = optional_str(params, "endpoint", max_len=limits.MAX_ENDPOINT_BYTES)
+    if params.get("kind") != "forge":
+        return await _sync_other(ctx, params, token, endpoint)
     git_url = optional_str(params, "git_url", "", max_len=1024) or ""
     return await pull_forge(
         _service(ctx), _key(params), _resource(params), token, endpoint, git_url
@@ -216,6 +226,139 @@ def _read_scope(params: dict[str, Any]) -> list[str]:
     return read_capability(_resource(params))
 
 
+# -- Pijul channels, blobs and KV prefixes (see pijulsync, blobsync, kvsync) -------------
+
+
+async def _sync_other(
+    ctx: Any, params: dict[str, Any], token: str, endpoint: str | None
+) -> dict[str, Any]:
+    """``federation.sync`` of a ``pijul``, ``blob`` or ``kv`` resource."""
+    from aspen_federation.sync import pull_resource
+
+    kind = require_str(params, "kind", max_len=16)
+    name = require_str(params, "name", max_len=limits.MAX_RESOURCE_BYTES)
+    channel = ""
+    if kind == "pijul":
+        from aspen_federation.kinds import split_channel
+
+        name, channel = split_channel(name)
+    resource = parse_resource(kind, name)
+    return await pull_resource(_service(ctx), _key(params), resource, channel, token, endpoint)
+
+
+async def pijul_state(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """A shared Pijul channel's length and log digest, signed by this cluster's key."""
+    from aspen_federation.pijulsync import pijul_state as state
+
+    channel = require_str(params, "channel", max_len=200)
+    return (await state(_service(ctx), _resource(params), channel)).to_wire()
+
+
+async def pijul_change(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """A piece of a shared Pijul repository's change (``hash``, from ``offset``)."""
+    from aspen_federation.pijulsync import change_piece
+
+    change = require_str(params, "hash", max_len=128)
+    offset = optional_int(params, "offset", 0, min=0, max=limits.PIJUL_MAX_CHANGE_BYTES)
+    return await change_piece(_service(ctx), _resource(params), change, offset)
+
+
+async def blob_state(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """The listing of a shared blob prefix's pinned blobs, signed by this cluster's key."""
+    from aspen_federation.blobsync import blob_state as state
+
+    return (await state(_service(ctx), _resource(params))).to_wire()
+
+
+async def kv_state(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """A shared KV prefix's snapshot (revision, digest), signed by this cluster's key."""
+    from aspen_federation.kvsync import kv_state as state
+
+    return (await state(_service(ctx), _resource(params))).to_wire()
+
+
+def _kind_scope(kind: str) -> Any:
+    """The read capability a ``*_state`` request needs: that of the resource it names."""
+
+    def scope(params: dict[str, Any]) -> list[str]:
+        return read_capability(f"{kind}:{params.get('name', '')}")
+
+    return scope
+
+
+def _state_handlers() -> list[RpcHandler]:
+    """The origin side of the Pijul, blob and KV syncs."""
+    return [
+        RpcHandler(
+            f"federation.{kind}_state",
+            handler,
+            doc=handler.__doc__ or "",
+            capability=f"{kind}:read",
+            scope=None if kind == "blob" else _kind_scope(kind),
+        )
+        for kind, handler in (("pijul", pijul_state), ("blob", blob_state), ("kv", kv_state))
+    ] + [
+        RpcHandler(
+            "federation.pijul_change",
+            pijul_change,
+            doc=pijul_change.__doc__ or "",
+            capability="pijul:read",
+            scope=_kind_scope("pijul"),
+        )
+    ]
+
+
+# -- periodic mirrors (see mirror) -------------------------------------------------------
+
+
+async def mirror_add(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """Sync a remote resource every ``every`` seconds (on the leader; state in KV)."""
+    from aspen_federation.mirror import add_mirror
+
+    kind = require_str(params, "kind", choices=KINDS)
+    name = require_str(params, "name", max_len=limits.MAX_RESOURCE_BYTES)
+    parse_resource(kind, name.partition(":")[0] if kind == "pijul" else name)
+    token = require_str(params, "token", max_len=4096)
+    endpoint = optional_str(params, "endpoint", max_len=limits.MAX_ENDPOINT_BYTES)
+    every = params.get("every", 60)
+    if not isinstance(every, (int, float)) or isinstance(every, bool):
+        raise InvalidArgumentError("every must be a number of seconds")
+    return await add_mirror(_service(ctx), _key(params), kind, name, token, endpoint, every)
+
+
+async def mirror_list(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """Every mirror: its schedule, failures in a row and last result."""
+    from aspen_federation.mirror import list_mirrors
+
+    return {"mirrors": await list_mirrors(_service(ctx))}
+
+
+async def mirror_remove(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """Remove a mirror by its id."""
+    from aspen_federation.mirror import remove_mirror
+
+    return await remove_mirror(_service(ctx), require_str(params, "id", max_len=64))
+
+
+def _mirror_handlers() -> list[RpcHandler]:
+    """``federation.mirror_*``."""
+    read, admin = "cluster:read", "cluster:admin"
+    return [
+        RpcHandler(
+            "federation.mirror_add", mirror_add, doc=mirror_add.__doc__ or "", capability=admin
+        ),
+        RpcHandler(
+            "federation.mirror_list", mirror_list, doc=mirror_list.__doc__ or "", capability=read
+        ),
+        RpcHandler(
+            "federation.mirror_remove",
+            mirror_remove,
+            doc=mirror_remove.__doc__ or "",
+            capability=admin,
+        ),
+    ]
+
+
 def rpc_handlers() -> list[RpcHandler]:
     """Every ``federation.*`` method with its capability."""
     read, admin = "cluster:read", "cluster:admin"
@@ -256,4 +399,6 @@ def rpc_handlers() -> list[RpcHandler]:
             capability="forge:read",
             scope=_read_scope,
         ),
+        *_state_handlers(),
+        *_mirror_handlers(),
     ]

@@ -410,4 +410,11 @@ class FederationService:
                 "sent": dict(self.outbox.stats) if self.outbox is not None else {},
                 "refused": dict(self.inbox.refused),
             },
+            "mirrors": await self._mirrors(),
         }
+
+    async def _mirrors(self) -> list[dict[str, Any]]:
+        """The periodic mirrors and their last results (see :mod:`mirror`)."""
+        from aspen_federation.mirror import list_mirrors
+
+        return await list_mirrors(self)

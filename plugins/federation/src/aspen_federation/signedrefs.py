@@ -17,7 +17,7 @@ import msgpack
 
 from aspen.errors import InvalidArgumentError
 from aspen_federation import limits
-from aspen_federation.identity import ClusterKey, key_id, verify
+from aspen_federation.identity import ClusterKey
 
 __all__ = ["SignedRefs", "SignedRefsError"]
 
@@ -96,11 +96,7 @@ class SignedRefs:
                 raise SignedRefsError(f"refused ref name {name[:80]!r}")
             if len(sha) != 40 or any(c not in "0123456789abcdef" for c in sha):
                 raise SignedRefsError(f"ref {name} does not name a git object id")
-        if signed.key != key or not verify(key, signed.signature, signed._body()):
-            raise SignedRefsError(f"refs of {resource}: bad signature (not cluster {key_id(key)})")
-        if signed.resource != resource:
-            raise SignedRefsError(f"signed refs are for {signed.resource}, not {resource}")
-        moment = time.time() if now is None else now
-        if signed.timestamp < moment - limits.SIGNED_REFS_MAX_AGE_SECONDS:
-            raise SignedRefsError("signed refs are stale (SIGNED_REFS_MAX_AGE_SECONDS)")
+        from aspen_federation.signedstate import check_signed
+
+        check_signed(signed, key, resource, now, "refs", SignedRefsError)
         return signed

@@ -4,6 +4,9 @@ puller verifies them against the key it asked for, fetches and checks the object
 writes the refs under ``refs/remotes/<cluster id>/`` in one atomic push into its own forge.
 A bad signature, a stale ref list or a missing/altered object stops the sync before any
 ref is written; a re-run is idempotent and resumes from the staged objects.
+
+:func:`pull_resource` does the same for the other kinds, each in its own module:
+:mod:`pijulsync` (a channel), :mod:`blobsync` (pinned blobs), :mod:`kvsync` (a KV prefix).
 """
 
 from __future__ import annotations
@@ -19,19 +22,24 @@ from aspen_federation.identity import key_id
 from aspen_federation.service import FederationService
 from aspen_federation.signedrefs import SignedRefs
 
-__all__ = ["pull_forge", "remote_call", "signed_refs"]
+__all__ = ["pull_forge", "pull_resource", "remote_call", "require_shared", "signed_refs"]
 
 
 async def signed_refs(service: FederationService, resource: str) -> SignedRefs:
     """The origin side: ``resource``'s refs, signed, if it is shared at all."""
-    mode, _ = await service.share(resource)
-    if mode == "disabled":
-        raise NotFoundError(f"{resource} is not shared")
+    await require_shared(service, resource)
     key, _ = await service.identity()
     name = resource.partition(":")[2]
     shown = await service.node.call("forge.repo_show", {"repo": name})
     refs = {ref: sha for ref, sha in shown["refs"].items() if ref.startswith("refs/")}
     return SignedRefs.create(key, resource, refs, shown["clone_url"])
+
+
+async def require_shared(service: FederationService, resource: str) -> None:
+    """``not_found`` unless ``resource`` is shared at all (the token check already ran)."""
+    mode, _ = await service.share(resource)
+    if mode == "disabled":
+        raise NotFoundError(f"{resource} is not shared")
 
 
 def remote_call(endpoint: str, token: str, method: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -56,11 +64,7 @@ async def pull_forge(
     from aspen_federation import gitsync
 
     await service.check_not_blocked(remote)
-    if not endpoint:
-        announcement = await service.discover(remote)
-        if not announcement.endpoints:
-            raise UnavailableError(f"cluster {key_id(remote)} announces no endpoint")
-        endpoint = announcement.endpoints[0]
+    endpoint = await _endpoint(service, remote, endpoint)
     kind, _, name = resource.partition(":")
     local_url = await _local_repo_url(service, name, remote)
     cluster_id = key_id(remote)
@@ -112,3 +116,38 @@ async def _local_repo_url(service: FederationService, name: str, remote: bytes) 
     if not url:
         raise UnavailableError("the local forge serves no git HTTP on this node")
     return url
+
+
+async def _endpoint(service: FederationService, remote: bytes, endpoint: str | None) -> str:
+    """``endpoint``, else the first one cluster ``remote`` announces."""
+    if endpoint:
+        return endpoint
+    announcement = await service.discover(remote)
+    if not announcement.endpoints:
+        raise UnavailableError(f"cluster {key_id(remote)} announces no endpoint")
+    return announcement.endpoints[0]
+
+
+async def pull_resource(
+    service: FederationService,
+    remote: bytes,
+    resource: str,
+    channel: str,
+    token: str,
+    endpoint: str | None,
+) -> dict[str, Any]:
+    """Sync a ``pijul`` channel, ``blob`` share or ``kv`` prefix from cluster ``remote``."""
+    await service.check_not_blocked(remote)
+    where = await _endpoint(service, remote, endpoint)
+    kind = resource.partition(":")[0]
+    if kind == "pijul":
+        from aspen_federation.pijulsync import pull_pijul
+
+        return await pull_pijul(service, remote, resource, channel, token, where)
+    if kind == "blob":
+        from aspen_federation.blobsync import pull_blobs
+
+        return await pull_blobs(service, remote, resource, token, where)
+    from aspen_federation.kvsync import pull_kv
+
+    return await pull_kv(service, remote, resource, token, where)

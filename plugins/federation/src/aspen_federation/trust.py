@@ -15,7 +15,7 @@ from typing import Any
 
 LEVELS = ("trusted", "public", "blocked")
 MODES = ("disabled", "public", "allow-list")
-KINDS = ("forge",)
+KINDS = ("forge", "pijul", "blob", "kv")
 
 __all__ = ["KINDS", "LEVELS", "MODES", "may_read", "read_capability"]
 
@@ -35,6 +35,8 @@ def read_capability(resource: str) -> list[str]:
     access to that one resource and nothing else (``forge:OWNER/NAME`` ->
     ``forge:read:OWNER/NAME``)."""
     kind, _, name = resource.partition(":")
+    if kind == "blob":
+        return ["blob:read"]  # the core's blob:read has no scope (docs/tokens.md)
     return [f"{kind}:read:{name}"]
 
 
