@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from aspen.cli import json_option, pass_cli
+from aspen.cli import Duration, json_option, pass_cli
 from aspen.cli.context import CliContext
 from aspen.cli.output import EXIT_NO, echo_json, fail
 from aspen.errors import AspenError
@@ -270,16 +270,6 @@ def _synced_line(kind: str, name: str, got: dict[str, Any]) -> str:
     return f"synced {len(got['refs'])} refs into {name} under {got['namespace']}"
 
 
-def _seconds(text: str) -> float:
-    """``90``, ``90s``, ``5m``, ``1h`` -> seconds."""
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    number, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "s")
-    try:
-        return float(number) * units[unit]
-    except ValueError:
-        raise click.BadParameter(f"not a duration: {text!r} (e.g. 60s, 5m, 1h)") from None
-
-
 @federation_cli.group("mirror")
 def mirror_cli() -> None:
     """Periodic mirrors of remote resources (run by the leader; state in the cluster)."""
@@ -291,11 +281,13 @@ def mirror_cli() -> None:
 @click.argument("name")
 @click.option("--token", required=True, help="The read token the remote cluster granted.")
 @click.option("--endpoint", help="The remote's endpoint (default: from its announcement).")
-@click.option("--every", default="60s", show_default=True, help="How often (90s, 5m, 1h).")
+@click.option(
+    "--every", type=Duration(), default="60s", show_default=True, help="How often (90s, 5m, 1h)."
+)
 @json_option
 @pass_cli
 def mirror_add_cmd(
-    cli: CliContext, key: str, kind: str, name: str, token: str, endpoint: str | None, every: str
+    cli: CliContext, key: str, kind: str, name: str, token: str, endpoint: str | None, every: float
 ) -> None:
     """Sync KIND NAME from cluster KEY now and then every --every."""
     params = {
@@ -304,7 +296,7 @@ def mirror_add_cmd(
         "name": name,
         "token": token,
         "endpoint": endpoint,
-        "every": _seconds(every),
+        "every": every,
     }
     got = cli.client().call("federation.mirror_add", params)
     _show(cli, got, f"mirror {got['id']}: {kind} {name} every {got['every']:g}s")
