@@ -154,6 +154,12 @@ MIRROR_MIN_SECONDS = 5.0
 MIRROR_MAX_BACKOFF_SECONDS = 3600.0
 #: How often the leader looks for mirrors that are due.
 MIRROR_POLL_SECONDS = 1.0
+#: After gossip about a mirrored resource, how long the leader gathers more before it
+#: runs the mirrors it names (a burst of pushes is one sync).
+MIRROR_GOSSIP_DEBOUNCE_SECONDS = 1.0
+#: Most distinct gossip messages noted for the mirrors between two runs (the rest wait
+#: for their interval).
+MIRROR_GOSSIP_PENDING = 1024
 #: Largest pack one git sync fetches (the forge's receiver refuses more while indexing).
 SYNC_MAX_PACK_BYTES = 4 * 1024 * 1024 * 1024
 #: Largest Pijul change a sync takes (aspen-pijul's ``MAX_CLUSTER_CHANGE_BYTES``).
