@@ -266,8 +266,32 @@ def _synced_line(kind: str, name: str, got: dict[str, Any]) -> str:
     if kind == "blob":
         return f"synced {got['blobs']} blobs ({got['fetched']} fetched) under {got['namespace']}"
     if kind == "kv":
-        return f"synced {got['keys']} keys (revision {got['revision']}) under {got['namespace']}"
+        return (
+            f"synced {got['keys']} keys (revision {got['revision']}) as generation "
+            f"{got['generation']}: aspen federation kv-get KEY {name}"
+        )
     return f"synced {len(got['refs'])} refs into {name} under {got['namespace']}"
+
+
+@federation_cli.command("kv-get")
+@click.argument("key")
+@click.argument("prefix")
+@json_option
+@pass_cli
+def kv_get_cmd(cli: CliContext, key: str, prefix: str) -> None:
+    """The KV prefix PREFIX as last synced from cluster KEY (one complete snapshot)."""
+    client = cli.client()
+    params: dict[str, Any] = {"key": key, "name": prefix}
+    while True:
+        got = client.call("federation.kv_read", params)
+        for kv in got["kvs"]:
+            key_text = bytes(kv["key"]).decode(errors="replace")
+            value = bytes(kv["value"]).decode(errors="replace")
+            row = {"key": key_text, "value": value, "revision": got["revision"]}
+            _show(cli, row, f"{key_text}\t{value}")
+        if not got["more"] or not got["kvs"]:
+            return
+        params["after"] = bytes(got["kvs"][-1]["key"])
 
 
 @federation_cli.group("mirror")
