@@ -44,6 +44,7 @@ __all__ = [
     "mirror_loop",
     "remove_mirror",
     "run_due",
+    "runs_now",
 ]
 
 log = logging.getLogger("aspen_federation")
@@ -179,8 +180,7 @@ async def run_due(
     ran = 0
     for mid, record, revision in await _records(service):
         moment = time.time() if now is None else now
-        early = record["failures"] == 0 and any(gossip_matches(record, g) for g in poked)
-        if record["next_run"] > moment and not early:
+        if not runs_now(record, moment, poked):
             continue
         ran += 1
         try:
@@ -214,6 +214,14 @@ def _summary(result: dict[str, Any]) -> dict[str, Any]:
     if isinstance(out.get("refs"), dict):
         out["refs"] = len(out["refs"])
     return out
+
+
+def runs_now(record: dict[str, Any], now: float, poked: frozenset[Gossip]) -> bool:
+    """Whether a mirror runs now: it is due, or gossip says its resource changed and it
+    is not backing off after a failure."""
+    if record["next_run"] <= now:
+        return True
+    return record["failures"] == 0 and any(gossip_matches(record, g) for g in poked)
 
 
 def gossip_matches(record: dict[str, Any], gossip: Gossip) -> bool:
