@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from federation_support import synced_kv
 
 import aspen
 from aspen.errors import AspenError, NotFoundError
@@ -94,22 +95,6 @@ def _sync_error(pair: dict[str, Any], kind: str, name: str, token: str) -> Aspen
 
 def _cid(pair: dict[str, Any]) -> str:
     return key_id(bytes.fromhex(pair["a_key"]))
-
-
-def synced_kv(cluster: LocalCluster, origin: str, prefix: str) -> dict[bytes, bytes] | None:
-    """The KV prefix as last synced from cluster ``origin`` (None: nothing synced yet)."""
-    out: dict[bytes, bytes] = {}
-    params: dict[str, Any] = {"key": origin, "name": prefix}
-    with cluster.client() as c:
-        while True:
-            try:
-                got = c.call("federation.kv_read", params)
-            except NotFoundError:
-                return None
-            out.update({bytes(kv["key"]): bytes(kv["value"]) for kv in got["kvs"]})
-            if not got["more"]:
-                return out
-            params["after"] = bytes(got["kvs"][-1]["key"])
 
 
 def test_kv_prefix_sync_is_whole_idempotent_and_follows_deletes(pair: dict[str, Any]) -> None:

@@ -8,7 +8,6 @@ the page altered on its way into B's puller) with nothing visible."""
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -16,9 +15,9 @@ from typing import Any
 
 import msgpack
 import pytest
+from federation_support import sync_in_thread, synced_kv
 
 import aspen
-from aspen.errors import AspenError
 from aspen.node.config import NodeConfig
 from aspen.node.runner import NodeThread
 from aspen.plugins.manager import make_plugin_manager
@@ -74,23 +73,6 @@ def _params(clusters: dict[str, Any], prefix: str, token: str) -> dict[str, Any]
     }
 
 
-def synced(cluster: Any, origin: str, prefix: str) -> dict[bytes, bytes] | None:
-    """The prefix as last synced from ``origin`` (None: nothing visible)."""
-    out: dict[bytes, bytes] = {}
-    params: dict[str, Any] = {"key": origin, "name": prefix}
-    with cluster.client() as c:
-        while True:
-            try:
-                got = c.call("federation.kv_read", params)
-            except AspenError as exc:
-                assert exc.code == "not_found", exc.message
-                return None
-            out.update({bytes(kv["key"]): bytes(kv["value"]) for kv in got["kvs"]})
-            if not got["more"]:
-                return out
-            params["after"] = bytes(got["kvs"][-1]["key"])
-
-
 def _record(cluster: LocalCluster, origin: str, prefix: str) -> dict[str, Any]:
     key = sync_record_key(key_id(bytes.fromhex(origin)), prefix)
     with cluster.client() as c:
@@ -112,33 +94,23 @@ def test_a_large_prefix_syncs_through_a_leader_kill_and_is_never_partial(
     _put_many(a, "/big/", KEYS, b"v" * 100)
     params = _params(clusters, "/big/", _grant(clusters, "/big/"))
     leader = b.leader_index()
-    outcome: list[Any] = []
-
-    def first_sync() -> None:
-        try:
-            with aspen.connect(b.client_endpoint(leader), token=b.token, timeout=120) as cb:
-                outcome.append(cb.call("federation.sync", params))
-        except Exception as exc:  # the node is killed under it
-            outcome.append(exc)
-
-    thread = threading.Thread(target=first_sync)
-    thread.start()
+    thread, outcome = sync_in_thread(b, leader, params)
     # a page or more is staged: kill the leader mid-sync; nothing is visible meanwhile
     wait_for(
         lambda: (_record(b, origin, "/big/").get("staging") or {}).get("last"),
         timeout=60,
         message="the sync staged a page",
     )
-    assert synced(b, origin, "/big/") in (None, expected)
+    assert synced_kv(b, origin, "/big/") in (None, expected)
     b.kill(leader)
     thread.join(timeout=120)
     assert outcome, "the first sync never returned"
-    assert synced(b, origin, "/big/") in (None, expected)
+    assert synced_kv(b, origin, "/big/") in (None, expected)
     # run again (the new leader): it resumes where the staging stands, and completes
     with b.client(timeout=120) as cb:
         done = cb.call("federation.sync", params)
     assert done["keys"] == KEYS and done["written"] < KEYS and done["generation"] == 1
-    assert synced(b, origin, "/big/") == expected
+    assert synced_kv(b, origin, "/big/") == expected
 
     # a new snapshot is a new generation; the old one is deleted once it is replaced
     with a.client() as c:
@@ -149,7 +121,7 @@ def test_a_large_prefix_syncs_through_a_leader_kill_and_is_never_partial(
     assert (again["generation"], again["keys"], again["replaced"]) == (2, KEYS - 1, KEYS)
     expected[b"/big/00042"] = b"changed"
     del expected[b"/big/04999"]
-    assert synced(b, origin, "/big/") == expected
+    assert synced_kv(b, origin, "/big/") == expected
     cid = key_id(bytes.fromhex(origin))
     assert _count(b, generation_prefix(cid, "/big/", 1)) == 0
     assert _count(b, generation_prefix(cid, "/big/", 2)) == KEYS - 1
@@ -165,16 +137,16 @@ def test_overlapping_prefixes_keep_apart(clusters: dict[str, Any]) -> None:
     with b.client(timeout=60) as cb:
         cb.call("federation.sync", wide)
         cb.call("federation.sync", narrow)
-    assert synced(b, origin, "/ov") == {b"/ov/x": b"1", b"/ovx": b"2"}
-    assert synced(b, origin, "/ov/") == {b"/ov/x": b"1"}
+    assert synced_kv(b, origin, "/ov") == {b"/ov/x": b"1", b"/ovx": b"2"}
+    assert synced_kv(b, origin, "/ov/") == {b"/ov/x": b"1"}
     # re-syncing the wider prefix after a change leaves the narrower one's snapshot alone
     with a.client() as c:
         c.kv.put("/ov/x", b"one")
         c.kv.delete("/ovx")
     with b.client(timeout=60) as cb:
         cb.call("federation.sync", wide)
-    assert synced(b, origin, "/ov") == {b"/ov/x": b"one"}
-    assert synced(b, origin, "/ov/") == {b"/ov/x": b"1"}
+    assert synced_kv(b, origin, "/ov") == {b"/ov/x": b"one"}
+    assert synced_kv(b, origin, "/ov/") == {b"/ov/x": b"1"}
 
 
 class _Tampering:
@@ -222,10 +194,10 @@ def test_a_tampered_page_is_refused_and_nothing_is_visible(
             puller.call(pull_kv, service, remote, "kv:/tam/", token, endpoint)
         monkeypatch.setattr(aspen, "aconnect", real)
         origin = clusters["a_key"]
-        assert synced(puller, origin, "/tam/") is None
+        assert synced_kv(puller, origin, "/tam/") is None
         cid = key_id(remote)
         assert _count(puller, NAMESPACE + cid.encode() + b"/") == 0  # the staging is gone
         done = puller.call(pull_kv, service, remote, "kv:/tam/", token, endpoint)
         assert (done["keys"], done["generation"]) == (1200, 2)
-        got = synced(puller, origin, "/tam/")
+        got = synced_kv(puller, origin, "/tam/")
         assert got is not None and len(got) == 1200 and set(got.values()) == {b"t" * 50}
