@@ -73,8 +73,14 @@ def test_the_node_api_and_blob_events(tmp_path: Path, monkeypatch: pytest.Monkey
         assert ref == BlobRef(blake3.blake3(data).hexdigest(), len(data)) and got == data
         assert info["pins"] == ["recorder/a"] and info["holders"] == [node.node.id]
         wait_for(lambda: "blob.added" in recorder.names(), timeout=10)
-        added = recorder.events[0]
+        added = next(e for e in recorder.events if e.name == "blob.added")
         assert (added.hash, added.size) == (ref.hash, len(data)) and added.revision > 0
+        pinned = next(e for e in recorder.events if e.name == "blob.pinned")
+        assert (pinned.hash, pinned.pin, pinned.revision) == (
+            ref.hash,
+            "recorder/a",
+            added.revision,
+        )
         # unpinned, the blob is collected after the grace period: blob.removed, file gone
         assert node.call(blobs.unpin, "recorder/a") == ref.hash
         wait_for(lambda: "blob.removed" in recorder.names(), timeout=20)

@@ -14,6 +14,7 @@ from typing import ClassVar
 __all__ = [
     "BlobAdded",
     "BlobEvent",
+    "BlobPinned",
     "BlobRemoved",
     "ClusterEvent",
     "Event",
@@ -183,6 +184,14 @@ class BlobAdded(BlobEvent):
 
     name: ClassVar[str] = "blob.added"
     size: int
+
+
+@dataclass(frozen=True, slots=True)
+class BlobPinned(BlobEvent):
+    """A pin now names the blob (a put with a pin, or ``blob pin``): the blob is stored."""
+
+    name: ClassVar[str] = "blob.pinned"
+    pin: str
 
 
 @dataclass(frozen=True, slots=True)

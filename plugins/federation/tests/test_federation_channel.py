@@ -1,12 +1,14 @@
 """Two clusters (real node processes) on a private loopback DHT, each serving a federation
 inbox: trust requests travel between them, a push to a shared repository is gossiped to
-the trusting peer, and unsharing a resource revokes the tokens granted for it."""
+the trusting peer (and a mirror of it syncs early), a blob pinned under a shared prefix is
+gossiped, and unsharing a resource revokes the tokens granted for it."""
 
 from __future__ import annotations
 
 import json
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -25,7 +27,7 @@ pytest.importorskip(
 
 from aspen_federation import limits
 from aspen_federation.dht import DhtDiscovery
-from aspen_federation.identity import ClusterKey, IdentityDocument
+from aspen_federation.identity import ClusterKey, IdentityDocument, key_id
 from aspen_federation.inbox import TRUST_PATH, inbox_url, post
 from aspen_federation.trustreq import TrustRequest
 
@@ -244,3 +246,56 @@ def test_unsharing_revokes_the_tokens_granted_for_it(net: dict[str, Any]) -> Non
     assert narrowed["revoked"] == 1
     with pytest.raises(UnauthorizedError, match="revoked"):
         read(token)
+
+
+def _refs(cluster: LocalCluster, repo: str) -> dict[str, str]:
+    return dict(_call(cluster, "forge.repo_show", {"repo": repo})["refs"])
+
+
+def test_a_mirror_syncs_early_on_gossip_from_its_origin(
+    net: dict[str, Any], tmp_path: Path
+) -> None:
+    a, b, status = net["a"], net["b"], net["status"]
+    a_key, b_key = status["a"]["cluster_key"], status["b"]["cluster_key"]
+    a_id = key_id(bytes.fromhex(a_key))
+    _call(a, "federation.trust", {"key": b_key, "level": "trusted"})
+    _call(b, "federation.trust", {"key": a_key, "level": "trusted"})
+    _call(a, "forge.repo_create", {"repo": "acme/mirrored", "private": True})
+    url = _call(a, "forge.repo_show", {"repo": "acme/mirrored"})["clone_url"]
+    _push(url, a.token, tmp_path / "work", "one")
+    _call(a, "federation.share", {"kind": "forge", "name": "acme/mirrored", "mode": "public"})
+    token = _call(a, "federation.grant", {"key": b_key, "kind": "forge", "name": "acme/mirrored"})
+    mirror = {"key": a_key, "kind": "forge", "name": "acme/mirrored", "every": 3600.0}
+    _call(b, "federation.mirror_add", {**mirror, "token": token["token"]})
+    remote_main = f"refs/remotes/{a_id}/heads/main"
+
+    def mirrored() -> str | None:
+        try:
+            return _refs(b, "acme/mirrored").get(remote_main)
+        except AspenError:
+            return None
+
+    # the first run is at once; the next would be an hour later
+    wait_for(lambda: mirrored() == _refs(a, "acme/mirrored")["refs/heads/main"], timeout=60)
+    _push(url, a.token, tmp_path / "work", "two")
+    head = _refs(a, "acme/mirrored")["refs/heads/main"]
+    # A gossips ref.updated; B's leader runs the mirror on it, long before its interval
+    wait_for(lambda: mirrored() == head, timeout=60)
+    (listed,) = [m for m in _call(b, "federation.mirror_list")["mirrors"] if m["kind"] == "forge"]
+    assert listed["failures"] == 0 and listed["next_run"] > time.time() + 3000
+
+
+def test_a_blob_pinned_under_a_shared_prefix_is_gossiped(net: dict[str, Any]) -> None:
+    a, b, status = net["a"], net["b"], net["status"]
+    a_key, b_key = status["a"]["cluster_key"], status["b"]["cluster_key"]
+    _call(a, "federation.trust", {"key": b_key, "level": "trusted"})
+    _call(b, "federation.trust", {"key": a_key, "level": "trusted"})
+    _call(a, "federation.share", {"kind": "blob", "name": "releases/", "mode": "public"})
+    with a.client() as c:
+        c.blobs.put(b"not shared", pin="private/x")
+        ref = c.blobs.put(b"release one", pin="releases/v1.tar")
+        c.blobs.pin("releases/latest", ref.hash)  # an existing blob pinned again: also said
+    got = wait_for(lambda: _gossip(b, "blob.available", "releases/v1.tar"), timeout=60)
+    assert got[0]["sender"] == a_key and got[0]["resource"] == "blob:releases/v1.tar"
+    wait_for(lambda: _gossip(b, "blob.available", "releases/latest"), timeout=60)
+    assert _gossip(b, "blob.available", "private/x") == []

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import os
 import subprocess
-import threading
 from pathlib import Path
-from typing import Any
 
-import aspen
+from federation_support import sync_in_thread
+
 from aspen.testing import local_cluster, wait_for
 
 BUNDLE = Path(__file__).parents[2] / "forge" / "tests" / "fixtures" / "click.bundle"
@@ -55,18 +54,8 @@ def test_kill_the_pullers_leader_during_a_sync(tmp_path: Path) -> None:
             "token": token,
             "endpoint": a.endpoints.split(",")[0],
         }
-        outcome: list[Any] = []
-
-        def first_sync() -> None:
-            try:
-                with aspen.connect(b.client_endpoint(leader), token=b.token, timeout=120) as cb:
-                    outcome.append(cb.call("federation.sync", params))
-            except Exception as exc:  # the node is killed under it
-                outcome.append(exc)
-
         staging = b.node_dir(leader) / "federation" / "staging"
-        thread = threading.Thread(target=first_sync)
-        thread.start()
+        thread, outcome = sync_in_thread(b, leader, params)
         wait_for(staging.exists, timeout=60, message="the sync started fetching")
         b.kill(leader)
         thread.join(timeout=120)

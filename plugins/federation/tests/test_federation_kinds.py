@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from federation_support import synced_kv
 
 import aspen
 from aspen.errors import AspenError, NotFoundError
@@ -22,7 +23,6 @@ from aspen.plugins.manager import make_plugin_manager
 from aspen.testing import CliInvoker, LocalCluster, local_cluster, wait_for
 from aspen_federation.blobsync import local_pin
 from aspen_federation.identity import key_id
-from aspen_federation.kvsync import namespace
 from aspen_federation.pijulsync import local_channel
 
 PLUGINS = ["federation", "forge", "pijul"]
@@ -104,27 +104,25 @@ def test_kv_prefix_sync_is_whole_idempotent_and_follows_deletes(pair: dict[str, 
         a.kv.put("/other/x", b"secret")
     token = _share_and_grant(pair, "kv", "/app/")
     got = _sync(pair, "kv", "/app/", token)
-    assert (got["keys"], got["written"], got["deleted"]) == (2, 2, 0)
-    ns = namespace(_cid(pair), "/app/")
-    assert got["namespace"] == ns.decode()
+    assert (got["keys"], got["written"], got["generation"]) == (2, 2, 1)
+    assert synced_kv(pair["b"], pair["a_key"], "/app/") == {b"/app/a": b"1", b"/app/b": b"2"}
     with pair["b"].client() as b:
-        assert b.kv.get(ns + b"a").value == b"1"
-        assert b.kv.get(ns + b"b").value == b"2"
         assert b.kv.get("/app/a") is None  # never the local keys
     # a re-run of the same snapshot writes nothing
     again = _sync(pair, "kv", "/app/", token)
-    assert (again["written"], again["deleted"]) == (0, 0)
+    assert (again["written"], again["generation"]) == (0, 1)
     # the origin changes: one key updated, one deleted, one added
     with pair["a"].client() as a:
         a.kv.put("/app/a", b"one")
         a.kv.delete("/app/b")
         a.kv.put("/app/c", b"3")
     third = _sync(pair, "kv", "/app/", token)
-    assert (third["keys"], third["written"], third["deleted"]) == (2, 2, 1)
-    with pair["b"].client() as b:
-        assert b.kv.get(ns + b"a").value == b"one"
-        assert b.kv.get(ns + b"b") is None
-        assert b.kv.get(ns + b"c").value == b"3"
+    assert (third["keys"], third["written"], third["generation"]) == (2, 2, 2)
+    assert third["replaced"] == 2  # the old generation's keys, deleted
+    assert synced_kv(pair["b"], pair["a_key"], "/app/") == {b"/app/a": b"one", b"/app/c": b"3"}
+    # the CLI reads the same
+    shown = _run(pair["b"], "federation", "kv-get", pair["a_key"], "/app/")
+    assert shown.splitlines() == ["/app/a\tone", "/app/c\t3"]
     # the token reads /app/ only: another prefix is refused, and it is not shared anyway
     assert _sync_error(pair, "kv", "/other/", token).code == "unauthorized"
     with pair["a"].client() as a, pytest.raises(NotFoundError):
@@ -250,13 +248,11 @@ def test_a_mirror_runs_on_the_leader_reports_and_survives_failover(
             _run(b3, "federation", "mirror", "add", pair["a_key"], "kv", "/nope/", *common,
                  "--json")
         )  # fmt: skip
-        ns = namespace(_cid(pair), "/mir/")
 
         def synced(key: bytes) -> bool:
-            with b3.client() as c:
-                return c.kv.get(ns + key) is not None
+            return key in (synced_kv(b3, pair["a_key"], "/mir/") or {})
 
-        wait_for(lambda: synced(b"k1"), timeout=60)
+        wait_for(lambda: synced(b"/mir/k1"), timeout=60)
 
         def mirrors() -> dict[str, Any]:
             status = json.loads(_run(b3, "federation", "status", "--json"))
@@ -274,7 +270,7 @@ def test_a_mirror_runs_on_the_leader_reports_and_survives_failover(
         b3.kill(leader)
         with a.client() as c:
             c.kv.put("/mir/k2", b"v2")
-        wait_for(lambda: synced(b"k2"), timeout=90)
+        wait_for(lambda: synced(b"/mir/k2"), timeout=90)
 
 
 class _FlippingProxy:
@@ -322,7 +318,7 @@ class _FlippingProxy:
 def test_answers_flipped_on_the_wire_are_refused_with_nothing_visible(
     pair: dict[str, Any],
 ) -> None:
-    a, cid = pair["a"], _cid(pair)
+    a = pair["a"]
     puts = [{"put": {"key": f"/wire/k{i:03d}", "value": b"v" * 200}} for i in range(200)]
     with a.client() as c:  # answers well past the handshake
         c.call("kv.txn", {"compare": [], "success": puts, "failure": []})
@@ -331,8 +327,7 @@ def test_answers_flipped_on_the_wire_are_refused_with_nothing_visible(
         error = _sync_error_via(pair, "kv", "/wire/", token, proxy.endpoint)
         assert proxy.flipped and error.code == "unavailable", error.message
         assert "bad record mac" in error.message.lower()  # TLS caught it
-    with pair["b"].client() as b:  # nothing partial is visible
-        assert b.kv.get(namespace(cid, "/wire/") + b"k000") is None
+    assert synced_kv(pair["b"], pair["a_key"], "/wire/") is None  # nothing partial visible
     assert _sync(pair, "kv", "/wire/", token)["keys"] == 200  # directly: it completes
 
 

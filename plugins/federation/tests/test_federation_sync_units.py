@@ -103,7 +103,7 @@ def test_signed_state_verifies_and_refuses_tampering() -> None:
         SignedState.verified(wire, key=key.public, resource="kv:/app/", now=later)
 
 
-def test_kv_snapshot_digest_and_bounds() -> None:
+def test_kv_snapshot_digest_and_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
     from aspen.errors import ResourceExhaustedError
     from aspen_federation.kvsync import Snapshot
 
@@ -111,9 +111,41 @@ def test_kv_snapshot_digest_and_bounds() -> None:
     one.add(b"/a", b"1")
     two.add(b"/a", b"2")
     assert one.digest != two.digest and (one.count, one.bytes) == (1, 3)
+    assert one.matches({"digest": one.digest, "count": 1, "bytes": 3})
+    assert not one.matches({"digest": two.digest, "count": 1, "bytes": 3})
+    monkeypatch.setattr(limits, "KV_SYNC_MAX_BYTES", 1024)  # the bound, not its size
     big = Snapshot()
     with pytest.raises(ResourceExhaustedError, match="KV_SYNC_MAX_BYTES"):
-        big.add(b"/k", b"x" * (limits.KV_SYNC_MAX_BYTES + 1))
+        big.add(b"/k", b"x" * 1025)
+
+
+def test_a_mirror_runs_early_on_gossip_about_it_unless_backing_off() -> None:
+    from aspen_federation.mirror import MirrorWake, gossip_matches, runs_now
+
+    a, b = "aa" * 32, "bb" * 32
+    forge = {"key": a, "kind": "forge", "name": "acme/w", "next_run": 2000.0, "failures": 0}
+    pijul = {**forge, "kind": "pijul", "name": "poems:main"}
+    blob = {**forge, "kind": "blob", "name": "releases/"}
+    assert gossip_matches(forge, (a, "ref.updated", "acme/w"))
+    assert gossip_matches(forge, (a, "repo.created", "acme/w"))
+    assert not gossip_matches(forge, (b, "ref.updated", "acme/w"))  # another sender
+    assert not gossip_matches(forge, (a, "ref.updated", "acme/other"))
+    assert gossip_matches(pijul, (a, "channel.updated", "poems:main"))
+    assert not gossip_matches(pijul, (a, "channel.updated", "poems:dev"))
+    assert gossip_matches(blob, (a, "blob.available", "releases/v1.tar"))
+    assert not gossip_matches(blob, (a, "blob.available", "private/x"))
+    poked = frozenset({(a, "ref.updated", "acme/w")})
+    assert not runs_now(forge, 1000.0, frozenset())  # not due, nothing heard
+    assert runs_now(forge, 1000.0, poked)  # heard: runs before its interval
+    assert runs_now(forge, 3000.0, frozenset())  # due
+    failing = {**forge, "failures": 2}
+    assert not runs_now(failing, 1000.0, poked)  # gossip does not cut a back-off short
+
+    wake = MirrorWake()
+    for i in range(limits.MIRROR_GOSSIP_PENDING + 10):
+        wake.on_event({"payload": {"sender": a, "kind": "ref.updated", "subject": f"r/{i}"}})
+    wake.on_event({"payload": "not a map"})
+    assert len(wake.pending) == limits.MIRROR_GOSSIP_PENDING  # bounded
 
 
 def test_mirror_backoff_doubles_up_to_its_bound() -> None:

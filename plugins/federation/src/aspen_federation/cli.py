@@ -8,7 +8,7 @@ import click
 
 from aspen.cli import Duration, json_option, pass_cli
 from aspen.cli.context import CliContext
-from aspen.cli.output import EXIT_NO, echo_json, fail
+from aspen.cli.output import EXIT_NO, emit, fail
 from aspen.errors import AspenError
 from aspen_federation.trust import KINDS, LEVELS, MODES
 
@@ -24,29 +24,23 @@ def federation_cli() -> None:
     selectively."""
 
 
-def _show(cli: CliContext, result: dict[str, Any], line: str) -> None:
-    if cli.json:
-        echo_json(result)
-    else:
-        click.echo(line)
-
-
 @federation_cli.command("status")
 @json_option
 @pass_cli
 def status_cmd(cli: CliContext) -> None:
     """This cluster's key, name, DHT routing-table size and peers."""
     got = cli.client().call("federation.status", {})
-    if cli.json:
-        echo_json(got)
-        return
-    click.echo(f"{got['name']}  key {got['cluster_key']}  (id {got['key_id']})")
-    click.echo(
+    emit(cli, got, _status_lines)
+
+
+def _status_lines(got: dict[str, Any]) -> list[str]:
+    """``status`` as text: the cluster, its endpoints and DHT, then its peers."""
+    return [
+        f"{got['name']}  key {got['cluster_key']}  (id {got['key_id']})",
         f"endpoints {', '.join(got['endpoints'])}  "
-        f"dht port {got['dht_listen']}  dht nodes {got['dht_nodes']}"
-    )
-    for peer in got["peers"]:
-        click.echo(f"  {peer['key_id']}  {peer['level']:8}  {peer['name']}")
+        f"dht port {got['dht_listen']}  dht nodes {got['dht_nodes']}",
+        *(f"  {peer['key_id']}  {peer['level']:8}  {peer['name']}" for peer in got["peers"]),
+    ]
 
 
 @federation_cli.command("identity")
@@ -56,7 +50,7 @@ def identity_cmd(cli: CliContext) -> None:
     """This cluster's signed identity document (hex), for another cluster's operator."""
     got = cli.client().call("federation.identity", {})
     got["document"] = bytes(got["document"]).hex()
-    _show(cli, got, got["document"])
+    emit(cli, got, got["document"])
 
 
 @federation_cli.command("dht-bootstrap")
@@ -71,7 +65,7 @@ def dht_bootstrap_cmd(cli: CliContext, contact: str) -> None:
     got = cli.client().call(
         "federation.dht_bootstrap", {"host": host.strip("[]"), "port": int(port)}
     )
-    _show(cli, got, f"added DHT contact {contact}")
+    emit(cli, got, f"added DHT contact {contact}")
 
 
 @federation_cli.command("publish")
@@ -80,7 +74,7 @@ def dht_bootstrap_cmd(cli: CliContext, contact: str) -> None:
 def publish_cmd(cli: CliContext) -> None:
     """Publish this cluster's announcement now."""
     got = cli.client().call("federation.publish", {})
-    _show(cli, got, f"announcement stored on {got['stored']} DHT nodes")
+    emit(cli, got, f"announcement stored on {got['stored']} DHT nodes")
 
 
 @federation_cli.command("discover")
@@ -93,7 +87,7 @@ def discover_cmd(cli: CliContext, key: str) -> None:
         got = cli.client().call("federation.discover", {"key": key})
     except AspenError as exc:
         fail(f"error: {exc.message}", EXIT_NO)
-    _show(cli, got, f"{got['name']} ({got['key_id']}): {', '.join(got['endpoints'])}")
+    emit(cli, got, f"{got['name']} ({got['key_id']}): {', '.join(got['endpoints'])}")
 
 
 @federation_cli.command("trust")
@@ -104,7 +98,7 @@ def discover_cmd(cli: CliContext, key: str) -> None:
 def trust_cmd(cli: CliContext, key: str, level: str) -> None:
     """Set a remote cluster's trust level (blocked wins over everything)."""
     got = cli.client().call("federation.trust", {"key": key, "level": level})
-    _show(cli, got, f"{got['key_id']} is {level}")
+    emit(cli, got, f"{got['key_id']} is {level}")
 
 
 @federation_cli.command("requests")
@@ -113,11 +107,11 @@ def trust_cmd(cli: CliContext, key: str, level: str) -> None:
 def requests_cmd(cli: CliContext) -> None:
     """Pending trust requests."""
     got = cli.client().call("federation.requests", {})
-    if cli.json:
-        echo_json(got)
-        return
-    for req in got["requests"]:
-        click.echo(f"{req['cluster_key']}  {req['name']}  {req['description']}")
+    emit(
+        cli,
+        got,
+        lambda g: [f"{r['cluster_key']}  {r['name']}  {r['description']}" for r in g["requests"]],
+    )
 
 
 @federation_cli.command("request")
@@ -160,7 +154,7 @@ def share_cmd(cli: CliContext, kind: str, name: str, mode: str, allow: tuple[str
     got = cli.client().call(
         "federation.share", {"kind": kind, "name": name, "mode": mode, "allow": list(allow)}
     )
-    _show(cli, got, f"{kind} {name}: {mode}")
+    emit(cli, got, f"{kind} {name}: {mode}")
 
 
 @federation_cli.command("grant")
@@ -173,7 +167,7 @@ def grant_cmd(cli: CliContext, key: str, kind: str, name: str) -> None:
     """A read token for remote cluster KEY on one shared resource (refused unless its
     trust level and the resource's mode allow it)."""
     got = cli.client().call("federation.grant", {"key": key, "kind": kind, "name": name})
-    _show(cli, got, got["token"])
+    emit(cli, got, got["token"])
 
 
 @federation_cli.command("sync")
@@ -205,7 +199,7 @@ def sync_cmd(
         "git_url": git_url,
     }
     got = cli.client().call("federation.sync", params)
-    _show(cli, got, _synced_line(kind, name, got))
+    emit(cli, got, _synced_line(kind, name, got))
 
 
 @federation_cli.command("tell")
@@ -219,7 +213,7 @@ def tell_cmd(cli: CliContext, endpoint: str, kind: str, subject: str, token: str
     """Send a signed gossip message (KIND: repo.created, ref.updated, …) to a trusted peer."""
     params = {"endpoint": endpoint, "kind": kind, "subject": subject, "token": token}
     got = cli.client().call("federation.tell", params)
-    _show(cli, got, "accepted" if got.get("accepted") else "duplicate")
+    emit(cli, got, "accepted" if got.get("accepted") else "duplicate")
 
 
 @federation_cli.command("request-trust")
@@ -233,7 +227,7 @@ def request_trust_cmd(cli: CliContext, key: str) -> None:
         got = cli.client().call("federation.request_trust", {"key": key})
     except AspenError as exc:
         fail(f"error: {exc.message}", EXIT_NO)
-    _show(cli, got, f"trust request sent to {got['key_id']} ({got['inbox']})")
+    emit(cli, got, f"trust request sent to {got['key_id']} ({got['inbox']})")
 
 
 @federation_cli.command("events")
@@ -249,14 +243,16 @@ def events_cmd(cli: CliContext, start: int | None, follow: bool) -> None:
     else:
         events = client.events.read(start or 0, match=FEDERATION_EVENTS)["events"]
     for event in events:
-        if cli.json:
-            echo_json(event)
-        else:
-            payload = event.get("payload") or {}
-            click.echo(
-                f"{event['position']}  {event['name']}  {event['subject']}  "
-                f"{payload.get('kind', '')} {payload.get('subject', '')}"
-            )
+        emit(cli, event, _event_line)
+
+
+def _event_line(event: dict[str, Any]) -> str:
+    """One journal event as text (a gossip event with its kind and subject)."""
+    payload = event.get("payload") or {}
+    return (
+        f"{event['position']}  {event['name']}  {event['subject']}  "
+        f"{payload.get('kind', '')} {payload.get('subject', '')}"
+    )
 
 
 def _synced_line(kind: str, name: str, got: dict[str, Any]) -> str:
@@ -266,8 +262,32 @@ def _synced_line(kind: str, name: str, got: dict[str, Any]) -> str:
     if kind == "blob":
         return f"synced {got['blobs']} blobs ({got['fetched']} fetched) under {got['namespace']}"
     if kind == "kv":
-        return f"synced {got['keys']} keys (revision {got['revision']}) under {got['namespace']}"
+        return (
+            f"synced {got['keys']} keys (revision {got['revision']}) as generation "
+            f"{got['generation']}: aspen federation kv-get KEY {name}"
+        )
     return f"synced {len(got['refs'])} refs into {name} under {got['namespace']}"
+
+
+@federation_cli.command("kv-get")
+@click.argument("key")
+@click.argument("prefix")
+@json_option
+@pass_cli
+def kv_get_cmd(cli: CliContext, key: str, prefix: str) -> None:
+    """The KV prefix PREFIX as last synced from cluster KEY (one complete snapshot)."""
+    client = cli.client()
+    params: dict[str, Any] = {"key": key, "name": prefix}
+    while True:
+        got = client.call("federation.kv_read", params)
+        for kv in got["kvs"]:
+            key_text = bytes(kv["key"]).decode(errors="replace")
+            value = bytes(kv["value"]).decode(errors="replace")
+            row = {"key": key_text, "value": value, "revision": got["revision"]}
+            emit(cli, row, f"{key_text}\t{value}")
+        if not got["more"] or not got["kvs"]:
+            return
+        params["after"] = bytes(got["kvs"][-1]["key"])
 
 
 @federation_cli.group("mirror")
@@ -299,7 +319,7 @@ def mirror_add_cmd(
         "every": every,
     }
     got = cli.client().call("federation.mirror_add", params)
-    _show(cli, got, f"mirror {got['id']}: {kind} {name} every {got['every']:g}s")
+    emit(cli, got, f"mirror {got['id']}: {kind} {name} every {got['every']:g}s")
 
 
 @mirror_cli.command("list")
@@ -308,15 +328,14 @@ def mirror_add_cmd(
 def mirror_list_cmd(cli: CliContext) -> None:
     """Every mirror with its last result."""
     got = cli.client().call("federation.mirror_list", {})
-    if cli.json:
-        echo_json(got)
-        return
-    for m in got["mirrors"]:
-        last = m["last"]
-        state = "never run" if not last else ("ok" if last["ok"] else f"error: {last['error']}")
-        click.echo(
-            f"{m['id']}  {m['key_id']}  {m['kind']} {m['name']}  every {m['every']:g}s  {state}"
-        )
+    emit(cli, got, lambda g: [_mirror_line(m) for m in g["mirrors"]])
+
+
+def _mirror_line(m: dict[str, Any]) -> str:
+    """One mirror as text: what, how often, how its last run went."""
+    last = m["last"]
+    state = "never run" if not last else ("ok" if last["ok"] else f"error: {last['error']}")
+    return f"{m['id']}  {m['key_id']}  {m['kind']} {m['name']}  every {m['every']:g}s  {state}"
 
 
 @mirror_cli.command("remove")

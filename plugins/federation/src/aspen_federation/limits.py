@@ -128,12 +128,20 @@ GOSSIP_WATCH_RETRY_SECONDS = 1.0
 
 #: Largest signed state (a channel's head, a blob listing, a KV snapshot's digest), encoded.
 MAX_SIGNED_STATE_BYTES = 256 * 1024
-#: Most keys one KV prefix snapshot carries: it is written in one ``kv.txn`` (core
-#: ``MAX_TXN_OPS`` = 1000, less room for the sync record and deletes of gone keys).
-KV_SYNC_MAX_KEYS = 900
-#: Most bytes (keys + values) of one KV prefix snapshot: one ``kv.txn`` is one Raft entry
-#: (core ``MAX_ENTRY_BYTES`` = 3 MiB).
-KV_SYNC_MAX_BYTES = 2 * 1024 * 1024
+#: Most keys one KV prefix snapshot carries (it is staged page by page into a generation
+#: of its own, then made visible in one small txn).
+KV_SYNC_MAX_KEYS = 200_000
+#: Most bytes (keys + values) of one KV prefix snapshot.
+KV_SYNC_MAX_BYTES = 256 * 1024 * 1024
+#: Most keys one page of a KV sync fetches from the origin and writes in one ``kv.txn``
+#: (core ``MAX_TXN_OPS`` = 1000 with the sync record; the core bounds each page's bytes by
+#: ``MAX_RANGE_PAGE_BYTES`` = 2 MiB, under ``MAX_ENTRY_BYTES`` = 3 MiB with the longer
+#: local keys).
+KV_SYNC_PAGE_KEYS = 500
+#: Most keys one request deletes when an old generation of a synced prefix goes.
+KV_SYNC_DELETE_SLICE = 1000
+#: Most key-values one ``federation.kv_read`` answers.
+KV_READ_MAX_KEYS = 1000
 #: Most pinned blobs one blob share lists (and one blob sync fetches).
 BLOB_SYNC_MAX_PINS = 1000
 #: Most bytes one blob sync fetches in all (each blob is also bounded by the core's
@@ -154,6 +162,12 @@ MIRROR_MIN_SECONDS = 5.0
 MIRROR_MAX_BACKOFF_SECONDS = 3600.0
 #: How often the leader looks for mirrors that are due.
 MIRROR_POLL_SECONDS = 1.0
+#: After gossip about a mirrored resource, how long the leader gathers more before it
+#: runs the mirrors it names (a burst of pushes is one sync).
+MIRROR_GOSSIP_DEBOUNCE_SECONDS = 1.0
+#: Most distinct gossip messages noted for the mirrors between two runs (the rest wait
+#: for their interval).
+MIRROR_GOSSIP_PENDING = 1024
 #: Largest pack one git sync fetches (the forge's receiver refuses more while indexing).
 SYNC_MAX_PACK_BYTES = 4 * 1024 * 1024 * 1024
 #: Largest Pijul change a sync takes (aspen-pijul's ``MAX_CLUSTER_CHANGE_BYTES``).

@@ -7,6 +7,13 @@ when it is next due and the last result. Every node runs :func:`mirror_loop`; on
 Raft leader acts, and since the schedule lives in KV a new leader carries on where the old
 one stopped. A failing mirror backs off (the interval doubled per failure in a row, up to
 ``MIRROR_MAX_BACKOFF_SECONDS``); ``status --json`` lists every mirror with its last result.
+
+Mirrors also react to gossip (:class:`MirrorWake`): when the origin cluster tells us the
+resource changed (the journal event ``federation.gossip``: ``ref.updated`` /
+``repo.created`` of a mirrored repository, ``channel.updated`` of a mirrored channel,
+``blob.available`` of a pin under a mirrored prefix), the leader runs that mirror after
+``MIRROR_GOSSIP_DEBOUNCE_SECONDS`` (a burst is one run) instead of waiting for its
+interval; a failing mirror still waits out its back-off.
 """
 
 from __future__ import annotations
@@ -28,13 +35,16 @@ from aspen_federation.identity import key_id
 
 __all__ = [
     "MIRRORS",
+    "MirrorWake",
     "add_mirror",
     "backoff",
+    "gossip_matches",
     "list_mirrors",
     "mirror_id",
     "mirror_loop",
     "remove_mirror",
     "run_due",
+    "runs_now",
 ]
 
 log = logging.getLogger("aspen_federation")
@@ -42,6 +52,8 @@ log = logging.getLogger("aspen_federation")
 #: ``mirrors/<id>`` -> a mirror's record.
 MIRRORS = b"/_aspen/federation/mirrors/"
 _AAD = b"aspen-federation/mirror-token/v1"
+#: What a ``federation.gossip`` event says: ``(sender key hex, kind, subject)``.
+Gossip = tuple[str, str, str]
 
 
 def mirror_id(remote: bytes, kind: str, name: str) -> str:
@@ -160,12 +172,15 @@ async def _run_one(service: Any, record: dict[str, Any]) -> dict[str, Any]:
     return await pull_resource(service, remote, resource, channel, token, endpoint)
 
 
-async def run_due(service: Any, now: float | None = None) -> int:
-    """Run every mirror that is due, recording each result; how many ran."""
+async def run_due(
+    service: Any, now: float | None = None, poked: frozenset[Gossip] = frozenset()
+) -> int:
+    """Run every mirror that is due, or that ``poked`` gossip is about and is not backing
+    off after a failure, recording each result; how many ran."""
     ran = 0
     for mid, record, revision in await _records(service):
         moment = time.time() if now is None else now
-        if record["next_run"] > moment:
+        if not runs_now(record, moment, poked):
             continue
         ran += 1
         try:
@@ -201,11 +216,69 @@ def _summary(result: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def runs_now(record: dict[str, Any], now: float, poked: frozenset[Gossip]) -> bool:
+    """Whether a mirror runs now: it is due, or gossip says its resource changed and it
+    is not backing off after a failure."""
+    if record["next_run"] <= now:
+        return True
+    return record["failures"] == 0 and any(gossip_matches(record, g) for g in poked)
+
+
+def gossip_matches(record: dict[str, Any], gossip: Gossip) -> bool:
+    """Whether ``gossip`` from the origin says the mirrored resource changed."""
+    sender, kind, subject = gossip
+    if sender != record["key"]:
+        return False
+    name = record["name"]
+    if record["kind"] == "forge":
+        return kind in ("ref.updated", "repo.created") and subject == name
+    if record["kind"] == "pijul":
+        return kind == "channel.updated" and subject == name
+    if record["kind"] == "blob":
+        return kind == "blob.available" and subject.startswith(name)
+    return False
+
+
+class MirrorWake:
+    """Gossip heard on the leader that may make a mirror run early (in memory, bounded by
+    ``MIRROR_GOSSIP_PENDING``; a lost one only means waiting for the interval)."""
+
+    def __init__(self) -> None:
+        self.pending: set[Gossip] = set()
+        self._event = anyio.Event()
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        """Note a ``federation.gossip`` journal event."""
+        payload = event.get("payload")
+        if not isinstance(payload, dict) or len(self.pending) >= limits.MIRROR_GOSSIP_PENDING:
+            return
+        gossip = (str(payload.get("sender")), str(payload.get("kind")), str(payload.get("subject")))
+        self.pending.add(gossip)
+        self._event.set()
+
+    async def next(self, timeout: float) -> frozenset[Gossip]:
+        """The gossip heard within ``timeout`` (collected for the debounce once any came)."""
+        with anyio.move_on_after(timeout):
+            await self._event.wait()
+        if self._event.is_set():
+            await anyio.sleep(limits.MIRROR_GOSSIP_DEBOUNCE_SECONDS)
+        heard, self.pending = frozenset(self.pending), set()
+        self._event = anyio.Event()
+        return heard
+
+
 async def mirror_loop(service: Any) -> None:
-    """On the leader, run the mirrors that are due, every ``MIRROR_POLL_SECONDS``."""
-    while True:
-        await anyio.sleep(limits.MIRROR_POLL_SECONDS)
-        if not service.node.is_leader:
-            continue
-        with contextlib.suppress(AspenError):
-            await run_due(service)
+    """On the leader, run the mirrors that are due every ``MIRROR_POLL_SECONDS``, and
+    those gossip is about soon after it arrives."""
+    from aspen_federation.follow import follow_on_leader
+    from aspen_federation.inbox import GOSSIP_EVENT
+
+    wake = MirrorWake()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(follow_on_leader, service.node, [GOSSIP_EVENT], wake.on_event)
+        while True:
+            poked = await wake.next(limits.MIRROR_POLL_SECONDS)
+            if not service.node.is_leader:
+                continue
+            with contextlib.suppress(AspenError):
+                await run_due(service, poked=poked)

@@ -7,6 +7,8 @@ gossip about shared resources:
 * ``forge.push`` of a shared repository -> ``ref.updated`` (subject ``OWNER/NAME``);
 * ``pijul.channel_update`` of a shared Pijul repository -> ``channel.updated`` (subject
   ``REPO:CHANNEL``);
+* a blob newly pinned under a shared blob prefix (the core's ``blob.pinned`` bus event,
+  on the leader) -> ``blob.available`` (subject: the pin name);
 * a resource newly shared -> ``repo.created`` (the moment peers may first read it);
 * a grant revoked (unshare, narrowed allow-list, block) -> ``token.revoked`` to the
   cluster that held it, if this one trusts it (subject: the token id).
@@ -24,7 +26,6 @@ batch (counted in ``stats``).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections import OrderedDict
@@ -36,6 +37,7 @@ import msgpack
 
 from aspen.errors import AspenError
 from aspen_federation import limits
+from aspen_federation.follow import follow_on_leader
 from aspen_federation.gossip import GossipMessage
 from aspen_federation.inbox import GOSSIP_PATH, post, remote_inbox, resource_of
 from aspen_federation.ratelimit import GossipLimiter
@@ -103,6 +105,11 @@ class GossipOutbox:
             self.stats["dropped"] += 1
         self._wake.set()
 
+    def on_blob_pinned(self, pin: str) -> None:
+        """Queue ``blob.available`` for a blob newly pinned as ``pin`` (whether a shared
+        prefix covers it is checked on send)."""
+        self.enqueue("blob.available", pin)
+
     def on_event(self, event: dict[str, Any]) -> None:
         """Queue the gossip a journal event calls for (shared or not is checked on send)."""
         kind = WATCHED.get(str(event.get("name")))
@@ -118,38 +125,8 @@ class GossipOutbox:
             tg.start_soon(self._send_loop)
 
     async def _follow(self) -> None:
-        """Follow ``WATCHED`` events from now on, on the leader; re-open after an error
-        or a leadership change."""
-        node = self.service.node
-        while True:
-            if not node.is_leader:
-                await anyio.sleep(limits.CONTACT_PING_SECONDS)
-                continue
-            try:
-                await self._follow_once()
-            except Exception:  # best-effort: a bug here must not stop the node
-                log.exception("federation: gossip journal watch failed")
-            await anyio.sleep(limits.GOSSIP_WATCH_RETRY_SECONDS)
-
-    async def _follow_once(self) -> None:
-        async with anyio.create_task_group() as tg:
-            for name in WATCHED:
-                tg.start_soon(self._watch, name, tg.cancel_scope)
-
-    async def _watch(self, name: str, scope: anyio.CancelScope) -> None:
-        """Queue gossip for ``name`` events until this node stops leading or the watch
-        fails (then every watch is cancelled, and re-opened after a pause)."""
-        watch = self.service.node.events.watch(None, match=name)
-        try:
-            async with contextlib.aclosing(watch) as items:
-                async for item in items:
-                    if not self.service.node.is_leader:
-                        break
-                    for event in item.get("events") or ():
-                        self.on_event(event)
-        except AspenError as exc:
-            log.info("federation: gossip journal watch of %s ended: %s", name, exc)
-        scope.cancel()
+        """Queue gossip for ``WATCHED`` events applied while this node leads."""
+        await follow_on_leader(self.service.node, WATCHED, self.on_event)
 
     async def _send_loop(self) -> None:
         while True:
@@ -202,9 +179,11 @@ class GossipOutbox:
         """The trusted clusters that may read what ``item`` is about."""
         if item.only:
             return [item.only] if item.only in trusted else []
-        resource = resource_of(item.kind, item.subject)
-        mode, allowed = await self.service.share(resource)
-        return [p for p in trusted if may_read("trusted", mode, allowed, p)]
+        if item.kind == "blob.available":  # subject: the pin, under any shared prefix
+            shares = await self.service.blob_shares_of(item.subject)
+        else:
+            shares = [await self.service.share(resource_of(item.kind, item.subject))]
+        return [p for p in trusted if any(may_read("trusted", m, a, p) for m, a in shares)]
 
     async def _deliver(
         self, peer: bytes, messages: list[bytes], limiter: anyio.CapacityLimiter

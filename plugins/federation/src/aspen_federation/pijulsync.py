@@ -12,6 +12,14 @@ of the same repository (``pijul.append``: a compare-and-swap on the channel's le
 dependencies checked). Local channels are never touched. A tampered change or log stops
 the sync before anything is appended; stored but unappended changes are invisible (a
 channel is its log) and make a re-run cheaper; a re-run with nothing new appends nothing.
+
+Visibility: more than ``PIJUL_SYNC_BATCH`` missing changes are appended in several
+``pijul.append`` steps (one is one ``kv.txn`` of two puts per change, so aspen-pijul
+bounds it by ``MAX_APPEND_HASHES`` under the core's ``MAX_TXN_OPS``; Pijul has no channel
+rename to swap a staged channel in). Between steps the remote channel shows a **prefix of
+the origin's log**, in the origin's order: every change's dependencies come before it, so
+each prefix is a valid channel state, never a mix of two logs; the next step or the next
+sync carries it on to the signed length.
 """
 
 from __future__ import annotations

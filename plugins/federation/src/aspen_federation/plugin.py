@@ -139,6 +139,16 @@ def _start_inbox(node: Any, service: Any, listen: str) -> None:
 
 
 @aspen.hookimpl
+def aspen_on_blob_event(event: Any, node: Any) -> None:
+    """On the leader, a blob pinned under a shared prefix is gossiped (``blob.available``)."""
+    if event.name != "blob.pinned" or not node.is_leader:
+        return
+    service = node.plugin_state(PLUGIN).get("service")
+    if service is not None and service.outbox is not None:
+        service.outbox.on_blob_pinned(event.pin)
+
+
+@aspen.hookimpl
 async def aspen_shutdown(node: Any) -> None:
     """Close the DHT session."""
     inbox = node.plugin_state(PLUGIN).get("inbox")

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from aspen.errors import InvalidArgumentError, UnavailableError
+from aspen.errors import AspenError, InvalidArgumentError, UnavailableError
+from aspen.limits import MAX_KEY_BYTES
 from aspen.plugins.types import RpcHandler
 from aspen.rpc.params import (
     optional_int,
@@ -277,6 +278,38 @@ async def kv_state(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
     return (await state(_service(ctx), _resource(params))).to_wire()
 
 
+async def kv_read(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """A page of the KV prefix ``name`` synced from cluster ``key``: its visible (complete)
+    generation, with the origin's keys after ``after``."""
+    from aspen_federation.kvsync import read_synced
+
+    name = require_str(params, "name", max_len=limits.MAX_RESOURCE_BYTES)
+    parse_resource("kv", name)
+    after = params.get("after", b"")
+    if isinstance(after, str):
+        after = after.encode()
+    if not isinstance(after, bytes) or len(after) > MAX_KEY_BYTES:
+        raise InvalidArgumentError(
+            f"after must be a key of at most MAX_KEY_BYTES ({MAX_KEY_BYTES})"
+        )
+    most = optional_int(
+        params, "limit", limits.KV_READ_MAX_KEYS, min=1, max=limits.KV_READ_MAX_KEYS
+    )
+    return await read_synced(_service(ctx), _key(params), name, after, most)
+
+
+def _kv_read_scope(params: dict[str, Any]) -> list[str]:
+    """``kv_read`` needs read access to what was synced from that cluster, as a direct
+    read of its keys would."""
+    from aspen_federation.kvsync import NAMESPACE
+
+    try:
+        cluster = key_id(_key(params)) + "/"
+    except AspenError:
+        cluster = ""
+    return [f"kv:read:{NAMESPACE.decode()}{cluster}"]
+
+
 def _kind_scope(kind: str) -> Any:
     """The read capability a ``*_state`` request needs: that of the resource it names."""
 
@@ -299,12 +332,19 @@ def _state_handlers() -> list[RpcHandler]:
         for kind, handler in (("pijul", pijul_state), ("blob", blob_state), ("kv", kv_state))
     ] + [
         RpcHandler(
+            "federation.kv_read",
+            kv_read,
+            doc=kv_read.__doc__ or "",
+            capability="kv:read",
+            scope=_kv_read_scope,
+        ),
+        RpcHandler(
             "federation.pijul_change",
             pijul_change,
             doc=pijul_change.__doc__ or "",
             capability="pijul:read",
             scope=_kind_scope("pijul"),
-        )
+        ),
     ]
 
 

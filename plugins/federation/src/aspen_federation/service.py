@@ -351,6 +351,19 @@ class FederationService:
         record = _unpack(got["kvs"][0]["value"])
         return str(record["mode"]), frozenset(bytes(a) for a in record["allow"])
 
+    async def blob_shares_of(self, pin: str) -> list[tuple[str, frozenset[bytes]]]:
+        """Mode and allow-list of every blob share whose prefix ``pin`` starts with."""
+        records, _, _ = await paging.collect(
+            self.node.call, keys.share("blob:"), most=limits.MAX_SHARES, local=True
+        )
+        out = []
+        for kv in records:
+            prefix = bytes(kv["key"])[len(keys.share("blob:")) :].decode()
+            if pin.startswith(prefix):
+                record = _unpack(kv["value"])
+                out.append((str(record["mode"]), frozenset(bytes(a) for a in record["allow"])))
+        return out
+
     async def public_shares(self) -> list[str]:
         """The first resources shared publicly (for the announcement)."""
         records, _, _ = await paging.collect(
