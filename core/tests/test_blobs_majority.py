@@ -130,6 +130,13 @@ def test_put_durable_falls_back_to_a_majority_and_is_repaired(cluster: Cluster) 
     back = cluster.nodes[down - 1].node.blobs
     wait_for(lambda: back.store.has(ref.hash), timeout=SETTLE_SECONDS)
 
+    # below a majority the durable put is refused too, naming what it needed
+    for i in (1, 2, 3):
+        if i != put_via:
+            cluster.nodes[i - 1].stop()
+    with pytest.raises(UnavailableError, match="1 of the 3 nodes asked for, at least 2 needed"):
+        node.call(functools.partial(blobs.put_durable, os.urandom(1000), pin="test/lost"))
+
 
 async def _read(blobs, digest: str) -> bytes:
     return b"".join([piece async for piece in blobs.open(digest)])

@@ -294,10 +294,11 @@ class BlobService:
                 for target in batch:
                     tg.start_soon(self._copy_to, target, ref, self.node.id, holders, failures)
         if len(holders) < enough:
+            needed = f", at least {enough} needed" if enough < want else ""
             raise UnavailableError(
-                f"blob {ref.hash} is stored on {len(holders)} of the {want} nodes asked for "
-                f"({'; '.join(failures) or 'not enough members'}); try again later or with "
-                "fewer replicas",
+                f"blob {ref.hash} is stored on {len(holders)} of the {want} nodes asked for"
+                f"{needed} ({'; '.join(failures) or 'not enough members'}); try again later "
+                "or with fewer replicas",
                 hash=ref.hash,
                 stored=len(holders),
                 replicas=want,
