@@ -152,6 +152,31 @@ def test_disable_keeps_the_cursor_and_enable_resumes(node, cli, tmp_path) -> Non
     assert json.loads(cli("hooks", "list", "--json").stdout) == []
 
 
+def test_a_run_in_progress_when_its_handler_is_disabled_finishes_and_is_not_run_again(
+    node, cli, tmp_path
+) -> None:
+    """Disabling a handler while its command runs used to kill the run after its work was
+    done and before its cursor moved, so enabling ran the event a second time."""
+    out = tmp_path / "seen"
+    cmd = _append(out, "ASPEN_HOOK_KEY") + "; sleep 3"
+    assert cli("hooks", "add", "slow", "--on", "kv.put:/s/*", "--shell", cmd).exit_code == 0
+    with node.client() as c:
+        c.kv.put(b"/s/1", b"x")
+        wait_for(lambda: _lines(out) == ["/s/1"], timeout=10)  # its run now sleeps
+        assert cli("hooks", "disable", "slow").exit_code == 0
+        c.kv.put(b"/s/2", b"x")
+        assert cli("hooks", "enable", "slow").exit_code == 0
+        wait_for(lambda: len(_lines(out)) >= 2, timeout=30)
+
+    def caught_up() -> dict:
+        m = json.loads(cli("hooks", "metrics", "slow", "--json").stdout)
+        return m if m["lag"] == 0 and m["succeeded"] >= 2 else {}
+
+    metrics = wait_for(caught_up, timeout=30)
+    assert _lines(out) == ["/s/1", "/s/2"] and metrics["succeeded"] == 2
+    assert cli("hooks", "remove", "slow").exit_code == 0
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

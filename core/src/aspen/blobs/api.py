@@ -30,6 +30,19 @@ class BlobsAPI(Protocol):
         nodes (default: the cluster's setting, else ``min(3, voters)``) hold them durably."""
         ...
 
+    async def put_durable(
+        self,
+        source: bytes | Iterable[bytes] | AsyncIterable[bytes],
+        *,
+        pin: str | None = None,
+        size: int | None = None,
+    ) -> BlobRef:
+        """Like :meth:`put` at the cluster's replica count, but when members are down
+        acknowledged once a majority of the voters hold the bytes (as durable as the Raft
+        log that will name them; repaired to the replica count when members return).
+        ``unavailable`` if not even a majority can hold them."""
+        ...
+
     def open(self, digest: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
         """Iterate the verified bytes of ``digest`` (``[offset, offset + length)``)."""
         ...

@@ -124,6 +124,27 @@ class BlobService:
         return their :class:`BlobRef` once ``replicas`` nodes hold them durably."""
         if pin is not None:
             check_pin_name(pin)
+        writer = await self._write(source, size)
+        return await self.publish(writer, replicas, pin)
+
+    async def put_durable(
+        self, source: BlobSource, *, pin: str | None = None, size: int | None = None
+    ) -> BlobRef:
+        """Store the bytes of ``source`` like :meth:`put` at the cluster's replica count,
+        but acknowledge them once a majority of the voters hold them if members are down
+        (as durable as the Raft log that will name the blob); the repairer copies them to
+        the rest when those members are back. ``unavailable`` below a majority."""
+        if pin is not None:
+            check_pin_name(pin)
+        writer = await self._write(source, size)
+        return await self.publish(writer, None, pin, minimum=self.majority())
+
+    def majority(self) -> int:
+        """How many nodes are a majority of the cluster's voters."""
+        return len(self.node.parts.cluster.replicator.conf.voters) // 2 + 1
+
+    async def _write(self, source: BlobSource, size: int | None) -> BlobWriter:
+        """A writer holding the bytes of ``source`` (not yet committed)."""
         if isinstance(source, (bytes, bytearray, memoryview)):
             size = len(source)
         writer = await anyio.to_thread.run_sync(self.store.writer, size)
@@ -133,7 +154,7 @@ class BlobService:
         except BaseException:
             writer.abort()
             raise
-        return await self.publish(writer, replicas, pin)
+        return writer
 
     async def open(
         self, digest: str, offset: int = 0, length: int | None = None
@@ -211,16 +232,23 @@ class BlobService:
 
     # ------------------------------------------------------------------ put: replicate, record
     async def publish(
-        self, writer: BlobWriter, replicas: int | None, pin: str | None, tee: Tee | None = None
+        self,
+        writer: BlobWriter,
+        replicas: int | None,
+        pin: str | None,
+        tee: Tee | None = None,
+        *,
+        minimum: int | None = None,
     ) -> BlobRef:
         """Commit ``writer`` here, have the members of ``tee`` commit their streamed copies,
-        copy the blob to more members until ``replicas`` nodes hold it, record it."""
+        copy the blob to more members until ``replicas`` nodes hold it, record it (with
+        ``minimum``, accepted once that many hold it when ``replicas`` cannot be met)."""
         ref = await anyio.to_thread.run_sync(writer.commit)
         want = await self.replica_count(replicas)
         holders = [self.node.id]
         if tee is not None:
             holders += await tee.commit(ref.hash)
-        holders = await self._replicate(ref, want, holders)
+        holders = await self._replicate(ref, want, holders, min(want, minimum or want))
         await self.meta.commit_put(ref.hash, ref.size, holders, want, pin)
         return BlobRef(ref.hash, ref.size, len(holders))
 
@@ -251,8 +279,11 @@ class BlobService:
         random.shuffle(learners)
         return voters + learners
 
-    async def _replicate(self, ref: BlobRef, want: int, holders: list[str]) -> list[str]:
-        """Have other members copy ``ref`` from here until ``want`` nodes hold it."""
+    async def _replicate(
+        self, ref: BlobRef, want: int, holders: list[str], enough: int
+    ) -> list[str]:
+        """Have other members copy ``ref`` from here until ``want`` nodes hold it; refused
+        (``unavailable``) if fewer than ``enough`` do when no member is left to try."""
         holders = list(holders)
         candidates = [m for m in self._other_members() if m not in holders]
         failures: list[str] = []
@@ -262,11 +293,12 @@ class BlobService:
             async with anyio.create_task_group() as tg:
                 for target in batch:
                     tg.start_soon(self._copy_to, target, ref, self.node.id, holders, failures)
-        if len(holders) < want:
+        if len(holders) < enough:
+            needed = f", at least {enough} needed" if enough < want else ""
             raise UnavailableError(
-                f"blob {ref.hash} is stored on {len(holders)} of the {want} nodes asked for "
-                f"({'; '.join(failures) or 'not enough members'}); try again later or with "
-                "fewer replicas",
+                f"blob {ref.hash} is stored on {len(holders)} of the {want} nodes asked for"
+                f"{needed} ({'; '.join(failures) or 'not enough members'}); try again later "
+                "or with fewer replicas",
                 hash=ref.hash,
                 stored=len(holders),
                 replicas=want,

@@ -12,8 +12,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
+
 from aspen.client import prefix_end
-from aspen.errors import NotFoundError
+from aspen.errors import NotFoundError, NotLeaderError, UnavailableError
 from aspen.rpc.params import require_bytes, require_int
 from aspen_coord import limits, store
 from aspen_coord.errors import NotHeldError, raise_typed
@@ -62,10 +64,30 @@ async def proclaim(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
     return {"revision": int(result["header"]["revision"])}
 
 
+async def _queue_now(node: Any, where: bytes) -> tuple[list[Entry], int]:
+    """The election's queue and its revision, read linearizably within
+    ``COORD_ELECTION_READ_SECONDS`` (a read cut short by a leader change is tried again
+    meanwhile); ``unavailable`` when this node cannot reach a quorum that soon (as etcd's
+    election API, it never answers from a possibly stale replica)."""
+    bound = limits.COORD_ELECTION_READ_SECONDS
+    with anyio.move_on_after(bound):
+        while True:
+            try:
+                return await entries(node, where)
+            except NotLeaderError:
+                await anyio.sleep(limits.COORD_ELECTION_READ_RETRY_SECONDS)
+    raise UnavailableError(
+        f"this node could not reach the cluster's leader within "
+        f"COORD_ELECTION_READ_SECONDS={bound} s to read the election; "
+        "it may be cut off: observe through another node",
+        bound="COORD_ELECTION_READ_SECONDS",
+    )
+
+
 async def leader(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
     """The current leader of election ``name``: ``{value, fence, lease}``; ``not_found``
-    when nobody leads."""
-    queue, _ = await entries(ctx.node, prefix("election", name_of(params)))
+    when nobody leads, ``unavailable`` when this node cannot reach a quorum promptly."""
+    queue, _ = await _queue_now(ctx.node, prefix("election", name_of(params)))
     if not queue:
         raise NotFoundError(f"election {name_of(params)!r} has no leader")
     return _wire(queue[0]) or {}
@@ -74,9 +96,11 @@ async def leader(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
 async def observe(ctx: Any, params: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
     """Stream ``{leader: {value, fence, lease} | None, revision}``: the leader now, then
     every change of leader or of its value. The queue is read once, then kept up to date
-    event by event from a watch, so no change is skipped, even two in one watch message."""
+    event by event from a watch, so no change is skipped, even two in one watch message.
+    ``unavailable`` (after ``COORD_ELECTION_READ_SECONDS``) when this node cannot reach a
+    quorum: it never reports a leader from a possibly stale replica."""
     where = prefix("election", name_of(params))
-    queue, revision = await entries(ctx.node, where)
+    queue, revision = await _queue_now(ctx.node, where)
     by_key = {e.key: e for e in queue}
     last = _wire(queue[0] if queue else None)
     yield {"leader": last, "revision": revision}

@@ -31,6 +31,14 @@ COORD_MAX_WAIT_SECONDS = 600.0
 COORD_MIN_TTL_SECONDS = 1
 COORD_MAX_TTL_SECONDS = 3600
 
+# --- Elections -------------------------------------------------------------------------
+#: Seconds ``election observe`` / ``election leader`` wait for their linearizable read of
+#: the election before answering ``unavailable`` (a node cut off from the cluster's leader
+#: would otherwise wait the core's PROPOSAL_TIMEOUT_SECONDS and answer ``timeout``).
+COORD_ELECTION_READ_SECONDS = 3.0
+#: Seconds before that read is tried again when a leader change cut it short.
+COORD_ELECTION_READ_RETRY_SECONDS = 0.2
+
 # --- Counters and sequences ------------------------------------------------------------
 #: Counters are signed 64-bit integers; an add or cas outside this range is refused.
 COORD_COUNTER_MIN = -(2**63)

@@ -33,6 +33,9 @@ HOOKS_STATE_FLUSH_SECONDS = 0.2
 #: progress).
 HOOKS_IDLE_FLUSH_SECONDS = 5.0
 HOOKS_IDLE_SAVE_REVISIONS = 1000
+#: Longest time a handler whose spec changed (disabled, reset, replaced, removed) may
+#: finish the run in progress before the runner cancels it (it stops at once when idle).
+HOOKS_STOP_GRACE_SECONDS = 5.0
 #: Tries of one progress or dead-letter save through brief trouble (timeouts, elections).
 HOOKS_SAVE_ATTEMPTS = 5
 #: Largest handler outcome kept in a dead-letter entry, in bytes (larger outputs are cut).

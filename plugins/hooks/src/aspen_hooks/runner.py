@@ -88,15 +88,22 @@ class Runner:
         worker starts only after the old one has stopped and saved its progress."""
         name = key[len(HANDLERS) :].decode()
         old = self._installed.pop(name, None)
+        old_worker = self.workers.pop(name, None)
         if old is not None:
-            old.scope.cancel()
-        self.workers.pop(name, None)
+            if old_worker is not None:
+                old_worker.stop(old.scope)
+            else:
+                old.scope.cancel()
         if record is None or record["value"] is None:
             return
         spec = HandlerSpec(**record["value"])
         installed = _Installed(spec, anyio.CancelScope(), anyio.Event())
         self._installed[name] = installed
-        worker = HandlerWorker(self, spec, record["create_revision"]) if spec.enabled else None
+        worker = (
+            HandlerWorker(self, spec, record["create_revision"], record["mod_revision"])
+            if spec.enabled
+            else None
+        )
         if worker is not None:
             self.workers[name] = worker
         after = old.done if old is not None else None

@@ -61,12 +61,19 @@ class HandlerWorker:
     ``--replace``) tells which saved state still applies.
     """
 
-    def __init__(self, runner: Runner, spec: HandlerSpec, create_revision: int) -> None:
+    def __init__(
+        self, runner: Runner, spec: HandlerSpec, create_revision: int, spec_revision: int
+    ) -> None:
         self.runner = runner
         self.node = runner.node
         self.spec = spec
         self.pattern = spec.pattern
         self.create_revision = create_revision
+        #: The revision ``spec`` was written at: an event after a newer write of the
+        #: handler's record is not this worker's to deliver.
+        self.spec_revision = spec_revision
+        #: Set by :meth:`stop` while a run is in progress: cancelled once it ends.
+        self._stop_scope: anyio.CancelScope | None = None
         self.state = HandlerState(cursor=spec.start_revision or create_revision)
         self.saved_cursor = self.state.cursor
         self.saved_position = self.state.position
@@ -209,8 +216,33 @@ class HandlerWorker:
     def _advance(self, revision: int) -> None:
         self.state.cursor = max(self.state.cursor, revision)
 
+    def stop(self, scope: anyio.CancelScope) -> None:
+        """The runner replaces this worker (its spec changed): cancel ``scope`` (the
+        worker's) now if no run is in progress, else once the run ends (at most
+        ``HOOKS_STOP_GRACE_SECONDS`` from now), so that a run that did its work is not
+        cut short and delivered again by the next worker."""
+        if self.state.in_flight == 0:
+            scope.cancel()
+            return
+        self._stop_scope = scope
+        grace = anyio.current_time() + limits.HOOKS_STOP_GRACE_SECONDS
+        scope.deadline = min(scope.deadline, grace)
+
+    async def _check_current(self, revision: int) -> None:
+        """Raise :class:`SpecChanged` if the handler's record was written again (or
+        removed) before ``revision``: from the change on, the events belong to the next
+        worker, or to nobody (disabled), even when the runner has not yet seen it. A local
+        read suffices: the runner is on the leader, which applied ``revision`` already."""
+        record = await kvops.get(self.node, handler_key(self.spec.name), serializable=True)
+        if record is None or (
+            record["mod_revision"] != self.spec_revision and record["mod_revision"] < revision
+        ):
+            raise SpecChanged(self.spec.name)
+
     async def deliver(self, event: dict[str, Any]) -> Outcome:
-        """Run the handler for ``event`` with retries; dead-letter it when they run out."""
+        """Run the handler for ``event`` with retries; dead-letter it when they run out.
+        :class:`SpecChanged` (nothing run) if the handler changed before the event."""
+        await self._check_current(int(event.get("revision", 0)))
         spec = self.spec
         key = idempotency_key(self.node.cluster_id, event, spec.name)
         outcome: Outcome | None = None
@@ -224,6 +256,8 @@ class HandlerWorker:
                 outcome = await execute(spec.kind, spec.target, invocation, self.runner.settings)
             finally:
                 self.state.in_flight -= 1
+                if self._stop_scope is not None:
+                    self._stop_scope.cancel()  # stop() came during the run
             self.state.record(outcome.duration)
             if outcome.ok:
                 self.state.succeeded += 1

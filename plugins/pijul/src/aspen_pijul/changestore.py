@@ -16,7 +16,6 @@ from typing import Any
 import anyio
 import msgpack
 
-from aspen.errors import UnavailableError
 from aspen_pijul import limits
 from aspen_pijul.errors import CorruptChangeError, TooLargeError, UnknownChangeError
 from aspen_pijul.model.change import Change
@@ -98,14 +97,9 @@ async def majority(node: Any) -> int:
 
 
 async def put_blob(node: Any, data: bytes, pin: str) -> str:
-    """Put ``data`` as a blob pinned ``pin``; its hash. At the cluster's replica count if
-    it can, else (a member is down) on a majority of the voters, as durable as the Raft
-    log that will name it (as aspen-forge stores its packs)."""
-    try:
-        return str((await node.blobs.put(data, pin=pin, size=len(data))).hash)
-    except UnavailableError:
-        replicas = await majority(node)
-        return str((await node.blobs.put(data, pin=pin, size=len(data), replicas=replicas)).hash)
+    """Put ``data`` as a blob pinned ``pin``; its hash (``node.blobs.put_durable``: at the
+    cluster's replica count, or a majority of the voters while members are down)."""
+    return str((await node.blobs.put_durable(data, pin=pin)).hash)
 
 
 async def record_for(node: Any, repo: str, change: Change, data: bytes) -> ChangeRecord:

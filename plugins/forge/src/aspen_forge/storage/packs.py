@@ -80,19 +80,10 @@ async def _file_pieces(path: Path, piece: int = 1024 * 1024) -> Any:
 
 
 async def _put_blob(node: Any, path: Path, pin: str) -> str:
-    """Put the file ``path`` as a blob pinned ``pin``; its hash. At the cluster's replica
-    count if it can, else (a member is down) on a majority of the voters, as durable as
-    the Raft log that will name it."""
-    from aspen.errors import UnavailableError
-
+    """Put the file ``path`` as a blob pinned ``pin``; its hash (``node.blobs.put_durable``:
+    at the cluster's replica count, or a majority of the voters while members are down)."""
     size = os.path.getsize(path)
-    try:
-        return str((await node.blobs.put(_file_pieces(path), pin=pin, size=size)).hash)
-    except UnavailableError:
-        voters = (await node.call("cluster.status", {}))["conf"]["voters"]
-        majority = len(voters) // 2 + 1
-        ref = await node.blobs.put(_file_pieces(path), pin=pin, size=size, replicas=majority)
-        return str(ref.hash)
+    return str((await node.blobs.put_durable(_file_pieces(path), pin=pin, size=size)).hash)
 
 
 async def publish_pack(node: Any, store_id: str, basename: Path, count: int) -> PackRecord:
