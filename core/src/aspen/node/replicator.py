@@ -615,21 +615,21 @@ class Replicator:
                 with no_space_raised(self._storage):
                     # the commit after an early release must not fail for disk space
                     out.release_early = self._storage.reserve()
-                    self._persist_cycle(raw, first, out)
+                    committed = self._persist_cycle(raw, first, out)
             except OutOfSpace:
                 self._rs.discard_wal_pending()
                 # acknowledged from the WAL but not in LMDB: redo the WAL into LMDB before
                 # Raft restarts from LMDB (``_recover_from_no_space``)
-                self._wal_ahead = self._wal_ahead or out.released
+                self._wal_ahead = self._wal_ahead or out.released or self._rs.lmdb_lags_wal
                 raise
             except BaseException:
                 self._rs.discard_wal_pending()
                 raise
-            self.lmdb_commits += 1
+            self.lmdb_commits += committed
             if self.space.full is not None:
                 log.info("writes succeed again (%s before)", self.space.full)
                 self.space.full = None
-            if out.checkpoint or self._rs.checkpoint_due(self.space):
+            if out.checkpoint or (committed and self._rs.checkpoint_due(self.space)):
                 self._checkpoint()  # LMDB flushed: it holds everything the WAL holds
             if out.persisted_to:
                 self._stable_index = out.persisted_to
@@ -670,24 +670,42 @@ class Replicator:
             if waiter is not None:
                 waiter.resolve(result)
 
-    def _persist_cycle(self, raw: RawNode, first: _Taken, out: CycleOutput) -> None:
-        """One write transaction: persist/apply/advance ``first`` and the Readies after it."""
-        with self._storage.begin(write=True, durable=False) as txn:
-            self._rs.cycle_txn = txn  # Raft must read what this cycle already wrote
-            try:
-                self._persist_ready(txn, raw, first, out)
-                for _ in range(limits.MAX_READY_PER_CYCLE - 1):
+    def _persist_cycle(self, raw: RawNode, first: _Taken, out: CycleOutput) -> bool:
+        """Persist/apply/advance ``first`` and the Readies after it; return whether it took
+        an LMDB write transaction. Readies that only persist entries and hard state go to
+        the WAL and the in-memory tail (``LmdbRaftStorage.defer``); the first one that
+        applies or installs something opens ONE write transaction (the tail goes into it
+        first), which every later Ready of the cycle shares."""
+        with contextlib.ExitStack() as stack:
+            txn = None
+            taken: _Taken | None = first
+            for _ in range(limits.MAX_READY_PER_CYCLE):
+                if taken is None:
                     if not raw.has_ready():
                         break
                     taken = self._take_ready(raw, out, self._send_from_thread)
-                    self._persist_ready(txn, raw, taken, out)
-            finally:
+                if txn is None and not self._deferrable(taken.ready):
+                    txn = stack.enter_context(self._storage.begin(write=True, durable=False))
+                    self._rs.flush_tail(txn)
+                    self._rs.cycle_txn = txn  # Raft must read what this cycle already wrote
+                    stack.callback(setattr, self._rs, "cycle_txn", None)
+                self._persist_ready(txn, raw, taken, out)
+                taken = None
+            if txn is not None:
                 self._rs.cycle_txn = None
-            self._rs.trim(txn, self.applied_index)
+                self._rs.trim(txn, self.applied_index)
             if out.needs_sync:
                 self._rs.sync_wal()  # the cycle's one fdatasync
                 if out.release_early and not out.checkpoint:
                     self._release(out)
+        if txn is not None:
+            self._rs.lmdb_lags_wal = False  # it committed, tail included
+        return txn is not None
+
+    def _deferrable(self, rd: Ready) -> bool:
+        """Whether ``rd`` only persists what the WAL and the tail can hold (no apply, no
+        snapshot, no truncation of entries LMDB holds)."""
+        return not rd.committed and rd.snapshot is None and self._rs.can_defer(rd.entries)
 
     def _release(self, out: CycleOutput) -> None:
         """In the worker thread, once the WAL holds the cycle's entries and hard state and
@@ -746,7 +764,12 @@ class Replicator:
         return out
 
     def _checkpoint(self) -> None:
-        """In the worker thread: flush LMDB, then start a new WAL segment."""
+        """In the worker thread: write the tail into LMDB, flush LMDB, then start a new
+        WAL segment."""
+        if self._rs.lmdb_lags_wal:
+            with self._storage.begin(write=True, durable=False) as txn:
+                self._rs.flush_tail(txn)
+            self._rs.lmdb_lags_wal = False
         self._storage.flush()
         self._rs.checkpoint_wal()
 
@@ -894,11 +917,15 @@ class Replicator:
         return _Taken(rd, messages)
 
     def _persist_ready(self, txn: Any, raw: RawNode, taken: _Taken, out: CycleOutput) -> None:
-        """In the cycle's transaction: install, persist, apply, then ``advance``."""
+        """In the cycle's transaction: install, persist, apply, then ``advance`` (without a
+        transaction, ``_deferrable``: persist to the WAL and the tail only)."""
         rd, messages = taken.ready, taken.messages
-        if rd.snapshot is not None:
-            self._install_snapshot(txn, rd.snapshot, out)
-        self._rs.persist(txn, rd.hard_state, rd.entries)
+        if txn is None:
+            self._rs.defer(rd.hard_state, rd.entries)
+        else:
+            if rd.snapshot is not None:
+                self._install_snapshot(txn, rd.snapshot, out)
+            self._rs.persist(txn, rd.hard_state, rd.entries)
         if rd.entries:
             out.persisted_to = rd.entries[-1].index
         for entry in rd.committed:
