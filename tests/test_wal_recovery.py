@@ -115,9 +115,36 @@ def test_a_follower_pays_one_wal_fdatasync_per_write_cycle(cluster: LocalCluster
             c.kv.put(f"fsync/{i}", b"x" * 100)
     end = writes(follower)
     fsyncs = end["wal"]["fsyncs"] - start["wal"]["fsyncs"]
-    write_cycles = end["lmdb_commits"] - start["lmdb_commits"]
+    write_cycles = end["write_cycles"] - start["write_cycles"]
     assert 0 < fsyncs <= write_cycles + 1  # one per cycle at most (+1: the status cycle)
     assert end["lmdb_flushes"] == start["lmdb_flushes"], "no LMDB meta flush per write"
+
+
+@pytest.mark.parametrize("role", ["leader", "follower"])
+def test_a_sequential_put_costs_each_node_two_fsyncs(cluster: LocalCluster, role: str) -> None:
+    """One client's sequential puts: each node syncs the WAL once for the entry (a cycle
+    that only persists it keeps it in the WAL and memory, ``LmdbRaftStorage.defer``) and
+    commits LMDB once to apply it (a data flush, no meta flush): two fsyncs per put, where
+    writing the log into LMDB in the persisting cycle too took three."""
+    leader = cluster.leader_index()
+    node = (
+        leader if role == "leader" else next(i for i in range(1, cluster.nodes + 1) if i != leader)
+    )
+
+    def writes() -> dict:
+        with cluster.client(node) as c:
+            return c.status()["writes"]
+
+    puts = 60
+    start = writes()
+    with cluster.client(leader) as c:
+        for i in range(puts):
+            c.kv.put(f"two-fsyncs/{role}/{i}", b"x" * 100)
+    end = writes()
+    fsyncs = end["wal"]["fsyncs"] - start["wal"]["fsyncs"]
+    commits = end["lmdb_commits"] - start["lmdb_commits"]
+    assert fsyncs + commits <= 2 * puts + 4  # +4: the status cycles, a stray heartbeat
+    assert commits < end["write_cycles"] - start["write_cycles"], "cycles without a commit"
 
 
 def test_a_follower_that_joined_by_snapshot_restarts_from_its_reset_wal(
