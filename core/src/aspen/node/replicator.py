@@ -684,7 +684,7 @@ class Replicator:
                     if not raw.has_ready():
                         break
                     taken = self._take_ready(raw, out, self._send_from_thread)
-                if txn is None and not self._deferrable(taken.ready):
+                if txn is None and not self._deferrable(taken.ready, out):
                     txn = stack.enter_context(self._storage.begin(write=True, durable=False))
                     self._rs.flush_tail(txn)
                     self._rs.cycle_txn = txn  # Raft must read what this cycle already wrote
@@ -702,10 +702,16 @@ class Replicator:
             self._rs.lmdb_lags_wal = False  # it committed, tail included
         return txn is not None
 
-    def _deferrable(self, rd: Ready) -> bool:
+    def _deferrable(self, rd: Ready, out: CycleOutput) -> bool:
         """Whether ``rd`` only persists what the WAL and the tail can hold (no apply, no
-        snapshot, no truncation of entries LMDB holds)."""
-        return not rd.committed and rd.snapshot is None and self._rs.can_defer(rd.entries)
+        snapshot, no truncation of entries LMDB holds), while the disk has room (short of
+        it, every cycle commits LMDB as before, whose reserve fails before the WAL does)."""
+        return (
+            out.release_early
+            and not rd.committed
+            and rd.snapshot is None
+            and self._rs.can_defer(rd.entries)
+        )
 
     def _release(self, out: CycleOutput) -> None:
         """In the worker thread, once the WAL holds the cycle's entries and hard state and
