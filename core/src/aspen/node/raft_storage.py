@@ -247,7 +247,7 @@ class LmdbRaftStorage:
         """Last log index LMDB holds (below the tail, if any)."""
         if self._tail:
             return self._tail[0].index - 1
-        with self._storage.begin() as txn:
+        with self._reading() as txn:
             return self._log.last_index(txn)
 
     def defer(self, hard_state: HardState | None, entries: tuple[Entry, ...]) -> None:
@@ -274,6 +274,10 @@ class LmdbRaftStorage:
         if self._tail or self._tail_hard is not None:
             self._write(txn, self._tail_hard, self._tail)
             self.drop_tail()
+
+    def has_tail(self) -> bool:
+        """Whether entries or hard state wait in the tail for an LMDB commit."""
+        return bool(self._tail) or self._tail_hard is not None
 
     def drop_tail(self) -> None:
         """Forget the tail (written into LMDB, or redone there from the WAL)."""
@@ -346,6 +350,10 @@ class LmdbRaftStorage:
         self._log.set_hard_state(txn, term, vote)
         txn.put(_COMMIT_KEY, str(commit).encode(), db=self._meta)
 
+    def wal_pending(self) -> bool:
+        """Whether records wait in the WAL for :meth:`sync_wal`."""
+        return self.wal is not None and self.wal.has_pending
+
     def sync_wal(self) -> None:
         """Make what this cycle queued to the WAL durable (one ``fdatasync``)."""
         if self.wal is not None:
@@ -387,6 +395,7 @@ class LmdbRaftStorage:
 
     def compact(self, txn: lmdb.Transaction, upto: int) -> None:
         """Drop log entries up to ``upto`` (they are applied and no longer needed)."""
+        upto = min(upto, self._log.last_index(txn))  # the tail is not in LMDB yet
         if upto >= self._log.first_index(txn):
             self._log.compact_to(txn, upto)
 
@@ -395,6 +404,7 @@ class LmdbRaftStorage:
         (``LOG_RETAIN_ENTRIES`` entries, ``LOG_RETAIN_BYTES`` bytes), at most
         ``LOG_COMPACT_SLICE_ENTRIES`` entries per call (per write cycle): small steps
         instead of one long cycle that holds every write up."""
+        applied = min(applied, self._log.last_index(txn))  # the tail is not in LMDB yet
         upto = self._log.retention_cut(
             txn, applied, limits.LOG_RETAIN_ENTRIES, limits.LOG_RETAIN_BYTES
         )
@@ -403,5 +413,7 @@ class LmdbRaftStorage:
             self._log.compact_to(txn, min(upto, first + limits.LOG_COMPACT_SLICE_ENTRIES - 1))
 
     def reset_log(self, txn: lmdb.Transaction, index: int, term: int) -> None:
-        """After installing a snapshot at (index, term): start the log after it."""
+        """After installing a snapshot at (index, term): start the log after it (the tail
+        of the log it replaces is dropped)."""
+        self.drop_tail()
         self._log.reset(txn, index, term)

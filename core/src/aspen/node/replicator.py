@@ -70,6 +70,7 @@ leader refuses new writes before they enter the log while the disk lacks room fo
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import contextvars
 import itertools
@@ -269,6 +270,8 @@ class Replicator:
         self._leader_known = anyio.Event()
         #: The worker thread write cycles run in.
         self._thread = CycleThread(f"aspen-raft-{node_id[:8]}")
+        #: The thread a cycle's WAL sync runs in while its LMDB commit runs (``_sync_pool``).
+        self._syncer: concurrent.futures.ThreadPoolExecutor | None = None
         #: Runs ``func(*args)`` on the event loop from the cycle's worker thread (``run``).
         self._to_loop: Callable[..., None] = anyio.from_thread.run_sync
         #: Driver cycles, and those of them that needed the worker thread and a write;
@@ -483,6 +486,20 @@ class Replicator:
             await self._cycle_forever(task_status)
         finally:
             self._thread.close()
+            if self._syncer is not None:
+                self._syncer.shutdown(wait=False)
+            self._flush_on_stop()
+
+    def _flush_on_stop(self) -> None:
+        """On a stop, with no cycle running: write the tail into LMDB and checkpoint, so a
+        stopped node's LMDB holds its whole log (a restart would redo it from the WAL
+        anyway). Not after a failed cycle (what it queued was never synced)."""
+        if not self._rs.lmdb_lags_wal or self._rs.wal_pending():
+            return
+        try:
+            self._checkpoint()
+        except Exception as exc:  # the restart redoes the WAL instead
+            log.warning("the Raft log tail was not written into LMDB at stop: %s", exc)
 
     async def _cycle_forever(self, task_status: anyio.abc.TaskStatus[None]) -> None:
         async with anyio.create_task_group() as tg:
@@ -672,46 +689,72 @@ class Replicator:
 
     def _persist_cycle(self, raw: RawNode, first: _Taken, out: CycleOutput) -> bool:
         """Persist/apply/advance ``first`` and the Readies after it; return whether it took
-        an LMDB write transaction. Readies that only persist entries and hard state go to
-        the WAL and the in-memory tail (``LmdbRaftStorage.defer``); the first one that
-        applies or installs something opens ONE write transaction (the tail goes into it
-        first), which every later Ready of the cycle shares."""
-        with contextlib.ExitStack() as stack:
-            txn = None
-            taken: _Taken | None = first
-            for _ in range(limits.MAX_READY_PER_CYCLE):
-                if taken is None:
-                    if not raw.has_ready():
-                        break
-                    taken = self._take_ready(raw, out, self._send_from_thread)
-                if txn is None and not self._deferrable(taken.ready, out):
-                    txn = stack.enter_context(self._storage.begin(write=True, durable=False))
-                    self._rs.flush_tail(txn)
-                    self._rs.cycle_txn = txn  # Raft must read what this cycle already wrote
-                    stack.callback(setattr, self._rs, "cycle_txn", None)
-                self._persist_ready(txn, raw, taken, out)
-                taken = None
-            if txn is not None:
-                self._rs.cycle_txn = None
-                self._rs.trim(txn, self.applied_index)
-            if out.needs_sync:
-                self._rs.sync_wal()  # the cycle's one fdatasync
-                if out.release_early and not out.checkpoint:
-                    self._release(out)
+        an LMDB write transaction.
+
+        New entries and hard state go to the WAL and the in-memory tail
+        (``LmdbRaftStorage.defer``) whenever they may; the first Ready that applies or
+        installs something opens ONE write transaction, which every later Ready of the
+        cycle shares, and writes the tail of earlier cycles into it first (synced to the
+        WAL already). When the transaction holds nothing the WAL has not synced, the WAL's
+        fdatasync runs in the sync thread WHILE LMDB commits (``_sync_and_release``), so
+        the cycle takes the longer of the two flushes, not their sum; otherwise the WAL is
+        synced first, as LMDB never holds a Raft write the WAL has not synced."""
+        synced: concurrent.futures.Future[None] | None = None
+        txn = None
+        try:
+            with contextlib.ExitStack() as stack:
+                serial = False  # the transaction holds entries or hard state: sync first
+                taken: _Taken | None = first
+                for _ in range(limits.MAX_READY_PER_CYCLE):
+                    if taken is None:
+                        if not raw.has_ready():
+                            break
+                        taken = self._take_ready(raw, out, self._send_from_thread)
+                    rd = taken.ready
+                    defer = self._deferrable(rd, out)
+                    if txn is None and (rd.committed or not defer):
+                        txn = stack.enter_context(self._storage.begin(write=True, durable=False))
+                        serial = self._rs.wal_pending()  # this cycle's tail goes in: unsynced
+                        self._rs.flush_tail(txn)
+                        self._rs.cycle_txn = txn  # Raft reads what this cycle already wrote
+                        stack.callback(setattr, self._rs, "cycle_txn", None)
+                    serial = serial or not defer
+                    self._persist_ready(txn, raw, taken, out, defer=defer)
+                    taken = None
+                if txn is not None:
+                    self._rs.cycle_txn = None
+                    self._rs.trim(txn, self.applied_index)
+                if out.needs_sync:
+                    if txn is None or serial:
+                        self._sync_and_release(out)  # the cycle's one fdatasync
+                    else:
+                        synced = self._sync_pool().submit(self._sync_and_release, out)
+        finally:
+            if synced is not None:
+                synced.result()  # the cycle ends once both flushes did
         if txn is not None:
-            self._rs.lmdb_lags_wal = False  # it committed, tail included
+            self._rs.lmdb_lags_wal = self._rs.has_tail()  # committed, older tail included
         return txn is not None
 
+    def _sync_pool(self) -> concurrent.futures.ThreadPoolExecutor:
+        """The thread the WAL syncs in while a cycle's LMDB commit runs (made on first use)."""
+        if self._syncer is None:
+            self._syncer = concurrent.futures.ThreadPoolExecutor(
+                1, thread_name_prefix=f"aspen-wal-{self.id[:8]}"
+            )
+        return self._syncer
+
+    def _sync_and_release(self, out: CycleOutput) -> None:
+        """Sync the WAL (the cycle's one fdatasync), then ``_release`` what waited on it."""
+        self._rs.sync_wal()
+        if out.release_early and not out.checkpoint:
+            self._release(out)
+
     def _deferrable(self, rd: Ready, out: CycleOutput) -> bool:
-        """Whether ``rd`` only persists what the WAL and the tail can hold (no apply, no
+        """Whether ``rd``'s entries and hard state may go to the WAL and the tail only (no
         snapshot, no truncation of entries LMDB holds), while the disk has room (short of
         it, every cycle commits LMDB as before, whose reserve fails before the WAL does)."""
-        return (
-            out.release_early
-            and not rd.committed
-            and rd.snapshot is None
-            and self._rs.can_defer(rd.entries)
-        )
+        return out.release_early and rd.snapshot is None and self._rs.can_defer(rd.entries)
 
     def _release(self, out: CycleOutput) -> None:
         """In the worker thread, once the WAL holds the cycle's entries and hard state and
@@ -922,11 +965,13 @@ class Replicator:
         self._take_soft_state(rd, out)
         return _Taken(rd, messages)
 
-    def _persist_ready(self, txn: Any, raw: RawNode, taken: _Taken, out: CycleOutput) -> None:
-        """In the cycle's transaction: install, persist, apply, then ``advance`` (without a
-        transaction, ``_deferrable``: persist to the WAL and the tail only)."""
+    def _persist_ready(
+        self, txn: Any, raw: RawNode, taken: _Taken, out: CycleOutput, *, defer: bool
+    ) -> None:
+        """In the cycle's transaction (if any): install, persist (``defer``: to the WAL and
+        the tail only), apply, then ``advance``."""
         rd, messages = taken.ready, taken.messages
-        if txn is None:
+        if defer:
             self._rs.defer(rd.hard_state, rd.entries)
         else:
             if rd.snapshot is not None:
