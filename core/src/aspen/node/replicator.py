@@ -491,13 +491,16 @@ class Replicator:
             self._flush_on_stop()
 
     def _flush_on_stop(self) -> None:
-        """On a stop, with no cycle running: write the tail into LMDB and checkpoint, so a
-        stopped node's LMDB holds its whole log (a restart would redo it from the WAL
-        anyway). Not after a failed cycle (what it queued was never synced)."""
+        """On a stop, with no cycle running: write the tail into LMDB (durably), so a
+        stopped node's LMDB holds its whole log, as it did before the tail (a restart
+        would redo it from the WAL anyway). Not after a failed cycle (what it queued was
+        never synced)."""
         if not self._rs.lmdb_lags_wal or self._rs.wal_pending():
             return
         try:
-            self._checkpoint()
+            with self._storage.begin(write=True) as txn:
+                self._rs.flush_tail(txn)
+            self._rs.lmdb_lags_wal = False
         except Exception as exc:  # the restart redoes the WAL instead
             log.warning("the Raft log tail was not written into LMDB at stop: %s", exc)
 

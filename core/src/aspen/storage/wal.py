@@ -84,6 +84,14 @@ def _encode(rtype: int, batch: int, body: bytes, *, last: bool) -> bytes:
     return _HEAD.pack(len(body), crc, tag, batch) + body
 
 
+def _write_all(f: Any, data: bytes) -> None:
+    """Write all of ``data`` to the unbuffered file ``f``: a raw write may write only part
+    of it (a disk nearly full) and say so only by its count; the next one then raises."""
+    view = memoryview(data)
+    while view:
+        view = view[f.write(view) :]
+
+
 def _max_payload() -> int:
     return max(limits.WAL_RECORD_BYTES, limits.MAX_ENTRY_BYTES) + 1024
 
@@ -238,7 +246,7 @@ class Wal:
         self._pending.clear()
         f = self._open_file()
         try:
-            f.write(data)
+            _write_all(f, data)
             f.flush()
             if self._sync:
                 os.fdatasync(f.fileno())
