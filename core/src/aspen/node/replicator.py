@@ -19,7 +19,13 @@ races the Raft state, and the event loop never waits on an fsync:
    index is written with the state machine. Every ``WAL_CHECKPOINT_BYTES`` /
    ``WAL_CHECKPOINT_ENTRIES`` LMDB is flushed and the WAL starts a new segment; a cycle
    that installs a snapshot or changes the membership flushes LMDB and checkpoints before
-   anything of it leaves. ``kill -9`` undoes no commit. Otherwise (the
+   anything of it leaves. ``kill -9`` undoes no commit.
+   New entries and hard state need no LMDB write at all: they go to the WAL and an
+   in-memory tail (``LmdbRaftStorage.defer``), which the next cycle that commits LMDB
+   anyway (to apply) writes in first. A cycle that only persists thus costs ONE fsync
+   (the WAL's), and one that also applies runs the WAL's fdatasync in a sync thread while
+   LMDB commits (``_persist_cycle``): the longer of the two flushes, not their sum. A
+   crash loses the tail with the process; the restart redoes it from the WAL. Otherwise (the
    light path: heartbeats, their answers, ReadIndex rounds) take the ``Ready`` — messages,
    read states, soft state only — right there on the event loop, with no thread hop and no
    write transaction;

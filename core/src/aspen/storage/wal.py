@@ -7,7 +7,9 @@ entries and hard state here, syncs this file once, and only then lets the cycle'
 (acknowledgements, votes) and answers out; the LMDB transaction holding the same changes,
 and the state machine's apply, commits after that without a meta-page flush
 (``Storage.begin(durable=False)``). A crash thus may lose LMDB commits, never WAL records
-that were synced, and LMDB never holds a Raft write the WAL has not synced.
+that were synced, and LMDB never holds a Raft write the WAL has not synced. Entries may
+also wait in memory only, beside the WAL, until a later cycle writes them into LMDB (the
+tail: ``LmdbRaftStorage.defer``); LMDB is then behind the WAL, never ahead of it.
 
 **Checkpoint.** Every ``WAL_CHECKPOINT_BYTES`` or ``WAL_CHECKPOINT_ENTRIES`` the driver
 flushes LMDB (then it holds everything written here so far) and calls
