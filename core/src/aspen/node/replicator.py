@@ -707,8 +707,15 @@ class Replicator:
         WAL already). When the transaction holds nothing the WAL has not synced, the WAL's
         fdatasync runs in the sync thread WHILE LMDB commits (``_sync_and_release``), so
         the cycle takes the longer of the two flushes, not their sum; otherwise the WAL is
-        synced first, as LMDB never holds a Raft write the WAL has not synced."""
+        synced first, as LMDB never holds a Raft write the WAL has not synced.
+
+        When the first Ready both stores and applies (a follower's usual cycle: new entries
+        plus the commit of earlier ones), its messages (the acknowledgements) go out from
+        the sync thread as soon as the WAL holds its entries, while this thread applies
+        (``_early_sync``): the apply's CPU is then off the leader's commit path too. The
+        WAL is the sync thread's until that sync is done (``early.result()``)."""
         synced: concurrent.futures.Future[None] | None = None
+        early: concurrent.futures.Future[None] | None = None
         txn = None
         try:
             with contextlib.ExitStack() as stack:
@@ -719,6 +726,8 @@ class Replicator:
                         if not raw.has_ready():
                             break
                         taken = self._take_ready(raw, out, self._send_from_thread)
+                        if early is not None:
+                            early.result()  # the WAL is ours again
                     rd = taken.ready
                     defer = self._deferrable(rd, out)
                     if txn is None and (rd.committed or not defer):
@@ -728,22 +737,56 @@ class Replicator:
                         self._rs.cycle_txn = txn  # Raft reads what this cycle already wrote
                         stack.callback(setattr, self._rs, "cycle_txn", None)
                     serial = serial or not defer
-                    self._persist_ready(txn, raw, taken, out, defer=defer)
+                    stored = False
+                    if taken is first and defer and not serial and self._acks_early(rd, out):
+                        early = self._early_sync(taken, out)
+                        stored = True
+                    self._persist_ready(txn, raw, taken, out, defer=defer, stored=stored)
                     taken = None
                 if txn is not None:
                     self._rs.cycle_txn = None
                     self._rs.trim(txn, self.applied_index)
                 if out.needs_sync:
                     if txn is None or serial:
+                        if early is not None:
+                            early.result()
                         self._sync_and_release(out)  # the cycle's one fdatasync
-                    else:
+                    else:  # after ``early`` (one sync thread: in order)
                         synced = self._sync_pool().submit(self._sync_and_release, out)
         finally:
-            if synced is not None:
-                synced.result()  # the cycle ends once both flushes did
+            for flush in (early, synced):
+                if flush is not None:
+                    flush.result()  # the cycle ends once both flushes did
         if txn is not None:
             self._rs.lmdb_lags_wal = self._rs.has_tail()  # committed, older tail included
         return txn is not None
+
+    def _acks_early(self, rd: Ready, out: CycleOutput) -> bool:
+        """Whether ``rd``'s messages may leave once the WAL holds its entries, before its
+        committed entries are applied (``_early_sync``): it has entries or a vote to sync
+        and entries to apply, none of which changes the membership (that cycle
+        checkpoints before anything of it leaves)."""
+        return (
+            out.needs_sync
+            and out.release_early
+            and bool(rd.committed)
+            and all(e.type != EntryType.CONF_CHANGE for e in rd.committed)
+        )
+
+    def _early_sync(self, taken: _Taken, out: CycleOutput) -> concurrent.futures.Future[None]:
+        """Queue ``taken``'s entries and hard state to the WAL and the tail, then sync them
+        in the sync thread, which sends ``taken``'s messages once they are durable."""
+        self._rs.defer(taken.ready.hard_state, taken.ready.entries)
+        messages = [*out.messages, *taken.messages]
+        out.messages = []
+        return self._sync_pool().submit(self._sync_and_send, out, messages)
+
+    def _sync_and_send(self, out: CycleOutput, messages: list[Message]) -> None:
+        """In the sync thread: sync the WAL, then send ``messages`` (``_early_sync``)."""
+        self._rs.sync_wal()
+        out.released = True
+        if messages:
+            self._to_loop(self._send, messages)
 
     def _sync_pool(self) -> concurrent.futures.ThreadPoolExecutor:
         """The thread the WAL syncs in while a cycle's LMDB commit runs (made on first use)."""
@@ -975,12 +1018,22 @@ class Replicator:
         return _Taken(rd, messages)
 
     def _persist_ready(
-        self, txn: Any, raw: RawNode, taken: _Taken, out: CycleOutput, *, defer: bool
+        self,
+        txn: Any,
+        raw: RawNode,
+        taken: _Taken,
+        out: CycleOutput,
+        *,
+        defer: bool,
+        stored: bool = False,
     ) -> None:
         """In the cycle's transaction (if any): install, persist (``defer``: to the WAL and
-        the tail only), apply, then ``advance``."""
+        the tail only; ``stored``: ``_early_sync`` did, and took the messages), apply,
+        then ``advance``."""
         rd, messages = taken.ready, taken.messages
-        if defer:
+        if stored:
+            messages = ()
+        elif defer:
             self._rs.defer(rd.hard_state, rd.entries)
         else:
             if rd.snapshot is not None:
