@@ -650,6 +650,7 @@ class Replicator:
                 raise
             except BaseException:
                 self._rs.discard_wal_pending()
+                self._rs.drop_tail()  # it may hold what was never synced: the WAL redoes it
                 raise
             self.lmdb_commits += committed
             if self.space.full is not None:
