@@ -245,3 +245,80 @@ def test_a_node_keeps_its_wal_to_one_bounded_segment(running_node, monkeypatch) 
         assert wal["checkpoints"] - before >= 300 // 40 - 1
         assert wal["segments"] == 1
         assert len(c.kv.range("r/").kvs) == 300
+
+
+# ---------------------------------------------------------------------- the in-memory tail
+def _defer(rs: LmdbRaftStorage, hs: HardState | None, entries: list[Entry]) -> None:
+    assert rs.can_defer(tuple(entries))
+    rs.defer(hs, tuple(entries))
+    rs.sync_wal()
+
+
+def test_tail_reads_span_lmdb_and_memory(tmp_path: Path) -> None:
+    """Entries deferred to the WAL and the tail read back with those LMDB holds, by
+    ``entries`` (byte-bounded, at least one), ``term`` and ``last_index``; a conflicting
+    suffix inside the tail replaces it there, one inside LMDB is refused."""
+    from aspen.raft import UnavailableError
+
+    storage, rs = _open(tmp_path)
+    rs.attach_wal(Wal(tmp_path / "wal"))
+    _persist(storage, rs, HardState(1, "a", 0), _ents(1, 3, 1))
+    _defer(rs, HardState(1, "a", 2), _ents(4, 6, 1))
+    _defer(rs, None, _ents(6, 7, 2))  # replaces 6 inside the tail
+    assert rs.last_index() == 7
+    assert [rs.term(i) for i in range(1, 8)] == [1, 1, 1, 1, 1, 2, 2]
+    with pytest.raises(UnavailableError):
+        rs.term(8)
+    got = rs.entries(2, 8)
+    assert [(e.index, e.term, e.data) for e in got] == [
+        (e.index, e.term, e.data) for e in _ents(2, 5, 1) + _ents(6, 7, 2)
+    ]
+    assert [e.index for e in rs.entries(2, 8, max_bytes=10)] == [2, 3]  # 4 bytes each
+    assert [e.index for e in rs.entries(5, 8, max_bytes=1)] == [5]  # at least one
+    assert [e.index for e in rs.entries(3, 6, max_bytes=8)] == [3, 4]
+    with pytest.raises(ValueError):
+        rs.entries(5, 9)
+    assert not rs.can_defer(tuple(_ents(3, 3, 2))), "LMDB holds 3: truncate it in LMDB"
+    with storage.begin() as txn:
+        assert Log(storage).last_index(txn) == 3, "the tail is not in LMDB yet"
+    storage.close()
+
+
+def test_tail_is_redone_from_the_wal_after_a_crash(tmp_path: Path) -> None:
+    """kill -9 with a tail LMDB never saw: the restart redoes it from the WAL."""
+    storage, rs = _open(tmp_path)
+    rs.attach_wal(Wal(tmp_path / "wal"))
+    _persist(storage, rs, HardState(1, "a", 0), _ents(1, 3, 1))
+    _defer(rs, HardState(2, "b", 3), _ents(4, 9, 2))
+    assert rs.lmdb_lags_wal
+    rs.wal.close()  # type: ignore[union-attr]  # the process dies: the tail is gone
+    storage.close()
+
+    storage, rs = _open(tmp_path)
+    rs.attach_wal(Wal(tmp_path / "wal"))
+    assert not rs.lmdb_lags_wal
+    with storage.begin() as txn:
+        assert Log(storage).last_index(txn) == 9, "redone into LMDB"
+    assert [(e.index, e.term) for e in rs.entries(1, 10)] == [(i, 1) for i in range(1, 4)] + [
+        (i, 2) for i in range(4, 10)
+    ]
+    hs, _ = rs.initial_state()
+    assert (hs.term, hs.vote) == (2, "b")
+    storage.close()
+
+
+def test_tail_goes_into_the_next_transaction_and_is_bounded(tmp_path: Path, monkeypatch) -> None:
+    """``persist`` in a write transaction writes the tail first; past
+    ``MAX_RAFT_TAIL_BYTES`` nothing more is deferred."""
+    storage, rs = _open(tmp_path)
+    rs.attach_wal(Wal(tmp_path / "wal"))
+    _defer(rs, HardState(1, "a", 0), _ents(1, 4, 1))
+    _persist(storage, rs, None, _ents(5, 5, 1))
+    with storage.begin() as txn:
+        assert Log(storage).last_index(txn) == 5
+        assert Log(storage).get_hard_state(txn) == (1, "a")
+    assert rs.entries(1, 6)[3].data == b"1:4"
+    monkeypatch.setattr(limits, "MAX_RAFT_TAIL_BYTES", 20)
+    _defer(rs, None, _ents(6, 9, 1))  # 4 entries of 4 bytes (+1 type byte each)
+    assert not rs.can_defer(tuple(_ents(10, 10, 1)))
+    storage.close()

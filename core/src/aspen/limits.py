@@ -243,6 +243,11 @@ WAL_CHECKPOINT_BYTES = 64 * 1024 * 1024
 #: Log entries written to the WAL since the last checkpoint that start the next one (also
 #: bounds how many entries a restart may re-apply beyond LMDB's durable applied index).
 WAL_CHECKPOINT_ENTRIES = 20_000
+#: Bytes of log entries (their data) a node may hold in its WAL and memory only, not yet
+#: written into LMDB's copy of the log (``LmdbRaftStorage.defer``): a write cycle that only
+#: persists entries syncs the WAL and skips the LMDB commit; the next cycle that commits
+#: LMDB anyway (to apply, or at a checkpoint) writes them there. Past this a cycle commits.
+MAX_RAFT_TAIL_BYTES = 8 * 1024 * 1024
 #: Largest payload of one WAL record, in bytes: entries are written in records up to this
 #: size (one entry may exceed it up to MAX_ENTRY_BYTES); a larger length read back is corrupt.
 WAL_RECORD_BYTES = 4 * 1024 * 1024

@@ -305,6 +305,7 @@ class Node:
             "events": {"watches": parts.journal_hub.active, "end": parts.journal_hub.end},
             "writes": {
                 "cycles": replicator.cycles,
+                "write_cycles": replicator.write_cycles,
                 "commands": replicator.commands,
                 "lmdb_commits": replicator.lmdb_commits,
                 "lmdb_flushes": parts.storage.flushes,

@@ -7,6 +7,15 @@ Raft-log WAL (:mod:`aspen.storage.wal`): :meth:`LmdbRaftStorage.persist` queues 
 changes there, the driver syncs it once per write cycle, and :meth:`attach_wal` redoes it
 into LMDB when the node starts.
 
+**The tail.** A write cycle that only persists entries and hard state (nothing to apply,
+no snapshot) need not commit LMDB at all: :meth:`LmdbRaftStorage.defer` queues them to
+the WAL and keeps them in memory (the *tail*, at most ``MAX_RAFT_TAIL_BYTES``), the cycle
+syncs the WAL — its one fsync — and Raft reads the tail from memory. The next cycle that
+opens an LMDB write transaction anyway (to apply committed entries, install a snapshot,
+or at a WAL checkpoint) first writes the tail into it (:meth:`LmdbRaftStorage.flush_tail`).
+Until that commit LMDB lags the WAL, which a restart redoes into it (``attach_wal``);
+``lmdb_lags_wal`` says so to the driver's recovery from a failed commit.
+
 The snapshot Raft sees is the state machine itself: LMDB always holds a consistent state
 at ``applied_index``, so the snapshot position is (applied index, term) with the
 membership stored beside it.
@@ -65,6 +74,13 @@ class LmdbRaftStorage:
         self.wal: Wal | None = None
         #: (term, vote) last queued to the WAL (None: write the next hard state).
         self._wal_vote: tuple[int, Any] | None = None
+        #: The tail: entries (contiguous) and hard state in the WAL, not yet in LMDB.
+        self._tail: list[LogEntry] = []
+        self._tail_bytes = 0
+        self._tail_hard: HardState | None = None
+        #: Whether the WAL holds something LMDB's last commit lacks (a tail was deferred
+        #: since): a failed LMDB commit must then redo the WAL (``redo_wal``).
+        self.lmdb_lags_wal = False
 
     @contextmanager
     def _reading(self) -> Iterator[lmdb.Transaction]:
@@ -89,16 +105,37 @@ class LmdbRaftStorage:
         """Entries in [lo, hi), at least one, bounded by ``max_bytes``."""
         from aspen.raft import CompactedError
 
-        with self._reading() as txn:
-            try:
-                return [decode_entry(e) for e in self._log.entries(txn, lo, hi, max_bytes)]
-            except LogCompactedError as exc:
-                raise CompactedError(str(exc)) from None
+        tail_lo = self._tail[0].index if self._tail else hi
+        out: list[LogEntry] = []
+        if lo < tail_lo:
+            with self._reading() as txn:
+                try:
+                    out = self._log.entries(txn, lo, min(hi, tail_lo), max_bytes)
+                except LogCompactedError as exc:
+                    raise CompactedError(str(exc)) from None
+            if not out or out[-1].index + 1 < min(hi, tail_lo):
+                return [decode_entry(e) for e in out]  # stopped by max_bytes
+        if hi > tail_lo:
+            if hi > self._tail[-1].index + 1:
+                raise ValueError(
+                    f"log entries up to {hi - 1} requested, last index is {self.last_index()}"
+                )
+            size = sum(len(e.data) for e in out)
+            for entry in self._tail[max(lo, tail_lo) - tail_lo : hi - tail_lo]:
+                size += len(entry.data)
+                if out and max_bytes is not None and size > max_bytes:
+                    break
+                out.append(entry)
+        return [decode_entry(e) for e in out]
 
     def term(self, index: int) -> int:
         """Term of the entry at ``index`` (or of the snapshot position)."""
         from aspen.raft import CompactedError, UnavailableError
 
+        if self._tail and index >= self._tail[0].index:
+            if index > self._tail[-1].index:
+                raise UnavailableError(f"log entry {index} is not in the log yet")
+            return self._tail[index - self._tail[0].index].term
         with self._reading() as txn:
             term = self._log.term(txn, index)
             if term is not None:
@@ -117,6 +154,8 @@ class LmdbRaftStorage:
 
     def last_index(self) -> int:
         """Last index in the log (or the compacted position when it is empty)."""
+        if self._tail:
+            return self._tail[-1].index
         with self._reading() as txn:
             return self._log.last_index(txn)
 
@@ -159,22 +198,92 @@ class LmdbRaftStorage:
         self, txn: lmdb.Transaction, hard_state: HardState | None, entries: tuple[Entry, ...]
     ) -> None:
         """Write hard state and new entries (replacing a conflicting suffix)."""
-        if entries:
-            first = entries[0].index
+        self.flush_tail(txn)
+        stored = [encode_entry(e) for e in entries]
+        self._write(txn, hard_state, stored)
+        self._queue_wal(hard_state, stored)
+
+    def _write(
+        self, txn: lmdb.Transaction, hard_state: HardState | None, stored: list[LogEntry]
+    ) -> None:
+        """Write ``stored`` entries (replacing a conflicting suffix) and hard state to LMDB."""
+        if stored:
+            first = stored[0].index
             if first <= self._log.last_index(txn):
                 self._log.truncate_from(txn, first)
-            stored = [encode_entry(e) for e in entries]
             self._log.append(txn, stored)
-            if self.wal is not None:
-                self.wal.append_entries([(e.index, e.term, e.data) for e in stored])
         if hard_state is not None:
             self._log.set_hard_state(txn, hard_state.term, hard_state.vote)
             txn.put(_COMMIT_KEY, str(hard_state.commit).encode(), db=self._meta)
+
+    def _queue_wal(self, hard_state: HardState | None, stored: list[LogEntry]) -> None:
+        """Queue ``stored`` entries and a term or vote change to the WAL (if attached)."""
+        if self.wal is None:
+            return
+        if stored:
+            self.wal.append_entries([(e.index, e.term, e.data) for e in stored])
+        if hard_state is not None:
             vote = (hard_state.term, hard_state.vote)
-            if self.wal is not None and vote != self._wal_vote:
+            if vote != self._wal_vote:
                 # the commit index need not be durable: only term and vote changes are
                 self.wal.append_hard_state(hard_state.term, hard_state.vote, hard_state.commit)
                 self._wal_vote = vote
+
+    # ------------------------------------------------------------------ the tail
+    def can_defer(self, entries: tuple[Entry, ...]) -> bool:
+        """Whether :meth:`defer` may take ``entries``: a WAL is attached, they replace
+        nothing LMDB holds, and the tail stays within ``MAX_RAFT_TAIL_BYTES``."""
+        if self.wal is None:
+            return False
+        if entries:
+            if entries[0].index <= self._lmdb_last_index():
+                return False  # a conflicting suffix already in LMDB: truncate it there
+            size = sum(len(e.data) + 1 for e in entries)
+            if self._tail_bytes + size > limits.MAX_RAFT_TAIL_BYTES:
+                return False
+        return True
+
+    def _lmdb_last_index(self) -> int:
+        """Last log index LMDB holds (below the tail, if any)."""
+        if self._tail:
+            return self._tail[0].index - 1
+        with self._reading() as txn:
+            return self._log.last_index(txn)
+
+    def defer(self, hard_state: HardState | None, entries: tuple[Entry, ...]) -> None:
+        """Persist like :meth:`persist`, to the WAL and the tail only (no LMDB write); only
+        when :meth:`can_defer` said so. Durable once the WAL is synced."""
+        stored = [encode_entry(e) for e in entries]
+        if stored:
+            first = stored[0].index
+            if self._tail and first <= self._tail[-1].index:
+                dropped = self._tail[first - self._tail[0].index :]
+                self._tail_bytes -= sum(len(e.data) for e in dropped)
+                del self._tail[first - self._tail[0].index :]
+            self._tail.extend(stored)
+            self._tail_bytes += sum(len(e.data) for e in stored)
+            self.lmdb_lags_wal = True
+        if hard_state is not None:
+            self._tail_hard = hard_state
+            self.lmdb_lags_wal = True
+        self._queue_wal(hard_state, stored)
+
+    def flush_tail(self, txn: lmdb.Transaction) -> None:
+        """Write the tail into ``txn`` and forget it (LMDB holds it once ``txn`` commits;
+        until then the WAL does, and ``lmdb_lags_wal`` stays set)."""
+        if self._tail or self._tail_hard is not None:
+            self._write(txn, self._tail_hard, self._tail)
+            self.drop_tail()
+
+    def has_tail(self) -> bool:
+        """Whether entries or hard state wait in the tail for an LMDB commit."""
+        return bool(self._tail) or self._tail_hard is not None
+
+    def drop_tail(self) -> None:
+        """Forget the tail (written into LMDB, or redone there from the WAL)."""
+        self._tail = []
+        self._tail_bytes = 0
+        self._tail_hard = None
 
     # ------------------------------------------------------------------ the WAL
     def attach_wal(self, wal: Wal) -> None:
@@ -196,6 +305,8 @@ class LmdbRaftStorage:
             self._wal_vote = self._log.get_hard_state(txn)
         wal.checkpoint(ours)
         self.wal = wal
+        self.drop_tail()  # the redo wrote it into LMDB
+        self.lmdb_lags_wal = False
 
     def redo_wal(self) -> None:
         """Redo the attached WAL into LMDB again (after an LMDB commit failed that the WAL
@@ -239,6 +350,10 @@ class LmdbRaftStorage:
         self._log.set_hard_state(txn, term, vote)
         txn.put(_COMMIT_KEY, str(commit).encode(), db=self._meta)
 
+    def wal_pending(self) -> bool:
+        """Whether records wait in the WAL for :meth:`sync_wal`."""
+        return self.wal is not None and self.wal.has_pending
+
     def sync_wal(self) -> None:
         """Make what this cycle queued to the WAL durable (one ``fdatasync``)."""
         if self.wal is not None:
@@ -280,6 +395,7 @@ class LmdbRaftStorage:
 
     def compact(self, txn: lmdb.Transaction, upto: int) -> None:
         """Drop log entries up to ``upto`` (they are applied and no longer needed)."""
+        upto = min(upto, self._log.last_index(txn))  # the tail is not in LMDB yet
         if upto >= self._log.first_index(txn):
             self._log.compact_to(txn, upto)
 
@@ -288,6 +404,7 @@ class LmdbRaftStorage:
         (``LOG_RETAIN_ENTRIES`` entries, ``LOG_RETAIN_BYTES`` bytes), at most
         ``LOG_COMPACT_SLICE_ENTRIES`` entries per call (per write cycle): small steps
         instead of one long cycle that holds every write up."""
+        applied = min(applied, self._log.last_index(txn))  # the tail is not in LMDB yet
         upto = self._log.retention_cut(
             txn, applied, limits.LOG_RETAIN_ENTRIES, limits.LOG_RETAIN_BYTES
         )
@@ -296,5 +413,7 @@ class LmdbRaftStorage:
             self._log.compact_to(txn, min(upto, first + limits.LOG_COMPACT_SLICE_ENTRIES - 1))
 
     def reset_log(self, txn: lmdb.Transaction, index: int, term: int) -> None:
-        """After installing a snapshot at (index, term): start the log after it."""
+        """After installing a snapshot at (index, term): start the log after it (the tail
+        of the log it replaces is dropped)."""
+        self.drop_tail()
         self._log.reset(txn, index, term)

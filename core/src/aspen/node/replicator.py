@@ -19,7 +19,13 @@ races the Raft state, and the event loop never waits on an fsync:
    index is written with the state machine. Every ``WAL_CHECKPOINT_BYTES`` /
    ``WAL_CHECKPOINT_ENTRIES`` LMDB is flushed and the WAL starts a new segment; a cycle
    that installs a snapshot or changes the membership flushes LMDB and checkpoints before
-   anything of it leaves. ``kill -9`` undoes no commit. Otherwise (the
+   anything of it leaves. ``kill -9`` undoes no commit.
+   New entries and hard state need no LMDB write at all: they go to the WAL and an
+   in-memory tail (``LmdbRaftStorage.defer``), which the next cycle that commits LMDB
+   anyway (to apply) writes in first. A cycle that only persists thus costs ONE fsync
+   (the WAL's), and one that also applies runs the WAL's fdatasync in a sync thread while
+   LMDB commits (``_persist_cycle``): the longer of the two flushes, not their sum. A
+   crash loses the tail with the process; the restart redoes it from the WAL. Otherwise (the
    light path: heartbeats, their answers, ReadIndex rounds) take the ``Ready`` — messages,
    read states, soft state only — right there on the event loop, with no thread hop and no
    write transaction;
@@ -70,6 +76,7 @@ leader refuses new writes before they enter the log while the disk lacks room fo
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import contextvars
 import itertools
@@ -269,6 +276,8 @@ class Replicator:
         self._leader_known = anyio.Event()
         #: The worker thread write cycles run in.
         self._thread = CycleThread(f"aspen-raft-{node_id[:8]}")
+        #: The thread a cycle's WAL sync runs in while its LMDB commit runs (``_sync_pool``).
+        self._syncer: concurrent.futures.ThreadPoolExecutor | None = None
         #: Runs ``func(*args)`` on the event loop from the cycle's worker thread (``run``).
         self._to_loop: Callable[..., None] = anyio.from_thread.run_sync
         #: Driver cycles, and those of them that needed the worker thread and a write;
@@ -483,6 +492,23 @@ class Replicator:
             await self._cycle_forever(task_status)
         finally:
             self._thread.close()
+            if self._syncer is not None:
+                self._syncer.shutdown(wait=False)
+            self._flush_on_stop()
+
+    def _flush_on_stop(self) -> None:
+        """On a stop, with no cycle running: write the tail into LMDB (durably), so a
+        stopped node's LMDB holds its whole log, as it did before the tail (a restart
+        would redo it from the WAL anyway). Not after a failed cycle (what it queued was
+        never synced)."""
+        if not self._rs.lmdb_lags_wal or self._rs.wal_pending():
+            return
+        try:
+            with self._storage.begin(write=True) as txn:
+                self._rs.flush_tail(txn)
+            self._rs.lmdb_lags_wal = False
+        except Exception as exc:  # the restart redoes the WAL instead
+            log.warning("the Raft log tail was not written into LMDB at stop: %s", exc)
 
     async def _cycle_forever(self, task_status: anyio.abc.TaskStatus[None]) -> None:
         async with anyio.create_task_group() as tg:
@@ -615,21 +641,22 @@ class Replicator:
                 with no_space_raised(self._storage):
                     # the commit after an early release must not fail for disk space
                     out.release_early = self._storage.reserve()
-                    self._persist_cycle(raw, first, out)
+                    committed = self._persist_cycle(raw, first, out)
             except OutOfSpace:
                 self._rs.discard_wal_pending()
                 # acknowledged from the WAL but not in LMDB: redo the WAL into LMDB before
                 # Raft restarts from LMDB (``_recover_from_no_space``)
-                self._wal_ahead = self._wal_ahead or out.released
+                self._wal_ahead = self._wal_ahead or out.released or self._rs.lmdb_lags_wal
                 raise
             except BaseException:
                 self._rs.discard_wal_pending()
+                self._rs.drop_tail()  # it may hold what was never synced: the WAL redoes it
                 raise
-            self.lmdb_commits += 1
+            self.lmdb_commits += committed
             if self.space.full is not None:
                 log.info("writes succeed again (%s before)", self.space.full)
                 self.space.full = None
-            if out.checkpoint or self._rs.checkpoint_due(self.space):
+            if out.checkpoint or (committed and self._rs.checkpoint_due(self.space)):
                 self._checkpoint()  # LMDB flushed: it holds everything the WAL holds
             if out.persisted_to:
                 self._stable_index = out.persisted_to
@@ -670,24 +697,117 @@ class Replicator:
             if waiter is not None:
                 waiter.resolve(result)
 
-    def _persist_cycle(self, raw: RawNode, first: _Taken, out: CycleOutput) -> None:
-        """One write transaction: persist/apply/advance ``first`` and the Readies after it."""
-        with self._storage.begin(write=True, durable=False) as txn:
-            self._rs.cycle_txn = txn  # Raft must read what this cycle already wrote
-            try:
-                self._persist_ready(txn, raw, first, out)
-                for _ in range(limits.MAX_READY_PER_CYCLE - 1):
-                    if not raw.has_ready():
-                        break
-                    taken = self._take_ready(raw, out, self._send_from_thread)
-                    self._persist_ready(txn, raw, taken, out)
-            finally:
-                self._rs.cycle_txn = None
-            self._rs.trim(txn, self.applied_index)
-            if out.needs_sync:
-                self._rs.sync_wal()  # the cycle's one fdatasync
-                if out.release_early and not out.checkpoint:
-                    self._release(out)
+    def _persist_cycle(self, raw: RawNode, first: _Taken, out: CycleOutput) -> bool:
+        """Persist/apply/advance ``first`` and the Readies after it; return whether it took
+        an LMDB write transaction.
+
+        New entries and hard state go to the WAL and the in-memory tail
+        (``LmdbRaftStorage.defer``) whenever they may; the first Ready that applies or
+        installs something opens ONE write transaction, which every later Ready of the
+        cycle shares, and writes the tail of earlier cycles into it first (synced to the
+        WAL already). When the transaction holds nothing the WAL has not synced, the WAL's
+        fdatasync runs in the sync thread WHILE LMDB commits (``_sync_and_release``), so
+        the cycle takes the longer of the two flushes, not their sum; otherwise the WAL is
+        synced first, as LMDB never holds a Raft write the WAL has not synced.
+
+        When the first Ready both stores and applies (a follower's usual cycle: new entries
+        plus the commit of earlier ones), its messages (the acknowledgements) go out from
+        the sync thread as soon as the WAL holds its entries, while this thread applies
+        (``_early_sync``): the apply's CPU is then off the leader's commit path too. The
+        WAL is the sync thread's until that sync is done (``early.result()``)."""
+        synced: concurrent.futures.Future[None] | None = None
+        early: concurrent.futures.Future[None] | None = None
+        txn = None
+        try:
+            with contextlib.ExitStack() as stack:
+                serial = False  # the transaction holds entries or hard state: sync first
+                taken: _Taken | None = first
+                for _ in range(limits.MAX_READY_PER_CYCLE):
+                    if taken is None:
+                        if not raw.has_ready():
+                            break
+                        taken = self._take_ready(raw, out, self._send_from_thread)
+                        if early is not None:
+                            early.result()  # the WAL is ours again
+                    rd = taken.ready
+                    defer = self._deferrable(rd, out)
+                    if txn is None and (rd.committed or not defer):
+                        txn = stack.enter_context(self._storage.begin(write=True, durable=False))
+                        serial = self._rs.wal_pending()  # this cycle's tail goes in: unsynced
+                        self._rs.flush_tail(txn)
+                        self._rs.cycle_txn = txn  # Raft reads what this cycle already wrote
+                        stack.callback(setattr, self._rs, "cycle_txn", None)
+                    serial = serial or not defer
+                    stored = False
+                    if taken is first and defer and not serial and self._acks_early(rd, out):
+                        early = self._early_sync(taken, out)
+                        stored = True
+                    self._persist_ready(txn, raw, taken, out, defer=defer, stored=stored)
+                    taken = None
+                if txn is not None:
+                    self._rs.cycle_txn = None
+                    self._rs.trim(txn, self.applied_index)
+                if out.needs_sync:
+                    if txn is None or serial:
+                        if early is not None:
+                            early.result()
+                        self._sync_and_release(out)  # the cycle's one fdatasync
+                    else:  # after ``early`` (one sync thread: in order)
+                        synced = self._sync_pool().submit(self._sync_and_release, out)
+        finally:
+            for flush in (early, synced):
+                if flush is not None:
+                    flush.result()  # the cycle ends once both flushes did
+        if txn is not None:
+            self._rs.lmdb_lags_wal = self._rs.has_tail()  # committed, older tail included
+        return txn is not None
+
+    def _acks_early(self, rd: Ready, out: CycleOutput) -> bool:
+        """Whether ``rd``'s messages may leave once the WAL holds its entries, before its
+        committed entries are applied (``_early_sync``): it has entries or a vote to sync
+        and entries to apply, none of which changes the membership (that cycle
+        checkpoints before anything of it leaves)."""
+        return (
+            out.needs_sync
+            and out.release_early
+            and bool(rd.committed)
+            and all(e.type != EntryType.CONF_CHANGE for e in rd.committed)
+        )
+
+    def _early_sync(self, taken: _Taken, out: CycleOutput) -> concurrent.futures.Future[None]:
+        """Queue ``taken``'s entries and hard state to the WAL and the tail, then sync them
+        in the sync thread, which sends ``taken``'s messages once they are durable."""
+        self._rs.defer(taken.ready.hard_state, taken.ready.entries)
+        messages = [*out.messages, *taken.messages]
+        out.messages = []
+        return self._sync_pool().submit(self._sync_and_send, out, messages)
+
+    def _sync_and_send(self, out: CycleOutput, messages: list[Message]) -> None:
+        """In the sync thread: sync the WAL, then send ``messages`` (``_early_sync``)."""
+        self._rs.sync_wal()
+        out.released = True
+        if messages:
+            self._to_loop(self._send, messages)
+
+    def _sync_pool(self) -> concurrent.futures.ThreadPoolExecutor:
+        """The thread the WAL syncs in while a cycle's LMDB commit runs (made on first use)."""
+        if self._syncer is None:
+            self._syncer = concurrent.futures.ThreadPoolExecutor(
+                1, thread_name_prefix=f"aspen-wal-{self.id[:8]}"
+            )
+        return self._syncer
+
+    def _sync_and_release(self, out: CycleOutput) -> None:
+        """Sync the WAL (the cycle's one fdatasync), then ``_release`` what waited on it."""
+        self._rs.sync_wal()
+        if out.release_early and not out.checkpoint:
+            self._release(out)
+
+    def _deferrable(self, rd: Ready, out: CycleOutput) -> bool:
+        """Whether ``rd``'s entries and hard state may go to the WAL and the tail only (no
+        snapshot, no truncation of entries LMDB holds), while the disk has room (short of
+        it, every cycle commits LMDB as before, whose reserve fails before the WAL does)."""
+        return out.release_early and rd.snapshot is None and self._rs.can_defer(rd.entries)
 
     def _release(self, out: CycleOutput) -> None:
         """In the worker thread, once the WAL holds the cycle's entries and hard state and
@@ -746,7 +866,12 @@ class Replicator:
         return out
 
     def _checkpoint(self) -> None:
-        """In the worker thread: flush LMDB, then start a new WAL segment."""
+        """In the worker thread: write the tail into LMDB, flush LMDB, then start a new
+        WAL segment."""
+        if self._rs.lmdb_lags_wal:
+            with self._storage.begin(write=True, durable=False) as txn:
+                self._rs.flush_tail(txn)
+            self._rs.lmdb_lags_wal = False
         self._storage.flush()
         self._rs.checkpoint_wal()
 
@@ -893,12 +1018,28 @@ class Replicator:
         self._take_soft_state(rd, out)
         return _Taken(rd, messages)
 
-    def _persist_ready(self, txn: Any, raw: RawNode, taken: _Taken, out: CycleOutput) -> None:
-        """In the cycle's transaction: install, persist, apply, then ``advance``."""
+    def _persist_ready(
+        self,
+        txn: Any,
+        raw: RawNode,
+        taken: _Taken,
+        out: CycleOutput,
+        *,
+        defer: bool,
+        stored: bool = False,
+    ) -> None:
+        """In the cycle's transaction (if any): install, persist (``defer``: to the WAL and
+        the tail only; ``stored``: ``_early_sync`` did, and took the messages), apply,
+        then ``advance``."""
         rd, messages = taken.ready, taken.messages
-        if rd.snapshot is not None:
-            self._install_snapshot(txn, rd.snapshot, out)
-        self._rs.persist(txn, rd.hard_state, rd.entries)
+        if stored:
+            messages = ()
+        elif defer:
+            self._rs.defer(rd.hard_state, rd.entries)
+        else:
+            if rd.snapshot is not None:
+                self._install_snapshot(txn, rd.snapshot, out)
+            self._rs.persist(txn, rd.hard_state, rd.entries)
         if rd.entries:
             out.persisted_to = rd.entries[-1].index
         for entry in rd.committed:

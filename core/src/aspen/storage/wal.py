@@ -7,7 +7,9 @@ entries and hard state here, syncs this file once, and only then lets the cycle'
 (acknowledgements, votes) and answers out; the LMDB transaction holding the same changes,
 and the state machine's apply, commits after that without a meta-page flush
 (``Storage.begin(durable=False)``). A crash thus may lose LMDB commits, never WAL records
-that were synced, and LMDB never holds a Raft write the WAL has not synced.
+that were synced, and LMDB never holds a Raft write the WAL has not synced. Entries may
+also wait in memory only, beside the WAL, until a later cycle writes them into LMDB (the
+tail: ``LmdbRaftStorage.defer``); LMDB is then behind the WAL, never ahead of it.
 
 **Checkpoint.** Every ``WAL_CHECKPOINT_BYTES`` or ``WAL_CHECKPOINT_ENTRIES`` the driver
 flushes LMDB (then it holds everything written here so far) and calls
@@ -82,6 +84,14 @@ def _encode(rtype: int, batch: int, body: bytes, *, last: bool) -> bytes:
     tag = rtype | (_LAST if last else 0)
     crc = zlib.crc32(body, zlib.crc32(_TAIL.pack(tag, batch)))
     return _HEAD.pack(len(body), crc, tag, batch) + body
+
+
+def _write_all(f: Any, data: bytes) -> None:
+    """Write all of ``data`` to the unbuffered file ``f``: a raw write may write only part
+    of it (a disk nearly full) and say so only by its count; the next one then raises."""
+    view = memoryview(data)
+    while view:
+        view = view[f.write(view) :]
 
 
 def _max_payload() -> int:
@@ -238,7 +248,7 @@ class Wal:
         self._pending.clear()
         f = self._open_file()
         try:
-            f.write(data)
+            _write_all(f, data)
             f.flush()
             if self._sync:
                 os.fdatasync(f.fileno())
