@@ -186,6 +186,57 @@ def test_subscribe_streams_history_then_new_messages_and_resumes(cluster: LocalC
         tail.close()
 
 
+def test_subscribers_on_leader_and_follower_see_concurrent_publishes_in_order(
+    cluster: LocalCluster,
+) -> None:
+    """Publishes racing each other (several entries in flight): a subscriber on the leader
+    (fed by the publisher as entries commit) and one on a follower (fed by its watch) each
+    get every acknowledged message once, per partition in offset order with no gap."""
+    total, publishers = 240, 8
+    leader = cluster.leader_index()
+    follower = next(i for i in range(1, 4) if i != leader)
+    with cluster.client() as c:
+        c.pubsub.create_topic("racing", partitions=2)
+    got: dict[int, list[dict[str, Any]]] = {}
+
+    def subscribe(node: int, stream: Any) -> None:
+        got[node] = list(stream)
+
+    readers = []
+    for node in (leader, follower):
+        reader_client = cluster.client(node)
+        stream = reader_client.pubsub.subscribe("racing", start="end", max=total)
+        thread = threading.Thread(target=subscribe, args=(node, stream))
+        thread.start()
+        readers.append((reader_client, thread))
+    acked: list[tuple[int, int, bytes]] = []
+    lock = threading.Lock()
+
+    def publish(n: int) -> None:
+        with cluster.client() as c:
+            for i in range(total // publishers):
+                data = b"%d-%d" % (n, i)
+                out = c.pubsub.publish("racing", data, key=data)
+                with lock:
+                    acked.append((out["partition"], out["offset"], data))
+
+    workers = [threading.Thread(target=publish, args=(n,)) for n in range(publishers)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+    for reader_client, thread in readers:
+        thread.join(30)
+        reader_client.close()
+        assert not thread.is_alive(), "a subscriber did not get every message in time"
+    for node in (leader, follower):
+        seen = [(m["partition"], m["offset"], m["data"]) for m in got[node]]
+        assert sorted(seen) == sorted(acked), f"node {node}"
+        for partition in (0, 1):
+            offsets = [o for p, o, _ in seen if p == partition]
+            assert offsets == list(range(len(offsets))), f"node {node} partition {partition}"
+
+
 def test_subscribe_from_a_time(client: Any) -> None:
     ps = client.pubsub
     ps.create_topic("timed", partitions=1)
