@@ -398,6 +398,31 @@ def test_a_fetch_waits_for_the_next_publish(cluster: LocalCluster, client: Any) 
     assert [m["data"] for m in got] == [b"wake"]
 
 
+def test_a_fetch_racing_a_publish_is_woken_by_it(cluster: LocalCluster, client: Any) -> None:
+    """A publish that commits while a waiting fetch is still looking (found nothing, not
+    yet waiting) wakes it: the fetch returns the message, not only when its wait ends."""
+    ps = client.pubsub
+    ps.create_topic("racefetch", partitions=1)
+    ps.create_group("racefetch", "g")
+    with cluster.client() as other:
+        for round_ in range(20):
+            got: list[Any] = []
+            start = threading.Barrier(2)
+
+            def fetch(start: threading.Barrier, got: list[Any]) -> None:
+                start.wait()
+                got.extend(ps.fetch("racefetch", "g", "w", wait=60))
+
+            thread = threading.Thread(target=fetch, args=(start, got), daemon=True)
+            thread.start()
+            start.wait()
+            other.pubsub.publish("racefetch", b"%d" % round_)
+            thread.join(20)  # well before the fetch's own wait (60 s) ends
+            assert not thread.is_alive(), f"round {round_}: the publish did not wake the fetch"
+            assert [m["data"] for m in got] == [b"%d" % round_]
+            ps.ack("racefetch", "g", "w", got)
+
+
 # ---------------------------------------------------------------------- CLI contract
 def test_cli_contract(cli: CliInvoker) -> None:
     assert cli("pubsub", "topic", "create", "clitopic", "--partitions", "2").exit_code == 0

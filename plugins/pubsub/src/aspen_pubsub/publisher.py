@@ -171,9 +171,11 @@ class Publisher:
         self._listeners.add(listener)
         return lambda: self._listeners.discard(listener)
 
-    async def committed(self) -> None:
-        """Wait until the next entry is committed (consumers waiting for messages)."""
-        await self._committed.wait()
+    def next_commit(self) -> anyio.Event:
+        """The event set once the next entry is committed (consumers waiting for messages):
+        take it BEFORE looking for messages, then wait on it, so an entry committed in
+        between is not missed."""
+        return self._committed
 
     def forget(self, topic: str | None = None) -> None:
         """Drop cached state (a topic changed, or leadership moved); entries still in
