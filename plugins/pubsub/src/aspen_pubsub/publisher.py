@@ -319,9 +319,9 @@ class Publisher:
             else:
                 self.entries += 1
                 self.messages += sum(len(r.messages) for r in plan.requests)
-                self._tell(plan)
                 for request in plan.requests:
                     request.answer()
+                self._tell(plan)  # after: the publishers' answers go out first
                 self._committed.set()
                 self._committed = anyio.Event()
         finally:

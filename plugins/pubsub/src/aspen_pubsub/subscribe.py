@@ -140,7 +140,9 @@ class _Inbox:
         def heard(topic: str, partition: int, found: list[tuple[int, bytes]]) -> None:
             if (topic, partition) in cursors:
                 # full or closed: dropped, the watch announces the same messages
-                with contextlib.suppress(anyio.WouldBlock, anyio.ClosedResourceError):
+                with contextlib.suppress(
+                    anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError
+                ):
                     self.send.send_nowait(("feed", (topic, partition, found)))
 
         self._stop_feed = publisher.listen(heard)
