@@ -15,7 +15,11 @@ payloads, one partition / one stream:
   message, which is sent without waiting for a reply); Aspen also with each batch's acks
   carried by the next ``fetch`` (one Raft entry per batch);
 * end to end: a publisher at a modest rate and a subscriber on the same host clock,
-  publish call → delivery p50/p99.
+  publish call → delivery p50/p99;
+* end to end by fetch: a pull consumer waiting in ``fetch`` (Aspen: ``wait``; JetStream:
+  ``fetch(1)`` with a timeout) when one message is published: publish call → fetch
+  returned p50/p99 (the fetch acks the one before it; a fetch the publish failed to wake
+  returns when its 5 s wait ends, which shows as a p99 of ~5000 ms).
 
 Aspen's windowed publish and fetch+ack phases also report ``node_cpu_us_per_msg``: every
 node's CPU (user + system, from /proc) per message, which the load of a shared machine
@@ -120,6 +124,21 @@ async def _end_to_end(
     return _quantiles(latencies)
 
 
+async def _end_to_end_fetch(
+    publish: Callable[[bytes], Awaitable[Any]], fetch: Callable[[], Awaitable[Any]], count: int
+) -> dict[str, Any]:
+    """Publish call → a waiting fetch returned, ``count`` times (one message each)."""
+    latencies = []
+    for _ in range(count):
+        waiting = asyncio.ensure_future(fetch())
+        await asyncio.sleep(0.002)  # the fetch is waiting before the publish
+        start = time.perf_counter()
+        await publish(PAYLOAD)
+        await asyncio.wait_for(waiting, 30)
+        latencies.append(time.perf_counter() - start)
+    return _quantiles(latencies)
+
+
 # ---------------------------------------------------------------------- Aspen
 class _NodeCpu:
     """The nodes' CPU (user + system, from /proc) per message of a phase: a figure the
@@ -182,6 +201,17 @@ async def aspen_side(
         with _NodeCpu(pids) as cpu:
             consumed = await _consume(take_and_ack_previous, backlog)
         out["fetch_ack_100_in_next_fetch"] = cpu.per_message(consumed, consumed["msgs"])
+        await ps.create_topic("pull")
+        await ps.create_group("pull", "g")
+        last: list[Any] = []
+
+        async def fetch_one() -> None:
+            got = await ps.fetch("pull", "g", "w", max=1, wait=5, ack=last)
+            last[:] = got
+
+        out["end_to_end_fetch"] = await _end_to_end_fetch(
+            lambda d: ps.publish("pull", d), fetch_one, e2e
+        )
         received: asyncio.Queue = asyncio.Queue()
         sub = await ps.subscribe("e2e", start="end")
 
@@ -229,6 +259,7 @@ async def nats_side(
             await js.add_stream(name="BENCH", subjects=["bench"], num_replicas=nodes)
             await js.add_stream(name="WORK", subjects=["work"], num_replicas=nodes)
             await js.add_stream(name="E2E", subjects=["e2e"], num_replicas=nodes)
+            await js.add_stream(name="PULL", subjects=["pull"], num_replicas=nodes)
             break
         except Exception:  # not ready yet
             await asyncio.sleep(0.2)
@@ -251,6 +282,15 @@ async def nats_side(
         return len(got)
 
     out["fetch_ack_100"] = await _consume(take, backlog)
+    pull = await js.pull_subscribe("pull", durable="p")
+
+    async def fetch_one() -> None:
+        for m in await pull.fetch(1, timeout=5):
+            await m.ack()
+
+    out["end_to_end_fetch"] = await _end_to_end_fetch(
+        lambda d: js.publish("pull", d), fetch_one, e2e
+    )
     received: asyncio.Queue = asyncio.Queue()
 
     async def on_message(msg: Any) -> None:

@@ -186,6 +186,57 @@ def test_subscribe_streams_history_then_new_messages_and_resumes(cluster: LocalC
         tail.close()
 
 
+def test_subscribers_on_leader_and_follower_see_concurrent_publishes_in_order(
+    cluster: LocalCluster,
+) -> None:
+    """Publishes racing each other (several entries in flight): a subscriber on the leader
+    (fed by the publisher as entries commit) and one on a follower (fed by its watch) each
+    get every acknowledged message once, per partition in offset order with no gap."""
+    total, publishers = 240, 8
+    leader = cluster.leader_index()
+    follower = next(i for i in range(1, 4) if i != leader)
+    with cluster.client() as c:
+        c.pubsub.create_topic("racing", partitions=2)
+    got: dict[int, list[dict[str, Any]]] = {}
+
+    def subscribe(node: int, stream: Any) -> None:
+        got[node] = list(stream)
+
+    readers = []
+    for node in (leader, follower):
+        reader_client = cluster.client(node)
+        stream = reader_client.pubsub.subscribe("racing", start="end", max=total)
+        thread = threading.Thread(target=subscribe, args=(node, stream))
+        thread.start()
+        readers.append((reader_client, thread))
+    acked: list[tuple[int, int, bytes]] = []
+    lock = threading.Lock()
+
+    def publish(n: int) -> None:
+        with cluster.client() as c:
+            for i in range(total // publishers):
+                data = b"%d-%d" % (n, i)
+                out = c.pubsub.publish("racing", data, key=data)
+                with lock:
+                    acked.append((out["partition"], out["offset"], data))
+
+    workers = [threading.Thread(target=publish, args=(n,)) for n in range(publishers)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+    for reader_client, thread in readers:
+        thread.join(30)
+        reader_client.close()
+        assert not thread.is_alive(), "a subscriber did not get every message in time"
+    for node in (leader, follower):
+        seen = [(m["partition"], m["offset"], m["data"]) for m in got[node]]
+        assert sorted(seen) == sorted(acked), f"node {node}"
+        for partition in (0, 1):
+            offsets = [o for p, o, _ in seen if p == partition]
+            assert offsets == list(range(len(offsets))), f"node {node} partition {partition}"
+
+
 def test_subscribe_from_a_time(client: Any) -> None:
     ps = client.pubsub
     ps.create_topic("timed", partitions=1)
@@ -345,6 +396,31 @@ def test_a_fetch_waits_for_the_next_publish(cluster: LocalCluster, client: Any) 
         other.pubsub.publish("waiting", b"wake")
     thread.join(30)
     assert [m["data"] for m in got] == [b"wake"]
+
+
+def test_a_fetch_racing_a_publish_is_woken_by_it(cluster: LocalCluster, client: Any) -> None:
+    """A publish that commits while a waiting fetch is still looking (found nothing, not
+    yet waiting) wakes it: the fetch returns the message, not only when its wait ends."""
+    ps = client.pubsub
+    ps.create_topic("racefetch", partitions=1)
+    ps.create_group("racefetch", "g")
+    with cluster.client() as other:
+        for round_ in range(20):
+            got: list[Any] = []
+            start = threading.Barrier(2)
+
+            def fetch(start: threading.Barrier, got: list[Any]) -> None:
+                start.wait()
+                got.extend(ps.fetch("racefetch", "g", "w", wait=60))
+
+            thread = threading.Thread(target=fetch, args=(start, got), daemon=True)
+            thread.start()
+            start.wait()
+            other.pubsub.publish("racefetch", b"%d" % round_)
+            thread.join(20)  # well before the fetch's own wait (60 s) ends
+            assert not thread.is_alive(), f"round {round_}: the publish did not wake the fetch"
+            assert [m["data"] for m in got] == [b"%d" % round_]
+            ps.ack("racefetch", "g", "w", got)
 
 
 # ---------------------------------------------------------------------- CLI contract

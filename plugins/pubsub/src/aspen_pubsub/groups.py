@@ -112,9 +112,10 @@ class _Change:
 class GroupService:
     """The leader's side of competing groups: fetch, ack and claim (one per node)."""
 
-    def __init__(self, node: Any, committed: Callable[[], Any]) -> None:
+    def __init__(self, node: Any, next_commit: Callable[[], anyio.Event]) -> None:
         self.node = node
-        self._committed = committed
+        #: the event set when the publisher's next entry commits (fetches waiting on it)
+        self._next_commit = next_commit
         self._states: dict[tuple[str, str], _State] = {}
         self._locks: dict[tuple[str, str], anyio.Lock] = {}
 
@@ -225,6 +226,7 @@ class GroupService:
             return out
 
         while True:
+            committed = self._next_commit()  # before looking: a commit meanwhile wakes it
             out = await self.update(topic, group, mutate)
             acks = ()
             left = deadline - time.monotonic()
@@ -233,7 +235,7 @@ class GroupService:
             if soonest and soonest[0]:
                 left = min(left, max(0.0, soonest[0] / 1000 - time.time()) + 0.001)
             with anyio.move_on_after(left):
-                await self._committed()
+                await committed.wait()
 
     async def _take(self, change: _Change, consumer: str, most: int) -> list[dict[str, Any]]:
         record, topic = change.record, change.state.topic

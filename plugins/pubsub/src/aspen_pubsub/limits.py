@@ -90,3 +90,7 @@ PUBSUB_MAX_MEMBERS = 256
 PUBSUB_MAX_GROUPS = 100
 #: Most topics a wildcard subscription follows.
 PUBSUB_MAX_SUBSCRIBED_TOPICS = 64
+#: Notices (a watch event, or one committed entry's messages of one partition, each at
+#: most PUBSUB_COMMIT_MAX_BYTES, shared with the entry) one subscription holds unread; a
+#: notice from the publisher that finds it full is dropped (the watch brings the same).
+PUBSUB_SUBSCRIBE_QUEUE = 16

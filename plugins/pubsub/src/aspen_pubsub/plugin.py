@@ -43,7 +43,7 @@ async def aspen_startup(node: Any) -> None:
     publisher = Publisher(node)
     state = node.plugin_state(PLUGIN)
     state["publisher"] = publisher
-    state["groups"] = groups = GroupService(node, publisher.committed)
+    state["groups"] = groups = GroupService(node, publisher.next_commit)
     state["partitioned"] = partitioned = PartitionedGroups(groups)
     node.spawn(publisher.run, name="pubsub-publisher")
     node.spawn(_sweeper, node, publisher, partitioned, name="pubsub-sweeper")

@@ -28,6 +28,7 @@ import itertools
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,6 +67,10 @@ class _Request:
 #: A stored message: offset, stored size, publish time (ms) and its packed record.
 _Stored = tuple[int, int, int, bytes]
 
+#: Told of every committed entry's messages, per partition: ``(topic, partition,
+#: [(offset, packed message)])`` (a subscription on the leader: see :meth:`Publisher.listen`).
+Listener = Callable[[str, int, list[tuple[int, bytes]]], None]
+
 
 @dataclass
 class _Plan:
@@ -81,6 +86,8 @@ class _Plan:
     #: per partition, the messages this entry adds: (offset, size, publish ms, packed)
     new: dict[tuple[str, int], list[_Stored]] = field(default_factory=dict)
     ids: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
+    #: per partition, the messages it adds and keeps: (offset, packed), for listeners
+    kept: dict[tuple[str, int], list[tuple[int, bytes]]] = field(default_factory=dict)
 
 
 def _segments(messages: list[_Stored]) -> list[tuple[int, list[bytes]]]:
@@ -133,6 +140,8 @@ class Publisher:
         self._retry: list[_Request] = []
         #: the cache may be wrong (an entry failed, leadership moved): drain, then re-read
         self._stale = False
+        #: told of each committed entry's messages (subscriptions on this node)
+        self._listeners: set[Listener] = set()
         #: Entries committed and messages in them, and publishes queued again after
         #: their entry's compares failed, since start (``stats``).
         self.entries = 0
@@ -154,9 +163,19 @@ class Publisher:
         """This node's group-commit counters since it started (``pubsub.stats``)."""
         return {"entries": self.entries, "messages": self.messages, "requeued": self.requeued}
 
-    async def committed(self) -> None:
-        """Wait until the next entry is committed (consumers waiting for messages)."""
-        await self._committed.wait()
+    def listen(self, listener: Listener) -> Callable[[], None]:
+        """Tell ``listener`` the messages of every entry this node commits from now on, as
+        soon as it is committed (before this node's apply of it is visible to reads and
+        watches); returns the function that stops it. Called on the event loop; it must
+        not block."""
+        self._listeners.add(listener)
+        return lambda: self._listeners.discard(listener)
+
+    def next_commit(self) -> anyio.Event:
+        """The event set once the next entry is committed (consumers waiting for messages):
+        take it BEFORE looking for messages, then wait on it, so an entry committed in
+        between is not missed."""
+        return self._committed
 
     def forget(self, topic: str | None = None) -> None:
         """Drop cached state (a topic changed, or leadership moved); entries still in
@@ -264,7 +283,9 @@ class Publisher:
             return None
         for (topic, partition), new in plan.new.items():
             first = plan.heads[(topic, partition)].first
-            for last, blobs in _segments([m for m in new if m[0] >= first]):
+            kept = [m for m in new if m[0] >= first]
+            plan.kept[(topic, partition)] = [(m[0], m[3]) for m in kept]
+            for last, blobs in _segments(kept):
                 key = keys.message(topic, partition, last)
                 plan.puts[key] = store.put(key, pack(blobs))
         for (topic, partition), head in plan.heads.items():
@@ -300,6 +321,7 @@ class Publisher:
                 self.messages += sum(len(r.messages) for r in plan.requests)
                 for request in plan.requests:
                     request.answer()
+                self._tell(plan)  # after: the publishers' answers go out first
                 self._committed.set()
                 self._committed = anyio.Event()
         finally:
@@ -308,6 +330,13 @@ class Publisher:
             self._settled.set()
             self._settled = anyio.Event()
             self._wake.set()
+
+    def _tell(self, plan: _Plan) -> None:
+        """Tell the listeners the messages ``plan``'s entry (committed) added."""
+        for listener in list(self._listeners):
+            for (topic, partition), kept in plan.kept.items():
+                if kept:
+                    listener(topic, partition, kept)
 
     def _requeue(self, requests: list[_Request]) -> None:
         """Queue the requests of an entry whose compares failed again (after the drain),

@@ -176,7 +176,7 @@ async def subscribe(ctx: Any, params: dict[str, Any]) -> AsyncIterator[dict[str,
         raise InvalidArgumentError("'offsets' must map partition to offset", field="offsets")
     at = _float(params, "time", 0.0, 2**40)
     most = optional_int(params, "max", 0, min=0, max=2**62)
-    async for page in subscription(ctx.node, name, str(start), offsets, at, most):
+    async for page in subscription(ctx.node, name, str(start), offsets, at, most, _publisher(ctx)):
         yield {"messages": page}
 
 
