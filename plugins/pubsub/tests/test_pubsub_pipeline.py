@@ -37,6 +37,9 @@ class _Publishers:
     def __init__(self, cluster: LocalCluster, topic: str) -> None:
         self.cluster, self.topic = cluster, topic
         self.stop = threading.Event()
+        #: cleared: every publisher waits before its next publish (the pipeline drains)
+        self.running = threading.Event()
+        self.running.set()
         self.lock = threading.Lock()
         #: (partition, offset) → the payloads acknowledged there (one, or a bug)
         self.acked: dict[tuple[int, int], list[bytes]] = {}
@@ -46,6 +49,8 @@ class _Publishers:
         with self.cluster.client() as c:
             seq = 0
             while not self.stop.is_set():
+                if not self.running.wait(0.05):
+                    continue
                 data = b"p%d-%d" % (n, seq)
                 seq += 1
                 try:
@@ -71,6 +76,7 @@ class _Publishers:
 
     def __exit__(self, *exc: object) -> None:
         self.stop.set()
+        self.running.set()
         for t in self.threads:
             t.join(30)
 
@@ -95,21 +101,23 @@ def _check_log(client: Any, topic: str, acked: dict[tuple[int, int], list[bytes]
     assert set(acked) <= held
 
 
-def _rewrite_head(client: Any, topic: str, partition: int) -> None:
+def _rewrite_head(client: Any, topic: str, partition: int) -> bool:
     """Store ``topic``'s head again with the same numbers in other bytes (its map keys in
-    the other order): entries in flight, which expect the bytes the previous one writes,
-    fail their compares; the offsets do not move."""
+    the other order): the next entries, which expect the bytes the leader's publisher
+    wrote last, fail their compares; the offsets do not move. False if the head moved
+    between our read and our write (nothing written)."""
     key = keys.head(topic, partition)
     got = client.call("kv.range", {"key": key})["kvs"]
     if not got:
-        return
+        return False
     record = msgpack.unpackb(got[0]["value"])
     reordered = msgpack.packb(dict(reversed(list(record.items()))))
     compare = [{"key": key, "target": "value", "op": "==", "value": got[0]["value"]}]
-    client.call(
+    done = client.call(
         "kv.txn",
         {"compare": compare, "success": [{"put": {"key": key, "value": reordered}}]},
     )
+    return bool(done["succeeded"])
 
 
 def test_an_entry_failing_mid_pipeline_is_rebuilt_without_reusing_an_offset(
@@ -120,12 +128,18 @@ def test_an_entry_failing_mid_pipeline_is_rebuilt_without_reusing_an_offset(
         c.pubsub.create_topic(topic, partitions=2)
         with _Publishers(cluster, topic) as pubs:
             pubs.wait_more(200)
-
-            def requeued() -> bool:
-                _rewrite_head(c, topic, pubs.count() % 2)
-                return c.pubsub.stats(topic)["publisher"]["requeued"] > 0
-
-            wait_for(requeued, timeout=60, message="an entry in flight was queued again")
+            # Pause the publishers so the head can be rewritten (with 32 of them an entry
+            # lands between any read and write), then let all 32 go at once: the entry
+            # built on the leader's cached head fails its compare, and so do the entries
+            # already built on it in the pipeline.
+            pubs.running.clear()
+            wait_for(lambda: _rewrite_head(c, topic, 0), timeout=30, message="head rewritten")
+            pubs.running.set()
+            wait_for(
+                lambda: c.pubsub.stats(topic)["publisher"]["requeued"] > 0,
+                timeout=30,
+                message="an entry in flight was queued again",
+            )
             pubs.wait_more(200)
         _check_log(c, topic, pubs.acked)
         publisher = c.pubsub.stats(topic)["publisher"]
