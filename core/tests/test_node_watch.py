@@ -11,7 +11,7 @@ from kvstore import Store
 from aspen import limits
 from aspen.client.txn import Op
 from aspen.errors import CompactedError
-from aspen.kv import compact_command
+from aspen.kv import compact_command, put_command
 from aspen.kv.commands import WatchRequest
 from aspen.node.watch import EVENT_FIELDS_BYTES, LARGEST_EVENT_BYTES, WatchHub, event_bytes
 from aspen.transport.framing import encode_frame
@@ -150,5 +150,62 @@ async def test_watch_overtaken_by_compaction_is_told_compacted(tmp_path, monkeyp
         assert info.value.details == {"compact_revision": last}
         await stream.aclose()
         assert hub.active == 0
+    finally:
+        store.storage.close()
+
+
+def test_watch_skips_reads_of_changes_outside_its_range(running_node) -> None:
+    """Writes to other keys do not make a waiting watcher read the history, and it still
+    gets every change of its own key, in order, once."""
+    with running_node.client() as c:
+        watch = c.watch("mine/", prefix=True)
+        c.kv.put("mine/0", "a")
+        first = _collect_one(watch)
+        for i in range(30):
+            c.kv.put(f"other/{i}", "v")
+        c.kv.txn(success=[Op.put("other/x", "v"), Op.put("mine/1", "b")])
+        c.kv.delete("mine/0")
+        messages = [first, *_collect(watch, 2)]
+        skipped = c.call("node.status")["watch_reads_skipped"]
+    events = [(ev.type, ev.kv.key, ev.kv.value) for m in messages for ev in m.events]
+    assert events == [
+        ("put", b"mine/0", b"a"),
+        ("put", b"mine/1", b"b"),
+        ("delete", b"mine/0", b""),
+    ]
+    assert skipped > 0
+
+
+def _collect_one(watch: Any) -> Any:
+    """The next message of ``watch`` that carries events."""
+    for resp in watch:
+        if resp.events:
+            return resp
+    raise AssertionError("watch ended")
+
+
+def test_recent_keys_claim_only_revisions_they_saw_every_change_of(tmp_path) -> None:
+    store = Store(tmp_path / "db")
+    try:
+
+        def put(key: str) -> None:
+            result, events = store.apply(put_command({"key": key, "value": "v"}))
+            hub.advance(result["header"]["revision"], events)
+
+        base = 1  # a fresh store's revision
+        hub = WatchHub(store.storage, store.sm, base)
+        req = WatchRequest(key=b"a")
+        put("b")
+        put("c")
+        assert hub.recent.untouched(req, base, base + 2)
+        assert not hub.recent.untouched(WatchRequest(key=b"b"), base, base + 2)
+        assert hub.recent.untouched(WatchRequest(key=b"b"), base + 1, base + 2)
+        assert not hub.recent.untouched(req, base - 1, base + 2)  # before it started
+        store.apply(put_command({"key": "a", "value": "v"}))
+        hub.advance(base + 3)  # a revision without its events: nothing up to it is claimed
+        assert not hub.recent.untouched(req, base + 2, base + 3)
+        put("c")
+        assert hub.recent.untouched(req, base + 3, base + 4)
+        assert not hub.recent.untouched(req, base + 2, base + 4)
     finally:
         store.storage.close()

@@ -76,6 +76,12 @@ WATCH_READ_SLICE_BYTES = 8 * 1024 * 1024
 #: Watch history reads running at once in worker threads (the others wait their turn),
 #: so catching-up watches never hold the threads the Raft driver needs.
 WATCH_READ_THREADS = 2
+#: Most revisions whose changed keys the watch hub remembers, so a watcher woken by a
+#: change outside its range skips the history read (a worker-thread hop) it would make.
+WATCH_RECENT_REVISIONS = 1024
+#: Most bytes of keys the watch hub remembers for that (older revisions are forgotten;
+#: a watcher behind them reads the history as before).
+WATCH_RECENT_KEY_BYTES = 1024 * 1024
 #: Most open watches on one client connection.
 MAX_WATCHES_PER_CONNECTION = 1000
 #: Seconds between progress notifications on an idle watch (when requested).

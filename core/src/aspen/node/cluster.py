@@ -405,7 +405,7 @@ class ClusterRuntime:
     # ------------------------------------------------------------------ events
     def _on_applied(self, events: list[Event], revision: int) -> None:
         """After every commit: wake watchers, hand events to the bus, follow membership."""
-        self.watch_hub.advance(revision)
+        self.watch_hub.advance(revision, events)
         if events:
             self.bus.publish(events)
             if self._applied_observer is not None:

@@ -302,6 +302,7 @@ class Node:
             "disk": replicator.space.report(),
             "leases": len(parts.leases),
             "watches": parts.watch_hub.active,
+            "watch_reads_skipped": parts.watch_hub.skipped_reads,
             "events": {"watches": parts.journal_hub.active, "end": parts.journal_hub.end},
             "writes": {
                 "cycles": replicator.cycles,

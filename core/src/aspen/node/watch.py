@@ -13,11 +13,18 @@ larger event travels alone) and ``MAX_WATCH_EVENTS_PER_MESSAGE`` events. Resumin
 the position, not from the start of a revision, keeps a catch-up through one huge
 transaction linear. A message followed at once by more history says ``"more": true``:
 the revision of its last event may go on in the next message.
+
+The hub also remembers the keys the last revisions changed (:class:`RecentKeys`, bounded
+by ``WATCH_RECENT_REVISIONS`` / ``WATCH_RECENT_KEY_BYTES``), from the events of each
+commit. A watcher woken by revisions that changed no key in its range moves past them
+without reading: on a busy node most watchers (plugins watch their own prefixes) would
+otherwise make a worker-thread hop per write to find nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections import deque
+from collections.abc import AsyncIterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
@@ -26,13 +33,14 @@ import anyio
 
 from aspen import limits
 from aspen.errors import CompactedError
+from aspen.events import Event, KvBatch, KvDelete, KvPut
 from aspen.kv.commands import WatchRequest
 from aspen.kv.reads import in_range
 from aspen.kv.records import DELETE, HISTORY_KEY, entry_record, history_key
 from aspen.kv.state_machine import KVStateMachine
 from aspen.storage import Storage
 
-__all__ = ["EVENT_FIELDS_BYTES", "LARGEST_EVENT_BYTES", "WatchHub", "event_bytes"]
+__all__ = ["EVENT_FIELDS_BYTES", "LARGEST_EVENT_BYTES", "RecentKeys", "WatchHub", "event_bytes"]
 
 #: Bytes an event's encoding adds to its keys and values (field names, revisions,
 #: version, lease, type; measured well under this by test_watch_largest_event_fits_a_frame).
@@ -62,6 +70,72 @@ class _Page:
     more: bool  # stopped at a bound: more history follows at once
 
 
+class RecentKeys:
+    """The keys changed by the last revisions, when every change of them is known.
+
+    :meth:`record` takes each commit's events; revisions whose changes the events do not
+    fully account for (a journal publish, a snapshot install, no events given) make it
+    forget everything up to them, so :meth:`untouched` never claims a revision it has not
+    seen every change of.
+    """
+
+    def __init__(self, revision: int) -> None:
+        self.known_from = revision  # every change after this revision is remembered
+        self._revisions: deque[tuple[int, tuple[bytes, ...]]] = deque()
+        self._bytes = 0
+
+    def record(self, before: int, after: int, events: Sequence[Event]) -> None:
+        """Remember the keys of revisions ``before + 1 .. after`` from their ``events``."""
+        keys: dict[int, list[bytes]] = {}
+        for event in events:
+            if isinstance(event, KvPut | KvDelete):
+                keys.setdefault(event.revision, []).append(event.kv.key)
+            elif not isinstance(event, KvBatch):  # its changes come as puts and deletes too
+                keys.clear()
+                break
+        if (
+            before != self.latest
+            or len(keys) != after - before
+            or min(keys, default=0) != before + 1
+            or max(keys, default=0) != after
+        ):
+            self._forget(after)
+            return
+        for revision in sorted(keys):
+            changed = tuple(keys[revision])
+            self._revisions.append((revision, changed))
+            self._bytes += sum(map(len, changed))
+        while self._revisions and (
+            len(self._revisions) > limits.WATCH_RECENT_REVISIONS
+            or self._bytes > limits.WATCH_RECENT_KEY_BYTES
+        ):
+            revision, changed = self._revisions.popleft()
+            self._bytes -= sum(map(len, changed))
+            self.known_from = revision
+
+    @property
+    def latest(self) -> int:
+        """The newest revision remembered (``known_from`` when none is)."""
+        return self._revisions[-1][0] if self._revisions else self.known_from
+
+    def untouched(self, req: WatchRequest, seen: int, current: int) -> bool:
+        """True if revisions ``seen + 1 .. current`` are all remembered and changed no key
+        in ``req``'s range."""
+        if seen < self.known_from or current > self.latest:
+            return False
+        for revision, changed in reversed(self._revisions):
+            if revision <= seen:
+                break
+            if revision <= current and any(in_range(k, req.key, req.end) for k in changed):
+                return False
+        return True
+
+    def _forget(self, revision: int) -> None:
+        self._revisions.clear()
+        self._bytes = 0
+        self.known_from = revision
+
+
 class WatchHub:
     """Tells waiting watchers when the store revision moves, and streams their history."""
 
@@ -71,11 +145,15 @@ class WatchHub:
         self.revision = revision
         self._changed = anyio.Event()
         self._readers = anyio.CapacityLimiter(limits.WATCH_READ_THREADS)
+        self.recent = RecentKeys(revision)
         self.active = 0
+        self.skipped_reads = 0
 
-    def advance(self, revision: int) -> None:
-        """Record a new store revision and wake every watcher."""
+    def advance(self, revision: int, events: Sequence[Event] = ()) -> None:
+        """Record a new store revision (reached by the commits of ``events``) and wake
+        every watcher."""
         if revision > self.revision:
+            self.recent.record(self.revision, revision, events)
             self.revision = revision
             changed, self._changed = self._changed, anyio.Event()
             changed.set()
@@ -131,29 +209,34 @@ class WatchHub:
         """
         current = self._check_start(req)
         position = history_key(req.start_revision or current + 1)
+        seen = -1  # the revision up to which every history entry has been examined
         self.active += 1
         try:
             yield {"created": True, "header": {"revision": current}}
             while True:
-                page = await anyio.to_thread.run_sync(
-                    self._read, req, position, limiter=self._readers
-                )
-                position = page.position
-                if page.events:
-                    item: dict[str, Any] = {
-                        "header": {"revision": page.revision},
-                        "events": page.events,
-                    }
+                if self.revision > seen >= 0 and self.recent.untouched(req, seen, self.revision):
+                    seen = self.revision  # nothing in req's range changed: no read needed
+                    position = history_key(seen + 1)
+                    self.skipped_reads += 1
+                else:
+                    page = await anyio.to_thread.run_sync(
+                        self._read, req, position, limiter=self._readers
+                    )
+                    position = page.position
+                    if page.events:
+                        item: dict[str, Any] = {
+                            "header": {"revision": page.revision},
+                            "events": page.events,
+                        }
+                        if page.more:
+                            item["more"] = True
+                        yield item
                     if page.more:
-                        item["more"] = True
-                    yield item
-                if page.more:
-                    continue
-                moved = await self._wait_beyond(
-                    page.revision, limits.WATCH_PROGRESS_INTERVAL_SECONDS
-                )
+                        continue
+                    seen = page.revision
+                moved = await self._wait_beyond(seen, limits.WATCH_PROGRESS_INTERVAL_SECONDS)
                 if not moved and req.progress_notify:
-                    yield {"header": {"revision": page.revision}, "progress": True}
+                    yield {"header": {"revision": seen}, "progress": True}
         finally:
             self.active -= 1
 
