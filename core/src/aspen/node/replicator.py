@@ -739,7 +739,13 @@ class Replicator:
                         stack.callback(setattr, self._rs, "cycle_txn", None)
                     serial = serial or not defer
                     stored = False
-                    if taken is first and defer and not serial and self._acks_early(rd, out):
+                    if (
+                        limits.WAL_SYNC_BESIDE_COMMIT
+                        and taken is first
+                        and defer
+                        and not serial
+                        and self._acks_early(rd, out)
+                    ):
                         early = self._early_sync(taken, out)
                         stored = True
                     self._persist_ready(txn, raw, taken, out, defer=defer, stored=stored)
@@ -748,7 +754,7 @@ class Replicator:
                     self._rs.cycle_txn = None
                     self._rs.trim(txn, self.applied_index)
                 if out.needs_sync:
-                    if txn is None or serial:
+                    if txn is None or serial or not limits.WAL_SYNC_BESIDE_COMMIT:
                         if early is not None:
                             early.result()
                         self._sync_and_release(out)  # the cycle's one fdatasync
