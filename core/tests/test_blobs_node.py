@@ -19,6 +19,7 @@ from aspen.blobs.meta import PREFIX as META_PREFIX
 from aspen.blobs.service import META_CAPABILITIES
 from aspen.blobs.store import BlobCorruptError, BlobStore
 from aspen.errors import (
+    InvalidArgumentError,
     NotFoundError,
     ResourceExhaustedError,
     UnauthorizedError,
@@ -207,3 +208,58 @@ def test_a_put_whose_upload_expired_says_it_was_interrupted(
             c.blobs.put(stalls())
         assert not any((node.data_dir / "blobs" / "tmp").iterdir())
         assert c.blobs.status()["blobs"] == 0
+
+
+def test_list_and_pins_page_through_every_blob(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``blob.list`` pages through the blobs in hash order and ``blob.pins`` through the pins
+    under a prefix in name order: each page continues after the last item, every item comes
+    once, and the client and CLI read every page. A page's pin names are bounded."""
+    monkeypatch.setattr("aspen.blobs.meta.BLOB_LIST_MAX_PINS", 4)
+    pm = make_plugin_manager(load=[])
+    config = NodeConfig(data_dir=tmp_path / "n", listen="127.0.0.1:0")
+    with NodeThread(config, pm) as node, node.client() as c:
+        refs = {i: c.blobs.put(f"blob {i}".encode(), pin=f"rel/{i:02d}") for i in range(11)}
+        c.blobs.pin("other/a", refs[0].hash)
+        hashes = sorted(ref.hash for ref in refs.values())
+
+        seen, after, pages = [], None, 0
+        while True:
+            page = c.call("blob.list", {"after": after, "limit": 3})
+            seen += [b["hash"] for b in page["blobs"]]
+            pages += 1
+            if not page["more"]:
+                break
+            after = seen[-1]
+        assert seen == hashes and pages >= 4
+        assert [b["hash"] for b in c.blobs.list()] == hashes
+        assert [b["hash"] for b in c.blobs.list(after=hashes[2], limit=5)] == hashes[3:8]
+
+        names = [f"rel/{i:02d}" for i in range(11)]
+        assert [e["name"] for e in c.blobs.pins("rel/")] == names
+        assert c.blobs.pins("rel/", limit=2, after="rel/04") == [
+            {"name": n, "hash": refs[i].hash, "size": refs[i].size}
+            for i, n in ((5, "rel/05"), (6, "rel/06"))
+        ]
+        assert [e["name"] for e in c.blobs.pins("other/")] == ["other/a"]
+        assert c.blobs.pins("none/") == []
+
+        # a blob pinned under more names than a page may carry lists a part of them
+        crowded = c.blobs.put(b"crowded", pin="x/0")
+        for n in range(1, 6):
+            c.blobs.pin(f"x/{n}", crowded.hash)
+        every = [b["hash"] for b in c.blobs.list()]
+        assert sorted(every) == every and crowded.hash in every and len(every) == 12
+        page = c.call("blob.list", {})
+        assert page["more"] and sum(len(b["pins"]) for b in page["blobs"]) <= 4
+        at = every.index(crowded.hash)
+        page = c.call("blob.list", {"after": every[at - 1] if at else None})
+        assert [b["hash"] for b in page["blobs"]] == [crowded.hash] and page["more"]
+        assert page["blobs"][0]["pins_truncated"] and len(page["blobs"][0]["pins"]) == 4
+
+        for bad in ({"after": "zz"}, {"limit": 0}, {"limit": 1001}, {"after": 7}):
+            with pytest.raises(InvalidArgumentError):
+                c.call("blob.list", bad)
+        with pytest.raises(InvalidArgumentError):
+            c.call("blob.pins", {"prefix": "p" * 600})

@@ -383,8 +383,11 @@ BLOB_REPAIR_CONCURRENCY = 4
 BLOB_REPAIR_SCAN_BLOBS = 100_000
 #: Seconds a node-to-node copy of one blob may take before it is abandoned.
 BLOB_COPY_TIMEOUT_SECONDS = 3600.0
-#: Blobs ``blob.list`` returns in one page.
+#: Blobs ``blob.list`` returns in one page (and the most a caller may ask for).
 BLOB_LIST_LIMIT = 1000
+#: Pin names one ``blob.list`` page carries in all (a blob with more lists this many and
+#: says ``pins_truncated``); pins of one page of ``blob.pins`` are ``BLOB_LIST_LIMIT``.
+BLOB_LIST_MAX_PINS = 10_000
 #: Bytes of a pin name.
 BLOB_MAX_PIN_NAME_BYTES = 512
 

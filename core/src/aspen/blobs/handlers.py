@@ -2,7 +2,7 @@
 
 Clients: ``blob.put_open`` / ``blob.put_chunk`` / ``blob.put_close`` / ``blob.put_abort``
 (a put, chunk by chunk), ``blob.get`` (streams a window of a blob), ``blob.stat``,
-``blob.pin``, ``blob.unpin``, ``blob.list``, ``blob.status``, ``blob.configure``.
+``blob.pin``, ``blob.unpin``, ``blob.list``, ``blob.pins``, ``blob.status``, ``blob.configure``.
 What members ask of each other (copy a blob, a liveness ping) is not here: it goes over
 the peer transport (:mod:`aspen.blobs.transfer`).
 """
@@ -14,7 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 from aspen.blobs.hashing import parse_hash
 from aspen.blobs.meta import check_pin_name
-from aspen.limits import BLOB_CHUNK_BYTES, BLOB_MAX_REPLICAS
+from aspen.limits import (
+    BLOB_CHUNK_BYTES,
+    BLOB_LIST_LIMIT,
+    BLOB_MAX_PIN_NAME_BYTES,
+    BLOB_MAX_REPLICAS,
+)
 from aspen.rpc import params as p
 from aspen.rpc.context import RpcContext
 from aspen.rpc.handler import RpcHandler
@@ -98,8 +103,20 @@ async def blob_unpin(ctx: RpcContext, params: dict[str, Any]) -> Any:
 
 
 async def blob_list(ctx: RpcContext, params: dict[str, Any]) -> Any:
-    """Every blob: ``{blobs: [{hash, size, holders, pins, ...}]}``."""
-    return {"blobs": await _service(ctx).list()}
+    """A page of blobs in hash order: ``{after?, limit?}`` -> ``{blobs: [{hash, size,
+    holders, pins, ...}], more}``; ask again with ``after`` = the last hash while ``more``."""
+    after = "" if params.get("after") is None else parse_hash(params["after"], "after")
+    limit = p.optional_int(params, "limit", BLOB_LIST_LIMIT, min=1, max=BLOB_LIST_LIMIT)
+    return await _service(ctx).list(after=after, limit=limit)
+
+
+async def blob_pins(ctx: RpcContext, params: dict[str, Any]) -> Any:
+    """A page of pins in name order: ``{prefix?, after?, limit?}`` -> ``{pins: [{name, hash,
+    size}], more}``; ask again with ``after`` = the last name while ``more``."""
+    prefix = p.optional_str(params, "prefix", max_len=BLOB_MAX_PIN_NAME_BYTES) or ""
+    after = p.optional_str(params, "after", max_len=BLOB_MAX_PIN_NAME_BYTES) or ""
+    limit = p.optional_int(params, "limit", BLOB_LIST_LIMIT, min=1, max=BLOB_LIST_LIMIT)
+    return await _service(ctx).pins(prefix, after=after, limit=limit)
 
 
 async def blob_status(ctx: RpcContext, params: dict[str, Any]) -> Any:
@@ -128,6 +145,7 @@ def blob_handlers() -> list[RpcHandler]:
         ("blob.pin", blob_pin, False, "blob:write"),
         ("blob.unpin", blob_unpin, False, "blob:write"),
         ("blob.list", blob_list, False, "blob:read"),
+        ("blob.pins", blob_pins, False, "blob:read"),
         ("blob.status", blob_status, False, "blob:read"),
         ("blob.configure", blob_configure, False, "cluster:admin"),
     ]

@@ -26,9 +26,10 @@ from typing import Any
 from aspen.client.aclient import AsyncClient
 from aspen.client.txn import Compare, Op, TxnOp
 from aspen.errors import CompareFailedError, InvalidArgumentError, NotFoundError
-from aspen.limits import BLOB_LIST_LIMIT, BLOB_MAX_PIN_NAME_BYTES
+from aspen.kv.keys import prefix_end
+from aspen.limits import BLOB_LIST_LIMIT, BLOB_LIST_MAX_PINS, BLOB_MAX_PIN_NAME_BYTES
 
-__all__ = ["PREFIX", "BlobInfo", "BlobMeta", "check_pin_name"]
+__all__ = ["PREFIX", "BlobInfo", "BlobMeta", "BlobPage", "PinPage", "check_pin_name"]
 
 #: Every key of the blob store starts with this.
 PREFIX = "/_aspen/blobs/"
@@ -69,6 +70,8 @@ class BlobInfo:
     mod_revision: int
     holders: list[str] = field(default_factory=list)
     pins: list[str] = field(default_factory=list)
+    #: Only the first ``BLOB_LIST_MAX_PINS`` pins are in ``pins`` (``BlobMeta.page``).
+    pins_truncated: bool = False
 
     def to_wire(self) -> dict[str, Any]:
         """The map ``blob.stat`` answers."""
@@ -79,7 +82,35 @@ class BlobInfo:
             "replicas": self.replicas,
             "holders": sorted(self.holders),
             "pins": sorted(self.pins),
+            **({"pins_truncated": True} if self.pins_truncated else {}),
         }
+
+
+@dataclass
+class BlobPage:
+    """One page of blob records in hash order (``BlobMeta.page``); ``more``: blobs follow
+    the last one (ask again with ``after`` = its hash)."""
+
+    blobs: list[BlobInfo]
+    more: bool
+
+
+@dataclass
+class PinPage:
+    """One page of pins in name order (``BlobMeta.pin_page``): ``(name, hash)`` pairs;
+    ``more``: pins follow the last one (ask again with ``after`` = its name)."""
+
+    pins: list[tuple[str, str]]
+    more: bool
+
+
+def _after(prefix: str, after: str) -> str:
+    """The first key of a page: just past ``prefix + after``, or ``prefix`` itself."""
+    return f"{prefix}{after}\0" if after else prefix
+
+
+def _end_of(prefix: str) -> bytes:
+    return prefix_end(prefix.encode())
 
 
 class BlobMeta:
@@ -135,6 +166,65 @@ class BlobMeta:
         """Every blob record (without holders or pins), in hash order."""
         async for kv in self.client.kv.scan(BLOB, serializable=serializable):
             yield _info(kv.key.decode()[len(BLOB) :], kv.value, kv.mod_revision)
+
+    async def page(self, *, after: str = "", limit: int = BLOB_LIST_LIMIT) -> BlobPage:
+        """At most ``limit`` blobs whose hash sorts after ``after``, with their holders and
+        pins, all read at one revision (a linearizable first read, then that revision).
+
+        The pins of one page are bounded by ``BLOB_LIST_MAX_PINS``: the page ends before
+        the first blob whose pins would pass it (``more`` is then set), and a first blob
+        with more pins than that lists the first ``BLOB_LIST_MAX_PINS`` of them, with
+        ``pins_truncated`` set on it."""
+        first = await self.client.kv.range(_after(BLOB, after), end=_end_of(BLOB), limit=limit)
+        blobs = [_info(kv.key.decode()[len(BLOB) :], kv.value, kv.mod_revision) for kv in first]
+        if not blobs:
+            return BlobPage([], False)
+        by_hash = {info.hash: info for info in blobs}
+        lo, hi, revision = blobs[0].hash, blobs[-1].hash, first.revision
+        async for kv in self.client.kv.scan(
+            f"{HOLDER}{lo}/", end=_end_of(f"{HOLDER}{hi}/"), keys_only=True, revision=revision
+        ):
+            digest, _, node = kv.key.decode()[len(HOLDER) :].partition("/")
+            if digest in by_hash:
+                by_hash[digest].holders.append(node)
+        more, pins_read = first.more, 0
+        async for kv in self.client.kv.scan(
+            f"{PINNED}{lo}/", end=_end_of(f"{PINNED}{hi}/"), keys_only=True, revision=revision
+        ):
+            digest, _, name = kv.key.decode()[len(PINNED) :].partition("/")
+            if digest not in by_hash:
+                continue
+            if pins_read == BLOB_LIST_MAX_PINS:
+                if digest == lo:  # the page's first blob alone has too many: list a part
+                    by_hash[lo].pins_truncated = True
+                    blobs = blobs[:1]
+                else:  # end the page before the blob whose pins do not fit
+                    blobs = blobs[: blobs.index(by_hash[digest])]
+                more = True
+                break
+            by_hash[digest].pins.append(name)
+            pins_read += 1
+        return BlobPage(blobs, more)
+
+    async def pin_page(self, prefix: str = "", *, after: str = "", limit: int) -> PinPage:
+        """At most ``limit`` pins whose name starts with ``prefix`` and sorts after
+        ``after``, in name order (one linearizable read)."""
+        start = max(PIN + prefix, _after(PIN, after))  # an ``after`` below the prefix: its start
+        result = await self.client.kv.range(start, end=_end_of(PIN + prefix), limit=limit)
+        pins = [(kv.key.decode()[len(PIN) :], str(json.loads(kv.value))) for kv in result]
+        return PinPage(pins, result.more)
+
+    async def infos(self, digests: list[str]) -> dict[str, BlobInfo]:
+        """The records (without holders or pins) of ``digests`` that exist, in one read."""
+        if not digests:
+            return {}
+        ops = [Op.get(BLOB + digest) for digest in digests]
+        out: dict[str, BlobInfo] = {}
+        for response in (await self.client.kv.txn([], ops)).responses:
+            for kv in response.kvs:  # type: ignore[union-attr]
+                digest = kv.key.decode()[len(BLOB) :]
+                out[digest] = _info(digest, kv.value, kv.mod_revision)
+        return out
 
     async def holders(self, *, serializable: bool = True) -> dict[str, list[str]]:
         """Holders of every blob: ``{hash: [node ids]}``."""

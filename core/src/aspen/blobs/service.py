@@ -505,21 +505,25 @@ class BlobService:
             "local": {"blobs": local_blobs, "bytes": local_bytes, "uploads": len(self.uploads)},
         }
 
-    async def list(self) -> list[dict[str, Any]]:
-        """Every blob with holders and pins (at most ``BLOB_LIST_LIMIT``)."""
-        holders = await self.meta.holders(serializable=False)
-        pins = await self.meta.pins()
-        by_hash: dict[str, list[str]] = {}
-        for name, digest in pins.items():
-            by_hash.setdefault(digest, []).append(name)
-        out = []
-        async for info in self.meta.blobs(serializable=False):
-            info.holders = holders.get(info.hash, [])
-            info.pins = by_hash.get(info.hash, [])
-            out.append(info.to_wire())
-            if len(out) >= BLOB_LIST_LIMIT:
-                break
-        return out
+    async def list(self, *, after: str = "", limit: int = BLOB_LIST_LIMIT) -> dict[str, Any]:
+        """One page of blobs in hash order, after the hash ``after``, with holders and pins:
+        ``{"blobs": [...], "more": bool}`` (ask again with ``after`` = the last hash)."""
+        page = await self.meta.page(after=after, limit=limit)
+        return {"blobs": [info.to_wire() for info in page.blobs], "more": page.more}
+
+    async def pins(
+        self, prefix: str = "", *, after: str = "", limit: int = BLOB_LIST_LIMIT
+    ) -> dict[str, Any]:
+        """One page of the pins whose name starts with ``prefix``, in name order, after the
+        name ``after``: ``{"pins": [{"name", "hash", "size"}], "more": bool}``."""
+        page = await self.meta.pin_page(prefix, after=after, limit=limit)
+        infos = await self.meta.infos(sorted({digest for _, digest in page.pins}))
+        pins = [
+            {"name": name, "hash": digest, "size": infos[digest].size}
+            for name, digest in page.pins
+            if digest in infos  # a pin whose blob GC is removing right now
+        ]
+        return {"pins": pins, "more": page.more}
 
     async def copy(self, ref: BlobRef, source: str, target: str) -> bool:
         """Repair: have ``target`` copy ``ref`` from ``source`` and register itself."""

@@ -196,15 +196,33 @@ def unpin(cli: CliContext, name: str) -> None:
 
 
 @blob.command("ls")
+@click.option("--after", default="", help="Start after this hash (paging).")
+@click.option("--limit", type=click.IntRange(min=1), help="List at most this many blobs.")
 @json_option
 @pass_cli
-def ls(cli: CliContext) -> None:
-    """List the blobs with their size, holders and pins."""
+def ls(cli: CliContext, after: str, limit: int | None) -> None:
+    """List the blobs in hash order with their size, holders and pins."""
     emit_table(
         cli,
-        cli.client().blobs.list(),
+        cli.client().blobs.list(after=after, limit=limit),
         ("HASH", "SIZE", "HOLDERS", "PINS"),
         lambda b: (b["hash"], b["size"], len(b["holders"]), ",".join(b["pins"])),
+    )
+
+
+@blob.command("pins")
+@click.argument("prefix", default="")
+@click.option("--after", default="", help="Start after this pin name (paging).")
+@click.option("--limit", type=click.IntRange(min=1), help="List at most this many pins.")
+@json_option
+@pass_cli
+def pins(cli: CliContext, prefix: str, after: str, limit: int | None) -> None:
+    """List the pins whose name starts with PREFIX, in name order, with hash and size."""
+    emit_table(
+        cli,
+        cli.client().blobs.pins(prefix, after=after, limit=limit),
+        ("NAME", "HASH", "SIZE"),
+        lambda e: (e["name"], e["hash"], e["size"]),
     )
 
 

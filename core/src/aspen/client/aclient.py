@@ -89,6 +89,7 @@ READ_ONLY_METHODS = frozenset(
         "lease.list",
         "blob.stat",
         "blob.list",
+        "blob.pins",
         "blob.status",
         "events.read",
         "events.status",

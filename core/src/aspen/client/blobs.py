@@ -1,4 +1,4 @@
-"""``client.blobs``: put, get, stat, pin, unpin, list and status of the blob store.
+"""``client.blobs``: put, get, stat, pin, unpin, list, pins and status of the blob store.
 
 A put opens an upload on the node the client is connected to and sends the bytes as
 ``blob.put_chunk`` requests of ``BLOB_CHUNK_BYTES``, at most ``BLOB_PUT_WINDOW_CHUNKS`` in
@@ -19,7 +19,12 @@ import blake3
 
 from aspen.blobs.hashing import BlobRef, check_range, parse_hash
 from aspen.errors import InvalidArgumentError, NotFoundError, UnavailableError
-from aspen.limits import BLOB_CHUNK_BYTES, BLOB_GET_WINDOW_BYTES, BLOB_PUT_WINDOW_CHUNKS
+from aspen.limits import (
+    BLOB_CHUNK_BYTES,
+    BLOB_GET_WINDOW_BYTES,
+    BLOB_LIST_LIMIT,
+    BLOB_PUT_WINDOW_CHUNKS,
+)
 
 if TYPE_CHECKING:
     from aspen.client.aclient import AsyncClient, Stream
@@ -28,6 +33,8 @@ __all__ = ["BlobClient", "BlobSource", "Progress", "blob_pieces", "read_blob"]
 
 #: What ``put`` takes: bytes, a binary file, or (async) iterables of bytes.
 BlobSource = bytes | bytearray | memoryview | BinaryIO | Iterable[bytes] | AsyncIterable[bytes]
+#: What ``list`` and ``pins`` answer: one map per blob or pin.
+Rows = list[dict[str, Any]]
 #: ``progress(bytes_done)``: called as a put or get moves on.
 Progress = Callable[[int], None]
 #: Seconds ``blob.put_close`` may take (it waits for the replicas to store the blob).
@@ -223,9 +230,39 @@ class BlobClient:
         """Drop the pin ``name``; return the hash it kept."""
         return str((await self._client.call("blob.unpin", {"name": name}))["hash"])
 
-    async def list(self) -> list[dict[str, Any]]:
-        """Every blob: ``{"hash", "size", "holders", "pins", ...}`` (at most BLOB_LIST_LIMIT)."""
-        return list((await self._client.call("blob.list"))["blobs"])
+    async def list(self, *, after: str = "", limit: int | None = None) -> Rows:
+        """The blobs in hash order after ``after``: ``{"hash", "size", "holders", "pins",
+        ...}`` each; every one (page by page, ``BLOB_LIST_LIMIT`` a page) or at most
+        ``limit``."""
+        return await self._pages("blob.list", {}, "blobs", "hash", after, limit)
+
+    async def pins(self, prefix: str = "", *, after: str = "", limit: int | None = None) -> Rows:
+        """The pins whose name starts with ``prefix``, in name order after ``after``:
+        ``{"name", "hash", "size"}`` each; every one (page by page) or at most ``limit``."""
+        return await self._pages("blob.pins", {"prefix": prefix}, "pins", "name", after, limit)
+
+    async def _pages(
+        self,
+        method: str,
+        params: dict[str, Any],
+        items: str,
+        cursor: str,
+        after: str,
+        limit: int | None,
+    ) -> Rows:
+        """Call ``method`` page after page (each continuing after the ``cursor`` field of
+        the last item) until it says no more follow or ``limit`` items were read."""
+        out: Rows = []
+        while limit is None or len(out) < limit:
+            want = BLOB_LIST_LIMIT if limit is None else min(BLOB_LIST_LIMIT, limit - len(out))
+            page = await self._client.call(
+                method, {**params, "after": after or None, "limit": want}
+            )
+            out.extend(page[items])
+            if not page.get("more") or not page[items]:
+                break
+            after = str(page[items][-1][cursor])
+        return out
 
     async def status(self) -> dict[str, Any]:
         """``{"blobs", "bytes", "under_replicated", "repairing", "replicas"}``."""

@@ -37,13 +37,18 @@ def local_pin(cluster_id: str, pin: str) -> str:
 
 
 async def _pins(node: Any, prefix: str) -> list[tuple[str, str, int]]:
-    """``(pin, hash, size)`` of every blob pinned under ``prefix`` on this cluster."""
-    out = []
-    for blob in (await node.call("blob.list", {}))["blobs"]:
-        for pin in blob.get("pins", []):
-            if str(pin).startswith(prefix):
-                out.append((str(pin), str(blob["hash"]), int(blob["size"])))
-    return sorted(out)
+    """``(pin, hash, size)`` of the blobs pinned under ``prefix`` on this cluster, in name
+    order: every one, or ``BLOB_SYNC_MAX_PINS`` + 1 when there are more (the caller refuses
+    the share then)."""
+    out: list[tuple[str, str, int]] = []
+    after = None
+    while len(out) <= limits.BLOB_SYNC_MAX_PINS:
+        page = await node.call("blob.pins", {"prefix": prefix, "after": after})
+        out.extend((str(e["name"]), str(e["hash"]), int(e["size"])) for e in page["pins"])
+        if not page.get("more") or not page["pins"]:
+            break
+        after = out[-1][0]
+    return out[: limits.BLOB_SYNC_MAX_PINS + 1]
 
 
 async def blob_state(service: Any, resource: str) -> SignedState:
