@@ -10,6 +10,7 @@ from aspen.cli import Duration, json_option, pass_cli
 from aspen.cli.context import CliContext
 from aspen.cli.output import EXIT_NO, emit, fail
 from aspen.errors import AspenError
+from aspen_federation.limits import PUBLISH_CALL_TIMEOUT_SECONDS
 from aspen_federation.trust import KINDS, LEVELS, MODES
 
 __all__ = ["federation_cli"]
@@ -72,8 +73,8 @@ def dht_bootstrap_cmd(cli: CliContext, contact: str) -> None:
 @json_option
 @pass_cli
 def publish_cmd(cli: CliContext) -> None:
-    """Publish this cluster's announcement now."""
-    got = cli.client().call("federation.publish", {})
+    """Publish this cluster's announcement now (waits for the DHT's answer)."""
+    got = cli.client().call("federation.publish", {}, timeout=PUBLISH_CALL_TIMEOUT_SECONDS)
     emit(cli, got, f"announcement stored on {got['stored']} DHT nodes")
 
 

@@ -34,6 +34,9 @@ CONTACT_PING_BELOW_NODES = 8
 MAX_DHT_CONTACTS = 64
 #: How long one DHT put waits for its answer.
 DHT_OPERATION_TIMEOUT_SECONDS = 20.0
+#: How long ``aspen federation publish`` waits for its call: one DHT put, longer than a
+#: client's default request timeout, and the answer's way back.
+PUBLISH_CALL_TIMEOUT_SECONDS = DHT_OPERATION_TIMEOUT_SECONDS + 5.0
 #: How long one DHT get attempt waits for a value (libtorrent's own traversal waits out
 #: each unresponsive node for up to 15 s); an attempt that found nothing is retried.
 DHT_LOOKUP_ATTEMPT_SECONDS = 3.0
