@@ -346,3 +346,42 @@ def test_pijul_put_changes_naming_blobs_needs_blob_read(plugin_node: NodeThread)
         assert info.value.code != "unauthorized"
     with plugin_node.client() as root:
         assert not root.blobs.stat(digest)["pins"]
+
+
+def test_a_blob_read_scoped_to_pin_names_reads_only_what_those_pins_keep(
+    tmp_path: Path,
+) -> None:
+    """``blob:read:releases/*`` reads (get, stat) the blobs a ``releases/…`` pin keeps and
+    lists those pins; a blob kept only by other pins, or by none, is refused alike, and so
+    are listing every blob, the pins elsewhere and the store's status."""
+    config = NodeConfig(data_dir=tmp_path / "n", listen="127.0.0.1:0", sync=False)
+    with NodeThread(config) as node, node.client() as root:
+        shared = root.blobs.put(b"release notes", pin="releases/1.0")
+        private = root.blobs.put(b"private", pin="private/x")
+        loose = root.blobs.put(b"kept by nothing")
+        token = _create(node, "blob:read:releases/*")
+        with aspen.connect(node.endpoint, token=token) as c:
+            assert c.blobs.get_bytes(shared.hash) == b"release notes"
+            assert c.blobs.stat(shared.hash)["pins"] == ["releases/1.0"]
+            assert [e["name"] for e in c.blobs.pins("releases/")] == ["releases/1.0"]
+            for digest in (private.hash, loose.hash, "0" * 64):
+                with pytest.raises(UnauthorizedError, match="no pin the token's blob:read"):
+                    c.blobs.stat(digest)
+                with pytest.raises(UnauthorizedError, match="blob:read"):
+                    c.blobs.get_bytes(digest)
+            for method, params in (
+                ("blob.pins", {"prefix": "private/"}),
+                ("blob.pins", {}),
+                ("blob.list", {}),
+                ("blob.status", {}),
+            ):
+                with pytest.raises(UnauthorizedError, match="blob:read"):
+                    c.call(method, params)
+            root.blobs.pin("releases/also-private", private.hash)  # now a covered pin keeps it
+            assert c.blobs.get_bytes(private.hash) == b"private"
+        writer = _create(node, "blob:write")
+        with (
+            aspen.connect(node.endpoint, token=writer) as c,
+            pytest.raises(UnauthorizedError, match="blob:read"),
+        ):
+            c.blobs.stat(shared.hash)

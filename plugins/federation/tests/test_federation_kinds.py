@@ -18,7 +18,13 @@ import pytest
 from federation_support import synced_kv
 
 import aspen
-from aspen.errors import AspenError, NotFoundError, NotLeaderError, UnavailableError
+from aspen.errors import (
+    AspenError,
+    NotFoundError,
+    NotLeaderError,
+    UnauthorizedError,
+    UnavailableError,
+)
 from aspen.plugins.manager import make_plugin_manager
 from aspen.testing import CliInvoker, LocalCluster, local_cluster, wait_for
 from aspen_federation.blobsync import local_pin
@@ -136,8 +142,18 @@ def test_blob_sync_verifies_resumes_and_refuses_tampered_bytes(
     with pair["a"].client() as a:
         h1 = a.blobs.put(first, pin="rel/one").hash
         h2 = a.blobs.put(second, pin="rel/two").hash
-        a.blobs.put(b"private", pin="private/x")
+        private = a.blobs.put(b"private", pin="private/x").hash
     token = _share_and_grant(pair, "blob", "rel/")
+    # the grant reads the blobs pinned under rel/ and nothing else of A's store
+    with aspen.connect(pair["a"].endpoints, token=token) as granted:
+        assert granted.blobs.get_bytes(h1) == first
+        for refused in (
+            lambda: granted.blobs.get_bytes(private),
+            lambda: granted.blobs.pins("private/"),
+            lambda: granted.blobs.list(),
+        ):
+            with pytest.raises(UnauthorizedError):
+                refused()
     cid = _cid(pair)
     # a staging file left by an interrupted sync, holding bytes that are not the blob's
     staging = pair["b"].node_dir(1) / "federation" / "staging" / cid / "blobs" / f"{h2}.part"

@@ -12,8 +12,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+from aspen.auth.capability import Capability
 from aspen.blobs.hashing import parse_hash
 from aspen.blobs.meta import check_pin_name
+from aspen.errors import UnauthorizedError
 from aspen.limits import (
     BLOB_CHUNK_BYTES,
     BLOB_LIST_LIMIT,
@@ -75,10 +77,44 @@ async def blob_put_abort(ctx: RpcContext, params: dict[str, Any]) -> Any:
     return {}
 
 
+#: What an unscoped ``blob:read`` allows: every blob.
+_EVERY_BLOB = Capability("blob", "read")
+
+
+async def _may_read(ctx: RpcContext, digest: str, method: str) -> None:
+    """Refuse a token whose ``blob:read`` is scoped to pin names (``blob:read:releases/*``)
+    unless a pin it covers keeps ``digest`` (a blob that does not exist is refused alike)."""
+    authority = ctx.authority
+    if authority.allows(_EVERY_BLOB):
+        return
+    async for name in _service(ctx).meta.pin_names(digest):
+        if authority.allows(Capability("blob", "read", name, prefix=False)):
+            return
+    raise UnauthorizedError(
+        f"missing capability blob:read for {method}: no pin the token's blob:read scopes "
+        f"cover keeps blob {digest}",
+        capability="blob:read",
+        method=method,
+    )
+
+
+def _pin_scope(params: dict[str, Any]) -> list[Capability]:
+    """``blob.pins`` reads the pins under its prefix: a ``blob:read`` covering it."""
+    prefix = p.optional_str(params, "prefix", max_len=BLOB_MAX_PIN_NAME_BYTES) or ""
+    return [Capability("blob", "read", prefix, prefix=True)]
+
+
+def _any_blob_scope(params: dict[str, Any]) -> tuple[()]:
+    """``blob.get`` and ``blob.stat``: any ``blob:read`` passes the RPC layer; the handler
+    then checks the blob's pins against a scoped one (``_may_read``)."""
+    return ()
+
+
 async def blob_get(ctx: RpcContext, params: dict[str, Any]) -> AsyncIterator[Any]:
     """Stream ``[offset, offset + length)`` of a blob as ``{"data": bytes}`` items, each
     verified (``local``: only from this node's replica)."""
     digest = parse_hash(params.get("hash"))
+    await _may_read(ctx, digest, "blob.get")
     offset = p.optional_int(params, "offset", 0, min=0)
     length = _optional_int(params, "length", min=0)
     local = p.optional_bool(params, "local")
@@ -88,7 +124,9 @@ async def blob_get(ctx: RpcContext, params: dict[str, Any]) -> AsyncIterator[Any
 
 async def blob_stat(ctx: RpcContext, params: dict[str, Any]) -> Any:
     """``{hash, size, holders, pins, replicas, created}`` of a blob."""
-    return await _service(ctx).stat(parse_hash(params.get("hash")))
+    digest = parse_hash(params.get("hash"))
+    await _may_read(ctx, digest, "blob.stat")
+    return await _service(ctx).stat(digest)
 
 
 async def blob_pin(ctx: RpcContext, params: dict[str, Any]) -> Any:
@@ -133,21 +171,24 @@ async def blob_configure(ctx: RpcContext, params: dict[str, Any]) -> Any:
 
 def blob_handlers() -> list[RpcHandler]:
     """Every ``blob.*`` method, tagged as the core's, with the capability a token needs
-    (``blob:read`` / ``blob:write``; the cluster-wide setting is ``cluster:admin``). What
+    (``blob:read`` / ``blob:write``; the cluster-wide setting is ``cluster:admin``). A
+    ``blob:read`` scoped to pin names reads the blobs those pins keep (``blob.get``,
+    ``blob.stat``) and lists those pins (``blob.pins``); listing every blob and the store's
+    status need an unscoped one. What
     members ask of each other goes over the peer transport (:mod:`aspen.blobs.transfer`)."""
-    table: list[tuple[str, Any, bool, str | None]] = [
-        ("blob.put_open", blob_put_open, False, "blob:write"),
-        ("blob.put_chunk", blob_put_chunk, False, "blob:write"),
-        ("blob.put_close", blob_put_close, False, "blob:write"),
-        ("blob.put_abort", blob_put_abort, False, "blob:write"),
-        ("blob.get", blob_get, True, "blob:read"),
-        ("blob.stat", blob_stat, False, "blob:read"),
-        ("blob.pin", blob_pin, False, "blob:write"),
-        ("blob.unpin", blob_unpin, False, "blob:write"),
-        ("blob.list", blob_list, False, "blob:read"),
-        ("blob.pins", blob_pins, False, "blob:read"),
-        ("blob.status", blob_status, False, "blob:read"),
-        ("blob.configure", blob_configure, False, "cluster:admin"),
+    table: list[tuple[str, Any, bool, str | None, Any]] = [
+        ("blob.put_open", blob_put_open, False, "blob:write", None),
+        ("blob.put_chunk", blob_put_chunk, False, "blob:write", None),
+        ("blob.put_close", blob_put_close, False, "blob:write", None),
+        ("blob.put_abort", blob_put_abort, False, "blob:write", None),
+        ("blob.get", blob_get, True, "blob:read", _any_blob_scope),
+        ("blob.stat", blob_stat, False, "blob:read", _any_blob_scope),
+        ("blob.pin", blob_pin, False, "blob:write", None),
+        ("blob.unpin", blob_unpin, False, "blob:write", None),
+        ("blob.list", blob_list, False, "blob:read", None),
+        ("blob.pins", blob_pins, False, "blob:read", _pin_scope),
+        ("blob.status", blob_status, False, "blob:read", None),
+        ("blob.configure", blob_configure, False, "cluster:admin", None),
     ]
     return [
         RpcHandler(
@@ -157,6 +198,7 @@ def blob_handlers() -> list[RpcHandler]:
             doc=(func.__doc__ or "").strip(),
             plugin="core",
             capability=capability,
+            scope=scope,
         )
-        for name, func, streaming, capability in table
+        for name, func, streaming, capability, scope in table
     ]

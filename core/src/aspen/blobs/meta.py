@@ -158,6 +158,12 @@ class BlobMeta:
             raise NotFoundError(f"blob {digest} not found", hash=digest)
         return info
 
+    async def pin_names(self, digest: str) -> AsyncIterator[str]:
+        """The names of the pins keeping ``digest``, in name order (read page by page)."""
+        prefix = f"{PINNED}{digest}/"
+        async for kv in self.client.kv.scan(prefix, keys_only=True):
+            yield kv.key.decode()[len(prefix) :]
+
     async def holder_ids(self, digest: str) -> list[str]:
         """The nodes recorded as holding ``digest``."""
         return await self._names_under(f"{HOLDER}{digest}/", False)

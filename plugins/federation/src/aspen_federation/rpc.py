@@ -327,7 +327,7 @@ def _state_handlers() -> list[RpcHandler]:
             handler,
             doc=handler.__doc__ or "",
             capability=f"{kind}:read",
-            scope=None if kind == "blob" else _kind_scope(kind),
+            scope=_kind_scope(kind),
         )
         for kind, handler in (("pijul", pijul_state), ("blob", blob_state), ("kv", kv_state))
     ] + [

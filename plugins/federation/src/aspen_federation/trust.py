@@ -33,10 +33,11 @@ def may_read(level: str, mode: str, allowed: frozenset[bytes] | set[bytes], remo
 def read_capability(resource: str) -> list[str]:
     """The capabilities a token granted to a remote cluster for ``resource`` holds: read
     access to that one resource and nothing else (``forge:OWNER/NAME`` ->
-    ``forge:read:OWNER/NAME``)."""
+    ``forge:read:OWNER/NAME``; ``blob:PREFIX`` -> ``blob:read:PREFIX*``, the blobs pinned
+    under that prefix)."""
     kind, _, name = resource.partition(":")
     if kind == "blob":
-        return ["blob:read"]  # the core's blob:read has no scope (docs/tokens.md)
+        return [f"blob:read:{name}*"]
     return [f"{kind}:read:{name}"]
 
 
