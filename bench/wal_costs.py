@@ -110,7 +110,10 @@ def measure(args: argparse.Namespace, label: str) -> dict:
                 "leader": per_put[leader],
                 **{f"follower{n}": per_put[f] for n, f in enumerate(followers)},
             }
-            result["fsync_calls"] = {"leader": fsyncs[leader], "follower0": fsyncs[followers[0]]}
+            result["fsync_calls"] = {
+                "leader": fsyncs[leader],
+                **({"follower0": fsyncs[followers[0]]} if followers else {}),
+            }
             return result
         finally:
             cluster.down()
