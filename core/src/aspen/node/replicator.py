@@ -103,6 +103,7 @@ from aspen.errors import (
 )
 from aspen.events import Event, SnapshotInstalled
 from aspen.kv.state_machine import KVStateMachine
+from aspen.node import timeline
 from aspen.node.cycle_thread import CycleThread
 from aspen.node.raft_storage import LmdbRaftStorage
 from aspen.raft import Config, ProposalDroppedError, RawNode
@@ -184,6 +185,13 @@ class CycleOutput:
     released: bool = False
     #: Whether they may (disk space for the commit is allocated: ``Storage.reserve``).
     release_early: bool = True
+    #: Applied index and revision a new read transaction sees once the cycle's LMDB commit
+    #: is done (None: the cycle wrote nothing, e.g. a light one).
+    visible: int | None = None
+    revision: int = 0
+    #: The cycle's LMDB commit runs in the worker thread after the cycle handed Raft back
+    #: to the event loop; the loop delivers ``self`` once it is done (``_finish_commit``).
+    pipelined: bool = False
 
 
 @dataclass(frozen=True)
@@ -276,6 +284,12 @@ class Replicator:
         self._leader_known = anyio.Event()
         #: The worker thread write cycles run in.
         self._thread = CycleThread(f"aspen-raft-{node_id[:8]}")
+        #: Cycles whose pipelined LMDB commit is done, to deliver in order; the error a
+        #: pipelined commit failed with (the driver raises it: fail-stop).
+        self._committed_outs: deque[CycleOutput] = deque()
+        #: The open LMDB transaction of a pipelined cycle, until ``_finish_commit``.
+        self._pending_commit: contextlib.ExitStack | None = None
+        self._commit_error: BaseException | None = None
         #: The thread a cycle's WAL sync runs in while its LMDB commit runs (``_sync_pool``).
         self._syncer: concurrent.futures.ThreadPoolExecutor | None = None
         #: Runs ``func(*args)`` on the event loop from the cycle's worker thread (``run``).
@@ -301,8 +315,19 @@ class Replicator:
     def deliver(self, msg: Message) -> None:
         """Queue a message from a peer for the next cycle (bounded; excess is dropped)."""
         if len(self._inbox) < limits.MAX_RAFT_MESSAGES_PER_CYCLE * 4:
+            if timeline.ON:
+                self._stamp_message("decoded", msg)
             self._inbox.append(msg)
             self._kick()
+
+    def _stamp_message(self, stage: str, msg: Message) -> None:
+        """Debug timeline (``aspen.node.timeline``): ``stage`` of an APPEND carrying entries
+        or of an acknowledgement; the flag says whether a write cycle was running."""
+        busy = int(self._cycle_started is not None)
+        if msg.type == MessageType.APPEND and msg.entries:
+            timeline.stamp(f"append_{stage}", msg.entries[-1].index, busy)
+        elif msg.type == MessageType.APPEND_RESP and not msg.reject:
+            timeline.stamp(f"ack_{stage}", msg.index, busy)
 
     def report(self, action: Callable[[RawNode], None]) -> None:
         """Run ``action(raw)`` in the next cycle (unreachable / snapshot reports)."""
@@ -349,6 +374,8 @@ class Replicator:
         seq = next(self._seq)
         deadline = time.monotonic() + limits.PROPOSAL_TIMEOUT_SECONDS
         waiter = self._waiters[seq] = _Waiter(deadline)
+        if timeline.ON:
+            timeline.stamp("propose_seq", seq, int(self._cycle_started is not None))
         self._proposals.append((seq, payload))
         self._kick()
         try:
@@ -491,6 +518,8 @@ class Replicator:
         try:
             await self._cycle_forever(task_status)
         finally:
+            with anyio.CancelScope(shield=True):
+                await self._thread.run(_nothing)  # a pipelined LMDB commit is done
             self._thread.close()
             if self._syncer is not None:
                 self._syncer.shutdown(wait=False)
@@ -517,6 +546,7 @@ class Replicator:
             while True:
                 await self._wake.wait()
                 self._wake = anyio.Event()
+                self._deliver_committed()
                 out = self._step_inputs()
                 if self._raw.has_durable_ready() or self._snapshot_waiters:
                     first = (
@@ -534,9 +564,15 @@ class Replicator:
                     finally:
                         self._cycle_started = None
                         self._bridge = []
+                    if timeline.ON:
+                        timeline.stamp("cycle_end", out.persisted_to or self.applied_index)
                 elif self._raw.has_ready():
                     self._handle_light_ready(self._raw, out)
                 self.cycles += 1
+                self._deliver_committed()
+                if out.pipelined:
+                    self._lease_until = 0.0  # until its commit makes it visible
+                    continue
                 self._deliver(out)
                 self._lease_until = self._lease_deadline()
 
@@ -610,6 +646,8 @@ class Replicator:
                 raw.step(msg)
             except Exception as exc:  # remote input must never stop the driver
                 log.warning("dropped raft message %s from %s: %s", msg.type, msg.frm, exc)
+            if timeline.ON:
+                self._stamp_message("stepped", msg)
         # after the peers' messages, and at most one tick however long the last cycle took:
         # a slow fsync must not make a leader miss its followers' answers and step down
         ticks = self._due_ticks()  # just before the reads: a lease is judged by the clock
@@ -632,6 +670,9 @@ class Replicator:
         was already taken on the event loop), then commit."""
         raw = self._raw
         self.write_cycles += 1
+        if timeline.ON and first is not None:
+            self._stamp_cycle(first.ready)
+        pipeline = not self._snapshot_waiters
         if first is not None:
             # Raft's promises are made durable by the WAL's one sync inside
             # ``_persist_cycle``; LMDB commits without its meta flush, except when the
@@ -641,8 +682,9 @@ class Replicator:
                 with no_space_raised(self._storage):
                     # the commit after an early release must not fail for disk space
                     out.release_early = self._storage.reserve()
-                    committed = self._persist_cycle(raw, first, out)
+                    committed = self._persist_cycle(raw, first, out, pipeline=pipeline)
             except OutOfSpace:
+                self._rs.abort_flush()
                 self._rs.discard_wal_pending()
                 # acknowledged from the WAL but not in LMDB: redo the WAL into LMDB before
                 # Raft restarts from LMDB (``_recover_from_no_space``)
@@ -653,6 +695,8 @@ class Replicator:
                 self._rs.drop_tail()  # it may hold what was never synced: the WAL redoes it
                 raise
             self.lmdb_commits += committed
+            if timeline.ON and committed:
+                timeline.stamp("lmdb_committed", self.applied_index)
             if self.space.full is not None:
                 log.info("writes succeed again (%s before)", self.space.full)
                 self.space.full = None
@@ -663,6 +707,10 @@ class Replicator:
             # durable now (or nothing written needs to be): so are the term and vote
         if out.hard_state is not None:
             self._durable_vote = out.hard_state
+        out.visible, out.revision = self.applied_index, self.revision
+        if out.pipelined:
+            self._thread.after(self._finish_commit, out)
+            return
         if self._snapshot_waiters:
             waiters, self._snapshot_waiters = self._snapshot_waiters, []
             result: int | AspenError = self.applied_index
@@ -672,6 +720,13 @@ class Replicator:
             except OutOfSpace as exc:
                 result = ResourceExhaustedError(f"{exc.reason}: the log was not compacted")
             out.snapshots.extend((w, result) for w in waiters)
+
+    def _stamp_cycle(self, rd: Ready) -> None:
+        """Debug timeline: a write cycle begins in the thread with ``rd``."""
+        if rd.entries:
+            timeline.stamp("persist_begin", rd.entries[-1].index)
+        if rd.committed:
+            timeline.stamp("apply_begin", rd.committed[-1].index)
 
     def _answer_early(self, out: CycleOutput) -> None:
         """In the worker thread, as soon as their results are computed and before the
@@ -689,6 +744,8 @@ class Replicator:
         their apply is visible, then wake their proposers (see :meth:`settled`)."""
         self._answered_index = max(self._answered_index, index)
         self._resolve_results(results)
+        if timeline.ON:
+            timeline.stamp("answered", index, 1)
 
     def _resolve_results(self, results: list[tuple[int, Any]]) -> None:
         """Wake the proposers of ``results`` ((seq, result) pairs)."""
@@ -697,9 +754,11 @@ class Replicator:
             if waiter is not None:
                 waiter.resolve(result)
 
-    def _persist_cycle(self, raw: RawNode, first: _Taken, out: CycleOutput) -> bool:
-        """Persist/apply/advance ``first`` and the Readies after it; return whether it took
-        an LMDB write transaction.
+    def _persist_cycle(
+        self, raw: RawNode, first: _Taken, out: CycleOutput, *, pipeline: bool = True
+    ) -> bool:
+        """Persist/apply/advance ``first`` and the Readies after it; return whether it
+        committed an LMDB write transaction.
 
         New entries and hard state go to the WAL and the in-memory tail
         (``LmdbRaftStorage.defer``) whenever they may; the first Ready that applies or
@@ -714,13 +773,18 @@ class Replicator:
         plus the commit of earlier ones), its messages (the acknowledgements) go out from
         the sync thread as soon as the WAL holds its entries, while this thread applies
         (``_early_sync``): the apply's CPU is then off the leader's commit path too. The
-        WAL is the sync thread's until that sync is done (``early.result()``)."""
+        WAL is the sync thread's until that sync is done (``early.result()``).
+
+        ``pipeline``: when the cycle wrote to LMDB nothing but the tail and its applies, and
+        its messages and results went out once the WAL was synced, it leaves the commit
+        (LMDB's data flush) for after Raft is handed back (``_may_pipeline``)."""
         synced: concurrent.futures.Future[None] | None = None
         early: concurrent.futures.Future[None] | None = None
         txn = None
         try:
             with contextlib.ExitStack() as stack:
                 serial = False  # the transaction holds entries or hard state: sync first
+                direct = False  # entries or hard state written to LMDB, not the tail
                 taken: _Taken | None = first
                 for _ in range(limits.MAX_READY_PER_CYCLE):
                     if taken is None:
@@ -734,10 +798,11 @@ class Replicator:
                     if txn is None and (rd.committed or not defer):
                         txn = stack.enter_context(self._storage.begin(write=True, durable=False))
                         serial = self._rs.wal_pending()  # this cycle's tail goes in: unsynced
-                        self._rs.flush_tail(txn)
+                        self._rs.flush_tail(txn, keep=True)
                         self._rs.cycle_txn = txn  # Raft reads what this cycle already wrote
                         stack.callback(setattr, self._rs, "cycle_txn", None)
                     serial = serial or not defer
+                    direct = direct or not defer
                     stored = False
                     if (
                         limits.WAL_SYNC_BESIDE_COMMIT
@@ -760,13 +825,74 @@ class Replicator:
                         self._sync_and_release(out)  # the cycle's one fdatasync
                     else:  # after ``early`` (one sync thread: in order)
                         synced = self._sync_pool().submit(self._sync_and_release, out)
+                if (
+                    pipeline
+                    and txn is not None
+                    and early is None
+                    and synced is None
+                    and not direct
+                    and self._may_pipeline(out)
+                ):
+                    self._pending_commit = stack.pop_all()  # ``_finish_commit`` commits
+                    out.pipelined = True
         finally:
             for flush in (early, synced):
                 if flush is not None:
                     flush.result()  # the cycle ends once both flushes did
-        if txn is not None:
-            self._rs.lmdb_lags_wal = self._rs.has_tail()  # committed, older tail included
-        return txn is not None
+        if txn is None or out.pipelined:
+            return False
+        self._rs.commit_done()
+        self._rs.lmdb_lags_wal = self._rs.has_tail()  # committed, older tail included
+        return True
+
+    def _may_pipeline(self, out: CycleOutput) -> bool:
+        """In the worker thread, with the cycle's transaction still open: whether its
+        commit may run after Raft is handed back to the event loop. Everything of the cycle
+        that must wait for a durable WAL went out once it was (``_release``); what waits for
+        the commit (visibility, events, reads) waits in ``_deliver`` as before. Not when the
+        commit must flush LMDB (a snapshot, a membership change, a WAL checkpoint) or the
+        disk may lack room for it; a new write cycle queues behind it in the thread."""
+        if not out.release_early or out.checkpoint or self._rs.checkpoint_due(self.space):
+            return False
+        if not out.released:  # nothing needed the WAL: the messages may leave now
+            self._release(out)
+        return True
+
+    def _finish_commit(self, out: CycleOutput) -> None:
+        """In the worker thread, after the pipelined cycle ``out`` handed Raft back: commit
+        its LMDB transaction, then have the event loop deliver it (``_committed``). A new
+        write cycle starts only after this (one thread)."""
+        pending, self._pending_commit = self._pending_commit, None
+        try:
+            if pending is not None:
+                pending.close()  # the LMDB commit, with its data flush
+        except BaseException as exc:  # fail-stop: the driver raises it
+            self._rs.abort_flush()
+            self._rs.discard_wal_pending()
+            self._rs.drop_tail()
+            self._to_loop(self._committed, out, exc)
+            return
+        self._rs.commit_done()
+        self._rs.lmdb_lags_wal = self._rs.has_tail()
+        self.lmdb_commits += 1
+        if timeline.ON:
+            timeline.stamp("lmdb_committed", out.visible or 0)
+        self._to_loop(self._committed, out, None)
+
+    def _committed(self, out: CycleOutput, error: BaseException | None) -> None:
+        """On the event loop: a pipelined commit is done; the driver delivers ``out``."""
+        if error is not None:
+            self._commit_error = error
+        else:
+            self._committed_outs.append(out)
+        self._kick()
+
+    def _deliver_committed(self) -> None:
+        """Deliver, in order, the cycles whose pipelined commit is done."""
+        if self._commit_error is not None:
+            raise self._commit_error
+        while self._committed_outs:
+            self._deliver(self._committed_outs.popleft())
 
     def _acks_early(self, rd: Ready, out: CycleOutput) -> bool:
         """Whether ``rd``'s messages may leave once the WAL holds its entries, before its
@@ -821,9 +947,14 @@ class Replicator:
         answer its results (see ``_resolve_before_visible``). A crash before the commit
         loses nothing of them: the restart redoes the WAL into LMDB and re-applies."""
         out.released = True
+        if timeline.ON and out.persisted_to:
+            timeline.stamp("wal_synced", out.persisted_to)
         if out.messages:
             messages, out.messages = out.messages, []
             self._to_loop(self._send, messages)
+            if timeline.ON:
+                for m in messages:
+                    self._stamp_message("sent", m)
         if out.results:
             results, out.results = out.results, []
             self._to_loop(self._resolve_before_visible, out.results_index, results)
@@ -897,6 +1028,7 @@ class Replicator:
         #: The applied index a new read transaction sees (``applied_index`` runs ahead of
         #: it while a write cycle applies entries it has not committed yet).
         self.visible_index = self.applied_index
+        self._visible_revision = self.revision
         self._sm.forget_cache()
         config = Config(
             id=self.id,
@@ -957,6 +1089,8 @@ class Replicator:
                 )
             elif seq in self._waiters:
                 self._proposed[seq] = first + k
+                if timeline.ON:
+                    timeline.stamp("proposal_stepped", first + k, seq)
 
     def _refuse(self, seq: int, exc: Exception, out: CycleOutput) -> None:
         """Answer proposal ``seq`` with the error Raft's refusal ``exc`` stands for."""
@@ -1021,6 +1155,9 @@ class Replicator:
             if early:
                 messages = tuple(m for m in messages if m.type != MessageType.APPEND)
                 send(early)
+                if timeline.ON:
+                    for m in early:
+                        self._stamp_message("sent", m)
         self._take_soft_state(rd, out)
         return _Taken(rd, messages)
 
@@ -1058,6 +1195,8 @@ class Replicator:
     def _apply(self, txn: Any, raw: RawNode, entry: Entry, out: CycleOutput) -> None:
         if entry.index <= self.applied_index:
             return
+        if timeline.ON:
+            timeline.stamp("apply", entry.index)
         if entry.type == EntryType.CONF_CHANGE:
             self._apply_conf_change(txn, raw, entry, out)
         elif entry.data:
@@ -1119,10 +1258,16 @@ class Replicator:
         """On the event loop, after the cycle's commit: send, wake, answer, publish."""
         if out.commit is not None:
             self.commit_index = out.commit  # durable now
-        self.visible_index = self.applied_index  # the cycle is over: its apply committed
+        if out.visible is not None:  # the cycle is over: its apply committed
+            self.visible_index, self._visible_revision = out.visible, out.revision
         if out.messages:
             self._send(out.messages)
+            if timeline.ON:
+                for m in out.messages:
+                    self._stamp_message("sent", m)
         self._resolve_results(out.results)
+        if timeline.ON and out.results:
+            timeline.stamp("answered", out.results_index, 0)
         for seq, error in out.refused:
             waiter = self._waiters.get(seq)
             if waiter is not None:
@@ -1137,7 +1282,7 @@ class Replicator:
         if self._reads_to_apply:
             still = []
             for index, batch in self._reads_to_apply:
-                if index <= self.applied_index:
+                if index <= self.visible_index:
                     for waiter in batch:
                         waiter.resolve(None)
                 else:
@@ -1153,7 +1298,7 @@ class Replicator:
             self.spool.cleanup(out.installed_snapshot)
         if out.soft_state is not None:
             self._soft_state_changed(out.soft_state)
-        self._on_applied(out.events, self.revision)
+        self._on_applied(out.events, self._visible_revision)
         if out.leader_ready:
             self._on_leader_ready()
 
@@ -1179,6 +1324,10 @@ class Replicator:
                     waiter.resolve(NotLeaderError("leadership changed; retry the read", **hint))
             self._read_batches.clear()
         self._on_soft_state(soft)
+
+
+def _nothing() -> None:
+    """A job that only waits for the worker thread's earlier ones (``Replicator.run``)."""
 
 
 def _loop_caller() -> Callable[..., None]:
