@@ -299,6 +299,8 @@ class Replicator:
         self.cycles = 0
         self.write_cycles = 0
         self.lmdb_commits = 0
+        #: Of those, commits that ran after their cycle handed Raft back (``_finish_commit``).
+        self.pipelined_commits = 0
         self.commands = 0
         #: Linearizable reads answered from the lease at once, without a driver cycle.
         self.lease_reads = 0
@@ -875,6 +877,7 @@ class Replicator:
         self._rs.commit_done()
         self._rs.lmdb_lags_wal = self._rs.has_tail()
         self.lmdb_commits += 1
+        self.pipelined_commits += 1
         if timeline.ON:
             timeline.stamp("lmdb_committed", out.visible or 0)
         self._to_loop(self._committed, out, None)
