@@ -25,7 +25,17 @@ races the Raft state, and the event loop never waits on an fsync:
    anyway (to apply) writes in first. A cycle that only persists thus costs ONE fsync
    (the WAL's), and one that also applies runs the WAL's fdatasync in a sync thread while
    LMDB commits (``_persist_cycle``): the longer of the two flushes, not their sum. A
-   crash loses the tail with the process; the restart redoes it from the WAL. Otherwise (the
+   crash loses the tail with the process; the restart redoes it from the WAL.
+   The commit of a cycle that wrote LMDB only to apply (and to write the tail in) is
+   PIPELINED (``_may_pipeline``): once its WAL is synced and its messages and results are
+   out, the cycle hands Raft back to the event loop and the worker thread commits LMDB
+   after that (``CycleThread.after``, ``_finish_commit``). The loop meanwhile steps new
+   input and sends a leader's next APPENDs; the next write cycle queues behind the commit
+   in the one thread, and the tail it wrote in stays readable from memory until the commit
+   is done (``LmdbRaftStorage.flush_tail(keep=True)``). What waits for the commit waits as
+   before: the loop delivers the cycle (visibility, events, reads) once the thread says it
+   is done (``_committed``). A snapshot, a membership change, a WAL checkpoint or a cycle
+   short of disk space is not pipelined; a failed pipelined commit stops the node. Otherwise (the
    light path: heartbeats, their answers, ReadIndex rounds) take the ``Ready`` — messages,
    read states, soft state only — right there on the event loop, with no thread hop and no
    write transaction;
