@@ -893,7 +893,17 @@ class Replicator:
         self._to_loop(self._committed, out, None)
 
     def _committed(self, out: CycleOutput, error: BaseException | None) -> None:
-        """On the event loop: a pipelined commit is done; the driver delivers ``out``."""
+        """On the event loop: a pipelined commit is done. Deliver ``out`` right here when
+        it only makes writes visible (the usual case: no extra driver round per commit);
+        the driver delivers the rest (a role change, a new leader's no-op) and raises an
+        error. The driver's own deliveries never interleave (none awaits in between), and
+        this comes before those of the next cycle (the thread hands both over in order)."""
+        simple = out.soft_state is None and not out.leader_ready
+        if error is None and simple and not self._committed_outs and self._commit_error is None:
+            self._deliver(out)
+            if self._lease_reads:
+                self._kick()  # the driver renews the lease (it reads Raft)
+            return
         if error is not None:
             self._commit_error = error
         else:
