@@ -1,7 +1,11 @@
 """Latency anatomy of one put on a local cluster: where the time of a sequential put goes,
 stage by stage, across the leader and the followers.
 
-    .venv/bin/python bench/put_timeline.py --nodes 3 --puts 300
+    .venv/bin/python bench/put_timeline.py --nodes 3 --puts 300 [--baseline DIR --rounds 3]
+
+With ``--baseline DIR`` (a checkout without the stamps, e.g. a worktree of main) the same
+sequential puts run alternately on it and on this checkout, ``--rounds`` times each, and
+only the client's figures (p50, p99, puts/s) are printed for both: a same-run A/B.
 
 Starts a ``DevCluster`` whose nodes stamp each stage of a write into files
 (``aspen.node.timeline``, on only when ``ASPEN_PUT_TIMELINE`` names a directory), does
@@ -17,8 +21,11 @@ from __future__ import annotations
 
 import argparse
 import collections
+import json
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -165,8 +172,61 @@ def main() -> None:
     ap.add_argument("--nodes", type=int, default=3)
     ap.add_argument("--puts", type=int, default=300)
     ap.add_argument("--warmup", type=int, default=50)
+    ap.add_argument("--baseline", type=Path, default=None)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--client-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    print(measure(args))
+    if args.client_only:
+        print(json.dumps(_client_only(args)))
+        return
+    if args.baseline is None:
+        print(measure(args))
+        return
+    here = str(Path(__file__).resolve().parent.parent / "core" / "src")
+    figures: dict[str, list[dict]] = {"baseline": [], "this checkout": []}
+    for _ in range(args.rounds):
+        for label, src in (
+            ("baseline", str(args.baseline.resolve() / "core" / "src")),
+            ("this checkout", here),
+        ):
+            cmd = [sys.executable, __file__, "--client-only", "--nodes", str(args.nodes)]
+            cmd += ["--puts", str(args.puts)]
+            env = {**os.environ, "PYTHONPATH": src}
+            env.pop("ASPEN_PUT_TIMELINE", None)
+            done = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
+            figures[label].append(json.loads(done.stdout.strip().splitlines()[-1]))
+    for label, runs in figures.items():
+        p50 = statistics.median(r["p50_us"] for r in runs)
+        p99 = statistics.median(r["p99_us"] for r in runs)
+        rate = statistics.median(r["puts_per_s"] for r in runs)
+        print(
+            f"{label:14} 1 client, {args.nodes} nodes: p50 {p50:.0f} us, p99 {p99:.0f} us, "
+            f"{rate:.0f} puts/s (medians of {len(runs)} runs: "
+            + ", ".join(f"{r['p50_us']:.0f}" for r in runs)
+            + ")"
+        )
+    print(f"load average {os.getloadavg()[0]:.2f}")
+
+
+def _client_only(args: argparse.Namespace) -> dict:
+    """Sequential puts on the leader of a fresh cluster: the client's latency figures."""
+    with tempfile.TemporaryDirectory(prefix="aspen-timeline-") as tmp:
+        cluster = DevCluster(Path(tmp) / "c", args.nodes, free_base_port(args.nodes))
+        cluster.up()
+        try:
+            _, endpoint = _leader_pid(cluster)
+            took = []
+            with aspen.connect(endpoint, token=cluster.token, timeout=30) as c:
+                for i in range(args.warmup):
+                    c.kv.put(f"warm/{i:06d}", b"v" * 100)
+                for i in range(args.puts):
+                    t0 = time.monotonic()
+                    c.kv.put(f"tl/{i:06d}", b"v" * 100)
+                    took.append(time.monotonic() - t0)
+        finally:
+            cluster.down()
+    q = statistics.quantiles([t * 1e6 for t in took], n=100)
+    return {"p50_us": q[49], "p99_us": q[98], "puts_per_s": len(took) / sum(took)}
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""A write cycle's LMDB commit runs after the cycle handed Raft back to the event loop (the
+"""With ``limits.PIPELINE_APPLY_COMMIT`` (here ASPEN_PIPELINE_APPLY_COMMIT=1), a write
+cycle's LMDB commit runs after the cycle handed Raft back to the event loop (the
 pipelined commit, ``Replicator._finish_commit``): the loop steps and replicates the next
 writes while the apply's data flush runs. Nothing may observe that gap:
 
@@ -16,7 +17,11 @@ import pytest
 from aspen.errors import AspenError
 from aspen.testing import LocalCluster, wait_for
 
-pytestmark = pytest.mark.slow
+#: The pipelined commit is off by default (``limits.PIPELINE_APPLY_COMMIT``): on here.
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.aspen_cluster(env={"ASPEN_PIPELINE_APPLY_COMMIT": "1"}),
+]
 
 #: Sequential writes, each read back at once.
 READ_BACKS = 150

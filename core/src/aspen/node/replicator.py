@@ -26,7 +26,8 @@ races the Raft state, and the event loop never waits on an fsync:
    (the WAL's), and one that also applies runs the WAL's fdatasync in a sync thread while
    LMDB commits (``_persist_cycle``): the longer of the two flushes, not their sum. A
    crash loses the tail with the process; the restart redoes it from the WAL.
-   The commit of a cycle that wrote LMDB only to apply (and to write the tail in) is
+   With ``limits.PIPELINE_APPLY_COMMIT`` (off by default, or ASPEN_PIPELINE_APPLY_COMMIT=1),
+   the commit of a cycle that wrote LMDB only to apply (and to write the tail in) is
    PIPELINED (``_may_pipeline``): once its WAL is synced and its messages and results are
    out, the cycle hands Raft back to the event loop and the worker thread commits LMDB
    after that (``CycleThread.after``, ``_finish_commit``). The loop meanwhile steps new
@@ -91,6 +92,7 @@ import contextlib
 import contextvars
 import itertools
 import logging
+import os
 import random
 import secrets
 import time
@@ -299,6 +301,10 @@ class Replicator:
         self._committed_outs: deque[CycleOutput] = deque()
         #: The open LMDB transaction of a pipelined cycle, until ``_finish_commit``.
         self._pending_commit: contextlib.ExitStack | None = None
+        #: Whether commits may be pipelined (``limits.PIPELINE_APPLY_COMMIT``).
+        self._pipeline_commits = (
+            limits.PIPELINE_APPLY_COMMIT or os.environ.get("ASPEN_PIPELINE_APPLY_COMMIT") == "1"
+        )
         self._commit_error: BaseException | None = None
         #: The thread a cycle's WAL sync runs in while its LMDB commit runs (``_sync_pool``).
         self._syncer: concurrent.futures.ThreadPoolExecutor | None = None
@@ -684,7 +690,7 @@ class Replicator:
         self.write_cycles += 1
         if timeline.ON and first is not None:
             self._stamp_cycle(first.ready)
-        pipeline = not self._snapshot_waiters
+        pipeline = self._pipeline_commits and not self._snapshot_waiters
         if first is not None:
             # Raft's promises are made durable by the WAL's one sync inside
             # ``_persist_cycle``; LMDB commits without its meta flush, except when the
