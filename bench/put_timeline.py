@@ -27,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -99,13 +100,21 @@ def measure(args: argparse.Namespace) -> str:
         try:
             leader_pid, endpoint = _leader_pid(cluster)
             sends: list[tuple[float, float]] = []
-            with aspen.connect(endpoint, token=cluster.token, timeout=30) as c:
-                for i in range(args.warmup):
-                    c.kv.put(f"warm/{i:06d}", b"v" * 100)
-                for i in range(args.puts):
-                    t0 = time.monotonic()
-                    c.kv.put(f"tl/{i:06d}", b"v" * 100)
-                    sends.append((t0, time.monotonic()))
+
+            def one(k: int) -> None:
+                with aspen.connect(endpoint, token=cluster.token, timeout=30) as c:
+                    for i in range(k, args.warmup, args.clients):
+                        c.kv.put(f"warm/{i:06d}", b"v" * 100)
+                    for i in range(k, args.puts, args.clients):
+                        t0 = time.monotonic()
+                        c.kv.put(f"tl/{i:06d}", b"v" * 100)
+                        sends.append((t0, time.monotonic()))
+
+            threads = [threading.Thread(target=one, args=(k,)) for k in range(args.clients)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
             time.sleep(0.5)  # the last stamps (follower applies) land
         finally:
             cluster.down()
@@ -119,6 +128,11 @@ def _table(args, stamps, leader_pid: int, sends: list[tuple[float, float]]) -> s
     proposes = sorted((t, seq, flag) for s, seq, t, flag in leader if s == "propose_seq")
     seq_index = {flag: index for s, index, _, flag in leader if s == "proposal_stepped"}
     per: dict[int, dict[str, tuple[float, int]]] = collections.defaultdict(dict)
+    if args.clients > 1:  # no client stages: every proposal of the run, by its index
+        for t, seq, flag in proposes:
+            if seq in seq_index:
+                per[seq_index[seq]]["L:propose"] = (t, flag)
+        sends = []
     k = 0
     for t0, t1 in sends:  # the one proposal inside [t0, t1] is this put's
         while k < len(proposes) and proposes[k][0] < t0:
@@ -139,12 +153,14 @@ def _table(args, stamps, leader_pid: int, sends: list[tuple[float, float]]) -> s
                         if key not in per[index] or t < per[index][key][0]:
                             per[index][key] = (t, flag)
     lines = [
-        f"{args.nodes} nodes, {len(per)} sequential puts matched (of {args.puts}), "
+        f"{args.nodes} nodes, {args.clients} client(s), {len(per)} puts matched (of {args.puts}), "
         f"load average {os.getloadavg()[0]:.2f}",
         f"{'stage':44} {'median us':>10} {'p90 us':>8} {'busy':>6}   (time since the stage named)",
     ]
     for label, stage, where, since in STAGES[1:]:
         key = f"{where}:{stage}"
+        if args.clients > 1 and "C:" in key + since:
+            continue
         gaps = [v[key][0] - v[since][0] for v in per.values() if key in v and since in v]
         if len(gaps) < 2:
             lines.append(f"{label:44} {'-':>10}")
@@ -156,7 +172,9 @@ def _table(args, stamps, leader_pid: int, sends: list[tuple[float, float]]) -> s
             f"{label:44} {statistics.median(gaps) * 1e6:10.0f} {q[8]:8.0f} {share:>6}"
             f"   since {since}"
         )
-    total = [v["C:client_recv"][0] - v["C:client_send"][0] for v in per.values()]
+    total = [
+        v["C:client_recv"][0] - v["C:client_send"][0] for v in per.values() if "C:client_recv" in v
+    ]
     if total:
         q = statistics.quantiles([g * 1e6 for g in total], n=100)
         lines.append(
@@ -172,6 +190,9 @@ def main() -> None:
     ap.add_argument("--nodes", type=int, default=3)
     ap.add_argument("--puts", type=int, default=300)
     ap.add_argument("--warmup", type=int, default=50)
+    ap.add_argument(
+        "--clients", type=int, default=1, help="concurrent clients (>1: no client stages)"
+    )
     ap.add_argument("--baseline", type=Path, default=None)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--client-only", action="store_true", help=argparse.SUPPRESS)
