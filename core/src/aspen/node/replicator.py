@@ -65,7 +65,9 @@ them); it is off the answer's path, not off the cycle's.
 A write on a cluster thus costs the leader two write cycles (persist and send; then, once
 a quorum acknowledged, apply and answer) and each follower one: a follower learns that an
 entry is committed with the leader's next APPEND (or its next tick, see
-``aspen.raft.leader``), so it applies it in the cycle that persists the next entries.
+``aspen.raft.leader``), so it applies it in the cycle that persists the next entries —
+after it synced the WAL and sent its acknowledgement (``_ack_before_apply``), so that
+apply is off the leader's commit path.
 
 A linearizable read on a leader costs no thread hop at all: its heartbeat round goes
 out in the cycle that steps the request, and the cycle that steps a quorum of answers
@@ -923,7 +925,8 @@ class Replicator:
 
     def _acks_early(self, rd: Ready, out: CycleOutput) -> bool:
         """Whether ``rd``'s messages may leave once the WAL holds its entries, before its
-        committed entries are applied (``_early_sync``): it has entries or a vote to sync
+        committed entries are applied (``_early_sync``, ``_ack_before_apply``): it has
+        entries or a vote to sync
         and entries to apply, none of which changes the membership (that cycle
         checkpoints before anything of it leaves)."""
         return (
@@ -959,7 +962,8 @@ class Replicator:
                 self._stamp_message("sent", m)
 
     def _sync_and_send(self, out: CycleOutput, messages: list[Message]) -> None:
-        """In the sync thread: sync the WAL, then send ``messages`` (``_early_sync``)."""
+        """Sync the WAL, then send ``messages``: in the sync thread (``_early_sync``) or in
+        the cycle's own (``_ack_before_apply``)."""
         self._rs.sync_wal()
         out.released = True
         if messages:
