@@ -130,3 +130,39 @@ def test_kill9_cluster_leader_right_after_answers_loses_nothing_acknowledged(
     with cluster.client() as c:
         missing = _missing(c, acked, serializable=False)
     assert not missing, f"{len(missing)} acknowledged writes lost, e.g. {missing[:5]}"
+
+
+@pytest.mark.slow
+def test_kill9_of_a_leader_and_a_follower_together_loses_nothing_acknowledged(
+    cluster: LocalCluster,
+) -> None:
+    """A follower acknowledges entries once its WAL holds them, before it applies the
+    committed entries of the same cycle (``Replicator._ack_before_apply``): killed with the
+    leader right then and restarted, it still holds every write the leader answered (each
+    is in the WAL of a quorum, which the two followers are now)."""
+    leader = cluster.leader_index()
+    follower = random.Random(20261207).choice([i for i in range(1, 4) if i != leader])
+    acked: dict[str, bytes] = {}
+    stop = threading.Event()
+    endpoint = cluster.client_endpoint(leader)
+    threads = [
+        threading.Thread(target=_writer, args=(endpoint, cluster.token, f"lf{w}", acked, stop))
+        for w in range(WRITERS)
+    ]
+    for t in threads:
+        t.start()
+    wait_for(lambda: len(acked) >= 400, timeout=60, message="writes acknowledged")
+    cluster.kill(leader)
+    cluster.kill(follower)
+    stop.set()
+    for t in threads:
+        t.join(20)
+    cluster.restart(follower)
+    snapshot = dict(acked)
+    with cluster.client(follower) as c:
+        wait_for(
+            lambda: not _missing(c, snapshot, serializable=False),
+            timeout=60,
+            message="the two followers hold every acknowledged write",
+            ignore=(AspenError, OSError),
+        )

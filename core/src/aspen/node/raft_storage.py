@@ -78,6 +78,9 @@ class LmdbRaftStorage:
         self._tail: list[LogEntry] = []
         self._tail_bytes = 0
         self._tail_hard: HardState | None = None
+        #: How many entries at the head of the tail ``flush_tail(keep=True)`` wrote into
+        #: the open write transaction: kept readable until :meth:`commit_done`.
+        self._flushed = 0
         #: Whether the WAL holds something LMDB's last commit lacks (a tail was deferred
         #: since): a failed LMDB commit must then redo the WAL (``redo_wal``).
         self.lmdb_lags_wal = False
@@ -105,7 +108,8 @@ class LmdbRaftStorage:
         """Entries in [lo, hi), at least one, bounded by ``max_bytes``."""
         from aspen.raft import CompactedError
 
-        tail_lo = self._tail[0].index if self._tail else hi
+        tail = self._tail  # once: ``commit_done`` may swap it from the cycle thread
+        tail_lo = tail[0].index if tail else hi
         out: list[LogEntry] = []
         if lo < tail_lo:
             with self._reading() as txn:
@@ -116,12 +120,12 @@ class LmdbRaftStorage:
             if not out or out[-1].index + 1 < min(hi, tail_lo):
                 return [decode_entry(e) for e in out]  # stopped by max_bytes
         if hi > tail_lo:
-            if hi > self._tail[-1].index + 1:
+            if hi > tail[-1].index + 1:
                 raise ValueError(
                     f"log entries up to {hi - 1} requested, last index is {self.last_index()}"
                 )
             size = sum(len(e.data) for e in out)
-            for entry in self._tail[max(lo, tail_lo) - tail_lo : hi - tail_lo]:
+            for entry in tail[max(lo, tail_lo) - tail_lo : hi - tail_lo]:
                 size += len(entry.data)
                 if out and max_bytes is not None and size > max_bytes:
                     break
@@ -132,10 +136,11 @@ class LmdbRaftStorage:
         """Term of the entry at ``index`` (or of the snapshot position)."""
         from aspen.raft import CompactedError, UnavailableError
 
-        if self._tail and index >= self._tail[0].index:
-            if index > self._tail[-1].index:
+        tail = self._tail
+        if tail and index >= tail[0].index:
+            if index > tail[-1].index:
                 raise UnavailableError(f"log entry {index} is not in the log yet")
-            return self._tail[index - self._tail[0].index].term
+            return tail[index - tail[0].index].term
         with self._reading() as txn:
             term = self._log.term(txn, index)
             if term is not None:
@@ -154,8 +159,9 @@ class LmdbRaftStorage:
 
     def last_index(self) -> int:
         """Last index in the log (or the compacted position when it is empty)."""
-        if self._tail:
-            return self._tail[-1].index
+        tail = self._tail
+        if tail:
+            return tail[-1].index
         with self._reading() as txn:
             return self._log.last_index(txn)
 
@@ -246,7 +252,7 @@ class LmdbRaftStorage:
     def _lmdb_last_index(self) -> int:
         """Last log index LMDB holds (below the tail, if any)."""
         if self._tail:
-            return self._tail[0].index - 1
+            return self._tail[0].index - 1 + self._flushed
         with self._reading() as txn:
             return self._log.last_index(txn)
 
@@ -268,12 +274,33 @@ class LmdbRaftStorage:
             self.lmdb_lags_wal = True
         self._queue_wal(hard_state, stored)
 
-    def flush_tail(self, txn: lmdb.Transaction) -> None:
+    def flush_tail(self, txn: lmdb.Transaction, *, keep: bool = False) -> None:
         """Write the tail into ``txn`` and forget it (LMDB holds it once ``txn`` commits;
-        until then the WAL does, and ``lmdb_lags_wal`` stays set)."""
+        until then the WAL does, and ``lmdb_lags_wal`` stays set).
+
+        ``keep``: keep its entries readable from memory until :meth:`commit_done` (or
+        :meth:`abort_flush`), so Raft may read the log on the event loop while ``txn``
+        commits in the driver's thread (a pipelined commit, see ``aspen.node.replicator``)."""
         if self._tail or self._tail_hard is not None:
-            self._write(txn, self._tail_hard, self._tail)
-            self.drop_tail()
+            self._write(txn, self._tail_hard, self._tail[self._flushed :])
+            if keep:
+                self._tail_hard = None
+                self._flushed = len(self._tail)
+            else:
+                self.drop_tail()
+
+    def commit_done(self) -> None:
+        """The transaction ``flush_tail(keep=True)`` wrote into committed: forget those
+        entries (one swap of the list, which readers on the event loop take once)."""
+        if self._flushed:
+            done, self._tail = self._tail[: self._flushed], self._tail[self._flushed :]
+            self._tail_bytes -= sum(len(e.data) for e in done)
+            self._flushed = 0
+
+    def abort_flush(self) -> None:
+        """The transaction ``flush_tail(keep=True)`` wrote into was aborted: the kept
+        entries are in the WAL and the tail only, as before."""
+        self._flushed = 0
 
     def has_tail(self) -> bool:
         """Whether entries or hard state wait in the tail for an LMDB commit."""
@@ -284,6 +311,7 @@ class LmdbRaftStorage:
         self._tail = []
         self._tail_bytes = 0
         self._tail_hard = None
+        self._flushed = 0
 
     # ------------------------------------------------------------------ the WAL
     def attach_wal(self, wal: Wal) -> None:

@@ -25,7 +25,18 @@ races the Raft state, and the event loop never waits on an fsync:
    anyway (to apply) writes in first. A cycle that only persists thus costs ONE fsync
    (the WAL's), and one that also applies runs the WAL's fdatasync in a sync thread while
    LMDB commits (``_persist_cycle``): the longer of the two flushes, not their sum. A
-   crash loses the tail with the process; the restart redoes it from the WAL. Otherwise (the
+   crash loses the tail with the process; the restart redoes it from the WAL.
+   With ``limits.PIPELINE_APPLY_COMMIT`` (off by default, or ASPEN_PIPELINE_APPLY_COMMIT=1),
+   the commit of a cycle that wrote LMDB only to apply (and to write the tail in) is
+   PIPELINED (``_may_pipeline``): once its WAL is synced and its messages and results are
+   out, the cycle hands Raft back to the event loop and the worker thread commits LMDB
+   after that (``CycleThread.after``, ``_finish_commit``). The loop meanwhile steps new
+   input and sends a leader's next APPENDs; the next write cycle queues behind the commit
+   in the one thread, and the tail it wrote in stays readable from memory until the commit
+   is done (``LmdbRaftStorage.flush_tail(keep=True)``). What waits for the commit waits as
+   before: the loop delivers the cycle (visibility, events, reads) once the thread says it
+   is done (``_committed``). A snapshot, a membership change, a WAL checkpoint or a cycle
+   short of disk space is not pipelined; a failed pipelined commit stops the node. Otherwise (the
    light path: heartbeats, their answers, ReadIndex rounds) take the ``Ready`` — messages,
    read states, soft state only — right there on the event loop, with no thread hop and no
    write transaction;
@@ -54,7 +65,9 @@ them); it is off the answer's path, not off the cycle's.
 A write on a cluster thus costs the leader two write cycles (persist and send; then, once
 a quorum acknowledged, apply and answer) and each follower one: a follower learns that an
 entry is committed with the leader's next APPEND (or its next tick, see
-``aspen.raft.leader``), so it applies it in the cycle that persists the next entries.
+``aspen.raft.leader``), so it applies it in the cycle that persists the next entries —
+after it synced the WAL and sent its acknowledgement (``_ack_before_apply``), so that
+apply is off the leader's commit path.
 
 A linearizable read on a leader costs no thread hop at all: its heartbeat round goes
 out in the cycle that steps the request, and the cycle that steps a quorum of answers
@@ -81,6 +94,7 @@ import contextlib
 import contextvars
 import itertools
 import logging
+import os
 import random
 import secrets
 import time
@@ -103,6 +117,7 @@ from aspen.errors import (
 )
 from aspen.events import Event, SnapshotInstalled
 from aspen.kv.state_machine import KVStateMachine
+from aspen.node import timeline
 from aspen.node.cycle_thread import CycleThread
 from aspen.node.raft_storage import LmdbRaftStorage
 from aspen.raft import Config, ProposalDroppedError, RawNode
@@ -184,6 +199,13 @@ class CycleOutput:
     released: bool = False
     #: Whether they may (disk space for the commit is allocated: ``Storage.reserve``).
     release_early: bool = True
+    #: Applied index and revision a new read transaction sees once the cycle's LMDB commit
+    #: is done (None: the cycle wrote nothing, e.g. a light one).
+    visible: int | None = None
+    revision: int = 0
+    #: The cycle's LMDB commit runs in the worker thread after the cycle handed Raft back
+    #: to the event loop; the loop delivers ``self`` once it is done (``_finish_commit``).
+    pipelined: bool = False
 
 
 @dataclass(frozen=True)
@@ -276,6 +298,16 @@ class Replicator:
         self._leader_known = anyio.Event()
         #: The worker thread write cycles run in.
         self._thread = CycleThread(f"aspen-raft-{node_id[:8]}")
+        #: Cycles whose pipelined LMDB commit is done, to deliver in order; the error a
+        #: pipelined commit failed with (the driver raises it: fail-stop).
+        self._committed_outs: deque[CycleOutput] = deque()
+        #: The open LMDB transaction of a pipelined cycle, until ``_finish_commit``.
+        self._pending_commit: contextlib.ExitStack | None = None
+        #: Whether commits may be pipelined (``limits.PIPELINE_APPLY_COMMIT``).
+        self._pipeline_commits = (
+            limits.PIPELINE_APPLY_COMMIT or os.environ.get("ASPEN_PIPELINE_APPLY_COMMIT") == "1"
+        )
+        self._commit_error: BaseException | None = None
         #: The thread a cycle's WAL sync runs in while its LMDB commit runs (``_sync_pool``).
         self._syncer: concurrent.futures.ThreadPoolExecutor | None = None
         #: Runs ``func(*args)`` on the event loop from the cycle's worker thread (``run``).
@@ -285,6 +317,8 @@ class Replicator:
         self.cycles = 0
         self.write_cycles = 0
         self.lmdb_commits = 0
+        #: Of those, commits that ran after their cycle handed Raft back (``_finish_commit``).
+        self.pipelined_commits = 0
         self.commands = 0
         #: Linearizable reads answered from the lease at once, without a driver cycle.
         self.lease_reads = 0
@@ -301,8 +335,19 @@ class Replicator:
     def deliver(self, msg: Message) -> None:
         """Queue a message from a peer for the next cycle (bounded; excess is dropped)."""
         if len(self._inbox) < limits.MAX_RAFT_MESSAGES_PER_CYCLE * 4:
+            if timeline.ON:
+                self._stamp_message("decoded", msg)
             self._inbox.append(msg)
             self._kick()
+
+    def _stamp_message(self, stage: str, msg: Message) -> None:
+        """Debug timeline (``aspen.node.timeline``): ``stage`` of an APPEND carrying entries
+        or of an acknowledgement; the flag says whether a write cycle was running."""
+        busy = int(self._cycle_started is not None)
+        if msg.type == MessageType.APPEND and msg.entries:
+            timeline.stamp(f"append_{stage}", msg.entries[-1].index, busy)
+        elif msg.type == MessageType.APPEND_RESP and not msg.reject:
+            timeline.stamp(f"ack_{stage}", msg.index, busy)
 
     def report(self, action: Callable[[RawNode], None]) -> None:
         """Run ``action(raw)`` in the next cycle (unreachable / snapshot reports)."""
@@ -349,6 +394,8 @@ class Replicator:
         seq = next(self._seq)
         deadline = time.monotonic() + limits.PROPOSAL_TIMEOUT_SECONDS
         waiter = self._waiters[seq] = _Waiter(deadline)
+        if timeline.ON:
+            timeline.stamp("propose_seq", seq, int(self._cycle_started is not None))
         self._proposals.append((seq, payload))
         self._kick()
         try:
@@ -491,6 +538,8 @@ class Replicator:
         try:
             await self._cycle_forever(task_status)
         finally:
+            with anyio.CancelScope(shield=True):
+                await self._thread.run(_nothing)  # a pipelined LMDB commit is done
             self._thread.close()
             if self._syncer is not None:
                 self._syncer.shutdown(wait=False)
@@ -517,6 +566,7 @@ class Replicator:
             while True:
                 await self._wake.wait()
                 self._wake = anyio.Event()
+                self._deliver_committed()
                 out = self._step_inputs()
                 if self._raw.has_durable_ready() or self._snapshot_waiters:
                     first = (
@@ -534,9 +584,15 @@ class Replicator:
                     finally:
                         self._cycle_started = None
                         self._bridge = []
+                    if timeline.ON:
+                        timeline.stamp("cycle_end", out.persisted_to or self.applied_index)
                 elif self._raw.has_ready():
                     self._handle_light_ready(self._raw, out)
                 self.cycles += 1
+                self._deliver_committed()
+                if out.pipelined:
+                    self._lease_until = 0.0  # until its commit makes it visible
+                    continue
                 self._deliver(out)
                 self._lease_until = self._lease_deadline()
 
@@ -610,6 +666,8 @@ class Replicator:
                 raw.step(msg)
             except Exception as exc:  # remote input must never stop the driver
                 log.warning("dropped raft message %s from %s: %s", msg.type, msg.frm, exc)
+            if timeline.ON:
+                self._stamp_message("stepped", msg)
         # after the peers' messages, and at most one tick however long the last cycle took:
         # a slow fsync must not make a leader miss its followers' answers and step down
         ticks = self._due_ticks()  # just before the reads: a lease is judged by the clock
@@ -632,6 +690,9 @@ class Replicator:
         was already taken on the event loop), then commit."""
         raw = self._raw
         self.write_cycles += 1
+        if timeline.ON and first is not None:
+            self._stamp_cycle(first.ready)
+        pipeline = self._pipeline_commits and not self._snapshot_waiters
         if first is not None:
             # Raft's promises are made durable by the WAL's one sync inside
             # ``_persist_cycle``; LMDB commits without its meta flush, except when the
@@ -641,8 +702,9 @@ class Replicator:
                 with no_space_raised(self._storage):
                     # the commit after an early release must not fail for disk space
                     out.release_early = self._storage.reserve()
-                    committed = self._persist_cycle(raw, first, out)
+                    committed = self._persist_cycle(raw, first, out, pipeline=pipeline)
             except OutOfSpace:
+                self._rs.abort_flush()
                 self._rs.discard_wal_pending()
                 # acknowledged from the WAL but not in LMDB: redo the WAL into LMDB before
                 # Raft restarts from LMDB (``_recover_from_no_space``)
@@ -653,6 +715,8 @@ class Replicator:
                 self._rs.drop_tail()  # it may hold what was never synced: the WAL redoes it
                 raise
             self.lmdb_commits += committed
+            if timeline.ON and committed:
+                timeline.stamp("lmdb_committed", self.applied_index)
             if self.space.full is not None:
                 log.info("writes succeed again (%s before)", self.space.full)
                 self.space.full = None
@@ -663,6 +727,10 @@ class Replicator:
             # durable now (or nothing written needs to be): so are the term and vote
         if out.hard_state is not None:
             self._durable_vote = out.hard_state
+        out.visible, out.revision = self.applied_index, self.revision
+        if out.pipelined:
+            self._thread.after(self._finish_commit, out)
+            return
         if self._snapshot_waiters:
             waiters, self._snapshot_waiters = self._snapshot_waiters, []
             result: int | AspenError = self.applied_index
@@ -672,6 +740,13 @@ class Replicator:
             except OutOfSpace as exc:
                 result = ResourceExhaustedError(f"{exc.reason}: the log was not compacted")
             out.snapshots.extend((w, result) for w in waiters)
+
+    def _stamp_cycle(self, rd: Ready) -> None:
+        """Debug timeline: a write cycle begins in the thread with ``rd``."""
+        if rd.entries:
+            timeline.stamp("persist_begin", rd.entries[-1].index)
+        if rd.committed:
+            timeline.stamp("apply_begin", rd.committed[-1].index)
 
     def _answer_early(self, out: CycleOutput) -> None:
         """In the worker thread, as soon as their results are computed and before the
@@ -689,6 +764,8 @@ class Replicator:
         their apply is visible, then wake their proposers (see :meth:`settled`)."""
         self._answered_index = max(self._answered_index, index)
         self._resolve_results(results)
+        if timeline.ON:
+            timeline.stamp("answered", index, 1)
 
     def _resolve_results(self, results: list[tuple[int, Any]]) -> None:
         """Wake the proposers of ``results`` ((seq, result) pairs)."""
@@ -697,9 +774,11 @@ class Replicator:
             if waiter is not None:
                 waiter.resolve(result)
 
-    def _persist_cycle(self, raw: RawNode, first: _Taken, out: CycleOutput) -> bool:
-        """Persist/apply/advance ``first`` and the Readies after it; return whether it took
-        an LMDB write transaction.
+    def _persist_cycle(
+        self, raw: RawNode, first: _Taken, out: CycleOutput, *, pipeline: bool = True
+    ) -> bool:
+        """Persist/apply/advance ``first`` and the Readies after it; return whether it
+        committed an LMDB write transaction.
 
         New entries and hard state go to the WAL and the in-memory tail
         (``LmdbRaftStorage.defer``) whenever they may; the first Ready that applies or
@@ -714,13 +793,18 @@ class Replicator:
         plus the commit of earlier ones), its messages (the acknowledgements) go out from
         the sync thread as soon as the WAL holds its entries, while this thread applies
         (``_early_sync``): the apply's CPU is then off the leader's commit path too. The
-        WAL is the sync thread's until that sync is done (``early.result()``)."""
+        WAL is the sync thread's until that sync is done (``early.result()``).
+
+        ``pipeline``: when the cycle wrote to LMDB nothing but the tail and its applies, and
+        its messages and results went out once the WAL was synced, it leaves the commit
+        (LMDB's data flush) for after Raft is handed back (``_may_pipeline``)."""
         synced: concurrent.futures.Future[None] | None = None
         early: concurrent.futures.Future[None] | None = None
         txn = None
         try:
             with contextlib.ExitStack() as stack:
                 serial = False  # the transaction holds entries or hard state: sync first
+                direct = False  # entries or hard state written to LMDB, not the tail
                 taken: _Taken | None = first
                 for _ in range(limits.MAX_READY_PER_CYCLE):
                     if taken is None:
@@ -734,20 +818,19 @@ class Replicator:
                     if txn is None and (rd.committed or not defer):
                         txn = stack.enter_context(self._storage.begin(write=True, durable=False))
                         serial = self._rs.wal_pending()  # this cycle's tail goes in: unsynced
-                        self._rs.flush_tail(txn)
+                        self._rs.flush_tail(txn, keep=True)
                         self._rs.cycle_txn = txn  # Raft reads what this cycle already wrote
                         stack.callback(setattr, self._rs, "cycle_txn", None)
                     serial = serial or not defer
+                    direct = direct or not defer
                     stored = False
-                    if (
-                        limits.WAL_SYNC_BESIDE_COMMIT
-                        and taken is first
-                        and defer
-                        and not serial
-                        and self._acks_early(rd, out)
-                    ):
-                        early = self._early_sync(taken, out)
-                        stored = True
+                    if taken is first and defer and not serial and self._acks_early(rd, out):
+                        if limits.WAL_SYNC_BESIDE_COMMIT:
+                            early = self._early_sync(taken, out)
+                            stored = True
+                        elif self.role != Role.LEADER:
+                            self._ack_before_apply(taken, out)
+                            stored = True
                     self._persist_ready(txn, raw, taken, out, defer=defer, stored=stored)
                     taken = None
                 if txn is not None:
@@ -760,17 +843,90 @@ class Replicator:
                         self._sync_and_release(out)  # the cycle's one fdatasync
                     else:  # after ``early`` (one sync thread: in order)
                         synced = self._sync_pool().submit(self._sync_and_release, out)
+                if (
+                    pipeline
+                    and txn is not None
+                    and early is None
+                    and synced is None
+                    and not direct
+                    and self._may_pipeline(out)
+                ):
+                    self._pending_commit = stack.pop_all()  # ``_finish_commit`` commits
+                    out.pipelined = True
         finally:
             for flush in (early, synced):
                 if flush is not None:
                     flush.result()  # the cycle ends once both flushes did
-        if txn is not None:
-            self._rs.lmdb_lags_wal = self._rs.has_tail()  # committed, older tail included
-        return txn is not None
+        if txn is None or out.pipelined:
+            return False
+        self._rs.commit_done()
+        self._rs.lmdb_lags_wal = self._rs.has_tail()  # committed, older tail included
+        return True
+
+    def _may_pipeline(self, out: CycleOutput) -> bool:
+        """In the worker thread, with the cycle's transaction still open: whether its
+        commit may run after Raft is handed back to the event loop. Everything of the cycle
+        that must wait for a durable WAL went out once it was (``_release``); what waits for
+        the commit (visibility, events, reads) waits in ``_deliver`` as before. Not when the
+        commit must flush LMDB (a snapshot, a membership change, a WAL checkpoint) or the
+        disk may lack room for it; a new write cycle queues behind it in the thread."""
+        if not out.release_early or out.checkpoint or self._rs.checkpoint_due(self.space):
+            return False
+        if not out.released:  # nothing needed the WAL: the messages may leave now
+            self._release(out)
+        return True
+
+    def _finish_commit(self, out: CycleOutput) -> None:
+        """In the worker thread, after the pipelined cycle ``out`` handed Raft back: commit
+        its LMDB transaction, then have the event loop deliver it (``_committed``). A new
+        write cycle starts only after this (one thread)."""
+        pending, self._pending_commit = self._pending_commit, None
+        try:
+            if pending is not None:
+                pending.close()  # the LMDB commit, with its data flush
+        except BaseException as exc:  # fail-stop: the driver raises it
+            self._rs.abort_flush()
+            self._rs.discard_wal_pending()
+            self._rs.drop_tail()
+            self._to_loop(self._committed, out, exc)
+            return
+        self._rs.commit_done()
+        self._rs.lmdb_lags_wal = self._rs.has_tail()
+        self.lmdb_commits += 1
+        self.pipelined_commits += 1
+        if timeline.ON:
+            timeline.stamp("lmdb_committed", out.visible or 0)
+        self._to_loop(self._committed, out, None)
+
+    def _committed(self, out: CycleOutput, error: BaseException | None) -> None:
+        """On the event loop: a pipelined commit is done. Deliver ``out`` right here when
+        it only makes writes visible (the usual case: no extra driver round per commit);
+        the driver delivers the rest (a role change, a new leader's no-op) and raises an
+        error. The driver's own deliveries never interleave (none awaits in between), and
+        this comes before those of the next cycle (the thread hands both over in order)."""
+        simple = out.soft_state is None and not out.leader_ready
+        if error is None and simple and not self._committed_outs and self._commit_error is None:
+            self._deliver(out)
+            if self._lease_reads:
+                self._kick()  # the driver renews the lease (it reads Raft)
+            return
+        if error is not None:
+            self._commit_error = error
+        else:
+            self._committed_outs.append(out)
+        self._kick()
+
+    def _deliver_committed(self) -> None:
+        """Deliver, in order, the cycles whose pipelined commit is done."""
+        if self._commit_error is not None:
+            raise self._commit_error
+        while self._committed_outs:
+            self._deliver(self._committed_outs.popleft())
 
     def _acks_early(self, rd: Ready, out: CycleOutput) -> bool:
         """Whether ``rd``'s messages may leave once the WAL holds its entries, before its
-        committed entries are applied (``_early_sync``): it has entries or a vote to sync
+        committed entries are applied (``_early_sync``, ``_ack_before_apply``): it has
+        entries or a vote to sync
         and entries to apply, none of which changes the membership (that cycle
         checkpoints before anything of it leaves)."""
         return (
@@ -788,8 +944,26 @@ class Replicator:
         out.messages = []
         return self._sync_pool().submit(self._sync_and_send, out, messages)
 
+    def _ack_before_apply(self, taken: _Taken, out: CycleOutput) -> None:
+        """On a follower, in this thread: store ``taken``'s entries and hard state, sync
+        the WAL and send its messages (the acknowledgements) BEFORE applying its committed
+        entries, so the apply's CPU is off the leader's commit path. The same flushes in the
+        same order as otherwise (the WAL's, then LMDB's), none of them beside another. Not
+        on a leader: it answers the entries durable before the cycle right after applying
+        them, which must not wait for this cycle's sync."""
+        self._rs.defer(taken.ready.hard_state, taken.ready.entries)
+        messages = [*out.messages, *taken.messages]
+        out.messages = []
+        self._sync_and_send(out, messages)
+        if timeline.ON:
+            if taken.ready.entries:
+                timeline.stamp("wal_synced", taken.ready.entries[-1].index)
+            for m in messages:
+                self._stamp_message("sent", m)
+
     def _sync_and_send(self, out: CycleOutput, messages: list[Message]) -> None:
-        """In the sync thread: sync the WAL, then send ``messages`` (``_early_sync``)."""
+        """Sync the WAL, then send ``messages``: in the sync thread (``_early_sync``) or in
+        the cycle's own (``_ack_before_apply``)."""
         self._rs.sync_wal()
         out.released = True
         if messages:
@@ -821,9 +995,14 @@ class Replicator:
         answer its results (see ``_resolve_before_visible``). A crash before the commit
         loses nothing of them: the restart redoes the WAL into LMDB and re-applies."""
         out.released = True
+        if timeline.ON and out.persisted_to:
+            timeline.stamp("wal_synced", out.persisted_to)
         if out.messages:
             messages, out.messages = out.messages, []
             self._to_loop(self._send, messages)
+            if timeline.ON:
+                for m in messages:
+                    self._stamp_message("sent", m)
         if out.results:
             results, out.results = out.results, []
             self._to_loop(self._resolve_before_visible, out.results_index, results)
@@ -897,6 +1076,7 @@ class Replicator:
         #: The applied index a new read transaction sees (``applied_index`` runs ahead of
         #: it while a write cycle applies entries it has not committed yet).
         self.visible_index = self.applied_index
+        self._visible_revision = self.revision
         self._sm.forget_cache()
         config = Config(
             id=self.id,
@@ -957,6 +1137,8 @@ class Replicator:
                 )
             elif seq in self._waiters:
                 self._proposed[seq] = first + k
+                if timeline.ON:
+                    timeline.stamp("proposal_stepped", first + k, seq)
 
     def _refuse(self, seq: int, exc: Exception, out: CycleOutput) -> None:
         """Answer proposal ``seq`` with the error Raft's refusal ``exc`` stands for."""
@@ -1021,6 +1203,9 @@ class Replicator:
             if early:
                 messages = tuple(m for m in messages if m.type != MessageType.APPEND)
                 send(early)
+                if timeline.ON:
+                    for m in early:
+                        self._stamp_message("sent", m)
         self._take_soft_state(rd, out)
         return _Taken(rd, messages)
 
@@ -1058,6 +1243,8 @@ class Replicator:
     def _apply(self, txn: Any, raw: RawNode, entry: Entry, out: CycleOutput) -> None:
         if entry.index <= self.applied_index:
             return
+        if timeline.ON:
+            timeline.stamp("apply", entry.index)
         if entry.type == EntryType.CONF_CHANGE:
             self._apply_conf_change(txn, raw, entry, out)
         elif entry.data:
@@ -1119,10 +1306,16 @@ class Replicator:
         """On the event loop, after the cycle's commit: send, wake, answer, publish."""
         if out.commit is not None:
             self.commit_index = out.commit  # durable now
-        self.visible_index = self.applied_index  # the cycle is over: its apply committed
+        if out.visible is not None:  # the cycle is over: its apply committed
+            self.visible_index, self._visible_revision = out.visible, out.revision
         if out.messages:
             self._send(out.messages)
+            if timeline.ON:
+                for m in out.messages:
+                    self._stamp_message("sent", m)
         self._resolve_results(out.results)
+        if timeline.ON and out.results:
+            timeline.stamp("answered", out.results_index, 0)
         for seq, error in out.refused:
             waiter = self._waiters.get(seq)
             if waiter is not None:
@@ -1137,7 +1330,7 @@ class Replicator:
         if self._reads_to_apply:
             still = []
             for index, batch in self._reads_to_apply:
-                if index <= self.applied_index:
+                if index <= self.visible_index:
                     for waiter in batch:
                         waiter.resolve(None)
                 else:
@@ -1153,7 +1346,7 @@ class Replicator:
             self.spool.cleanup(out.installed_snapshot)
         if out.soft_state is not None:
             self._soft_state_changed(out.soft_state)
-        self._on_applied(out.events, self.revision)
+        self._on_applied(out.events, self._visible_revision)
         if out.leader_ready:
             self._on_leader_ready()
 
@@ -1179,6 +1372,10 @@ class Replicator:
                     waiter.resolve(NotLeaderError("leadership changed; retry the read", **hint))
             self._read_batches.clear()
         self._on_soft_state(soft)
+
+
+def _nothing() -> None:
+    """A job that only waits for the worker thread's earlier ones (``Replicator.run``)."""
 
 
 def _loop_caller() -> Callable[..., None]:
