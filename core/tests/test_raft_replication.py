@@ -366,9 +366,9 @@ def test_a_batch_is_cut_at_the_uncommitted_bytes_bound():
 
 
 # --------------------------------------------------------------------------- message count
-def test_a_commit_is_told_in_the_appends_of_the_same_step_batch_not_apart():
-    """An acknowledgement that commits does not broadcast an empty APPEND when proposals
-    stepped after it send APPENDs anyway: those carry the new commit (issue 10)."""
+def committed_by_acks() -> tuple[Cluster, RawNode]:
+    """A 3-node cluster whose leader n1 just stepped the acknowledgements that commit a
+    put of "a", with no Ready taken since."""
     c = Cluster()
     c.elect("n1")
     leader = c.raw("n1")
@@ -376,9 +376,15 @@ def test_a_commit_is_told_in_the_appends_of_the_same_step_batch_not_apart():
     for follower in ("n2", "n3"):
         (app,) = c.take(MT.APPEND, to=follower)
         c.deliver(app)
-    acks = c.take(MT.APPEND_RESP)
-    for ack in acks:
-        leader.step(ack)  # commits "a" (one ack is a quorum with the leader)
+    for ack in c.take(MT.APPEND_RESP):
+        leader.step(ack)  # the first one commits "a" (a quorum with the leader)
+    return c, leader
+
+
+def test_a_commit_is_told_in_the_appends_of_the_same_step_batch_not_apart():
+    """An acknowledgement that commits does not broadcast an empty APPEND when proposals
+    stepped after it send APPENDs anyway: those carry the new commit (issue 10)."""
+    c, leader = committed_by_acks()
     leader.propose(cmd("b"))  # in the same batch, before the Ready
     committed = leader.status().commit
     for follower in ("n2", "n3"):
@@ -392,15 +398,7 @@ def test_a_commit_is_told_in_the_appends_of_the_same_step_batch_not_apart():
 def test_a_commit_with_nothing_else_to_send_goes_out_in_the_same_ready():
     """Without proposals after it, the commit still leaves in the Ready of the batch that
     advanced it: an empty APPEND to each follower, as a broadcast would have sent."""
-    c = Cluster()
-    c.elect("n1")
-    leader = c.raw("n1")
-    leader.propose(cmd("a"))
-    for follower in ("n2", "n3"):
-        (app,) = c.take(MT.APPEND, to=follower)
-        c.deliver(app)
-    for ack in c.take(MT.APPEND_RESP):
-        leader.step(ack)
+    c, leader = committed_by_acks()
     committed = leader.status().commit
     notices = c.take(MT.APPEND)
     assert sorted(m.to for m in notices) == ["n2", "n3"]
