@@ -252,7 +252,10 @@ class RaftLog:
 
     def find_conflict(self, entries: Sequence[Entry]) -> int:
         """Index of the first entry whose term differs from ours (0: none differ)."""
+        last = self.last_index()
         for entry in entries:
+            if entry.index > last:
+                return entry.index  # new from here on (``match_term`` would raise inside)
             if not self.match_term(entry.index, entry.term):
                 return entry.index
         return 0
