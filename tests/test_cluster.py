@@ -536,3 +536,31 @@ def test_lease_reads_stay_linearizable_when_the_leader_is_paused_or_killed(clust
         done = len(work.recorder)
         wait_for(lambda: len(work.recorder) > done + 100, timeout=60)
     _assert_linearizable(work.recorder.history())
+
+
+def test_node_status_counts_what_each_peer_link_carried(cluster) -> None:
+    """``node.status`` ``peers``: per peer the Raft messages sent, the socket writes they
+    went out in (several frames may share one) and their bytes; what a follower received
+    from the leader is what the leader sent it (bench/peer_messages.py reads these)."""
+    c = cluster
+    leader = c.leader_index()
+    with c.client() as cl:
+        for n in range(20):
+            cl.kv.put(f"peers/{n}", b"v" * 100)
+    with aspen.connect(c.client_endpoint(leader), token=c.token) as lc:
+        status = lc.call("node.status")
+    leader_id, links = status["node_id"], status["peers"]["peers"]
+    assert len(links) == 2
+    for link in links.values():
+        assert link["connected"] and link["sent"] >= 20
+        assert 1 <= link["writes"] <= link["sent"]
+        assert link["sent_bytes"] >= 20 * 100
+    for i in range(1, 4):
+        if i != leader:
+            with aspen.connect(c.client_endpoint(i), token=c.token) as fc:
+                sent = links[fc.call("node.status")["node_id"]]["sent"]
+
+                def received(fc=fc) -> int:
+                    return fc.call("node.status")["peers"]["peers"][leader_id]["received"]
+
+                wait_for(lambda received=received, sent=sent: received() >= sent, timeout=10)

@@ -139,6 +139,68 @@ def test_log_stable_to_ignores_replaced_entries():
     assert [e.index for e in log.unstable.next_entries()] == [3]
 
 
+class CountingStorage(MemoryStorage):
+    """A MemoryStorage that counts the entry reads Raft asks of it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def entries(self, lo: int, hi: int, max_bytes: int | None = None) -> list[Entry]:
+        self.reads += 1
+        return super().entries(lo, hi, max_bytes)
+
+
+def persist(log: RaftLog, storage: MemoryStorage) -> None:
+    """What a driver does with a Ready's entries: store them, then ``stable_to``."""
+    new = log.unstable.next_entries()
+    log.unstable.accept_in_progress()
+    storage.append(new)
+    log.stable_to(new[-1].index, new[-1].term)
+
+
+def test_log_hands_out_durable_entries_it_just_persisted_without_reading_storage():
+    s = CountingStorage()
+    log = RaftLog(s, 1 << 20)
+    log.append(ents(1, 1, 1))
+    persist(log, s)
+    assert log.unstable.entries == [] and [e.index for e in log.stable] == [1, 2, 3]
+    log.commit_to(3)
+    assert [e.index for e in log.next_committed()] == [1, 2, 3]
+    assert [log.term(i) for i in (1, 2, 3)] == [1, 1, 1] and s.reads == 0
+    log.applied_to(2)  # applied copies are dropped
+    assert [e.index for e in log.stable] == [3]
+    assert [e.index for e in log.slice(1, 4, None)] == [1, 2, 3] and s.reads == 1
+
+
+def test_log_forgets_durable_copies_a_new_leader_replaces():
+    s = CountingStorage()
+    log = RaftLog(s, 1 << 20)
+    log.append(ents(1, 1, 1, 1))
+    persist(log, s)
+    log.commit_to(1)
+    assert log.maybe_append(2, 1, 1, ents(2, start=3)) == 3  # replaces 3 and 4
+    assert [e.index for e in log.stable] == [1, 2]
+    assert [(e.index, e.term) for e in log.slice(1, 4, None)] == [(1, 1), (2, 1), (3, 2)]
+    assert log.last_index() == 3 and s.reads == 0
+    persist(log, s)  # storage replaces the suffix too: the copies continue from there
+    assert [(e.index, e.term) for e in log.stable] == [(1, 1), (2, 1), (3, 2)]
+
+
+def test_log_keeps_durable_copies_within_their_byte_bound(monkeypatch):
+    monkeypatch.setattr("aspen.raft.log.RAFT_STABLE_CACHE_BYTES", 1000)
+    s = CountingStorage()
+    log = RaftLog(s, 1 << 20)
+    log.append([Entry(i, 1, data=b"x" * 100) for i in range(1, 21)])
+    persist(log, s)
+    assert 0 < log.stable_bytes <= 1000 and log.stable[-1].index == 20
+    first_kept = log.stable[0].index
+    assert first_kept > 1
+    log.commit_to(20)
+    assert [e.index for e in log.next_committed()] == list(range(1, 21))
+    assert s.reads == 1  # the older ones from storage, the newest from memory
+
+
 def test_log_maybe_append_checks_the_previous_entry_and_conflicts():
     log = RaftLog(MemoryStorage(), 1 << 20)
     log.append(ents(1, 2, 2))

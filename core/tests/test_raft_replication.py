@@ -363,3 +363,59 @@ def test_a_batch_is_cut_at_the_uncommitted_bytes_bound():
     assert c.raw("n1").propose_batch([b"x" * 40, b"x" * 40, b"x" * 40]) == 2
     assert c.raw("n1").last_index() == last + 2
     assert c.raw("n1").propose_batch([b"x" * 30]) == 0
+
+
+# --------------------------------------------------------------------------- message count
+def committed_by_acks() -> tuple[Cluster, RawNode]:
+    """A 3-node cluster whose leader n1 just stepped the acknowledgements that commit a
+    put of "a", with no Ready taken since."""
+    c = Cluster()
+    c.elect("n1")
+    leader = c.raw("n1")
+    leader.propose(cmd("a"))
+    for follower in ("n2", "n3"):
+        (app,) = c.take(MT.APPEND, to=follower)
+        c.deliver(app)
+    for ack in c.take(MT.APPEND_RESP):
+        leader.step(ack)  # the first one commits "a" (a quorum with the leader)
+    return c, leader
+
+
+def test_a_commit_is_told_in_the_appends_of_the_same_step_batch_not_apart():
+    """An acknowledgement that commits does not broadcast an empty APPEND when proposals
+    stepped after it send APPENDs anyway: those carry the new commit (issue 10)."""
+    c, leader = committed_by_acks()
+    leader.propose(cmd("b"))  # in the same batch, before the Ready
+    committed = leader.status().commit
+    for follower in ("n2", "n3"):
+        (app,) = c.take(MT.APPEND, to=follower)  # one message: entries and the commit
+        assert app.entries and app.commit == committed
+        c.deliver(app)
+    c.stabilize()
+    assert {n.kv["k"] for n in c.nodes.values()} == {"b"}
+
+
+def test_a_commit_with_nothing_else_to_send_goes_out_in_the_same_ready():
+    """Without proposals after it, the commit still leaves in the Ready of the batch that
+    advanced it: an empty APPEND to each follower, as a broadcast would have sent."""
+    c, leader = committed_by_acks()
+    committed = leader.status().commit
+    notices = c.take(MT.APPEND)
+    assert sorted(m.to for m in notices) == ["n2", "n3"]
+    assert all(not m.entries and m.commit == committed for m in notices)
+
+
+def test_a_follower_answers_the_appends_of_one_batch_with_one_ack():
+    """Several APPENDs stepped before one Ready get one acknowledgement, of the highest
+    index; a rejection is never folded away."""
+    raw = lone()
+    raw.step(append(2, 1, 1, 2))
+    raw.step(append(2, 2, 2, 2))
+    raw.step(append(2, 3, 2, 2))
+    (ack,) = raw.ready().messages
+    assert (ack.type, ack.index, ack.reject) == (MT.APPEND_RESP, 4, False)
+    raw = lone()
+    raw.step(append(2, 1, 1, 2))
+    raw.step(append(2, 7, 2, 2))  # a gap: rejected with a hint
+    acks = raw.ready().messages
+    assert [(m.index, m.reject) for m in acks] == [(2, False), (7, True)]

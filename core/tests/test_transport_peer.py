@@ -22,6 +22,7 @@ import pytest
 from aspen import errors
 from aspen.testing import async_wait_for as wait_until
 from aspen.transport.framed import FramedStream, open_tls
+from aspen.transport.framing import encode_frame
 from aspen.transport.identity import NodeIdentity
 from aspen.transport.peer import PEER_PROTOCOL_VERSION, PeerTransport
 from aspen.transport.tls import (
@@ -169,6 +170,11 @@ async def test_members_exchange_messages_over_mutual_tls() -> None:
         assert stats["peers"][b.id]["sent"] == 1000 and stats["peers"][b.id]["connects"] == 1
         assert stats["peers"][b.id]["connected"] and stats["refused"] == 0
         assert tb.stats()["peers"][a.id]["received"] == 1000
+        # frames queued in one loop turn leave in one socket write; every byte is counted
+        link = stats["peers"][b.id]
+        assert 1 <= link["writes"] < 1000
+        frame = len(encode_frame({"i": 999, "data": b"x" * 100}))
+        assert link["sent_bytes"] >= 1000 * (frame - 2)  # small ints pack shorter
 
 
 @pytest.mark.anyio

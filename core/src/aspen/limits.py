@@ -237,6 +237,10 @@ MAX_ADDRESS_CHARS = 256
 MAX_JOIN_ADDRESSES = 16
 #: Most Raft messages stepped per driver cycle.
 MAX_RAFT_MESSAGES_PER_CYCLE = 4096
+#: Bytes of durable, not yet applied log entries Raft keeps in memory after the driver
+#: persisted them (``aspen.raft.log.RaftLog``), so that handing them out to apply (and to
+#: followers) does not read them back from storage; older ones are read from storage.
+RAFT_STABLE_CACHE_BYTES = 4 * 1024 * 1024
 #: Largest replicated command (a log entry), in bytes: below MAX_FRAME_BYTES so that any
 #: entry fits one peer message.
 MAX_ENTRY_BYTES = 3 * 1024 * 1024

@@ -316,6 +316,7 @@ class Node:
             "reads": {"lease": replicator.lease_reads},
             "cluster": await parts.cluster.status(),
             "rpc": parts.server.stats(),
+            "peers": parts.cluster.transport.stats() if parts.cluster.transport else {},
             "bus": parts.bus.stats(),
             "plugins": [info.to_json() for info in self.pm.infos()] if self.pm else [],
         }

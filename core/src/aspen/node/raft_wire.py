@@ -18,8 +18,10 @@ _ENTRY_TYPES = {t.value: t for t in EntryType}
 
 
 def message_to_wire(msg: Message) -> dict[str, Any]:
-    """Encode a message, leaving out fields at their defaults."""
-    out: dict[str, Any] = {"t": msg.type.value, "f": msg.frm, "to": msg.to}
+    """Encode a message, leaving out fields at their defaults. Entries go as
+    ``[index, term, type, data]`` lists, their data (already msgpack) as bytes, never
+    re-encoded; the enums go as the strings they are (``StrEnum``)."""
+    out: dict[str, Any] = {"t": msg.type, "f": msg.frm, "to": msg.to}
     for name in _INT_FIELDS:
         value = getattr(msg, name)
         if value:
@@ -27,7 +29,7 @@ def message_to_wire(msg: Message) -> dict[str, Any]:
     if msg.reject:
         out["reject"] = True
     if msg.entries:
-        out["e"] = [[e.index, e.term, e.type.value, e.data] for e in msg.entries]
+        out["e"] = [[e.index, e.term, e.type, e.data] for e in msg.entries]
     if msg.snapshot is not None:
         s = msg.snapshot
         out["snap"] = [s.index, s.term, list(s.conf.voters), list(s.conf.learners)]
@@ -67,26 +69,8 @@ def message_from_wire(obj: Any) -> Message:
     frm, to = obj.get("f"), obj.get("to")
     if not isinstance(frm, str) or not isinstance(to, str):
         raise ValueError("raft message needs string 'f' and 'to'")
-    entries: tuple[Entry, ...] = ()
-    raw_entries = obj.get("e", [])
-    if not isinstance(raw_entries, list):
-        raise ValueError("raft entries must be a list")
-    if raw_entries:
-        decoded = []
-        for item in raw_entries:
-            if not (isinstance(item, list) and len(item) == 4):
-                raise ValueError("malformed raft entry")
-            index, term, etype, data = item
-            kind_of_entry = _member(_ENTRY_TYPES, etype)
-            if not (
-                isinstance(index, int)
-                and isinstance(term, int)
-                and isinstance(data, bytes)
-                and kind_of_entry is not None
-            ):
-                raise ValueError("malformed raft entry")
-            decoded.append(Entry(index, term, kind_of_entry, data))
-        entries = tuple(decoded)
+    raw_entries = obj.get("e")
+    entries = _entries(raw_entries) if raw_entries is not None else ()
     snapshot = None
     if "snap" in obj:
         snap = obj["snap"]
@@ -106,5 +90,31 @@ def message_from_wire(obj: Any) -> Message:
         reject=bool(obj.get("reject", False)),
         snapshot=snapshot,
         context=context,
-        **{name: _int(obj, name) for name in _INT_FIELDS},
+        term=_int(obj, "term"),
+        log_term=_int(obj, "log_term"),
+        index=_int(obj, "index"),
+        commit=_int(obj, "commit"),
+        reject_hint=_int(obj, "reject_hint"),
+        hint_term=_int(obj, "hint_term"),
     )
+
+
+def _entries(raw: Any) -> tuple[Entry, ...]:
+    """The entries of an APPEND (``[index, term, type, data]`` lists); the per-entry checks
+    are exact type tests, as msgpack gives exact types (Raft's validation checks the rest:
+    contiguity, term order)."""
+    if type(raw) is not list:
+        raise ValueError("raft entries must be a list")
+    kinds = _ENTRY_TYPES
+    out = []
+    for item in raw:
+        if type(item) is not list or len(item) != 4:
+            raise ValueError("malformed raft entry")
+        index, term, etype, data = item
+        kind = kinds.get(etype) if isinstance(etype, str) else None
+        if kind is None or type(index) is not int or type(term) is not int:
+            raise ValueError("malformed raft entry")
+        if type(data) is not bytes:
+            raise ValueError("malformed raft entry")
+        out.append(Entry(index, term, kind, data))
+    return tuple(out)

@@ -187,6 +187,32 @@ class LeaderMixin:
             if node != self.id:
                 self.maybe_send_append(node)
 
+    def send_commit_notices(self: Raft) -> None:
+        """Tell every member a commit that advanced since the last ``Ready`` of it, unless
+        a message queued for it already carries that commit.
+
+        An acknowledgement that advances the commit index does not broadcast an APPEND at
+        once: the proposals stepped after it in the same batch send APPENDs carrying the
+        new commit anyway, and a later acknowledgement may advance it again. The notice
+        is folded into those; a member that none reaches gets what it needs next (an
+        empty APPEND if nothing), as a broadcast would have sent it, in the same
+        ``Ready`` (:meth:`aspen.raft.RawNode.ready`): it goes out no later than before.
+        """
+        if not self.commit_notice_due:
+            return
+        self.commit_notice_due = False
+        if self.role != Role.LEADER:
+            return
+        committed = self.log.committed
+        told = {
+            m.to
+            for m in self.msgs
+            if m.commit >= committed and (m.type == _MT.APPEND or m.type == _MT.HEARTBEAT)
+        }
+        for node in self.tracker.progress:
+            if node != self.id and node not in told:
+                self.maybe_send_append(node)
+
     def bcast_heartbeat(self: Raft, context: bytes | None = None) -> None:
         """Heartbeat every other member (carrying the newest pending read context)."""
         if context is None:
@@ -262,7 +288,7 @@ class LeaderMixin:
         else:
             pr.inflights.free_le(m.index)
         if self.maybe_commit():
-            self.bcast_append()
+            self.commit_notice_due = True  # sent with this step batch's Ready, folded
         elif was_paused:
             self.maybe_send_append(m.frm)
         while self.maybe_send_append(m.frm, send_if_empty=False):

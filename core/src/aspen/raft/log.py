@@ -16,12 +16,16 @@ Invariants:
   not been advanced yet; they are not handed out twice.
 * Storage's last index is ``unstable.offset - 1`` (the driver persists exactly what each
   ``Ready`` says, replacing the suffix), so Raft never asks storage for it after start.
+* ``stable`` holds copies of the newest durable entries (contiguous, ending at
+  ``unstable.offset - 1``, none applied, at most ``RAFT_STABLE_CACHE_BYTES``): what storage
+  holds at those indexes, so reads there skip storage.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from aspen.limits import RAFT_STABLE_CACHE_BYTES
 from aspen.raft.errors import CompactedError, UnavailableError
 from aspen.raft.storage import RaftStorage, entry_size, limit_size
 from aspen.raft.types import Entry, SnapshotMeta
@@ -129,6 +133,9 @@ class RaftLog:
         self.max_apply_bytes = max_apply_bytes
         first, last = storage.first_index(), storage.last_index()
         self.unstable = Unstable(last + 1)
+        #: The newest durable entries, not yet applied (see the module's invariants).
+        self.stable: list[Entry] = []
+        self.stable_bytes = 0
         self.committed = first - 1
         self.applying = first - 1
         self.applied = first - 1
@@ -149,6 +156,9 @@ class RaftLog:
         t = self.unstable.maybe_term(index)
         if t is not None:
             return t
+        stable = self.stable
+        if stable and stable[0].index <= index < self.unstable.offset:
+            return stable[index - stable[0].index].term
         if index > self.last_index():
             raise UnavailableError(f"log entry {index} is past the last ({self.last_index()})")
         if self.unstable.snapshot is not None:
@@ -187,13 +197,15 @@ class RaftLog:
     # ------------------------------------------------------------------ reading entries
     def slice(self, lo: int, hi: int, max_bytes: int | None) -> list[Entry]:
         """Entries ``[lo, hi)`` within ``max_bytes`` (at least one when ``lo < hi``)."""
+        offset = self.unstable.offset
+        if lo >= offset or (self.stable and lo >= self.stable[0].index):
+            return self._slice_in_memory(lo, hi, max_bytes)
         if lo < self.first_index():
             raise CompactedError(f"log entry {lo} was compacted")
         if hi > self.last_index() + 1:
             raise UnavailableError(f"log entries up to {hi - 1} are past the last")
         if lo >= hi:
             return []
-        offset = self.unstable.offset
         ents: list[Entry] = []
         if lo < offset:
             upto = min(hi, offset)
@@ -204,6 +216,23 @@ class RaftLog:
             ents.extend(self.unstable.slice(max(lo, offset), hi))
             ents = limit_size(ents, max_bytes)
         return ents
+
+    def _slice_in_memory(self, lo: int, hi: int, max_bytes: int | None) -> list[Entry]:
+        """:meth:`slice` when ``lo`` is in ``stable`` or the unstable tail: no storage read
+        (and no compaction check: storage compacts only applied entries, which these are
+        not)."""
+        if hi > self.last_index() + 1:
+            raise UnavailableError(f"log entries up to {hi - 1} are past the last")
+        if lo >= hi:
+            return []
+        offset = self.unstable.offset
+        ents: list[Entry] = []
+        if lo < offset:
+            first = self.stable[0].index
+            ents = self.stable[lo - first : hi - first]
+        if hi > offset:
+            ents.extend(self.unstable.slice(max(lo, offset), hi))
+        return limit_size(ents, max_bytes)
 
     def entries_from(self, index: int, max_bytes: int | None) -> list[Entry]:
         """Entries from ``index`` to the end, within ``max_bytes``."""
@@ -223,7 +252,10 @@ class RaftLog:
 
     def find_conflict(self, entries: Sequence[Entry]) -> int:
         """Index of the first entry whose term differs from ours (0: none differ)."""
+        last = self.last_index()
         for entry in entries:
+            if entry.index > last:
+                return entry.index  # new from here on (``match_term`` would raise inside)
             if not self.match_term(entry.index, entry.term):
                 return entry.index
         return 0
@@ -244,8 +276,11 @@ class RaftLog:
     def append(self, entries: Sequence[Entry]) -> int:
         """Append (replacing a conflicting uncommitted suffix); returns the last index."""
         if entries:
-            if entries[0].index <= self.committed:
-                raise ValueError(f"append at {entries[0].index} would overwrite the commit")
+            first = entries[0].index
+            if first <= self.committed:
+                raise ValueError(f"append at {first} would overwrite the commit")
+            if first < self.unstable.offset:  # replaces durable entries: forget their copies
+                self._drop_stable_from(first)
             self.unstable.truncate_and_append(entries)
         return self.last_index()
 
@@ -287,15 +322,53 @@ class RaftLog:
         if index > self.applied:
             self.applied = index
             self.applying = max(self.applying, index)
+            stable = self.stable
+            if stable and stable[0].index <= index:
+                self._drop_stable_upto(index)
 
     def restore(self, snapshot: SnapshotMeta) -> None:
         """Replace the log with a snapshot from the leader."""
         self.unstable.restore(snapshot)
+        self.stable, self.stable_bytes = [], 0
         self.committed = snapshot.index
 
     def stable_to(self, index: int, term: int) -> None:
-        """Entries up to (index, term) are durable."""
-        self.unstable.stable_to(index, term)
+        """Entries up to (index, term) are durable: they move to ``stable``."""
+        unstable = self.unstable
+        start = unstable.offset
+        if index < start or unstable.maybe_term(index) != term:
+            return  # already stable, or replaced since the driver persisted them
+        moved = unstable.entries[: index + 1 - start]
+        unstable.stable_to(index, term)
+        stable = self.stable
+        if stable and stable[-1].index + 1 != start:  # cannot happen: stay safe anyway
+            stable.clear()
+            self.stable_bytes = 0
+        for entry in moved:
+            if entry.index > self.applied:
+                stable.append(entry)
+                self.stable_bytes += entry_size(entry)
+        if self.stable_bytes > RAFT_STABLE_CACHE_BYTES:  # keep the newest within the bound
+            n = 0
+            while self.stable_bytes > RAFT_STABLE_CACHE_BYTES and n < len(stable):
+                self.stable_bytes -= entry_size(stable[n])
+                n += 1
+            del stable[:n]
+
+    def _drop_stable_upto(self, index: int) -> None:
+        """Forget the copies of entries up to ``index`` (applied)."""
+        stable = self.stable
+        n = min(index + 1 - stable[0].index, len(stable))
+        self.stable_bytes -= sum(entry_size(e) for e in stable[:n])
+        del stable[:n]
+
+    def _drop_stable_from(self, index: int) -> None:
+        """Forget the copies of entries from ``index`` on (a new leader replaces them)."""
+        stable = self.stable
+        if stable and index <= stable[-1].index:
+            keep = max(0, index - stable[0].index)
+            self.stable_bytes -= sum(entry_size(e) for e in stable[keep:])
+            del stable[keep:]
 
     def stable_snap_to(self, index: int) -> None:
         """The snapshot at ``index`` is installed."""

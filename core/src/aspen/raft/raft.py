@@ -92,6 +92,9 @@ class Raft(LeaderMixin):
         self.pending_conf_index = 0
         self.uncommitted_bytes = 0
         self.transfer_after_apply = False
+        #: A leader's commit index advanced and not every member was told yet
+        #: (:meth:`send_commit_notices`, at the latest in the next ``Ready``).
+        self.commit_notice_due = False
         self.lease = LeaderLease(self.id, 0)
         hard_state, conf = storage.initial_state()
         self.tracker.set_conf(conf, self.log.last_index() + 1)
@@ -166,6 +169,7 @@ class Raft(LeaderMixin):
         self.pending_conf_index = 0
         self.uncommitted_bytes = 0
         self.transfer_after_apply = False
+        self.commit_notice_due = False
         self.read_requests = ReadRequestQueue(MAX_PENDING_READ_REQUESTS)
         self.deferred_reads = []
 

@@ -167,6 +167,7 @@ class RawNode:
         if self._outstanding is not None:
             return False
         r = self._raft
+        r.send_commit_notices()
         return bool(
             r.msgs or r.read_states or r.soft_state() != self._prev_soft or self.has_durable_ready()
         )
@@ -195,6 +196,7 @@ class RawNode:
         if self._outstanding is not None:
             raise ValueError("advance() the previous Ready before asking for another")
         r = self._raft
+        r.send_commit_notices()
         log = r.log
         soft, hard = r.soft_state(), r.hard_state()
         snapshot = log.unstable.next_snapshot()
@@ -204,7 +206,7 @@ class RawNode:
             entries=tuple(log.unstable.next_entries()),
             snapshot=snapshot,
             committed=tuple(log.next_committed()),
-            messages=tuple(r.msgs),
+            messages=coalesce_acks(r.msgs),
             read_states=tuple(r.read_states),
         )
         r.msgs = []
@@ -287,3 +289,33 @@ class RawNode:
             lead_transferee=r.lead_transferee,
             lease=r.role == Role.LEADER and r.lease.valid(),
         )
+
+
+def coalesce_acks(msgs: list[Message]) -> tuple[Message, ...]:
+    """``msgs`` with the APPEND acknowledgements each peer gets in one ``Ready`` folded into
+    the one of the highest index (per peer and term).
+
+    A follower that stepped several APPENDs in one batch answers each; the leader learns
+    nothing from the lower acknowledgements that the highest one does not tell it (match,
+    inflights and probe state all move to the highest index), so one message carries them
+    all. Rejections are kept as they are: each carries its own hint.
+    """
+    if len(msgs) < 2:
+        return tuple(msgs)
+    best: dict[tuple[str, int], int] = {}
+    drop: set[int] = set()
+    for i, m in enumerate(msgs):
+        if m.type != MessageType.APPEND_RESP or m.reject:
+            continue
+        key = (m.to, m.term)
+        j = best.get(key)
+        if j is None:
+            best[key] = i
+        elif m.index >= msgs[j].index:
+            drop.add(j)
+            best[key] = i
+        else:
+            drop.add(i)
+    if not drop:
+        return tuple(msgs)
+    return tuple(m for i, m in enumerate(msgs) if i not in drop)

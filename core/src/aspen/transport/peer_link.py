@@ -24,6 +24,8 @@ NO_LINK_STATS: dict[str, Any] = {
     "queued": 0,
     "queued_bytes": 0,
     "sent": 0,
+    "writes": 0,
+    "sent_bytes": 0,
     "dropped": 0,
     "connects": 0,
     "connect_failures": 0,
@@ -48,10 +50,12 @@ class PeerLink:
         "queue",
         "queued_bytes",
         "sent",
+        "sent_bytes",
         "started",
         "task_scope",
         "wake",
         "writer",
+        "writes",
     )
 
     def __init__(self, peer_id: str) -> None:
@@ -69,6 +73,8 @@ class PeerLink:
         self.connected = False
         self.failing = False
         self.sent = self.dropped = self.connects = self.failures = 0
+        #: Socket writes (batches) and the bytes in them: frames per write is ``sent / writes``.
+        self.writes = self.sent_bytes = 0
         self.last_error = ""
 
     def enqueue(self, data: bytes, max_messages: int, max_bytes: int) -> bool:
@@ -114,7 +120,13 @@ class PeerLink:
         while writer is not None and self.queue and writer.writable:
             data, count = self.take()
             writer.write(data)
-            self.sent += count
+            self._count(data, count)
+
+    def _count(self, data: bytes, frames: int) -> None:
+        """Count one write of ``frames`` frames."""
+        self.sent += frames
+        self.writes += 1
+        self.sent_bytes += len(data)
 
     async def pump(self, framed: Any) -> str:
         """Carry queued frames over ``framed`` until the connection fails; return why.
@@ -172,7 +184,7 @@ class PeerLink:
                         continue
                     data, count = self.take()
                     await framed.send_bytes(data)
-                    self.sent += count
+                    self._count(data, count)
             except LINK_ERRORS as exc:
                 failures.append(exc)
                 tg.cancel_scope.cancel()
@@ -186,6 +198,8 @@ class PeerLink:
             "queued": len(self.queue),
             "queued_bytes": self.queued_bytes,
             "sent": self.sent,
+            "writes": self.writes,
+            "sent_bytes": self.sent_bytes,
             "dropped": self.dropped,
             "connects": self.connects,
             "connect_failures": self.failures,
