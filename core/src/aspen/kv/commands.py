@@ -277,15 +277,17 @@ def _is_int(v: Any) -> bool:
 
 def _bytes(p: dict[str, Any], field: str, where: str, *, required: bool, key: bool) -> bytes:
     """A bytes (or UTF-8 str) field within MAX_KEY_BYTES (``key``) or MAX_VALUE_BYTES."""
-    name = where + field
     v = p.get(field)
+    if type(v) is bytes and len(v) <= (limits.MAX_KEY_BYTES if key else limits.MAX_VALUE_BYTES):
+        return v  # the common case
+    name = where + field
     if v is None:
         if required:
             raise InvalidArgumentError(f"{name} is required")
         return b""
     if isinstance(v, str):
         v = v.encode()
-    elif isinstance(v, bytearray | memoryview):
+    elif isinstance(v, (bytearray, memoryview)):
         v = bytes(v)
     elif not isinstance(v, bytes):
         raise InvalidArgumentError(f"{name} must be bytes or str, got {type(v).__name__}")

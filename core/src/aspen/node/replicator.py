@@ -119,6 +119,7 @@ from aspen.events import Event, SnapshotInstalled
 from aspen.kv.state_machine import KVStateMachine
 from aspen.node import timeline
 from aspen.node.cycle_thread import CycleThread
+from aspen.node.oneshot import OneShot
 from aspen.node.raft_storage import LmdbRaftStorage
 from aspen.raft import Config, ProposalDroppedError, RawNode
 from aspen.raft import NotLeaderError as RaftNotLeader
@@ -151,7 +152,7 @@ class _Waiter:
     __slots__ = ("deadline", "done", "result")
 
     def __init__(self, deadline: float = 0.0) -> None:
-        self.done = anyio.Event()
+        self.done = OneShot()  # not anyio.Event: one per request, ~4x cheaper
         self.result: Any = None
         self.deadline = deadline
 
