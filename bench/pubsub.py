@@ -150,20 +150,58 @@ class _NodeCpu:
 
     def __enter__(self) -> _NodeCpu:
         self.start = sum(map(cpu_seconds, self.pids))
+        self.client_start = time.process_time()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.spent = sum(map(cpu_seconds, self.pids)) - self.start
+        self.client = time.process_time() - self.client_start
 
     def per_message(self, figures: dict[str, Any], messages: int) -> dict[str, Any]:
-        """``figures`` with ``node_cpu_us_per_msg`` (every node's CPU, summed) added."""
-        return {**figures, "node_cpu_us_per_msg": round(self.spent * 1e6 / max(messages, 1), 1)}
+        """``figures`` with ``node_cpu_us_per_msg`` (every node's CPU, summed) and
+        ``client_cpu_us_per_msg`` (this load generator's) added."""
+        per = 1e6 / max(messages, 1)
+        return {
+            **figures,
+            "node_cpu_us_per_msg": round(self.spent * per, 1),
+            "client_cpu_us_per_msg": round(self.client * per, 1),
+        }
+
+
+class _Spy:
+    """``py-spy record`` of the first node during a phase (``--py-spy OUT``), or nothing."""
+
+    def __init__(self, out: str | None, pid: int, duration: float) -> None:
+        self.out, self.pid, self.duration = out, pid, duration
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> _Spy:
+        if self.out:
+            spy = str(Path(sys.executable).with_name("py-spy"))
+            command = [spy, "record", "-p", str(self.pid), "-o", self.out, "--format", "raw"]
+            command += ["-r", "200", "-d", str(int(self.duration)), "--gil", "--nonblocking"]
+            self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            self.proc.wait(30)
 
 
 async def aspen_side(
-    endpoints: str, token: str, duration: float, e2e: int, backlog: int, pids: list[int]
+    endpoints: str,
+    token: str,
+    duration: float,
+    e2e: int,
+    backlog: int,
+    pids: list[int],
+    phases: set[str] = frozenset({"all"}),  # type: ignore[assignment]
+    spy: str | None = None,
 ) -> dict[str, Any]:
     import aspen
+
+    def wanted(phase: str) -> bool:
+        return "all" in phases or phase in phases
 
     async with aspen.aconnect(endpoints, token=token) as c:
         ps = c.pubsub
@@ -173,10 +211,15 @@ async def aspen_side(
         async def publish(data: bytes) -> Any:
             return await ps.publish("bench", data)
 
-        out: dict[str, Any] = {"awaited_publish": await _awaited(publish, duration)}
-        with _NodeCpu(pids) as cpu:
-            windowed = await _windowed(publish, duration)
-        out["windowed_publish"] = cpu.per_message(windowed, int(windowed["ops_s"] * duration))
+        out: dict[str, Any] = {}
+        if wanted("awaited"):
+            out["awaited_publish"] = await _awaited(publish, duration)
+        if wanted("windowed"):
+            with _NodeCpu(pids) as cpu, _Spy(spy, pids[0], duration):
+                windowed = await _windowed(publish, duration)
+            out["windowed_publish"] = cpu.per_message(windowed, int(windowed["ops_s"] * duration))
+        if not wanted("consume"):
+            return out
         await ps.create_topic("work")
         await _fill(lambda d: ps.publish("work", d), backlog)
         await ps.create_group("work", "a", max_ack_pending=BATCH * 2)
@@ -228,7 +271,14 @@ async def aspen_side(
     return out
 
 
-def run_aspen(nodes: int, duration: float, e2e: int, backlog: int) -> dict[str, Any]:
+def run_aspen(
+    nodes: int,
+    duration: float,
+    e2e: int,
+    backlog: int,
+    phases: set[str] = frozenset({"all"}),  # type: ignore[assignment]
+    spy: str | None = None,
+) -> dict[str, Any]:
     from aspen.node.devcluster import DevCluster
     from aspen.testing import free_base_port
 
@@ -240,7 +290,9 @@ def run_aspen(nodes: int, duration: float, e2e: int, backlog: int) -> dict[str, 
         cluster.up()
         endpoints = ",".join(cluster.client_endpoint(i) for i in range(1, nodes + 1))
         pids = [proc.pid for proc in cluster.procs]
-        return asyncio.run(aspen_side(endpoints, cluster.token, duration, e2e, backlog, pids))
+        return asyncio.run(
+            aspen_side(endpoints, cluster.token, duration, e2e, backlog, pids, phases, spy)
+        )
     finally:
         cluster.down()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -343,7 +395,27 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=3.0, help="seconds per phase")
     parser.add_argument("--e2e", type=int, default=300, help="end-to-end samples")
     parser.add_argument("--backlog", type=int, default=5000, help="messages each consumer takes")
+    parser.add_argument(
+        "--phases",
+        nargs="+",
+        default=["all"],
+        choices=["all", "awaited", "windowed", "consume"],
+        help="Aspen phases to run (consume includes the end-to-end ones)",
+    )
+    parser.add_argument(
+        "--aspen-only", action="store_true", help="skip JetStream (profiling, A/B of Aspen)"
+    )
+    parser.add_argument(
+        "--py-spy", metavar="OUT", help="py-spy record the first node during windowed publish"
+    )
     args = parser.parse_args()
+    if args.aspen_only:
+        for nodes in args.nodes:
+            figures = run_aspen(
+                nodes, args.duration, args.e2e, args.backlog, set(args.phases), args.py_spy
+            )
+            print(json.dumps({f"{nodes}_node": {"aspen": figures}}, indent=2), flush=True)
+        return
     if shutil.which("nats-server") is None:
         sys.exit("nats-server is not installed: apt-get install -y nats-server")
     report: dict[str, Any] = {}

@@ -24,6 +24,7 @@ milliseconds) travels in the entry; applying it never reads a clock.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import time
@@ -33,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import msgpack
 
 from aspen.errors import AspenError, NotFoundError, UnavailableError
 from aspen_pubsub import keys, limits, store
@@ -43,25 +45,44 @@ log = logging.getLogger(__name__)
 __all__ = ["Publisher"]
 
 
-@dataclass(eq=False)
 class _Request:
-    """One publish (a batch of one topic), waiting for its entry."""
+    """One publish (a batch of one topic), waiting for its entry.
 
-    topic: str
-    messages: list[Message]
-    size: int
-    seq: int = 0  #: arrival order (failed entries' requests go back in this order)
-    sweep: bool = False  #: a retention sweep: no messages, every partition checked
-    attempts: int = 0  #: entries it was in whose compares failed
-    done: anyio.Event = field(default_factory=anyio.Event)
-    result: list[dict[str, Any]] = field(default_factory=list)
-    error: BaseException | None = None
+    A plain class with slots and a bare asyncio future (not an ``anyio.Event``): one is
+    made per publish call, so its cost is per message when publishers send one each."""
+
+    __slots__ = (
+        "attempts",
+        "done",
+        "error",
+        "messages",
+        "result",
+        "seq",
+        "size",
+        "sweep",
+        "topic",
+    )
+
+    def __init__(
+        self, topic: str, messages: list[Message], size: int, *, sweep: bool = False
+    ) -> None:
+        self.topic = topic
+        self.messages = messages
+        self.size = size
+        self.seq = 0  #: arrival order (failed entries' requests go back in this order)
+        self.sweep = sweep  #: a retention sweep: no messages, every partition checked
+        self.attempts = 0  #: entries it was in whose compares failed
+        #: resolved once answered (the caller awaits it on the node's event loop)
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.result: list[dict[str, Any]] = []
+        self.error: BaseException | None = None
 
     def answer(self, error: BaseException | None = None) -> None:
-        """Wake the caller (with ``error``, or with ``result``)."""
-        if not self.done.is_set():
+        """Wake the caller (with ``error``, or with ``result``); nothing if it was
+        answered already or stopped waiting (cancelled)."""
+        if not self.done.done():
             self.error = error
-            self.done.set()
+            self.done.set_result(None)
 
 
 #: A stored message: offset, stored size, publish time (ms) and its packed record.
@@ -142,6 +163,9 @@ class Publisher:
         self._stale = False
         #: told of each committed entry's messages (subscriptions on this node)
         self._listeners: set[Listener] = set()
+        #: packs the message records (reused: cheaper than ``msgpack.packb`` per message;
+        #: only ever used on the event loop)
+        self._pack = msgpack.Packer(use_bin_type=True).pack
         #: Entries committed and messages in them, and publishes queued again after
         #: their entry's compares failed, since start (``stats``).
         self.entries = 0
@@ -149,11 +173,15 @@ class Publisher:
         self.requeued = 0
 
     # ------------------------------------------------------------------ API
-    async def publish(self, topic: str, messages: list[Message]) -> list[dict[str, Any]]:
+    async def publish(
+        self, topic: str, messages: list[Message], size: int | None = None
+    ) -> list[dict[str, Any]]:
         """Append ``messages`` to ``topic`` (in one entry, with others queued meanwhile);
-        ``[{partition, offset}]`` once durable (``duplicate`` for a de-duplicated id)."""
-        request = _Request(topic, messages, sum(m.size for m in messages))
-        return await self._submit(request)
+        ``[{partition, offset}]`` once durable (``duplicate`` for a de-duplicated id).
+        ``size``: their bytes (:attr:`Message.size`, summed) if the caller has it."""
+        if size is None:
+            size = sum(m.size for m in messages)
+        return await self._submit(_Request(topic, messages, size))
 
     async def sweep(self, topic: str) -> None:
         """Apply ``topic``'s retention now (age limits on a topic nobody publishes to)."""
@@ -193,7 +221,7 @@ class Publisher:
         request.seq = next(self._seq)
         self._queue.append(request)
         self._wake.set()
-        await request.done.wait()
+        await request.done
         if request.error is not None:
             raise request.error
         return request.result
@@ -413,7 +441,7 @@ class Publisher:
             head = await self._head(plan, topic.name, partition)
             offset = head.next
             head.next += 1
-            value = message.stored(plan.now_ms)
+            value = message.stored(plan.now_ms, self._pack)
             head.bytes += len(value)
             plan.new.setdefault((topic.name, partition), []).append(
                 (offset, len(value), plan.now_ms, value)
