@@ -197,6 +197,7 @@ async def aspen_side(
     pids: list[int],
     phases: set[str] = frozenset({"all"}),  # type: ignore[assignment]
     spy: str | None = None,
+    coalesce: bool = True,
 ) -> dict[str, Any]:
     import aspen
 
@@ -205,6 +206,7 @@ async def aspen_side(
 
     async with aspen.aconnect(endpoints, token=token) as c:
         ps = c.pubsub
+        ps.coalesce = coalesce  # concurrent publishes share a request (the client's default)
         await ps.create_topic("bench")
         await ps.create_topic("e2e")
 
@@ -278,6 +280,7 @@ def run_aspen(
     backlog: int,
     phases: set[str] = frozenset({"all"}),  # type: ignore[assignment]
     spy: str | None = None,
+    coalesce: bool = True,
 ) -> dict[str, Any]:
     from aspen.node.devcluster import DevCluster
     from aspen.testing import free_base_port
@@ -291,7 +294,9 @@ def run_aspen(
         endpoints = ",".join(cluster.client_endpoint(i) for i in range(1, nodes + 1))
         pids = [proc.pid for proc in cluster.procs]
         return asyncio.run(
-            aspen_side(endpoints, cluster.token, duration, e2e, backlog, pids, phases, spy)
+            aspen_side(
+                endpoints, cluster.token, duration, e2e, backlog, pids, phases, spy, coalesce
+            )
         )
     finally:
         cluster.down()
@@ -408,11 +413,22 @@ def main() -> None:
     parser.add_argument(
         "--py-spy", metavar="OUT", help="py-spy record the first node during windowed publish"
     )
+    parser.add_argument(
+        "--no-coalesce",
+        action="store_true",
+        help="Aspen client: one request per publish call (no client-side batching)",
+    )
     args = parser.parse_args()
     if args.aspen_only:
         for nodes in args.nodes:
             figures = run_aspen(
-                nodes, args.duration, args.e2e, args.backlog, set(args.phases), args.py_spy
+                nodes,
+                args.duration,
+                args.e2e,
+                args.backlog,
+                set(args.phases),
+                args.py_spy,
+                not args.no_coalesce,
             )
             print(json.dumps({f"{nodes}_node": {"aspen": figures}}, indent=2), flush=True)
         return
