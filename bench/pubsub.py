@@ -9,6 +9,10 @@ payloads, one partition / one stream:
 
 * awaited publish: one publisher, each publish awaited (its ack: durable on a quorum);
 * windowed publish: 64 publishes in flight (64 tasks on one connection, each awaited);
+  the Aspen client sends the calls that meet in one loop turn as one batch request
+  (``PubSubClient.coalesce``; ``--no-coalesce``: one request per call);
+* windowed publish with ids: the same, each message with a unique de-duplication id
+  (Aspen ``id=``; JetStream the ``Nats-Msg-Id`` header);
 * fetch+ack: a pull consumer takes a backlog (``--backlog``, published beforehand) in
   batches of 100 and acks them (Aspen: one ``fetch`` and
   one ``ack`` call per batch, each awaited; JetStream: ``fetch(100)`` and an ``ack()`` per
@@ -36,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import shutil
 import statistics
@@ -74,14 +79,19 @@ async def _awaited(publish: Callable[[bytes], Awaitable[Any]], duration: float) 
     return {"ops_s": round(len(latencies) / duration), **_quantiles(latencies)}
 
 
-async def _windowed(publish: Callable[[bytes], Awaitable[Any]], duration: float) -> dict[str, Any]:
+async def _windowed(
+    publish: Callable[..., Awaitable[Any]], duration: float, *, numbered: bool = False
+) -> dict[str, Any]:
+    """WINDOW publishers for ``duration``: ``publish(data)``, or (``numbered``)
+    ``publish(data, n)`` with a number unique to the message."""
     done = 0
     end = time.perf_counter() + duration
+    numbers = itertools.count()
 
     async def worker() -> None:
         nonlocal done
         while time.perf_counter() < end:
-            await publish(PAYLOAD)
+            await (publish(PAYLOAD, next(numbers)) if numbered else publish(PAYLOAD))
             done += 1
 
     await asyncio.gather(*(worker() for _ in range(WINDOW)))
@@ -220,6 +230,16 @@ async def aspen_side(
             with _NodeCpu(pids) as cpu, _Spy(spy, pids[0], duration):
                 windowed = await _windowed(publish, duration)
             out["windowed_publish"] = cpu.per_message(windowed, int(windowed["ops_s"] * duration))
+            await ps.create_topic("ids")
+
+            async def publish_id(data: bytes, n: int) -> Any:
+                return await ps.publish("ids", data, id=f"m{n}")
+
+            with _NodeCpu(pids) as cpu:
+                windowed = await _windowed(publish_id, duration, numbered=True)
+            out["windowed_publish_ids"] = cpu.per_message(
+                windowed, int(windowed["ops_s"] * duration)
+            )
         if not wanted("consume"):
             return out
         await ps.create_topic("work")
@@ -317,6 +337,7 @@ async def nats_side(
             await js.add_stream(name="WORK", subjects=["work"], num_replicas=nodes)
             await js.add_stream(name="E2E", subjects=["e2e"], num_replicas=nodes)
             await js.add_stream(name="PULL", subjects=["pull"], num_replicas=nodes)
+            await js.add_stream(name="IDS", subjects=["ids"], num_replicas=nodes)
             break
         except Exception:  # not ready yet
             await asyncio.sleep(0.2)
@@ -326,6 +347,11 @@ async def nats_side(
 
     out: dict[str, Any] = {"awaited_publish": await _awaited(publish, duration)}
     out["windowed_publish"] = await _windowed(publish, duration)
+
+    async def publish_id(data: bytes, n: int) -> Any:
+        return await js.publish("ids", data, headers={"Nats-Msg-Id": f"m{n}"})
+
+    out["windowed_publish_ids"] = await _windowed(publish_id, duration, numbered=True)
     await _fill(lambda d: js.publish("work", d), backlog)
     psub = await js.pull_subscribe("work", durable="a")
 
@@ -449,6 +475,10 @@ def main() -> None:
                 "windowed_publish": _ratio(
                     aspen_figures["windowed_publish"]["ops_s"],
                     nats_figures["windowed_publish"]["ops_s"],
+                ),
+                "windowed_publish_ids": _ratio(
+                    aspen_figures["windowed_publish_ids"]["ops_s"],
+                    nats_figures["windowed_publish_ids"]["ops_s"],
                 ),
                 "fetch_ack_100": _ratio(
                     aspen_figures["fetch_ack_100"]["msgs_s"],

@@ -407,11 +407,17 @@ class Publisher:
         return head
 
     async def _duplicate(self, plan: _Plan, topic: Topic, msg_id: str) -> tuple[int, int] | None:
-        """Where an earlier message with ``msg_id`` went, if inside the dedup window."""
+        """Where an earlier message with ``msg_id`` went, if inside the dedup window.
+
+        A serializable read of this node (no ReadIndex round per message): the entry
+        compares the record's mod_revision with what was read, so a read this node had not
+        applied yet fails the entry, which is rebuilt once the pipeline drained, when this
+        node has applied everything up to it (ids in entries still in flight wait for
+        them: :meth:`_needs_quiet`)."""
         seen = plan.ids.get((topic.name, msg_id))
         if seen is not None:
             return seen
-        record, revision = await store.get(self.node, keys.dedup(topic.name, msg_id))
+        record, revision = await store.get(self.node, keys.dedup(topic.name, msg_id), local=True)
         plan.compare.append(store.same(keys.dedup(topic.name, msg_id), revision))
         if record is None or plan.now_ms - record["t"] > topic.dedup_window * 1000:
             return None
