@@ -145,7 +145,9 @@ class Publisher:
     def __init__(self, node: Any) -> None:
         self.node = node
         self._queue: deque[_Request] = deque()
-        self._wake = anyio.Event()
+        #: asyncio events, set and cleared again (not a new anyio.Event each time: one
+        #: per publish call for ``_wake``)
+        self._wake = asyncio.Event()
         self._seq = itertools.count()
         self._topics: dict[str, tuple[Topic, int]] = {}
         #: per partition: the head the next entry builds on and the compare that checks it
@@ -154,7 +156,7 @@ class Publisher:
         self._committed = anyio.Event()
         #: entries proposed and not yet answered; set when one is
         self._inflight = 0
-        self._settled = anyio.Event()
+        self._settled = asyncio.Event()
         #: message ids written by entries in flight (a repeat waits for them to settle)
         self._inflight_ids: set[tuple[str, str]] = set()
         #: requests of entries whose compares failed, to queue again once drained
@@ -233,7 +235,7 @@ class Publisher:
         async with anyio.create_task_group() as tasks:
             while True:
                 await self._wake.wait()
-                self._wake = anyio.Event()
+                self._wake.clear()
                 while self._queue or self._retry:
                     if self._stale or self._retry:
                         await self._drain()
@@ -355,8 +357,8 @@ class Publisher:
         finally:
             self._inflight_ids.difference_update(plan.ids)
             self._inflight -= 1
-            self._settled.set()
-            self._settled = anyio.Event()
+            self._settled.set()  # wakes every waiter now: clearing it at once is safe
+            self._settled.clear()
             self._wake.set()
 
     def _tell(self, plan: _Plan) -> None:
