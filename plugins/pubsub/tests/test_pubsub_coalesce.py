@@ -10,7 +10,7 @@ import anyio
 import pytest
 
 import aspen
-from aspen.errors import InvalidArgumentError
+from aspen.errors import AspenError, InvalidArgumentError, NotFoundError
 from aspen.testing import LocalCluster, local_cluster
 from aspen_pubsub import limits
 
@@ -25,19 +25,22 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
         yield c
 
 
-def _publish_all(cluster: LocalCluster, topic: str, payloads: list[bytes]) -> list[Any]:
-    """Create ``topic``, then publish every payload from its own task at once on one async
-    client: each call's answer, or the ``invalid_argument`` error it raised."""
+def _publish_all(
+    cluster: LocalCluster, topic: str, payloads: list[bytes], *, create: bool = True
+) -> list[Any]:
+    """Create ``topic`` (unless not ``create``), then publish every payload from its own
+    task at once on one async client: each call's answer, or the Aspen error it raised."""
     out: list[Any] = [None] * len(payloads)
 
     async def main() -> None:
         async with aspen.aconnect(cluster.endpoints, token=cluster.token) as c:
-            await c.pubsub.create_topic(topic)
+            if create:
+                await c.pubsub.create_topic(topic)
 
             async def one(i: int) -> None:
                 try:
                     out[i] = await c.pubsub.publish(topic, payloads[i])
-                except InvalidArgumentError as exc:
+                except AspenError as exc:
                     out[i] = exc
 
             async with anyio.create_task_group() as tasks:
@@ -83,3 +86,9 @@ def test_a_bad_message_fails_alone(cluster: LocalCluster) -> None:
     assert "PUBSUB_MAX_MESSAGE_BYTES" in str(answers[4])
     good = [a for i, a in enumerate(answers) if i != 4]
     assert sorted(a["offset"] for a in good) == list(range(9))
+
+
+def test_an_error_for_the_whole_batch_reaches_every_caller(cluster: LocalCluster) -> None:
+    answers = _publish_all(cluster, "no-such-topic", [b"a", b"b", b"c"], create=False)
+    assert all(isinstance(a, NotFoundError) for a in answers)
+    assert len({id(a) for a in answers}) == 3  # each caller its own exception object

@@ -48,6 +48,15 @@ def message_size(message: dict[str, Any]) -> int:
     return size
 
 
+def _copy(exc: Exception) -> Exception:
+    """Its own copy of ``exc`` for each caller (a raised exception gathers its raiser's
+    traceback), or ``exc`` itself if it cannot be copied."""
+    try:
+        return copy.copy(exc)
+    except Exception:
+        return exc
+
+
 class _Waiting:
     """One publish call waiting for its batch's answer."""
 
@@ -139,7 +148,7 @@ class PublishCoalescer:
             return
         except Exception as exc:
             for one in waiting:
-                one.answer(None, copy.copy(exc) if one is not waiting[0] else exc)
+                one.answer(None, exc if one is waiting[0] else _copy(exc))
             return
         for one, result in zip(waiting, results, strict=True):
             one.answer(result, None)
