@@ -225,9 +225,10 @@ async def aspen_side(
 
         out: dict[str, Any] = {}
         if wanted("awaited"):
-            out["awaited_publish"] = await _awaited(publish, duration)
+            with _Spy(spy and f"{spy}.awaited", pids[0], duration):
+                out["awaited_publish"] = await _awaited(publish, duration)
         if wanted("windowed"):
-            with _NodeCpu(pids) as cpu, _Spy(spy, pids[0], duration):
+            with _NodeCpu(pids) as cpu, _Spy(spy and f"{spy}.windowed", pids[0], duration):
                 windowed = await _windowed(publish, duration)
             out["windowed_publish"] = cpu.per_message(windowed, int(windowed["ops_s"] * duration))
             await ps.create_topic("ids")
@@ -437,7 +438,9 @@ def main() -> None:
         "--aspen-only", action="store_true", help="skip JetStream (profiling, A/B of Aspen)"
     )
     parser.add_argument(
-        "--py-spy", metavar="OUT", help="py-spy record the first node during windowed publish"
+        "--py-spy",
+        metavar="OUT",
+        help="py-spy record the first node during awaited and windowed publish (OUT.<phase>)",
     )
     parser.add_argument(
         "--no-coalesce",
