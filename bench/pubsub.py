@@ -27,7 +27,13 @@ payloads, one partition / one stream:
 
 Aspen's windowed publish and fetch+ack phases also report ``node_cpu_us_per_msg``: every
 node's CPU (user + system, from /proc) per message, which the load of a shared machine
-changes far less than messages per second.
+changes far less than messages per second; and ``client_cpu_us_per_msg``, this load
+generator's own.
+
+Profiling and A/B: ``--aspen-only --phases windowed`` runs that phase alone (run another
+checkout's ``.venv/bin/python`` on this script for its side), ``--py-spy OUT`` records the
+first node's GIL holder during awaited and windowed publish, ``--no-coalesce`` makes the
+Aspen client send one request per publish call.
 
 What each side makes durable: Aspen answers a publish once its Raft entry is fsynced on a
 quorum (group commit: many publishes share an entry and an fsync); JetStream (2.9, the
