@@ -214,6 +214,7 @@ async def aspen_side(
     phases: set[str] = frozenset({"all"}),  # type: ignore[assignment]
     spy: str | None = None,
     coalesce: bool = True,
+    send_at: int = 0,
 ) -> dict[str, Any]:
     import aspen
 
@@ -223,6 +224,8 @@ async def aspen_side(
     async with aspen.aconnect(endpoints, token=token) as c:
         ps = c.pubsub
         ps.coalesce = coalesce  # concurrent publishes share a request (the client's default)
+        if send_at and hasattr(ps, "coalescer"):
+            ps.coalescer.send_at = send_at
         await ps.create_topic("bench")
         await ps.create_topic("e2e")
 
@@ -308,6 +311,7 @@ def run_aspen(
     phases: set[str] = frozenset({"all"}),  # type: ignore[assignment]
     spy: str | None = None,
     coalesce: bool = True,
+    send_at: int = 0,
 ) -> dict[str, Any]:
     from aspen.node.devcluster import DevCluster
     from aspen.testing import free_base_port
@@ -322,7 +326,16 @@ def run_aspen(
         pids = [proc.pid for proc in cluster.procs]
         return asyncio.run(
             aspen_side(
-                endpoints, cluster.token, duration, e2e, backlog, pids, phases, spy, coalesce
+                endpoints,
+                cluster.token,
+                duration,
+                e2e,
+                backlog,
+                pids,
+                phases,
+                spy,
+                coalesce,
+                send_at,
             )
         )
     finally:
@@ -453,6 +466,12 @@ def main() -> None:
         action="store_true",
         help="Aspen client: one request per publish call (no client-side batching)",
     )
+    parser.add_argument(
+        "--send-at",
+        type=int,
+        default=0,
+        help="Aspen client: batch size sent at once (default PUBSUB_CLIENT_SEND_AT)",
+    )
     args = parser.parse_args()
     if args.aspen_only:
         for nodes in args.nodes:
@@ -464,6 +483,7 @@ def main() -> None:
                 set(args.phases),
                 args.py_spy,
                 not args.no_coalesce,
+                args.send_at,
             )
             print(json.dumps({f"{nodes}_node": {"aspen": figures}}, indent=2), flush=True)
         return

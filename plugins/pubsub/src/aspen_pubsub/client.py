@@ -66,7 +66,8 @@ class PubSubClient:
         #: Whether concurrent :meth:`publish` calls to one topic go as one batch request
         #: (see :mod:`aspen_pubsub.coalesce`); each is still answered on its own.
         self.coalesce = True
-        self._coalescer = PublishCoalescer(lambda params: self._call("publish", params))
+        #: The batching itself (``coalescer.send_at``: the batch size sent at once).
+        self.coalescer = PublishCoalescer(lambda params: self._call("publish", params))
 
     async def _call(self, method: str, params: dict[str, Any]) -> Any:
         return await self._client.call(f"pubsub.{method}", params)
@@ -104,7 +105,7 @@ class PubSubClient:
             if value is not None:
                 params[name] = value
         if self.coalesce:
-            return await self._coalescer.publish(topic, params)
+            return await self.coalescer.publish(topic, params)
         return await self._call("publish", {"topic": topic, **params})
 
     async def publish_batch(

@@ -79,11 +79,12 @@ class _Waiting:
 class _Batch:
     """The publish calls collecting for one request."""
 
-    __slots__ = ("size", "waiting")
+    __slots__ = ("sent", "size", "waiting")
 
     def __init__(self, first: _Waiting) -> None:
         self.waiting = [first]
         self.size = first.size
+        self.sent = False
 
     def fits(self, waiting: _Waiting) -> bool:
         """Whether ``waiting`` may join without overflowing the batch bounds."""
@@ -99,6 +100,9 @@ class PublishCoalescer:
     def __init__(self, call: Call) -> None:
         self._call = call
         self._collecting: dict[str, _Batch] = {}
+        #: A batch this long is sent at once by the call that filled it (not at the end
+        #: of the loop turn): the node starts on it while the client collects the next.
+        self.send_at = limits.PUBSUB_CLIENT_SEND_AT
 
     async def publish(self, topic: str, message: dict[str, Any]) -> dict[str, Any]:
         """Publish ``message`` (a map of ``data``, ``key``, ``headers``, ``id``) to
@@ -109,27 +113,38 @@ class PublishCoalescer:
         if batch is not None and batch.fits(waiting):
             batch.waiting.append(waiting)
             batch.size += waiting.size
-            try:
-                await waiting.done.wait()
-            except BaseException:
-                waiting.abandoned = True
-                raise
+            if len(batch.waiting) >= self.send_at:  # full enough: this call sends it now
+                await self._flush(topic, batch)
         else:
             batch = self._collecting[topic] = _Batch(waiting)
-            try:
-                with anyio.CancelScope(shield=True):
-                    await anyio.sleep(0)  # let the publishers ready to run join
-                    if self._collecting.get(topic) is batch:
-                        del self._collecting[topic]
-                    await self._send(topic, [w for w in batch.waiting if not w.abandoned])
-            finally:  # never leave a joined caller waiting (e.g. KeyboardInterrupt)
-                for one in batch.waiting:
-                    if not one.done.is_set():
-                        one.answer(None, UnavailableError("the publish batch was not sent"))
+            with anyio.CancelScope(shield=True):
+                await anyio.sleep(0)  # let the publishers ready to run join
+            await self._flush(topic, batch)
+        try:
+            await waiting.done.wait()
+        except BaseException:
+            waiting.abandoned = True
+            raise
         if waiting.error is not None:
             raise waiting.error
         assert waiting.result is not None
         return waiting.result
+
+    async def _flush(self, topic: str, batch: _Batch) -> None:
+        """Send ``batch`` unless sent already, shielded from the sender's cancellation
+        (the other callers wait on it)."""
+        if batch.sent:
+            return
+        batch.sent = True
+        if self._collecting.get(topic) is batch:
+            del self._collecting[topic]
+        try:
+            with anyio.CancelScope(shield=True):
+                await self._send(topic, [w for w in batch.waiting if not w.abandoned])
+        finally:  # never leave a caller waiting (e.g. KeyboardInterrupt)
+            for one in batch.waiting:
+                if not one.done.is_set():
+                    one.answer(None, UnavailableError("the publish batch was not sent"))
 
     async def _send(self, topic: str, waiting: list[_Waiting]) -> None:
         """One request for ``waiting``; answer each (alone again if it was refused)."""
