@@ -9,6 +9,10 @@ payloads, one partition / one stream:
 
 * awaited publish: one publisher, each publish awaited (its ack: durable on a quorum);
 * windowed publish: 64 publishes in flight (64 tasks on one connection, each awaited);
+  the Aspen client sends the calls that meet in one loop turn as one batch request
+  (``PubSubClient.coalesce``; ``--no-coalesce``: one request per call);
+* windowed publish with ids: the same, each message with a unique de-duplication id
+  (Aspen ``id=``; JetStream the ``Nats-Msg-Id`` header);
 * fetch+ack: a pull consumer takes a backlog (``--backlog``, published beforehand) in
   batches of 100 and acks them (Aspen: one ``fetch`` and
   one ``ack`` call per batch, each awaited; JetStream: ``fetch(100)`` and an ``ack()`` per
@@ -23,7 +27,13 @@ payloads, one partition / one stream:
 
 Aspen's windowed publish and fetch+ack phases also report ``node_cpu_us_per_msg``: every
 node's CPU (user + system, from /proc) per message, which the load of a shared machine
-changes far less than messages per second.
+changes far less than messages per second; and ``client_cpu_us_per_msg``, this load
+generator's own.
+
+Profiling and A/B: ``--aspen-only --phases windowed`` runs that phase alone (run another
+checkout's ``.venv/bin/python`` on this script for its side), ``--py-spy OUT`` records the
+first node's GIL holder during awaited and windowed publish, ``--no-coalesce`` makes the
+Aspen client send one request per publish call.
 
 What each side makes durable: Aspen answers a publish once its Raft entry is fsynced on a
 quorum (group commit: many publishes share an entry and an fsync); JetStream (2.9, the
@@ -36,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import shutil
 import statistics
@@ -74,14 +85,19 @@ async def _awaited(publish: Callable[[bytes], Awaitable[Any]], duration: float) 
     return {"ops_s": round(len(latencies) / duration), **_quantiles(latencies)}
 
 
-async def _windowed(publish: Callable[[bytes], Awaitable[Any]], duration: float) -> dict[str, Any]:
+async def _windowed(
+    publish: Callable[..., Awaitable[Any]], duration: float, *, numbered: bool = False
+) -> dict[str, Any]:
+    """WINDOW publishers for ``duration``: ``publish(data)``, or (``numbered``)
+    ``publish(data, n)`` with a number unique to the message."""
     done = 0
     end = time.perf_counter() + duration
+    numbers = itertools.count()
 
     async def worker() -> None:
         nonlocal done
         while time.perf_counter() < end:
-            await publish(PAYLOAD)
+            await (publish(PAYLOAD, next(numbers)) if numbered else publish(PAYLOAD))
             done += 1
 
     await asyncio.gather(*(worker() for _ in range(WINDOW)))
@@ -150,33 +166,92 @@ class _NodeCpu:
 
     def __enter__(self) -> _NodeCpu:
         self.start = sum(map(cpu_seconds, self.pids))
+        self.client_start = time.process_time()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.spent = sum(map(cpu_seconds, self.pids)) - self.start
+        self.client = time.process_time() - self.client_start
 
     def per_message(self, figures: dict[str, Any], messages: int) -> dict[str, Any]:
-        """``figures`` with ``node_cpu_us_per_msg`` (every node's CPU, summed) added."""
-        return {**figures, "node_cpu_us_per_msg": round(self.spent * 1e6 / max(messages, 1), 1)}
+        """``figures`` with ``node_cpu_us_per_msg`` (every node's CPU, summed) and
+        ``client_cpu_us_per_msg`` (this load generator's) added."""
+        per = 1e6 / max(messages, 1)
+        return {
+            **figures,
+            "node_cpu_us_per_msg": round(self.spent * per, 1),
+            "client_cpu_us_per_msg": round(self.client * per, 1),
+        }
+
+
+class _Spy:
+    """``py-spy record`` of the first node during a phase (``--py-spy OUT``), or nothing."""
+
+    def __init__(self, out: str | None, pid: int, duration: float) -> None:
+        self.out, self.pid, self.duration = out, pid, duration
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> _Spy:
+        if self.out:
+            spy = str(Path(sys.executable).with_name("py-spy"))
+            command = [spy, "record", "-p", str(self.pid), "-o", self.out, "--format", "raw"]
+            command += ["-r", "200", "-d", str(int(self.duration)), "--gil", "--nonblocking"]
+            self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            self.proc.wait(30)
 
 
 async def aspen_side(
-    endpoints: str, token: str, duration: float, e2e: int, backlog: int, pids: list[int]
+    endpoints: str,
+    token: str,
+    duration: float,
+    e2e: int,
+    backlog: int,
+    pids: list[int],
+    phases: set[str] = frozenset({"all"}),  # type: ignore[assignment]
+    spy: str | None = None,
+    coalesce: bool = True,
+    send_at: int = 0,
 ) -> dict[str, Any]:
     import aspen
 
+    def wanted(phase: str) -> bool:
+        return "all" in phases or phase in phases
+
     async with aspen.aconnect(endpoints, token=token) as c:
         ps = c.pubsub
+        ps.coalesce = coalesce  # concurrent publishes share a request (the client's default)
+        if send_at and hasattr(ps, "coalescer"):
+            ps.coalescer.send_at = send_at
         await ps.create_topic("bench")
         await ps.create_topic("e2e")
 
         async def publish(data: bytes) -> Any:
             return await ps.publish("bench", data)
 
-        out: dict[str, Any] = {"awaited_publish": await _awaited(publish, duration)}
-        with _NodeCpu(pids) as cpu:
-            windowed = await _windowed(publish, duration)
-        out["windowed_publish"] = cpu.per_message(windowed, int(windowed["ops_s"] * duration))
+        out: dict[str, Any] = {}
+        if wanted("awaited"):
+            with _Spy(spy and f"{spy}.awaited", pids[0], duration):
+                out["awaited_publish"] = await _awaited(publish, duration)
+        if wanted("windowed"):
+            with _NodeCpu(pids) as cpu, _Spy(spy and f"{spy}.windowed", pids[0], duration):
+                windowed = await _windowed(publish, duration)
+            out["windowed_publish"] = cpu.per_message(windowed, int(windowed["ops_s"] * duration))
+            await ps.create_topic("ids")
+
+            async def publish_id(data: bytes, n: int) -> Any:
+                return await ps.publish("ids", data, id=f"m{n}")
+
+            with _NodeCpu(pids) as cpu:
+                windowed = await _windowed(publish_id, duration, numbered=True)
+            out["windowed_publish_ids"] = cpu.per_message(
+                windowed, int(windowed["ops_s"] * duration)
+            )
+        if not wanted("consume"):
+            return out
         await ps.create_topic("work")
         await _fill(lambda d: ps.publish("work", d), backlog)
         await ps.create_group("work", "a", max_ack_pending=BATCH * 2)
@@ -228,7 +303,16 @@ async def aspen_side(
     return out
 
 
-def run_aspen(nodes: int, duration: float, e2e: int, backlog: int) -> dict[str, Any]:
+def run_aspen(
+    nodes: int,
+    duration: float,
+    e2e: int,
+    backlog: int,
+    phases: set[str] = frozenset({"all"}),  # type: ignore[assignment]
+    spy: str | None = None,
+    coalesce: bool = True,
+    send_at: int = 0,
+) -> dict[str, Any]:
     from aspen.node.devcluster import DevCluster
     from aspen.testing import free_base_port
 
@@ -240,7 +324,20 @@ def run_aspen(nodes: int, duration: float, e2e: int, backlog: int) -> dict[str, 
         cluster.up()
         endpoints = ",".join(cluster.client_endpoint(i) for i in range(1, nodes + 1))
         pids = [proc.pid for proc in cluster.procs]
-        return asyncio.run(aspen_side(endpoints, cluster.token, duration, e2e, backlog, pids))
+        return asyncio.run(
+            aspen_side(
+                endpoints,
+                cluster.token,
+                duration,
+                e2e,
+                backlog,
+                pids,
+                phases,
+                spy,
+                coalesce,
+                send_at,
+            )
+        )
     finally:
         cluster.down()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -260,6 +357,7 @@ async def nats_side(
             await js.add_stream(name="WORK", subjects=["work"], num_replicas=nodes)
             await js.add_stream(name="E2E", subjects=["e2e"], num_replicas=nodes)
             await js.add_stream(name="PULL", subjects=["pull"], num_replicas=nodes)
+            await js.add_stream(name="IDS", subjects=["ids"], num_replicas=nodes)
             break
         except Exception:  # not ready yet
             await asyncio.sleep(0.2)
@@ -269,6 +367,11 @@ async def nats_side(
 
     out: dict[str, Any] = {"awaited_publish": await _awaited(publish, duration)}
     out["windowed_publish"] = await _windowed(publish, duration)
+
+    async def publish_id(data: bytes, n: int) -> Any:
+        return await js.publish("ids", data, headers={"Nats-Msg-Id": f"m{n}"})
+
+    out["windowed_publish_ids"] = await _windowed(publish_id, duration, numbered=True)
     await _fill(lambda d: js.publish("work", d), backlog)
     psub = await js.pull_subscribe("work", durable="a")
 
@@ -343,7 +446,47 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=3.0, help="seconds per phase")
     parser.add_argument("--e2e", type=int, default=300, help="end-to-end samples")
     parser.add_argument("--backlog", type=int, default=5000, help="messages each consumer takes")
+    parser.add_argument(
+        "--phases",
+        nargs="+",
+        default=["all"],
+        choices=["all", "awaited", "windowed", "consume"],
+        help="Aspen phases to run (consume includes the end-to-end ones)",
+    )
+    parser.add_argument(
+        "--aspen-only", action="store_true", help="skip JetStream (profiling, A/B of Aspen)"
+    )
+    parser.add_argument(
+        "--py-spy",
+        metavar="OUT",
+        help="py-spy record the first node during awaited and windowed publish (OUT.<phase>)",
+    )
+    parser.add_argument(
+        "--no-coalesce",
+        action="store_true",
+        help="Aspen client: one request per publish call (no client-side batching)",
+    )
+    parser.add_argument(
+        "--send-at",
+        type=int,
+        default=0,
+        help="Aspen client: batch size sent at once (default PUBSUB_CLIENT_SEND_AT)",
+    )
     args = parser.parse_args()
+    if args.aspen_only:
+        for nodes in args.nodes:
+            figures = run_aspen(
+                nodes,
+                args.duration,
+                args.e2e,
+                args.backlog,
+                set(args.phases),
+                args.py_spy,
+                not args.no_coalesce,
+                args.send_at,
+            )
+            print(json.dumps({f"{nodes}_node": {"aspen": figures}}, indent=2), flush=True)
+        return
     if shutil.which("nats-server") is None:
         sys.exit("nats-server is not installed: apt-get install -y nats-server")
     report: dict[str, Any] = {}
@@ -361,6 +504,10 @@ def main() -> None:
                 "windowed_publish": _ratio(
                     aspen_figures["windowed_publish"]["ops_s"],
                     nats_figures["windowed_publish"]["ops_s"],
+                ),
+                "windowed_publish_ids": _ratio(
+                    aspen_figures["windowed_publish_ids"]["ops_s"],
+                    nats_figures["windowed_publish_ids"]["ops_s"],
                 ),
                 "fetch_ack_100": _ratio(
                     aspen_figures["fetch_ack_100"]["msgs_s"],

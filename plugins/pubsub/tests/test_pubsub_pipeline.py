@@ -162,3 +162,19 @@ def test_leadership_moving_mid_pipeline_loses_no_acknowledged_publish(
                 wait_for(lambda: cluster.leader_index() != leader, timeout=30)  # noqa: B023
             pubs.wait_more(200)
         _check_log(c, topic, pubs.acked)
+
+
+def test_a_message_id_is_deduplicated_by_the_next_leader(cluster: LocalCluster) -> None:
+    """The leader looks ids up in its own state (a serializable read, checked by the
+    entry's compare): after leadership moved, the new leader still finds the first one."""
+    topic = "pipe-dedup"
+    with cluster.client() as c:
+        c.pubsub.create_topic(topic, partitions=2)
+        first = c.pubsub.publish(topic, b"once", id="order-1")
+        leader = cluster.leader_index()
+        with cluster.client(leader) as direct:
+            direct.call("cluster.transfer_leader", {"id": cluster.node_id(leader % 3 + 1)})
+        wait_for(lambda: cluster.leader_index() != leader, timeout=30)
+        again = c.pubsub.publish(topic, b"twice", id="order-1")
+        assert again == {**first, "duplicate": True}
+        assert c.pubsub.publish(topic, b"other", id="order-2").get("duplicate") is None

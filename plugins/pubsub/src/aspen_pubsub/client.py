@@ -15,6 +15,8 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
+from aspen_pubsub.coalesce import PublishCoalescer
+
 __all__ = ["PubSubClient", "Subscription"]
 
 
@@ -61,6 +63,11 @@ class PubSubClient:
 
     def __init__(self, client: Any) -> None:
         self._client = client
+        #: Whether concurrent :meth:`publish` calls to one topic go as one batch request
+        #: (see :mod:`aspen_pubsub.coalesce`); each is still answered on its own.
+        self.coalesce = True
+        #: The batching itself (``coalescer.send_at``: the batch size sent at once).
+        self.coalescer = PublishCoalescer(lambda params: self._call("publish", params))
 
     async def _call(self, method: str, params: dict[str, Any]) -> Any:
         return await self._client.call(f"pubsub.{method}", params)
@@ -91,12 +98,15 @@ class PubSubClient:
         headers: dict[str, str] | None = None,
         id: str | None = None,
     ) -> dict[str, Any]:
-        """Publish one message; ``{partition, offset}`` once it is durable."""
-        params: dict[str, Any] = {"topic": topic, "data": data}
+        """Publish one message; ``{partition, offset}`` once it is durable. Concurrent
+        calls to one topic share a request (unless ``coalesce`` is off)."""
+        params: dict[str, Any] = {"data": data}
         for name, value in (("key", key), ("headers", headers), ("id", id)):
             if value is not None:
                 params[name] = value
-        return await self._call("publish", params)
+        if self.coalesce:
+            return await self.coalescer.publish(topic, params)
+        return await self._call("publish", {"topic": topic, **params})
 
     async def publish_batch(
         self, topic: str, messages: list[dict[str, Any]]

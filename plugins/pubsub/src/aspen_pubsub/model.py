@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,11 +118,18 @@ class Message:
     @property
     def size(self) -> int:
         """Bytes it counts against the batch bound."""
-        extra = sum(len(k) + len(v) for k, v in self.headers.items())
-        return len(self.data) + len(self.key or b"") + extra + len(self.msg_id or "")
+        size = len(self.data)
+        if self.key is not None:
+            size += len(self.key)
+        if self.headers:
+            size += sum(len(k) + len(v) for k, v in self.headers.items())
+        if self.msg_id is not None:
+            size += len(self.msg_id)
+        return size
 
-    def stored(self, now_ms: int) -> bytes:
-        """The message record (``m/…``), stamped with the leader's publish time."""
+    def stored(self, now_ms: int, packer: Callable[[Any], bytes] = pack) -> bytes:
+        """The message record (``m/…``), stamped with the leader's publish time (packed by
+        ``packer``: the publisher passes a reused ``msgpack.Packer``'s)."""
         record: dict[str, Any] = {"d": self.data, "t": now_ms}
         if self.key is not None:
             record["k"] = self.key
@@ -129,7 +137,7 @@ class Message:
             record["h"] = self.headers
         if self.msg_id is not None:
             record["i"] = self.msg_id
-        return pack(record)
+        return packer(record)
 
 
 def _as_bytes(what: str, value: Any) -> bytes:
@@ -144,26 +152,35 @@ def parse_message(raw: Any) -> Message:
     """A :class:`Message` from a request map (``data``, ``key``, ``headers``, ``id``)."""
     if not isinstance(raw, dict):
         raise InvalidArgumentError("a message must be a map with 'data'", field="messages")
-    if raw.get("data") is None:
+    data = raw.get("data")
+    if data is None:
         raise InvalidArgumentError("missing required field 'data'", field="data")
-    data = _as_bytes("data", raw["data"])
-    check_bound("data", "message bytes", len(data), "PUBSUB_MAX_MESSAGE_BYTES")
-    key = None if raw.get("key") is None else _as_bytes("key", raw["key"])
-    check_bound("key", "key bytes", len(key or b""), "PUBSUB_MAX_KEY_BYTES")
-    headers = raw.get("headers") or {}
-    if not isinstance(headers, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
-    ):
-        raise InvalidArgumentError("headers must be a map of str to str", field="headers")
-    check_bound("headers", "headers", len(headers), "PUBSUB_MAX_HEADERS")
-    header_bytes = sum(len(k.encode()) + len(v.encode()) for k, v in headers.items())
-    check_bound("headers", "header bytes", header_bytes, "PUBSUB_MAX_HEADER_BYTES")
+    if type(data) is not bytes:
+        data = _as_bytes("data", data)
+    if len(data) > limits.PUBSUB_MAX_MESSAGE_BYTES:
+        check_bound("data", "message bytes", len(data), "PUBSUB_MAX_MESSAGE_BYTES")
+    key = raw.get("key")
+    if key is not None:
+        key = _as_bytes("key", key)
+        check_bound("key", "key bytes", len(key), "PUBSUB_MAX_KEY_BYTES")
+    headers = raw.get("headers")
+    if headers:
+        if not isinstance(headers, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
+        ):
+            raise InvalidArgumentError("headers must be a map of str to str", field="headers")
+        check_bound("headers", "headers", len(headers), "PUBSUB_MAX_HEADERS")
+        header_bytes = sum(len(k.encode()) + len(v.encode()) for k, v in headers.items())
+        check_bound("headers", "header bytes", header_bytes, "PUBSUB_MAX_HEADER_BYTES")
+        headers = dict(headers)
+    else:
+        headers = {}
     msg_id = raw.get("id")
     if msg_id is not None:
         if not isinstance(msg_id, str) or not msg_id or "/" in msg_id:
             raise InvalidArgumentError("id must be a non-empty string without '/'", field="id")
         check_bound("id", "id bytes", len(msg_id.encode()), "PUBSUB_MAX_MSG_ID_BYTES")
-    return Message(data, key, dict(headers), msg_id)
+    return Message(data, key, headers, msg_id)
 
 
 def delivered(

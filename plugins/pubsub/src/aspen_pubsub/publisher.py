@@ -24,6 +24,7 @@ milliseconds) travels in the entry; applying it never reads a clock.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import time
@@ -33,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import msgpack
 
 from aspen.errors import AspenError, NotFoundError, UnavailableError
 from aspen_pubsub import keys, limits, store
@@ -43,25 +45,44 @@ log = logging.getLogger(__name__)
 __all__ = ["Publisher"]
 
 
-@dataclass(eq=False)
 class _Request:
-    """One publish (a batch of one topic), waiting for its entry."""
+    """One publish (a batch of one topic), waiting for its entry.
 
-    topic: str
-    messages: list[Message]
-    size: int
-    seq: int = 0  #: arrival order (failed entries' requests go back in this order)
-    sweep: bool = False  #: a retention sweep: no messages, every partition checked
-    attempts: int = 0  #: entries it was in whose compares failed
-    done: anyio.Event = field(default_factory=anyio.Event)
-    result: list[dict[str, Any]] = field(default_factory=list)
-    error: BaseException | None = None
+    A plain class with slots and a bare asyncio future (not an ``anyio.Event``): one is
+    made per publish call, so its cost is per message when publishers send one each."""
+
+    __slots__ = (
+        "attempts",
+        "done",
+        "error",
+        "messages",
+        "result",
+        "seq",
+        "size",
+        "sweep",
+        "topic",
+    )
+
+    def __init__(
+        self, topic: str, messages: list[Message], size: int, *, sweep: bool = False
+    ) -> None:
+        self.topic = topic
+        self.messages = messages
+        self.size = size
+        self.seq = 0  #: arrival order (failed entries' requests go back in this order)
+        self.sweep = sweep  #: a retention sweep: no messages, every partition checked
+        self.attempts = 0  #: entries it was in whose compares failed
+        #: resolved once answered (the caller awaits it on the node's event loop)
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.result: list[dict[str, Any]] = []
+        self.error: BaseException | None = None
 
     def answer(self, error: BaseException | None = None) -> None:
-        """Wake the caller (with ``error``, or with ``result``)."""
-        if not self.done.is_set():
+        """Wake the caller (with ``error``, or with ``result``); nothing if it was
+        answered already or stopped waiting (cancelled)."""
+        if not self.done.done():
             self.error = error
-            self.done.set()
+            self.done.set_result(None)
 
 
 #: A stored message: offset, stored size, publish time (ms) and its packed record.
@@ -124,7 +145,9 @@ class Publisher:
     def __init__(self, node: Any) -> None:
         self.node = node
         self._queue: deque[_Request] = deque()
-        self._wake = anyio.Event()
+        #: asyncio events, set and cleared again (not a new anyio.Event each time: one
+        #: per publish call for ``_wake``)
+        self._wake = asyncio.Event()
         self._seq = itertools.count()
         self._topics: dict[str, tuple[Topic, int]] = {}
         #: per partition: the head the next entry builds on and the compare that checks it
@@ -133,7 +156,7 @@ class Publisher:
         self._committed = anyio.Event()
         #: entries proposed and not yet answered; set when one is
         self._inflight = 0
-        self._settled = anyio.Event()
+        self._settled = asyncio.Event()
         #: message ids written by entries in flight (a repeat waits for them to settle)
         self._inflight_ids: set[tuple[str, str]] = set()
         #: requests of entries whose compares failed, to queue again once drained
@@ -142,6 +165,9 @@ class Publisher:
         self._stale = False
         #: told of each committed entry's messages (subscriptions on this node)
         self._listeners: set[Listener] = set()
+        #: packs the message records (reused: cheaper than ``msgpack.packb`` per message;
+        #: only ever used on the event loop)
+        self._pack = msgpack.Packer(use_bin_type=True).pack
         #: Entries committed and messages in them, and publishes queued again after
         #: their entry's compares failed, since start (``stats``).
         self.entries = 0
@@ -149,11 +175,15 @@ class Publisher:
         self.requeued = 0
 
     # ------------------------------------------------------------------ API
-    async def publish(self, topic: str, messages: list[Message]) -> list[dict[str, Any]]:
+    async def publish(
+        self, topic: str, messages: list[Message], size: int | None = None
+    ) -> list[dict[str, Any]]:
         """Append ``messages`` to ``topic`` (in one entry, with others queued meanwhile);
-        ``[{partition, offset}]`` once durable (``duplicate`` for a de-duplicated id)."""
-        request = _Request(topic, messages, sum(m.size for m in messages))
-        return await self._submit(request)
+        ``[{partition, offset}]`` once durable (``duplicate`` for a de-duplicated id).
+        ``size``: their bytes (:attr:`Message.size`, summed) if the caller has it."""
+        if size is None:
+            size = sum(m.size for m in messages)
+        return await self._submit(_Request(topic, messages, size))
 
     async def sweep(self, topic: str) -> None:
         """Apply ``topic``'s retention now (age limits on a topic nobody publishes to)."""
@@ -193,7 +223,7 @@ class Publisher:
         request.seq = next(self._seq)
         self._queue.append(request)
         self._wake.set()
-        await request.done.wait()
+        await request.done
         if request.error is not None:
             raise request.error
         return request.result
@@ -205,7 +235,7 @@ class Publisher:
         async with anyio.create_task_group() as tasks:
             while True:
                 await self._wake.wait()
-                self._wake = anyio.Event()
+                self._wake.clear()
                 while self._queue or self._retry:
                     if self._stale or self._retry:
                         await self._drain()
@@ -327,8 +357,8 @@ class Publisher:
         finally:
             self._inflight_ids.difference_update(plan.ids)
             self._inflight -= 1
-            self._settled.set()
-            self._settled = anyio.Event()
+            self._settled.set()  # wakes every waiter now: clearing it at once is safe
+            self._settled.clear()
             self._wake.set()
 
     def _tell(self, plan: _Plan) -> None:
@@ -379,11 +409,17 @@ class Publisher:
         return head
 
     async def _duplicate(self, plan: _Plan, topic: Topic, msg_id: str) -> tuple[int, int] | None:
-        """Where an earlier message with ``msg_id`` went, if inside the dedup window."""
+        """Where an earlier message with ``msg_id`` went, if inside the dedup window.
+
+        A serializable read of this node (no ReadIndex round per message): the entry
+        compares the record's mod_revision with what was read, so a read this node had not
+        applied yet fails the entry, which is rebuilt once the pipeline drained, when this
+        node has applied everything up to it (ids in entries still in flight wait for
+        them: :meth:`_needs_quiet`)."""
         seen = plan.ids.get((topic.name, msg_id))
         if seen is not None:
             return seen
-        record, revision = await store.get(self.node, keys.dedup(topic.name, msg_id))
+        record, revision = await store.get(self.node, keys.dedup(topic.name, msg_id), local=True)
         plan.compare.append(store.same(keys.dedup(topic.name, msg_id), revision))
         if record is None or plan.now_ms - record["t"] > topic.dedup_window * 1000:
             return None
@@ -413,7 +449,7 @@ class Publisher:
             head = await self._head(plan, topic.name, partition)
             offset = head.next
             head.next += 1
-            value = message.stored(plan.now_ms)
+            value = message.stored(plan.now_ms, self._pack)
             head.bytes += len(value)
             plan.new.setdefault((topic.name, partition), []).append(
                 (offset, len(value), plan.now_ms, value)

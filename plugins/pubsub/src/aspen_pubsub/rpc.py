@@ -155,7 +155,7 @@ async def publish(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
     size = sum(m.size for m in messages)
     check_bound("messages", "batch bytes", size, "PUBSUB_MAX_BATCH_BYTES")
     await require_leader(ctx.node)
-    results = await _publisher(ctx).publish(name, messages)
+    results = await _publisher(ctx).publish(name, messages, size)
     return {"results": results} if batch else results[0]
 
 
