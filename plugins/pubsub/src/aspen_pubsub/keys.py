@@ -5,7 +5,12 @@
 ``h/<topic>/<pppp>``                     a partition's head: next offset, first, bytes
 ``m/<topic>/<pppp>/<offset:016x>``       a segment: the messages one entry added, keyed by
                                          the last one's offset (a fetch: a range from there)
-``i/<topic>/<msg-id>``                   a de-duplication record: partition, offset, time
+``d/<topic>/<bucket:016x>/<msg-id>``     a de-duplication record: partition, offset, time;
+                                         the bucket is the publish time (ms) // the
+                                         topic's slice (:func:`dedup_slice_ms`), so
+                                         records older than the window go by range
+``i/<topic>/<msg-id>``                   a de-duplication record as written before
+                                         buckets (still read, expired by a scan)
 ``g/<topic>/<group>``                    a group: settings, cursors, counters
 ``p/<topic>/<group>/<pppp>/<offset>``    delivered, un-acked messages (competing groups):
                                          a run of them from that offset
@@ -19,6 +24,7 @@ prefix never covers another's.
 from __future__ import annotations
 
 from aspen.client import prefix_end
+from aspen_pubsub import limits
 
 PREFIX = b"/_aspen/pubsub/"
 
@@ -56,8 +62,35 @@ def offset_of(key: bytes) -> int:
 
 
 def dedup(name: str, msg_id: str) -> bytes:
-    """A de-duplication record."""
-    return PREFIX + b"i/" + _name(name) + b"/" + msg_id.encode()
+    """A de-duplication record as written before buckets (read and expired, never written)."""
+    return legacy_dedups(name) + msg_id.encode()
+
+
+def legacy_dedups(name: str) -> bytes:
+    """The prefix of a topic's de-duplication records written before buckets."""
+    return PREFIX + b"i/" + _name(name) + b"/"
+
+
+def dedups(name: str) -> bytes:
+    """The prefix of a topic's bucketed de-duplication records."""
+    return PREFIX + b"d/" + _name(name) + b"/"
+
+
+def dedup_bucket(name: str, bucket: int) -> bytes:
+    """The prefix of one bucket of a topic's de-duplication records (buckets sort in
+    time order)."""
+    return dedups(name) + b"%016x/" % bucket
+
+
+def dedup_in(name: str, bucket: int, msg_id: str) -> bytes:
+    """The de-duplication record of ``msg_id`` published in ``bucket``."""
+    return dedup_bucket(name, bucket) + msg_id.encode()
+
+
+def dedup_slice_ms(window_seconds: float) -> int:
+    """The width of a topic's de-duplication buckets, in milliseconds: its window cut in
+    PUBSUB_DEDUP_SLICES (at least 1 ms)."""
+    return max(1, int(window_seconds * 1000) // limits.PUBSUB_DEDUP_SLICES)
 
 
 def group(name: str, group_name: str) -> bytes:
@@ -98,7 +131,7 @@ def position(key: bytes) -> tuple[int, int]:
 def topic_prefixes(name: str) -> list[tuple[bytes, bytes]]:
     """Every ``[start, end)`` span holding a topic's state (to delete it)."""
     spans = [(topic(name), topic(name) + b"\0")]
-    for kind in (b"h/", b"m/", b"i/", b"g/", b"p/", b"x/"):
+    for kind in (b"h/", b"m/", b"i/", b"d/", b"g/", b"p/", b"x/"):
         start = PREFIX + kind + _name(name) + b"/"
         spans.append((start, prefix_end(start)))
     return spans

@@ -32,6 +32,15 @@ PUBSUB_MAX_BATCH_BYTES = 1024 * 1024
 #: Default and longest de-duplication window, in seconds.
 PUBSUB_DEFAULT_DEDUP_SECONDS = 120.0
 PUBSUB_MAX_DEDUP_SECONDS = 24 * 3600.0
+#: De-duplication records are kept in time buckets of a topic's window / this many: a
+#: lookup reads at most this many + 1 buckets (those that can still be inside the
+#: window), and the records a topic holds span at most (1 + 1/this) windows.
+PUBSUB_DEDUP_SLICES = 2
+#: Most expired de-duplication records one sweep entry deletes (the rest go in the
+#: next one, at once).
+PUBSUB_DEDUP_EXPIRE_RECORDS = 500
+#: Most bytes (keys and values) of expired de-duplication records one sweep entry deletes.
+PUBSUB_DEDUP_EXPIRE_BYTES = 256 * 1024
 
 #: The client's publish batching (:mod:`aspen_pubsub.coalesce`): a batch of this many
 #: concurrent calls is sent at once, by the call that filled it, rather than at the end of
@@ -61,6 +70,9 @@ PUBSUB_SEGMENT_MAX_BYTES = 512 * 1024
 #: How often the leader applies age retention to idle topics and expires the sessions of
 #: partitioned groups' members, in seconds.
 PUBSUB_SWEEP_SECONDS = 0.5
+#: Most entries one sweep proposes for one topic (each deleting at most
+#: PUBSUB_DEDUP_EXPIRE_RECORDS de-duplication records) before the sweep moves on.
+PUBSUB_SWEEP_ENTRIES = 20
 #: Most group-commit entries the leader has in flight at once (each built on the heads the
 #: previous one writes), so at most this many times PUBSUB_COMMIT_MAX_BYTES of messages wait
 #: on Raft at once.

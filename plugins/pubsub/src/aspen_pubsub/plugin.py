@@ -11,7 +11,7 @@ import aspen
 from aspen.client import prefix_end
 from aspen.errors import AspenError
 from aspen_pubsub import keys, limits
-from aspen_pubsub.model import unpack
+from aspen_pubsub.model import Topic, unpack
 
 PLUGIN = "pubsub"
 
@@ -66,15 +66,20 @@ async def aspen_on_raft_event(event: Any, node: Any) -> None:
 async def _sweeper(node: Any, publisher: Any, partitioned: Any) -> None:
     """On the leader, every PUBSUB_SWEEP_SECONDS: apply age retention to topics with a
     ``max_age`` (publishes apply every limit as they commit; an idle topic still ages),
-    and expire the sessions of partitioned groups' members."""
+    delete de-duplication records older than a topic's window (bounded entries, up to
+    PUBSUB_SWEEP_ENTRIES per topic), and expire the sessions of partitioned groups'
+    members."""
     while True:
         await anyio.sleep(limits.PUBSUB_SWEEP_SECONDS)
         if not node.is_leader:
             continue
         with contextlib.suppress(AspenError):
-            for name, topic in await _records(node, keys.TOPICS):
-                if topic.get("max_age"):
-                    await publisher.sweep(name)
+            for name, record in await _records(node, keys.TOPICS):
+                topic = Topic.from_record(name, record)
+                if topic.max_age or await publisher.ids_expired(topic):
+                    for _ in range(limits.PUBSUB_SWEEP_ENTRIES):
+                        if not await publisher.sweep(name):
+                            break
                 for group, record in await _records(node, keys.groups(name)):
                     live = record["members"] and not record.get("deleting")
                     if record["mode"] == "partitioned" and live:

@@ -19,7 +19,14 @@ answered with that error, as before.
 
 Retention (which reads the stored oldest messages) and message ids seen in an entry still
 in flight are planned only with nothing in flight. The publish time (the leader's clock,
-milliseconds) travels in the entry; applying it never reads a clock.
+milliseconds, never going back on one leader) travels in the entry; applying it never
+reads a clock.
+
+De-duplication records are kept in time buckets (:func:`aspen_pubsub.keys.dedup_in`): a
+lookup reads the buckets that can still be inside the topic's window, and a sweep (the
+same request that applies age retention) deletes the buckets wholly older than the
+window by range, at most PUBSUB_DEDUP_EXPIRE_RECORDS / _BYTES per entry; records written
+before buckets are still read and are expired by a bounded scan.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from typing import Any
 import anyio
 import msgpack
 
+from aspen.client import prefix_end
 from aspen.errors import AspenError, NotFoundError, UnavailableError
 from aspen_pubsub import keys, limits, store
 from aspen_pubsub.model import Head, Message, Topic, pack, partition_for, unpack
@@ -168,6 +176,13 @@ class Publisher:
         #: packs the message records (reused: cheaper than ``msgpack.packb`` per message;
         #: only ever used on the event loop)
         self._pack = msgpack.Packer(use_bin_type=True).pack
+        #: the last entry's publish time: the next one's is never earlier
+        self._last_ms = 0
+        #: topics known to hold no de-duplication records written before buckets (never
+        #: written any more, so once gone they stay gone: no lookup of them)
+        self._no_legacy: set[str] = set()
+        #: per topic, where the next scan of pre-bucket de-duplication records starts
+        self._legacy_at: dict[str, bytes] = {}
         #: Entries committed and messages in them, and publishes queued again after
         #: their entry's compares failed, since start (``stats``).
         self.entries = 0
@@ -185,9 +200,22 @@ class Publisher:
             size = sum(m.size for m in messages)
         return await self._submit(_Request(topic, messages, size))
 
-    async def sweep(self, topic: str) -> None:
-        """Apply ``topic``'s retention now (age limits on a topic nobody publishes to)."""
-        await self._submit(_Request(topic, [], 0, sweep=True))
+    async def sweep(self, topic: str) -> bool:
+        """Apply ``topic``'s retention now (age limits on a topic nobody publishes to) and
+        delete de-duplication records older than its window (a bounded batch); ``True``
+        if expired records are left for another sweep."""
+        result = await self._submit(_Request(topic, [], 0, sweep=True))
+        return bool(result and result[0].get("more"))
+
+    async def ids_expired(self, topic: Topic) -> bool:
+        """Whether ``topic`` may hold de-duplication records older than its window (a
+        read of at most one record of this node: whether a :meth:`sweep` is due)."""
+        if topic.name not in self._no_legacy:
+            return True
+        cutoff = _bucket(topic, int(time.time() * 1000) - int(topic.dedup_window * 1000))
+        start = keys.dedups(topic.name)
+        end = keys.dedup_bucket(topic.name, max(0, cutoff))
+        return bool(await store.read_range(self.node, start, end, 1, local=True))
 
     def figures(self) -> dict[str, int]:
         """This node's group-commit counters since it started (``pubsub.stats``)."""
@@ -296,7 +324,8 @@ class Publisher:
     async def _plan(self, batch: list[_Request]) -> _Plan | None:
         """Build the entry of ``batch`` and move the cached heads past it (``None``: every
         request was answered already, e.g. its topic does not exist)."""
-        plan = _Plan(now_ms=int(time.time() * 1000))
+        self._last_ms = max(self._last_ms, int(time.time() * 1000))
+        plan = _Plan(now_ms=self._last_ms)
         try:
             for request in batch:
                 request.result = []
@@ -308,8 +337,16 @@ class Publisher:
             if not plan.requests:
                 return None
             await self._retention(plan)
+            for request in plan.requests:
+                if request.sweep:
+                    more = await self._expire_ids(plan, plan.topics[request.topic])
+                    request.result.append({"more": more})
         except Exception as exc:
             self._fail(batch, exc)
+            return None
+        if not plan.puts and not plan.deletes:  # a sweep with nothing to do
+            for request in plan.requests:
+                request.answer()
             return None
         for (topic, partition), new in plan.new.items():
             first = plan.heads[(topic, partition)].first
@@ -411,19 +448,30 @@ class Publisher:
     async def _duplicate(self, plan: _Plan, topic: Topic, msg_id: str) -> tuple[int, int] | None:
         """Where an earlier message with ``msg_id`` went, if inside the dedup window.
 
-        A serializable read of this node (no ReadIndex round per message): the entry
-        compares the record's mod_revision with what was read, so a read this node had not
-        applied yet fails the entry, which is rebuilt once the pipeline drained, when this
-        node has applied everything up to it (ids in entries still in flight wait for
-        them: :meth:`_needs_quiet`)."""
+        Its record is in one of the buckets that can still be inside the window (newest
+        first), or, written before buckets, at its old key. Serializable reads of this
+        node (no ReadIndex round per message): the entry compares each record's
+        mod_revision with what was read, so a read this node had not applied yet fails
+        the entry, which is rebuilt once the pipeline drained, when this node has applied
+        everything up to it (ids in entries still in flight wait for them:
+        :meth:`_needs_quiet`)."""
         seen = plan.ids.get((topic.name, msg_id))
         if seen is not None:
             return seen
-        record, revision = await store.get(self.node, keys.dedup(topic.name, msg_id), local=True)
-        plan.compare.append(store.same(keys.dedup(topic.name, msg_id), revision))
-        if record is None or plan.now_ms - record["t"] > topic.dedup_window * 1000:
-            return None
-        return record["p"], record["o"]
+        window_ms = topic.dedup_window * 1000
+        newest = _bucket(topic, plan.now_ms)
+        places = [
+            keys.dedup_in(topic.name, bucket, msg_id)
+            for bucket in range(newest, _bucket(topic, plan.now_ms - int(window_ms)) - 1, -1)
+        ]
+        if topic.name not in self._no_legacy:
+            places.append(keys.dedup(topic.name, msg_id))
+        for key in places:
+            record, revision = await store.get(self.node, key, local=True)
+            plan.compare.append(store.same(key, revision))
+            if record is not None and plan.now_ms - record["t"] <= window_ms:
+                return record["p"], record["o"]
+        return None
 
     def _partition(self, topic: Topic, message: Message) -> int:
         if message.key is not None:
@@ -434,7 +482,7 @@ class Publisher:
 
     async def _add(self, plan: _Plan, request: _Request) -> None:
         topic = await self._topic(plan, request.topic)
-        if request.sweep:
+        if request.sweep and _retains(topic):
             for partition in range(topic.partitions):
                 await self._head(plan, topic.name, partition)
         for message in request.messages:
@@ -456,7 +504,7 @@ class Publisher:
             )
             if message.msg_id is not None:
                 plan.ids[(topic.name, message.msg_id)] = (partition, offset)
-                dkey = keys.dedup(topic.name, message.msg_id)
+                dkey = keys.dedup_in(topic.name, _bucket(topic, plan.now_ms), message.msg_id)
                 plan.puts[dkey] = store.put(dkey, {"p": partition, "o": offset, "t": plan.now_ms})
             request.result.append({"partition": partition, "offset": offset})
 
@@ -503,6 +551,42 @@ class Publisher:
                     kept = [blob for offset, blob in messages if offset >= stored_cut]
                     plan.puts[key] = store.put(key, pack(kept))
 
+    async def _expire_ids(self, plan: _Plan, topic: Topic) -> bool:
+        """Delete ``topic``'s de-duplication records older than its window, at most
+        PUBSUB_DEDUP_EXPIRE_RECORDS / _BYTES: the oldest buckets wholly outside the window
+        (one delete-range up to the last record read), and the records written before
+        buckets that have aged out (a scan resumed where the last one stopped). ``True`` if
+        some may be left."""
+        window_ms = int(topic.dedup_window * 1000)
+        cutoff = _bucket(topic, plan.now_ms - window_ms)
+        start = keys.dedups(topic.name)
+        end = keys.dedup_bucket(topic.name, max(0, cutoff))
+        count, size = limits.PUBSUB_DEDUP_EXPIRE_RECORDS, limits.PUBSUB_DEDUP_EXPIRE_BYTES
+        found = await store.read_range(self.node, start, end, count, local=True)
+        taken = _within(found, size)
+        if taken:
+            plan.deletes.append(store.delete(start, taken[-1]["key"] + b"\0"))
+        more = len(taken) < len(found) or len(found) == count
+        count -= len(taken)
+        size -= sum(len(kv["key"]) + len(kv["value"]) for kv in taken)
+        if topic.name in self._no_legacy or count <= 0:
+            return more
+        span = keys.legacy_dedups(topic.name)
+        at = self._legacy_at.get(topic.name, span)
+        found = await store.read_range(self.node, at, prefix_end(span), count, local=True)
+        if not found and at == span:
+            self._no_legacy.add(topic.name)
+            return more
+        taken = _within(found, size)
+        for kv in taken:
+            if plan.now_ms - unpack(kv["value"])["t"] > window_ms:
+                plan.deletes.append(store.delete(kv["key"]))
+        if len(taken) < len(found) or len(found) == count:
+            self._legacy_at[topic.name] = taken[-1]["key"] + b"\0" if taken else at
+            return True
+        self._legacy_at.pop(topic.name, None)  # scanned to the end: from the start
+        return more
+
     @staticmethod
     def _over(topic: Topic, head: Head, oldest_ms: int | None, now_ms: int) -> bool:
         """Whether the partition is over a retention limit (age: if its oldest is known)."""
@@ -513,3 +597,18 @@ class Publisher:
         return bool(
             topic.max_age and oldest_ms is not None and now_ms - oldest_ms > topic.max_age * 1000
         )
+
+
+def _bucket(topic: Topic, ms: int) -> int:
+    """The de-duplication bucket of publish time ``ms`` in ``topic``."""
+    return max(0, ms) // keys.dedup_slice_ms(topic.dedup_window)
+
+
+def _within(found: list[dict[str, Any]], most: int) -> list[dict[str, Any]]:
+    """The first of ``found`` whose keys and values add up to at most ``most`` bytes."""
+    size = 0
+    for n, kv in enumerate(found):
+        size += len(kv["key"]) + len(kv["value"])
+        if size > most:
+            return found[:n]
+    return found

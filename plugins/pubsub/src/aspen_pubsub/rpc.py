@@ -365,7 +365,8 @@ async def dead_letters(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------- stats
 async def stats(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
-    """A topic's messages, bytes and per-partition offsets; with ``group``, its lag,
+    """A topic's messages, bytes, per-partition offsets and de-duplication records
+    (``dedup_records``: at most about one window's ids); with ``group``, its lag,
     pending, redeliveries, dead letters. ``publisher``: the answering node's group-commit
     counters since it started (entries, messages, requeued)."""
     name = _topic(params)
@@ -388,6 +389,8 @@ async def stats(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
         "messages": sum(p["messages"] for p in parts),
         "bytes": sum(p["bytes"] for p in parts),
         "partition_offsets": parts,
+        "dedup_records": await store.count(ctx.node, keys.dedups(name))
+        + await store.count(ctx.node, keys.legacy_dedups(name)),
         "publisher": _publisher(ctx).figures(),
     }
     group = params.get("group")

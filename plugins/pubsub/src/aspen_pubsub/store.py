@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from aspen.client import prefix_end
 from aspen.errors import NotFoundError
 from aspen_pubsub import keys
 from aspen_pubsub.model import Head, Topic, pack, unpack
@@ -28,6 +29,14 @@ async def read_range(
         "kv.range", {"key": start, "end": end, "limit": limit, "serializable": local}
     )
     return list(got["kvs"])
+
+
+async def count(node: Any, prefix: bytes) -> int:
+    """How many keys start with ``prefix`` (a read of them all)."""
+    got = await node.call(
+        "kv.range", {"key": prefix, "end": prefix_end(prefix), "count_only": True}
+    )
+    return int(got.get("count") or 0)
 
 
 async def topic(node: Any, name: str) -> tuple[Topic, int]:
