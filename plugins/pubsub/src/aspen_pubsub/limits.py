@@ -56,6 +56,11 @@ PUBSUB_CLIENT_SEND_AT = PUBSUB_MAX_BATCH_MESSAGES
 #: Most bytes of messages the leader puts in one Raft entry (one ``kv.txn``); below the
 #: core's MAX_ENTRY_BYTES with room for heads, de-dup records and retention deletes.
 PUBSUB_COMMIT_MAX_BYTES = 2 * 1024 * 1024
+#: Most compares in one Raft entry (below the core's MAX_TXN_COMPARES): each topic's
+#: record, each partition head, and for each message with an id the de-duplication
+#: buckets it may be in (PUBSUB_DEDUP_SLICES + 1); an entry takes fewer messages if need be
+#: (one batch of PUBSUB_MAX_BATCH_MESSAGES ids on PUBSUB_MAX_PARTITIONS partitions fits).
+PUBSUB_COMMIT_MAX_COMPARES = 960
 #: Most messages in one Raft entry (each is a put, plus one de-dup put; with the heads and
 #: one retention delete-range per partition the txn stays under the core's MAX_TXN_OPS).
 PUBSUB_COMMIT_MAX_MESSAGES = 300

@@ -63,6 +63,7 @@ class _Request:
         "attempts",
         "done",
         "error",
+        "ids",
         "messages",
         "result",
         "seq",
@@ -77,6 +78,7 @@ class _Request:
         self.topic = topic
         self.messages = messages
         self.size = size
+        self.ids = sum(1 for m in messages if m.msg_id is not None)  #: messages with an id
         self.seq = 0  #: arrival order (failed entries' requests go back in this order)
         self.sweep = sweep  #: a retention sweep: no messages, every partition checked
         self.attempts = 0  #: entries it was in whose compares failed
@@ -309,17 +311,35 @@ class Publisher:
         """The next entry's requests: at least one, then while the bounds allow."""
         batch = [self._queue.popleft()]
         count, size = len(batch[0].messages), batch[0].size
+        touched = {batch[0].topic: (count, batch[0].ids)}
         while self._queue:
             nxt = self._queue[0]
             if count + len(nxt.messages) > limits.PUBSUB_COMMIT_MAX_MESSAGES:
                 break
             if size + nxt.size > limits.PUBSUB_COMMIT_MAX_BYTES:
                 break
+            more = dict(touched)
+            had = more.get(nxt.topic, (0, 0))
+            more[nxt.topic] = (had[0] + len(nxt.messages), had[1] + nxt.ids)
+            if self._compares(more) > limits.PUBSUB_COMMIT_MAX_COMPARES:
+                break
             self._queue.popleft()
             batch.append(nxt)
             count += len(nxt.messages)
             size += nxt.size
+            touched = more
         return batch
+
+    def _compares(self, touched: dict[str, tuple[int, int]]) -> int:
+        """At most how many compares an entry publishing ``touched`` (topic → messages,
+        of them with an id) makes: per topic its record, the heads of the partitions it
+        can touch, and the de-duplication buckets each id may be in."""
+        total = 0
+        for name, (count, ids) in touched.items():
+            cached = self._topics.get(name)
+            partitions = cached[0].partitions if cached else limits.PUBSUB_MAX_PARTITIONS
+            total += 1 + min(count, partitions) + ids * (limits.PUBSUB_DEDUP_SLICES + 1)
+        return total
 
     async def _plan(self, batch: list[_Request]) -> _Plan | None:
         """Build the entry of ``batch`` and move the cached heads past it (``None``: every
@@ -464,13 +484,17 @@ class Publisher:
             keys.dedup_in(topic.name, bucket, msg_id)
             for bucket in range(newest, _bucket(topic, plan.now_ms - int(window_ms)) - 1, -1)
         ]
-        if topic.name not in self._no_legacy:
-            places.append(keys.dedup(topic.name, msg_id))
         for key in places:
             record, revision = await store.get(self.node, key, local=True)
             plan.compare.append(store.same(key, revision))
             if record is not None and plan.now_ms - record["t"] <= window_ms:
                 return record["p"], record["o"]
+        if topic.name in self._no_legacy:
+            return None
+        # never written again, only deleted by this leader's sweeps: no compare needed
+        record, _ = await store.get(self.node, keys.dedup(topic.name, msg_id), local=True)
+        if record is not None and plan.now_ms - record["t"] <= window_ms:
+            return record["p"], record["o"]
         return None
 
     def _partition(self, topic: Topic, message: Message) -> int:
