@@ -364,7 +364,7 @@ class Publisher:
         except Exception as exc:
             self._fail(batch, exc)
             return None
-        if not plan.puts and not plan.deletes:  # a sweep with nothing to do
+        if not (plan.heads or plan.puts or plan.deletes):  # a sweep with nothing to do
             for request in plan.requests:
                 request.answer()
             return None
