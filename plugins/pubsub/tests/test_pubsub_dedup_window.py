@@ -12,6 +12,7 @@ from typing import Any
 import msgpack
 import pytest
 
+from aspen.client import prefix_end
 from aspen.testing import LocalCluster, local_cluster, wait_for
 from aspen_pubsub import keys
 
@@ -137,3 +138,15 @@ def test_a_record_written_before_buckets_still_deduplicates_then_expires(
         }
         wait_for(lambda: _records(c, topic) == 0, timeout=30, interval=0.1)
         assert c.pubsub.publish(topic, b"new", id="old").get("duplicate") is None
+
+
+def test_deleting_a_topic_removes_its_dedup_records(cluster: LocalCluster) -> None:
+    topic = "dedup-deleted"
+    with cluster.client() as c:
+        c.pubsub.create_topic(topic, dedup_window=LONG)
+        _publish_ids(c, topic, [f"d{n}" for n in range(300)])
+        c.pubsub.delete_topic(topic)
+        prefix = keys.dedups(topic)
+        assert c.kv.range(prefix, end=prefix_end(prefix), count_only=True).count == 0
+        c.pubsub.create_topic(topic, dedup_window=LONG)
+        assert c.pubsub.publish(topic, b"new", id="d0") == {"partition": 0, "offset": 0}

@@ -129,9 +129,11 @@ def position(key: bytes) -> tuple[int, int]:
 
 
 def topic_prefixes(name: str) -> list[tuple[bytes, bytes]]:
-    """Every ``[start, end)`` span holding a topic's state (to delete it)."""
+    """Every ``[start, end)`` span holding a topic's state (to delete it): the topic,
+    then ``h/ m/ i/ g/ p/ x/ d/`` in this order (:func:`aspen_pubsub.rpc.topic_delete`
+    picks them by position)."""
     spans = [(topic(name), topic(name) + b"\0")]
-    for kind in (b"h/", b"m/", b"i/", b"d/", b"g/", b"p/", b"x/"):
+    for kind in (b"h/", b"m/", b"i/", b"g/", b"p/", b"x/", b"d/"):
         start = PREFIX + kind + _name(name) + b"/"
         spans.append((start, prefix_end(start)))
     return spans
