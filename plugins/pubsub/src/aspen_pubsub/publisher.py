@@ -160,6 +160,11 @@ class Publisher:
         self._wake = asyncio.Event()
         self._seq = itertools.count()
         self._topics: dict[str, tuple[Topic, int]] = {}
+        #: per cached topic, a de-duplication bucket below which it holds no records: read
+        #: with the topic (after its linearizable read, so nothing committed is missed);
+        #: this leader writes only at or above it (its clock never goes back), sweeps only
+        #: delete, so lookups skip the buckets below it (dropped with the topic)
+        self._first_bucket: dict[str, int] = {}
         #: per partition: the head the next entry builds on and the compare that checks it
         self._heads: dict[tuple[str, int], tuple[Head, dict[str, Any]]] = {}
         self._spread: dict[str, int] = {}
@@ -243,9 +248,11 @@ class Publisher:
         self._stale = True
         if topic is None:
             self._topics.clear()
+            self._first_bucket.clear()
             self._heads.clear()
             return
         self._topics.pop(topic, None)
+        self._first_bucket.pop(topic, None)
         for k in [k for k in self._heads if k[0] == topic]:
             del self._heads[k]
 
@@ -291,6 +298,7 @@ class Publisher:
         if self._stale:
             self._stale = False
             self._topics.clear()
+            self._first_bucket.clear()
             self._heads.clear()
         retry, self._retry = sorted(self._retry, key=lambda r: r.seq), []
         self._queue.extendleft(reversed(retry))
@@ -447,6 +455,7 @@ class Publisher:
         if cached is None:
             cached = await store.topic(self.node, name)
             self._topics[name] = cached
+            self._first_bucket[name] = await self._oldest_bucket(cached[0], plan.now_ms)
         plan.topics[name] = cached[0]
         plan.compare.append(store.same(keys.topic(name), cached[1]))
         return cached[0]
@@ -469,7 +478,8 @@ class Publisher:
         """Where an earlier message with ``msg_id`` went, if inside the dedup window.
 
         Its record is in one of the buckets that can still be inside the window (newest
-        first), or, written before buckets, at its old key. Serializable reads of this
+        first; none below the topic's oldest one, see ``_first_bucket``), or, written
+        before buckets, at its old key. Serializable reads of this
         node (no ReadIndex round per message): the entry compares each record's
         mod_revision with what was read, so a read this node had not applied yet fails
         the entry, which is rebuilt once the pipeline drained, when this node has applied
@@ -480,9 +490,10 @@ class Publisher:
             return seen
         window_ms = topic.dedup_window * 1000
         newest = _bucket(topic, plan.now_ms)
+        oldest = _bucket(topic, plan.now_ms - int(window_ms))
+        oldest = max(oldest, self._first_bucket.get(topic.name, oldest))
         places = [
-            keys.dedup_in(topic.name, bucket, msg_id)
-            for bucket in range(newest, _bucket(topic, plan.now_ms - int(window_ms)) - 1, -1)
+            keys.dedup_in(topic.name, bucket, msg_id) for bucket in range(newest, oldest - 1, -1)
         ]
         for key in places:
             record, revision = await store.get(self.node, key, local=True)
@@ -496,6 +507,15 @@ class Publisher:
         if record is not None and plan.now_ms - record["t"] <= window_ms:
             return record["p"], record["o"]
         return None
+
+    async def _oldest_bucket(self, topic: Topic, now_ms: int) -> int:
+        """The bucket of ``topic``'s oldest de-duplication record (a read of this node),
+        or the bucket of ``now_ms`` if it holds none."""
+        start = keys.dedups(topic.name)
+        found = await store.read_range(self.node, start, prefix_end(start), 1, local=True)
+        if not found:
+            return _bucket(topic, now_ms)
+        return int(found[0]["key"][len(start) : len(start) + 16], 16)
 
     def _partition(self, topic: Topic, message: Message) -> int:
         if message.key is not None:
