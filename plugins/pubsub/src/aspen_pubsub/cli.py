@@ -344,7 +344,10 @@ def stats(cli: CliContext, name: str, group: str | None) -> None:
     if cli.json:
         click.echo(json.dumps(got))
         return
-    click.echo(f"topic {name}: {got['messages']} messages, {got['bytes']} bytes")
+    click.echo(
+        f"topic {name}: {got['messages']} messages, {got['bytes']} bytes,"
+        f" {got['dedup_records']} dedup records"
+    )
     for p in got["partition_offsets"]:
         click.echo(f"  partition {p['partition']}: offsets {p['first_offset']}..{p['end_offset']}")
     if "group" in got:
