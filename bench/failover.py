@@ -43,8 +43,9 @@ def leader_of(cluster: DevCluster) -> int:
 
 
 def one_round(cluster: DevCluster) -> float:
-    """Kill the leader, return seconds until a write is acknowledged again, restart it."""
-    acked: list[float] = []
+    """Kill the leader, return seconds until a write SENT after the kill is acknowledged
+    (one in flight at the kill may be answered by the dying leader), restart it."""
+    acked: list[tuple[float, float]] = []  # (sent, acknowledged)
     stop = threading.Event()
 
     def writer() -> None:
@@ -52,9 +53,10 @@ def one_round(cluster: DevCluster) -> float:
         with aspen.connect(endpoints, token=cluster.token, timeout=10) as c:
             n = 0
             while not stop.is_set():
+                sent = time.monotonic()
                 try:
                     c.kv.put("failover", str(n))
-                    acked.append(time.monotonic())
+                    acked.append((sent, time.monotonic()))
                 except AspenError:
                     pass
                 n += 1
@@ -67,9 +69,9 @@ def one_round(cluster: DevCluster) -> float:
     cluster.procs[leader - 1].send_signal(signal.SIGKILL)
     killed = time.monotonic()
     cluster.procs[leader - 1].wait(10)
-    while not any(a > killed for a in acked):
+    while not any(sent > killed for sent, _ in acked):
         time.sleep(0.005)
-    elapsed = min(a for a in acked if a > killed) - killed
+    elapsed = min(a for sent, a in acked if sent > killed) - killed
     stop.set()
     t.join(20)
     cluster.restart(leader)
