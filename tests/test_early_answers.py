@@ -2,7 +2,9 @@
 its apply (``Replicator._answer_early``): nothing may observe that gap.
 
 - a read that starts after the answer, on the leader, linearizable or serializable, sees the
-  write (``Replicator.settled``);
+  write (``Replicator.settled``), and so does a linearizable one on a follower (its ReadIndex
+  waits until the entry is visible there, not merely applied in its open transaction);
+- a watcher hears of each answered write once, in order, with the revision the answer named;
 - a token revoked on the leader is refused there from the moment the revocation is
   acknowledged (``ClusterRuntime.propose_visible``);
 
@@ -37,6 +39,35 @@ def test_reads_on_the_leader_right_after_an_answer_see_the_write(cluster: LocalC
             got = reader.kv.get(key, serializable=i % 2 == 0)
             assert got is not None and got.value == value, (i, got)
             assert got.mod_revision == revision
+
+
+def test_a_linearizable_read_on_a_follower_right_after_an_answer_sees_the_write(
+    cluster: LocalCluster,
+) -> None:
+    leader = cluster.leader_index()
+    follower = next(i for i in range(1, cluster.nodes + 1) if i != leader)
+    with cluster.client(leader) as writer, cluster.client(follower) as far:
+        for i in range(READ_BACKS // 2):
+            key = f"fb/{i % 5}"
+            revision = writer.kv.put(key, f"v{i}".encode()).revision
+            there = far.kv.get(key)  # ReadIndex on the leader, then visible here
+            assert there is not None and there.mod_revision >= revision, (i, there)
+
+
+def test_a_watcher_hears_each_answered_write_once_in_order(cluster: LocalCluster) -> None:
+    leader = cluster.leader_index()
+    revisions = []
+    seen: list[int] = []
+    with cluster.client(leader) as writer, cluster.client(leader, timeout=30) as watcher:
+        watch = watcher.watch("wa/", prefix=True)
+        for i in range(40):
+            revisions.append(writer.kv.put(f"wa/{i}", b"x").revision)
+        for resp in watch:
+            seen.extend(ev.kv.mod_revision for ev in resp.events)
+            if len(seen) >= len(revisions):
+                break
+        watch.close()
+    assert seen == revisions
 
 
 def test_a_token_revoked_on_the_leader_is_refused_there_once_acknowledged(

@@ -258,18 +258,6 @@ WAL_CHECKPOINT_ENTRIES = 20_000
 #: persists entries syncs the WAL and skips the LMDB commit; the next cycle that commits
 #: LMDB anyway (to apply, or at a checkpoint) writes them there. Past this a cycle commits.
 MAX_RAFT_TAIL_BYTES = 8 * 1024 * 1024
-#: Whether a write cycle that also applies syncs the WAL in a second thread WHILE its LMDB
-#: commit flushes (and lets a follower acknowledge before it applies). Off: on one disk the
-#: two flushes compete, and the answer, which waits only for the WAL, waited longer (1-node
-#: put p50 at 10M keys 1.80 ms against 1.45 at 10k; 3-node 16/64-client puts 7-8% slower in
-#: an A/B). Off, the WAL is synced first and the answer leaves before the LMDB commit.
-WAL_SYNC_BESIDE_COMMIT = False
-#: Whether a write cycle that wrote LMDB only to apply commits it AFTER handing Raft back to
-#: the event loop (``Replicator._may_pipeline``), so the next APPENDs leave while the
-#: apply's data flush runs; a node also turns it on with ASPEN_PIPELINE_APPLY_COMMIT=1.
-#: Off: on a loaded 2-core machine it showed no 1-client gain (put p50 6.5 ms against 5.5
-#: ms at load 7) and, at 16 clients, smaller batches: 1.6x the WAL fsyncs per put.
-PIPELINE_APPLY_COMMIT = False
 #: Largest payload of one WAL record, in bytes: entries are written in records up to this
 #: size (one entry may exceed it up to MAX_ENTRY_BYTES); a larger length read back is corrupt.
 WAL_RECORD_BYTES = 4 * 1024 * 1024

@@ -11,9 +11,7 @@ Like ``anyio.to_thread.run_sync``, :meth:`CycleThread.run` waits for the functio
 the caller is cancelled (the cycle owns Raft and an LMDB write transaction: it must finish
 before the node closes its environment). It awaits a future that refuses to be cancelled
 (:class:`_Uncancellable`): a cancelled task then wakes only once the job is done, and gets
-its ``CancelledError`` there. A job may hand work to :meth:`CycleThread.after`: it runs
-in the thread once the job's result is handed back, before the next job (the driver's
-pipelined LMDB commit). That costs about 5 µs less per hop than a shielded anyio
+its ``CancelledError`` there. That costs about 5 µs less per hop than a shielded anyio
 ``CancelScope``, whose bookkeeping (``current_task``, the scope stack) was about a tenth of
 a follower's GIL samples. Off asyncio (e.g. trio) it falls back to anyio.
 """
@@ -40,15 +38,13 @@ class CycleThread:
         self._name = name
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
-        #: Work the running job left for after its result is handed back (``after``).
-        self._after: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
 
     async def run(self, func: Callable[..., Any], *args: Any) -> Any:
         """Run ``func(*args)`` in the thread and return its result (or raise its error)."""
         try:
             loop = asyncio.get_running_loop()
-        except RuntimeError:  # not on asyncio: no pipelining, ``after`` work runs at once
-            return await anyio.to_thread.run_sync(self._run_with_after, func, args)
+        except RuntimeError:  # not on asyncio
+            return await anyio.to_thread.run_sync(func, *args)
         if self._thread is None:
             self._thread = threading.Thread(target=self._serve, name=self._name, daemon=True)
             self._thread.start()
@@ -56,27 +52,11 @@ class CycleThread:
         self._jobs.put((loop, done, func, args))
         return await done
 
-    def after(self, func: Callable[..., Any], *args: Any) -> None:
-        """From inside a job: run ``func(*args)`` in the thread once the job's result is
-        handed back to its caller, before the next job; it must not raise."""
-        self._after.append((func, args))
-
     def close(self) -> None:
         """Let the thread end once the job it runs (if any) is done."""
         if self._thread is not None:
             self._jobs.put(None)
             self._thread = None
-
-    def _run_with_after(self, func: Callable[..., Any], args: tuple[Any, ...]) -> Any:
-        try:
-            return func(*args)
-        finally:
-            self._run_after()
-
-    def _run_after(self) -> None:
-        while self._after:
-            after, after_args = self._after.pop(0)
-            after(*after_args)
 
     def _serve(self) -> None:
         while (job := self._jobs.get()) is not None:
@@ -89,7 +69,6 @@ class CycleThread:
                 loop.call_soon_threadsafe(_settle, done, *outcome)
             except RuntimeError:  # the loop is closed: nobody waits any more
                 return
-            self._run_after()
 
 
 class _Uncancellable(asyncio.Future):  # type: ignore[type-arg]

@@ -309,7 +309,6 @@ class Node:
                 "write_cycles": replicator.write_cycles,
                 "commands": replicator.commands,
                 "lmdb_commits": replicator.lmdb_commits,
-                "pipelined_commits": replicator.pipelined_commits,
                 "lmdb_flushes": parts.storage.flushes,
                 "wal": parts.cluster.wal.stats(),
             },

@@ -279,8 +279,8 @@ class LmdbRaftStorage:
         until then the WAL does, and ``lmdb_lags_wal`` stays set).
 
         ``keep``: keep its entries readable from memory until :meth:`commit_done` (or
-        :meth:`abort_flush`), so Raft may read the log on the event loop while ``txn``
-        commits in the driver's thread (a pipelined commit, see ``aspen.node.replicator``)."""
+        :meth:`abort_flush`), so a reader outside ``txn`` (e.g. on the event loop) finds them
+        until it commits, and an aborted ``txn`` (disk full) leaves them in the tail."""
         if self._tail or self._tail_hard is not None:
             self._write(txn, self._tail_hard, self._tail[self._flushed :])
             if keep:

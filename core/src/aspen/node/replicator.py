@@ -23,23 +23,13 @@ races the Raft state, and the event loop never waits on an fsync:
    New entries and hard state need no LMDB write at all: they go to the WAL and an
    in-memory tail (``LmdbRaftStorage.defer``), which the next cycle that commits LMDB
    anyway (to apply) writes in first. A cycle that only persists thus costs ONE fsync
-   (the WAL's), and one that also applies runs the WAL's fdatasync in a sync thread while
-   LMDB commits (``_persist_cycle``): the longer of the two flushes, not their sum. A
-   crash loses the tail with the process; the restart redoes it from the WAL.
-   With ``limits.PIPELINE_APPLY_COMMIT`` (off by default, or ASPEN_PIPELINE_APPLY_COMMIT=1),
-   the commit of a cycle that wrote LMDB only to apply (and to write the tail in) is
-   PIPELINED (``_may_pipeline``): once its WAL is synced and its messages and results are
-   out, the cycle hands Raft back to the event loop and the worker thread commits LMDB
-   after that (``CycleThread.after``, ``_finish_commit``). The loop meanwhile steps new
-   input and sends a leader's next APPENDs; the next write cycle queues behind the commit
-   in the one thread, and the tail it wrote in stays readable from memory until the commit
-   is done (``LmdbRaftStorage.flush_tail(keep=True)``). What waits for the commit waits as
-   before: the loop delivers the cycle (visibility, events, reads) once the thread says it
-   is done (``_committed``). A snapshot, a membership change, a WAL checkpoint or a cycle
-   short of disk space is not pipelined; a failed pipelined commit stops the node. Otherwise (the
-   light path: heartbeats, their answers, ReadIndex rounds) take the ``Ready`` — messages,
-   read states, soft state only — right there on the event loop, with no thread hop and no
-   write transaction;
+   (the WAL's), and one that also applies syncs the WAL, then commits LMDB
+   (``_persist_cycle``). A crash loses the tail with the process; the restart redoes it
+   from the WAL. Syncing the WAL beside the LMDB commit, and finishing the commit after
+   handing Raft back, were both tried and measured slower on one disk (issue 10).
+   Otherwise (the light path: heartbeats, their answers, ReadIndex rounds) take the
+   ``Ready`` — messages, read states, soft state only — right there on the event loop,
+   with no thread hop and no write transaction;
 3. back on the event loop, and only now that it is durable: send the messages, wake the
    proposers whose entries applied, answer reads whose index is applied, publish events
    (watches and bus subscribers thus only ever see committed state).
@@ -89,12 +79,10 @@ leader refuses new writes before they enter the log while the disk lacks room fo
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import contextvars
 import itertools
 import logging
-import os
 import random
 import secrets
 import time
@@ -204,9 +192,6 @@ class CycleOutput:
     #: is done (None: the cycle wrote nothing, e.g. a light one).
     visible: int | None = None
     revision: int = 0
-    #: The cycle's LMDB commit runs in the worker thread after the cycle handed Raft back
-    #: to the event loop; the loop delivers ``self`` once it is done (``_finish_commit``).
-    pipelined: bool = False
 
 
 @dataclass(frozen=True)
@@ -299,18 +284,6 @@ class Replicator:
         self._leader_known = anyio.Event()
         #: The worker thread write cycles run in.
         self._thread = CycleThread(f"aspen-raft-{node_id[:8]}")
-        #: Cycles whose pipelined LMDB commit is done, to deliver in order; the error a
-        #: pipelined commit failed with (the driver raises it: fail-stop).
-        self._committed_outs: deque[CycleOutput] = deque()
-        #: The open LMDB transaction of a pipelined cycle, until ``_finish_commit``.
-        self._pending_commit: contextlib.ExitStack | None = None
-        #: Whether commits may be pipelined (``limits.PIPELINE_APPLY_COMMIT``).
-        self._pipeline_commits = (
-            limits.PIPELINE_APPLY_COMMIT or os.environ.get("ASPEN_PIPELINE_APPLY_COMMIT") == "1"
-        )
-        self._commit_error: BaseException | None = None
-        #: The thread a cycle's WAL sync runs in while its LMDB commit runs (``_sync_pool``).
-        self._syncer: concurrent.futures.ThreadPoolExecutor | None = None
         #: Runs ``func(*args)`` on the event loop from the cycle's worker thread (``run``).
         self._to_loop: Callable[..., None] = anyio.from_thread.run_sync
         #: Driver cycles, and those of them that needed the worker thread and a write;
@@ -318,8 +291,6 @@ class Replicator:
         self.cycles = 0
         self.write_cycles = 0
         self.lmdb_commits = 0
-        #: Of those, commits that ran after their cycle handed Raft back (``_finish_commit``).
-        self.pipelined_commits = 0
         self.commands = 0
         #: Linearizable reads answered from the lease at once, without a driver cycle.
         self.lease_reads = 0
@@ -539,11 +510,7 @@ class Replicator:
         try:
             await self._cycle_forever(task_status)
         finally:
-            with anyio.CancelScope(shield=True):
-                await self._thread.run(_nothing)  # a pipelined LMDB commit is done
             self._thread.close()
-            if self._syncer is not None:
-                self._syncer.shutdown(wait=False)
             self._flush_on_stop()
 
     def _flush_on_stop(self) -> None:
@@ -567,7 +534,6 @@ class Replicator:
             while True:
                 await self._wake.wait()
                 self._wake = anyio.Event()
-                self._deliver_committed()
                 out = self._step_inputs()
                 if self._raw.has_durable_ready() or self._snapshot_waiters:
                     first = (
@@ -590,10 +556,6 @@ class Replicator:
                 elif self._raw.has_ready():
                     self._handle_light_ready(self._raw, out)
                 self.cycles += 1
-                self._deliver_committed()
-                if out.pipelined:
-                    self._lease_until = 0.0  # until its commit makes it visible
-                    continue
                 self._deliver(out)
                 self._lease_until = self._lease_deadline()
 
@@ -693,7 +655,6 @@ class Replicator:
         self.write_cycles += 1
         if timeline.ON and first is not None:
             self._stamp_cycle(first.ready)
-        pipeline = self._pipeline_commits and not self._snapshot_waiters
         if first is not None:
             # Raft's promises are made durable by the WAL's one sync inside
             # ``_persist_cycle``; LMDB commits without its meta flush, except when the
@@ -703,7 +664,7 @@ class Replicator:
                 with no_space_raised(self._storage):
                     # the commit after an early release must not fail for disk space
                     out.release_early = self._storage.reserve()
-                    committed = self._persist_cycle(raw, first, out, pipeline=pipeline)
+                    committed = self._persist_cycle(raw, first, out)
             except OutOfSpace:
                 self._rs.abort_flush()
                 self._rs.discard_wal_pending()
@@ -729,9 +690,6 @@ class Replicator:
         if out.hard_state is not None:
             self._durable_vote = out.hard_state
         out.visible, out.revision = self.applied_index, self.revision
-        if out.pipelined:
-            self._thread.after(self._finish_commit, out)
-            return
         if self._snapshot_waiters:
             waiters, self._snapshot_waiters = self._snapshot_waiters, []
             result: int | AspenError = self.applied_index
@@ -775,9 +733,7 @@ class Replicator:
             if waiter is not None:
                 waiter.resolve(result)
 
-    def _persist_cycle(
-        self, raw: RawNode, first: _Taken, out: CycleOutput, *, pipeline: bool = True
-    ) -> bool:
+    def _persist_cycle(self, raw: RawNode, first: _Taken, out: CycleOutput) -> bool:
         """Persist/apply/advance ``first`` and the Readies after it; return whether it
         committed an LMDB write transaction.
 
@@ -785,150 +741,57 @@ class Replicator:
         (``LmdbRaftStorage.defer``) whenever they may; the first Ready that applies or
         installs something opens ONE write transaction, which every later Ready of the
         cycle shares, and writes the tail of earlier cycles into it first (synced to the
-        WAL already). When the transaction holds nothing the WAL has not synced, the WAL's
-        fdatasync runs in the sync thread WHILE LMDB commits (``_sync_and_release``), so
-        the cycle takes the longer of the two flushes, not their sum; otherwise the WAL is
-        synced first, as LMDB never holds a Raft write the WAL has not synced.
+        WAL already). The WAL is synced once, before the LMDB commit
+        (``_sync_and_release``): LMDB never holds a Raft write the WAL has not synced.
 
-        When the first Ready both stores and applies (a follower's usual cycle: new entries
-        plus the commit of earlier ones), its messages (the acknowledgements) go out from
-        the sync thread as soon as the WAL holds its entries, while this thread applies
-        (``_early_sync``): the apply's CPU is then off the leader's commit path too. The
-        WAL is the sync thread's until that sync is done (``early.result()``).
-
-        ``pipeline``: when the cycle wrote to LMDB nothing but the tail and its applies, and
-        its messages and results went out once the WAL was synced, it leaves the commit
-        (LMDB's data flush) for after Raft is handed back (``_may_pipeline``)."""
-        synced: concurrent.futures.Future[None] | None = None
-        early: concurrent.futures.Future[None] | None = None
+        When a follower's first Ready both stores and applies (its usual cycle: new entries
+        plus the commit of earlier ones), it syncs the WAL and sends its acknowledgements
+        before it applies (``_ack_before_apply``): the apply's CPU is then off the leader's
+        commit path."""
         txn = None
-        try:
-            with contextlib.ExitStack() as stack:
-                serial = False  # the transaction holds entries or hard state: sync first
-                direct = False  # entries or hard state written to LMDB, not the tail
-                taken: _Taken | None = first
-                for _ in range(limits.MAX_READY_PER_CYCLE):
-                    if taken is None:
-                        if not raw.has_ready():
-                            break
-                        taken = self._take_ready(raw, out, self._send_from_thread)
-                        if early is not None:
-                            early.result()  # the WAL is ours again
-                    rd = taken.ready
-                    defer = self._deferrable(rd, out)
-                    if txn is None and (rd.committed or not defer):
-                        txn = stack.enter_context(self._storage.begin(write=True, durable=False))
-                        serial = self._rs.wal_pending()  # this cycle's tail goes in: unsynced
-                        self._rs.flush_tail(txn, keep=True)
-                        self._rs.cycle_txn = txn  # Raft reads what this cycle already wrote
-                        stack.callback(setattr, self._rs, "cycle_txn", None)
-                    serial = serial or not defer
-                    direct = direct or not defer
-                    stored = False
-                    if taken is first and defer and not serial and self._acks_early(rd, out):
-                        if limits.WAL_SYNC_BESIDE_COMMIT:
-                            early = self._early_sync(taken, out)
-                            stored = True
-                        elif self.role != Role.LEADER:
-                            self._ack_before_apply(taken, out)
-                            stored = True
-                    self._persist_ready(txn, raw, taken, out, defer=defer, stored=stored)
-                    taken = None
-                if txn is not None:
-                    self._rs.cycle_txn = None
-                    self._rs.trim(txn, self.applied_index)
-                if out.needs_sync:
-                    if txn is None or serial or not limits.WAL_SYNC_BESIDE_COMMIT:
-                        if early is not None:
-                            early.result()
-                        self._sync_and_release(out)  # the cycle's one fdatasync
-                    else:  # after ``early`` (one sync thread: in order)
-                        synced = self._sync_pool().submit(self._sync_and_release, out)
-                if (
-                    pipeline
-                    and txn is not None
-                    and early is None
-                    and synced is None
-                    and not direct
-                    and self._may_pipeline(out)
-                ):
-                    self._pending_commit = stack.pop_all()  # ``_finish_commit`` commits
-                    out.pipelined = True
-        finally:
-            for flush in (early, synced):
-                if flush is not None:
-                    flush.result()  # the cycle ends once both flushes did
-        if txn is None or out.pipelined:
+        with contextlib.ExitStack() as stack:
+            serial = False  # the transaction holds entries or hard state the WAL lacks
+            taken: _Taken | None = first
+            for _ in range(limits.MAX_READY_PER_CYCLE):
+                if taken is None:
+                    if not raw.has_ready():
+                        break
+                    taken = self._take_ready(raw, out, self._send_from_thread)
+                rd = taken.ready
+                defer = self._deferrable(rd, out)
+                if txn is None and (rd.committed or not defer):
+                    txn = stack.enter_context(self._storage.begin(write=True, durable=False))
+                    serial = self._rs.wal_pending()  # this cycle's tail goes in: unsynced
+                    self._rs.flush_tail(txn, keep=True)
+                    self._rs.cycle_txn = txn  # Raft reads what this cycle already wrote
+                    stack.callback(setattr, self._rs, "cycle_txn", None)
+                serial = serial or not defer
+                stored = (
+                    taken is first
+                    and defer
+                    and not serial
+                    and self._acks_early(rd, out)
+                    and self.role != Role.LEADER
+                )
+                if stored:
+                    self._ack_before_apply(taken, out)
+                self._persist_ready(txn, raw, taken, out, defer=defer, stored=stored)
+                taken = None
+            if txn is not None:
+                self._rs.cycle_txn = None
+                self._rs.trim(txn, self.applied_index)
+            if out.needs_sync:
+                self._sync_and_release(out)  # the cycle's one fdatasync
+        if txn is None:
             return False
         self._rs.commit_done()
         self._rs.lmdb_lags_wal = self._rs.has_tail()  # committed, older tail included
         return True
 
-    def _may_pipeline(self, out: CycleOutput) -> bool:
-        """In the worker thread, with the cycle's transaction still open: whether its
-        commit may run after Raft is handed back to the event loop. Everything of the cycle
-        that must wait for a durable WAL went out once it was (``_release``); what waits for
-        the commit (visibility, events, reads) waits in ``_deliver`` as before. Not when the
-        commit must flush LMDB (a snapshot, a membership change, a WAL checkpoint) or the
-        disk may lack room for it; a new write cycle queues behind it in the thread."""
-        if not out.release_early or out.checkpoint or self._rs.checkpoint_due(self.space):
-            return False
-        if not out.released:  # nothing needed the WAL: the messages may leave now
-            self._release(out)
-        return True
-
-    def _finish_commit(self, out: CycleOutput) -> None:
-        """In the worker thread, after the pipelined cycle ``out`` handed Raft back: commit
-        its LMDB transaction, then have the event loop deliver it (``_committed``). A new
-        write cycle starts only after this (one thread)."""
-        pending, self._pending_commit = self._pending_commit, None
-        try:
-            if pending is not None:
-                pending.close()  # the LMDB commit, with its data flush
-        except BaseException as exc:  # fail-stop: the driver raises it
-            self._rs.abort_flush()
-            self._rs.discard_wal_pending()
-            self._rs.drop_tail()
-            self._to_loop(self._committed, out, exc)
-            return
-        self._rs.commit_done()
-        self._rs.lmdb_lags_wal = self._rs.has_tail()
-        self.lmdb_commits += 1
-        self.pipelined_commits += 1
-        if timeline.ON:
-            timeline.stamp("lmdb_committed", out.visible or 0)
-        self._to_loop(self._committed, out, None)
-
-    def _committed(self, out: CycleOutput, error: BaseException | None) -> None:
-        """On the event loop: a pipelined commit is done. Deliver ``out`` right here when
-        it only makes writes visible (the usual case: no extra driver round per commit);
-        the driver delivers the rest (a role change, a new leader's no-op) and raises an
-        error. The driver's own deliveries never interleave (none awaits in between), and
-        this comes before those of the next cycle (the thread hands both over in order)."""
-        simple = out.soft_state is None and not out.leader_ready
-        if error is None and simple and not self._committed_outs and self._commit_error is None:
-            self._deliver(out)
-            if self._lease_reads:
-                self._kick()  # the driver renews the lease (it reads Raft)
-            return
-        if error is not None:
-            self._commit_error = error
-        else:
-            self._committed_outs.append(out)
-        self._kick()
-
-    def _deliver_committed(self) -> None:
-        """Deliver, in order, the cycles whose pipelined commit is done."""
-        if self._commit_error is not None:
-            raise self._commit_error
-        while self._committed_outs:
-            self._deliver(self._committed_outs.popleft())
-
     def _acks_early(self, rd: Ready, out: CycleOutput) -> bool:
         """Whether ``rd``'s messages may leave once the WAL holds its entries, before its
-        committed entries are applied (``_early_sync``, ``_ack_before_apply``): it has
-        entries or a vote to sync
-        and entries to apply, none of which changes the membership (that cycle
+        committed entries are applied (``_ack_before_apply``): it has entries or a vote to
+        sync and entries to apply, none of which changes the membership (that cycle
         checkpoints before anything of it leaves)."""
         return (
             out.needs_sync
@@ -937,46 +800,25 @@ class Replicator:
             and all(e.type != EntryType.CONF_CHANGE for e in rd.committed)
         )
 
-    def _early_sync(self, taken: _Taken, out: CycleOutput) -> concurrent.futures.Future[None]:
-        """Queue ``taken``'s entries and hard state to the WAL and the tail, then sync them
-        in the sync thread, which sends ``taken``'s messages once they are durable."""
-        self._rs.defer(taken.ready.hard_state, taken.ready.entries)
-        messages = [*out.messages, *taken.messages]
-        out.messages = []
-        return self._sync_pool().submit(self._sync_and_send, out, messages)
-
     def _ack_before_apply(self, taken: _Taken, out: CycleOutput) -> None:
-        """On a follower, in this thread: store ``taken``'s entries and hard state, sync
-        the WAL and send its messages (the acknowledgements) BEFORE applying its committed
-        entries, so the apply's CPU is off the leader's commit path. The same flushes in the
-        same order as otherwise (the WAL's, then LMDB's), none of them beside another. Not
-        on a leader: it answers the entries durable before the cycle right after applying
-        them, which must not wait for this cycle's sync."""
+        """On a follower, in the worker thread: store ``taken``'s entries and hard state,
+        sync the WAL and send its messages (the acknowledgements) BEFORE applying its
+        committed entries, so the apply's CPU is off the leader's commit path. The same
+        flushes in the same order as otherwise (the WAL's, then LMDB's). Not on a leader:
+        it answers the entries durable before the cycle right after applying them, which
+        must not wait for this cycle's sync."""
         self._rs.defer(taken.ready.hard_state, taken.ready.entries)
         messages = [*out.messages, *taken.messages]
         out.messages = []
-        self._sync_and_send(out, messages)
+        self._rs.sync_wal()
+        out.released = True
+        if messages:
+            self._to_loop(self._send, messages)
         if timeline.ON:
             if taken.ready.entries:
                 timeline.stamp("wal_synced", taken.ready.entries[-1].index)
             for m in messages:
                 self._stamp_message("sent", m)
-
-    def _sync_and_send(self, out: CycleOutput, messages: list[Message]) -> None:
-        """Sync the WAL, then send ``messages``: in the sync thread (``_early_sync``) or in
-        the cycle's own (``_ack_before_apply``)."""
-        self._rs.sync_wal()
-        out.released = True
-        if messages:
-            self._to_loop(self._send, messages)
-
-    def _sync_pool(self) -> concurrent.futures.ThreadPoolExecutor:
-        """The thread the WAL syncs in while a cycle's LMDB commit runs (made on first use)."""
-        if self._syncer is None:
-            self._syncer = concurrent.futures.ThreadPoolExecutor(
-                1, thread_name_prefix=f"aspen-wal-{self.id[:8]}"
-            )
-        return self._syncer
 
     def _sync_and_release(self, out: CycleOutput) -> None:
         """Sync the WAL (the cycle's one fdatasync), then ``_release`` what waited on it."""
@@ -1221,7 +1063,7 @@ class Replicator:
         stored: bool = False,
     ) -> None:
         """In the cycle's transaction (if any): install, persist (``defer``: to the WAL and
-        the tail only; ``stored``: ``_early_sync`` did, and took the messages), apply,
+        the tail only; ``stored``: ``_ack_before_apply`` did, and took the messages), apply,
         then ``advance``."""
         rd, messages = taken.ready, taken.messages
         if stored:
@@ -1373,10 +1215,6 @@ class Replicator:
                     waiter.resolve(NotLeaderError("leadership changed; retry the read", **hint))
             self._read_batches.clear()
         self._on_soft_state(soft)
-
-
-def _nothing() -> None:
-    """A job that only waits for the worker thread's earlier ones (``Replicator.run``)."""
 
 
 def _loop_caller() -> Callable[..., None]:
