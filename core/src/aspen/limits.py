@@ -227,6 +227,11 @@ RAFT_TICK_SECONDS = 0.05
 RAFT_ELECTION_TICKS = 10
 #: Ticks between a leader's heartbeats; also the default of `aspen.raft.Config.heartbeat_tick`.
 RAFT_HEARTBEAT_TICKS = 2
+#: Seconds a leader waits before it tells followers a commit no APPEND has carried yet (a
+#: "commit notice", an empty APPEND each): at one client the next write's APPEND carries it
+#: sooner, so the notice rarely goes out; a follower applies (and its watchers hear) an entry
+#: up to this much later. Sub-tick, so the driver times it (`aspen.raft.leader`).
+COMMIT_NOTICE_DELAY_SECONDS = 0.002
 #: Ready rounds handled inside one driver cycle's transaction (one fsync).
 MAX_READY_PER_CYCLE = 4
 #: Longest node id accepted in a request.
