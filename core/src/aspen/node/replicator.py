@@ -906,6 +906,7 @@ class Replicator:
                 for waiter in self._waiters.values():
                     waiter.resolve(error)  # writes fail at once while the redo waits
                 self._proposals.clear()
+                self._answer_queries_stalled()
                 await anyio.sleep(limits.DISK_FULL_RETRY_SECONDS)
         self._open_raft()
         out = CycleOutput(
@@ -919,6 +920,16 @@ class Replicator:
             self.report(lambda raw: raw.campaign())  # alone: lead again once it can write
         await anyio.sleep(limits.DISK_FULL_RETRY_SECONDS)
         return out
+
+    def _answer_queries_stalled(self) -> None:
+        """While the redo waits for space no cycle runs: answer status queries from Raft's
+        state as it stands (no cycle runs to change it), so ``cluster.status`` still says
+        the disk is full instead of timing out. A follower's log tail is often in the WAL
+        only when the disk fills (it applies an entry when the next APPEND or a commit
+        notice tells it the commit, ``aspen.raft.leader``)."""
+        while self._queries:
+            waiter, query = self._queries.popleft()
+            waiter.resolve(query(self._raw))
 
     def _checkpoint(self) -> None:
         """In the worker thread: write the tail into LMDB, flush LMDB, then start a new
