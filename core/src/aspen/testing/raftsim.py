@@ -220,6 +220,7 @@ class Simulation:
             "transfers": 0,
             "conf_changes": 0,
             "snapshots": 0,
+            "commit_notices": 0,
         }
 
     def _membership_plan(self) -> list[ConfChange]:
@@ -283,6 +284,7 @@ class Simulation:
             # the driver's commit-notice timer: falls due after a random number of steps
             if node.alive and node.raw.commit_notice_pending() and self.notice_rng.random() < 0.3:
                 node.raw.flush_commit_notices()
+                self.stats["commit_notices"] += 1
         for node in live:
             if node.alive and (now >= self.heal_at or self.rng.random() < 0.9):
                 node.handle_ready()
