@@ -232,7 +232,8 @@ RAFT_HEARTBEAT_TICKS = 2
 #: sooner, so the notice rarely goes out (measured on the shared 2-core box: the next APPEND
 #: came 1.0 ms after the commit at the median, 2.8 ms at p99; with 2 ms, 28% of notices
 #: still went out under heavy load). A follower applies (and its watchers hear) a lone
-#: write up to this much later. Sub-tick, so the driver times it (`aspen.raft.leader`).
+#: write up to this much later; a write followed by another, after that one's round trip
+#: and fsync. Sub-tick, so the driver times it (`aspen.raft.leader`).
 COMMIT_NOTICE_DELAY_SECONDS = 0.005
 #: Ready rounds handled inside one driver cycle's transaction (one fsync).
 MAX_READY_PER_CYCLE = 4

@@ -158,8 +158,8 @@ class RawNode:
         """Whether this leader's commit advanced and a member was not told yet: the driver
         calls :meth:`flush_commit_notices` if it still is after
         ``aspen.limits.COMMIT_NOTICE_DELAY_SECONDS`` (the next write's APPEND usually tells
-        them first; the next heartbeat would anyway). Followers thus apply an entry up to
-        that delay later than with an immediate notice."""
+        them first; the next heartbeat would anyway). Followers thus apply an entry later
+        than with an immediate notice: see :mod:`aspen.raft.leader` for by how much."""
         return self._raft.commit_notice_pending()
 
     def flush_commit_notices(self) -> None:
