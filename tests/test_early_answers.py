@@ -70,6 +70,24 @@ def test_a_watcher_hears_each_answered_write_once_in_order(cluster: LocalCluster
     assert seen == revisions
 
 
+def test_a_follower_watch_hears_a_lone_put_with_no_later_writes(cluster: LocalCluster) -> None:
+    """The leader tells followers a commit lazily (issue 10: the next write's APPEND carries
+    it): with no next write, its commit notice still goes out, so a watcher on a follower
+    hears the write (a generous deadline: the notice is due within milliseconds)."""
+    leader = cluster.leader_index()
+    follower = next(i for i in range(1, cluster.nodes + 1) if i != leader)
+    seen: list[int] = []
+    with cluster.client(leader) as writer, cluster.client(follower, timeout=30) as watcher:
+        watch = watcher.watch("lone/", prefix=True)
+        revision = writer.kv.put("lone/k", b"v").revision
+        for resp in watch:
+            seen.extend(ev.kv.mod_revision for ev in resp.events)
+            if seen:
+                break
+        watch.close()
+    assert seen == [revision]
+
+
 def test_a_token_revoked_on_the_leader_is_refused_there_once_acknowledged(
     cluster: LocalCluster,
 ) -> None:

@@ -16,6 +16,7 @@ from aspen.raft import (
     Role,
 )
 from aspen.testing.raftsim_cluster import Cluster
+from aspen.testing.raftsim_node import encode_command
 
 MT = MessageType
 ADD, PROMOTE, REMOVE = ConfChangeType.ADD_LEARNER, ConfChangeType.PROMOTE, ConfChangeType.REMOVE
@@ -168,6 +169,23 @@ def test_transfer_to_an_up_to_date_follower():
     c.raw("n1").transfer_leader("n2")
     c.stabilize()  # no ticks: the target campaigns on TIMEOUT_NOW, past the voters' lease
     assert c.leader() == "n2" and c.raw("n2").term == 3
+
+
+def test_a_transferee_is_told_a_lazy_commit_before_it_campaigns():
+    """The commit of the last write was not told yet (lazy notice, issue 10): the transfer
+    sends it to the target with TIMEOUT_NOW, so it starts leading from that commit."""
+    c = Cluster()
+    c.elect("n1")
+    leader = c.raw("n1")
+    leader.propose(encode_command({"op": "put", "key": "k", "value": "v"}))
+    c.stabilize(notices=False)
+    committed = leader.status().commit
+    assert c.raw("n2").status().commit < committed
+    leader.transfer_leader("n2")
+    notice, timeout_now = c.take(frm="n1", to="n2")
+    assert (notice.type, notice.commit, timeout_now.type) == (MT.APPEND, committed, MT.TIMEOUT_NOW)
+    c.deliver(notice)
+    assert c.raw("n2").status().commit == committed
 
 
 def test_transfer_first_brings_a_lagging_target_up_to_date():

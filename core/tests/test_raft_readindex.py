@@ -162,3 +162,45 @@ def test_has_durable_ready_predicts_every_ready_of_simulated_runs(monkeypatch):
         assert run_simulation(seed, nodes=3, steps=200, faults="mixed").ok
     assert not wrong, wrong[:3]
     assert counts["durable"] > 0 and counts["light"] > 0
+
+
+def test_a_follower_read_after_a_lazy_commit_needs_no_notice_timer():
+    """A commit not told to the followers yet (its notice is lazy, issue 10): a follower's
+    ReadIndex answer comes with that commit (from the heartbeat round, or an APPEND sent at
+    once with the answer), so the read applies there without waiting for the timer."""
+    c = Cluster()
+    c.elect("n1")
+    leader = c.raw("n1")
+    leader.propose(encode_command({"op": "put", "key": "k", "value": "v"}))
+    c.stabilize(notices=False)  # committed on the leader; followers not told yet
+    assert leader.commit_notice_pending()
+    answers = ask(c, "n2", b"after-put")
+    c.stabilize(notices=False)
+    committed = leader.status().commit
+    assert answers == [committed]
+    assert c.raw("n2").status().commit == committed
+    assert c.nodes["n2"].kv["k"] == "v"
+
+
+def test_a_follower_read_answered_from_a_lease_carries_the_commit_at_once():
+    """With lease reads the leader answers without a heartbeat round: it sends the asking
+    follower the commit with the answer, not after the notice delay."""
+    c = Cluster(read_only="lease", election_tick=10)
+    c.tick_until(lambda: c.leader() is not None)  # a lease voter only votes after a timeout
+    lead = c.leader()
+    assert lead is not None
+    c.tick(1)  # a heartbeat round, acknowledged: the leader holds a lease
+    leader = c.raw(lead)
+    follower = next(n for n in c.ids if n != lead)
+    leader.propose(encode_command({"op": "put", "key": "k", "value": "v"}))
+    c.stabilize(notices=False)
+    assert leader.commit_notice_pending()
+    answers = ask(c, follower, b"lease-read")
+    (forwarded,) = c.take(MT.READ_INDEX)
+    c.deliver(forwarded)
+    assert not [m for m in c.take(MT.HEARTBEAT) if m.context == b"lease-read"]
+    c.stabilize(notices=False)
+    committed = leader.status().commit
+    assert answers == [committed]
+    assert c.raw(follower).status().commit == committed
+    assert c.nodes[follower].kv["k"] == "v"

@@ -395,14 +395,68 @@ def test_a_commit_is_told_in_the_appends_of_the_same_step_batch_not_apart():
     assert {n.kv["k"] for n in c.nodes.values()} == {"b"}
 
 
-def test_a_commit_with_nothing_else_to_send_goes_out_in_the_same_ready():
-    """Without proposals after it, the commit still leaves in the Ready of the batch that
-    advanced it: an empty APPEND to each follower, as a broadcast would have sent."""
+def test_a_commit_with_nothing_else_to_send_waits_for_the_notice_timer():
+    """Without proposals after it, the commit is not sent at once: a notice is pending, and
+    the driver's timer flushes it as an empty APPEND to each follower (issue 10)."""
     c, leader = committed_by_acks()
     committed = leader.status().commit
+    assert c.take(MT.APPEND) == []
+    assert leader.commit_notice_pending()
+    leader.flush_commit_notices()
+    assert not leader.commit_notice_pending()
     notices = c.take(MT.APPEND)
     assert sorted(m.to for m in notices) == ["n2", "n3"]
     assert all(not m.entries and m.commit == committed for m in notices)
+    for m in notices:
+        c.deliver(m)
+    c.stabilize(notices=False)
+    assert {c.raw(f).status().commit for f in ("n2", "n3")} == {committed}
+
+
+def test_the_next_append_carries_a_lazy_commit_and_no_notice_follows():
+    """At one client: the commit of one write rides the next write's APPEND, so the timer
+    finds nothing pending and sends nothing (half the leader's messages per write)."""
+    c, leader = committed_by_acks()
+    committed = leader.status().commit
+    assert c.take(MT.APPEND) == []  # a Ready taken: still nothing sent for the commit
+    leader.propose(cmd("b"))
+    apps = c.take(MT.APPEND)
+    assert sorted(m.to for m in apps) == ["n2", "n3"]
+    assert all(m.entries and m.commit == committed for m in apps)
+    assert not leader.commit_notice_pending()
+    leader.flush_commit_notices()
+    assert c.take(MT.APPEND) == []
+
+
+def test_an_idle_leader_still_tells_the_commit_with_its_next_heartbeat():
+    """No later write and no timer: the next heartbeat carries the commit (min(match,
+    commit)), so a follower never waits longer than a heartbeat interval."""
+    c, leader = committed_by_acks()
+    committed = leader.status().commit
+    c.stabilize(notices=False)
+    assert {c.raw(f).status().commit for f in ("n2", "n3")} == {committed - 1}
+    c.tick(1, nodes=["n1"])  # heartbeat_tick=1 in the test cluster
+    assert {c.raw(f).status().commit for f in ("n2", "n3")} == {committed}
+    assert not leader.commit_notice_pending()
+
+
+def test_a_paused_follower_never_holds_the_notice_timer():
+    """A follower the leader cannot send to now (paused) keeps no notice pending, so a dead
+    member costs no timer per write; it learns the commit with its next APPEND."""
+    c = Cluster()
+    c.elect("n1")
+    c.isolate("n3")
+    leader = c.raw("n1")
+    leader.report_unreachable("n3")  # probe: one APPEND out, then paused
+    c.put("n1", "k", "v")
+    leader.propose(cmd("w1"))
+    c.stabilize(notices=False)  # n2 acknowledges: w1 commits, n2 not told yet
+    assert leader.commit_notice_pending()
+    leader.propose(cmd("w2"))  # its APPEND tells n2; n3 is paused
+    c.take(MT.APPEND)
+    assert not leader.commit_notice_pending()
+    c.heal()
+    c.tick_until(lambda: c.raw("n3").status().commit == leader.status().commit)
 
 
 def test_a_follower_answers_the_appends_of_one_batch_with_one_ack():

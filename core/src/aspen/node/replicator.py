@@ -54,10 +54,10 @@ them); it is off the answer's path, not off the cycle's.
 
 A write on a cluster thus costs the leader two write cycles (persist and send; then, once
 a quorum acknowledged, apply and answer) and each follower one: a follower learns that an
-entry is committed with the leader's next APPEND (or its next tick, see
-``aspen.raft.leader``), so it applies it in the cycle that persists the next entries —
-after it synced the WAL and sent its acknowledgement (``_ack_before_apply``), so that
-apply is off the leader's commit path.
+entry is committed with the leader's next APPEND (or a commit notice at most
+``COMMIT_NOTICE_DELAY_SECONDS`` later, see ``aspen.raft.leader``), so it applies it in the
+cycle that persists the next entries — after it synced the WAL and sent its
+acknowledgement (``_ack_before_apply``), so that apply is off the leader's commit path.
 
 A linearizable read on a leader costs no thread hop at all: its heartbeat round goes
 out in the cycle that steps the request, and the cycle that steps a quorum of answers
@@ -268,6 +268,8 @@ class Replicator:
         self._bridge_sent = 0.0
         #: How many times the ticker sent them (tests and benches read it).
         self.bridged_heartbeats = 0
+        #: Flushes the leader's lazy commit notices when due (``_time_commit_notice``).
+        self._notice_timer: asyncio.TimerHandle | None = None
         #: Lease reads: until when (``time.monotonic()``) a read on this leader is answered
         #: at once, without a driver cycle (see ``_lease_deadline``; 0: not now).
         self._lease_until = 0.0
@@ -510,6 +512,8 @@ class Replicator:
         try:
             await self._cycle_forever(task_status)
         finally:
+            if self._notice_timer is not None:
+                self._notice_timer.cancel()
             self._thread.close()
             self._flush_on_stop()
 
@@ -558,6 +562,29 @@ class Replicator:
                 self.cycles += 1
                 self._deliver(out)
                 self._lease_until = self._lease_deadline()
+                self._time_commit_notice()
+
+    def _time_commit_notice(self) -> None:
+        """After a cycle: flush the leader's commit notices once they were pending for
+        ``COMMIT_NOTICE_DELAY_SECONDS`` (``aspen.raft.leader``), or forget the timer when
+        an APPEND told the followers first (usually the next write's)."""
+        pending = self._raw.commit_notice_pending()
+        if pending and self._notice_timer is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # not on asyncio: tell them at once
+                self.report(RawNode.flush_commit_notices)
+                return
+            self._notice_timer = loop.call_later(
+                limits.COMMIT_NOTICE_DELAY_SECONDS, self._commit_notice_due
+            )
+        elif not pending and self._notice_timer is not None:
+            self._notice_timer.cancel()
+            self._notice_timer = None
+
+    def _commit_notice_due(self) -> None:
+        self._notice_timer = None
+        self.report(RawNode.flush_commit_notices)
 
     async def _ticker(self) -> None:
         while True:
@@ -879,6 +906,7 @@ class Replicator:
                 for waiter in self._waiters.values():
                     waiter.resolve(error)  # writes fail at once while the redo waits
                 self._proposals.clear()
+                self._answer_queries_stalled()
                 await anyio.sleep(limits.DISK_FULL_RETRY_SECONDS)
         self._open_raft()
         out = CycleOutput(
@@ -892,6 +920,16 @@ class Replicator:
             self.report(lambda raw: raw.campaign())  # alone: lead again once it can write
         await anyio.sleep(limits.DISK_FULL_RETRY_SECONDS)
         return out
+
+    def _answer_queries_stalled(self) -> None:
+        """While the redo waits for space no cycle runs: answer status queries from Raft's
+        state as it stands (no cycle runs to change it), so ``cluster.status`` still says
+        the disk is full instead of timing out. A follower's log tail is often in the WAL
+        only when the disk fills (it applies an entry when the next APPEND or a commit
+        notice tells it the commit, ``aspen.raft.leader``)."""
+        while self._queries:
+            waiter, query = self._queries.popleft()
+            waiter.resolve(query(self._raw))
 
     def _checkpoint(self) -> None:
         """In the worker thread: write the tail into LMDB, flush LMDB, then start a new

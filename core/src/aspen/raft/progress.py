@@ -74,6 +74,7 @@ class Progress:
     """Replication state of one follower (or learner), kept by the leader."""
 
     __slots__ = (
+        "commit_sent",
         "inflights",
         "is_learner",
         "match",
@@ -93,6 +94,9 @@ class Progress:
         self.recent_active = False
         self.is_learner = is_learner
         self.inflights = inflights
+        #: The highest commit index sent in an APPEND or heartbeat to this follower:
+        #: below the leader's commit, it has a commit notice due (``aspen.raft.leader``).
+        self.commit_sent = 0
 
     def _reset_state(self, state: ProgressState) -> None:
         self.paused = False

@@ -92,8 +92,8 @@ class Raft(LeaderMixin):
         self.pending_conf_index = 0
         self.uncommitted_bytes = 0
         self.transfer_after_apply = False
-        #: A leader's commit index advanced and not every member was told yet
-        #: (:meth:`send_commit_notices`, at the latest in the next ``Ready``).
+        #: A leader's commit index advanced since the last :meth:`flush_commit_notices`
+        #: (members not told yet learn it lazily: see :mod:`aspen.raft.leader`).
         self.commit_notice_due = False
         self.lease = LeaderLease(self.id, 0)
         hard_state, conf = storage.initial_state()
@@ -146,6 +146,9 @@ class Raft(LeaderMixin):
         if origin == self.id:
             self.read_states.append(ReadState(index, context))
         else:
+            # the follower's read waits until it applied ``index``: tell it the commit
+            # now rather than lazily (see :mod:`aspen.raft.leader`)
+            self._tell_commit_now(origin, index)
             self.send(origin, _MT.READ_INDEX_RESP, index=index, context=context)
 
     # ------------------------------------------------------------------ roles

@@ -13,6 +13,7 @@ The driver loop, in this order::
         apply rd.committed           # call raw.apply_conf_change() for CONF_CHANGE entries
         serve rd.read_states         # once applied >= read_state.index
         raw.advance(rd)
+    raw.flush_commit_notices()       # once commit_notice_pending() held a short delay
 
 Invariants: at most one ``Ready`` is outstanding (``ready()`` again before ``advance()``
 is a ``ValueError``; stepping, ticking and proposing in between is fine, their output goes
@@ -153,6 +154,18 @@ class RawNode:
         """Hand leadership to voter ``to`` (leader only); aborted after an election timeout."""
         self._raft.transfer_leader(to)
 
+    def commit_notice_pending(self) -> bool:
+        """Whether this leader's commit advanced and a member was not told yet: the driver
+        calls :meth:`flush_commit_notices` if it still is after
+        ``aspen.limits.COMMIT_NOTICE_DELAY_SECONDS`` (the next write's APPEND usually tells
+        them first; the next heartbeat would anyway). Followers thus apply an entry later
+        than with an immediate notice: see :mod:`aspen.raft.leader` for by how much."""
+        return self._raft.commit_notice_pending()
+
+    def flush_commit_notices(self) -> None:
+        """Send the pending commit notices now (empty APPENDs where nothing else is due)."""
+        self._raft.flush_commit_notices()
+
     def report_unreachable(self, node: str) -> None:
         """Tell the leader a message to ``node`` could not be sent."""
         self._raft.report_unreachable(node)
@@ -167,7 +180,6 @@ class RawNode:
         if self._outstanding is not None:
             return False
         r = self._raft
-        r.send_commit_notices()
         return bool(
             r.msgs or r.read_states or r.soft_state() != self._prev_soft or self.has_durable_ready()
         )
@@ -196,7 +208,6 @@ class RawNode:
         if self._outstanding is not None:
             raise ValueError("advance() the previous Ready before asking for another")
         r = self._raft
-        r.send_commit_notices()
         log = r.log
         soft, hard = r.soft_state(), r.hard_state()
         snapshot = log.unstable.next_snapshot()

@@ -151,6 +151,8 @@ class Simulation:
         replay = replay_command(seed, nodes, steps, faults)
         self.result = SimResult(seed, nodes, steps, self.kinds, replay)
         self.rng = rng = random.Random(seed)
+        #: Times the leaders' lazy commit notices (its own stream: the faults stay put).
+        self.notice_rng = random.Random(seed + 0x6E6F74696365)
         self.heal_at = max(0, steps - HEAL_STEPS)
         self.checker = InvariantChecker()
         self.net = SimNetwork(rng)
@@ -218,6 +220,7 @@ class Simulation:
             "transfers": 0,
             "conf_changes": 0,
             "snapshots": 0,
+            "commit_notices": 0,
         }
 
     def _membership_plan(self) -> list[ConfChange]:
@@ -277,6 +280,11 @@ class Simulation:
             self.checker.check_node(node)
         for delivery in self.net.due(now):
             self._deliver(delivery)
+        for node in live:
+            # the driver's commit-notice timer: falls due after a random number of steps
+            if node.alive and node.raw.commit_notice_pending() and self.notice_rng.random() < 0.3:
+                node.raw.flush_commit_notices()
+                self.stats["commit_notices"] += 1
         for node in live:
             if node.alive and (now >= self.heal_at or self.rng.random() < 0.9):
                 node.handle_ready()

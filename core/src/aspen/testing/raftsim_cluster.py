@@ -1,7 +1,8 @@
 """A hand-driven cluster for unit tests: nothing moves unless the test says so.
 
 Messages wait in :attr:`Cluster.wire` until :meth:`Cluster.stabilize` delivers them (all of
-them, round after round, until the cluster is quiet) or the test picks some with
+them, round after round, until the cluster is quiet; a quiet cluster lets the leader's
+lazy commit notices fall due, :meth:`Cluster.fire_commit_notices`) or the test picks some with
 :meth:`Cluster.take`. Links can be cut (:attr:`Cluster.cut`), messages dropped or
 rewritten on their way (:attr:`Cluster.intercept`), nodes crashed and restarted. Every
 node runs the same driver and safety checks as the simulator.
@@ -134,18 +135,31 @@ class Cluster:
         target.raw.step(arriving)
         self.checker.check_node(target)
 
-    def stabilize(self) -> int:
-        """Deliver until no node has anything to say; returns the messages delivered."""
+    def stabilize(self, *, notices: bool = True) -> int:
+        """Deliver until no node has anything to say; returns the messages delivered.
+        ``notices=False``: the commit-notice timers never fall due meanwhile."""
         delivered = 0
         for _ in range(MAX_ROUNDS):
             self.flush()
-            if not self.wire:
+            if not self.wire and not (notices and self.fire_commit_notices()):
                 return delivered
             batch, self.wire = self.wire, []
             for msg, data in batch:
                 self.deliver(msg, data)
                 delivered += 1
         raise AssertionError(f"the cluster did not settle within {MAX_ROUNDS} rounds")
+
+    def fire_commit_notices(self) -> bool:
+        """What the driver's commit-notice timer does once the delay passed: every live
+        leader with a notice pending flushes it (onto the wire); False when none had one."""
+        fired = False
+        for node in self.nodes.values():
+            if node.alive and node.raw.commit_notice_pending():
+                node.raw.flush_commit_notices()
+                fired = True
+        if fired:
+            self.flush()
+        return fired
 
     def tick(self, ticks: int = 1, nodes: Iterable[str] | None = None) -> None:
         """Tick (each live node of) ``nodes`` ``ticks`` times, stabilizing after each."""
