@@ -258,6 +258,20 @@ WAL_CHECKPOINT_ENTRIES = 20_000
 #: persists entries syncs the WAL and skips the LMDB commit; the next cycle that commits
 #: LMDB anyway (to apply, or at a checkpoint) writes them there. Past this a cycle commits.
 MAX_RAFT_TAIL_BYTES = 8 * 1024 * 1024
+#: Longest an apply batch stays open: the driver keeps one LMDB write transaction open
+#: across cycles for the state machine's applies (``aspen.node.replicator``) and commits it
+#: this long after its first uncommitted apply at the latest (checked every cycle and
+#: every Raft tick). Readers never wait for it: a read that needs the batch's writes
+#: visible commits it at once. It bounds the WAL a restart replays beyond LMDB.
+APPLY_BATCH_SECONDS = 0.05
+#: Largest ``--apply-batch-seconds`` a node accepts.
+MAX_APPLY_BATCH_SECONDS = 60.0
+#: Bytes of log entries (their data) applied into one open apply batch past which it is
+#: committed: bounds the write transaction's dirty pages (below MAX_RAFT_TAIL_BYTES, the
+#: log tail the same commit writes into LMDB).
+APPLY_BATCH_BYTES = 4 * 1024 * 1024
+#: Log entries applied into one open apply batch past which it is committed.
+APPLY_BATCH_ENTRIES = 10_000
 #: Largest payload of one WAL record, in bytes: entries are written in records up to this
 #: size (one entry may exceed it up to MAX_ENTRY_BYTES); a larger length read back is corrupt.
 WAL_RECORD_BYTES = 4 * 1024 * 1024

@@ -9,7 +9,7 @@ overtakes it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 import anyio
@@ -36,6 +36,10 @@ class JournalHub:
         self._readers = anyio.CapacityLimiter(limits.WATCH_READ_THREADS)
         #: Running ``events.watch`` streams on this node.
         self.active = 0
+        #: Waits until every write this node applied is visible to a new read transaction
+        #: (``Replicator.settled``, set by the node): :meth:`follow` runs before the LMDB
+        #: commit that makes the events readable, and a watcher's read waits for it.
+        self.settled: Callable[[], Awaitable[None]] = _nothing_pending
 
     def follow(self, events: Iterable[Event]) -> None:
         """After a commit: move the end past appended events (re-read it after a snapshot
@@ -74,6 +78,7 @@ class JournalHub:
             yield {"created": True, "next": position}
             while True:
                 if position < self.end:
+                    await self.settled()
                     page = await anyio.to_thread.run_sync(
                         self.read_page, req, position, limiter=self._readers
                     )
@@ -90,3 +95,7 @@ class JournalHub:
                     yield {"progress": True, "next": position}
         finally:
             self.active -= 1
+
+
+async def _nothing_pending() -> None:
+    """The default ``settled``: every apply is visible at once (no apply batch)."""

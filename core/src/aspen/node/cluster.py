@@ -119,6 +119,7 @@ class ClusterRuntime:
         spawn: Callable[..., None],
         stop: Callable[[], None],
         lease_reads: bool = False,
+        apply_batch_seconds: float = limits.APPLY_BATCH_SECONDS,
         on_applied: Callable[[list[Event]], None] | None = None,
         blobs: BlobService | None = None,
     ) -> None:
@@ -126,6 +127,8 @@ class ClusterRuntime:
         :func:`obtain_credentials`); ``spawn(func, *args, name=)`` runs a task until the node
         stops; ``stop()`` asks the node to stop (when it was removed from the cluster);
         ``lease_reads`` serves linearizable reads from a leader lease (``--lease-reads``);
+        ``apply_batch_seconds`` bounds how long applies wait for their LMDB commit
+        (``--apply-batch-seconds``, see :class:`Replicator`);
         ``on_applied(events)`` sees each commit's events once the bus has them;
         ``blobs`` serves members' blob fetches and streamed copies (:mod:`aspen.blobs`)."""
         self.identity = identity
@@ -139,6 +142,7 @@ class ClusterRuntime:
         self._spawn = spawn
         self._stop = stop
         self._lease_reads = lease_reads
+        self._apply_batch_seconds = apply_batch_seconds
         self._applied_observer = on_applied
         self._blobs = blobs
         self.peer_endpoint = ""
@@ -210,6 +214,7 @@ class ClusterRuntime:
             spool=self.spool,
             on_leader_ready=self._on_leader_ready,
             lease_reads=self._lease_reads,
+            apply_batch_seconds=self._apply_batch_seconds,
         )
         self._publish_addresses()
 
