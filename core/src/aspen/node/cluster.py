@@ -408,11 +408,14 @@ class ClusterRuntime:
         )
 
     # ------------------------------------------------------------------ events
-    def _on_applied(self, events: list[Event], revision: int) -> None:
-        """After every commit: wake watchers, hand events to the bus, follow membership."""
+    def _on_applied(self, events: list[Event], revision: int, replayed: int = 0) -> None:
+        """After every apply (durable in the WAL, maybe not committed to LMDB yet): wake
+        watchers, hand events to the bus (not the first ``replayed``: a process killed
+        before their apply committed may have handed them out, and the bus calls a hook at
+        most once per node), follow membership."""
         self.watch_hub.advance(revision, events)
         if events:
-            self.bus.publish(events)
+            self.bus.publish(events[replayed:] if replayed else events)
             if self._applied_observer is not None:
                 self._applied_observer(events)
         conf = self.replicator.conf

@@ -6,36 +6,56 @@ races the Raft state, and the event loop never waits on an fsync:
 1. on the event loop: step the peer messages, ticks, proposals and read requests queued
    since the last cycle (CPU only; LMDB is at most read);
 2. when Raft has something to persist or apply (``has_durable_ready``), in the driver's
-   own worker thread (``aspen.node.cycle_thread``) and in ONE LMDB write transaction,
-   while Raft has work: take ``ready()``, install a received snapshot, persist hard state
-   and entries, apply committed entries to the state machine, ``advance()`` — then
-   commit. The first ``Ready`` is taken on the event loop, so a leader's appends leave
-   before the thread hop. What Raft needs durable (new entries, a new term or vote) is
-   made so by the Raft-log WAL (``aspen.storage.wal``): the cycle queues it there as it
-   persists, syncs the WAL ONCE before the LMDB commit, and right then hands the cycle's
-   messages and results to the event loop (``_release``); the LMDB commit that follows
-   skips the meta-page flush (see ``aspen.storage.env``): a power loss may undo it, and
-   the restart then redoes the WAL into LMDB and re-applies from the log, as the applied
-   index is written with the state machine. Every ``WAL_CHECKPOINT_BYTES`` /
-   ``WAL_CHECKPOINT_ENTRIES`` LMDB is flushed and the WAL starts a new segment; a cycle
-   that installs a snapshot or changes the membership flushes LMDB and checkpoints before
-   anything of it leaves. ``kill -9`` undoes no commit.
-   New entries and hard state need no LMDB write at all: they go to the WAL and an
-   in-memory tail (``LmdbRaftStorage.defer``), which the next cycle that commits LMDB
-   anyway (to apply) writes in first. A cycle that only persists thus costs ONE fsync
-   (the WAL's), and one that also applies syncs the WAL, then commits LMDB
-   (``_persist_cycle``). A crash loses the tail with the process; the restart redoes it
-   from the WAL. Syncing the WAL beside the LMDB commit, and finishing the commit after
-   handing Raft back, were both tried and measured slower on one disk (issue 10).
+   own worker thread (``aspen.node.cycle_thread``), while Raft has work: take
+   ``ready()``, install a received snapshot, persist hard state and entries, apply
+   committed entries to the state machine, ``advance()``. The first ``Ready`` is taken
+   on the event loop, so a leader's appends leave before the thread hop. What Raft needs
+   durable (new entries, a new term or vote) is made so by the Raft-log WAL
+   (``aspen.storage.wal``): the cycle queues it there as it persists, syncs the WAL ONCE,
+   and right then hands the cycle's messages and results to the event loop
+   (``_release``). New entries and hard state need no LMDB write at all: they go to the
+   WAL and an in-memory tail (``LmdbRaftStorage.defer``), which the next LMDB commit
+   writes in first. A cycle thus costs ONE fsync (the WAL's), whether it only persists
+   or also applies (``_persist_cycle``).
+   **The apply batch.** Applies go into ONE LMDB write transaction that stays open
+   across cycles (in the worker thread, the only one that may use it) and is committed
+   later (``_commit_batch``), as etcd commits its bbolt state every 100 ms: when it is
+   ``--apply-batch-seconds`` (``APPLY_BATCH_SECONDS``) old, when it holds
+   ``APPLY_BATCH_BYTES`` / ``APPLY_BATCH_ENTRIES`` of applied entries (its dirty pages
+   stay within the disk ``Storage.reserve`` keeps allocated), at once when a read waits
+   for visibility (``_commit_wanted``: a reader never sits out the timer), and before
+   whatever needs LMDB whole or durable: a snapshot installed or a membership change
+   (committed and flushed, with a WAL checkpoint, before anything of the cycle leaves),
+   a WAL checkpoint (every ``WAL_CHECKPOINT_BYTES`` / ``WAL_CHECKPOINT_ENTRIES``: LMDB is
+   flushed before older WAL segments go, so the WAL never drops what LMDB does not hold
+   durably), a log compaction, a write that replaces entries LMDB holds (Raft reads LMDB
+   outside the cycle too), a disk short of its reserve, and a stop. The commit skips the
+   meta-page flush (see ``aspen.storage.env``): a power loss may undo it, and the
+   restart then redoes the WAL into LMDB and re-applies from the log, as the applied
+   index is written with the state machine. ``kill -9`` loses the open batch (and the
+   tail) with the process, which the restart redoes the same way. Committing every cycle
+   cost a second fsync per write on every node (``bench/wal_costs.py``); syncing the WAL
+   beside the LMDB commit, and finishing the commit after handing Raft back, were both
+   tried and measured slower on one disk (issue 10).
    Otherwise (the light path: heartbeats, their answers, ReadIndex rounds) take the
    ``Ready`` — messages, read states, soft state only — right there on the event loop,
    with no thread hop and no write transaction;
-3. back on the event loop, and only now that it is durable: send the messages, wake the
-   proposers whose entries applied, answer reads whose index is applied, publish events
-   (watches and bus subscribers thus only ever see committed state).
+3. back on the event loop, and only now that it is durable (the WAL synced): send the
+   messages, wake the proposers whose entries applied, answer reads whose index is
+   visible, publish the events of the entries applied (``on_applied``: watches, the
+   journal's watchers, bus subscribers), without waiting for the batch's commit, so watch
+   latency and hooks never wait for ``APPLY_BATCH_SECONDS``. They are events of
+   committed entries, durable on a quorum: a crash cannot take them back, and the
+   restart applies the same entries again to the same effect (``apply`` is a pure
+   function of the log; journal positions are assigned in it). Whoever reads LMDB after
+   an event waits in :meth:`settled` first (a watch or journal stream before each page:
+   ``WatchHub.settled``), which commits the batch at once. Events of entries applied
+   again after a crash are not handed to the bus a second time (its hooks run at most
+   once per node: ``_replay_upto``), nor after a batch aborted for lack of space
+   (``_published_index``).
    Proposers whose entries were durable before the cycle began (a leader's entries that
    a quorum acknowledged since) are woken earlier: as soon as their result is computed,
-   inside the cycle, before its commit (``_answer_early``).
+   inside the cycle, before its WAL sync (``_answer_early``).
 
 What a write's answer guarantees: its entry is durable on a quorum (the leader's own
 copy included) and committed, and its result is the one every replica computes, as
@@ -45,12 +65,13 @@ restart applies the entry again from the durable log, and the log is only ever t
 in the transaction that applies up to the trimmed index (LMDB restores whole commits, so
 a state whose apply was undone still holds those entries). Nothing observes the gap
 between the answer and the commit: ``visible_index`` is the applied index a new read
-transaction sees (it moves at ``_deliver``); a ReadIndex or lease read waits until it
-reaches the read index, which is at least every answered entry's; reads that need no
-quorum (a single voter's, serializable ones, the lease service's) wait in ``settled``
-until every answered entry is visible. The apply's commit keeps its data flush (LMDB's
+transaction sees (it moves at ``_deliver`` after a commit); a ReadIndex read waits until
+it reaches the read index, which is at least every answered entry's; reads that need no
+quorum (a single voter's, serializable ones, the lease service's, a lease read) wait in
+``settled`` until every entry this node answered or applied is visible. Either wait
+commits the open batch at once. The batch's commit keeps its data flush (LMDB's
 integrity on a power loss needs data pages on disk before the meta page that points at
-them); it is off the answer's path, not off the cycle's.
+them); it is off the answer's path, and now shared by many writes.
 
 A write on a cluster thus costs the leader two write cycles (persist and send; then, once
 a quorum acknowledged, apply and answer) and each follower one: a follower learns that an
@@ -64,12 +85,13 @@ out in the cycle that steps the request, and the cycle that steps a quorum of an
 releases it.
 
 Step 2 advances Raft before the commit; that is safe because nothing it produced leaves
-the process before the commit, and a crash loses the whole cycle together with Raft's
-memory of it. A failure inside step 2 stops the node (fail-stop), it never continues with
-Raft believing something LMDB does not hold — except running out of space (disk or LMDB
-map full, see ``aspen.storage.space``): LMDB aborted the transaction, so Raft restarts
-from what LMDB holds, exactly as after a crash (nothing of the cycle is sent: no vote, no
-acknowledgement of entries that are not stored), the writes in flight fail with
+the process before the WAL holds it, and a crash loses the open batch together with
+Raft's memory of it. A failure inside step 2 or a commit stops the node (fail-stop), it
+never continues with Raft believing something LMDB does not hold — except running out of
+space (disk or LMDB map full, see ``aspen.storage.space``): LMDB aborted the batch, so Raft
+restarts from what LMDB holds (the WAL redone into it first when it held more), exactly
+as after a crash (nothing of the failed cycle is sent: no vote, no acknowledgement of
+entries that are not stored), the writes in flight fail with
 ``resource_exhausted``, and the driver retries after ``DISK_FULL_RETRY_SECONDS``. A
 follower out of space thus never acknowledges, and catches up once space is freed; a
 leader refuses new writes before they enter the log while the disk lacks room for them
@@ -198,6 +220,9 @@ class CycleOutput:
     applied_revision: int = 0
     #: Commit the apply batch at the end of the cycle: a read waits for visibility.
     commit_now: bool = False
+    #: How many of ``events`` (the first ones) a process before a crash may have
+    #: published already (``Replicator._replay_upto``).
+    replayed: int = 0
 
 
 @dataclass(frozen=True)
@@ -219,7 +244,7 @@ class Replicator:
         raft_storage: LmdbRaftStorage,
         *,
         send: Callable[[list[Message]], None],
-        on_applied: Callable[[list[Event], int], None],
+        on_applied: Callable[[list[Event], int, int], None],
         on_soft_state: Callable[[SoftState], None],
         leader_hint: Callable[[str | None], dict[str, Any]],
         spool: Any,
@@ -272,6 +297,10 @@ class Replicator:
         self._applied_seen = 0
         self._applied_revision = 0
         self._open_raft()
+        #: The last log index when the node started: a crashed process may have published
+        #: the events of entries up to it already (they went out before their apply
+        #: committed), so they count as replayed (``on_applied``'s third argument).
+        self._replay_upto = self._rs.last_index()
         #: The role and leader the node was last told of (``_soft_state_changed``).
         self._told_soft_state = SoftState(None, Role.FOLLOWER)
         self._seq = itertools.count(1)
@@ -1226,6 +1255,8 @@ class Replicator:
             result, events = self._sm.apply(txn, entry.index, entry.term, command, answer=ours)
             if entry.index > self._published_index:  # (not again after an aborted batch)
                 out.events.extend(events)
+                if entry.index <= self._replay_upto:
+                    out.replayed += len(events)
             if ours:
                 if entry.index <= out.durable_upto:
                     out.early.append((seq, result))
@@ -1327,7 +1358,8 @@ class Replicator:
             self._soft_state_changed(out.soft_state)
         # applied and durable (the WAL synced), maybe not visible yet: whoever reads LMDB
         # after an event waits in ``settled`` (watch and journal streams too)
-        self._on_applied(out.events, max(self._applied_revision, self._visible_revision))
+        revision = max(self._applied_revision, self._visible_revision)
+        self._on_applied(out.events, revision, out.replayed)
         if out.leader_ready:
             self._on_leader_ready()
 
