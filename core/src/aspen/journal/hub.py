@@ -42,8 +42,9 @@ class JournalHub:
         self.settled: Callable[[], Awaitable[None]] = _nothing_pending
 
     def follow(self, events: Iterable[Event]) -> None:
-        """After a commit: move the end past appended events (re-read it after a snapshot
-        was installed) and wake the watchers."""
+        """After an apply (maybe before its LMDB commit: see ``settled``): move the end past
+        appended events (re-read it after a snapshot was installed, which is committed
+        first) and wake the watchers."""
         end = self.end
         for event in events:
             if type(event) is JournalAppended:
