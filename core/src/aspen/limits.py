@@ -274,6 +274,23 @@ WAL_RECORD_BYTES = 4 * 1024 * 1024
 #: WAL sync that let its acknowledgements out, then finds its blocks already allocated and
 #: does not fail for a disk another program filled (the top-up fails first, before the WAL).
 LMDB_RESERVE_BYTES = 4 * 1024 * 1024
+#: Longest an apply batch stays open: the driver keeps one LMDB write transaction open
+#: across cycles for the state machine's applies (``aspen.node.replicator``) and commits it
+#: this long after its first uncommitted apply at the latest (checked every cycle and
+#: every Raft tick). Readers never wait for it: a read that needs the batch's writes
+#: visible commits it at once. It bounds the WAL a restart replays beyond LMDB.
+APPLY_BATCH_SECONDS = 0.05
+#: Largest ``--apply-batch-seconds`` a node accepts.
+MAX_APPLY_BATCH_SECONDS = 60.0
+#: Bytes of log entries (their data) applied into one open apply batch past which it is
+#: committed: what they need (WRITE_SPACE_FACTOR per byte) stays within half of
+#: LMDB_RESERVE_BYTES, the part of the reserve a cycle finds allocated, so the commit of
+#: writes already answered does not fail for a disk another program filled.
+APPLY_BATCH_BYTES = LMDB_RESERVE_BYTES // (2 * WRITE_SPACE_FACTOR)
+#: Log entries applied into one open apply batch past which it is committed: bounds the
+#: write transaction's dirty pages when many small writes touch scattered keys (a few
+#: pages each).
+APPLY_BATCH_ENTRIES = 1000
 #: Seconds a write or a linearizable read waits for the cluster before ``timeout``.
 PROPOSAL_TIMEOUT_SECONDS = 8.0
 #: A learner is promoted to voter only when it is at most this many entries behind the commit.

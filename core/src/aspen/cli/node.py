@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from aspen import limits
 from aspen.cli.context import CliContext, pass_cli
 from aspen.cli.output import EXIT_ERROR, fail
 from aspen.limits import MAX_ADDRESS_CHARS
@@ -167,6 +168,16 @@ def node() -> None:
     help="Answer linearizable reads on the leader from its lease, without a heartbeat "
     "round; safe only while node clocks drift less than 10 % (see docs).",
 )
+@click.option(
+    "--apply-batch-seconds",
+    envvar="ASPEN_APPLY_BATCH_SECONDS",
+    type=click.FloatRange(0, limits.MAX_APPLY_BATCH_SECONDS),
+    default=limits.APPLY_BATCH_SECONDS,
+    show_default=True,
+    help="Longest the state machine's LMDB commit waits after an apply, so one commit "
+    "carries many writes (each is durable in the Raft-log WAL first; reads never wait for "
+    "it). 0: commit every driver cycle.",
+)
 @pass_cli
 def start(
     cli: CliContext,
@@ -177,6 +188,7 @@ def start(
     advertise_peer: str | None,
     join: str | None,
     lease_reads: bool,
+    apply_batch_seconds: float,
     **plugin_flags: Any,
 ) -> None:
     """Start a node with every installed plugin; runs until Ctrl-C or SIGTERM.
@@ -202,6 +214,7 @@ def start(
         advertise_peer=advertise_peer,
         join=join,
         lease_reads=lease_reads,
+        apply_batch_seconds=apply_batch_seconds,
     )
     pm = cli.plugin_manager()
     for info in pm.infos():

@@ -9,7 +9,7 @@ overtakes it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 import anyio
@@ -36,10 +36,15 @@ class JournalHub:
         self._readers = anyio.CapacityLimiter(limits.WATCH_READ_THREADS)
         #: Running ``events.watch`` streams on this node.
         self.active = 0
+        #: Waits until every write this node applied is visible to a new read transaction
+        #: (``Replicator.settled``, set by the node): :meth:`follow` runs before the LMDB
+        #: commit that makes the events readable, and a watcher's read waits for it.
+        self.settled: Callable[[], Awaitable[None]] = _nothing_pending
 
     def follow(self, events: Iterable[Event]) -> None:
-        """After a commit: move the end past appended events (re-read it after a snapshot
-        was installed) and wake the watchers."""
+        """After an apply (maybe before its LMDB commit: see ``settled``): move the end past
+        appended events (re-read it after a snapshot was installed, which is committed
+        first) and wake the watchers."""
         end = self.end
         for event in events:
             if type(event) is JournalAppended:
@@ -74,6 +79,7 @@ class JournalHub:
             yield {"created": True, "next": position}
             while True:
                 if position < self.end:
+                    await self.settled()
                     page = await anyio.to_thread.run_sync(
                         self.read_page, req, position, limiter=self._readers
                     )
@@ -90,3 +96,7 @@ class JournalHub:
                     yield {"progress": True, "next": position}
         finally:
             self.active -= 1
+
+
+async def _nothing_pending() -> None:
+    """The default ``settled``: every apply is visible at once (no apply batch)."""

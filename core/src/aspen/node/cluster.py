@@ -119,6 +119,7 @@ class ClusterRuntime:
         spawn: Callable[..., None],
         stop: Callable[[], None],
         lease_reads: bool = False,
+        apply_batch_seconds: float = limits.APPLY_BATCH_SECONDS,
         on_applied: Callable[[list[Event]], None] | None = None,
         blobs: BlobService | None = None,
     ) -> None:
@@ -126,6 +127,8 @@ class ClusterRuntime:
         :func:`obtain_credentials`); ``spawn(func, *args, name=)`` runs a task until the node
         stops; ``stop()`` asks the node to stop (when it was removed from the cluster);
         ``lease_reads`` serves linearizable reads from a leader lease (``--lease-reads``);
+        ``apply_batch_seconds`` bounds how long applies wait for their LMDB commit
+        (``--apply-batch-seconds``, see :class:`Replicator`);
         ``on_applied(events)`` sees each commit's events once the bus has them;
         ``blobs`` serves members' blob fetches and streamed copies (:mod:`aspen.blobs`)."""
         self.identity = identity
@@ -139,6 +142,7 @@ class ClusterRuntime:
         self._spawn = spawn
         self._stop = stop
         self._lease_reads = lease_reads
+        self._apply_batch_seconds = apply_batch_seconds
         self._applied_observer = on_applied
         self._blobs = blobs
         self.peer_endpoint = ""
@@ -210,6 +214,7 @@ class ClusterRuntime:
             spool=self.spool,
             on_leader_ready=self._on_leader_ready,
             lease_reads=self._lease_reads,
+            apply_batch_seconds=self._apply_batch_seconds,
         )
         self._publish_addresses()
 
@@ -403,11 +408,14 @@ class ClusterRuntime:
         )
 
     # ------------------------------------------------------------------ events
-    def _on_applied(self, events: list[Event], revision: int) -> None:
-        """After every commit: wake watchers, hand events to the bus, follow membership."""
+    def _on_applied(self, events: list[Event], revision: int, replayed: int = 0) -> None:
+        """After every apply (durable in the WAL, maybe not committed to LMDB yet): wake
+        watchers, hand events to the bus (not the first ``replayed``: a process killed
+        before their apply committed may have handed them out, and the bus calls a hook at
+        most once per node), follow membership."""
         self.watch_hub.advance(revision, events)
         if events:
-            self.bus.publish(events)
+            self.bus.publish(events[replayed:] if replayed else events)
             if self._applied_observer is not None:
                 self._applied_observer(events)
         conf = self.replicator.conf

@@ -8,6 +8,8 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aspen import limits
+
 __all__ = [
     "DEFAULT_LISTEN",
     "DEFAULT_PORT",
@@ -94,3 +96,6 @@ class NodeConfig:
     #: Serve linearizable reads on the leader from its lease, without a heartbeat round
     #: (Raft thesis 6.4); assumes clocks drift at most 10 %, see docs/lease-reads.md.
     lease_reads: bool = False
+    #: Longest the state machine's LMDB commit may wait after an apply, batching applies
+    #: of many writes into one commit (``aspen.node.replicator``; 0: commit every cycle).
+    apply_batch_seconds: float = limits.APPLY_BATCH_SECONDS

@@ -375,6 +375,7 @@ class Node:
             spawn=self.spawn,
             stop=self.stop,
             lease_reads=config.lease_reads,
+            apply_batch_seconds=config.apply_batch_seconds,
             on_applied=_applied_observer(tokens, state_machine, bus, journal_hub),
             blobs=blobs,
         )
@@ -386,6 +387,7 @@ class Node:
             settled=cluster.settled,
         )
         cluster.add_leadership_listener(leases)
+        watch_hub.settled = journal_hub.settled = cluster.settled  # see ``WatchHub.settled``
         kv = KVService(
             storage,
             state_machine,

@@ -10,10 +10,12 @@ into LMDB when the node starts.
 **The tail.** A write cycle that only persists entries and hard state (nothing to apply,
 no snapshot) need not commit LMDB at all: :meth:`LmdbRaftStorage.defer` queues them to
 the WAL and keeps them in memory (the *tail*, at most ``MAX_RAFT_TAIL_BYTES``), the cycle
-syncs the WAL — its one fsync — and Raft reads the tail from memory. The next cycle that
-opens an LMDB write transaction anyway (to apply committed entries, install a snapshot,
-or at a WAL checkpoint) first writes the tail into it (:meth:`LmdbRaftStorage.flush_tail`).
-Until that commit LMDB lags the WAL, which a restart redoes into it (``attach_wal``);
+syncs the WAL — its one fsync — and Raft reads the tail from memory. The driver's apply
+batch (an LMDB write transaction it keeps open across cycles, see
+``aspen.node.replicator``) takes the tail when it opens and again right before it commits
+(:meth:`LmdbRaftStorage.flush_tail` with ``keep``: the entries stay readable from memory
+until :meth:`commit_done`, as readers outside the batch see only committed LMDB). Until
+that commit LMDB lags the WAL, which a restart redoes into it (``attach_wal``);
 ``lmdb_lags_wal`` says so to the driver's recovery from a failed commit.
 
 The snapshot Raft sees is the state machine itself: LMDB always holds a consistent state

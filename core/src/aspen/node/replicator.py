@@ -6,36 +6,56 @@ races the Raft state, and the event loop never waits on an fsync:
 1. on the event loop: step the peer messages, ticks, proposals and read requests queued
    since the last cycle (CPU only; LMDB is at most read);
 2. when Raft has something to persist or apply (``has_durable_ready``), in the driver's
-   own worker thread (``aspen.node.cycle_thread``) and in ONE LMDB write transaction,
-   while Raft has work: take ``ready()``, install a received snapshot, persist hard state
-   and entries, apply committed entries to the state machine, ``advance()`` — then
-   commit. The first ``Ready`` is taken on the event loop, so a leader's appends leave
-   before the thread hop. What Raft needs durable (new entries, a new term or vote) is
-   made so by the Raft-log WAL (``aspen.storage.wal``): the cycle queues it there as it
-   persists, syncs the WAL ONCE before the LMDB commit, and right then hands the cycle's
-   messages and results to the event loop (``_release``); the LMDB commit that follows
-   skips the meta-page flush (see ``aspen.storage.env``): a power loss may undo it, and
-   the restart then redoes the WAL into LMDB and re-applies from the log, as the applied
-   index is written with the state machine. Every ``WAL_CHECKPOINT_BYTES`` /
-   ``WAL_CHECKPOINT_ENTRIES`` LMDB is flushed and the WAL starts a new segment; a cycle
-   that installs a snapshot or changes the membership flushes LMDB and checkpoints before
-   anything of it leaves. ``kill -9`` undoes no commit.
-   New entries and hard state need no LMDB write at all: they go to the WAL and an
-   in-memory tail (``LmdbRaftStorage.defer``), which the next cycle that commits LMDB
-   anyway (to apply) writes in first. A cycle that only persists thus costs ONE fsync
-   (the WAL's), and one that also applies syncs the WAL, then commits LMDB
-   (``_persist_cycle``). A crash loses the tail with the process; the restart redoes it
-   from the WAL. Syncing the WAL beside the LMDB commit, and finishing the commit after
-   handing Raft back, were both tried and measured slower on one disk (issue 10).
+   own worker thread (``aspen.node.cycle_thread``), while Raft has work: take
+   ``ready()``, install a received snapshot, persist hard state and entries, apply
+   committed entries to the state machine, ``advance()``. The first ``Ready`` is taken
+   on the event loop, so a leader's appends leave before the thread hop. What Raft needs
+   durable (new entries, a new term or vote) is made so by the Raft-log WAL
+   (``aspen.storage.wal``): the cycle queues it there as it persists, syncs the WAL ONCE,
+   and right then hands the cycle's messages and results to the event loop
+   (``_release``). New entries and hard state need no LMDB write at all: they go to the
+   WAL and an in-memory tail (``LmdbRaftStorage.defer``), which the next LMDB commit
+   writes in first. A cycle thus costs ONE fsync (the WAL's), whether it only persists
+   or also applies (``_persist_cycle``).
+   **The apply batch.** Applies go into ONE LMDB write transaction that stays open
+   across cycles (in the worker thread, the only one that may use it) and is committed
+   later (``_commit_batch``), as etcd commits its bbolt state every 100 ms: when it is
+   ``--apply-batch-seconds`` (``APPLY_BATCH_SECONDS``) old, when it holds
+   ``APPLY_BATCH_BYTES`` / ``APPLY_BATCH_ENTRIES`` of applied entries (its dirty pages
+   stay within the disk ``Storage.reserve`` keeps allocated), at once when a read waits
+   for visibility (``_commit_wanted``: a reader never sits out the timer), and before
+   whatever needs LMDB whole or durable: a snapshot installed or a membership change
+   (committed and flushed, with a WAL checkpoint, before anything of the cycle leaves),
+   a WAL checkpoint (every ``WAL_CHECKPOINT_BYTES`` / ``WAL_CHECKPOINT_ENTRIES``: LMDB is
+   flushed before older WAL segments go, so the WAL never drops what LMDB does not hold
+   durably), a log compaction, a write that replaces entries LMDB holds (Raft reads LMDB
+   outside the cycle too), a disk short of its reserve, and a stop. The commit skips the
+   meta-page flush (see ``aspen.storage.env``): a power loss may undo it, and the
+   restart then redoes the WAL into LMDB and re-applies from the log, as the applied
+   index is written with the state machine. ``kill -9`` loses the open batch (and the
+   tail) with the process, which the restart redoes the same way. Committing every cycle
+   cost a second fsync per write on every node (``bench/wal_costs.py``); syncing the WAL
+   beside the LMDB commit, and finishing the commit after handing Raft back, were both
+   tried and measured slower on one disk (issue 10).
    Otherwise (the light path: heartbeats, their answers, ReadIndex rounds) take the
    ``Ready`` — messages, read states, soft state only — right there on the event loop,
    with no thread hop and no write transaction;
-3. back on the event loop, and only now that it is durable: send the messages, wake the
-   proposers whose entries applied, answer reads whose index is applied, publish events
-   (watches and bus subscribers thus only ever see committed state).
+3. back on the event loop, and only now that it is durable (the WAL synced): send the
+   messages, wake the proposers whose entries applied, answer reads whose index is
+   visible, publish the events of the entries applied (``on_applied``: watches, the
+   journal's watchers, bus subscribers), without waiting for the batch's commit, so watch
+   latency and hooks never wait for ``APPLY_BATCH_SECONDS``. They are events of
+   committed entries, durable on a quorum: a crash cannot take them back, and the
+   restart applies the same entries again to the same effect (``apply`` is a pure
+   function of the log; journal positions are assigned in it). Whoever reads LMDB after
+   an event waits in :meth:`settled` first (a watch or journal stream before each page:
+   ``WatchHub.settled``), which commits the batch at once. Events of entries applied
+   again after a crash are not handed to the bus a second time (its hooks run at most
+   once per node: ``_replay_upto``), nor after a batch aborted for lack of space
+   (``_published_index``).
    Proposers whose entries were durable before the cycle began (a leader's entries that
    a quorum acknowledged since) are woken earlier: as soon as their result is computed,
-   inside the cycle, before its commit (``_answer_early``).
+   inside the cycle, before its WAL sync (``_answer_early``).
 
 What a write's answer guarantees: its entry is durable on a quorum (the leader's own
 copy included) and committed, and its result is the one every replica computes, as
@@ -45,12 +65,13 @@ restart applies the entry again from the durable log, and the log is only ever t
 in the transaction that applies up to the trimmed index (LMDB restores whole commits, so
 a state whose apply was undone still holds those entries). Nothing observes the gap
 between the answer and the commit: ``visible_index`` is the applied index a new read
-transaction sees (it moves at ``_deliver``); a ReadIndex or lease read waits until it
-reaches the read index, which is at least every answered entry's; reads that need no
-quorum (a single voter's, serializable ones, the lease service's) wait in ``settled``
-until every answered entry is visible. The apply's commit keeps its data flush (LMDB's
+transaction sees (it moves at ``_deliver`` after a commit); a ReadIndex read waits until
+it reaches the read index, which is at least every answered entry's; reads that need no
+quorum (a single voter's, serializable ones, the lease service's, a lease read) wait in
+``settled`` until every entry this node answered or applied is visible. Either wait
+commits the open batch at once. The batch's commit keeps its data flush (LMDB's
 integrity on a power loss needs data pages on disk before the meta page that points at
-them); it is off the answer's path, not off the cycle's.
+them); it is off the answer's path, and now shared by many writes.
 
 A write on a cluster thus costs the leader two write cycles (persist and send; then, once
 a quorum acknowledged, apply and answer) and each follower one: a follower learns that an
@@ -64,12 +85,13 @@ out in the cycle that steps the request, and the cycle that steps a quorum of an
 releases it.
 
 Step 2 advances Raft before the commit; that is safe because nothing it produced leaves
-the process before the commit, and a crash loses the whole cycle together with Raft's
-memory of it. A failure inside step 2 stops the node (fail-stop), it never continues with
-Raft believing something LMDB does not hold — except running out of space (disk or LMDB
-map full, see ``aspen.storage.space``): LMDB aborted the transaction, so Raft restarts
-from what LMDB holds, exactly as after a crash (nothing of the cycle is sent: no vote, no
-acknowledgement of entries that are not stored), the writes in flight fail with
+the process before the WAL holds it, and a crash loses the open batch together with
+Raft's memory of it. A failure inside step 2 or a commit stops the node (fail-stop), it
+never continues with Raft believing something LMDB does not hold — except running out of
+space (disk or LMDB map full, see ``aspen.storage.space``): LMDB aborted the batch, so Raft
+restarts from what LMDB holds (the WAL redone into it first when it held more), exactly
+as after a crash (nothing of the failed cycle is sent: no vote, no acknowledgement of
+entries that are not stored), the writes in flight fail with
 ``resource_exhausted``, and the driver retries after ``DISK_FULL_RETRY_SECONDS``. A
 follower out of space thus never acknowledges, and catches up once space is freed; a
 leader refuses new writes before they enter the log while the disk lacks room for them
@@ -192,6 +214,15 @@ class CycleOutput:
     #: is done (None: the cycle wrote nothing, e.g. a light one).
     visible: int | None = None
     revision: int = 0
+    #: Applied index and revision after the cycle (ahead of ``visible`` while the apply
+    #: batch stays open: ``Replicator._commit_batch``); 0: not a write cycle.
+    applied: int = 0
+    applied_revision: int = 0
+    #: Commit the apply batch at the end of the cycle: a read waits for visibility.
+    commit_now: bool = False
+    #: How many of ``events`` (the first ones) a process before a crash may have
+    #: published already (``Replicator._replay_upto``).
+    replayed: int = 0
 
 
 @dataclass(frozen=True)
@@ -213,12 +244,13 @@ class Replicator:
         raft_storage: LmdbRaftStorage,
         *,
         send: Callable[[list[Message]], None],
-        on_applied: Callable[[list[Event], int], None],
+        on_applied: Callable[[list[Event], int, int], None],
         on_soft_state: Callable[[SoftState], None],
         leader_hint: Callable[[str | None], dict[str, Any]],
         spool: Any,
         on_leader_ready: Callable[[], None] = lambda: None,
         lease_reads: bool = False,
+        apply_batch_seconds: float = limits.APPLY_BATCH_SECONDS,
     ) -> None:
         self.id = node_id
         #: Tags our proposals and reads; new at every start, so entries proposed before a
@@ -244,7 +276,31 @@ class Replicator:
         self._stable_index = 0
         #: The WAL holds acknowledged entries LMDB lost with a failed commit (``_redo_wal``).
         self._wal_ahead = False
+        #: The open apply batch (cycle thread only): an LMDB write transaction holding
+        #: applies of earlier cycles not committed yet (None: none open), when it opened,
+        #: and the log entries (count, data bytes) applied into it (``_commit_batch``).
+        self._batch: Any = None
+        self._batch_opened = 0.0
+        self._batch_entries = 0
+        self._batch_bytes = 0
+        #: Whether a batch may stay open across cycles: only in our own cycle thread (an
+        #: LMDB write transaction belongs to the thread that began it), set by ``run``.
+        self._batching = False
+        #: Longest a batch stays open (``APPLY_BATCH_SECONDS`` unless the node says; 0:
+        #: commit every cycle).
+        self._batch_seconds = apply_batch_seconds
+        #: Highest log index whose events were handed out (cycle thread): entries applied
+        #: again after a batch was aborted (disk full) do not publish them twice.
+        self._published_index = 0
+        #: On the event loop: the applied index and revision the last write cycle reported
+        #: (ahead of ``visible_index`` while a batch is open; :meth:`settled` waits for it).
+        self._applied_seen = 0
+        self._applied_revision = 0
         self._open_raft()
+        #: The last log index when the node started: a crashed process may have published
+        #: the events of entries up to it already (they went out before their apply
+        #: committed), so they count as replayed (``on_applied``'s third argument).
+        self._replay_upto = self._rs.last_index()
         #: The role and leader the node was last told of (``_soft_state_changed``).
         self._told_soft_state = SoftState(None, Role.FOLLOWER)
         self._seq = itertools.count(1)
@@ -422,9 +478,10 @@ class Replicator:
             # the read index is at least every answered entry's, see ``_deliver``)
             await self.settled()
             return
-        if time.monotonic() < self._lease_until and self._answered_index <= self.visible_index:
+        if time.monotonic() < self._lease_until:
             self.lease_reads += 1
-            return  # our lease holds, every committed entry is applied and visible
+            await self.settled()  # our lease holds, every committed entry is applied:
+            return  # once visible too, the read sees every write committed before it
         if len(self._reads) >= limits.MAX_PENDING_READS:
             raise ResourceExhaustedError("too many reads waiting; retry later")
         deadline = anyio.current_time() + limits.PROPOSAL_TIMEOUT_SECONDS
@@ -452,12 +509,17 @@ class Replicator:
         :meth:`read_barrier` (serializable reads, lease reads of the leader's state) wait
         here, so nothing reads a state older than an answer it may have seen. It returns
         after the ``_deliver`` that made them visible also handed their events to
-        ``on_applied`` (the waiter wakes once that call is over)."""
-        index = self._answered_index
+        ``on_applied`` (the waiter wakes once that call is over).
+
+        It also waits for everything this node applied (and published events of) into the
+        open apply batch, and a waiter here makes the driver commit that batch at once
+        (``_commit_wanted``): a read never sits out ``APPLY_BATCH_SECONDS``."""
+        index = max(self._answered_index, self._applied_seen)
         if index <= self.visible_index:
-            return  # the common case: nothing answered ahead of its commit
+            return  # the common case: nothing applied ahead of its commit
         waiter = _Waiter()
         self._reads_to_apply.append((index, [waiter]))
+        self._kick()
         with anyio.move_on_after(limits.PROPOSAL_TIMEOUT_SECONDS):
             await waiter.done.wait()
         if not waiter.done.is_set():
@@ -507,6 +569,8 @@ class Replicator:
     ) -> None:
         """Tick and cycle until cancelled."""
         self._to_loop = _loop_caller()
+        # only in our own thread (else every job may run in another one), and if asked
+        self._batching = _on_asyncio() and self._batch_seconds > 0
         if self.conf.voters == (self.id,):
             self.report(lambda raw: raw.campaign())  # alone: no need to wait a timeout
         try:
@@ -514,8 +578,19 @@ class Replicator:
         finally:
             if self._notice_timer is not None:
                 self._notice_timer.cancel()
+            if self._batch is not None:
+                with anyio.CancelScope(shield=True):
+                    await self._thread.run(self._close_batch)
             self._thread.close()
             self._flush_on_stop()
+
+    def _close_batch(self) -> None:
+        """In the worker thread, on a stop: commit the open apply batch (if that fails,
+        the restart redoes the WAL and applies its entries again)."""
+        try:
+            self._commit_batch()
+        except Exception as exc:
+            log.warning("the open apply batch was not committed at stop: %s", exc)
 
     def _flush_on_stop(self) -> None:
         """On a stop, with no cycle running: write the tail into LMDB (durably), so a
@@ -545,24 +620,18 @@ class Replicator:
                         if self._raw.has_ready()
                         else None
                     )
-                    self._cycle_started = self._bridge_sent = time.monotonic()
-                    self._lease_until = 0.0  # Raft's state changes in the thread: ask it
-                    self._bridge = self._raw.heartbeats()
-                    try:
-                        await self._thread.run(self._write_cycle, out, first)
-                    except OutOfSpace as exc:
-                        out = await self._recover_from_no_space(out, exc.reason)
-                    finally:
-                        self._cycle_started = None
-                        self._bridge = []
-                    if timeline.ON:
-                        timeline.stamp("cycle_end", out.persisted_to or self.applied_index)
-                elif self._raw.has_ready():
-                    self._handle_light_ready(self._raw, out)
+                    out = await self._run_write_cycle(out, first)
+                else:
+                    if self._raw.has_ready():
+                        self._handle_light_ready(self._raw, out)
+                    if self._commit_wanted():
+                        out = await self._run_write_cycle(out, None)  # commit only
                 self.cycles += 1
                 self._deliver(out)
                 self._lease_until = self._lease_deadline()
                 self._time_commit_notice()
+                if self._commit_wanted():
+                    self._kick()  # e.g. a read state this cycle delivered waits for it
 
     def _time_commit_notice(self) -> None:
         """After a cycle: flush the leader's commit notices once they were pending for
@@ -585,6 +654,33 @@ class Replicator:
     def _commit_notice_due(self) -> None:
         self._notice_timer = None
         self.report(RawNode.flush_commit_notices)
+
+    async def _run_write_cycle(self, out: CycleOutput, first: _Taken | None) -> CycleOutput:
+        """Run ``_write_cycle(out, first)`` in the worker thread; return what to deliver."""
+        self._cycle_started = self._bridge_sent = time.monotonic()
+        self._lease_until = 0.0  # Raft's state changes in the thread: ask it
+        self._bridge = self._raw.heartbeats()
+        out.commit_now = bool(self._reads_to_apply)
+        try:
+            await self._thread.run(self._write_cycle, out, first)
+        except OutOfSpace as exc:
+            out = await self._recover_from_no_space(out, exc.reason)
+        finally:
+            self._cycle_started = None
+            self._bridge = []
+        if timeline.ON:
+            timeline.stamp("cycle_end", out.persisted_to or self.applied_index)
+        return out
+
+    def _commit_wanted(self) -> bool:
+        """On the event loop, between cycles: whether the open apply batch must be committed
+        now: a read waits for visibility (:meth:`settled`, a read index), or the batch
+        is ``APPLY_BATCH_SECONDS`` old (the ticker's wake-ups check it when idle)."""
+        if self._batch is None:
+            return False
+        return bool(self._reads_to_apply) or (
+            time.monotonic() - self._batch_opened >= self._batch_seconds
+        )
 
     async def _ticker(self) -> None:
         while True:
@@ -676,36 +772,42 @@ class Replicator:
         return out
 
     def _write_cycle(self, out: CycleOutput, first: _Taken | None) -> None:
-        """In the worker thread: persist/apply/advance every Ready in one txn (``first``
-        was already taken on the event loop), then commit."""
+        """In the worker thread: persist/apply/advance every Ready (``first`` was already
+        taken on the event loop) into the open apply batch, and commit the batch when it is
+        due (``_batch_due``); with no ``first``, only commit the batch (``_commit_wanted``)
+        and compact the log if asked."""
         raw = self._raw
         self.write_cycles += 1
         if timeline.ON and first is not None:
             self._stamp_cycle(first.ready)
-        if first is not None:
-            # Raft's promises are made durable by the WAL's one sync inside
-            # ``_persist_cycle``; LMDB commits without its meta flush, except when the
-            # cycle installed a snapshot or changed the membership (a checkpoint).
-            out.durable_upto = self._stable_index if self.role == Role.LEADER else 0
-            try:
-                with no_space_raised(self._storage):
+        # Raft's promises are made durable by the WAL's one sync inside ``_persist_cycle``;
+        # LMDB commits without its meta flush, except when the cycle installed a snapshot
+        # or changed the membership (a checkpoint).
+        out.durable_upto = self._stable_index if self.role == Role.LEADER else 0
+        try:
+            with no_space_raised(self._storage):
+                committed = False
+                if first is not None:
                     # the commit after an early release must not fail for disk space
                     out.release_early = self._storage.reserve()
                     committed = self._persist_cycle(raw, first, out)
-            except OutOfSpace:
-                self._rs.abort_flush()
-                self._rs.discard_wal_pending()
-                # acknowledged from the WAL but not in LMDB: redo the WAL into LMDB before
-                # Raft restarts from LMDB (``_recover_from_no_space``)
-                self._wal_ahead = self._wal_ahead or out.released or self._rs.lmdb_lags_wal
-                raise
-            except BaseException:
-                self._rs.discard_wal_pending()
-                self._rs.drop_tail()  # it may hold what was never synced: the WAL redoes it
-                raise
-            self.lmdb_commits += committed
-            if timeline.ON and committed:
-                timeline.stamp("lmdb_committed", self.applied_index)
+                if first is None or self._snapshot_waiters:  # (compaction writes apart)
+                    committed = self._commit_batch() or committed
+        except OutOfSpace:
+            self._abort_batch()
+            self._rs.discard_wal_pending()
+            # acknowledged from the WAL but not in LMDB: redo the WAL into LMDB before
+            # Raft restarts from LMDB (``_recover_from_no_space``)
+            self._wal_ahead = self._wal_ahead or out.released or self._rs.lmdb_lags_wal
+            raise
+        except BaseException:
+            self._abort_batch()
+            self._rs.discard_wal_pending()
+            self._rs.drop_tail()  # it may hold what was never synced: the WAL redoes it
+            raise
+        if timeline.ON and committed:
+            timeline.stamp("lmdb_committed", self.applied_index)
+        if first is not None:
             if self.space.full is not None:
                 log.info("writes succeed again (%s before)", self.space.full)
                 self.space.full = None
@@ -716,7 +818,6 @@ class Replicator:
             # durable now (or nothing written needs to be): so are the term and vote
         if out.hard_state is not None:
             self._durable_vote = out.hard_state
-        out.visible, out.revision = self.applied_index, self.revision
         if self._snapshot_waiters:
             waiters, self._snapshot_waiters = self._snapshot_waiters, []
             result: int | AspenError = self.applied_index
@@ -726,6 +827,9 @@ class Replicator:
             except OutOfSpace as exc:
                 result = ResourceExhaustedError(f"{exc.reason}: the log was not compacted")
             out.snapshots.extend((w, result) for w in waiters)
+        out.applied, out.applied_revision = self.applied_index, self.revision
+        if self._batch is None:  # everything applied is committed
+            out.visible, out.revision = self.applied_index, self.revision
 
     def _stamp_cycle(self, rd: Ready) -> None:
         """Debug timeline: a write cycle begins in the thread with ``rd``."""
@@ -762,21 +866,26 @@ class Replicator:
 
     def _persist_cycle(self, raw: RawNode, first: _Taken, out: CycleOutput) -> bool:
         """Persist/apply/advance ``first`` and the Readies after it; return whether it
-        committed an LMDB write transaction.
+        committed the apply batch.
 
         New entries and hard state go to the WAL and the in-memory tail
         (``LmdbRaftStorage.defer``) whenever they may; the first Ready that applies or
-        installs something opens ONE write transaction, which every later Ready of the
-        cycle shares, and writes the tail of earlier cycles into it first (synced to the
-        WAL already). The WAL is synced once, before the LMDB commit
-        (``_sync_and_release``): LMDB never holds a Raft write the WAL has not synced.
+        installs something opens the apply batch (ONE write transaction, unless an earlier
+        cycle left it open), which every later Ready shares, and writes the tail of
+        earlier cycles into it first (synced to the WAL already). The WAL is synced once,
+        before any LMDB commit (``_sync_and_release``): LMDB never holds a Raft write the
+        WAL has not synced. The batch is committed at the end when ``_batch_due`` says so,
+        or when the cycle wrote into it what Raft reads back from LMDB (not deferred:
+        ``serial``), as Raft reads LMDB outside the cycle too.
 
         When a follower's first Ready both stores and applies (its usual cycle: new entries
         plus the commit of earlier ones), it syncs the WAL and sends its acknowledgements
         before it applies (``_ack_before_apply``): the apply's CPU is then off the leader's
         commit path."""
-        txn = None
+        txn = self._batch
         with contextlib.ExitStack() as stack:
+            self._rs.cycle_txn = txn  # Raft reads what the batch already holds
+            stack.callback(setattr, self._rs, "cycle_txn", None)
             serial = False  # the transaction holds entries or hard state the WAL lacks
             taken: _Taken | None = first
             for _ in range(limits.MAX_READY_PER_CYCLE):
@@ -787,11 +896,10 @@ class Replicator:
                 rd = taken.ready
                 defer = self._deferrable(rd, out)
                 if txn is None and (rd.committed or not defer):
-                    txn = stack.enter_context(self._storage.begin(write=True, durable=False))
+                    txn = self._open_batch()
                     serial = self._rs.wal_pending()  # this cycle's tail goes in: unsynced
                     self._rs.flush_tail(txn, keep=True)
                     self._rs.cycle_txn = txn  # Raft reads what this cycle already wrote
-                    stack.callback(setattr, self._rs, "cycle_txn", None)
                 serial = serial or not defer
                 stored = (
                     taken is first
@@ -809,11 +917,60 @@ class Replicator:
                 self._rs.trim(txn, self.applied_index)
             if out.needs_sync:
                 self._sync_and_release(out)  # the cycle's one fdatasync
+        if txn is None or not (serial or self._batch_due(out)):
+            return False
+        return self._commit_batch()
+
+    def _open_batch(self) -> Any:
+        """In the worker thread: begin the apply batch's write transaction."""
+        txn = self._storage.begin(write=True, durable=False)
+        self._batch, self._batch_opened = txn, time.monotonic()
+        self._batch_entries = self._batch_bytes = 0
+        return txn
+
+    def _batch_due(self, out: CycleOutput) -> bool:
+        """In the worker thread, at the end of a cycle that wrote into the apply batch:
+        whether to commit it now rather than leave it open for the next cycles."""
+        return (
+            not self._batching
+            or out.commit_now  # a read waits for visibility
+            or out.checkpoint  # a snapshot or membership change: flushed before it leaves
+            or not out.release_early  # short of disk: commit while the space is there
+            or self._batch_entries >= limits.APPLY_BATCH_ENTRIES
+            or self._batch_bytes >= limits.APPLY_BATCH_BYTES
+            or time.monotonic() - self._batch_opened >= self._batch_seconds
+            or self._rs.checkpoint_due(self.space)  # never drop WAL data LMDB lacks
+        )
+
+    def _commit_batch(self) -> bool:
+        """In the worker thread: write the tail into the open apply batch and commit it
+        (without LMDB's meta flush; see ``aspen.storage.env``); False: none was open. A
+        failed commit aborts it (the caller recovers as from a failed cycle)."""
+        txn = self._batch
         if txn is None:
             return False
+        try:
+            if self._rs.wal_pending():  # LMDB never holds what the WAL has not synced
+                self._rs.sync_wal()
+            self._rs.flush_tail(txn, keep=True)
+            txn.commit()
+        except BaseException:
+            self._abort_batch()
+            raise
+        self._batch = None
         self._rs.commit_done()
         self._rs.lmdb_lags_wal = self._rs.has_tail()  # committed, older tail included
+        self.lmdb_commits += 1
         return True
+
+    def _abort_batch(self) -> None:
+        """In the worker thread: abort the open apply batch (if any); what it held is in
+        the WAL and the log, and Raft restarts from LMDB or the node stops."""
+        txn, self._batch = self._batch, None
+        if txn is not None:
+            with contextlib.suppress(Exception):  # a failed commit already freed it
+                txn.abort()
+        self._rs.abort_flush()
 
     def _acks_early(self, rd: Ready, out: CycleOutput) -> bool:
         """Whether ``rd``'s messages may leave once the WAL holds its entries, before its
@@ -934,6 +1091,7 @@ class Replicator:
     def _checkpoint(self) -> None:
         """In the worker thread: write the tail into LMDB, flush LMDB, then start a new
         WAL segment."""
+        self._commit_batch()
         if self._rs.lmdb_lags_wal:
             with self._storage.begin(write=True, durable=False) as txn:
                 self._rs.flush_tail(txn)
@@ -1133,7 +1291,10 @@ class Replicator:
             command = msgpack.unpackb(command_bytes, raw=False)
             ours = origin == self.origin  # only the proposer answers: only it builds reads
             result, events = self._sm.apply(txn, entry.index, entry.term, command, answer=ours)
-            out.events.extend(events)
+            if entry.index > self._published_index:  # (not again after an aborted batch)
+                out.events.extend(events)
+                if entry.index <= self._replay_upto:
+                    out.replayed += len(events)
             if ours:
                 if entry.index <= out.durable_upto:
                     out.early.append((seq, result))
@@ -1147,7 +1308,10 @@ class Replicator:
             if entry.term == self.term and self.role == Role.LEADER:
                 out.leader_ready = True  # everything earlier leaders committed is applied
         self.applied_index = entry.index
+        self._published_index = max(self._published_index, entry.index)
         self.revision = self._sm.current_revision(txn)
+        self._batch_entries += 1
+        self._batch_bytes += len(entry.data)
 
     def _apply_conf_change(self, txn: Any, raw: RawNode, entry: Entry, out: CycleOutput) -> None:
         from aspen.node.membership import apply_member_change, decode_tagged_conf_change
@@ -1177,7 +1341,7 @@ class Replicator:
             )
         )
         self._sm.forget_cache()
-        self.applied_index = meta.index
+        self.applied_index = self._published_index = meta.index
         self.revision = self._sm.current_revision(txn)
         self.conf = meta.conf
         out.installed_snapshot = meta.index
@@ -1187,8 +1351,11 @@ class Replicator:
         """On the event loop, after the cycle's commit: send, wake, answer, publish."""
         if out.commit is not None:
             self.commit_index = out.commit  # durable now
-        if out.visible is not None:  # the cycle is over: its apply committed
+        if out.visible is not None:  # the cycle is over and committed every apply
             self.visible_index, self._visible_revision = out.visible, out.revision
+        if out.applied:
+            self._applied_seen = max(self._applied_seen, out.applied)
+            self._applied_revision = max(self._applied_revision, out.applied_revision)
         if out.messages:
             self._send(out.messages)
             if timeline.ON:
@@ -1227,7 +1394,10 @@ class Replicator:
             self.spool.cleanup(out.installed_snapshot)
         if out.soft_state is not None:
             self._soft_state_changed(out.soft_state)
-        self._on_applied(out.events, self._visible_revision)
+        # applied and durable (the WAL synced), maybe not visible yet: whoever reads LMDB
+        # after an event waits in ``settled`` (watch and journal streams too)
+        revision = max(self._applied_revision, self._visible_revision)
+        self._on_applied(out.events, revision, out.replayed)
         if out.leader_ready:
             self._on_leader_ready()
 
@@ -1253,6 +1423,16 @@ class Replicator:
                     waiter.resolve(NotLeaderError("leadership changed; retry the read", **hint))
             self._read_batches.clear()
         self._on_soft_state(soft)
+
+
+def _on_asyncio() -> bool:
+    """Whether the running event loop is asyncio's (``CycleThread`` runs every job in its
+    one thread only there)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _loop_caller() -> Callable[..., None]:

@@ -24,7 +24,7 @@ otherwise make a worker-thread hop per write to find nothing.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
@@ -148,6 +148,10 @@ class WatchHub:
         self.recent = RecentKeys(revision)
         self.active = 0
         self.skipped_reads = 0
+        #: Waits until every write this node applied is visible to a new read transaction
+        #: (``Replicator.settled``, set by the node): events go out before the LMDB commit
+        #: that makes them readable, and a watcher's read waits for (and so prompts) it.
+        self.settled: Callable[[], Awaitable[None]] = _nothing_pending
 
     def advance(self, revision: int, events: Sequence[Event] = ()) -> None:
         """Record a new store revision (reached by the commits of ``events``) and wake
@@ -219,6 +223,7 @@ class WatchHub:
                     position = history_key(seen + 1)
                     self.skipped_reads += 1
                 else:
+                    await self.settled()
                     page = await anyio.to_thread.run_sync(
                         self._read, req, position, limiter=self._readers
                     )
@@ -239,6 +244,10 @@ class WatchHub:
                     yield {"header": {"revision": seen}, "progress": True}
         finally:
             self.active -= 1
+
+
+async def _nothing_pending() -> None:
+    """The default ``settled``: every apply is visible at once (no apply batch)."""
 
 
 def _check_compacted(revision: int, compacted: int) -> None:
