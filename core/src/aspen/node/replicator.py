@@ -953,6 +953,7 @@ class Replicator:
             if self._rs.wal_pending():  # LMDB never holds what the WAL has not synced
                 self._rs.sync_wal()
             self._rs.flush_tail(txn, keep=True)
+            self._rs.trim(txn, self.applied_index)  # the tail is in: keep LMDB's log bounded
             txn.commit()
         except BaseException:
             self._abort_batch()
@@ -1272,6 +1273,8 @@ class Replicator:
             self._rs.persist(txn, rd.hard_state, rd.entries)
         if rd.entries:
             out.persisted_to = rd.entries[-1].index
+        if rd.committed:  # a new cycle for the state machine, even in an open batch: it
+            self._sm.forget_cache()  # compacts one more slice per write cycle, as before
         for entry in rd.committed:
             self._apply(txn, raw, entry, out)
         self._answer_early(out)
