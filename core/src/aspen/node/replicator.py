@@ -40,15 +40,16 @@ races the Raft state, and the event loop never waits on an fsync:
    **A single voter under load** commits the batch with every cycle that applied
    ``APPLY_BATCH_BUSY_COMMANDS`` commands or more. Its cycle waits on nothing but the
    WAL's fsync, so with the batch left open it ends as soon as its answers leave, and
-   the next one starts with the few writes that arrived meanwhile: at 16 clients cycles
-   carried 7.6 commands instead of 14, twice as many cycles paid the per-cycle costs
-   (the thread hops, the loop's steps, the WAL's fsync), the clients split into groups
-   that each waited out the other's cycle, and the node ran 10-40% slower with twice
-   the p99 than committing every cycle (``--apply-batch-seconds 0``). The commit, after
-   the answers left, keeps the thread busy while the answered clients send their next
-   writes, and the next cycle gathers them all. A lone client's cycle carries one
-   command, so it keeps the batch (and its one fsync per write); on a cluster the
-   followers' round trip gathers the leader's writes, and the batch stays open.
+   the next one starts with the few writes that arrived meanwhile: at 16 clients its
+   cycles carried about 8 commands instead of 15 and twice as many cycles paid the
+   per-cycle costs (thread hops, the loop's steps, a WAL fsync each), the clients split
+   into groups that each waited out the other's cycle, and on a quiet machine the node
+   ran 12-20% slower, with twice the p99, than committing every cycle
+   (``--apply-batch-seconds 0``). The commit, after the answers left, keeps the thread
+   busy while the answered clients send their next writes, so the next cycle gathers
+   them all (13-15 commands per cycle at 16 clients again). A lone client's cycle
+   carries one command: it keeps the batch, and its one fsync per write; on a cluster
+   the followers' round trip gathers the leader's writes, and the batch stays open.
    Otherwise (the light path: heartbeats, their answers, ReadIndex rounds) take the
    ``Ready`` — messages, read states, soft state only — right there on the event loop,
    with no thread hop and no write transaction;
