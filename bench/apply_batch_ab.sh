@@ -21,7 +21,10 @@ start() { # name env port checkout
     --data-dir "$WORK/$1" --base-port "$3" > "$WORK/$1.log" 2>&1) &
   echo $! > "$WORK/$1.pid"
 }
-stop() { for n in A B; do kill -- -"$(cat "$WORK/$n.pid")" 2>/dev/null; done; }
+stop() {
+  for n in A B; do kill -- -"$(cat "$WORK/$n.pid")" 2>/dev/null; done
+  sleep 2; rm -rf "$WORK"
+}
 trap stop EXIT
 start A "$EA" 7630 "$CA"; start B "$EB" 7930 "$CB"
 for _ in $(seq 150); do [ -f "$WORK/A/env" ] && [ -f "$WORK/B/env" ] && break; sleep 0.2; done
