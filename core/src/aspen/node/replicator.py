@@ -47,9 +47,10 @@ races the Raft state, and the event loop never waits on an fsync:
    ran 12-20% slower, with twice the p99, than committing every cycle
    (``--apply-batch-seconds 0``). The commit, after the answers left, keeps the thread
    busy while the answered clients send their next writes, so the next cycle gathers
-   them all (13-15 commands per cycle at 16 clients again). A lone client's cycle
-   carries one command: it keeps the batch, and its one fsync per write; on a cluster
-   the followers' round trip gathers the leader's writes, and the batch stays open.
+   them all (about 13 commands per cycle at 16 clients again, as when every cycle
+   commits). A lone client's cycle carries one command: it keeps the batch, and its one
+   fsync per write; on a cluster the followers' round trip gathers the leader's writes,
+   and the batch stays open.
    Otherwise (the light path: heartbeats, their answers, ReadIndex rounds) take the
    ``Ready`` — messages, read states, soft state only — right there on the event loop,
    with no thread hop and no write transaction;
