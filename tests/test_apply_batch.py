@@ -19,6 +19,7 @@ waited for the timer would fail with a timeout.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -175,3 +176,34 @@ def test_kill9_of_a_single_node_with_its_batch_open_loses_nothing_acknowledged(
             assert _holds(c, acked)
             got = c.kv.get("k91/000")  # linearizable: a lone voter's read settles too
             assert got is not None and got.value == acked["k91/000"]
+
+
+#: Concurrent clients of the busy single voter test: far more than
+#: ``APPLY_BATCH_BUSY_COMMANDS``, so its cycles gather that many writes.
+BUSY_CLIENTS = 16
+
+
+def test_a_busy_single_voter_commits_its_batch_with_its_cycles(tmp_path: Path) -> None:
+    """A single voter under concurrent writes commits the batch with each cycle that
+    applied ``APPLY_BATCH_BUSY_COMMANDS`` commands (the commit gathers the next cycle's
+    writes; see the driver's docstring), long before ``BATCH_SECONDS``; a lone client's
+    writes leave it open (the test above); ``kill -9`` loses nothing acknowledged."""
+    with local_cluster(tmp_path, 1, plugins=[], env=_ENV) as one:
+        with one.client(1, timeout=PROMPT_SECONDS) as c:
+            c.kv.put("busy/warm", b"x")
+            before = _commits(c)
+
+        def writer(n: int) -> dict[str, bytes]:
+            with one.client(1, timeout=PROMPT_SECONDS) as c:
+                return _put_all(c, f"busy/{n:02d}")
+
+        with ThreadPoolExecutor(BUSY_CLIENTS) as pool:
+            acked: dict[str, bytes] = {}
+            for got in pool.map(writer, range(BUSY_CLIENTS)):
+                acked |= got
+        with one.client(1, timeout=PROMPT_SECONDS) as c:
+            assert _commits(c) >= before + 2  # not only the batch open before
+        one.kill(1)
+        one.restart(1)
+        with one.client(1, timeout=PROMPT_SECONDS) as c:
+            assert _holds(c, acked)

@@ -291,6 +291,10 @@ APPLY_BATCH_BYTES = LMDB_RESERVE_BYTES // (2 * WRITE_SPACE_FACTOR)
 #: write transaction's dirty pages when many small writes touch scattered keys (a few
 #: pages each).
 APPLY_BATCH_ENTRIES = 1000
+#: Commands one driver cycle of a single voter applies from which it commits its apply
+#: batch at once (the commit's flush gathers the next cycle's writes: see the driver's
+#: docstring, "a single voter under load"); a lone client's cycles keep the batch open.
+APPLY_BATCH_BUSY_COMMANDS = 4
 #: Seconds a write or a linearizable read waits for the cluster before ``timeout``.
 PROPOSAL_TIMEOUT_SECONDS = 8.0
 #: A learner is promoted to voter only when it is at most this many entries behind the commit.
