@@ -295,6 +295,10 @@ APPLY_BATCH_ENTRIES = 1000
 #: batch at once (the commit's flush gathers the next cycle's writes: see the driver's
 #: docstring, "a single voter under load"); a lone client's cycles keep the batch open.
 APPLY_BATCH_BUSY_COMMANDS = 4
+#: After a read had to commit the apply batch (it waited for what the batch held), every
+#: write cycle commits as it ends for this long: with reads and writes interleaved (a
+#: consumer's fetch after its ack), each read would otherwise pay a commit cycle of its own.
+APPLY_BATCH_READ_WINDOW_SECONDS = 0.5
 #: Seconds a write or a linearizable read waits for the cluster before ``timeout``.
 PROPOSAL_TIMEOUT_SECONDS = 8.0
 #: A learner is promoted to voter only when it is at most this many entries behind the commit.

@@ -119,6 +119,7 @@ import contextlib
 import contextvars
 import itertools
 import logging
+import math
 import random
 import secrets
 import time
@@ -351,6 +352,8 @@ class Replicator:
         #: context -> (when asked, waiters); unanswered ones are pruned (readers re-ask)
         self._read_batches: dict[bytes, tuple[float, list[_Waiter]]] = {}
         self._reads_to_apply: list[tuple[int, list[_Waiter]]] = []
+        #: When a read last had to commit the apply batch (``_reads_lately``).
+        self._read_commit_at = -math.inf
         self._local: deque[Callable[[RawNode], None]] = deque()
         self._snapshot_waiters: list[_Waiter] = []
         self._queries: deque[tuple[_Waiter, Callable[[RawNode], Any]]] = deque()
@@ -677,6 +680,8 @@ class Replicator:
         self._lease_until = 0.0  # Raft's state changes in the thread: ask it
         self._bridge = self._raw.heartbeats()
         out.commit_now = bool(self._reads_to_apply)
+        if out.commit_now:
+            self._read_commit_at = time.monotonic()
         try:
             await self._thread.run(self._write_cycle, out, first)
         except OutOfSpace as exc:
@@ -957,7 +962,15 @@ class Replicator:
             or time.monotonic() - self._batch_opened >= self._batch_seconds
             or self._rs.checkpoint_due(self.space)  # never drop WAL data LMDB lacks
             or self._busy_single_voter(out)
+            or self._reads_lately()
         )
+
+    def _reads_lately(self) -> bool:
+        """Whether a read had to commit the batch in the last
+        ``APPLY_BATCH_READ_WINDOW_SECONDS``: reads and writes interleave, so each write
+        cycle commits as it ends (as with the batch off) instead of each read paying a
+        commit cycle of its own (a consumer's fetch after its ack, a read after a write)."""
+        return time.monotonic() - self._read_commit_at < limits.APPLY_BATCH_READ_WINDOW_SECONDS
 
     def _busy_single_voter(self, out: CycleOutput) -> bool:
         """Whether a single voter's cycle applied enough commands
