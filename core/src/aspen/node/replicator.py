@@ -51,6 +51,10 @@ races the Raft state, and the event loop never waits on an fsync:
    commits). A lone client's cycle carries one command: it keeps the batch, and its one
    fsync per write; on a cluster the followers' round trip gathers the leader's writes,
    and the batch stays open.
+   **Reads interleaved with writes** (a read right after a write, a consumer's fetch
+   after its ack): once a read had to commit the batch, every write cycle commits as it
+   ends for ``APPLY_BATCH_READ_WINDOW_SECONDS`` (``_reads_lately``), as with the batch
+   off, rather than each read paying a commit cycle of its own after the write's.
    Otherwise (the light path: heartbeats, their answers, ReadIndex rounds) take the
    ``Ready`` — messages, read states, soft state only — right there on the event loop,
    with no thread hop and no write transaction;
